@@ -1,0 +1,85 @@
+//! The library's one error type. Every variant renders as a single line the CLI prints as is.
+
+use std::path::PathBuf;
+
+use memzinc_verifier::VerifyError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("process {pid} does not exist")]
+    NoSuchProcess { pid: i32 },
+    #[error("not permitted to access process {pid} (need root or CAP_SYS_PTRACE): {what}")]
+    NotPermitted { pid: i32, what: String },
+    #[error("process {pid} is a zombie; it has no memory to read")]
+    Zombie { pid: i32 },
+    #[error("process {pid} exited while memzinc was {during}")]
+    TargetExited { pid: i32, during: &'static str },
+    #[error("process {pid}: {what}: {source}")]
+    Process {
+        pid: i32,
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: not a memzinc {kind}: {why}")]
+    Corrupt {
+        path: PathBuf,
+        kind: &'static str,
+        why: String,
+    },
+    #[error("symbol `{0}` not found in the snapshot's symbol table")]
+    SymbolNotFound(String),
+    #[error("target spec {path}: {why}")]
+    Spec { path: PathBuf, why: String },
+    #[error("minizinc: {0}")]
+    MiniZinc(String),
+    #[error("plan refused by the verifier: {0}")]
+    Verify(#[from] VerifyError),
+    #[error("RPC {url}: {why}")]
+    Rpc { url: String, why: String },
+    #[error("transaction failed: {0}")]
+    Transaction(String),
+    #[error("keypair {path}: {why}")]
+    Keypair { path: PathBuf, why: String },
+    #[error("no attestation on chain matches this plan (plan hash {plan_hash}); run `memzinc attest` first")]
+    NotAttested { plan_hash: String },
+    #[error(
+        "write #{index} at {address:#x}: memory holds {found} but the plan expects {expected}; nothing was written"
+    )]
+    OldBytesMismatch {
+        index: usize,
+        address: u64,
+        found: String,
+        expected: String,
+    },
+    #[error("apply failed at write #{index} ({address:#x}): {why}; {restored} write(s) were rolled back")]
+    ApplyFailed {
+        index: usize,
+        address: u64,
+        why: String,
+        restored: usize,
+    },
+    #[error("audit of target {target}: {why}")]
+    AuditFailed { target: String, why: String },
+    #[error("localnet: {0}")]
+    Localnet(String),
+    #[error("{0}")]
+    Usage(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Error {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+}

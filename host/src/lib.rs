@@ -1,0 +1,42 @@
+//! memzinc's host library. The `memzinc` binary is a thin CLI over these modules, one per stage:
+//!
+//! - [`process`], [`snapshot`]: introspect — freeze, map, symbols, pages, Merkle root
+//! - [`reason`]: reason — MiniZinc data, the real `minizinc`, solution to patch plan
+//! - [`chain`], [`localnet`]: attest — the attestor over JSON-RPC, an embedded localnet
+//! - [`apply`]: apply — compare-and-swap under ptrace, rollback, resume
+//!
+//! Plans, rules and hashes come from `memzinc-verifier`, the code the on-chain program runs.
+
+pub mod apply;
+pub mod chain;
+pub mod demo;
+pub mod error;
+pub mod fsutil;
+pub mod localnet;
+pub mod process;
+pub mod reason;
+pub mod snapshot;
+
+pub use error::{Error, Result};
+
+/// SHA-256 for the verifier's hashing trait, via the `sha2` crate.
+pub struct Sha2;
+
+impl memzinc_verifier::Sha256 for Sha2 {
+    fn hashv(parts: &[&[u8]]) -> [u8; 32] {
+        use sha2::Digest;
+        let mut hasher = sha2::Sha256::new();
+        for part in parts {
+            hasher.update(part);
+        }
+        hasher.finalize().into()
+    }
+}
+
+/// Where the repository's files are when running from a checkout (models, program, keypair).
+/// `MEMZINC_ROOT` overrides it for an installed binary.
+pub fn repo_root() -> std::path::PathBuf {
+    std::env::var_os("MEMZINC_ROOT")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".."))
+}

@@ -1,0 +1,430 @@
+//! `memzinc`: the CLI. Thin glue over the `memzinc` library; errors are printed in one line.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand};
+use memzinc::chain::{self, Client};
+use memzinc::reason::{PlanFile, SolverOptions, TargetSpec};
+use memzinc::snapshot::Snapshot;
+use memzinc::{apply, demo, localnet, snapshot, Sha2};
+use memzinc_verifier::wire::PolicyRules;
+use serde::Serialize;
+use solana_keypair::Keypair;
+use solana_signer::Signer;
+
+#[derive(Parser)]
+#[command(
+    name = "memzinc",
+    version,
+    about = "Snapshot a live process, reason about it with MiniZinc, patch it only as an on-chain attestor recorded."
+)]
+struct Cli {
+    #[command(flatten)]
+    global: Global,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args, Clone)]
+struct Global {
+    /// JSON-RPC URL or moniker (localhost, devnet, testnet, mainnet-beta); default from the Solana CLI config.
+    #[arg(short = 'u', long = "url", global = true)]
+    url: Option<String>,
+    /// Keypair file that signs and pays; default from the Solana CLI config.
+    #[arg(short = 'k', long = "keypair", global = true)]
+    keypair: Option<PathBuf>,
+    /// Solana CLI config file.
+    #[arg(short = 'C', long = "config", global = true)]
+    config: Option<PathBuf>,
+    /// The attestor program's address.
+    #[arg(long, global = true, default_value = chain::ATTESTOR_PROGRAM_ID)]
+    program_id: String,
+    /// Machine-readable output.
+    #[arg(long, global = true)]
+    json: bool,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Freeze a process and write a snapshot (map, symbols, pages, Merkle root).
+    Snapshot {
+        #[arg(long)]
+        pid: i32,
+        #[arg(short, long)]
+        output: PathBuf,
+    },
+    /// Summarise a snapshot file and check its integrity.
+    Inspect { snapshot: PathBuf },
+    /// Find violated invariants and solve for the smallest repair with MiniZinc.
+    Plan {
+        snapshot: PathBuf,
+        /// Target description (layout and invariants), e.g. models/targets/healme.json.
+        #[arg(long)]
+        spec: PathBuf,
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+        /// MiniZinc solver id.
+        #[arg(long, default_value = "gecode")]
+        solver: String,
+        /// Wall-clock limit for the solver, seconds (enforced by memzinc, flattening included).
+        #[arg(long, default_value_t = 60)]
+        time_limit: u64,
+        /// The repair model.
+        #[arg(long)]
+        model: Option<PathBuf>,
+    },
+    /// Manage the signer's policy on chain.
+    Policy {
+        #[command(subcommand)]
+        action: PolicyAction,
+    },
+    /// Record a plan on chain (the program re-checks it against the policy).
+    Attest { plan: PathBuf },
+    /// Apply an attested plan to a live process (compare-and-swap, rollback on failure).
+    Apply {
+        plan: PathBuf,
+        #[arg(long)]
+        pid: i32,
+    },
+    /// Walk a target's attestation history and verify every link.
+    Audit {
+        /// Target name as in the plan (e.g. healme).
+        #[arg(long)]
+        target: String,
+    },
+    /// Run a local Solana network (surfpool) with the attestor deployed, until Ctrl-C.
+    Localnet {
+        /// Write {"rpc_url","ws_url","program_id"} here once ready.
+        #[arg(long)]
+        ready_file: Option<PathBuf>,
+        /// The program to deploy.
+        #[arg(long)]
+        program: Option<PathBuf>,
+    },
+    /// Write a new keypair file.
+    Keygen {
+        #[arg(short, long)]
+        output: PathBuf,
+    },
+    /// The whole story on an embedded localnet: corrupt, snapshot, plan, attest, apply, audit.
+    Demo {
+        /// The program to deploy.
+        #[arg(long)]
+        program: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum PolicyAction {
+    /// Create the signer's policy.
+    Init {
+        /// Allow writes into executable regions (W^X off).
+        #[arg(long)]
+        allow_wx: bool,
+        #[arg(long, default_value_t = 256)]
+        max_bytes: u32,
+        #[arg(long, default_value_t = 16)]
+        max_writes: u32,
+    },
+    /// Show the signer's policy.
+    Show,
+}
+
+fn print_json(value: &impl Serialize) -> Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+impl Global {
+    fn cli_config(&self) -> chain::CliConfig {
+        self.config
+            .clone()
+            .or_else(chain::default_cli_config_path)
+            .map(|p| chain::read_cli_config(&p))
+            .unwrap_or_default()
+    }
+
+    fn keypair(&self) -> Result<Keypair> {
+        let path = self
+            .keypair
+            .clone()
+            .or_else(|| self.cli_config().keypair_path)
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config/solana/id.json")))
+            .context("no keypair: pass -k FILE")?;
+        Ok(chain::read_keypair(&path)?)
+    }
+
+    fn client(&self) -> Result<Client> {
+        let url = self
+            .url
+            .clone()
+            .or_else(|| self.cli_config().json_rpc_url)
+            .unwrap_or_else(|| "localhost".into());
+        let program_id = self
+            .program_id
+            .parse()
+            .map_err(|_| anyhow::anyhow!("--program-id {} is not a valid address", self.program_id))?;
+        Ok(Client::connect(&url, self.keypair()?, program_id)?)
+    }
+}
+
+fn default_program() -> PathBuf {
+    std::env::var_os("MEMZINC_PROGRAM_SO")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| memzinc::repo_root().join("target/deploy/attestor.so"))
+}
+
+fn progress_bar(json: bool) -> Option<indicatif::ProgressBar> {
+    use std::io::IsTerminal;
+    (!json && std::io::stderr().is_terminal()).then(|| {
+        let bar = indicatif::ProgressBar::new(0);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{spinner} {bytes}/{total_bytes} {bytes_per_sec} {wide_bar}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        bar
+    })
+}
+
+fn run(cli: Cli) -> Result<()> {
+    let g = &cli.global;
+    match cli.command {
+        Command::Snapshot { pid, output } => {
+            let bar = progress_bar(g.json);
+            let report = snapshot::take(pid, &output, bar.as_ref())?;
+            if let Some(b) = bar {
+                b.finish_and_clear();
+            }
+            if g.json {
+                print_json(&report)?;
+            } else {
+                println!(
+                    "snapshot of pid {pid} -> {}: {} regions ({} captured), {} pages ({} unreadable), {} symbols, {} threads\nroot {}",
+                    output.display(),
+                    report.regions,
+                    report.captured_regions,
+                    report.pages,
+                    report.unreadable_pages,
+                    report.symbols,
+                    report.threads,
+                    report.root
+                );
+            }
+        }
+        Command::Inspect { snapshot } => {
+            let snap = Snapshot::open(&snapshot)?;
+            snap.verify_pages()?;
+            if g.json {
+                print_json(&snap.meta)?;
+            } else {
+                let m = &snap.meta;
+                println!("{}: pid {} ({}) {}", snapshot.display(), m.pid, m.comm, m.exe);
+                println!("root {}  pages {}  threads {}", m.root, m.page_count, m.threads);
+                for r in &m.regions {
+                    println!(
+                        "  {:016x}-{:016x} {} {:>8} KiB {}{}",
+                        r.map.start,
+                        r.map.end,
+                        r.map.perms,
+                        (r.map.end - r.map.start) / 1024,
+                        r.map.path,
+                        if r.captured { "" } else { "  (not captured)" }
+                    );
+                }
+                println!("{} symbols", m.symbols.len());
+            }
+        }
+        Command::Plan {
+            snapshot,
+            spec,
+            output,
+            solver,
+            time_limit,
+            model,
+        } => {
+            let snap = Snapshot::open(&snapshot)?;
+            let spec = TargetSpec::load(&spec)?;
+            let mut opts = SolverOptions::new(&memzinc::repo_root().join("models"));
+            opts.solver = solver;
+            opts.time_limit = Duration::from_secs(time_limit);
+            if let Some(m) = model {
+                opts.model = m;
+            }
+            let output = output.unwrap_or_else(|| snapshot.with_extension("plan.json"));
+            let plan = memzinc::reason::plan(&snap, &spec, &opts, &output.with_extension("dzn"))?;
+            plan.save(&output)?;
+            if g.json {
+                print_json(&plan)?;
+            } else {
+                for v in &plan.violations {
+                    println!("violation {:#x} {}: {}", v.address, v.field, v.rule);
+                }
+                for w in &plan.writes {
+                    println!("write {:#x} {}: {} -> {}", w.address, w.field, w.old, w.new);
+                }
+                println!(
+                    "plan -> {} ({} writes, {} bytes changed, {} by {})",
+                    output.display(),
+                    plan.writes.len(),
+                    plan.changed_bytes,
+                    plan.status,
+                    plan.solver
+                );
+            }
+        }
+        Command::Policy { action } => {
+            let client = g.client()?;
+            match action {
+                PolicyAction::Init {
+                    allow_wx,
+                    max_bytes,
+                    max_writes,
+                } => {
+                    let rules = PolicyRules {
+                        wx: !allow_wx,
+                        max_bytes,
+                        max_writes,
+                    };
+                    rules.validate()?;
+                    let (address, signature) = client.initialize_policy(&rules)?;
+                    if g.json {
+                        print_json(
+                            &serde_json::json!({"policy": address.to_string(), "signature": signature.map(|s| s.to_string())}),
+                        )?;
+                    } else {
+                        println!(
+                            "policy {address}{}",
+                            signature
+                                .map(|s| format!(" (signature {s})"))
+                                .unwrap_or(" (already existed)".into())
+                        );
+                    }
+                }
+                PolicyAction::Show => {
+                    let authority = client.authority();
+                    let policy = client.policy(&authority)?.context("no policy for this keypair")?;
+                    let address = chain::policy_address(&client.program_id, &authority);
+                    let value = serde_json::json!({
+                        "policy": address.to_string(), "authority": authority.to_string(),
+                        "wx": policy.rules.wx, "max_bytes": policy.rules.max_bytes, "max_writes": policy.rules.max_writes,
+                    });
+                    if g.json {
+                        print_json(&value)?;
+                    } else {
+                        println!("{value}");
+                    }
+                }
+            }
+        }
+        Command::Attest { plan } => {
+            let (_, patch) = PlanFile::load(&plan)?;
+            let client = g.client()?;
+            let outcome = client.attest(&patch)?;
+            if g.json {
+                print_json(&outcome)?;
+            } else {
+                println!(
+                    "attestation {} (seq {}, plan {}){}",
+                    outcome.attestation,
+                    outcome.seq,
+                    outcome.plan_hash,
+                    outcome
+                        .signature
+                        .as_ref()
+                        .map(|s| format!(" signature {s}"))
+                        .unwrap_or(" (already attested)".into())
+                );
+            }
+        }
+        Command::Apply { plan, pid } => {
+            let (_, patch) = PlanFile::load(&plan)?;
+            let client = g.client()?;
+            let done = apply::apply_attested(&client, pid, &patch)?;
+            if g.json {
+                print_json(&done)?;
+            } else {
+                println!(
+                    "applied {} writes ({} bytes) to pid {pid} under attestation {} (seq {}); target stopped {} µs",
+                    done.report.writes, done.report.bytes, done.attestation, done.seq, done.report.stopped_us
+                );
+            }
+        }
+        Command::Audit { target } => {
+            let client = g.client()?;
+            let target_id = memzinc_verifier::hash::target_id::<Sha2>(target.as_bytes());
+            let report = client.audit(&client.authority(), &target_id)?;
+            if g.json {
+                print_json(&report)?;
+            } else {
+                println!("target {target} ({}), chain {}", report.target_id, report.target_chain);
+                for e in &report.entries {
+                    println!(
+                        "  #{} slot {} plan {} writes {} bytes {} by {}",
+                        e.seq,
+                        e.slot,
+                        &e.plan_hash[..16],
+                        e.writes,
+                        e.bytes,
+                        e.signer
+                    );
+                }
+                println!(
+                    "{} attestations, every link verified; head {}",
+                    report.entries.len(),
+                    report.head_hash
+                );
+            }
+        }
+        Command::Localnet { ready_file, program } => {
+            // Block the stop signals before any thread starts, then wait for one of them.
+            use nix::sys::signal::{SigSet, Signal};
+            let mut stop = SigSet::empty();
+            stop.add(Signal::SIGINT);
+            stop.add(Signal::SIGTERM);
+            stop.thread_block()?;
+            let payer = g.keypair()?;
+            let program_keypair =
+                chain::read_keypair(&memzinc::repo_root().join("programs/attestor/attestor-keypair.json"))?;
+            let net = localnet::Localnet::start(&payer, &[])?;
+            net.deploy(&payer, &program_keypair, &program.unwrap_or_else(default_program))?;
+            let info = serde_json::json!({
+                "rpc_url": net.rpc_url, "ws_url": net.ws_url, "program_id": program_keypair.pubkey().to_string(),
+                "payer": payer.pubkey().to_string(),
+            });
+            if let Some(path) = ready_file {
+                memzinc::fsutil::write_file_atomically(&path, info.to_string().as_bytes())?;
+            }
+            println!("{info}");
+            let signal = stop.wait()?;
+            eprintln!("localnet: {signal:?}, shutting down");
+            net.stop()?;
+        }
+        Command::Keygen { output } => {
+            let keypair = Keypair::new();
+            if output.exists() {
+                anyhow::bail!("{} exists; refusing to overwrite a keypair", output.display());
+            }
+            chain::write_keypair(&keypair, &output)?;
+            println!("{}", keypair.pubkey());
+        }
+        Command::Demo { program } => {
+            demo::run(&program.unwrap_or_else(default_program), &mut std::io::stdout())?;
+        }
+    }
+    Ok(())
+}
+
+fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("MEMZINC_LOG").unwrap_or_else(|_| "warn".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    if let Err(e) = run(cli) {
+        // One line: the error and its causes, joined.
+        eprintln!("error: {}", format!("{e:#}").replace('\n', " "));
+        std::process::exit(1);
+    }
+}

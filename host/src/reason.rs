@@ -1,0 +1,477 @@
+//! Stage 3 (reason): facts from a snapshot become MiniZinc data; the real `minizinc` solves
+//! `models/repair.mzn`; its answer becomes a patch plan of concrete byte writes.
+//!
+//! Rust does the fact-finding (where the object is, what each field holds, which invariants
+//! fail); the solver only decides the new values. Indices and small integers go to MiniZinc,
+//! never addresses (Gecode's integers are 32-bit).
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use memzinc_verifier::plan::{PatchPlan, Write as PlanWrite};
+use memzinc_verifier::wire::Region;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::snapshot::Snapshot;
+use crate::Sha2;
+
+/// How a cooperating target describes one object: where it is and what must hold.
+/// (`healme --describe` prints this; the DWARF reader will produce the same shape.)
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct TargetSpec {
+    pub target: String,
+    pub symbol: String,
+    pub size: u64,
+    pub fields: Vec<FieldSpec>,
+    /// Pairs of field names that must satisfy `left <= right`.
+    #[serde(default)]
+    pub le: Vec<(String, String)>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct FieldSpec {
+    pub name: String,
+    pub offset: u64,
+    pub size: u64,
+    pub signed: bool,
+    pub min: i64,
+    pub max: i64,
+    pub default: i64,
+}
+
+impl TargetSpec {
+    pub fn load(path: &Path) -> Result<TargetSpec> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        let spec: TargetSpec = serde_json::from_str(&text).map_err(|e| Error::Spec {
+            path: path.into(),
+            why: e.to_string(),
+        })?;
+        spec.validate().map_err(|why| Error::Spec { path: path.into(), why })?;
+        Ok(spec)
+    }
+
+    fn validate(&self) -> std::result::Result<(), String> {
+        for f in &self.fields {
+            if ![1, 2, 4].contains(&f.size) {
+                return Err(format!("field {}: size {} (supported: 1, 2, 4 bytes)", f.name, f.size));
+            }
+            if f.offset + f.size > self.size {
+                return Err(format!("field {} lies outside the {}-byte object", f.name, self.size));
+            }
+            // Keep every number the solver sees inside Gecode's 32-bit integers.
+            if f.min > f.max || f.min < -(1 << 30) || f.max > (1 << 30) * 2 - 1 {
+                return Err(format!("field {}: bounds {}..{} unusable", f.name, f.min, f.max));
+            }
+        }
+        for (l, r) in &self.le {
+            if self.index(l).is_none() || self.index(r).is_none() {
+                return Err(format!("ordering {l} <= {r} names an unknown field"));
+            }
+        }
+        Ok(())
+    }
+
+    fn index(&self, name: &str) -> Option<usize> {
+        self.fields.iter().position(|f| f.name == name)
+    }
+}
+
+fn decode_field(bytes: &[u8], signed: bool) -> i64 {
+    let mut buf = [0u8; 8];
+    buf[..bytes.len()].copy_from_slice(bytes);
+    let raw = u64::from_le_bytes(buf);
+    if signed && bytes[bytes.len() - 1] & 0x80 != 0 {
+        (raw | (u64::MAX << (bytes.len() * 8))) as i64
+    } else {
+        raw as i64
+    }
+}
+
+fn encode_field(value: i64, size: usize) -> Vec<u8> {
+    value.to_le_bytes()[..size].to_vec()
+}
+
+/// An invariant the snapshot violates, found by Rust before any solving.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Violation {
+    pub address: u64,
+    pub field: String,
+    pub rule: String,
+}
+
+/// One planned write with where it came from.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct PlannedWrite {
+    pub address: u64,
+    pub old: String,
+    pub new: String,
+    pub field: String,
+    pub rule: String,
+}
+
+/// The plan file `memzinc plan` writes and `attest`/`apply` read.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct PlanFile {
+    pub memzinc_plan: u32,
+    pub target: String,
+    pub target_id: String,
+    pub snapshot_root: String,
+    pub solver: String,
+    /// OPTIMAL only when the solver proved it.
+    pub status: String,
+    pub changed_bytes: u64,
+    pub violations: Vec<Violation>,
+    pub regions: Vec<PlanRegion>,
+    pub writes: Vec<PlannedWrite>,
+    pub plan_hash: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct PlanRegion {
+    pub start: u64,
+    pub end: u64,
+    pub flags: u8,
+}
+
+fn hex32(s: &str, what: &str, path: &Path) -> Result<[u8; 32]> {
+    let mut out = [0u8; 32];
+    hex::decode_to_slice(s, &mut out).map_err(|e| Error::Corrupt {
+        path: path.into(),
+        kind: "plan",
+        why: format!("{what}: {e}"),
+    })?;
+    Ok(out)
+}
+
+impl PlanFile {
+    /// The verifier's view of this plan: what `attest` sends and `apply` executes.
+    pub fn to_patch_plan(&self, path: &Path) -> Result<PatchPlan> {
+        let corrupt = |why: String| Error::Corrupt {
+            path: path.into(),
+            kind: "plan",
+            why,
+        };
+        let writes = self
+            .writes
+            .iter()
+            .map(|w| {
+                Ok(PlanWrite {
+                    address: w.address,
+                    old: hex::decode(&w.old).map_err(|e| corrupt(format!("old bytes: {e}")))?,
+                    new: hex::decode(&w.new).map_err(|e| corrupt(format!("new bytes: {e}")))?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(PatchPlan {
+            target_id: hex32(&self.target_id, "target_id", path)?,
+            snapshot_root: hex32(&self.snapshot_root, "snapshot_root", path)?,
+            regions: self
+                .regions
+                .iter()
+                .map(|r| Region {
+                    start: r.start,
+                    end: r.end,
+                    flags: r.flags,
+                })
+                .collect(),
+            writes,
+        })
+    }
+
+    pub fn load(path: &Path) -> Result<(PlanFile, PatchPlan)> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        let file: PlanFile = serde_json::from_str(&text).map_err(|e| Error::Corrupt {
+            path: path.into(),
+            kind: "plan",
+            why: e.to_string(),
+        })?;
+        let plan = file.to_patch_plan(path)?;
+        Ok((file, plan))
+    }
+
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let json = serde_json::to_vec_pretty(self).map_err(|e| Error::Corrupt {
+            path: path.into(),
+            kind: "plan",
+            why: e.to_string(),
+        })?;
+        crate::fsutil::write_file_atomically(path, &json)
+    }
+}
+
+/// Which `minizinc` to run and how long it may take.
+#[derive(Clone, Debug)]
+pub struct SolverOptions {
+    pub minizinc: PathBuf,
+    pub solver: String,
+    pub time_limit: Duration,
+    /// Address-space cap for the solver process, bytes.
+    pub memory_limit: u64,
+    pub model: PathBuf,
+}
+
+impl SolverOptions {
+    pub fn new(models_dir: &Path) -> SolverOptions {
+        SolverOptions {
+            minizinc: PathBuf::from("minizinc"),
+            solver: "gecode".into(),
+            time_limit: Duration::from_secs(60),
+            memory_limit: 4 << 30,
+            model: models_dir.join("repair.mzn"),
+        }
+    }
+}
+
+/// What the solver answered.
+#[derive(Clone, Debug)]
+pub struct Solution {
+    pub values: Vec<i64>,
+    pub optimal: bool,
+}
+
+/// Runs `minizinc` with `--json-stream`, enforcing the wall-clock limit and memory cap itself
+/// (flattening ignores `--time-limit`).
+pub fn solve(opts: &SolverOptions, dzn: &Path) -> Result<Solution> {
+    let mut cmd = Command::new(&opts.minizinc);
+    cmd.arg("--solver")
+        .arg(&opts.solver)
+        .arg("--json-stream")
+        .arg("--output-mode")
+        .arg("json")
+        .arg("--time-limit")
+        .arg(opts.time_limit.as_millis().to_string())
+        .arg(&opts.model)
+        .arg(dzn)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let limit = opts.memory_limit;
+    // SAFETY: the closure runs in the forked child before exec and only calls setrlimit, which
+    // is async-signal-safe; it touches no memory shared with the parent.
+    unsafe {
+        use std::os::unix::process::CommandExt;
+        cmd.pre_exec(move || {
+            nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_AS, limit, limit)
+                .map_err(std::io::Error::from)
+        });
+    }
+    let mut child = cmd.spawn().map_err(|e| {
+        Error::MiniZinc(format!(
+            "cannot run {}: {e} (install it: apt-get install minizinc)",
+            opts.minizinc.display()
+        ))
+    })?;
+    let stdout = child.stdout.take().ok_or_else(|| Error::MiniZinc("no stdout".into()))?;
+    let stderr = child.stderr.take().ok_or_else(|| Error::MiniZinc("no stderr".into()))?;
+    let reader = std::thread::spawn(move || BufReader::new(stdout).lines().map_while(|l| l.ok()).collect::<Vec<_>>());
+    let err_reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = std::io::Read::read_to_string(&mut BufReader::new(stderr), &mut s);
+        s
+    });
+
+    let deadline = Instant::now() + opts.time_limit + Duration::from_secs(5);
+    let exit_status = loop {
+        if let Some(status) = child.try_wait().map_err(|e| Error::MiniZinc(e.to_string()))? {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(Error::MiniZinc(format!(
+                "no answer within {:?}; solver killed",
+                opts.time_limit
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let lines = reader.join().unwrap_or_default();
+    let stderr_text = err_reader.join().unwrap_or_default();
+
+    let mut values: Option<Vec<i64>> = None;
+    let mut final_status = None;
+    let mut errors = Vec::new();
+    for line in &lines {
+        let Ok(event) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        match event["type"].as_str() {
+            Some("solution") => {
+                values = event["output"]["json"]["value"]
+                    .as_array()
+                    .map(|a| a.iter().filter_map(|v| v.as_i64()).collect());
+            }
+            Some("status") => final_status = event["status"].as_str().map(str::to_string),
+            Some("error") => errors.push(event["message"].as_str().unwrap_or("error").to_string()),
+            _ => {}
+        }
+    }
+    if !errors.is_empty() {
+        return Err(Error::MiniZinc(errors.join("; ")));
+    }
+    match (final_status.as_deref(), values) {
+        (Some("UNSATISFIABLE"), _) => Err(Error::MiniZinc(
+            "the invariants cannot all hold: no repair exists".into(),
+        )),
+        (status, Some(values)) => Ok(Solution {
+            values,
+            optimal: status == Some("OPTIMAL_SOLUTION"),
+        }),
+        (status, None) => Err(Error::MiniZinc(format!(
+            "no solution (status {}, exit {exit_status}): {}",
+            status.unwrap_or("none"),
+            stderr_text
+                .lines()
+                .filter(|l| !l.contains("deprecated"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        ))),
+    }
+}
+
+/// The current values and the violations, read from the snapshot.
+pub fn facts(snapshot: &Snapshot, spec: &TargetSpec) -> Result<(u64, Vec<i64>, Vec<Violation>)> {
+    let base = snapshot.symbol(&spec.symbol)?.address;
+    let mut current = Vec::with_capacity(spec.fields.len());
+    let mut violations = Vec::new();
+    for f in &spec.fields {
+        let bytes = snapshot.read(base + f.offset, f.size as usize)?;
+        let v = decode_field(&bytes, f.signed);
+        if v < f.min || v > f.max {
+            violations.push(Violation {
+                address: base + f.offset,
+                field: format!("{}.{}", spec.symbol, f.name),
+                rule: format!("{} <= {} <= {} (is {v})", f.min, f.name, f.max),
+            });
+        }
+        current.push(v);
+    }
+    for (l, r) in &spec.le {
+        let (li, ri) = (spec.index(l).unwrap_or(0), spec.index(r).unwrap_or(0));
+        if current[li] > current[ri] {
+            violations.push(Violation {
+                address: base + spec.fields[li].offset,
+                field: format!("{}.{}", spec.symbol, l),
+                rule: format!("{l} <= {r} ({} > {})", current[li], current[ri]),
+            });
+        }
+    }
+    Ok((base, current, violations))
+}
+
+/// MiniZinc data for `models/repair.mzn` (schema in models/schema.md).
+pub fn dzn(spec: &TargetSpec, current: &[i64]) -> String {
+    let list = |v: Vec<i64>| v.iter().map(i64::to_string).collect::<Vec<_>>().join(", ");
+    let idx = |name: &str| spec.index(name).map(|i| i + 1).unwrap_or(0) as i64;
+    format!(
+        "% memzinc facts for {} ({}), generated by `memzinc plan`\n\
+         n_fields = {};\ncurrent = [{}];\nlo = [{}];\nhi = [{}];\nwidth = [{}];\npreferred = [{}];\n\
+         n_le = {};\nle_left = [{}];\nle_right = [{}];\n",
+        spec.target,
+        spec.symbol,
+        spec.fields.len(),
+        list(current.to_vec()),
+        list(spec.fields.iter().map(|f| f.min).collect()),
+        list(spec.fields.iter().map(|f| f.max).collect()),
+        list(spec.fields.iter().map(|f| f.size as i64).collect()),
+        list(spec.fields.iter().map(|f| f.default).collect()),
+        spec.le.len(),
+        list(spec.le.iter().map(|(l, _)| idx(l)).collect()),
+        list(spec.le.iter().map(|(_, r)| idx(r)).collect()),
+    )
+}
+
+/// Builds the plan: facts → `.dzn` (kept beside the plan) → minizinc → writes.
+pub fn plan(snapshot: &Snapshot, spec: &TargetSpec, opts: &SolverOptions, dzn_path: &Path) -> Result<PlanFile> {
+    let (base, current, violations) = facts(snapshot, spec)?;
+    crate::fsutil::write_file_atomically(dzn_path, dzn(spec, &current).as_bytes())?;
+    let solution = if violations.is_empty() {
+        Solution {
+            values: current.clone(),
+            optimal: true,
+        }
+    } else {
+        solve(opts, dzn_path)?
+    };
+    if solution.values.len() != spec.fields.len() {
+        return Err(Error::MiniZinc(format!(
+            "expected {} values, got {}",
+            spec.fields.len(),
+            solution.values.len()
+        )));
+    }
+
+    let mut writes = Vec::new();
+    let mut regions: Vec<PlanRegion> = Vec::new();
+    for (f, (&old, &new)) in spec.fields.iter().zip(current.iter().zip(&solution.values)) {
+        if old == new {
+            continue;
+        }
+        let address = base + f.offset;
+        let old_bytes = snapshot.read(address, f.size as usize)?;
+        let new_bytes = encode_field(new, f.size as usize);
+        let region = snapshot
+            .region_of(address, f.size)
+            .ok_or_else(|| Error::Usage(format!("{address:#x} is not mapped in the snapshot")))?;
+        if !regions.iter().any(|r| r.start == region.map.start) {
+            regions.push(PlanRegion {
+                start: region.map.start,
+                end: region.map.end,
+                flags: region.map.region_flags(),
+            });
+        }
+        let rule = violations
+            .iter()
+            .filter(|v| v.field.ends_with(&format!(".{}", f.name)))
+            .map(|v| v.rule.clone())
+            .collect::<Vec<_>>()
+            .join("; ");
+        writes.push(PlannedWrite {
+            address,
+            old: hex::encode(old_bytes),
+            new: hex::encode(new_bytes),
+            field: format!("{}.{}", spec.symbol, f.name),
+            rule: if rule.is_empty() {
+                "ordering invariant".into()
+            } else {
+                rule
+            },
+        });
+    }
+    regions.sort_by_key(|r| r.start);
+    writes.sort_by_key(|w| w.address);
+
+    let target_id = memzinc_verifier::hash::target_id::<Sha2>(spec.target.as_bytes());
+    let mut file = PlanFile {
+        memzinc_plan: 1,
+        target: spec.target.clone(),
+        target_id: hex::encode(target_id),
+        snapshot_root: snapshot.meta.root.clone(),
+        solver: opts.solver.clone(),
+        status: if solution.optimal { "OPTIMAL" } else { "SATISFIED" }.into(),
+        changed_bytes: writes.iter().map(|w| w.new.len() as u64 / 2).sum(),
+        violations,
+        regions,
+        writes,
+        plan_hash: String::new(),
+    };
+    let patch = file.to_patch_plan(Path::new("<new plan>"))?;
+    file.plan_hash = hex::encode(patch.plan_hash::<Sha2>());
+    Ok(file)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fields_round_trip_signed_and_unsigned() {
+        for (v, size) in [(-1i64, 4usize), (9000, 4), (-40, 4), (255, 1), (3, 1), (-2, 2)] {
+            let signed = v < 0 || size == 4;
+            assert_eq!(decode_field(&encode_field(v, size), signed), v, "{v} as {size} bytes");
+        }
+    }
+}

@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Every memzinc test, from a fresh machine of this kind: installs what is missing, builds the
+# program (twice, in two directories, to prove the bytes are reproducible), runs the verifier's
+# and host's unit tests, the program in LiteSVM, the IDL checks, the end-to-end CLI tests against
+# real processes, MiniZinc and a surfpool localnet, and finally `anchor test --skip-build`.
+set -euo pipefail
+source "$(dirname "$0")/env.sh"
+cd "$MEMZINC_ROOT"
+started=$(date +%s)
+stage() { echo; echo "== $* ($(( $(date +%s) - started )) s)"; }
+
+stage "setup"
+scripts/install-tools.sh apt toolchain sbpf-linker cargo-build-sbf
+# anchor-cli is the longest install (~10-16 min on 2 cores): build it while the workspace builds.
+scripts/install-tools.sh anchor > "$MEMZINC_CACHE/anchor-install.log" 2>&1 &
+anchor_install=$!
+
+stage "program: build and reproducibility"
+scripts/build-program.sh
+copy=$(mktemp -d)
+trap 'rm -rf "$copy"' EXIT
+git ls-files -z | xargs -0 cp --parents -t "$copy"
+MEMZINC_ROOT="$copy" MEMZINC_PROGRAM_TARGET="$MEMZINC_CACHE/program-target-repro" \
+  "$copy/scripts/build-program.sh" "$copy/target/deploy" >/dev/null
+a=$(sha256sum < target/deploy/attestor.so); b=$(sha256sum < "$copy/target/deploy/attestor.so")
+[ "$a" = "$b" ] || { echo "program build is not reproducible: $a vs $b" >&2; exit 1; }
+echo "reproducible: two builds in two directories give sha256 ${a%% *}"
+
+stage "lint"
+cargo fmt --all --check
+(cd programs/attestor && cargo fmt --check)
+cargo clippy -q -p memzinc-verifier --all-targets --all-features -- -D warnings
+
+stage "workspace build"
+cargo build --locked --workspace --all-targets
+
+stage "tests"
+cargo test --locked --workspace -- --nocapture 2>&1 | tee "$MEMZINC_CACHE/test.log" \
+  | grep -E "^(test |running |test result|error|failures|thread)|compute units|panicked" || true
+grep -q "test result: FAILED\|^error" "$MEMZINC_CACHE/test.log" && { echo "cargo test failed" >&2; exit 1; }
+grep -q "test result: ok" "$MEMZINC_CACHE/test.log" || { echo "cargo test ran nothing" >&2; exit 1; }
+
+stage "anchor test --skip-build"
+if ! wait "$anchor_install"; then
+  cat "$MEMZINC_CACHE/anchor-install.log" >&2
+  echo "anchor-cli install failed" >&2; exit 1
+fi
+anchor --version
+anchor test --skip-build --skip-deploy --skip-local-validator
+
+stage "done"

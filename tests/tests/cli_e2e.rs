@@ -1,0 +1,293 @@
+//! End to end through the real `memzinc` binary: a real target process, the real `minizinc`,
+//! a real localnet (ours, started as `memzinc localnet`, or the one in ANCHOR_PROVIDER_URL with
+//! the attestor deployed and ANCHOR_WALLET funded).
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use memzinc_tests::{binary, repo_root};
+
+fn memzinc(args: &[&str]) -> Output {
+    Command::new(binary("memzinc"))
+        .args(args)
+        .env("MEMZINC_ROOT", repo_root())
+        .stdin(Stdio::null())
+        .output()
+        .expect("run memzinc")
+}
+
+fn ok(args: &[&str]) -> String {
+    let out = memzinc(args);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "memzinc {args:?} failed: {stderr}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Runs a command that must fail; returns its one-line error.
+fn fails(args: &[&str]) -> String {
+    let out = memzinc(args);
+    assert!(!out.status.success(), "memzinc {args:?} should have failed");
+    let stderr = String::from_utf8_lossy(&out.stderr).trim().to_string();
+    assert_eq!(stderr.lines().count(), 1, "error must be one line: {stderr}");
+    assert!(stderr.starts_with("error: "), "{stderr}");
+    stderr
+}
+
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        // SIGTERM first so `memzinc localnet` shuts surfpool down cleanly.
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.0.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A localnet URL and a funded keypair file.
+struct Net {
+    url: String,
+    keypair: PathBuf,
+    _process: Option<KillOnDrop>,
+}
+
+fn localnet(dir: &Path) -> Net {
+    if let (Ok(url), Ok(wallet)) = (std::env::var("ANCHOR_PROVIDER_URL"), std::env::var("ANCHOR_WALLET")) {
+        eprintln!("using the validator at ANCHOR_PROVIDER_URL={url}");
+        return Net {
+            url,
+            keypair: wallet.into(),
+            _process: None,
+        };
+    }
+    let keypair = dir.join("authority.json");
+    ok(&["keygen", "-o", keypair.to_str().unwrap()]);
+    let ready = dir.join("ready.json");
+    let child = Command::new(binary("memzinc"))
+        .args([
+            "localnet",
+            "-k",
+            keypair.to_str().unwrap(),
+            "--ready-file",
+            ready.to_str().unwrap(),
+        ])
+        .env("MEMZINC_ROOT", repo_root())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("start memzinc localnet");
+    let process = KillOnDrop(child);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !ready.exists() {
+        assert!(Instant::now() < deadline, "localnet not ready within 60 s");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let info: serde_json::Value = serde_json::from_slice(&std::fs::read(&ready).unwrap()).unwrap();
+    Net {
+        url: info["rpc_url"].as_str().unwrap().to_string(),
+        keypair,
+        _process: Some(process),
+    }
+}
+
+struct Target {
+    child: KillOnDrop,
+    lines: mpsc::Receiver<String>,
+}
+
+impl Target {
+    fn start(args: &[&str]) -> Target {
+        let mut child = Command::new(binary("healme"))
+            .args(args)
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Target {
+            child: KillOnDrop(child),
+            lines,
+        }
+    }
+    fn pid(&self) -> String {
+        self.child.0.id().to_string()
+    }
+    fn wait_for(&self, needle: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let line = self
+                .lines
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+                .unwrap_or_else(|_| panic!("no line with {needle:?}"));
+            if line.contains(needle) {
+                return line;
+            }
+        }
+    }
+}
+
+#[test]
+fn snapshot_plan_attest_apply_audit_on_a_localnet() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
+    let net = localnet(dir.path());
+    let chain = |args: &[&str]| -> Vec<String> {
+        let mut v: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        v.extend([
+            "-u".into(),
+            net.url.clone(),
+            "-k".into(),
+            net.keypair.to_str().unwrap().into(),
+        ]);
+        v
+    };
+    let run_ok = |args: Vec<String>| ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let run_fail = |args: Vec<String>| fails(&args.iter().map(String::as_str).collect::<Vec<_>>());
+
+    run_ok(chain(&["policy", "init", "--max-bytes", "64", "--max-writes", "8"]));
+
+    let target = Target::start(&["--corrupt-at", "3", "--period-ms", "50"]);
+    target.wait_for("OVERHEAT");
+
+    let snap = p("t.mzsnap");
+    let report: serde_json::Value =
+        serde_json::from_str(&ok(&["snapshot", "--pid", &target.pid(), "-o", &snap, "--json"])).unwrap();
+    assert!(report["pages"].as_u64().unwrap() > 10);
+
+    let inspect: serde_json::Value = serde_json::from_str(&ok(&["inspect", &snap, "--json"])).unwrap();
+    assert_eq!(inspect["root"], report["root"]);
+    assert!(inspect["symbols"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|s| s["name"] == "HEALME_STATE"));
+
+    let plan = p("t.plan.json");
+    let spec = repo_root().join("models/targets/healme.json");
+    let planned: serde_json::Value = serde_json::from_str(&ok(&[
+        "plan",
+        &snap,
+        "--spec",
+        spec.to_str().unwrap(),
+        "-o",
+        &plan,
+        "--json",
+    ]))
+    .unwrap();
+    assert_eq!(planned["status"], "OPTIMAL");
+    let fields: Vec<&str> = planned["writes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["field"].as_str().unwrap())
+        .collect();
+    assert_eq!(fields, ["HEALME_STATE.target_temp", "HEALME_STATE.fan_level"]);
+    // 9000 -> 21 changes two bytes of the i32 but costs the field's four; the fan one byte.
+    assert_eq!(planned["changed_bytes"], 5);
+    assert!(
+        Path::new(&p("t.plan.dzn")).exists(),
+        "the .dzn facts are kept beside the plan"
+    );
+
+    // Not attested yet: refused, target untouched.
+    let err = run_fail(chain(&["apply", &plan, "--pid", &target.pid()]));
+    assert!(err.contains("no attestation"), "{err}");
+
+    let attested: serde_json::Value = serde_json::from_str(&run_ok(chain(&["attest", &plan, "--json"]))).unwrap();
+    assert_eq!(attested["seq"], 0);
+    assert!(attested["signature"].is_string());
+    // Idempotent: the same plan is not attested twice.
+    let again: serde_json::Value = serde_json::from_str(&run_ok(chain(&["attest", &plan, "--json"]))).unwrap();
+    assert_eq!(again["attestation"], attested["attestation"]);
+    assert!(again["signature"].is_null());
+
+    // A plan tampered after attestation has no attestation of its own.
+    let mut tampered: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&plan).unwrap()).unwrap();
+    tampered["writes"][0]["new"] = "ff000000".into();
+    let tampered_path = p("tampered.plan.json");
+    std::fs::write(&tampered_path, tampered.to_string()).unwrap();
+    let err = run_fail(chain(&["apply", &tampered_path, "--pid", &target.pid()]));
+    assert!(err.contains("no attestation"), "{err}");
+
+    let applied: serde_json::Value =
+        serde_json::from_str(&run_ok(chain(&["apply", &plan, "--pid", &target.pid(), "--json"]))).unwrap();
+    assert_eq!(applied["report"]["bytes"], 5);
+    // The target's own output shows it healed (skip a line that may predate the write).
+    target.wait_for("status=ok");
+    let line = target.wait_for("status=ok");
+    assert!(line.contains("target=21 fan=1"), "{line}");
+
+    // Applying again: memory no longer holds the old bytes, so nothing is written.
+    let err = run_fail(chain(&["apply", &plan, "--pid", &target.pid()]));
+    assert!(err.contains("nothing was written"), "{err}");
+
+    let audit: serde_json::Value =
+        serde_json::from_str(&run_ok(chain(&["audit", "--target", "healme", "--json"]))).unwrap();
+    assert_eq!(audit["verified"], true);
+    let entries = audit["entries"].as_array().unwrap();
+    if net._process.is_some() {
+        assert_eq!(entries.len(), 1, "a fresh localnet holds exactly this attestation");
+    }
+    assert_eq!(entries.last().unwrap()["plan_hash"], planned["plan_hash"]);
+}
+
+#[test]
+fn bad_input_gets_one_line_and_nothing_half_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
+
+    let err = fails(&["snapshot", "--pid", "2147483646", "-o", &p("x.mzsnap")]);
+    assert!(err.contains("does not exist"), "{err}");
+    assert!(!Path::new(&p("x.mzsnap")).exists());
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        0,
+        "no temp file left behind"
+    );
+
+    // A real snapshot, then truncated and corrupted copies of it.
+    let target = Target::start(&["--period-ms", "50"]);
+    target.wait_for("status=ok");
+    let snap = p("ok.mzsnap");
+    ok(&["snapshot", "--pid", &target.pid(), "-o", &snap]);
+    let bytes = std::fs::read(&snap).unwrap();
+    std::fs::write(p("cut.mzsnap"), &bytes[..bytes.len() / 2]).unwrap();
+    let err = fails(&["inspect", &p("cut.mzsnap")]);
+    assert!(err.contains("not a memzinc snapshot"), "{err}");
+    let mut flipped = bytes.clone();
+    flipped[4096 * 2] ^= 0xff; // inside the page data
+    std::fs::write(p("flip.mzsnap"), &flipped).unwrap();
+    let err = fails(&["inspect", &p("flip.mzsnap")]);
+    assert!(err.contains("does not match its leaf"), "{err}");
+
+    // The target kept running through all of it.
+    target.wait_for("status=ok");
+
+    // An RPC that is down.
+    let key = p("k.json");
+    ok(&["keygen", "-o", &key]);
+    let err = fails(&["policy", "show", "-u", "http://127.0.0.1:9", "-k", &key]);
+    assert!(err.contains("not reachable"), "{err}");
+    // A missing keypair.
+    let err = fails(&["policy", "show", "-u", "http://127.0.0.1:9", "-k", &p("nope.json")]);
+    assert!(err.contains("no such file"), "{err}");
+}

@@ -1,0 +1,95 @@
+//! Every way a plan or an instruction can be refused, each with a stable code.
+//!
+//! The program reports `ProgramError::Custom(ANCHOR_ERROR_OFFSET + code)`, as Anchor programs
+//! do for their `#[error_code]` enums, and the IDL lists the same names and numbers.
+
+/// Anchor numbers user errors from 6000; keep that so Anchor clients decode them.
+pub const ANCHOR_ERROR_OFFSET: u32 = 6000;
+
+macro_rules! verify_errors {
+    ($($name:ident = $code:literal => $msg:literal,)*) => {
+        /// A refusal by the verifier or the program. `code()` is stable: it is part of the IDL.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        #[repr(u32)]
+        pub enum VerifyError {
+            $($name = $code,)*
+        }
+
+        impl VerifyError {
+            /// Every error, in code order (the IDL's `errors` array).
+            pub const ALL: &'static [VerifyError] = &[$(VerifyError::$name,)*];
+
+            pub const fn code(self) -> u32 {
+                self as u32
+            }
+
+            /// The code an Anchor client sees: 6000 + `code()`.
+            pub const fn anchor_code(self) -> u32 {
+                ANCHOR_ERROR_OFFSET + self as u32
+            }
+
+            pub const fn name(self) -> &'static str {
+                match self { $(VerifyError::$name => stringify!($name),)* }
+            }
+
+            pub const fn message(self) -> &'static str {
+                match self { $(VerifyError::$name => $msg,)* }
+            }
+
+            pub fn from_code(code: u32) -> Option<VerifyError> {
+                match code { $($code => Some(VerifyError::$name),)* _ => None }
+            }
+        }
+    };
+}
+
+verify_errors! {
+    MalformedInstruction = 0 => "instruction data does not decode as the declared layout",
+    UnknownInstruction = 1 => "unknown instruction discriminator",
+    WriteInExecutableRegion = 2 => "write lands in an executable region (W^X policy)",
+    WriteOutsideRegions = 3 => "write is not contained in any region of the table",
+    WriteToReadOnlyRegion = 4 => "write lands in a region the table does not mark writable",
+    OverlappingWrites = 5 => "two writes overlap",
+    UnsortedWrites = 6 => "writes are not in ascending address order",
+    PlanTooManyBytes = 7 => "plan writes more bytes than the policy allows",
+    PlanTooManyWrites = 8 => "plan has more writes than the policy allows",
+    WriteLengthMismatch = 9 => "a write's old and new bytes differ in length",
+    EmptyWrite = 10 => "a write has no bytes",
+    InvalidRegionTable = 11 => "region table is not sorted, non-empty and non-overlapping",
+    AddressOverflow = 12 => "a write or region wraps past the end of the address space",
+    EmptyPlan = 13 => "a plan must contain at least one write",
+    MissingSigner = 14 => "a required signer did not sign",
+    Unauthorized = 15 => "signer is not the policy authority",
+    AccountNotWritable = 16 => "an account that must be writable is not",
+    WrongAccountOwner = 17 => "account is not owned by the expected program",
+    AccountDiscriminatorMismatch = 18 => "account data has the wrong discriminator or size",
+    InvalidPda = 19 => "account address is not the expected program-derived address",
+    AlreadyInitialized = 20 => "account is already initialized",
+    PolicyMismatch = 21 => "account belongs to a different policy or target",
+    WrongSystemProgram = 22 => "the system program account is not the system program",
+    InvalidPolicyRules = 23 => "policy rules are out of range",
+    NoOpWrite = 24 => "a write's new bytes equal its old bytes",
+    InvalidProof = 25 => "Merkle proof does not lead to the expected root",
+}
+
+impl core::fmt::Display for VerifyError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "{} ({}): {}", self.name(), self.anchor_code(), self.message())
+    }
+}
+
+impl core::error::Error for VerifyError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_dense_and_round_trip() {
+        for (i, e) in VerifyError::ALL.iter().enumerate() {
+            assert_eq!(e.code() as usize, i, "{} is out of order", e.name());
+            assert_eq!(VerifyError::from_code(e.code()), Some(*e));
+        }
+        assert_eq!(VerifyError::from_code(VerifyError::ALL.len() as u32), None);
+    }
+}

@@ -1,0 +1,65 @@
+//! Hashing, abstracted so the program can use the `sol_sha256` syscall and the host `sha2`.
+//!
+//! Every hash memzinc records starts with a domain tag, so a page leaf can never be replayed
+//! as a plan, a link or a Merkle node.
+
+/// SHA-256 over the concatenation of `parts`.
+pub trait Sha256 {
+    fn hashv(parts: &[&[u8]]) -> [u8; 32];
+}
+
+pub type Hash = [u8; 32];
+
+pub const PLAN_TAG: &[u8] = b"memzinc/plan/v1";
+pub const REGION_TABLE_TAG: &[u8] = b"memzinc/regions/v1";
+pub const LINK_TAG: &[u8] = b"memzinc/attestation/v1";
+pub const PAGE_LEAF_TAG: &[u8] = b"memzinc/page/v1";
+pub const UNREADABLE_LEAF_TAG: &[u8] = b"memzinc/unreadable/v1";
+pub const NODE_TAG: &[u8] = b"memzinc/node/v1";
+pub const TARGET_TAG: &[u8] = b"memzinc/target/v1";
+
+/// Hash of a plan: its canonical encoding (the `attest` arguments, see [`crate::wire`]).
+pub fn plan_hash<H: Sha256>(attest_args: &[u8]) -> Hash {
+    H::hashv(&[PLAN_TAG, attest_args])
+}
+
+/// Hash of a Borsh-encoded region table (`Vec<Region>`, length prefix included).
+pub fn region_table_hash<H: Sha256>(encoded_regions: &[u8]) -> Hash {
+    H::hashv(&[REGION_TABLE_TAG, encoded_regions])
+}
+
+/// A target id is the hash of the operator's name for the target, so ids have a fixed size.
+pub fn target_id<H: Sha256>(name: &[u8]) -> Hash {
+    H::hashv(&[TARGET_TAG, name])
+}
+
+/// The fields one attestation commits to; `link_hash` chains them to the previous one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LinkFields<'a> {
+    pub prev_hash: &'a Hash,
+    pub seq: u64,
+    pub policy: &'a [u8; 32],
+    pub target_id: &'a Hash,
+    pub signer: &'a [u8; 32],
+    pub slot: u64,
+    pub plan_hash: &'a Hash,
+    pub snapshot_root: &'a Hash,
+    pub region_table_hash: &'a Hash,
+}
+
+/// The hash of one link of a target's attestation chain. The program stores it and the next
+/// attestation of the same target must name it as `prev_hash`; `memzinc audit` recomputes it.
+pub fn link_hash<H: Sha256>(f: &LinkFields<'_>) -> Hash {
+    H::hashv(&[
+        LINK_TAG,
+        f.prev_hash,
+        &f.seq.to_le_bytes(),
+        f.policy,
+        f.target_id,
+        f.signer,
+        &f.slot.to_le_bytes(),
+        f.plan_hash,
+        f.snapshot_root,
+        f.region_table_hash,
+    ])
+}

@@ -1,0 +1,25 @@
+//! memzinc-verifier: the one definition of a patch plan, a region table, a policy, the
+//! rules a plan must satisfy, the Merkle proof format and the on-chain account layouts.
+//!
+//! The on-chain attestor and the host both link this crate, so a plan the host pre-checks is
+//! judged by exactly the code the program runs inside the sBPF VM. The check path
+//! (`wire`, `rules`, `merkle::verify_proof`, `accounts` decoding) is `no_std` and never
+//! allocates; the `std` feature adds owned builders the host uses to produce those bytes.
+#![no_std]
+#![forbid(unsafe_code)]
+
+#[cfg(feature = "std")]
+extern crate std;
+
+pub mod accounts;
+pub mod error;
+pub mod hash;
+pub mod merkle;
+pub mod rules;
+pub mod wire;
+
+#[cfg(feature = "std")]
+pub mod plan;
+
+pub use error::VerifyError;
+pub use hash::Sha256;

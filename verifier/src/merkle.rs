@@ -1,0 +1,180 @@
+//! The snapshot's Merkle tree over pages, and proof verification.
+//!
+//! Leaves, in ascending page address order:
+//! - a readable page: `H(PAGE_LEAF_TAG || address_le || contents)`
+//! - a page that could not be read: `H(UNREADABLE_LEAF_TAG || address_le)`, so a snapshot
+//!   never guesses what it did not see.
+//!
+//! Interior nodes are `H(NODE_TAG || left || right)`. A level with an odd count promotes its
+//! last node unchanged. A proof is the list of sibling hashes from the leaf upwards; the leaf's
+//! index and the leaf count determine which side each sibling is on and where none exists.
+
+use crate::hash::{Hash, Sha256, NODE_TAG, PAGE_LEAF_TAG, UNREADABLE_LEAF_TAG};
+
+pub fn page_leaf<H: Sha256>(address: u64, contents: &[u8]) -> Hash {
+    H::hashv(&[PAGE_LEAF_TAG, &address.to_le_bytes(), contents])
+}
+
+pub fn unreadable_leaf<H: Sha256>(address: u64) -> Hash {
+    H::hashv(&[UNREADABLE_LEAF_TAG, &address.to_le_bytes()])
+}
+
+pub fn node<H: Sha256>(left: &Hash, right: &Hash) -> Hash {
+    H::hashv(&[NODE_TAG, left, right])
+}
+
+/// How many siblings a proof for a tree of `leaf_count` leaves has at `index`.
+pub fn proof_len(mut index: u64, mut leaf_count: u64) -> usize {
+    let mut len = 0;
+    while leaf_count > 1 {
+        if index % 2 == 1 || index + 1 < leaf_count {
+            len += 1;
+        }
+        index /= 2;
+        leaf_count = leaf_count.div_ceil(2);
+    }
+    len
+}
+
+/// Recomputes the root from `leaf` at `index` and its siblings; true if it equals `root`.
+pub fn verify_proof<H: Sha256>(
+    root: &Hash,
+    leaf: &Hash,
+    mut index: u64,
+    mut leaf_count: u64,
+    siblings: impl IntoIterator<Item = Hash>,
+) -> bool {
+    if index >= leaf_count {
+        return false;
+    }
+    let mut siblings = siblings.into_iter();
+    let mut acc = *leaf;
+    while leaf_count > 1 {
+        if index % 2 == 1 {
+            match siblings.next() {
+                Some(left) => acc = node::<H>(&left, &acc),
+                None => return false,
+            }
+        } else if index + 1 < leaf_count {
+            match siblings.next() {
+                Some(right) => acc = node::<H>(&acc, &right),
+                None => return false,
+            }
+        }
+        index /= 2;
+        leaf_count = leaf_count.div_ceil(2);
+    }
+    siblings.next().is_none() && acc == *root
+}
+
+/// Builds trees on the host. Keeps every level so proofs are cheap to cut.
+#[cfg(feature = "std")]
+pub mod tree {
+    use super::*;
+    use std::vec::Vec;
+
+    /// A complete Merkle tree; `levels[0]` are the leaves, the last level is the root.
+    pub struct MerkleTree {
+        levels: Vec<Vec<Hash>>,
+    }
+
+    impl MerkleTree {
+        pub fn from_leaves<H: Sha256>(leaves: Vec<Hash>) -> MerkleTree {
+            let mut levels = std::vec![leaves];
+            while levels.last().is_some_and(|l| l.len() > 1) {
+                let below = levels.last().map(Vec::as_slice).unwrap_or(&[]);
+                let above: Vec<Hash> = below
+                    .chunks(2)
+                    .map(|pair| match pair {
+                        [l, r] => node::<H>(l, r),
+                        [only] => *only,
+                        _ => unreachable!("chunks(2) yields one or two"),
+                    })
+                    .collect();
+                levels.push(above);
+            }
+            MerkleTree { levels }
+        }
+
+        /// The root; the empty tree's root is all zeroes.
+        pub fn root(&self) -> Hash {
+            self.levels.last().and_then(|l| l.first().copied()).unwrap_or([0; 32])
+        }
+
+        pub fn leaf_count(&self) -> u64 {
+            self.levels[0].len() as u64
+        }
+
+        pub fn proof(&self, mut index: usize) -> Option<Vec<Hash>> {
+            if index >= self.levels[0].len() {
+                return None;
+            }
+            let mut siblings = Vec::new();
+            for level in &self.levels[..self.levels.len() - 1] {
+                let sibling = index ^ 1;
+                if sibling < level.len() {
+                    siblings.push(level[sibling]);
+                }
+                index /= 2;
+            }
+            Some(siblings)
+        }
+    }
+}
+
+#[cfg(all(test, feature = "std"))]
+mod tests {
+    use super::tree::MerkleTree;
+    use super::*;
+    use std::vec::Vec;
+
+    struct Sha2;
+    impl Sha256 for Sha2 {
+        fn hashv(parts: &[&[u8]]) -> Hash {
+            use sha2::Digest;
+            let mut h = sha2::Sha256::new();
+            for p in parts {
+                h.update(p);
+            }
+            h.finalize().into()
+        }
+    }
+
+    #[test]
+    fn every_proof_verifies_and_tampering_fails() {
+        for count in 1..=17u64 {
+            let leaves: Vec<Hash> = (0..count)
+                .map(|i| page_leaf::<Sha2>(i * 4096, &[i as u8; 64]))
+                .collect();
+            let tree = MerkleTree::from_leaves::<Sha2>(leaves.clone());
+            for (i, leaf) in leaves.iter().enumerate() {
+                let proof = tree.proof(i).unwrap();
+                assert_eq!(proof.len(), proof_len(i as u64, count));
+                assert!(verify_proof::<Sha2>(&tree.root(), leaf, i as u64, count, proof.clone()));
+                let wrong_leaf = unreadable_leaf::<Sha2>(i as u64 * 4096);
+                assert!(!verify_proof::<Sha2>(
+                    &tree.root(),
+                    &wrong_leaf,
+                    i as u64,
+                    count,
+                    proof.clone()
+                ));
+                if let Some(first) = proof.first() {
+                    let mut bad = proof.clone();
+                    bad[0] = [first[0] ^ 1; 32];
+                    assert!(!verify_proof::<Sha2>(&tree.root(), leaf, i as u64, count, bad));
+                }
+                let mut long = proof.clone();
+                long.push([0; 32]);
+                assert!(!verify_proof::<Sha2>(&tree.root(), leaf, i as u64, count, long));
+            }
+            assert!(!verify_proof::<Sha2>(
+                &tree.root(),
+                &leaves[0],
+                count,
+                count,
+                Vec::new()
+            ));
+        }
+    }
+}
