@@ -30,7 +30,9 @@ echo "reproducible: two builds in two directories give sha256 ${a%% *}"
 stage "lint"
 cargo fmt --all --check
 (cd programs/attestor && cargo fmt --check)
-cargo clippy -q -p memzinc-verifier --all-targets --all-features -- -D warnings
+cargo clippy -q --locked --workspace --all-targets -- -D warnings
+cargo clippy -q --locked -p memzinc-verifier --all-features -- -D warnings
+(cd programs/attestor && CARGO_TARGET_DIR="$MEMZINC_CACHE/program-host-target" cargo clippy -q --locked --all-targets -- -D warnings)
 
 stage "workspace build"
 cargo build --locked --workspace --all-targets

@@ -282,10 +282,7 @@ impl Snapshot {
         let mut leaf_bytes = vec![0u8; (leaf_count * 32) as usize];
         file.read_exact_at(&mut leaf_bytes, leaves_offset)
             .map_err(|e| Error::io(path, e))?;
-        let leaves: Vec<[u8; 32]> = leaf_bytes
-            .chunks_exact(32)
-            .map(|c| c.try_into().unwrap_or([0; 32]))
-            .collect();
+        let leaves: Vec<[u8; 32]> = leaf_bytes.as_chunks::<32>().0.to_vec();
         let mut meta_bytes = vec![0u8; meta_len as usize];
         file.read_exact_at(&mut meta_bytes, meta_offset)
             .map_err(|e| Error::io(path, e))?;
