@@ -8,8 +8,13 @@
 
 use std::time::Instant;
 
+use sha2::Digest;
+
 use memzinc_verifier::plan::PatchPlan;
 use serde::Serialize;
+
+use memzinc_verifier::accounts::{OUTCOME_APPLIED, OUTCOME_ROLLED_BACK};
+use solana_pubkey::Pubkey;
 
 use crate::chain::Client;
 use crate::error::{Error, Result};
@@ -23,6 +28,13 @@ pub struct ApplyReport {
     pub threads_stopped: usize,
     /// How long the target was held stopped, microseconds.
     pub stopped_us: u128,
+    /// SHA-256 over the bytes read back after writing, in plan order (the receipt records it).
+    #[serde(serialize_with = "crate::apply::hex32")]
+    pub readback_hash: [u8; 32],
+}
+
+pub fn hex32<S: serde::Serializer>(v: &[u8; 32], s: S) -> std::result::Result<S::Ok, S::Error> {
+    s.serialize_str(&hex::encode(v))
 }
 
 fn read_exact(pid: i32, address: u64, len: usize) -> Result<Vec<u8>> {
@@ -43,29 +55,61 @@ pub struct AttestedApply {
     pub attestation: String,
     pub seq: u64,
     pub report: ApplyReport,
+    /// The `record_applied` transaction.
+    pub receipt_signature: String,
 }
 
-/// The gate: applies `plan` only if the signer's policy holds an attestation of exactly this
-/// plan (same plan hash, re-verified link hash), then applies it.
-pub fn apply_attested(client: &Client, pid: i32, plan: &PatchPlan) -> Result<AttestedApply> {
-    let (address, attestation) =
-        client
-            .find_attestation(&client.authority(), plan)?
-            .ok_or_else(|| Error::NotAttested {
-                plan_hash: hex::encode(plan.plan_hash::<Sha2>()),
-            })?;
+/// The gate: applies `plan` only if `authority`'s policy holds an unrevoked attestation of
+/// exactly this plan (same plan hash, re-verified link hash); then records a receipt on chain
+/// (applied, or rolled back if a write failed and was undone).
+pub fn apply_attested(client: &Client, authority: &Pubkey, pid: i32, plan: &PatchPlan) -> Result<AttestedApply> {
+    let plan_hash = plan.plan_hash::<Sha2>();
+    let (address, attestation) = client
+        .find_attestation(authority, &plan.target_id, &plan_hash)?
+        .ok_or_else(|| Error::NotAttested {
+            plan_hash: hex::encode(plan_hash),
+        })?;
     if attestation.computed_hash::<Sha2>() != attestation.hash {
         return Err(Error::AuditFailed {
             target: hex::encode(plan.target_id),
             why: format!("attestation {address} does not hash to its recorded link"),
         });
     }
-    let report = apply(pid, plan)?;
-    Ok(AttestedApply {
-        attestation: address.to_string(),
-        seq: attestation.seq,
-        report,
-    })
+    if attestation.revoked {
+        return Err(Error::Revoked {
+            attestation: address.to_string(),
+        });
+    }
+    match apply(pid, plan) {
+        Ok(report) => {
+            let signature = client.record_applied(
+                authority,
+                &plan.target_id,
+                attestation.seq,
+                OUTCOME_APPLIED,
+                &report.readback_hash,
+            )?;
+            Ok(AttestedApply {
+                attestation: address.to_string(),
+                seq: attestation.seq,
+                report,
+                receipt_signature: signature.to_string(),
+            })
+        }
+        Err(e @ Error::ApplyFailed { .. }) => {
+            // The target is back as it was; say so on chain, then report the failure.
+            let readback = [0u8; 32];
+            let _ = client.record_applied(
+                authority,
+                &plan.target_id,
+                attestation.seq,
+                OUTCOME_ROLLED_BACK,
+                &readback,
+            );
+            Err(e)
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// Applies `plan` to `pid` without looking at the chain: callers go through `apply_attested`.
@@ -87,9 +131,12 @@ pub fn apply(pid: i32, plan: &PatchPlan) -> Result<ApplyReport> {
 
     let mut written = 0usize;
     let mut failure = None;
+    let mut readback = sha2::Sha256::new();
     for (index, w) in plan.writes.iter().enumerate() {
         let outcome = process::write_at(pid, w.address, &w.new).and_then(|()| {
-            if read_exact(pid, w.address, w.new.len())? == w.new {
+            let back = read_exact(pid, w.address, w.new.len())?;
+            readback.update(&back);
+            if back == w.new {
                 Ok(())
             } else {
                 Err(Error::Usage("read-back differs from what was written".into()))
@@ -128,5 +175,6 @@ pub fn apply(pid: i32, plan: &PatchPlan) -> Result<ApplyReport> {
         bytes: plan.writes.iter().map(|w| w.new.len()).sum(),
         threads_stopped,
         stopped_us,
+        readback_hash: readback.finalize().into(),
     })
 }

@@ -4,15 +4,12 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use memzinc_verifier::accounts::{
-    Attestation, Policy, TargetChain, ATTESTATION_SEED, IX_ATTEST, IX_INITIALIZE_POLICY, POLICY_SEED, TARGET_SEED,
-};
-use memzinc_verifier::plan::PatchPlan;
-use memzinc_verifier::wire::PolicyRules;
+use memzinc_verifier::accounts::{Attestation, PlanMarker, Policy, PolicyConfig, Receipt, TargetChain};
+use memzinc_verifier::plan::Submission;
 use memzinc_verifier::VerifyError;
 use serde::Serialize;
 use solana_commitment_config::CommitmentConfig;
-use solana_instruction::{AccountMeta, Instruction};
+use solana_instruction::Instruction;
 use solana_keypair::Keypair;
 use solana_pubkey::Pubkey;
 use solana_rpc_client::rpc_client::RpcClient;
@@ -21,6 +18,7 @@ use solana_signer::Signer;
 use solana_transaction::Transaction;
 
 use crate::error::{Error, Result};
+use crate::instructions;
 use crate::Sha2;
 
 /// The attestor's address: the public key of `programs/attestor/attestor-keypair.json`
@@ -94,51 +92,9 @@ pub fn write_keypair(keypair: &Keypair, path: &Path) -> Result<()> {
     crate::fsutil::write_file_atomically(path, &json)
 }
 
-pub fn policy_address(program_id: &Pubkey, authority: &Pubkey) -> Pubkey {
-    Pubkey::find_program_address(&[POLICY_SEED, authority.as_ref()], program_id).0
-}
-
-pub fn target_chain_address(program_id: &Pubkey, policy: &Pubkey, target_id: &[u8; 32]) -> Pubkey {
-    Pubkey::find_program_address(&[TARGET_SEED, policy.as_ref(), target_id], program_id).0
-}
-
-pub fn attestation_address(program_id: &Pubkey, chain: &Pubkey, seq: u64) -> Pubkey {
-    Pubkey::find_program_address(&[ATTESTATION_SEED, chain.as_ref(), &seq.to_le_bytes()], program_id).0
-}
-
-/// The `initialize_policy` instruction, Anchor wire format.
-pub fn initialize_policy_ix(program_id: &Pubkey, authority: &Pubkey, rules: &PolicyRules) -> Instruction {
-    let mut data = IX_INITIALIZE_POLICY.to_vec();
-    data.extend_from_slice(&rules.encode());
-    Instruction {
-        program_id: *program_id,
-        accounts: vec![
-            AccountMeta::new(*authority, true),
-            AccountMeta::new(policy_address(program_id, authority), false),
-            AccountMeta::new_readonly(solana_sdk_ids::system_program::id(), false),
-        ],
-        data,
-    }
-}
-
-/// The `attest` instruction for `plan` as attestation number `seq` of its target.
-pub fn attest_ix(program_id: &Pubkey, authority: &Pubkey, plan: &PatchPlan, seq: u64) -> Instruction {
-    let policy = policy_address(program_id, authority);
-    let chain = target_chain_address(program_id, &policy, &plan.target_id);
-    let mut data = IX_ATTEST.to_vec();
-    data.extend_from_slice(&plan.encode());
-    Instruction {
-        program_id: *program_id,
-        accounts: vec![
-            AccountMeta::new(*authority, true),
-            AccountMeta::new_readonly(policy, false),
-            AccountMeta::new(chain, false),
-            AccountMeta::new(attestation_address(program_id, &chain, seq), false),
-            AccountMeta::new_readonly(solana_sdk_ids::system_program::id(), false),
-        ],
-        data,
-    }
-}
+pub use crate::instructions::{
+    attestation_address, buffer_address, plan_marker_address, policy_address, receipt_address, target_chain_address,
+};
 
 /// The result of `attest`: where the decision is recorded.
 #[derive(Clone, Debug, Serialize)]
@@ -149,6 +105,8 @@ pub struct AttestOutcome {
     pub plan_hash: String,
     /// None when an attestation of this exact plan already existed (attest is idempotent).
     pub signature: Option<String>,
+    /// Transactions that carried the submission into the program's buffer.
+    pub upload_transactions: usize,
 }
 
 /// One verified link of a target's history.
@@ -163,6 +121,17 @@ pub struct AuditEntry {
     pub writes: u32,
     pub bytes: u32,
     pub hash: String,
+    pub revoked: bool,
+    pub receipt: Option<AuditReceipt>,
+}
+
+/// What the host reported after applying.
+#[derive(Clone, Debug, Serialize)]
+pub struct AuditReceipt {
+    pub slot: u64,
+    pub outcome: String,
+    pub signer: String,
+    pub readback_hash: String,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -280,32 +249,20 @@ impl Client {
         .map_err(|e| Error::Transaction(e.to_string()))?;
         self.send(&create, &[&buffer])?;
 
-        // Send every chunk, then confirm them together: sequential confirmation costs a slot each.
         const CHUNK: usize = 900;
-        let blockhash = self.rpc.get_latest_blockhash().map_err(|e| rpc_err(&self.url, e))?;
-        let mut pending = Vec::new();
-        for (i, chunk) in program.chunks(CHUNK).enumerate() {
-            let ix = loader::write(
-                &buffer.pubkey(),
-                &self.payer.pubkey(),
-                (i * CHUNK) as u32,
-                chunk.to_vec(),
-            );
-            let tx = Transaction::new_signed_with_payer(&[ix], Some(&self.payer.pubkey()), &[&self.payer], blockhash);
-            pending.push(self.rpc.send_transaction(&tx).map_err(|e| rpc_err(&self.url, e))?);
-        }
-        for signature in pending {
-            self.rpc
-                .poll_for_signature_with_commitment(&signature, CommitmentConfig::confirmed())
-                .map_err(|e| rpc_err(&self.url, e))?;
-            if let Some(Err(e)) = self
-                .rpc
-                .get_signature_status(&signature)
-                .map_err(|e| rpc_err(&self.url, e))?
-            {
-                return Err(Error::Transaction(format!("buffer write {signature}: {e:?}")));
-            }
-        }
+        let writes = program
+            .chunks(CHUNK)
+            .enumerate()
+            .map(|(i, chunk)| {
+                loader::write(
+                    &buffer.pubkey(),
+                    &self.payer.pubkey(),
+                    (i * CHUNK) as u32,
+                    chunk.to_vec(),
+                )
+            })
+            .collect();
+        self.send_all(writes)?;
 
         let deploy = loader::deploy_with_max_program_len(
             &self.payer.pubkey(),
@@ -329,20 +286,34 @@ impl Client {
     }
 
     /// Creates the payer's policy; returns its address and, if it was created now, the signature.
-    pub fn initialize_policy(&self, rules: &PolicyRules) -> Result<(Pubkey, Option<Signature>)> {
+    /// An existing policy with another configuration is an error (use `update_policy`).
+    pub fn initialize_policy(&self, config: &PolicyConfig) -> Result<(Pubkey, Option<Signature>)> {
         let authority = self.authority();
         let address = policy_address(&self.program_id, &authority);
         if let Some(existing) = self.policy(&authority)? {
-            if existing.rules != *rules {
+            if existing.config != *config {
                 return Err(Error::Usage(format!(
-                    "policy {address} already exists with other rules ({:?})",
-                    existing.rules
+                    "policy {address} already exists with another configuration; use `memzinc policy update`"
                 )));
             }
             return Ok((address, None));
         }
-        let signature = self.send(&[initialize_policy_ix(&self.program_id, &authority, rules)], &[])?;
+        let signature = self.send(
+            &[instructions::initialize_policy(&self.program_id, &authority, config)],
+            &[],
+        )?;
         Ok((address, Some(signature)))
+    }
+
+    pub fn update_policy(&self, config: &PolicyConfig) -> Result<Signature> {
+        self.send(
+            &[instructions::update_policy(&self.program_id, &self.authority(), config)],
+            &[],
+        )
+    }
+
+    pub fn close_policy(&self) -> Result<Signature> {
+        self.send(&[instructions::close_policy(&self.program_id, &self.authority())], &[])
     }
 
     pub fn target_chain(&self, policy: &Pubkey, target_id: &[u8; 32]) -> Result<(Pubkey, Option<TargetChain>)> {
@@ -354,80 +325,203 @@ impl Client {
         Ok((address, chain))
     }
 
-    /// Every attestation of a chain, in sequence order (batched reads).
-    pub fn attestations(&self, chain_address: &Pubkey, count: u64) -> Result<Vec<(Pubkey, Option<Attestation>)>> {
-        let addresses: Vec<Pubkey> = (0..count)
-            .map(|s| attestation_address(&self.program_id, chain_address, s))
-            .collect();
+    /// Decoded program accounts at `addresses` (batched reads); None where absent or malformed.
+    fn many<T>(
+        &self,
+        addresses: &[Pubkey],
+        decode: fn(&[u8]) -> Result<T, memzinc_verifier::VerifyError>,
+    ) -> Result<Vec<Option<T>>> {
         let mut out = Vec::with_capacity(addresses.len());
         for batch in addresses.chunks(100) {
             let accounts = self
                 .rpc
                 .get_multiple_accounts(batch)
                 .map_err(|e| rpc_err(&self.url, e))?;
-            for (address, account) in batch.iter().zip(accounts) {
-                let decoded = match account {
-                    Some(a) if a.owner == self.program_id => Attestation::decode(&a.data).ok(),
-                    _ => None,
-                };
-                out.push((*address, decoded));
-            }
+            out.extend(accounts.into_iter().map(|account| match account {
+                Some(a) if a.owner == self.program_id => decode(&a.data).ok(),
+                _ => None,
+            }));
         }
         Ok(out)
     }
 
-    /// The newest attestation of `plan` under the payer's policy, if any.
-    pub fn find_attestation(&self, authority: &Pubkey, plan: &PatchPlan) -> Result<Option<(Pubkey, Attestation)>> {
-        let policy = policy_address(&self.program_id, authority);
-        let (chain_address, chain) = self.target_chain(&policy, &plan.target_id)?;
-        let Some(chain) = chain else { return Ok(None) };
-        let plan_hash = plan.plan_hash::<Sha2>();
-        Ok(self
-            .attestations(&chain_address, chain.next_seq)?
-            .into_iter()
-            .rev()
-            .find_map(|(address, a)| {
-                a.filter(|a| a.plan_hash == plan_hash && a.policy == policy.to_bytes())
-                    .map(|a| (address, a))
-            }))
+    /// Every attestation of a chain, in sequence order.
+    pub fn attestations(&self, chain_address: &Pubkey, count: u64) -> Result<Vec<(Pubkey, Option<Attestation>)>> {
+        let addresses: Vec<Pubkey> = (0..count)
+            .map(|s| attestation_address(&self.program_id, chain_address, s))
+            .collect();
+        Ok(addresses
+            .iter()
+            .copied()
+            .zip(self.many(&addresses, Attestation::decode)?)
+            .collect())
     }
 
-    /// Pre-checks `plan` with the policy's rules (the program's own code), then records it.
-    /// Idempotent: a plan already attested under this policy is not attested again.
-    pub fn attest(&self, plan: &PatchPlan) -> Result<AttestOutcome> {
-        let authority = self.authority();
-        let policy_key = policy_address(&self.program_id, &authority);
-        let policy = self.policy(&authority)?.ok_or_else(|| {
+    /// The attestation of `plan_hash` for `target_id` under `authority`'s policy, if any
+    /// (found through the plan's marker account in one lookup).
+    pub fn find_attestation(
+        &self,
+        authority: &Pubkey,
+        target_id: &[u8; 32],
+        plan_hash: &[u8; 32],
+    ) -> Result<Option<(Pubkey, Attestation)>> {
+        let policy = policy_address(&self.program_id, authority);
+        let chain = target_chain_address(&self.program_id, &policy, target_id);
+        let marker_address = plan_marker_address(&self.program_id, &chain, plan_hash);
+        let Some(marker) = self.owned_data(&marker_address)? else {
+            return Ok(None);
+        };
+        let marker = PlanMarker::decode(&marker).map_err(|e| Error::Transaction(format!("plan marker: {e}")))?;
+        let address = attestation_address(&self.program_id, &chain, marker.seq);
+        let data = self
+            .owned_data(&address)?
+            .ok_or_else(|| Error::Transaction(format!("plan marker names attestation {address}, which is missing")))?;
+        let attestation =
+            Attestation::decode(&data).map_err(|e| Error::Transaction(format!("attestation {address}: {e}")))?;
+        if &attestation.plan_hash != plan_hash || attestation.policy != policy.to_bytes() {
+            return Err(Error::Transaction(format!(
+                "attestation {address} does not record this plan"
+            )));
+        }
+        Ok(Some((address, attestation)))
+    }
+
+    /// Pre-checks the submission with the policy's rules (the program's own code), uploads it
+    /// into a buffer in chunks, then attests. Idempotent: a plan already attested under this
+    /// policy for its target is not attested again, and a half-finished upload is resumed.
+    pub fn attest(&self, authority: &Pubkey, submission: &Submission) -> Result<AttestOutcome> {
+        let signer = self.authority();
+        let policy_key = policy_address(&self.program_id, authority);
+        let policy = self.policy(authority)?.ok_or_else(|| {
             Error::Usage(format!(
                 "no policy {policy_key} for {authority}; create it with `memzinc policy init`"
             ))
         })?;
-        plan.check(&policy.rules)?;
-        let plan_hash = hex::encode(plan.plan_hash::<Sha2>());
-        let (chain_address, chain) = self.target_chain(&policy_key, &plan.target_id)?;
-        if let Some((address, existing)) = self.find_attestation(&authority, plan)? {
+        if !policy.may_sign(&signer.to_bytes()) {
+            return Err(Error::Usage(format!("{signer} is not a signer of policy {policy_key}")));
+        }
+        let verdict = submission.verify::<Sha2>(&policy.config.rules)?;
+        let plan_hash = verdict.plan_hash;
+        let target_id = submission.plan.target_id;
+        let (chain_address, chain) = self.target_chain(&policy_key, &target_id)?;
+        if let Some((address, existing)) = self.find_attestation(authority, &target_id, &plan_hash)? {
             return Ok(AttestOutcome {
                 attestation: address.to_string(),
                 target_chain: chain_address.to_string(),
                 seq: existing.seq,
-                plan_hash,
+                plan_hash: hex::encode(plan_hash),
                 signature: None,
+                upload_transactions: 0,
             });
         }
+
+        let bytes = submission.encode();
+        let buffer = buffer_address(&self.program_id, &signer, &plan_hash);
+        if let Some(data) = self.owned_data(&buffer)? {
+            // A previous run left a buffer: reuse it if it has the right size, else start over.
+            match memzinc_verifier::accounts::BufferHeader::decode(&data) {
+                Ok((h, _)) if h.len as usize == bytes.len() => {}
+                _ => {
+                    self.send(
+                        &[instructions::close_buffer(&self.program_id, &signer, &plan_hash)],
+                        &[],
+                    )?;
+                }
+            }
+        }
+        if self.owned_data(&buffer)?.is_none() {
+            self.send(
+                &[instructions::open_buffer(
+                    &self.program_id,
+                    &signer,
+                    &plan_hash,
+                    bytes.len() as u32,
+                )],
+                &[],
+            )?;
+        }
+        let writes = instructions::upload(&self.program_id, &signer, &plan_hash, &bytes);
+        let upload_transactions = writes.len();
+        self.send_all(writes)?;
+
         let seq = chain.map(|c| c.next_seq).unwrap_or(0);
-        let ix = attest_ix(&self.program_id, &authority, plan, seq);
-        let signature = self.send(&[ix], &[])?;
+        let ix = instructions::attest(&self.program_id, &signer, authority, &target_id, &plan_hash, seq);
+        let signature = self.send(&[instructions::compute_unit_limit(1_400_000), ix], &[])?;
         Ok(AttestOutcome {
             attestation: attestation_address(&self.program_id, &chain_address, seq).to_string(),
             target_chain: chain_address.to_string(),
             seq,
-            plan_hash,
+            plan_hash: hex::encode(plan_hash),
             signature: Some(signature.to_string()),
+            upload_transactions,
         })
     }
 
+    /// Sends one transaction per instruction without waiting in between, then confirms all.
+    /// The blockhash is refreshed every few transactions: a local validator producing a block
+    /// per transaction ages blockhashes quickly.
+    pub fn send_all(&self, instructions: Vec<Instruction>) -> Result<()> {
+        let mut blockhash = self.rpc.get_latest_blockhash().map_err(|e| rpc_err(&self.url, e))?;
+        let mut pending = Vec::with_capacity(instructions.len());
+        for (i, ix) in instructions.into_iter().enumerate() {
+            if i > 0 && i % 16 == 0 {
+                blockhash = self.rpc.get_latest_blockhash().map_err(|e| rpc_err(&self.url, e))?;
+            }
+            let tx = Transaction::new_signed_with_payer(&[ix], Some(&self.payer.pubkey()), &[&self.payer], blockhash);
+            pending.push(self.rpc.send_transaction(&tx).map_err(|e| rpc_err(&self.url, e))?);
+        }
+        for signature in pending {
+            self.rpc
+                .poll_for_signature_with_commitment(&signature, CommitmentConfig::confirmed())
+                .map_err(|e| rpc_err(&self.url, e))?;
+            if let Some(Err(e)) = self
+                .rpc
+                .get_signature_status(&signature)
+                .map_err(|e| rpc_err(&self.url, e))?
+            {
+                return Err(Error::Transaction(format!("{signature}: {e:?}")));
+            }
+        }
+        Ok(())
+    }
+
+    /// Marks attestation `seq` of `target_id` revoked (policy authority only).
+    pub fn revoke(&self, target_id: &[u8; 32], seq: u64) -> Result<Signature> {
+        self.send(
+            &[instructions::revoke(
+                &self.program_id,
+                &self.authority(),
+                target_id,
+                seq,
+            )],
+            &[],
+        )
+    }
+
+    /// Records what applying attestation `seq` did.
+    pub fn record_applied(
+        &self,
+        authority: &Pubkey,
+        target_id: &[u8; 32],
+        seq: u64,
+        outcome: u8,
+        readback_hash: &[u8; 32],
+    ) -> Result<Signature> {
+        let ix = instructions::record_applied(
+            &self.program_id,
+            &self.authority(),
+            authority,
+            target_id,
+            seq,
+            outcome,
+            readback_hash,
+        );
+        self.send(&[ix], &[])
+    }
+
     /// Walks a target's whole history and verifies every link: sequence, previous hash, the
-    /// recomputed link hash, and that the last link is the chain's head.
+    /// recomputed link hash, and that the last link is the chain's head. Receipts and
+    /// revocations are reported with each entry.
     pub fn audit(&self, authority: &Pubkey, target_id: &[u8; 32]) -> Result<AuditReport> {
         let target = hex::encode(target_id);
         let fail = |why: String| Error::AuditFailed {
@@ -440,13 +534,15 @@ impl Client {
         if chain.policy != policy.to_bytes() || &chain.target_id != target_id {
             return Err(fail("chain account names another policy or target".into()));
         }
+        let attestations = self.attestations(&chain_address, chain.next_seq)?;
+        let receipt_addresses: Vec<Pubkey> = attestations
+            .iter()
+            .map(|(a, _)| receipt_address(&self.program_id, a))
+            .collect();
+        let receipts = self.many(&receipt_addresses, Receipt::decode)?;
         let mut prev = [0u8; 32];
         let mut entries = Vec::new();
-        for (seq, (address, attestation)) in self
-            .attestations(&chain_address, chain.next_seq)?
-            .into_iter()
-            .enumerate()
-        {
+        for (seq, ((address, attestation), receipt)) in attestations.into_iter().zip(receipts).enumerate() {
             let a =
                 attestation.ok_or_else(|| fail(format!("attestation #{seq} ({address}) is missing or malformed")))?;
             if a.seq != seq as u64 {
@@ -466,6 +562,11 @@ impl Client {
             if a.policy != policy.to_bytes() || &a.target_id != target_id {
                 return Err(fail(format!("attestation #{seq} belongs to another policy or target")));
             }
+            if let Some(r) = &receipt {
+                if r.attestation != address.to_bytes() || r.seq != a.seq {
+                    return Err(fail(format!("receipt of #{seq} names another attestation")));
+                }
+            }
             prev = a.hash;
             entries.push(AuditEntry {
                 seq: a.seq,
@@ -477,6 +578,18 @@ impl Client {
                 writes: a.write_count,
                 bytes: a.byte_count,
                 hash: hex::encode(a.hash),
+                revoked: a.revoked,
+                receipt: receipt.map(|r| AuditReceipt {
+                    slot: r.slot,
+                    outcome: match r.outcome {
+                        memzinc_verifier::accounts::OUTCOME_APPLIED => "applied",
+                        memzinc_verifier::accounts::OUTCOME_ROLLED_BACK => "rolled back",
+                        _ => "refused",
+                    }
+                    .into(),
+                    signer: Pubkey::from(r.signer).to_string(),
+                    readback_hash: hex::encode(r.readback_hash),
+                }),
             });
         }
         if prev != chain.head_hash {

@@ -8,6 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use memzinc_verifier::accounts::PolicyConfig;
 use memzinc_verifier::wire::PolicyRules;
 use solana_keypair::Keypair;
 use solana_signer::Signer;
@@ -91,6 +92,20 @@ impl Healme {
     }
 }
 
+impl Healme {
+    /// Discards lines printed so far (while memzinc was busy), saying how many there were.
+    pub fn skip_backlog(&self, out: &mut dyn Write) {
+        let backlog: Vec<String> = self.lines.try_iter().collect();
+        if let Some(last) = backlog.last() {
+            let _ = writeln!(
+                out,
+                "      healme | ({} lines while memzinc worked; the last: {last})",
+                backlog.len()
+            );
+        }
+    }
+}
+
 impl Drop for Healme {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -137,12 +152,18 @@ pub fn run(program_so: &Path, out: &mut dyn Write) -> Result<()> {
     let net = Localnet::start(&authority, &[])?;
     net.deploy(&authority, &program_keypair, program_so)?;
     let client = Client::connect(&net.rpc_url, authority.insecure_clone(), program_keypair.pubkey())?;
-    let rules = PolicyRules {
-        wx: true,
-        max_bytes: 64,
-        max_writes: 8,
+    let config = PolicyConfig {
+        rules: PolicyRules {
+            wx: true,
+            max_bytes: 64,
+            max_writes: 8,
+        },
+        signer_count: 0,
+        signers: [[0; 32]; memzinc_verifier::accounts::MAX_SIGNERS],
+        model_hash: crate::reason::models_hash(&root.join("models"))?,
+        verifier_hash: crate::reason::file_hash(program_so)?,
     };
-    let (policy, _) = client.initialize_policy(&rules)?;
+    let (policy, _) = client.initialize_policy(&config)?;
     s.done(
         t,
         &format!(
@@ -207,9 +228,11 @@ pub fn run(program_so: &Path, out: &mut dyn Write) -> Result<()> {
         ),
     );
 
-    let (_, patch) = PlanFile::load(&plan_path)?;
+    let (file, patch) = PlanFile::load(&plan_path)?;
+    let submission = file.to_submission(&plan_path)?;
+    let me = authority.pubkey();
     let t = s.step("refuse", "apply before attesting: memzinc must refuse");
-    match crate::apply::apply_attested(&client, healme.pid(), &patch) {
+    match crate::apply::apply_attested(&client, &me, healme.pid(), &patch) {
         Err(e @ Error::NotAttested { .. }) => s.done(t, &format!("refused: {e}")),
         Err(e) => return Err(e),
         Ok(_) => return Err(Error::Usage("apply went ahead without an attestation".into())),
@@ -217,17 +240,27 @@ pub fn run(program_so: &Path, out: &mut dyn Write) -> Result<()> {
 
     let t = s.step(
         "attest",
-        "send the plan; the program re-checks it in the sBPF VM and chains a record",
+        "upload plan + Merkle evidence; the program re-checks both in the sBPF VM and chains a record",
     );
-    let outcome = client.attest(&patch)?;
-    s.done(t, &format!("attestation {} seq {}", outcome.attestation, outcome.seq));
-
-    let t = s.step("apply", "stop all threads, compare old bytes, write, read back, resume");
-    let applied = crate::apply::apply_attested(&client, healme.pid(), &patch)?.report;
+    let outcome = client.attest(&me, &submission)?;
     s.done(
         t,
         &format!(
-            "{} bytes written; target stopped {} µs",
+            "attestation {} seq {} ({} upload transactions)",
+            outcome.attestation, outcome.seq, outcome.upload_transactions
+        ),
+    );
+
+    healme.skip_backlog(s.out);
+    let t = s.step(
+        "apply",
+        "stop all threads, compare old bytes, write, read back, resume, record a receipt",
+    );
+    let applied = crate::apply::apply_attested(&client, &me, healme.pid(), &patch)?.report;
+    s.done(
+        t,
+        &format!(
+            "{} bytes written; target stopped {} µs; receipt recorded",
             applied.bytes, applied.stopped_us
         ),
     );

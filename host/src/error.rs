@@ -49,6 +49,8 @@ pub enum Error {
     Keypair { path: PathBuf, why: String },
     #[error("no attestation on chain matches this plan (plan hash {plan_hash}); run `memzinc attest` first")]
     NotAttested { plan_hash: String },
+    #[error("attestation {attestation} was revoked; the plan must not be applied")]
+    Revoked { attestation: String },
     #[error(
         "write #{index} at {address:#x}: memory holds {found} but the plan expects {expected}; nothing was written"
     )]

@@ -12,6 +12,7 @@ pub mod chain;
 pub mod demo;
 pub mod error;
 pub mod fsutil;
+pub mod instructions;
 pub mod localnet;
 pub mod process;
 pub mod reason;

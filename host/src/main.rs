@@ -9,9 +9,11 @@ use memzinc::chain::{self, Client};
 use memzinc::reason::{PlanFile, SolverOptions, TargetSpec};
 use memzinc::snapshot::Snapshot;
 use memzinc::{apply, demo, localnet, snapshot, Sha2};
+use memzinc_verifier::accounts::{PolicyConfig, MAX_SIGNERS};
 use memzinc_verifier::wire::PolicyRules;
 use serde::Serialize;
 use solana_keypair::Keypair;
+use solana_pubkey::Pubkey;
 use solana_signer::Signer;
 
 #[derive(Parser)]
@@ -80,19 +82,36 @@ enum Command {
         #[command(subcommand)]
         action: PolicyAction,
     },
-    /// Record a plan on chain (the program re-checks it against the policy).
-    Attest { plan: PathBuf },
-    /// Apply an attested plan to a live process (compare-and-swap, rollback on failure).
+    /// Record a plan on chain (uploaded with its evidence; the program re-checks it).
+    Attest {
+        plan: PathBuf,
+        /// The policy's authority, when the keypair is one of its host signers.
+        #[arg(long)]
+        authority: Option<String>,
+    },
+    /// Apply an attested plan to a live process (compare-and-swap, rollback on failure), then
+    /// record a receipt on chain.
     Apply {
         plan: PathBuf,
         #[arg(long)]
         pid: i32,
+        #[arg(long)]
+        authority: Option<String>,
+    },
+    /// Revoke an attestation (policy authority only): the plan must then not be applied.
+    Revoke {
+        #[arg(long)]
+        target: String,
+        #[arg(long)]
+        seq: u64,
     },
     /// Walk a target's attestation history and verify every link.
     Audit {
         /// Target name as in the plan (e.g. healme).
         #[arg(long)]
         target: String,
+        #[arg(long)]
+        authority: Option<String>,
     },
     /// Run a local Solana network (surfpool) with the attestor deployed, until Ctrl-C.
     Localnet {
@@ -116,20 +135,78 @@ enum Command {
     },
 }
 
+#[derive(Args, Clone)]
+struct PolicyArgs {
+    /// Allow writes into executable regions (W^X off).
+    #[arg(long)]
+    allow_wx: bool,
+    #[arg(long, default_value_t = 256)]
+    max_bytes: u32,
+    #[arg(long, default_value_t = 16)]
+    max_writes: u32,
+    /// A host signer allowed to attest and record receipts besides the authority (up to 4).
+    #[arg(long = "signer")]
+    signers: Vec<String>,
+    /// SHA-256 of the MiniZinc models plans are made with; default: the hash of models/*.mzn.
+    #[arg(long)]
+    model_hash: Option<String>,
+    /// SHA-256 of the verifier build; default: the hash of the attestor program file.
+    #[arg(long)]
+    verifier_hash: Option<String>,
+}
+
 #[derive(Subcommand)]
 enum PolicyAction {
     /// Create the signer's policy.
-    Init {
-        /// Allow writes into executable regions (W^X off).
-        #[arg(long)]
-        allow_wx: bool,
-        #[arg(long, default_value_t = 256)]
-        max_bytes: u32,
-        #[arg(long, default_value_t = 16)]
-        max_writes: u32,
-    },
+    Init(PolicyArgs),
+    /// Replace the policy's rules, signers and hashes (rotating signers is an update).
+    Update(PolicyArgs),
     /// Show the signer's policy.
     Show,
+    /// Close the policy and take its rent back (attestations stay).
+    Close,
+}
+
+fn parse_hash(hex_str: &str, what: &str) -> Result<[u8; 32]> {
+    let mut out = [0u8; 32];
+    hex::decode_to_slice(hex_str, &mut out).map_err(|e| anyhow::anyhow!("{what} {hex_str:?}: {e}"))?;
+    Ok(out)
+}
+
+impl PolicyArgs {
+    fn config(&self) -> Result<PolicyConfig> {
+        let rules = PolicyRules {
+            wx: !self.allow_wx,
+            max_bytes: self.max_bytes,
+            max_writes: self.max_writes,
+        };
+        rules.validate()?;
+        if self.signers.len() > MAX_SIGNERS {
+            anyhow::bail!("at most {MAX_SIGNERS} --signer");
+        }
+        let mut signers = [[0u8; 32]; MAX_SIGNERS];
+        for (slot, s) in signers.iter_mut().zip(&self.signers) {
+            let key: Pubkey = s
+                .parse()
+                .map_err(|_| anyhow::anyhow!("--signer {s} is not a valid address"))?;
+            *slot = key.to_bytes();
+        }
+        let model_hash = match &self.model_hash {
+            Some(h) => parse_hash(h, "--model-hash")?,
+            None => memzinc::reason::models_hash(&memzinc::repo_root().join("models"))?,
+        };
+        let verifier_hash = match &self.verifier_hash {
+            Some(h) => parse_hash(h, "--verifier-hash")?,
+            None => memzinc::reason::file_hash(&default_program())?,
+        };
+        Ok(PolicyConfig {
+            rules,
+            signer_count: self.signers.len() as u8,
+            signers,
+            model_hash,
+            verifier_hash,
+        })
+    }
 }
 
 fn print_json(value: &impl Serialize) -> Result<()> {
@@ -167,6 +244,15 @@ impl Global {
             .parse()
             .map_err(|_| anyhow::anyhow!("--program-id {} is not a valid address", self.program_id))?;
         Ok(Client::connect(&url, self.keypair()?, program_id)?)
+    }
+}
+
+fn authority_or_self(client: &Client, authority: Option<&str>) -> Result<Pubkey> {
+    match authority {
+        Some(a) => a
+            .parse()
+            .map_err(|_| anyhow::anyhow!("--authority {a} is not a valid address")),
+        None => Ok(client.authority()),
     }
 }
 
@@ -276,19 +362,11 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Policy { action } => {
             let client = g.client()?;
+            let authority = client.authority();
+            let address = chain::policy_address(&client.program_id, &authority);
             match action {
-                PolicyAction::Init {
-                    allow_wx,
-                    max_bytes,
-                    max_writes,
-                } => {
-                    let rules = PolicyRules {
-                        wx: !allow_wx,
-                        max_bytes,
-                        max_writes,
-                    };
-                    rules.validate()?;
-                    let (address, signature) = client.initialize_policy(&rules)?;
+                PolicyAction::Init(args) => {
+                    let (address, signature) = client.initialize_policy(&args.config()?)?;
                     if g.json {
                         print_json(
                             &serde_json::json!({"policy": address.to_string(), "signature": signature.map(|s| s.to_string())}),
@@ -302,26 +380,49 @@ fn run(cli: Cli) -> Result<()> {
                         );
                     }
                 }
+                PolicyAction::Update(args) => {
+                    let signature = client.update_policy(&args.config()?)?;
+                    if g.json {
+                        print_json(
+                            &serde_json::json!({"policy": address.to_string(), "signature": signature.to_string()}),
+                        )?;
+                    } else {
+                        println!("policy {address} updated (signature {signature})");
+                    }
+                }
+                PolicyAction::Close => {
+                    let signature = client.close_policy()?;
+                    if g.json {
+                        print_json(
+                            &serde_json::json!({"policy": address.to_string(), "signature": signature.to_string()}),
+                        )?;
+                    } else {
+                        println!("policy {address} closed (signature {signature})");
+                    }
+                }
                 PolicyAction::Show => {
-                    let authority = client.authority();
                     let policy = client.policy(&authority)?.context("no policy for this keypair")?;
-                    let address = chain::policy_address(&client.program_id, &authority);
+                    let c = &policy.config;
                     let value = serde_json::json!({
-                        "policy": address.to_string(), "authority": authority.to_string(),
-                        "wx": policy.rules.wx, "max_bytes": policy.rules.max_bytes, "max_writes": policy.rules.max_writes,
+                        "policy": address.to_string(), "authority": authority.to_string(), "revision": policy.revision,
+                        "wx": c.rules.wx, "max_bytes": c.rules.max_bytes, "max_writes": c.rules.max_writes,
+                        "signers": c.allowed_signers().iter().map(|k| Pubkey::from(*k).to_string()).collect::<Vec<_>>(),
+                        "model_hash": hex::encode(c.model_hash), "verifier_hash": hex::encode(c.verifier_hash),
                     });
                     if g.json {
                         print_json(&value)?;
                     } else {
-                        println!("{value}");
+                        println!("{}", serde_json::to_string_pretty(&value)?);
                     }
                 }
             }
         }
-        Command::Attest { plan } => {
-            let (_, patch) = PlanFile::load(&plan)?;
+        Command::Attest { plan, authority } => {
+            let (file, _) = PlanFile::load(&plan)?;
+            let submission = file.to_submission(&plan)?;
             let client = g.client()?;
-            let outcome = client.attest(&patch)?;
+            let authority = authority_or_self(&client, authority.as_deref())?;
+            let outcome = client.attest(&authority, &submission)?;
             if g.json {
                 print_json(&outcome)?;
             } else {
@@ -338,10 +439,11 @@ fn run(cli: Cli) -> Result<()> {
                 );
             }
         }
-        Command::Apply { plan, pid } => {
+        Command::Apply { plan, pid, authority } => {
             let (_, patch) = PlanFile::load(&plan)?;
             let client = g.client()?;
-            let done = apply::apply_attested(&client, pid, &patch)?;
+            let authority = authority_or_self(&client, authority.as_deref())?;
+            let done = apply::apply_attested(&client, &authority, pid, &patch)?;
             if g.json {
                 print_json(&done)?;
             } else {
@@ -351,10 +453,21 @@ fn run(cli: Cli) -> Result<()> {
                 );
             }
         }
-        Command::Audit { target } => {
+        Command::Revoke { target, seq } => {
             let client = g.client()?;
             let target_id = memzinc_verifier::hash::target_id::<Sha2>(target.as_bytes());
-            let report = client.audit(&client.authority(), &target_id)?;
+            let signature = client.revoke(&target_id, seq)?;
+            if g.json {
+                print_json(&serde_json::json!({"target": target, "seq": seq, "signature": signature.to_string()}))?;
+            } else {
+                println!("attestation #{seq} of {target} revoked (signature {signature})");
+            }
+        }
+        Command::Audit { target, authority } => {
+            let client = g.client()?;
+            let authority = authority_or_self(&client, authority.as_deref())?;
+            let target_id = memzinc_verifier::hash::target_id::<Sha2>(target.as_bytes());
+            let report = client.audit(&authority, &target_id)?;
             if g.json {
                 print_json(&report)?;
             } else {

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use memzinc_verifier::plan::{PatchPlan, Write as PlanWrite};
+use memzinc_verifier::plan::{PatchPlan, Submission, Write as PlanWrite};
 use memzinc_verifier::wire::Region;
 use serde::{Deserialize, Serialize};
 
@@ -127,6 +127,9 @@ pub struct PlanFile {
     pub regions: Vec<PlanRegion>,
     pub writes: Vec<PlannedWrite>,
     pub plan_hash: String,
+    /// The Merkle evidence binding the plan to its snapshot (regions, old bytes' pages), as the
+    /// hex of its wire encoding. It makes the plan file all `attest` needs.
+    pub evidence: String,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -181,6 +184,25 @@ impl PlanFile {
         })
     }
 
+    /// The plan with its evidence, as uploaded to the attestor.
+    pub fn to_submission(&self, path: &Path) -> Result<Submission> {
+        let plan = self.to_patch_plan(path)?;
+        let corrupt = |why: String| Error::Corrupt {
+            path: path.into(),
+            kind: "plan",
+            why,
+        };
+        let evidence = hex::decode(&self.evidence).map_err(|e| corrupt(format!("evidence: {e}")))?;
+        let mut bytes = plan.encode();
+        bytes.extend_from_slice(&evidence);
+        let parsed =
+            memzinc_verifier::wire::Submission::parse(&bytes).map_err(|e| corrupt(format!("evidence: {e}")))?;
+        Ok(Submission {
+            plan,
+            evidence: memzinc_verifier::plan::Evidence::from_view(&parsed.evidence),
+        })
+    }
+
     pub fn load(path: &Path) -> Result<(PlanFile, PatchPlan)> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
         let file: PlanFile = serde_json::from_str(&text).map_err(|e| Error::Corrupt {
@@ -200,6 +222,28 @@ impl PlanFile {
         })?;
         crate::fsutil::write_file_atomically(path, &json)
     }
+}
+
+/// SHA-256 of the MiniZinc models (`*.mzn` in `dir`, by name): what a policy's `model_hash` pins.
+pub fn models_hash(dir: &Path) -> Result<[u8; 32]> {
+    use sha2::Digest;
+    let mut models: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| Error::io(dir, e))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "mzn"))
+        .collect();
+    models.sort();
+    let mut h = sha2::Sha256::new();
+    for m in &models {
+        h.update(std::fs::read(m).map_err(|e| Error::io(m, e))?);
+    }
+    Ok(h.finalize().into())
+}
+
+/// SHA-256 of one file (a policy's `verifier_hash` pins the program file's).
+pub fn file_hash(path: &Path) -> Result<[u8; 32]> {
+    use sha2::Digest;
+    Ok(sha2::Sha256::digest(std::fs::read(path).map_err(|e| Error::io(path, e))?).into())
 }
 
 /// Which `minizinc` to run and how long it may take.
@@ -457,9 +501,15 @@ pub fn plan(snapshot: &Snapshot, spec: &TargetSpec, opts: &SolverOptions, dzn_pa
         regions,
         writes,
         plan_hash: String::new(),
+        evidence: String::new(),
     };
     let patch = file.to_patch_plan(Path::new("<new plan>"))?;
     file.plan_hash = hex::encode(patch.plan_hash::<Sha2>());
+    if !patch.writes.is_empty() {
+        let mut evidence = Vec::new();
+        snapshot.evidence(&patch)?.encode_into(&mut evidence);
+        file.evidence = hex::encode(evidence);
+    }
     Ok(file)
 }
 

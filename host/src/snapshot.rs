@@ -18,7 +18,9 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use memzinc_verifier::merkle::{self, tree::MerkleTree};
+use memzinc_verifier::merkle;
+use memzinc_verifier::plan::{Evidence, PatchPlan, SnapshotTrees};
+use memzinc_verifier::wire::Region;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -62,8 +64,10 @@ pub struct SnapshotMeta {
     pub threads: usize,
     pub regions: Vec<SnapRegion>,
     pub symbols: Vec<Symbol>,
-    /// Merkle root over all captured pages, hex.
+    /// The snapshot root (hex): `hash::snapshot_root` over the page tree and the region tree.
     pub root: String,
+    /// Merkle root over all captured pages, hex.
+    pub pages_root: String,
     pub page_count: u64,
 }
 
@@ -163,7 +167,7 @@ pub fn take(pid: i32, out: &Path, progress: Option<&indicatif::ProgressBar>) -> 
             w.write_all(leaf).map_err(|e| Error::io(out, e))?;
         }
         let leaf_count = leaves.len() as u64;
-        let root = MerkleTree::from_leaves::<Sha2>(leaves).root();
+        let trees = trees_of(&regions, &leaves);
         let meta = SnapshotMeta {
             memzinc_version: env!("CARGO_PKG_VERSION").to_string(),
             pid,
@@ -176,7 +180,8 @@ pub fn take(pid: i32, out: &Path, progress: Option<&indicatif::ProgressBar>) -> 
             threads,
             regions,
             symbols,
-            root: hex::encode(root),
+            root: hex::encode(trees.root::<Sha2>()),
+            pages_root: hex::encode(trees.pages_root()),
             page_count: leaf_count,
         };
         let meta_json = serde_json::to_vec(&meta).map_err(|e| Error::Corrupt {
@@ -203,6 +208,23 @@ pub fn take(pid: i32, out: &Path, progress: Option<&indicatif::ProgressBar>) -> 
     })?;
     drop(frozen);
     Ok(report)
+}
+
+/// The snapshot's two trees: every mapping as a region leaf, every captured page as a page leaf.
+fn trees_of(regions: &[SnapRegion], leaves: &[[u8; 32]]) -> SnapshotTrees {
+    let all_regions = regions
+        .iter()
+        .map(|r| Region {
+            start: r.map.start,
+            end: r.map.end,
+            flags: r.map.region_flags(),
+        })
+        .collect();
+    let addresses = regions
+        .iter()
+        .filter(|r| r.captured)
+        .flat_map(|r| (r.map.start..r.map.end).step_by(PAGE_SIZE as usize));
+    SnapshotTrees::new::<Sha2>(all_regions, addresses.zip(leaves.iter().copied()).collect())
 }
 
 /// Function and data symbols of the main executable at runtime addresses.
@@ -290,9 +312,9 @@ impl Snapshot {
         if meta.page_count != leaf_count {
             return Err(corrupt("page count disagrees with the leaf count".into()));
         }
-        let root = hex::encode(MerkleTree::from_leaves::<Sha2>(leaves.clone()).root());
-        if root != meta.root {
-            return Err(corrupt("leaves do not hash to the recorded root".into()));
+        let trees = trees_of(&meta.regions, &leaves);
+        if hex::encode(trees.pages_root()) != meta.pages_root || hex::encode(trees.root::<Sha2>()) != meta.root {
+            return Err(corrupt("leaves and regions do not hash to the recorded root".into()));
         }
         Ok(Snapshot {
             path: path.into(),
@@ -334,6 +356,12 @@ impl Snapshot {
             }
         }
         Ok(())
+    }
+
+    /// The Merkle proofs that bind `plan` to this snapshot: its regions and the pages it writes.
+    pub fn evidence(&self, plan: &PatchPlan) -> Result<Evidence> {
+        let trees = trees_of(&self.meta.regions, &self.leaves);
+        Ok(trees.evidence(plan, |address| self.read(address, PAGE_SIZE as usize).ok())?)
     }
 
     pub fn symbol(&self, name: &str) -> Result<&Symbol> {

@@ -1,21 +1,25 @@
 //! The attestor program in LiteSVM: the real .so, deployed with the upgradeable loader, driven
-//! by the host's own instruction builders. Each refusal is checked by its error code.
+//! by the host's own instruction builders. Every refusal is checked by its error code; the
+//! security tests follow the well-known Solana/Anchor attack classes (see the test names).
 
 use litesvm::LiteSVM;
-use memzinc::chain::{attest_ix, attestation_address, initialize_policy_ix, policy_address, target_chain_address};
+use memzinc::instructions::{
+    self as ix, attestation_address, plan_marker_address, policy_address, target_chain_address,
+};
 use memzinc::Sha2;
-use memzinc_verifier::accounts::{Attestation, Policy, TargetChain};
-use memzinc_verifier::plan::{PatchPlan, Write};
-use memzinc_verifier::wire::{PolicyRules, Region, REGION_EXEC, REGION_READ, REGION_WRITE};
+use memzinc_tests::synthetic::{self, RW};
+use memzinc_verifier::accounts::{
+    Attestation, PlanMarker, Policy, PolicyConfig, Receipt, TargetChain, MAX_SIGNERS, OUTCOME_APPLIED,
+};
+use memzinc_verifier::plan::Submission;
+use memzinc_verifier::wire::{PolicyRules, Region};
 use memzinc_verifier::VerifyError;
-use solana_instruction::Instruction;
+use solana_account::Account;
+use solana_instruction::{AccountMeta, Instruction};
 use solana_keypair::Keypair;
 use solana_pubkey::Pubkey;
 use solana_signer::Signer;
 use solana_transaction::Transaction;
-
-const RW: u8 = REGION_READ | REGION_WRITE;
-const RX: u8 = REGION_READ | REGION_EXEC;
 
 struct Env {
     svm: LiteSVM,
@@ -23,51 +27,123 @@ struct Env {
     authority: Keypair,
 }
 
+fn rules() -> PolicyRules {
+    PolicyRules {
+        wx: true,
+        max_bytes: 64,
+        max_writes: 8,
+    }
+}
+
+fn config(signers: &[Pubkey]) -> PolicyConfig {
+    let mut keys = [[0u8; 32]; MAX_SIGNERS];
+    for (k, s) in keys.iter_mut().zip(signers) {
+        *k = s.to_bytes();
+    }
+    PolicyConfig {
+        rules: rules(),
+        signer_count: signers.len() as u8,
+        signers: keys,
+        model_hash: [1; 32],
+        verifier_hash: [2; 32],
+    }
+}
+
+fn funded(svm: &mut LiteSVM) -> Keypair {
+    let k = Keypair::new();
+    svm.airdrop(&k.pubkey(), 100_000_000_000).unwrap();
+    k
+}
+
 fn env() -> Env {
     let mut svm = LiteSVM::new();
     let program_id = memzinc::chain::attestor_program_id();
     let bytes = std::fs::read(memzinc_tests::program_so()).unwrap();
     svm.add_program(program_id, &bytes).unwrap();
-    let authority = Keypair::new();
-    svm.airdrop(&authority.pubkey(), 10_000_000_000).unwrap();
-    Env {
+    let authority = funded(&mut svm);
+    let mut e = Env {
         svm,
         program_id,
         authority,
-    }
+    };
+    let a = e.authority.insecure_clone();
+    e.send(
+        vec![ix::initialize_policy(&e.program_id, &a.pubkey(), &config(&[]))],
+        &[&a],
+    )
+    .expect("initialize_policy");
+    e
 }
 
-fn rules() -> PolicyRules {
-    PolicyRules {
-        wx: true,
-        max_bytes: 32,
-        max_writes: 4,
-    }
+fn expect_refusal<T: std::fmt::Debug>(result: Result<T, String>, error: VerifyError) {
+    let text = result.expect_err("the program must refuse");
+    let code = format!("Custom({})", error.anchor_code());
+    assert!(text.contains(&code), "expected {error} ({code}), got {text}");
 }
 
 impl Env {
-    fn send(&mut self, ix: Instruction, signers: &[&Keypair]) -> Result<u64, String> {
+    /// One transaction; returns the compute units it used.
+    fn send(&mut self, ixs: Vec<Instruction>, signers: &[&Keypair]) -> Result<u64, String> {
         let tx =
-            Transaction::new_signed_with_payer(&[ix], Some(&signers[0].pubkey()), signers, self.svm.latest_blockhash());
+            Transaction::new_signed_with_payer(&ixs, Some(&signers[0].pubkey()), signers, self.svm.latest_blockhash());
         let result = self
             .svm
             .send_transaction(tx)
-            .map(|meta| meta.compute_units_consumed)
-            .map_err(|failed| format!("{:?}", failed.err));
+            .map(|m| m.compute_units_consumed)
+            .map_err(|f| format!("{:?}", f.err));
         self.svm.expire_blockhash();
         result
     }
 
-    fn init_policy(&mut self) {
-        let ix = initialize_policy_ix(&self.program_id, &self.authority.pubkey(), &rules());
-        let authority = self.authority.insecure_clone();
-        self.send(ix, &[&authority]).expect("initialize_policy");
+    fn upload(&mut self, signer: &Keypair, submission: &Submission) -> [u8; 32] {
+        let plan_hash = submission.plan.plan_hash::<Sha2>();
+        let bytes = submission.encode();
+        self.send(
+            vec![ix::open_buffer(
+                &self.program_id,
+                &signer.pubkey(),
+                &plan_hash,
+                bytes.len() as u32,
+            )],
+            &[signer],
+        )
+        .expect("open_buffer");
+        for w in ix::upload(&self.program_id, &signer.pubkey(), &plan_hash, &bytes) {
+            self.send(vec![w], &[signer]).expect("write_buffer");
+        }
+        plan_hash
     }
 
-    fn attest(&mut self, plan: &PatchPlan, seq: u64) -> Result<u64, String> {
-        let ix = attest_ix(&self.program_id, &self.authority.pubkey(), plan, seq);
-        let authority = self.authority.insecure_clone();
-        self.send(ix, &[&authority])
+    fn attest_ix(&self, signer: &Keypair, submission: &Submission, seq: u64) -> Instruction {
+        let plan_hash = submission.plan.plan_hash::<Sha2>();
+        ix::attest(
+            &self.program_id,
+            &signer.pubkey(),
+            &self.authority.pubkey(),
+            &submission.plan.target_id,
+            &plan_hash,
+            seq,
+        )
+    }
+
+    fn send_attest(&mut self, signer: &Keypair, attest: Instruction) -> Result<u64, String> {
+        self.send(vec![ix::compute_unit_limit(1_400_000), attest], &[signer])
+    }
+
+    /// Uploads and attests as the authority; returns the compute units of `attest` alone.
+    fn attest(&mut self, submission: &Submission, seq: u64) -> Result<u64, String> {
+        let a = self.authority.insecure_clone();
+        self.upload(&a, submission);
+        let attest = self.attest_ix(&a, submission, seq);
+        self.send_attest(&a, attest)
+    }
+
+    fn policy_key(&self) -> Pubkey {
+        policy_address(&self.program_id, &self.authority.pubkey())
+    }
+
+    fn chain_key(&self, target: &[u8; 32]) -> Pubkey {
+        target_chain_address(&self.program_id, &self.policy_key(), target)
     }
 
     fn account<T>(&self, address: &Pubkey, decode: fn(&[u8]) -> Result<T, VerifyError>) -> T {
@@ -77,174 +153,432 @@ impl Env {
     }
 }
 
-fn expect_refusal(result: Result<u64, String>, error: VerifyError) {
-    let text = result.expect_err("the program must refuse");
-    let code = format!("Custom({})", error.anchor_code());
-    assert!(text.contains(&code), "expected {error} ({code}), got {text}");
-}
-
-fn plan(writes: &[(u64, &[u8], &[u8])]) -> PatchPlan {
-    PatchPlan {
-        target_id: memzinc_verifier::hash::target_id::<Sha2>(b"litesvm-target"),
-        snapshot_root: [7; 32],
-        regions: vec![
-            Region {
-                start: 0x40_0000,
-                end: 0x40_2000,
-                flags: RX,
-            },
-            Region {
-                start: 0x60_0000,
-                end: 0x60_1000,
-                flags: REGION_READ,
-            },
-            Region {
-                start: 0x70_0000,
-                end: 0x70_4000,
-                flags: RW,
-            },
-        ],
-        writes: writes
-            .iter()
-            .map(|&(address, old, new)| Write {
-                address,
-                old: old.to_vec(),
-                new: new.to_vec(),
-            })
-            .collect(),
-    }
-}
-
 #[test]
-fn attest_accepts_a_good_plan_and_chains_records() {
+fn attest_accepts_a_proven_plan_and_chains_records() {
     let mut e = env();
-    e.init_policy();
-    let policy_key = policy_address(&e.program_id, &e.authority.pubkey());
-    let policy = e.account(&policy_key, Policy::decode);
-    assert_eq!(policy.rules, rules());
+    let policy = e.account(&e.policy_key(), Policy::decode);
+    assert_eq!(policy.config, config(&[]));
     assert_eq!(policy.authority, e.authority.pubkey().to_bytes());
 
-    let first = plan(&[(0x70_0010, &[0x28, 0x23], &[0x15, 0x00])]);
+    let first = synthetic::submission("litesvm", &[(0x70_0010, 2)]);
     let cu = e.attest(&first, 0).expect("good plan accepted");
-    println!("attest, 1 write: {cu} compute units (first attestation, creates the target chain)");
+    println!("attest, 1 write with Merkle evidence: {cu} compute units (first attestation, creates the chain)");
 
-    let chain_key = target_chain_address(&e.program_id, &policy_key, &first.target_id);
+    let chain_key = e.chain_key(&first.plan.target_id);
     let a0 = e.account(&attestation_address(&e.program_id, &chain_key, 0), Attestation::decode);
-    assert_eq!(a0.seq, 0);
-    assert_eq!(a0.prev_hash, [0; 32]);
-    assert_eq!(a0.plan_hash, first.plan_hash::<Sha2>());
-    assert_eq!(a0.region_table_hash, first.region_table_hash::<Sha2>());
-    assert_eq!(a0.snapshot_root, first.snapshot_root);
+    assert_eq!((a0.seq, a0.prev_hash), (0, [0; 32]));
+    assert_eq!(a0.plan_hash, first.plan.plan_hash::<Sha2>());
+    assert_eq!(a0.region_table_hash, first.plan.region_table_hash::<Sha2>());
+    assert_eq!(a0.snapshot_root, first.plan.snapshot_root);
     assert_eq!(a0.signer, e.authority.pubkey().to_bytes());
-    assert_eq!((a0.write_count, a0.byte_count), (1, 2));
+    assert_eq!((a0.write_count, a0.byte_count, a0.revoked), (1, 2, false));
     assert_eq!(a0.hash, a0.computed_hash::<Sha2>());
+    let marker = e.account(
+        &plan_marker_address(&e.program_id, &chain_key, &a0.plan_hash),
+        PlanMarker::decode,
+    );
+    assert_eq!(marker.seq, 0);
+    // The buffer was closed and its rent returned.
+    let buffer = ix::buffer_address(&e.program_id, &e.authority.pubkey(), &a0.plan_hash);
+    assert!(e
+        .svm
+        .get_account(&buffer)
+        .is_none_or(|a| a.lamports == 0 && a.data.is_empty()));
 
-    let second = plan(&[(0x70_0000, &[1], &[2]), (0x70_3ff0, &[0; 16], &[1; 16])]);
+    let second = synthetic::submission("litesvm", &[(0x70_0000, 1), (0x70_3ff0, 16)]);
     let cu = e.attest(&second, 1).expect("second plan accepted");
     println!("attest, 2 writes: {cu} compute units (chain exists)");
     let a1 = e.account(&attestation_address(&e.program_id, &chain_key, 1), Attestation::decode);
     assert_eq!(a1.prev_hash, a0.hash, "the second link names the first");
     let chain = e.account(&chain_key, TargetChain::decode);
     assert_eq!((chain.next_seq, chain.head_hash), (2, a1.hash));
-
-    // Replaying seq 0's attestation address is refused: that account exists.
-    expect_refusal(e.attest(&first, 0), VerifyError::InvalidPda);
 }
 
 #[test]
-fn attest_refuses_each_broken_rule_with_its_own_error() {
+fn each_broken_rule_is_refused_with_its_own_error() {
     let mut e = env();
-    e.init_policy();
-    let cases: Vec<(PatchPlan, VerifyError)> = vec![
+    let cases: Vec<(Submission, VerifyError)> = vec![
         (
-            plan(&[(0x40_0100, &[0x90], &[0xcc])]),
+            synthetic::submission("rules", &[(0x40_0100, 1)]),
             VerifyError::WriteInExecutableRegion,
         ),
-        (plan(&[(0x50_0000, &[0], &[1])]), VerifyError::WriteOutsideRegions),
-        (plan(&[(0x70_3fff, &[0, 0], &[1, 1])]), VerifyError::WriteOutsideRegions),
-        (plan(&[(0x60_0000, &[0], &[1])]), VerifyError::WriteToReadOnlyRegion),
         (
-            plan(&[(0x70_0000, &[0; 4], &[1; 4]), (0x70_0002, &[0], &[1])]),
+            synthetic::submission("rules", &[(0x50_0000, 1)]),
+            VerifyError::WriteOutsideRegions,
+        ),
+        (
+            synthetic::submission("rules", &[(0x60_0000, 1)]),
+            VerifyError::WriteToReadOnlyRegion,
+        ),
+        (
+            synthetic::submission("rules", &[(0x70_0000, 4), (0x70_0002, 1)]),
             VerifyError::OverlappingWrites,
         ),
-        (plan(&[(0x70_0000, &[0; 33], &[1; 33])]), VerifyError::PlanTooManyBytes),
         (
-            plan(&[
-                (0x70_0000, &[0], &[1]),
-                (0x70_0001, &[0], &[1]),
-                (0x70_0002, &[0], &[1]),
-                (0x70_0003, &[0], &[1]),
-                (0x70_0004, &[0], &[1]),
-            ]),
+            synthetic::submission("rules", &[(0x70_0000, 65)]),
+            VerifyError::PlanTooManyBytes,
+        ),
+        (
+            synthetic::submission("rules", &(0..9).map(|i| (0x70_0000 + i * 8, 1)).collect::<Vec<_>>()),
             VerifyError::PlanTooManyWrites,
         ),
-        (plan(&[(0x70_0000, &[0], &[1, 1])]), VerifyError::WriteLengthMismatch),
     ];
-    for (p, error) in cases {
-        expect_refusal(e.attest(&p, 0), error);
+    for (s, error) in cases {
+        expect_refusal(e.attest(&s, 0), error);
     }
     // Nothing was recorded by any refused plan.
-    let policy_key = policy_address(&e.program_id, &e.authority.pubkey());
-    let chain_key = target_chain_address(&e.program_id, &policy_key, &plan(&[]).target_id);
-    assert!(e.svm.get_account(&chain_key).is_none_or(|a| a.data.is_empty()));
+    let target = synthetic::submission("rules", &[(0x70_0000, 1)]).plan.target_id;
+    assert!(e
+        .svm
+        .get_account(&e.chain_key(&target))
+        .is_none_or(|a| a.data.is_empty()));
 }
 
 #[test]
-fn accounts_and_signers_are_checked() {
+fn evidence_faults_are_refused() {
     let mut e = env();
-    e.init_policy();
-    let good = plan(&[(0x70_0000, &[0], &[1])]);
+    let good = synthetic::submission("evidence", &[(0x70_0100, 4)]);
 
-    // Re-initialising the policy is refused.
-    let ix = initialize_policy_ix(&e.program_id, &e.authority.pubkey(), &rules());
-    let authority = e.authority.insecure_clone();
-    expect_refusal(e.send(ix, &[&authority]), VerifyError::AlreadyInitialized);
+    // Wrong snapshot root: the plan names a root its evidence does not hash to.
+    let mut s = good.clone();
+    s.plan.snapshot_root[0] ^= 1;
+    expect_refusal(e.attest(&s, 0), VerifyError::SnapshotRootMismatch);
 
-    // Someone else cannot attest under this policy, even paying themselves.
-    let intruder = Keypair::new();
-    e.svm.airdrop(&intruder.pubkey(), 1_000_000_000).unwrap();
-    let mut ix = attest_ix(&e.program_id, &e.authority.pubkey(), &good, 0);
-    ix.accounts[0] = solana_instruction::AccountMeta::new(intruder.pubkey(), true);
-    expect_refusal(e.send(ix, &[&intruder]), VerifyError::Unauthorized);
+    // Old bytes that are not the snapshot's.
+    let mut s = good.clone();
+    s.plan.writes[0].old[0] ^= 1;
+    expect_refusal(e.attest(&s, 0), VerifyError::OldBytesMismatch);
 
-    // The authority listed but not signing.
-    let mut ix = attest_ix(&e.program_id, &e.authority.pubkey(), &good, 0);
-    ix.accounts[0].is_signer = false;
-    let payer = Keypair::new();
-    e.svm.airdrop(&payer.pubkey(), 1_000_000_000).unwrap();
-    expect_refusal(e.send(ix, &[&payer]), VerifyError::MissingSigner);
+    // A page whose contents were altered no longer proves.
+    let mut s = good.clone();
+    s.evidence.pages[0].contents[7] ^= 1;
+    expect_refusal(e.attest(&s, 0), VerifyError::InvalidPageProof);
 
-    // A policy account that is not a policy (type cosplay: the program's own TargetChain).
-    e.attest(&good, 0).expect("good plan");
-    let policy_key = policy_address(&e.program_id, &e.authority.pubkey());
-    let chain_key = target_chain_address(&e.program_id, &policy_key, &good.target_id);
-    let mut ix = attest_ix(
-        &e.program_id,
-        &e.authority.pubkey(),
-        &plan(&[(0x70_0000, &[1], &[2])]),
-        1,
+    // A region whose flags were upgraded no longer proves.
+    let mut s = good.clone();
+    s.plan.regions = vec![Region {
+        start: 0x60_0000,
+        end: 0x60_1000,
+        flags: RW,
+    }];
+    s.plan.writes[0].address = 0x60_0000;
+    s.plan.writes[0].old = (0..4).map(|i| synthetic::byte(0x60_0000 + i)).collect();
+    expect_refusal(e.attest(&s, 0), VerifyError::InvalidRegionProof);
+}
+
+#[test]
+fn tampered_buffer_and_replays_are_refused() {
+    let mut e = env();
+    let a = e.authority.insecure_clone();
+    let good = synthetic::submission("tamper", &[(0x70_0200, 2)]);
+    let plan_hash = e.upload(&a, &good);
+    // Tampered plan bytes after upload: the new-bytes of the write (inside PlanCore).
+    let core_len = good.plan.encode().len() as u32;
+    e.send(
+        vec![ix::write_buffer(
+            &e.program_id,
+            &a.pubkey(),
+            &plan_hash,
+            core_len - 1,
+            &[0x5a],
+        )],
+        &[&a],
+    )
+    .unwrap();
+    let attest = e.attest_ix(&a, &good, 0);
+    expect_refusal(e.send_attest(&a, attest), VerifyError::PlanHashMismatch);
+    // Tampered evidence bytes (a page's contents) after upload.
+    e.send(
+        vec![ix::write_buffer(
+            &e.program_id,
+            &a.pubkey(),
+            &plan_hash,
+            core_len - 1,
+            &[!synthetic::byte(0x70_0201)],
+        )],
+        &[&a],
+    )
+    .unwrap();
+    let encoded = good.encode();
+    let page = synthetic::page(0x70_0000);
+    let page_offset = encoded
+        .windows(page.len())
+        .position(|w| w == page)
+        .expect("page in the upload") as u32;
+    e.send(
+        vec![ix::write_buffer(
+            &e.program_id,
+            &a.pubkey(),
+            &plan_hash,
+            page_offset + 100,
+            &[0xee],
+        )],
+        &[&a],
+    )
+    .unwrap();
+    let attest = e.attest_ix(&a, &good, 0);
+    expect_refusal(e.send_attest(&a, attest), VerifyError::InvalidPageProof);
+    // Writing past the buffer's end.
+    let len = good.encode().len() as u32;
+    expect_refusal(
+        e.send(
+            vec![ix::write_buffer(
+                &e.program_id,
+                &a.pubkey(),
+                &plan_hash,
+                len - 1,
+                &[0, 0],
+            )],
+            &[&a],
+        ),
+        VerifyError::BufferOutOfBounds,
     );
-    ix.accounts[1].pubkey = chain_key;
-    let authority = e.authority.insecure_clone();
-    expect_refusal(e.send(ix, &[&authority]), VerifyError::AccountDiscriminatorMismatch);
+    e.send(vec![ix::close_buffer(&e.program_id, &a.pubkey(), &plan_hash)], &[&a])
+        .unwrap();
 
-    // A fake system program.
-    let mut ix = attest_ix(
-        &e.program_id,
-        &e.authority.pubkey(),
-        &plan(&[(0x70_0000, &[1], &[2])]),
-        1,
+    // A replayed old attestation: the same plan again, freshly uploaded.
+    e.attest(&good, 0).expect("first attestation");
+    expect_refusal(e.attest(&good, 1), VerifyError::PlanAlreadyAttested);
+    // Replaying seq 0's address for a new plan, and a sequence gap.
+    let next = synthetic::submission("tamper", &[(0x70_0300, 2)]);
+    expect_refusal(e.attest(&next, 0), VerifyError::InvalidPda);
+    let a = e.authority.insecure_clone();
+    let attest = e.attest_ix(&a, &next, 5);
+    expect_refusal(e.send_attest(&a, attest), VerifyError::InvalidPda);
+    e.send_attest(&a, e.attest_ix(&a, &next, 1))
+        .expect("the right sequence number works");
+}
+
+#[test]
+fn signers_owners_and_account_types_are_checked() {
+    let mut e = env();
+    let a = e.authority.insecure_clone();
+    let good = synthetic::submission("accounts", &[(0x70_0000, 1)]);
+
+    // Re-initialisation.
+    expect_refusal(
+        e.send(
+            vec![ix::initialize_policy(&e.program_id, &a.pubkey(), &config(&[]))],
+            &[&a],
+        ),
+        VerifyError::AlreadyInitialized,
     );
-    ix.accounts[4].pubkey = Pubkey::new_unique();
-    expect_refusal(e.send(ix, &[&authority]), VerifyError::WrongSystemProgram);
 
-    // A sequence gap: attestation address for seq 5 when the chain is at 1.
-    expect_refusal(e.attest(&plan(&[(0x70_0000, &[1], &[2])]), 5), VerifyError::InvalidPda);
+    // Wrong signer: someone outside the policy uploads and attests under it.
+    let intruder = funded(&mut e.svm);
+    e.upload(&intruder, &good);
+    let attest = e.attest_ix(&intruder, &good, 0);
+    expect_refusal(e.send_attest(&intruder, attest), VerifyError::SignerNotAllowed);
 
-    // Garbage instruction data and unknown discriminators.
-    let mut ix = attest_ix(&e.program_id, &e.authority.pubkey(), &good, 1);
-    ix.data.truncate(40);
-    expect_refusal(e.send(ix.clone(), &[&authority]), VerifyError::MalformedInstruction);
-    ix.data = vec![1, 2, 3, 4, 5, 6, 7, 8];
-    expect_refusal(e.send(ix, &[&authority]), VerifyError::UnknownInstruction);
+    // Missing signer: the authority listed but not signing (someone else pays).
+    e.upload(&a, &good);
+    let mut attest = e.attest_ix(&a, &good, 0);
+    attest.accounts[0].is_signer = false;
+    expect_refusal(e.send(vec![attest], &[&intruder]), VerifyError::MissingSigner);
+
+    // Arbitrary CPI target: a fake system program.
+    let mut attest = e.attest_ix(&a, &good, 0);
+    attest.accounts[6].pubkey = Pubkey::new_unique();
+    expect_refusal(e.send_attest(&a, attest), VerifyError::WrongSystemProgram);
+
+    // Duplicate mutable accounts: the attestation PDA passed again as the plan marker.
+    let mut attest = e.attest_ix(&a, &good, 0);
+    attest.accounts[4].pubkey = attest.accounts[3].pubkey;
+    expect_refusal(e.send_attest(&a, attest), VerifyError::InvalidPda);
+
+    // Non-canonical bump: a valid PDA of the same seeds with a lower bump.
+    let chain = e.chain_key(&good.plan.target_id);
+    let (_, canonical) =
+        Pubkey::find_program_address(&[b"attestation", chain.as_ref(), &0u64.to_le_bytes()], &e.program_id);
+    let other = (0..canonical)
+        .rev()
+        .find_map(|b| {
+            Pubkey::create_program_address(
+                &[b"attestation", chain.as_ref(), &0u64.to_le_bytes(), &[b]],
+                &e.program_id,
+            )
+            .ok()
+        })
+        .expect("a non-canonical bump exists");
+    let mut attest = e.attest_ix(&a, &good, 0);
+    attest.accounts[3].pubkey = other;
+    expect_refusal(e.send_attest(&a, attest), VerifyError::InvalidPda);
+
+    e.send_attest(&a, e.attest_ix(&a, &good, 0)).expect("the honest attest");
+
+    // Type cosplay: the program's own TargetChain passed where a Policy goes.
+    let next = synthetic::submission("accounts", &[(0x70_0010, 1)]);
+    e.upload(&a, &next);
+    let mut attest = e.attest_ix(&a, &next, 1);
+    attest.accounts[1].pubkey = chain;
+    expect_refusal(e.send_attest(&a, attest), VerifyError::AccountDiscriminatorMismatch);
+
+    // Wrong owner: a perfect Policy image in an account another program owns.
+    let forged = Pubkey::new_unique();
+    let real = e.svm.get_account(&e.policy_key()).unwrap();
+    e.svm
+        .set_account(
+            forged,
+            Account {
+                owner: Pubkey::new_unique(),
+                ..real
+            },
+        )
+        .unwrap();
+    let mut attest = e.attest_ix(&a, &next, 1);
+    attest.accounts[1].pubkey = forged;
+    expect_refusal(e.send_attest(&a, attest), VerifyError::WrongAccountOwner);
+
+    // PDA sharing between targets: target A's chain passed for target B's plan.
+    let other_target = synthetic::submission("another-target", &[(0x70_0020, 1)]);
+    e.upload(&a, &other_target);
+    let mut attest = e.attest_ix(&a, &other_target, 0);
+    attest.accounts[2].pubkey = chain;
+    expect_refusal(e.send_attest(&a, attest), VerifyError::PolicyMismatch);
+
+    // Sysvar spoofing: there is no clock account to spoof; the slot comes from the runtime.
+    e.svm.warp_to_slot(4242);
+    let mut attest = e.attest_ix(&a, &next, 1);
+    attest
+        .accounts
+        .push(AccountMeta::new_readonly(Pubkey::new_unique(), false));
+    e.send_attest(&a, attest).expect("extra accounts are ignored");
+    let a1 = e.account(&attestation_address(&e.program_id, &chain, 1), Attestation::decode);
+    assert_eq!(a1.slot, 4242);
+}
+
+#[test]
+fn closed_buffers_cannot_be_revived() {
+    let mut e = env();
+    let a = e.authority.insecure_clone();
+    let good = synthetic::submission("revival", &[(0x70_0000, 1)]);
+    let plan_hash = e.upload(&a, &good);
+    let buffer = ix::buffer_address(&e.program_id, &a.pubkey(), &plan_hash);
+    // Close, refund the address within the same transaction, then try to use it again.
+    let refund = solana_system_interface::instruction::transfer(&a.pubkey(), &buffer, 10_000_000);
+    let write = ix::write_buffer(&e.program_id, &a.pubkey(), &plan_hash, 0, &[1]);
+    expect_refusal(
+        e.send(
+            vec![ix::close_buffer(&e.program_id, &a.pubkey(), &plan_hash), refund, write],
+            &[&a],
+        ),
+        VerifyError::WrongAccountOwner,
+    );
+}
+
+#[test]
+fn host_signers_revocation_and_receipts() {
+    let mut e = env();
+    let a = e.authority.insecure_clone();
+    let host = funded(&mut e.svm);
+
+    // Rotating signers is an update by the authority only.
+    expect_refusal(
+        e.send(
+            vec![ix::update_policy(
+                &e.program_id,
+                &host.pubkey(),
+                &config(&[host.pubkey()]),
+            )],
+            &[&host],
+        ),
+        VerifyError::WrongAccountOwner,
+    );
+    let mut forged_update = ix::update_policy(&e.program_id, &a.pubkey(), &config(&[host.pubkey()]));
+    forged_update.accounts[0] = AccountMeta::new_readonly(host.pubkey(), true);
+    expect_refusal(e.send(vec![forged_update], &[&host]), VerifyError::Unauthorized);
+    e.send(
+        vec![ix::update_policy(&e.program_id, &a.pubkey(), &config(&[host.pubkey()]))],
+        &[&a],
+    )
+    .unwrap();
+    assert_eq!(e.account(&e.policy_key(), Policy::decode).revision, 1);
+
+    // The host signer attests under the authority's policy.
+    let plan = synthetic::submission("receipts", &[(0x70_0000, 2)]);
+    e.upload(&host, &plan);
+    let attest = e.attest_ix(&host, &plan, 0);
+    e.send_attest(&host, attest).expect("allowed host signer attests");
+    let target = plan.plan.target_id;
+
+    // A receipt, once.
+    let record = ix::record_applied(
+        &e.program_id,
+        &host.pubkey(),
+        &a.pubkey(),
+        &target,
+        0,
+        OUTCOME_APPLIED,
+        &[9; 32],
+    );
+    e.send(vec![record.clone()], &[&host]).expect("receipt");
+    let attestation = attestation_address(&e.program_id, &e.chain_key(&target), 0);
+    let receipt = e.account(&ix::receipt_address(&e.program_id, &attestation), Receipt::decode);
+    assert_eq!(
+        (receipt.seq, receipt.outcome, receipt.readback_hash),
+        (0, OUTCOME_APPLIED, [9; 32])
+    );
+    expect_refusal(e.send(vec![record], &[&host]), VerifyError::ReceiptAlreadyRecorded);
+
+    // Revocation: the authority only, once; a revoked attestation takes no receipt.
+    let second = synthetic::submission("receipts", &[(0x70_0100, 2)]);
+    e.attest(&second, 1).unwrap();
+    let mut revoke = ix::revoke(&e.program_id, &a.pubkey(), &target, 1);
+    revoke.accounts[0] = AccountMeta::new_readonly(host.pubkey(), true);
+    expect_refusal(e.send(vec![revoke], &[&host]), VerifyError::Unauthorized);
+    e.send(vec![ix::revoke(&e.program_id, &a.pubkey(), &target, 1)], &[&a])
+        .expect("revoke");
+    expect_refusal(
+        e.send(vec![ix::revoke(&e.program_id, &a.pubkey(), &target, 1)], &[&a]),
+        VerifyError::AttestationRevoked,
+    );
+    let record = ix::record_applied(
+        &e.program_id,
+        &host.pubkey(),
+        &a.pubkey(),
+        &target,
+        1,
+        OUTCOME_APPLIED,
+        &[0; 32],
+    );
+    expect_refusal(e.send(vec![record], &[&host]), VerifyError::AttestationRevoked);
+    assert!(
+        e.account(
+            &attestation_address(&e.program_id, &e.chain_key(&target), 1),
+            Attestation::decode
+        )
+        .revoked
+    );
+
+    // Rotating the host out: it can no longer attest.
+    e.send(vec![ix::update_policy(&e.program_id, &a.pubkey(), &config(&[]))], &[&a])
+        .unwrap();
+    let third = synthetic::submission("receipts", &[(0x70_0200, 2)]);
+    e.upload(&host, &third);
+    let attest = e.attest_ix(&host, &third, 2);
+    expect_refusal(e.send_attest(&host, attest), VerifyError::SignerNotAllowed);
+
+    // Closing the policy: nothing can be attested under it any more.
+    e.send(vec![ix::close_policy(&e.program_id, &a.pubkey())], &[&a])
+        .expect("close");
+    expect_refusal(e.attest(&third, 2), VerifyError::WrongAccountOwner);
+}
+
+#[test]
+fn malformed_instructions_are_refused() {
+    let mut e = env();
+    let a = e.authority.insecure_clone();
+    let good = synthetic::submission("malformed", &[(0x70_0000, 1)]);
+    let mut attest = e.attest_ix(&a, &good, 0);
+    attest.data.truncate(20);
+    expect_refusal(e.send_attest(&a, attest.clone()), VerifyError::MalformedInstruction);
+    attest.data = vec![1, 2, 3, 4, 5, 6, 7, 8];
+    expect_refusal(e.send_attest(&a, attest), VerifyError::UnknownInstruction);
+    let too_many = PolicyConfig {
+        signer_count: 5,
+        ..config(&[])
+    };
+    let mut init = ix::initialize_policy(&e.program_id, &a.pubkey(), &config(&[]));
+    init.data = [&init.data[..8], &too_many.rules.encode()[..], &5u32.to_le_bytes()].concat();
+    expect_refusal(e.send(vec![init], &[&a]), VerifyError::TooManySigners);
 }

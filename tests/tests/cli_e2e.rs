@@ -247,7 +247,19 @@ fn snapshot_plan_attest_apply_audit_on_a_localnet() {
     if net._process.is_some() {
         assert_eq!(entries.len(), 1, "a fresh localnet holds exactly this attestation");
     }
-    assert_eq!(entries.last().unwrap()["plan_hash"], planned["plan_hash"]);
+    let last = entries.last().unwrap();
+    assert_eq!(last["plan_hash"], planned["plan_hash"]);
+    assert_eq!(last["receipt"]["outcome"], "applied", "apply recorded its receipt");
+    assert_eq!(last["revoked"], false);
+
+    // Revoked: apply refuses before looking at memory.
+    let seq = last["seq"].as_u64().unwrap().to_string();
+    run_ok(chain(&["revoke", "--target", "healme", "--seq", &seq]));
+    let err = run_fail(chain(&["apply", &plan, "--pid", &target.pid()]));
+    assert!(err.contains("revoked"), "{err}");
+    let audit: serde_json::Value =
+        serde_json::from_str(&run_ok(chain(&["audit", "--target", "healme", "--json"]))).unwrap();
+    assert_eq!(audit["entries"].as_array().unwrap().last().unwrap()["revoked"], true);
 }
 
 #[test]

@@ -2,12 +2,16 @@
 //! what the program does. Discriminators, account sizes, error codes and the Borsh layout of
 //! `attest`'s arguments are checked against the verifier crate the program is built from.
 
+use memzinc::instructions as ix;
 use memzinc::Sha2;
-use memzinc_verifier::accounts::{self, Attestation, Policy, TargetChain};
+use memzinc_verifier::accounts::{
+    self, Attestation, BufferHeader, PlanMarker, Policy, PolicyConfig, Receipt, TargetChain,
+};
 use memzinc_verifier::plan::{PatchPlan, Write};
 use memzinc_verifier::wire::{PolicyRules, Region};
 use memzinc_verifier::VerifyError;
 use serde_json::{json, Value};
+use solana_pubkey::Pubkey;
 use solana_signer::Signer;
 
 fn idl() -> Value {
@@ -45,6 +49,7 @@ fn borsh(idl: &Value, ty: &Value, v: &Value, out: &mut Vec<u8>) {
             "bool" => out.push(v.as_bool().unwrap() as u8),
             "u32" => out.extend((v.as_u64().unwrap() as u32).to_le_bytes()),
             "u64" => out.extend(v.as_u64().unwrap().to_le_bytes()),
+            "pubkey" => out.extend(v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u8)),
             "bytes" => {
                 let b = v.as_array().unwrap();
                 out.extend((b.len() as u32).to_le_bytes());
@@ -112,30 +117,51 @@ fn address_matches_the_program_keypair() {
 #[test]
 fn discriminators_and_account_sizes_match() {
     let idl = idl();
-    assert_eq!(disc(named(&idl["instructions"], "attest")), accounts::IX_ATTEST);
+    for (name, d) in [
+        ("attest", accounts::IX_ATTEST),
+        ("initialize_policy", accounts::IX_INITIALIZE_POLICY),
+        ("update_policy", accounts::IX_UPDATE_POLICY),
+        ("close_policy", accounts::IX_CLOSE_POLICY),
+        ("open_buffer", accounts::IX_OPEN_BUFFER),
+        ("write_buffer", accounts::IX_WRITE_BUFFER),
+        ("close_buffer", accounts::IX_CLOSE_BUFFER),
+        ("revoke", accounts::IX_REVOKE),
+        ("record_applied", accounts::IX_RECORD_APPLIED),
+    ] {
+        assert_eq!(disc(named(&idl["instructions"], name)), d, "{name}");
+    }
     assert_eq!(
-        disc(named(&idl["instructions"], "initialize_policy")),
-        accounts::IX_INITIALIZE_POLICY
+        idl["instructions"].as_array().unwrap().len(),
+        9,
+        "every instruction is listed"
     );
     for (name, d, len) in [
         ("Attestation", Attestation::DISCRIMINATOR, Attestation::LEN),
         ("Policy", Policy::DISCRIMINATOR, Policy::LEN),
         ("TargetChain", TargetChain::DISCRIMINATOR, TargetChain::LEN),
+        ("PlanMarker", PlanMarker::DISCRIMINATOR, PlanMarker::LEN),
+        ("Receipt", Receipt::DISCRIMINATOR, Receipt::LEN),
     ] {
         assert_eq!(disc(named(&idl["accounts"], name)), d, "{name}");
         assert_eq!(8 + size(&idl, &json!({"defined": {"name": name}})), len, "{name} size");
     }
-    assert_eq!(
-        disc(named(&idl["events"], "AttestationRecorded")),
-        accounts::EVENT_ATTESTATION_RECORDED
-    );
-    assert_eq!(
-        disc(named(&idl["events"], "PolicyInitialized")),
-        accounts::EVENT_POLICY_INITIALIZED
-    );
+    assert_eq!(disc(named(&idl["accounts"], "Buffer")), BufferHeader::DISCRIMINATOR);
+    for (name, d) in [
+        ("AttestationRecorded", accounts::EVENT_ATTESTATION_RECORDED),
+        ("PolicyInitialized", accounts::EVENT_POLICY_INITIALIZED),
+        ("PolicyUpdated", accounts::EVENT_POLICY_UPDATED),
+        ("AttestationRevoked", accounts::EVENT_ATTESTATION_REVOKED),
+        ("ApplyRecorded", accounts::EVENT_APPLY_RECORDED),
+    ] {
+        assert_eq!(disc(named(&idl["events"], name)), d, "{name}");
+    }
     assert_eq!(
         size(&idl, &json!({"defined": {"name": "AttestationRecorded"}})),
         Attestation::BODY_LEN
+    );
+    assert_eq!(
+        size(&idl, &json!({"defined": {"name": "ApplyRecorded"}})),
+        Receipt::BODY_LEN
     );
 }
 
@@ -149,6 +175,14 @@ fn errors_match_codes_names_and_messages() {
         assert_eq!(e["name"], v.name());
         assert_eq!(e["msg"], v.message());
     }
+}
+
+fn encode_args(idl: &Value, instruction: &str, args: &Value) -> Vec<u8> {
+    let mut encoded = Vec::new();
+    for arg in named(&idl["instructions"], instruction)["args"].as_array().unwrap() {
+        borsh(idl, &arg["type"], &args[arg["name"].as_str().unwrap()], &mut encoded);
+    }
+    encoded
 }
 
 #[test]
@@ -182,34 +216,76 @@ fn instruction_args_encode_exactly_as_the_program_decodes() {
             },
         ],
     };
-    let args = json!({
+    let core = json!({
         "target_id": plan.target_id.to_vec(),
         "snapshot_root": plan.snapshot_root.to_vec(),
         "regions": plan.regions.iter().map(|r| json!({"start": r.start, "end": r.end, "flags": r.flags})).collect::<Vec<_>>(),
         "writes": plan.writes.iter().map(|w| json!({"address": w.address, "old": w.old, "new": w.new})).collect::<Vec<_>>(),
     });
     let mut encoded = Vec::new();
-    for arg in named(&idl["instructions"], "attest")["args"].as_array().unwrap() {
-        borsh(&idl, &arg["type"], &args[arg["name"].as_str().unwrap()], &mut encoded);
-    }
-    assert_eq!(encoded, plan.encode());
+    borsh(&idl, &json!({"defined": {"name": "PlanCore"}}), &core, &mut encoded);
+    assert_eq!(encoded, plan.encode(), "PlanCore is what the plan hash covers");
 
-    let rules = PolicyRules {
-        wx: true,
-        max_bytes: 300,
-        max_writes: 9,
+    let signer = Pubkey::new_unique();
+    let config = PolicyConfig {
+        rules: PolicyRules {
+            wx: true,
+            max_bytes: 300,
+            max_writes: 9,
+        },
+        signer_count: 1,
+        signers: [signer.to_bytes(), [0; 32], [0; 32], [0; 32]],
+        model_hash: [5; 32],
+        verifier_hash: [6; 32],
     };
-    let mut encoded = Vec::new();
-    for arg in named(&idl["instructions"], "initialize_policy")["args"]
-        .as_array()
-        .unwrap()
-    {
-        borsh(
-            &idl,
-            &arg["type"],
-            &json!({"wx": true, "max_bytes": 300, "max_writes": 9}),
-            &mut encoded,
-        );
+    let args = json!({"config": {
+        "rules": {"wx": true, "max_bytes": 300, "max_writes": 9},
+        "signers": [signer.to_bytes().to_vec()],
+        "model_hash": vec![5u8; 32], "verifier_hash": vec![6u8; 32],
+    }});
+    let program = Pubkey::new_unique();
+    let authority = Pubkey::new_unique();
+    let built = ix::initialize_policy(&program, &authority, &config);
+    assert_eq!(built.data[8..], encode_args(&idl, "initialize_policy", &args)[..]);
+
+    let plan_hash = [3u8; 32];
+    let built = ix::write_buffer(&program, &authority, &plan_hash, 1234, &[1, 2, 3]);
+    let args = json!({"plan_hash": plan_hash.to_vec(), "offset": 1234, "data": [1, 2, 3]});
+    assert_eq!(built.data[8..], encode_args(&idl, "write_buffer", &args)[..]);
+
+    let built = ix::record_applied(&program, &authority, &authority, &plan.target_id, 7, 1, &[8; 32]);
+    let args = json!({"seq": 7, "outcome": 1, "readback_hash": vec![8u8; 32]});
+    assert_eq!(built.data[8..], encode_args(&idl, "record_applied", &args)[..]);
+
+    // Account lists: the builders pass as many accounts as the IDL names, writable/signer alike.
+    for (name, built) in [
+        (
+            "attest",
+            ix::attest(&program, &authority, &authority, &plan.target_id, &plan_hash, 0),
+        ),
+        (
+            "record_applied",
+            ix::record_applied(&program, &authority, &authority, &plan.target_id, 7, 1, &[8; 32]),
+        ),
+        ("revoke", ix::revoke(&program, &authority, &plan.target_id, 0)),
+        ("open_buffer", ix::open_buffer(&program, &authority, &plan_hash, 10)),
+        ("update_policy", ix::update_policy(&program, &authority, &config)),
+    ] {
+        let declared = named(&idl["instructions"], name)["accounts"].as_array().unwrap();
+        assert_eq!(declared.len(), built.accounts.len(), "{name}");
+        for (d, b) in declared.iter().zip(&built.accounts) {
+            assert_eq!(
+                d["writable"].as_bool().unwrap_or(false),
+                b.is_writable,
+                "{name}.{}",
+                d["name"]
+            );
+            assert_eq!(
+                d["signer"].as_bool().unwrap_or(false),
+                b.is_signer,
+                "{name}.{}",
+                d["name"]
+            );
+        }
     }
-    assert_eq!(encoded, rules.encode());
 }

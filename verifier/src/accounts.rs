@@ -10,14 +10,30 @@ use crate::wire::{PolicyRules, Reader, POLICY_RULES_LEN};
 pub type Discriminator = [u8; 8];
 
 pub const IX_INITIALIZE_POLICY: Discriminator = [9, 186, 86, 225, 129, 162, 231, 56];
+pub const IX_UPDATE_POLICY: Discriminator = [212, 245, 246, 7, 163, 151, 18, 57];
+pub const IX_CLOSE_POLICY: Discriminator = [55, 42, 248, 229, 222, 138, 26, 252];
+pub const IX_OPEN_BUFFER: Discriminator = [44, 175, 185, 234, 87, 198, 98, 249];
+pub const IX_WRITE_BUFFER: Discriminator = [164, 194, 69, 154, 75, 169, 228, 85];
+pub const IX_CLOSE_BUFFER: Discriminator = [46, 114, 179, 58, 57, 45, 194, 172];
 pub const IX_ATTEST: Discriminator = [83, 148, 120, 119, 144, 139, 117, 160];
+pub const IX_REVOKE: Discriminator = [170, 23, 31, 34, 133, 173, 93, 242];
+pub const IX_RECORD_APPLIED: Discriminator = [188, 96, 138, 140, 130, 180, 191, 213];
 
 pub const EVENT_ATTESTATION_RECORDED: Discriminator = [207, 97, 52, 58, 217, 238, 97, 21];
 pub const EVENT_POLICY_INITIALIZED: Discriminator = [102, 184, 59, 178, 235, 69, 251, 181];
+pub const EVENT_POLICY_UPDATED: Discriminator = [225, 112, 112, 67, 95, 236, 245, 161];
+pub const EVENT_ATTESTATION_REVOKED: Discriminator = [47, 106, 65, 238, 200, 127, 163, 50];
+pub const EVENT_APPLY_RECORDED: Discriminator = [208, 74, 242, 240, 100, 236, 128, 235];
 
 pub const POLICY_SEED: &[u8] = b"policy";
 pub const TARGET_SEED: &[u8] = b"target";
 pub const ATTESTATION_SEED: &[u8] = b"attestation";
+pub const PLAN_SEED: &[u8] = b"plan";
+pub const BUFFER_SEED: &[u8] = b"buffer";
+pub const RECEIPT_SEED: &[u8] = b"receipt";
+
+/// Most host signers a policy names besides its authority.
+pub const MAX_SIGNERS: usize = 4;
 
 /// Appends little-endian fields to a fixed buffer. Panics are impossible: sizes are constants
 /// checked by the tests, and `put` is only used by `encode` with the matching `LEN`.
@@ -40,24 +56,93 @@ fn check_discriminator<'a>(data: &'a [u8], disc: &Discriminator, len: usize) -> 
     Ok(Reader::new(&data[8..]))
 }
 
-/// A policy: who may attest under it and the rules every plan must satisfy.
-/// PDA seeds: `["policy", authority]`.
+/// What the authority sets on a policy: the rules, the host signers allowed to attest and record
+/// receipts, and the hashes of what produced plans under it (MiniZinc models, verifier build).
+/// Borsh: `PolicyConfig { rules: PolicyRules, signers: Vec<Pubkey>, model_hash: [u8;32], verifier_hash: [u8;32] }`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PolicyConfig {
+    pub rules: PolicyRules,
+    pub signer_count: u8,
+    pub signers: [[u8; 32]; MAX_SIGNERS],
+    pub model_hash: Hash,
+    pub verifier_hash: Hash,
+}
+
+impl PolicyConfig {
+    pub fn parse(r: &mut Reader<'_>) -> Result<PolicyConfig, VerifyError> {
+        let rules = PolicyRules::parse(r)?;
+        let count = r.u32()?;
+        if count as usize > MAX_SIGNERS {
+            return Err(VerifyError::TooManySigners);
+        }
+        let mut signers = [[0u8; 32]; MAX_SIGNERS];
+        for s in signers.iter_mut().take(count as usize) {
+            *s = *r.array()?;
+        }
+        Ok(PolicyConfig {
+            rules,
+            signer_count: count as u8,
+            signers,
+            model_hash: *r.array()?,
+            verifier_hash: *r.array()?,
+        })
+    }
+
+    /// Borsh encoding (the instruction argument).
+    #[cfg(feature = "std")]
+    pub fn encode(&self) -> std::vec::Vec<u8> {
+        let mut out = std::vec::Vec::new();
+        out.extend_from_slice(&self.rules.encode());
+        out.extend_from_slice(&(self.signer_count as u32).to_le_bytes());
+        for s in &self.signers[..self.signer_count as usize] {
+            out.extend_from_slice(s);
+        }
+        out.extend_from_slice(&self.model_hash);
+        out.extend_from_slice(&self.verifier_hash);
+        out
+    }
+
+    pub fn allowed_signers(&self) -> &[[u8; 32]] {
+        &self.signers[..(self.signer_count as usize).min(MAX_SIGNERS)]
+    }
+}
+
+/// A policy. PDA seeds: `["policy", authority]`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Policy {
     pub authority: [u8; 32],
-    pub rules: PolicyRules,
+    pub config: PolicyConfig,
+    /// Bumped by every update, so a record can name the policy version it was judged under.
+    pub revision: u32,
     pub bump: u8,
 }
 
 impl Policy {
     pub const DISCRIMINATOR: Discriminator = [222, 135, 7, 163, 235, 177, 33, 68];
-    pub const LEN: usize = 8 + 32 + POLICY_RULES_LEN + 1;
+    pub const LEN: usize = 8 + 32 + POLICY_RULES_LEN + 1 + 32 * MAX_SIGNERS + 32 + 32 + 4 + 1;
 
     pub fn decode(data: &[u8]) -> Result<Policy, VerifyError> {
         let mut r = check_discriminator(data, &Self::DISCRIMINATOR, Self::LEN)?;
+        let authority = *r.array()?;
+        let rules = PolicyRules::parse(&mut r)?;
+        let signer_count = r.u8()?;
+        if signer_count as usize > MAX_SIGNERS {
+            return Err(VerifyError::TooManySigners);
+        }
+        let mut signers = [[0u8; 32]; MAX_SIGNERS];
+        for s in signers.iter_mut() {
+            *s = *r.array()?;
+        }
         Ok(Policy {
-            authority: *r.array()?,
-            rules: PolicyRules::parse(&mut r)?,
+            authority,
+            config: PolicyConfig {
+                rules,
+                signer_count,
+                signers,
+                model_hash: *r.array()?,
+                verifier_hash: *r.array()?,
+            },
+            revision: r.u32()?,
             bump: r.u8()?,
         })
     }
@@ -66,8 +151,20 @@ impl Policy {
         let mut w = Writer { buf: out, at: 0 };
         w.put(&Self::DISCRIMINATOR);
         w.put(&self.authority);
-        w.put(&self.rules.encode());
+        w.put(&self.config.rules.encode());
+        w.put(&[self.config.signer_count]);
+        for s in &self.config.signers {
+            w.put(s);
+        }
+        w.put(&self.config.model_hash);
+        w.put(&self.config.verifier_hash);
+        w.put(&self.revision.to_le_bytes());
         w.put(&[self.bump]);
+    }
+
+    /// The authority and the listed host signers may attest and record receipts.
+    pub fn may_sign(&self, key: &[u8; 32]) -> bool {
+        key == &self.authority || self.config.allowed_signers().contains(key)
     }
 }
 
@@ -126,6 +223,8 @@ pub struct Attestation {
     pub hash: Hash,
     pub write_count: u32,
     pub byte_count: u32,
+    /// Set by `revoke`; a revoked plan must not be applied.
+    pub revoked: bool,
     pub bump: u8,
 }
 
@@ -133,7 +232,9 @@ impl Attestation {
     pub const DISCRIMINATOR: Discriminator = [152, 125, 183, 86, 36, 146, 121, 73];
     /// The Borsh body without the trailing bump; the `AttestationRecorded` event carries it.
     pub const BODY_LEN: usize = 32 * 8 + 8 + 8 + 4 + 4;
-    pub const LEN: usize = 8 + Self::BODY_LEN + 1;
+    pub const LEN: usize = 8 + Self::BODY_LEN + 1 + 1;
+    /// Offset of the `revoked` flag in the account data.
+    pub const REVOKED_OFFSET: usize = 8 + Self::BODY_LEN;
 
     pub fn decode(data: &[u8]) -> Result<Attestation, VerifyError> {
         let mut r = check_discriminator(data, &Self::DISCRIMINATOR, Self::LEN)?;
@@ -160,6 +261,7 @@ impl Attestation {
             hash: *r.array()?,
             write_count: r.u32()?,
             byte_count: r.u32()?,
+            revoked: if with_bump { r.bool()? } else { false },
             bump: if with_bump { r.u8()? } else { 0 },
         })
     }
@@ -183,7 +285,7 @@ impl Attestation {
         let mut w = Writer { buf: out, at: 0 };
         w.put(&Self::DISCRIMINATOR);
         self.put_body(&mut w);
-        w.put(&[self.bump]);
+        w.put(&[self.revoked as u8, self.bump]);
     }
 
     pub fn encode_event(&self, out: &mut [u8; 8 + Self::BODY_LEN]) {
@@ -208,6 +310,138 @@ impl Attestation {
     }
 }
 
+/// Marks a plan as attested for a target, so the same plan cannot be attested twice, and finds
+/// its attestation in O(1). PDA seeds: `["plan", target_chain, plan_hash]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PlanMarker {
+    pub seq: u64,
+    pub bump: u8,
+}
+
+impl PlanMarker {
+    pub const DISCRIMINATOR: Discriminator = [155, 136, 246, 159, 165, 33, 21, 170];
+    pub const LEN: usize = 8 + 8 + 1;
+
+    pub fn decode(data: &[u8]) -> Result<PlanMarker, VerifyError> {
+        let mut r = check_discriminator(data, &Self::DISCRIMINATOR, Self::LEN)?;
+        Ok(PlanMarker {
+            seq: r.u64()?,
+            bump: r.u8()?,
+        })
+    }
+
+    pub fn encode(&self, out: &mut [u8; Self::LEN]) {
+        let mut w = Writer { buf: out, at: 0 };
+        w.put(&Self::DISCRIMINATOR);
+        w.put(&self.seq.to_le_bytes());
+        w.put(&[self.bump]);
+    }
+}
+
+/// An upload area for a submission larger than a transaction.
+/// PDA seeds: `["buffer", authority, plan_hash]`. Layout: header, then `data: bytes`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BufferHeader {
+    pub authority: [u8; 32],
+    pub plan_hash: Hash,
+    pub bump: u8,
+    pub len: u32,
+}
+
+impl BufferHeader {
+    pub const DISCRIMINATOR: Discriminator = [115, 5, 212, 192, 85, 30, 46, 41];
+    pub const LEN: usize = 8 + 32 + 32 + 1 + 4;
+
+    /// Decodes the header and returns the data that follows it.
+    pub fn decode(data: &[u8]) -> Result<(BufferHeader, &[u8]), VerifyError> {
+        if data.len() < Self::LEN || data[..8] != Self::DISCRIMINATOR {
+            return Err(VerifyError::AccountDiscriminatorMismatch);
+        }
+        let mut r = Reader::new(&data[8..Self::LEN]);
+        let header = BufferHeader {
+            authority: *r.array()?,
+            plan_hash: *r.array()?,
+            bump: r.u8()?,
+            len: r.u32()?,
+        };
+        let body = &data[Self::LEN..];
+        if body.len() != header.len as usize {
+            return Err(VerifyError::AccountDiscriminatorMismatch);
+        }
+        Ok((header, body))
+    }
+
+    pub fn encode(&self, out: &mut [u8; Self::LEN]) {
+        let mut w = Writer { buf: out, at: 0 };
+        w.put(&Self::DISCRIMINATOR);
+        w.put(&self.authority);
+        w.put(&self.plan_hash);
+        w.put(&[self.bump]);
+        w.put(&self.len.to_le_bytes());
+    }
+}
+
+/// Outcomes a host reports after applying.
+pub const OUTCOME_APPLIED: u8 = 0;
+pub const OUTCOME_ROLLED_BACK: u8 = 1;
+pub const OUTCOME_REFUSED: u8 = 2;
+
+/// What the host reports after applying an attested plan. PDA seeds: `["receipt", attestation]`,
+/// so there is at most one receipt per attestation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Receipt {
+    pub attestation: [u8; 32],
+    pub signer: [u8; 32],
+    pub seq: u64,
+    pub slot: u64,
+    pub outcome: u8,
+    /// SHA-256 of the bytes read back after the writes (in plan order).
+    pub readback_hash: Hash,
+    pub bump: u8,
+}
+
+impl Receipt {
+    pub const DISCRIMINATOR: Discriminator = [39, 154, 73, 106, 80, 102, 145, 153];
+    pub const BODY_LEN: usize = 32 + 32 + 8 + 8 + 1 + 32;
+    pub const LEN: usize = 8 + Self::BODY_LEN + 1;
+
+    pub fn decode(data: &[u8]) -> Result<Receipt, VerifyError> {
+        let mut r = check_discriminator(data, &Self::DISCRIMINATOR, Self::LEN)?;
+        Ok(Receipt {
+            attestation: *r.array()?,
+            signer: *r.array()?,
+            seq: r.u64()?,
+            slot: r.u64()?,
+            outcome: r.u8()?,
+            readback_hash: *r.array()?,
+            bump: r.u8()?,
+        })
+    }
+
+    fn put_body(&self, w: &mut Writer<'_>) {
+        w.put(&self.attestation);
+        w.put(&self.signer);
+        w.put(&self.seq.to_le_bytes());
+        w.put(&self.slot.to_le_bytes());
+        w.put(&[self.outcome]);
+        w.put(&self.readback_hash);
+    }
+
+    pub fn encode(&self, out: &mut [u8; Self::LEN]) {
+        let mut w = Writer { buf: out, at: 0 };
+        w.put(&Self::DISCRIMINATOR);
+        self.put_body(&mut w);
+        w.put(&[self.bump]);
+    }
+
+    /// The `ApplyRecorded` event: discriminator + body.
+    pub fn encode_event(&self, out: &mut [u8; 8 + Self::BODY_LEN]) {
+        let mut w = Writer { buf: out, at: 0 };
+        w.put(&EVENT_APPLY_RECORDED);
+        self.put_body(&mut w);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -226,6 +460,19 @@ mod tests {
         assert_eq!(Attestation::DISCRIMINATOR, disc("account:Attestation"));
         assert_eq!(EVENT_ATTESTATION_RECORDED, disc("event:AttestationRecorded"));
         assert_eq!(EVENT_POLICY_INITIALIZED, disc("event:PolicyInitialized"));
+        assert_eq!(EVENT_POLICY_UPDATED, disc("event:PolicyUpdated"));
+        assert_eq!(EVENT_ATTESTATION_REVOKED, disc("event:AttestationRevoked"));
+        assert_eq!(EVENT_APPLY_RECORDED, disc("event:ApplyRecorded"));
+        assert_eq!(IX_UPDATE_POLICY, disc("global:update_policy"));
+        assert_eq!(IX_CLOSE_POLICY, disc("global:close_policy"));
+        assert_eq!(IX_OPEN_BUFFER, disc("global:open_buffer"));
+        assert_eq!(IX_WRITE_BUFFER, disc("global:write_buffer"));
+        assert_eq!(IX_CLOSE_BUFFER, disc("global:close_buffer"));
+        assert_eq!(IX_REVOKE, disc("global:revoke"));
+        assert_eq!(IX_RECORD_APPLIED, disc("global:record_applied"));
+        assert_eq!(PlanMarker::DISCRIMINATOR, disc("account:PlanMarker"));
+        assert_eq!(BufferHeader::DISCRIMINATOR, disc("account:Buffer"));
+        assert_eq!(Receipt::DISCRIMINATOR, disc("account:Receipt"));
     }
 
     #[test]
@@ -243,6 +490,7 @@ mod tests {
             hash: [8; 32],
             write_count: 3,
             byte_count: 12,
+            revoked: true,
             bump: 254,
         };
         let mut buf = [0u8; Attestation::LEN];
@@ -255,13 +503,21 @@ mod tests {
         );
         let p = Policy {
             authority: [9; 32],
-            rules: PolicyRules {
-                wx: true,
-                max_bytes: 64,
-                max_writes: 4,
+            config: PolicyConfig {
+                rules: PolicyRules {
+                    wx: true,
+                    max_bytes: 64,
+                    max_writes: 4,
+                },
+                signer_count: 2,
+                signers: [[1; 32], [2; 32], [0; 32], [0; 32]],
+                model_hash: [3; 32],
+                verifier_hash: [4; 32],
             },
+            revision: 7,
             bump: 255,
         };
+        assert!(p.may_sign(&[9; 32]) && p.may_sign(&[2; 32]) && !p.may_sign(&[0; 32]));
         let mut pbuf = [0u8; Policy::LEN];
         p.encode(&mut pbuf);
         assert_eq!(Policy::decode(&pbuf), Ok(p));

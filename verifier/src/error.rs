@@ -69,7 +69,21 @@ verify_errors! {
     WrongSystemProgram = 22 => "the system program account is not the system program",
     InvalidPolicyRules = 23 => "policy rules are out of range",
     NoOpWrite = 24 => "a write's new bytes equal its old bytes",
-    InvalidProof = 25 => "Merkle proof does not lead to the expected root",
+    InvalidPageProof = 25 => "a page's Merkle proof does not lead to the snapshot's page root",
+    InvalidRegionProof = 26 => "a region's Merkle proof does not lead to the snapshot's region root",
+    SnapshotRootMismatch = 27 => "the plan's snapshot root is not the hash of the proven sub-roots",
+    MissingPageProof = 28 => "a write touches a page the evidence does not prove",
+    OldBytesMismatch = 29 => "a write's old bytes differ from the snapshot's bytes at that address",
+    MissingRegionProof = 30 => "every region of the table needs exactly one proof",
+    UnsortedPages = 31 => "page proofs are not page-aligned and in ascending order",
+    PlanHashMismatch = 32 => "the uploaded plan does not hash to the plan hash given",
+    PlanAlreadyAttested = 33 => "this plan is already attested for this target",
+    BufferOutOfBounds = 34 => "buffer write lies outside the buffer",
+    SignerNotAllowed = 35 => "signer is neither the policy authority nor an allowed host signer",
+    TooManySigners = 36 => "a policy holds at most 4 host signers",
+    AttestationRevoked = 37 => "the attestation was revoked",
+    AttestationNotFound = 38 => "the attestation account does not match the target chain and sequence",
+    ReceiptAlreadyRecorded = 39 => "an apply receipt is already recorded for this attestation",
 }
 
 impl core::fmt::Display for VerifyError {

@@ -17,10 +17,24 @@ pub const PAGE_LEAF_TAG: &[u8] = b"memzinc/page/v1";
 pub const UNREADABLE_LEAF_TAG: &[u8] = b"memzinc/unreadable/v1";
 pub const NODE_TAG: &[u8] = b"memzinc/node/v1";
 pub const TARGET_TAG: &[u8] = b"memzinc/target/v1";
+pub const REGION_LEAF_TAG: &[u8] = b"memzinc/region/v1";
+pub const SNAPSHOT_TAG: &[u8] = b"memzinc/snapshot/v1";
 
-/// Hash of a plan: its canonical encoding (the `attest` arguments, see [`crate::wire`]).
-pub fn plan_hash<H: Sha256>(attest_args: &[u8]) -> Hash {
-    H::hashv(&[PLAN_TAG, attest_args])
+/// Hash of a plan: its canonical encoding (`PlanCore`, see [`crate::wire`]). The evidence that
+/// accompanies a plan is not hashed: it is checked against the roots the plan names.
+pub fn plan_hash<H: Sha256>(plan_core: &[u8]) -> Hash {
+    H::hashv(&[PLAN_TAG, plan_core])
+}
+
+/// A snapshot's root commits to its page tree and its region tree (and their sizes).
+pub fn snapshot_root<H: Sha256>(pages_root: &Hash, regions_root: &Hash, page_count: u64, region_count: u64) -> Hash {
+    H::hashv(&[
+        SNAPSHOT_TAG,
+        pages_root,
+        regions_root,
+        &page_count.to_le_bytes(),
+        &region_count.to_le_bytes(),
+    ])
 }
 
 /// Hash of a Borsh-encoded region table (`Vec<Region>`, length prefix included).

@@ -1,6 +1,7 @@
 //! The snapshot's Merkle tree over pages, and proof verification.
 //!
-//! Leaves, in ascending page address order:
+//! A snapshot has two trees: pages and regions (every mapping, `region_leaf`), and its root is
+//! `hash::snapshot_root` over both. Page leaves, in ascending page address order:
 //! - a readable page: `H(PAGE_LEAF_TAG || address_le || contents)`
 //! - a page that could not be read: `H(UNREADABLE_LEAF_TAG || address_le)`, so a snapshot
 //!   never guesses what it did not see.
@@ -9,7 +10,8 @@
 //! last node unchanged. A proof is the list of sibling hashes from the leaf upwards; the leaf's
 //! index and the leaf count determine which side each sibling is on and where none exists.
 
-use crate::hash::{Hash, Sha256, NODE_TAG, PAGE_LEAF_TAG, UNREADABLE_LEAF_TAG};
+use crate::hash::{Hash, Sha256, NODE_TAG, PAGE_LEAF_TAG, REGION_LEAF_TAG, UNREADABLE_LEAF_TAG};
+use crate::wire::Region;
 
 pub fn page_leaf<H: Sha256>(address: u64, contents: &[u8]) -> Hash {
     H::hashv(&[PAGE_LEAF_TAG, &address.to_le_bytes(), contents])
@@ -17,6 +19,11 @@ pub fn page_leaf<H: Sha256>(address: u64, contents: &[u8]) -> Hash {
 
 pub fn unreadable_leaf<H: Sha256>(address: u64) -> Hash {
     H::hashv(&[UNREADABLE_LEAF_TAG, &address.to_le_bytes()])
+}
+
+/// A leaf of the region tree: every mapping of the snapshot, in address order.
+pub fn region_leaf<H: Sha256>(region: &Region) -> Hash {
+    H::hashv(&[REGION_LEAF_TAG, &region.encode()])
 }
 
 pub fn node<H: Sha256>(left: &Hash, right: &Hash) -> Hash {

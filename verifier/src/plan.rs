@@ -5,8 +5,9 @@ use std::vec::Vec;
 
 use crate::error::VerifyError;
 use crate::hash::{self, Hash, Sha256};
-use crate::rules::{check_plan, PlanTotals};
-use crate::wire::{AttestArgs, PolicyRules, Region};
+use crate::merkle::{self, tree::MerkleTree};
+use crate::rules::{check_plan, verify_submission, PlanTotals, Verdict};
+use crate::wire::{PlanView, PolicyRules, Region, PAGE_LEN};
 
 /// One write of an owned plan.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -42,7 +43,7 @@ impl PatchPlan {
         out
     }
 
-    /// The `attest` arguments (without the instruction discriminator).
+    /// The canonical encoding, `PlanCore`: what the plan hash covers.
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::new();
         out.extend_from_slice(&self.target_id);
@@ -60,7 +61,7 @@ impl PatchPlan {
     }
 
     pub fn decode(bytes: &[u8]) -> Result<PatchPlan, VerifyError> {
-        let args = AttestArgs::parse(bytes)?;
+        let args = PlanView::parse(bytes)?;
         Ok(PatchPlan {
             target_id: *args.target_id,
             snapshot_root: *args.snapshot_root,
@@ -84,10 +85,221 @@ impl PatchPlan {
         hash::region_table_hash::<H>(&self.encode_regions())
     }
 
-    /// The same check the program runs, on the same encoding.
+    /// The plan rules the program runs (without the evidence), on the same encoding.
     pub fn check(&self, rules: &PolicyRules) -> Result<PlanTotals, VerifyError> {
         let bytes = self.encode();
-        check_plan(rules, &AttestArgs::parse(&bytes)?)
+        check_plan(rules, &PlanView::parse(&bytes)?)
+    }
+}
+
+/// The Merkle proof that `index` is the leaf of a region of the plan.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RegionProof {
+    pub index: u64,
+    pub siblings: Vec<Hash>,
+}
+
+/// One page of the snapshot with its proof.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PageProof {
+    pub address: u64,
+    pub index: u64,
+    pub contents: Vec<u8>,
+    pub siblings: Vec<Hash>,
+}
+
+/// What proves a plan against its snapshot (see `wire::EvidenceView`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Evidence {
+    pub pages_root: Hash,
+    pub regions_root: Hash,
+    pub page_count: u64,
+    pub region_count: u64,
+    pub region_proofs: Vec<RegionProof>,
+    pub pages: Vec<PageProof>,
+}
+
+fn put_siblings(out: &mut Vec<u8>, siblings: &[Hash]) {
+    out.extend_from_slice(&(siblings.len() as u32).to_le_bytes());
+    for s in siblings {
+        out.extend_from_slice(s);
+    }
+}
+
+impl Evidence {
+    /// An owned copy of parsed evidence.
+    pub fn from_view(v: &crate::wire::EvidenceView<'_>) -> Evidence {
+        Evidence {
+            pages_root: *v.pages_root,
+            regions_root: *v.regions_root,
+            page_count: v.page_count,
+            region_count: v.region_count,
+            region_proofs: v
+                .region_proofs()
+                .map(|p| RegionProof {
+                    index: p.index,
+                    siblings: p.siblings().collect(),
+                })
+                .collect(),
+            pages: v
+                .pages()
+                .map(|p| PageProof {
+                    address: p.address,
+                    index: p.index,
+                    contents: p.contents.to_vec(),
+                    siblings: p.siblings().collect(),
+                })
+                .collect(),
+        }
+    }
+
+    pub fn encode_into(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.pages_root);
+        out.extend_from_slice(&self.regions_root);
+        out.extend_from_slice(&self.page_count.to_le_bytes());
+        out.extend_from_slice(&self.region_count.to_le_bytes());
+        out.extend_from_slice(&(self.region_proofs.len() as u32).to_le_bytes());
+        for p in &self.region_proofs {
+            out.extend_from_slice(&p.index.to_le_bytes());
+            put_siblings(out, &p.siblings);
+        }
+        out.extend_from_slice(&(self.pages.len() as u32).to_le_bytes());
+        for p in &self.pages {
+            out.extend_from_slice(&p.address.to_le_bytes());
+            out.extend_from_slice(&p.index.to_le_bytes());
+            let mut page = [0u8; PAGE_LEN];
+            let n = p.contents.len().min(PAGE_LEN);
+            page[..n].copy_from_slice(&p.contents[..n]);
+            out.extend_from_slice(&page);
+            put_siblings(out, &p.siblings);
+        }
+    }
+
+    pub fn snapshot_root<H: Sha256>(&self) -> Hash {
+        hash::snapshot_root::<H>(&self.pages_root, &self.regions_root, self.page_count, self.region_count)
+    }
+}
+
+/// A plan with its evidence: the bytes the host uploads and `attest` verifies.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Submission {
+    pub plan: PatchPlan,
+    pub evidence: Evidence,
+}
+
+impl Submission {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = self.plan.encode();
+        self.evidence.encode_into(&mut out);
+        out
+    }
+
+    /// Everything the program checks, on the same bytes.
+    pub fn verify<H: Sha256>(&self, rules: &PolicyRules) -> Result<Verdict, VerifyError> {
+        let bytes = self.encode();
+        verify_submission::<H>(rules, &bytes).map(|(_, verdict)| verdict)
+    }
+}
+
+/// A snapshot's two Merkle trees, from which the host cuts evidence for a plan.
+pub struct SnapshotTrees {
+    regions: Vec<Region>,
+    region_tree: MerkleTree,
+    page_addresses: Vec<u64>,
+    page_tree: MerkleTree,
+}
+
+impl SnapshotTrees {
+    /// `regions`: every mapping in address order; `pages`: (address, leaf) in address order.
+    pub fn new<H: Sha256>(regions: Vec<Region>, pages: Vec<(u64, Hash)>) -> SnapshotTrees {
+        let region_tree = MerkleTree::from_leaves::<H>(regions.iter().map(merkle::region_leaf::<H>).collect());
+        let (page_addresses, leaves): (Vec<u64>, Vec<Hash>) = pages.into_iter().unzip();
+        SnapshotTrees {
+            regions,
+            region_tree,
+            page_addresses,
+            page_tree: MerkleTree::from_leaves::<H>(leaves),
+        }
+    }
+
+    pub fn pages_root(&self) -> Hash {
+        self.page_tree.root()
+    }
+
+    pub fn regions_root(&self) -> Hash {
+        self.region_tree.root()
+    }
+
+    pub fn root<H: Sha256>(&self) -> Hash {
+        hash::snapshot_root::<H>(
+            &self.pages_root(),
+            &self.regions_root(),
+            self.page_tree.leaf_count(),
+            self.region_tree.leaf_count(),
+        )
+    }
+
+    /// Proofs for the plan's regions and for every page its writes touch. `contents` returns
+    /// a page's captured bytes (None if it was not captured).
+    pub fn evidence(
+        &self,
+        plan: &PatchPlan,
+        contents: impl Fn(u64) -> Option<Vec<u8>>,
+    ) -> Result<Evidence, VerifyError> {
+        let region_proofs = plan
+            .regions
+            .iter()
+            .map(|r| {
+                let index = self
+                    .regions
+                    .iter()
+                    .position(|x| x == r)
+                    .ok_or(VerifyError::InvalidRegionProof)?;
+                let siblings = self.region_tree.proof(index).ok_or(VerifyError::InvalidRegionProof)?;
+                Ok(RegionProof {
+                    index: index as u64,
+                    siblings,
+                })
+            })
+            .collect::<Result<Vec<_>, VerifyError>>()?;
+        let mut touched: Vec<u64> = Vec::new();
+        for w in &plan.writes {
+            let page = PAGE_LEN as u64;
+            let end = w
+                .address
+                .checked_add(w.old.len() as u64)
+                .ok_or(VerifyError::AddressOverflow)?;
+            let mut p = w.address - w.address % page;
+            while p < end {
+                touched.push(p);
+                p += page;
+            }
+        }
+        touched.sort_unstable();
+        touched.dedup();
+        let pages = touched
+            .into_iter()
+            .map(|address| {
+                let index = self
+                    .page_addresses
+                    .binary_search(&address)
+                    .map_err(|_| VerifyError::MissingPageProof)?;
+                Ok(PageProof {
+                    address,
+                    index: index as u64,
+                    contents: contents(address).ok_or(VerifyError::MissingPageProof)?,
+                    siblings: self.page_tree.proof(index).ok_or(VerifyError::MissingPageProof)?,
+                })
+            })
+            .collect::<Result<Vec<_>, VerifyError>>()?;
+        Ok(Evidence {
+            pages_root: self.pages_root(),
+            regions_root: self.regions_root(),
+            page_count: self.page_tree.leaf_count(),
+            region_count: self.region_tree.leaf_count(),
+            region_proofs,
+            pages,
+        })
     }
 }
 
@@ -193,15 +405,134 @@ mod tests {
         let bytes = plan(vec![(0x4000, &[0, 0], &[1, 2])]).encode();
         for cut in 0..bytes.len() {
             assert_eq!(
-                AttestArgs::parse(&bytes[..cut]).err(),
+                PlanView::parse(&bytes[..cut]).err(),
                 Some(VerifyError::MalformedInstruction)
             );
         }
         let mut padded = bytes.clone();
         padded.push(0);
+        assert_eq!(PlanView::parse(&padded).err(), Some(VerifyError::MalformedInstruction));
+    }
+
+    struct Sha2;
+    impl Sha256 for Sha2 {
+        fn hashv(parts: &[&[u8]]) -> Hash {
+            use sha2::Digest;
+            let mut h = sha2::Sha256::new();
+            for p in parts {
+                h.update(p);
+            }
+            h.finalize().into()
+        }
+    }
+
+    fn page_bytes(address: u64) -> Vec<u8> {
+        (0..PAGE_LEN)
+            .map(|i| (address as usize / PAGE_LEN * 31 + i) as u8)
+            .collect()
+    }
+
+    /// A small snapshot: the regions of `plan()` plus one unmapped gap, every page captured.
+    fn trees() -> SnapshotTrees {
+        let regions = plan(vec![]).regions;
+        let pages = regions
+            .iter()
+            .flat_map(|r| (r.start..r.end).step_by(PAGE_LEN))
+            .map(|a| (a, crate::merkle::page_leaf::<Sha2>(a, &page_bytes(a))))
+            .collect();
+        SnapshotTrees::new::<Sha2>(regions, pages)
+    }
+
+    fn submission(writes: Vec<(u64, usize, &[u8])>) -> Submission {
+        let t = trees();
+        let mut p = plan(vec![]);
+        p.snapshot_root = t.root::<Sha2>();
+        p.regions.retain(|r| r.start == 0x4000);
+        p.writes = writes
+            .into_iter()
+            .map(|(address, len, new)| {
+                let page = address - address % PAGE_LEN as u64;
+                let mut old = page_bytes(page);
+                old.extend(page_bytes(page + PAGE_LEN as u64));
+                let at = (address - page) as usize;
+                Write {
+                    address,
+                    old: old[at..at + len].to_vec(),
+                    new: new.to_vec(),
+                }
+            })
+            .collect();
+        let evidence = t.evidence(&p, |a| Some(page_bytes(a))).unwrap();
+        Submission { plan: p, evidence }
+    }
+
+    #[test]
+    fn evidence_proves_old_bytes_even_across_pages() {
+        let s = submission(vec![(0x4010, 2, &[0xaa, 0xbb]), (0x4ffe, 4, &[1, 2, 3, 4])]);
+        assert_eq!(s.evidence.pages.len(), 2);
+        let verdict = s.verify::<Sha2>(&rules()).unwrap();
+        assert_eq!(verdict.plan_hash, s.plan.plan_hash::<Sha2>());
+        assert_eq!(verdict.totals, PlanTotals { writes: 2, bytes: 6 });
+    }
+
+    #[test]
+    fn each_evidence_fault_has_its_own_error() {
+        let good = submission(vec![(0x4010, 2, &[0xaa, 0xbb])]);
+        let mut cases: Vec<(Submission, VerifyError)> = Vec::new();
+
+        let mut s = good.clone();
+        s.plan.snapshot_root[0] ^= 1;
+        cases.push((s, VerifyError::SnapshotRootMismatch));
+
+        let mut s = good.clone();
+        s.evidence.pages[0].contents[0x10] ^= 1;
+        cases.push((s, VerifyError::InvalidPageProof));
+
+        let mut s = good.clone();
+        s.plan.writes[0].old[0] ^= 1;
+        cases.push((s, VerifyError::OldBytesMismatch));
+
+        let mut s = good.clone();
+        s.evidence.pages.clear();
+        cases.push((s, VerifyError::MissingPageProof));
+
+        let mut s = good.clone();
+        s.evidence.region_proofs[0].index += 1;
+        cases.push((s, VerifyError::InvalidRegionProof));
+
+        let mut s = good.clone();
+        s.evidence.region_proofs.clear();
+        cases.push((s, VerifyError::MissingRegionProof));
+
+        // A region the snapshot never had, flags upgraded from read-only to writable.
+        let mut s = good.clone();
+        s.plan.regions = vec![Region {
+            start: 0x2000,
+            end: 0x3000,
+            flags: RW,
+        }];
+        s.plan.writes = vec![Write {
+            address: 0x2000,
+            old: page_bytes(0x2000)[..1].to_vec(),
+            new: vec![0],
+        }];
+        s.evidence.region_proofs[0].index = 1;
+        cases.push((s, VerifyError::InvalidRegionProof));
+
+        let mut s = submission(vec![(0x4010, 2, &[0xaa, 0xbb]), (0x5010, 1, &[0])]);
+        s.evidence.pages.swap(0, 1);
+        cases.push((s, VerifyError::UnsortedPages));
+
+        for (s, expected) in cases {
+            assert_eq!(s.verify::<Sha2>(&rules()), Err(expected));
+        }
+        // The snapshot cannot prove a page it did not capture.
+        let t = trees();
+        let mut p = good.plan.clone();
+        p.writes[0].address = 0x9000;
         assert_eq!(
-            AttestArgs::parse(&padded).err(),
-            Some(VerifyError::MalformedInstruction)
+            t.evidence(&p, |a| Some(page_bytes(a))).err(),
+            Some(VerifyError::MissingPageProof)
         );
     }
 }

@@ -5,7 +5,9 @@
 //! scan, which matters inside the compute budget.
 
 use crate::error::VerifyError;
-use crate::wire::{AttestArgs, PolicyRules, Region};
+use crate::hash::{self, Hash, Sha256};
+use crate::merkle;
+use crate::wire::{EvidenceView, PlanView, PolicyRules, Region, Submission, PAGE_LEN};
 
 /// What a plan that passed the rules amounts to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -34,7 +36,7 @@ pub fn check_region_table(regions: impl Iterator<Item = Region>) -> Result<u32, 
 }
 
 /// Checks a decoded plan against `rules`. Returns the totals the attestation records.
-pub fn check_plan(rules: &PolicyRules, args: &AttestArgs<'_>) -> Result<PlanTotals, VerifyError> {
+pub fn check_plan(rules: &PolicyRules, args: &PlanView<'_>) -> Result<PlanTotals, VerifyError> {
     check_region_table(args.regions())?;
     if args.write_count == 0 {
         return Err(VerifyError::EmptyPlan);
@@ -97,4 +99,106 @@ pub fn check_plan(rules: &PolicyRules, args: &AttestArgs<'_>) -> Result<PlanTota
         writes: args.write_count,
         bytes: total_bytes as u32,
     })
+}
+
+/// Checks the evidence: the snapshot root is the hash of the proven sub-roots, every region of
+/// the plan is a leaf of the region tree, every page is a leaf of the page tree, and every
+/// write's old bytes are the proven pages' bytes. Run after `check_plan` (which guarantees
+/// sorted, disjoint, in-region writes).
+pub fn check_evidence<H: Sha256>(plan: &PlanView<'_>, evidence: &EvidenceView<'_>) -> Result<(), VerifyError> {
+    let root = hash::snapshot_root::<H>(
+        evidence.pages_root,
+        evidence.regions_root,
+        evidence.page_count,
+        evidence.region_count,
+    );
+    if &root != plan.snapshot_root {
+        return Err(VerifyError::SnapshotRootMismatch);
+    }
+
+    if evidence.region_proof_count != plan.region_count {
+        return Err(VerifyError::MissingRegionProof);
+    }
+    for (region, proof) in plan.regions().zip(evidence.region_proofs()) {
+        let leaf = merkle::region_leaf::<H>(&region);
+        if !merkle::verify_proof::<H>(
+            evidence.regions_root,
+            &leaf,
+            proof.index,
+            evidence.region_count,
+            proof.siblings(),
+        ) {
+            return Err(VerifyError::InvalidRegionProof);
+        }
+    }
+
+    let mut prev_page: Option<u64> = None;
+    for page in evidence.pages() {
+        if page.address % PAGE_LEN as u64 != 0 || prev_page.is_some_and(|p| page.address <= p) {
+            return Err(VerifyError::UnsortedPages);
+        }
+        prev_page = Some(page.address);
+        let leaf = merkle::page_leaf::<H>(page.address, page.contents);
+        if !merkle::verify_proof::<H>(
+            evidence.pages_root,
+            &leaf,
+            page.index,
+            evidence.page_count,
+            page.siblings(),
+        ) {
+            return Err(VerifyError::InvalidPageProof);
+        }
+    }
+
+    // Writes and pages both ascend: one merge compares every old byte with the proven page.
+    let mut pages = evidence.pages().peekable();
+    for write in plan.writes() {
+        let mut address = write.address;
+        let mut old = write.old;
+        while !old.is_empty() {
+            let page_start = address - address % PAGE_LEN as u64;
+            while pages.peek().is_some_and(|p| p.address < page_start) {
+                pages.next();
+            }
+            let page = match pages.peek() {
+                Some(p) if p.address == page_start => p,
+                _ => return Err(VerifyError::MissingPageProof),
+            };
+            let offset = (address - page_start) as usize;
+            let n = old.len().min(PAGE_LEN - offset);
+            if page.contents[offset..offset + n] != old[..n] {
+                return Err(VerifyError::OldBytesMismatch);
+            }
+            address += n as u64;
+            old = &old[n..];
+        }
+    }
+    Ok(())
+}
+
+/// The verdict on an accepted submission: what an attestation records.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Verdict {
+    pub plan_hash: Hash,
+    pub region_table_hash: Hash,
+    pub totals: PlanTotals,
+}
+
+/// Everything `attest` checks about the uploaded bytes, in one place for the program, the
+/// host's pre-check and offline replays.
+pub fn verify_submission<'a, H: Sha256>(
+    rules: &PolicyRules,
+    data: &'a [u8],
+) -> Result<(Submission<'a>, Verdict), VerifyError> {
+    let submission = Submission::parse(data)?;
+    let totals = check_plan(rules, &submission.plan)?;
+    check_evidence::<H>(&submission.plan, &submission.evidence)?;
+    Ok((
+        submission,
+        Verdict {
+            plan_hash: hash::plan_hash::<H>(submission.plan.encoded),
+            region_table_hash: hash::region_table_hash::<H>(submission.plan.regions_encoded),
+            totals,
+        },
+    ))
 }

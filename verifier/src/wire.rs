@@ -5,11 +5,11 @@
 //! ```text
 //! Region        { start: u64, end: u64, flags: u8 }            // [start, end), flags: R=1 W=2 X=4
 //! Write         { address: u64, old: bytes, new: bytes }
-//! AttestArgs    { target_id: [u8;32], snapshot_root: [u8;32], regions: Vec<Region>, writes: Vec<Write> }
+//! PlanCore      { target_id: [u8;32], snapshot_root: [u8;32], regions: Vec<Region>, writes: Vec<Write> }
 //! PolicyRules   { wx: bool, max_bytes: u32, max_writes: u32 }
 //! ```
 //!
-//! `AttestArgs::parse` walks the whole buffer once and rejects anything that does not decode
+//! Every `parse` walks its input once and rejects anything that does not decode
 //! exactly (trailing bytes included); after that the iterators cannot fail.
 
 use crate::error::VerifyError;
@@ -116,9 +116,10 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// The arguments of `attest`, validated for structure and borrowed from the instruction data.
+/// A plan's canonical encoding, `PlanCore`, validated for structure and borrowed from the input.
+/// This is what the plan hash covers.
 #[derive(Clone, Copy, Debug)]
-pub struct AttestArgs<'a> {
+pub struct PlanView<'a> {
     pub target_id: &'a [u8; 32],
     pub snapshot_root: &'a [u8; 32],
     /// The Borsh encoding of `regions`, length prefix included (what `region_table_hash` hashes).
@@ -127,14 +128,25 @@ pub struct AttestArgs<'a> {
     writes_bytes: &'a [u8],
     pub region_count: u32,
     pub write_count: u32,
+    /// The whole `PlanCore` encoding (what `plan_hash` hashes).
+    pub encoded: &'a [u8],
 }
 
-impl<'a> AttestArgs<'a> {
+impl<'a> PlanView<'a> {
+    /// Parses a `PlanCore` that must fill `data` exactly.
     pub fn parse(data: &'a [u8]) -> Result<Self, VerifyError> {
         let mut r = Reader::new(data);
+        let plan = Self::parse_from(&mut r)?;
+        r.finish()?;
+        Ok(plan)
+    }
+
+    /// Parses a `PlanCore` at the reader's position and advances past it.
+    pub fn parse_from(r: &mut Reader<'a>) -> Result<Self, VerifyError> {
+        let start = *r;
         let target_id = r.array::<32>()?;
         let snapshot_root = r.array::<32>()?;
-        let before_regions = r;
+        let before_regions = *r;
         let region_count = r.u32()?;
         let region_len = (region_count as usize)
             .checked_mul(REGION_LEN)
@@ -142,16 +154,14 @@ impl<'a> AttestArgs<'a> {
         let region_bytes = r.take(region_len)?;
         let regions_encoded = &before_regions.buf[..4 + region_len];
         let write_count = r.u32()?;
-        let writes_start = r;
+        let writes_start = *r;
         for _ in 0..write_count {
             r.u64()?;
             r.bytes()?;
             r.bytes()?;
         }
-        let writes_len = writes_start.remaining() - r.remaining();
-        let writes_bytes = &writes_start.buf[..writes_len];
-        r.finish()?;
-        Ok(AttestArgs {
+        let writes_bytes = &writes_start.buf[..writes_start.remaining() - r.remaining()];
+        Ok(PlanView {
             target_id,
             snapshot_root,
             regions_encoded,
@@ -159,6 +169,7 @@ impl<'a> AttestArgs<'a> {
             writes_bytes,
             region_count,
             write_count,
+            encoded: &start.buf[..start.remaining() - r.remaining()],
         })
     }
 
@@ -173,7 +184,7 @@ impl<'a> AttestArgs<'a> {
     }
 }
 
-/// Iterates writes already validated by [`AttestArgs::parse`].
+/// Iterates writes already validated by [`PlanView::parse`].
 pub struct WriteIter<'a> {
     reader: Reader<'a>,
 }
@@ -188,6 +199,144 @@ impl<'a> Iterator for WriteIter<'a> {
         let old = self.reader.bytes().ok()?;
         let new = self.reader.bytes().ok()?;
         Some(WriteView { address, old, new })
+    }
+}
+
+pub const PAGE_LEN: usize = 4096;
+
+/// A proof that `Region` number `index` of the snapshot's region tree is the plan's region.
+#[derive(Clone, Copy, Debug)]
+pub struct RegionProofView<'a> {
+    pub index: u64,
+    siblings: &'a [u8],
+}
+
+/// A page of the snapshot with its Merkle proof.
+#[derive(Clone, Copy, Debug)]
+pub struct PageProofView<'a> {
+    pub address: u64,
+    pub index: u64,
+    pub contents: &'a [u8; PAGE_LEN],
+    siblings: &'a [u8],
+}
+
+fn siblings(bytes: &[u8]) -> impl Iterator<Item = [u8; 32]> + '_ {
+    bytes.as_chunks::<32>().0.iter().copied()
+}
+
+impl RegionProofView<'_> {
+    pub fn siblings(&self) -> impl Iterator<Item = [u8; 32]> + '_ {
+        siblings(self.siblings)
+    }
+}
+
+impl PageProofView<'_> {
+    pub fn siblings(&self) -> impl Iterator<Item = [u8; 32]> + '_ {
+        siblings(self.siblings)
+    }
+}
+
+fn sibling_list<'a>(r: &mut Reader<'a>) -> Result<&'a [u8], VerifyError> {
+    let count = r.u32()? as usize;
+    r.take(count.checked_mul(32).ok_or(VerifyError::MalformedInstruction)?)
+}
+
+/// What proves a plan's old bytes and regions: sub-roots of the snapshot and Merkle proofs.
+///
+/// ```text
+/// Evidence { pages_root: [u8;32], regions_root: [u8;32], page_count: u64, region_count: u64,
+///            region_proofs: Vec<{ index: u64, siblings: Vec<[u8;32]> }>,   // one per plan region
+///            pages: Vec<{ address: u64, index: u64, contents: [u8;4096], siblings: Vec<[u8;32]> }> }
+/// ```
+#[derive(Clone, Copy, Debug)]
+pub struct EvidenceView<'a> {
+    pub pages_root: &'a [u8; 32],
+    pub regions_root: &'a [u8; 32],
+    pub page_count: u64,
+    pub region_count: u64,
+    region_proofs: &'a [u8],
+    pages: &'a [u8],
+    pub region_proof_count: u32,
+    pub page_proof_count: u32,
+}
+
+impl<'a> EvidenceView<'a> {
+    pub fn parse_from(r: &mut Reader<'a>) -> Result<Self, VerifyError> {
+        let pages_root = r.array::<32>()?;
+        let regions_root = r.array::<32>()?;
+        let page_count = r.u64()?;
+        let region_count = r.u64()?;
+        let region_proof_count = r.u32()?;
+        let start = *r;
+        for _ in 0..region_proof_count {
+            r.u64()?;
+            sibling_list(r)?;
+        }
+        let region_proofs = &start.buf[..start.remaining() - r.remaining()];
+        let page_proof_count = r.u32()?;
+        let start = *r;
+        for _ in 0..page_proof_count {
+            r.u64()?;
+            r.u64()?;
+            r.take(PAGE_LEN)?;
+            sibling_list(r)?;
+        }
+        let pages = &start.buf[..start.remaining() - r.remaining()];
+        Ok(EvidenceView {
+            pages_root,
+            regions_root,
+            page_count,
+            region_count,
+            region_proofs,
+            pages,
+            region_proof_count,
+            page_proof_count,
+        })
+    }
+
+    pub fn region_proofs(&self) -> impl Iterator<Item = RegionProofView<'a>> + 'a {
+        let mut r = Reader::new(self.region_proofs);
+        core::iter::from_fn(move || {
+            if r.remaining() == 0 {
+                return None;
+            }
+            Some(RegionProofView {
+                index: r.u64().ok()?,
+                siblings: sibling_list(&mut r).ok()?,
+            })
+        })
+    }
+
+    pub fn pages(&self) -> impl Iterator<Item = PageProofView<'a>> + 'a {
+        let mut r = Reader::new(self.pages);
+        core::iter::from_fn(move || {
+            if r.remaining() == 0 {
+                return None;
+            }
+            Some(PageProofView {
+                address: r.u64().ok()?,
+                index: r.u64().ok()?,
+                contents: r.array::<PAGE_LEN>().ok()?,
+                siblings: sibling_list(&mut r).ok()?,
+            })
+        })
+    }
+}
+
+/// What the host uploads into a buffer and `attest` verifies: `PlanCore || Evidence`.
+#[derive(Clone, Copy, Debug)]
+pub struct Submission<'a> {
+    pub plan: PlanView<'a>,
+    pub evidence: EvidenceView<'a>,
+}
+
+impl<'a> Submission<'a> {
+    pub fn parse(data: &'a [u8]) -> Result<Self, VerifyError> {
+        let mut r = Reader::new(data);
+        let plan = PlanView::parse_from(&mut r)?;
+        let evidence = EvidenceView::parse_from(&mut r)?;
+        r.finish()?;
+        Ok(Submission { plan, evidence })
     }
 }
 

@@ -5,6 +5,12 @@
 //! Anchor clients work although the program is written with pinocchio: anchor-lang cannot be
 //! built for the upstream BPF target. Every rule lives in `memzinc_verifier`; this file only
 //! checks accounts, creates PDAs and stores what the verifier computed.
+//!
+//! Account checks, the same everywhere: accounts the program writes are either PDAs it derives
+//! itself (canonical bump, `find_program_address`) or accounts it owns whose discriminator and
+//! stored keys it verifies; signers are checked before anything is read; the only CPI target is
+//! the system program, whose address is checked; the clock comes from the syscall, never from a
+//! passed account.
 #![no_std]
 
 // memcpy/memset and friends for the upstream BPF target, routed to the runtime's syscalls.
@@ -12,12 +18,14 @@
 extern crate solana_compiler_builtins;
 
 use memzinc_verifier::accounts::{
-    Attestation, Policy, TargetChain, ATTESTATION_SEED, EVENT_POLICY_INITIALIZED, IX_ATTEST, IX_INITIALIZE_POLICY,
-    POLICY_SEED, TARGET_SEED,
+    Attestation, BufferHeader, PlanMarker, Policy, PolicyConfig, Receipt, TargetChain, ATTESTATION_SEED, BUFFER_SEED,
+    EVENT_ATTESTATION_REVOKED, EVENT_POLICY_INITIALIZED, EVENT_POLICY_UPDATED, IX_ATTEST, IX_CLOSE_BUFFER,
+    IX_CLOSE_POLICY, IX_INITIALIZE_POLICY, IX_OPEN_BUFFER, IX_RECORD_APPLIED, IX_REVOKE, IX_UPDATE_POLICY,
+    IX_WRITE_BUFFER, PLAN_SEED, POLICY_SEED, RECEIPT_SEED, TARGET_SEED,
 };
-use memzinc_verifier::hash::{link_hash, plan_hash, region_table_hash, LinkFields};
-use memzinc_verifier::rules::check_plan;
-use memzinc_verifier::wire::{AttestArgs, PolicyRules, Reader};
+use memzinc_verifier::hash::{link_hash, LinkFields};
+use memzinc_verifier::rules::verify_submission;
+use memzinc_verifier::wire::Reader;
 use memzinc_verifier::{Sha256, VerifyError};
 use pinocchio::cpi::{Seed, Signer};
 use pinocchio::error::ProgramError;
@@ -33,6 +41,9 @@ mod entrypoint {
 }
 
 const SYSTEM_PROGRAM_ID: Address = Address::new_from_array([0; 32]);
+
+/// Largest submission a buffer may hold (64 pages of evidence and then some).
+pub const MAX_BUFFER_LEN: u32 = 512 * 1024;
 
 fn fail(e: VerifyError) -> ProgramError {
     ProgramError::Custom(e.anchor_code())
@@ -64,12 +75,18 @@ pub fn process_instruction(program_id: &Address, accounts: &mut [AccountView], d
         return Err(fail(VerifyError::UnknownInstruction));
     }
     let (disc, args) = data.split_at(8);
-    if disc == IX_ATTEST {
-        attest(program_id, accounts, args)
-    } else if disc == IX_INITIALIZE_POLICY {
-        initialize_policy(program_id, accounts, args)
-    } else {
-        Err(fail(VerifyError::UnknownInstruction))
+    let disc: [u8; 8] = disc.try_into().map_err(|_| fail(VerifyError::UnknownInstruction))?;
+    match disc {
+        IX_ATTEST => attest(program_id, accounts, args),
+        IX_WRITE_BUFFER => write_buffer(program_id, accounts, args),
+        IX_OPEN_BUFFER => open_buffer(program_id, accounts, args),
+        IX_CLOSE_BUFFER => close_buffer(program_id, accounts, args),
+        IX_RECORD_APPLIED => record_applied(program_id, accounts, args),
+        IX_REVOKE => revoke(program_id, accounts, args),
+        IX_INITIALIZE_POLICY => initialize_policy(program_id, accounts, args),
+        IX_UPDATE_POLICY => update_policy(program_id, accounts, args),
+        IX_CLOSE_POLICY => close_policy(program_id, accounts, args),
+        _ => Err(fail(VerifyError::UnknownInstruction)),
     }
 }
 
@@ -97,6 +114,14 @@ fn require_system_program(a: &AccountView) -> Result<(), ProgramError> {
     }
 }
 
+fn require_owned(a: &AccountView, program_id: &Address) -> Result<(), ProgramError> {
+    if a.owned_by(program_id) {
+        Ok(())
+    } else {
+        Err(fail(VerifyError::WrongAccountOwner))
+    }
+}
+
 /// A PDA about to be created must be the canonical address for `seeds` and still unused.
 fn require_fresh_pda(account: &AccountView, seeds: &[&[u8]], program_id: &Address) -> Result<u8, ProgramError> {
     let (expected, bump) = Address::find_program_address(seeds, program_id);
@@ -120,21 +145,79 @@ fn create_pda(
         .invoke_signed(&[Signer::from(seeds)])
 }
 
+/// Closes a program-owned account: lamports to `to`, then data and owner cleared, so it cannot
+/// be revived as the same account type within the transaction.
+fn close_into(account: &mut AccountView, to: &mut AccountView) -> ProgramResult {
+    let lamports = account.lamports();
+    to.set_lamports(
+        to.lamports()
+            .checked_add(lamports)
+            .ok_or(ProgramError::ArithmeticOverflow)?,
+    );
+    account.set_lamports(0);
+    account.close()
+}
+
+fn write_fixed<const N: usize>(account: &mut AccountView, encode: impl FnOnce(&mut [u8; N])) -> ProgramResult {
+    let mut data = account.try_borrow_mut()?;
+    let out: &mut [u8; N] = (&mut data[..])
+        .try_into()
+        .map_err(|_| fail(VerifyError::AccountDiscriminatorMismatch))?;
+    encode(out);
+    Ok(())
+}
+
+/// Loads a policy: owned by this program and Policy-shaped. Only `initialize_policy` writes
+/// Policy data into accounts this program owns, at the PDA it checked.
+fn load_policy(account: &AccountView, program_id: &Address) -> Result<Policy, ProgramError> {
+    require_owned(account, program_id)?;
+    Policy::decode(&account.try_borrow()?).map_err(fail)
+}
+
+fn load_chain(account: &AccountView, program_id: &Address, policy: &Address) -> Result<TargetChain, ProgramError> {
+    require_owned(account, program_id)?;
+    let chain = TargetChain::decode(&account.try_borrow()?).map_err(fail)?;
+    if &chain.policy != policy.as_array() {
+        return Err(fail(VerifyError::PolicyMismatch));
+    }
+    Ok(chain)
+}
+
+/// The attestation number `seq` of `chain`: owned, Attestation-shaped, same policy, target, seq.
+fn load_attestation(
+    account: &AccountView,
+    program_id: &Address,
+    policy: &Address,
+    chain: &TargetChain,
+    seq: u64,
+) -> Result<Attestation, ProgramError> {
+    require_owned(account, program_id)?;
+    let a = Attestation::decode(&account.try_borrow()?).map_err(fail)?;
+    if &a.policy != policy.as_array() || a.target_id != chain.target_id || a.seq != seq || seq >= chain.next_seq {
+        return Err(fail(VerifyError::AttestationNotFound));
+    }
+    Ok(a)
+}
+
+fn parse_config(args: &[u8]) -> Result<PolicyConfig, ProgramError> {
+    let mut reader = Reader::new(args);
+    let config = PolicyConfig::parse(&mut reader).map_err(fail)?;
+    reader.finish().map_err(fail)?;
+    config.rules.validate().map_err(fail)?;
+    Ok(config)
+}
+
 /// Accounts: 0 `[writable, signer]` authority, 1 `[writable]` policy PDA `["policy", authority]`,
-/// 2 system program. Args: `PolicyRules`.
+/// 2 system program. Args: `PolicyConfig`.
 fn initialize_policy(program_id: &Address, accounts: &mut [AccountView], args: &[u8]) -> ProgramResult {
     let [authority, policy, system_program, ..] = accounts else {
         return Err(ProgramError::NotEnoughAccountKeys);
     };
-    let mut reader = Reader::new(args);
-    let rules = PolicyRules::parse(&mut reader).map_err(fail)?;
-    reader.finish().map_err(fail)?;
-    rules.validate().map_err(fail)?;
-
     require_signer(authority)?;
     require_writable(authority)?;
     require_writable(policy)?;
     require_system_program(system_program)?;
+    let config = parse_config(args)?;
     let bump = require_fresh_pda(policy, &[POLICY_SEED, authority.address().as_ref()], program_id)?;
 
     let bump_seed = [bump];
@@ -151,48 +234,213 @@ fn initialize_policy(program_id: &Address, accounts: &mut [AccountView], args: &
     )?;
     let record = Policy {
         authority: authority.address().to_bytes(),
-        rules,
+        config,
+        revision: 0,
         bump,
     };
-    let mut data = policy.try_borrow_mut()?;
-    let out: &mut [u8; Policy::LEN] = (&mut data[..])
-        .try_into()
-        .map_err(|_| fail(VerifyError::AccountDiscriminatorMismatch))?;
-    record.encode(out);
-    emit(&[&EVENT_POLICY_INITIALIZED, authority.address().as_ref(), &rules.encode()]);
+    write_fixed(policy, |out| record.encode(out))?;
+    emit(&[
+        &EVENT_POLICY_INITIALIZED,
+        authority.address().as_ref(),
+        &config.rules.encode(),
+    ]);
     Ok(())
 }
 
-/// Accounts: 0 `[writable, signer]` policy authority (pays), 1 policy, 2 `[writable]` target
-/// chain PDA `["target", policy, target_id]` (created on first use), 3 `[writable]` attestation
-/// PDA `["attestation", target_chain, next_seq_le]`, 4 system program. Args: `AttestArgs`.
-fn attest(program_id: &Address, accounts: &mut [AccountView], args_bytes: &[u8]) -> ProgramResult {
-    let [signer, policy_account, chain_account, attestation_account, system_program, ..] = accounts else {
+/// Accounts: 0 `[signer]` authority, 1 `[writable]` policy. Args: `PolicyConfig`.
+/// Replaces rules, host signers and hashes (rotating signers is an update); bumps the revision.
+fn update_policy(program_id: &Address, accounts: &mut [AccountView], args: &[u8]) -> ProgramResult {
+    let [authority, policy_account, ..] = accounts else {
         return Err(ProgramError::NotEnoughAccountKeys);
     };
-    let args = AttestArgs::parse(args_bytes).map_err(fail)?;
+    require_signer(authority)?;
+    require_writable(policy_account)?;
+    let config = parse_config(args)?;
+    let mut policy = load_policy(policy_account, program_id)?;
+    if authority.address().as_array() != &policy.authority {
+        return Err(fail(VerifyError::Unauthorized));
+    }
+    policy.config = config;
+    policy.revision = policy.revision.checked_add(1).ok_or(ProgramError::ArithmeticOverflow)?;
+    write_fixed(policy_account, |out| policy.encode(out))?;
+    emit(&[
+        &EVENT_POLICY_UPDATED,
+        authority.address().as_ref(),
+        &policy.revision.to_le_bytes(),
+    ]);
+    Ok(())
+}
+
+/// Accounts: 0 `[writable, signer]` authority, 1 `[writable]` policy. The rent goes back to the
+/// authority; attestations made under the policy stay on chain.
+fn close_policy(program_id: &Address, accounts: &mut [AccountView], args: &[u8]) -> ProgramResult {
+    let [authority, policy_account, ..] = accounts else {
+        return Err(ProgramError::NotEnoughAccountKeys);
+    };
+    Reader::new(args).finish().map_err(fail)?;
+    require_signer(authority)?;
+    require_writable(authority)?;
+    require_writable(policy_account)?;
+    let policy = load_policy(policy_account, program_id)?;
+    if authority.address().as_array() != &policy.authority {
+        return Err(fail(VerifyError::Unauthorized));
+    }
+    close_into(policy_account, authority)
+}
+
+/// Accounts: 0 `[writable, signer]` uploader, 1 `[writable]` buffer PDA
+/// `["buffer", uploader, plan_hash]`, 2 system program. Args: `plan_hash: [u8;32], len: u32`.
+fn open_buffer(program_id: &Address, accounts: &mut [AccountView], args: &[u8]) -> ProgramResult {
+    let [uploader, buffer, system_program, ..] = accounts else {
+        return Err(ProgramError::NotEnoughAccountKeys);
+    };
+    let mut r = Reader::new(args);
+    let plan_hash = *r.array::<32>().map_err(fail)?;
+    let len = r.u32().map_err(fail)?;
+    r.finish().map_err(fail)?;
+    if len == 0 || len > MAX_BUFFER_LEN {
+        return Err(fail(VerifyError::BufferOutOfBounds));
+    }
+    require_signer(uploader)?;
+    require_writable(uploader)?;
+    require_writable(buffer)?;
+    require_system_program(system_program)?;
+    let bump = require_fresh_pda(
+        buffer,
+        &[BUFFER_SEED, uploader.address().as_ref(), &plan_hash],
+        program_id,
+    )?;
+    let bump_seed = [bump];
+    create_pda(
+        uploader,
+        buffer,
+        BufferHeader::LEN + len as usize,
+        program_id,
+        &[
+            Seed::from(BUFFER_SEED),
+            Seed::from(uploader.address().as_ref()),
+            Seed::from(&plan_hash),
+            Seed::from(&bump_seed),
+        ],
+    )?;
+    let header = BufferHeader {
+        authority: uploader.address().to_bytes(),
+        plan_hash,
+        bump,
+        len,
+    };
+    let mut data = buffer.try_borrow_mut()?;
+    let out: &mut [u8; BufferHeader::LEN] = (&mut data[..BufferHeader::LEN])
+        .try_into()
+        .map_err(|_| fail(VerifyError::AccountDiscriminatorMismatch))?;
+    header.encode(out);
+    Ok(())
+}
+
+/// A buffer this program owns, belonging to `uploader` and holding `plan_hash`.
+fn check_buffer(
+    buffer: &AccountView,
+    program_id: &Address,
+    uploader: &AccountView,
+    plan_hash: &[u8; 32],
+) -> ProgramResult {
+    require_owned(buffer, program_id)?;
+    let data = buffer.try_borrow()?;
+    let (header, _) = BufferHeader::decode(&data).map_err(fail)?;
+    if &header.authority != uploader.address().as_array() {
+        return Err(fail(VerifyError::Unauthorized));
+    }
+    if &header.plan_hash != plan_hash {
+        return Err(fail(VerifyError::PlanHashMismatch));
+    }
+    Ok(())
+}
+
+/// Accounts: 0 `[signer]` uploader, 1 `[writable]` buffer.
+/// Args: `plan_hash: [u8;32], offset: u32, data: bytes`.
+fn write_buffer(program_id: &Address, accounts: &mut [AccountView], args: &[u8]) -> ProgramResult {
+    let [uploader, buffer, ..] = accounts else {
+        return Err(ProgramError::NotEnoughAccountKeys);
+    };
+    let mut r = Reader::new(args);
+    let plan_hash = r.array::<32>().map_err(fail)?;
+    let offset = r.u32().map_err(fail)? as usize;
+    let bytes = r.bytes().map_err(fail)?;
+    r.finish().map_err(fail)?;
+    require_signer(uploader)?;
+    require_writable(buffer)?;
+    check_buffer(buffer, program_id, uploader, plan_hash)?;
+    let mut data = buffer.try_borrow_mut()?;
+    let body = &mut data[BufferHeader::LEN..];
+    let end = offset
+        .checked_add(bytes.len())
+        .ok_or(fail(VerifyError::BufferOutOfBounds))?;
+    if end > body.len() {
+        return Err(fail(VerifyError::BufferOutOfBounds));
+    }
+    body[offset..end].copy_from_slice(bytes);
+    Ok(())
+}
+
+/// Accounts: 0 `[writable, signer]` uploader, 1 `[writable]` buffer. Args: `plan_hash`.
+fn close_buffer(program_id: &Address, accounts: &mut [AccountView], args: &[u8]) -> ProgramResult {
+    let [uploader, buffer, ..] = accounts else {
+        return Err(ProgramError::NotEnoughAccountKeys);
+    };
+    let mut r = Reader::new(args);
+    let plan_hash = *r.array::<32>().map_err(fail)?;
+    r.finish().map_err(fail)?;
+    require_signer(uploader)?;
+    require_writable(uploader)?;
+    require_writable(buffer)?;
+    check_buffer(buffer, program_id, uploader, &plan_hash)?;
+    close_into(buffer, uploader)
+}
+
+/// Accounts: 0 `[writable, signer]` host signer (authority or allowed signer; pays), 1 policy,
+/// 2 `[writable]` target chain PDA `["target", policy, target_id]` (created on first use),
+/// 3 `[writable]` attestation PDA `["attestation", target_chain, next_seq_le]`,
+/// 4 `[writable]` plan marker PDA `["plan", target_chain, plan_hash]`,
+/// 5 `[writable]` buffer holding `PlanCore || Evidence` (closed afterwards, rent to the signer),
+/// 6 system program. Args: `plan_hash: [u8;32]`.
+fn attest(program_id: &Address, accounts: &mut [AccountView], args: &[u8]) -> ProgramResult {
+    let [signer, policy_account, chain_account, attestation_account, marker_account, buffer, system_program, ..] =
+        accounts
+    else {
+        return Err(ProgramError::NotEnoughAccountKeys);
+    };
+    let mut r = Reader::new(args);
+    let plan_hash = *r.array::<32>().map_err(fail)?;
+    r.finish().map_err(fail)?;
 
     require_signer(signer)?;
     require_writable(signer)?;
     require_writable(chain_account)?;
     require_writable(attestation_account)?;
+    require_writable(marker_account)?;
+    require_writable(buffer)?;
     require_system_program(system_program)?;
 
-    // Only initialize_policy writes Policy-shaped data into accounts this program owns, at the
-    // PDA it checked; so owner + discriminator identify a real policy.
-    if !policy_account.owned_by(program_id) {
-        return Err(fail(VerifyError::WrongAccountOwner));
+    let policy = load_policy(policy_account, program_id)?;
+    if !policy.may_sign(signer.address().as_array()) {
+        return Err(fail(VerifyError::SignerNotAllowed));
     }
-    let policy = Policy::decode(&policy_account.try_borrow()?).map_err(fail)?;
-    if signer.address().as_array() != &policy.authority {
-        return Err(fail(VerifyError::Unauthorized));
-    }
+    check_buffer(buffer, program_id, signer, &plan_hash)?;
 
-    let totals = check_plan(&policy.rules, &args).map_err(fail)?;
+    // Everything about the plan itself is the verifier's: rules, proofs, old bytes.
+    let (target_id, snapshot_root, verdict) = {
+        let data = buffer.try_borrow()?;
+        let (_, body) = BufferHeader::decode(&data).map_err(fail)?;
+        let (submission, verdict) = verify_submission::<SyscallSha256>(&policy.config.rules, body).map_err(fail)?;
+        (*submission.plan.target_id, *submission.plan.snapshot_root, verdict)
+    };
+    if verdict.plan_hash != plan_hash {
+        return Err(fail(VerifyError::PlanHashMismatch));
+    }
 
     let policy_key = policy_account.address().to_bytes();
     let mut chain = if chain_account.is_data_empty() && chain_account.owned_by(&SYSTEM_PROGRAM_ID) {
-        let bump = require_fresh_pda(chain_account, &[TARGET_SEED, &policy_key, args.target_id], program_id)?;
+        let bump = require_fresh_pda(chain_account, &[TARGET_SEED, &policy_key, &target_id], program_id)?;
         let bump_seed = [bump];
         create_pda(
             signer,
@@ -202,29 +450,36 @@ fn attest(program_id: &Address, accounts: &mut [AccountView], args_bytes: &[u8])
             &[
                 Seed::from(TARGET_SEED),
                 Seed::from(&policy_key),
-                Seed::from(args.target_id),
+                Seed::from(&target_id),
                 Seed::from(&bump_seed),
             ],
         )?;
         TargetChain {
             policy: policy_key,
-            target_id: *args.target_id,
+            target_id,
             next_seq: 0,
             head_hash: [0; 32],
             bump,
         }
     } else {
-        if !chain_account.owned_by(program_id) {
-            return Err(fail(VerifyError::WrongAccountOwner));
-        }
-        let chain = TargetChain::decode(&chain_account.try_borrow()?).map_err(fail)?;
-        if chain.policy != policy_key || &chain.target_id != args.target_id {
+        let chain = load_chain(chain_account, program_id, policy_account.address())?;
+        if chain.target_id != target_id {
             return Err(fail(VerifyError::PolicyMismatch));
         }
         chain
     };
-
     let chain_key = chain_account.address().to_bytes();
+
+    // One marker per (target, plan): a replayed plan finds it and is refused.
+    let marker_seeds: [&[u8]; 3] = [PLAN_SEED, &chain_key, &plan_hash];
+    let (marker_address, marker_bump) = Address::find_program_address(&marker_seeds, program_id);
+    if marker_account.address() != &marker_address {
+        return Err(fail(VerifyError::InvalidPda));
+    }
+    if !marker_account.is_data_empty() || !marker_account.owned_by(&SYSTEM_PROGRAM_ID) {
+        return Err(fail(VerifyError::PlanAlreadyAttested));
+    }
+
     let seq_bytes = chain.next_seq.to_le_bytes();
     let bump = require_fresh_pda(
         attestation_account,
@@ -244,57 +499,159 @@ fn attest(program_id: &Address, accounts: &mut [AccountView], args_bytes: &[u8])
             Seed::from(&bump_seed),
         ],
     )?;
+    let marker_bump_seed = [marker_bump];
+    create_pda(
+        signer,
+        marker_account,
+        PlanMarker::LEN,
+        program_id,
+        &[
+            Seed::from(PLAN_SEED),
+            Seed::from(&chain_key),
+            Seed::from(&plan_hash),
+            Seed::from(&marker_bump_seed),
+        ],
+    )?;
 
     let slot = Clock::get()?.slot;
     let signer_key = signer.address().to_bytes();
-    let plan = plan_hash::<SyscallSha256>(args_bytes);
-    let regions = region_table_hash::<SyscallSha256>(args.regions_encoded);
     let hash = link_hash::<SyscallSha256>(&LinkFields {
         prev_hash: &chain.head_hash,
         seq: chain.next_seq,
         policy: &policy_key,
-        target_id: args.target_id,
+        target_id: &target_id,
         signer: &signer_key,
         slot,
-        plan_hash: &plan,
-        snapshot_root: args.snapshot_root,
-        region_table_hash: &regions,
+        plan_hash: &plan_hash,
+        snapshot_root: &snapshot_root,
+        region_table_hash: &verdict.region_table_hash,
     });
     let record = Attestation {
-        target_id: *args.target_id,
+        target_id,
         policy: policy_key,
         signer: signer_key,
         seq: chain.next_seq,
         slot,
-        snapshot_root: *args.snapshot_root,
-        region_table_hash: regions,
-        plan_hash: plan,
+        snapshot_root,
+        region_table_hash: verdict.region_table_hash,
+        plan_hash,
         prev_hash: chain.head_hash,
         hash,
-        write_count: totals.writes,
-        byte_count: totals.bytes,
+        write_count: verdict.totals.writes,
+        byte_count: verdict.totals.bytes,
+        revoked: false,
         bump,
     };
-    {
-        let mut data = attestation_account.try_borrow_mut()?;
-        let out: &mut [u8; Attestation::LEN] = (&mut data[..])
-            .try_into()
-            .map_err(|_| fail(VerifyError::AccountDiscriminatorMismatch))?;
-        record.encode(out);
-    }
+    write_fixed(attestation_account, |out| record.encode(out))?;
+    let marker = PlanMarker {
+        seq: chain.next_seq,
+        bump: marker_bump,
+    };
+    write_fixed(marker_account, |out| marker.encode(out))?;
 
     chain.next_seq += 1;
     chain.head_hash = hash;
-    {
-        let mut data = chain_account.try_borrow_mut()?;
-        let out: &mut [u8; TargetChain::LEN] = (&mut data[..])
-            .try_into()
-            .map_err(|_| fail(VerifyError::AccountDiscriminatorMismatch))?;
-        chain.encode(out);
-    }
+    write_fixed(chain_account, |out| chain.encode(out))?;
+
+    close_into(buffer, signer)?;
 
     let mut event = [0u8; 8 + Attestation::BODY_LEN];
     record.encode_event(&mut event);
+    emit(&[&event]);
+    Ok(())
+}
+
+/// Accounts: 0 `[signer]` policy authority, 1 policy, 2 target chain, 3 `[writable]` attestation.
+/// Args: `seq: u64`. A revoked plan must not be applied; the chain itself is never rewritten.
+fn revoke(program_id: &Address, accounts: &mut [AccountView], args: &[u8]) -> ProgramResult {
+    let [authority, policy_account, chain_account, attestation_account, ..] = accounts else {
+        return Err(ProgramError::NotEnoughAccountKeys);
+    };
+    let mut r = Reader::new(args);
+    let seq = r.u64().map_err(fail)?;
+    r.finish().map_err(fail)?;
+    require_signer(authority)?;
+    require_writable(attestation_account)?;
+    let policy = load_policy(policy_account, program_id)?;
+    if authority.address().as_array() != &policy.authority {
+        return Err(fail(VerifyError::Unauthorized));
+    }
+    let chain = load_chain(chain_account, program_id, policy_account.address())?;
+    let mut attestation = load_attestation(attestation_account, program_id, policy_account.address(), &chain, seq)?;
+    if attestation.revoked {
+        return Err(fail(VerifyError::AttestationRevoked));
+    }
+    attestation.revoked = true;
+    write_fixed(attestation_account, |out| attestation.encode(out))?;
+    emit(&[
+        &EVENT_ATTESTATION_REVOKED,
+        attestation_account.address().as_ref(),
+        &seq.to_le_bytes(),
+    ]);
+    Ok(())
+}
+
+/// Accounts: 0 `[writable, signer]` host signer, 1 policy, 2 target chain, 3 attestation,
+/// 4 `[writable]` receipt PDA `["receipt", attestation]`, 5 system program.
+/// Args: `seq: u64, outcome: u8, readback_hash: [u8;32]`.
+fn record_applied(program_id: &Address, accounts: &mut [AccountView], args: &[u8]) -> ProgramResult {
+    let [signer, policy_account, chain_account, attestation_account, receipt_account, system_program, ..] = accounts
+    else {
+        return Err(ProgramError::NotEnoughAccountKeys);
+    };
+    let mut r = Reader::new(args);
+    let seq = r.u64().map_err(fail)?;
+    let outcome = r.u8().map_err(fail)?;
+    let readback_hash = *r.array::<32>().map_err(fail)?;
+    r.finish().map_err(fail)?;
+    if outcome > memzinc_verifier::accounts::OUTCOME_REFUSED {
+        return Err(fail(VerifyError::MalformedInstruction));
+    }
+    require_signer(signer)?;
+    require_writable(signer)?;
+    require_writable(receipt_account)?;
+    require_system_program(system_program)?;
+    let policy = load_policy(policy_account, program_id)?;
+    if !policy.may_sign(signer.address().as_array()) {
+        return Err(fail(VerifyError::SignerNotAllowed));
+    }
+    let chain = load_chain(chain_account, program_id, policy_account.address())?;
+    let attestation = load_attestation(attestation_account, program_id, policy_account.address(), &chain, seq)?;
+    if attestation.revoked {
+        return Err(fail(VerifyError::AttestationRevoked));
+    }
+    let attestation_key = attestation_account.address().to_bytes();
+    let (expected, bump) = Address::find_program_address(&[RECEIPT_SEED, &attestation_key], program_id);
+    if receipt_account.address() != &expected {
+        return Err(fail(VerifyError::InvalidPda));
+    }
+    if !receipt_account.is_data_empty() || !receipt_account.owned_by(&SYSTEM_PROGRAM_ID) {
+        return Err(fail(VerifyError::ReceiptAlreadyRecorded));
+    }
+    let bump_seed = [bump];
+    create_pda(
+        signer,
+        receipt_account,
+        Receipt::LEN,
+        program_id,
+        &[
+            Seed::from(RECEIPT_SEED),
+            Seed::from(&attestation_key),
+            Seed::from(&bump_seed),
+        ],
+    )?;
+    let receipt = Receipt {
+        attestation: attestation_key,
+        signer: signer.address().to_bytes(),
+        seq,
+        slot: Clock::get()?.slot,
+        outcome,
+        readback_hash,
+        bump,
+    };
+    write_fixed(receipt_account, |out| receipt.encode(out))?;
+    let mut event = [0u8; 8 + Receipt::BODY_LEN];
+    receipt.encode_event(&mut event);
     emit(&[&event]);
     Ok(())
 }

@@ -1,0 +1,230 @@
+//! Builders for every attestor instruction (Anchor wire format: 8-byte discriminator, Borsh
+//! arguments) and the addresses they use. The IDL (`idl/attestor.json`) describes the same.
+
+use memzinc_verifier::accounts::{
+    PolicyConfig, ATTESTATION_SEED, BUFFER_SEED, IX_ATTEST, IX_CLOSE_BUFFER, IX_CLOSE_POLICY, IX_INITIALIZE_POLICY,
+    IX_OPEN_BUFFER, IX_RECORD_APPLIED, IX_REVOKE, IX_UPDATE_POLICY, IX_WRITE_BUFFER, PLAN_SEED, POLICY_SEED,
+    RECEIPT_SEED, TARGET_SEED,
+};
+use solana_instruction::{AccountMeta, Instruction};
+use solana_pubkey::Pubkey;
+
+fn system_program() -> AccountMeta {
+    AccountMeta::new_readonly(solana_sdk_ids::system_program::id(), false)
+}
+
+pub fn policy_address(program_id: &Pubkey, authority: &Pubkey) -> Pubkey {
+    Pubkey::find_program_address(&[POLICY_SEED, authority.as_ref()], program_id).0
+}
+
+pub fn target_chain_address(program_id: &Pubkey, policy: &Pubkey, target_id: &[u8; 32]) -> Pubkey {
+    Pubkey::find_program_address(&[TARGET_SEED, policy.as_ref(), target_id], program_id).0
+}
+
+pub fn attestation_address(program_id: &Pubkey, chain: &Pubkey, seq: u64) -> Pubkey {
+    Pubkey::find_program_address(&[ATTESTATION_SEED, chain.as_ref(), &seq.to_le_bytes()], program_id).0
+}
+
+pub fn plan_marker_address(program_id: &Pubkey, chain: &Pubkey, plan_hash: &[u8; 32]) -> Pubkey {
+    Pubkey::find_program_address(&[PLAN_SEED, chain.as_ref(), plan_hash], program_id).0
+}
+
+pub fn buffer_address(program_id: &Pubkey, uploader: &Pubkey, plan_hash: &[u8; 32]) -> Pubkey {
+    Pubkey::find_program_address(&[BUFFER_SEED, uploader.as_ref(), plan_hash], program_id).0
+}
+
+pub fn receipt_address(program_id: &Pubkey, attestation: &Pubkey) -> Pubkey {
+    Pubkey::find_program_address(&[RECEIPT_SEED, attestation.as_ref()], program_id).0
+}
+
+fn ix(program_id: &Pubkey, disc: [u8; 8], args: &[&[u8]], accounts: Vec<AccountMeta>) -> Instruction {
+    let mut data = disc.to_vec();
+    for a in args {
+        data.extend_from_slice(a);
+    }
+    Instruction {
+        program_id: *program_id,
+        accounts,
+        data,
+    }
+}
+
+pub fn initialize_policy(program_id: &Pubkey, authority: &Pubkey, config: &PolicyConfig) -> Instruction {
+    ix(
+        program_id,
+        IX_INITIALIZE_POLICY,
+        &[&config.encode()],
+        vec![
+            AccountMeta::new(*authority, true),
+            AccountMeta::new(policy_address(program_id, authority), false),
+            system_program(),
+        ],
+    )
+}
+
+pub fn update_policy(program_id: &Pubkey, authority: &Pubkey, config: &PolicyConfig) -> Instruction {
+    ix(
+        program_id,
+        IX_UPDATE_POLICY,
+        &[&config.encode()],
+        vec![
+            AccountMeta::new_readonly(*authority, true),
+            AccountMeta::new(policy_address(program_id, authority), false),
+        ],
+    )
+}
+
+pub fn close_policy(program_id: &Pubkey, authority: &Pubkey) -> Instruction {
+    ix(
+        program_id,
+        IX_CLOSE_POLICY,
+        &[],
+        vec![
+            AccountMeta::new(*authority, true),
+            AccountMeta::new(policy_address(program_id, authority), false),
+        ],
+    )
+}
+
+pub fn open_buffer(program_id: &Pubkey, uploader: &Pubkey, plan_hash: &[u8; 32], len: u32) -> Instruction {
+    ix(
+        program_id,
+        IX_OPEN_BUFFER,
+        &[plan_hash, &len.to_le_bytes()],
+        vec![
+            AccountMeta::new(*uploader, true),
+            AccountMeta::new(buffer_address(program_id, uploader, plan_hash), false),
+            system_program(),
+        ],
+    )
+}
+
+pub fn write_buffer(
+    program_id: &Pubkey,
+    uploader: &Pubkey,
+    plan_hash: &[u8; 32],
+    offset: u32,
+    bytes: &[u8],
+) -> Instruction {
+    ix(
+        program_id,
+        IX_WRITE_BUFFER,
+        &[
+            plan_hash,
+            &offset.to_le_bytes(),
+            &(bytes.len() as u32).to_le_bytes(),
+            bytes,
+        ],
+        vec![
+            AccountMeta::new_readonly(*uploader, true),
+            AccountMeta::new(buffer_address(program_id, uploader, plan_hash), false),
+        ],
+    )
+}
+
+pub fn close_buffer(program_id: &Pubkey, uploader: &Pubkey, plan_hash: &[u8; 32]) -> Instruction {
+    ix(
+        program_id,
+        IX_CLOSE_BUFFER,
+        &[plan_hash],
+        vec![
+            AccountMeta::new(*uploader, true),
+            AccountMeta::new(buffer_address(program_id, uploader, plan_hash), false),
+        ],
+    )
+}
+
+/// `attest` of the plan uploaded under `plan_hash` by `signer`, under `authority`'s policy, as
+/// attestation number `seq` of `target_id`.
+pub fn attest(
+    program_id: &Pubkey,
+    signer: &Pubkey,
+    authority: &Pubkey,
+    target_id: &[u8; 32],
+    plan_hash: &[u8; 32],
+    seq: u64,
+) -> Instruction {
+    let policy = policy_address(program_id, authority);
+    let chain = target_chain_address(program_id, &policy, target_id);
+    ix(
+        program_id,
+        IX_ATTEST,
+        &[plan_hash],
+        vec![
+            AccountMeta::new(*signer, true),
+            AccountMeta::new_readonly(policy, false),
+            AccountMeta::new(chain, false),
+            AccountMeta::new(attestation_address(program_id, &chain, seq), false),
+            AccountMeta::new(plan_marker_address(program_id, &chain, plan_hash), false),
+            AccountMeta::new(buffer_address(program_id, signer, plan_hash), false),
+            system_program(),
+        ],
+    )
+}
+
+pub fn revoke(program_id: &Pubkey, authority: &Pubkey, target_id: &[u8; 32], seq: u64) -> Instruction {
+    let policy = policy_address(program_id, authority);
+    let chain = target_chain_address(program_id, &policy, target_id);
+    ix(
+        program_id,
+        IX_REVOKE,
+        &[&seq.to_le_bytes()],
+        vec![
+            AccountMeta::new_readonly(*authority, true),
+            AccountMeta::new_readonly(policy, false),
+            AccountMeta::new_readonly(chain, false),
+            AccountMeta::new(attestation_address(program_id, &chain, seq), false),
+        ],
+    )
+}
+
+#[allow(clippy::too_many_arguments)]
+pub fn record_applied(
+    program_id: &Pubkey,
+    signer: &Pubkey,
+    authority: &Pubkey,
+    target_id: &[u8; 32],
+    seq: u64,
+    outcome: u8,
+    readback_hash: &[u8; 32],
+) -> Instruction {
+    let policy = policy_address(program_id, authority);
+    let chain = target_chain_address(program_id, &policy, target_id);
+    let attestation = attestation_address(program_id, &chain, seq);
+    ix(
+        program_id,
+        IX_RECORD_APPLIED,
+        &[&seq.to_le_bytes(), &[outcome], readback_hash],
+        vec![
+            AccountMeta::new(*signer, true),
+            AccountMeta::new_readonly(policy, false),
+            AccountMeta::new_readonly(chain, false),
+            AccountMeta::new_readonly(attestation, false),
+            AccountMeta::new(receipt_address(program_id, &attestation), false),
+            system_program(),
+        ],
+    )
+}
+
+/// The instructions that upload `submission` into its buffer, each fitting one transaction.
+pub fn upload(program_id: &Pubkey, uploader: &Pubkey, plan_hash: &[u8; 32], submission: &[u8]) -> Vec<Instruction> {
+    // A transaction is 1,232 bytes; a write_buffer with one signature and three accounts leaves
+    // a little over 1,000 bytes for data.
+    const CHUNK: usize = 900;
+    submission
+        .chunks(CHUNK)
+        .enumerate()
+        .map(|(i, chunk)| write_buffer(program_id, uploader, plan_hash, (i * CHUNK) as u32, chunk))
+        .collect()
+}
+
+/// ComputeBudget `SetComputeUnitLimit`: attest with many proofs needs more than the default.
+pub fn compute_unit_limit(units: u32) -> Instruction {
+    let mut data = vec![2u8];
+    data.extend_from_slice(&units.to_le_bytes());
+    Instruction {
+        program_id: solana_sdk_ids::compute_budget::id(),
+        accounts: vec![],
+        data,
+    }
+}
