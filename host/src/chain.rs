@@ -93,7 +93,7 @@ pub fn write_keypair(keypair: &Keypair, path: &Path) -> Result<()> {
 }
 
 pub use crate::instructions::{
-    attestation_address, buffer_address, plan_marker_address, policy_address, receipt_address, target_chain_address,
+    attestation_address, plan_marker_address, policy_address, receipt_address, target_chain_address,
 };
 
 /// The result of `attest`: where the decision is recorded.
@@ -416,36 +416,50 @@ impl Client {
         }
 
         let bytes = submission.encode();
-        let buffer = buffer_address(&self.program_id, &signer, &plan_hash);
+        let buffer_key = instructions::buffer_keypair(&self.payer, &plan_hash);
+        let buffer = buffer_key.pubkey();
         if let Some(data) = self.owned_data(&buffer)? {
-            // A previous run left a buffer: reuse it if it has the right size, else start over.
+            // A previous run left this plan's buffer: reuse it if it has the right size (every
+            // chunk is written again below), else reclaim it and start over.
             match memzinc_verifier::accounts::BufferHeader::decode(&data) {
-                Ok((h, _)) if h.len as usize == bytes.len() => {}
+                Ok((h, _)) if h.len as usize == bytes.len() && h.plan_hash == plan_hash => {}
                 _ => {
                     self.send(
-                        &[instructions::close_buffer(&self.program_id, &signer, &plan_hash)],
+                        &[instructions::close_buffer(
+                            &self.program_id,
+                            &signer,
+                            &buffer,
+                            &plan_hash,
+                        )],
                         &[],
                     )?;
                 }
             }
         }
         if self.owned_data(&buffer)?.is_none() {
-            self.send(
-                &[instructions::open_buffer(
-                    &self.program_id,
-                    &signer,
-                    &plan_hash,
-                    bytes.len() as u32,
-                )],
-                &[],
-            )?;
+            let space = memzinc_verifier::accounts::BufferHeader::LEN + bytes.len();
+            let rent = self
+                .rpc
+                .get_minimum_balance_for_rent_exemption(space)
+                .map_err(|e| rpc_err(&self.url, e))?;
+            let open =
+                instructions::open_buffer(&self.program_id, &signer, &buffer, &plan_hash, bytes.len() as u32, rent);
+            self.send(&open, &[&buffer_key])?;
         }
-        let writes = instructions::upload(&self.program_id, &signer, &plan_hash, &bytes);
+        let writes = instructions::upload(&self.program_id, &signer, &buffer, &plan_hash, &bytes);
         let upload_transactions = writes.len();
         self.send_all(writes)?;
 
         let seq = chain.map(|c| c.next_seq).unwrap_or(0);
-        let ix = instructions::attest(&self.program_id, &signer, authority, &target_id, &plan_hash, seq);
+        let ix = instructions::attest(
+            &self.program_id,
+            &signer,
+            authority,
+            &target_id,
+            &plan_hash,
+            seq,
+            &buffer,
+        );
         let signature = self.send(&[instructions::compute_unit_limit(1_400_000), ix], &[])?;
         Ok(AttestOutcome {
             attestation: attestation_address(&self.program_id, &chain_address, seq).to_string(),

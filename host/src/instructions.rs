@@ -2,7 +2,7 @@
 //! arguments) and the addresses they use. The IDL (`idl/attestor.json`) describes the same.
 
 use memzinc_verifier::accounts::{
-    PolicyConfig, ATTESTATION_SEED, BUFFER_SEED, IX_ATTEST, IX_CLOSE_BUFFER, IX_CLOSE_POLICY, IX_INITIALIZE_POLICY,
+    BufferHeader, PolicyConfig, ATTESTATION_SEED, IX_ATTEST, IX_CLOSE_BUFFER, IX_CLOSE_POLICY, IX_INITIALIZE_POLICY,
     IX_OPEN_BUFFER, IX_RECORD_APPLIED, IX_REVOKE, IX_UPDATE_POLICY, IX_WRITE_BUFFER, PLAN_SEED, POLICY_SEED,
     RECEIPT_SEED, TARGET_SEED,
 };
@@ -27,10 +27,6 @@ pub fn attestation_address(program_id: &Pubkey, chain: &Pubkey, seq: u64) -> Pub
 
 pub fn plan_marker_address(program_id: &Pubkey, chain: &Pubkey, plan_hash: &[u8; 32]) -> Pubkey {
     Pubkey::find_program_address(&[PLAN_SEED, chain.as_ref(), plan_hash], program_id).0
-}
-
-pub fn buffer_address(program_id: &Pubkey, uploader: &Pubkey, plan_hash: &[u8; 32]) -> Pubkey {
-    Pubkey::find_program_address(&[BUFFER_SEED, uploader.as_ref(), plan_hash], program_id).0
 }
 
 pub fn receipt_address(program_id: &Pubkey, attestation: &Pubkey) -> Pubkey {
@@ -86,22 +82,35 @@ pub fn close_policy(program_id: &Pubkey, authority: &Pubkey) -> Instruction {
     )
 }
 
-pub fn open_buffer(program_id: &Pubkey, uploader: &Pubkey, plan_hash: &[u8; 32], len: u32) -> Instruction {
-    ix(
-        program_id,
-        IX_OPEN_BUFFER,
-        &[plan_hash, &len.to_le_bytes()],
-        vec![
-            AccountMeta::new(*uploader, true),
-            AccountMeta::new(buffer_address(program_id, uploader, plan_hash), false),
-            system_program(),
-        ],
-    )
+/// Allocates `buffer` (a fresh keypair's account, owned by the attestor, `len` bytes of room)
+/// and stamps it for `plan_hash`: two instructions for one transaction, signed by both.
+pub fn open_buffer(
+    program_id: &Pubkey,
+    uploader: &Pubkey,
+    buffer: &Pubkey,
+    plan_hash: &[u8; 32],
+    len: u32,
+    rent_lamports: u64,
+) -> Vec<Instruction> {
+    let space = (BufferHeader::LEN + len as usize) as u64;
+    vec![
+        solana_system_interface::instruction::create_account(uploader, buffer, rent_lamports, space, program_id),
+        ix(
+            program_id,
+            IX_OPEN_BUFFER,
+            &[plan_hash, &len.to_le_bytes()],
+            vec![
+                AccountMeta::new_readonly(*uploader, true),
+                AccountMeta::new(*buffer, false),
+            ],
+        ),
+    ]
 }
 
 pub fn write_buffer(
     program_id: &Pubkey,
     uploader: &Pubkey,
+    buffer: &Pubkey,
     plan_hash: &[u8; 32],
     offset: u32,
     bytes: &[u8],
@@ -117,25 +126,23 @@ pub fn write_buffer(
         ],
         vec![
             AccountMeta::new_readonly(*uploader, true),
-            AccountMeta::new(buffer_address(program_id, uploader, plan_hash), false),
+            AccountMeta::new(*buffer, false),
         ],
     )
 }
 
-pub fn close_buffer(program_id: &Pubkey, uploader: &Pubkey, plan_hash: &[u8; 32]) -> Instruction {
+pub fn close_buffer(program_id: &Pubkey, uploader: &Pubkey, buffer: &Pubkey, plan_hash: &[u8; 32]) -> Instruction {
     ix(
         program_id,
         IX_CLOSE_BUFFER,
         &[plan_hash],
-        vec![
-            AccountMeta::new(*uploader, true),
-            AccountMeta::new(buffer_address(program_id, uploader, plan_hash), false),
-        ],
+        vec![AccountMeta::new(*uploader, true), AccountMeta::new(*buffer, false)],
     )
 }
 
-/// `attest` of the plan uploaded under `plan_hash` by `signer`, under `authority`'s policy, as
+/// `attest` of the plan uploaded into `buffer` by `signer`, under `authority`'s policy, as
 /// attestation number `seq` of `target_id`.
+#[allow(clippy::too_many_arguments)]
 pub fn attest(
     program_id: &Pubkey,
     signer: &Pubkey,
@@ -143,6 +150,7 @@ pub fn attest(
     target_id: &[u8; 32],
     plan_hash: &[u8; 32],
     seq: u64,
+    buffer: &Pubkey,
 ) -> Instruction {
     let policy = policy_address(program_id, authority);
     let chain = target_chain_address(program_id, &policy, target_id);
@@ -156,7 +164,7 @@ pub fn attest(
             AccountMeta::new(chain, false),
             AccountMeta::new(attestation_address(program_id, &chain, seq), false),
             AccountMeta::new(plan_marker_address(program_id, &chain, plan_hash), false),
-            AccountMeta::new(buffer_address(program_id, signer, plan_hash), false),
+            AccountMeta::new(*buffer, false),
             system_program(),
         ],
     )
@@ -207,14 +215,20 @@ pub fn record_applied(
 }
 
 /// The instructions that upload `submission` into its buffer, each fitting one transaction.
-pub fn upload(program_id: &Pubkey, uploader: &Pubkey, plan_hash: &[u8; 32], submission: &[u8]) -> Vec<Instruction> {
+pub fn upload(
+    program_id: &Pubkey,
+    uploader: &Pubkey,
+    buffer: &Pubkey,
+    plan_hash: &[u8; 32],
+    submission: &[u8],
+) -> Vec<Instruction> {
     // A transaction is 1,232 bytes; a write_buffer with one signature and three accounts leaves
     // a little over 1,000 bytes for data.
     const CHUNK: usize = 900;
     submission
         .chunks(CHUNK)
         .enumerate()
-        .map(|(i, chunk)| write_buffer(program_id, uploader, plan_hash, (i * CHUNK) as u32, chunk))
+        .map(|(i, chunk)| write_buffer(program_id, uploader, buffer, plan_hash, (i * CHUNK) as u32, chunk))
         .collect()
 }
 
@@ -227,4 +241,15 @@ pub fn compute_unit_limit(units: u32) -> Instruction {
         accounts: vec![],
         data,
     }
+}
+
+/// The buffer keypair for uploading `plan_hash` as `uploader`: derived from the uploader's
+/// secret, so an interrupted upload is found and resumed, and nobody else can derive it.
+pub fn buffer_keypair(uploader: &solana_keypair::Keypair, plan_hash: &[u8; 32]) -> solana_keypair::Keypair {
+    use sha2::Digest;
+    let mut h = sha2::Sha256::new();
+    h.update(b"memzinc/buffer-key/v1");
+    h.update(uploader.secret_bytes());
+    h.update(plan_hash);
+    solana_keypair::Keypair::new_from_array(h.finalize().into())
 }

@@ -127,3 +127,159 @@ pub mod synthetic {
         Submission { plan, evidence }
     }
 }
+
+/// The attestor in LiteSVM with a policy, for the program tests and the compute-unit bench.
+pub mod svm {
+    use litesvm::LiteSVM;
+    use memzinc::instructions::{self as ix, policy_address, target_chain_address};
+    use memzinc::Sha2;
+    use memzinc_verifier::accounts::{PolicyConfig, MAX_SIGNERS};
+    use memzinc_verifier::plan::Submission;
+    use memzinc_verifier::wire::PolicyRules;
+    use memzinc_verifier::VerifyError;
+    use solana_instruction::Instruction;
+    use solana_keypair::Keypair;
+    use solana_pubkey::Pubkey;
+    use solana_signer::Signer;
+    use solana_transaction::Transaction;
+
+    pub struct Env {
+        pub svm: LiteSVM,
+        pub program_id: Pubkey,
+        pub authority: Keypair,
+    }
+
+    pub fn rules() -> PolicyRules {
+        PolicyRules {
+            wx: true,
+            max_bytes: 64,
+            max_writes: 8,
+        }
+    }
+
+    pub fn config(signers: &[Pubkey]) -> PolicyConfig {
+        let mut keys = [[0u8; 32]; MAX_SIGNERS];
+        for (k, s) in keys.iter_mut().zip(signers) {
+            *k = s.to_bytes();
+        }
+        PolicyConfig {
+            rules: rules(),
+            signer_count: signers.len() as u8,
+            signers: keys,
+            model_hash: [1; 32],
+            verifier_hash: [2; 32],
+        }
+    }
+
+    pub fn funded(svm: &mut LiteSVM) -> Keypair {
+        let k = Keypair::new();
+        svm.airdrop(&k.pubkey(), 100_000_000_000).unwrap();
+        k
+    }
+
+    /// The attestor deployed, a funded authority, and its policy with `config(&[])`.
+    pub fn env() -> Env {
+        env_with(&config(&[]))
+    }
+
+    pub fn env_with(policy: &PolicyConfig) -> Env {
+        let mut svm = LiteSVM::new();
+        let program_id = memzinc::chain::attestor_program_id();
+        let bytes = std::fs::read(crate::program_so()).unwrap();
+        svm.add_program(program_id, &bytes).unwrap();
+        let authority = funded(&mut svm);
+        let mut e = Env {
+            svm,
+            program_id,
+            authority,
+        };
+        let a = e.authority.insecure_clone();
+        e.send(vec![ix::initialize_policy(&e.program_id, &a.pubkey(), policy)], &[&a])
+            .expect("initialize_policy");
+        e
+    }
+
+    impl Env {
+        /// One transaction; returns the compute units it used.
+        pub fn send(&mut self, ixs: Vec<Instruction>, signers: &[&Keypair]) -> Result<u64, String> {
+            let tx = Transaction::new_signed_with_payer(
+                &ixs,
+                Some(&signers[0].pubkey()),
+                signers,
+                self.svm.latest_blockhash(),
+            );
+            let result = self
+                .svm
+                .send_transaction(tx)
+                .map(|m| m.compute_units_consumed)
+                .map_err(|f| format!("{:?}", f.err));
+            self.svm.expire_blockhash();
+            result
+        }
+
+        pub fn upload(&mut self, signer: &Keypair, submission: &Submission) -> [u8; 32] {
+            let plan_hash = submission.plan.plan_hash::<Sha2>();
+            let bytes = submission.encode();
+            let buffer = ix::buffer_keypair(signer, &plan_hash);
+            let space = memzinc_verifier::accounts::BufferHeader::LEN + bytes.len();
+            let rent = self.svm.minimum_balance_for_rent_exemption(space);
+            let open = ix::open_buffer(
+                &self.program_id,
+                &signer.pubkey(),
+                &buffer.pubkey(),
+                &plan_hash,
+                bytes.len() as u32,
+                rent,
+            );
+            self.send(open, &[signer, &buffer]).expect("open_buffer");
+            for w in ix::upload(&self.program_id, &signer.pubkey(), &buffer.pubkey(), &plan_hash, &bytes) {
+                self.send(vec![w], &[signer]).expect("write_buffer");
+            }
+            plan_hash
+        }
+
+        pub fn attest_ix(&self, signer: &Keypair, submission: &Submission, seq: u64) -> Instruction {
+            let plan_hash = submission.plan.plan_hash::<Sha2>();
+            ix::attest(
+                &self.program_id,
+                &signer.pubkey(),
+                &self.authority.pubkey(),
+                &submission.plan.target_id,
+                &plan_hash,
+                seq,
+                &ix::buffer_keypair(signer, &plan_hash).pubkey(),
+            )
+        }
+
+        /// Where `signer` uploads `plan_hash`.
+        pub fn buffer(&self, signer: &Keypair, plan_hash: &[u8; 32]) -> Pubkey {
+            ix::buffer_keypair(signer, plan_hash).pubkey()
+        }
+
+        pub fn send_attest(&mut self, signer: &Keypair, attest: Instruction) -> Result<u64, String> {
+            self.send(vec![ix::compute_unit_limit(1_400_000), attest], &[signer])
+        }
+
+        /// Uploads and attests as the authority; returns the compute units of `attest` alone.
+        pub fn attest(&mut self, submission: &Submission, seq: u64) -> Result<u64, String> {
+            let a = self.authority.insecure_clone();
+            self.upload(&a, submission);
+            let attest = self.attest_ix(&a, submission, seq);
+            self.send_attest(&a, attest)
+        }
+
+        pub fn policy_key(&self) -> Pubkey {
+            policy_address(&self.program_id, &self.authority.pubkey())
+        }
+
+        pub fn chain_key(&self, target: &[u8; 32]) -> Pubkey {
+            target_chain_address(&self.program_id, &self.policy_key(), target)
+        }
+
+        pub fn account<T>(&self, address: &Pubkey, decode: fn(&[u8]) -> Result<T, VerifyError>) -> T {
+            let account = self.svm.get_account(address).expect("account exists");
+            assert_eq!(account.owner, self.program_id);
+            decode(&account.data).expect("decodes")
+        }
+    }
+}

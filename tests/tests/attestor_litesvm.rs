@@ -2,155 +2,25 @@
 //! by the host's own instruction builders. Every refusal is checked by its error code; the
 //! security tests follow the well-known Solana/Anchor attack classes (see the test names).
 
-use litesvm::LiteSVM;
-use memzinc::instructions::{
-    self as ix, attestation_address, plan_marker_address, policy_address, target_chain_address,
-};
+use memzinc::instructions::{self as ix, attestation_address, plan_marker_address};
 use memzinc::Sha2;
+use memzinc_tests::svm::{config, env, funded};
 use memzinc_tests::synthetic::{self, RW};
 use memzinc_verifier::accounts::{
-    Attestation, PlanMarker, Policy, PolicyConfig, Receipt, TargetChain, MAX_SIGNERS, OUTCOME_APPLIED,
+    Attestation, PlanMarker, Policy, PolicyConfig, Receipt, TargetChain, OUTCOME_APPLIED,
 };
 use memzinc_verifier::plan::Submission;
-use memzinc_verifier::wire::{PolicyRules, Region};
+use memzinc_verifier::wire::Region;
 use memzinc_verifier::VerifyError;
 use solana_account::Account;
-use solana_instruction::{AccountMeta, Instruction};
-use solana_keypair::Keypair;
+use solana_instruction::AccountMeta;
 use solana_pubkey::Pubkey;
 use solana_signer::Signer;
-use solana_transaction::Transaction;
-
-struct Env {
-    svm: LiteSVM,
-    program_id: Pubkey,
-    authority: Keypair,
-}
-
-fn rules() -> PolicyRules {
-    PolicyRules {
-        wx: true,
-        max_bytes: 64,
-        max_writes: 8,
-    }
-}
-
-fn config(signers: &[Pubkey]) -> PolicyConfig {
-    let mut keys = [[0u8; 32]; MAX_SIGNERS];
-    for (k, s) in keys.iter_mut().zip(signers) {
-        *k = s.to_bytes();
-    }
-    PolicyConfig {
-        rules: rules(),
-        signer_count: signers.len() as u8,
-        signers: keys,
-        model_hash: [1; 32],
-        verifier_hash: [2; 32],
-    }
-}
-
-fn funded(svm: &mut LiteSVM) -> Keypair {
-    let k = Keypair::new();
-    svm.airdrop(&k.pubkey(), 100_000_000_000).unwrap();
-    k
-}
-
-fn env() -> Env {
-    let mut svm = LiteSVM::new();
-    let program_id = memzinc::chain::attestor_program_id();
-    let bytes = std::fs::read(memzinc_tests::program_so()).unwrap();
-    svm.add_program(program_id, &bytes).unwrap();
-    let authority = funded(&mut svm);
-    let mut e = Env {
-        svm,
-        program_id,
-        authority,
-    };
-    let a = e.authority.insecure_clone();
-    e.send(
-        vec![ix::initialize_policy(&e.program_id, &a.pubkey(), &config(&[]))],
-        &[&a],
-    )
-    .expect("initialize_policy");
-    e
-}
 
 fn expect_refusal<T: std::fmt::Debug>(result: Result<T, String>, error: VerifyError) {
     let text = result.expect_err("the program must refuse");
     let code = format!("Custom({})", error.anchor_code());
     assert!(text.contains(&code), "expected {error} ({code}), got {text}");
-}
-
-impl Env {
-    /// One transaction; returns the compute units it used.
-    fn send(&mut self, ixs: Vec<Instruction>, signers: &[&Keypair]) -> Result<u64, String> {
-        let tx =
-            Transaction::new_signed_with_payer(&ixs, Some(&signers[0].pubkey()), signers, self.svm.latest_blockhash());
-        let result = self
-            .svm
-            .send_transaction(tx)
-            .map(|m| m.compute_units_consumed)
-            .map_err(|f| format!("{:?}", f.err));
-        self.svm.expire_blockhash();
-        result
-    }
-
-    fn upload(&mut self, signer: &Keypair, submission: &Submission) -> [u8; 32] {
-        let plan_hash = submission.plan.plan_hash::<Sha2>();
-        let bytes = submission.encode();
-        self.send(
-            vec![ix::open_buffer(
-                &self.program_id,
-                &signer.pubkey(),
-                &plan_hash,
-                bytes.len() as u32,
-            )],
-            &[signer],
-        )
-        .expect("open_buffer");
-        for w in ix::upload(&self.program_id, &signer.pubkey(), &plan_hash, &bytes) {
-            self.send(vec![w], &[signer]).expect("write_buffer");
-        }
-        plan_hash
-    }
-
-    fn attest_ix(&self, signer: &Keypair, submission: &Submission, seq: u64) -> Instruction {
-        let plan_hash = submission.plan.plan_hash::<Sha2>();
-        ix::attest(
-            &self.program_id,
-            &signer.pubkey(),
-            &self.authority.pubkey(),
-            &submission.plan.target_id,
-            &plan_hash,
-            seq,
-        )
-    }
-
-    fn send_attest(&mut self, signer: &Keypair, attest: Instruction) -> Result<u64, String> {
-        self.send(vec![ix::compute_unit_limit(1_400_000), attest], &[signer])
-    }
-
-    /// Uploads and attests as the authority; returns the compute units of `attest` alone.
-    fn attest(&mut self, submission: &Submission, seq: u64) -> Result<u64, String> {
-        let a = self.authority.insecure_clone();
-        self.upload(&a, submission);
-        let attest = self.attest_ix(&a, submission, seq);
-        self.send_attest(&a, attest)
-    }
-
-    fn policy_key(&self) -> Pubkey {
-        policy_address(&self.program_id, &self.authority.pubkey())
-    }
-
-    fn chain_key(&self, target: &[u8; 32]) -> Pubkey {
-        target_chain_address(&self.program_id, &self.policy_key(), target)
-    }
-
-    fn account<T>(&self, address: &Pubkey, decode: fn(&[u8]) -> Result<T, VerifyError>) -> T {
-        let account = self.svm.get_account(address).expect("account exists");
-        assert_eq!(account.owner, self.program_id);
-        decode(&account.data).expect("decodes")
-    }
 }
 
 #[test]
@@ -179,7 +49,7 @@ fn attest_accepts_a_proven_plan_and_chains_records() {
     );
     assert_eq!(marker.seq, 0);
     // The buffer was closed and its rent returned.
-    let buffer = ix::buffer_address(&e.program_id, &e.authority.pubkey(), &a0.plan_hash);
+    let buffer = e.buffer(&e.authority, &a0.plan_hash);
     assert!(e
         .svm
         .get_account(&buffer)
@@ -278,6 +148,7 @@ fn tampered_buffer_and_replays_are_refused() {
         vec![ix::write_buffer(
             &e.program_id,
             &a.pubkey(),
+            &e.buffer(&a, &plan_hash),
             &plan_hash,
             core_len - 1,
             &[0x5a],
@@ -292,6 +163,7 @@ fn tampered_buffer_and_replays_are_refused() {
         vec![ix::write_buffer(
             &e.program_id,
             &a.pubkey(),
+            &e.buffer(&a, &plan_hash),
             &plan_hash,
             core_len - 1,
             &[!synthetic::byte(0x70_0201)],
@@ -309,6 +181,7 @@ fn tampered_buffer_and_replays_are_refused() {
         vec![ix::write_buffer(
             &e.program_id,
             &a.pubkey(),
+            &e.buffer(&a, &plan_hash),
             &plan_hash,
             page_offset + 100,
             &[0xee],
@@ -325,6 +198,7 @@ fn tampered_buffer_and_replays_are_refused() {
             vec![ix::write_buffer(
                 &e.program_id,
                 &a.pubkey(),
+                &e.buffer(&a, &plan_hash),
                 &plan_hash,
                 len - 1,
                 &[0, 0],
@@ -333,8 +207,16 @@ fn tampered_buffer_and_replays_are_refused() {
         ),
         VerifyError::BufferOutOfBounds,
     );
-    e.send(vec![ix::close_buffer(&e.program_id, &a.pubkey(), &plan_hash)], &[&a])
-        .unwrap();
+    e.send(
+        vec![ix::close_buffer(
+            &e.program_id,
+            &a.pubkey(),
+            &e.buffer(&a, &plan_hash),
+            &plan_hash,
+        )],
+        &[&a],
+    )
+    .unwrap();
 
     // A replayed old attestation: the same plan again, freshly uploaded.
     e.attest(&good, 0).expect("first attestation");
@@ -453,13 +335,24 @@ fn closed_buffers_cannot_be_revived() {
     let a = e.authority.insecure_clone();
     let good = synthetic::submission("revival", &[(0x70_0000, 1)]);
     let plan_hash = e.upload(&a, &good);
-    let buffer = ix::buffer_address(&e.program_id, &a.pubkey(), &plan_hash);
+    let buffer = e.buffer(&a, &plan_hash);
     // Close, refund the address within the same transaction, then try to use it again.
     let refund = solana_system_interface::instruction::transfer(&a.pubkey(), &buffer, 10_000_000);
-    let write = ix::write_buffer(&e.program_id, &a.pubkey(), &plan_hash, 0, &[1]);
+    let write = ix::write_buffer(
+        &e.program_id,
+        &a.pubkey(),
+        &e.buffer(&a, &plan_hash),
+        &plan_hash,
+        0,
+        &[1],
+    );
     expect_refusal(
         e.send(
-            vec![ix::close_buffer(&e.program_id, &a.pubkey(), &plan_hash), refund, write],
+            vec![
+                ix::close_buffer(&e.program_id, &a.pubkey(), &e.buffer(&a, &plan_hash), &plan_hash),
+                refund,
+                write,
+            ],
             &[&a],
         ),
         VerifyError::WrongAccountOwner,

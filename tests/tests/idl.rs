@@ -249,7 +249,8 @@ fn instruction_args_encode_exactly_as_the_program_decodes() {
     assert_eq!(built.data[8..], encode_args(&idl, "initialize_policy", &args)[..]);
 
     let plan_hash = [3u8; 32];
-    let built = ix::write_buffer(&program, &authority, &plan_hash, 1234, &[1, 2, 3]);
+    let buffer = Pubkey::new_unique();
+    let built = ix::write_buffer(&program, &authority, &buffer, &plan_hash, 1234, &[1, 2, 3]);
     let args = json!({"plan_hash": plan_hash.to_vec(), "offset": 1234, "data": [1, 2, 3]});
     assert_eq!(built.data[8..], encode_args(&idl, "write_buffer", &args)[..]);
 
@@ -261,14 +262,25 @@ fn instruction_args_encode_exactly_as_the_program_decodes() {
     for (name, built) in [
         (
             "attest",
-            ix::attest(&program, &authority, &authority, &plan.target_id, &plan_hash, 0),
+            ix::attest(
+                &program,
+                &authority,
+                &authority,
+                &plan.target_id,
+                &plan_hash,
+                0,
+                &buffer,
+            ),
         ),
         (
             "record_applied",
             ix::record_applied(&program, &authority, &authority, &plan.target_id, 7, 1, &[8; 32]),
         ),
         ("revoke", ix::revoke(&program, &authority, &plan.target_id, 0)),
-        ("open_buffer", ix::open_buffer(&program, &authority, &plan_hash, 10)),
+        (
+            "open_buffer",
+            ix::open_buffer(&program, &authority, &buffer, &plan_hash, 10, 1)[1].clone(),
+        ),
         ("update_policy", ix::update_policy(&program, &authority, &config)),
     ] {
         let declared = named(&idl["instructions"], name)["accounts"].as_array().unwrap();

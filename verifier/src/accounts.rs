@@ -29,7 +29,6 @@ pub const POLICY_SEED: &[u8] = b"policy";
 pub const TARGET_SEED: &[u8] = b"target";
 pub const ATTESTATION_SEED: &[u8] = b"attestation";
 pub const PLAN_SEED: &[u8] = b"plan";
-pub const BUFFER_SEED: &[u8] = b"buffer";
 pub const RECEIPT_SEED: &[u8] = b"receipt";
 
 /// Most host signers a policy names besides its authority.
@@ -338,13 +337,14 @@ impl PlanMarker {
     }
 }
 
-/// An upload area for a submission larger than a transaction.
-/// PDA seeds: `["buffer", authority, plan_hash]`. Layout: header, then `data: bytes`.
+/// An upload area for a submission larger than a transaction: an account the uploader
+/// allocates (owner: the attestor) and `open_buffer` stamps. Layout: header, then `data: bytes`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BufferHeader {
     pub authority: [u8; 32],
     pub plan_hash: Hash,
-    pub bump: u8,
+    /// Layout version, 1.
+    pub version: u8,
     pub len: u32,
 }
 
@@ -361,7 +361,7 @@ impl BufferHeader {
         let header = BufferHeader {
             authority: *r.array()?,
             plan_hash: *r.array()?,
-            bump: r.u8()?,
+            version: r.u8()?,
             len: r.u32()?,
         };
         let body = &data[Self::LEN..];
@@ -376,7 +376,7 @@ impl BufferHeader {
         w.put(&Self::DISCRIMINATOR);
         w.put(&self.authority);
         w.put(&self.plan_hash);
-        w.put(&[self.bump]);
+        w.put(&[self.version]);
         w.put(&self.len.to_le_bytes());
     }
 }

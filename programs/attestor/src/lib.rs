@@ -18,7 +18,7 @@
 extern crate solana_compiler_builtins;
 
 use memzinc_verifier::accounts::{
-    Attestation, BufferHeader, PlanMarker, Policy, PolicyConfig, Receipt, TargetChain, ATTESTATION_SEED, BUFFER_SEED,
+    Attestation, BufferHeader, PlanMarker, Policy, PolicyConfig, Receipt, TargetChain, ATTESTATION_SEED,
     EVENT_ATTESTATION_REVOKED, EVENT_POLICY_INITIALIZED, EVENT_POLICY_UPDATED, IX_ATTEST, IX_CLOSE_BUFFER,
     IX_CLOSE_POLICY, IX_INITIALIZE_POLICY, IX_OPEN_BUFFER, IX_RECORD_APPLIED, IX_REVOKE, IX_UPDATE_POLICY,
     IX_WRITE_BUFFER, PLAN_SEED, POLICY_SEED, RECEIPT_SEED, TARGET_SEED,
@@ -288,10 +288,13 @@ fn close_policy(program_id: &Address, accounts: &mut [AccountView], args: &[u8])
     close_into(policy_account, authority)
 }
 
-/// Accounts: 0 `[writable, signer]` uploader, 1 `[writable]` buffer PDA
-/// `["buffer", uploader, plan_hash]`, 2 system program. Args: `plan_hash: [u8;32], len: u32`.
+/// Accounts: 0 `[signer]` uploader, 1 `[writable]` buffer: an account the uploader created
+/// in the same transaction with the system program (owner: this program, zeroed, sized
+/// `BufferHeader::LEN + len`). Programs may only allocate 10 KiB per instruction through a CPI,
+/// submissions are larger, so the buffer is allocated at the top level, as the upgradeable
+/// loader's buffers are. Args: `plan_hash: [u8;32], len: u32`.
 fn open_buffer(program_id: &Address, accounts: &mut [AccountView], args: &[u8]) -> ProgramResult {
-    let [uploader, buffer, system_program, ..] = accounts else {
+    let [uploader, buffer, ..] = accounts else {
         return Err(ProgramError::NotEnoughAccountKeys);
     };
     let mut r = Reader::new(args);
@@ -302,34 +305,22 @@ fn open_buffer(program_id: &Address, accounts: &mut [AccountView], args: &[u8]) 
         return Err(fail(VerifyError::BufferOutOfBounds));
     }
     require_signer(uploader)?;
-    require_writable(uploader)?;
     require_writable(buffer)?;
-    require_system_program(system_program)?;
-    let bump = require_fresh_pda(
-        buffer,
-        &[BUFFER_SEED, uploader.address().as_ref(), &plan_hash],
-        program_id,
-    )?;
-    let bump_seed = [bump];
-    create_pda(
-        uploader,
-        buffer,
-        BufferHeader::LEN + len as usize,
-        program_id,
-        &[
-            Seed::from(BUFFER_SEED),
-            Seed::from(uploader.address().as_ref()),
-            Seed::from(&plan_hash),
-            Seed::from(&bump_seed),
-        ],
-    )?;
+    require_owned(buffer, program_id)?;
+    if buffer.data_len() != BufferHeader::LEN + len as usize {
+        return Err(fail(VerifyError::BufferOutOfBounds));
+    }
     let header = BufferHeader {
         authority: uploader.address().to_bytes(),
         plan_hash,
-        bump,
+        version: 1,
         len,
     };
     let mut data = buffer.try_borrow_mut()?;
+    // A zero discriminator is the only state a freshly allocated account can be in.
+    if data[..8] != [0u8; 8] {
+        return Err(fail(VerifyError::AlreadyInitialized));
+    }
     let out: &mut [u8; BufferHeader::LEN] = (&mut data[..BufferHeader::LEN])
         .try_into()
         .map_err(|_| fail(VerifyError::AccountDiscriminatorMismatch))?;
@@ -401,7 +392,7 @@ fn close_buffer(program_id: &Address, accounts: &mut [AccountView], args: &[u8])
 /// 2 `[writable]` target chain PDA `["target", policy, target_id]` (created on first use),
 /// 3 `[writable]` attestation PDA `["attestation", target_chain, next_seq_le]`,
 /// 4 `[writable]` plan marker PDA `["plan", target_chain, plan_hash]`,
-/// 5 `[writable]` buffer holding `PlanCore || Evidence` (closed afterwards, rent to the signer),
+/// 5 `[writable]` buffer (opened by the signer) holding `PlanCore || Evidence` (closed afterwards, rent to the signer),
 /// 6 system program. Args: `plan_hash: [u8;32]`.
 fn attest(program_id: &Address, accounts: &mut [AccountView], args: &[u8]) -> ProgramResult {
     let [signer, policy_account, chain_account, attestation_account, marker_account, buffer, system_program, ..] =

@@ -1,0 +1,87 @@
+//! Compute units of `attest` with 1, 8 and 64 writes, each on its own page so every write
+//! carries a full page and its Merkle proof, against a minimal pinocchio instruction of the
+//! same program (`write_buffer` of one byte) measured in the same run. Writes COMPUTE_UNITS.md.
+//!
+//! `cargo bench -p memzinc-tests --bench compute_units` (needs target/deploy/attestor.so).
+
+use memzinc::instructions as ix;
+use memzinc::Sha2;
+use memzinc_tests::svm::{config, env_with};
+use memzinc_tests::synthetic;
+use memzinc_verifier::accounts::PolicyConfig;
+use memzinc_verifier::wire::{PolicyRules, PAGE_LEN};
+use solana_signer::Signer;
+
+fn main() {
+    let policy = PolicyConfig {
+        rules: PolicyRules {
+            wx: true,
+            max_bytes: 4096,
+            max_writes: 64,
+        },
+        ..config(&[])
+    };
+    let mut rows = Vec::new();
+
+    let mut e = env_with(&policy);
+    let a = e.authority.insecure_clone();
+    let probe = synthetic::submission("baseline", &[(0x70_0000, 1)]);
+    let plan_hash = e.upload(&a, &probe);
+    let baseline = e
+        .send(
+            vec![ix::write_buffer(
+                &e.program_id,
+                &a.pubkey(),
+                &e.buffer(&a, &plan_hash),
+                &plan_hash,
+                0,
+                &[probe.encode()[0]],
+            )],
+            &[&a],
+        )
+        .expect("write_buffer");
+    rows.push((
+        "write_buffer, 1 byte (pinocchio baseline)".to_string(),
+        baseline,
+        0usize,
+        0usize,
+    ));
+
+    for (seq, writes) in [1usize, 8, 64].into_iter().enumerate() {
+        let plan: Vec<(u64, usize)> = (0..writes as u64)
+            .map(|i| (0x70_0000 + i * PAGE_LEN as u64 + 16, 4))
+            .collect();
+        let submission = synthetic::submission("bench", &plan);
+        assert_eq!(submission.evidence.pages.len(), writes);
+        let bytes = submission.encode().len();
+        let h = submission.plan.plan_hash::<Sha2>();
+        let upload_txs = ix::upload(&e.program_id, &a.pubkey(), &e.buffer(&a, &h), &h, &submission.encode()).len();
+        let cu = e.attest(&submission, seq as u64).expect("attest");
+        rows.push((
+            format!("attest, {writes} write(s) on {writes} page(s)"),
+            cu,
+            bytes,
+            upload_txs + 1,
+        ));
+    }
+
+    let mut md = String::from(
+        "# Compute units\n\nWritten by `cargo bench -p memzinc-tests --bench compute_units` (LiteSVM, the real\n\
+         `target/deploy/attestor.so`). Each write sits on its own page, so each carries a full 4 KiB page\n\
+         and its Merkle proof; the program hashes the page, walks the proof, compares the old bytes, checks\n\
+         the region proofs and the policy rules, creates the attestation and plan-marker PDAs, extends the\n\
+         chain and closes the buffer. Goals (issue 5): <= 15,000 CU for 1 write, <= 400,000 for 64; the\n\
+         per-transaction limit is 1,400,000. The first attestation of a target also creates its chain.\n\n\
+         | instruction | compute units | x baseline | uploaded bytes | upload txs |\n|---|---:|---:|---:|---:|\n",
+    );
+    for (name, cu, bytes, txs) in &rows {
+        md += &format!(
+            "| {name} | {cu} | {:.1} | {bytes} | {txs} |\n",
+            *cu as f64 / baseline as f64
+        );
+    }
+    print!("{md}");
+    let path = memzinc_tests::repo_root().join("COMPUTE_UNITS.md");
+    memzinc::fsutil::write_file_atomically(&path, md.as_bytes()).expect("write COMPUTE_UNITS.md");
+    eprintln!("wrote {}", path.display());
+}
