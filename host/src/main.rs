@@ -252,7 +252,7 @@ fn run(cli: Cli) -> Result<()> {
                         if r.unreadable_pages.is_empty() {
                             String::new()
                         } else {
-                            format!("  ({} pages unreadable)", r.unreadable_pages.len())
+                            format!("  ({} page(s) unreadable)", r.unreadable_pages.len())
                         }
                     );
                 }

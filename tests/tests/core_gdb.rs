@@ -106,14 +106,28 @@ fn gdb_reads_threads_and_globals_from_a_c_core() {
         .status()
         .expect("run gcc (scripts/install-tools.sh installs it)");
     assert!(built.success(), "gcc failed on {}", source.display());
-    let target = Target::spawn(&program, &[]);
+    // One page of file mapped as two: the second page faults when read.
+    let short_file = dir.path().join("one-page.bin");
+    let target = Target::spawn(&program, &[short_file.to_str().unwrap()]);
     let ready = target.wait_for("ready");
-    assert_eq!(ready, format!("ready pid={}", target.pid()));
+    let map = ready
+        .strip_prefix(&format!("ready pid={} map=0x", target.pid()))
+        .and_then(|a| u64::from_str_radix(a, 16).ok())
+        .unwrap_or_else(|| panic!("unexpected {ready:?}"));
 
     let core = dir.path().join("ctarget.core");
     let inspect = snapshot_and_inspect(&target.pid(), &core);
     let threads = inspect["threads"].as_array().unwrap();
     assert_eq!(threads.len(), 2, "main thread and worker");
+    // The page past the end of the file is recorded as unreadable, not guessed.
+    let region = inspect["regions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["start"] == map)
+        .expect("the short file's mapping");
+    assert_eq!(region["captured"], true);
+    assert_eq!(region["unreadable_pages"], serde_json::json!([map + 4096]));
 
     let out = gdb(
         &program,
@@ -124,11 +138,12 @@ fn gdb_reads_threads_and_globals_from_a_c_core() {
             "print CTARGET_STATE",
             "info threads",
             "thread apply all bt",
+            &format!("print *(char (*)[4]){map:#x}"),
         ],
     );
     assert_eq!(gdb_rip(&out), threads[0]["regs"]["rip"].as_u64().unwrap());
     assert!(
-        out.contains("in main () at") && out.contains("ctarget.c"),
+        out.contains("in main (argc=2") && out.contains("ctarget.c:"),
         "backtrace to main"
     );
     assert!(out.contains("in worker (arg=0x0) at"), "the second thread's backtrace");
@@ -142,6 +157,7 @@ fn gdb_reads_threads_and_globals_from_a_c_core() {
         state.contains("answer = 42") && state.contains("label = \"live-memory"),
         "{state}"
     );
+    assert!(out.contains(" = \"mmmm\""), "the readable page of the short file");
     for t in threads {
         assert!(
             out.contains(&format!("(LWP {})", t["tid"])),
