@@ -172,16 +172,21 @@ pub fn read_segments(file: &File, len: u64) -> Result<Vec<Segment>, String> {
     let phnum = header
         .phnum(LE, &*prefix)
         .map_err(|e| format!("bad program header count ({e})"))? as u64;
+    if header.e_phentsize(LE) as u64 != PHDR_LEN {
+        return Err(format!(
+            "program header size {}, expected {PHDR_LEN}",
+            header.e_phentsize(LE)
+        ));
+    }
+    // Only the table is read, wherever it is: never more than the file holds.
     let phoff = header.e_phoff(LE);
-    let table_end = phnum
+    let table_len = phnum
         .checked_mul(PHDR_LEN)
-        .and_then(|n| n.checked_add(phoff))
-        .filter(|&end| end <= len)
+        .filter(|&n| phoff.checked_add(n).is_some_and(|end| end <= len))
         .ok_or("truncated (program headers end past the end of the file)")?;
-    let table = read(0, table_end)?;
-    let phdrs = header
-        .program_headers(LE, &*table)
-        .map_err(|e| format!("bad program headers ({e})"))?;
+    let table = read(phoff, table_len)?;
+    let phdrs = object::pod::slice_from_all_bytes::<elf::ProgramHeader64<LE>>(&table)
+        .map_err(|()| "bad program headers".to_string())?;
     phdrs
         .iter()
         .map(|p| {

@@ -265,11 +265,8 @@ pub fn take(pid: i32, out: &Path, progress: Option<&indicatif::ProgressBar>) -> 
             comm: &meta.comm,
             cmdline: &cmdline_raw,
         };
-        let notes = encode_notes(&meta, ids, &psinfo, &auxv_raw, &leaf_bytes).map_err(|why| Error::Corrupt {
-            path: out.into(),
-            kind: "snapshot",
-            why,
-        })?;
+        let notes = encode_notes(&meta, ids, &psinfo, &auxv_raw, &leaf_bytes)
+            .map_err(|why| Error::io(out, std::io::Error::other(why)))?;
         w.write_all(&notes).map_err(io)?;
 
         let mut segments = vec![Segment::note(data_end, notes.len() as u64)];
