@@ -15,10 +15,11 @@ mkdir -p "$stage"
 exec 9>"$stage.lock"
 flock 9
 find "$stage" -mindepth 1 -maxdepth 1 -exec rm -rf {} +
-# Extracted with fresh mtimes: the target dir is shared with other checkouts, and cargo must
-# not take their older builds of these path crates for up to date.
+# Extracted with fresh mtimes (-m): the staging path and the target folder are shared by every
+# checkout on the machine, so a checkout whose sources are older than another's last build must
+# still rebuild rather than take that build's output as fresh.
 tar -C "$MEMZINC_ROOT" --exclude=./target --exclude=./.git --exclude=./.tools \
-  --exclude=./programs/attestor/target -cf - Cargo.toml verifier programs/attestor | tar -C "$stage" -xmf -
+  --exclude=./programs/attestor/target -cf - Cargo.toml verifier programs/attestor | tar -C "$stage" -mxf -
 program_target=${MEMZINC_PROGRAM_TARGET:-$MEMZINC_CACHE/program-target}
 sysroot=$(rustc +"$MEMZINC_TOOLCHAIN" --print sysroot)
 cargo_home=${CARGO_HOME:-$HOME/.cargo}

@@ -184,9 +184,9 @@ pub fn run(program_so: &Path, out: &mut dyn Write) -> Result<()> {
 
     let t = s.step(
         "snapshot",
-        "freeze every thread, read the map, symbols and pages, hash them into a Merkle root",
+        "freeze every thread, read registers, map, symbols and pages into one ELF core (gdb opens it), hash the pages into a Merkle root",
     );
-    let snap_path = work.path().join("healme.mzsnap");
+    let snap_path = work.path().join("healme.core");
     let report = crate::snapshot::take(healme.pid(), &snap_path, None)?;
     s.done(
         t,

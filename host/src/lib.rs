@@ -1,6 +1,7 @@
 //! memzinc's host library. The `memzinc` binary is a thin CLI over these modules, one per stage:
 //!
-//! - [`process`], [`snapshot`]: introspect — freeze, map, symbols, pages, Merkle root
+//! - [`process`], [`snapshot`], [`elfcore`]: introspect — freeze, map, registers, symbols, pages,
+//!   Merkle root, written as one ELF core file gdb opens
 //! - [`reason`]: reason — MiniZinc data, the real `minizinc`, solution to patch plan
 //! - [`chain`], [`localnet`]: attest — the attestor over JSON-RPC, an embedded localnet
 //! - [`apply`]: apply — compare-and-swap under ptrace, rollback, resume
@@ -10,6 +11,7 @@
 pub mod apply;
 pub mod chain;
 pub mod demo;
+pub mod elfcore;
 pub mod error;
 pub mod fsutil;
 pub mod instructions;

@@ -50,14 +50,15 @@ struct Global {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Freeze a process and write a snapshot (map, symbols, pages, Merkle root).
+    /// Freeze a process and write a snapshot: one ELF core file (gdb opens it) with registers,
+    /// map, resources, symbols, pages and their Merkle root.
     Snapshot {
         #[arg(long)]
         pid: i32,
         #[arg(short, long)]
         output: PathBuf,
     },
-    /// Summarise a snapshot file and check its integrity.
+    /// Summarise a snapshot core file and check its integrity.
     Inspect { snapshot: PathBuf },
     /// Find violated invariants and solve for the smallest repair with MiniZinc.
     Plan {
@@ -287,14 +288,16 @@ fn run(cli: Cli) -> Result<()> {
                 print_json(&report)?;
             } else {
                 println!(
-                    "snapshot of pid {pid} -> {}: {} regions ({} captured), {} pages ({} unreadable), {} symbols, {} threads\nroot {}",
+                    "snapshot of pid {pid} -> {} ({} bytes, ELF core): {} regions ({} captured), {} pages ({} unreadable), {} symbols, {} threads, {} fds\nroot {}",
                     output.display(),
+                    report.file_bytes,
                     report.regions,
                     report.captured_regions,
                     report.pages,
                     report.unreadable_pages,
                     report.symbols,
                     report.threads,
+                    report.fds,
                     report.root
                 );
             }
@@ -307,16 +310,36 @@ fn run(cli: Cli) -> Result<()> {
             } else {
                 let m = &snap.meta;
                 println!("{}: pid {} ({}) {}", snapshot.display(), m.pid, m.comm, m.exe);
-                println!("root {}  pages {}  threads {}", m.root, m.page_count, m.threads);
+                println!("cmdline {:?}", m.cmdline);
+                println!("root {}  pages {}  threads {}", m.root, m.page_count, m.threads.len());
+                for t in &m.threads {
+                    println!(
+                        "  thread {} ({}) rip {:#x} rsp {:#x}; fp {} B, xstate {} B",
+                        t.tid,
+                        t.name,
+                        t.regs.rip,
+                        t.regs.rsp,
+                        t.fpregs.len(),
+                        t.xstate.len()
+                    );
+                }
+                for f in &m.fds {
+                    println!("  fd {} {} flags {:#o} pos {}", f.fd, f.path, f.flags, f.pos);
+                }
                 for r in &m.regions {
                     println!(
-                        "  {:016x}-{:016x} {} {:>8} KiB {}{}",
+                        "  {:016x}-{:016x} {} {:>8} KiB {}{}{}",
                         r.map.start,
                         r.map.end,
                         r.map.perms,
                         (r.map.end - r.map.start) / 1024,
                         r.map.path,
-                        if r.captured { "" } else { "  (not captured)" }
+                        if r.captured { "" } else { "  (not captured)" },
+                        if r.unreadable_pages.is_empty() {
+                            String::new()
+                        } else {
+                            format!("  ({} page(s) unreadable)", r.unreadable_pages.len())
+                        }
                     );
                 }
                 println!("{} symbols", m.symbols.len());

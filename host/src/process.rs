@@ -202,6 +202,267 @@ impl Frozen {
     pub fn thread_count(&self) -> usize {
         self.tids.len()
     }
+
+    /// The frozen threads, the thread whose tid is the pid (the main thread) first, then by tid.
+    pub fn tids(&self) -> Vec<i32> {
+        let mut tids = self.tids.clone();
+        tids.sort_by_key(|&t| (t != self.pid, t));
+        tids
+    }
+
+    /// Every frozen thread's registers, in [`Frozen::tids`] order. Valid only while frozen: a
+    /// thread in a ptrace-stop has its user registers saved where PTRACE_GET* reads them.
+    pub fn registers(&self) -> Result<Vec<ThreadRegisters>> {
+        self.tids()
+            .into_iter()
+            .map(|tid| {
+                let exited = |e: Errno| match e {
+                    Errno::ESRCH => Error::TargetExited {
+                        pid: self.pid,
+                        during: "reading its registers",
+                    },
+                    other => pid_errno(self.pid, &format!("reading the registers of thread {tid}"), other),
+                };
+                let regs = ptrace::getregs(Pid::from_raw(tid)).map_err(exited)?;
+                Ok(ThreadRegisters {
+                    tid,
+                    name: read_proc(self.pid, &format!("task/{tid}/comm"))?.trim_end().to_string(),
+                    regs: GpRegs::from_user(&regs),
+                    fpregs: getregset_raw(tid, NT_PRFPREG).map_err(exited)?,
+                    xstate: getregset_raw(tid, NT_X86_XSTATE).map_err(exited)?,
+                })
+            })
+            .collect()
+    }
+}
+
+/// `NT_PRFPREG`: the legacy FXSAVE area (`user_fpregs_struct`, 512 bytes).
+pub const NT_PRFPREG: u32 = 2;
+/// `NT_X86_XSTATE`: the XSAVE area, as large as the CPU's enabled features need.
+pub const NT_X86_XSTATE: u32 = 0x202;
+
+macro_rules! gp_regs {
+    ($($name:ident),* $(,)?) => {
+        /// x86_64 general-purpose registers in `user_regs_struct` order, which is also the
+        /// `pr_reg` array of a core file's NT_PRSTATUS note.
+        #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+        pub struct GpRegs {
+            $(pub $name: u64,)*
+        }
+
+        impl GpRegs {
+            pub const WORDS: usize = 27;
+
+            pub fn to_words(&self) -> [u64; Self::WORDS] {
+                [$(self.$name),*]
+            }
+
+            pub fn from_words(words: [u64; Self::WORDS]) -> GpRegs {
+                let [$($name),*] = words;
+                GpRegs { $($name),* }
+            }
+
+            fn from_user(regs: &nix::libc::user_regs_struct) -> GpRegs {
+                GpRegs { $($name: regs.$name),* }
+            }
+        }
+
+        // The field order above is the kernel's: checked against libc's struct at compile time.
+        const _: () = {
+            let mut index = 0;
+            $(
+                assert!(std::mem::offset_of!(nix::libc::user_regs_struct, $name) == index * 8);
+                index += 1;
+            )*
+            assert!(index == GpRegs::WORDS);
+            assert!(std::mem::size_of::<nix::libc::user_regs_struct>() == GpRegs::WORDS * 8);
+        };
+    };
+}
+
+gp_regs!(
+    r15, r14, r13, r12, rbp, rbx, r11, r10, r9, r8, rax, rcx, rdx, rsi, rdi, orig_rax, rip, cs, eflags, rsp, ss,
+    fs_base, gs_base, ds, es, fs, gs,
+);
+
+/// One thread's registers, read while frozen.
+#[derive(Clone, Debug)]
+pub struct ThreadRegisters {
+    pub tid: i32,
+    /// /proc/PID/task/TID/comm.
+    pub name: String,
+    pub regs: GpRegs,
+    /// NT_PRFPREG as the kernel returned it; empty if the kernel has no such register set.
+    pub fpregs: Vec<u8>,
+    /// NT_X86_XSTATE as the kernel returned it; empty without XSAVE.
+    pub xstate: Vec<u8>,
+}
+
+/// PTRACE_GETREGSET for `note_type`, as raw bytes (the kernel trims the buffer to the set's
+/// size). An unsupported set (EINVAL, ENODEV) gives an empty vector.
+fn getregset_raw(tid: i32, note_type: u32) -> std::result::Result<Vec<u8>, Errno> {
+    // The largest XSAVE area (with AMX tiles) is about 11 KiB.
+    let mut buf = vec![0u8; 32 << 10];
+    let mut iov = nix::libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    // SAFETY: PTRACE_GETREGSET writes at most `iov.iov_len` bytes to `iov.iov_base`, which
+    // points at `buf` (alive and not otherwise borrowed for the call), and updates `iov_len`.
+    // `tid` is a thread this process has seized and holds in a ptrace-stop.
+    let rc = unsafe {
+        nix::libc::ptrace(
+            nix::libc::PTRACE_GETREGSET,
+            tid as nix::libc::pid_t,
+            note_type as nix::libc::c_ulong,
+            &mut iov as *mut nix::libc::iovec,
+        )
+    };
+    if rc == -1 {
+        return match Errno::last() {
+            Errno::EINVAL | Errno::ENODEV => Ok(Vec::new()),
+            e => Err(e),
+        };
+    }
+    buf.truncate(iov.iov_len.min(buf.len()));
+    Ok(buf)
+}
+
+/// The fields of /proc/PID/stat a core's NT_PRPSINFO and NT_PRSTATUS carry.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ProcStat {
+    /// R, S, D, T, t, Z, ...
+    pub state: char,
+    pub ppid: i32,
+    pub pgrp: i32,
+    pub session: i32,
+    /// The kernel's PF_* flags.
+    pub flags: u64,
+    pub nice: i64,
+}
+
+pub fn stat(pid: i32) -> Result<ProcStat> {
+    let text = read_proc(pid, "stat")?;
+    parse_stat(&text).ok_or_else(|| Error::Process {
+        pid,
+        what: format!("unparseable /proc/{pid}/stat {text:?}"),
+        source: std::io::Error::from(std::io::ErrorKind::InvalidData),
+    })
+}
+
+fn parse_stat(text: &str) -> Option<ProcStat> {
+    // The fields follow the parenthesised comm, which may itself contain spaces or ')'.
+    let fields: Vec<&str> = text.rsplit_once(')')?.1.split_whitespace().collect();
+    Some(ProcStat {
+        state: fields.first()?.chars().next()?,
+        ppid: fields.get(1)?.parse().ok()?,
+        pgrp: fields.get(2)?.parse().ok()?,
+        session: fields.get(3)?.parse().ok()?,
+        flags: fields.get(6)?.parse().ok()?,
+        nice: fields.get(16)?.parse().ok()?,
+    })
+}
+
+/// Real user and group id, from /proc/PID/status.
+pub fn ids(pid: i32) -> Result<(u32, u32)> {
+    let text = read_proc(pid, "status")?;
+    let real = |key: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+    };
+    match (real("Uid:"), real("Gid:")) {
+        (Some(uid), Some(gid)) => Ok((uid, gid)),
+        _ => Err(Error::Process {
+            pid,
+            what: format!("no Uid/Gid in /proc/{pid}/status"),
+            source: std::io::Error::from(std::io::ErrorKind::InvalidData),
+        }),
+    }
+}
+
+fn read_proc_bytes(pid: i32, file: &str) -> Result<Vec<u8>> {
+    let path = format!("/proc/{pid}/{file}");
+    std::fs::read(&path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => Error::NoSuchProcess { pid },
+        std::io::ErrorKind::PermissionDenied => Error::NotPermitted {
+            pid,
+            what: format!("reading {path}"),
+        },
+        _ => Error::Process {
+            pid,
+            what: format!("reading {path}"),
+            source: e,
+        },
+    })
+}
+
+/// The auxiliary vector, raw (pairs of native u64 words ending with AT_NULL): a core's NT_AUXV.
+pub fn auxv(pid: i32) -> Result<Vec<u8>> {
+    read_proc_bytes(pid, "auxv")
+}
+
+/// The raw command line: arguments each ending with a NUL byte.
+pub fn cmdline(pid: i32) -> Result<Vec<u8>> {
+    read_proc_bytes(pid, "cmdline")
+}
+
+/// One open file descriptor: /proc/PID/fd/N and /proc/PID/fdinfo/N.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct FdInfo {
+    pub fd: i32,
+    /// The link's target: a path, or pipe:[N], socket:[N], anon_inode:... .
+    pub path: String,
+    /// open(2) flags (fdinfo prints them in octal).
+    pub flags: u32,
+    pub pos: u64,
+}
+
+/// Every open file descriptor, by number. One that closes while being listed is skipped.
+pub fn fds(pid: i32) -> Result<Vec<FdInfo>> {
+    let dir = format!("/proc/{pid}/fd");
+    let entries = std::fs::read_dir(&dir).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => Error::NoSuchProcess { pid },
+        std::io::ErrorKind::PermissionDenied => Error::NotPermitted {
+            pid,
+            what: format!("listing {dir}"),
+        },
+        _ => Error::io(&dir, e),
+    })?;
+    let mut fds = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io(&dir, e))?;
+        let Some(fd) = entry.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
+            continue;
+        };
+        let Ok(target) = std::fs::read_link(entry.path()) else {
+            continue;
+        };
+        let Ok(info) = std::fs::read_to_string(format!("/proc/{pid}/fdinfo/{fd}")) else {
+            continue;
+        };
+        let (pos, flags) = parse_fdinfo(&info).ok_or_else(|| Error::Process {
+            pid,
+            what: format!("unparseable /proc/{pid}/fdinfo/{fd} {info:?}"),
+            source: std::io::Error::from(std::io::ErrorKind::InvalidData),
+        })?;
+        fds.push(FdInfo {
+            fd,
+            path: target.to_string_lossy().into_owned(),
+            flags,
+            pos,
+        });
+    }
+    fds.sort_by_key(|f| f.fd);
+    Ok(fds)
+}
+
+/// (pos, flags) from fdinfo text.
+fn parse_fdinfo(text: &str) -> Option<(u64, u32)> {
+    let field = |key: &str| text.lines().find_map(|l| l.strip_prefix(key)).map(str::trim);
+    let pos = field("pos:")?.parse().ok()?;
+    let flags = u32::from_str_radix(field("flags:")?, 8).ok()?;
+    Some((pos, flags))
 }
 
 fn wait_for_stop(pid: i32, tid: i32) -> Result<()> {
@@ -301,6 +562,36 @@ mod tests {
         let anon = parse_maps_line("7ffd1000-7ffd2000 r-xp 00000000 00:00 0").unwrap();
         assert_eq!(anon.path, "");
         assert!(parse_maps_line("garbage").is_none());
+    }
+
+    #[test]
+    fn parses_stat_and_fdinfo() {
+        let stat = "4242 (a) b) c) S 1 4242 4242 0 -1 4194560 1 2 3 4 5 6 7 8 20 -5 1 0 99 1 1";
+        let s = parse_stat(stat).unwrap();
+        assert_eq!(
+            (s.state, s.ppid, s.pgrp, s.session, s.flags, s.nice),
+            ('S', 1, 4242, 4242, 4194560, -5)
+        );
+        assert!(parse_stat("garbage").is_none());
+        assert_eq!(
+            parse_fdinfo("pos:\t12\nflags:\t02100002\nmnt_id:\t25\nino:\t7\n"),
+            Some((12, 0o2100002))
+        );
+        assert_eq!(parse_fdinfo("flags: 02\n"), None);
+    }
+
+    #[test]
+    fn reads_own_resources() {
+        let me = std::process::id() as i32;
+        let fds = fds(me).unwrap();
+        assert!(fds.iter().any(|f| f.fd == 0), "{fds:?}");
+        let auxv = auxv(me).unwrap();
+        assert!(auxv.len() >= 16 && auxv.len().is_multiple_of(16));
+        assert!(cmdline(me).unwrap().ends_with(b"\0"));
+        assert_eq!(stat(me).unwrap().ppid, nix::unistd::getppid().as_raw());
+        // /proc/PID belongs to the process's (here also real) user.
+        use std::os::unix::fs::MetadataExt;
+        assert_eq!(ids(me).unwrap().0, std::fs::metadata("/proc/self").unwrap().uid());
     }
 
     #[test]

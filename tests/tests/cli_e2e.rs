@@ -2,60 +2,11 @@
 //! a real localnet (ours, started as `memzinc localnet`, or the one in ANCHOR_PROVIDER_URL with
 //! the attestor deployed and ANCHOR_WALLET funded).
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use memzinc_tests::{binary, repo_root};
-
-fn memzinc(args: &[&str]) -> Output {
-    Command::new(binary("memzinc"))
-        .args(args)
-        .env("MEMZINC_ROOT", repo_root())
-        .stdin(Stdio::null())
-        .output()
-        .expect("run memzinc")
-}
-
-fn ok(args: &[&str]) -> String {
-    let out = memzinc(args);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "memzinc {args:?} failed: {stderr}");
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// Runs a command that must fail; returns its one-line error.
-fn fails(args: &[&str]) -> String {
-    let out = memzinc(args);
-    assert!(!out.status.success(), "memzinc {args:?} should have failed");
-    let stderr = String::from_utf8_lossy(&out.stderr).trim().to_string();
-    assert_eq!(stderr.lines().count(), 1, "error must be one line: {stderr}");
-    assert!(stderr.starts_with("error: "), "{stderr}");
-    stderr
-}
-
-struct KillOnDrop(Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        // SIGTERM first so `memzinc localnet` shuts surfpool down cleanly.
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(self.0.id() as i32),
-            nix::sys::signal::Signal::SIGTERM,
-        );
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.0.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use memzinc_tests::{binary, fails, ok, repo_root, KillOnDrop, Target};
 
 /// A localnet URL and a funded keypair file.
 struct Net {
@@ -102,49 +53,6 @@ fn localnet(dir: &Path) -> Net {
     }
 }
 
-struct Target {
-    child: KillOnDrop,
-    lines: mpsc::Receiver<String>,
-}
-
-impl Target {
-    fn start(args: &[&str]) -> Target {
-        let mut child = Command::new(binary("healme"))
-            .args(args)
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        Target {
-            child: KillOnDrop(child),
-            lines,
-        }
-    }
-    fn pid(&self) -> String {
-        self.child.0.id().to_string()
-    }
-    fn wait_for(&self, needle: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            let line = self
-                .lines
-                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-                .unwrap_or_else(|_| panic!("no line with {needle:?}"));
-            if line.contains(needle) {
-                return line;
-            }
-        }
-    }
-}
-
 #[test]
 fn snapshot_plan_attest_apply_audit_on_a_localnet() {
     let dir = tempfile::tempdir().unwrap();
@@ -165,10 +73,10 @@ fn snapshot_plan_attest_apply_audit_on_a_localnet() {
 
     run_ok(chain(&["policy", "init", "--max-bytes", "64", "--max-writes", "8"]));
 
-    let target = Target::start(&["--corrupt-at", "3", "--period-ms", "50"]);
+    let target = Target::healme(&["--corrupt-at", "3", "--period-ms", "50"]);
     target.wait_for("OVERHEAT");
 
-    let snap = p("t.mzsnap");
+    let snap = p("t.core");
     let report: serde_json::Value =
         serde_json::from_str(&ok(&["snapshot", "--pid", &target.pid(), "-o", &snap, "--json"])).unwrap();
     assert!(report["pages"].as_u64().unwrap() > 10);
@@ -267,9 +175,9 @@ fn bad_input_gets_one_line_and_nothing_half_written() {
     let dir = tempfile::tempdir().unwrap();
     let p = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
 
-    let err = fails(&["snapshot", "--pid", "2147483646", "-o", &p("x.mzsnap")]);
+    let err = fails(&["snapshot", "--pid", "2147483646", "-o", &p("x.core")]);
     assert!(err.contains("does not exist"), "{err}");
-    assert!(!Path::new(&p("x.mzsnap")).exists());
+    assert!(!Path::new(&p("x.core")).exists());
     assert_eq!(
         std::fs::read_dir(dir.path()).unwrap().count(),
         0,
@@ -277,19 +185,35 @@ fn bad_input_gets_one_line_and_nothing_half_written() {
     );
 
     // A real snapshot, then truncated and corrupted copies of it.
-    let target = Target::start(&["--period-ms", "50"]);
+    let target = Target::healme(&["--period-ms", "50"]);
     target.wait_for("status=ok");
-    let snap = p("ok.mzsnap");
+    let snap = p("ok.core");
     ok(&["snapshot", "--pid", &target.pid(), "-o", &snap]);
     let bytes = std::fs::read(&snap).unwrap();
-    std::fs::write(p("cut.mzsnap"), &bytes[..bytes.len() / 2]).unwrap();
-    let err = fails(&["inspect", &p("cut.mzsnap")]);
+    std::fs::write(p("cut.core"), &bytes[..bytes.len() / 2]).unwrap();
+    let err = fails(&["inspect", &p("cut.core")]);
     assert!(err.contains("not a memzinc snapshot"), "{err}");
     let mut flipped = bytes.clone();
-    flipped[4096 * 2] ^= 0xff; // inside the page data
-    std::fs::write(p("flip.mzsnap"), &flipped).unwrap();
-    let err = fails(&["inspect", &p("flip.mzsnap")]);
+    flipped[4096 * 2] ^= 0xff; // inside the page data (headers take the first page)
+    std::fs::write(p("flip.core"), &flipped).unwrap();
+    let err = fails(&["inspect", &p("flip.core")]);
     assert!(err.contains("does not match its leaf"), "{err}");
+    // A flipped byte in the notes (the metadata, registers, leaves live there, at the end).
+    let mut flipped = bytes.clone();
+    let near_end = bytes.len() - 200;
+    flipped[near_end] ^= 0xff;
+    std::fs::write(p("flip-notes.core"), &flipped).unwrap();
+    let err = fails(&["inspect", &p("flip-notes.core")]);
+    assert!(err.contains("not a memzinc snapshot") && err.contains("seal"), "{err}");
+    // An ELF file that is not a core, and a file that is not ELF at all.
+    let err = fails(&["inspect", binary("healme").to_str().unwrap()]);
+    assert!(
+        err.contains("not a memzinc snapshot") && err.contains("not an x86_64 core"),
+        "{err}"
+    );
+    std::fs::write(p("text.core"), b"hello, this is not a core file at all, just text\n").unwrap();
+    let err = fails(&["inspect", &p("text.core")]);
+    assert!(err.contains("not a memzinc snapshot"), "{err}");
 
     // The target kept running through all of it.
     target.wait_for("status=ok");

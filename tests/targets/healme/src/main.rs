@@ -1,7 +1,8 @@
 //! healme: memzinc's sample target. A thermostat prints one status line per tick. Its state
 //! lives in one `#[repr(C)]` static that memzinc finds by symbol. With `--corrupt-at N` it
 //! damages its own state at tick N, as a stray write would, and its output visibly degrades
-//! ("OVERHEAT", the fan stuck at full) until someone repairs the bytes.
+//! ("OVERHEAT", the fan stuck at full) until someone repairs the bytes. `--ballast-mib N` makes
+//! it hold N MiB of touched memory, for tests that need a snapshot to take a while.
 //!
 //! `healme --describe` prints the layout and invariants (offsets from `offset_of!`), which is
 //! what `models/targets/healme.json` holds.
@@ -103,6 +104,8 @@ fn main() {
     let corrupt_at = flag("--corrupt-at");
     let ticks = flag("--ticks").unwrap_or(u64::MAX);
     let period = Duration::from_millis(flag("--period-ms").unwrap_or(100));
+    // `--ballast-mib N`: N MiB of touched memory, so that a snapshot takes a while.
+    let ballast = vec![0x5au8; (flag("--ballast-mib").unwrap_or(0) as usize) << 20];
 
     let stdout = std::io::stdout();
     for tick in 0..ticks {
@@ -130,6 +133,7 @@ fn main() {
             return;
         }
         drop(out);
+        std::hint::black_box(&ballast);
         std::thread::sleep(period);
     }
 }
