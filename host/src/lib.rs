@@ -1,6 +1,7 @@
 //! memzinc's host library. The `memzinc` binary is a thin CLI over these modules, one per stage:
 //!
 //! - [`process`], [`snapshot`]: introspect — freeze, map, symbols, pages, Merkle root
+//! - [`symbols`]: every mapped module's symbols at runtime addresses
 //! - [`reason`]: reason — MiniZinc data, the real `minizinc`, solution to patch plan
 //! - [`chain`], [`localnet`]: attest — the attestor over JSON-RPC, an embedded localnet
 //! - [`apply`]: apply — compare-and-swap under ptrace, rollback, resume
@@ -16,6 +17,7 @@ pub mod localnet;
 pub mod process;
 pub mod reason;
 pub mod snapshot;
+pub mod symbols;
 
 pub use error::{Error, Result};
 
