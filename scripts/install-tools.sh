@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what memzinc needs on a fresh Debian 12 machine of this kind, idempotently:
-#   apt          minizinc (Gecode), coinor-cbc, gdb, build deps of the Solana client crates
+#   apt          minizinc (Gecode), coinor-cbc, gdb, build deps of the Solana client crates, gcc (tests)
 #   toolchain    Rust 1.99.1 + rust-src (LLVM 23, which sbpf-linker 0.2.x needs)
 #   sbpf-linker  the linker crate that replaces platform-tools, pinned, --locked
 #   anchor       anchor-cli 1.2.2 from the crate registry (for `anchor test --skip-build`)
@@ -18,7 +18,7 @@ for item in "${want[@]}"; do
   case "$item" in
     apt)
       missing=()
-      for pkg in minizinc coinor-cbc gdb pkg-config libssl-dev libclang-dev clang; do
+      for pkg in minizinc coinor-cbc gdb pkg-config libssl-dev libclang-dev clang gcc libc6-dev; do
         dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" || missing+=("$pkg")
       done
       if [ ${#missing[@]} -gt 0 ]; then

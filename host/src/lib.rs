@@ -2,6 +2,7 @@
 //!
 //! - [`process`], [`snapshot`]: introspect — freeze, map, symbols, pages, Merkle root
 //! - [`symbols`]: every mapped module's symbols at runtime addresses
+//! - [`types`]: DWARF types and layouts of globals, as target specs
 //! - [`reason`]: reason — MiniZinc data, the real `minizinc`, solution to patch plan
 //! - [`chain`], [`localnet`]: attest — the attestor over JSON-RPC, an embedded localnet
 //! - [`apply`]: apply — compare-and-swap under ptrace, rollback, resume
@@ -18,6 +19,7 @@ pub mod process;
 pub mod reason;
 pub mod snapshot;
 pub mod symbols;
+pub mod types;
 
 pub use error::{Error, Result};
 

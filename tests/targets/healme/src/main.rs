@@ -38,6 +38,20 @@ pub static mut HEALME_STATE: Thermostat = Thermostat {
     heater_on: 0,
 };
 
+/// Not used by the thermostat: a Rust enum (a tagged union in memory) on which memzinc's DWARF
+/// reader is tested. Only memzinc reads the fields.
+#[allow(dead_code)]
+#[derive(Clone, Copy)]
+pub enum Mode {
+    Off,
+    Heat { target: i32 },
+    Fan(u8),
+}
+
+#[no_mangle]
+#[used]
+pub static HEALME_MODES: [Mode; 3] = [Mode::Off, Mode::Heat { target: 21 }, Mode::Fan(2)];
+
 /// Bounds and defaults per field: what the layout cannot say.
 const BOUNDS: [(&str, i64, i64, i64); 6] = [
     ("magic", MAGIC as i64, MAGIC as i64, MAGIC as i64),
