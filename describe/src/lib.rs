@@ -296,6 +296,52 @@ pub static MEMZINC_REGISTRY: Registry = Registry {
     entries: [const { Entry::empty() }; REGISTRY_CAPACITY],
 };
 
+/// Byte offsets and sizes of the registry's structures, for a reader in another process (the
+/// memzinc host) that sees them only as bytes. They hold for every target with the same word
+/// size as the reader (the registry's `word_size` says which).
+pub mod abi {
+    use super::{Entry, FieldLayout, Registry, Str, TypeLayout};
+    use core::mem::{offset_of, size_of};
+
+    pub const WORD: usize = size_of::<usize>();
+
+    pub const REGISTRY_MAGIC: usize = offset_of!(Registry, magic);
+    pub const REGISTRY_WORD_SIZE: usize = offset_of!(Registry, word_size);
+    pub const REGISTRY_ENTRY_SIZE: usize = offset_of!(Registry, entry_size);
+    pub const REGISTRY_CAPACITY: usize = offset_of!(Registry, capacity);
+    pub const REGISTRY_LEN: usize = offset_of!(Registry, len);
+    pub const REGISTRY_ENTRIES: usize = offset_of!(Registry, entries);
+
+    pub const ENTRY_SIZE: usize = size_of::<Entry>();
+    pub const ENTRY_STATE: usize = offset_of!(Entry, state);
+    pub const ENTRY_ADDRESS: usize = offset_of!(Entry, address);
+    pub const ENTRY_LAYOUT: usize = offset_of!(Entry, layout);
+    pub const ENTRY_NAME_PTR: usize = offset_of!(Entry, name_ptr);
+    pub const ENTRY_NAME_LEN: usize = offset_of!(Entry, name_len);
+
+    pub const STR_PTR: usize = offset_of!(Str, ptr);
+    pub const STR_LEN: usize = offset_of!(Str, len);
+
+    pub const TYPE_SIZE_OF: usize = size_of::<TypeLayout>();
+    pub const TYPE_NAME: usize = offset_of!(TypeLayout, name);
+    pub const TYPE_SIZE: usize = offset_of!(TypeLayout, size);
+    pub const TYPE_ALIGN: usize = offset_of!(TypeLayout, align);
+    pub const TYPE_FIELDS: usize = offset_of!(TypeLayout, fields);
+    pub const TYPE_FIELD_COUNT: usize = offset_of!(TypeLayout, field_count);
+
+    pub const FIELD_SIZE_OF: usize = size_of::<FieldLayout>();
+    pub const FIELD_NAME: usize = offset_of!(FieldLayout, name);
+    pub const FIELD_TYPE_NAME: usize = offset_of!(FieldLayout, type_name);
+    pub const FIELD_OFFSET: usize = offset_of!(FieldLayout, offset);
+    pub const FIELD_SIZE: usize = offset_of!(FieldLayout, size);
+    /// A `u32` ([`super::Kind`]).
+    pub const FIELD_KIND: usize = offset_of!(FieldLayout, kind);
+    /// A `u32` ([`super::Kind`]).
+    pub const FIELD_ELEMENT_KIND: usize = offset_of!(FieldLayout, element_kind);
+    pub const FIELD_COUNT: usize = offset_of!(FieldLayout, count);
+    pub const FIELD_LAYOUT: usize = offset_of!(FieldLayout, layout);
+}
+
 /// [`register`] found every slot taken.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RegistryFull;

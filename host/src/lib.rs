@@ -3,6 +3,7 @@
 //! - [`process`], [`snapshot`]: introspect — freeze, map, symbols, pages, Merkle root
 //! - [`symbols`]: every mapped module's symbols at runtime addresses
 //! - [`types`]: DWARF types and layouts of globals, as target specs
+//! - [`registry`]: objects a target describes itself with `memzinc-describe`
 //! - [`reason`]: reason — MiniZinc data, the real `minizinc`, solution to patch plan
 //! - [`chain`], [`localnet`]: attest — the attestor over JSON-RPC, an embedded localnet
 //! - [`apply`]: apply — compare-and-swap under ptrace, rollback, resume
@@ -17,6 +18,7 @@ pub mod fsutil;
 pub mod localnet;
 pub mod process;
 pub mod reason;
+pub mod registry;
 pub mod snapshot;
 pub mod symbols;
 pub mod types;

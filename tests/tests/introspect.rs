@@ -500,3 +500,63 @@ fn hostile_dwarf_is_an_error_or_an_answer_never_a_panic() {
         assert!(std::panic::catch_unwind(|| exercise(&clean[..cut])).is_ok());
     }
 }
+
+#[test]
+fn healme_registry_describes_its_state_live_and_in_a_snapshot() {
+    use memzinc::registry::{read_process_registry, read_snapshot_registry, Kind};
+
+    let target = healme();
+    let reported = target.fact("address", "HEALME_STATE");
+    let objects = read_process_registry(target.pid()).unwrap();
+    assert_eq!(objects.len(), 1, "{objects:?}");
+    let state = &objects[0];
+    assert_eq!((state.name.as_str(), state.address), ("HEALME_STATE", reported));
+    assert_eq!(
+        (state.layout.name.as_str(), state.layout.size, state.layout.align),
+        ("Thermostat", 20, 4)
+    );
+    let fields: Vec<(&str, &str, u64, u64, Kind)> = state
+        .layout
+        .fields
+        .iter()
+        .map(|f| (f.name.as_str(), f.type_name.as_str(), f.offset, f.size, f.kind))
+        .collect();
+    assert_eq!(
+        fields,
+        [
+            ("magic", "u32", 0, 4, Kind::Unsigned),
+            ("min_temp", "i32", 4, 4, Kind::Signed),
+            ("max_temp", "i32", 8, 4, Kind::Signed),
+            ("target_temp", "i32", 12, 4, Kind::Signed),
+            ("fan_level", "u8", 16, 1, Kind::Unsigned),
+            ("heater_on", "u8", 17, 1, Kind::Unsigned),
+        ]
+    );
+
+    // The registry, DWARF and the committed spec tell the same layout.
+    let from_registry = state.object_layout().unwrap();
+    let from_dwarf = DebugTypes::for_process(target.pid())
+        .unwrap()
+        .object_layout("HEALME_STATE")
+        .unwrap();
+    let scalars = |l: &memzinc::types::ObjectLayout| {
+        l.fields
+            .iter()
+            .map(|f| (f.name.clone(), f.offset, f.size, f.signed))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(scalars(&from_registry), scalars(&from_dwarf));
+    assert_eq!(
+        (from_registry.address, from_registry.size),
+        (from_dwarf.address, from_dwarf.size)
+    );
+    let spec = TargetSpec::load(&repo_root().join("models/targets/healme.json")).unwrap();
+    assert_eq!(from_registry.merge_spec(&spec).unwrap(), spec);
+
+    // The same registry, read from a snapshot file instead of the live process.
+    let dir = tempfile::tempdir().unwrap();
+    let snap = dir.path().join("healme.mzsnap");
+    memzinc::snapshot::take(target.pid(), &snap, None).unwrap();
+    let snapshot = memzinc::snapshot::Snapshot::open(&snap).unwrap();
+    assert_eq!(read_snapshot_registry(&snapshot).unwrap(), objects);
+}
