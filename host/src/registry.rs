@@ -178,7 +178,8 @@ fn read_type(mem: &impl Memory, address: u64, depth: usize) -> Result<DescribedT
         mem.read(fields_at, count as usize * abi::FIELD_SIZE_OF)?
     };
     let mut fields = Vec::with_capacity(count as usize);
-    for f in raw.chunks_exact(abi::FIELD_SIZE_OF) {
+    for f in raw.as_chunks::<{ abi::FIELD_SIZE_OF }>().0 {
+        let f = &f[..];
         let field_name = read_string(
             mem,
             word_at(f, abi::FIELD_NAME + abi::STR_PTR),
@@ -245,7 +246,8 @@ pub fn read_registry(mem: &impl Memory, address: u64) -> Result<Vec<DescribedObj
         mem.read(entries_at, len as usize * abi::ENTRY_SIZE)?
     };
     let mut out = Vec::new();
-    for e in raw.chunks_exact(abi::ENTRY_SIZE) {
+    for e in raw.as_chunks::<{ abi::ENTRY_SIZE }>().0 {
+        let e = &e[..];
         if word_at(e, abi::ENTRY_STATE) != ENTRY_READY as u64 {
             continue;
         }
