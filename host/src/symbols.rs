@@ -247,6 +247,25 @@ pub fn read_process_symbols_with_maps(pid: i32, maps: &[MapEntry]) -> Result<Pro
     Ok(out)
 }
 
+/// The symbols a snapshot records: every module's, in the snapshot's `Symbol` shape, sorted by
+/// address (a name several modules define is found first in the lowest-mapped one, normally the
+/// main binary). Fails only if the main binary cannot be read.
+pub fn snapshot_symbols(pid: i32, maps: &[MapEntry]) -> Result<Vec<crate::snapshot::Symbol>> {
+    let all = read_process_symbols_with_maps(pid, maps)?;
+    let mut out: Vec<crate::snapshot::Symbol> = all
+        .symbols
+        .into_iter()
+        .map(|s| crate::snapshot::Symbol {
+            name: s.name,
+            address: s.address,
+            size: s.size,
+            kind: s.kind.as_str().to_string(),
+        })
+        .collect();
+    out.dedup();
+    Ok(out)
+}
+
 /// File-backed mappings grouped per file, in map order of each file's first mapping.
 fn file_mappings(maps: &[MapEntry]) -> Vec<(String, Vec<&MapEntry>)> {
     let mut groups: Vec<(String, Vec<&MapEntry>)> = Vec::new();

@@ -559,4 +559,12 @@ fn healme_registry_describes_its_state_live_and_in_a_snapshot() {
     memzinc::snapshot::take(target.pid(), &snap, None).unwrap();
     let snapshot = memzinc::snapshot::Snapshot::open(&snap).unwrap();
     assert_eq!(read_snapshot_registry(&snapshot).unwrap(), objects);
+
+    // The snapshot records every module's symbols: libc's as well as healme's own.
+    let live = read_process_symbols(target.pid()).unwrap();
+    assert_eq!(snapshot.symbol("HEALME_STATE").unwrap().address, reported);
+    assert_eq!(
+        snapshot.symbol("malloc").unwrap().address,
+        live.lookup("malloc").unwrap().address
+    );
 }
