@@ -35,6 +35,8 @@ pub enum Error {
     },
     #[error("{path}: debug info: {why}")]
     DebugInfo { path: PathBuf, why: String },
+    #[error("layout of {object}: {why}")]
+    Layout { object: String, why: String },
     #[error("describe registry: {0}")]
     Registry(String),
     #[error("symbol `{0}` not found in the snapshot's symbol table")]

@@ -267,6 +267,13 @@ pub struct ObjectLayout {
     pub fields: Vec<ScalarField>,
 }
 
+fn layout_error(object: &str, why: String) -> Error {
+    Error::Layout {
+        object: object.to_string(),
+        why,
+    }
+}
+
 fn dwarf_error(path: &Path, why: impl std::fmt::Display) -> Error {
     Error::DebugInfo {
         path: path.into(),
@@ -491,11 +498,14 @@ impl DebugTypes {
     }
 
     /// The members of a struct or union type (through typedefs), in declaration order.
-    pub fn fields(&self, id: TypeId) -> Result<Vec<FieldInfo>, String> {
-        let (_, t) = self.resolve(id).ok_or_else(|| format!("type {id:#x} is unknown"))?;
+    pub fn fields(&self, id: TypeId) -> Result<Vec<FieldInfo>> {
+        let name = self.type_name(Some(id));
+        let (_, t) = self
+            .resolve(id)
+            .ok_or_else(|| layout_error(&name, format!("type {id:#x} is unknown")))?;
         let members = match &t.kind {
             TypeKind::Struct { members, .. } | TypeKind::Union { members } => members,
-            _ => return Err(format!("{} is not a struct or union", self.type_name(Some(id)))),
+            _ => return Err(layout_error(&name, "not a struct or union".into())),
         };
         Ok(members
             .iter()
@@ -529,16 +539,17 @@ impl DebugTypes {
     /// The global `symbol` flattened into its scalar fields (integers, bools, chars, floats,
     /// pointers, C enums), nested structs as `a.b`, arrays of up to 256 elements as `a[i]`.
     /// Unions, Rust enums and bit fields are left out: one offset does not give their value.
-    pub fn object_layout(&self, symbol: &str) -> Result<ObjectLayout, String> {
+    pub fn object_layout(&self, symbol: &str) -> Result<ObjectLayout> {
+        let err = |why: String| layout_error(symbol, why);
         let v = self
             .variable(symbol)
-            .ok_or_else(|| format!("no variable `{symbol}` with a static address in the debug info"))?;
-        let type_id = v.type_id.ok_or_else(|| format!("`{symbol}` has no type"))?;
+            .ok_or_else(|| err("no variable of that name with a static address in the debug info".into()))?;
+        let type_id = v.type_id.ok_or_else(|| err("it has no type".into()))?;
         let size = self
             .size_of(type_id)
-            .ok_or_else(|| format!("`{symbol}`: the size of {} is unknown", self.type_name(Some(type_id))))?;
+            .ok_or_else(|| err(format!("the size of {} is unknown", self.type_name(Some(type_id)))))?;
         let mut fields = Vec::new();
-        self.flatten(type_id, "", 0, 0, &mut fields)?;
+        self.flatten(type_id, "", 0, 0, &mut fields).map_err(err)?;
         Ok(ObjectLayout {
             symbol: symbol.to_string(),
             type_name: self.type_name(Some(type_id)),
@@ -632,16 +643,17 @@ impl ObjectLayout {
     /// A `TargetSpec` for this object: the fields `bounds` lists, in its order, with offset,
     /// size and signedness from this layout and min/max/default (which no layout can know) and
     /// the `le` orderings from `bounds`. Fails if `bounds` names a field this layout lacks.
-    pub fn merge_spec(&self, bounds: &TargetSpec) -> std::result::Result<TargetSpec, String> {
+    pub fn merge_spec(&self, bounds: &TargetSpec) -> Result<TargetSpec> {
         let fields = bounds
             .fields
             .iter()
             .map(|b| {
-                let f = self
-                    .fields
-                    .iter()
-                    .find(|f| f.name == b.name)
-                    .ok_or_else(|| format!("field `{}` is not a scalar field of {}", b.name, self.type_name))?;
+                let f = self.fields.iter().find(|f| f.name == b.name).ok_or_else(|| {
+                    layout_error(
+                        &self.symbol,
+                        format!("field `{}` is not a scalar field of {}", b.name, self.type_name),
+                    )
+                })?;
                 Ok(FieldSpec {
                     name: b.name.clone(),
                     offset: f.offset,
@@ -652,7 +664,7 @@ impl ObjectLayout {
                     default: b.default,
                 })
             })
-            .collect::<std::result::Result<Vec<_>, String>>()?;
+            .collect::<Result<Vec<_>>>()?;
         Ok(TargetSpec {
             target: bounds.target.clone(),
             symbol: self.symbol.clone(),

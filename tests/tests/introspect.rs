@@ -178,7 +178,8 @@ fn healme_state_layout_from_dwarf_agrees_with_the_spec() {
     assert_eq!(layout.check_spec(&wrong).len(), 7);
     assert_eq!(layout.merge_spec(&wrong).unwrap(), spec);
     wrong.fields[0].name = "no_such_field".into();
-    assert!(layout.merge_spec(&wrong).unwrap_err().contains("no_such_field"));
+    let err = layout.merge_spec(&wrong).unwrap_err().to_string();
+    assert!(err.contains("HEALME_STATE") && err.contains("no_such_field"), "{err}");
 
     // The file alone gives the same layout at the link-time address.
     let from_file = DebugTypes::load(&binary("healme")).unwrap();
