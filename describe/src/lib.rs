@@ -124,8 +124,9 @@ pub struct FieldLayout {
     pub element_kind: Kind,
     /// For arrays, the element count; otherwise 1.
     pub count: usize,
-    /// For a described struct (or an array of them), its layout; otherwise null.
-    pub layout: *const TypeLayout,
+    /// For a described struct (or an array of them), its layout. (`Option<&T>` is a nullable
+    /// pointer in memory: null for `None`.)
+    pub layout: Option<&'static TypeLayout>,
 }
 
 impl FieldLayout {
@@ -137,9 +138,7 @@ impl FieldLayout {
     }
     /// The nested layout of a described struct field (or array of them).
     pub fn nested(&self) -> Option<&'static TypeLayout> {
-        // SAFETY: `layout` is null or comes from `Field::NESTED`, which the derive sets to the
-        // address of a `&'static TypeLayout` constant.
-        unsafe { self.layout.as_ref() }
+        self.layout
     }
 }
 
@@ -179,24 +178,8 @@ impl TypeLayout {
 }
 
 /// A type with a compile-time layout description. Implement it with `#[derive(Describe)]`,
-/// which refuses a type whose layout the compiler may reorder:
-///
-/// ```compile_fail
-/// #[derive(memzinc_describe::Describe)]
-/// struct NotReprC {
-///     a: u32,
-/// }
-/// ```
-///
-/// and a field it cannot describe unless marked `#[describe(opaque)]`:
-///
-/// ```compile_fail
-/// #[derive(memzinc_describe::Describe)]
-/// #[repr(C)]
-/// struct HoldsACell {
-///     a: core::cell::Cell<u32>,
-/// }
-/// ```
+/// which refuses enums, generic types and types without `#[repr(C)]` (whose layout the
+/// compiler may reorder); a field of a type that is not [`Field`] needs `#[describe(opaque)]`.
 pub trait Describe {
     const LAYOUT: &'static TypeLayout;
 }
@@ -208,8 +191,8 @@ pub trait Field {
     const KIND: Kind;
     const ELEMENT_KIND: Kind = Kind::None;
     const COUNT: usize = 1;
-    /// The layout of a described struct (or of an array's described elements); else null.
-    const NESTED: *const TypeLayout = core::ptr::null();
+    /// The layout of a described struct (or of an array's described elements).
+    const NESTED: Option<&'static TypeLayout> = None;
 }
 
 macro_rules! field_kind {
@@ -241,21 +224,21 @@ impl<T: Field, const N: usize> Field for [T; N] {
     const KIND: Kind = Kind::Array;
     const ELEMENT_KIND: Kind = T::KIND;
     const COUNT: usize = N;
-    const NESTED: *const TypeLayout = T::NESTED;
+    const NESTED: Option<&'static TypeLayout> = T::NESTED;
 }
 
 /// One registered instance. Written once by [`register`]; `state` is set to [`ENTRY_READY`]
 /// (release) after the other words, so a reader that sees READY sees the whole entry.
 #[repr(C)]
 pub struct Entry {
-    pub state: AtomicUsize,
+    state: AtomicUsize,
     /// Address of the instance.
-    pub address: AtomicUsize,
+    address: AtomicUsize,
     /// Address of its `TypeLayout`.
-    pub layout: AtomicUsize,
+    layout: AtomicUsize,
     /// The name it was registered under (pointer and length of a `&'static str`).
-    pub name_ptr: AtomicUsize,
-    pub name_len: AtomicUsize,
+    name_ptr: AtomicUsize,
+    name_len: AtomicUsize,
 }
 
 impl Entry {
@@ -270,18 +253,19 @@ impl Entry {
     }
 }
 
-/// The registry memzinc reads. Fixed capacity: registering never allocates.
+/// The registry memzinc reads. Fixed capacity: registering never allocates. Its fields are
+/// private (only [`register`] writes them); another process reads them at the [`abi`] offsets.
 #[repr(C)]
 pub struct Registry {
-    pub magic: [u8; 8],
+    magic: [u8; 8],
     /// `size_of::<usize>()` of the process, so a reader can refuse a layout it cannot read.
-    pub word_size: u32,
+    word_size: u32,
     /// `size_of::<Entry>()`.
-    pub entry_size: u32,
-    pub capacity: usize,
+    entry_size: u32,
+    capacity: usize,
     /// Slots claimed so far (some may still be `WRITING`).
-    pub len: AtomicUsize,
-    pub entries: [Entry; REGISTRY_CAPACITY],
+    len: AtomicUsize,
+    entries: [Entry; REGISTRY_CAPACITY],
 }
 
 /// The process's registry, found by memzinc through this symbol.
@@ -403,9 +387,9 @@ pub fn registered() -> impl Iterator<Item = Registered> {
             entry.name_ptr.load(Ordering::Relaxed) as *const u8,
             entry.name_len.load(Ordering::Relaxed),
         );
-        // SAFETY: a READY entry was filled by `register` (acquire pairs with its release store)
-        // from a `&'static TypeLayout` and a `&'static str`, which live and stay immutable for
-        // the whole program.
+        // SAFETY: entries are private and only `register` writes them; a READY entry was filled
+        // (acquire pairs with its release store) from a `&'static TypeLayout` and a
+        // `&'static str`, which live and stay immutable for the whole program.
         unsafe {
             Some(Registered {
                 name: core::str::from_utf8_unchecked(core::slice::from_raw_parts(ptr, len)),

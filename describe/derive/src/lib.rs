@@ -101,7 +101,7 @@ fn expand(input: &DeriveInput) -> syn::Result<TokenStream2> {
                 quote!(#krate::Kind::Opaque),
                 quote!(#krate::Kind::None),
                 quote!(1),
-                quote!(::core::ptr::null()),
+                quote!(::core::option::Option::None),
             )
         } else {
             (
@@ -136,7 +136,8 @@ fn expand(input: &DeriveInput) -> syn::Result<TokenStream2> {
         }
         impl #krate::Field for #name {
             const KIND: #krate::Kind = #krate::Kind::Struct;
-            const NESTED: *const #krate::TypeLayout = <#name as #krate::Describe>::LAYOUT;
+            const NESTED: ::core::option::Option<&'static #krate::TypeLayout> =
+                ::core::option::Option::Some(<#name as #krate::Describe>::LAYOUT);
         }
     })
 }
@@ -163,4 +164,44 @@ fn tidy_type_name(tokens: &str) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn error_of(input: DeriveInput) -> String {
+        expand(&input).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn refuses_what_it_cannot_describe() {
+        assert!(error_of(syn::parse_quote! { struct A { a: u32 } }).contains("repr(C)"));
+        assert!(error_of(syn::parse_quote! { #[repr(u8)] enum B { X } }).contains("repr(C)"));
+        assert!(error_of(syn::parse_quote! { #[repr(C)] enum B { X } }).contains("only structs"));
+        assert!(error_of(syn::parse_quote! { #[repr(C)] struct G<T> { t: T } }).contains("non-generic"));
+        assert!(error_of(syn::parse_quote! {
+            #[repr(C)]
+            struct D { #[describe(transparent)] a: u32 }
+        })
+        .contains("unknown describe attribute"));
+        for ok in [
+            syn::parse_quote! { #[repr(C)] struct A { a: u32 } },
+            syn::parse_quote! { #[repr(C, align(8))] struct A { a: u32 } },
+            syn::parse_quote! { #[repr(align(8), C)] struct A(u32, #[describe(opaque)] String); },
+        ] {
+            expand(&ok).unwrap();
+        }
+    }
+
+    #[test]
+    fn type_names_read_as_written() {
+        let name = |ty: syn::Type| tidy_type_name(&ty.to_token_stream().to_string());
+        assert_eq!(name(syn::parse_quote!(*const Node)), "*const Node");
+        assert_eq!(name(syn::parse_quote!(*mut u8)), "*mut u8");
+        assert_eq!(name(syn::parse_quote!([u8; 4])), "[u8; 4]");
+        assert_eq!(name(syn::parse_quote!(&'static str)), "&'static str");
+        assert_eq!(name(syn::parse_quote!(core::cell::Cell<u32>)), "core::cell::Cell<u32>");
+        assert_eq!(name(syn::parse_quote!([[i16; 2]; 3])), "[[i16; 2]; 3]");
+    }
 }
