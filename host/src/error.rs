@@ -33,6 +33,12 @@ pub enum Error {
         kind: &'static str,
         why: String,
     },
+    #[error("{path}: debug info: {why}")]
+    DebugInfo { path: PathBuf, why: String },
+    #[error("layout of {object}: {why}")]
+    Layout { object: String, why: String },
+    #[error("describe registry: {0}")]
+    Registry(String),
     #[error("symbol `{0}` not found in the snapshot's symbol table")]
     SymbolNotFound(String),
     #[error("target spec {path}: {why}")]

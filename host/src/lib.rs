@@ -2,6 +2,9 @@
 //!
 //! - [`process`], [`snapshot`], [`elfcore`]: introspect — freeze, map, registers, symbols, pages,
 //!   Merkle root, written as one ELF core file gdb opens
+//! - [`symbols`]: every mapped module's symbols at runtime addresses
+//! - [`types`]: DWARF types and layouts of globals, as target specs
+//! - [`registry`]: objects a target describes itself with `memzinc-describe`
 //! - [`reason`]: reason — MiniZinc data, the real `minizinc`, solution to patch plan
 //! - [`chain`], [`localnet`]: attest — the attestor over JSON-RPC, an embedded localnet
 //! - [`apply`]: apply — compare-and-swap under ptrace, rollback, resume
@@ -18,7 +21,10 @@ pub mod instructions;
 pub mod localnet;
 pub mod process;
 pub mod reason;
+pub mod registry;
 pub mod snapshot;
+pub mod symbols;
+pub mod types;
 
 pub use error::{Error, Result};
 

@@ -803,49 +803,9 @@ impl Snapshot {
     }
 }
 
-/// Function and data symbols of the main executable at runtime addresses.
-fn read_symbols(pid: i32, exe: &Path, maps: &[MapEntry]) -> Result<Vec<Symbol>> {
-    use object::{Object, ObjectKind, ObjectSegment, ObjectSymbol, SymbolKind};
-    let proc_exe = format!("/proc/{pid}/exe");
-    let data = std::fs::read(&proc_exe).map_err(|e| Error::io(&proc_exe, e))?;
-    let file = object::File::parse(&*data).map_err(|e| Error::Corrupt {
-        path: exe.into(),
-        kind: "ELF executable",
-        why: e.to_string(),
-    })?;
-    let bias = if file.kind() == ObjectKind::Dynamic {
-        let exe_str = exe.display().to_string();
-        let mapped = maps
-            .iter()
-            .filter(|m| m.path == exe_str && m.offset == 0)
-            .map(|m| m.start)
-            .min();
-        let first_vaddr = file.segments().map(|s| s.address()).min().unwrap_or(0) & !(PAGE_SIZE - 1);
-        mapped.map(|m| m.wrapping_sub(first_vaddr)).unwrap_or(0)
-    } else {
-        0
-    };
-    let mut symbols: Vec<Symbol> = file
-        .symbols()
-        .chain(file.dynamic_symbols())
-        .filter(|s| s.is_definition() && matches!(s.kind(), SymbolKind::Text | SymbolKind::Data))
-        .filter_map(|s| {
-            Some(Symbol {
-                name: s.name().ok()?.to_string(),
-                address: s.address().wrapping_add(bias),
-                size: s.size(),
-                kind: if s.kind() == SymbolKind::Text {
-                    "function"
-                } else {
-                    "object"
-                }
-                .to_string(),
-            })
-        })
-        .collect();
-    symbols.sort_by(|a, b| (a.address, &a.name).cmp(&(b.address, &b.name)));
-    symbols.dedup();
-    Ok(symbols)
+/// Function and data symbols of every mapped module at runtime addresses (see `crate::symbols`).
+fn read_symbols(pid: i32, _exe: &Path, maps: &[MapEntry]) -> Result<Vec<Symbol>> {
+    crate::symbols::snapshot_symbols(pid, maps)
 }
 
 /// `Vec<u8>` as a hex string in JSON.

@@ -4,14 +4,18 @@
 //! ("OVERHEAT", the fan stuck at full) until someone repairs the bytes. `--ballast-mib N` makes
 //! it hold N MiB of touched memory, for tests that need a snapshot to take a while.
 //!
-//! `healme --describe` prints the layout and invariants (offsets from `offset_of!`), which is
-//! what `models/targets/healme.json` holds.
+//! `healme --describe` prints the layout and invariants (offsets, sizes and signedness from the
+//! `#[derive(Describe)]` layout, bounds written here), which is what `models/targets/healme.json`
+//! holds. At start it registers its state in the `MEMZINC_REGISTRY` memzinc reads.
+//! `healme --print-address` prints the runtime address of `HEALME_STATE` first.
 
 use std::io::Write;
-use std::mem::{offset_of, size_of};
 use std::ptr::{addr_of, addr_of_mut};
 use std::time::Duration;
 
+use memzinc_describe::{Describe, Kind};
+
+#[derive(Describe)]
 #[repr(C)]
 pub struct Thermostat {
     pub magic: u32,
@@ -35,31 +39,52 @@ pub static mut HEALME_STATE: Thermostat = Thermostat {
     heater_on: 0,
 };
 
+/// Not used by the thermostat: a Rust enum (a tagged union in memory) on which memzinc's DWARF
+/// reader is tested. Only memzinc reads the fields.
+#[allow(dead_code)]
+#[derive(Clone, Copy)]
+pub enum Mode {
+    Off,
+    Heat { target: i32 },
+    Fan(u8),
+}
+
+#[no_mangle]
+#[used]
+pub static HEALME_MODES: [Mode; 3] = [Mode::Off, Mode::Heat { target: 21 }, Mode::Fan(2)];
+
+/// Bounds and defaults per field: what the layout cannot say.
+const BOUNDS: [(&str, i64, i64, i64); 6] = [
+    ("magic", MAGIC as i64, MAGIC as i64, MAGIC as i64),
+    ("min_temp", -40, 60, 16),
+    ("max_temp", -40, 60, 24),
+    ("target_temp", -40, 60, 21),
+    ("fan_level", 0, 3, 1),
+    ("heater_on", 0, 1, 0),
+];
+
 fn describe() -> String {
-    let field = |name: &str, offset: usize, size: usize, signed: bool, min: i64, max: i64, default: i64| {
-        format!(
-            "    {{\"name\": \"{name}\", \"offset\": {offset}, \"size\": {size}, \"signed\": {signed}, \"min\": {min}, \"max\": {max}, \"default\": {default}}}"
-        )
-    };
-    let fields = [
-        field(
-            "magic",
-            offset_of!(Thermostat, magic),
-            4,
-            false,
-            MAGIC as i64,
-            MAGIC as i64,
-            MAGIC as i64,
-        ),
-        field("min_temp", offset_of!(Thermostat, min_temp), 4, true, -40, 60, 16),
-        field("max_temp", offset_of!(Thermostat, max_temp), 4, true, -40, 60, 24),
-        field("target_temp", offset_of!(Thermostat, target_temp), 4, true, -40, 60, 21),
-        field("fan_level", offset_of!(Thermostat, fan_level), 1, false, 0, 3, 1),
-        field("heater_on", offset_of!(Thermostat, heater_on), 1, false, 0, 1, 0),
-    ];
+    let layout = Thermostat::LAYOUT;
+    let fields: Vec<String> = layout
+        .fields()
+        .iter()
+        .map(|f| {
+            let (_, min, max, default) = BOUNDS
+                .iter()
+                .find(|b| b.0 == f.name())
+                .unwrap_or_else(|| panic!("no bounds for field {}", f.name()));
+            format!(
+                "    {{\"name\": \"{}\", \"offset\": {}, \"size\": {}, \"signed\": {}, \"min\": {min}, \"max\": {max}, \"default\": {default}}}",
+                f.name(),
+                f.offset,
+                f.size,
+                f.kind == Kind::Signed
+            )
+        })
+        .collect();
     format!(
         "{{\n  \"target\": \"healme\",\n  \"symbol\": \"HEALME_STATE\",\n  \"size\": {},\n  \"fields\": [\n{}\n  ],\n  \"le\": [[\"min_temp\", \"target_temp\"], [\"target_temp\", \"max_temp\"]]\n}}\n",
-        size_of::<Thermostat>(),
+        layout.size,
         fields.join(",\n")
     )
 }
@@ -95,6 +120,10 @@ fn main() {
         print!("{}", describe());
         return;
     }
+    // Only the address is recorded; nothing reads or writes the static through the registry.
+    if let Err(e) = memzinc_describe::register("HEALME_STATE", addr_of!(HEALME_STATE)) {
+        eprintln!("healme: {e}");
+    }
     let flag = |name: &str| {
         args.iter()
             .position(|a| a == name)
@@ -108,6 +137,15 @@ fn main() {
     let ballast = vec![0x5au8; (flag("--ballast-mib").unwrap_or(0) as usize) << 20];
 
     let stdout = std::io::stdout();
+    if args.iter().any(|a| a == "--print-address") {
+        let mut out = stdout.lock();
+        if writeln!(out, "address HEALME_STATE {:#x}", addr_of!(HEALME_STATE) as usize)
+            .and_then(|_| out.flush())
+            .is_err()
+        {
+            return;
+        }
+    }
     for tick in 0..ticks {
         if Some(tick) == corrupt_at {
             corrupt();
