@@ -59,7 +59,12 @@ enum Command {
         output: PathBuf,
     },
     /// Summarise a snapshot core file and check its integrity.
-    Inspect { snapshot: PathBuf },
+    Inspect {
+        snapshot: PathBuf,
+        /// Print this global's fields and values, typed by the binary's DWARF (repeatable).
+        #[arg(long = "var")]
+        vars: Vec<String>,
+    },
     /// Find violated invariants and solve for the smallest repair with MiniZinc.
     Plan {
         snapshot: PathBuf,
@@ -302,11 +307,21 @@ fn run(cli: Cli) -> Result<()> {
                 );
             }
         }
-        Command::Inspect { snapshot } => {
+        Command::Inspect { snapshot, vars } => {
             let snap = Snapshot::open(&snapshot)?;
             snap.verify_pages()?;
+            let values = if vars.is_empty() {
+                Vec::new()
+            } else {
+                let types = memzinc::types::DebugTypes::for_snapshot(&snap)?;
+                vars.iter()
+                    .map(|v| types.read_object(&snap, v))
+                    .collect::<memzinc::Result<Vec<_>>>()?
+            };
             if g.json {
-                print_json(&snap.meta)?;
+                let mut value = serde_json::to_value(&snap.meta)?;
+                value["values"] = serde_json::to_value(&values)?;
+                print_json(&value)?;
             } else {
                 let m = &snap.meta;
                 println!("{}: pid {} ({}) {}", snapshot.display(), m.pid, m.comm, m.exe);
@@ -343,6 +358,12 @@ fn run(cli: Cli) -> Result<()> {
                     );
                 }
                 println!("{} symbols", m.symbols.len());
+                for v in &values {
+                    println!("{}: {} at {:#x} ({} bytes)", v.symbol, v.type_name, v.address, v.size);
+                    for f in &v.fields {
+                        println!("  {:<20} {:<8} = {}", f.name, f.type_name, f.value);
+                    }
+                }
             }
         }
         Command::Plan {

@@ -509,6 +509,9 @@ pub fn read_pages(pid: i32, start: u64, out: &mut [u8]) -> Result<Vec<bool>> {
     const BATCH: usize = 8 << 20;
     let pages = out.len() / PAGE_SIZE as usize;
     let mut readable = vec![true; pages];
+    // Opened only if process_vm_readv comes back short: /proc/PID/mem reads what a debugger
+    // can (it does not stop at a VMA that refuses a remote read).
+    let mut mem: Option<std::fs::File> = None;
     for (chunk_index, chunk) in out.chunks_mut(BATCH).enumerate() {
         let chunk_start = start + (chunk_index * BATCH) as u64;
         let n = read_at(pid, chunk_start, chunk)?;
@@ -518,7 +521,17 @@ pub fn read_pages(pid: i32, start: u64, out: &mut [u8]) -> Result<Vec<bool>> {
         let first_page = chunk_index * BATCH / PAGE_SIZE as usize;
         for (i, page) in chunk.chunks_mut(PAGE_SIZE as usize).enumerate() {
             let address = chunk_start + i as u64 * PAGE_SIZE;
-            if read_at(pid, address, page)? != page.len() {
+            if read_at(pid, address, page)? == page.len() {
+                continue;
+            }
+            if mem.is_none() {
+                mem = std::fs::File::open(format!("/proc/{pid}/mem")).ok();
+            }
+            let via_mem = mem.as_ref().is_some_and(|f| {
+                use std::os::unix::fs::FileExt;
+                f.read_exact_at(page, address).is_ok()
+            });
+            if !via_mem {
                 page.fill(0);
                 readable[first_page + i] = false;
             }

@@ -160,6 +160,22 @@ const CHUNK: u64 = 8 << 20;
 /// Freezes `pid`, snapshots it into the core file `out` (atomically) and resumes it.
 pub fn take(pid: i32, out: &Path, progress: Option<&indicatif::ProgressBar>) -> Result<TakeReport> {
     let frozen = process::Frozen::freeze(pid)?;
+    // Once frozen, a process that vanishes (or turns zombie) was killed under us.
+    take_frozen(pid, frozen, out, progress).map_err(|e| match e {
+        Error::NoSuchProcess { .. } | Error::Zombie { .. } => Error::TargetExited {
+            pid,
+            during: "snapshotting it",
+        },
+        e => e,
+    })
+}
+
+fn take_frozen(
+    pid: i32,
+    frozen: process::Frozen,
+    out: &Path,
+    progress: Option<&indicatif::ProgressBar>,
+) -> Result<TakeReport> {
     let maps = process::read_maps(pid)?;
     let exe = process::exe_path(pid)?;
     let comm = process::comm(pid)?;
@@ -209,7 +225,13 @@ pub fn take(pid: i32, out: &Path, progress: Option<&indicatif::ProgressBar>) -> 
             let mut address = r.map.start;
             while address < r.map.end {
                 let chunk = &mut buf[..(r.map.end - address).min(CHUNK) as usize];
-                let readable = process::read_pages(pid, address, chunk)?;
+                let readable = process::read_pages(pid, address, chunk).map_err(|e| match e {
+                    Error::NoSuchProcess { .. } => Error::TargetExited {
+                        pid,
+                        during: "snapshotting it",
+                    },
+                    e => e,
+                })?;
                 for (i, page) in chunk.chunks(PAGE_SIZE as usize).enumerate() {
                     let page_address = address + i as u64 * PAGE_SIZE;
                     if readable[i] {

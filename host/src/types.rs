@@ -1090,3 +1090,79 @@ mod tests {
         assert!(err.contains(".debug_info"), "{err}");
     }
 }
+
+/// One scalar field of a global with the value a snapshot holds.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FieldValue {
+    pub name: String,
+    pub type_name: String,
+    pub address: u64,
+    pub size: u64,
+    pub value: i64,
+}
+
+/// A global read out of a snapshot through its DWARF type.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObjectValue {
+    pub symbol: String,
+    pub type_name: String,
+    pub address: u64,
+    pub size: u64,
+    pub fields: Vec<FieldValue>,
+}
+
+impl DebugTypes {
+    /// The DWARF of the snapshot's main binary (still on disk at the recorded path), with the
+    /// load bias the snapshot's map gives it.
+    pub fn for_snapshot(snapshot: &crate::snapshot::Snapshot) -> Result<DebugTypes> {
+        let exe = PathBuf::from(&snapshot.meta.exe);
+        let data = std::fs::read(&exe).map_err(|e| Error::io(&exe, e))?;
+        let types = DebugTypes::parse(&data, &exe)?;
+        let mapped = snapshot
+            .meta
+            .regions
+            .iter()
+            .filter(|r| r.map.path == snapshot.meta.exe && r.map.offset == 0)
+            .map(|r| r.map.start)
+            .min()
+            .ok_or_else(|| dwarf_error(&exe, "the snapshot does not map it at offset 0"))?;
+        let file = object::File::parse(&*data).map_err(|e| dwarf_error(&exe, e))?;
+        Ok(types.with_bias(crate::symbols::load_bias(&file, mapped)))
+    }
+
+    /// Reads `symbol`'s scalar fields (see `object_layout`) from the snapshot's memory.
+    pub fn read_object(&self, snapshot: &crate::snapshot::Snapshot, symbol: &str) -> Result<ObjectValue> {
+        let layout = self.object_layout(symbol)?;
+        let bytes = snapshot.read(layout.address, layout.size as usize)?;
+        let fields = layout
+            .fields
+            .iter()
+            .map(|f| {
+                let raw = &bytes[f.offset as usize..(f.offset + f.size) as usize];
+                let mut buf = [0u8; 8];
+                buf[..raw.len()].copy_from_slice(raw);
+                let unsigned = u64::from_le_bytes(buf);
+                let shift = 64 - 8 * raw.len() as u32;
+                let value = if f.signed && shift > 0 {
+                    ((unsigned << shift) as i64) >> shift
+                } else {
+                    unsigned as i64
+                };
+                FieldValue {
+                    name: f.name.clone(),
+                    type_name: f.type_name.clone(),
+                    address: layout.address + f.offset,
+                    size: f.size,
+                    value,
+                }
+            })
+            .collect();
+        Ok(ObjectValue {
+            symbol: layout.symbol,
+            type_name: layout.type_name,
+            address: layout.address,
+            size: layout.size,
+            fields,
+        })
+    }
+}

@@ -1,0 +1,178 @@
+//! `memzinc snapshot` and `inspect` on real processes: the typed round trip, and bad input —
+//! a zombie, an unprivileged caller, a target that dies mid-snapshot, a full disk — each one
+//! line, a non-zero exit and no file left behind.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use memzinc_tests::{binary, fails, memzinc, ok, Target};
+
+fn no_files_left(dir: &Path) {
+    let left: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+}
+
+#[test]
+fn inspect_round_trip_shows_symbols_types_and_values() {
+    let dir = tempfile::tempdir().unwrap();
+    let core = dir.path().join("h.core");
+    let core = core.to_str().unwrap();
+    let target = Target::healme(&["--corrupt-at", "2", "--period-ms", "50"]);
+    target.wait_for("OVERHEAT");
+    ok(&["snapshot", "--pid", &target.pid(), "-o", core]);
+    let out: serde_json::Value =
+        serde_json::from_str(&ok(&["inspect", core, "--var", "HEALME_STATE", "--json"])).unwrap();
+    let symbols = out["symbols"].as_array().unwrap();
+    for name in ["HEALME_STATE", "malloc"] {
+        assert!(
+            symbols.iter().any(|s| s["name"] == name),
+            "{name} missing from the symbols"
+        );
+    }
+    let state = &out["values"][0];
+    assert_eq!(state["type_name"], "Thermostat");
+    let field = |name: &str| {
+        state["fields"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["name"] == name)
+            .cloned()
+            .unwrap()
+    };
+    assert_eq!(field("target_temp")["type_name"], "i32");
+    assert_eq!(
+        field("target_temp")["value"],
+        9000,
+        "the corrupted live value, not the initialiser"
+    );
+    assert_eq!(field("fan_level")["value"], 7);
+    assert_eq!(field("min_temp")["value"], 16);
+    let text = ok(&["inspect", core, "--var", "HEALME_STATE"]);
+    assert!(text.contains("target_temp") && text.contains("9000"), "{text}");
+}
+
+#[test]
+fn a_zombie_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    // A child that exits and is not reaped (yet) is a zombie.
+    let mut child = Command::new("true").spawn().unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let out = dir.path().join("z.core");
+    let err = fails(&[
+        "snapshot",
+        "--pid",
+        &child.id().to_string(),
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert!(err.contains("zombie"), "{err}");
+    no_files_left(dir.path());
+    child.wait().unwrap();
+}
+
+#[test]
+fn an_unprivileged_caller_is_not_permitted() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    // The cargo target dir is under root's home; give `nobody` a copy of the binary.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let bin = dir.path().join("memzinc");
+    std::fs::copy(binary("memzinc"), &bin).unwrap();
+    std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let target = Target::healme(&["--period-ms", "50"]);
+    target.wait_for("status=ok");
+    let out = dir.path().join("n.core");
+    let result = Command::new(&bin)
+        .args(["snapshot", "--pid", &target.pid(), "-o", out.to_str().unwrap()])
+        .uid(65534)
+        .gid(65534)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    assert!(!result.status.success());
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("not permitted"), "{stderr}");
+    assert!(!out.exists());
+    target.wait_for("status=ok");
+}
+
+#[test]
+fn a_target_that_dies_mid_snapshot_leaves_no_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("d.core");
+    let target = Target::healme(&["--ballast-mib", "768", "--period-ms", "50"]);
+    target.wait_for("status=ok");
+    let pid = target.pid();
+    let snapshot = Command::new(binary("memzinc"))
+        .args(["snapshot", "--pid", &pid, "-o", out.to_str().unwrap()])
+        .env("MEMZINC_ROOT", memzinc_tests::repo_root())
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Kill it once memzinc has it frozen (its tracer is set), i.e. in the middle of reading.
+    let traced = || {
+        std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .unwrap_or_default()
+            .lines()
+            .any(|l| l.starts_with("TracerPid:") && l.split_whitespace().nth(1) != Some("0"))
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !traced() {
+        assert!(std::time::Instant::now() < deadline, "memzinc never froze the target");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid.parse().unwrap()),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let result = snapshot.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    if result.status.success() {
+        // The snapshot won the race; the file it wrote must then be whole.
+        ok(&["inspect", out.to_str().unwrap()]);
+        eprintln!("snapshot finished before the target died; raced, checked the file instead");
+        return;
+    }
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("exited while memzinc was"), "{stderr}");
+    no_files_left(dir.path());
+}
+
+#[test]
+fn a_full_disk_is_one_line_and_leaves_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=256k", "tmpfs", dir.path().to_str().unwrap()])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !mounted {
+        eprintln!("skipped: cannot mount a small tmpfs here (needs root and mount rights) to fill a disk");
+        return;
+    }
+    struct Unmount<'a>(&'a Path);
+    impl Drop for Unmount<'_> {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg(self.0).status();
+        }
+    }
+    let _unmount = Unmount(dir.path());
+    let target = Target::healme(&["--period-ms", "50"]);
+    target.wait_for("status=ok");
+    let out = dir.path().join("full.core");
+    let result = memzinc(&["snapshot", "--pid", &target.pid(), "-o", out.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    assert!(!result.status.success(), "a snapshot cannot fit in 256 KiB");
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("No space left"), "{stderr}");
+    no_files_left(dir.path());
+    target.wait_for("status=ok");
+}
