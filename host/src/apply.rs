@@ -37,18 +37,6 @@ pub fn hex32<S: serde::Serializer>(v: &[u8; 32], s: S) -> std::result::Result<S:
     s.serialize_str(&hex::encode(v))
 }
 
-fn read_exact(pid: i32, address: u64, len: usize) -> Result<Vec<u8>> {
-    let mut buf = vec![0u8; len];
-    if process::read_at(pid, address, &mut buf)? != len {
-        return Err(Error::Process {
-            pid,
-            what: format!("reading {len} bytes at {address:#x}"),
-            source: std::io::Error::from(std::io::ErrorKind::UnexpectedEof),
-        });
-    }
-    Ok(buf)
-}
-
 /// What `apply_attested` did and under which record.
 #[derive(Clone, Debug, Serialize)]
 pub struct AttestedApply {
@@ -112,14 +100,32 @@ pub fn apply_attested(client: &Client, authority: &Pubkey, pid: i32, plan: &Patc
     }
 }
 
+/// Fault injection for the kill-at-every-step test: with `MEMZINC_FAULT_POINT=<name>` set,
+/// memzinc SIGKILLs itself at that point. Without the variable this does nothing.
+fn fault_point(name: &str) {
+    if std::env::var_os("MEMZINC_FAULT_POINT").is_some_and(|v| v == name) {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::this(), nix::sys::signal::Signal::SIGKILL);
+    }
+}
+
+/// The named fault points of `apply`, in order.
+pub const FAULT_POINTS: &[&str] = &["frozen", "compared", "written", "verified"];
+
 /// Applies `plan` to `pid` without looking at the chain: callers go through `apply_attested`.
+///
+/// All new bytes go in with ONE process_vm_writev, so a memzinc killed between any two steps
+/// leaves the target untouched or fully patched (the kernel then ends the ptrace stop). The one
+/// window left is a SIGKILL landing inside that single syscall, which the kernel may stop
+/// between pages. A short write or a read-back mismatch restores the old bytes.
 pub fn apply(pid: i32, plan: &PatchPlan) -> Result<ApplyReport> {
     let frozen = Frozen::freeze(pid)?;
     let started = Instant::now();
+    fault_point("frozen");
 
-    for (index, w) in plan.writes.iter().enumerate() {
-        let found = read_exact(pid, w.address, w.old.len())?;
-        if found != w.old {
+    let ranges: Vec<(u64, usize)> = plan.writes.iter().map(|w| (w.address, w.old.len())).collect();
+    let current = process::read_many(pid, &ranges)?;
+    for (index, (w, found)) in plan.writes.iter().zip(&current).enumerate() {
+        if found != &w.old {
             return Err(Error::OldBytesMismatch {
                 index,
                 address: w.address,
@@ -128,45 +134,50 @@ pub fn apply(pid: i32, plan: &PatchPlan) -> Result<ApplyReport> {
             });
         }
     }
+    fault_point("compared");
 
-    let mut written = 0usize;
-    let mut failure = None;
-    let mut readback = sha2::Sha256::new();
-    for (index, w) in plan.writes.iter().enumerate() {
-        let outcome = process::write_at(pid, w.address, &w.new).and_then(|()| {
-            let back = read_exact(pid, w.address, w.new.len())?;
-            readback.update(&back);
-            if back == w.new {
-                Ok(())
-            } else {
-                Err(Error::Usage("read-back differs from what was written".into()))
-            }
-        });
-        match outcome {
-            Ok(()) => written += 1,
-            Err(e) => {
-                written += 1; // the failed write may have landed partially: restore it too
-                failure = Some((index, w.address, e.to_string()));
-                break;
-            }
+    let new: Vec<(u64, &[u8])> = plan.writes.iter().map(|w| (w.address, w.new.as_slice())).collect();
+    let written = process::write_many(pid, &new);
+    fault_point("written");
+    let failure = match written {
+        Ok(n) if n == new.iter().map(|(_, b)| b.len()).sum::<usize>() => {
+            let back = process::read_many(pid, &ranges)?;
+            plan.writes
+                .iter()
+                .zip(&back)
+                .position(|(w, b)| b != &w.new)
+                .map(|i| (i, "read-back differs from what was written".to_string()))
         }
-    }
-
-    if let Some((index, address, why)) = failure {
-        let mut restored = 0usize;
-        for w in plan.writes[..written].iter().rev() {
-            if process::write_at(pid, w.address, &w.old).is_ok() {
-                restored += 1;
-            }
+        Ok(n) => {
+            // The first write that did not land completely.
+            let mut sum = 0;
+            let i = plan.writes.iter().position(|w| {
+                sum += w.new.len();
+                sum > n
+            });
+            Some((i.unwrap_or(0), format!("short write: {n} bytes landed")))
         }
+        Err(e) => Some((0, e.to_string())),
+    };
+    if let Some((index, why)) = failure {
+        let old: Vec<(u64, &[u8])> = plan.writes.iter().map(|w| (w.address, w.old.as_slice())).collect();
+        let restored = match process::write_many(pid, &old) {
+            Ok(n) if n == old.iter().map(|(_, b)| b.len()).sum::<usize>() => plan.writes.len(),
+            _ => 0,
+        };
         return Err(Error::ApplyFailed {
             index,
-            address,
+            address: plan.writes[index].address,
             why,
             restored,
         });
     }
+    fault_point("verified");
 
+    let mut readback = sha2::Sha256::new();
+    for w in &plan.writes {
+        readback.update(&w.new);
+    }
     let stopped_us = started.elapsed().as_micros();
     let threads_stopped = frozen.thread_count();
     drop(frozen);

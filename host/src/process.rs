@@ -540,6 +540,47 @@ pub fn read_pages(pid: i32, start: u64, out: &mut [u8]) -> Result<Vec<bool>> {
     Ok(readable)
 }
 
+/// Reads several ranges with one process_vm_readv; every range must be read in full.
+pub fn read_many(pid: i32, ranges: &[(u64, usize)]) -> Result<Vec<Vec<u8>>> {
+    let mut bufs: Vec<Vec<u8>> = ranges.iter().map(|&(_, len)| vec![0u8; len]).collect();
+    let remote: Vec<RemoteIoVec> = ranges
+        .iter()
+        .map(|&(base, len)| RemoteIoVec {
+            base: base as usize,
+            len,
+        })
+        .collect();
+    let total: usize = ranges.iter().map(|r| r.1).sum();
+    let mut local: Vec<IoSliceMut<'_>> = bufs.iter_mut().map(|b| IoSliceMut::new(b)).collect();
+    match process_vm_readv(Pid::from_raw(pid), &mut local, &remote) {
+        Ok(n) if n == total => Ok(bufs),
+        Ok(n) => Err(Error::Process {
+            pid,
+            what: format!("short read: {n} of {total} bytes"),
+            source: std::io::Error::from(std::io::ErrorKind::UnexpectedEof),
+        }),
+        Err(e) => Err(pid_errno(pid, "process_vm_readv", e)),
+    }
+}
+
+/// Writes several ranges with ONE process_vm_writev (one kernel copy: a caller that dies cannot
+/// leave it half done). Returns the bytes written, which is short only on a fault.
+pub fn write_many(pid: i32, writes: &[(u64, &[u8])]) -> Result<usize> {
+    let remote: Vec<RemoteIoVec> = writes
+        .iter()
+        .map(|&(base, bytes)| RemoteIoVec {
+            base: base as usize,
+            len: bytes.len(),
+        })
+        .collect();
+    let local: Vec<IoSlice<'_>> = writes.iter().map(|&(_, bytes)| IoSlice::new(bytes)).collect();
+    match process_vm_writev(Pid::from_raw(pid), &local, &remote) {
+        Ok(n) => Ok(n),
+        Err(Errno::EFAULT) => Ok(0),
+        Err(e) => Err(pid_errno(pid, "process_vm_writev", e)),
+    }
+}
+
 /// Writes `bytes` at `address` with process_vm_writev (which honours page protections).
 pub fn write_at(pid: i32, address: u64, bytes: &[u8]) -> Result<()> {
     let remote = [RemoteIoVec {

@@ -373,6 +373,11 @@ impl Target {
         self.child.0.id().to_string()
     }
 
+    /// A line already printed, if any, without waiting.
+    pub fn try_line(&self) -> Option<String> {
+        self.lines.try_recv().ok()
+    }
+
     /// The next line containing `needle`; panics after 15 s without one.
     pub fn wait_for(&self, needle: &str) -> String {
         use std::time::{Duration, Instant};

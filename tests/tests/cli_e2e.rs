@@ -227,3 +227,61 @@ fn bad_input_gets_one_line_and_nothing_half_written() {
     let err = fails(&["policy", "show", "-u", "http://127.0.0.1:9", "-k", &p("nope.json")]);
     assert!(err.contains("no such file"), "{err}");
 }
+
+/// Kill memzinc with SIGKILL at each step of apply: the target keeps running and is either
+/// untouched or fully patched, never half (two writes: target_temp and fan_level).
+#[test]
+fn apply_killed_at_every_step_never_leaves_half_a_patch() {
+    let dir = tempfile::tempdir().unwrap();
+    let net = localnet(dir.path());
+    let auth = ["-u", net.url.as_str(), "-k", net.keypair.to_str().unwrap()];
+    let with_auth = |args: &[&str]| -> Vec<String> { args.iter().chain(auth.iter()).map(|s| s.to_string()).collect() };
+    let run = |args: Vec<String>| ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    run(with_auth(&["policy", "init", "--max-bytes", "64", "--max-writes", "8"]));
+    let spec = repo_root().join("models/targets/healme.json");
+
+    for (i, point) in memzinc::apply::FAULT_POINTS.iter().enumerate() {
+        let target = Target::healme(&["--corrupt-at", "1", "--period-ms", "20"]);
+        target.wait_for("OVERHEAT");
+        let core = dir.path().join(format!("f{i}.core"));
+        let plan = dir.path().join(format!("f{i}.plan.json"));
+        let (core, plan) = (core.to_str().unwrap(), plan.to_str().unwrap());
+        ok(&["snapshot", "--pid", &target.pid(), "-o", core]);
+        ok(&["plan", core, "--spec", spec.to_str().unwrap(), "-o", plan]);
+        run(with_auth(&["attest", plan]));
+
+        let args = with_auth(&["apply", plan, "--pid", &target.pid()]);
+        let out = Command::new(binary("memzinc"))
+            .args(&args)
+            .env("MEMZINC_ROOT", repo_root())
+            .env("MEMZINC_FAULT_POINT", point)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        use std::os::unix::process::ExitStatusExt;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(
+            out.status.signal(),
+            Some(9),
+            "memzinc should have died at {point}: {stderr}"
+        );
+
+        // The target runs on (not left stopped): fresh ticks arrive. Skip lines already queued.
+        while target.try_line().is_some() {}
+        let line = target.wait_for("tick");
+        let line = if line.contains("target=") {
+            line
+        } else {
+            target.wait_for("tick")
+        };
+        let untouched = line.contains("target=9000 fan=7");
+        let patched = line.contains("target=21 fan=1");
+        assert!(untouched || patched, "half a patch after a kill at {point}: {line}");
+        let expect_patched = matches!(*point, "written" | "verified");
+        assert_eq!(patched, expect_patched, "after a kill at {point}: {line}");
+        eprintln!(
+            "killed at {point}: target {}",
+            if patched { "fully patched" } else { "untouched" }
+        );
+    }
+}
