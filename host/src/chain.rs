@@ -278,6 +278,23 @@ impl Client {
         Ok(())
     }
 
+    /// The attestor's ProgramData account (loader header + ELF + zero padding).
+    pub fn programdata(&self) -> Result<Vec<u8>> {
+        let address = solana_loader_v3_interface::get_program_data_address(&self.program_id);
+        self.account_data(&address)?
+            .map(|(_, data)| data)
+            .ok_or_else(|| Error::Transaction(format!("no program data at {address} for {}", self.program_id)))
+    }
+
+    /// An account as the VM needs it for a replay.
+    pub fn raw_account(&self, address: &Pubkey) -> Result<Option<solana_account::Account>> {
+        Ok(self
+            .rpc
+            .get_account_with_commitment(address, CommitmentConfig::confirmed())
+            .map_err(|e| rpc_err(&self.url, e))?
+            .value)
+    }
+
     pub fn policy(&self, authority: &Pubkey) -> Result<Option<Policy>> {
         let address = policy_address(&self.program_id, authority);
         self.owned_data(&address)?

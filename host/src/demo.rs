@@ -283,12 +283,34 @@ pub fn run(program_so: &Path, out: &mut dyn Write) -> Result<()> {
         ),
     );
 
+    let t = s.step(
+        "replay",
+        "run the deployed program's bytes again in the sBPF VM on the kept plan file",
+    );
+    let local = std::fs::read(program_so).map_err(|e| Error::io(program_so, e))?;
+    let replay = crate::replay::replay_history(&client, &me, &target_id, &[submission], Some(&local))?;
+    if !replay.verified() {
+        return Err(Error::AuditFailed {
+            target: spec.target.clone(),
+            why: format!("replay: {:?}", replay.decisions),
+        });
+    }
+    s.done(
+        t,
+        &format!(
+            "deployed program = reproducible build (sha256 {}…); {} of {} decision(s) identical",
+            &replay.program.deployed_sha256[..16],
+            replay.identical,
+            replay.replayed
+        ),
+    );
+
     drop(healme);
     net.stop()?;
     let total = s.started.elapsed();
     let _ = writeln!(
         s.out,
-        "demo complete in {:.2} s: corrupted, planned, attested, applied, healed, audited",
+        "demo complete in {:.2} s: corrupted, planned, attested, applied, healed, audited, replayed",
         total.as_secs_f64()
     );
     Ok(())

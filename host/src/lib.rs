@@ -22,6 +22,7 @@ pub mod localnet;
 pub mod process;
 pub mod reason;
 pub mod registry;
+pub mod replay;
 pub mod snapshot;
 pub mod symbols;
 pub mod types;

@@ -118,6 +118,13 @@ enum Command {
         target: String,
         #[arg(long)]
         authority: Option<String>,
+        /// Replay every decision whose plan file (`*.plan.json`) is in this directory: the
+        /// deployed program's bytes run again in the sBPF VM and must produce the same record.
+        #[arg(long)]
+        replay: Option<PathBuf>,
+        /// The local reproducible build to compare the deployed program with.
+        #[arg(long)]
+        program: Option<PathBuf>,
     },
     /// Run a local Solana network (surfpool) with the attestor deployed, until Ctrl-C.
     Localnet {
@@ -507,13 +514,41 @@ fn run(cli: Cli) -> Result<()> {
                 println!("attestation #{seq} of {target} revoked (signature {signature})");
             }
         }
-        Command::Audit { target, authority } => {
+        Command::Audit {
+            target,
+            authority,
+            replay,
+            program,
+        } => {
             let client = g.client()?;
             let authority = authority_or_self(&client, authority.as_deref())?;
             let target_id = memzinc_verifier::hash::target_id::<Sha2>(target.as_bytes());
             let report = client.audit(&authority, &target_id)?;
+            let replayed = match replay {
+                None => None,
+                Some(dir) => {
+                    let mut plans = Vec::new();
+                    for entry in std::fs::read_dir(&dir).with_context(|| format!("reading {}", dir.display()))? {
+                        let path = entry?.path();
+                        if path.to_string_lossy().ends_with(".plan.json") {
+                            let (file, _) = PlanFile::load(&path)?;
+                            plans.push(file.to_submission(&path)?);
+                        }
+                    }
+                    let local = std::fs::read(program.unwrap_or_else(default_program)).ok();
+                    Some(memzinc::replay::replay_history(
+                        &client,
+                        &authority,
+                        &target_id,
+                        &plans,
+                        local.as_deref(),
+                    )?)
+                }
+            };
             if g.json {
-                print_json(&report)?;
+                let mut value = serde_json::to_value(&report)?;
+                value["replay"] = serde_json::to_value(&replayed)?;
+                print_json(&value)?;
             } else {
                 println!("target {target} ({}), chain {}", report.target_id, report.target_chain);
                 for e in &report.entries {
@@ -532,6 +567,31 @@ fn run(cli: Cli) -> Result<()> {
                     report.entries.len(),
                     report.head_hash
                 );
+                if let Some(r) = &replayed {
+                    println!(
+                        "deployed program sha256 {} {}",
+                        r.program.deployed_sha256,
+                        if r.program.matches_local_build {
+                            "= the local reproducible build"
+                        } else {
+                            "DIFFERS from the local build"
+                        }
+                    );
+                    for d in &r.decisions {
+                        println!("  replay #{} plan {}: {}", d.seq, &d.plan_hash[..16], d.verdict);
+                    }
+                    println!(
+                        "{} of {} replayed decisions identical ({:.0}/s)",
+                        r.identical, r.replayed, r.decisions_per_second
+                    );
+                }
+            }
+            if let Some(r) = &replayed {
+                if !r.verified() {
+                    anyhow::bail!(
+                        "audit of {target}: the replay did not reproduce every decision with the audited program"
+                    );
+                }
             }
         }
         Command::Localnet { ready_file, program } => {

@@ -160,6 +160,53 @@ fn snapshot_plan_attest_apply_audit_on_a_localnet() {
     assert_eq!(last["receipt"]["outcome"], "applied", "apply recorded its receipt");
     assert_eq!(last["revoked"], false);
 
+    // Offline replay: the deployed program's bytes (the reproducible build) run again in the
+    // sBPF VM on the kept plan file and produce the recorded attestation byte for byte.
+    let program = repo_root().join("target/deploy/attestor.so");
+    let replayed: serde_json::Value = serde_json::from_str(&run_ok(chain(&[
+        "audit",
+        "--target",
+        "healme",
+        "--replay",
+        dir.path().to_str().unwrap(),
+        "--program",
+        program.to_str().unwrap(),
+        "--json",
+    ])))
+    .unwrap();
+    let replay = &replayed["replay"];
+    assert_eq!(replay["program"]["matches_local_build"], true, "{replay}");
+    let decision = replay["decisions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["plan_hash"] == planned["plan_hash"])
+        .unwrap();
+    assert_eq!(decision["verdict"], "identical", "{replay}");
+    // The same plan with doctored evidence does not replay: the audit fails.
+    let doctored_dir = dir.path().join("doctored");
+    std::fs::create_dir(&doctored_dir).unwrap();
+    let mut doctored: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&plan).unwrap()).unwrap();
+    let evidence = doctored["evidence"].as_str().unwrap().to_string();
+    let flip_at = evidence.len() - 2 * 32 * 3; // inside the last page's bytes or proof
+    let flipped = if &evidence[flip_at..flip_at + 1] == "0" {
+        "1"
+    } else {
+        "0"
+    };
+    doctored["evidence"] = format!("{}{flipped}{}", &evidence[..flip_at], &evidence[flip_at + 1..]).into();
+    std::fs::write(doctored_dir.join("x.plan.json"), doctored.to_string()).unwrap();
+    let err = run_fail(chain(&[
+        "audit",
+        "--target",
+        "healme",
+        "--replay",
+        doctored_dir.to_str().unwrap(),
+        "--program",
+        program.to_str().unwrap(),
+    ]));
+    assert!(err.contains("did not reproduce"), "{err}");
+
     // Revoked: apply refuses before looking at memory.
     let seq = last["seq"].as_u64().unwrap().to_string();
     run_ok(chain(&["revoke", "--target", "healme", "--seq", &seq]));
