@@ -152,6 +152,9 @@ pub struct Client {
     pub program_id: Pubkey,
 }
 
+/// Attempts for a call that failed in transport (not a transaction the cluster refused).
+const RETRIES: u32 = 4;
+
 fn rpc_err(url: &str, e: impl std::fmt::Display) -> Error {
     Error::Rpc {
         url: url.into(),
@@ -184,32 +187,70 @@ impl Client {
 
     /// Sends and confirms, turning the attestor's custom errors into their names.
     pub fn send(&self, instructions: &[Instruction], extra_signers: &[&Keypair]) -> Result<Signature> {
-        let blockhash = self.rpc.get_latest_blockhash().map_err(|e| rpc_err(&self.url, e))?;
+        let blockhash = self.retrying(|| self.rpc.get_latest_blockhash())?;
         let mut signers: Vec<&Keypair> = vec![&self.payer];
         signers.extend_from_slice(extra_signers);
         let tx = Transaction::new_signed_with_payer(instructions, Some(&self.payer.pubkey()), &signers, blockhash);
-        self.rpc.send_and_confirm_transaction(&tx).map_err(|e| {
-            if let Some(tx_err) = e.get_transaction_error() {
-                let text = format!("{tx_err:?}");
-                if let Some(code) = custom_code(&text) {
-                    if let Some(v) = code
-                        .checked_sub(memzinc_verifier::error::ANCHOR_ERROR_OFFSET)
-                        .and_then(VerifyError::from_code)
-                    {
-                        return Error::Transaction(format!("the attestor refused: {v}"));
-                    }
+        // The same signed transaction is re-sent on a transport error: a copy that already
+        // landed is recognised by its signature, so a retry can never act twice.
+        let mut delay = Duration::from_millis(200);
+        let mut attempt = 1;
+        loop {
+            match self.rpc.send_and_confirm_transaction(&tx) {
+                Ok(signature) => return Ok(signature),
+                Err(e) if e.get_transaction_error().is_none() && attempt < RETRIES => {
+                    tracing::warn!("RPC {}: {e}; retrying in {delay:?}", self.url);
+                    std::thread::sleep(delay);
+                    delay *= 2;
+                    attempt += 1;
                 }
-                return Error::Transaction(text);
+                Err(e) => return Err(self.explain(e)),
             }
-            rpc_err(&self.url, e)
-        })
+        }
+    }
+
+    /// Turns the attestor's custom errors into their names.
+    fn explain(&self, e: solana_rpc_client_api::client_error::Error) -> Error {
+        if let Some(tx_err) = e.get_transaction_error() {
+            let text = format!("{tx_err:?}");
+            if let Some(code) = custom_code(&text) {
+                if let Some(v) = code
+                    .checked_sub(memzinc_verifier::error::ANCHOR_ERROR_OFFSET)
+                    .and_then(VerifyError::from_code)
+                {
+                    return Error::Transaction(format!("the attestor refused: {v}"));
+                }
+            }
+            return Error::Transaction(text);
+        }
+        rpc_err(&self.url, e)
+    }
+
+    /// Runs a read-only RPC call, retrying transport errors with backoff.
+    fn retrying<T>(
+        &self,
+        mut call: impl FnMut() -> std::result::Result<T, solana_rpc_client_api::client_error::Error>,
+    ) -> Result<T> {
+        let mut delay = Duration::from_millis(200);
+        for attempt in 1.. {
+            match call() {
+                Ok(v) => return Ok(v),
+                Err(e) if attempt < RETRIES => {
+                    tracing::warn!("RPC {}: {e}; retrying in {delay:?}", self.url);
+                    std::thread::sleep(delay);
+                    delay *= 2;
+                }
+                Err(e) => return Err(rpc_err(&self.url, e)),
+            }
+        }
+        unreachable!("the loop returns")
     }
 
     fn account_data(&self, address: &Pubkey) -> Result<Option<(Pubkey, Vec<u8>)>> {
-        let response = self
-            .rpc
-            .get_account_with_commitment(address, CommitmentConfig::confirmed())
-            .map_err(|e| rpc_err(&self.url, e))?;
+        let response = self.retrying(|| {
+            self.rpc
+                .get_account_with_commitment(address, CommitmentConfig::confirmed())
+        })?;
         Ok(response.value.map(|a| (a.owner, a.data)))
     }
 
