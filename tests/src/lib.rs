@@ -202,6 +202,15 @@ pub mod svm {
     impl Env {
         /// One transaction; returns the compute units it used.
         pub fn send(&mut self, ixs: Vec<Instruction>, signers: &[&Keypair]) -> Result<u64, String> {
+            self.send_with_logs(ixs, signers).map(|(cu, _)| cu)
+        }
+
+        /// One transaction; returns the compute units and the program logs.
+        pub fn send_with_logs(
+            &mut self,
+            ixs: Vec<Instruction>,
+            signers: &[&Keypair],
+        ) -> Result<(u64, Vec<String>), String> {
             let tx = Transaction::new_signed_with_payer(
                 &ixs,
                 Some(&signers[0].pubkey()),
@@ -211,7 +220,7 @@ pub mod svm {
             let result = self
                 .svm
                 .send_transaction(tx)
-                .map(|m| m.compute_units_consumed)
+                .map(|m| (m.compute_units_consumed, m.logs))
                 .map_err(|f| format!("{:?}", f.err));
             self.svm.expire_blockhash();
             result

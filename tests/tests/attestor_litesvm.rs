@@ -31,7 +31,12 @@ fn attest_accepts_a_proven_plan_and_chains_records() {
     assert_eq!(policy.authority, e.authority.pubkey().to_bytes());
 
     let first = synthetic::submission("litesvm", &[(0x70_0010, 2)]);
-    let cu = e.attest(&first, 0).expect("good plan accepted");
+    let a = e.authority.insecure_clone();
+    e.upload(&a, &first);
+    let attest = e.attest_ix(&a, &first, 0);
+    let (cu, logs) = e
+        .send_with_logs(vec![ix::compute_unit_limit(1_400_000), attest], &[&a])
+        .expect("good plan accepted");
     println!("attest, 1 write with Merkle evidence: {cu} compute units (first attestation, creates the chain)");
 
     let chain_key = e.chain_key(&first.plan.target_id);
@@ -43,6 +48,15 @@ fn attest_accepts_a_proven_plan_and_chains_records() {
     assert_eq!(a0.signer, e.authority.pubkey().to_bytes());
     assert_eq!((a0.write_count, a0.byte_count, a0.revoked), (1, 2, false));
     assert_eq!(a0.hash, a0.computed_hash::<Sha2>());
+    // The Anchor event carries the same record (`Program data: base64(discriminator + body)`).
+    use base64::Engine;
+    let event = logs
+        .iter()
+        .filter_map(|l| l.strip_prefix("Program data: "))
+        .filter_map(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
+        .find_map(|bytes| Attestation::decode_event(&bytes).ok())
+        .expect("an AttestationRecorded event in the logs");
+    assert_eq!(event, Attestation { bump: 0, ..a0 });
     let marker = e.account(
         &plan_marker_address(&e.program_id, &chain_key, &a0.plan_hash),
         PlanMarker::decode,
