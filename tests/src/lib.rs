@@ -183,11 +183,17 @@ pub mod svm {
     }
 
     pub fn env_with(policy: &PolicyConfig) -> Env {
+        env_with_authority(policy, Keypair::new())
+    }
+
+    /// With a given authority: a fixed key makes every PDA (and so every bump search, and the
+    /// compute units) the same from run to run.
+    pub fn env_with_authority(policy: &PolicyConfig, authority: Keypair) -> Env {
         let mut svm = LiteSVM::new();
         let program_id = memzinc::chain::attestor_program_id();
         let bytes = std::fs::read(crate::program_so()).unwrap();
         svm.add_program(program_id, &bytes).unwrap();
-        let authority = funded(&mut svm);
+        svm.airdrop(&authority.pubkey(), 100_000_000_000).unwrap();
         let mut e = Env {
             svm,
             program_id,
