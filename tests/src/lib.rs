@@ -217,6 +217,27 @@ pub mod svm {
             result
         }
 
+        /// One transaction; returns its log lines, or its error and its log lines.
+        pub fn send_logged(
+            &mut self,
+            ixs: Vec<Instruction>,
+            signers: &[&Keypair],
+        ) -> Result<Vec<String>, (String, Vec<String>)> {
+            let tx = Transaction::new_signed_with_payer(
+                &ixs,
+                Some(&signers[0].pubkey()),
+                signers,
+                self.svm.latest_blockhash(),
+            );
+            let result = self
+                .svm
+                .send_transaction(tx)
+                .map(|m| m.logs)
+                .map_err(|f| (format!("{:?}", f.err), f.meta.logs));
+            self.svm.expire_blockhash();
+            result
+        }
+
         pub fn upload(&mut self, signer: &Keypair, submission: &Submission) -> [u8; 32] {
             let plan_hash = submission.plan.plan_hash::<Sha2>();
             let bytes = submission.encode();
