@@ -208,15 +208,24 @@ pub mod svm {
     impl Env {
         /// One transaction; returns the compute units it used.
         pub fn send(&mut self, ixs: Vec<Instruction>, signers: &[&Keypair]) -> Result<u64, String> {
-            self.send_with_logs(ixs, signers).map(|(cu, _)| cu)
+            self.transact(ixs, signers).map(|(cu, _)| cu).map_err(|(e, _)| e)
         }
 
-        /// One transaction; returns the compute units and the program logs.
-        pub fn send_with_logs(
+        /// One transaction; returns its log lines, or its error and its log lines.
+        pub fn send_logged(
             &mut self,
             ixs: Vec<Instruction>,
             signers: &[&Keypair],
-        ) -> Result<(u64, Vec<String>), String> {
+        ) -> Result<Vec<String>, (String, Vec<String>)> {
+            self.transact(ixs, signers).map(|(_, logs)| logs)
+        }
+
+        /// One transaction: compute units and logs, or the error and the logs.
+        pub fn transact(
+            &mut self,
+            ixs: Vec<Instruction>,
+            signers: &[&Keypair],
+        ) -> Result<(u64, Vec<String>), (String, Vec<String>)> {
             let tx = Transaction::new_signed_with_payer(
                 &ixs,
                 Some(&signers[0].pubkey()),
@@ -227,7 +236,7 @@ pub mod svm {
                 .svm
                 .send_transaction(tx)
                 .map(|m| (m.compute_units_consumed, m.logs))
-                .map_err(|f| format!("{:?}", f.err));
+                .map_err(|f| (format!("{:?}", f.err), f.meta.logs));
             self.svm.expire_blockhash();
             result
         }

@@ -7,7 +7,8 @@ use memzinc::Sha2;
 use memzinc_tests::svm::{config, env, funded};
 use memzinc_tests::synthetic::{self, RW};
 use memzinc_verifier::accounts::{
-    Attestation, PlanMarker, Policy, PolicyConfig, Receipt, TargetChain, OUTCOME_APPLIED,
+    Attestation, PlanMarker, Policy, PolicyConfig, Receipt, TargetChain, EVENT_ATTESTATION_REVOKED,
+    EVENT_POLICY_INITIALIZED, EVENT_POLICY_UPDATED, OUTCOME_APPLIED,
 };
 use memzinc_verifier::plan::Submission;
 use memzinc_verifier::wire::Region;
@@ -35,7 +36,7 @@ fn attest_accepts_a_proven_plan_and_chains_records() {
     e.upload(&a, &first);
     let attest = e.attest_ix(&a, &first, 0);
     let (cu, logs) = e
-        .send_with_logs(vec![ix::compute_unit_limit(1_400_000), attest], &[&a])
+        .transact(vec![ix::compute_unit_limit(1_400_000), attest], &[&a])
         .expect("good plan accepted");
     println!("attest, 1 write with Merkle evidence: {cu} compute units (first attestation, creates the chain)");
 
@@ -488,4 +489,108 @@ fn malformed_instructions_are_refused() {
     let mut init = ix::initialize_policy(&e.program_id, &a.pubkey(), &config(&[]));
     init.data = [&init.data[..8], &too_many.rules.encode()[..], &5u32.to_le_bytes()].concat();
     expect_refusal(e.send(vec![init], &[&a]), VerifyError::TooManySigners);
+}
+
+/// Standard base64 (what the runtime writes into `Program data:` lines).
+fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, b)| n | (*b as u32) << (16 - 8 * i));
+        for i in 0..4 {
+            out.push(if i <= chunk.len() {
+                ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char
+            } else {
+                '='
+            });
+        }
+    }
+    out
+}
+
+/// The payloads of a transaction's `Program data:` lines.
+fn program_data(logs: &[String]) -> Vec<&str> {
+    logs.iter().filter_map(|l| l.strip_prefix("Program data: ")).collect()
+}
+
+/// What Anchor clients read from the logs: every event as one base64 field of a `Program data:`
+/// line, discriminator + Borsh body (their event parsers decode the line as one event), and every
+/// refusal as Anchor's error line naming the IDL error (`AnchorError.parse` reads the name there).
+#[test]
+fn events_and_refusals_are_logged_as_anchor_does() {
+    assert_eq!(base64(b"memzinc"), "bWVtemluYw==");
+    let mut e = env();
+    let a = e.authority.insecure_clone();
+
+    let other = funded(&mut e.svm);
+    let logs = e
+        .send_logged(
+            vec![ix::initialize_policy(&e.program_id, &other.pubkey(), &config(&[]))],
+            &[&other],
+        )
+        .unwrap();
+    let event = [
+        &EVENT_POLICY_INITIALIZED[..],
+        &other.pubkey().to_bytes(),
+        &config(&[]).rules.encode(),
+    ]
+    .concat();
+    assert_eq!(program_data(&logs), [base64(&event)]);
+
+    let logs = e
+        .send_logged(vec![ix::update_policy(&e.program_id, &a.pubkey(), &config(&[]))], &[&a])
+        .unwrap();
+    let event = [&EVENT_POLICY_UPDATED[..], &a.pubkey().to_bytes(), &1u32.to_le_bytes()].concat();
+    assert_eq!(program_data(&logs), [base64(&event)]);
+
+    let plan = synthetic::submission("logs", &[(0x70_0000, 2)]);
+    e.upload(&a, &plan);
+    let attest = e.attest_ix(&a, &plan, 0);
+    let logs = e
+        .send_logged(vec![ix::compute_unit_limit(1_400_000), attest], &[&a])
+        .unwrap();
+    let attestation = attestation_address(&e.program_id, &e.chain_key(&plan.plan.target_id), 0);
+    let mut event = [0u8; 8 + Attestation::BODY_LEN];
+    e.account(&attestation, Attestation::decode).encode_event(&mut event);
+    assert_eq!(program_data(&logs), [base64(&event)]);
+
+    let logs = e
+        .send_logged(
+            vec![ix::revoke(&e.program_id, &a.pubkey(), &plan.plan.target_id, 0)],
+            &[&a],
+        )
+        .unwrap();
+    let event = [
+        &EVENT_ATTESTATION_REVOKED[..],
+        &attestation.to_bytes(),
+        &0u64.to_le_bytes(),
+    ]
+    .concat();
+    assert_eq!(program_data(&logs), [base64(&event)]);
+
+    e.upload(&a, &plan);
+    let replay = e.attest_ix(&a, &plan, 1);
+    let (err, logs) = e
+        .send_logged(vec![ix::compute_unit_limit(1_400_000), replay], &[&a])
+        .unwrap_err();
+    assert!(err.contains("Custom(6033)"), "{err}");
+    let line = "Program log: AnchorError occurred. Error Code: PlanAlreadyAttested. Error Number: 6033. \
+                Error Message: this plan is already attested for this target.";
+    assert_eq!(
+        logs.iter()
+            .filter(|l| l.starts_with("Program log: AnchorError"))
+            .collect::<Vec<_>>(),
+        [line]
+    );
+    assert!(program_data(&logs).is_empty());
+
+    // Errors that are not the program's own codes (here a missing account) get no such line.
+    let mut short = ix::update_policy(&e.program_id, &a.pubkey(), &config(&[]));
+    short.accounts.truncate(1);
+    let (err, logs) = e.send_logged(vec![short], &[&a]).unwrap_err();
+    assert!(err.contains("NotEnoughAccountKeys"), "{err}");
+    assert!(!logs.iter().any(|l| l.contains("AnchorError")), "{logs:?}");
 }

@@ -301,3 +301,117 @@ fn instruction_args_encode_exactly_as_the_program_decodes() {
         }
     }
 }
+
+/// The IDL's PDA seeds (what Anchor clients resolve accounts from) derive exactly the addresses
+/// the host's instruction builders use, for every PDA the IDL declares.
+#[test]
+fn pda_seeds_derive_the_builders_addresses() {
+    let idl = idl();
+    let program = Pubkey::new_unique();
+    let authority = Pubkey::new_unique();
+    let host = Pubkey::new_unique();
+    let buffer = Pubkey::new_unique();
+    let target_id = [7u8; 32];
+    let plan_hash = [3u8; 32];
+    let seq = 5u64;
+    let config = PolicyConfig {
+        rules: PolicyRules {
+            wx: true,
+            max_bytes: 64,
+            max_writes: 8,
+        },
+        signer_count: 0,
+        signers: [[0; 32]; 4],
+        model_hash: [0; 32],
+        verifier_hash: [0; 32],
+    };
+    let built = |name: &str| -> (solana_instruction::Instruction, Value) {
+        match name {
+            "initialize_policy" => (ix::initialize_policy(&program, &authority, &config), json!({})),
+            "update_policy" => (ix::update_policy(&program, &authority, &config), json!({})),
+            "close_policy" => (ix::close_policy(&program, &authority), json!({})),
+            "attest" => (
+                ix::attest(&program, &host, &authority, &target_id, &plan_hash, seq, &buffer),
+                json!({"plan_hash": plan_hash.to_vec()}),
+            ),
+            "revoke" => (ix::revoke(&program, &authority, &target_id, seq), json!({"seq": seq})),
+            "record_applied" => (
+                ix::record_applied(&program, &host, &authority, &target_id, seq, 1, &[8; 32]),
+                json!({"seq": seq}),
+            ),
+            other => panic!("{other} declares a PDA but this test has no builder for it"),
+        }
+    };
+    // Account data seeds read: the chain's `next_seq` is the sequence number being attested.
+    let data = json!({"target_chain": {"next_seq": seq}});
+
+    let mut checked = Vec::new();
+    for instruction in idl["instructions"].as_array().unwrap() {
+        let name = instruction["name"].as_str().unwrap();
+        let declared = instruction["accounts"].as_array().unwrap();
+        if !declared.iter().any(|a| a.get("pda").is_some()) {
+            continue;
+        }
+        let (ix, args) = built(name);
+        let key = |account: &str| {
+            let i = declared.iter().position(|a| a["name"] == account).unwrap();
+            ix.accounts[i].pubkey
+        };
+        for (i, account) in declared.iter().enumerate() {
+            let Some(pda) = account.get("pda") else {
+                continue;
+            };
+            let seeds: Vec<Vec<u8>> = pda["seeds"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|seed| {
+                    let path = seed["path"].as_str().unwrap_or_default();
+                    let mut out = Vec::new();
+                    match seed["kind"].as_str().unwrap() {
+                        "const" => out.extend(
+                            seed["value"]
+                                .as_array()
+                                .unwrap()
+                                .iter()
+                                .map(|b| b.as_u64().unwrap() as u8),
+                        ),
+                        "arg" => {
+                            let arg = named(&instruction["args"], path);
+                            borsh(&idl, &arg["type"], &args[path], &mut out);
+                        }
+                        "account" => match path.split_once('.') {
+                            None => out.extend(key(path).to_bytes()),
+                            Some((holder, field)) => {
+                                let ty = named(&type_def(&idl, seed["account"].as_str().unwrap())["fields"], field);
+                                borsh(&idl, &ty["type"], &data[holder][field], &mut out);
+                            }
+                        },
+                        other => panic!("seed kind {other}"),
+                    }
+                    out
+                })
+                .collect();
+            let seeds: Vec<&[u8]> = seeds.iter().map(Vec::as_slice).collect();
+            let (expected, _) = Pubkey::find_program_address(&seeds, &program);
+            let path = format!("{name}.{}", account["name"].as_str().unwrap());
+            assert_eq!(ix.accounts[i].pubkey, expected, "{path}");
+            checked.push(path);
+        }
+    }
+    checked.sort();
+    assert_eq!(
+        checked,
+        [
+            "attest.attestation",
+            "attest.plan_marker",
+            "close_policy.policy",
+            "initialize_policy.policy",
+            "record_applied.attestation",
+            "record_applied.receipt",
+            "revoke.attestation",
+            "revoke.policy",
+            "update_policy.policy",
+        ]
+    );
+}

@@ -25,7 +25,7 @@ use memzinc_verifier::accounts::{
 };
 use memzinc_verifier::hash::{link_hash, LinkFields};
 use memzinc_verifier::rules::verify_submission;
-use memzinc_verifier::wire::Reader;
+use memzinc_verifier::wire::{Reader, POLICY_RULES_LEN};
 use memzinc_verifier::{Sha256, VerifyError};
 use pinocchio::cpi::{Seed, Signer};
 use pinocchio::error::ProgramError;
@@ -58,19 +58,87 @@ impl Sha256 for SyscallSha256 {
     }
 }
 
-/// Anchor's `emit!`: one `sol_log_data` call whose payload is discriminator + Borsh body.
-fn emit(parts: &[&[u8]]) {
+/// Anchor's `emit!`: one `sol_log_data` call with a single slice, discriminator + Borsh body. The
+/// runtime base64-encodes each slice as its own field of the `Program data:` line, and Anchor
+/// clients decode the line as one event, so the body must not be split across slices.
+fn emit(event: &[u8]) {
     #[cfg(any(target_os = "solana", target_arch = "bpf"))]
-    // SAFETY: `parts` is a slice of byte slices, the layout `sol_log_data` reads; both live
-    // for the duration of the call.
+    // SAFETY: a slice of one byte slice is the layout `sol_log_data` reads; both live for the
+    // duration of the call.
     unsafe {
-        pinocchio::syscalls::sol_log_data(parts.as_ptr() as *const u8, parts.len() as u64)
+        let parts: [&[u8]; 1] = [event];
+        pinocchio::syscalls::sol_log_data(parts.as_ptr() as *const u8, 1)
     };
     #[cfg(not(any(target_os = "solana", target_arch = "bpf")))]
-    let _ = parts;
+    let _ = event;
+}
+
+/// Concatenates fields whose sizes add up to `N` (an event's fixed size).
+fn concat<const N: usize>(parts: &[&[u8]]) -> [u8; N] {
+    let mut out = [0u8; N];
+    let mut at = 0;
+    for part in parts {
+        out[at..at + part.len()].copy_from_slice(part);
+        at += part.len();
+    }
+    debug_assert_eq!(at, N);
+    out
+}
+
+/// Anchor's error log line (`AnchorError occurred. Error Code: <name>. Error Number: <code>.
+/// Error Message: <msg>.`), from which Anchor clients (`AnchorError.parse`) report the IDL's
+/// error name; without it they only see `custom program error: 0x…`.
+fn log_anchor_error(code: u32) {
+    let Some(error) = code
+        .checked_sub(memzinc_verifier::error::ANCHOR_ERROR_OFFSET)
+        .and_then(VerifyError::from_code)
+    else {
+        return;
+    };
+    let mut digits = [0u8; 10];
+    let mut start = digits.len();
+    let mut n = code;
+    loop {
+        start -= 1;
+        digits[start] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    let mut line = [0u8; 256];
+    let mut len = 0;
+    for part in [
+        b"AnchorError occurred. Error Code: ".as_slice(),
+        error.name().as_bytes(),
+        b". Error Number: ",
+        &digits[start..],
+        b". Error Message: ",
+        error.message().as_bytes(),
+        b".",
+    ] {
+        let take = part.len().min(line.len() - len);
+        line[len..len + take].copy_from_slice(&part[..take]);
+        len += take;
+    }
+    #[cfg(any(target_os = "solana", target_arch = "bpf"))]
+    // SAFETY: `line[..len]` is initialized ASCII that lives for the duration of the call.
+    unsafe {
+        pinocchio::syscalls::sol_log_(line.as_ptr(), len as u64)
+    };
+    #[cfg(not(any(target_os = "solana", target_arch = "bpf")))]
+    let _ = &line[..len];
 }
 
 pub fn process_instruction(program_id: &Address, accounts: &mut [AccountView], data: &[u8]) -> ProgramResult {
+    let result = dispatch(program_id, accounts, data);
+    if let Err(ProgramError::Custom(code)) = result {
+        log_anchor_error(code);
+    }
+    result
+}
+
+fn dispatch(program_id: &Address, accounts: &mut [AccountView], data: &[u8]) -> ProgramResult {
     if data.len() < 8 {
         return Err(fail(VerifyError::UnknownInstruction));
     }
@@ -239,11 +307,11 @@ fn initialize_policy(program_id: &Address, accounts: &mut [AccountView], args: &
         bump,
     };
     write_fixed(policy, |out| record.encode(out))?;
-    emit(&[
+    emit(&concat::<{ 8 + 32 + POLICY_RULES_LEN }>(&[
         &EVENT_POLICY_INITIALIZED,
         authority.address().as_ref(),
         &config.rules.encode(),
-    ]);
+    ]));
     Ok(())
 }
 
@@ -263,11 +331,11 @@ fn update_policy(program_id: &Address, accounts: &mut [AccountView], args: &[u8]
     policy.config = config;
     policy.revision = policy.revision.checked_add(1).ok_or(ProgramError::ArithmeticOverflow)?;
     write_fixed(policy_account, |out| policy.encode(out))?;
-    emit(&[
+    emit(&concat::<{ 8 + 32 + 4 }>(&[
         &EVENT_POLICY_UPDATED,
         authority.address().as_ref(),
         &policy.revision.to_le_bytes(),
-    ]);
+    ]));
     Ok(())
 }
 
@@ -548,7 +616,7 @@ fn attest(program_id: &Address, accounts: &mut [AccountView], args: &[u8]) -> Pr
 
     let mut event = [0u8; 8 + Attestation::BODY_LEN];
     record.encode_event(&mut event);
-    emit(&[&event]);
+    emit(&event);
     Ok(())
 }
 
@@ -574,11 +642,11 @@ fn revoke(program_id: &Address, accounts: &mut [AccountView], args: &[u8]) -> Pr
     }
     attestation.revoked = true;
     write_fixed(attestation_account, |out| attestation.encode(out))?;
-    emit(&[
+    emit(&concat::<{ 8 + 32 + 8 }>(&[
         &EVENT_ATTESTATION_REVOKED,
         attestation_account.address().as_ref(),
         &seq.to_le_bytes(),
-    ]);
+    ]));
     Ok(())
 }
 
@@ -643,6 +711,6 @@ fn record_applied(program_id: &Address, accounts: &mut [AccountView], args: &[u8
     write_fixed(receipt_account, |out| receipt.encode(out))?;
     let mut event = [0u8; 8 + Receipt::BODY_LEN];
     receipt.encode_event(&mut event);
-    emit(&[&event]);
+    emit(&event);
     Ok(())
 }

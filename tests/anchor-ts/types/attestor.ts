@@ -1,0 +1,1539 @@
+/**
+ * Program IDL in camelCase format in order to be used in JS/TS.
+ *
+ * Note that this is only a type helper and is not the actual IDL. The original
+ * IDL can be found at `target/idl/attestor.json`.
+ */
+export type Attestor = {
+  "address": "3uDr6PDqENa1s7SUBnPmi8i3GZXrTZUPxVBbVWqX7fpJ",
+  "metadata": {
+    "name": "attestor",
+    "version": "0.1.0",
+    "spec": "0.1.0",
+    "description": "memzinc attestor: re-checks patch plans and their Merkle evidence against a policy and records them in a hash-chained history per target"
+  },
+  "instructions": [
+    {
+      "name": "attest",
+      "docs": [
+        "Verify the uploaded plan and its Merkle evidence against the policy, and record it as the next link of the target's chain. Closes the buffer."
+      ],
+      "discriminator": [
+        83,
+        148,
+        120,
+        119,
+        144,
+        139,
+        117,
+        160
+      ],
+      "accounts": [
+        {
+          "name": "signer",
+          "docs": [
+            "The policy authority or one of its host signers; pays."
+          ],
+          "writable": true,
+          "signer": true
+        },
+        {
+          "name": "policy"
+        },
+        {
+          "name": "targetChain",
+          "writable": true
+        },
+        {
+          "name": "attestation",
+          "writable": true,
+          "pda": {
+            "seeds": [
+              {
+                "kind": "const",
+                "value": [
+                  97,
+                  116,
+                  116,
+                  101,
+                  115,
+                  116,
+                  97,
+                  116,
+                  105,
+                  111,
+                  110
+                ]
+              },
+              {
+                "kind": "account",
+                "path": "targetChain"
+              },
+              {
+                "kind": "account",
+                "path": "targetChain.nextSeq",
+                "account": "targetChain"
+              }
+            ]
+          }
+        },
+        {
+          "name": "planMarker",
+          "writable": true,
+          "pda": {
+            "seeds": [
+              {
+                "kind": "const",
+                "value": [
+                  112,
+                  108,
+                  97,
+                  110
+                ]
+              },
+              {
+                "kind": "account",
+                "path": "targetChain"
+              },
+              {
+                "kind": "arg",
+                "path": "planHash"
+              }
+            ]
+          }
+        },
+        {
+          "name": "buffer",
+          "writable": true
+        },
+        {
+          "name": "systemProgram",
+          "address": "11111111111111111111111111111111"
+        }
+      ],
+      "args": [
+        {
+          "name": "planHash",
+          "type": {
+            "array": [
+              "u8",
+              32
+            ]
+          }
+        }
+      ]
+    },
+    {
+      "name": "closeBuffer",
+      "discriminator": [
+        46,
+        114,
+        179,
+        58,
+        57,
+        45,
+        194,
+        172
+      ],
+      "accounts": [
+        {
+          "name": "uploader",
+          "writable": true,
+          "signer": true
+        },
+        {
+          "name": "buffer",
+          "writable": true
+        }
+      ],
+      "args": [
+        {
+          "name": "planHash",
+          "type": {
+            "array": [
+              "u8",
+              32
+            ]
+          }
+        }
+      ]
+    },
+    {
+      "name": "closePolicy",
+      "discriminator": [
+        55,
+        42,
+        248,
+        229,
+        222,
+        138,
+        26,
+        252
+      ],
+      "accounts": [
+        {
+          "name": "authority",
+          "writable": true,
+          "signer": true
+        },
+        {
+          "name": "policy",
+          "writable": true,
+          "pda": {
+            "seeds": [
+              {
+                "kind": "const",
+                "value": [
+                  112,
+                  111,
+                  108,
+                  105,
+                  99,
+                  121
+                ]
+              },
+              {
+                "kind": "account",
+                "path": "authority"
+              }
+            ]
+          }
+        }
+      ],
+      "args": []
+    },
+    {
+      "name": "initializePolicy",
+      "discriminator": [
+        9,
+        186,
+        86,
+        225,
+        129,
+        162,
+        231,
+        56
+      ],
+      "accounts": [
+        {
+          "name": "authority",
+          "writable": true,
+          "signer": true
+        },
+        {
+          "name": "policy",
+          "writable": true,
+          "pda": {
+            "seeds": [
+              {
+                "kind": "const",
+                "value": [
+                  112,
+                  111,
+                  108,
+                  105,
+                  99,
+                  121
+                ]
+              },
+              {
+                "kind": "account",
+                "path": "authority"
+              }
+            ]
+          }
+        },
+        {
+          "name": "systemProgram",
+          "address": "11111111111111111111111111111111"
+        }
+      ],
+      "args": [
+        {
+          "name": "config",
+          "type": {
+            "defined": {
+              "name": "policyConfig"
+            }
+          }
+        }
+      ]
+    },
+    {
+      "name": "openBuffer",
+      "discriminator": [
+        44,
+        175,
+        185,
+        234,
+        87,
+        198,
+        98,
+        249
+      ],
+      "accounts": [
+        {
+          "name": "uploader",
+          "signer": true
+        },
+        {
+          "name": "buffer",
+          "docs": [
+            "Allocated by the uploader in the same transaction (system create_account, owner: this program)."
+          ],
+          "writable": true
+        }
+      ],
+      "args": [
+        {
+          "name": "planHash",
+          "type": {
+            "array": [
+              "u8",
+              32
+            ]
+          }
+        },
+        {
+          "name": "len",
+          "type": "u32"
+        }
+      ]
+    },
+    {
+      "name": "recordApplied",
+      "discriminator": [
+        188,
+        96,
+        138,
+        140,
+        130,
+        180,
+        191,
+        213
+      ],
+      "accounts": [
+        {
+          "name": "signer",
+          "writable": true,
+          "signer": true
+        },
+        {
+          "name": "policy"
+        },
+        {
+          "name": "targetChain"
+        },
+        {
+          "name": "attestation",
+          "pda": {
+            "seeds": [
+              {
+                "kind": "const",
+                "value": [
+                  97,
+                  116,
+                  116,
+                  101,
+                  115,
+                  116,
+                  97,
+                  116,
+                  105,
+                  111,
+                  110
+                ]
+              },
+              {
+                "kind": "account",
+                "path": "targetChain"
+              },
+              {
+                "kind": "arg",
+                "path": "seq"
+              }
+            ]
+          }
+        },
+        {
+          "name": "receipt",
+          "writable": true,
+          "pda": {
+            "seeds": [
+              {
+                "kind": "const",
+                "value": [
+                  114,
+                  101,
+                  99,
+                  101,
+                  105,
+                  112,
+                  116
+                ]
+              },
+              {
+                "kind": "account",
+                "path": "attestation"
+              }
+            ]
+          }
+        },
+        {
+          "name": "systemProgram",
+          "address": "11111111111111111111111111111111"
+        }
+      ],
+      "args": [
+        {
+          "name": "seq",
+          "type": "u64"
+        },
+        {
+          "name": "outcome",
+          "type": "u8"
+        },
+        {
+          "name": "readbackHash",
+          "type": {
+            "array": [
+              "u8",
+              32
+            ]
+          }
+        }
+      ]
+    },
+    {
+      "name": "revoke",
+      "discriminator": [
+        170,
+        23,
+        31,
+        34,
+        133,
+        173,
+        93,
+        242
+      ],
+      "accounts": [
+        {
+          "name": "authority",
+          "signer": true
+        },
+        {
+          "name": "policy",
+          "pda": {
+            "seeds": [
+              {
+                "kind": "const",
+                "value": [
+                  112,
+                  111,
+                  108,
+                  105,
+                  99,
+                  121
+                ]
+              },
+              {
+                "kind": "account",
+                "path": "authority"
+              }
+            ]
+          }
+        },
+        {
+          "name": "targetChain"
+        },
+        {
+          "name": "attestation",
+          "writable": true,
+          "pda": {
+            "seeds": [
+              {
+                "kind": "const",
+                "value": [
+                  97,
+                  116,
+                  116,
+                  101,
+                  115,
+                  116,
+                  97,
+                  116,
+                  105,
+                  111,
+                  110
+                ]
+              },
+              {
+                "kind": "account",
+                "path": "targetChain"
+              },
+              {
+                "kind": "arg",
+                "path": "seq"
+              }
+            ]
+          }
+        }
+      ],
+      "args": [
+        {
+          "name": "seq",
+          "type": "u64"
+        }
+      ]
+    },
+    {
+      "name": "updatePolicy",
+      "discriminator": [
+        212,
+        245,
+        246,
+        7,
+        163,
+        151,
+        18,
+        57
+      ],
+      "accounts": [
+        {
+          "name": "authority",
+          "signer": true
+        },
+        {
+          "name": "policy",
+          "writable": true,
+          "pda": {
+            "seeds": [
+              {
+                "kind": "const",
+                "value": [
+                  112,
+                  111,
+                  108,
+                  105,
+                  99,
+                  121
+                ]
+              },
+              {
+                "kind": "account",
+                "path": "authority"
+              }
+            ]
+          }
+        }
+      ],
+      "args": [
+        {
+          "name": "config",
+          "type": {
+            "defined": {
+              "name": "policyConfig"
+            }
+          }
+        }
+      ]
+    },
+    {
+      "name": "writeBuffer",
+      "discriminator": [
+        164,
+        194,
+        69,
+        154,
+        75,
+        169,
+        228,
+        85
+      ],
+      "accounts": [
+        {
+          "name": "uploader",
+          "signer": true
+        },
+        {
+          "name": "buffer",
+          "writable": true
+        }
+      ],
+      "args": [
+        {
+          "name": "planHash",
+          "type": {
+            "array": [
+              "u8",
+              32
+            ]
+          }
+        },
+        {
+          "name": "offset",
+          "type": "u32"
+        },
+        {
+          "name": "data",
+          "type": "bytes"
+        }
+      ]
+    }
+  ],
+  "accounts": [
+    {
+      "name": "attestation",
+      "discriminator": [
+        152,
+        125,
+        183,
+        86,
+        36,
+        146,
+        121,
+        73
+      ]
+    },
+    {
+      "name": "buffer",
+      "discriminator": [
+        115,
+        5,
+        212,
+        192,
+        85,
+        30,
+        46,
+        41
+      ]
+    },
+    {
+      "name": "planMarker",
+      "discriminator": [
+        155,
+        136,
+        246,
+        159,
+        165,
+        33,
+        21,
+        170
+      ]
+    },
+    {
+      "name": "policy",
+      "discriminator": [
+        222,
+        135,
+        7,
+        163,
+        235,
+        177,
+        33,
+        68
+      ]
+    },
+    {
+      "name": "receipt",
+      "discriminator": [
+        39,
+        154,
+        73,
+        106,
+        80,
+        102,
+        145,
+        153
+      ]
+    },
+    {
+      "name": "targetChain",
+      "discriminator": [
+        61,
+        33,
+        169,
+        133,
+        18,
+        166,
+        63,
+        98
+      ]
+    }
+  ],
+  "events": [
+    {
+      "name": "applyRecorded",
+      "discriminator": [
+        208,
+        74,
+        242,
+        240,
+        100,
+        236,
+        128,
+        235
+      ]
+    },
+    {
+      "name": "attestationRecorded",
+      "discriminator": [
+        207,
+        97,
+        52,
+        58,
+        217,
+        238,
+        97,
+        21
+      ]
+    },
+    {
+      "name": "attestationRevoked",
+      "discriminator": [
+        47,
+        106,
+        65,
+        238,
+        200,
+        127,
+        163,
+        50
+      ]
+    },
+    {
+      "name": "policyInitialized",
+      "discriminator": [
+        102,
+        184,
+        59,
+        178,
+        235,
+        69,
+        251,
+        181
+      ]
+    },
+    {
+      "name": "policyUpdated",
+      "discriminator": [
+        225,
+        112,
+        112,
+        67,
+        95,
+        236,
+        245,
+        161
+      ]
+    }
+  ],
+  "errors": [
+    {
+      "code": 6000,
+      "name": "malformedInstruction",
+      "msg": "instruction data does not decode as the declared layout"
+    },
+    {
+      "code": 6001,
+      "name": "unknownInstruction",
+      "msg": "unknown instruction discriminator"
+    },
+    {
+      "code": 6002,
+      "name": "writeInExecutableRegion",
+      "msg": "write lands in an executable region (W^X policy)"
+    },
+    {
+      "code": 6003,
+      "name": "writeOutsideRegions",
+      "msg": "write is not contained in any region of the table"
+    },
+    {
+      "code": 6004,
+      "name": "writeToReadOnlyRegion",
+      "msg": "write lands in a region the table does not mark writable"
+    },
+    {
+      "code": 6005,
+      "name": "overlappingWrites",
+      "msg": "two writes overlap"
+    },
+    {
+      "code": 6006,
+      "name": "unsortedWrites",
+      "msg": "writes are not in ascending address order"
+    },
+    {
+      "code": 6007,
+      "name": "planTooManyBytes",
+      "msg": "plan writes more bytes than the policy allows"
+    },
+    {
+      "code": 6008,
+      "name": "planTooManyWrites",
+      "msg": "plan has more writes than the policy allows"
+    },
+    {
+      "code": 6009,
+      "name": "writeLengthMismatch",
+      "msg": "a write's old and new bytes differ in length"
+    },
+    {
+      "code": 6010,
+      "name": "emptyWrite",
+      "msg": "a write has no bytes"
+    },
+    {
+      "code": 6011,
+      "name": "invalidRegionTable",
+      "msg": "region table is not sorted, non-empty and non-overlapping"
+    },
+    {
+      "code": 6012,
+      "name": "addressOverflow",
+      "msg": "a write or region wraps past the end of the address space"
+    },
+    {
+      "code": 6013,
+      "name": "emptyPlan",
+      "msg": "a plan must contain at least one write"
+    },
+    {
+      "code": 6014,
+      "name": "missingSigner",
+      "msg": "a required signer did not sign"
+    },
+    {
+      "code": 6015,
+      "name": "unauthorized",
+      "msg": "signer is not the policy authority"
+    },
+    {
+      "code": 6016,
+      "name": "accountNotWritable",
+      "msg": "an account that must be writable is not"
+    },
+    {
+      "code": 6017,
+      "name": "wrongAccountOwner",
+      "msg": "account is not owned by the expected program"
+    },
+    {
+      "code": 6018,
+      "name": "accountDiscriminatorMismatch",
+      "msg": "account data has the wrong discriminator or size"
+    },
+    {
+      "code": 6019,
+      "name": "invalidPda",
+      "msg": "account address is not the expected program-derived address"
+    },
+    {
+      "code": 6020,
+      "name": "alreadyInitialized",
+      "msg": "account is already initialized"
+    },
+    {
+      "code": 6021,
+      "name": "policyMismatch",
+      "msg": "account belongs to a different policy or target"
+    },
+    {
+      "code": 6022,
+      "name": "wrongSystemProgram",
+      "msg": "the system program account is not the system program"
+    },
+    {
+      "code": 6023,
+      "name": "invalidPolicyRules",
+      "msg": "policy rules are out of range"
+    },
+    {
+      "code": 6024,
+      "name": "noOpWrite",
+      "msg": "a write's new bytes equal its old bytes"
+    },
+    {
+      "code": 6025,
+      "name": "invalidPageProof",
+      "msg": "a page's Merkle proof does not lead to the snapshot's page root"
+    },
+    {
+      "code": 6026,
+      "name": "invalidRegionProof",
+      "msg": "a region's Merkle proof does not lead to the snapshot's region root"
+    },
+    {
+      "code": 6027,
+      "name": "snapshotRootMismatch",
+      "msg": "the plan's snapshot root is not the hash of the proven sub-roots"
+    },
+    {
+      "code": 6028,
+      "name": "missingPageProof",
+      "msg": "a write touches a page the evidence does not prove"
+    },
+    {
+      "code": 6029,
+      "name": "oldBytesMismatch",
+      "msg": "a write's old bytes differ from the snapshot's bytes at that address"
+    },
+    {
+      "code": 6030,
+      "name": "missingRegionProof",
+      "msg": "every region of the table needs exactly one proof"
+    },
+    {
+      "code": 6031,
+      "name": "unsortedPages",
+      "msg": "page proofs are not page-aligned and in ascending order"
+    },
+    {
+      "code": 6032,
+      "name": "planHashMismatch",
+      "msg": "the uploaded plan does not hash to the plan hash given"
+    },
+    {
+      "code": 6033,
+      "name": "planAlreadyAttested",
+      "msg": "this plan is already attested for this target"
+    },
+    {
+      "code": 6034,
+      "name": "bufferOutOfBounds",
+      "msg": "buffer write lies outside the buffer"
+    },
+    {
+      "code": 6035,
+      "name": "signerNotAllowed",
+      "msg": "signer is neither the policy authority nor an allowed host signer"
+    },
+    {
+      "code": 6036,
+      "name": "tooManySigners",
+      "msg": "a policy holds at most 4 host signers"
+    },
+    {
+      "code": 6037,
+      "name": "attestationRevoked",
+      "msg": "the attestation was revoked"
+    },
+    {
+      "code": 6038,
+      "name": "attestationNotFound",
+      "msg": "the attestation account does not match the target chain and sequence"
+    },
+    {
+      "code": 6039,
+      "name": "receiptAlreadyRecorded",
+      "msg": "an apply receipt is already recorded for this attestation"
+    }
+  ],
+  "types": [
+    {
+      "name": "applyRecorded",
+      "type": {
+        "kind": "struct",
+        "fields": [
+          {
+            "name": "attestation",
+            "type": "pubkey"
+          },
+          {
+            "name": "signer",
+            "type": "pubkey"
+          },
+          {
+            "name": "seq",
+            "type": "u64"
+          },
+          {
+            "name": "slot",
+            "type": "u64"
+          },
+          {
+            "name": "outcome",
+            "type": "u8"
+          },
+          {
+            "name": "readbackHash",
+            "type": {
+              "array": [
+                "u8",
+                32
+              ]
+            }
+          }
+        ]
+      }
+    },
+    {
+      "name": "attestation",
+      "type": {
+        "kind": "struct",
+        "fields": [
+          {
+            "name": "targetId",
+            "type": {
+              "array": [
+                "u8",
+                32
+              ]
+            }
+          },
+          {
+            "name": "policy",
+            "type": "pubkey"
+          },
+          {
+            "name": "signer",
+            "type": "pubkey"
+          },
+          {
+            "name": "seq",
+            "type": "u64"
+          },
+          {
+            "name": "slot",
+            "type": "u64"
+          },
+          {
+            "name": "snapshotRoot",
+            "type": {
+              "array": [
+                "u8",
+                32
+              ]
+            }
+          },
+          {
+            "name": "regionTableHash",
+            "type": {
+              "array": [
+                "u8",
+                32
+              ]
+            }
+          },
+          {
+            "name": "planHash",
+            "type": {
+              "array": [
+                "u8",
+                32
+              ]
+            }
+          },
+          {
+            "name": "prevHash",
+            "type": {
+              "array": [
+                "u8",
+                32
+              ]
+            }
+          },
+          {
+            "name": "hash",
+            "type": {
+              "array": [
+                "u8",
+                32
+              ]
+            }
+          },
+          {
+            "name": "writeCount",
+            "type": "u32"
+          },
+          {
+            "name": "byteCount",
+            "type": "u32"
+          },
+          {
+            "name": "revoked",
+            "type": "bool"
+          },
+          {
+            "name": "bump",
+            "type": "u8"
+          }
+        ]
+      }
+    },
+    {
+      "name": "attestationRecorded",
+      "type": {
+        "kind": "struct",
+        "fields": [
+          {
+            "name": "targetId",
+            "type": {
+              "array": [
+                "u8",
+                32
+              ]
+            }
+          },
+          {
+            "name": "policy",
+            "type": "pubkey"
+          },
+          {
+            "name": "signer",
+            "type": "pubkey"
+          },
+          {
+            "name": "seq",
+            "type": "u64"
+          },
+          {
+            "name": "slot",
+            "type": "u64"
+          },
+          {
+            "name": "snapshotRoot",
+            "type": {
+              "array": [
+                "u8",
+                32
+              ]
+            }
+          },
+          {
+            "name": "regionTableHash",
+            "type": {
+              "array": [
+                "u8",
+                32
+              ]
+            }
+          },
+          {
+            "name": "planHash",
+            "type": {
+              "array": [
+                "u8",
+                32
+              ]
+            }
+          },
+          {
+            "name": "prevHash",
+            "type": {
+              "array": [
+                "u8",
+                32
+              ]
+            }
+          },
+          {
+            "name": "hash",
+            "type": {
+              "array": [
+                "u8",
+                32
+              ]
+            }
+          },
+          {
+            "name": "writeCount",
+            "type": "u32"
+          },
+          {
+            "name": "byteCount",
+            "type": "u32"
+          }
+        ]
+      }
+    },
+    {
+      "name": "attestationRevoked",
+      "type": {
+        "kind": "struct",
+        "fields": [
+          {
+            "name": "attestation",
+            "type": "pubkey"
+          },
+          {
+            "name": "seq",
+            "type": "u64"
+          }
+        ]
+      }
+    },
+    {
+      "name": "buffer",
+      "docs": [
+        "Upload area: PlanCore followed by Evidence (see the README's wire format)."
+      ],
+      "type": {
+        "kind": "struct",
+        "fields": [
+          {
+            "name": "authority",
+            "type": "pubkey"
+          },
+          {
+            "name": "planHash",
+            "type": {
+              "array": [
+                "u8",
+                32
+              ]
+            }
+          },
+          {
+            "name": "version",
+            "type": "u8"
+          },
+          {
+            "name": "data",
+            "type": "bytes"
+          }
+        ]
+      }
+    },
+    {
+      "name": "planCore",
+      "docs": [
+        "What a plan hash covers: sha256(\"memzinc/plan/v1\" || borsh(PlanCore))."
+      ],
+      "type": {
+        "kind": "struct",
+        "fields": [
+          {
+            "name": "targetId",
+            "type": {
+              "array": [
+                "u8",
+                32
+              ]
+            }
+          },
+          {
+            "name": "snapshotRoot",
+            "type": {
+              "array": [
+                "u8",
+                32
+              ]
+            }
+          },
+          {
+            "name": "regions",
+            "type": {
+              "vec": {
+                "defined": {
+                  "name": "region"
+                }
+              }
+            }
+          },
+          {
+            "name": "writes",
+            "type": {
+              "vec": {
+                "defined": {
+                  "name": "planWrite"
+                }
+              }
+            }
+          }
+        ]
+      }
+    },
+    {
+      "name": "planMarker",
+      "type": {
+        "kind": "struct",
+        "fields": [
+          {
+            "name": "seq",
+            "type": "u64"
+          },
+          {
+            "name": "bump",
+            "type": "u8"
+          }
+        ]
+      }
+    },
+    {
+      "name": "planWrite",
+      "type": {
+        "kind": "struct",
+        "fields": [
+          {
+            "name": "address",
+            "type": "u64"
+          },
+          {
+            "name": "old",
+            "type": "bytes"
+          },
+          {
+            "name": "new",
+            "type": "bytes"
+          }
+        ]
+      }
+    },
+    {
+      "name": "policy",
+      "type": {
+        "kind": "struct",
+        "fields": [
+          {
+            "name": "authority",
+            "type": "pubkey"
+          },
+          {
+            "name": "rules",
+            "type": {
+              "defined": {
+                "name": "policyRules"
+              }
+            }
+          },
+          {
+            "name": "signerCount",
+            "type": "u8"
+          },
+          {
+            "name": "signers",
+            "type": {
+              "array": [
+                "pubkey",
+                4
+              ]
+            }
+          },
+          {
+            "name": "modelHash",
+            "type": {
+              "array": [
+                "u8",
+                32
+              ]
+            }
+          },
+          {
+            "name": "verifierHash",
+            "type": {
+              "array": [
+                "u8",
+                32
+              ]
+            }
+          },
+          {
+            "name": "revision",
+            "type": "u32"
+          },
+          {
+            "name": "bump",
+            "type": "u8"
+          }
+        ]
+      }
+    },
+    {
+      "name": "policyConfig",
+      "type": {
+        "kind": "struct",
+        "fields": [
+          {
+            "name": "rules",
+            "type": {
+              "defined": {
+                "name": "policyRules"
+              }
+            }
+          },
+          {
+            "name": "signers",
+            "type": {
+              "vec": "pubkey"
+            }
+          },
+          {
+            "name": "modelHash",
+            "type": {
+              "array": [
+                "u8",
+                32
+              ]
+            }
+          },
+          {
+            "name": "verifierHash",
+            "type": {
+              "array": [
+                "u8",
+                32
+              ]
+            }
+          }
+        ]
+      }
+    },
+    {
+      "name": "policyInitialized",
+      "type": {
+        "kind": "struct",
+        "fields": [
+          {
+            "name": "authority",
+            "type": "pubkey"
+          },
+          {
+            "name": "rules",
+            "type": {
+              "defined": {
+                "name": "policyRules"
+              }
+            }
+          }
+        ]
+      }
+    },
+    {
+      "name": "policyRules",
+      "type": {
+        "kind": "struct",
+        "fields": [
+          {
+            "name": "wx",
+            "type": "bool"
+          },
+          {
+            "name": "maxBytes",
+            "type": "u32"
+          },
+          {
+            "name": "maxWrites",
+            "type": "u32"
+          }
+        ]
+      }
+    },
+    {
+      "name": "policyUpdated",
+      "type": {
+        "kind": "struct",
+        "fields": [
+          {
+            "name": "authority",
+            "type": "pubkey"
+          },
+          {
+            "name": "revision",
+            "type": "u32"
+          }
+        ]
+      }
+    },
+    {
+      "name": "receipt",
+      "type": {
+        "kind": "struct",
+        "fields": [
+          {
+            "name": "attestation",
+            "type": "pubkey"
+          },
+          {
+            "name": "signer",
+            "type": "pubkey"
+          },
+          {
+            "name": "seq",
+            "type": "u64"
+          },
+          {
+            "name": "slot",
+            "type": "u64"
+          },
+          {
+            "name": "outcome",
+            "type": "u8"
+          },
+          {
+            "name": "readbackHash",
+            "type": {
+              "array": [
+                "u8",
+                32
+              ]
+            }
+          },
+          {
+            "name": "bump",
+            "type": "u8"
+          }
+        ]
+      }
+    },
+    {
+      "name": "region",
+      "type": {
+        "kind": "struct",
+        "fields": [
+          {
+            "name": "start",
+            "type": "u64"
+          },
+          {
+            "name": "end",
+            "type": "u64"
+          },
+          {
+            "name": "flags",
+            "type": "u8"
+          }
+        ]
+      }
+    },
+    {
+      "name": "targetChain",
+      "type": {
+        "kind": "struct",
+        "fields": [
+          {
+            "name": "policy",
+            "type": "pubkey"
+          },
+          {
+            "name": "targetId",
+            "type": {
+              "array": [
+                "u8",
+                32
+              ]
+            }
+          },
+          {
+            "name": "nextSeq",
+            "type": "u64"
+          },
+          {
+            "name": "headHash",
+            "type": {
+              "array": [
+                "u8",
+                32
+              ]
+            }
+          },
+          {
+            "name": "bump",
+            "type": "u8"
+          }
+        ]
+      }
+    }
+  ]
+};
