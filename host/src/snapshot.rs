@@ -55,6 +55,9 @@ pub const NOTE_OWNER: &str = "MEMZINC";
 pub const NT_MEMZINC_META: u32 = 1;
 pub const NT_MEMZINC_LEAVES: u32 = 2;
 pub const NT_MEMZINC_SEAL: u32 = 3;
+/// xxh3-64 of every page's stored bytes, in leaf order: cheap change detection between
+/// snapshots (the Merkle leaves are what is trusted; these only say where to look).
+pub const NT_MEMZINC_FAST_HASHES: u32 = 4;
 /// Domain tag of the seal hash, so it cannot pose as a leaf, node or plan hash.
 const SEAL_TAG: &[u8] = b"memzinc/core-notes/v1";
 const AT_NULL: u64 = 0;
@@ -130,6 +133,8 @@ pub struct Snapshot {
     pub path: PathBuf,
     pub meta: SnapshotMeta,
     pub leaves: Vec<[u8; 32]>,
+    /// xxh3-64 per page, in leaf order.
+    pub fast_hashes: Vec<u64>,
     file: File,
 }
 
@@ -220,6 +225,7 @@ fn take_frozen(
         // Placeholder for the headers, which need the note segment's size.
         w.write_all(&vec![0u8; data_start as usize]).map_err(io)?;
         let mut leaves = Vec::with_capacity((total / PAGE_SIZE) as usize);
+        let mut fast_hashes: Vec<u64> = Vec::with_capacity((total / PAGE_SIZE) as usize);
         let mut buf = vec![0u8; CHUNK.min(total) as usize];
         for r in regions.iter_mut().filter(|r| r.captured) {
             let mut address = r.map.start;
@@ -233,6 +239,7 @@ fn take_frozen(
                     e => e,
                 })?;
                 leaves.extend(page_leaves(address, chunk, &readable));
+                fast_hashes.extend(chunk.chunks(PAGE_SIZE as usize).map(xxhash_rust::xxh3::xxh3_64));
                 for (i, ok) in readable.iter().enumerate() {
                     if !ok {
                         r.unreadable_pages.push(address + i as u64 * PAGE_SIZE);
@@ -252,6 +259,7 @@ fn take_frozen(
         })?;
 
         let leaf_bytes: Vec<u8> = leaves.as_flattened().to_vec();
+        let fast_bytes: Vec<u8> = fast_hashes.iter().flat_map(|h| h.to_le_bytes()).collect();
         let page_count = leaves.len() as u64;
         let trees = trees_of(&regions, &leaves);
         let meta = SnapshotMeta {
@@ -289,7 +297,7 @@ fn take_frozen(
             comm: &meta.comm,
             cmdline: &cmdline_raw,
         };
-        let notes = encode_notes(&meta, ids, &psinfo, &auxv_raw, &leaf_bytes)
+        let notes = encode_notes(&meta, ids, &psinfo, &auxv_raw, &leaf_bytes, &fast_bytes)
             .map_err(|why| Error::io(out, std::io::Error::other(why)))?;
         w.write_all(&notes).map_err(io)?;
 
@@ -425,6 +433,7 @@ fn encode_notes(
     psinfo: &PsInfo,
     auxv_raw: &[u8],
     leaf_bytes: &[u8],
+    fast_bytes: &[u8],
 ) -> std::result::Result<Vec<u8>, String> {
     let files: Vec<FileMapping> = meta
         .regions
@@ -456,6 +465,7 @@ fn encode_notes(
     }
     elfcore::push_note(&mut notes, NOTE_OWNER, NT_MEMZINC_META, &meta_bytes)?;
     elfcore::push_note(&mut notes, NOTE_OWNER, NT_MEMZINC_LEAVES, leaf_bytes)?;
+    elfcore::push_note(&mut notes, NOTE_OWNER, NT_MEMZINC_FAST_HASHES, fast_bytes)?;
     let seal = Sha2::hashv(&[SEAL_TAG, &notes]);
     elfcore::push_note(&mut notes, NOTE_OWNER, NT_MEMZINC_SEAL, &seal)?;
     Ok(notes)
@@ -726,6 +736,7 @@ impl Snapshot {
         let mut auxv = None;
         let mut meta_pb = None;
         let mut leaf_bytes = None;
+        let mut fast_bytes = None;
         for n in &notes {
             match (n.name, n.n_type) {
                 (b"CORE", object::elf::NT_PRSTATUS) => {
@@ -751,11 +762,22 @@ impl Snapshot {
                 (b"CORE", object::elf::NT_AUXV) => auxv = Some(parse_auxv(n.desc)),
                 (b"MEMZINC", NT_MEMZINC_META) => meta_pb = Some(n.desc),
                 (b"MEMZINC", NT_MEMZINC_LEAVES) => leaf_bytes = Some(n.desc),
+                (b"MEMZINC", NT_MEMZINC_FAST_HASHES) => fast_bytes = Some(n.desc),
                 _ => {}
             }
         }
         let meta_pb = meta_pb.ok_or_else(|| corrupt("no MEMZINC metadata note".into()))?;
         let leaf_bytes = leaf_bytes.ok_or_else(|| corrupt("no MEMZINC leaves note".into()))?;
+        let fast_bytes = fast_bytes.ok_or_else(|| corrupt("no MEMZINC fast-hash note".into()))?;
+        if fast_bytes.len() != leaf_bytes.len() / 4 {
+            return Err(corrupt("the fast hashes do not match the leaves in number".into()));
+        }
+        let fast_hashes: Vec<u64> = fast_bytes
+            .as_chunks::<8>()
+            .0
+            .iter()
+            .map(|b| u64::from_le_bytes(*b))
+            .collect();
         let meta_pb = pb::SnapshotMeta::decode(meta_pb).map_err(|e| corrupt(format!("metadata: {e}")))?;
         let meta =
             from_pb(meta_pb, note_threads, auxv.unwrap_or_default()).map_err(|e| corrupt(format!("metadata: {e}")))?;
@@ -777,8 +799,37 @@ impl Snapshot {
             path: path.into(),
             meta,
             leaves: leaves.to_vec(),
+            fast_hashes,
             file,
         })
+    }
+
+    /// Every captured page address, in leaf order.
+    pub fn page_addresses(&self) -> impl Iterator<Item = u64> + '_ {
+        self.meta
+            .regions
+            .iter()
+            .filter(|r| r.captured)
+            .flat_map(|r| (r.map.start..r.map.end).step_by(PAGE_SIZE as usize))
+    }
+
+    /// Pages whose contents differ from `earlier`'s by their fast hash, plus pages only one of
+    /// the two captured: where a process changed between two snapshots.
+    pub fn changed_pages(&self, earlier: &Snapshot) -> Vec<u64> {
+        let before: std::collections::HashMap<u64, u64> = earlier
+            .page_addresses()
+            .zip(earlier.fast_hashes.iter().copied())
+            .collect();
+        let now: std::collections::HashSet<u64> = self.page_addresses().collect();
+        let mut changed: Vec<u64> = self
+            .page_addresses()
+            .zip(self.fast_hashes.iter().copied())
+            .filter(|(a, h)| before.get(a) != Some(h))
+            .map(|(a, _)| a)
+            .chain(before.keys().copied().filter(|a| !now.contains(a)))
+            .collect();
+        changed.sort_unstable();
+        changed
     }
 
     pub fn root(&self) -> [u8; 32] {
@@ -794,15 +845,16 @@ impl Snapshot {
         for r in self.meta.regions.iter().filter(|r| r.captured) {
             for i in 0..(r.map.end - r.map.start) / PAGE_SIZE {
                 let address = r.map.start + i * PAGE_SIZE;
+                self.file
+                    .read_exact_at(&mut page, r.data_offset + i * PAGE_SIZE)
+                    .map_err(|e| Error::io(&self.path, e))?;
                 let leaf = if r.unreadable_pages.binary_search(&address).is_ok() {
                     merkle::unreadable_leaf::<Sha2>(address)
                 } else {
-                    self.file
-                        .read_exact_at(&mut page, r.data_offset + i * PAGE_SIZE)
-                        .map_err(|e| Error::io(&self.path, e))?;
                     merkle::page_leaf::<Sha2>(address, &page)
                 };
-                if self.leaves.get(index) != Some(&leaf) {
+                let fast = xxhash_rust::xxh3::xxh3_64(&page);
+                if self.leaves.get(index) != Some(&leaf) || self.fast_hashes.get(index) != Some(&fast) {
                     return Err(Error::Corrupt {
                         path: self.path.clone(),
                         kind: "snapshot",

@@ -176,3 +176,33 @@ fn a_full_disk_is_one_line_and_leaves_nothing() {
     no_files_left(dir.path());
     target.wait_for("status=ok");
 }
+
+#[test]
+fn fast_hashes_find_the_pages_a_process_changed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (before, after) = (dir.path().join("before.core"), dir.path().join("after.core"));
+    // Corrupts itself at tick 15 (0.75 s): one snapshot before, one after.
+    let target = Target::healme(&["--corrupt-at", "15", "--period-ms", "50"]);
+    target.wait_for("tick 2 ");
+    ok(&["snapshot", "--pid", &target.pid(), "-o", before.to_str().unwrap()]);
+    target.wait_for("OVERHEAT");
+    ok(&["snapshot", "--pid", &target.pid(), "-o", after.to_str().unwrap()]);
+
+    let before = memzinc::snapshot::Snapshot::open(&before).unwrap();
+    let after = memzinc::snapshot::Snapshot::open(&after).unwrap();
+    before.verify_pages().unwrap();
+    assert_eq!(after.fast_hashes.len(), after.leaves.len());
+    let state = after.symbol("HEALME_STATE").unwrap().address;
+    let state_page = state - state % 4096;
+    let changed = after.changed_pages(&before);
+    assert!(
+        changed.contains(&state_page),
+        "the page of HEALME_STATE changed: {changed:x?}"
+    );
+    let total = after.page_addresses().count();
+    assert!(
+        changed.len() * 4 < total,
+        "most pages did not change: {} of {total}",
+        changed.len()
+    );
+}
