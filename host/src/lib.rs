@@ -6,6 +6,8 @@
 //! - [`types`]: DWARF types and layouts of globals, as target specs
 //! - [`registry`]: objects a target describes itself with `memzinc-describe`
 //! - [`reason`]: reason — MiniZinc data, the real `minizinc`, solution to patch plan
+//! - [`solver`], [`fzn`]: the solver runner (Gecode, or linear FlatZinc → LP → cbc), limits,
+//!   cancellation, statistics, and the FlatZinc checker every cbc answer passes
 //! - [`chain`], [`localnet`]: attest — the attestor over JSON-RPC, an embedded localnet
 //! - [`apply`]: apply — compare-and-swap under ptrace, rollback, resume
 //!
@@ -17,12 +19,14 @@ pub mod demo;
 pub mod elfcore;
 pub mod error;
 pub mod fsutil;
+pub mod fzn;
 pub mod instructions;
 pub mod localnet;
 pub mod process;
 pub mod reason;
 pub mod registry;
 pub mod snapshot;
+pub mod solver;
 pub mod symbols;
 pub mod types;
 

@@ -8,6 +8,7 @@ use clap::{Args, Parser, Subcommand};
 use memzinc::chain::{self, Client};
 use memzinc::reason::{PlanFile, SolverOptions, TargetSpec};
 use memzinc::snapshot::Snapshot;
+use memzinc::solver::Cancel;
 use memzinc::{apply, demo, localnet, snapshot, Sha2};
 use memzinc_verifier::accounts::{PolicyConfig, MAX_SIGNERS};
 use memzinc_verifier::wire::PolicyRules;
@@ -68,7 +69,8 @@ enum Command {
         spec: PathBuf,
         #[arg(short, long)]
         output: Option<PathBuf>,
-        /// MiniZinc solver id.
+        /// Solver backend: gecode (MiniZinc's), or cbc (linear FlatZinc -> LP -> cbc, every
+        /// answer checked against the FlatZinc).
         #[arg(long, default_value = "gecode")]
         solver: String,
         /// Wall-clock limit for the solver, seconds (enforced by memzinc, flattening included).
@@ -275,6 +277,22 @@ fn progress_bar(json: bool) -> Option<indicatif::ProgressBar> {
     })
 }
 
+/// One line of solver statistics.
+fn stats_line(s: &memzinc::solver::Stats) -> String {
+    let part = |name: &str, v: Option<u64>, unit: &str| v.map(|v| format!(" {name} {v}{unit}")).unwrap_or_default();
+    format!(
+        "solver {}: total {} ms;{}{}{}{}{}{}",
+        s.backend,
+        s.total_ms,
+        part("flatten", s.flatten_ms, " ms"),
+        part("solve", s.solve_ms, " ms"),
+        part("check", s.check_ms, " ms"),
+        part("variables", s.variables, ""),
+        part("constraints", s.constraints, ""),
+        part("nodes", s.nodes, ""),
+    )
+}
+
 fn run(cli: Cli) -> Result<()> {
     let g = &cli.global;
     match cli.command {
@@ -356,8 +374,9 @@ fn run(cli: Cli) -> Result<()> {
             let snap = Snapshot::open(&snapshot)?;
             let spec = TargetSpec::load(&spec)?;
             let mut opts = SolverOptions::new(&memzinc::repo_root().join("models"));
-            opts.solver = solver;
-            opts.time_limit = Duration::from_secs(time_limit);
+            opts.solver.backend = solver.parse()?;
+            opts.solver.time_limit = Duration::from_secs(time_limit);
+            opts.solver.cancel = Some(Cancel::on_signals()?);
             if let Some(m) = model {
                 opts.model = m;
             }
@@ -381,6 +400,9 @@ fn run(cli: Cli) -> Result<()> {
                     plan.status,
                     plan.solver
                 );
+                if let Some(s) = &plan.stats {
+                    println!("{}", stats_line(s));
+                }
             }
         }
         Command::Policy { action } => {
@@ -561,6 +583,8 @@ fn main() {
     if let Err(e) = run(cli) {
         // One line: the error and its causes, joined.
         eprintln!("error: {}", format!("{e:#}").replace('\n', " "));
-        std::process::exit(1);
+        // 130 = interrupted, as a shell reports Ctrl-C.
+        let cancelled = matches!(e.downcast_ref::<memzinc::Error>(), Some(memzinc::Error::Cancelled(_)));
+        std::process::exit(if cancelled { 130 } else { 1 });
     }
 }
