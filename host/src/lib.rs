@@ -6,6 +6,7 @@
 //! - [`types`]: DWARF types and layouts of globals, as target specs
 //! - [`registry`]: objects a target describes itself with `memzinc-describe`
 //! - [`reason`]: reason — MiniZinc data, the real `minizinc`, solution to patch plan
+//! - [`layout`]: struct field orders that waste least space, decided by MiniZinc
 //! - [`solver`], [`fzn`]: the solver runner (Gecode, or linear FlatZinc → LP → cbc), limits,
 //!   cancellation, statistics, and the FlatZinc checker every cbc answer passes
 //! - [`chain`], [`localnet`]: attest — the attestor over JSON-RPC, an embedded localnet
@@ -21,6 +22,7 @@ pub mod error;
 pub mod fsutil;
 pub mod fzn;
 pub mod instructions;
+pub mod layout;
 pub mod localnet;
 pub mod process;
 pub mod reason;

@@ -80,6 +80,24 @@ enum Command {
         #[arg(long)]
         model: Option<PathBuf>,
     },
+    /// Suggest the field order of each struct that wastes least space (pahole --reorganize
+    /// style), from DWARF, decided by MiniZinc (models/layout.mzn, Gecode).
+    Layout {
+        /// A snapshot (its binary's DWARF is read) or an ELF binary built with -g.
+        target: PathBuf,
+        /// Only this struct (repeatable).
+        #[arg(long = "struct")]
+        structs: Vec<String>,
+        /// Member names that must share one 64-byte cache line, comma-separated.
+        #[arg(long, value_delimiter = ',')]
+        hot: Vec<String>,
+        /// Also list structs that are already as small as they can be.
+        #[arg(long)]
+        all: bool,
+        /// Wall-clock limit per distinct struct shape, seconds.
+        #[arg(long, default_value_t = 10)]
+        time_limit: u64,
+    },
     /// Manage the signer's policy on chain.
     Policy {
         #[command(subcommand)]
@@ -293,6 +311,23 @@ fn stats_line(s: &memzinc::solver::Stats) -> String {
     )
 }
 
+/// DWARF types of a snapshot's binary (at the snapshot's addresses) or of an ELF file.
+fn debug_types_of(target: &std::path::Path) -> Result<memzinc::types::DebugTypes> {
+    let mut magic = [0u8; 4];
+    std::io::Read::read_exact(
+        &mut std::fs::File::open(target).with_context(|| target.display().to_string())?,
+        &mut magic,
+    )
+    .with_context(|| target.display().to_string())?;
+    anyhow::ensure!(&magic == b"\x7fELF", "{}: not an ELF file", target.display());
+    // A memzinc snapshot is an ELF core with a MEMZINC seal; anything else is a binary.
+    match Snapshot::open(target) {
+        Ok(snap) => Ok(memzinc::types::DebugTypes::for_snapshot(&snap)?),
+        Err(memzinc::Error::Corrupt { .. }) => Ok(memzinc::types::DebugTypes::load(target)?),
+        Err(e) => Err(e.into()),
+    }
+}
+
 fn run(cli: Cli) -> Result<()> {
     let g = &cli.global;
     match cli.command {
@@ -403,6 +438,57 @@ fn run(cli: Cli) -> Result<()> {
                 if let Some(s) = &plan.stats {
                     println!("{}", stats_line(s));
                 }
+            }
+        }
+        Command::Layout {
+            target,
+            structs,
+            hot,
+            all,
+            time_limit,
+        } => {
+            let types = debug_types_of(&target)?;
+            let mut opts = memzinc::layout::LayoutOptions::new(&memzinc::repo_root().join("models"));
+            opts.solver.time_limit = Duration::from_secs(time_limit);
+            opts.solver.cancel = Some(Cancel::on_signals()?);
+            opts.hot = hot;
+            opts.only = structs;
+            opts.all = all;
+            let report = memzinc::layout::reorganize(&types, &opts)?;
+            if g.json {
+                print_json(&report)?;
+            } else {
+                for s in &report.structs {
+                    print!("{}", memzinc::layout::render(&s.name, &s.current, s.size));
+                    let how = match s.decided {
+                        memzinc::layout::Decided::AlreadyMinimal => "already minimal".to_string(),
+                        memzinc::layout::Decided::Optimal => "optimal, proven by gecode".to_string(),
+                        memzinc::layout::Decided::Feasible => "best found, not proven optimal".to_string(),
+                    };
+                    println!(
+                        "/* --- reorganized: size {} -> {} (saved {}; lower bound {}; {how}{}) --- */",
+                        s.size,
+                        s.optimal_size,
+                        s.saved,
+                        s.lower_bound,
+                        s.hot_line
+                            .map(|l| format!("; hot fields in cache line {l}"))
+                            .unwrap_or_default()
+                    );
+                    print!("{}", memzinc::layout::render(&s.name, &s.suggested, s.optimal_size));
+                    println!();
+                }
+                for k in &report.skipped {
+                    println!("skipped struct {}: {}", k.name, k.why);
+                }
+                println!(
+                    "{} struct(s) reported, {} skipped; {} distinct shape(s), {} solver run(s), {} ms",
+                    report.structs.len(),
+                    report.skipped.len(),
+                    report.distinct_shapes,
+                    report.solver_runs,
+                    report.solve_ms
+                );
             }
         }
         Command::Policy { action } => {
