@@ -6,6 +6,7 @@
 //! - [`types`]: DWARF types and layouts of globals, as target specs
 //! - [`registry`]: objects a target describes itself with `memzinc-describe`
 //! - [`reason`]: reason — MiniZinc data, the real `minizinc`, solution to patch plan
+//! - [`check`]: invariants of a snapshot (pointers, bools, enums, W^X, specs), from DWARF
 //! - [`layout`]: struct field orders that waste least space, decided by MiniZinc
 //! - [`solver`], [`fzn`]: the solver runner (Gecode, or linear FlatZinc → LP → cbc), limits,
 //!   cancellation, statistics, and the FlatZinc checker every cbc answer passes
@@ -16,6 +17,7 @@
 
 pub mod apply;
 pub mod chain;
+pub mod check;
 pub mod demo;
 pub mod elfcore;
 pub mod error;

@@ -98,6 +98,18 @@ enum Command {
         #[arg(long, default_value_t = 10)]
         time_limit: u64,
     },
+    /// Check a snapshot's invariants: pointers land in readable memory, aligned; bools are 0/1
+    /// and enums hold an enumerator (from the binary's DWARF); no W+X or executable anonymous
+    /// memory; the bounds and orderings of target specs. Exits 2 when something is violated.
+    Check {
+        snapshot: PathBuf,
+        /// A target spec whose bounds and orderings to check too (repeatable).
+        #[arg(long)]
+        spec: Vec<PathBuf>,
+        /// Read the DWARF from this file instead of the path the snapshot records.
+        #[arg(long)]
+        binary: Option<PathBuf>,
+    },
     /// Manage the signer's policy on chain.
     Policy {
         #[command(subcommand)]
@@ -489,6 +501,59 @@ fn run(cli: Cli) -> Result<()> {
                     report.solver_runs,
                     report.solve_ms
                 );
+            }
+        }
+        Command::Check { snapshot, spec, binary } => {
+            let snap = Snapshot::open(&snapshot)?;
+            let specs = spec
+                .iter()
+                .map(|p| TargetSpec::load(p))
+                .collect::<Result<Vec<_>, _>>()?;
+            let (types, unavailable) = match binary {
+                Some(b) => (memzinc::types::DebugTypes::for_snapshot_from(&snap, &b)?, None),
+                None => match memzinc::types::DebugTypes::for_snapshot(&snap) {
+                    Ok(t) => (t, None),
+                    // Without DWARF the region and spec checks still run.
+                    Err(e) => (Default::default(), Some(e.to_string())),
+                },
+            };
+            let mut report = memzinc::check::check(&memzinc::check::Check {
+                snapshot: &snap,
+                types: unavailable.is_none().then_some(&types),
+                specs: &specs,
+            })?;
+            if unavailable.is_some() {
+                report.types_unavailable = unavailable;
+            }
+            if g.json {
+                print_json(&report)?;
+            } else {
+                for f in &report.findings {
+                    let at = f.location();
+                    let rule = serde_json::to_value(f.rule)?;
+                    println!(
+                        "{:#018x} {at}: {} — {}",
+                        f.address,
+                        rule.as_str().unwrap_or("?"),
+                        f.detail
+                    );
+                }
+                if let Some(why) = &report.types_unavailable {
+                    println!("type checks skipped: {why}");
+                }
+                println!(
+                    "{} violation(s); {} globals, {} fields, {} pointers, {} regions, {} spec(s) checked; {} part(s) not judged",
+                    report.findings.len(),
+                    report.globals,
+                    report.fields,
+                    report.pointers,
+                    report.regions,
+                    report.specs,
+                    report.not_judged.len()
+                );
+            }
+            if !report.findings.is_empty() {
+                std::process::exit(2);
             }
         }
         Command::Policy { action } => {

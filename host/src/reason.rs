@@ -326,8 +326,28 @@ pub fn check_values(spec: &TargetSpec, values: &[i64]) -> std::result::Result<()
     Ok(())
 }
 
+/// Which invariant of a spec a violation breaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SpecRule {
+    /// A field outside its `min..=max`.
+    Bounds,
+    /// An ordering `left <= right` that does not hold.
+    Order,
+}
+
 /// The current values and the violations, read from the snapshot.
 pub fn facts(snapshot: &Snapshot, spec: &TargetSpec) -> Result<(u64, Vec<i64>, Vec<Violation>)> {
+    let (base, current, violations) = spec_violations(snapshot, spec)?;
+    Ok((base, current, violations.into_iter().map(|(_, v)| v).collect()))
+}
+
+/// What a spec says of a snapshot: the object's address, its current values, and each
+/// violation with the kind of invariant it breaks.
+pub type SpecFacts = (u64, Vec<i64>, Vec<(SpecRule, Violation)>);
+
+/// [`facts`] with each violation's kind of invariant.
+pub fn spec_violations(snapshot: &Snapshot, spec: &TargetSpec) -> Result<SpecFacts> {
     let base = snapshot.symbol(&spec.symbol)?.address;
     let mut current = Vec::with_capacity(spec.fields.len());
     let mut violations = Vec::new();
@@ -335,22 +355,28 @@ pub fn facts(snapshot: &Snapshot, spec: &TargetSpec) -> Result<(u64, Vec<i64>, V
         let bytes = snapshot.read(base + f.offset, f.size as usize)?;
         let v = decode_field(&bytes, f.signed);
         if v < f.min || v > f.max {
-            violations.push(Violation {
-                address: base + f.offset,
-                field: format!("{}.{}", spec.symbol, f.name),
-                rule: format!("{} <= {} <= {} (is {v})", f.min, f.name, f.max),
-            });
+            violations.push((
+                SpecRule::Bounds,
+                Violation {
+                    address: base + f.offset,
+                    field: format!("{}.{}", spec.symbol, f.name),
+                    rule: format!("{} <= {} <= {} (is {v})", f.min, f.name, f.max),
+                },
+            ));
         }
         current.push(v);
     }
     for (l, r) in &spec.le {
         let (li, ri) = (spec.index(l).unwrap_or(0), spec.index(r).unwrap_or(0));
         if current[li] > current[ri] {
-            violations.push(Violation {
-                address: base + spec.fields[li].offset,
-                field: format!("{}.{}", spec.symbol, l),
-                rule: format!("{l} <= {r} ({} > {})", current[li], current[ri]),
-            });
+            violations.push((
+                SpecRule::Order,
+                Violation {
+                    address: base + spec.fields[li].offset,
+                    field: format!("{}.{}", spec.symbol, l),
+                    rule: format!("{l} <= {r} ({} > {})", current[li], current[ri]),
+                },
+            ));
         }
     }
     Ok((base, current, violations))

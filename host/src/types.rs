@@ -311,7 +311,14 @@ impl DebugTypes {
     /// captured first page of its mapping (ELF header, program headers, build-id note), so a
     /// rebuilt or replaced binary is refused rather than misread.
     pub fn for_snapshot(snap: &crate::snapshot::Snapshot) -> Result<DebugTypes> {
-        let exe = PathBuf::from(&snap.meta.exe);
+        DebugTypes::for_snapshot_from(snap, Path::new(&snap.meta.exe))
+    }
+
+    /// [`DebugTypes::for_snapshot`] reading the binary from `exe` (a copy kept elsewhere, or
+    /// one with debug info when the process ran a stripped one); it must still match the
+    /// captured first page.
+    pub fn for_snapshot_from(snap: &crate::snapshot::Snapshot, exe: &Path) -> Result<DebugTypes> {
+        let exe = exe.to_path_buf();
         let mapped = snap
             .meta
             .regions
