@@ -7,6 +7,7 @@
 //! - [`registry`]: objects a target describes itself with `memzinc-describe`
 //! - [`reason`]: reason — MiniZinc data, the real `minizinc`, solution to patch plan
 //! - [`check`]: invariants of a snapshot (pointers, bools, enums, W^X, specs), from DWARF
+//! - [`heap`]: heap repair that scales — counts per class to cbc, expanded into writes
 //! - [`layout`]: struct field orders that waste least space, decided by MiniZinc
 //! - [`solver`], [`fzn`]: the solver runner (Gecode, or linear FlatZinc → LP → cbc), limits,
 //!   cancellation, statistics, and the FlatZinc checker every cbc answer passes
@@ -23,6 +24,7 @@ pub mod elfcore;
 pub mod error;
 pub mod fsutil;
 pub mod fzn;
+pub mod heap;
 pub mod instructions;
 pub mod layout;
 pub mod localnet;
