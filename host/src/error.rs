@@ -45,6 +45,8 @@ pub enum Error {
     Spec { path: PathBuf, why: String },
     #[error("minizinc: {0}")]
     MiniZinc(String),
+    #[error("{0}")]
+    Cancelled(String),
     #[error("plan refused by the verifier: {0}")]
     Verify(#[from] VerifyError),
     #[error("RPC {url}: {why}")]

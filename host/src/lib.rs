@@ -6,6 +6,11 @@
 //! - [`types`]: DWARF types and layouts of globals, as target specs
 //! - [`registry`]: objects a target describes itself with `memzinc-describe`
 //! - [`reason`]: reason — MiniZinc data, the real `minizinc`, solution to patch plan
+//! - [`check`]: invariants of a snapshot (pointers, bools, enums, W^X, specs), from DWARF
+//! - [`heap`]: heap repair that scales — counts per class to cbc, expanded into writes
+//! - [`layout`]: struct field orders that waste least space, decided by MiniZinc
+//! - [`solver`], [`fzn`]: the solver runner (Gecode, or linear FlatZinc → LP → cbc), limits,
+//!   cancellation, statistics, and the FlatZinc checker every cbc answer passes
 //! - [`chain`], [`localnet`]: attest — the attestor over JSON-RPC, an embedded localnet
 //! - [`apply`]: apply — compare-and-swap under ptrace, rollback, resume
 //!
@@ -13,17 +18,22 @@
 
 pub mod apply;
 pub mod chain;
+pub mod check;
 pub mod demo;
 pub mod elfcore;
 pub mod error;
 pub mod fsutil;
+pub mod fzn;
+pub mod heap;
 pub mod instructions;
+pub mod layout;
 pub mod localnet;
 pub mod process;
 pub mod reason;
 pub mod registry;
 pub mod replay;
 pub mod snapshot;
+pub mod solver;
 pub mod symbols;
 pub mod types;
 

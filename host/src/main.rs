@@ -8,6 +8,7 @@ use clap::{Args, Parser, Subcommand};
 use memzinc::chain::{self, Client};
 use memzinc::reason::{PlanFile, SolverOptions, TargetSpec};
 use memzinc::snapshot::Snapshot;
+use memzinc::solver::Cancel;
 use memzinc::{apply, demo, localnet, snapshot, Sha2};
 use memzinc_verifier::accounts::{PolicyConfig, MAX_SIGNERS};
 use memzinc_verifier::wire::PolicyRules;
@@ -73,7 +74,8 @@ enum Command {
         spec: PathBuf,
         #[arg(short, long)]
         output: Option<PathBuf>,
-        /// MiniZinc solver id.
+        /// Solver backend: gecode (MiniZinc's), or cbc (linear FlatZinc -> LP -> cbc, every
+        /// answer checked against the FlatZinc).
         #[arg(long, default_value = "gecode")]
         solver: String,
         /// Wall-clock limit for the solver, seconds (enforced by memzinc, flattening included).
@@ -82,6 +84,36 @@ enum Command {
         /// The repair model.
         #[arg(long)]
         model: Option<PathBuf>,
+    },
+    /// Suggest the field order of each struct that wastes least space (pahole --reorganize
+    /// style), from DWARF, decided by MiniZinc (models/layout.mzn, Gecode).
+    Layout {
+        /// A snapshot (its binary's DWARF is read) or an ELF binary built with -g.
+        target: PathBuf,
+        /// Only this struct (repeatable).
+        #[arg(long = "struct")]
+        structs: Vec<String>,
+        /// Member names that must share one 64-byte cache line, comma-separated.
+        #[arg(long, value_delimiter = ',')]
+        hot: Vec<String>,
+        /// Also list structs that are already as small as they can be.
+        #[arg(long)]
+        all: bool,
+        /// Wall-clock limit per distinct struct shape, seconds.
+        #[arg(long, default_value_t = 10)]
+        time_limit: u64,
+    },
+    /// Check a snapshot's invariants: pointers land in readable memory, aligned; bools are 0/1
+    /// and enums hold an enumerator (from the binary's DWARF); no W+X or executable anonymous
+    /// memory; the bounds and orderings of target specs. Exits 2 when something is violated.
+    Check {
+        snapshot: PathBuf,
+        /// A target spec whose bounds and orderings to check too (repeatable).
+        #[arg(long)]
+        spec: Vec<PathBuf>,
+        /// Read the DWARF from this file instead of the path the snapshot records.
+        #[arg(long)]
+        binary: Option<PathBuf>,
     },
     /// Manage the signer's policy on chain.
     Policy {
@@ -287,6 +319,39 @@ fn progress_bar(json: bool) -> Option<indicatif::ProgressBar> {
     })
 }
 
+/// One line of solver statistics.
+fn stats_line(s: &memzinc::solver::Stats) -> String {
+    let part = |name: &str, v: Option<u64>, unit: &str| v.map(|v| format!(" {name} {v}{unit}")).unwrap_or_default();
+    format!(
+        "solver {}: total {} ms;{}{}{}{}{}{}",
+        s.backend,
+        s.total_ms,
+        part("flatten", s.flatten_ms, " ms"),
+        part("solve", s.solve_ms, " ms"),
+        part("check", s.check_ms, " ms"),
+        part("variables", s.variables, ""),
+        part("constraints", s.constraints, ""),
+        part("nodes", s.nodes, ""),
+    )
+}
+
+/// DWARF types of a snapshot's binary (at the snapshot's addresses) or of an ELF file.
+fn debug_types_of(target: &std::path::Path) -> Result<memzinc::types::DebugTypes> {
+    let mut magic = [0u8; 4];
+    std::io::Read::read_exact(
+        &mut std::fs::File::open(target).with_context(|| target.display().to_string())?,
+        &mut magic,
+    )
+    .with_context(|| target.display().to_string())?;
+    anyhow::ensure!(&magic == b"\x7fELF", "{}: not an ELF file", target.display());
+    // A memzinc snapshot is an ELF core with a MEMZINC seal; anything else is a binary.
+    match Snapshot::open(target) {
+        Ok(snap) => Ok(memzinc::types::DebugTypes::for_snapshot(&snap)?),
+        Err(memzinc::Error::Corrupt { .. }) => Ok(memzinc::types::DebugTypes::load(target)?),
+        Err(e) => Err(e.into()),
+    }
+}
+
 fn run(cli: Cli) -> Result<()> {
     let g = &cli.global;
     match cli.command {
@@ -384,8 +449,9 @@ fn run(cli: Cli) -> Result<()> {
             let snap = Snapshot::open(&snapshot)?;
             let spec = TargetSpec::load(&spec)?;
             let mut opts = SolverOptions::new(&memzinc::repo_root().join("models"));
-            opts.solver = solver;
-            opts.time_limit = Duration::from_secs(time_limit);
+            opts.solver.backend = solver.parse()?;
+            opts.solver.time_limit = Duration::from_secs(time_limit);
+            opts.solver.cancel = Some(Cancel::on_signals()?);
             if let Some(m) = model {
                 opts.model = m;
             }
@@ -409,6 +475,113 @@ fn run(cli: Cli) -> Result<()> {
                     plan.status,
                     plan.solver
                 );
+                if let Some(s) = &plan.stats {
+                    println!("{}", stats_line(s));
+                }
+            }
+        }
+        Command::Layout {
+            target,
+            structs,
+            hot,
+            all,
+            time_limit,
+        } => {
+            let types = debug_types_of(&target)?;
+            let mut opts = memzinc::layout::LayoutOptions::new(&memzinc::repo_root().join("models"));
+            opts.solver.time_limit = Duration::from_secs(time_limit);
+            opts.solver.cancel = Some(Cancel::on_signals()?);
+            opts.hot = hot;
+            opts.only = structs;
+            opts.all = all;
+            let report = memzinc::layout::reorganize(&types, &opts)?;
+            if g.json {
+                print_json(&report)?;
+            } else {
+                for s in &report.structs {
+                    print!("{}", memzinc::layout::render(&s.name, &s.current, s.size));
+                    let how = match s.decided {
+                        memzinc::layout::Decided::AlreadyMinimal => "already minimal".to_string(),
+                        memzinc::layout::Decided::Optimal => "optimal, proven by gecode".to_string(),
+                        memzinc::layout::Decided::Feasible => "best found, not proven optimal".to_string(),
+                    };
+                    println!(
+                        "/* --- reorganized: size {} -> {} (saved {}; lower bound {}; {how}{}) --- */",
+                        s.size,
+                        s.optimal_size,
+                        s.saved,
+                        s.lower_bound,
+                        s.hot_line
+                            .map(|l| format!("; hot fields in cache line {l}"))
+                            .unwrap_or_default()
+                    );
+                    print!("{}", memzinc::layout::render(&s.name, &s.suggested, s.optimal_size));
+                    println!();
+                }
+                for k in &report.skipped {
+                    println!("skipped struct {}: {}", k.name, k.why);
+                }
+                println!(
+                    "{} struct(s) reported, {} skipped; {} distinct shape(s), {} solver run(s), {} ms",
+                    report.structs.len(),
+                    report.skipped.len(),
+                    report.distinct_shapes,
+                    report.solver_runs,
+                    report.solve_ms
+                );
+            }
+        }
+        Command::Check { snapshot, spec, binary } => {
+            let snap = Snapshot::open(&snapshot)?;
+            let specs = spec
+                .iter()
+                .map(|p| TargetSpec::load(p))
+                .collect::<Result<Vec<_>, _>>()?;
+            let (types, unavailable) = match binary {
+                Some(b) => (memzinc::types::DebugTypes::for_snapshot_from(&snap, &b)?, None),
+                None => match memzinc::types::DebugTypes::for_snapshot(&snap) {
+                    Ok(t) => (t, None),
+                    // Without DWARF the region and spec checks still run.
+                    Err(e) => (Default::default(), Some(e.to_string())),
+                },
+            };
+            let mut report = memzinc::check::check(&memzinc::check::Check {
+                snapshot: &snap,
+                types: unavailable.is_none().then_some(&types),
+                specs: &specs,
+            })?;
+            if unavailable.is_some() {
+                report.types_unavailable = unavailable;
+            }
+            if g.json {
+                print_json(&report)?;
+            } else {
+                for f in &report.findings {
+                    let at = f.location();
+                    let rule = serde_json::to_value(f.rule)?;
+                    println!(
+                        "{:#018x} {at}: {} — {}",
+                        f.address,
+                        rule.as_str().unwrap_or("?"),
+                        f.detail
+                    );
+                }
+                if let Some(why) = &report.types_unavailable {
+                    println!("type checks skipped: {why}");
+                }
+                println!(
+                    "{} violation(s); {} globals, {} fields, {} pointers, {} regions, {} spec(s) checked; {} part(s) not judged",
+                    report.findings.len(),
+                    report.globals,
+                    report.fields,
+                    report.pointers,
+                    report.regions,
+                    report.specs,
+                    report.not_judged.len()
+                );
+            }
+            if !report.findings.is_empty() {
+                std::process::exit(2);
             }
         }
         Command::Policy { action } => {
@@ -642,6 +815,8 @@ fn main() {
     if let Err(e) = run(cli) {
         // One line: the error and its causes, joined.
         eprintln!("error: {}", format!("{e:#}").replace('\n', " "));
-        std::process::exit(1);
+        // 130 = interrupted, as a shell reports Ctrl-C.
+        let cancelled = matches!(e.downcast_ref::<memzinc::Error>(), Some(memzinc::Error::Cancelled(_)));
+        std::process::exit(if cancelled { 130 } else { 1 });
     }
 }

@@ -5,10 +5,7 @@
 //! fail); the solver only decides the new values. Indices and small integers go to MiniZinc,
 //! never addresses (Gecode's integers are 32-bit).
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
 use memzinc_verifier::plan::{PatchPlan, Submission, Write as PlanWrite};
 use memzinc_verifier::wire::Region;
@@ -130,6 +127,9 @@ pub struct PlanFile {
     /// The Merkle evidence binding the plan to its snapshot (regions, old bytes' pages), as the
     /// hex of its wire encoding. It makes the plan file all `attest` needs.
     pub evidence: String,
+    /// How the solve went (absent when nothing needed solving).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stats: Option<crate::solver::Stats>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -246,24 +246,21 @@ pub fn file_hash(path: &Path) -> Result<[u8; 32]> {
     Ok(sha2::Sha256::digest(std::fs::read(path).map_err(|e| Error::io(path, e))?).into())
 }
 
-/// Which `minizinc` to run and how long it may take.
+/// The repair model and how to run it.
 #[derive(Clone, Debug)]
 pub struct SolverOptions {
-    pub minizinc: PathBuf,
-    pub solver: String,
-    pub time_limit: Duration,
-    /// Address-space cap for the solver process, bytes.
-    pub memory_limit: u64,
+    pub solver: crate::solver::SolverOptions,
     pub model: PathBuf,
 }
 
 impl SolverOptions {
+    /// Gecode, 60 s, 4 GiB, `repair.mzn` in `models_dir`, answers verified.
     pub fn new(models_dir: &Path) -> SolverOptions {
         SolverOptions {
-            minizinc: PathBuf::from("minizinc"),
-            solver: "gecode".into(),
-            time_limit: Duration::from_secs(60),
-            memory_limit: 4 << 30,
+            solver: crate::solver::SolverOptions {
+                verify: true,
+                ..Default::default()
+            },
             model: models_dir.join("repair.mzn"),
         }
     }
@@ -273,111 +270,84 @@ impl SolverOptions {
 #[derive(Clone, Debug)]
 pub struct Solution {
     pub values: Vec<i64>,
+    /// Proven optimal by the solver (and, for cbc or a verified Gecode answer, checked).
     pub optimal: bool,
+    pub stats: crate::solver::Stats,
+    /// Whether the full assignment was checked against the FlatZinc.
+    pub checked: bool,
 }
 
-/// Runs `minizinc` with `--json-stream`, enforcing the wall-clock limit and memory cap itself
-/// (flattening ignores `--time-limit`).
+/// Solves the repair model on `dzn` with the runner (limits, cancellation, statistics,
+/// checking: see `crate::solver`).
 pub fn solve(opts: &SolverOptions, dzn: &Path) -> Result<Solution> {
-    let mut cmd = Command::new(&opts.minizinc);
-    cmd.arg("--solver")
-        .arg(&opts.solver)
-        .arg("--json-stream")
-        .arg("--output-mode")
-        .arg("json")
-        .arg("--time-limit")
-        .arg(opts.time_limit.as_millis().to_string())
-        .arg(&opts.model)
-        .arg(dzn)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let limit = opts.memory_limit;
-    // SAFETY: the closure runs in the forked child before exec and only calls setrlimit, which
-    // is async-signal-safe; it touches no memory shared with the parent.
-    unsafe {
-        use std::os::unix::process::CommandExt;
-        cmd.pre_exec(move || {
-            nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_AS, limit, limit)
-                .map_err(std::io::Error::from)
-        });
-    }
-    let mut child = cmd.spawn().map_err(|e| {
-        Error::MiniZinc(format!(
-            "cannot run {}: {e} (install it: apt-get install minizinc)",
-            opts.minizinc.display()
-        ))
-    })?;
-    let stdout = child.stdout.take().ok_or_else(|| Error::MiniZinc("no stdout".into()))?;
-    let stderr = child.stderr.take().ok_or_else(|| Error::MiniZinc("no stderr".into()))?;
-    let reader = std::thread::spawn(move || BufReader::new(stdout).lines().map_while(|l| l.ok()).collect::<Vec<_>>());
-    let err_reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = std::io::Read::read_to_string(&mut BufReader::new(stderr), &mut s);
-        s
-    });
-
-    let deadline = Instant::now() + opts.time_limit + Duration::from_secs(5);
-    let exit_status = loop {
-        if let Some(status) = child.try_wait().map_err(|e| Error::MiniZinc(e.to_string()))? {
-            break status;
+    let run = crate::solver::run(&opts.solver, &opts.model, &[dzn])?;
+    match run.status {
+        crate::solver::Status::Unsatisfiable => {
+            return Err(Error::MiniZinc(
+                "the invariants cannot all hold: no repair exists".into(),
+            ))
         }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
+        crate::solver::Status::Unknown => {
             return Err(Error::MiniZinc(format!(
-                "no answer within {:?}; solver killed",
-                opts.time_limit
-            )));
+                "no solution within {:?} and no proof there is none",
+                opts.solver.time_limit
+            )))
         }
-        std::thread::sleep(Duration::from_millis(10));
-    };
-    let lines = reader.join().unwrap_or_default();
-    let stderr_text = err_reader.join().unwrap_or_default();
+        _ => {}
+    }
+    let values = run
+        .ints("value")
+        .ok_or_else(|| Error::MiniZinc(format!("the answer has no integer array `value`: {}", run.output)))?;
+    Ok(Solution {
+        values,
+        optimal: run.status == crate::solver::Status::Optimal,
+        checked: run.check.as_ref().is_some_and(|c| c.ok()),
+        stats: run.stats,
+    })
+}
 
-    let mut values: Option<Vec<i64>> = None;
-    let mut final_status = None;
-    let mut errors = Vec::new();
-    for line in &lines {
-        let Ok(event) = serde_json::from_str::<serde_json::Value>(line) else {
-            continue;
-        };
-        match event["type"].as_str() {
-            Some("solution") => {
-                values = event["output"]["json"]["value"]
-                    .as_array()
-                    .map(|a| a.iter().filter_map(|v| v.as_i64()).collect());
-            }
-            Some("status") => final_status = event["status"].as_str().map(str::to_string),
-            Some("error") => errors.push(event["message"].as_str().unwrap_or("error").to_string()),
-            _ => {}
+/// Checks values against the spec's bounds and orderings in Rust: a solver's answer becomes a
+/// plan only if the repaired object satisfies every invariant.
+pub fn check_values(spec: &TargetSpec, values: &[i64]) -> std::result::Result<(), String> {
+    if values.len() != spec.fields.len() {
+        return Err(format!("expected {} values, got {}", spec.fields.len(), values.len()));
+    }
+    for (f, &v) in spec.fields.iter().zip(values) {
+        if v < f.min || v > f.max {
+            return Err(format!("{} = {v} is outside {}..{}", f.name, f.min, f.max));
         }
     }
-    if !errors.is_empty() {
-        return Err(Error::MiniZinc(errors.join("; ")));
+    for (l, r) in &spec.le {
+        let (li, ri) = (spec.index(l).unwrap_or(0), spec.index(r).unwrap_or(0));
+        if values[li] > values[ri] {
+            return Err(format!("{l} = {} > {r} = {}", values[li], values[ri]));
+        }
     }
-    match (final_status.as_deref(), values) {
-        (Some("UNSATISFIABLE"), _) => Err(Error::MiniZinc(
-            "the invariants cannot all hold: no repair exists".into(),
-        )),
-        (status, Some(values)) => Ok(Solution {
-            values,
-            optimal: status == Some("OPTIMAL_SOLUTION"),
-        }),
-        (status, None) => Err(Error::MiniZinc(format!(
-            "no solution (status {}, exit {exit_status}): {}",
-            status.unwrap_or("none"),
-            stderr_text
-                .lines()
-                .filter(|l| !l.contains("deprecated"))
-                .collect::<Vec<_>>()
-                .join(" ")
-        ))),
-    }
+    Ok(())
+}
+
+/// Which invariant of a spec a violation breaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SpecRule {
+    /// A field outside its `min..=max`.
+    Bounds,
+    /// An ordering `left <= right` that does not hold.
+    Order,
 }
 
 /// The current values and the violations, read from the snapshot.
 pub fn facts(snapshot: &Snapshot, spec: &TargetSpec) -> Result<(u64, Vec<i64>, Vec<Violation>)> {
+    let (base, current, violations) = spec_violations(snapshot, spec)?;
+    Ok((base, current, violations.into_iter().map(|(_, v)| v).collect()))
+}
+
+/// What a spec says of a snapshot: the object's address, its current values, and each
+/// violation with the kind of invariant it breaks.
+pub type SpecFacts = (u64, Vec<i64>, Vec<(SpecRule, Violation)>);
+
+/// [`facts`] with each violation's kind of invariant.
+pub fn spec_violations(snapshot: &Snapshot, spec: &TargetSpec) -> Result<SpecFacts> {
     let base = snapshot.symbol(&spec.symbol)?.address;
     let mut current = Vec::with_capacity(spec.fields.len());
     let mut violations = Vec::new();
@@ -385,22 +355,28 @@ pub fn facts(snapshot: &Snapshot, spec: &TargetSpec) -> Result<(u64, Vec<i64>, V
         let bytes = snapshot.read(base + f.offset, f.size as usize)?;
         let v = decode_field(&bytes, f.signed);
         if v < f.min || v > f.max {
-            violations.push(Violation {
-                address: base + f.offset,
-                field: format!("{}.{}", spec.symbol, f.name),
-                rule: format!("{} <= {} <= {} (is {v})", f.min, f.name, f.max),
-            });
+            violations.push((
+                SpecRule::Bounds,
+                Violation {
+                    address: base + f.offset,
+                    field: format!("{}.{}", spec.symbol, f.name),
+                    rule: format!("{} <= {} <= {} (is {v})", f.min, f.name, f.max),
+                },
+            ));
         }
         current.push(v);
     }
     for (l, r) in &spec.le {
         let (li, ri) = (spec.index(l).unwrap_or(0), spec.index(r).unwrap_or(0));
         if current[li] > current[ri] {
-            violations.push(Violation {
-                address: base + spec.fields[li].offset,
-                field: format!("{}.{}", spec.symbol, l),
-                rule: format!("{l} <= {r} ({} > {})", current[li], current[ri]),
-            });
+            violations.push((
+                SpecRule::Order,
+                Violation {
+                    address: base + spec.fields[li].offset,
+                    field: format!("{}.{}", spec.symbol, l),
+                    rule: format!("{l} <= {r} ({} > {})", current[li], current[ri]),
+                },
+            ));
         }
     }
     Ok((base, current, violations))
@@ -431,22 +407,20 @@ pub fn dzn(spec: &TargetSpec, current: &[i64]) -> String {
 /// Builds the plan: facts → `.dzn` (kept beside the plan) → minizinc → writes.
 pub fn plan(snapshot: &Snapshot, spec: &TargetSpec, opts: &SolverOptions, dzn_path: &Path) -> Result<PlanFile> {
     let (base, current, violations) = facts(snapshot, spec)?;
+    let violations_empty = violations.is_empty();
     crate::fsutil::write_file_atomically(dzn_path, dzn(spec, &current).as_bytes())?;
     let solution = if violations.is_empty() {
         Solution {
             values: current.clone(),
             optimal: true,
+            stats: Default::default(),
+            checked: false,
         }
     } else {
         solve(opts, dzn_path)?
     };
-    if solution.values.len() != spec.fields.len() {
-        return Err(Error::MiniZinc(format!(
-            "expected {} values, got {}",
-            spec.fields.len(),
-            solution.values.len()
-        )));
-    }
+    check_values(spec, &solution.values)
+        .map_err(|why| Error::MiniZinc(format!("the solver's answer breaks an invariant: {why}")))?;
 
     let mut writes = Vec::new();
     let mut regions: Vec<PlanRegion> = Vec::new();
@@ -494,7 +468,7 @@ pub fn plan(snapshot: &Snapshot, spec: &TargetSpec, opts: &SolverOptions, dzn_pa
         target: spec.target.clone(),
         target_id: hex::encode(target_id),
         snapshot_root: snapshot.meta.root.clone(),
-        solver: opts.solver.clone(),
+        solver: opts.solver.backend.name().to_string(),
         status: if solution.optimal { "OPTIMAL" } else { "SATISFIED" }.into(),
         changed_bytes: writes.iter().map(|w| w.new.len() as u64 / 2).sum(),
         violations,
@@ -502,6 +476,7 @@ pub fn plan(snapshot: &Snapshot, spec: &TargetSpec, opts: &SolverOptions, dzn_pa
         writes,
         plan_hash: String::new(),
         evidence: String::new(),
+        stats: (!violations_empty).then_some(solution.stats),
     };
     let patch = file.to_patch_plan(Path::new("<new plan>"))?;
     file.plan_hash = hex::encode(patch.plan_hash::<Sha2>());

@@ -306,6 +306,41 @@ impl DebugTypes {
         Ok(types.with_bias(crate::symbols::load_bias(&file, mapped)))
     }
 
+    /// The DWARF of the main binary a snapshot was taken of, with the snapshot's load bias.
+    /// The file is read from the path the snapshot records; its first page must equal the
+    /// captured first page of its mapping (ELF header, program headers, build-id note), so a
+    /// rebuilt or replaced binary is refused rather than misread.
+    pub fn for_snapshot(snap: &crate::snapshot::Snapshot) -> Result<DebugTypes> {
+        DebugTypes::for_snapshot_from(snap, Path::new(&snap.meta.exe))
+    }
+
+    /// [`DebugTypes::for_snapshot`] reading the binary from `exe` (a copy kept elsewhere, or
+    /// one with debug info when the process ran a stripped one); it must still match the
+    /// captured first page.
+    pub fn for_snapshot_from(snap: &crate::snapshot::Snapshot, exe: &Path) -> Result<DebugTypes> {
+        let exe = exe.to_path_buf();
+        let mapped = snap
+            .meta
+            .regions
+            .iter()
+            .filter(|r| r.map.path == snap.meta.exe && r.map.offset == 0)
+            .min_by_key(|r| r.map.start)
+            .ok_or_else(|| dwarf_error(&exe, "the snapshot has no mapping of it at offset 0"))?;
+        let data = std::fs::read(&exe).map_err(|e| Error::io(&exe, e))?;
+        let page = crate::process::PAGE_SIZE as usize;
+        let want = data.len().min(page).min((mapped.map.end - mapped.map.start) as usize);
+        let captured = snap.read(mapped.map.start, want)?;
+        if captured[..] != data[..want] {
+            return Err(dwarf_error(
+                &exe,
+                "this file is not the binary the snapshot was taken of (its first page differs)",
+            ));
+        }
+        let types = DebugTypes::parse(&data, &exe)?;
+        let file = object::File::parse(&*data).map_err(|e| dwarf_error(&exe, e))?;
+        Ok(types.with_bias(crate::symbols::load_bias(&file, mapped.map.start)))
+    }
+
     /// Parses the DWARF sections of an ELF image. `path` only names it in errors. A file with no
     /// `.debug_info` is an error (nothing to describe), as is any malformed unit.
     pub fn parse(data: &[u8], path: &Path) -> Result<DebugTypes> {
@@ -1112,24 +1147,6 @@ pub struct ObjectValue {
 }
 
 impl DebugTypes {
-    /// The DWARF of the snapshot's main binary (still on disk at the recorded path), with the
-    /// load bias the snapshot's map gives it.
-    pub fn for_snapshot(snapshot: &crate::snapshot::Snapshot) -> Result<DebugTypes> {
-        let exe = PathBuf::from(&snapshot.meta.exe);
-        let data = std::fs::read(&exe).map_err(|e| Error::io(&exe, e))?;
-        let types = DebugTypes::parse(&data, &exe)?;
-        let mapped = snapshot
-            .meta
-            .regions
-            .iter()
-            .filter(|r| r.map.path == snapshot.meta.exe && r.map.offset == 0)
-            .map(|r| r.map.start)
-            .min()
-            .ok_or_else(|| dwarf_error(&exe, "the snapshot does not map it at offset 0"))?;
-        let file = object::File::parse(&*data).map_err(|e| dwarf_error(&exe, e))?;
-        Ok(types.with_bias(crate::symbols::load_bias(&file, mapped)))
-    }
-
     /// Reads `symbol`'s scalar fields (see `object_layout`) from the snapshot's memory.
     pub fn read_object(&self, snapshot: &crate::snapshot::Snapshot, symbol: &str) -> Result<ObjectValue> {
         let layout = self.object_layout(symbol)?;

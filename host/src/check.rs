@@ -1,0 +1,516 @@
+//! `memzinc check`: invariants of a snapshot, judged in Rust with the binary's DWARF types.
+//!
+//! Every global of the main binary with a static address is decoded from the snapshot by its
+//! DWARF type and walked field by field (nested structs, arrays element by element):
+//!
+//! - **pointers**: a non-null pointer lands in a mapped, readable region (or exactly one past
+//!   the end of one), aligned for its pointee; a function pointer lands in executable memory;
+//! - **types**: a `bool` holds 0 or 1, a C enum one of its enumerators (or, for an enum whose
+//!   enumerators are all single bits, a combination of them), a Rust `char` a Unicode scalar;
+//! - **regions**: none writable and executable at once (W^X), no executable anonymous memory;
+//! - **specs**: a target spec's bounds and orderings (`reason::TargetSpec`).
+//!
+//! A Rust enum with an explicit tag must hold one of its variants' discriminants, and the live
+//! variant's payload is walked like a struct. Unions and niche-encoded Rust enums are not
+//! judged (which member is live is not in memory in a form DWARF describes); bit fields neither. Every violation names the address, the global, the field
+//! path and the rule. Nothing here solves anything: facts only.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::Result;
+use crate::reason::{SpecRule, TargetSpec};
+use crate::snapshot::{SnapRegion, Snapshot};
+use crate::types::{DebugTypes, Encoding, TypeId, TypeKind};
+
+/// Arrays are judged up to this many elements; larger ones are counted as truncated.
+const MAX_ELEMENTS: u64 = 1 << 16;
+/// Objects larger than this are read only this far.
+const MAX_OBJECT: u64 = 16 << 20;
+const MAX_DEPTH: usize = 32;
+
+/// The rule a finding breaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Rule {
+    /// A non-null pointer into no mapped region.
+    PointerUnmapped,
+    /// A pointer into a region that cannot be read.
+    PointerUnreadable,
+    /// A pointer not aligned for its pointee.
+    PointerMisaligned,
+    /// A function pointer into memory that is not executable.
+    FunctionPointerNotExecutable,
+    /// A bool other than 0 or 1.
+    BoolNotZeroOrOne,
+    /// A C enum holding no enumerator (nor a combination of flag enumerators), or a Rust enum
+    /// whose tag names no variant.
+    EnumInvalid,
+    /// A Rust `char` that is not a Unicode scalar value.
+    CharInvalid,
+    /// A region both writable and executable.
+    WritableAndExecutable,
+    /// Executable memory backed by no file (heap, stack, anonymous mappings).
+    ExecutableAnonymous,
+    /// A target spec's field outside its bounds.
+    SpecBounds,
+    /// A target spec's ordering that does not hold.
+    SpecOrder,
+}
+
+/// One violated invariant.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Finding {
+    pub rule: Rule,
+    pub address: u64,
+    /// The global (its DWARF qualified name), the region's path, or the spec's symbol.
+    pub symbol: String,
+    /// The field path inside it (`head.next`, `nodes[1].value`); empty for the whole object.
+    pub field: String,
+    pub detail: String,
+}
+
+impl Finding {
+    /// `symbol.field`, `symbol[i].field`, or the symbol alone.
+    pub fn location(&self) -> String {
+        match self.field.as_str() {
+            "" => self.symbol.clone(),
+            f if f.starts_with('[') => format!("{}{f}", self.symbol),
+            f => format!("{}.{f}", self.symbol),
+        }
+    }
+}
+
+/// What `check` looked at and found.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckReport {
+    pub findings: Vec<Finding>,
+    pub globals: u64,
+    pub fields: u64,
+    pub pointers: u64,
+    pub regions: u64,
+    pub specs: u64,
+    /// Globals or parts left unjudged, and why (not captured, unions, truncated arrays...).
+    pub not_judged: Vec<String>,
+    /// Why the DWARF checks did not run, if they did not.
+    pub types_unavailable: Option<String>,
+}
+
+impl CheckReport {
+    pub fn count(&self, rule: Rule) -> usize {
+        self.findings.iter().filter(|f| f.rule == rule).count()
+    }
+}
+
+/// Everything the checks need.
+pub struct Check<'a> {
+    pub snapshot: &'a Snapshot,
+    /// The main binary's DWARF at the snapshot's addresses; `None` skips the type checks.
+    pub types: Option<&'a DebugTypes>,
+    pub specs: &'a [TargetSpec],
+}
+
+fn is_anonymous(r: &SnapRegion) -> bool {
+    matches!(r.map.path.as_str(), "" | "[heap]" | "[stack]") || r.map.path.starts_with("[anon:")
+}
+
+/// The region the byte at `address` lies in.
+fn region_at(snap: &Snapshot, address: u64) -> Option<&SnapRegion> {
+    snap.region_of(address, 1)
+}
+
+struct Walker<'a> {
+    snap: &'a Snapshot,
+    types: &'a DebugTypes,
+    report: CheckReport,
+    symbol: String,
+}
+
+impl Walker<'_> {
+    fn find(&mut self, rule: Rule, address: u64, field: &str, detail: String) {
+        self.report.findings.push(Finding {
+            rule,
+            address,
+            symbol: self.symbol.clone(),
+            field: field.to_string(),
+            detail,
+        });
+    }
+
+    /// Walks the value of type `id` at `bytes[at..]` (runtime address `base + at`).
+    fn walk(&mut self, id: TypeId, bytes: &[u8], at: u64, base: u64, path: &str, depth: usize) {
+        if depth > MAX_DEPTH {
+            self.report
+                .not_judged
+                .push(format!("{}{path}: nested too deep", self.symbol));
+            return;
+        }
+        let Some((rid, t)) = self.types.resolve(id) else {
+            return;
+        };
+        let size = self.types.size_of(rid).unwrap_or(0);
+        let Some(raw) = bytes.get(at as usize..(at + size) as usize) else {
+            if size > 0 {
+                self.report
+                    .not_judged
+                    .push(format!("{}{path}: beyond the bytes read", self.symbol));
+            }
+            return;
+        };
+        let address = base + at;
+        let int = |signed: bool| -> i64 {
+            let mut b = [0u8; 8];
+            let n = raw.len().min(8);
+            b[..n].copy_from_slice(&raw[..n]);
+            let v = u64::from_le_bytes(b);
+            if signed && n < 8 && n > 0 && raw[n - 1] & 0x80 != 0 {
+                (v | (u64::MAX << (n * 8))) as i64
+            } else {
+                v as i64
+            }
+        };
+        match &t.kind {
+            TypeKind::Base { encoding } => {
+                self.report.fields += 1;
+                match encoding {
+                    Encoding::Bool => {
+                        let v = int(false);
+                        if v != 0 && v != 1 {
+                            self.find(Rule::BoolNotZeroOrOne, address, path, format!("bool holds {v}"));
+                        }
+                    }
+                    Encoding::Utf if size == 4 => {
+                        let v = int(false) as u32;
+                        if char::from_u32(v).is_none() {
+                            self.find(Rule::CharInvalid, address, path, format!("char holds {v:#x}"));
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            TypeKind::Enum { enumerators, .. } => {
+                self.report.fields += 1;
+                let signed = matches!(self.types.shape(Some(rid)), crate::types::Shape::Enum { signed: true });
+                let v = int(signed);
+                let mask = if size >= 8 { u64::MAX } else { (1u64 << (size * 8)) - 1 };
+                let known = |x: i64| enumerators.iter().any(|e| (e.value as u64 & mask) == (x as u64 & mask));
+                let flags = !enumerators.is_empty()
+                    && enumerators
+                        .iter()
+                        .all(|e| e.value == 0 || (e.value as u64 & mask).is_power_of_two());
+                let all_bits = enumerators.iter().fold(0u64, |acc, e| acc | (e.value as u64 & mask));
+                let ok = known(v) || (flags && (v as u64 & mask) & !all_bits == 0);
+                if !ok && !enumerators.is_empty() {
+                    let names: Vec<String> = enumerators.iter().map(|e| format!("{}={}", e.name, e.value)).collect();
+                    self.find(
+                        Rule::EnumInvalid,
+                        address,
+                        path,
+                        format!(
+                            "{} holds {v}, not one of {}",
+                            self.types.type_name(Some(rid)),
+                            names.join(", ")
+                        ),
+                    );
+                }
+            }
+            TypeKind::Pointer { pointee } => {
+                self.report.fields += 1;
+                self.report.pointers += 1;
+                self.pointer(*pointee, int(false) as u64, address, path);
+            }
+            TypeKind::Struct {
+                members,
+                variant_part: None,
+            } => {
+                for m in members {
+                    let (Some(offset), Some(ty)) = (m.offset, m.type_id) else {
+                        continue;
+                    };
+                    if m.bit_size.is_some() {
+                        continue;
+                    }
+                    let name = m.name.as_deref().unwrap_or("<anonymous>");
+                    let sub = if path.is_empty() {
+                        name.to_string()
+                    } else {
+                        format!("{path}.{name}")
+                    };
+                    self.walk(ty, bytes, at + offset, base, &sub, depth + 1);
+                }
+            }
+            TypeKind::Array {
+                element: Some(element),
+                dims,
+            } => {
+                let Some(count) = dims.iter().try_fold(1u64, |acc, d| acc.checked_mul((*d)?)) else {
+                    return;
+                };
+                let Some(stride) = self.types.size_of(*element).filter(|s| *s > 0) else {
+                    return;
+                };
+                // Arrays of plain numbers hold nothing to judge; skip walking them.
+                if matches!(
+                    self.types.resolve(*element).map(|(_, t)| &t.kind),
+                    Some(TypeKind::Base {
+                        encoding: Encoding::Signed
+                            | Encoding::Unsigned
+                            | Encoding::SignedChar
+                            | Encoding::UnsignedChar
+                            | Encoding::Float
+                            | Encoding::Other
+                    })
+                ) {
+                    self.report.fields += count.min(MAX_ELEMENTS);
+                    return;
+                }
+                if count > MAX_ELEMENTS {
+                    self.report
+                        .not_judged
+                        .push(format!("{}{path}: elements {MAX_ELEMENTS}.. of {count}", self.symbol));
+                }
+                for i in 0..count.min(MAX_ELEMENTS) {
+                    self.walk(
+                        *element,
+                        bytes,
+                        at + i * stride,
+                        base,
+                        &format!("{path}[{i}]"),
+                        depth + 1,
+                    );
+                }
+            }
+            TypeKind::Struct {
+                variant_part: Some(vp), ..
+            } if vp.discriminant.is_some() && vp.variants.iter().all(|v| v.discr_value.is_some()) => {
+                // A Rust enum with an explicit tag: the tag names the live variant.
+                let Some(d) = &vp.discriminant else { return };
+                let (Some(offset), Some(tag_ty)) = (d.offset, d.type_id) else {
+                    return;
+                };
+                let tag_size = self.types.size_of(tag_ty).unwrap_or(0).min(8);
+                let Some(tag_bytes) = bytes.get((at + offset) as usize..(at + offset + tag_size) as usize) else {
+                    return;
+                };
+                self.report.fields += 1;
+                let mut b = [0u8; 8];
+                b[..tag_bytes.len()].copy_from_slice(tag_bytes);
+                let tag = u64::from_le_bytes(b);
+                let mask = if tag_size >= 8 {
+                    u64::MAX
+                } else {
+                    (1u64 << (tag_size * 8)) - 1
+                };
+                match vp
+                    .variants
+                    .iter()
+                    .find(|v| v.discr_value.map(|x| x & mask) == Some(tag))
+                {
+                    Some(v) => {
+                        if let Some(payload) = v.type_id {
+                            let name = v.name.as_deref().unwrap_or("<variant>");
+                            let sub = if path.is_empty() {
+                                name.to_string()
+                            } else {
+                                format!("{path}.{name}")
+                            };
+                            self.walk(payload, bytes, at + v.offset.unwrap_or(0), base, &sub, depth + 1);
+                        }
+                    }
+                    None => {
+                        let names: Vec<String> = vp
+                            .variants
+                            .iter()
+                            .map(|v| format!("{}={}", v.name.as_deref().unwrap_or("?"), v.discr_value.unwrap_or(0)))
+                            .collect();
+                        self.find(
+                            Rule::EnumInvalid,
+                            address + offset,
+                            path,
+                            format!(
+                                "{} has discriminant {tag}, not one of {}",
+                                self.types.type_name(Some(rid)),
+                                names.join(", ")
+                            ),
+                        );
+                    }
+                }
+            }
+            TypeKind::Union { .. } | TypeKind::Struct { .. } => {
+                // Unions, and Rust enums whose variant is encoded in a niche.
+                self.report.not_judged.push(format!(
+                    "{}{}{path}: {} (which member is live is unknown)",
+                    self.symbol,
+                    if path.is_empty() || path.starts_with('[') {
+                        ""
+                    } else {
+                        "."
+                    },
+                    self.types.type_name(Some(rid))
+                ));
+            }
+            _ => {}
+        }
+    }
+
+    fn pointer(&mut self, pointee: Option<TypeId>, value: u64, address: u64, path: &str) {
+        if value == 0 {
+            return;
+        }
+        let function = pointee
+            .and_then(|p| self.types.resolve(p))
+            .is_some_and(|(_, t)| matches!(t.kind, TypeKind::Function));
+        let region = region_at(self.snap, value).or_else(|| {
+            // One past the end of an object at the end of a mapping is a valid C pointer.
+            value
+                .checked_sub(1)
+                .and_then(|v| region_at(self.snap, v))
+                .filter(|r| r.map.end == value && !function)
+        });
+        let Some(region) = region else {
+            self.find(
+                Rule::PointerUnmapped,
+                address,
+                path,
+                format!("{value:#x} is in no mapped region"),
+            );
+            return;
+        };
+        if !region.map.readable() {
+            self.find(
+                Rule::PointerUnreadable,
+                address,
+                path,
+                format!(
+                    "{value:#x} is in {:x}-{:x} {} {}",
+                    region.map.start, region.map.end, region.map.perms, region.map.path
+                ),
+            );
+            return;
+        }
+        if function {
+            if !region.map.executable() {
+                self.find(
+                    Rule::FunctionPointerNotExecutable,
+                    address,
+                    path,
+                    format!(
+                        "{value:#x} is in {:x}-{:x} {} {}",
+                        region.map.start, region.map.end, region.map.perms, region.map.path
+                    ),
+                );
+            }
+            return;
+        }
+        let align = pointee
+            .and_then(|p| crate::layout::align_of(self.types, p))
+            .unwrap_or(1);
+        if !value.is_multiple_of(align) {
+            self.find(
+                Rule::PointerMisaligned,
+                address,
+                path,
+                format!(
+                    "{value:#x} is not aligned to {align} for {}",
+                    self.types.type_name(pointee)
+                ),
+            );
+        }
+    }
+}
+
+/// Runs every check on the snapshot.
+pub fn check(c: &Check<'_>) -> Result<CheckReport> {
+    let snap = c.snapshot;
+    let mut report = CheckReport::default();
+    for r in &snap.meta.regions {
+        report.regions += 1;
+        let where_ = format!("{:x}-{:x} {}", r.map.start, r.map.end, r.map.perms);
+        let name = if r.map.path.is_empty() {
+            "[anonymous]".to_string()
+        } else {
+            r.map.path.clone()
+        };
+        if r.map.writable() && r.map.executable() {
+            report.findings.push(Finding {
+                rule: Rule::WritableAndExecutable,
+                address: r.map.start,
+                symbol: name.clone(),
+                field: String::new(),
+                detail: format!("{where_} is writable and executable"),
+            });
+        }
+        if r.map.executable() && is_anonymous(r) {
+            report.findings.push(Finding {
+                rule: Rule::ExecutableAnonymous,
+                address: r.map.start,
+                symbol: name,
+                field: String::new(),
+                detail: format!("{where_} is executable and backed by no file"),
+            });
+        }
+    }
+
+    for spec in c.specs {
+        report.specs += 1;
+        let (_, _, violations) = crate::reason::spec_violations(snap, spec)?;
+        for (kind, v) in violations {
+            report.findings.push(Finding {
+                rule: match kind {
+                    SpecRule::Bounds => Rule::SpecBounds,
+                    SpecRule::Order => Rule::SpecOrder,
+                },
+                address: v.address,
+                symbol: spec.symbol.clone(),
+                field: v
+                    .field
+                    .strip_prefix(&format!("{}.", spec.symbol))
+                    .unwrap_or(&v.field)
+                    .to_string(),
+                detail: format!("{} (spec {})", v.rule, spec.target),
+            });
+        }
+    }
+
+    match c.types {
+        None => report.types_unavailable = Some("no DWARF types given".into()),
+        Some(types) => {
+            let mut walker = Walker {
+                snap,
+                types,
+                report,
+                symbol: String::new(),
+            };
+            let mut seen = std::collections::BTreeSet::new();
+            for v in &types.variables {
+                let Some(ty) = v.type_id else { continue };
+                if !seen.insert((v.address, ty)) {
+                    continue;
+                }
+                let size = types.size_of(ty).unwrap_or(0);
+                if size == 0 {
+                    continue;
+                }
+                walker.symbol = v.qualified_name.clone();
+                walker.report.globals += 1;
+                let len = size.min(MAX_OBJECT);
+                let bytes = match snap.read(v.address, len as usize) {
+                    Ok(b) => b,
+                    Err(e) => {
+                        walker.report.not_judged.push(format!("{}: {e}", v.qualified_name));
+                        continue;
+                    }
+                };
+                if len < size {
+                    walker
+                        .report
+                        .not_judged
+                        .push(format!("{}: bytes {len}.. of {size}", v.qualified_name));
+                }
+                walker.walk(ty, &bytes, 0, v.address, "", 0);
+            }
+            report = walker.report;
+        }
+    }
+    report.findings.sort_by_key(|f| (f.rule, f.address));
+    Ok(report)
+}

@@ -1,0 +1,139 @@
+//! `memzinc plan` end to end on a corrupted healme (no chain involved): both backends give the
+//! same repair, statistics land in the plan file, and Ctrl-C kills the solver and exits 130.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use memzinc_tests::{binary, repo_root};
+
+struct Running(Child);
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Snapshots a healme that corrupted itself (target 9000, fan 7) into `core`.
+fn corrupted_healme_core(core: &Path) {
+    let mut child = Command::new(binary("healme"))
+        .args(["--corrupt-at", "1", "--period-ms", "20"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let target = Running(child);
+    while !lines.next().unwrap().unwrap().starts_with("tick 2") {}
+    std::thread::spawn(move || for _ in lines.map_while(Result::ok) {});
+    memzinc::snapshot::take(target.0.id() as i32, core, None).unwrap();
+}
+
+#[test]
+fn plan_with_cbc_equals_plan_with_gecode_and_records_statistics() {
+    let dir = tempfile::tempdir().unwrap();
+    let core = dir.path().join("healme.core");
+    corrupted_healme_core(&core);
+    let spec = repo_root().join("models/targets/healme.json");
+    let mut plans = Vec::new();
+    for solver in ["gecode", "cbc"] {
+        let out_path = dir.path().join(format!("{solver}.plan.json"));
+        let out = Command::new(binary("memzinc"))
+            .args(["plan", "--solver", solver, "--spec"])
+            .arg(&spec)
+            .arg("-o")
+            .arg(&out_path)
+            .arg(&core)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{text} {}", String::from_utf8_lossy(&out.stderr));
+        assert!(text.contains(&format!("OPTIMAL by {solver}")), "{text}");
+        assert!(text.contains(&format!("solver {solver}: total")), "{text}");
+        let plan: serde_json::Value = serde_json::from_slice(&std::fs::read(&out_path).unwrap()).unwrap();
+        assert_eq!(plan["stats"]["backend"], solver);
+        plans.push(plan);
+    }
+    // Same writes, same plan hash: the backend does not change the repair.
+    assert_eq!(plans[0]["writes"], plans[1]["writes"]);
+    assert_eq!(plans[0]["plan_hash"], plans[1]["plan_hash"]);
+    assert_eq!(plans[0]["changed_bytes"], 5);
+    // Gecode's answer in a plan is verified: the check ran (it has a time of its own).
+    assert!(plans[0]["stats"]["check_ms"].is_u64(), "{}", plans[0]["stats"]);
+}
+
+#[test]
+fn ctrl_c_during_a_solve_kills_the_solver_and_exits_130() {
+    let dir = tempfile::tempdir().unwrap();
+    let core = dir.path().join("healme.core");
+    corrupted_healme_core(&core);
+    // A model that searches for hours (tests/models/pigeons.mzn) in place of repair.mzn.
+    let memzinc = Command::new(binary("memzinc"))
+        .args(["plan", "--time-limit", "600", "--spec"])
+        .arg(repo_root().join("models/targets/healme.json"))
+        .arg("--model")
+        .arg(repo_root().join("tests/models/pigeons.mzn"))
+        .arg(&core)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let memzinc = Running(memzinc);
+    let pid = memzinc.0.id() as i32;
+    // Wait for fzn-gecode in a session memzinc started (its leader is memzinc's child).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let sid = loop {
+        assert!(Instant::now() < deadline, "fzn-gecode never started");
+        let found = children(pid).into_iter().find(|&c| {
+            memzinc::solver::session_members(c)
+                .iter()
+                .any(|p| comm(*p).as_deref() == Some("fzn-gecode"))
+        });
+        if let Some(sid) = found {
+            break sid;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let sent = Instant::now();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGINT).unwrap();
+    let mut memzinc = memzinc;
+    let status = memzinc.0.wait().unwrap();
+    assert!(sent.elapsed() < Duration::from_secs(5));
+    assert_eq!(status.code(), Some(130));
+    let mut err = String::new();
+    std::io::Read::read_to_string(memzinc.0.stderr.as_mut().unwrap(), &mut err).unwrap();
+    assert!(err.contains("cancelled"), "{err}");
+    assert!(
+        memzinc::solver::session_members(sid).is_empty(),
+        "the solver survived Ctrl-C"
+    );
+}
+
+fn comm(pid: i32) -> Option<String> {
+    std::fs::read_to_string(format!("/proc/{pid}/comm"))
+        .ok()
+        .map(|s| s.trim().to_string())
+}
+
+/// The children of `pid`, from /proc.
+fn children(pid: i32) -> Vec<i32> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(p) = e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else {
+            continue;
+        };
+        let Some(close) = stat.rfind(')') else { continue };
+        let ppid = stat[close + 1..]
+            .split_whitespace()
+            .nth(1)
+            .and_then(|f| f.parse::<i32>().ok());
+        if ppid == Some(pid) {
+            out.push(p);
+        }
+    }
+    out
+}
