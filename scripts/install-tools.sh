@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what memzinc needs on a fresh Debian 12 machine of this kind, idempotently:
-#   apt          minizinc (Gecode), coinor-cbc, gdb, gcc (the tests' C target), protoc (the
+#   apt          minizinc (Gecode), coinor-cbc, gdb, chromium (the audit report test), gcc (the tests' C target), protoc (the
 #                snapshot schema, proto/), build deps of the Solana client crates
 #   toolchain    Rust 1.99.1 + rust-src (LLVM 23, which sbpf-linker 0.2.x needs)
 #   sbpf-linker  the linker crate that replaces platform-tools, pinned, --locked
@@ -19,7 +19,7 @@ for item in "${want[@]}"; do
   case "$item" in
     apt)
       missing=()
-      for pkg in minizinc coinor-cbc gdb gcc libc6-dev protobuf-compiler pkg-config libssl-dev libclang-dev clang; do
+      for pkg in minizinc coinor-cbc gdb gcc libc6-dev protobuf-compiler pkg-config libssl-dev libclang-dev clang chromium; do
         dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" || missing+=("$pkg")
       done
       if [ ${#missing[@]} -gt 0 ]; then

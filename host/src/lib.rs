@@ -32,6 +32,7 @@ pub mod process;
 pub mod reason;
 pub mod registry;
 pub mod replay;
+pub mod report;
 pub mod snapshot;
 pub mod solver;
 pub mod symbols;

@@ -157,6 +157,12 @@ enum Command {
         /// The local reproducible build to compare the deployed program with.
         #[arg(long)]
         program: Option<PathBuf>,
+        /// Write the decision timeline as a Parquet table.
+        #[arg(long)]
+        parquet: Option<PathBuf>,
+        /// Write an HTML report (memory maps of the patches, timeline, replay verdicts).
+        #[arg(long)]
+        report: Option<PathBuf>,
     },
     /// Run a local Solana network (surfpool) with the attestor deployed, until Ctrl-C.
     Localnet {
@@ -692,22 +698,26 @@ fn run(cli: Cli) -> Result<()> {
             authority,
             replay,
             program,
+            parquet,
+            report: html_report,
         } => {
             let client = g.client()?;
             let authority = authority_or_self(&client, authority.as_deref())?;
             let target_id = memzinc_verifier::hash::target_id::<Sha2>(target.as_bytes());
             let report = client.audit(&authority, &target_id)?;
+            let mut plans = Vec::new();
+            if let Some(dir) = &replay {
+                for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
+                    let path = entry?.path();
+                    if path.to_string_lossy().ends_with(".plan.json") {
+                        let (file, _) = PlanFile::load(&path)?;
+                        plans.push(file.to_submission(&path)?);
+                    }
+                }
+            }
             let replayed = match replay {
                 None => None,
-                Some(dir) => {
-                    let mut plans = Vec::new();
-                    for entry in std::fs::read_dir(&dir).with_context(|| format!("reading {}", dir.display()))? {
-                        let path = entry?.path();
-                        if path.to_string_lossy().ends_with(".plan.json") {
-                            let (file, _) = PlanFile::load(&path)?;
-                            plans.push(file.to_submission(&path)?);
-                        }
-                    }
+                Some(_) => {
                     let local = std::fs::read(program.unwrap_or_else(default_program)).ok();
                     Some(memzinc::replay::replay_history(
                         &client,
@@ -718,6 +728,13 @@ fn run(cli: Cli) -> Result<()> {
                     )?)
                 }
             };
+            if let Some(path) = &parquet {
+                memzinc::report::write_timeline_parquet(&report, path)?;
+            }
+            if let Some(path) = &html_report {
+                let page = memzinc::report::html(&report, replayed.as_ref(), &plans, &target);
+                memzinc::fsutil::write_file_atomically(path, page.as_bytes())?;
+            }
             if g.json {
                 let mut value = serde_json::to_value(&report)?;
                 value["replay"] = serde_json::to_value(&replayed)?;

@@ -183,6 +183,78 @@ fn snapshot_plan_attest_apply_audit_on_a_localnet() {
         .find(|d| d["plan_hash"] == planned["plan_hash"])
         .unwrap();
     assert_eq!(decision["verdict"], "identical", "{replay}");
+    // The audit's Parquet timeline and HTML report; a headless Chromium renders the report.
+    let (table, page) = (dir.path().join("timeline.parquet"), dir.path().join("report.html"));
+    run_ok(chain(&[
+        "audit",
+        "--target",
+        "healme",
+        "--replay",
+        dir.path().to_str().unwrap(),
+        "--program",
+        program.to_str().unwrap(),
+        "--parquet",
+        table.to_str().unwrap(),
+        "--report",
+        page.to_str().unwrap(),
+    ]));
+    {
+        use parquet::file::reader::{FileReader, SerializedFileReader};
+        let reader = SerializedFileReader::new(std::fs::File::open(&table).unwrap()).unwrap();
+        let rows: Vec<_> = reader
+            .get_row_iter(None)
+            .unwrap()
+            .map(|r| r.unwrap().to_string())
+            .collect();
+        assert_eq!(rows.len(), entries.len());
+        let last_row = rows.last().unwrap();
+        assert!(last_row.contains(planned["plan_hash"].as_str().unwrap()), "{last_row}");
+        assert!(last_row.contains("receipt_outcome: \"applied\""), "{last_row}");
+    }
+    let profile = tempfile::tempdir().unwrap();
+    let chromium = |extra: &[&str]| {
+        Command::new("chromium")
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+            ])
+            .args([
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+            ])
+            .arg(format!("--user-data-dir={}", profile.path().display()))
+            .args(extra)
+            .arg(format!("file://{}", page.display()))
+            .stdin(Stdio::null())
+            .output()
+            .expect("chromium is installed (apt-get install chromium)")
+    };
+    let dom = String::from_utf8_lossy(&chromium(&["--dump-dom"]).stdout).into_owned();
+    assert!(
+        dom.contains("id=\"timeline\"") && dom.contains("class=\"decision\""),
+        "{dom}"
+    );
+    assert!(
+        dom.contains("class=\"patch\""),
+        "the memory map marks the patched addresses"
+    );
+    assert!(
+        dom.contains("identical") && dom.contains("= the local reproducible build"),
+        "{dom}"
+    );
+    let shot = dir.path().join("report.png");
+    chromium(&[&format!("--screenshot={}", shot.display()), "--window-size=1200,900"]);
+    let png = std::fs::read(&shot).expect("a screenshot");
+    assert!(
+        png.starts_with(b"\x89PNG") && png.len() > 10_000,
+        "screenshot of {} bytes",
+        png.len()
+    );
+
     // The same plan with doctored evidence does not replay: the audit fails.
     let doctored_dir = dir.path().join("doctored");
     std::fs::create_dir(&doctored_dir).unwrap();
