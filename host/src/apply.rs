@@ -118,8 +118,9 @@ pub const FAULT_POINTS: &[&str] = &["frozen", "compared", "written", "verified"]
 /// window left is a SIGKILL landing inside that single syscall, which the kernel may stop
 /// between pages. A short write or a read-back mismatch restores the old bytes.
 pub fn apply(pid: i32, plan: &PatchPlan) -> Result<ApplyReport> {
-    let frozen = Frozen::freeze(pid)?;
+    // Counted from before the freeze: conservative, the target stops at the interrupt.
     let started = Instant::now();
+    let frozen = Frozen::freeze(pid)?;
     fault_point("frozen");
 
     let ranges: Vec<(u64, usize)> = plan.writes.iter().map(|w| (w.address, w.old.len())).collect();
