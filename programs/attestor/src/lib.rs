@@ -73,6 +73,8 @@ fn emit(parts: &[&[u8]]) {
 
 pub fn process_instruction(program_id: &Address, accounts: &mut [AccountView], data: &[u8]) -> ProgramResult {
     // Instruction data is decoded by `memzinc_verifier::instruction` only (fuzzed there).
+    // Every handler is `#[inline(never)]`: inlined into one function, their locals would share
+    // one frame and exceed the 4 KiB sBPF stack frame.
     let (ix, args) = Ix::split(data).map_err(fail)?;
     match ix {
         Ix::Attest => attest(program_id, accounts, args),
@@ -198,6 +200,7 @@ fn load_attestation(
 
 /// Accounts: 0 `[writable, signer]` authority, 1 `[writable]` policy PDA `["policy", authority]`,
 /// 2 system program. Args: `PolicyConfig`.
+#[inline(never)]
 fn initialize_policy(program_id: &Address, accounts: &mut [AccountView], args: &[u8]) -> ProgramResult {
     let [authority, policy, system_program, ..] = accounts else {
         return Err(ProgramError::NotEnoughAccountKeys);
@@ -238,6 +241,7 @@ fn initialize_policy(program_id: &Address, accounts: &mut [AccountView], args: &
 
 /// Accounts: 0 `[signer]` authority, 1 `[writable]` policy. Args: `PolicyConfig`.
 /// Replaces rules, host signers and hashes (rotating signers is an update); bumps the revision.
+#[inline(never)]
 fn update_policy(program_id: &Address, accounts: &mut [AccountView], args: &[u8]) -> ProgramResult {
     let [authority, policy_account, ..] = accounts else {
         return Err(ProgramError::NotEnoughAccountKeys);
@@ -262,6 +266,7 @@ fn update_policy(program_id: &Address, accounts: &mut [AccountView], args: &[u8]
 
 /// Accounts: 0 `[writable, signer]` authority, 1 `[writable]` policy. The rent goes back to the
 /// authority; attestations made under the policy stay on chain.
+#[inline(never)]
 fn close_policy(program_id: &Address, accounts: &mut [AccountView], args: &[u8]) -> ProgramResult {
     let [authority, policy_account, ..] = accounts else {
         return Err(ProgramError::NotEnoughAccountKeys);
@@ -282,6 +287,7 @@ fn close_policy(program_id: &Address, accounts: &mut [AccountView], args: &[u8])
 /// `BufferHeader::LEN + len`). Programs may only allocate 10 KiB per instruction through a CPI,
 /// submissions are larger, so the buffer is allocated at the top level, as the upgradeable
 /// loader's buffers are. Args: `plan_hash: [u8;32], len: u32`.
+#[inline(never)]
 fn open_buffer(program_id: &Address, accounts: &mut [AccountView], args: &[u8]) -> ProgramResult {
     let [uploader, buffer, ..] = accounts else {
         return Err(ProgramError::NotEnoughAccountKeys);
@@ -332,6 +338,7 @@ fn check_buffer(
 
 /// Accounts: 0 `[signer]` uploader, 1 `[writable]` buffer.
 /// Args: `plan_hash: [u8;32], offset: u32, data: bytes`.
+#[inline(never)]
 fn write_buffer(program_id: &Address, accounts: &mut [AccountView], args: &[u8]) -> ProgramResult {
     let [uploader, buffer, ..] = accounts else {
         return Err(ProgramError::NotEnoughAccountKeys);
@@ -358,6 +365,7 @@ fn write_buffer(program_id: &Address, accounts: &mut [AccountView], args: &[u8])
 }
 
 /// Accounts: 0 `[writable, signer]` uploader, 1 `[writable]` buffer. Args: `plan_hash`.
+#[inline(never)]
 fn close_buffer(program_id: &Address, accounts: &mut [AccountView], args: &[u8]) -> ProgramResult {
     let [uploader, buffer, ..] = accounts else {
         return Err(ProgramError::NotEnoughAccountKeys);
@@ -376,6 +384,7 @@ fn close_buffer(program_id: &Address, accounts: &mut [AccountView], args: &[u8])
 /// 4 `[writable]` plan marker PDA `["plan", target_chain, plan_hash]`,
 /// 5 `[writable]` buffer (opened by the signer) holding `PlanCore || Evidence` (closed afterwards, rent to the signer),
 /// 6 system program. Args: `plan_hash: [u8;32]`.
+#[inline(never)]
 fn attest(program_id: &Address, accounts: &mut [AccountView], args: &[u8]) -> ProgramResult {
     let [signer, policy_account, chain_account, attestation_account, marker_account, buffer, system_program, ..] =
         accounts
@@ -534,6 +543,7 @@ fn attest(program_id: &Address, accounts: &mut [AccountView], args: &[u8]) -> Pr
 
 /// Accounts: 0 `[signer]` policy authority, 1 policy, 2 target chain, 3 `[writable]` attestation.
 /// Args: `seq: u64`. A revoked plan must not be applied; the chain itself is never rewritten.
+#[inline(never)]
 fn revoke(program_id: &Address, accounts: &mut [AccountView], args: &[u8]) -> ProgramResult {
     let [authority, policy_account, chain_account, attestation_account, ..] = accounts else {
         return Err(ProgramError::NotEnoughAccountKeys);
@@ -563,6 +573,7 @@ fn revoke(program_id: &Address, accounts: &mut [AccountView], args: &[u8]) -> Pr
 /// Accounts: 0 `[writable, signer]` host signer, 1 policy, 2 target chain, 3 attestation,
 /// 4 `[writable]` receipt PDA `["receipt", attestation]`, 5 system program.
 /// Args: `seq: u64, outcome: u8, readback_hash: [u8;32]`.
+#[inline(never)]
 fn record_applied(program_id: &Address, accounts: &mut [AccountView], args: &[u8]) -> ProgramResult {
     let [signer, policy_account, chain_account, attestation_account, receipt_account, system_program, ..] = accounts
     else {
