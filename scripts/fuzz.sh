@@ -2,25 +2,29 @@
 # Runs every fuzz target in fuzz/ (see FUZZING.md) for SECONDS_PER_TARGET seconds each
 # (default 20), as many at a time as there are cores, and prints libFuzzer's executions per
 # target and the total. Exits non-zero if a target finds a crash; the input is then in
-# fuzz/artifacts/<target>/ (reproduce: cargo fuzz run -s none <target> <file>).
+# $MEMZINC_CACHE/fuzz/artifacts/<target>/ (replay: cd fuzz && cargo fuzz run -s none <target>
+# <file>).
 #
 #   scripts/fuzz.sh [SECONDS_PER_TARGET]
 #   FUZZ_TARGETS="merkle accounts" scripts/fuzz.sh 60     # a subset
 #   FUZZ_SANITIZER=address scripts/fuzz.sh                 # with ASan (slower; see FUZZING.md)
 #
-# Corpora accumulate in fuzz/corpus/<target>/ (git-ignored) from run to run. Not part of
-# scripts/test.sh: fuzzing is open-ended and CI time is not.
+# Corpora accumulate in $MEMZINC_CACHE/fuzz/corpus/<target>/ from run to run (outside the
+# clone, like every cache). Not part of scripts/test.sh: fuzzing is open-ended, CI time is not.
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
 seconds=${1:-20}
 [[ $seconds =~ ^[0-9]+$ ]] && [ "$seconds" -gt 0 ] || { echo "usage: $0 [SECONDS_PER_TARGET]" >&2; exit 2; }
 "$MEMZINC_ROOT/scripts/install-tools.sh" toolchain cargo-fuzz
 
-# cargo-fuzz passes -Z flags (sanitizer coverage); the pinned stable toolchain accepts them
-# with RUSTC_BOOTSTRAP. (The preinstalled nightly is older than the workspace's rust-version.)
-export RUSTC_BOOTSTRAP=1
 sanitizer=${FUZZ_SANITIZER:-none}
+# Without a sanitizer cargo-fuzz only passes stable -C flags. A sanitizer is -Zsanitizer=…,
+# which the pinned stable toolchain accepts with RUSTC_BOOTSTRAP (a nightly older than the
+# workspace's rust-version could not build the verifier).
+[ "$sanitizer" = none ] || export RUSTC_BOOTSTRAP=1
 target_dir=$MEMZINC_CACHE/fuzz-target
+corpus=$MEMZINC_CACHE/fuzz/corpus
+artifacts=$MEMZINC_CACHE/fuzz/artifacts
 read -r -a targets <<< "${FUZZ_TARGETS:-submission instruction accounts rules_structured merkle}"
 jobs=$(nproc)
 logs=$(mktemp -d)
@@ -28,15 +32,17 @@ trap 'rm -rf "$logs"' EXIT
 
 cd "$MEMZINC_ROOT/fuzz"
 cargo +"$MEMZINC_TOOLCHAIN" fuzz build --sanitizer "$sanitizer" --target-dir "$target_dir"
-CARGO_TARGET_DIR="$target_dir/seeds" cargo +"$MEMZINC_TOOLCHAIN" run -q --locked --example seeds
+bin_dir=$target_dir/$(rustc +"$MEMZINC_TOOLCHAIN" -vV | sed -n 's/^host: //p')/release
+CARGO_TARGET_DIR="$target_dir/seeds" cargo +"$MEMZINC_TOOLCHAIN" run -q --locked --example seeds -- "$corpus/submission"
 
 run() {
   local t=$1 extra=()
   # A submission with one page of evidence is > 4 KiB, libFuzzer's default -max_len.
   [ "$t" = submission ] && extra=(-max_len=16384)
-  mkdir -p "corpus/$t"
-  cargo +"$MEMZINC_TOOLCHAIN" fuzz run --sanitizer "$sanitizer" --target-dir "$target_dir" "$t" -- \
-    -max_total_time="$seconds" -print_final_stats=1 "${extra[@]}" > "$logs/$t.log" 2>&1
+  mkdir -p "$corpus/$t" "$artifacts/$t"
+  # The binary itself rather than `cargo fuzz run`, which creates fuzz/artifacts/ in the clone.
+  "$bin_dir/$t" "$corpus/$t" -artifact_prefix="$artifacts/$t/" -max_total_time="$seconds" \
+    -print_final_stats=1 "${extra[@]}" > "$logs/$t.log" 2>&1
 }
 
 echo "fuzzing ${targets[*]} for ${seconds} s each, $jobs at a time (sanitizer: $sanitizer)"

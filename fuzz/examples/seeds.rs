@@ -1,8 +1,9 @@
-//! Writes seed inputs for the `submission` target into `fuzz/corpus/submission/` (git-ignored):
+//! Writes seed inputs for the `submission` target into the directory given as the argument
+//! (default `fuzz/corpus/submission/`, git-ignored; `scripts/fuzz.sh` keeps corpora in its cache):
 //! submissions that pass every check, one under SHA-256 and one under the all-zero hash, so the
 //! byte-level fuzzer starts past the plan rules and can mutate its way through the evidence
 //! checks and the old-bytes comparison instead of having to find a valid region table, a write
-//! in a writable region and 4 KiB pages by chance. `scripts/fuzz.sh` runs it.
+//! in a writable region and 4 KiB pages by chance.
 
 use std::path::PathBuf;
 
@@ -41,8 +42,11 @@ fn plan(snapshot_root: [u8; 32], regions: Vec<Region>) -> PatchPlan {
 }
 
 fn main() {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("corpus/submission");
-    std::fs::create_dir_all(&dir).expect("create corpus/submission");
+    let dir = std::env::args_os()
+        .nth(1)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("corpus/submission"));
+    std::fs::create_dir_all(&dir).expect("create the corpus directory");
     let regions = vec![
         Region {
             start: 0x1000,
