@@ -6,6 +6,7 @@
 #   sbpf-linker  the linker crate that replaces platform-tools, pinned, --locked
 #   anchor       anchor-cli 1.2.2 from the crate registry (for `anchor test --skip-build`)
 #   cargo-build-sbf  our platform-tools-free `cargo build-sbf` for Anchor-style flows
+#   cargo-fuzz   cargo-fuzz, pinned, --locked (only scripts/fuzz.sh asks for it)
 # Tools go into $MEMZINC_TOOLS (outside the clone; `.tools` in the repo points at it).
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
@@ -37,6 +38,12 @@ for item in "${want[@]}"; do
       if ! have_version "$MEMZINC_TOOLS/bin/sbpf-linker" "$SBPF_LINKER_VERSION"; then
         echo "memzinc setup: cargo install sbpf-linker $SBPF_LINKER_VERSION (~3 min)" >&2
         cargo +"$MEMZINC_TOOLCHAIN" install sbpf-linker --version "$SBPF_LINKER_VERSION" --locked \
+          --root "$MEMZINC_TOOLS" --target-dir "$MEMZINC_CACHE/install-target" --quiet
+      fi ;;
+    cargo-fuzz)
+      if ! have_version "$MEMZINC_TOOLS/bin/cargo-fuzz" "$CARGO_FUZZ_VERSION"; then
+        echo "memzinc setup: cargo install cargo-fuzz $CARGO_FUZZ_VERSION (~2 min)" >&2
+        cargo +"$MEMZINC_TOOLCHAIN" install cargo-fuzz --version "$CARGO_FUZZ_VERSION" --locked \
           --root "$MEMZINC_TOOLS" --target-dir "$MEMZINC_CACHE/install-target" --quiet
       fi ;;
     cargo-build-sbf)

@@ -33,6 +33,9 @@ cargo fmt --all --check
 cargo clippy -q --locked --workspace --all-targets -- -D warnings
 cargo clippy -q --locked -p memzinc-verifier --all-features -- -D warnings
 (cd programs/attestor && CARGO_TARGET_DIR="$MEMZINC_CACHE/program-host-target" cargo clippy -q --locked --all-targets -- -D warnings)
+# The fuzz targets (fuzz/, its own workspace) must keep compiling; running them is scripts/fuzz.sh.
+(cd fuzz && cargo fmt --check)
+CARGO_TARGET_DIR="$MEMZINC_CACHE/fuzz-check-target" cargo clippy -q --locked --manifest-path fuzz/Cargo.toml --all-targets -- -D warnings
 
 stage "workspace build"
 cargo build --locked --workspace --all-targets

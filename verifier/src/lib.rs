@@ -3,7 +3,7 @@
 //!
 //! The on-chain attestor and the host both link this crate, so a plan the host pre-checks is
 //! judged by exactly the code the program runs inside the sBPF VM. The check path
-//! (`wire`, `rules`, `merkle::verify_proof`, `accounts` decoding) is `no_std` and never
+//! (`wire`, `rules`, `merkle::verify_proof`, `accounts` and `instruction` decoding) is `no_std` and never
 //! allocates; the `std` feature adds owned builders the host uses to produce those bytes.
 #![no_std]
 #![forbid(unsafe_code)]
@@ -14,6 +14,7 @@ extern crate std;
 pub mod accounts;
 pub mod error;
 pub mod hash;
+pub mod instruction;
 pub mod merkle;
 pub mod rules;
 pub mod wire;

@@ -184,4 +184,18 @@ mod tests {
             ));
         }
     }
+
+    /// A proof does not bind the leaf count by itself: leaf 0 of 5 and leaf 0 of 7 both have
+    /// siblings on the right at three levels. The snapshot root commits to the counts, and
+    /// `check_evidence` checks it before any proof (fuzz/fuzz_targets/merkle.rs states the rule).
+    #[test]
+    fn the_count_is_bound_by_the_snapshot_root_not_by_the_proof() {
+        let leaves: Vec<Hash> = (0..5).map(|i| unreadable_leaf::<Sha2>(i * 4096)).collect();
+        let tree = MerkleTree::from_leaves::<Sha2>(leaves.clone());
+        let proof = tree.proof(0).unwrap();
+        assert!(verify_proof::<Sha2>(&tree.root(), &leaves[0], 0, 7, proof.clone()));
+        assert!(!verify_proof::<Sha2>(&tree.root(), &leaves[0], 0, 9, proof)); // four levels
+        let root = |count| crate::hash::snapshot_root::<Sha2>(&tree.root(), &[0; 32], count, 1);
+        assert_ne!(root(5), root(7));
+    }
 }

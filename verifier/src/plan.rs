@@ -269,10 +269,11 @@ impl SnapshotTrees {
                 .address
                 .checked_add(w.old.len() as u64)
                 .ok_or(VerifyError::AddressOverflow)?;
-            let mut p = w.address - w.address % page;
-            while p < end {
-                touched.push(p);
-                p += page;
+            // Checked: the last page of the address space has no successor.
+            let mut p = Some(w.address - w.address % page);
+            while let Some(at) = p.filter(|&at| at < end) {
+                touched.push(at);
+                p = at.checked_add(page);
             }
         }
         touched.sort_unstable();
@@ -473,6 +474,45 @@ mod tests {
         let verdict = s.verify::<Sha2>(&rules()).unwrap();
         assert_eq!(verdict.plan_hash, s.plan.plan_hash::<Sha2>());
         assert_eq!(verdict.totals, PlanTotals { writes: 2, bytes: 6 });
+    }
+
+    /// Found by fuzz/fuzz_targets/rules_structured.rs: a write on the last page of the address
+    /// space made the page walk overflow (a panic in debug builds, an endless walk from page 0
+    /// in release builds).
+    #[test]
+    fn evidence_for_the_last_page_of_the_address_space() {
+        let top = u64::MAX - (PAGE_LEN as u64 - 1);
+        let region = Region {
+            start: top,
+            end: u64::MAX,
+            flags: RW,
+        };
+        let t = SnapshotTrees::new::<Sha2>(
+            vec![region],
+            vec![(top, crate::merkle::page_leaf::<Sha2>(top, &page_bytes(top)))],
+        );
+        let p = PatchPlan {
+            target_id: [1; 32],
+            snapshot_root: t.root::<Sha2>(),
+            regions: vec![region],
+            writes: vec![Write {
+                address: u64::MAX - 4,
+                old: page_bytes(top)[PAGE_LEN - 5..PAGE_LEN - 1].to_vec(),
+                new: vec![0xee; 4],
+            }],
+        };
+        let evidence = t.evidence(&p, |a| Some(page_bytes(a))).unwrap();
+        assert_eq!(evidence.pages.iter().map(|p| p.address).collect::<Vec<_>>(), vec![top]);
+        let s = Submission { plan: p, evidence };
+        assert_eq!(s.verify::<Sha2>(&rules()), Ok(verdict_of(&s, 1, 4)));
+    }
+
+    fn verdict_of(s: &Submission, writes: u32, bytes: u32) -> Verdict {
+        Verdict {
+            plan_hash: s.plan.plan_hash::<Sha2>(),
+            region_table_hash: s.plan.region_table_hash::<Sha2>(),
+            totals: PlanTotals { writes, bytes },
+        }
     }
 
     #[test]

@@ -18,14 +18,16 @@
 extern crate solana_compiler_builtins;
 
 use memzinc_verifier::accounts::{
-    Attestation, BufferHeader, PlanMarker, Policy, PolicyConfig, Receipt, TargetChain, ATTESTATION_SEED,
-    EVENT_ATTESTATION_REVOKED, EVENT_POLICY_INITIALIZED, EVENT_POLICY_UPDATED, IX_ATTEST, IX_CLOSE_BUFFER,
-    IX_CLOSE_POLICY, IX_INITIALIZE_POLICY, IX_OPEN_BUFFER, IX_RECORD_APPLIED, IX_REVOKE, IX_UPDATE_POLICY,
-    IX_WRITE_BUFFER, PLAN_SEED, POLICY_SEED, RECEIPT_SEED, TARGET_SEED,
+    Attestation, BufferHeader, PlanMarker, Policy, Receipt, TargetChain, ATTESTATION_SEED, EVENT_ATTESTATION_REVOKED,
+    EVENT_POLICY_INITIALIZED, EVENT_POLICY_UPDATED, PLAN_SEED, POLICY_SEED, RECEIPT_SEED, TARGET_SEED,
 };
 use memzinc_verifier::hash::{link_hash, LinkFields};
+use memzinc_verifier::instruction::{
+    parse_no_args, parse_policy_config, Ix, OpenBufferArgs, PlanHashArgs, RecordAppliedArgs, RevokeArgs,
+    WriteBufferArgs,
+};
 use memzinc_verifier::rules::verify_submission;
-use memzinc_verifier::wire::{Reader, POLICY_RULES_LEN};
+use memzinc_verifier::wire::POLICY_RULES_LEN;
 use memzinc_verifier::{Sha256, VerifyError};
 use pinocchio::cpi::{Seed, Signer};
 use pinocchio::error::ProgramError;
@@ -43,7 +45,7 @@ mod entrypoint {
 const SYSTEM_PROGRAM_ID: Address = Address::new_from_array([0; 32]);
 
 /// Largest submission a buffer may hold (64 pages of evidence and then some).
-pub const MAX_BUFFER_LEN: u32 = 512 * 1024;
+pub use memzinc_verifier::instruction::MAX_BUFFER_LEN;
 
 fn fail(e: VerifyError) -> ProgramError {
     ProgramError::Custom(e.anchor_code())
@@ -139,22 +141,20 @@ pub fn process_instruction(program_id: &Address, accounts: &mut [AccountView], d
 }
 
 fn dispatch(program_id: &Address, accounts: &mut [AccountView], data: &[u8]) -> ProgramResult {
-    if data.len() < 8 {
-        return Err(fail(VerifyError::UnknownInstruction));
-    }
-    let (disc, args) = data.split_at(8);
-    let disc: [u8; 8] = disc.try_into().map_err(|_| fail(VerifyError::UnknownInstruction))?;
-    match disc {
-        IX_ATTEST => attest(program_id, accounts, args),
-        IX_WRITE_BUFFER => write_buffer(program_id, accounts, args),
-        IX_OPEN_BUFFER => open_buffer(program_id, accounts, args),
-        IX_CLOSE_BUFFER => close_buffer(program_id, accounts, args),
-        IX_RECORD_APPLIED => record_applied(program_id, accounts, args),
-        IX_REVOKE => revoke(program_id, accounts, args),
-        IX_INITIALIZE_POLICY => initialize_policy(program_id, accounts, args),
-        IX_UPDATE_POLICY => update_policy(program_id, accounts, args),
-        IX_CLOSE_POLICY => close_policy(program_id, accounts, args),
-        _ => Err(fail(VerifyError::UnknownInstruction)),
+    // Instruction data is decoded by `memzinc_verifier::instruction` only (fuzzed there).
+    // Every handler is `#[inline(never)]`: inlined into one function, their locals would share
+    // one frame and exceed the 4 KiB sBPF stack frame.
+    let (ix, args) = Ix::split(data).map_err(fail)?;
+    match ix {
+        Ix::Attest => attest(program_id, accounts, args),
+        Ix::WriteBuffer => write_buffer(program_id, accounts, args),
+        Ix::OpenBuffer => open_buffer(program_id, accounts, args),
+        Ix::CloseBuffer => close_buffer(program_id, accounts, args),
+        Ix::RecordApplied => record_applied(program_id, accounts, args),
+        Ix::Revoke => revoke(program_id, accounts, args),
+        Ix::InitializePolicy => initialize_policy(program_id, accounts, args),
+        Ix::UpdatePolicy => update_policy(program_id, accounts, args),
+        Ix::ClosePolicy => close_policy(program_id, accounts, args),
     }
 }
 
@@ -267,16 +267,9 @@ fn load_attestation(
     Ok(a)
 }
 
-fn parse_config(args: &[u8]) -> Result<PolicyConfig, ProgramError> {
-    let mut reader = Reader::new(args);
-    let config = PolicyConfig::parse(&mut reader).map_err(fail)?;
-    reader.finish().map_err(fail)?;
-    config.rules.validate().map_err(fail)?;
-    Ok(config)
-}
-
 /// Accounts: 0 `[writable, signer]` authority, 1 `[writable]` policy PDA `["policy", authority]`,
 /// 2 system program. Args: `PolicyConfig`.
+#[inline(never)]
 fn initialize_policy(program_id: &Address, accounts: &mut [AccountView], args: &[u8]) -> ProgramResult {
     let [authority, policy, system_program, ..] = accounts else {
         return Err(ProgramError::NotEnoughAccountKeys);
@@ -285,7 +278,7 @@ fn initialize_policy(program_id: &Address, accounts: &mut [AccountView], args: &
     require_writable(authority)?;
     require_writable(policy)?;
     require_system_program(system_program)?;
-    let config = parse_config(args)?;
+    let config = parse_policy_config(args).map_err(fail)?;
     let bump = require_fresh_pda(policy, &[POLICY_SEED, authority.address().as_ref()], program_id)?;
 
     let bump_seed = [bump];
@@ -317,13 +310,14 @@ fn initialize_policy(program_id: &Address, accounts: &mut [AccountView], args: &
 
 /// Accounts: 0 `[signer]` authority, 1 `[writable]` policy. Args: `PolicyConfig`.
 /// Replaces rules, host signers and hashes (rotating signers is an update); bumps the revision.
+#[inline(never)]
 fn update_policy(program_id: &Address, accounts: &mut [AccountView], args: &[u8]) -> ProgramResult {
     let [authority, policy_account, ..] = accounts else {
         return Err(ProgramError::NotEnoughAccountKeys);
     };
     require_signer(authority)?;
     require_writable(policy_account)?;
-    let config = parse_config(args)?;
+    let config = parse_policy_config(args).map_err(fail)?;
     let mut policy = load_policy(policy_account, program_id)?;
     if authority.address().as_array() != &policy.authority {
         return Err(fail(VerifyError::Unauthorized));
@@ -341,11 +335,12 @@ fn update_policy(program_id: &Address, accounts: &mut [AccountView], args: &[u8]
 
 /// Accounts: 0 `[writable, signer]` authority, 1 `[writable]` policy. The rent goes back to the
 /// authority; attestations made under the policy stay on chain.
+#[inline(never)]
 fn close_policy(program_id: &Address, accounts: &mut [AccountView], args: &[u8]) -> ProgramResult {
     let [authority, policy_account, ..] = accounts else {
         return Err(ProgramError::NotEnoughAccountKeys);
     };
-    Reader::new(args).finish().map_err(fail)?;
+    parse_no_args(args).map_err(fail)?;
     require_signer(authority)?;
     require_writable(authority)?;
     require_writable(policy_account)?;
@@ -361,17 +356,12 @@ fn close_policy(program_id: &Address, accounts: &mut [AccountView], args: &[u8])
 /// `BufferHeader::LEN + len`). Programs may only allocate 10 KiB per instruction through a CPI,
 /// submissions are larger, so the buffer is allocated at the top level, as the upgradeable
 /// loader's buffers are. Args: `plan_hash: [u8;32], len: u32`.
+#[inline(never)]
 fn open_buffer(program_id: &Address, accounts: &mut [AccountView], args: &[u8]) -> ProgramResult {
     let [uploader, buffer, ..] = accounts else {
         return Err(ProgramError::NotEnoughAccountKeys);
     };
-    let mut r = Reader::new(args);
-    let plan_hash = *r.array::<32>().map_err(fail)?;
-    let len = r.u32().map_err(fail)?;
-    r.finish().map_err(fail)?;
-    if len == 0 || len > MAX_BUFFER_LEN {
-        return Err(fail(VerifyError::BufferOutOfBounds));
-    }
+    let OpenBufferArgs { plan_hash, len } = OpenBufferArgs::parse(args).map_err(fail)?;
     require_signer(uploader)?;
     require_writable(buffer)?;
     require_owned(buffer, program_id)?;
@@ -417,15 +407,17 @@ fn check_buffer(
 
 /// Accounts: 0 `[signer]` uploader, 1 `[writable]` buffer.
 /// Args: `plan_hash: [u8;32], offset: u32, data: bytes`.
+#[inline(never)]
 fn write_buffer(program_id: &Address, accounts: &mut [AccountView], args: &[u8]) -> ProgramResult {
     let [uploader, buffer, ..] = accounts else {
         return Err(ProgramError::NotEnoughAccountKeys);
     };
-    let mut r = Reader::new(args);
-    let plan_hash = r.array::<32>().map_err(fail)?;
-    let offset = r.u32().map_err(fail)? as usize;
-    let bytes = r.bytes().map_err(fail)?;
-    r.finish().map_err(fail)?;
+    let WriteBufferArgs {
+        plan_hash,
+        offset,
+        data: bytes,
+    } = WriteBufferArgs::parse(args).map_err(fail)?;
+    let offset = offset as usize;
     require_signer(uploader)?;
     require_writable(buffer)?;
     check_buffer(buffer, program_id, uploader, plan_hash)?;
@@ -442,13 +434,12 @@ fn write_buffer(program_id: &Address, accounts: &mut [AccountView], args: &[u8])
 }
 
 /// Accounts: 0 `[writable, signer]` uploader, 1 `[writable]` buffer. Args: `plan_hash`.
+#[inline(never)]
 fn close_buffer(program_id: &Address, accounts: &mut [AccountView], args: &[u8]) -> ProgramResult {
     let [uploader, buffer, ..] = accounts else {
         return Err(ProgramError::NotEnoughAccountKeys);
     };
-    let mut r = Reader::new(args);
-    let plan_hash = *r.array::<32>().map_err(fail)?;
-    r.finish().map_err(fail)?;
+    let PlanHashArgs { plan_hash } = PlanHashArgs::parse(args).map_err(fail)?;
     require_signer(uploader)?;
     require_writable(uploader)?;
     require_writable(buffer)?;
@@ -462,15 +453,14 @@ fn close_buffer(program_id: &Address, accounts: &mut [AccountView], args: &[u8])
 /// 4 `[writable]` plan marker PDA `["plan", target_chain, plan_hash]`,
 /// 5 `[writable]` buffer (opened by the signer) holding `PlanCore || Evidence` (closed afterwards, rent to the signer),
 /// 6 system program. Args: `plan_hash: [u8;32]`.
+#[inline(never)]
 fn attest(program_id: &Address, accounts: &mut [AccountView], args: &[u8]) -> ProgramResult {
     let [signer, policy_account, chain_account, attestation_account, marker_account, buffer, system_program, ..] =
         accounts
     else {
         return Err(ProgramError::NotEnoughAccountKeys);
     };
-    let mut r = Reader::new(args);
-    let plan_hash = *r.array::<32>().map_err(fail)?;
-    r.finish().map_err(fail)?;
+    let PlanHashArgs { plan_hash } = PlanHashArgs::parse(args).map_err(fail)?;
 
     require_signer(signer)?;
     require_writable(signer)?;
@@ -622,13 +612,12 @@ fn attest(program_id: &Address, accounts: &mut [AccountView], args: &[u8]) -> Pr
 
 /// Accounts: 0 `[signer]` policy authority, 1 policy, 2 target chain, 3 `[writable]` attestation.
 /// Args: `seq: u64`. A revoked plan must not be applied; the chain itself is never rewritten.
+#[inline(never)]
 fn revoke(program_id: &Address, accounts: &mut [AccountView], args: &[u8]) -> ProgramResult {
     let [authority, policy_account, chain_account, attestation_account, ..] = accounts else {
         return Err(ProgramError::NotEnoughAccountKeys);
     };
-    let mut r = Reader::new(args);
-    let seq = r.u64().map_err(fail)?;
-    r.finish().map_err(fail)?;
+    let RevokeArgs { seq } = RevokeArgs::parse(args).map_err(fail)?;
     require_signer(authority)?;
     require_writable(attestation_account)?;
     let policy = load_policy(policy_account, program_id)?;
@@ -653,19 +642,17 @@ fn revoke(program_id: &Address, accounts: &mut [AccountView], args: &[u8]) -> Pr
 /// Accounts: 0 `[writable, signer]` host signer, 1 policy, 2 target chain, 3 attestation,
 /// 4 `[writable]` receipt PDA `["receipt", attestation]`, 5 system program.
 /// Args: `seq: u64, outcome: u8, readback_hash: [u8;32]`.
+#[inline(never)]
 fn record_applied(program_id: &Address, accounts: &mut [AccountView], args: &[u8]) -> ProgramResult {
     let [signer, policy_account, chain_account, attestation_account, receipt_account, system_program, ..] = accounts
     else {
         return Err(ProgramError::NotEnoughAccountKeys);
     };
-    let mut r = Reader::new(args);
-    let seq = r.u64().map_err(fail)?;
-    let outcome = r.u8().map_err(fail)?;
-    let readback_hash = *r.array::<32>().map_err(fail)?;
-    r.finish().map_err(fail)?;
-    if outcome > memzinc_verifier::accounts::OUTCOME_REFUSED {
-        return Err(fail(VerifyError::MalformedInstruction));
-    }
+    let RecordAppliedArgs {
+        seq,
+        outcome,
+        readback_hash,
+    } = RecordAppliedArgs::parse(args).map_err(fail)?;
     require_signer(signer)?;
     require_writable(signer)?;
     require_writable(receipt_account)?;

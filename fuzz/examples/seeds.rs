@@ -1,0 +1,100 @@
+//! Writes seed inputs for the `submission` target into the directory given as the argument
+//! (default `fuzz/corpus/submission/`, git-ignored; `scripts/fuzz.sh` keeps corpora in its cache):
+//! submissions that pass every check, one under SHA-256 and one under the all-zero hash, so the
+//! byte-level fuzzer starts past the plan rules and can mutate its way through the evidence
+//! checks and the old-bytes comparison instead of having to find a valid region table, a write
+//! in a writable region and 4 KiB pages by chance.
+
+use std::path::PathBuf;
+
+use memzinc_fuzz::{RefHash, Sha2, ZeroHash, PAGE, POLICIES};
+use memzinc_verifier::merkle::page_leaf;
+use memzinc_verifier::plan::{PageProof, PatchPlan, RegionProof, SnapshotTrees, Submission, Write};
+use memzinc_verifier::wire::{Region, REGION_EXEC, REGION_READ, REGION_WRITE};
+
+fn page(address: u64) -> Vec<u8> {
+    (0..PAGE).map(|i| (address / PAGE + i) as u8).collect()
+}
+
+fn plan(snapshot_root: [u8; 32], regions: Vec<Region>) -> PatchPlan {
+    let old = |a: u64, n: usize| -> Vec<u8> {
+        (0..n as u64)
+            .map(|k| page(a - a % PAGE)[((a + k) % PAGE) as usize])
+            .collect()
+    };
+    PatchPlan {
+        target_id: [1; 32],
+        snapshot_root,
+        regions,
+        writes: vec![
+            Write {
+                address: 0x4010,
+                old: old(0x4010, 2),
+                new: vec![0xaa, 0xbb],
+            },
+            Write {
+                address: 0x4ffe,
+                old: [old(0x4ffe, 2), old(0x5000, 2)].concat(),
+                new: vec![1, 2, 3, 4],
+            },
+        ],
+    }
+}
+
+fn main() {
+    let dir = std::env::args_os()
+        .nth(1)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("corpus/submission"));
+    std::fs::create_dir_all(&dir).expect("create the corpus directory");
+    let regions = vec![
+        Region {
+            start: 0x1000,
+            end: 0x3000,
+            flags: REGION_READ | REGION_EXEC,
+        },
+        Region {
+            start: 0x4000,
+            end: 0x6000,
+            flags: REGION_READ | REGION_WRITE,
+        },
+    ];
+
+    // Under SHA-256: a real snapshot of both regions, every page captured.
+    let pages: Vec<(u64, [u8; 32])> = (0x1000..0x6000)
+        .step_by(PAGE as usize)
+        .filter(|a| *a != 0x3000)
+        .map(|a| (a, page_leaf::<Sha2>(a, &page(a))))
+        .collect();
+    let trees = SnapshotTrees::new::<Sha2>(regions.clone(), pages);
+    let mut p = plan(trees.root::<Sha2>(), regions[1..].to_vec());
+    let evidence = trees.evidence(&p, |a| Some(page(a))).expect("evidence");
+    let sha = Submission {
+        plan: p.clone(),
+        evidence,
+    };
+    assert!(sha.verify::<Sha2>(&POLICIES[1]).is_ok());
+
+    // Under the all-zero hash: every root is zero, proofs only need the right length.
+    p.snapshot_root = [0; 32];
+    let mut zero = sha.clone();
+    zero.plan = p;
+    zero.evidence.pages_root = [0; 32];
+    zero.evidence.regions_root = [0; 32];
+    zero.evidence.region_proofs = vec![RegionProof {
+        index: 1,
+        siblings: vec![[0; 32]],
+    }];
+    for (i, page) in zero.evidence.pages.iter_mut().enumerate() {
+        let PageProof { index, siblings, .. } = page;
+        *index = 2 + i as u64;
+        siblings.iter_mut().for_each(|s| *s = [0; 32]);
+    }
+    assert!(zero.verify::<ZeroHash>(&POLICIES[1]).is_ok());
+    assert_eq!(ZeroHash::h(&[b"anything"]), [0; 32]);
+
+    for (name, s) in [("seed-sha256", &sha), ("seed-zerohash", &zero)] {
+        std::fs::write(dir.join(name), s.encode()).expect("write seed");
+    }
+    println!("wrote 2 seeds to {}", dir.display());
+}

@@ -1,0 +1,172 @@
+//! Arbitrary bytes as the attestor's instruction data, through the functions the program
+//! decodes it with (`memzinc_verifier::instruction`: `Ix::split` and each instruction's
+//! argument parser; `process_instruction` itself needs the Solana runtime).
+//!
+//! Asserts, for the input as it is and once more with its first byte replaced by a valid
+//! discriminator (so every argument parser gets arbitrary arguments, not only the few inputs
+//! that hit an 8-byte discriminator): nothing panics; the instruction found and every parse
+//! result, value or error code, equal a reference decoder written here from the documented
+//! layouts (discriminators recomputed as `sha256("global:<name>")[..8]`); a decoded
+//! `PolicyConfig` re-encodes to exactly its input bytes.
+#![no_main]
+
+use std::sync::OnceLock;
+
+use libfuzzer_sys::fuzz_target;
+use memzinc_verifier::accounts::{PolicyConfig, MAX_SIGNERS};
+use memzinc_verifier::instruction::{
+    parse_no_args, parse_policy_config, Ix, OpenBufferArgs, PlanHashArgs, RecordAppliedArgs, RevokeArgs,
+    WriteBufferArgs,
+};
+use memzinc_verifier::wire::PolicyRules;
+use memzinc_verifier::VerifyError::{self, *};
+
+const NAMES: [(&str, Ix); 9] = [
+    ("initialize_policy", Ix::InitializePolicy),
+    ("update_policy", Ix::UpdatePolicy),
+    ("close_policy", Ix::ClosePolicy),
+    ("open_buffer", Ix::OpenBuffer),
+    ("write_buffer", Ix::WriteBuffer),
+    ("close_buffer", Ix::CloseBuffer),
+    ("attest", Ix::Attest),
+    ("revoke", Ix::Revoke),
+    ("record_applied", Ix::RecordApplied),
+];
+
+fn discriminators() -> &'static [([u8; 8], Ix); 9] {
+    static D: OnceLock<[([u8; 8], Ix); 9]> = OnceLock::new();
+    D.get_or_init(|| {
+        NAMES.map(|(name, ix)| {
+            use sha2::Digest;
+            let h = sha2::Sha256::digest(format!("global:{name}").as_bytes());
+            (h[..8].try_into().unwrap(), ix)
+        })
+    })
+}
+
+fn u32_at(a: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes(a[at..at + 4].try_into().unwrap())
+}
+
+fn hash_at(a: &[u8], at: usize) -> [u8; 32] {
+    a[at..at + 32].try_into().unwrap()
+}
+
+fn ref_policy_config(a: &[u8]) -> Result<PolicyConfig, VerifyError> {
+    if a.len() < 13 || a[0] > 1 {
+        return Err(MalformedInstruction);
+    }
+    let count = u32_at(a, 9) as usize;
+    if count > MAX_SIGNERS {
+        return Err(TooManySigners);
+    }
+    if a.len() != 13 + 32 * count + 64 {
+        return Err(MalformedInstruction);
+    }
+    let (max_bytes, max_writes) = (u32_at(a, 1), u32_at(a, 5));
+    if max_bytes == 0 || max_writes == 0 {
+        return Err(InvalidPolicyRules);
+    }
+    let mut signers = [[0u8; 32]; MAX_SIGNERS];
+    for (i, s) in signers.iter_mut().take(count).enumerate() {
+        *s = hash_at(a, 13 + 32 * i);
+    }
+    Ok(PolicyConfig {
+        rules: PolicyRules {
+            wx: a[0] == 1,
+            max_bytes,
+            max_writes,
+        },
+        signer_count: count as u8,
+        signers,
+        model_hash: hash_at(a, 13 + 32 * count),
+        verifier_hash: hash_at(a, 13 + 32 * count + 32),
+    })
+}
+
+fn exact(a: &[u8], len: usize) -> Result<(), VerifyError> {
+    if a.len() == len {
+        Ok(())
+    } else {
+        Err(MalformedInstruction)
+    }
+}
+
+fn check_args(ix: Ix, a: &[u8]) {
+    match ix {
+        Ix::InitializePolicy | Ix::UpdatePolicy => {
+            let got = parse_policy_config(a);
+            assert_eq!(got, ref_policy_config(a));
+            if let Ok(c) = got {
+                assert_eq!(c.encode(), a, "PolicyConfig encoding is not canonical");
+            }
+        }
+        Ix::ClosePolicy => assert_eq!(parse_no_args(a), exact(a, 0)),
+        Ix::OpenBuffer => {
+            let expected = exact(a, 36).and_then(|()| match u32_at(a, 32) {
+                0 | 524_289.. => Err(BufferOutOfBounds),
+                len => Ok(OpenBufferArgs {
+                    plan_hash: hash_at(a, 0),
+                    len,
+                }),
+            });
+            assert_eq!(OpenBufferArgs::parse(a), expected);
+        }
+        Ix::WriteBuffer => {
+            let got = WriteBufferArgs::parse(a).map(|w| (*w.plan_hash, w.offset, w.data));
+            let expected = if a.len() >= 40 && a.len() as u64 == 40 + u32_at(a, 36) as u64 {
+                Ok((hash_at(a, 0), u32_at(a, 32), &a[40..]))
+            } else {
+                Err(MalformedInstruction)
+            };
+            assert_eq!(got, expected);
+        }
+        Ix::CloseBuffer | Ix::Attest => {
+            let expected = exact(a, 32).map(|()| PlanHashArgs {
+                plan_hash: hash_at(a, 0),
+            });
+            assert_eq!(PlanHashArgs::parse(a), expected);
+        }
+        Ix::Revoke => {
+            let expected = exact(a, 8).map(|()| RevokeArgs {
+                seq: u64::from_le_bytes(a[..8].try_into().unwrap()),
+            });
+            assert_eq!(RevokeArgs::parse(a), expected);
+        }
+        Ix::RecordApplied => {
+            let expected = exact(a, 41).and_then(|()| match a[8] {
+                0..=2 => Ok(RecordAppliedArgs {
+                    seq: u64::from_le_bytes(a[..8].try_into().unwrap()),
+                    outcome: a[8],
+                    readback_hash: hash_at(a, 9),
+                }),
+                _ => Err(MalformedInstruction),
+            });
+            assert_eq!(RecordAppliedArgs::parse(a), expected);
+        }
+    }
+}
+
+fn check(data: &[u8]) {
+    let expected = data
+        .get(..8)
+        .and_then(|d| discriminators().iter().find(|(disc, _)| disc == d))
+        .map(|(_, ix)| (*ix, &data[8..]))
+        .ok_or(UnknownInstruction);
+    let got = Ix::split(data);
+    assert_eq!(got, expected);
+    if let Ok((ix, args)) = got {
+        assert_eq!(ix.discriminator()[..], data[..8]);
+        check_args(ix, args);
+    }
+}
+
+fuzz_target!(|data: &[u8]| {
+    check(data);
+    if let Some((selector, rest)) = data.split_first() {
+        let (disc, _) = discriminators()[*selector as usize % NAMES.len()];
+        let mut steered = disc.to_vec();
+        steered.extend_from_slice(rest);
+        check(&steered);
+    }
+});

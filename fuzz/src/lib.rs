@@ -1,0 +1,374 @@
+//! Shared pieces of the fuzz targets: hashers and a reference implementation of memzinc's
+//! wire format, Merkle tree and rules, written independently of `memzinc-verifier` (tags and
+//! layouts spelled out here from the documentation, quadratic scans instead of merges, a
+//! recursive tree instead of a level-by-level one) so the targets can compare verdicts.
+//!
+//! Everything here is deliberately simple and slow; none of it is used outside `fuzz/`.
+
+use memzinc_verifier::plan::{Evidence, PatchPlan};
+use memzinc_verifier::rules::PlanTotals;
+use memzinc_verifier::wire::{PolicyRules, Region};
+use memzinc_verifier::VerifyError;
+
+pub type Hash = [u8; 32];
+
+/// With `FUZZ_VERDICTS` set, targets print each verdict to stderr (`verdict: ...`), so
+/// `scripts/fuzz.sh` can show how deep a corpus reaches (`sort | uniq -c` over a corpus replay).
+pub fn report_verdict(verdict: &dyn std::fmt::Debug) {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    if *ON.get_or_init(|| std::env::var_os("FUZZ_VERDICTS").is_some()) {
+        eprintln!("verdict: {verdict:?}");
+    }
+}
+pub const PAGE: u64 = 4096;
+
+/// Real SHA-256 (the `sha2` crate), as the host uses.
+pub struct Sha2;
+
+impl memzinc_verifier::Sha256 for Sha2 {
+    fn hashv(parts: &[&[u8]]) -> Hash {
+        use sha2::Digest;
+        let mut h = sha2::Sha256::new();
+        for p in parts {
+            h.update(p);
+        }
+        h.finalize().into()
+    }
+}
+
+/// A "hash" that is always zero: every Merkle proof of the right length verifies against a zero
+/// root, so a byte-level fuzzer can get past the proofs and reach the old-bytes comparison.
+pub struct ZeroHash;
+
+impl memzinc_verifier::Sha256 for ZeroHash {
+    fn hashv(_: &[&[u8]]) -> Hash {
+        [0; 32]
+    }
+}
+
+/// The hash functions the references use, spelled from the documented domain tags.
+pub trait RefHash: memzinc_verifier::Sha256 {
+    fn h(parts: &[&[u8]]) -> Hash {
+        <Self as memzinc_verifier::Sha256>::hashv(parts)
+    }
+    fn node(l: &Hash, r: &Hash) -> Hash {
+        Self::h(&[b"memzinc/node/v1", l, r])
+    }
+    fn page_leaf(address: u64, contents: &[u8]) -> Hash {
+        Self::h(&[b"memzinc/page/v1", &address.to_le_bytes(), contents])
+    }
+    fn unreadable_leaf(address: u64) -> Hash {
+        Self::h(&[b"memzinc/unreadable/v1", &address.to_le_bytes()])
+    }
+    fn region_leaf(r: &Region) -> Hash {
+        Self::h(&[
+            b"memzinc/region/v1",
+            &r.start.to_le_bytes(),
+            &r.end.to_le_bytes(),
+            &[r.flags],
+        ])
+    }
+    fn snapshot_root(pages_root: &Hash, regions_root: &Hash, page_count: u64, region_count: u64) -> Hash {
+        Self::h(&[
+            b"memzinc/snapshot/v1",
+            pages_root,
+            regions_root,
+            &page_count.to_le_bytes(),
+            &region_count.to_le_bytes(),
+        ])
+    }
+}
+
+impl RefHash for Sha2 {}
+impl RefHash for ZeroHash {}
+
+// ---------------------------------------------------------------------------------------------
+// Merkle tree, recursively: a tree of n > 1 leaves is a perfect tree of the largest power of two
+// k < n leaves on the left and the tree of the other n - k on the right. (The verifier builds
+// level by level, promoting the odd last node; both describe the same tree.)
+
+fn split(n: usize) -> usize {
+    let mut k = 1;
+    while k * 2 < n {
+        k *= 2;
+    }
+    k
+}
+
+/// The root; the empty tree's root is all zeroes.
+pub fn ref_root<H: RefHash>(leaves: &[Hash]) -> Hash {
+    match leaves.len() {
+        0 => [0; 32],
+        1 => leaves[0],
+        n => {
+            let k = split(n);
+            H::node(&ref_root::<H>(&leaves[..k]), &ref_root::<H>(&leaves[k..]))
+        }
+    }
+}
+
+/// Siblings from the leaf upwards.
+pub fn ref_proof<H: RefHash>(leaves: &[Hash], index: usize) -> Vec<Hash> {
+    assert!(index < leaves.len());
+    if leaves.len() == 1 {
+        return Vec::new();
+    }
+    let k = split(leaves.len());
+    if index < k {
+        let mut p = ref_proof::<H>(&leaves[..k], index);
+        p.push(ref_root::<H>(&leaves[k..]));
+        p
+    } else {
+        let mut p = ref_proof::<H>(&leaves[k..], index - k);
+        p.push(ref_root::<H>(&leaves[..k]));
+        p
+    }
+}
+
+/// Which side each sibling of a proof for `index` of `count` leaves is on, from the leaf
+/// upwards: `true` = the sibling is on the left. `None` if `index >= count`.
+pub fn ref_shape(index: u64, count: u64) -> Option<Vec<bool>> {
+    if index >= count {
+        return None;
+    }
+    if count == 1 {
+        return Some(Vec::new());
+    }
+    let mut k = 1u64;
+    while k < count - k {
+        k *= 2;
+    }
+    let (mut s, left) = if index < k {
+        (ref_shape(index, k)?, false)
+    } else {
+        (ref_shape(index - k, count - k)?, true)
+    };
+    s.push(left);
+    Some(s)
+}
+
+/// Proof check by the recursive shape.
+pub fn ref_verify<H: RefHash>(root: &Hash, leaf: &Hash, index: u64, count: u64, siblings: &[Hash]) -> bool {
+    let Some(shape) = ref_shape(index, count) else {
+        return false;
+    };
+    if shape.len() != siblings.len() {
+        return false;
+    }
+    let mut acc = *leaf;
+    for (left, s) in shape.iter().zip(siblings) {
+        acc = if *left { H::node(s, &acc) } else { H::node(&acc, s) };
+    }
+    &acc == root
+}
+
+// ---------------------------------------------------------------------------------------------
+// Encoding (Borsh as documented in verifier/src/wire.rs).
+
+pub fn ref_encode_regions(regions: &[Region]) -> Vec<u8> {
+    let mut out = (regions.len() as u32).to_le_bytes().to_vec();
+    for r in regions {
+        out.extend(r.start.to_le_bytes());
+        out.extend(r.end.to_le_bytes());
+        out.push(r.flags);
+    }
+    out
+}
+
+pub fn ref_encode_plan(p: &PatchPlan) -> Vec<u8> {
+    let mut out = p.target_id.to_vec();
+    out.extend(p.snapshot_root);
+    out.extend(ref_encode_regions(&p.regions));
+    out.extend((p.writes.len() as u32).to_le_bytes());
+    for w in &p.writes {
+        out.extend(w.address.to_le_bytes());
+        out.extend((w.old.len() as u32).to_le_bytes());
+        out.extend(&w.old);
+        out.extend((w.new.len() as u32).to_le_bytes());
+        out.extend(&w.new);
+    }
+    out
+}
+
+pub fn ref_encode_evidence(e: &Evidence) -> Vec<u8> {
+    let mut out = e.pages_root.to_vec();
+    out.extend(e.regions_root);
+    out.extend(e.page_count.to_le_bytes());
+    out.extend(e.region_count.to_le_bytes());
+    out.extend((e.region_proofs.len() as u32).to_le_bytes());
+    for p in &e.region_proofs {
+        out.extend(p.index.to_le_bytes());
+        out.extend((p.siblings.len() as u32).to_le_bytes());
+        p.siblings.iter().for_each(|s| out.extend(s));
+    }
+    out.extend((e.pages.len() as u32).to_le_bytes());
+    for p in &e.pages {
+        assert_eq!(p.contents.len(), PAGE as usize, "harness: a page is 4096 bytes");
+        out.extend(p.address.to_le_bytes());
+        out.extend(p.index.to_le_bytes());
+        out.extend(&p.contents);
+        out.extend((p.siblings.len() as u32).to_le_bytes());
+        p.siblings.iter().for_each(|s| out.extend(s));
+    }
+    out
+}
+
+// ---------------------------------------------------------------------------------------------
+// Rules, as ARCHITECTURE.md and rules.rs document them, by brute force.
+
+/// `check_plan` by quadratic scans and linear region lookup. Checks are reported in the
+/// documented order: region table, empty plan, write count, then write by write (length
+/// mismatch, empty, no-op, overflow, order, overlap, containment, W^X, writable, byte budget).
+pub fn ref_check_plan(rules: &PolicyRules, p: &PatchPlan) -> Result<PlanTotals, VerifyError> {
+    for (i, r) in p.regions.iter().enumerate() {
+        if r.start >= r.end || r.flags > 7 {
+            return Err(VerifyError::InvalidRegionTable);
+        }
+        // Sorted by start and pairwise disjoint = every earlier region ends at or before it.
+        if p.regions[..i].iter().any(|q| q.end > r.start) {
+            return Err(VerifyError::InvalidRegionTable);
+        }
+    }
+    if p.writes.is_empty() {
+        return Err(VerifyError::EmptyPlan);
+    }
+    if p.writes.len() as u64 > rules.max_writes as u64 {
+        return Err(VerifyError::PlanTooManyWrites);
+    }
+    let mut bytes: u64 = 0;
+    for (i, w) in p.writes.iter().enumerate() {
+        if w.old.len() != w.new.len() {
+            return Err(VerifyError::WriteLengthMismatch);
+        }
+        if w.old.is_empty() {
+            return Err(VerifyError::EmptyWrite);
+        }
+        if w.old == w.new {
+            return Err(VerifyError::NoOpWrite);
+        }
+        let start = w.address as u128;
+        let end = start + w.old.len() as u128;
+        if end > u64::MAX as u128 {
+            return Err(VerifyError::AddressOverflow);
+        }
+        if p.writes[..i].iter().any(|q| q.address > w.address) {
+            return Err(VerifyError::UnsortedWrites);
+        }
+        if p.writes[..i].iter().any(|q| {
+            let (qs, qe) = (q.address as u128, q.address as u128 + q.old.len() as u128);
+            qs < end && start < qe
+        }) {
+            return Err(VerifyError::OverlappingWrites);
+        }
+        let Some(region) = p
+            .regions
+            .iter()
+            .find(|r| r.start as u128 <= start && end <= r.end as u128)
+        else {
+            return Err(VerifyError::WriteOutsideRegions);
+        };
+        if rules.wx && region.flags & 4 != 0 {
+            return Err(VerifyError::WriteInExecutableRegion);
+        }
+        if region.flags & 2 == 0 {
+            return Err(VerifyError::WriteToReadOnlyRegion);
+        }
+        bytes += w.old.len() as u64;
+        if bytes > rules.max_bytes as u64 {
+            return Err(VerifyError::PlanTooManyBytes);
+        }
+    }
+    Ok(PlanTotals {
+        writes: p.writes.len() as u32,
+        bytes: bytes as u32,
+    })
+}
+
+/// `check_evidence` on owned evidence, generic over the hash: proofs checked with
+/// [`ref_verify`], old bytes compared byte by byte with a linear page search. Only meaningful
+/// after `ref_check_plan` accepted the plan (as the verifier documents).
+pub fn ref_check_evidence<H: RefHash>(p: &PatchPlan, e: &Evidence) -> Result<(), VerifyError> {
+    if H::snapshot_root(&e.pages_root, &e.regions_root, e.page_count, e.region_count) != p.snapshot_root {
+        return Err(VerifyError::SnapshotRootMismatch);
+    }
+    if e.region_proofs.len() != p.regions.len() {
+        return Err(VerifyError::MissingRegionProof);
+    }
+    for (r, proof) in p.regions.iter().zip(&e.region_proofs) {
+        if !ref_verify::<H>(
+            &e.regions_root,
+            &H::region_leaf(r),
+            proof.index,
+            e.region_count,
+            &proof.siblings,
+        ) {
+            return Err(VerifyError::InvalidRegionProof);
+        }
+    }
+    for (i, page) in e.pages.iter().enumerate() {
+        if page.address % PAGE != 0 || e.pages[..i].iter().any(|q| q.address >= page.address) {
+            return Err(VerifyError::UnsortedPages);
+        }
+        if !ref_verify::<H>(
+            &e.pages_root,
+            &H::page_leaf(page.address, &page.contents),
+            page.index,
+            e.page_count,
+            &page.siblings,
+        ) {
+            return Err(VerifyError::InvalidPageProof);
+        }
+    }
+    for w in &p.writes {
+        for (k, old) in w.old.iter().enumerate() {
+            let a = w.address + k as u64; // no overflow: the plan check passed
+            let Some(page) = e.pages.iter().find(|q| q.address == a - a % PAGE) else {
+                return Err(VerifyError::MissingPageProof);
+            };
+            if page.contents[(a % PAGE) as usize] != *old {
+                return Err(VerifyError::OldBytesMismatch);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// What `verify_submission` must return for these owned values: (plan hash, region table hash,
+/// totals) or the first refusal.
+pub fn ref_verify_submission<H: RefHash>(
+    rules: &PolicyRules,
+    p: &PatchPlan,
+    e: &Evidence,
+) -> Result<(Hash, Hash, PlanTotals), VerifyError> {
+    let totals = ref_check_plan(rules, p)?;
+    ref_check_evidence::<H>(p, e)?;
+    Ok((
+        H::h(&[b"memzinc/plan/v1", &ref_encode_plan(p)]),
+        H::h(&[b"memzinc/regions/v1", &ref_encode_regions(&p.regions)]),
+        totals,
+    ))
+}
+
+/// A few policies, strictest first: whatever a policy accepts, every later one accepts too.
+pub const POLICIES: [PolicyRules; 4] = [
+    PolicyRules {
+        wx: true,
+        max_bytes: 8,
+        max_writes: 2,
+    },
+    PolicyRules {
+        wx: true,
+        max_bytes: 4096,
+        max_writes: 16,
+    },
+    PolicyRules {
+        wx: false,
+        max_bytes: 4096,
+        max_writes: 16,
+    },
+    PolicyRules {
+        wx: false,
+        max_bytes: u32::MAX,
+        max_writes: u32::MAX,
+    },
+];
