@@ -187,17 +187,25 @@ impl Client {
 
     /// Sends and confirms, turning the attestor's custom errors into their names.
     pub fn send(&self, instructions: &[Instruction], extra_signers: &[&Keypair]) -> Result<Signature> {
-        let blockhash = self.retrying(|| self.rpc.get_latest_blockhash())?;
         let mut signers: Vec<&Keypair> = vec![&self.payer];
         signers.extend_from_slice(extra_signers);
-        let tx = Transaction::new_signed_with_payer(instructions, Some(&self.payer.pubkey()), &signers, blockhash);
-        // The same signed transaction is re-sent on a transport error: a copy that already
-        // landed is recognised by its signature, so a retry can never act twice.
+        let sign = |blockhash| {
+            Transaction::new_signed_with_payer(instructions, Some(&self.payer.pubkey()), &signers, blockhash)
+        };
+        let mut tx = sign(self.retrying(|| self.rpc.get_latest_blockhash())?);
+        // A transport error re-sends the same signed transaction: a copy that already landed is
+        // recognised by its signature, so a retry can never act twice. A blockhash the node does
+        // not know (yet) means the transaction cannot have run: it is signed again with a new one.
         let mut delay = Duration::from_millis(200);
         let mut attempt = 1;
         loop {
             match self.rpc.send_and_confirm_transaction(&tx) {
                 Ok(signature) => return Ok(signature),
+                Err(e) if attempt < RETRIES && blockhash_not_found(&e) => {
+                    std::thread::sleep(Duration::from_millis(50));
+                    tx = sign(self.retrying(|| self.rpc.get_latest_blockhash())?);
+                    attempt += 1;
+                }
                 Err(e) if e.get_transaction_error().is_none() && attempt < RETRIES => {
                     tracing::warn!("RPC {}: {e}; retrying in {delay:?}", self.url);
                     std::thread::sleep(delay);
@@ -533,14 +541,33 @@ impl Client {
     /// The blockhash is refreshed every few transactions: a local validator producing a block
     /// per transaction ages blockhashes quickly.
     pub fn send_all(&self, instructions: Vec<Instruction>) -> Result<()> {
-        let mut blockhash = self.rpc.get_latest_blockhash().map_err(|e| rpc_err(&self.url, e))?;
+        let mut blockhash = self.retrying(|| self.rpc.get_latest_blockhash())?;
         let mut pending = Vec::with_capacity(instructions.len());
         for (i, ix) in instructions.into_iter().enumerate() {
             if i > 0 && i % 16 == 0 {
-                blockhash = self.rpc.get_latest_blockhash().map_err(|e| rpc_err(&self.url, e))?;
+                blockhash = self.retrying(|| self.rpc.get_latest_blockhash())?;
             }
-            let tx = Transaction::new_signed_with_payer(&[ix], Some(&self.payer.pubkey()), &[&self.payer], blockhash);
-            pending.push(self.rpc.send_transaction(&tx).map_err(|e| rpc_err(&self.url, e))?);
+            let mut attempt = 1;
+            loop {
+                let tx = Transaction::new_signed_with_payer(
+                    std::slice::from_ref(&ix),
+                    Some(&self.payer.pubkey()),
+                    &[&self.payer],
+                    blockhash,
+                );
+                match self.rpc.send_transaction(&tx) {
+                    Ok(signature) => {
+                        pending.push(signature);
+                        break;
+                    }
+                    Err(e) if attempt < RETRIES && blockhash_not_found(&e) => {
+                        std::thread::sleep(Duration::from_millis(50));
+                        blockhash = self.retrying(|| self.rpc.get_latest_blockhash())?;
+                        attempt += 1;
+                    }
+                    Err(e) => return Err(self.explain(e)),
+                }
+            }
         }
         for signature in pending {
             self.rpc
@@ -676,6 +703,14 @@ impl Client {
             verified: true,
         })
     }
+}
+
+/// The node does not know the transaction's blockhash: it has not run and cannot run.
+fn blockhash_not_found(e: &solana_rpc_client_api::client_error::Error) -> bool {
+    matches!(
+        e.get_transaction_error(),
+        Some(solana_transaction_error::TransactionError::BlockhashNotFound)
+    )
 }
 
 /// Pulls `N` out of `InstructionError(_, Custom(N))`.
