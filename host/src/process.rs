@@ -69,19 +69,8 @@ fn pid_errno(pid: i32, what: &str, e: Errno) -> Error {
 }
 
 fn read_proc(pid: i32, file: &str) -> Result<String> {
-    let path = format!("/proc/{pid}/{file}");
-    std::fs::read_to_string(&path).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => Error::NoSuchProcess { pid },
-        std::io::ErrorKind::PermissionDenied => Error::NotPermitted {
-            pid,
-            what: format!("reading {path}"),
-        },
-        _ => Error::Process {
-            pid,
-            what: format!("reading {path}"),
-            source: e,
-        },
-    })
+    // /proc text files are ASCII; a lossy decode never loses a field we parse.
+    Ok(String::from_utf8_lossy(&read_proc_bytes(pid, file)?).into_owned())
 }
 
 /// Fails with a clear error for a pid that is not a live, non-zombie process.
