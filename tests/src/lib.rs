@@ -417,3 +417,66 @@ impl Target {
         }
     }
 }
+
+/// A started target that is killed when the test ends, and the facts it printed first.
+pub struct Running {
+    pub child: std::process::Child,
+    /// The lines it printed up to and including the `until` line.
+    pub facts: Vec<String>,
+}
+
+impl Running {
+    /// Starts `cmd` and collects its stdout lines until one equals `until` (or starts with it).
+    pub fn start(cmd: &mut std::process::Command, until: &str) -> Running {
+        let mut child = cmd
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = std::io::BufRead::lines(std::io::BufReader::new(child.stdout.take().unwrap()));
+        let mut facts = Vec::new();
+        loop {
+            let line = lines.next().expect("target ended early").unwrap();
+            let done = line.starts_with(until);
+            facts.push(line);
+            if done {
+                break;
+            }
+        }
+        // Keep reading (and dropping) whatever else it prints so it never blocks on a pipe.
+        std::thread::spawn(move || for _ in lines.map_while(Result::ok) {});
+        Running { child, facts }
+    }
+
+    /// Snapshots it into `path` and opens the core.
+    pub fn snapshot(&self, path: &std::path::Path) -> memzinc::snapshot::Snapshot {
+        memzinc::snapshot::take(self.pid(), path, None).unwrap();
+        memzinc::snapshot::Snapshot::open(path).unwrap()
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// The value of the fact line `"{kind} {name} VALUE"`.
+    pub fn fact(&self, kind: &str, name: &str) -> u64 {
+        let prefix = format!("{kind} {name} ");
+        let line = self
+            .facts
+            .iter()
+            .find(|l| l.starts_with(&prefix))
+            .unwrap_or_else(|| panic!("target printed no {prefix:?}"));
+        let value = &line[prefix.len()..];
+        match value.strip_prefix("0x") {
+            Some(hex) => u64::from_str_radix(hex, 16).unwrap(),
+            None => value.parse().unwrap(),
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -3,55 +3,13 @@
 //! from the targets themselves (`&STATE`, the mappings they made), never from memzinc.
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 
 use memzinc::check::{self, Check, Rule};
 use memzinc::snapshot::Snapshot;
 use memzinc::types::DebugTypes;
-use memzinc_tests::{binary, repo_root};
-
-struct Running {
-    child: Child,
-    facts: Vec<String>,
-}
-
-impl Running {
-    fn start(cmd: &mut Command, until: &str) -> Running {
-        let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let mut facts = Vec::new();
-        loop {
-            let line = lines.next().expect("target ended early").unwrap();
-            let done = line.starts_with(until);
-            facts.push(line);
-            if done {
-                break;
-            }
-        }
-        std::thread::spawn(move || for _ in lines.map_while(Result::ok) {});
-        Running { child, facts }
-    }
-
-    fn address(&self, name: &str) -> u64 {
-        let prefix = format!("address {name} 0x");
-        let line = self.facts.iter().find(|l| l.starts_with(&prefix)).unwrap();
-        u64::from_str_radix(&line[prefix.len()..], 16).unwrap()
-    }
-
-    fn snapshot(&self, path: &Path) -> Snapshot {
-        memzinc::snapshot::take(self.child.id() as i32, path, None).unwrap();
-        Snapshot::open(path).unwrap()
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use memzinc_tests::{binary, repo_root, Running};
 
 fn build_cbroken(dir: &Path) -> PathBuf {
     let out = dir.join("cbroken");
@@ -104,7 +62,7 @@ fn the_broken_globals_and_mappings_and_only_they_are_reported() {
     assert_eq!(report.findings.len(), 11);
 
     // Addresses are the target's own: field addresses inside STATE, the mappings it made.
-    let state = target.address("STATE");
+    let state = target.fact("address", "STATE");
     let state_var = types.variable("STATE").unwrap();
     assert_eq!(state_var.address, state);
     let fields = types.fields(state_var.type_id.unwrap()).unwrap();
@@ -120,13 +78,19 @@ fn the_broken_globals_and_mappings_and_only_they_are_reported() {
     assert_eq!(at(Rule::BoolNotZeroOrOne, "STATE.ready"), state + offset("ready"));
     assert_eq!(at(Rule::PointerUnmapped, "STATE.dangling"), state + offset("dangling"));
     assert_eq!(at(Rule::EnumInvalid, "STATE.mode"), state + offset("mode"));
-    assert_eq!(at(Rule::BoolNotZeroOrOne, "LONE_BOOL"), target.address("LONE_BOOL"));
+    assert_eq!(
+        at(Rule::BoolNotZeroOrOne, "LONE_BOOL"),
+        target.fact("address", "LONE_BOOL")
+    );
     let node_size = 16;
     assert_eq!(
         at(Rule::PointerUnmapped, "STATE.nodes[1].next"),
         state + offset("nodes") + node_size
     );
-    assert_eq!(at(Rule::WritableAndExecutable, "[anonymous]"), target.address("rwx"));
+    assert_eq!(
+        at(Rule::WritableAndExecutable, "[anonymous]"),
+        target.fact("address", "rwx")
+    );
     let exec_anon: BTreeSet<u64> = report
         .findings
         .iter()
@@ -135,7 +99,9 @@ fn the_broken_globals_and_mappings_and_only_they_are_reported() {
         .collect();
     assert_eq!(
         exec_anon,
-        [target.address("rwx"), target.address("rx")].into_iter().collect()
+        [target.fact("address", "rwx"), target.fact("address", "rx")]
+            .into_iter()
+            .collect()
     );
     // The one-past-the-end pointer, the heap-ish node, the string and the function are sound.
     assert!(report.pointers >= 11, "{report:?}");

@@ -163,6 +163,8 @@ fn snapshot_plan_attest_apply_audit_on_a_localnet() {
     // Offline replay: the deployed program's bytes (the reproducible build) run again in the
     // sBPF VM on the kept plan file and produce the recorded attestation byte for byte.
     let program = repo_root().join("target/deploy/attestor.so");
+    // The same run writes the Parquet timeline and the HTML report.
+    let (table, page) = (dir.path().join("timeline.parquet"), dir.path().join("report.html"));
     let replayed: serde_json::Value = serde_json::from_str(&run_ok(chain(&[
         "audit",
         "--target",
@@ -171,6 +173,10 @@ fn snapshot_plan_attest_apply_audit_on_a_localnet() {
         dir.path().to_str().unwrap(),
         "--program",
         program.to_str().unwrap(),
+        "--parquet",
+        table.to_str().unwrap(),
+        "--report",
+        page.to_str().unwrap(),
         "--json",
     ])))
     .unwrap();
@@ -183,21 +189,7 @@ fn snapshot_plan_attest_apply_audit_on_a_localnet() {
         .find(|d| d["plan_hash"] == planned["plan_hash"])
         .unwrap();
     assert_eq!(decision["verdict"], "identical", "{replay}");
-    // The audit's Parquet timeline and HTML report; a headless Chromium renders the report.
-    let (table, page) = (dir.path().join("timeline.parquet"), dir.path().join("report.html"));
-    run_ok(chain(&[
-        "audit",
-        "--target",
-        "healme",
-        "--replay",
-        dir.path().to_str().unwrap(),
-        "--program",
-        program.to_str().unwrap(),
-        "--parquet",
-        table.to_str().unwrap(),
-        "--report",
-        page.to_str().unwrap(),
-    ]));
+    // The Parquet timeline reads back; a headless Chromium renders the report.
     {
         use parquet::file::reader::{FileReader, SerializedFileReader};
         let reader = SerializedFileReader::new(std::fs::File::open(&table).unwrap()).unwrap();

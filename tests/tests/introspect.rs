@@ -4,66 +4,13 @@
 //! `addr_of!`, `offsetof`, `sizeof`), never from memzinc.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 
 use memzinc::reason::TargetSpec;
 use memzinc::symbols::{read_process_symbols, SymbolKind};
 use memzinc::types::{DebugTypes, Encoding, Shape, TypeKind};
-use memzinc_tests::{binary, repo_root};
-
-/// A started target that is killed when the test ends, and the facts it printed first.
-struct Running {
-    child: Child,
-    facts: Vec<String>,
-}
-
-impl Running {
-    /// Starts `cmd` and collects its stdout lines until one equals `until` (or starts with it).
-    fn start(cmd: &mut Command, until: &str) -> Running {
-        let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let mut facts = Vec::new();
-        loop {
-            let line = lines.next().expect("target ended early").unwrap();
-            let done = line.starts_with(until);
-            facts.push(line);
-            if done {
-                break;
-            }
-        }
-        // Keep reading (and dropping) whatever else it prints so it never blocks on a pipe.
-        std::thread::spawn(move || for _ in lines.map_while(Result::ok) {});
-        Running { child, facts }
-    }
-
-    fn pid(&self) -> i32 {
-        self.child.id() as i32
-    }
-
-    /// The value of the fact line `"{kind} {name} VALUE"`.
-    fn fact(&self, kind: &str, name: &str) -> u64 {
-        let prefix = format!("{kind} {name} ");
-        let line = self
-            .facts
-            .iter()
-            .find(|l| l.starts_with(&prefix))
-            .unwrap_or_else(|| panic!("target printed no {prefix:?}"));
-        let value = &line[prefix.len()..];
-        match value.strip_prefix("0x") {
-            Some(hex) => u64::from_str_radix(hex, 16).unwrap(),
-            None => value.parse().unwrap(),
-        }
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use memzinc_tests::{binary, repo_root, Running};
 
 fn healme() -> Running {
     Running::start(

@@ -135,17 +135,7 @@ mod tests {
     use super::*;
     use std::vec::Vec;
 
-    struct Sha2;
-    impl Sha256 for Sha2 {
-        fn hashv(parts: &[&[u8]]) -> Hash {
-            use sha2::Digest;
-            let mut h = sha2::Sha256::new();
-            for p in parts {
-                h.update(p);
-            }
-            h.finalize().into()
-        }
-    }
+    use crate::test_hash::Sha2;
 
     #[test]
     fn every_proof_verifies_and_tampering_fails() {

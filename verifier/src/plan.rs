@@ -415,17 +415,7 @@ mod tests {
         assert_eq!(PlanView::parse(&padded).err(), Some(VerifyError::MalformedInstruction));
     }
 
-    struct Sha2;
-    impl Sha256 for Sha2 {
-        fn hashv(parts: &[&[u8]]) -> Hash {
-            use sha2::Digest;
-            let mut h = sha2::Sha256::new();
-            for p in parts {
-                h.update(p);
-            }
-            h.finalize().into()
-        }
-    }
+    use crate::test_hash::Sha2;
 
     fn page_bytes(address: u64) -> Vec<u8> {
         (0..PAGE_LEN)
