@@ -19,6 +19,7 @@
 pub mod apply;
 pub mod chain;
 pub mod check;
+pub mod checkpoint;
 pub mod demo;
 pub mod elfcore;
 pub mod error;
@@ -33,6 +34,7 @@ pub mod reason;
 pub mod registry;
 pub mod replay;
 pub mod report;
+pub mod restore;
 pub mod snapshot;
 pub mod solver;
 pub mod symbols;

@@ -126,6 +126,9 @@ pub struct SnapshotMeta {
     /// Merkle root over all captured pages, hex.
     pub pages_root: String,
     pub page_count: u64,
+    /// What `memzinc checkpoint` adds for `memzinc restore`; `None` in a plain snapshot.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoint: Option<pb::Checkpoint>,
 }
 
 /// A snapshot file opened for reading; page contents stay on disk.
@@ -165,8 +168,22 @@ const CHUNK: u64 = 8 << 20;
 /// Freezes `pid`, snapshots it into the core file `out` (atomically) and resumes it.
 pub fn take(pid: i32, out: &Path, progress: Option<&indicatif::ProgressBar>) -> Result<TakeReport> {
     let frozen = process::Frozen::freeze(pid)?;
+    let report = take_frozen(&frozen, out, progress, None);
+    drop(frozen);
+    report
+}
+
+/// Writes the snapshot of a process `frozen` holds, with `checkpoint` in its metadata; the
+/// caller decides what happens to the process afterwards.
+pub fn take_frozen(
+    frozen: &process::Frozen,
+    out: &Path,
+    progress: Option<&indicatif::ProgressBar>,
+    checkpoint: Option<pb::Checkpoint>,
+) -> Result<TakeReport> {
+    let pid = frozen.pid();
     // Once frozen, a process that vanishes (or turns zombie) was killed under us.
-    take_frozen(pid, frozen, out, progress).map_err(|e| match e {
+    write_frozen(pid, frozen, out, progress, checkpoint).map_err(|e| match e {
         Error::NoSuchProcess { .. } | Error::Zombie { .. } => Error::TargetExited {
             pid,
             during: "snapshotting it",
@@ -175,11 +192,12 @@ pub fn take(pid: i32, out: &Path, progress: Option<&indicatif::ProgressBar>) -> 
     })
 }
 
-fn take_frozen(
+fn write_frozen(
     pid: i32,
-    frozen: process::Frozen,
+    frozen: &process::Frozen,
     out: &Path,
     progress: Option<&indicatif::ProgressBar>,
+    checkpoint: Option<pb::Checkpoint>,
 ) -> Result<TakeReport> {
     let maps = process::read_maps(pid)?;
     let exe = process::exe_path(pid)?;
@@ -280,6 +298,7 @@ fn take_frozen(
             root: hex::encode(trees.root::<Sha2>()),
             pages_root: hex::encode(trees.pages_root()),
             page_count,
+            checkpoint,
         };
         let ids = ProcessIds {
             ppid: stat.ppid,
@@ -327,7 +346,6 @@ fn take_frozen(
             file_bytes: data_end + notes.len() as u64,
         })
     })?;
-    drop(frozen);
     Ok(report)
 }
 
@@ -533,6 +551,7 @@ fn to_pb(meta: &SnapshotMeta) -> pb::SnapshotMeta {
         root: hex::decode(&meta.root).unwrap_or_default(),
         pages_root: hex::decode(&meta.pages_root).unwrap_or_default(),
         page_count: meta.page_count,
+        checkpoint: meta.checkpoint.clone(),
     }
 }
 
@@ -645,6 +664,7 @@ fn from_pb(
         root: hex::encode(&m.root),
         pages_root: hex::encode(&m.pages_root),
         page_count: m.page_count,
+        checkpoint: m.checkpoint,
     })
 }
 
@@ -988,6 +1008,7 @@ mod tests {
             root: hex::encode([7u8; 32]),
             pages_root: hex::encode([8u8; 32]),
             page_count: 2,
+            checkpoint: None,
         }
     }
 
