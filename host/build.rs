@@ -8,7 +8,7 @@ fn main() -> std::io::Result<()> {
     let mut config = prost_build::Config::new();
     // The checkpoint part of the metadata is used as is by the host (and printed by
     // `inspect --json`), so it derives serde instead of being mirrored by hand.
-    for message in ["Checkpoint", "MmFields", "ThreadCheckpoint", "Rseq"] {
+    for message in ["Checkpoint", "MmFields", "ThreadCheckpoint", "Rseq", "SignalHandler"] {
         config.type_attribute(
             format!(".memzinc.snapshot.v1.{message}"),
             "#[derive(serde::Serialize, serde::Deserialize)]",

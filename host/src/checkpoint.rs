@@ -7,6 +7,8 @@
 use std::path::Path;
 
 use nix::errno::Errno;
+use nix::libc;
+use nix::sys::ptrace;
 use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
@@ -74,7 +76,8 @@ pub fn checkpoint(pid: i32, out: &Path, after: AfterCheckpoint) -> Result<Checkp
 fn kill_frozen(frozen: &Frozen) -> Result<()> {
     let pid = frozen.pid();
     kill(Pid::from_raw(pid), Signal::SIGKILL).map_err(|e| process::pid_errno(pid, "SIGKILL", e))?;
-    for tid in frozen.tids() {
+    // The main thread last: the kernel reports a group leader's exit only after the others'.
+    for tid in frozen.tids().into_iter().rev() {
         loop {
             match waitpid(Pid::from_raw(tid), Some(WaitPidFlag::__WALL)) {
                 Ok(WaitStatus::Exited(..)) | Ok(WaitStatus::Signaled(..)) | Err(Errno::ECHILD) => break,
@@ -89,30 +92,158 @@ fn kill_frozen(frozen: &Frozen) -> Result<()> {
 fn collect(frozen: &Frozen, killed: bool) -> Result<pb::Checkpoint> {
     let pid = frozen.pid();
     let status = process::read_proc(pid, "status")?;
+    let syscall_at = vdso_syscall(pid)?;
+    let sig_caught = status_mask(&status, "SigCgt:");
     let threads = frozen
         .tids()
         .into_iter()
         .map(|tid| {
             let status = process::read_proc(pid, &format!("task/{tid}/status"))?;
+            let in_thread = ThreadSyscalls { pid, tid, syscall_at };
+            let tid_address = u64::from_le_bytes(
+                in_thread.call_out("PR_GET_TID_ADDRESS", libc::SYS_prctl, |out| {
+                    [libc::PR_GET_TID_ADDRESS as u64, out, 0]
+                })?[..8]
+                    .try_into()
+                    .unwrap_or_default(),
+            );
+            let stack = in_thread.call_out("sigaltstack", libc::SYS_sigaltstack, |out| [0, out, 0])?;
+            let word = |i: usize| u64::from_le_bytes(stack[i..i + 8].try_into().unwrap_or_default());
             Ok(pb::ThreadCheckpoint {
                 tid,
                 sig_blocked: status_mask(&status, "SigBlk:"),
                 rseq: rseq_config(tid).map_err(|e| {
                     process::pid_errno(pid, &format!("PTRACE_GET_RSEQ_CONFIGURATION of thread {tid}"), e)
                 })?,
+                tid_address,
+                altstack_sp: word(0),
+                altstack_flags: word(8) as u32 as i32,
+                altstack_size: word(16),
             })
         })
         .collect::<Result<Vec<_>>>()?;
+    // Handlers are process-wide: asked in the main thread.
+    let main = ThreadSyscalls {
+        pid,
+        tid: pid,
+        syscall_at,
+    };
+    let mut handlers = Vec::new();
+    for signal in (1..=64u32).filter(|s| sig_caught & (1 << (s - 1)) != 0) {
+        let act = main.call_out("rt_sigaction", libc::SYS_rt_sigaction, |out| [signal as u64, 0, out])?;
+        let word = |i: usize| u64::from_le_bytes(act[i * 8..i * 8 + 8].try_into().unwrap_or_default());
+        handlers.push(pb::SignalHandler {
+            signal,
+            handler: word(0),
+            flags: word(1),
+            restorer: word(2),
+            mask: word(3),
+        });
+    }
     Ok(pb::Checkpoint {
         mm: Some(mm_fields(pid)?),
         threads,
         sig_ignored: status_mask(&status, "SigIgn:"),
-        sig_caught: status_mask(&status, "SigCgt:"),
+        sig_caught,
+        handlers,
         killed,
         cwd: std::fs::read_link(format!("/proc/{pid}/cwd"))
             .map(|p| p.to_string_lossy().into_owned())
             .unwrap_or_default(),
     })
+}
+
+/// The address of a `syscall` instruction in the target's vdso (every x86_64 vdso has one in
+/// its fallback paths): where syscalls are injected without writing to the target's code.
+fn vdso_syscall(pid: i32) -> Result<u64> {
+    let maps = process::read_maps(pid)?;
+    let vdso = maps.iter().find(|m| m.path == "[vdso]").ok_or_else(|| Error::Process {
+        pid,
+        what: "no [vdso] mapping to run syscalls at".into(),
+        source: std::io::Error::from(std::io::ErrorKind::NotFound),
+    })?;
+    let mut code = vec![0u8; (vdso.end - vdso.start) as usize];
+    let n = process::read_at(pid, vdso.start, &mut code)?;
+    code[..n]
+        .windows(2)
+        .position(|w| w == [0x0f, 0x05])
+        .map(|i| vdso.start + i as u64)
+        .ok_or_else(|| Error::Process {
+            pid,
+            what: "no syscall instruction in the vdso".into(),
+            source: std::io::Error::from(std::io::ErrorKind::NotFound),
+        })
+}
+
+/// Runs a syscall in one frozen thread of the target at the vdso's `syscall` instruction,
+/// between its syscall-entry and -exit stops, then puts the thread back exactly as it was:
+/// same registers, same scratch bytes, and an interrupt-stop again, so an interrupted syscall
+/// of its own still restarts when it resumes.
+struct ThreadSyscalls {
+    pid: i32,
+    tid: i32,
+    syscall_at: u64,
+}
+
+/// Scratch space for a syscall's output: below the thread's red zone, on its stack.
+const SCRATCH_BELOW_SP: u64 = 512;
+const SCRATCH_LEN: usize = 32;
+
+impl ThreadSyscalls {
+    /// Runs syscall `nr` with the arguments `args(out)` builds around a 32-byte output buffer
+    /// `out` (the fourth argument is 8, the sigset size rt_sigaction wants); returns the buffer.
+    fn call_out(&self, what: &str, nr: i64, args: impl Fn(u64) -> [u64; 3]) -> Result<[u8; SCRATCH_LEN]> {
+        let tid = Pid::from_raw(self.tid);
+        let fail = |e: Errno| process::pid_errno(self.pid, &format!("{what} in thread {}", self.tid), e);
+        let saved = ptrace::getregs(tid).map_err(fail)?;
+        let out = (saved.rsp - SCRATCH_BELOW_SP) & !15;
+        let mut kept = [0u8; SCRATCH_LEN];
+        process::read_at(self.pid, out, &mut kept)?;
+        let [a, b, c] = args(out);
+        let mut r = saved;
+        r.rip = self.syscall_at;
+        r.rax = nr as u64;
+        r.orig_rax = u64::MAX;
+        (r.rdi, r.rsi, r.rdx, r.r10) = (a, b, c, 8);
+        ptrace::setregs(tid, r).map_err(fail)?;
+        for _ in ["entry", "exit"] {
+            ptrace::syscall(tid, None).map_err(fail)?;
+            wait_stop(self.pid, self.tid)?;
+        }
+        let rc = ptrace::getregs(tid).map_err(fail)?.rax as i64;
+        let mut result = [0u8; SCRATCH_LEN];
+        process::read_at(self.pid, out, &mut result)?;
+        process::write_at(self.pid, out, &kept)?;
+        ptrace::setregs(tid, saved).map_err(fail)?;
+        // Back into an interrupt-stop: the exit stop would return to user space without the
+        // restart handling an interrupted syscall of the thread's own needs.
+        ptrace::interrupt(tid).map_err(fail)?;
+        ptrace::cont(tid, None).map_err(fail)?;
+        wait_stop(self.pid, self.tid)?;
+        if (-4095..0).contains(&rc) {
+            return Err(fail(Errno::from_raw(-rc as i32)));
+        }
+        Ok(result)
+    }
+}
+
+fn wait_stop(pid: i32, tid: i32) -> Result<()> {
+    loop {
+        match waitpid(Pid::from_raw(tid), Some(WaitPidFlag::__WALL)) {
+            Ok(WaitStatus::Stopped(..)) | Ok(WaitStatus::PtraceEvent(..)) | Ok(WaitStatus::PtraceSyscall(..)) => {
+                return Ok(())
+            }
+            Err(Errno::EINTR) => continue,
+            Ok(WaitStatus::Exited(..)) | Ok(WaitStatus::Signaled(..)) | Err(Errno::ECHILD) => {
+                return Err(Error::TargetExited {
+                    pid,
+                    during: "checkpointing it",
+                })
+            }
+            Ok(_) => continue,
+            Err(e) => return Err(process::pid_errno(pid, "waitpid", e)),
+        }
+    }
 }
 
 /// A hex signal mask line of /proc/.../status; 0 when absent.

@@ -143,12 +143,21 @@ pub fn restore_attested(
 /// Everything that can be refused before a process exists.
 fn preflight(snap: &Snapshot, checkpoint: &pb::Checkpoint, plan: Option<&PatchPlan>) -> Result<()> {
     let meta = &snap.meta;
-    if meta.threads.len() != 1 || checkpoint.threads.len() != 1 {
-        return Err(Error::Restore(format!(
-            "pid {} had {} threads; memzinc restores single-threaded processes only",
-            meta.pid,
-            meta.threads.len()
-        )));
+    if meta.threads.len() != checkpoint.threads.len()
+        || meta
+            .threads
+            .iter()
+            .zip(&checkpoint.threads)
+            .any(|(a, b)| a.tid != b.tid)
+    {
+        return Err(Error::Restore(
+            "the checkpoint's threads disagree with the register notes".into(),
+        ));
+    }
+    for t in &meta.threads[1..] {
+        if Path::new(&format!("/proc/{}", t.tid)).exists() {
+            return Err(Error::Restore(format!("tid {} is in use", t.tid)));
+        }
     }
     if Path::new(&format!("/proc/{}", meta.pid)).exists() {
         return Err(Error::Restore(format!(
@@ -309,7 +318,9 @@ fn spawn_stopped(pid: i32, helper: u64) -> Result<ChildGuard> {
     }
     ptrace::setoptions(
         Pid::from_raw(pid),
-        ptrace::Options::PTRACE_O_EXITKILL | ptrace::Options::PTRACE_O_TRACESYSGOOD,
+        ptrace::Options::PTRACE_O_EXITKILL
+            | ptrace::Options::PTRACE_O_TRACESYSGOOD
+            | ptrace::Options::PTRACE_O_TRACECLONE,
     )
     .map_err(|e| Error::Restore(format!("PTRACE_SETOPTIONS: {e}")))?;
     Ok(guard)
@@ -375,7 +386,12 @@ impl Injector {
 
     /// The raw return value (negative errno on failure).
     fn raw(&self, nr: i64, args: &[u64]) -> Result<i64> {
-        let pid = Pid::from_raw(self.pid);
+        self.raw_in(self.pid, nr, args)
+    }
+
+    /// `raw` in thread `tid` (the process's main thread or one `clone_thread` made).
+    fn raw_in(&self, tid: i32, nr: i64, args: &[u64]) -> Result<i64> {
+        let pid = Pid::from_raw(tid);
         let fail = |what: &str, e: Errno| Error::Restore(format!("{what} (syscall {nr}): {e}"));
         ptrace::setregs(pid, self.regs_for(nr, args)).map_err(|e| fail("PTRACE_SETREGS", e))?;
         ptrace::cont(pid, None).map_err(|e| fail("PTRACE_CONT", e))?;
@@ -396,7 +412,11 @@ impl Injector {
 
     /// Runs a syscall that must succeed; `what` names it in the error.
     fn call(&self, what: &str, nr: i64, args: &[u64]) -> Result<u64> {
-        let rc = self.raw(nr, args)?;
+        self.call_in(self.pid, what, nr, args)
+    }
+
+    fn call_in(&self, tid: i32, what: &str, nr: i64, args: &[u64]) -> Result<u64> {
+        let rc = self.raw_in(tid, nr, args)?;
         if (-4095..0).contains(&rc) {
             return Err(Error::Restore(format!("{what}: {}", Errno::from_raw(-rc as i32))));
         }
@@ -558,12 +578,23 @@ fn rebuild(
     restore_signals(inject, checkpoint)?;
     // Its own session, as after `setsid`: nothing of memzinc's terminal job reaches it.
     inject.call("setsid", libc::SYS_setsid, &[])?;
-    if let Some(rseq) = checkpoint.threads.first().and_then(|t| t.rseq.as_ref()) {
-        inject.call(
-            "rseq register",
-            libc::SYS_rseq,
-            &[rseq.address, rseq.size as u64, 0, rseq.signature as u64],
-        )?;
+    // The other threads first, each stopped at its own injection until all exist.
+    let mut threads = vec![inject.pid];
+    for t in &checkpoint.threads[1..] {
+        threads.push(clone_thread(inject, t)?);
+    }
+    for (&tid, t) in threads.iter().zip(&checkpoint.threads) {
+        thread_state(inject, tid, t)?;
+    }
+    for (&tid, t) in threads.iter().zip(&meta.threads).skip(1) {
+        let fail = |what: &str, e: Errno| Error::Restore(format!("thread {tid}: {what}: {e}"));
+        let pid = Pid::from_raw(tid);
+        ptrace::setregs(pid, resumable(&t.regs).to_user()).map_err(|e| fail("PTRACE_SETREGS", e))?;
+        set_fpu(tid, &t.fpregs, &t.xstate).map_err(|e| fail("PTRACE_SETREGSET", e))?;
+    }
+    for &tid in &threads[1..] {
+        ptrace::detach(Pid::from_raw(tid), None)
+            .map_err(|e| Error::Restore(format!("thread {tid}: PTRACE_DETACH: {e}")))?;
     }
     resume(
         inject,
@@ -572,6 +603,115 @@ fn rebuild(
         &meta.threads[0].xstate,
     )?;
     Ok(bytes)
+}
+
+/// Creates one more thread of the image with its tid (clone3 with set_tid, in the main
+/// thread), its clear_child_tid set; returns once the new thread is in its first stop.
+fn clone_thread(inject: &Injector, t: &pb::ThreadCheckpoint) -> Result<i32> {
+    let set_tid_at = inject.put(512, &(t.tid as u64).to_le_bytes()[..4])?;
+    let mut flags = libc::CLONE_VM
+        | libc::CLONE_FS
+        | libc::CLONE_FILES
+        | libc::CLONE_SIGHAND
+        | libc::CLONE_THREAD
+        | libc::CLONE_SYSVSEM;
+    if t.tid_address != 0 {
+        flags |= libc::CLONE_CHILD_CLEARTID;
+    }
+    let args = CloneArgs {
+        flags: flags as u64,
+        child_tid: t.tid_address,
+        set_tid: set_tid_at,
+        set_tid_size: 1,
+        ..CloneArgs::default()
+    };
+    let bytes: Vec<u8> = [
+        args.flags,
+        args.pidfd,
+        args.child_tid,
+        args.parent_tid,
+        args.exit_signal,
+        args.stack,
+        args.stack_size,
+        args.tls,
+        args.set_tid,
+        args.set_tid_size,
+        args.cgroup,
+    ]
+    .iter()
+    .flat_map(|w| w.to_le_bytes())
+    .collect();
+    let args_at = inject.put(0, &bytes)?;
+    let main = Pid::from_raw(inject.pid);
+    let fail = |what: &str, e: String| Error::Restore(format!("creating thread {}: {what}: {e}", t.tid));
+    ptrace::setregs(main, inject.regs_for(libc::SYS_clone3, &[args_at, bytes.len() as u64]))
+        .map_err(|e| fail("PTRACE_SETREGS", e.to_string()))?;
+    ptrace::cont(main, None).map_err(|e| fail("PTRACE_CONT", e.to_string()))?;
+    // The clone event, then the trap after the syscall.
+    let mut stops = 0;
+    while stops < 2 {
+        match waitpid(main, Some(WaitPidFlag::__WALL)) {
+            Ok(WaitStatus::PtraceEvent(_, _, libc::PTRACE_EVENT_CLONE)) => {
+                stops += 1;
+                ptrace::cont(main, None).map_err(|e| fail("PTRACE_CONT", e.to_string()))?;
+            }
+            Ok(WaitStatus::Stopped(_, Signal::SIGTRAP)) => stops = 2,
+            Err(Errno::EINTR) => {}
+            other => return Err(fail("clone3", format!("{other:?}"))),
+        }
+    }
+    let rc = ptrace::getregs(main)
+        .map_err(|e| fail("PTRACE_GETREGS", e.to_string()))?
+        .rax as i64;
+    if rc != t.tid as i64 {
+        let why = if rc < 0 {
+            Errno::from_raw(-rc as i32).to_string()
+        } else {
+            format!("got tid {rc}")
+        };
+        return Err(fail("clone3", why));
+    }
+    loop {
+        match waitpid(Pid::from_raw(t.tid), Some(WaitPidFlag::__WALL)) {
+            Ok(WaitStatus::Stopped(..)) | Ok(WaitStatus::PtraceEvent(..)) => return Ok(t.tid),
+            Err(Errno::EINTR) => {}
+            other => return Err(fail("first stop", format!("{other:?}"))),
+        }
+    }
+}
+
+/// Per-thread state, run in the thread itself: clear_child_tid, alternate signal stack,
+/// blocked signals, rseq.
+fn thread_state(inject: &Injector, tid: i32, t: &pb::ThreadCheckpoint) -> Result<()> {
+    inject.call_in(tid, "set_tid_address", libc::SYS_set_tid_address, &[t.tid_address])?;
+    let mut stack = [0u8; 24];
+    let flags = if t.altstack_sp == 0 && t.altstack_size == 0 {
+        libc::SS_DISABLE
+    } else {
+        // SS_ONSTACK is a report, not a setting; SS_AUTODISARM is kept.
+        t.altstack_flags & !libc::SS_ONSTACK
+    };
+    stack[..8].copy_from_slice(&t.altstack_sp.to_le_bytes());
+    stack[8..12].copy_from_slice(&flags.to_le_bytes());
+    stack[16..].copy_from_slice(&t.altstack_size.to_le_bytes());
+    let at = inject.put(0, &stack)?;
+    inject.call_in(tid, "sigaltstack", libc::SYS_sigaltstack, &[at, 0])?;
+    let at = inject.put(0, &t.sig_blocked.to_le_bytes())?;
+    inject.call_in(
+        tid,
+        "rt_sigprocmask",
+        libc::SYS_rt_sigprocmask,
+        &[libc::SIG_SETMASK as u64, at, 0, 8],
+    )?;
+    if let Some(rseq) = &t.rseq {
+        inject.call_in(
+            tid,
+            "rseq register",
+            libc::SYS_rseq,
+            &[rseq.address, rseq.size as u64, 0, rseq.signature as u64],
+        )?;
+    }
+    Ok(())
 }
 
 fn is_special(r: &SnapRegion) -> bool {
@@ -748,44 +888,23 @@ fn restore_fds(inject: &Injector, snap: &Snapshot) -> Result<()> {
     Ok(())
 }
 
-/// Blocked signals, ignored signals; every other disposition back to default (memzinc's
-/// handlers are gone with its code). Handlers the image had installed are not restored.
+/// Every signal's disposition: the image's handlers (taken at checkpoint time), ignored
+/// signals, default for the rest (memzinc's own handlers are gone with its code).
 fn restore_signals(inject: &Injector, checkpoint: &pb::Checkpoint) -> Result<()> {
-    let caught = checkpoint.sig_caught;
-    if caught != 0 {
-        let list: Vec<String> = (1..=64u32)
-            .filter(|s| caught & (1 << (s - 1)) != 0)
-            .map(|s| s.to_string())
-            .collect();
-        tracing::warn!(
-            "signal handlers are not restored (default action for signals {})",
-            list.join(",")
-        );
-    }
     for sig in 1..=64u64 {
         if sig == libc::SIGKILL as u64 || sig == libc::SIGSTOP as u64 {
             continue;
         }
         let ignore = checkpoint.sig_ignored & (1 << (sig - 1)) != 0;
         // struct kernel_sigaction: handler, flags, restorer, mask.
-        let mut act = [0u8; 32];
-        act[..8].copy_from_slice(&(ignore as u64).to_le_bytes());
+        let words = match checkpoint.handlers.iter().find(|h| h.signal as u64 == sig) {
+            Some(h) => [h.handler, h.flags, h.restorer, h.mask],
+            None => [ignore as u64, 0, 0, 0],
+        };
+        let act: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
         let at = inject.put(0, &act)?;
-        // Signals 32 and 33 belong to the C library; the kernel refuses none of these.
-        inject.call("rt_sigaction", libc::SYS_rt_sigaction, &[sig, at, 0, 8])?;
+        inject.call(&format!("rt_sigaction {sig}"), libc::SYS_rt_sigaction, &[sig, at, 0, 8])?;
     }
-    let blocked = checkpoint.threads.first().map_or(0, |t| t.sig_blocked);
-    let at = inject.put(0, &blocked.to_le_bytes())?;
-    inject.call(
-        "rt_sigprocmask",
-        libc::SYS_rt_sigprocmask,
-        &[libc::SIG_SETMASK as u64, at, 0, 8],
-    )?;
-    // memzinc's alternate signal stack is gone; the image's own is not known.
-    let mut stack = [0u8; 24];
-    stack[8..12].copy_from_slice(&(libc::SS_DISABLE as u32).to_le_bytes());
-    let at = inject.put(0, &stack)?;
-    inject.call("sigaltstack", libc::SYS_sigaltstack, &[at, 0])?;
     Ok(())
 }
 
@@ -837,13 +956,20 @@ fn resume(inject: &Injector, regs: &GpRegs, fpregs: &[u8], xstate: &[u8]) -> Res
         return Err(Error::Restore(format!("munmap of the injection page: {rc}")));
     }
     ptrace::setregs(pid, resumable(regs).to_user()).map_err(|e| fail("PTRACE_SETREGS", e))?;
-    if !xstate.is_empty() {
-        setregset(inject.pid, NT_X86_XSTATE, xstate).map_err(|e| fail("PTRACE_SETREGSET xstate", e))?;
-    } else if !fpregs.is_empty() {
-        setregset(inject.pid, NT_PRFPREG, fpregs).map_err(|e| fail("PTRACE_SETREGSET fpregs", e))?;
-    }
+    set_fpu(inject.pid, fpregs, xstate).map_err(|e| fail("PTRACE_SETREGSET", e))?;
     ptrace::detach(pid, None).map_err(|e| fail("PTRACE_DETACH", e))?;
     Ok(())
+}
+
+/// The XSAVE area when there is one, else the FXSAVE area.
+fn set_fpu(tid: i32, fpregs: &[u8], xstate: &[u8]) -> std::result::Result<(), Errno> {
+    if !xstate.is_empty() {
+        setregset(tid, NT_X86_XSTATE, xstate)
+    } else if !fpregs.is_empty() {
+        setregset(tid, NT_PRFPREG, fpregs)
+    } else {
+        Ok(())
+    }
 }
 
 fn setregset(tid: i32, note_type: u32, bytes: &[u8]) -> std::result::Result<(), Errno> {

@@ -3,7 +3,8 @@
 //! `memzinc checkpoint --kill`, restored with `memzinc restore`, and must continue exactly
 //! where they were: their output file (written through an fd whose offset is restored) holds
 //! 1, 2, 3, ... with no gap and no repeat, and the per-step state checks (heap pages, input
-//! file offset) stay "ok". The restored process has the original PID.
+//! file offset, other threads advancing) stay "ok". The restored process has the original PID
+//! (and its threads their tids).
 //!
 //! Needs root (ptrace, clone3 with set_tid, PR_SET_MM_MAP); without it each test prints why
 //! and skips. `MEMZINC_ZDTM_HEAP_MIB` sets the heap-heavy target's size (default 256 MiB;
@@ -103,6 +104,16 @@ fn wait_for_lines(path: &Path, at_least: usize, what: &str) {
 /// Checkpoints `binary OUT args...` with --kill, restores it and checks its output sequence;
 /// `check` judges each line after the counter. Returns the lines.
 fn checkpoint_restore(binary: &Path, args: &[&str], check: impl Fn(&str) -> bool) -> Vec<String> {
+    checkpoint_restore_for(binary, args, 20, check)
+}
+
+/// `checkpoint_restore`, waiting for `steps_after` lines after the restore.
+fn checkpoint_restore_for(
+    binary: &Path,
+    args: &[&str],
+    steps_after: usize,
+    check: impl Fn(&str) -> bool,
+) -> Vec<String> {
     become_subreaper();
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out.txt");
@@ -138,7 +149,21 @@ fn checkpoint_restore(binary: &Path, args: &[&str], check: impl Fn(&str) -> bool
     let restored: serde_json::Value =
         serde_json::from_str(&ok(&["--json", "restore", core.to_str().unwrap()])).unwrap();
     assert_eq!(restored["pid"], pid);
-    wait_for_lines(&out, at_checkpoint + 20, "after the restore");
+    wait_for_lines(&out, at_checkpoint + steps_after, "after the restore");
+    let mut tids: Vec<i32> = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_str().unwrap().parse().unwrap())
+        .collect();
+    tids.sort();
+    let mut checkpointed: Vec<i32> = memzinc::snapshot::Snapshot::open(&core)
+        .unwrap()
+        .meta
+        .threads
+        .iter()
+        .map(|t| t.tid)
+        .collect();
+    checkpointed.sort();
+    assert_eq!(tids, checkpointed, "every thread back with its tid");
     let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap();
     assert_eq!(exe, binary, "the restored pid runs the checkpointed program");
     kill(Pid::from_raw(pid), Signal::SIGKILL).unwrap();
@@ -266,6 +291,73 @@ fn heap_heavy_target_keeps_every_page() {
     let dir = tempfile::tempdir().unwrap();
     let binary = gcc(dir.path(), "counter_pie", &[]).expect("gcc");
     checkpoint_restore(&binary, &["--heap-mib", &mib], |rest| rest == "heap ok");
+}
+
+#[test]
+fn multi_threaded_target_keeps_every_thread() {
+    if !root_or_skip("multi_threaded_target_keeps_every_thread") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let binary = gcc(dir.path(), "counter_pie", &[]).expect("gcc");
+    // Four threads: the main one writes; each line says whether the three others advanced
+    // within the last 100 steps, so 300 steps after the restore prove they all run.
+    checkpoint_restore_for(&binary, &["--threads", "4"], 300, |rest| rest == "threads ok");
+}
+
+#[test]
+fn rust_signal_handlers_and_altstack_survive() {
+    if !root_or_skip("rust_signal_handlers_and_altstack_survive") {
+        return;
+    }
+    // Rust std installs SIGSEGV/SIGBUS handlers on an alternate stack: the checkpoint asks
+    // the target for them and the restored process has them again.
+    become_subreaper();
+    let dir = tempfile::tempdir().unwrap();
+    let binary = rustc(dir.path());
+    let out = dir.path().join("out.txt");
+    let core = dir.path().join("rust.core");
+    let mut child = spawn(Command::new(&binary).arg(&out).stdout(Stdio::null()));
+    let pid = child.id() as i32;
+    wait_for_lines(&out, 3, "before the checkpoint");
+    let caught_before = status_field(pid, "SigCgt:");
+    ok(&[
+        "checkpoint",
+        "--pid",
+        &pid.to_string(),
+        "--kill",
+        "-o",
+        core.to_str().unwrap(),
+    ]);
+    child.wait().unwrap();
+    let snap = memzinc::snapshot::Snapshot::open(&core).unwrap();
+    let checkpoint = snap.meta.checkpoint.as_ref().expect("checkpoint state");
+    let segv = checkpoint
+        .handlers
+        .iter()
+        .find(|h| h.signal == nix::libc::SIGSEGV as u32)
+        .expect("Rust std handles SIGSEGV");
+    assert!(snap
+        .region_of(segv.handler, 1)
+        .is_some_and(|r| r.map.perms.contains('x')));
+    assert_ne!(
+        checkpoint.threads[0].altstack_sp, 0,
+        "Rust std's alternate signal stack"
+    );
+    ok(&["restore", core.to_str().unwrap()]);
+    assert_eq!(status_field(pid, "SigCgt:"), caught_before);
+    kill(Pid::from_raw(pid), Signal::SIGKILL).unwrap();
+    waitpid(Pid::from_raw(pid), None).unwrap();
+}
+
+fn status_field(pid: i32, key: &str) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix(key))
+        .unwrap()
+        .trim()
+        .to_string()
 }
 
 #[test]
