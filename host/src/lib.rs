@@ -13,6 +13,8 @@
 //!   cancellation, statistics, and the FlatZinc checker every cbc answer passes
 //! - [`chain`], [`localnet`]: attest — the attestor over JSON-RPC, an embedded localnet
 //! - [`apply`]: apply — compare-and-swap under ptrace, rollback, resume
+//! - [`checkpoint`], [`restore`]: a snapshot plus restore state; the process recreated with
+//!   its PID by syscall injection, optionally with an attested plan applied to the image
 //!
 //! Plans, rules and hashes come from `memzinc-verifier`, the code the on-chain program runs.
 

@@ -115,6 +115,15 @@ pub fn restore_attested(
     core: &Path,
     plan: &PatchPlan,
 ) -> Result<AttestedRestore> {
+    // Offline refusals first: a plan for another snapshot needs no chain to be refused.
+    let root = Snapshot::open(core)?.root();
+    if plan.snapshot_root != root {
+        return Err(Error::Restore(format!(
+            "the plan is for snapshot root {}, the core's root is {}",
+            hex::encode(plan.snapshot_root),
+            hex::encode(root)
+        )));
+    }
     let (address, attestation) = crate::apply::attestation_of(client, authority, plan)?;
     let report = restore(core, Some(plan))?;
     let readback: [u8; 32] = {
