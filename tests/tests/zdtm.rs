@@ -391,3 +391,135 @@ fn restore_refuses_a_taken_pid_and_a_plain_snapshot() {
     let err = fails(&["restore", plain.to_str().unwrap()]);
     assert!(err.contains("is a snapshot, not a checkpoint"), "{err}");
 }
+
+fn strs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
+/// A localnet started as `memzinc localnet` (killed on drop) and its funded keypair.
+struct Net {
+    url: String,
+    keypair: PathBuf,
+    _process: memzinc_tests::KillOnDrop,
+}
+
+fn localnet(dir: &Path) -> Net {
+    let keypair = dir.join("authority.json");
+    ok(&["keygen", "-o", keypair.to_str().unwrap()]);
+    let ready = dir.join("ready.json");
+    let child = Command::new(memzinc_tests::binary("memzinc"))
+        .args([
+            "localnet",
+            "-k",
+            keypair.to_str().unwrap(),
+            "--ready-file",
+            ready.to_str().unwrap(),
+        ])
+        .env("MEMZINC_ROOT", memzinc_tests::repo_root())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("start memzinc localnet");
+    let process = memzinc_tests::KillOnDrop(child);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !ready.exists() {
+        assert!(Instant::now() < deadline, "localnet not ready within 60 s");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let info: serde_json::Value = serde_json::from_slice(&std::fs::read(&ready).unwrap()).unwrap();
+    Net {
+        url: info["rpc_url"].as_str().unwrap().to_string(),
+        keypair,
+        _process: process,
+    }
+}
+
+#[test]
+fn restore_applies_an_attested_plan_to_the_image_only() {
+    if !root_or_skip("restore_applies_an_attested_plan_to_the_image_only") {
+        return;
+    }
+    // healme corrupts its state and prints OVERHEAT; it is checkpointed (killed), the repair
+    // is planned from the checkpoint core, and the restored process must come back healed —
+    // but only once the plan is attested.
+    become_subreaper();
+    let dir = tempfile::tempdir().unwrap();
+    let p = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
+    let net = localnet(dir.path());
+    let chain = |args: &[&str]| -> Vec<String> {
+        let mut v: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        v.extend([
+            "-u".into(),
+            net.url.clone(),
+            "-k".into(),
+            net.keypair.to_str().unwrap().into(),
+        ]);
+        v
+    };
+    let run = |args: Vec<String>| args;
+    ok(
+        &run(chain(&["policy", "init", "--max-bytes", "64", "--max-writes", "8"]))
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+    );
+
+    let out = dir.path().join("healme.out");
+    let mut child = spawn(
+        Command::new(memzinc_tests::binary("healme"))
+            .args(["--corrupt-at", "3", "--period-ms", "20"])
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&out).unwrap()),
+    );
+    let pid = child.id() as i32;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !std::fs::read_to_string(&out).unwrap().contains("OVERHEAT") {
+        assert!(Instant::now() < deadline, "healme never overheated");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let core = p("healme.core");
+    ok(&["checkpoint", "--pid", &pid.to_string(), "--kill", "-o", &core]);
+    child.wait().unwrap();
+    let plan = p("healme.plan.json");
+    let spec = memzinc_tests::repo_root().join("models/targets/healme.json");
+    ok(&["plan", &core, "--spec", spec.to_str().unwrap(), "-o", &plan]);
+
+    let err = fails(&strs(&chain(&["restore", &core, "--apply", &plan])));
+    assert!(err.contains("no attestation"), "{err}");
+    assert!(!Path::new(&format!("/proc/{pid}")).exists(), "refused: no process");
+
+    ok(&strs(&chain(&["attest", &plan])));
+    let at_restore = std::fs::read_to_string(&out).unwrap().len();
+    let restored: serde_json::Value =
+        serde_json::from_str(&ok(&strs(&chain(&["restore", &core, "--apply", &plan, "--json"])))).unwrap();
+    assert_eq!(restored["report"]["pid"], pid);
+    assert_eq!(restored["report"]["writes_applied"], 2);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let text = std::fs::read_to_string(&out).unwrap();
+        let after = &text[at_restore..];
+        if after.lines().count() >= 3 {
+            assert!(
+                after.lines().all(|l| l.ends_with("status=ok")),
+                "restored healme is healed from its first tick: {after}"
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "restored healme prints nothing");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    kill(Pid::from_raw(pid), Signal::SIGKILL).unwrap();
+    waitpid(Pid::from_raw(pid), None).unwrap();
+}
+
+#[test]
+fn bad_input_gets_one_line_and_nothing_half_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let core = dir.path().join("none.core");
+    let err = fails(&["checkpoint", "--pid", "999999999", "-o", core.to_str().unwrap()]);
+    assert!(err.contains("does not exist"), "{err}");
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "no file left");
+    let junk = dir.path().join("junk.core");
+    std::fs::write(&junk, b"\x7fELF not really").unwrap();
+    let err = fails(&["restore", junk.to_str().unwrap()]);
+    assert!(err.contains("junk.core"), "{err}");
+}
