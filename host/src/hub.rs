@@ -16,10 +16,12 @@ use crate::interop::ExportReport;
 use crate::tables;
 
 /// Writes `README.md` (the dataset card) for the tables `report` lists: YAML `configs`, one
-/// per table, each reading `data/<table>/*.parquet`; then what a row of each table is.
+/// per non-empty table, each reading `data/<table>/*.parquet` (`datasets` refuses a split
+/// with no rows; empty tables stay in `data/` for Parquet readers); then what a row of each
+/// table is.
 pub fn write_card(dir: &Path, report: &ExportReport) -> Result<()> {
     let mut card = String::from("---\nconfigs:\n");
-    for (name, _) in &report.tables {
+    for (name, _) in report.tables.iter().filter(|(_, rows)| *rows > 0) {
         card.push_str(&format!(
             "- config_name: {name}\n  data_files:\n  - split: train\n    path: data/{name}/*.parquet\n"
         ));
@@ -37,7 +39,8 @@ pub fn write_card(dir: &Path, report: &ExportReport) -> Result<()> {
             .find(|t| t.name == name)
             .map(|t| t.row_is)
             .unwrap_or("");
-        card.push_str(&format!("| `{name}` | {rows} | {about} |\n"));
+        let empty = if *rows == 0 { " (empty: no config)" } else { "" };
+        card.push_str(&format!("| `{name}` | {rows}{empty} | {about} |\n"));
     }
     crate::fsutil::write_file_atomically(&dir.join("README.md"), card.as_bytes())
 }

@@ -2,7 +2,8 @@
 //! symbols, DWARF types and notes as Parquet (plus, when given, `check`'s violations, plan
 //! files' writes and an audit's attestations); `import` rebuilds the core from the tables,
 //! byte for byte, and refuses tables that do not give back a core whose pages match its leaves
-//! and root. The table definitions live in [`crate::tables`].
+//! and root. The table definitions live in [`crate::tables`]; `export` also writes the
+//! metadata, plans and attestations as protobuf records ([`crate::records`]).
 
 use std::io::{Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -16,6 +17,7 @@ use crate::elfcore::{self, Segment};
 use crate::error::{Error, Result};
 use crate::process::PAGE_SIZE;
 use crate::reason::PlanFile;
+use crate::records;
 use crate::snapshot::{pb, Snapshot, NOTE_OWNER, NT_MEMZINC_META};
 use crate::tables::{self, Table, Value};
 use crate::types::{DebugTypes, TypeKind};
@@ -72,6 +74,8 @@ pub struct ExportReport {
     pub dir: PathBuf,
     pub root: String,
     pub tables: Vec<(String, u64)>,
+    /// Protobuf records written (paths relative to `dir`, see `crate::records`).
+    pub records: Vec<String>,
     pub types_unavailable: Option<String>,
 }
 
@@ -158,9 +162,15 @@ pub fn export(snap: &Snapshot, dir: &Path, layout: Layout, extras: &Extras) -> R
         }
     };
     write(&tables::TYPES, Box::new(type_rows(&types).into_iter().map(Ok)))?;
+    let notes = snap.raw_notes()?;
+    let meta_note = notes
+        .iter()
+        .find(|(owner, ty, _)| owner == NOTE_OWNER && *ty == NT_MEMZINC_META)
+        .map(|(_, _, desc)| desc.clone())
+        .unwrap_or_default();
     write(
         &tables::NOTES,
-        Box::new(snap.raw_notes()?.into_iter().enumerate().map(|(i, (owner, ty, desc))| {
+        Box::new(notes.into_iter().enumerate().map(|(i, (owner, ty, desc))| {
             Ok(vec![
                 (i as u64).into(),
                 owner.into(),
@@ -215,6 +225,25 @@ pub fn export(snap: &Snapshot, dir: &Path, layout: Layout, extras: &Extras) -> R
             &tables::ATTESTATIONS,
             Box::new(attestation_rows(audit).into_iter().map(Ok)),
         )?;
+    }
+    // The same records as protobuf: the metadata note as stored, the plans, the audit.
+    let meta = pb::SnapshotMeta::decode(&meta_note[..]).map_err(|e| Error::Corrupt {
+        path: snap.path.clone(),
+        kind: "snapshot",
+        why: format!("metadata: {e}"),
+    })?;
+    records::write_record(dir, records::SNAPSHOT_META_FILE, &meta)?;
+    report.records.push(records::SNAPSHOT_META_FILE.into());
+    if !extras.plans.is_empty() {
+        let set = records::plan_pb::PlanSet {
+            plans: extras.plans.iter().map(records::plan_record).collect::<Result<_>>()?,
+        };
+        records::write_record(dir, records::PLANS_FILE, &set)?;
+        report.records.push(records::PLANS_FILE.into());
+    }
+    if let Some(audit) = &extras.audit {
+        records::write_record(dir, records::ATTESTATIONS_FILE, &records::attestation_record(audit)?)?;
+        report.records.push(records::ATTESTATIONS_FILE.into());
     }
     Ok(report)
 }

@@ -13,7 +13,7 @@
 //!   cancellation, statistics, and the FlatZinc checker every cbc answer passes
 //! - [`chain`], [`localnet`]: attest — the attestor over JSON-RPC, an embedded localnet
 //! - [`tables`], [`interop`]: every Parquet table defined once; a snapshot exported as tables
-//!   and imported back byte for byte; [`hub`]: the same tables as a Hugging Face dataset
+//!   and imported back byte for byte; [`records`]: plans and attestations as protobuf; [`hub`]: the same tables as a Hugging Face dataset
 //! - [`apply`]: apply — compare-and-swap under ptrace, rollback, resume
 //!
 //! Plans, rules and hashes come from `memzinc-verifier`, the code the on-chain program runs.
@@ -34,6 +34,7 @@ pub mod layout;
 pub mod localnet;
 pub mod process;
 pub mod reason;
+pub mod records;
 pub mod registry;
 pub mod replay;
 pub mod report;

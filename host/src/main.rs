@@ -303,6 +303,9 @@ fn print_export(report: &memzinc::interop::ExportReport, json: bool) -> Result<(
     for (table, rows) in &report.tables {
         println!("{table}: {rows} rows");
     }
+    for record in &report.records {
+        println!("{record}: protobuf");
+    }
     if let Some(why) = &report.types_unavailable {
         println!("types table empty: {why}");
     }

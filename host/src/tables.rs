@@ -355,7 +355,8 @@ impl Table {
                     bytes = 0;
                 }
             }
-            if !buffered.is_empty() || count == 0 {
+            // An empty table has no row group: readers size batches by row-group rows.
+            if !buffered.is_empty() {
                 self.write_group(path, &mut writer, &buffered)?;
             }
             writer.close().map_err(|e| self.corrupt_at(path, e))?;

@@ -219,6 +219,61 @@ fn pyarrow_and_duckdb_read_what_inspect_reports() {
     assert_eq!(got["first_leaf"].as_str().unwrap().len(), 64);
 }
 
+/// `protoc --decode TYPE proto/SCHEMA < file`: the text format of one of our records.
+fn protoc_decode(message: &str, schema: &str, file: &Path) -> String {
+    let out = Command::new("protoc")
+        .arg(format!("--decode={message}"))
+        .arg(format!("--proto_path={}", s(&repo_root().join("proto"))))
+        .arg(schema)
+        .stdin(std::fs::File::open(file).unwrap())
+        .output()
+        .expect("run protoc (Debian protobuf-compiler)");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && stderr.is_empty(), "protoc: {stderr}");
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn protoc_decodes_the_metadata_and_plan_records() {
+    let e = exported();
+    let meta = protoc_decode(
+        "memzinc.snapshot.v1.SnapshotMeta",
+        "snapshot.proto",
+        &e.tables.join("records/snapshot_meta.pb"),
+    );
+    assert!(meta.contains(&format!("pid: {}\n", e.inspect["pid"])), "{meta}");
+    assert!(
+        meta.contains(&format!("page_count: {}\n", e.inspect["page_count"])),
+        "{meta}"
+    );
+    assert_eq!(
+        meta.matches("\nregions {").count(),
+        e.inspect["regions"].as_array().unwrap().len()
+    );
+    assert!(meta.contains("name: \"HEALME_STATE\""), "{meta}");
+    // The record is the metadata note of the core, byte for byte.
+    let note = std::fs::read(e.tables.join("records/snapshot_meta.pb")).unwrap();
+    let core = std::fs::read(&e.core).unwrap();
+    assert!(
+        core.windows(note.len()).any(|w| w == note),
+        "the note's bytes are not in the core"
+    );
+
+    let plans = protoc_decode(
+        "memzinc.plan.v1.PlanSet",
+        "plan.proto",
+        &e.tables.join("records/plans.pb"),
+    );
+    let writes = e.plan["writes"].as_array().unwrap();
+    assert_eq!(plans.matches("writes {").count(), writes.len(), "{plans}");
+    for w in writes {
+        assert!(plans.contains(&format!("address: {}\n", w["address"])), "{plans}");
+        assert!(plans.contains(&format!("field: {}\n", w["field"])), "{plans}");
+    }
+    assert!(plans.contains("target: \"healme\""), "{plans}");
+    assert!(plans.contains(&format!("status: {}\n", e.plan["status"])), "{plans}");
+}
+
 /// Rewrites `table` in `dir` with a Python expression over `t` (a pyarrow Table).
 fn tamper(dir: &Path, table: &str, expression: &str) {
     let script = format!(
@@ -232,6 +287,9 @@ fn copy_tables(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for entry in std::fs::read_dir(from).unwrap() {
         let entry = entry.unwrap();
+        if entry.path().is_dir() {
+            continue;
+        }
         std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
     }
 }
@@ -299,4 +357,202 @@ fn bad_tables_are_refused_in_one_line_and_nothing_is_written() {
     let err = fails(&["export", "--parquet", s(&dir), s(&cut)]);
     assert!(err.contains("cut.core"), "{err}");
     assert!(!dir.exists());
+}
+
+const LOAD_DATASETS: &str = r#"
+import json, sys
+import datasets
+datasets.disable_progress_bars()
+d, cache = sys.argv[1], sys.argv[2]
+out = {}
+for config in sys.argv[3:]:
+    ds = datasets.load_dataset(d, config, split="train", cache_dir=cache)
+    out[config] = {"rows": ds.num_rows, "columns": ds.column_names}
+out["HEALME_STATE"] = datasets.load_dataset(d, "symbols", split="train", cache_dir=cache).filter(
+    lambda r: r["name"] == "HEALME_STATE")[0]["address"]
+print(json.dumps(out))
+"#;
+
+/// `memzinc` with HF_TOKEN set (or unset): (success, stdout, stderr).
+fn memzinc_with_token(args: &[&str], token: Option<&str>) -> (bool, String, String) {
+    let mut cmd = Command::new(memzinc_tests::binary("memzinc"));
+    cmd.args(args).env("MEMZINC_ROOT", repo_root()).env_remove("HF_TOKEN");
+    if let Some(t) = token {
+        cmd.env("HF_TOKEN", t);
+    }
+    let out = cmd.output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).trim().to_string(),
+    )
+}
+
+/// tests/hub_server.py on a free port, killed when dropped.
+struct HubServer {
+    _child: memzinc_tests::KillOnDrop,
+    url: String,
+}
+
+fn hub_server(token: &str) -> HubServer {
+    use std::io::BufRead;
+    let mut child = Command::new(python())
+        .arg(repo_root().join("tests/hub_server.py"))
+        .arg(token)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let port = line
+        .trim()
+        .strip_prefix("PORT ")
+        .unwrap_or_else(|| panic!("server said {line:?}"));
+    HubServer {
+        url: format!("http://127.0.0.1:{port}"),
+        _child: memzinc_tests::KillOnDrop(child),
+    }
+}
+
+#[test]
+fn hub_export_loads_with_datasets_and_round_trips_through_push_and_pull() {
+    let e = exported();
+    let repo_dir = e.root.join("hub");
+    let plan = e.root.join("h.plan.json");
+    ok(&["hub", "export", s(&repo_dir), s(&e.core), "--plan", s(&plan)]);
+    let card = std::fs::read_to_string(repo_dir.join("README.md")).unwrap();
+    let configs = ["regions", "pages", "symbols", "types", "notes", "plans"];
+    // Without --spec nothing is violated: the empty table is in data/ but is no config, as
+    // `datasets` cannot load an empty split.
+    assert!(repo_dir.join("data/violations/violations.parquet").is_file());
+    assert!(
+        !card.contains("config_name: violations") && card.contains("| `violations` | 0 (empty: no config)"),
+        "{card}"
+    );
+    for c in configs {
+        assert!(
+            card.contains(&format!("- config_name: {c}\n")) && card.contains(&format!("path: data/{c}/*.parquet")),
+            "{card}"
+        );
+        assert!(repo_dir.join(format!("data/{c}/{c}.parquet")).is_file());
+    }
+    // Python's `datasets` loads every table by its config name.
+    // A cache of this test's own: `datasets` would otherwise reuse an earlier run's tables.
+    let cache = e.root.join("datasets-cache");
+    let got = py(LOAD_DATASETS, &[&[s(&repo_dir), s(&cache)], &configs[..]].concat());
+    assert_eq!(got["regions"]["rows"], e.inspect["regions"].as_array().unwrap().len());
+    assert_eq!(got["pages"]["rows"], e.inspect["page_count"]);
+    assert_eq!(got["symbols"]["rows"], e.inspect["symbols"].as_array().unwrap().len());
+    assert_eq!(got["plans"]["rows"], e.plan["writes"].as_array().unwrap().len());
+    assert_eq!(
+        got["pages"]["columns"],
+        serde_json::json!(["index", "region", "address", "readable", "leaf", "contents"])
+    );
+    let sym = e.inspect["symbols"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["name"] == "HEALME_STATE")
+        .unwrap();
+    assert_eq!(got["HEALME_STATE"], sym["address"]);
+
+    // Push to the local Hub stand-in, pull into an empty directory: the same files, and the
+    // same core imported from them.
+    let token = "hf_memzinc_test_token";
+    let server = hub_server(token);
+    let push = [
+        "hub",
+        "push",
+        s(&repo_dir),
+        "--repo",
+        "memzinc/healme",
+        "--endpoint",
+        &server.url,
+        "--json",
+    ];
+    let (pushed, stdout, stderr) = memzinc_with_token(&push, Some(token));
+    assert!(pushed, "{stderr}");
+    let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    // The server asks for everything but the card by LFS: 7 tables and 2 protobuf records.
+    assert_eq!(report["lfs_files"], configs.len() + 1 + 2, "{report}");
+    assert_eq!(report["files"], configs.len() + 1 + 2 + 1, "{report}");
+    // Pushing again reuses the stored LFS objects and makes a second commit.
+    let (again, stdout2, stderr) = memzinc_with_token(&push, Some(token));
+    assert!(again, "{stderr}");
+    let report2: serde_json::Value = serde_json::from_str(&stdout2).unwrap();
+    assert_ne!(report2["commit"], report["commit"]);
+
+    // A wrong or missing token is one line and a non-zero exit.
+    for t in [Some("wrong"), None] {
+        let (pushed, _, stderr) = memzinc_with_token(&push, t);
+        assert!(!pushed && stderr.lines().count() == 1, "{stderr}");
+        assert!(
+            stderr.contains("401") && stderr.contains("Invalid credentials"),
+            "{stderr}"
+        );
+    }
+
+    let pulled = e.root.join("pulled");
+    let (ok_pull, _, stderr) = memzinc_with_token(
+        &[
+            "hub",
+            "pull",
+            "--repo",
+            "memzinc/healme",
+            s(&pulled),
+            "--endpoint",
+            &server.url,
+        ],
+        Some(token),
+    );
+    assert!(ok_pull, "{stderr}");
+    let mut files = 0;
+    let mut stack = vec![repo_dir.clone()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+                continue;
+            }
+            let rel = path.strip_prefix(&repo_dir).unwrap();
+            assert!(
+                std::fs::read(&path).unwrap() == std::fs::read(pulled.join(rel)).unwrap(),
+                "{} differs after push and pull",
+                rel.display()
+            );
+            files += 1;
+        }
+    }
+    assert_eq!(report["files"], files);
+    let back = e.root.join("pulled.core");
+    ok(&["import", s(&pulled), "-o", s(&back)]);
+    assert!(std::fs::read(&back).unwrap() == std::fs::read(&e.core).unwrap());
+
+    // The endpoints the client used are the documented ones.
+    let log = http_get(&format!("{}/_log", server.url));
+    for needle in [
+        "POST /api/repos/create",
+        "POST /api/datasets/memzinc/healme/preupload/main",
+        "POST /datasets/memzinc/healme.git/info/lfs/objects/batch",
+        "PUT /lfs/",
+        "POST /api/datasets/memzinc/healme/commit/main",
+        "GET /api/datasets/memzinc/healme/revision/main",
+        "GET /datasets/memzinc/healme/resolve/main/data/pages/pages.parquet",
+    ] {
+        assert!(log.contains(needle), "{needle} not in {log}");
+    }
+}
+
+/// A GET with Python's urllib (the tests crate has no HTTP client).
+fn http_get(url: &str) -> String {
+    py(
+        "import sys, json, urllib.request\nprint(json.dumps(urllib.request.urlopen(sys.argv[1]).read().decode()))",
+        &[url],
+    )
+    .as_str()
+    .unwrap()
+    .to_string()
 }
