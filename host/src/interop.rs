@@ -245,6 +245,23 @@ pub fn export(snap: &Snapshot, dir: &Path, layout: Layout, extras: &Extras) -> R
         records::write_record(dir, records::ATTESTATIONS_FILE, &records::attestation_record(audit)?)?;
         report.records.push(records::ATTESTATIONS_FILE.into());
     }
+    // A table or record this export did not write must not survive from an earlier one.
+    let stale = tables::ALL
+        .iter()
+        .filter(|t| !report.tables.iter().any(|(name, _)| name == t.name))
+        .map(|t| layout.table_path(dir, t))
+        .chain(
+            [records::PLANS_FILE, records::ATTESTATIONS_FILE]
+                .into_iter()
+                .filter(|r| !report.records.iter().any(|w| w == r))
+                .map(|r| dir.join(r)),
+        );
+    for path in stale {
+        match std::fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(Error::io(&path, e)),
+            _ => {}
+        }
+    }
     Ok(report)
 }
 

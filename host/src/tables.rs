@@ -538,7 +538,7 @@ mod tests {
             "{err}"
         );
         let wrong = dir.path().join("w.parquet");
-        const A: Table = Table {
+        const ADDRESS_AS_TEXT: Table = Table {
             name: "symbols",
             kind: "symbols table",
             row_is: "",
@@ -549,7 +549,8 @@ mod tests {
                 col("kind", Text),
             ],
         };
-        A.write(&wrong, [Ok(vec!["x".into(), "y".into(), 1i64.into(), "z".into()])])
+        ADDRESS_AS_TEXT
+            .write(&wrong, [Ok(vec!["x".into(), "y".into(), 1i64.into(), "z".into()])])
             .unwrap();
         let err = SYMBOLS.read(&wrong).err().unwrap().to_string();
         assert!(err.contains("column `address` is BYTE_ARRAY"), "{err}");

@@ -109,6 +109,15 @@ fn export_then_import_gives_the_same_core_byte_for_byte() {
             "{table}.parquet differs between snapshot --parquet and export"
         );
     }
+    // Exporting again without --plan leaves no plans table or record from the first export.
+    let again = e.root.join("again");
+    copy_tables(&e.tables, &again);
+    std::fs::create_dir_all(again.join("records")).unwrap();
+    std::fs::copy(e.tables.join("records/plans.pb"), again.join("records/plans.pb")).unwrap();
+    ok(&["export", "--parquet", s(&again), s(&e.core)]);
+    assert!(!again.join("plans.parquet").exists() && !again.join("records/plans.pb").exists());
+    assert!(again.join("violations.parquet").exists());
+
     let back = e.root.join("back.core");
     let out: serde_json::Value =
         serde_json::from_str(&ok(&["import", s(&e.tables), "-o", s(&back), "--json"])).unwrap();
@@ -493,6 +502,28 @@ fn hub_export_loads_with_datasets_and_round_trips_through_push_and_pull() {
             "{stderr}"
         );
     }
+
+    // A Hub that does not answer is one line too.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let (pushed, _, stderr) = memzinc_with_token(
+        &[
+            "hub",
+            "push",
+            s(&repo_dir),
+            "--repo",
+            "memzinc/healme",
+            "--endpoint",
+            &format!("http://{closed}"),
+        ],
+        Some(token),
+    );
+    assert!(
+        !pushed && stderr.lines().count() == 1 && stderr.starts_with("error: hub http://"),
+        "{stderr}"
+    );
 
     let pulled = e.root.join("pulled");
     let (ok_pull, _, stderr) = memzinc_with_token(
