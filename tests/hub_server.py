@@ -62,7 +62,8 @@ class Hub(BaseHTTPRequestHandler):
         return self.rfile.read(int(self.headers.get("Content-Length") or 0))
 
     def authorized(self, expected):
-        if self.headers.get("Authorization") == expected:
+        # Exactly the expected credential: the Hub token must not travel to LFS storage.
+        if self.headers.get_all("Authorization") == [expected]:
             return True
         self.error(401, "Invalid credentials in Authorization header")
         return False

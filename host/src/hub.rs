@@ -131,14 +131,26 @@ impl Hub {
         }
     }
 
-    /// Sends `req`; a status other than 2xx (or `also_ok`) is an error with the server's message.
+    /// Sends `req` to the Hub with the token; a status other than 2xx (or `also_ok`) is an
+    /// error with the server's message.
     fn send(
         &self,
         url: &str,
         req: reqwest::blocking::RequestBuilder,
         also_ok: &[u16],
     ) -> Result<reqwest::blocking::Response> {
-        let resp = self.authed(req).send().map_err(|e| Hub::err(url, e))?;
+        self.send_as_is(url, self.authed(req), also_ok)
+    }
+
+    /// Sends `req` without adding the token: LFS transfers go where the batch response says
+    /// (storage URLs that authorise by the headers it gave), and the Hub token stays with the Hub.
+    fn send_as_is(
+        &self,
+        url: &str,
+        req: reqwest::blocking::RequestBuilder,
+        also_ok: &[u16],
+    ) -> Result<reqwest::blocking::Response> {
+        let resp = req.send().map_err(|e| Hub::err(url, e))?;
         let status = resp.status();
         if status.is_success() || also_ok.contains(&status.as_u16()) {
             return Ok(resp);
@@ -163,6 +175,7 @@ impl Hub {
     pub fn push(&self, dir: &Path, repo: &str, revision: &str) -> Result<PushReport> {
         let (namespace, name) = repo
             .split_once('/')
+            .filter(|(ns, name)| !ns.is_empty() && !name.is_empty() && !name.contains('/'))
             .ok_or_else(|| Error::Usage(format!("--repo {repo}: expected namespace/name")))?;
         let files = repo_files(dir)?;
         if files.is_empty() {
@@ -269,7 +282,7 @@ impl Hub {
             // No actions: the server has the object already.
             if let Some(upload) = object["actions"].get("upload") {
                 let href = upload["href"].as_str().unwrap_or_default();
-                self.send(
+                self.send_as_is(
                     href,
                     with_headers(self.http.put(href), upload).body(bytes.to_vec()),
                     &[],
@@ -278,7 +291,7 @@ impl Hub {
             if let Some(verify) = object["actions"].get("verify") {
                 let href = verify["href"].as_str().unwrap_or_default();
                 let body = json!({"oid": oid, "size": bytes.len()});
-                self.send(href, with_headers(self.http.post(href), verify).json(&body), &[])?;
+                self.send_as_is(href, with_headers(self.http.post(href), verify).json(&body), &[])?;
             }
         }
         Ok(())
