@@ -298,7 +298,8 @@ impl Hub {
     }
 
     /// Downloads every file of the dataset repository `repo` at `revision` into `dir`; LFS
-    /// files are checked against the SHA-256 the server names in their ETag.
+    /// files are checked against the SHA-256 the server names in their ETag. Files are staged
+    /// beside `dir` and moved in only when all arrived: a failed pull changes nothing.
     pub fn pull(&self, repo: &str, revision: &str, dir: &Path) -> Result<PullReport> {
         let url = format!("{}/api/datasets/{repo}/revision/{revision}", self.endpoint);
         let info = self.json(&url, self.http.get(&url))?;
@@ -311,6 +312,15 @@ impl Hub {
         if let Some(bad) = names.iter().find(|n| !safe_relative(n)) {
             return Err(Hub::err(&url, format!("refusing file name {bad:?}")));
         }
+        let parent = match dir.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+        let staging = tempfile::Builder::new()
+            .prefix(".memzinc-pull-")
+            .tempdir_in(parent)
+            .map_err(|e| Error::io(parent, e))?;
         let mut bytes = 0;
         for name in &names {
             let url = format!("{}/datasets/{repo}/resolve/{revision}/{name}", self.endpoint);
@@ -332,12 +342,23 @@ impl Hub {
                     ));
                 }
             }
+            let path = staging.path().join(name);
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+            }
+            std::fs::write(&path, &body).map_err(|e| Error::io(&path, e))?;
+            bytes += body.len() as u64;
+        }
+        for name in &names {
             let path = dir.join(name);
             if let Some(parent) = path.parent() {
                 std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
             }
-            crate::fsutil::write_file_atomically(&path, &body)?;
-            bytes += body.len() as u64;
+            let staged = staging.path().join(name);
+            std::fs::File::open(&staged)
+                .and_then(|f| f.sync_all())
+                .map_err(|e| Error::io(&staged, e))?;
+            std::fs::rename(&staged, &path).map_err(|e| Error::io(&path, e))?;
         }
         Ok(PullReport {
             files: names.len(),

@@ -525,6 +525,37 @@ fn hub_export_loads_with_datasets_and_round_trips_through_push_and_pull() {
         "{stderr}"
     );
 
+    // A repository the Hub does not have: one line, no directory.
+    let missing = e.root.join("missing");
+    let (pulled_any, _, stderr) = memzinc_with_token(
+        &[
+            "hub",
+            "pull",
+            "--repo",
+            "memzinc/nothing",
+            s(&missing),
+            "--endpoint",
+            &server.url,
+        ],
+        Some(token),
+    );
+    assert!(
+        !pulled_any && stderr.lines().count() == 1 && stderr.contains("404"),
+        "{stderr}"
+    );
+    assert!(!missing.exists());
+    let staged = std::fs::read_dir(&e.root)
+        .unwrap()
+        .filter(|x| {
+            x.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .starts_with(".memzinc")
+        })
+        .count();
+    assert_eq!(staged, 0, "a staging directory was left behind");
+
     let pulled = e.root.join("pulled");
     let (ok_pull, _, stderr) = memzinc_with_token(
         &[
