@@ -8,7 +8,7 @@ use std::process::Command;
 use memzinc_tests::{fails, ok, repo_root, Target};
 
 /// The Python with pyarrow, duckdb and datasets (`scripts/install-tools.sh python`).
-pub fn python() -> PathBuf {
+fn python() -> PathBuf {
     let path = std::env::var_os("MEMZINC_PYTHON")
         .map(PathBuf::from)
         .unwrap_or_else(|| {
