@@ -28,6 +28,8 @@ fn python() -> PathBuf {
 /// Runs a Python script with `args`; returns its stdout as JSON.
 fn py(script: &str, args: &[&str]) -> serde_json::Value {
     let out = Command::new(python())
+        // Local files only: `datasets` must not ask huggingface.co about a local directory.
+        .env("HF_HUB_OFFLINE", "1")
         .arg("-c")
         .arg(script)
         .args(args)
