@@ -10,7 +10,7 @@ started=$(date +%s)
 stage() { echo; echo "== $* ($(( $(date +%s) - started )) s)"; }
 
 stage "setup"
-scripts/install-tools.sh apt toolchain sbpf-linker cargo-build-sbf
+scripts/install-tools.sh apt toolchain sbpf-linker cargo-build-sbf python
 # anchor-cli is the longest install (~10-16 min on 2 cores): build it while the workspace builds.
 scripts/install-tools.sh anchor > "$MEMZINC_CACHE/anchor-install.log" 2>&1 &
 anchor_install=$!

@@ -7,7 +7,7 @@ use std::time::Duration;
 use memzinc_verifier::accounts::{Attestation, PlanMarker, Policy, PolicyConfig, Receipt, TargetChain};
 use memzinc_verifier::plan::Submission;
 use memzinc_verifier::VerifyError;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use solana_commitment_config::CommitmentConfig;
 use solana_instruction::Instruction;
 use solana_keypair::Keypair;
@@ -110,7 +110,7 @@ pub struct AttestOutcome {
 }
 
 /// One verified link of a target's history.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct AuditEntry {
     pub seq: u64,
     pub slot: u64,
@@ -126,7 +126,7 @@ pub struct AuditEntry {
 }
 
 /// What the host reported after applying.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct AuditReceipt {
     pub slot: u64,
     pub outcome: String,
@@ -134,7 +134,7 @@ pub struct AuditReceipt {
     pub readback_hash: String,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct AuditReport {
     pub target_id: String,
     pub policy: String,

@@ -418,6 +418,29 @@ impl Walker<'_> {
     }
 }
 
+/// What `memzinc check` runs: the DWARF of `binary` (default: the path the snapshot records;
+/// without DWARF the region and spec checks still run and the report says why) and `specs`.
+pub fn check_snapshot(
+    snapshot: &Snapshot,
+    specs: &[TargetSpec],
+    binary: Option<&std::path::Path>,
+) -> Result<CheckReport> {
+    let (types, unavailable) = match binary {
+        Some(b) => (DebugTypes::for_snapshot_from(snapshot, b)?, None),
+        None => match DebugTypes::for_snapshot(snapshot) {
+            Ok(t) => (t, None),
+            Err(e) => (DebugTypes::default(), Some(e.to_string())),
+        },
+    };
+    let mut report = check(&Check {
+        snapshot,
+        types: unavailable.is_none().then_some(&types),
+        specs,
+    })?;
+    report.types_unavailable = unavailable;
+    Ok(report)
+}
+
 /// Runs every check on the snapshot.
 pub fn check(c: &Check<'_>) -> Result<CheckReport> {
     let snap = c.snapshot;

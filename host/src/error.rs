@@ -77,6 +77,8 @@ pub enum Error {
     },
     #[error("audit of target {target}: {why}")]
     AuditFailed { target: String, why: String },
+    #[error("hub {url}: {why}")]
+    Hub { url: String, why: String },
     #[error("localnet: {0}")]
     Localnet(String),
     #[error("{0}")]

@@ -12,6 +12,8 @@
 //! - [`solver`], [`fzn`]: the solver runner (Gecode, or linear FlatZinc → LP → cbc), limits,
 //!   cancellation, statistics, and the FlatZinc checker every cbc answer passes
 //! - [`chain`], [`localnet`]: attest — the attestor over JSON-RPC, an embedded localnet
+//! - [`tables`], [`interop`]: every Parquet table defined once; a snapshot exported as tables
+//!   and imported back byte for byte; [`records`]: plans and attestations as protobuf; [`hub`]: the same tables as a Hugging Face dataset
 //! - [`apply`]: apply — compare-and-swap under ptrace, rollback, resume
 //!
 //! Plans, rules and hashes come from `memzinc-verifier`, the code the on-chain program runs.
@@ -25,17 +27,21 @@ pub mod error;
 pub mod fsutil;
 pub mod fzn;
 pub mod heap;
+pub mod hub;
 pub mod instructions;
+pub mod interop;
 pub mod layout;
 pub mod localnet;
 pub mod process;
 pub mod reason;
+pub mod records;
 pub mod registry;
 pub mod replay;
 pub mod report;
 pub mod snapshot;
 pub mod solver;
 pub mod symbols;
+pub mod tables;
 pub mod types;
 
 pub use error::{Error, Result};

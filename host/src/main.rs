@@ -58,6 +58,30 @@ enum Command {
         pid: i32,
         #[arg(short, long)]
         output: PathBuf,
+        /// Also write the core's tables (regions, pages, symbols, types, notes) here as Parquet.
+        #[arg(long)]
+        parquet: Option<PathBuf>,
+    },
+    /// Write a snapshot's tables as Parquet (regions, pages, symbols, types, notes, violations;
+    /// plans and attestations when given); `import` rebuilds the core from them.
+    Export {
+        /// The directory to write `<table>.parquet` files into.
+        #[arg(long)]
+        parquet: PathBuf,
+        #[command(flatten)]
+        what: ExportArgs,
+    },
+    /// Rebuild a snapshot core from the tables `export` (or `hub export`/`hub pull`) wrote;
+    /// the core is byte-identical to the exported one and checked before it is written.
+    Import {
+        dir: PathBuf,
+        #[arg(short, long)]
+        output: PathBuf,
+    },
+    /// Hugging Face datasets: a dataset repository of a snapshot's tables, and the Hub's HTTP API.
+    Hub {
+        #[command(subcommand)]
+        action: HubAction,
     },
     /// Summarise a snapshot core file and check its integrity.
     Inspect {
@@ -184,6 +208,109 @@ enum Command {
         #[arg(long)]
         program: Option<PathBuf>,
     },
+}
+
+/// What `export` and `hub export` put besides the snapshot's own tables.
+#[derive(Args, Clone)]
+struct ExportArgs {
+    /// The snapshot core file.
+    core: PathBuf,
+    /// A plan file whose writes go into the plans table (repeatable).
+    #[arg(long = "plan")]
+    plans: Vec<PathBuf>,
+    /// The output of `memzinc audit --json`: its links go into the attestations table.
+    #[arg(long)]
+    audit: Option<PathBuf>,
+    /// A target spec `check` judges too for the violations table (repeatable).
+    #[arg(long)]
+    spec: Vec<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum HubAction {
+    /// Write a dataset repository: `data/<table>/<table>.parquet` and a dataset card
+    /// (`README.md`) whose YAML `configs` name each table.
+    Export {
+        dir: PathBuf,
+        #[command(flatten)]
+        what: ExportArgs,
+    },
+    /// Upload a dataset repository directory in one commit (token from HF_TOKEN).
+    Push {
+        dir: PathBuf,
+        /// `namespace/name` of the dataset repository.
+        #[arg(long)]
+        repo: String,
+        #[arg(long, env = "HF_ENDPOINT", default_value = "https://huggingface.co")]
+        endpoint: String,
+        #[arg(long, default_value = "main")]
+        revision: String,
+    },
+    /// Download every file of a dataset repository into a directory (token from HF_TOKEN).
+    Pull {
+        #[arg(long)]
+        repo: String,
+        dir: PathBuf,
+        #[arg(long, env = "HF_ENDPOINT", default_value = "https://huggingface.co")]
+        endpoint: String,
+        #[arg(long, default_value = "main")]
+        revision: String,
+    },
+}
+
+impl ExportArgs {
+    fn export(
+        &self,
+        dir: &std::path::Path,
+        layout: memzinc::interop::Layout,
+    ) -> Result<memzinc::interop::ExportReport> {
+        let snap = Snapshot::open(&self.core)?;
+        let specs = self
+            .spec
+            .iter()
+            .map(|p| TargetSpec::load(p))
+            .collect::<Result<Vec<_>, _>>()?;
+        let violations = Some(memzinc::check::check_snapshot(&snap, &specs, None)?);
+        let plans = self
+            .plans
+            .iter()
+            .map(|p| Ok(PlanFile::load(p)?.0))
+            .collect::<Result<Vec<_>>>()?;
+        let audit = match &self.audit {
+            None => None,
+            Some(p) => {
+                let text = std::fs::read_to_string(p).with_context(|| p.display().to_string())?;
+                Some(serde_json::from_str(&text).map_err(|e| memzinc::Error::Corrupt {
+                    path: p.clone(),
+                    kind: "audit report (`memzinc audit --json`)",
+                    why: e.to_string(),
+                })?)
+            }
+        };
+        let extras = memzinc::interop::Extras {
+            violations,
+            plans,
+            audit,
+        };
+        Ok(memzinc::interop::export(&snap, dir, layout, &extras)?)
+    }
+}
+
+fn print_export(report: &memzinc::interop::ExportReport, json: bool) -> Result<()> {
+    if json {
+        return print_json(report);
+    }
+    for (table, rows) in &report.tables {
+        println!("{table}: {rows} rows");
+    }
+    for record in &report.records {
+        println!("{record}: protobuf");
+    }
+    if let Some(why) = &report.types_unavailable {
+        println!("types table empty: {why}");
+    }
+    println!("-> {} (root {})", report.dir.display(), report.root);
+    Ok(())
 }
 
 #[derive(Args, Clone)]
@@ -361,11 +488,15 @@ fn debug_types_of(target: &std::path::Path) -> Result<memzinc::types::DebugTypes
 fn run(cli: Cli) -> Result<()> {
     let g = &cli.global;
     match cli.command {
-        Command::Snapshot { pid, output } => {
+        Command::Snapshot { pid, output, parquet } => {
             let bar = progress_bar(g.json);
             let report = snapshot::take(pid, &output, bar.as_ref())?;
             if let Some(b) = bar {
                 b.finish_and_clear();
+            }
+            if let Some(dir) = &parquet {
+                let snap = Snapshot::open(&output)?;
+                memzinc::interop::export(&snap, dir, memzinc::interop::Layout::Flat, &Default::default())?;
             }
             if g.json {
                 print_json(&report)?;
@@ -385,6 +516,62 @@ fn run(cli: Cli) -> Result<()> {
                 );
             }
         }
+        Command::Export { parquet, what } => {
+            let report = what.export(&parquet, memzinc::interop::Layout::Flat)?;
+            print_export(&report, g.json)?;
+        }
+        Command::Import { dir, output } => {
+            let report = memzinc::interop::import(&dir, &output)?;
+            if g.json {
+                print_json(&report)?;
+            } else {
+                println!(
+                    "{} pages -> {} ({} bytes)\nroot {}",
+                    report.pages,
+                    output.display(),
+                    report.file_bytes,
+                    report.root
+                );
+            }
+        }
+        Command::Hub { action } => match action {
+            HubAction::Export { dir, what } => {
+                let report = what.export(&dir, memzinc::interop::Layout::Hub)?;
+                memzinc::hub::write_card(&dir, &report)?;
+                print_export(&report, g.json)?;
+            }
+            HubAction::Push {
+                dir,
+                repo,
+                endpoint,
+                revision,
+            } => {
+                let hub = memzinc::hub::Hub::new(&endpoint, std::env::var("HF_TOKEN").ok())?;
+                let report = hub.push(&dir, &repo, &revision)?;
+                if g.json {
+                    print_json(&report)?;
+                } else {
+                    println!(
+                        "{} file(s) ({} by LFS) -> {endpoint} datasets/{repo}@{revision}: commit {}",
+                        report.files, report.lfs_files, report.commit
+                    );
+                }
+            }
+            HubAction::Pull {
+                repo,
+                dir,
+                endpoint,
+                revision,
+            } => {
+                let hub = memzinc::hub::Hub::new(&endpoint, std::env::var("HF_TOKEN").ok())?;
+                let report = hub.pull(&repo, &revision, &dir)?;
+                if g.json {
+                    print_json(&report)?;
+                } else {
+                    println!("{} file(s), {} bytes -> {}", report.files, report.bytes, dir.display());
+                }
+            }
+        },
         Command::Inspect { snapshot, vars } => {
             let snap = Snapshot::open(&snapshot)?;
             snap.verify_pages()?;
@@ -543,22 +730,7 @@ fn run(cli: Cli) -> Result<()> {
                 .iter()
                 .map(|p| TargetSpec::load(p))
                 .collect::<Result<Vec<_>, _>>()?;
-            let (types, unavailable) = match binary {
-                Some(b) => (memzinc::types::DebugTypes::for_snapshot_from(&snap, &b)?, None),
-                None => match memzinc::types::DebugTypes::for_snapshot(&snap) {
-                    Ok(t) => (t, None),
-                    // Without DWARF the region and spec checks still run.
-                    Err(e) => (Default::default(), Some(e.to_string())),
-                },
-            };
-            let mut report = memzinc::check::check(&memzinc::check::Check {
-                snapshot: &snap,
-                types: unavailable.is_none().then_some(&types),
-                specs: &specs,
-            })?;
-            if unavailable.is_some() {
-                report.types_unavailable = unavailable;
-            }
+            let report = memzinc::check::check_snapshot(&snap, &specs, binary.as_deref())?;
             if g.json {
                 print_json(&report)?;
             } else {

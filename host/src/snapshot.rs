@@ -136,6 +136,7 @@ pub struct Snapshot {
     /// xxh3-64 per page, in leaf order.
     pub fast_hashes: Vec<u64>,
     file: File,
+    note_segment: Segment,
 }
 
 /// Summary of `take`, for the CLI.
@@ -801,7 +802,35 @@ impl Snapshot {
             leaves: leaves.to_vec(),
             fast_hashes,
             file,
+            note_segment,
         })
+    }
+
+    /// Every note of the file, verbatim and in order: (owner, type, descriptor).
+    pub fn raw_notes(&self) -> Result<Vec<(String, u32, Vec<u8>)>> {
+        let mut bytes = vec![0u8; self.note_segment.filesz as usize];
+        self.file
+            .read_exact_at(&mut bytes, self.note_segment.offset)
+            .map_err(|e| Error::io(&self.path, e))?;
+        let notes = elfcore::parse_notes(&bytes, self.note_segment.align).map_err(|why| Error::Corrupt {
+            path: self.path.clone(),
+            kind: "snapshot",
+            why,
+        })?;
+        Ok(notes
+            .into_iter()
+            .map(|n| (String::from_utf8_lossy(n.name).into_owned(), n.n_type, n.desc.to_vec()))
+            .collect())
+    }
+
+    /// The stored bytes of the captured page at `address` of region `r` (zeroes for an
+    /// unreadable page, as stored).
+    pub fn stored_page(&self, r: &SnapRegion, address: u64) -> Result<Vec<u8>> {
+        let mut page = vec![0u8; PAGE_SIZE as usize];
+        self.file
+            .read_exact_at(&mut page, r.data_offset + (address - r.map.start))
+            .map_err(|e| Error::io(&self.path, e))?;
+        Ok(page)
     }
 
     /// Every captured page address, in leaf order.

@@ -160,6 +160,42 @@ fn snapshot_plan_attest_apply_audit_on_a_localnet() {
     assert_eq!(last["receipt"]["outcome"], "applied", "apply recorded its receipt");
     assert_eq!(last["revoked"], false);
 
+    // The audit exported with the snapshot and the plan: the attestations table and the
+    // AttestationChain protobuf record (decoded by protoc) hold this link.
+    let audit_file = p("audit.json");
+    std::fs::write(&audit_file, audit.to_string()).unwrap();
+    let tables = p("tables");
+    ok(&[
+        "export",
+        "--parquet",
+        &tables,
+        &snap,
+        "--plan",
+        &plan,
+        "--audit",
+        &audit_file,
+    ]);
+    let rows = memzinc::tables::ATTESTATIONS
+        .read_all(&Path::new(&tables).join("attestations.parquet"))
+        .unwrap();
+    assert_eq!(rows.len(), entries.len());
+    assert_eq!(rows.last().unwrap().text(4), planned["plan_hash"].as_str().unwrap());
+    let decoded = Command::new("protoc")
+        .arg("--decode=memzinc.attestation.v1.AttestationChain")
+        .arg(format!("--proto_path={}", repo_root().join("proto").display()))
+        .arg("attestation.proto")
+        .stdin(std::fs::File::open(Path::new(&tables).join("records/attestations.pb")).unwrap())
+        .output()
+        .unwrap();
+    assert!(decoded.status.success(), "{}", String::from_utf8_lossy(&decoded.stderr));
+    let decoded = String::from_utf8(decoded.stdout).unwrap();
+    assert_eq!(decoded.matches("attestations {").count(), entries.len(), "{decoded}");
+    assert!(
+        decoded.contains("outcome: \"applied\"") && decoded.contains("verified: true"),
+        "{decoded}"
+    );
+    assert!(decoded.contains(&format!("signer: {}", last["signer"])), "{decoded}");
+
     // Offline replay: the deployed program's bytes (the reproducible build) run again in the
     // sBPF VM on the kept plan file and produce the recorded attestation byte for byte.
     let program = repo_root().join("target/deploy/attestor.so");
