@@ -1,6 +1,6 @@
 //! memzinc's host library. The `memzinc` binary is a thin CLI over these modules, one per stage:
 //!
-//! - [`process`], [`snapshot`], [`elfcore`]: introspect — freeze, map, registers, symbols, pages,
+//! - [`process`], [`capture`], [`snapshot`], [`elfcore`]: introspect — freeze, map, registers, symbols, pages,
 //!   Merkle root, written as one ELF core file gdb opens
 //! - [`symbols`]: every mapped module's symbols at runtime addresses
 //! - [`types`]: DWARF types and layouts of globals, as target specs
@@ -17,6 +17,7 @@
 //! Plans, rules and hashes come from `memzinc-verifier`, the code the on-chain program runs.
 
 pub mod apply;
+pub mod capture;
 pub mod chain;
 pub mod check;
 pub mod demo;

@@ -386,6 +386,14 @@ fn read_proc_bytes(pid: i32, file: &str) -> Result<Vec<u8>> {
     })
 }
 
+/// `MemAvailable` of /proc/meminfo in bytes: how much memory memzinc may use for copies.
+pub fn mem_available() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
 /// The auxiliary vector, raw (pairs of native u64 words ending with AT_NULL): a core's NT_AUXV.
 pub fn auxv(pid: i32) -> Result<Vec<u8>> {
     read_proc_bytes(pid, "auxv")

@@ -36,6 +36,7 @@ use memzinc_verifier::Sha256 as _;
 use prost::Message as _;
 use serde::{Deserialize, Serialize};
 
+use crate::capture::{self, CaptureRange};
 use crate::elfcore::{self, FileMapping, ProcessIds, PsInfo, Segment};
 use crate::error::{Error, Result};
 use crate::fsutil::write_atomically;
@@ -152,15 +153,14 @@ pub struct TakeReport {
     pub fds: usize,
     /// Size of the core file.
     pub file_bytes: u64,
+    /// How long the target was stopped for the page copy (it resumes before hashing and writing).
+    pub frozen_ms: f64,
 }
 
 fn should_capture(m: &MapEntry) -> bool {
     // [vvar] pages fault on read; shared mappings belong to someone else's state.
     m.readable() && m.private() && m.path != "[vvar]" && m.path != "[vvar_vclock]"
 }
-
-/// Pages are read, hashed and written in chunks of this size, so memory use stays flat.
-const CHUNK: u64 = 8 << 20;
 
 /// Freezes `pid`, snapshots it into the core file `out` (atomically) and resumes it.
 pub fn take(pid: i32, out: &Path, progress: Option<&indicatif::ProgressBar>) -> Result<TakeReport> {
@@ -184,10 +184,16 @@ fn take_frozen(
     let maps = process::read_maps(pid)?;
     let exe = process::exe_path(pid)?;
     let comm = process::comm(pid)?;
+    let symbols_started = std::time::Instant::now();
     let symbols = read_symbols(pid, &exe, &maps).unwrap_or_else(|e| {
         tracing::warn!("no symbols for {}: {e}", exe.display());
         Vec::new()
     });
+    tracing::debug!(
+        "snapshot: {} symbols read in {:?}",
+        symbols.len(),
+        symbols_started.elapsed()
+    );
     let registers = frozen.registers()?;
     let stat = process::stat(pid)?;
     let (uid, gid) = process::ids(pid)?;
@@ -220,43 +226,35 @@ fn take_frozen(
         p.set_length(total);
     }
 
+    let ranges: Vec<CaptureRange> = regions
+        .iter()
+        .filter(|r| r.captured)
+        .map(|r| CaptureRange {
+            start: r.map.start,
+            end: r.map.end,
+            file_offset: r.data_offset,
+        })
+        .collect();
+
     let report = write_atomically(out, |w| {
         let io = |e| Error::io(out, e);
-        // Placeholder for the headers, which need the note segment's size.
-        w.write_all(&vec![0u8; data_start as usize]).map_err(io)?;
-        let mut leaves = Vec::with_capacity((total / PAGE_SIZE) as usize);
-        let mut fast_hashes: Vec<u64> = Vec::with_capacity((total / PAGE_SIZE) as usize);
-        let mut buf = vec![0u8; CHUNK.min(total) as usize];
-        for r in regions.iter_mut().filter(|r| r.captured) {
-            let mut address = r.map.start;
-            while address < r.map.end {
-                let chunk = &mut buf[..(r.map.end - address).min(CHUNK) as usize];
-                let readable = process::read_pages(pid, address, chunk).map_err(|e| match e {
-                    Error::NoSuchProcess { .. } => Error::TargetExited {
-                        pid,
-                        during: "snapshotting it",
-                    },
-                    e => e,
-                })?;
-                leaves.extend(page_leaves(address, chunk, &readable));
-                fast_hashes.extend(chunk.chunks(PAGE_SIZE as usize).map(xxhash_rust::xxh3::xxh3_64));
-                for (i, ok) in readable.iter().enumerate() {
-                    if !ok {
-                        r.unreadable_pages.push(address + i as u64 * PAGE_SIZE);
-                    }
-                }
-                w.write_all(chunk).map_err(io)?;
-                if let Some(p) = progress {
-                    p.inc(chunk.len() as u64);
-                }
-                address += chunk.len() as u64;
-            }
+        // The page data goes in at its offsets (see `capture`); the headers, which need the
+        // note segment's size, and the notes after the data come last.
+        let captured = capture::capture(pid, frozen, &ranges, w.get_ref(), out)?;
+        let frozen_ms = captured.frozen_for.as_secs_f64() * 1e3;
+        for (r, unreadable) in regions.iter_mut().filter(|r| r.captured).zip(captured.unreadable) {
+            r.unreadable_pages = unreadable;
+        }
+        let (leaves, fast_hashes) = (captured.leaves, captured.fast_hashes);
+        if let Some(p) = progress {
+            p.inc(total);
         }
         // The process may have died while we read: an empty read of everything is not a snapshot.
         process::check_target(pid).map_err(|_| Error::TargetExited {
             pid,
             during: "snapshotting it",
         })?;
+        w.seek(SeekFrom::Start(data_end)).map_err(io)?;
 
         let leaf_bytes: Vec<u8> = leaves.as_flattened().to_vec();
         let fast_bytes: Vec<u8> = fast_hashes.iter().flat_map(|h| h.to_le_bytes()).collect();
@@ -325,54 +323,10 @@ fn take_frozen(
             threads: meta.threads.len(),
             fds: meta.fds.len(),
             file_bytes: data_end + notes.len() as u64,
+            frozen_ms,
         })
     })?;
-    drop(frozen);
     Ok(report)
-}
-
-/// The Merkle leaves of a run of pages starting at `address`, hashed on every core: SHA-256 is
-/// the slowest step of a snapshot, and pages hash independently.
-fn page_leaves(address: u64, pages: &[u8], readable: &[bool]) -> Vec<[u8; 32]> {
-    let leaf = |i: usize, page: &[u8]| {
-        let page_address = address + i as u64 * PAGE_SIZE;
-        if readable[i] {
-            merkle::page_leaf::<Sha2>(page_address, page)
-        } else {
-            merkle::unreadable_leaf::<Sha2>(page_address)
-        }
-    };
-    let count = pages.len() / PAGE_SIZE as usize;
-    let threads = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
-        .min(count.max(1));
-    if threads <= 1 || count < 64 {
-        return pages
-            .chunks(PAGE_SIZE as usize)
-            .enumerate()
-            .map(|(i, p)| leaf(i, p))
-            .collect();
-    }
-    let per_thread = count.div_ceil(threads);
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = pages
-            .chunks(per_thread * PAGE_SIZE as usize)
-            .enumerate()
-            .map(|(t, part)| {
-                scope.spawn(move || {
-                    part.chunks(PAGE_SIZE as usize)
-                        .enumerate()
-                        .map(|(i, p)| leaf(t * per_thread + i, p))
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
-            .collect()
-    })
 }
 
 /// The snapshot's two trees: every mapping as a region leaf, every captured page as a page leaf.
@@ -1072,6 +1026,6 @@ mod tests {
                 }
             })
             .collect();
-        assert_eq!(page_leaves(0x7000_0000, &pages, &readable), expected);
+        assert_eq!(capture::page_leaves(0x7000_0000, &pages, &readable), expected);
     }
 }
