@@ -58,6 +58,13 @@ enum Command {
         pid: i32,
         #[arg(short, long)]
         output: PathBuf,
+        /// Also write the MiniZinc facts of the `--spec` object (models/schema.md) to this file:
+        /// `minizinc models/repair.mzn FILE` runs on it unchanged.
+        #[arg(long, requires = "spec")]
+        dzn: Option<PathBuf>,
+        /// Target description for `--dzn`, e.g. models/targets/healme.json.
+        #[arg(long, requires = "dzn")]
+        spec: Option<PathBuf>,
     },
     /// Summarise a snapshot core file and check its integrity.
     Inspect {
@@ -361,11 +368,16 @@ fn debug_types_of(target: &std::path::Path) -> Result<memzinc::types::DebugTypes
 fn run(cli: Cli) -> Result<()> {
     let g = &cli.global;
     match cli.command {
-        Command::Snapshot { pid, output } => {
+        Command::Snapshot { pid, output, dzn, spec } => {
+            // A bad spec is refused before the target is frozen.
+            let spec = spec.map(|s| TargetSpec::load(&s)).transpose()?;
             let bar = progress_bar(g.json);
             let report = snapshot::take(pid, &output, bar.as_ref())?;
             if let Some(b) = bar {
                 b.finish_and_clear();
+            }
+            if let (Some(dzn), Some(spec)) = (&dzn, &spec) {
+                memzinc::reason::write_dzn(&Snapshot::open(&output)?, spec, dzn)?;
             }
             if g.json {
                 print_json(&report)?;
