@@ -2,6 +2,7 @@
 //!
 //! - [`process`], [`capture`], [`snapshot`], [`elfcore`]: introspect — freeze, map, registers, symbols, pages,
 //!   Merkle root, written as one ELF core file gdb opens
+//! - [`selfsnap`]: a cooperating program snapshots itself (a helper it spawns seizes it)
 //! - [`symbols`]: every mapped module's symbols at runtime addresses
 //! - [`types`]: DWARF types and layouts of globals, as target specs
 //! - [`registry`]: objects a target describes itself with `memzinc-describe`
@@ -34,6 +35,7 @@ pub mod reason;
 pub mod registry;
 pub mod replay;
 pub mod report;
+pub mod selfsnap;
 pub mod snapshot;
 pub mod solver;
 pub mod symbols;

@@ -140,7 +140,7 @@ pub struct Snapshot {
 }
 
 /// Summary of `take`, for the CLI.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct TakeReport {
     pub root: String,
     pub regions: usize,
