@@ -57,14 +57,18 @@ fn main() {
         addr_of_mut!((*s).pid).write_volatile(pid);
         addr_of_mut!((*s).snapshots).write_volatile(1);
     }
+    // The worker names itself when it starts: wait for that, so the core shows its name.
+    let (started_tx, started) = std::sync::mpsc::channel();
     let worker = std::thread::Builder::new()
         .name("selfaware-work".into())
-        .spawn(|| {
+        .spawn(move || {
+            let _ = started_tx.send(());
             while !STOP.load(Ordering::Relaxed) {
                 std::thread::sleep(std::time::Duration::from_millis(5));
             }
         })
         .expect("spawn worker");
+    let _ = started.recv();
     println!("values generation={generation} pid={pid}");
     match memzinc::selfsnap::snapshot_self(std::path::Path::new(&core)) {
         Ok(report) => println!("report {}", serde_json::to_string(&report).unwrap_or_default()),
