@@ -34,12 +34,37 @@ use crate::Sha2;
 const CHUNK: usize = 8 << 20;
 
 /// One captured range of the target and where its pages go in the file.
-#[derive(Clone, Copy, Debug)]
-pub struct CaptureRange {
+pub struct CaptureRange<'a> {
     pub start: u64,
     pub end: u64,
     /// File offset of the range's first page.
     pub file_offset: u64,
+    /// For an incremental snapshot: the same range in the previous snapshot, whose pages are
+    /// reused except those listed to be read again.
+    pub reuse: Option<Reuse<'a>>,
+}
+
+/// The previous snapshot's copy of a range (see [`CaptureRange::reuse`]).
+pub struct Reuse<'a> {
+    pub file: &'a File,
+    /// File offset of the range's first page in the previous snapshot.
+    pub offset: u64,
+    /// The range's leaves and fast hashes in the previous snapshot, one per page.
+    pub leaves: &'a [[u8; 32]],
+    pub fast_hashes: &'a [u64],
+    /// Page runs (start, end) to read from the target: written since, or unreadable then.
+    /// Sorted, disjoint, inside the range.
+    pub read: Vec<(u64, u64)>,
+}
+
+impl CaptureRange<'_> {
+    /// The page runs read from the target.
+    fn runs(&self) -> Vec<(u64, u64)> {
+        match &self.reuse {
+            None => vec![(self.start, self.end)],
+            Some(r) => r.read.clone(),
+        }
+    }
 }
 
 /// What the capture found, in range and page order.
@@ -51,6 +76,8 @@ pub struct Captured {
     pub unreadable: Vec<Vec<u64>>,
     /// How long the target stayed frozen for the copy.
     pub frozen_for: Duration,
+    /// Pages read from the target (the rest came from the previous snapshot).
+    pub pages_read: u64,
 }
 
 /// A page-aligned buffer of anonymous memory (O_DIRECT needs the alignment), backed by huge
@@ -67,7 +94,8 @@ impl PageBuf {
 }
 
 struct Chunk {
-    index: usize,
+    /// Index of the chunk's first page among all pages of the capture.
+    leaf_index: usize,
     address: u64,
     file_offset: u64,
     len: usize,
@@ -76,7 +104,7 @@ struct Chunk {
 }
 
 struct ChunkDone {
-    index: usize,
+    leaf_index: usize,
     leaves: Vec<[u8; 32]>,
     fast_hashes: Vec<u64>,
 }
@@ -113,7 +141,25 @@ impl DataWriter<'_> {
 /// Copies `ranges` of the frozen target into `file` at their offsets, hashing every page, and
 /// thaws the target as soon as the copy is done. `path` names the file in errors.
 pub fn capture(pid: i32, frozen: Frozen, ranges: &[CaptureRange], file: &File, path: &Path) -> Result<Captured> {
-    let writer = DataWriter::open(file);
+    // An incremental capture copies most pages through the page cache (`copy_file_range`);
+    // its few read pages go the same way rather than mix O_DIRECT into it.
+    let writer = if ranges.iter().any(|r| r.reuse.is_some()) {
+        DataWriter {
+            direct: None,
+            buffered: file,
+        }
+    } else {
+        DataWriter::open(file)
+    };
+    let first_leaf: Vec<usize> = ranges
+        .iter()
+        .scan(0usize, |n, r| {
+            let first = *n;
+            *n += ((r.end - r.start) / PAGE_SIZE) as usize;
+            Some(first)
+        })
+        .collect();
+    let page_count = ranges.iter().map(|r| ((r.end - r.start) / PAGE_SIZE) as usize).sum();
     let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     // Chunks waiting for a worker hold memory: at most a quarter of what is available.
     let queue = (process::mem_available().unwrap_or(1 << 30) / 4 / CHUNK as u64).max(4) as usize;
@@ -143,7 +189,7 @@ pub fn capture(pid: i32, frozen: Frozen, ranges: &[CaptureRange], file: &File, p
                             .write_at(pages, chunk.file_offset)
                             .map_err(|e| Error::io(path, e))?;
                         done.push(ChunkDone {
-                            index: chunk.index,
+                            leaf_index: chunk.leaf_index,
                             leaves,
                             fast_hashes,
                         });
@@ -157,7 +203,7 @@ pub fn capture(pid: i32, frozen: Frozen, ranges: &[CaptureRange], file: &File, p
         drop(free_tx);
 
         let copy_started = Instant::now();
-        let read = read_chunks(pid, ranges, &work_tx, &free_rx);
+        let read = read_chunks(pid, ranges, &first_leaf, &work_tx, &free_rx);
         let frozen_for = copy_started.elapsed();
         drop(frozen);
         drop(work_tx);
@@ -176,16 +222,36 @@ pub fn capture(pid: i32, frozen: Frozen, ranges: &[CaptureRange], file: &File, p
         if let Some(e) = failure {
             return Err(e);
         }
+        let mut leaves = vec![[0u8; 32]; page_count];
+        let mut fast_hashes = vec![0u64; page_count];
+        let mut pages_read = 0;
+        for d in done {
+            leaves[d.leaf_index..d.leaf_index + d.leaves.len()].copy_from_slice(&d.leaves);
+            fast_hashes[d.leaf_index..d.leaf_index + d.fast_hashes.len()].copy_from_slice(&d.fast_hashes);
+            pages_read += d.leaves.len() as u64;
+        }
+        // Pages not read again come from the previous snapshot: bytes, leaves, fast hashes.
+        for (r, &first) in ranges.iter().zip(&first_leaf) {
+            let Some(prev) = &r.reuse else { continue };
+            for (start, end) in unread_runs(r.start, r.end, &prev.read) {
+                let (skip, len) = (start - r.start, end - start);
+                crate::track::copy_file_range_all(prev.file, prev.offset + skip, file, r.file_offset + skip, len)
+                    .map_err(|e| Error::io(path, e))?;
+                let (i, n) = ((skip / PAGE_SIZE) as usize, (len / PAGE_SIZE) as usize);
+                leaves[first + i..first + i + n].copy_from_slice(&prev.leaves[i..i + n]);
+                fast_hashes[first + i..first + i + n].copy_from_slice(&prev.fast_hashes[i..i + n]);
+            }
+        }
         tracing::debug!(
             "capture: hashed and written {:?} after the copy began",
             copy_started.elapsed()
         );
-        done.sort_unstable_by_key(|d| d.index);
         Ok(Captured {
-            leaves: done.iter().flat_map(|d| d.leaves.iter().copied()).collect(),
-            fast_hashes: done.iter().flat_map(|d| d.fast_hashes.iter().copied()).collect(),
+            leaves,
+            fast_hashes,
             unreadable,
             frozen_for,
+            pages_read,
         })
     })
 }
@@ -195,50 +261,67 @@ pub fn capture(pid: i32, frozen: Frozen, ranges: &[CaptureRange], file: &File, p
 fn read_chunks(
     pid: i32,
     ranges: &[CaptureRange],
+    first_leaf: &[usize],
     work_tx: &mpsc::SyncSender<Chunk>,
     free_rx: &mpsc::Receiver<PageBuf>,
 ) -> Result<Vec<Vec<u64>>> {
     let mut unreadable = vec![Vec::new(); ranges.len()];
-    let mut index = 0;
     for (range_index, r) in ranges.iter().enumerate() {
-        let mut address = r.start;
-        while address < r.end {
-            let mut buf = match free_rx.try_recv() {
-                Ok(buf) => buf,
-                Err(_) => PageBuf::new().map_err(|e| Error::io("anonymous memory for the page copy", e))?,
-            };
-            let len = ((r.end - address) as usize).min(CHUNK);
-            let readable = process::read_pages(pid, address, &mut buf.0[..len]).map_err(|e| match e {
-                Error::NoSuchProcess { .. } => Error::TargetExited {
-                    pid,
-                    during: "snapshotting it",
-                },
-                e => e,
-            })?;
-            unreadable[range_index].extend(
-                readable
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, ok)| !**ok)
-                    .map(|(i, _)| address + i as u64 * PAGE_SIZE),
-            );
-            let chunk = Chunk {
-                index,
-                address,
-                file_offset: r.file_offset + (address - r.start),
-                len,
-                readable,
-                buf,
-            };
-            if work_tx.send(chunk).is_err() {
-                // Every worker stopped: their error is the one to report.
-                return Ok(unreadable);
+        for (run_start, run_end) in r.runs() {
+            let mut address = run_start;
+            while address < run_end {
+                let mut buf = match free_rx.try_recv() {
+                    Ok(buf) => buf,
+                    Err(_) => PageBuf::new().map_err(|e| Error::io("anonymous memory for the page copy", e))?,
+                };
+                let len = ((run_end - address) as usize).min(CHUNK);
+                let readable = process::read_pages(pid, address, &mut buf.0[..len]).map_err(|e| match e {
+                    Error::NoSuchProcess { .. } => Error::TargetExited {
+                        pid,
+                        during: "snapshotting it",
+                    },
+                    e => e,
+                })?;
+                unreadable[range_index].extend(
+                    readable
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, ok)| !**ok)
+                        .map(|(i, _)| address + i as u64 * PAGE_SIZE),
+                );
+                let chunk = Chunk {
+                    leaf_index: first_leaf[range_index] + ((address - r.start) / PAGE_SIZE) as usize,
+                    address,
+                    file_offset: r.file_offset + (address - r.start),
+                    len,
+                    readable,
+                    buf,
+                };
+                if work_tx.send(chunk).is_err() {
+                    // Every worker stopped: their error is the one to report.
+                    return Ok(unreadable);
+                }
+                address += len as u64;
             }
-            index += 1;
-            address += len as u64;
         }
     }
     Ok(unreadable)
+}
+
+/// The parts of `[start, end)` outside the sorted, disjoint `read` runs.
+fn unread_runs(start: u64, end: u64, read: &[(u64, u64)]) -> Vec<(u64, u64)> {
+    let mut out = Vec::new();
+    let mut at = start;
+    for &(s, e) in read {
+        if s > at {
+            out.push((at, s));
+        }
+        at = at.max(e);
+    }
+    if at < end {
+        out.push((at, end));
+    }
+    out
 }
 
 /// The Merkle leaves of a run of pages starting at `address`.
@@ -255,4 +338,19 @@ pub(crate) fn page_leaves(address: u64, pages: &[u8], readable: &[bool]) -> Vec<
             }
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unread_runs_are_the_complement() {
+        assert_eq!(unread_runs(0, 100, &[]), [(0, 100)]);
+        assert_eq!(
+            unread_runs(0, 100, &[(0, 10), (20, 30), (90, 100)]),
+            [(10, 20), (30, 90)]
+        );
+        assert_eq!(unread_runs(0, 100, &[(0, 100)]), []);
+    }
 }

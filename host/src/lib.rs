@@ -3,6 +3,7 @@
 //! - [`process`], [`capture`], [`snapshot`], [`elfcore`]: introspect — freeze, map, registers, symbols, pages,
 //!   Merkle root, written as one ELF core file gdb opens
 //! - [`selfsnap`]: a cooperating program snapshots itself (a helper it spawns seizes it)
+//! - [`track`]: incremental tracking — userfaultfd write-protect in the target, PAGEMAP_SCAN
 //! - [`symbols`]: every mapped module's symbols at runtime addresses
 //! - [`types`]: DWARF types and layouts of globals, as target specs
 //! - [`registry`]: objects a target describes itself with `memzinc-describe`
@@ -39,6 +40,7 @@ pub mod selfsnap;
 pub mod snapshot;
 pub mod solver;
 pub mod symbols;
+pub mod track;
 pub mod types;
 
 pub use error::{Error, Result};

@@ -65,6 +65,16 @@ enum Command {
         /// Target description for `--dzn`, e.g. models/targets/healme.json.
         #[arg(long, requires = "dzn")]
         spec: Option<PathBuf>,
+        /// The previous snapshot of this (tracked) process: read only the pages written since
+        /// it, take the others from it. Same core, same root as a full snapshot.
+        #[arg(long)]
+        since: Option<PathBuf>,
+    },
+    /// Track which pages a process writes (userfaultfd write-protect inside the target), so
+    /// `snapshot --since PREV` reads only those. The tracking stays in the target; memzinc exits.
+    Track {
+        #[arg(long)]
+        pid: i32,
     },
     /// Summarise a snapshot core file and check its integrity.
     Inspect {
@@ -368,11 +378,18 @@ fn debug_types_of(target: &std::path::Path) -> Result<memzinc::types::DebugTypes
 fn run(cli: Cli) -> Result<()> {
     let g = &cli.global;
     match cli.command {
-        Command::Snapshot { pid, output, dzn, spec } => {
-            // A bad spec is refused before the target is frozen.
+        Command::Snapshot {
+            pid,
+            output,
+            dzn,
+            spec,
+            since,
+        } => {
+            // A bad spec or previous snapshot is refused before the target is frozen.
             let spec = spec.map(|s| TargetSpec::load(&s)).transpose()?;
+            let since = since.map(|p| Snapshot::open(&p)).transpose()?;
             let bar = progress_bar(g.json);
-            let report = snapshot::take(pid, &output, bar.as_ref())?;
+            let report = snapshot::take_since(pid, since.as_ref(), &output, bar.as_ref())?;
             if let Some(b) = bar {
                 b.finish_and_clear();
             }
@@ -383,7 +400,7 @@ fn run(cli: Cli) -> Result<()> {
                 print_json(&report)?;
             } else {
                 println!(
-                    "snapshot of pid {pid} -> {} ({} bytes, ELF core): {} regions ({} captured), {} pages ({} unreadable), {} symbols, {} threads, {} fds\nroot {}",
+                    "snapshot of pid {pid} -> {} ({} bytes, ELF core): {} regions ({} captured), {} pages ({} unreadable), {} symbols, {} threads, {} fds\nroot {}\ntarget stopped {:.1} ms; {} pages read from it{}",
                     output.display(),
                     report.file_bytes,
                     report.regions,
@@ -393,7 +410,26 @@ fn run(cli: Cli) -> Result<()> {
                     report.symbols,
                     report.threads,
                     report.fds,
-                    report.root
+                    report.root,
+                    report.frozen_ms,
+                    report.pages_from_target,
+                    if report.since.is_some() { ", the rest from --since" } else { "" }
+                );
+            }
+        }
+        Command::Track { pid } => {
+            let report = memzinc::track::start(pid)?;
+            if g.json {
+                print_json(&report)?;
+            } else {
+                println!(
+                    "{} pid {pid}: {} regions ({} KiB) write-protected through fd {} in the target ({} not trackable); state {}",
+                    if report.already { "already tracking" } else { "tracking" },
+                    report.tracked_regions,
+                    report.tracked_bytes / 1024,
+                    report.uffd,
+                    report.untracked_regions,
+                    report.state_file.display()
                 );
             }
         }

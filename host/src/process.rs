@@ -328,6 +328,9 @@ pub struct ProcStat {
     /// The kernel's PF_* flags.
     pub flags: u64,
     pub nice: i64,
+    /// Clock ticks after boot when the process started: with the pid, it names one process
+    /// (a pid can be reused, the pair cannot).
+    pub start_time: u64,
 }
 
 pub fn stat(pid: i32) -> Result<ProcStat> {
@@ -349,6 +352,7 @@ fn parse_stat(text: &str) -> Option<ProcStat> {
         session: fields.get(3)?.parse().ok()?,
         flags: fields.get(6)?.parse().ok()?,
         nice: fields.get(16)?.parse().ok()?,
+        start_time: fields.get(19)?.parse().ok()?,
     })
 }
 
@@ -620,8 +624,8 @@ mod tests {
         let stat = "4242 (a) b) c) S 1 4242 4242 0 -1 4194560 1 2 3 4 5 6 7 8 20 -5 1 0 99 1 1";
         let s = parse_stat(stat).unwrap();
         assert_eq!(
-            (s.state, s.ppid, s.pgrp, s.session, s.flags, s.nice),
-            ('S', 1, 4242, 4242, 4194560, -5)
+            (s.state, s.ppid, s.pgrp, s.session, s.flags, s.nice, s.start_time),
+            ('S', 1, 4242, 4242, 4194560, -5, 99)
         );
         assert!(parse_stat("garbage").is_none());
         assert_eq!(

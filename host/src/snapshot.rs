@@ -36,7 +36,7 @@ use memzinc_verifier::Sha256 as _;
 use prost::Message as _;
 use serde::{Deserialize, Serialize};
 
-use crate::capture::{self, CaptureRange};
+use crate::capture::{self, CaptureRange, Reuse};
 use crate::elfcore::{self, FileMapping, ProcessIds, PsInfo, Segment};
 use crate::error::{Error, Result};
 use crate::fsutil::write_atomically;
@@ -155,18 +155,38 @@ pub struct TakeReport {
     pub file_bytes: u64,
     /// How long the target was stopped for the page copy (it resumes before hashing and writing).
     pub frozen_ms: f64,
+    /// Pages read from the target; the others came from the `since` snapshot.
+    pub pages_from_target: u64,
+    /// Root of the previous snapshot an incremental one was taken since.
+    pub since: Option<String>,
 }
 
-fn should_capture(m: &MapEntry) -> bool {
+/// Which mappings a snapshot copies (and `track` follows).
+pub(crate) fn should_capture(m: &MapEntry) -> bool {
     // [vvar] pages fault on read; shared mappings belong to someone else's state.
     m.readable() && m.private() && m.path != "[vvar]" && m.path != "[vvar_vclock]"
 }
 
 /// Freezes `pid`, snapshots it into the core file `out` (atomically) and resumes it.
 pub fn take(pid: i32, out: &Path, progress: Option<&indicatif::ProgressBar>) -> Result<TakeReport> {
+    take_since(pid, None, out, progress)
+}
+
+/// [`take`]; with `since`, the previous snapshot of a tracked process (`crate::track`), only
+/// the pages written after it are read from the target and the rest are taken from it. The
+/// result is the same complete snapshot, with the same root, as a full one.
+pub fn take_since(
+    pid: i32,
+    since: Option<&Snapshot>,
+    out: &Path,
+    progress: Option<&indicatif::ProgressBar>,
+) -> Result<TakeReport> {
+    if let Some(prev) = since {
+        check_since(pid, prev)?;
+    }
     let frozen = process::Frozen::freeze(pid)?;
     // Once frozen, a process that vanishes (or turns zombie) was killed under us.
-    take_frozen(pid, frozen, out, progress).map_err(|e| match e {
+    take_frozen(pid, frozen, since, out, progress).map_err(|e| match e {
         Error::NoSuchProcess { .. } | Error::Zombie { .. } => Error::TargetExited {
             pid,
             during: "snapshotting it",
@@ -175,9 +195,31 @@ pub fn take(pid: i32, out: &Path, progress: Option<&indicatif::ProgressBar>) -> 
     })
 }
 
+/// `prev` can serve `--since` only if it is the snapshot that made the tracking's last scan.
+fn check_since(pid: i32, prev: &Snapshot) -> Result<()> {
+    let refuse = |why: String| Error::NotIncremental { pid, why };
+    let state = crate::track::load_state(pid)?
+        .ok_or_else(|| refuse(format!("it is not tracked (run `memzinc track --pid {pid}` first)")))?;
+    if prev.meta.pid != pid {
+        return Err(refuse(format!(
+            "{} is a snapshot of pid {}",
+            prev.path.display(),
+            prev.meta.pid
+        )));
+    }
+    if state.last_root.as_deref() != Some(prev.meta.root.as_str()) {
+        return Err(refuse(format!(
+            "{} is not its latest snapshot since tracking began; take a full one",
+            prev.path.display()
+        )));
+    }
+    Ok(())
+}
+
 fn take_frozen(
     pid: i32,
     frozen: process::Frozen,
+    since: Option<&Snapshot>,
     out: &Path,
     progress: Option<&indicatif::ProgressBar>,
 ) -> Result<TakeReport> {
@@ -226,15 +268,42 @@ fn take_frozen(
         p.set_length(total);
     }
 
+    // A tracked process: the kernel says which pages were written since the last snapshot, and
+    // the next interval starts now, while frozen. Until this snapshot is on disk the state
+    // names no snapshot, so a failure here cannot make a later `--since` wrong.
+    let tracking = crate::track::load_state(pid)?;
+    let written: Vec<Option<Vec<(u64, u64)>>> = match &tracking {
+        None => Vec::new(),
+        Some(state) => {
+            crate::track::save_state(&crate::track::TrackState {
+                last_root: None,
+                ..state.clone()
+            })?;
+            let pagemap = crate::track::open_pagemap(pid)?;
+            regions
+                .iter()
+                .filter(|r| r.captured)
+                .map(|r| crate::track::written_since_last_scan(&pagemap, r.map.start, r.map.end))
+                .collect::<Result<_>>()?
+        }
+    };
     let ranges: Vec<CaptureRange> = regions
         .iter()
         .filter(|r| r.captured)
-        .map(|r| CaptureRange {
+        .enumerate()
+        .map(|(i, r)| CaptureRange {
             start: r.map.start,
             end: r.map.end,
             file_offset: r.data_offset,
+            reuse: since.and_then(|prev| prev.reuse(&r.map, written.get(i)?.as_ref()?)),
         })
         .collect();
+    let pages_reused: u64 = ranges
+        .iter()
+        .filter(|r| r.reuse.is_some())
+        .map(|r| (r.end - r.start) / PAGE_SIZE)
+        .sum();
+    tracing::debug!("snapshot: {pages_reused} pages in regions that can reuse the previous snapshot");
 
     let report = write_atomically(out, |w| {
         let io = |e| Error::io(out, e);
@@ -242,6 +311,7 @@ fn take_frozen(
         // note segment's size, and the notes after the data come last.
         let captured = capture::capture(pid, frozen, &ranges, w.get_ref(), out)?;
         let frozen_ms = captured.frozen_for.as_secs_f64() * 1e3;
+        let pages_from_target = captured.pages_read;
         for (r, unreadable) in regions.iter_mut().filter(|r| r.captured).zip(captured.unreadable) {
             r.unreadable_pages = unreadable;
         }
@@ -324,8 +394,16 @@ fn take_frozen(
             fds: meta.fds.len(),
             file_bytes: data_end + notes.len() as u64,
             frozen_ms,
+            pages_from_target,
+            since: since.map(|prev| prev.meta.root.clone()),
         })
     })?;
+    if let Some(state) = tracking {
+        crate::track::save_state(&crate::track::TrackState {
+            last_root: Some(report.root.clone()),
+            ..state
+        })?;
+    }
     Ok(report)
 }
 
@@ -755,6 +833,41 @@ impl Snapshot {
             leaves: leaves.to_vec(),
             fast_hashes,
             file,
+        })
+    }
+
+    /// This snapshot's copy of the mapping `map` of the same process, for an incremental
+    /// snapshot: the same range and backing, captured here; `written` are the page runs
+    /// written since, to which the pages unreadable here are added (they are tried again).
+    pub(crate) fn reuse(&self, map: &MapEntry, written: &[(u64, u64)]) -> Option<Reuse<'_>> {
+        let mut first = 0usize;
+        let region = self.meta.regions.iter().filter(|r| r.captured).find(|r| {
+            let same = r.map.start == map.start && r.map.end == map.end;
+            if !same {
+                first += ((r.map.end - r.map.start) / PAGE_SIZE) as usize;
+            }
+            same
+        })?;
+        if (region.map.offset, region.map.inode, &region.map.path) != (map.offset, map.inode, &map.path) {
+            return None;
+        }
+        let pages = ((map.end - map.start) / PAGE_SIZE) as usize;
+        let mut read: Vec<(u64, u64)> = written.to_vec();
+        read.extend(region.unreadable_pages.iter().map(|&p| (p, p + PAGE_SIZE)));
+        read.sort_unstable();
+        let mut merged: Vec<(u64, u64)> = Vec::with_capacity(read.len());
+        for (s, e) in read {
+            match merged.last_mut() {
+                Some((_, last)) if *last >= s => *last = (*last).max(e),
+                _ => merged.push((s, e)),
+            }
+        }
+        Some(Reuse {
+            file: &self.file,
+            offset: region.data_offset,
+            leaves: self.leaves.get(first..first + pages)?,
+            fast_hashes: self.fast_hashes.get(first..first + pages)?,
+            read: merged,
         })
     }
 
