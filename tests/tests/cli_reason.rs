@@ -184,8 +184,7 @@ fn snapshot_writes_dzn_facts_that_plain_minizinc_solves() {
     );
     let last_solution = text
         .lines()
-        .filter(|l| l.starts_with('{'))
-        .last()
+        .rfind(|l| l.starts_with('{'))
         .unwrap_or_else(|| panic!("no solution in {text}"));
     let solution: serde_json::Value = serde_json::from_str(last_solution).unwrap();
     assert_eq!(solution["changed_bytes"], 5, "{text}");
