@@ -15,6 +15,7 @@
 //!   cancellation, statistics, and the FlatZinc checker every cbc answer passes
 //! - [`chain`], [`localnet`]: attest — the attestor over JSON-RPC, an embedded localnet
 //! - [`apply`]: apply — compare-and-swap under ptrace, rollback, resume
+//! - [`watch`]: the loop — snapshot, check, plan, attest, apply, every period
 //!
 //! Plans, rules and hashes come from `memzinc-verifier`, the code the on-chain program runs.
 
@@ -42,6 +43,7 @@ pub mod solver;
 pub mod symbols;
 pub mod track;
 pub mod types;
+pub mod watch;
 
 pub use error::{Error, Result};
 

@@ -70,6 +70,39 @@ enum Command {
         #[arg(long)]
         since: Option<PathBuf>,
     },
+    /// The self-modification loop: every period snapshot the target, check the spec's
+    /// invariants, and on a violation plan, attest and apply the repair. Ctrl-C stops it.
+    Watch {
+        #[arg(long)]
+        pid: i32,
+        /// Target description (layout and invariants), e.g. models/targets/healme.json.
+        #[arg(long)]
+        spec: PathBuf,
+        /// Period: 5s, 500ms, 2m.
+        #[arg(long, default_value = "5s", value_parser = memzinc::watch::parse_duration)]
+        every: Duration,
+        /// Plan repairs but never attest or apply them.
+        #[arg(long)]
+        dry_run: bool,
+        /// At most this many repairs applied per `--per` window.
+        #[arg(long, default_value_t = 3)]
+        max_applies: usize,
+        #[arg(long, default_value = "1h", value_parser = memzinc::watch::parse_duration)]
+        per: Duration,
+        /// Stop after this many rounds (default: until Ctrl-C).
+        #[arg(long)]
+        rounds: Option<u64>,
+        /// Where each round's snapshot, facts and plan go.
+        #[arg(long, default_value = "memzinc-watch")]
+        workdir: PathBuf,
+        #[arg(long, default_value = "gecode")]
+        solver: String,
+        /// Wall-clock limit per solve, seconds.
+        #[arg(long, default_value_t = 60)]
+        time_limit: u64,
+        #[arg(long)]
+        authority: Option<String>,
+    },
     /// Track which pages a process writes (userfaultfd write-protect inside the target), so
     /// `snapshot --since PREV` reads only those. The tracking stays in the target; memzinc exits.
     Track {
@@ -414,6 +447,92 @@ fn run(cli: Cli) -> Result<()> {
                     report.frozen_ms,
                     report.pages_from_target,
                     if report.since.is_some() { ", the rest from --since" } else { "" }
+                );
+            }
+        }
+        Command::Watch {
+            pid,
+            spec,
+            every,
+            dry_run,
+            max_applies,
+            per,
+            rounds,
+            workdir,
+            solver,
+            time_limit,
+            authority,
+        } => {
+            let cancel = Cancel::on_signals()?;
+            let mut solver_opts = SolverOptions::new(&memzinc::repo_root().join("models"));
+            solver_opts.solver.backend = solver.parse()?;
+            solver_opts.solver.time_limit = Duration::from_secs(time_limit);
+            solver_opts.solver.cancel = Some(cancel.clone());
+            let opts = memzinc::watch::WatchOptions {
+                pid,
+                every,
+                spec: TargetSpec::load(&spec)?,
+                solver: solver_opts,
+                dry_run,
+                max_applies,
+                per,
+                rounds,
+                workdir,
+                cancel,
+            };
+            let client = if dry_run { None } else { Some(g.client()?) };
+            let authority = client
+                .as_ref()
+                .map(|c| authority_or_self(c, authority.as_deref()))
+                .transpose()?;
+            let chain = client.as_ref().zip(authority.as_ref());
+            let json = g.json;
+            let summary = memzinc::watch::watch(&opts, chain, |event| {
+                if json {
+                    println!("{}", serde_json::to_string(event).unwrap_or_default());
+                } else {
+                    match event {
+                        memzinc::watch::WatchEvent::Healthy { round, root, .. } => {
+                            println!("round {round}: healthy, root {root}")
+                        }
+                        memzinc::watch::WatchEvent::Planned {
+                            round,
+                            violations,
+                            writes,
+                            plan,
+                            dry_run,
+                            ..
+                        } => println!(
+                            "round {round}: {} violation(s): {}; plan {} ({writes} writes){}",
+                            violations.len(),
+                            violations.join("; "),
+                            plan.display(),
+                            if *dry_run { ", dry run: not applied" } else { "" }
+                        ),
+                        memzinc::watch::WatchEvent::RateLimited { round, applied_recently } => println!(
+                            "round {round}: not applied, {applied_recently} repair(s) applied within --per already"
+                        ),
+                        memzinc::watch::WatchEvent::Applied {
+                            round,
+                            attestation,
+                            seq,
+                            writes,
+                            stopped_us,
+                        } => println!(
+                            "round {round}: applied {writes} writes under attestation {attestation} (seq {seq}); target stopped {stopped_us} µs"
+                        ),
+                    }
+                }
+            })?;
+            if json {
+                println!("{}", serde_json::to_string(&summary)?);
+            } else {
+                println!(
+                    "watch {}: {} rounds, {} repairs planned, {} applied",
+                    if summary.cancelled { "stopped" } else { "done" },
+                    summary.rounds,
+                    summary.repairs_planned,
+                    summary.repairs_applied
                 );
             }
         }
