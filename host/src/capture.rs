@@ -10,7 +10,7 @@
 //!   and queues them; the target is thawed as soon as the last chunk is copied, not after the
 //!   hashing and the disk — it stays stopped for the copy only, and what is hashed is what was
 //!   copied while it was stopped (a consistent image);
-//! - workers, one per core, hash a chunk (SHA-256 leaf + xxh3 per page) and write it with
+//! - workers, two per core, hash a chunk (SHA-256 leaf + xxh3 per page) and write it with
 //!   O_DIRECT straight from the buffer at its file offset; buffers are reused;
 //! - the caller's final fsync then has no dirty page data to flush, only the notes and headers,
 //!   so durability (temp + fsync + rename) costs nothing extra. Where O_DIRECT is refused
@@ -160,7 +160,9 @@ pub fn capture(pid: i32, frozen: Frozen, ranges: &[CaptureRange], file: &File, p
         })
         .collect();
     let page_count = ranges.iter().map(|r| ((r.end - r.start) / PAGE_SIZE) as usize).sum();
-    let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    // Two workers per core: an O_DIRECT write blocks its worker until the disk has the chunk,
+    // and the core should hash another chunk meanwhile.
+    let workers = 2 * std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     // Chunks waiting for a worker hold memory: at most a quarter of what is available.
     let queue = (process::mem_available().unwrap_or(1 << 30) / 4 / CHUNK as u64).max(4) as usize;
     let (work_tx, work_rx) = mpsc::sync_channel::<Chunk>(queue);

@@ -69,13 +69,32 @@ impl Dirty {
         let mut words = ready.split_whitespace().skip(1);
         let base = u64::from_str_radix(words.next().unwrap().trim_start_matches("0x"), 16).unwrap();
         let pages = words.next().unwrap().parse().unwrap();
-        Dirty {
+        let dirty = Dirty {
             pid: child.id().to_string(),
             _child: KillOnDrop(child),
             stdin,
             lines,
             base,
             pages,
+        };
+        dirty.wait_until_blocked_in_read();
+        dirty
+    }
+
+    /// Waits until it sits in read(2) on stdin (syscall 0): from then on it writes nothing,
+    /// whereas just after printing it still runs (and writes its stack).
+    fn wait_until_blocked_in_read(&self) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let syscall = std::fs::read_to_string(format!("/proc/{}/syscall", self.pid)).unwrap_or_default();
+            if syscall.starts_with("0 0x0 ") {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "target not blocked in read: {syscall}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(2));
         }
     }
 
@@ -84,6 +103,7 @@ impl Dirty {
         writeln!(self.stdin, "dirty {k} {seed}").unwrap();
         self.stdin.flush().unwrap();
         assert_eq!(self.lines.next().unwrap().unwrap(), format!("dirtied {k}"));
+        self.wait_until_blocked_in_read();
         (0..k)
             .map(|i| (self.base + ((i * 7919 + seed) % self.pages) * 4096 + seed % 4096) & !4095)
             .collect()
