@@ -1,7 +1,9 @@
 //! memzinc's host library. The `memzinc` binary is a thin CLI over these modules, one per stage:
 //!
-//! - [`process`], [`snapshot`], [`elfcore`]: introspect — freeze, map, registers, symbols, pages,
+//! - [`process`], [`capture`], [`snapshot`], [`elfcore`]: introspect — freeze, map, registers, symbols, pages,
 //!   Merkle root, written as one ELF core file gdb opens
+//! - [`selfsnap`]: a cooperating program snapshots itself (a helper it spawns seizes it)
+//! - [`track`]: incremental tracking — userfaultfd write-protect in the target, PAGEMAP_SCAN
 //! - [`symbols`]: every mapped module's symbols at runtime addresses
 //! - [`types`]: DWARF types and layouts of globals, as target specs
 //! - [`registry`]: objects a target describes itself with `memzinc-describe`
@@ -15,10 +17,12 @@
 //! - [`tables`], [`interop`]: every Parquet table defined once; a snapshot exported as tables
 //!   and imported back byte for byte; [`records`]: plans and attestations as protobuf; [`hub`]: the same tables as a Hugging Face dataset
 //! - [`apply`]: apply — compare-and-swap under ptrace, rollback, resume
+//! - [`watch`]: the loop — snapshot, check, plan, attest, apply, every period
 //!
 //! Plans, rules and hashes come from `memzinc-verifier`, the code the on-chain program runs.
 
 pub mod apply;
+pub mod capture;
 pub mod chain;
 pub mod check;
 pub mod demo;
@@ -38,11 +42,14 @@ pub mod records;
 pub mod registry;
 pub mod replay;
 pub mod report;
+pub mod selfsnap;
 pub mod snapshot;
 pub mod solver;
 pub mod symbols;
 pub mod tables;
+pub mod track;
 pub mod types;
+pub mod watch;
 
 pub use error::{Error, Result};
 

@@ -61,6 +61,56 @@ enum Command {
         /// Also write the core's tables (regions, pages, symbols, types, notes) here as Parquet.
         #[arg(long)]
         parquet: Option<PathBuf>,
+        /// Also write the MiniZinc facts of the `--spec` object (models/schema.md) to this file:
+        /// `minizinc models/repair.mzn FILE` runs on it unchanged.
+        #[arg(long, requires = "spec")]
+        dzn: Option<PathBuf>,
+        /// Target description for `--dzn`, e.g. models/targets/healme.json.
+        #[arg(long, requires = "dzn")]
+        spec: Option<PathBuf>,
+        /// The previous snapshot of this (tracked) process: read only the pages written since
+        /// it, take the others from it. Same core, same root as a full snapshot.
+        #[arg(long)]
+        since: Option<PathBuf>,
+    },
+    /// The self-modification loop: every period snapshot the target, check the spec's
+    /// invariants, and on a violation plan, attest and apply the repair. Ctrl-C stops it.
+    Watch {
+        #[arg(long)]
+        pid: i32,
+        /// Target description (layout and invariants), e.g. models/targets/healme.json.
+        #[arg(long)]
+        spec: PathBuf,
+        /// Period: 5s, 500ms, 2m.
+        #[arg(long, default_value = "5s", value_parser = memzinc::watch::parse_duration)]
+        every: Duration,
+        /// Plan repairs but never attest or apply them.
+        #[arg(long)]
+        dry_run: bool,
+        /// At most this many repairs applied per `--per` window.
+        #[arg(long, default_value_t = 3)]
+        max_applies: usize,
+        #[arg(long, default_value = "1h", value_parser = memzinc::watch::parse_duration)]
+        per: Duration,
+        /// Stop after this many rounds (default: until Ctrl-C).
+        #[arg(long)]
+        rounds: Option<u64>,
+        /// Where each round's snapshot, facts and plan go.
+        #[arg(long, default_value = "memzinc-watch")]
+        workdir: PathBuf,
+        #[arg(long, default_value = "gecode")]
+        solver: String,
+        /// Wall-clock limit per solve, seconds.
+        #[arg(long, default_value_t = 60)]
+        time_limit: u64,
+        #[arg(long)]
+        authority: Option<String>,
+    },
+    /// Track which pages a process writes (userfaultfd write-protect inside the target), so
+    /// `snapshot --since PREV` reads only those. The tracking stays in the target; memzinc exits.
+    Track {
+        #[arg(long)]
+        pid: i32,
     },
     /// Write a snapshot's tables as Parquet (regions, pages, symbols, types, notes, violations;
     /// plans and attestations when given); `import` rebuilds the core from them.
@@ -488,11 +538,24 @@ fn debug_types_of(target: &std::path::Path) -> Result<memzinc::types::DebugTypes
 fn run(cli: Cli) -> Result<()> {
     let g = &cli.global;
     match cli.command {
-        Command::Snapshot { pid, output, parquet } => {
+        Command::Snapshot {
+            pid,
+            output,
+            dzn,
+            spec,
+            since,
+            parquet,
+        } => {
+            // A bad spec or previous snapshot is refused before the target is frozen.
+            let spec = spec.map(|s| TargetSpec::load(&s)).transpose()?;
+            let since = since.map(|p| Snapshot::open(&p)).transpose()?;
             let bar = progress_bar(g.json);
-            let report = snapshot::take(pid, &output, bar.as_ref())?;
+            let report = snapshot::take_since(pid, since.as_ref(), &output, bar.as_ref())?;
             if let Some(b) = bar {
                 b.finish_and_clear();
+            }
+            if let (Some(dzn), Some(spec)) = (&dzn, &spec) {
+                memzinc::reason::write_dzn(&Snapshot::open(&output)?, spec, dzn)?;
             }
             if let Some(dir) = &parquet {
                 let snap = Snapshot::open(&output)?;
@@ -502,7 +565,7 @@ fn run(cli: Cli) -> Result<()> {
                 print_json(&report)?;
             } else {
                 println!(
-                    "snapshot of pid {pid} -> {} ({} bytes, ELF core): {} regions ({} captured), {} pages ({} unreadable), {} symbols, {} threads, {} fds\nroot {}",
+                    "snapshot of pid {pid} -> {} ({} bytes, ELF core): {} regions ({} captured), {} pages ({} unreadable), {} symbols, {} threads, {} fds\nroot {}\ntarget stopped {:.1} ms; {} pages read from it{}",
                     output.display(),
                     report.file_bytes,
                     report.regions,
@@ -512,7 +575,112 @@ fn run(cli: Cli) -> Result<()> {
                     report.symbols,
                     report.threads,
                     report.fds,
-                    report.root
+                    report.root,
+                    report.frozen_ms,
+                    report.pages_from_target,
+                    if report.since.is_some() { ", the rest from --since" } else { "" }
+                );
+            }
+        }
+        Command::Watch {
+            pid,
+            spec,
+            every,
+            dry_run,
+            max_applies,
+            per,
+            rounds,
+            workdir,
+            solver,
+            time_limit,
+            authority,
+        } => {
+            let cancel = Cancel::on_signals()?;
+            let mut solver_opts = SolverOptions::new(&memzinc::repo_root().join("models"));
+            solver_opts.solver.backend = solver.parse()?;
+            solver_opts.solver.time_limit = Duration::from_secs(time_limit);
+            solver_opts.solver.cancel = Some(cancel.clone());
+            let opts = memzinc::watch::WatchOptions {
+                pid,
+                every,
+                spec: TargetSpec::load(&spec)?,
+                solver: solver_opts,
+                dry_run,
+                max_applies,
+                per,
+                rounds,
+                workdir,
+                cancel,
+            };
+            let client = if dry_run { None } else { Some(g.client()?) };
+            let authority = client
+                .as_ref()
+                .map(|c| authority_or_self(c, authority.as_deref()))
+                .transpose()?;
+            let chain = client.as_ref().zip(authority.as_ref());
+            let json = g.json;
+            let summary = memzinc::watch::watch(&opts, chain, |event| {
+                if json {
+                    println!("{}", serde_json::to_string(event).unwrap_or_default());
+                } else {
+                    match event {
+                        memzinc::watch::WatchEvent::Healthy { round, root, .. } => {
+                            println!("round {round}: healthy, root {root}")
+                        }
+                        memzinc::watch::WatchEvent::Planned {
+                            round,
+                            violations,
+                            writes,
+                            plan,
+                            dry_run,
+                            ..
+                        } => println!(
+                            "round {round}: {} violation(s): {}; plan {} ({writes} writes){}",
+                            violations.len(),
+                            violations.join("; "),
+                            plan.display(),
+                            if *dry_run { ", dry run: not applied" } else { "" }
+                        ),
+                        memzinc::watch::WatchEvent::RateLimited { round, applied_recently } => println!(
+                            "round {round}: not applied, {applied_recently} repair(s) applied within --per already"
+                        ),
+                        memzinc::watch::WatchEvent::Applied {
+                            round,
+                            attestation,
+                            seq,
+                            writes,
+                            stopped_us,
+                        } => println!(
+                            "round {round}: applied {writes} writes under attestation {attestation} (seq {seq}); target stopped {stopped_us} µs"
+                        ),
+                    }
+                }
+            })?;
+            if json {
+                println!("{}", serde_json::to_string(&summary)?);
+            } else {
+                println!(
+                    "watch {}: {} rounds, {} repairs planned, {} applied",
+                    if summary.cancelled { "stopped" } else { "done" },
+                    summary.rounds,
+                    summary.repairs_planned,
+                    summary.repairs_applied
+                );
+            }
+        }
+        Command::Track { pid } => {
+            let report = memzinc::track::start(pid)?;
+            if g.json {
+                print_json(&report)?;
+            } else {
+                println!(
+                    "{} pid {pid}: {} regions ({} KiB) write-protected through fd {} in the target ({} not trackable); state {}",
+                    if report.already { "already tracking" } else { "tracking" },
+                    report.tracked_regions,
+                    report.tracked_bytes / 1024,
+                    report.uffd,
+                    report.untracked_regions,
+                    report.state_file.display()
                 );
             }
         }

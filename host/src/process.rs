@@ -328,6 +328,9 @@ pub struct ProcStat {
     /// The kernel's PF_* flags.
     pub flags: u64,
     pub nice: i64,
+    /// Clock ticks after boot when the process started: with the pid, it names one process
+    /// (a pid can be reused, the pair cannot).
+    pub start_time: u64,
 }
 
 pub fn stat(pid: i32) -> Result<ProcStat> {
@@ -349,6 +352,7 @@ fn parse_stat(text: &str) -> Option<ProcStat> {
         session: fields.get(3)?.parse().ok()?,
         flags: fields.get(6)?.parse().ok()?,
         nice: fields.get(16)?.parse().ok()?,
+        start_time: fields.get(19)?.parse().ok()?,
     })
 }
 
@@ -384,6 +388,14 @@ fn read_proc_bytes(pid: i32, file: &str) -> Result<Vec<u8>> {
             source: e,
         },
     })
+}
+
+/// `MemAvailable` of /proc/meminfo in bytes: how much memory memzinc may use for copies.
+pub fn mem_available() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
 }
 
 /// The auxiliary vector, raw (pairs of native u64 words ending with AT_NULL): a core's NT_AUXV.
@@ -612,8 +624,8 @@ mod tests {
         let stat = "4242 (a) b) c) S 1 4242 4242 0 -1 4194560 1 2 3 4 5 6 7 8 20 -5 1 0 99 1 1";
         let s = parse_stat(stat).unwrap();
         assert_eq!(
-            (s.state, s.ppid, s.pgrp, s.session, s.flags, s.nice),
-            ('S', 1, 4242, 4242, 4194560, -5)
+            (s.state, s.ppid, s.pgrp, s.session, s.flags, s.nice, s.start_time),
+            ('S', 1, 4242, 4242, 4194560, -5, 99)
         );
         assert!(parse_stat("garbage").is_none());
         assert_eq!(

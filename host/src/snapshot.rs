@@ -36,6 +36,7 @@ use memzinc_verifier::Sha256 as _;
 use prost::Message as _;
 use serde::{Deserialize, Serialize};
 
+use crate::capture::{self, CaptureRange, Reuse};
 use crate::elfcore::{self, FileMapping, ProcessIds, PsInfo, Segment};
 use crate::error::{Error, Result};
 use crate::fsutil::write_atomically;
@@ -140,7 +141,7 @@ pub struct Snapshot {
 }
 
 /// Summary of `take`, for the CLI.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct TakeReport {
     pub root: String,
     pub regions: usize,
@@ -153,21 +154,40 @@ pub struct TakeReport {
     pub fds: usize,
     /// Size of the core file.
     pub file_bytes: u64,
+    /// How long the target was stopped for the page copy (it resumes before hashing and writing).
+    pub frozen_ms: f64,
+    /// Pages read from the target; the others came from the `since` snapshot.
+    pub pages_from_target: u64,
+    /// Root of the previous snapshot an incremental one was taken since.
+    pub since: Option<String>,
 }
 
-fn should_capture(m: &MapEntry) -> bool {
+/// Which mappings a snapshot copies (and `track` follows).
+pub(crate) fn should_capture(m: &MapEntry) -> bool {
     // [vvar] pages fault on read; shared mappings belong to someone else's state.
     m.readable() && m.private() && m.path != "[vvar]" && m.path != "[vvar_vclock]"
 }
 
-/// Pages are read, hashed and written in chunks of this size, so memory use stays flat.
-const CHUNK: u64 = 8 << 20;
-
 /// Freezes `pid`, snapshots it into the core file `out` (atomically) and resumes it.
 pub fn take(pid: i32, out: &Path, progress: Option<&indicatif::ProgressBar>) -> Result<TakeReport> {
+    take_since(pid, None, out, progress)
+}
+
+/// [`take`]; with `since`, the previous snapshot of a tracked process (`crate::track`), only
+/// the pages written after it are read from the target and the rest are taken from it. The
+/// result is the same complete snapshot, with the same root, as a full one.
+pub fn take_since(
+    pid: i32,
+    since: Option<&Snapshot>,
+    out: &Path,
+    progress: Option<&indicatif::ProgressBar>,
+) -> Result<TakeReport> {
+    if let Some(prev) = since {
+        check_since(pid, prev)?;
+    }
     let frozen = process::Frozen::freeze(pid)?;
     // Once frozen, a process that vanishes (or turns zombie) was killed under us.
-    take_frozen(pid, frozen, out, progress).map_err(|e| match e {
+    take_frozen(pid, frozen, since, out, progress).map_err(|e| match e {
         Error::NoSuchProcess { .. } | Error::Zombie { .. } => Error::TargetExited {
             pid,
             during: "snapshotting it",
@@ -176,19 +196,47 @@ pub fn take(pid: i32, out: &Path, progress: Option<&indicatif::ProgressBar>) -> 
     })
 }
 
+/// `prev` can serve `--since` only if it is the snapshot that made the tracking's last scan.
+fn check_since(pid: i32, prev: &Snapshot) -> Result<()> {
+    let refuse = |why: String| Error::NotIncremental { pid, why };
+    let state = crate::track::load_state(pid)?
+        .ok_or_else(|| refuse(format!("it is not tracked (run `memzinc track --pid {pid}` first)")))?;
+    if prev.meta.pid != pid {
+        return Err(refuse(format!(
+            "{} is a snapshot of pid {}",
+            prev.path.display(),
+            prev.meta.pid
+        )));
+    }
+    if state.last_root.as_deref() != Some(prev.meta.root.as_str()) {
+        return Err(refuse(format!(
+            "{} is not its latest snapshot since tracking began; take a full one",
+            prev.path.display()
+        )));
+    }
+    Ok(())
+}
+
 fn take_frozen(
     pid: i32,
     frozen: process::Frozen,
+    since: Option<&Snapshot>,
     out: &Path,
     progress: Option<&indicatif::ProgressBar>,
 ) -> Result<TakeReport> {
     let maps = process::read_maps(pid)?;
     let exe = process::exe_path(pid)?;
     let comm = process::comm(pid)?;
+    let symbols_started = std::time::Instant::now();
     let symbols = read_symbols(pid, &exe, &maps).unwrap_or_else(|e| {
         tracing::warn!("no symbols for {}: {e}", exe.display());
         Vec::new()
     });
+    tracing::debug!(
+        "snapshot: {} symbols read in {:?}",
+        symbols.len(),
+        symbols_started.elapsed()
+    );
     let registers = frozen.registers()?;
     let stat = process::stat(pid)?;
     let (uid, gid) = process::ids(pid)?;
@@ -221,43 +269,63 @@ fn take_frozen(
         p.set_length(total);
     }
 
+    // A tracked process: the kernel says which pages were written since the last snapshot, and
+    // the next interval starts now, while frozen. Until this snapshot is on disk the state
+    // names no snapshot, so a failure here cannot make a later `--since` wrong.
+    let tracking = crate::track::load_state(pid)?;
+    let written: Vec<Option<Vec<(u64, u64)>>> = match &tracking {
+        None => Vec::new(),
+        Some(state) => {
+            crate::track::save_state(&crate::track::TrackState {
+                last_root: None,
+                ..state.clone()
+            })?;
+            let pagemap = crate::track::open_pagemap(pid)?;
+            regions
+                .iter()
+                .filter(|r| r.captured)
+                .map(|r| crate::track::written_since_last_scan(&pagemap, r.map.start, r.map.end))
+                .collect::<Result<_>>()?
+        }
+    };
+    let ranges: Vec<CaptureRange> = regions
+        .iter()
+        .filter(|r| r.captured)
+        .enumerate()
+        .map(|(i, r)| CaptureRange {
+            start: r.map.start,
+            end: r.map.end,
+            file_offset: r.data_offset,
+            reuse: since.and_then(|prev| prev.reuse(&r.map, written.get(i)?.as_ref()?)),
+        })
+        .collect();
+    let pages_reused: u64 = ranges
+        .iter()
+        .filter(|r| r.reuse.is_some())
+        .map(|r| (r.end - r.start) / PAGE_SIZE)
+        .sum();
+    tracing::debug!("snapshot: {pages_reused} pages in regions that can reuse the previous snapshot");
+
     let report = write_atomically(out, |w| {
         let io = |e| Error::io(out, e);
-        // Placeholder for the headers, which need the note segment's size.
-        w.write_all(&vec![0u8; data_start as usize]).map_err(io)?;
-        let mut leaves = Vec::with_capacity((total / PAGE_SIZE) as usize);
-        let mut fast_hashes: Vec<u64> = Vec::with_capacity((total / PAGE_SIZE) as usize);
-        let mut buf = vec![0u8; CHUNK.min(total) as usize];
-        for r in regions.iter_mut().filter(|r| r.captured) {
-            let mut address = r.map.start;
-            while address < r.map.end {
-                let chunk = &mut buf[..(r.map.end - address).min(CHUNK) as usize];
-                let readable = process::read_pages(pid, address, chunk).map_err(|e| match e {
-                    Error::NoSuchProcess { .. } => Error::TargetExited {
-                        pid,
-                        during: "snapshotting it",
-                    },
-                    e => e,
-                })?;
-                leaves.extend(page_leaves(address, chunk, &readable));
-                fast_hashes.extend(chunk.chunks(PAGE_SIZE as usize).map(xxhash_rust::xxh3::xxh3_64));
-                for (i, ok) in readable.iter().enumerate() {
-                    if !ok {
-                        r.unreadable_pages.push(address + i as u64 * PAGE_SIZE);
-                    }
-                }
-                w.write_all(chunk).map_err(io)?;
-                if let Some(p) = progress {
-                    p.inc(chunk.len() as u64);
-                }
-                address += chunk.len() as u64;
-            }
+        // The page data goes in at its offsets (see `capture`); the headers, which need the
+        // note segment's size, and the notes after the data come last.
+        let captured = capture::capture(pid, frozen, &ranges, w.get_ref(), out)?;
+        let frozen_ms = captured.frozen_for.as_secs_f64() * 1e3;
+        let pages_from_target = captured.pages_read;
+        for (r, unreadable) in regions.iter_mut().filter(|r| r.captured).zip(captured.unreadable) {
+            r.unreadable_pages = unreadable;
+        }
+        let (leaves, fast_hashes) = (captured.leaves, captured.fast_hashes);
+        if let Some(p) = progress {
+            p.inc(total);
         }
         // The process may have died while we read: an empty read of everything is not a snapshot.
         process::check_target(pid).map_err(|_| Error::TargetExited {
             pid,
             during: "snapshotting it",
         })?;
+        w.seek(SeekFrom::Start(data_end)).map_err(io)?;
 
         let leaf_bytes: Vec<u8> = leaves.as_flattened().to_vec();
         let fast_bytes: Vec<u8> = fast_hashes.iter().flat_map(|h| h.to_le_bytes()).collect();
@@ -326,54 +394,18 @@ fn take_frozen(
             threads: meta.threads.len(),
             fds: meta.fds.len(),
             file_bytes: data_end + notes.len() as u64,
+            frozen_ms,
+            pages_from_target,
+            since: since.map(|prev| prev.meta.root.clone()),
         })
     })?;
-    drop(frozen);
-    Ok(report)
-}
-
-/// The Merkle leaves of a run of pages starting at `address`, hashed on every core: SHA-256 is
-/// the slowest step of a snapshot, and pages hash independently.
-fn page_leaves(address: u64, pages: &[u8], readable: &[bool]) -> Vec<[u8; 32]> {
-    let leaf = |i: usize, page: &[u8]| {
-        let page_address = address + i as u64 * PAGE_SIZE;
-        if readable[i] {
-            merkle::page_leaf::<Sha2>(page_address, page)
-        } else {
-            merkle::unreadable_leaf::<Sha2>(page_address)
-        }
-    };
-    let count = pages.len() / PAGE_SIZE as usize;
-    let threads = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
-        .min(count.max(1));
-    if threads <= 1 || count < 64 {
-        return pages
-            .chunks(PAGE_SIZE as usize)
-            .enumerate()
-            .map(|(i, p)| leaf(i, p))
-            .collect();
+    if let Some(state) = tracking {
+        crate::track::save_state(&crate::track::TrackState {
+            last_root: Some(report.root.clone()),
+            ..state
+        })?;
     }
-    let per_thread = count.div_ceil(threads);
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = pages
-            .chunks(per_thread * PAGE_SIZE as usize)
-            .enumerate()
-            .map(|(t, part)| {
-                scope.spawn(move || {
-                    part.chunks(PAGE_SIZE as usize)
-                        .enumerate()
-                        .map(|(i, p)| leaf(t * per_thread + i, p))
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
-            .collect()
-    })
+    Ok(report)
 }
 
 /// The snapshot's two trees: every mapping as a region leaf, every captured page as a page leaf.
@@ -833,6 +865,41 @@ impl Snapshot {
         Ok(page)
     }
 
+    /// This snapshot's copy of the mapping `map` of the same process, for an incremental
+    /// snapshot: the same range and backing, captured here; `written` are the page runs
+    /// written since, to which the pages unreadable here are added (they are tried again).
+    pub(crate) fn reuse(&self, map: &MapEntry, written: &[(u64, u64)]) -> Option<Reuse<'_>> {
+        let mut first = 0usize;
+        let region = self.meta.regions.iter().filter(|r| r.captured).find(|r| {
+            let same = r.map.start == map.start && r.map.end == map.end;
+            if !same {
+                first += ((r.map.end - r.map.start) / PAGE_SIZE) as usize;
+            }
+            same
+        })?;
+        if (region.map.offset, region.map.inode, &region.map.path) != (map.offset, map.inode, &map.path) {
+            return None;
+        }
+        let pages = ((map.end - map.start) / PAGE_SIZE) as usize;
+        let mut read: Vec<(u64, u64)> = written.to_vec();
+        read.extend(region.unreadable_pages.iter().map(|&p| (p, p + PAGE_SIZE)));
+        read.sort_unstable();
+        let mut merged: Vec<(u64, u64)> = Vec::with_capacity(read.len());
+        for (s, e) in read {
+            match merged.last_mut() {
+                Some((_, last)) if *last >= s => *last = (*last).max(e),
+                _ => merged.push((s, e)),
+            }
+        }
+        Some(Reuse {
+            file: &self.file,
+            offset: region.data_offset,
+            leaves: self.leaves.get(first..first + pages)?,
+            fast_hashes: self.fast_hashes.get(first..first + pages)?,
+            read: merged,
+        })
+    }
+
     /// Every captured page address, in leaf order.
     pub fn page_addresses(&self) -> impl Iterator<Item = u64> + '_ {
         self.meta
@@ -1101,6 +1168,6 @@ mod tests {
                 }
             })
             .collect();
-        assert_eq!(page_leaves(0x7000_0000, &pages, &readable), expected);
+        assert_eq!(capture::page_leaves(0x7000_0000, &pages, &readable), expected);
     }
 }

@@ -432,3 +432,164 @@ fn apply_killed_at_every_step_never_leaves_half_a_patch() {
         );
     }
 }
+
+/// `memzinc watch` started with `args` (JSON events), its events arriving on a channel.
+struct Watch {
+    child: KillOnDrop,
+    events: std::sync::mpsc::Receiver<serde_json::Value>,
+}
+
+impl Watch {
+    fn start(args: &[&str]) -> Watch {
+        use std::io::BufRead;
+        let mut child = Command::new(binary("memzinc"))
+            .args(["--json", "watch"])
+            .args(args)
+            .env("MEMZINC_ROOT", repo_root())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start memzinc watch");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, events) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx
+                    .send(serde_json::from_str(&line).unwrap_or(serde_json::Value::String(line)))
+                    .is_err()
+                {
+                    break;
+                }
+            }
+        });
+        Watch {
+            child: KillOnDrop(child),
+            events,
+        }
+    }
+
+    /// The next event of kind `kind`; the ones before it are returned too.
+    fn until(&self, kind: &str) -> Vec<serde_json::Value> {
+        let deadline = Instant::now() + Duration::from_secs(90);
+        let mut seen = Vec::new();
+        loop {
+            let event = self
+                .events
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+                .unwrap_or_else(|_| panic!("no {kind} event; saw {:?}", &seen[seen.len().saturating_sub(5)..]));
+            let done = event["event"] == kind;
+            seen.push(event);
+            if done {
+                return seen;
+            }
+        }
+    }
+
+    /// Ctrl-C; the loop stops cleanly (exit 0) and reports the summary.
+    fn interrupt(mut self) -> serde_json::Value {
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.child.0.id() as i32),
+            nix::sys::signal::Signal::SIGINT,
+        )
+        .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let status = loop {
+            if let Some(status) = self.child.0.try_wait().unwrap() {
+                break status;
+            }
+            assert!(Instant::now() < deadline, "watch did not stop on SIGINT");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        assert!(status.success(), "{status}");
+        let summary = loop {
+            let event = self
+                .events
+                .recv_timeout(Duration::from_secs(5))
+                .expect("a summary line");
+            if event.get("rounds").is_some() {
+                break event;
+            }
+        };
+        assert_eq!(summary["cancelled"], true, "{summary}");
+        summary
+    }
+}
+
+#[test]
+fn watch_dry_run_plans_the_repair_touches_nothing_and_stops_on_ctrl_c() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = Target::healme(&["--corrupt-at", "2", "--period-ms", "50"]);
+    target.wait_for("OVERHEAT");
+    let spec = repo_root().join("models/targets/healme.json");
+    let workdir = dir.path().join("watch");
+    let watch = Watch::start(&[
+        "--pid",
+        &target.pid(),
+        "--spec",
+        spec.to_str().unwrap(),
+        "--every",
+        "200ms",
+        "--dry-run",
+        "--workdir",
+        workdir.to_str().unwrap(),
+    ]);
+    let events = watch.until("planned");
+    let planned = events.last().unwrap();
+    assert_eq!(planned["dry_run"], true);
+    assert_eq!(planned["changed_bytes"], 5, "{planned}");
+    assert!(Path::new(planned["plan"].as_str().unwrap()).exists());
+    // A second round plans again: nothing was applied.
+    watch.until("planned");
+    let summary = watch.interrupt();
+    assert_eq!(summary["repairs_applied"], 0);
+    assert!(summary["rounds"].as_u64().unwrap() >= 2);
+    target.wait_for("OVERHEAT");
+}
+
+#[test]
+fn watch_heals_a_corrupted_target_through_the_attestor() {
+    let dir = tempfile::tempdir().unwrap();
+    let net = localnet(dir.path());
+    let chain = ["-u", &net.url, "-k", net.keypair.to_str().unwrap()];
+    let mut init = vec!["policy", "init", "--max-bytes", "64", "--max-writes", "8"];
+    init.extend(chain);
+    ok(&init);
+
+    let target = Target::healme(&["--corrupt-at", "3", "--period-ms", "50"]);
+    target.wait_for("OVERHEAT");
+    let spec = repo_root().join("models/targets/healme.json");
+    let workdir = dir.path().join("watch");
+    let pid = target.pid();
+    let mut args = vec![
+        "--pid",
+        &pid,
+        "--spec",
+        spec.to_str().unwrap(),
+        "--every",
+        "300ms",
+        "--max-applies",
+        "1",
+        "--workdir",
+        workdir.to_str().unwrap(),
+    ];
+    args.extend(chain);
+    // The rate limit: with no applies allowed, the repair is planned but not applied.
+    let mut limited = args.clone();
+    let at = limited.iter().position(|a| *a == "--max-applies").unwrap();
+    limited[at + 1] = "0";
+    let watch = Watch::start(&limited);
+    watch.until("rate_limited");
+    assert_eq!(watch.interrupt()["repairs_applied"], 0);
+    target.wait_for("OVERHEAT");
+
+    let watch = Watch::start(&args);
+    let events = watch.until("applied");
+    assert!(events.iter().any(|e| e["event"] == "planned" && e["dry_run"] == false));
+    let applied = events.last().unwrap();
+    assert_eq!(applied["seq"], 0, "{applied}");
+    // The next rounds find it healthy, and the target says so itself.
+    watch.until("healthy");
+    target.wait_for("status=ok");
+    let summary = watch.interrupt();
+    assert_eq!(summary["repairs_applied"], 1);
+}
