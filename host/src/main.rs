@@ -66,12 +66,17 @@ enum Command {
         #[arg(long = "var")]
         vars: Vec<String>,
     },
-    /// Find violated invariants and solve for the smallest repair with MiniZinc.
+    /// Find violated invariants and solve for the smallest repair with MiniZinc: a target
+    /// spec's bounds and orderings (--spec), or the rules of the target's model file (--rules;
+    /// by default models/targets/<executable name>.mzn when there is one).
     Plan {
         snapshot: PathBuf,
         /// Target description (layout and invariants), e.g. models/targets/healme.json.
+        #[arg(long, conflicts_with = "rules")]
+        spec: Option<PathBuf>,
+        /// The target's model file of rules over the generated facts (models/schema.md).
         #[arg(long)]
-        spec: PathBuf,
+        rules: Option<PathBuf>,
         #[arg(short, long)]
         output: Option<PathBuf>,
         /// Solver backend: gecode (MiniZinc's), or cbc (linear FlatZinc -> LP -> cbc, every
@@ -114,6 +119,13 @@ enum Command {
         /// Read the DWARF from this file instead of the path the snapshot records.
         #[arg(long)]
         binary: Option<PathBuf>,
+        /// The target's model file of rules (default: models/targets/<executable name>.mzn
+        /// when it exists).
+        #[arg(long, conflicts_with = "no_rules")]
+        rules: Option<PathBuf>,
+        /// Do not judge the target's model file.
+        #[arg(long)]
+        no_rules: bool,
     },
     /// Manage the signer's policy on chain.
     Policy {
@@ -447,14 +459,15 @@ fn run(cli: Cli) -> Result<()> {
         Command::Plan {
             snapshot,
             spec,
+            rules,
             output,
             solver,
             time_limit,
             model,
         } => {
             let snap = Snapshot::open(&snapshot)?;
-            let spec = TargetSpec::load(&spec)?;
-            let mut opts = SolverOptions::new(&memzinc::repo_root().join("models"));
+            let models = memzinc::repo_root().join("models");
+            let mut opts = SolverOptions::new(&models);
             opts.solver.backend = solver.parse()?;
             opts.solver.time_limit = Duration::from_secs(time_limit);
             opts.solver.cancel = Some(Cancel::on_signals()?);
@@ -462,7 +475,31 @@ fn run(cli: Cli) -> Result<()> {
                 opts.model = m;
             }
             let output = output.unwrap_or_else(|| snapshot.with_extension("plan.json"));
-            let plan = memzinc::reason::plan(&snap, &spec, &opts, &output.with_extension("dzn"))?;
+            let plan = match (spec, rules.or_else(|| memzinc::invariants::model_for(&snap, &models))) {
+                (Some(spec), _) => {
+                    let spec = TargetSpec::load(&spec)?;
+                    memzinc::reason::plan(&snap, &spec, &opts, &output.with_extension("dzn"))?
+                }
+                (None, Some(rules)) => {
+                    let types = memzinc::types::DebugTypes::for_snapshot(&snap)?;
+                    let target = std::path::Path::new(&snap.meta.exe)
+                        .file_name()
+                        .and_then(|n| n.to_str())
+                        .unwrap_or("target")
+                        .to_string();
+                    let judge = memzinc::invariants::Judge {
+                        snapshot: &snap,
+                        types: &types,
+                        model: &rules,
+                        models_dir: &models,
+                    };
+                    judge.plan(&target, &opts.solver, &output.with_extension("facts.mzn"))?
+                }
+                (None, None) => anyhow::bail!(
+                    "nothing to plan against: give --spec or --rules (no models/targets/<name>.mzn for {})",
+                    snap.meta.exe
+                ),
+            };
             plan.save(&output)?;
             if g.json {
                 print_json(&plan)?;
@@ -537,7 +574,13 @@ fn run(cli: Cli) -> Result<()> {
                 );
             }
         }
-        Command::Check { snapshot, spec, binary } => {
+        Command::Check {
+            snapshot,
+            spec,
+            binary,
+            rules,
+            no_rules,
+        } => {
             let snap = Snapshot::open(&snapshot)?;
             let specs = spec
                 .iter()
@@ -559,6 +602,32 @@ fn run(cli: Cli) -> Result<()> {
             if unavailable.is_some() {
                 report.types_unavailable = unavailable;
             }
+            let models = memzinc::repo_root().join("models");
+            let rules = if no_rules {
+                None
+            } else {
+                rules.or_else(|| memzinc::invariants::model_for(&snap, &models))
+            };
+            if let Some(rules) = &rules {
+                anyhow::ensure!(
+                    report.types_unavailable.is_none(),
+                    "{}: rules need the binary's DWARF: {}",
+                    rules.display(),
+                    report.types_unavailable.as_deref().unwrap_or_default()
+                );
+                let judge = memzinc::invariants::Judge {
+                    snapshot: &snap,
+                    types: &types,
+                    model: rules,
+                    models_dir: &models,
+                };
+                let solver = memzinc::solver::SolverOptions {
+                    cancel: Some(Cancel::on_signals()?),
+                    ..Default::default()
+                };
+                let judged = judge.check(&solver)?;
+                report.merge_rules(rules, judged);
+            }
             if g.json {
                 print_json(&report)?;
             } else {
@@ -574,6 +643,9 @@ fn run(cli: Cli) -> Result<()> {
                 }
                 if let Some(why) = &report.types_unavailable {
                     println!("type checks skipped: {why}");
+                }
+                if let Some(r) = &report.rules {
+                    println!("rules: {} rule(s) of {} over {} object(s)", r.rules, r.model, r.objects);
                 }
                 println!(
                     "{} violation(s); {} globals, {} fields, {} pointers, {} regions, {} spec(s) checked; {} part(s) not judged",

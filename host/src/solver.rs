@@ -136,6 +136,10 @@ pub struct SolverOptions {
     pub verify: bool,
     /// Where the FlatZinc, LP and solution files go (kept); a temporary directory otherwise.
     pub work_dir: Option<PathBuf>,
+    /// Gecode: read the model's own output item (which must print one JSON object) instead of
+    /// MiniZinc's JSON of the decision variables — for models whose answer includes
+    /// parameters or strings.
+    pub output_item: bool,
 }
 
 impl Default for SolverOptions {
@@ -149,6 +153,7 @@ impl Default for SolverOptions {
             cancel: None,
             verify: false,
             work_dir: None,
+            output_item: false,
         }
     }
 }
@@ -436,19 +441,15 @@ impl WorkDir {
 
 fn run_gecode(opts: &SolverOptions, model: &Path, data: &[&Path], deadline: Instant) -> Result<Run> {
     let mut cmd = Command::new(&opts.minizinc);
-    cmd.args([
-        "--solver",
-        "gecode",
-        "--json-stream",
-        "--output-mode",
-        "json",
-        "--output-objective",
-    ])
-    .arg("--statistics")
-    .arg("--time-limit")
-    .arg(opts.time_limit.as_millis().to_string())
-    .arg(model)
-    .args(data);
+    cmd.args(["--solver", "gecode", "--json-stream"]);
+    if !opts.output_item {
+        cmd.args(["--output-mode", "json", "--output-objective"]);
+    }
+    cmd.arg("--statistics")
+        .arg("--time-limit")
+        .arg(opts.time_limit.as_millis().to_string())
+        .arg(model)
+        .args(data);
     let done = run_process(cmd, None, opts, deadline, "gecode")?;
     let mut output = serde_json::Value::Null;
     let mut status = None;
@@ -459,6 +460,11 @@ fn run_gecode(opts: &SolverOptions, model: &Path, data: &[&Path], deadline: Inst
             continue;
         };
         match event["type"].as_str() {
+            Some("solution") if opts.output_item => {
+                let text = event["output"]["default"].as_str().unwrap_or_default();
+                output = serde_json::from_str(text)
+                    .map_err(|e| Error::MiniZinc(format!("the model's output is not one JSON object ({e}): {text}")))?;
+            }
             Some("solution") => output = event["output"]["json"].clone(),
             Some("status") => status = event["status"].as_str().map(str::to_string),
             Some("error") => errors.push(event["message"].as_str().unwrap_or("error").to_string()),
