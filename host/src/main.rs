@@ -341,7 +341,7 @@ fn progress_bar(json: bool) -> Option<indicatif::ProgressBar> {
 fn stats_line(s: &memzinc::solver::Stats) -> String {
     let part = |name: &str, v: Option<u64>, unit: &str| v.map(|v| format!(" {name} {v}{unit}")).unwrap_or_default();
     format!(
-        "solver {}: total {} ms;{}{}{}{}{}{}",
+        "solver {}: total {} ms;{}{}{}{}{}{}{}",
         s.backend,
         s.total_ms,
         part("flatten", s.flatten_ms, " ms"),
@@ -350,6 +350,7 @@ fn stats_line(s: &memzinc::solver::Stats) -> String {
         part("variables", s.variables, ""),
         part("constraints", s.constraints, ""),
         part("nodes", s.nodes, ""),
+        part("peak RSS", s.peak_rss_kb.map(|kb| kb / 1024), " MiB"),
     )
 }
 

@@ -185,6 +185,10 @@ pub struct Stats {
     pub variables: Option<u64>,
     pub constraints: Option<u64>,
     pub nodes: Option<u64>,
+    /// The largest peak resident set (VmHWM) of any process of the run (flattening, solver,
+    /// checking), KiB; sampled while they run, so growth in the last few ms may be missed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peak_rss_kb: Option<u64>,
     /// Everything the solver reported, as it reported it.
     pub solver: serde_json::Map<String, serde_json::Value>,
 }
@@ -222,6 +226,32 @@ struct Finished {
     stdout: String,
     stderr: String,
     status: ExitStatus,
+}
+
+thread_local! {
+    /// The peak RSS seen by `run_process` on this thread since `run` started, KiB.
+    static PEAK_RSS_KB: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// The largest VmHWM of `pid` and its descendants (children from /proc), KiB.
+fn tree_peak_rss_kb(pid: i32, depth: usize) -> u64 {
+    let own = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        })
+        .unwrap_or(0);
+    if depth == 0 {
+        return own;
+    }
+    let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+    children
+        .split_whitespace()
+        .filter_map(|c| c.parse::<i32>().ok())
+        .map(|c| tree_peak_rss_kb(c, depth - 1))
+        .fold(own, u64::max)
 }
 
 /// The processes of session `sid` that are still running (not zombies), from /proc.
@@ -336,6 +366,8 @@ fn run_process(
         }
     };
     let outcome = loop {
+        let peak = tree_peak_rss_kb(sid, 4);
+        PEAK_RSS_KB.with(|p| p.set(p.get().max(peak)));
         match child.try_wait() {
             Ok(Some(status)) => break Ok(status),
             Ok(None) => {}
@@ -384,6 +416,7 @@ fn stderr_line(s: &str) -> String {
 /// Runs `model` with `data` files under `opts`.
 pub fn run(opts: &SolverOptions, model: &Path, data: &[&Path]) -> Result<Run> {
     let start = Instant::now();
+    PEAK_RSS_KB.with(|p| p.set(0));
     // Flattening and output mapping get a little beyond the solver's own limit.
     let deadline = start + opts.time_limit + Duration::from_secs(5);
     let mut run = match opts.backend {
@@ -407,6 +440,7 @@ pub fn run(opts: &SolverOptions, model: &Path, data: &[&Path]) -> Result<Run> {
         run.check = Some(report);
     }
     run.stats.total_ms = ms(start.elapsed());
+    run.stats.peak_rss_kb = Some(PEAK_RSS_KB.with(|p| p.get())).filter(|&kb| kb > 0);
     Ok(run)
 }
 
@@ -509,6 +543,7 @@ fn run_gecode(opts: &SolverOptions, model: &Path, data: &[&Path], deadline: Inst
         variables: int("flatIntVars").or(int("variables")),
         constraints: int("flatIntConstraints").or(int("propagators")),
         nodes: int("nodes"),
+        peak_rss_kb: None,
         solver,
     };
     Ok(Run {
@@ -717,6 +752,7 @@ fn run_cbc(
             variables: Some(fz.free_vars().count() as u64),
             constraints: Some(fz.constraints.len() as u64),
             nodes: answer.solver.get("nodes").and_then(|v| v.as_f64()).map(|v| v as u64),
+            peak_rss_kb: None,
             solver: answer.solver,
         },
         check: answer.check,
