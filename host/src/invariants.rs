@@ -419,9 +419,11 @@ impl Facts {
         out
     }
 
-    /// Every field as a decision, for `invariants_repair.mzn`: (the `.mzn` text, per field
-    /// (object, member)).
-    pub fn repair_mzn(&self) -> (String, Vec<(usize, usize)>) {
+    /// The facts for `invariants_repair.mzn`: the members the model mentions (`mentioned`, by
+    /// MiniZinc name) and pointer members holding an invalid pointer are decisions, the rest
+    /// stay fixed (no rule can reach them). Returns the `.mzn` text and, per decided field,
+    /// (object, member).
+    pub fn repair_mzn(&self, mentioned: &BTreeSet<String>) -> (String, Vec<(usize, usize)>) {
         let mut out = String::from("% memzinc facts (fields decided), generated from a snapshot: models/schema.md\n");
         self.prelude(&mut out);
         let mut fields = Vec::new();
@@ -430,6 +432,17 @@ impl Facts {
         let mut decls = String::new();
         for t in &self.types {
             for (i, m) in t.members.iter().enumerate() {
+                let invalid = t.objects.iter().any(|&o| self.objects[o].values[i] < 0)
+                    && matches!(m.kind, MemberKind::Pointer { .. });
+                if !mentioned.contains(&m.mzn) && !invalid {
+                    let values = join(t.objects.iter().map(|&o| self.objects[o].values[i]));
+                    arrays.push_str(&format!(
+                        "array[1..{}] of int: {} = [{values}];\n",
+                        t.objects.len(),
+                        m.mzn
+                    ));
+                    continue;
+                }
                 let mut refs = Vec::new();
                 for &o in &t.objects {
                     fields.push((o, i));
@@ -633,7 +646,7 @@ impl Judge<'_> {
                 None,
             );
         }
-        let (text, fields) = facts.repair_mzn();
+        let (text, fields) = facts.repair_mzn(&identifiers(&self.model_text()?));
         crate::fsutil::write_file_atomically(work, text.as_bytes())?;
         let run = crate::solver::run(
             opts,

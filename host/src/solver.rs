@@ -1,8 +1,18 @@
 //! The solver runner: one way to run MiniZinc models for every stage that needs a solver
 //! (repairs, layouts), with limits memzinc enforces itself.
 //!
-//! Two backends:
+//! Backends:
 //! - [`Backend::Gecode`]: `minizinc --solver gecode --json-stream`, MiniZinc's own pipeline.
+//! - `wasm-highs`, `wasm-cbc`, `wasm-chuffed`, `wasm-gecode`: the same pipeline in the npm
+//!   `minizinc` package's WebAssembly MiniZinc 2.10, run by node through
+//!   `host/wasm/minizinc-wasm.cjs` (installed by `scripts/install-tools.sh minizinc-wasm`).
+//!   Their answers are verified like Gecode's when [`SolverOptions::verify`] is set. No
+//!   address-space cap (V8 reserves far more virtual memory than it uses; wasm32 itself stops
+//!   at 4 GiB).
+//! - [`Backend::Pumpkin`]: `pumpkin-solver` (an LCG solver, `install-tools.sh pumpkin`) on the
+//!   linear FlatZinc of the cbc route with every variable exposed; its full assignment is
+//!   checked like cbc's. It uses 32-bit integers: models with big coefficients are refused
+//!   ("integer too big").
 //! - [`Backend::Cbc`]: memzinc's own pipeline around Debian's `cbc`: `minizinc -c -G linear`
 //!   flattens to linear FlatZinc, [`crate::fzn`] writes it as an LP file, `cbc` solves it, the
 //!   full assignment is checked against the FlatZinc ([`crate::fzn::FlatZinc::check`]) and
@@ -42,6 +52,17 @@ pub enum Backend {
     Gecode,
     /// `-G linear` FlatZinc → LP → Debian's `cbc`, checked.
     Cbc,
+    /// WebAssembly MiniZinc 2.10 (npm `minizinc`) under node, with one of its solvers.
+    #[serde(rename = "wasm-highs")]
+    WasmHighs,
+    #[serde(rename = "wasm-cbc")]
+    WasmCbc,
+    #[serde(rename = "wasm-chuffed")]
+    WasmChuffed,
+    #[serde(rename = "wasm-gecode")]
+    WasmGecode,
+    /// `-G linear` FlatZinc → `pumpkin-solver`, checked.
+    Pumpkin,
 }
 
 impl std::str::FromStr for Backend {
@@ -50,7 +71,14 @@ impl std::str::FromStr for Backend {
         match s {
             "gecode" => Ok(Backend::Gecode),
             "cbc" | "coin-bc" | "coinbc" => Ok(Backend::Cbc),
-            other => Err(Error::Usage(format!("unknown solver backend {other:?} (gecode, cbc)"))),
+            "wasm-highs" => Ok(Backend::WasmHighs),
+            "wasm-cbc" => Ok(Backend::WasmCbc),
+            "wasm-chuffed" => Ok(Backend::WasmChuffed),
+            "wasm-gecode" => Ok(Backend::WasmGecode),
+            "pumpkin" => Ok(Backend::Pumpkin),
+            other => Err(Error::Usage(format!(
+                "unknown solver backend {other:?} (gecode, cbc, wasm-highs, wasm-cbc, wasm-chuffed, wasm-gecode, pumpkin)"
+            ))),
         }
     }
 }
@@ -60,6 +88,22 @@ impl Backend {
         match self {
             Backend::Gecode => "gecode",
             Backend::Cbc => "cbc",
+            Backend::WasmHighs => "wasm-highs",
+            Backend::WasmCbc => "wasm-cbc",
+            Backend::WasmChuffed => "wasm-chuffed",
+            Backend::WasmGecode => "wasm-gecode",
+            Backend::Pumpkin => "pumpkin",
+        }
+    }
+
+    /// The solver id inside the WebAssembly MiniZinc, for the wasm backends.
+    fn wasm_solver(self) -> Option<&'static str> {
+        match self {
+            Backend::WasmHighs => Some("highs"),
+            Backend::WasmCbc => Some("coin-bc"),
+            Backend::WasmChuffed => Some("chuffed"),
+            Backend::WasmGecode => Some("gecode"),
+            _ => None,
         }
     }
 }
@@ -126,6 +170,11 @@ impl Cancel {
 pub struct SolverOptions {
     pub minizinc: PathBuf,
     pub cbc: PathBuf,
+    /// `node`, for the wasm backends.
+    pub node: PathBuf,
+    /// Where `npm install --prefix` put the `minizinc` package.
+    pub wasm_package: PathBuf,
+    pub pumpkin: PathBuf,
     pub backend: Backend,
     /// Wall-clock limit for the whole run (flattening, solving, checking, output).
     pub time_limit: Duration,
@@ -147,6 +196,16 @@ impl Default for SolverOptions {
         SolverOptions {
             minizinc: PathBuf::from("minizinc"),
             cbc: PathBuf::from("cbc"),
+            node: PathBuf::from("node"),
+            wasm_package: tools_dir().join("minizinc-wasm"),
+            pumpkin: {
+                let installed = tools_dir().join("bin/pumpkin-solver");
+                if installed.exists() {
+                    installed
+                } else {
+                    PathBuf::from("pumpkin-solver")
+                }
+            },
             backend: Backend::Gecode,
             time_limit: Duration::from_secs(60),
             memory_limit: 4 << 30,
@@ -228,6 +287,21 @@ struct Finished {
     status: ExitStatus,
 }
 
+/// memzinc's tools folder: `$MEMZINC_TOOLS`, else `$MEMZINC_CACHE/tools`, else
+/// `~/.cache/memzinc/tools` (as `scripts/env.sh` sets them).
+pub fn tools_dir() -> PathBuf {
+    if let Some(t) = std::env::var_os("MEMZINC_TOOLS") {
+        return PathBuf::from(t);
+    }
+    if let Some(c) = std::env::var_os("MEMZINC_CACHE") {
+        return PathBuf::from(c).join("tools");
+    }
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/root"));
+    home.join(".cache/memzinc/tools")
+}
+
 thread_local! {
     /// The peak RSS seen by `run_process` on this thread since `run` started, KiB.
     static PEAK_RSS_KB: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
@@ -307,7 +381,12 @@ fn run_process(
     what: &str,
 ) -> Result<Finished> {
     use std::os::unix::process::CommandExt;
-    let limit = opts.memory_limit;
+    // V8 reserves tens of GiB of address space for WebAssembly memories; wasm32 caps itself.
+    let limit = if opts.backend.wasm_solver().is_some() && what.starts_with("wasm") {
+        nix::sys::resource::RLIM_INFINITY
+    } else {
+        opts.memory_limit
+    };
     cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -420,13 +499,15 @@ pub fn run(opts: &SolverOptions, model: &Path, data: &[&Path]) -> Result<Run> {
     // Flattening and output mapping get a little beyond the solver's own limit.
     let deadline = start + opts.time_limit + Duration::from_secs(5);
     let mut run = match opts.backend {
-        Backend::Gecode => run_gecode(opts, model, data, deadline)?,
-        Backend::Cbc => {
+        Backend::Gecode | Backend::WasmHighs | Backend::WasmCbc | Backend::WasmChuffed | Backend::WasmGecode => {
+            run_gecode(opts, model, data, deadline)?
+        }
+        Backend::Cbc | Backend::Pumpkin => {
             let dir = WorkDir::new(opts)?;
             run_cbc(opts, model, data, deadline, &dir.path, "model")?
         }
     };
-    if opts.verify && opts.backend == Backend::Gecode && run.output.is_object() {
+    if opts.verify && !matches!(opts.backend, Backend::Cbc | Backend::Pumpkin) && run.output.is_object() {
         let check_start = Instant::now();
         let report = verify(opts, model, data, &run.output, deadline)?;
         if let (Some(claimed), Some(found)) = (run.objective, report.objective) {
@@ -473,9 +554,30 @@ impl WorkDir {
     }
 }
 
+/// MiniZinc's own pipeline with `--json-stream`: native Gecode, or a wasm backend's solver.
 fn run_gecode(opts: &SolverOptions, model: &Path, data: &[&Path], deadline: Instant) -> Result<Run> {
-    let mut cmd = Command::new(&opts.minizinc);
-    cmd.args(["--solver", "gecode", "--json-stream"]);
+    let backend = opts.backend.name();
+    let mut cmd = match opts.backend.wasm_solver() {
+        Some(solver) => {
+            let shim = crate::repo_root().join("host/wasm/minizinc-wasm.cjs");
+            let package = opts.wasm_package.join("node_modules/minizinc/dist/minizinc.wasm");
+            if !package.exists() {
+                return Err(Error::MiniZinc(format!(
+                    "{backend}: {} is missing (install it: scripts/install-tools.sh minizinc-wasm)",
+                    package.display()
+                )));
+            }
+            let mut cmd = Command::new(&opts.node);
+            cmd.arg(shim).arg(&opts.wasm_package).args(["--solver", solver]);
+            cmd
+        }
+        None => {
+            let mut cmd = Command::new(&opts.minizinc);
+            cmd.args(["--solver", "gecode"]);
+            cmd
+        }
+    };
+    cmd.arg("--json-stream");
     if !opts.output_item {
         cmd.args(["--output-mode", "json", "--output-objective"]);
     }
@@ -484,7 +586,7 @@ fn run_gecode(opts: &SolverOptions, model: &Path, data: &[&Path], deadline: Inst
         .arg(opts.time_limit.as_millis().to_string())
         .arg(model)
         .args(data);
-    let done = run_process(cmd, None, opts, deadline, "gecode")?;
+    let done = run_process(cmd, None, opts, deadline, backend)?;
     let mut output = serde_json::Value::Null;
     let mut status = None;
     let mut errors = Vec::new();
@@ -520,7 +622,7 @@ fn run_gecode(opts: &SolverOptions, model: &Path, data: &[&Path], deadline: Inst
         (s, false) if done.status.success() || s.is_some() => Status::Unknown,
         (_, false) => {
             return Err(Error::MiniZinc(format!(
-                "gecode failed (exit {}): {}",
+                "{backend} failed (exit {}): {}",
                 done.status,
                 stderr_line(&done.stderr)
             )))
@@ -535,7 +637,7 @@ fn run_gecode(opts: &SolverOptions, model: &Path, data: &[&Path], deadline: Inst
     let secs = |k: &str| solver.get(k).and_then(|v| v.as_f64()).map(|s| (s * 1000.0) as u64);
     let int = |k: &str| solver.get(k).and_then(|v| v.as_u64());
     let stats = Stats {
-        backend: "gecode".into(),
+        backend: backend.into(),
         total_ms: 0,
         flatten_ms: secs("flatTime"),
         solve_ms: secs("solveTime"),
@@ -608,6 +710,9 @@ fn solve_linear(
     let (cbc_status, values, solve_ms) = if free == 0 {
         // Everything is fixed: nothing to solve, only to check.
         (CbcStatus::Optimal, vec![None; fz.vars.len()], None)
+    } else if opts.backend == Backend::Pumpkin {
+        let (status, values, solve_ms) = solve_pumpkin(opts, fz, deadline, dir, base, &mut solver)?;
+        (status, values, Some(solve_ms))
     } else {
         let lp = fz
             .to_lp()
@@ -712,6 +817,66 @@ fn solve_linear(
     }
 }
 
+/// `pumpkin-solver` on the linear FlatZinc with every variable exposed: its last solution as a
+/// full assignment, and whether it proved it optimal (`==========`).
+fn solve_pumpkin(
+    opts: &SolverOptions,
+    fz: &FlatZinc,
+    deadline: Instant,
+    dir: &Path,
+    base: &str,
+    stats: &mut serde_json::Map<String, serde_json::Value>,
+) -> Result<(CbcStatus, Vec<Option<i64>>, u64)> {
+    let fzn_path = dir.join(format!("{base}.fzn"));
+    let text = std::fs::read_to_string(&fzn_path).map_err(|e| Error::io(&fzn_path, e))?;
+    let exposed = dir.join(format!("{base}.exposed.fzn"));
+    std::fs::write(&exposed, FlatZinc::expose_all(&text)).map_err(|e| Error::io(&exposed, e))?;
+    let remaining = deadline.saturating_duration_since(Instant::now()).as_millis().max(1000);
+    let mut cmd = Command::new(&opts.pumpkin);
+    cmd.arg("-s").arg("-t").arg(remaining.to_string()).arg(&exposed);
+    let t = Instant::now();
+    let done = run_process(cmd, None, opts, deadline, "pumpkin")?;
+    let solve_ms = ms(t.elapsed());
+    let out = &done.stdout;
+    for line in out.lines() {
+        if let Some((k, v)) = line.strip_prefix("%%%mzn-stat: ").and_then(|l| l.split_once('=')) {
+            if let Ok(x) = v.trim().parse::<f64>() {
+                stats.insert(k.to_string(), serde_json::json!(x));
+            }
+        }
+    }
+    if out.contains("=====UNSATISFIABLE=====") {
+        return Ok((CbcStatus::Infeasible, Vec::new(), solve_ms));
+    }
+    // The last complete solution: the text between the last two `----------` lines.
+    let mut blocks: Vec<&str> = out.split("----------").collect();
+    blocks.pop();
+    let Some(last) = blocks.last() else {
+        let why = out
+            .lines()
+            .find(|l| l.contains("error") || l.contains("failed"))
+            .map(str::to_string)
+            .unwrap_or_else(|| stderr_line(&done.stderr));
+        if !done.status.success() || why.contains("error") || why.contains("failed") {
+            return Err(Error::MiniZinc(format!("pumpkin failed (exit {}): {why}", done.status)));
+        }
+        return Ok((CbcStatus::Unknown("no solution".into()), Vec::new(), solve_ms));
+    };
+    let parsed = fzn::parse_solution(last).map_err(|e| Error::MiniZinc(format!("pumpkin's solution: {e}")))?;
+    let mut values = vec![None; fz.vars.len()];
+    for (name, v) in parsed {
+        if let (Some(i), [x]) = (fz.var_index(&name), v.as_slice()) {
+            values[i] = Some(*x);
+        }
+    }
+    let status = if out.contains("==========") {
+        CbcStatus::Optimal
+    } else {
+        CbcStatus::Feasible
+    };
+    Ok((status, values, solve_ms))
+}
+
 fn read_fzn(path: &Path) -> Result<FlatZinc> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
     FlatZinc::parse(&text).map_err(|e| Error::MiniZinc(format!("{}: {e}", path.display())))
@@ -744,7 +909,7 @@ fn run_cbc(
         output,
         objective,
         stats: Stats {
-            backend: "cbc".into(),
+            backend: opts.backend.name().into(),
             total_ms: 0,
             flatten_ms: Some(flatten_ms),
             solve_ms: answer.solve_ms,
@@ -853,6 +1018,11 @@ pub fn check_fixed(
     fixed: &str,
     deadline: Instant,
 ) -> Result<(Status, Option<CheckReport>)> {
+    // The completion is cbc's, whichever backend gave the answer.
+    let opts = &SolverOptions {
+        backend: Backend::Cbc,
+        ..opts.clone()
+    };
     let dir = WorkDir::new(opts)?;
     let fixed_path = dir.path.join("fixed.dzn");
     std::fs::write(&fixed_path, fixed).map_err(|e| Error::io(&fixed_path, e))?;
@@ -881,5 +1051,8 @@ mod tests {
         assert_eq!("gecode".parse::<Backend>().unwrap(), Backend::Gecode);
         assert_eq!("cbc".parse::<Backend>().unwrap(), Backend::Cbc);
         assert!("chuffed".parse::<Backend>().is_err());
+        for b in ["wasm-highs", "wasm-cbc", "wasm-chuffed", "wasm-gecode", "pumpkin"] {
+            assert_eq!(b.parse::<Backend>().unwrap().name(), b);
+        }
     }
 }
