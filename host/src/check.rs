@@ -57,6 +57,11 @@ pub enum Rule {
     SpecOrder,
     /// A rule of the target's model file (`models/targets/<name>.mzn`) that does not hold.
     UserRule,
+    /// A pointer of the target's exported reference-counted heap (`memzinc::heap`) that is not
+    /// the start of an object of the type it needs.
+    HeapPointerInvalid,
+    /// A refcount of the exported heap that differs from the pointers to its object.
+    HeapRefcountWrong,
 }
 
 /// One violated invariant.
@@ -95,6 +100,9 @@ pub struct CheckReport {
     pub not_judged: Vec<String>,
     /// Why the DWARF checks did not run, if they did not.
     pub types_unavailable: Option<String>,
+    /// Objects of the target's exported reference-counted heap judged (`memzinc::heap`).
+    #[serde(default)]
+    pub heap_objects: u64,
     /// The target's model file judged, if any, with its rule and object counts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rules: Option<RulesJudged>,
@@ -509,6 +517,12 @@ pub fn check(c: &Check<'_>) -> Result<CheckReport> {
                 detail: format!("{where_} is executable and backed by no file"),
             });
         }
+    }
+
+    if let Some(heap) = crate::heap::Heap::from_snapshot(snap)? {
+        let facts = crate::heap::HeapFacts::of(&heap);
+        report.heap_objects = heap.objects as u64;
+        report.findings.extend(crate::heap::findings(&heap, &facts));
     }
 
     for spec in c.specs {

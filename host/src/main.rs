@@ -75,8 +75,13 @@ enum Command {
         #[arg(long, conflicts_with = "rules")]
         spec: Option<PathBuf>,
         /// The target's model file of rules over the generated facts (models/schema.md).
-        #[arg(long)]
+        #[arg(long, conflicts_with = "heap")]
         rules: Option<PathBuf>,
+        /// Repair the reference-counted heap the target exports (MEMZINC_HEAP_* globals) with
+        /// the aggregated model (models/heap_repair.mzn); the default when there is no spec and
+        /// no model file but such a heap.
+        #[arg(long, conflicts_with = "spec")]
+        heap: bool,
         #[arg(short, long)]
         output: Option<PathBuf>,
         /// Solver backend: gecode (MiniZinc's), or cbc (linear FlatZinc -> LP -> cbc, every
@@ -461,6 +466,7 @@ fn run(cli: Cli) -> Result<()> {
             snapshot,
             spec,
             rules,
+            heap,
             output,
             solver,
             time_limit,
@@ -476,18 +482,23 @@ fn run(cli: Cli) -> Result<()> {
                 opts.model = m;
             }
             let output = output.unwrap_or_else(|| snapshot.with_extension("plan.json"));
-            let plan = match (spec, rules.or_else(|| memzinc::invariants::model_for(&snap, &models))) {
+            let target = std::path::Path::new(&snap.meta.exe)
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or("target")
+                .to_string();
+            let rules = if heap {
+                None
+            } else {
+                rules.or_else(|| memzinc::invariants::model_for(&snap, &models))
+            };
+            let plan = match (spec, rules) {
                 (Some(spec), _) => {
                     let spec = TargetSpec::load(&spec)?;
                     memzinc::reason::plan(&snap, &spec, &opts, &output.with_extension("dzn"))?
                 }
                 (None, Some(rules)) => {
                     let types = memzinc::types::DebugTypes::for_snapshot(&snap)?;
-                    let target = std::path::Path::new(&snap.meta.exe)
-                        .file_name()
-                        .and_then(|n| n.to_str())
-                        .unwrap_or("target")
-                        .to_string();
                     let judge = memzinc::invariants::Judge {
                         snapshot: &snap,
                         types: &types,
@@ -496,10 +507,20 @@ fn run(cli: Cli) -> Result<()> {
                     };
                     judge.plan(&target, &opts.solver, &output.with_extension("facts.mzn"))?
                 }
-                (None, None) => anyhow::bail!(
-                    "nothing to plan against: give --spec or --rules (no models/targets/<name>.mzn for {})",
-                    snap.meta.exe
-                ),
+                (None, None) => match memzinc::heap::Heap::from_snapshot(&snap)? {
+                    Some(exported) => memzinc::heap::plan_snapshot(
+                        &snap,
+                        &exported,
+                        &opts.solver,
+                        &models,
+                        &output.with_extension("dzn"),
+                        &target,
+                    )?,
+                    None => anyhow::bail!(
+                        "nothing to plan against: give --spec or --rules (no models/targets/<name>.mzn and no exported heap for {})",
+                        snap.meta.exe
+                    ),
+                },
             };
             plan.save(&output)?;
             if g.json {
@@ -644,6 +665,9 @@ fn run(cli: Cli) -> Result<()> {
                 }
                 if let Some(why) = &report.types_unavailable {
                     println!("type checks skipped: {why}");
+                }
+                if report.heap_objects > 0 {
+                    println!("heap: {} exported object(s) judged", report.heap_objects);
                 }
                 if let Some(r) = &report.rules {
                     println!("rules: {} rule(s) of {} over {} object(s)", r.rules, r.model, r.objects);
