@@ -128,14 +128,17 @@ fn a_sound_queue_keeps_every_rule() {
     // The queue, four nodes and the buffer were followed from QUEUE.
     assert_eq!((judged.rules, judged.objects), (3, 6));
 
-    // The CLI finds the model by the executable's name only under models/targets; give it.
-    let out = memzinc(&["check", core.to_str().unwrap(), "--rules", rules().to_str().unwrap()]);
+    // The CLI finds models/targets/cqueue.mzn by the executable's name; --no-rules skips it.
+    let out = memzinc(&["check", core.to_str().unwrap()]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text} {}", String::from_utf8_lossy(&out.stderr));
     assert!(
         text.contains("rules: 3 rule(s)") && text.contains("over 6 object(s)"),
         "{text}"
     );
+    assert!(text.contains("models/targets/cqueue.mzn"), "{text}");
+    let out = memzinc(&["check", core.to_str().unwrap(), "--no-rules"]);
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("rules:"));
 }
 
 #[test]
