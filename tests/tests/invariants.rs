@@ -139,6 +139,15 @@ fn a_sound_queue_keeps_every_rule() {
     assert!(text.contains("models/targets/cqueue.mzn"), "{text}");
     let out = memzinc(&["check", core.to_str().unwrap(), "--no-rules"]);
     assert!(!String::from_utf8_lossy(&out.stdout).contains("rules:"));
+
+    // A model file that names no global of the binary: one clear line, non-zero exit.
+    let stray = dir.path().join("stray.mzn");
+    std::fs::write(&stray, "roots = [NO_SUCH_GLOBAL];\n").unwrap();
+    let out = memzinc(&["check", core.to_str().unwrap(), "--rules", stray.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("names no global struct"), "{err}");
 }
 
 #[test]
