@@ -10,6 +10,7 @@
 //! - [`reason`]: reason — MiniZinc data, the real `minizinc`, solution to patch plan
 //! - [`check`]: invariants of a snapshot (pointers, bools, enums, W^X, specs), from DWARF
 //! - [`heap`]: heap repair that scales — counts per class to cbc, expanded into writes
+//! - [`invariants`]: user invariants from `models/targets/<name>.mzn`, judged and repaired
 //! - [`layout`]: struct field orders that waste least space, decided by MiniZinc
 //! - [`solver`], [`fzn`]: the solver runner (Gecode, or linear FlatZinc → LP → cbc), limits,
 //!   cancellation, statistics, and the FlatZinc checker every cbc answer passes
@@ -34,6 +35,7 @@ pub mod heap;
 pub mod hub;
 pub mod instructions;
 pub mod interop;
+pub mod invariants;
 pub mod layout;
 pub mod localnet;
 pub mod process;

@@ -140,12 +140,22 @@ enum Command {
         #[arg(long = "var")]
         vars: Vec<String>,
     },
-    /// Find violated invariants and solve for the smallest repair with MiniZinc.
+    /// Find violated invariants and solve for the smallest repair with MiniZinc: a target
+    /// spec's bounds and orderings (--spec), or the rules of the target's model file (--rules;
+    /// by default models/targets/<executable name>.mzn when there is one).
     Plan {
         snapshot: PathBuf,
         /// Target description (layout and invariants), e.g. models/targets/healme.json.
-        #[arg(long)]
-        spec: PathBuf,
+        #[arg(long, conflicts_with = "rules")]
+        spec: Option<PathBuf>,
+        /// The target's model file of rules over the generated facts (models/schema.md).
+        #[arg(long, conflicts_with = "heap")]
+        rules: Option<PathBuf>,
+        /// Repair the reference-counted heap the target exports (MEMZINC_HEAP_* globals) with
+        /// the aggregated model (models/heap_repair.mzn); the default when there is no spec and
+        /// no model file but such a heap.
+        #[arg(long, conflicts_with = "spec")]
+        heap: bool,
         #[arg(short, long)]
         output: Option<PathBuf>,
         /// Solver backend: gecode (MiniZinc's), or cbc (linear FlatZinc -> LP -> cbc, every
@@ -188,6 +198,13 @@ enum Command {
         /// Read the DWARF from this file instead of the path the snapshot records.
         #[arg(long)]
         binary: Option<PathBuf>,
+        /// The target's model file of rules (default: models/targets/<executable name>.mzn
+        /// when it exists).
+        #[arg(long, conflicts_with = "no_rules")]
+        rules: Option<PathBuf>,
+        /// Do not judge the target's model file.
+        #[arg(long)]
+        no_rules: bool,
     },
     /// Manage the signer's policy on chain.
     Policy {
@@ -506,7 +523,7 @@ fn progress_bar(json: bool) -> Option<indicatif::ProgressBar> {
 fn stats_line(s: &memzinc::solver::Stats) -> String {
     let part = |name: &str, v: Option<u64>, unit: &str| v.map(|v| format!(" {name} {v}{unit}")).unwrap_or_default();
     format!(
-        "solver {}: total {} ms;{}{}{}{}{}{}",
+        "solver {}: total {} ms;{}{}{}{}{}{}{}",
         s.backend,
         s.total_ms,
         part("flatten", s.flatten_ms, " ms"),
@@ -515,6 +532,7 @@ fn stats_line(s: &memzinc::solver::Stats) -> String {
         part("variables", s.variables, ""),
         part("constraints", s.constraints, ""),
         part("nodes", s.nodes, ""),
+        part("peak RSS", s.peak_rss_kb.map(|kb| kb / 1024), " MiB"),
     )
 }
 
@@ -802,14 +820,16 @@ fn run(cli: Cli) -> Result<()> {
         Command::Plan {
             snapshot,
             spec,
+            rules,
+            heap,
             output,
             solver,
             time_limit,
             model,
         } => {
             let snap = Snapshot::open(&snapshot)?;
-            let spec = TargetSpec::load(&spec)?;
-            let mut opts = SolverOptions::new(&memzinc::repo_root().join("models"));
+            let models = memzinc::repo_root().join("models");
+            let mut opts = SolverOptions::new(&models);
             opts.solver.backend = solver.parse()?;
             opts.solver.time_limit = Duration::from_secs(time_limit);
             opts.solver.cancel = Some(Cancel::on_signals()?);
@@ -817,7 +837,46 @@ fn run(cli: Cli) -> Result<()> {
                 opts.model = m;
             }
             let output = output.unwrap_or_else(|| snapshot.with_extension("plan.json"));
-            let plan = memzinc::reason::plan(&snap, &spec, &opts, &output.with_extension("dzn"))?;
+            let target = std::path::Path::new(&snap.meta.exe)
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or("target")
+                .to_string();
+            let rules = if heap {
+                None
+            } else {
+                rules.or_else(|| memzinc::invariants::model_for(&snap, &models))
+            };
+            let plan = match (spec, rules) {
+                (Some(spec), _) => {
+                    let spec = TargetSpec::load(&spec)?;
+                    memzinc::reason::plan(&snap, &spec, &opts, &output.with_extension("dzn"))?
+                }
+                (None, Some(rules)) => {
+                    let types = memzinc::types::DebugTypes::for_snapshot(&snap)?;
+                    let judge = memzinc::invariants::Judge {
+                        snapshot: &snap,
+                        types: &types,
+                        model: &rules,
+                        models_dir: &models,
+                    };
+                    judge.plan(&target, &opts.solver, &output.with_extension("facts.mzn"))?
+                }
+                (None, None) => match memzinc::heap::Heap::from_snapshot(&snap)? {
+                    Some(exported) => memzinc::heap::plan_snapshot(
+                        &snap,
+                        &exported,
+                        &opts.solver,
+                        &models,
+                        &output.with_extension("dzn"),
+                        &target,
+                    )?,
+                    None => anyhow::bail!(
+                        "nothing to plan against: give --spec or --rules (no models/targets/<name>.mzn and no exported heap for {})",
+                        snap.meta.exe
+                    ),
+                },
+            };
             plan.save(&output)?;
             if g.json {
                 print_json(&plan)?;
@@ -892,13 +951,45 @@ fn run(cli: Cli) -> Result<()> {
                 );
             }
         }
-        Command::Check { snapshot, spec, binary } => {
+        Command::Check {
+            snapshot,
+            spec,
+            binary,
+            rules,
+            no_rules,
+        } => {
             let snap = Snapshot::open(&snapshot)?;
             let specs = spec
                 .iter()
                 .map(|p| TargetSpec::load(p))
                 .collect::<Result<Vec<_>, _>>()?;
-            let report = memzinc::check::check_snapshot(&snap, &specs, binary.as_deref())?;
+            let (mut report, types) = memzinc::check::check_with_types(&snap, &specs, binary.as_deref())?;
+            let models = memzinc::repo_root().join("models");
+            let rules = if no_rules {
+                None
+            } else {
+                rules.or_else(|| memzinc::invariants::model_for(&snap, &models))
+            };
+            if let Some(rules) = &rules {
+                anyhow::ensure!(
+                    report.types_unavailable.is_none(),
+                    "{}: rules need the binary's DWARF: {}",
+                    rules.display(),
+                    report.types_unavailable.as_deref().unwrap_or_default()
+                );
+                let judge = memzinc::invariants::Judge {
+                    snapshot: &snap,
+                    types: &types,
+                    model: rules,
+                    models_dir: &models,
+                };
+                let solver = memzinc::solver::SolverOptions {
+                    cancel: Some(Cancel::on_signals()?),
+                    ..Default::default()
+                };
+                let judged = judge.check(&solver)?;
+                report.merge_rules(rules, judged);
+            }
             if g.json {
                 print_json(&report)?;
             } else {
@@ -914,6 +1005,12 @@ fn run(cli: Cli) -> Result<()> {
                 }
                 if let Some(why) = &report.types_unavailable {
                     println!("type checks skipped: {why}");
+                }
+                if report.heap_objects > 0 {
+                    println!("heap: {} exported object(s) judged", report.heap_objects);
+                }
+                if let Some(r) = &report.rules {
+                    println!("rules: {} rule(s) of {} over {} object(s)", r.rules, r.model, r.objects);
                 }
                 println!(
                     "{} violation(s); {} globals, {} fields, {} pointers, {} regions, {} spec(s) checked; {} part(s) not judged",

@@ -412,6 +412,59 @@ pub fn write_dzn(snapshot: &Snapshot, spec: &TargetSpec, path: &Path) -> Result<
     Ok((base, current, violations))
 }
 
+/// The plan file for `writes` to a snapshot of `target`: the regions they lie in, sorted
+/// writes, the plan hash and the Merkle evidence.
+pub fn finish_plan(
+    snapshot: &Snapshot,
+    target: &str,
+    solver: &str,
+    optimal: bool,
+    violations: Vec<Violation>,
+    mut writes: Vec<PlannedWrite>,
+    stats: Option<crate::solver::Stats>,
+) -> Result<PlanFile> {
+    let mut regions: Vec<PlanRegion> = Vec::new();
+    for w in &writes {
+        let len = w.new.len() as u64 / 2;
+        let region = snapshot
+            .region_of(w.address, len)
+            .ok_or_else(|| Error::Usage(format!("{:#x} is not mapped in the snapshot", w.address)))?;
+        if !regions.iter().any(|r| r.start == region.map.start) {
+            regions.push(PlanRegion {
+                start: region.map.start,
+                end: region.map.end,
+                flags: region.map.region_flags(),
+            });
+        }
+    }
+    regions.sort_by_key(|r| r.start);
+    writes.sort_by_key(|w| w.address);
+    let target_id = memzinc_verifier::hash::target_id::<Sha2>(target.as_bytes());
+    let mut file = PlanFile {
+        memzinc_plan: 1,
+        target: target.to_string(),
+        target_id: hex::encode(target_id),
+        snapshot_root: snapshot.meta.root.clone(),
+        solver: solver.to_string(),
+        status: if optimal { "OPTIMAL" } else { "SATISFIED" }.into(),
+        changed_bytes: writes.iter().map(|w| w.new.len() as u64 / 2).sum(),
+        violations,
+        regions,
+        writes,
+        plan_hash: String::new(),
+        evidence: String::new(),
+        stats,
+    };
+    let patch = file.to_patch_plan(Path::new("<new plan>"))?;
+    file.plan_hash = hex::encode(patch.plan_hash::<Sha2>());
+    if !patch.writes.is_empty() {
+        let mut evidence = Vec::new();
+        snapshot.evidence(&patch)?.encode_into(&mut evidence);
+        file.evidence = hex::encode(evidence);
+    }
+    Ok(file)
+}
+
 /// Builds the plan: facts → `.dzn` (kept beside the plan) → minizinc → writes.
 pub fn plan(snapshot: &Snapshot, spec: &TargetSpec, opts: &SolverOptions, dzn_path: &Path) -> Result<PlanFile> {
     let (base, current, violations) = write_dzn(snapshot, spec, dzn_path)?;
@@ -430,7 +483,6 @@ pub fn plan(snapshot: &Snapshot, spec: &TargetSpec, opts: &SolverOptions, dzn_pa
         .map_err(|why| Error::MiniZinc(format!("the solver's answer breaks an invariant: {why}")))?;
 
     let mut writes = Vec::new();
-    let mut regions: Vec<PlanRegion> = Vec::new();
     for (f, (&old, &new)) in spec.fields.iter().zip(current.iter().zip(&solution.values)) {
         if old == new {
             continue;
@@ -438,16 +490,6 @@ pub fn plan(snapshot: &Snapshot, spec: &TargetSpec, opts: &SolverOptions, dzn_pa
         let address = base + f.offset;
         let old_bytes = snapshot.read(address, f.size as usize)?;
         let new_bytes = encode_field(new, f.size as usize);
-        let region = snapshot
-            .region_of(address, f.size)
-            .ok_or_else(|| Error::Usage(format!("{address:#x} is not mapped in the snapshot")))?;
-        if !regions.iter().any(|r| r.start == region.map.start) {
-            regions.push(PlanRegion {
-                start: region.map.start,
-                end: region.map.end,
-                flags: region.map.region_flags(),
-            });
-        }
         let rule = violations
             .iter()
             .filter(|v| v.field.ends_with(&format!(".{}", f.name)))
@@ -466,33 +508,15 @@ pub fn plan(snapshot: &Snapshot, spec: &TargetSpec, opts: &SolverOptions, dzn_pa
             },
         });
     }
-    regions.sort_by_key(|r| r.start);
-    writes.sort_by_key(|w| w.address);
-
-    let target_id = memzinc_verifier::hash::target_id::<Sha2>(spec.target.as_bytes());
-    let mut file = PlanFile {
-        memzinc_plan: 1,
-        target: spec.target.clone(),
-        target_id: hex::encode(target_id),
-        snapshot_root: snapshot.meta.root.clone(),
-        solver: opts.solver.backend.name().to_string(),
-        status: if solution.optimal { "OPTIMAL" } else { "SATISFIED" }.into(),
-        changed_bytes: writes.iter().map(|w| w.new.len() as u64 / 2).sum(),
+    finish_plan(
+        snapshot,
+        &spec.target,
+        opts.solver.backend.name(),
+        solution.optimal,
         violations,
-        regions,
         writes,
-        plan_hash: String::new(),
-        evidence: String::new(),
-        stats: (!violations_empty).then_some(solution.stats),
-    };
-    let patch = file.to_patch_plan(Path::new("<new plan>"))?;
-    file.plan_hash = hex::encode(patch.plan_hash::<Sha2>());
-    if !patch.writes.is_empty() {
-        let mut evidence = Vec::new();
-        snapshot.evidence(&patch)?.encode_into(&mut evidence);
-        file.evidence = hex::encode(evidence);
-    }
-    Ok(file)
+        (!violations_empty).then_some(solution.stats),
+    )
 }
 
 #[cfg(test)]
