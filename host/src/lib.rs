@@ -12,6 +12,7 @@
 //! - [`solver`], [`fzn`]: the solver runner (Gecode, or linear FlatZinc → LP → cbc), limits,
 //!   cancellation, statistics, and the FlatZinc checker every cbc answer passes
 //! - [`chain`], [`localnet`]: attest — the attestor over JSON-RPC, an embedded localnet
+//! - [`policy`]: a policy's symbol rules (ranges, typed fields, pointers) as operators write them
 //! - [`apply`]: apply — compare-and-swap under ptrace, rollback, resume
 //!
 //! Plans, rules and hashes come from `memzinc-verifier`, the code the on-chain program runs.
@@ -28,6 +29,7 @@ pub mod heap;
 pub mod instructions;
 pub mod layout;
 pub mod localnet;
+pub mod policy;
 pub mod process;
 pub mod reason;
 pub mod registry;
