@@ -514,3 +514,96 @@ pub fn symbol_policies() -> [(Vec<SymbolRule>, SymbolRules); 2] {
         (some.clone(), SymbolRules::from_rules(&some).expect("valid rules")),
     ]
 }
+
+/// Helpers of the host-side targets (`snapshot_open`, `debug_types`, `registry`, `plan_file`):
+/// they drive `memzinc`'s own entry points, which read files.
+pub mod host {
+    use std::path::PathBuf;
+
+    /// Writes `bytes` to this process's scratch file `name` in /dev/shm (memory, not disk) and
+    /// returns its path; each execution overwrites it.
+    pub fn scratch_file(name: &str, bytes: &[u8]) -> PathBuf {
+        let path = PathBuf::from(format!("/dev/shm/memzinc-fuzz-{}-{name}", std::process::id()));
+        std::fs::write(&path, bytes).expect("write the scratch file");
+        path
+    }
+
+    fn u64_at(b: &[u8], at: usize) -> Option<u64> {
+        Some(u64::from_le_bytes(b.get(at..at.checked_add(8)?)?.try_into().ok()?))
+    }
+
+    fn u16_at(b: &[u8], at: usize) -> Option<u16> {
+        Some(u16::from_le_bytes(b.get(at..at.checked_add(2)?)?.try_into().ok()?))
+    }
+
+    /// Recomputes the seal of a memzinc core whose notes were mutated, so mutations reach what
+    /// lies behind the seal check (metadata protobuf, leaves, register notes, region checks).
+    /// The seal, as snapshot.rs documents it: the last note (owner MEMZINC, 32-byte desc) of the
+    /// PT_NOTE segment holds `sha256("memzinc/core-notes/v1" || every note byte before it)`.
+    /// Returns whether the input had a note segment to reseal. ELF64 little-endian offsets:
+    /// e_phoff at 0x20, e_phentsize at 0x36, e_phnum at 0x38; p_type at +0, p_offset at +8,
+    /// p_filesz at +32.
+    pub fn reseal(bytes: &mut [u8]) -> bool {
+        use sha2::Digest;
+        let phoff = u64_at(bytes, 0x20).unwrap_or(u64::MAX) as usize;
+        let (Some(entsize), Some(count)) = (u16_at(bytes, 0x36), u16_at(bytes, 0x38)) else {
+            return false;
+        };
+        let seal_note = memzinc::elfcore::note_len("MEMZINC", 32);
+        for i in 0..count as usize {
+            let Some(at) = (i * entsize as usize)
+                .checked_add(phoff)
+                .filter(|at| at.checked_add(40).is_some())
+            else {
+                return false;
+            };
+            if bytes.get(at..at + 4) != Some(&4u32.to_le_bytes()[..]) {
+                continue;
+            }
+            let (Some(offset), Some(size)) = (u64_at(bytes, at + 8), u64_at(bytes, at + 32)) else {
+                return false;
+            };
+            let (offset, size) = (offset as usize, size as usize);
+            let Some(end) = offset
+                .checked_add(size)
+                .filter(|e| *e <= bytes.len() && size >= seal_note)
+            else {
+                return false;
+            };
+            let seal: [u8; 32] = sha2::Sha256::new()
+                .chain_update(b"memzinc/core-notes/v1")
+                .chain_update(&bytes[offset..end - seal_note])
+                .finalize()
+                .into();
+            bytes[end - 32..end].copy_from_slice(&seal);
+            return true;
+        }
+        false
+    }
+
+    /// Where the `registry` target places its input in the target's address space.
+    pub const REGISTRY_BASE: u64 = 0x10_0000;
+
+    /// Target memory that is `bytes` at `base` and unmapped everywhere else.
+    pub struct SliceMemory<'a> {
+        pub base: u64,
+        pub bytes: &'a [u8],
+    }
+
+    impl memzinc::registry::Memory for SliceMemory<'_> {
+        fn read(&self, address: u64, len: usize) -> memzinc::Result<Vec<u8>> {
+            address
+                .checked_sub(self.base)
+                .and_then(|at| usize::try_from(at).ok())
+                .and_then(|at| self.bytes.get(at..at.checked_add(len)?))
+                .map(<[u8]>::to_vec)
+                .ok_or_else(|| memzinc::Error::Registry(format!("{address:#x}+{len} is not mapped")))
+        }
+    }
+
+    /// Every memzinc error is one line (the CLI prints it as is).
+    pub fn one_line(e: &memzinc::Error) {
+        let text = e.to_string();
+        assert!(!text.contains('\n'), "a multi-line error: {text}");
+    }
+}

@@ -17,23 +17,30 @@
 //!
 //! Plans, rules and hashes come from `memzinc-verifier`, the code the on-chain program runs.
 
+#[cfg(feature = "chain")]
 pub mod apply;
+#[cfg(feature = "chain")]
 pub mod chain;
 pub mod check;
+#[cfg(feature = "chain")]
 pub mod demo;
 pub mod elfcore;
 pub mod error;
 pub mod fsutil;
 pub mod fzn;
 pub mod heap;
+#[cfg(feature = "chain")]
 pub mod instructions;
 pub mod layout;
+#[cfg(feature = "chain")]
 pub mod localnet;
 pub mod policy;
 pub mod process;
 pub mod reason;
 pub mod registry;
+#[cfg(feature = "chain")]
 pub mod replay;
+#[cfg(feature = "chain")]
 pub mod report;
 pub mod snapshot;
 pub mod solver;
