@@ -45,7 +45,7 @@ const KINDS: [(Kind, &str, usize); 7] = [
 
 /// Sizes written out from the documented field lists, not from the `LEN` constants.
 const SIZES: [usize; 7] = [
-    8 + 32 + 9 + 1 + 32 * 4 + 32 + 32 + 4 + 1,
+    8 + 32 + 9 + 1 + 32 * 4 + 32 + 32 + 4 + 1 + 1 + 65 * 8,
     8 + 32 + 32 + 8 + 32 + 1,
     8 + 32 * 3 + 8 + 8 + 32 * 5 + 4 + 4 + 1 + 1,
     8 + 32 * 3 + 8 + 8 + 32 * 5 + 4 + 4,
