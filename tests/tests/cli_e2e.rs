@@ -133,6 +133,29 @@ fn symbol_rules_from_the_cli_judge_a_real_plan() {
         serde_json::from_str(&run_ok(chain(&["attest", &plan, "--snapshot", &snap, "--json"]))).unwrap();
     assert_eq!(attested["seq"], 0);
 
+    // Another run of healme (a PIE: ASLR places it elsewhere) under the same policy: the rules
+    // follow the symbol to its new address.
+    let other = Target::healme(&["--corrupt-at", "3", "--period-ms", "50"]);
+    other.wait_for("OVERHEAT");
+    let snap2 = p("s2.core");
+    ok(&["snapshot", "--pid", &other.pid(), "-o", &snap2]);
+    let inspect2: serde_json::Value = serde_json::from_str(&ok(&["inspect", &snap2, "--json"])).unwrap();
+    let state2_at = inspect2["symbols"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "HEALME_STATE")
+        .and_then(|s| s["address"].as_u64())
+        .unwrap();
+    if state2_at == state_at {
+        eprintln!("ASLR is off here: both runs have HEALME_STATE at {state_at:#x}; the rules are still judged");
+    }
+    let plan2 = p("s2.plan.json");
+    ok(&["plan", &snap2, "--spec", spec.to_str().unwrap(), "-o", &plan2]);
+    let attested: serde_json::Value =
+        serde_json::from_str(&run_ok(chain(&["attest", &plan2, "--snapshot", &snap2, "--json"]))).unwrap();
+    assert_eq!(attested["seq"], 1);
+
     // Bounds the repaired temperature (21) violates: the same plan is refused under them.
     run_ok(chain(&[
         "policy",
