@@ -682,12 +682,12 @@ fn run(cli: Cli) -> Result<()> {
             let client = g.client()?;
             let authority = authority_or_self(&client, authority.as_deref())?;
             if let Some(path) = snapshot {
-                let snapshot = Snapshot::open(&path)?;
-                let keys = match client.policy(&authority)? {
-                    Some(policy) => memzinc::policy::symbol_keys(&policy.config),
-                    None => Vec::new(),
-                };
-                submission.evidence = snapshot.evidence_with_symbols(&submission.plan, &keys)?;
+                let policy = client.policy(&authority)?;
+                submission.evidence = memzinc::policy::evidence_under(
+                    &Snapshot::open(&path)?,
+                    &submission.plan,
+                    policy.as_ref().map(|p| &p.config),
+                )?;
             }
             let outcome = client.attest(&authority, &submission)?;
             if g.json {

@@ -167,6 +167,25 @@ pub fn symbol_keys(config: &PolicyConfig) -> Vec<Hash> {
     keys
 }
 
+/// Evidence for `plan` from its snapshot with proofs of every symbol `config`'s rules name
+/// (what `attest --snapshot` uploads). The snapshot must be the plan's.
+pub fn evidence_under(
+    snapshot: &crate::snapshot::Snapshot,
+    plan: &memzinc_verifier::plan::PatchPlan,
+    config: Option<&PolicyConfig>,
+) -> Result<memzinc_verifier::plan::Evidence> {
+    if snapshot.root() != plan.snapshot_root {
+        return Err(Error::Usage(format!(
+            "{} is not the plan's snapshot (root {}, the plan names {})",
+            snapshot.path.display(),
+            snapshot.meta.root,
+            hex::encode(plan.snapshot_root)
+        )));
+    }
+    let keys = config.map(symbol_keys).unwrap_or_default();
+    snapshot.evidence_with_symbols(plan, &keys)
+}
+
 /// A symbol rule as `memzinc policy show` prints it (the symbol by its key: names are hashed).
 #[derive(Serialize)]
 pub struct ShownRule {

@@ -172,6 +172,9 @@ fn symbol_rules_from_the_cli_judge_a_real_plan() {
     run_ok(chain(&["policy", "update", "--allow", &elsewhere]));
     let err = run_fail(chain(&["attest", &plan, "--snapshot", &snap]));
     assert!(err.contains("WriteOutsideAllowedRanges"), "{err}");
+    // Another snapshot than the plan's is refused before anything is sent.
+    let err = run_fail(chain(&["attest", &plan, "--snapshot", &snap2]));
+    assert!(err.contains("is not the plan's snapshot"), "{err}");
     // A bound that does not fit the type is a usage error, nothing is sent.
     let err = run_fail(chain(&[
         "policy",
