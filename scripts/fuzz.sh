@@ -28,7 +28,8 @@ artifacts=$MEMZINC_CACHE/fuzz/artifacts
 read -r -a targets <<< "${FUZZ_TARGETS:-submission instruction accounts rules_structured merkle snapshot_open debug_types registry plan_file}"
 jobs=$(nproc)
 logs=$(mktemp -d)
-trap 'rm -rf "$logs"' EXIT
+# The host targets write each input to a scratch file /dev/shm/memzinc-fuzz-<pid>-<name>.
+trap 'rm -rf "$logs"; rm -f /dev/shm/memzinc-fuzz-*' EXIT
 
 cd "$MEMZINC_ROOT/fuzz"
 cargo +"$MEMZINC_TOOLCHAIN" fuzz build --sanitizer "$sanitizer" --target-dir "$target_dir"
