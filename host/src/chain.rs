@@ -466,7 +466,7 @@ impl Client {
         if !policy.may_sign(&signer.to_bytes()) {
             return Err(Error::Usage(format!("{signer} is not a signer of policy {policy_key}")));
         }
-        let verdict = submission.verify::<Sha2>(&policy.config.rules)?;
+        let verdict = submission.verify_under::<Sha2>(&policy.config.rules, &policy.config.symbol_rules)?;
         let plan_hash = verdict.plan_hash;
         let target_id = submission.plan.target_id;
         let (chain_address, chain) = self.target_chain(&policy_key, &target_id)?;

@@ -17,40 +17,54 @@
 //! - [`chain`], [`localnet`]: attest — the attestor over JSON-RPC, an embedded localnet
 //! - [`tables`], [`interop`]: every Parquet table defined once; a snapshot exported as tables
 //!   and imported back byte for byte; [`records`]: plans and attestations as protobuf; [`hub`]: the same tables as a Hugging Face dataset
+//! - [`policy`]: a policy's symbol rules (ranges, typed fields, pointers) as operators write them
 //! - [`apply`]: apply — compare-and-swap under ptrace, rollback, resume
 //! - [`watch`]: the loop — snapshot, check, plan, attest, apply, every period
 //!
 //! Plans, rules and hashes come from `memzinc-verifier`, the code the on-chain program runs.
 
+#[cfg(feature = "chain")]
 pub mod apply;
 pub mod capture;
+#[cfg(feature = "chain")]
 pub mod chain;
 pub mod check;
+#[cfg(feature = "chain")]
 pub mod demo;
 pub mod elfcore;
 pub mod error;
 pub mod fsutil;
 pub mod fzn;
 pub mod heap;
+#[cfg(feature = "chain")]
 pub mod hub;
+#[cfg(feature = "chain")]
 pub mod instructions;
+#[cfg(feature = "chain")]
 pub mod interop;
 pub mod invariants;
 pub mod layout;
+#[cfg(feature = "chain")]
 pub mod localnet;
+pub mod policy;
 pub mod process;
 pub mod reason;
+#[cfg(feature = "chain")]
 pub mod records;
 pub mod registry;
+#[cfg(feature = "chain")]
 pub mod replay;
+#[cfg(feature = "chain")]
 pub mod report;
 pub mod selfsnap;
 pub mod snapshot;
 pub mod solver;
 pub mod symbols;
+#[cfg(feature = "chain")]
 pub mod tables;
 pub mod track;
 pub mod types;
+#[cfg(feature = "chain")]
 pub mod watch;
 
 pub use error::{Error, Result};

@@ -11,7 +11,7 @@ use memzinc::snapshot::Snapshot;
 use memzinc::solver::Cancel;
 use memzinc::{apply, demo, localnet, snapshot, Sha2};
 use memzinc_verifier::accounts::{PolicyConfig, MAX_SIGNERS};
-use memzinc_verifier::wire::PolicyRules;
+use memzinc_verifier::wire::{PolicyRules, SymbolRules};
 use serde::Serialize;
 use solana_keypair::Keypair;
 use solana_pubkey::Pubkey;
@@ -217,6 +217,10 @@ enum Command {
         /// The policy's authority, when the keypair is one of its host signers.
         #[arg(long)]
         authority: Option<String>,
+        /// The plan's snapshot: when the policy has symbol rules, the evidence is cut again
+        /// with proofs of the symbols they name.
+        #[arg(long)]
+        snapshot: Option<PathBuf>,
     },
     /// Apply an attested plan to a live process (compare-and-swap, rollback on failure), then
     /// record a receipt on chain.
@@ -398,6 +402,18 @@ struct PolicyArgs {
     /// SHA-256 of the verifier build; default: the hash of the attestor program file.
     #[arg(long)]
     verifier_hash: Option<String>,
+    /// Allow writes only in these ranges, relative to a symbol: MODULE:SYMBOL+START..END
+    /// (with --field/--pointer: at most 8 rules; with any, writes outside all are refused).
+    #[arg(long = "allow")]
+    allow: Vec<String>,
+    /// A typed field whose new value must be in bounds: MODULE:SYMBOL+OFFSET:TYPE=MIN..MAX
+    /// (TYPE u8, u16, u32, u64, i8, i16, i32, i64); also an allowed range.
+    #[arg(long = "field")]
+    fields: Vec<String>,
+    /// A pointer field whose new value must point into a readable region the plan proves:
+    /// MODULE:SYMBOL+OFFSET; also an allowed range.
+    #[arg(long = "pointer")]
+    pointers: Vec<String>,
 }
 
 #[derive(Subcommand)]
@@ -444,12 +460,20 @@ impl PolicyArgs {
             Some(h) => parse_hash(h, "--verifier-hash")?,
             None => memzinc::reason::file_hash(&default_program())?,
         };
+        let symbol_rules = self
+            .allow
+            .iter()
+            .map(|s| memzinc::policy::parse_allow(s))
+            .chain(self.fields.iter().map(|s| memzinc::policy::parse_field(s)))
+            .chain(self.pointers.iter().map(|s| memzinc::policy::parse_pointer(s)))
+            .collect::<memzinc::Result<Vec<_>>>()?;
         Ok(PolicyConfig {
             rules,
             signer_count: self.signers.len() as u8,
             signers,
             model_hash,
             verifier_hash,
+            symbol_rules: SymbolRules::from_rules(&symbol_rules)?,
         })
     }
 }
@@ -1075,6 +1099,7 @@ fn run(cli: Cli) -> Result<()> {
                         "wx": c.rules.wx, "max_bytes": c.rules.max_bytes, "max_writes": c.rules.max_writes,
                         "signers": c.allowed_signers().iter().map(|k| Pubkey::from(*k).to_string()).collect::<Vec<_>>(),
                         "model_hash": hex::encode(c.model_hash), "verifier_hash": hex::encode(c.verifier_hash),
+                        "symbol_rules": memzinc::policy::show_rules(c),
                     });
                     if g.json {
                         print_json(&value)?;
@@ -1084,11 +1109,23 @@ fn run(cli: Cli) -> Result<()> {
                 }
             }
         }
-        Command::Attest { plan, authority } => {
+        Command::Attest {
+            plan,
+            authority,
+            snapshot,
+        } => {
             let (file, _) = PlanFile::load(&plan)?;
-            let submission = file.to_submission(&plan)?;
+            let mut submission = file.to_submission(&plan)?;
             let client = g.client()?;
             let authority = authority_or_self(&client, authority.as_deref())?;
+            if let Some(path) = snapshot {
+                let policy = client.policy(&authority)?;
+                submission.evidence = memzinc::policy::evidence_under(
+                    &Snapshot::open(&path)?,
+                    &submission.plan,
+                    policy.as_ref().map(|p| &p.config),
+                )?;
+            }
             let outcome = client.attest(&authority, &submission)?;
             if g.json {
                 print_json(&outcome)?;

@@ -30,7 +30,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use memzinc_verifier::merkle;
-use memzinc_verifier::plan::{Evidence, PatchPlan, SnapshotTrees};
+use memzinc_verifier::plan::{Evidence, PatchPlan, SnapshotSymbol, SnapshotTrees};
 use memzinc_verifier::wire::Region;
 use memzinc_verifier::Sha256 as _;
 use prost::Message as _;
@@ -330,7 +330,7 @@ fn take_frozen(
         let leaf_bytes: Vec<u8> = leaves.as_flattened().to_vec();
         let fast_bytes: Vec<u8> = fast_hashes.iter().flat_map(|h| h.to_le_bytes()).collect();
         let page_count = leaves.len() as u64;
-        let trees = trees_of(&regions, &leaves);
+        let trees = trees_of(&regions, &symbols, &leaves);
         let meta = SnapshotMeta {
             memzinc_version: env!("CARGO_PKG_VERSION").to_string(),
             pid,
@@ -408,8 +408,32 @@ fn take_frozen(
     Ok(report)
 }
 
-/// The snapshot's two trees: every mapping as a region leaf, every captured page as a page leaf.
-fn trees_of(regions: &[SnapRegion], leaves: &[[u8; 32]]) -> SnapshotTrees {
+/// The module a symbol belongs to, for its key (`hash::symbol_key`): the file name of the last
+/// file mapping that starts at or below it. A module's `.bss` continues in an anonymous mapping
+/// right after its file mappings, so that is still the module's.
+pub fn symbol_module(regions: &[SnapRegion], address: u64) -> Option<&str> {
+    regions
+        .iter()
+        .take_while(|r| r.map.start <= address)
+        .filter(|r| r.map.path.starts_with('/'))
+        .last()
+        .and_then(|r| r.map.path.rsplit('/').next())
+}
+
+/// The snapshot's three trees: every mapping as a region leaf, every captured page as a page
+/// leaf, every symbol (keyed by module file name and name) as a symbol leaf.
+fn trees_of(regions: &[SnapRegion], symbols: &[Symbol], leaves: &[[u8; 32]]) -> SnapshotTrees {
+    let tree_symbols = symbols
+        .iter()
+        .filter_map(|s| {
+            let module = symbol_module(regions, s.address)?;
+            Some(SnapshotSymbol {
+                key: memzinc_verifier::hash::symbol_key::<Sha2>(module.as_bytes(), s.name.as_bytes()),
+                address: s.address,
+                size: s.size,
+            })
+        })
+        .collect();
     let all_regions = regions
         .iter()
         .map(|r| Region {
@@ -423,6 +447,7 @@ fn trees_of(regions: &[SnapRegion], leaves: &[[u8; 32]]) -> SnapshotTrees {
         .filter(|r| r.captured)
         .flat_map(|r| (r.map.start..r.map.end).step_by(PAGE_SIZE as usize));
     SnapshotTrees::new::<Sha2>(all_regions, addresses.zip(leaves.iter().copied()).collect())
+        .with_symbols::<Sha2>(tree_symbols)
 }
 
 impl From<ThreadRegisters> for ThreadState {
@@ -824,7 +849,7 @@ impl Snapshot {
                 leaf_bytes.len() / 32
             )));
         }
-        let trees = trees_of(&meta.regions, leaves);
+        let trees = trees_of(&meta.regions, &meta.symbols, leaves);
         if hex::encode(trees.pages_root()) != meta.pages_root || hex::encode(trees.root::<Sha2>()) != meta.root {
             return Err(corrupt("leaves and regions do not hash to the recorded root".into()));
         }
@@ -965,8 +990,14 @@ impl Snapshot {
 
     /// The Merkle proofs that bind `plan` to this snapshot: its regions and the pages it writes.
     pub fn evidence(&self, plan: &PatchPlan) -> Result<Evidence> {
-        let trees = trees_of(&self.meta.regions, &self.leaves);
-        Ok(trees.evidence(plan, |address| self.read(address, PAGE_SIZE as usize).ok())?)
+        self.evidence_with_symbols(plan, &[])
+    }
+
+    /// [`Self::evidence`] plus proofs of the symbols `keys` name (`hash::symbol_key`), for a
+    /// policy with symbol rules.
+    pub fn evidence_with_symbols(&self, plan: &PatchPlan, keys: &[[u8; 32]]) -> Result<Evidence> {
+        let trees = trees_of(&self.meta.regions, &self.meta.symbols, &self.leaves);
+        Ok(trees.evidence_with_symbols(plan, keys, |address| self.read(address, PAGE_SIZE as usize).ok())?)
     }
 
     pub fn symbol(&self, name: &str) -> Result<&Symbol> {

@@ -24,6 +24,11 @@ fn localnet(dir: &Path) -> Net {
             _process: None,
         };
     }
+    own_localnet(dir)
+}
+
+/// Always memzinc's own localnet, with a fresh authority (and so a policy of its own).
+fn own_localnet(dir: &Path) -> Net {
     let keypair = dir.join("authority.json");
     ok(&["keygen", "-o", keypair.to_str().unwrap()]);
     let ready = dir.join("ready.json");
@@ -51,6 +56,133 @@ fn localnet(dir: &Path) -> Net {
         keypair,
         _process: Some(process),
     }
+}
+
+/// `memzinc policy init --allow/--field` on a real healme snapshot: the rules name
+/// `healme:HEALME_STATE`, the snapshot's symbol tree proves where it was, and the program judges
+/// the real plan by them.
+#[test]
+fn symbol_rules_from_the_cli_judge_a_real_plan() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
+    let net = own_localnet(dir.path());
+    let chain = |args: &[&str]| -> Vec<String> {
+        let mut v: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        v.extend([
+            "-u".into(),
+            net.url.clone(),
+            "-k".into(),
+            net.keypair.to_str().unwrap().into(),
+        ]);
+        v
+    };
+    let run_ok = |args: Vec<String>| ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let run_fail = |args: Vec<String>| fails(&args.iter().map(String::as_str).collect::<Vec<_>>());
+
+    let target = Target::healme(&["--corrupt-at", "3", "--period-ms", "50"]);
+    target.wait_for("OVERHEAT");
+    let snap = p("s.core");
+    ok(&["snapshot", "--pid", &target.pid(), "-o", &snap]);
+    let inspect: serde_json::Value = serde_json::from_str(&ok(&["inspect", &snap, "--json"])).unwrap();
+    let state = inspect["symbols"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "HEALME_STATE")
+        .expect("HEALME_STATE in the snapshot");
+    let (state_at, state_size) = (state["address"].as_u64().unwrap(), state["size"].as_u64().unwrap());
+    let plan = p("s.plan.json");
+    let spec = repo_root().join("models/targets/healme.json");
+    let planned: serde_json::Value = serde_json::from_str(&ok(&[
+        "plan",
+        &snap,
+        "--spec",
+        spec.to_str().unwrap(),
+        "-o",
+        &plan,
+        "--json",
+    ]))
+    .unwrap();
+    let temp = &planned["writes"][0];
+    assert_eq!(temp["field"], "HEALME_STATE.target_temp");
+    let temp_offset = temp["address"].as_u64().unwrap() - state_at;
+    let allow = format!("healme:HEALME_STATE+0..{state_size}");
+    let field = |bounds: &str| format!("healme:HEALME_STATE+{temp_offset}:i32={bounds}");
+
+    run_ok(chain(&[
+        "policy",
+        "init",
+        "--allow",
+        &allow,
+        "--field",
+        &field("-50..150"),
+    ]));
+    let shown: serde_json::Value = serde_json::from_str(&run_ok(chain(&["policy", "show", "--json"]))).unwrap();
+    let rules = shown["symbol_rules"].as_array().unwrap();
+    assert_eq!(rules.len(), 2);
+    assert_eq!(
+        (rules[1]["kind"].as_str(), rules[1]["min"].as_i64()),
+        (Some("signed"), Some(-50))
+    );
+    assert_eq!(rules[0]["symbol_key"], rules[1]["symbol_key"]);
+
+    // The plan file's evidence proves no symbols: the rules cannot be judged without them.
+    let err = run_fail(chain(&["attest", &plan]));
+    assert!(err.contains("MissingSymbolProof"), "{err}");
+    let attested: serde_json::Value =
+        serde_json::from_str(&run_ok(chain(&["attest", &plan, "--snapshot", &snap, "--json"]))).unwrap();
+    assert_eq!(attested["seq"], 0);
+
+    // Another run of healme (a PIE: ASLR places it elsewhere) under the same policy: the rules
+    // follow the symbol to its new address.
+    let other = Target::healme(&["--corrupt-at", "3", "--period-ms", "50"]);
+    other.wait_for("OVERHEAT");
+    let snap2 = p("s2.core");
+    ok(&["snapshot", "--pid", &other.pid(), "-o", &snap2]);
+    let inspect2: serde_json::Value = serde_json::from_str(&ok(&["inspect", &snap2, "--json"])).unwrap();
+    let state2_at = inspect2["symbols"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "HEALME_STATE")
+        .and_then(|s| s["address"].as_u64())
+        .unwrap();
+    if state2_at == state_at {
+        eprintln!("ASLR is off here: both runs have HEALME_STATE at {state_at:#x}; the rules are still judged");
+    }
+    let plan2 = p("s2.plan.json");
+    ok(&["plan", &snap2, "--spec", spec.to_str().unwrap(), "-o", &plan2]);
+    let attested: serde_json::Value =
+        serde_json::from_str(&run_ok(chain(&["attest", &plan2, "--snapshot", &snap2, "--json"]))).unwrap();
+    assert_eq!(attested["seq"], 1);
+
+    // Bounds the repaired temperature (21) violates: the same plan is refused under them.
+    run_ok(chain(&[
+        "policy",
+        "update",
+        "--allow",
+        &allow,
+        "--field",
+        &field("100..150"),
+    ]));
+    let err = run_fail(chain(&["attest", &plan, "--snapshot", &snap]));
+    assert!(err.contains("FieldValueOutOfBounds"), "{err}");
+    // A range elsewhere: the writes are outside it.
+    let elsewhere = format!("healme:HEALME_STATE+{}..{}", state_size, state_size + 8);
+    run_ok(chain(&["policy", "update", "--allow", &elsewhere]));
+    let err = run_fail(chain(&["attest", &plan, "--snapshot", &snap]));
+    assert!(err.contains("WriteOutsideAllowedRanges"), "{err}");
+    // Another snapshot than the plan's is refused before anything is sent.
+    let err = run_fail(chain(&["attest", &plan, "--snapshot", &snap2]));
+    assert!(err.contains("is not the plan's snapshot"), "{err}");
+    // A bound that does not fit the type is a usage error, nothing is sent.
+    let err = run_fail(chain(&[
+        "policy",
+        "update",
+        "--field",
+        "healme:HEALME_STATE+0:u8=0..256",
+    ]));
+    assert!(err.contains("--field"), "{err}");
 }
 
 #[test]
