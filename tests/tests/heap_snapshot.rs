@@ -38,8 +38,12 @@ struct Target {
 
 impl Target {
     fn start(exe: &Path, mode: &str) -> Target {
+        Target::start_with(exe, &[mode])
+    }
+
+    fn start_with(exe: &Path, args: &[&str]) -> Target {
         let mut child = Command::new(exe)
-            .arg(mode)
+            .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
@@ -164,4 +168,50 @@ fn planted_heap_corruption_is_found_planned_and_healed_when_applied() {
         assert!(out.status.success(), "{solver}: still broken after apply: {text}");
         assert!(text.contains("heap: 1000 exported object(s) judged"), "{text}");
     }
+}
+
+/// More writes than one process_vm_writev takes (the kernel's 1024 iovecs): apply goes in
+/// batches and the whole heap is healed, old bytes compared for every write first.
+#[test]
+fn a_repair_larger_than_one_writev_is_applied_in_batches() {
+    let dir = tempfile::tempdir().unwrap();
+    let exe = build(dir.path());
+    // Beyond the first thousand objects, `corrupt` misaligns one pointer in twenty.
+    let mut target = Target::start_with(&exe, &["corrupt", "50000"]);
+    let snap = target.snapshot(&dir.path().join("large.core"));
+    let heap = memzinc::heap::Heap::from_snapshot(&snap).unwrap().unwrap();
+    let opts = memzinc::solver::SolverOptions {
+        backend: memzinc::solver::Backend::Cbc,
+        time_limit: std::time::Duration::from_secs(60),
+        ..Default::default()
+    };
+    let plan = memzinc::heap::plan_snapshot(
+        &snap,
+        &heap,
+        &opts,
+        &repo_root().join("models"),
+        &dir.path().join("large.dzn"),
+        "crefheap",
+    )
+    .unwrap();
+    let patch = plan.to_patch_plan(Path::new("large")).unwrap();
+    assert!(
+        patch.writes.len() > memzinc::process::IOV_MAX,
+        "{} writes",
+        patch.writes.len()
+    );
+    let before = target.status();
+    assert_ne!(before, "status bad_pointers=0 bad_refcounts=0");
+
+    // A stale old value in the last batch: refused before anything is written.
+    let mut stale = patch.clone();
+    let last = stale.writes.last_mut().unwrap();
+    last.old[0] ^= 0xff;
+    let err = memzinc::apply::apply(target.child.id() as i32, &stale).unwrap_err();
+    assert!(matches!(err, memzinc::Error::OldBytesMismatch { .. }), "{err}");
+    assert_eq!(target.status(), before);
+
+    let report = memzinc::apply::apply(target.child.id() as i32, &patch).unwrap();
+    assert_eq!(report.writes, patch.writes.len());
+    assert_eq!(target.status(), "status bad_pointers=0 bad_refcounts=0");
 }
