@@ -109,7 +109,15 @@ pub fn watch(
             });
         } else {
             let plan_path = opts.workdir.join(format!("round-{round}.plan.json"));
-            let plan = crate::reason::plan(&snap, &opts.spec, &opts.solver, &plan_path.with_extension("dzn"))?;
+            let plan = match crate::reason::plan(&snap, &opts.spec, &opts.solver, &plan_path.with_extension("dzn")) {
+                Ok(plan) => plan,
+                // Ctrl-C during a solve (the token killed the solver): a clean stop, not an error.
+                Err(_) if opts.cancel.is_cancelled() => {
+                    summary.cancelled = true;
+                    return Ok(summary);
+                }
+                Err(e) => return Err(e),
+            };
             plan.save(&plan_path)?;
             summary.repairs_planned += 1;
             on_event(&WatchEvent::Planned {
