@@ -1,19 +1,20 @@
-//! The memory half of a snapshot: copy every captured page while the target is frozen, thaw it,
-//! then hash and write on every core.
+//! The memory half of a snapshot: copy every captured page while the target is frozen, thaw it
+//! as soon as the last page is copied, hash and write on every core meanwhile.
 //!
-//! Measured on the 2-core box (notes/process.md): process_vm_readv moves 3–4 GB/s, SHA-256 with
-//! SHA-NI ~1.7 GB/s per core, buffered `write` into the page cache only ~0.6 GB/s of *CPU* (the
-//! VM's page cache is expensive) while O_DIRECT writes cost almost no CPU and the disk takes
-//! ~1.7 GB/s. So:
+//! Measured on the 2-core box (notes/process.md): process_vm_readv moves 3–8 GB/s, SHA-256 with
+//! SHA-NI ~1.7 GB/s per core (the bottleneck), buffered `write` into the page cache costs ~0.6
+//! GB/s of *CPU* (the VM's page cache is expensive) while O_DIRECT writes cost almost no CPU
+//! and the disk takes ~1.6 GB/s; faulting in fresh buffer memory costs more than the copy. So:
 //!
-//! - the reader (the calling thread) copies chunks into page-aligned, huge-page-backed buffers
-//!   and queues them; the target is thawed as soon as the last chunk is copied, not after the
-//!   hashing and the disk — it stays stopped for the copy only, and what is hashed is what was
-//!   copied while it was stopped (a consistent image);
+//! - the reader (the calling thread) copies 8 MiB chunks into a small pool of page-aligned
+//!   buffers and queues them; the target is thawed right after the last chunk is copied, before
+//!   the last hashing and the disk; what is hashed is what was copied while it was stopped (a
+//!   consistent image). With more than the pool (128 MiB) to copy, the reader waits for a free
+//!   buffer, so a large target stays stopped for about as long as hashing takes;
 //! - workers, two per core, hash a chunk (SHA-256 leaf + xxh3 per page) and write it with
-//!   O_DIRECT straight from the buffer at its file offset; buffers are reused;
+//!   O_DIRECT straight from the buffer at its file offset;
 //! - the caller's final fsync then has no dirty page data to flush, only the notes and headers,
-//!   so durability (temp + fsync + rename) costs nothing extra. Where O_DIRECT is refused
+//!   so durability (temp + fsync + rename) is kept at no extra cost. Where O_DIRECT is refused
 //!   (a file system without it) the workers write through the page cache instead.
 
 use std::fs::File;
@@ -32,6 +33,11 @@ use crate::Sha2;
 
 /// Pages are copied, hashed and written in chunks of this size.
 const CHUNK: usize = 8 << 20;
+/// Chunk buffers in use at most (128 MiB). Fresh memory costs more to fault in than to copy
+/// into (1 GiB: 1.4 s of faults on this VM, where huge pages could not be had reliably), so
+/// buffers are reused: the reader waits for a free one rather than allocating more, and a
+/// target larger than this stays frozen while its last chunks are hashed.
+const MAX_BUFFERS: usize = 16;
 
 /// One captured range of the target and where its pages go in the file.
 pub struct CaptureRange<'a> {
@@ -80,16 +86,33 @@ pub struct Captured {
     pub pages_read: u64,
 }
 
-/// A page-aligned buffer of anonymous memory (O_DIRECT needs the alignment), backed by huge
-/// pages where the kernel allows: faulting in fresh 4 KiB pages costs more than the copy.
-struct PageBuf(memmap2::MmapMut);
+/// A page-aligned buffer of anonymous memory (O_DIRECT needs the alignment), on huge pages
+/// where the kernel can give them: faulting in fresh 4 KiB pages costs ten times the copy
+/// (1 GiB: 1.4 s of faults with 4 KiB pages, 0.14 s with 2 MiB ones, measured here). The
+/// mapping is larger than the buffer so the buffer can start on a 2 MiB boundary.
+struct PageBuf {
+    map: memmap2::MmapMut,
+    offset: usize,
+}
+
+const HUGE_PAGE: usize = 2 << 20;
 
 impl PageBuf {
     fn new() -> std::io::Result<PageBuf> {
-        let map = memmap2::MmapMut::map_anon(CHUNK)?;
+        let map = memmap2::MmapMut::map_anon(CHUNK + HUGE_PAGE)?;
         // Only a hint; without THP the buffer still works.
         let _ = map.advise(memmap2::Advice::HugePage);
-        Ok(PageBuf(map))
+        let address = map.as_ptr() as usize;
+        let offset = address.next_multiple_of(HUGE_PAGE) - address;
+        Ok(PageBuf { map, offset })
+    }
+
+    fn bytes(&self) -> &[u8] {
+        &self.map[self.offset..self.offset + CHUNK]
+    }
+
+    fn bytes_mut(&mut self) -> &mut [u8] {
+        &mut self.map[self.offset..self.offset + CHUNK]
     }
 }
 
@@ -163,9 +186,7 @@ pub fn capture(pid: i32, frozen: Frozen, ranges: &[CaptureRange], file: &File, p
     // Two workers per core: an O_DIRECT write blocks its worker until the disk has the chunk,
     // and the core should hash another chunk meanwhile.
     let workers = 2 * std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-    // Chunks waiting for a worker hold memory: at most a quarter of what is available.
-    let queue = (process::mem_available().unwrap_or(1 << 30) / 4 / CHUNK as u64).max(4) as usize;
-    let (work_tx, work_rx) = mpsc::sync_channel::<Chunk>(queue);
+    let (work_tx, work_rx) = mpsc::sync_channel::<Chunk>(MAX_BUFFERS);
     let (free_tx, free_rx) = mpsc::channel::<PageBuf>();
     let work_rx = Arc::new(Mutex::new(work_rx));
 
@@ -177,19 +198,27 @@ pub fn capture(pid: i32, frozen: Frozen, ranges: &[CaptureRange], file: &File, p
                 let writer = &writer;
                 scope.spawn(move || -> Result<Vec<ChunkDone>> {
                     let mut done = Vec::new();
+                    let (mut hashing, mut writing) = (Duration::ZERO, Duration::ZERO);
                     loop {
                         // The lock is held only to take the next chunk.
                         let next = work_rx.lock().unwrap_or_else(|p| p.into_inner()).recv();
-                        let Ok(chunk) = next else { return Ok(done) };
-                        let pages = &chunk.buf.0[..chunk.len];
+                        let Ok(chunk) = next else {
+                            tracing::debug!("capture worker: hashing {hashing:?}, writing {writing:?}");
+                            return Ok(done);
+                        };
+                        let started = Instant::now();
+                        let pages = &chunk.buf.bytes()[..chunk.len];
                         let leaves = page_leaves(chunk.address, pages, &chunk.readable);
                         let fast_hashes = pages
                             .chunks(PAGE_SIZE as usize)
                             .map(xxhash_rust::xxh3::xxh3_64)
                             .collect();
+                        let hashed = Instant::now();
+                        hashing += hashed - started;
                         writer
                             .write_at(pages, chunk.file_offset)
                             .map_err(|e| Error::io(path, e))?;
+                        writing += hashed.elapsed();
                         done.push(ChunkDone {
                             leaf_index: chunk.leaf_index,
                             leaves,
@@ -268,16 +297,26 @@ fn read_chunks(
     free_rx: &mpsc::Receiver<PageBuf>,
 ) -> Result<Vec<Vec<u64>>> {
     let mut unreadable = vec![Vec::new(); ranges.len()];
+    let allocated = &mut 0usize;
     for (range_index, r) in ranges.iter().enumerate() {
         for (run_start, run_end) in r.runs() {
             let mut address = run_start;
             while address < run_end {
                 let mut buf = match free_rx.try_recv() {
                     Ok(buf) => buf,
-                    Err(_) => PageBuf::new().map_err(|e| Error::io("anonymous memory for the page copy", e))?,
+                    Err(_) if *allocated < MAX_BUFFERS => {
+                        *allocated += 1;
+                        PageBuf::new().map_err(|e| Error::io("anonymous memory for the page copy", e))?
+                    }
+                    // Every buffer is with a worker: wait for one (none comes back if they all
+                    // failed; their error is the one to report).
+                    Err(_) => match free_rx.recv() {
+                        Ok(buf) => buf,
+                        Err(_) => return Ok(unreadable),
+                    },
                 };
                 let len = ((run_end - address) as usize).min(CHUNK);
-                let readable = process::read_pages(pid, address, &mut buf.0[..len]).map_err(|e| match e {
+                let readable = process::read_pages(pid, address, &mut buf.bytes_mut()[..len]).map_err(|e| match e {
                     Error::NoSuchProcess { .. } => Error::TargetExited {
                         pid,
                         during: "snapshotting it",
