@@ -1,10 +1,15 @@
-//! Generates the snapshot metadata types from `proto/snapshot.proto` (needs `protoc`:
-//! Debian's `protobuf-compiler`, installed by scripts/install-tools.sh).
+//! Generates the protobuf types of `proto/` (the snapshot metadata note, plans, attestations;
+//! needs `protoc`: Debian's `protobuf-compiler`, installed by scripts/install-tools.sh).
 
 fn main() -> std::io::Result<()> {
     let proto_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../proto");
-    let schema = proto_dir.join("snapshot.proto");
-    println!("cargo:rerun-if-changed={}", schema.display());
+    let schemas: Vec<_> = ["snapshot.proto", "plan.proto", "attestation.proto"]
+        .iter()
+        .map(|name| proto_dir.join(name))
+        .collect();
+    for schema in &schemas {
+        println!("cargo:rerun-if-changed={}", schema.display());
+    }
     let mut config = prost_build::Config::new();
     // The checkpoint part of the metadata is used as is by the host (and printed by
     // `inspect --json`), so it derives serde instead of being mirrored by hand.
@@ -16,5 +21,5 @@ fn main() -> std::io::Result<()> {
     }
     // prost derives Eq for the others itself; SnapshotMeta (host side) compares checkpoints.
     config.type_attribute(".memzinc.snapshot.v1.Checkpoint", "#[derive(Eq)]");
-    config.compile_protos(&[schema], &[proto_dir])
+    config.compile_protos(&schemas, &[proto_dir])
 }

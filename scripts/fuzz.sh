@@ -25,20 +25,30 @@ sanitizer=${FUZZ_SANITIZER:-none}
 target_dir=$MEMZINC_CACHE/fuzz-target
 corpus=$MEMZINC_CACHE/fuzz/corpus
 artifacts=$MEMZINC_CACHE/fuzz/artifacts
-read -r -a targets <<< "${FUZZ_TARGETS:-submission instruction accounts rules_structured merkle}"
+read -r -a targets <<< "${FUZZ_TARGETS:-submission instruction accounts rules_structured merkle snapshot_open debug_types registry plan_file}"
 jobs=$(nproc)
 logs=$(mktemp -d)
-trap 'rm -rf "$logs"' EXIT
+# The host targets write each input to a scratch file /dev/shm/memzinc-fuzz-<pid>-<name>.
+trap 'rm -rf "$logs"; rm -f /dev/shm/memzinc-fuzz-*' EXIT
 
 cd "$MEMZINC_ROOT/fuzz"
 cargo +"$MEMZINC_TOOLCHAIN" fuzz build --sanitizer "$sanitizer" --target-dir "$target_dir"
 bin_dir=$target_dir/$(rustc +"$MEMZINC_TOOLCHAIN" -vV | sed -n 's/^host: //p')/release
 CARGO_TARGET_DIR="$target_dir/seeds" cargo +"$MEMZINC_TOOLCHAIN" run -q --locked --example seeds -- "$corpus/submission"
+# The host targets' seeds: a real snapshot core of a tiny process (needs gcc and ptrace), its
+# plan file, a C binary with DWARF, a registry image.
+CARGO_TARGET_DIR="$target_dir/seeds" cargo +"$MEMZINC_TOOLCHAIN" run -q --locked --example host_seeds -- "$corpus"
 
 run() {
   local t=$1 extra=()
-  # A submission with one page of evidence is > 4 KiB, libFuzzer's default -max_len.
-  [ "$t" = submission ] && extra=(-max_len=16384)
+  # Inputs bigger than libFuzzer's default -max_len (4 KiB): a submission with a page of
+  # evidence, a snapshot core, an executable with DWARF, a plan file with its evidence.
+  case $t in
+    submission) extra=(-max_len=16384) ;;
+    snapshot_open) extra=(-max_len=524288) ;;
+    debug_types) extra=(-max_len=131072) ;;
+    plan_file) extra=(-max_len=65536) ;;
+  esac
   mkdir -p "$corpus/$t" "$artifacts/$t"
   # The binary itself rather than `cargo fuzz run`, which creates fuzz/artifacts/ in the clone.
   "$bin_dir/$t" "$corpus/$t" -artifact_prefix="$artifacts/$t/" -max_total_time="$seconds" \

@@ -7,6 +7,11 @@
 #   anchor       anchor-cli 1.2.2 from the crate registry (for `anchor test --skip-build`)
 #   cargo-build-sbf  our platform-tools-free `cargo build-sbf` for Anchor-style flows
 #   cargo-fuzz   cargo-fuzz, pinned, --locked (only scripts/fuzz.sh asks for it)
+#   python       a venv ($MEMZINC_PYTHON) with pyarrow, duckdb and datasets from PyPI, pinned: the
+#                engines the interop tests read memzinc's Parquet tables and dataset layout with
+#   pumpkin      pumpkin-solver (a FlatZinc LCG solver), pinned, --locked: `--solver pumpkin`
+#   minizinc-wasm  the npm `minizinc` package (MiniZinc 2.10 in WebAssembly with HiGHS, CBC,
+#                Chuffed, Gecode), pinned, into $MEMZINC_TOOLS/minizinc-wasm: `--solver wasm-*`
 # Tools go into $MEMZINC_TOOLS (outside the clone; `.tools` in the repo points at it).
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
@@ -20,7 +25,7 @@ for item in "${want[@]}"; do
   case "$item" in
     apt)
       missing=()
-      for pkg in minizinc coinor-cbc gdb gcc libc6-dev protobuf-compiler pkg-config libssl-dev libclang-dev clang chromium; do
+      for pkg in minizinc coinor-cbc gdb gcc libc6-dev protobuf-compiler pkg-config libssl-dev libclang-dev clang chromium python3-venv; do
         dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" || missing+=("$pkg")
       done
       if [ ${#missing[@]} -gt 0 ]; then
@@ -45,6 +50,26 @@ for item in "${want[@]}"; do
         echo "memzinc setup: cargo install cargo-fuzz $CARGO_FUZZ_VERSION (~2 min)" >&2
         cargo +"$MEMZINC_TOOLCHAIN" install cargo-fuzz --version "$CARGO_FUZZ_VERSION" --locked \
           --root "$MEMZINC_TOOLS" --target-dir "$MEMZINC_CACHE/install-target" --quiet
+      fi ;;
+    python)
+      if ! "$MEMZINC_PYTHON" -c "import pyarrow, duckdb, datasets" 2>/dev/null \
+         || ! "$MEMZINC_PYTHON" -m pip freeze 2>/dev/null | grep -qx "pyarrow==$PYARROW_VERSION"; then
+        echo "memzinc setup: python venv with pyarrow $PYARROW_VERSION, duckdb $DUCKDB_VERSION, datasets $DATASETS_VERSION" >&2
+        python3 -m venv "$MEMZINC_CACHE/venv"
+        "$MEMZINC_PYTHON" -m pip install -q "pyarrow==$PYARROW_VERSION" "duckdb==$DUCKDB_VERSION" "datasets==$DATASETS_VERSION"
+      fi ;;
+    pumpkin)
+      if ! [ -x "$MEMZINC_TOOLS/bin/pumpkin-solver" ] || ! grep -qs "$PUMPKIN_VERSION" "$MEMZINC_TOOLS/pumpkin.version"; then
+        echo "memzinc setup: cargo install pumpkin-solver $PUMPKIN_VERSION (~5 min)" >&2
+        cargo +"$MEMZINC_TOOLCHAIN" install pumpkin-solver --version "$PUMPKIN_VERSION" --locked \
+          --root "$MEMZINC_TOOLS" --target-dir "$MEMZINC_CACHE/install-target" --quiet
+        echo "$PUMPKIN_VERSION" > "$MEMZINC_TOOLS/pumpkin.version"
+      fi ;;
+    minizinc-wasm)
+      if ! grep -qs "\"version\": \"$MINIZINC_NPM_VERSION\"" "$MEMZINC_TOOLS/minizinc-wasm/node_modules/minizinc/package.json"; then
+        echo "memzinc setup: npm install minizinc@$MINIZINC_NPM_VERSION" >&2
+        mkdir -p "$MEMZINC_TOOLS/minizinc-wasm"
+        npm install --silent --no-audit --no-fund --prefix "$MEMZINC_TOOLS/minizinc-wasm" "minizinc@$MINIZINC_NPM_VERSION"
       fi ;;
     cargo-build-sbf)
       install -m 0755 "$MEMZINC_ROOT/scripts/cargo-build-sbf" "$MEMZINC_TOOLS/bin/cargo-build-sbf" ;;

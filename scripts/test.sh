@@ -10,7 +10,10 @@ started=$(date +%s)
 stage() { echo; echo "== $* ($(( $(date +%s) - started )) s)"; }
 
 stage "setup"
-scripts/install-tools.sh apt toolchain sbpf-linker cargo-build-sbf
+scripts/install-tools.sh apt toolchain sbpf-linker cargo-build-sbf python minizinc-wasm
+# pumpkin-solver (~5 min cold) builds while the program builds; the tests wait for it.
+scripts/install-tools.sh pumpkin > "$MEMZINC_CACHE/pumpkin-install.log" 2>&1 &
+pumpkin_install=$!
 # anchor-cli is the longest install (~10-16 min on 2 cores): build it while the workspace builds.
 scripts/install-tools.sh anchor > "$MEMZINC_CACHE/anchor-install.log" 2>&1 &
 anchor_install=$!
@@ -41,6 +44,10 @@ stage "workspace build"
 cargo build --locked --workspace --all-targets
 
 stage "tests"
+if ! wait "$pumpkin_install"; then
+  cat "$MEMZINC_CACHE/pumpkin-install.log" >&2
+  echo "pumpkin-solver install failed" >&2; exit 1
+fi
 cargo test --locked --workspace -- --nocapture 2>&1 | tee "$MEMZINC_CACHE/test.log" \
   | grep -E "^(test |running |test result|error|failures|thread)|compute units|panicked" || true
 grep -q "test result: FAILED\|^error" "$MEMZINC_CACHE/test.log" && { echo "cargo test failed" >&2; exit 1; }

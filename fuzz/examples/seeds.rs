@@ -1,15 +1,18 @@
 //! Writes seed inputs for the `submission` target into the directory given as the argument
 //! (default `fuzz/corpus/submission/`, git-ignored; `scripts/fuzz.sh` keeps corpora in its cache):
-//! submissions that pass every check, one under SHA-256 and one under the all-zero hash, so the
+//! submissions that pass every check, one under SHA-256 and two under the all-zero hash (one
+//! with symbol proofs that pass the fuzz symbol policy), so the
 //! byte-level fuzzer starts past the plan rules and can mutate its way through the evidence
 //! checks and the old-bytes comparison instead of having to find a valid region table, a write
 //! in a writable region and 4 KiB pages by chance.
 
 use std::path::PathBuf;
 
-use memzinc_fuzz::{RefHash, Sha2, ZeroHash, PAGE, POLICIES};
+use memzinc_fuzz::{symbol_policies, RefHash, Sha2, ZeroHash, PAGE, POLICIES};
 use memzinc_verifier::merkle::page_leaf;
-use memzinc_verifier::plan::{PageProof, PatchPlan, RegionProof, SnapshotTrees, Submission, Write};
+use memzinc_verifier::plan::{
+    PageProof, PatchPlan, RegionProof, SnapshotSymbol, SnapshotTrees, Submission, SymbolProof, Write,
+};
 use memzinc_verifier::wire::{Region, REGION_EXEC, REGION_READ, REGION_WRITE};
 
 fn page(address: u64) -> Vec<u8> {
@@ -93,8 +96,33 @@ fn main() {
     assert!(zero.verify::<ZeroHash>(&POLICIES[1]).is_ok());
     assert_eq!(ZeroHash::h(&[b"anything"]), [0; 32]);
 
-    for (name, s) in [("seed-sha256", &sha), ("seed-zerohash", &zero)] {
+    // Under the all-zero hash with symbol proofs for both keys of the fuzz symbol policy: one
+    // write at `[0x5a; 32]` + 0, so it passes the symbol rules too.
+    let mut symbols = zero.clone();
+    symbols.plan.writes.truncate(1);
+    symbols.evidence.symbol_count = 2;
+    symbols.evidence.symbols = [(0x5a, 0x4010), (0xa5, 0x4800)]
+        .into_iter()
+        .enumerate()
+        .map(|(index, (key, address))| SymbolProof {
+            symbol: SnapshotSymbol {
+                key: [key; 32],
+                address,
+                size: 64,
+            },
+            index: index as u64,
+            siblings: vec![[0; 32]],
+        })
+        .collect();
+    let [_, (_, symbol_rules)] = symbol_policies();
+    assert!(symbols.verify_under::<ZeroHash>(&POLICIES[1], &symbol_rules).is_ok());
+
+    for (name, s) in [
+        ("seed-sha256", &sha),
+        ("seed-zerohash", &zero),
+        ("seed-symbols", &symbols),
+    ] {
         std::fs::write(dir.join(name), s.encode()).expect("write seed");
     }
-    println!("wrote 2 seeds to {}", dir.display());
+    println!("wrote 3 seeds to {}", dir.display());
 }

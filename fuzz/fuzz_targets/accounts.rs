@@ -5,7 +5,7 @@
 //! resized to the type's exact length (so the fuzzer does not have to find 8-byte magic numbers
 //! and lengths before it reaches the fields). Asserts: nothing panics; a decoder accepts exactly
 //! when a reference check written here says so (recomputed discriminator `sha256("account:<Name>")`,
-//! exact size, `bool` bytes 0 or 1, at most 4 signers, a buffer's length field equal to the
+//! exact size, `bool` bytes 0 or 1, at most 4 signers and 8 symbol rules, a buffer's length field equal to the
 //! bytes that follow), with the error code the reference predicts; whatever decodes re-encodes to
 //! exactly the input bytes.
 #![no_main]
@@ -45,7 +45,7 @@ const KINDS: [(Kind, &str, usize); 7] = [
 
 /// Sizes written out from the documented field lists, not from the `LEN` constants.
 const SIZES: [usize; 7] = [
-    8 + 32 + 9 + 1 + 32 * 4 + 32 + 32 + 4 + 1,
+    8 + 32 + 9 + 1 + 32 * 4 + 32 + 32 + 4 + 1 + 1 + 65 * 8,
     8 + 32 + 32 + 8 + 32 + 1,
     8 + 32 * 3 + 8 + 8 + 32 * 5 + 4 + 4 + 1 + 1,
     8 + 32 * 3 + 8 + 8 + 32 * 5 + 4 + 4,
@@ -80,6 +80,8 @@ fn reference(i: usize, data: &[u8]) -> Result<(), VerifyError> {
     match kind {
         Kind::Policy if data[40] > 1 => Err(MalformedInstruction),
         Kind::Policy if data[49] as usize > MAX_SIGNERS => Err(TooManySigners),
+        // After authority, rules, signers, the two hashes, revision and bump: the symbol-rule count.
+        Kind::Policy if data[8 + 32 + 9 + 1 + 32 * MAX_SIGNERS + 64 + 4 + 1] > 8 => Err(TooManySymbolRules),
         Kind::Attestation if data[8 + Attestation::BODY_LEN] > 1 => Err(MalformedInstruction),
         _ => Ok(()),
     }

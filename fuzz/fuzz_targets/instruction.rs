@@ -13,12 +13,13 @@
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
+use memzinc_fuzz::ref_rule_valid;
 use memzinc_verifier::accounts::{PolicyConfig, MAX_SIGNERS};
 use memzinc_verifier::instruction::{
     parse_no_args, parse_policy_config, Ix, OpenBufferArgs, PlanHashArgs, RecordAppliedArgs, RevokeArgs,
     WriteBufferArgs,
 };
-use memzinc_verifier::wire::PolicyRules;
+use memzinc_verifier::wire::{PolicyRules, SymbolRule, SymbolRules};
 use memzinc_verifier::VerifyError::{self, *};
 
 const NAMES: [(&str, Ix); 9] = [
@@ -60,11 +61,37 @@ fn ref_policy_config(a: &[u8]) -> Result<PolicyConfig, VerifyError> {
     if count > MAX_SIGNERS {
         return Err(TooManySigners);
     }
-    if a.len() != 13 + 32 * count + 64 {
+    // Then Vec<SymbolRule>: u32 count (at most 8), 65 bytes each.
+    let rules_at = 13 + 32 * count + 64;
+    if a.len() < rules_at + 4 {
+        return Err(MalformedInstruction);
+    }
+    let rule_count = u32_at(a, rules_at) as usize;
+    if rule_count > 8 {
+        return Err(TooManySymbolRules);
+    }
+    if a.len() != rules_at + 4 + 65 * rule_count {
         return Err(MalformedInstruction);
     }
     let (max_bytes, max_writes) = (u32_at(a, 1), u32_at(a, 5));
     if max_bytes == 0 || max_writes == 0 {
+        return Err(InvalidPolicyRules);
+    }
+    let u64_at = |at: usize| u64::from_le_bytes(a[at..at + 8].try_into().unwrap());
+    let symbol_rules: Vec<SymbolRule> = (0..rule_count)
+        .map(|i| {
+            let at = rules_at + 4 + 65 * i;
+            SymbolRule {
+                symbol: hash_at(a, at),
+                start: u64_at(at + 32),
+                end: u64_at(at + 40),
+                kind: a[at + 48],
+                min: u64_at(at + 49),
+                max: u64_at(at + 57),
+            }
+        })
+        .collect();
+    if !symbol_rules.iter().all(ref_rule_valid) {
         return Err(InvalidPolicyRules);
     }
     let mut signers = [[0u8; 32]; MAX_SIGNERS];
@@ -81,6 +108,7 @@ fn ref_policy_config(a: &[u8]) -> Result<PolicyConfig, VerifyError> {
         signers,
         model_hash: hash_at(a, 13 + 32 * count),
         verifier_hash: hash_at(a, 13 + 32 * count + 32),
+        symbol_rules: SymbolRules::from_rules(&symbol_rules).expect("valid by the reference"),
     })
 }
 

@@ -13,7 +13,7 @@
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 use memzinc_fuzz::{ref_proof, ref_root, ref_shape, ref_verify, Hash, RefHash, Sha2, PAGE};
-use memzinc_verifier::hash::snapshot_root;
+use memzinc_verifier::hash::{snapshot_root, TreeRoots};
 use memzinc_verifier::merkle::{proof_len, tree::MerkleTree, verify_proof};
 
 #[derive(Arbitrary, Debug)]
@@ -105,8 +105,16 @@ fuzz_target!(|input: Input| {
         ref_shape(index, other_count) == shape
     );
     // Whatever verify_proof says about another count, the snapshot root tells them apart.
+    let roots = |page_count| TreeRoots {
+        pages_root: &root,
+        regions_root: &[0; 32],
+        symbols_root: &[0; 32],
+        page_count,
+        region_count: 1,
+        symbol_count: 0,
+    };
     assert_ne!(
-        snapshot_root::<Sha2>(&root, &[0; 32], n, 1),
-        snapshot_root::<Sha2>(&root, &[0; 32], other_count, 1)
+        snapshot_root::<Sha2>(&roots(n)),
+        snapshot_root::<Sha2>(&roots(other_count))
     );
 });

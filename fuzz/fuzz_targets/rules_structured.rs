@@ -22,7 +22,7 @@ use memzinc_fuzz::{
 };
 use memzinc_verifier::plan::{Evidence, PageProof, PatchPlan, RegionProof, SnapshotTrees, Submission, Write};
 use memzinc_verifier::rules::{verify_submission, PlanTotals};
-use memzinc_verifier::wire::{PolicyRules, Region};
+use memzinc_verifier::wire::{PolicyRules, Region, SymbolRules};
 use memzinc_verifier::VerifyError;
 
 const MAX_PAGES: u64 = 16;
@@ -190,12 +190,15 @@ impl Snapshot {
     }
 
     fn root(&self) -> Hash {
-        Sha2::snapshot_root(
+        // This harness's snapshots have no symbols: an empty symbol tree (zero root).
+        Sha2::snapshot_root((
             &self.pages_root(),
             &self.regions_root(),
             self.pages.len() as u64,
             self.regions.len() as u64,
-        )
+            &[0; 32],
+            0,
+        ))
     }
 }
 
@@ -330,6 +333,9 @@ fn reference_evidence(plan: &PatchPlan, snap: &Snapshot) -> Evidence {
         region_count: snap.regions.len() as u64,
         region_proofs,
         pages,
+        symbols_root: [0; 32],
+        symbol_count: 0,
+        symbols: Vec::new(),
     }
 }
 
@@ -444,11 +450,12 @@ fn semantic_evidence(plan: &PatchPlan, e: &Evidence, snap: &Snapshot) -> Result<
         snap.pages.len() as u64,
         snap.regions.len() as u64,
     );
-    if Sha2::snapshot_root(&e.pages_root, &e.regions_root, e.page_count, e.region_count) != plan.snapshot_root {
+    if Sha2::evidence_root(e) != plan.snapshot_root {
         return Err(VerifyError::SnapshotRootMismatch);
     }
     // The harness never forges a second snapshot: a matching root means the honest one.
     assert_eq!((e.pages_root, e.regions_root, e.page_count, e.region_count), honest);
+    assert_eq!((e.symbols_root, e.symbol_count, e.symbols.len()), ([0; 32], 0, 0));
     if e.region_proofs.len() != plan.regions.len() {
         return Err(VerifyError::MissingRegionProof);
     }
@@ -512,8 +519,9 @@ fuzz_target!(|input: Input| {
     assert_eq!(bytes, expected_bytes, "encoding");
 
     let got: Result<(Hash, Hash, PlanTotals), VerifyError> =
-        verify_submission::<Sha2>(&rules, &bytes).map(|(_, v)| (v.plan_hash, v.region_table_hash, v.totals));
-    let generic = ref_verify_submission::<Sha2>(&rules, &submission.plan, &submission.evidence);
+        verify_submission::<Sha2>(&rules, &SymbolRules::default(), &bytes)
+            .map(|(_, v)| (v.plan_hash, v.region_table_hash, v.totals));
+    let generic = ref_verify_submission::<Sha2>(&rules, &[], &submission.plan, &submission.evidence);
     assert_eq!(got, generic, "verifier vs brute-force reference");
     let semantic = ref_check_plan(&rules, &submission.plan)
         .and_then(|_| semantic_evidence(&submission.plan, &submission.evidence, &snap));

@@ -3,31 +3,44 @@
 //! Asserts: parsing and verification never panic; a parse failure is `MalformedInstruction`;
 //! a parsed submission's counts match its iterators and re-encoding its owned form reproduces
 //! the input exactly (the encoding is canonical, so the plan hash is unambiguous); under each of
-//! four policies and two hashes (SHA-256, and an all-zero hash that lets random bytes pass the
-//! Merkle checks and reach the old-bytes comparison) `verify_submission` returns exactly what
-//! the brute-force reference in `fuzz/src/lib.rs` returns; and a laxer policy never refuses what
-//! a stricter one accepted.
+//! four policies, with and without symbol rules, and two hashes (SHA-256, and an all-zero hash
+//! that lets random bytes pass the Merkle checks and reach the old-bytes comparison and the
+//! symbol rules) `verify_submission` returns exactly what the brute-force reference in
+//! `fuzz/src/lib.rs` returns; and a laxer policy never refuses what a stricter one accepted.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use memzinc_fuzz::{
-    ref_encode_evidence, ref_encode_plan, ref_verify_submission, report_verdict, RefHash, Sha2, ZeroHash, POLICIES,
+    ref_encode_evidence, ref_encode_plan, ref_verify_submission, report_verdict, symbol_policies, RefHash, Sha2,
+    ZeroHash, POLICIES,
 };
 use memzinc_verifier::plan::{self, Evidence, PatchPlan};
 use memzinc_verifier::rules::verify_submission;
-use memzinc_verifier::wire::{PlanView, Submission, REGION_LEN};
+use memzinc_verifier::wire::{PlanView, Submission, SymbolRule, SymbolRules, REGION_LEN};
 use memzinc_verifier::VerifyError;
 
 fn check_hash<H: RefHash>(data: &[u8], owned: Option<&plan::Submission>) {
+    for (symbol_list, symbol_rules) in &symbol_policies() {
+        check_policies::<H>(data, owned, symbol_list, symbol_rules);
+    }
+}
+
+fn check_policies<H: RefHash>(
+    data: &[u8],
+    owned: Option<&plan::Submission>,
+    symbol_list: &[SymbolRule],
+    symbol_rules: &SymbolRules,
+) {
     let mut accepted_by_stricter = None;
     for rules in &POLICIES {
-        let got = verify_submission::<H>(rules, data).map(|(_, v)| (v.plan_hash, v.region_table_hash, v.totals));
+        let got = verify_submission::<H>(rules, symbol_rules, data)
+            .map(|(_, v)| (v.plan_hash, v.region_table_hash, v.totals));
         match owned {
             None => assert_eq!(got, Err(VerifyError::MalformedInstruction)),
             Some(s) => assert_eq!(
                 got,
-                ref_verify_submission::<H>(rules, &s.plan, &s.evidence),
-                "{rules:?}"
+                ref_verify_submission::<H>(rules, symbol_list, &s.plan, &s.evidence),
+                "{rules:?} {symbol_list:?}"
             ),
         }
         if let Some(v) = accepted_by_stricter {
@@ -55,6 +68,7 @@ fuzz_target!(|data: &[u8]| {
                 s.evidence.region_proof_count as usize
             );
             assert_eq!(s.evidence.pages().count(), s.evidence.page_proof_count as usize);
+            assert_eq!(s.evidence.symbols().count(), s.evidence.symbol_proof_count as usize);
             assert!(data.starts_with(p.encoded));
             assert_eq!(
                 p.regions_encoded,

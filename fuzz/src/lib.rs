@@ -7,7 +7,7 @@
 
 use memzinc_verifier::plan::{Evidence, PatchPlan};
 use memzinc_verifier::rules::PlanTotals;
-use memzinc_verifier::wire::{PolicyRules, Region};
+use memzinc_verifier::wire::{PolicyRules, Region, SymbolRule, SymbolRules};
 use memzinc_verifier::VerifyError;
 
 pub type Hash = [u8; 32];
@@ -68,14 +68,31 @@ pub trait RefHash: memzinc_verifier::Sha256 {
             &[r.flags],
         ])
     }
-    fn snapshot_root(pages_root: &Hash, regions_root: &Hash, page_count: u64, region_count: u64) -> Hash {
+    fn symbol_leaf(key: &Hash, address: u64, size: u64) -> Hash {
+        Self::h(&[b"memzinc/symbol/v1", key, &address.to_le_bytes(), &size.to_le_bytes()])
+    }
+    /// Over (pages root, regions root, page count, region count, symbols root, symbol count).
+    fn snapshot_root(roots: (&Hash, &Hash, u64, u64, &Hash, u64)) -> Hash {
+        let (pages_root, regions_root, page_count, region_count, symbols_root, symbol_count) = roots;
         Self::h(&[
-            b"memzinc/snapshot/v1",
+            b"memzinc/snapshot/v2",
             pages_root,
             regions_root,
             &page_count.to_le_bytes(),
             &region_count.to_le_bytes(),
+            symbols_root,
+            &symbol_count.to_le_bytes(),
         ])
+    }
+    fn evidence_root(e: &Evidence) -> Hash {
+        Self::snapshot_root((
+            &e.pages_root,
+            &e.regions_root,
+            e.page_count,
+            e.region_count,
+            &e.symbols_root,
+            e.symbol_count,
+        ))
     }
 }
 
@@ -210,6 +227,17 @@ pub fn ref_encode_evidence(e: &Evidence) -> Vec<u8> {
         out.extend((p.siblings.len() as u32).to_le_bytes());
         p.siblings.iter().for_each(|s| out.extend(s));
     }
+    out.extend(e.symbols_root);
+    out.extend(e.symbol_count.to_le_bytes());
+    out.extend((e.symbols.len() as u32).to_le_bytes());
+    for p in &e.symbols {
+        out.extend(p.symbol.key);
+        out.extend(p.symbol.address.to_le_bytes());
+        out.extend(p.symbol.size.to_le_bytes());
+        out.extend(p.index.to_le_bytes());
+        out.extend((p.siblings.len() as u32).to_le_bytes());
+        p.siblings.iter().for_each(|s| out.extend(s));
+    }
     out
 }
 
@@ -288,7 +316,7 @@ pub fn ref_check_plan(rules: &PolicyRules, p: &PatchPlan) -> Result<PlanTotals, 
 /// [`ref_verify`], old bytes compared byte by byte with a linear page search. Only meaningful
 /// after `ref_check_plan` accepted the plan (as the verifier documents).
 pub fn ref_check_evidence<H: RefHash>(p: &PatchPlan, e: &Evidence) -> Result<(), VerifyError> {
-    if H::snapshot_root(&e.pages_root, &e.regions_root, e.page_count, e.region_count) != p.snapshot_root {
+    if H::evidence_root(e) != p.snapshot_root {
         return Err(VerifyError::SnapshotRootMismatch);
     }
     if e.region_proofs.len() != p.regions.len() {
@@ -319,6 +347,21 @@ pub fn ref_check_evidence<H: RefHash>(p: &PatchPlan, e: &Evidence) -> Result<(),
             return Err(VerifyError::InvalidPageProof);
         }
     }
+    for (i, symbol) in e.symbols.iter().enumerate() {
+        if e.symbols[..i].iter().any(|q| q.symbol.key >= symbol.symbol.key) {
+            return Err(VerifyError::InvalidSymbolProof);
+        }
+        let s = &symbol.symbol;
+        if !ref_verify::<H>(
+            &e.symbols_root,
+            &H::symbol_leaf(&s.key, s.address, s.size),
+            symbol.index,
+            e.symbol_count,
+            &symbol.siblings,
+        ) {
+            return Err(VerifyError::InvalidSymbolProof);
+        }
+    }
     for w in &p.writes {
         for (k, old) in w.old.iter().enumerate() {
             let a = w.address + k as u64; // no overflow: the plan check passed
@@ -333,15 +376,91 @@ pub fn ref_check_evidence<H: RefHash>(p: &PatchPlan, e: &Evidence) -> Result<(),
     Ok(())
 }
 
+/// Whether a symbol rule is in range, from the documented kinds: a typed field is 1, 2, 4 or 8
+/// bytes (a pointer 8) with min <= max (as i64 for signed ones).
+pub fn ref_rule_valid(r: &SymbolRule) -> bool {
+    let width = r.end as i128 - r.start as i128;
+    width > 0
+        && match r.kind {
+            0 => true,
+            1 => [1, 2, 4, 8].contains(&width) && r.min <= r.max,
+            2 => [1, 2, 4, 8].contains(&width) && (r.min as i64) <= (r.max as i64),
+            3 => width == 8,
+            _ => false,
+        }
+}
+
+/// `check_symbol_rules` with 128-bit arithmetic: every rule's symbol proven (first rule first),
+/// then write by write and rule by rule, a typed field the write touches must lie inside it and
+/// hold a value in bounds (integers, sign-extended for signed ones) or a pointer into a
+/// readable plan region; a write no rule's range holds is refused after its fields.
+pub fn ref_check_symbol_rules(rules: &[SymbolRule], p: &PatchPlan, e: &Evidence) -> Result<(), VerifyError> {
+    let mut ranges = Vec::new();
+    for r in rules {
+        let Some(symbol) = e.symbols.iter().find(|s| s.symbol.key == r.symbol) else {
+            return Err(VerifyError::MissingSymbolProof);
+        };
+        let (lo, hi) = (
+            symbol.symbol.address as u128 + r.start as u128,
+            symbol.symbol.address as u128 + r.end as u128,
+        );
+        if lo > u64::MAX as u128 || hi > u64::MAX as u128 {
+            return Err(VerifyError::AddressOverflow);
+        }
+        ranges.push((r, lo, hi));
+    }
+    if ranges.is_empty() {
+        return Ok(());
+    }
+    for w in &p.writes {
+        let (ws, we) = (w.address as u128, w.address as u128 + w.new.len() as u128);
+        for &(r, lo, hi) in &ranges {
+            if r.kind == 0 || hi <= ws || we <= lo {
+                continue;
+            }
+            if lo < ws || we < hi {
+                return Err(VerifyError::PartialFieldWrite);
+            }
+            let bytes = &w.new[(lo - ws) as usize..(hi - ws) as usize];
+            let unsigned = bytes.iter().rev().fold(0u128, |acc, b| acc << 8 | *b as u128);
+            let negative = bytes.last().is_some_and(|b| b & 0x80 != 0);
+            let signed = unsigned as i128 - if negative { 1i128 << (8 * bytes.len()) } else { 0 };
+            let ok = match r.kind {
+                1 => r.min as u128 <= unsigned && unsigned <= r.max as u128,
+                2 => r.min as i64 as i128 <= signed && signed <= r.max as i64 as i128,
+                _ => {
+                    if !p
+                        .regions
+                        .iter()
+                        .any(|g| g.flags & 1 != 0 && g.start as u128 <= unsigned && unsigned < g.end as u128)
+                    {
+                        return Err(VerifyError::PointerTargetUnreadable);
+                    }
+                    true
+                }
+            };
+            if !ok {
+                return Err(VerifyError::FieldValueOutOfBounds);
+            }
+        }
+        if !ranges.iter().any(|&(_, lo, hi)| lo <= ws && we <= hi) {
+            return Err(VerifyError::WriteOutsideAllowedRanges);
+        }
+    }
+    Ok(())
+}
+
 /// What `verify_submission` must return for these owned values: (plan hash, region table hash,
 /// totals) or the first refusal.
 pub fn ref_verify_submission<H: RefHash>(
     rules: &PolicyRules,
+    symbol_rules: &[SymbolRule],
     p: &PatchPlan,
     e: &Evidence,
 ) -> Result<(Hash, Hash, PlanTotals), VerifyError> {
     let totals = ref_check_plan(rules, p)?;
     ref_check_evidence::<H>(p, e)?;
+    ref_check_symbol_rules(symbol_rules, p, e)?;
     Ok((
         H::h(&[b"memzinc/plan/v1", &ref_encode_plan(p)]),
         H::h(&[b"memzinc/regions/v1", &ref_encode_regions(&p.regions)]),
@@ -372,3 +491,119 @@ pub const POLICIES: [PolicyRules; 4] = [
         max_writes: u32::MAX,
     },
 ];
+
+/// Symbol rules the byte-level targets judge under besides none: keys a fuzzer can spell
+/// (`[0x5a; 32]`, `[0xa5; 32]`), one range, one of each typed kind.
+pub fn symbol_policies() -> [(Vec<SymbolRule>, SymbolRules); 2] {
+    let rule = |symbol: u8, start, end, kind, min: i64, max: i64| SymbolRule {
+        symbol: [symbol; 32],
+        start,
+        end,
+        kind,
+        min: min as u64,
+        max: max as u64,
+    };
+    let some = vec![
+        rule(0x5a, 0, 64, 0, 0, 0),
+        rule(0x5a, 8, 12, 1, 1, 1000),
+        rule(0x5a, 16, 18, 2, -100, 100),
+        rule(0xa5, 0, 8, 3, 0, 0),
+    ];
+    [
+        (Vec::new(), SymbolRules::default()),
+        (some.clone(), SymbolRules::from_rules(&some).expect("valid rules")),
+    ]
+}
+
+/// Helpers of the host-side targets (`snapshot_open`, `debug_types`, `registry`, `plan_file`):
+/// they drive `memzinc`'s own entry points, which read files.
+pub mod host {
+    use std::path::PathBuf;
+
+    /// Writes `bytes` to this process's scratch file `name` in /dev/shm (memory, not disk) and
+    /// returns its path; each execution overwrites it.
+    pub fn scratch_file(name: &str, bytes: &[u8]) -> PathBuf {
+        let path = PathBuf::from(format!("/dev/shm/memzinc-fuzz-{}-{name}", std::process::id()));
+        std::fs::write(&path, bytes).expect("write the scratch file");
+        path
+    }
+
+    fn u64_at(b: &[u8], at: usize) -> Option<u64> {
+        Some(u64::from_le_bytes(b.get(at..at.checked_add(8)?)?.try_into().ok()?))
+    }
+
+    fn u16_at(b: &[u8], at: usize) -> Option<u16> {
+        Some(u16::from_le_bytes(b.get(at..at.checked_add(2)?)?.try_into().ok()?))
+    }
+
+    /// Recomputes the seal of a memzinc core whose notes were mutated, so mutations reach what
+    /// lies behind the seal check (metadata protobuf, leaves, register notes, region checks).
+    /// The seal, as snapshot.rs documents it: the last note (owner MEMZINC, 32-byte desc) of the
+    /// PT_NOTE segment holds `sha256("memzinc/core-notes/v1" || every note byte before it)`.
+    /// Returns whether the input had a note segment to reseal. ELF64 little-endian offsets:
+    /// e_phoff at 0x20, e_phentsize at 0x36, e_phnum at 0x38; p_type at +0, p_offset at +8,
+    /// p_filesz at +32.
+    pub fn reseal(bytes: &mut [u8]) -> bool {
+        use sha2::Digest;
+        let phoff = u64_at(bytes, 0x20).unwrap_or(u64::MAX) as usize;
+        let (Some(entsize), Some(count)) = (u16_at(bytes, 0x36), u16_at(bytes, 0x38)) else {
+            return false;
+        };
+        let seal_note = memzinc::elfcore::note_len("MEMZINC", 32);
+        for i in 0..count as usize {
+            let Some(at) = (i * entsize as usize)
+                .checked_add(phoff)
+                .filter(|at| at.checked_add(40).is_some())
+            else {
+                return false;
+            };
+            if bytes.get(at..at + 4) != Some(&4u32.to_le_bytes()[..]) {
+                continue;
+            }
+            let (Some(offset), Some(size)) = (u64_at(bytes, at + 8), u64_at(bytes, at + 32)) else {
+                return false;
+            };
+            let (offset, size) = (offset as usize, size as usize);
+            let Some(end) = offset
+                .checked_add(size)
+                .filter(|e| *e <= bytes.len() && size >= seal_note)
+            else {
+                return false;
+            };
+            let seal: [u8; 32] = sha2::Sha256::new()
+                .chain_update(b"memzinc/core-notes/v1")
+                .chain_update(&bytes[offset..end - seal_note])
+                .finalize()
+                .into();
+            bytes[end - 32..end].copy_from_slice(&seal);
+            return true;
+        }
+        false
+    }
+
+    /// Where the `registry` target places its input in the target's address space.
+    pub const REGISTRY_BASE: u64 = 0x10_0000;
+
+    /// Target memory that is `bytes` at `base` and unmapped everywhere else.
+    pub struct SliceMemory<'a> {
+        pub base: u64,
+        pub bytes: &'a [u8],
+    }
+
+    impl memzinc::registry::Memory for SliceMemory<'_> {
+        fn read(&self, address: u64, len: usize) -> memzinc::Result<Vec<u8>> {
+            address
+                .checked_sub(self.base)
+                .and_then(|at| usize::try_from(at).ok())
+                .and_then(|at| self.bytes.get(at..at.checked_add(len)?))
+                .map(<[u8]>::to_vec)
+                .ok_or_else(|| memzinc::Error::Registry(format!("{address:#x}+{len} is not mapped")))
+        }
+    }
+
+    /// Every memzinc error is one line (the CLI prints it as is).
+    pub fn one_line(e: &memzinc::Error) {
+        let text = e.to_string();
+        assert!(!text.contains('\n'), "a multi-line error: {text}");
+    }
+}

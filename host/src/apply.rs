@@ -128,6 +128,11 @@ pub const FAULT_POINTS: &[&str] = &["frozen", "compared", "written", "verified"]
 /// leaves the target untouched or fully patched (the kernel then ends the ptrace stop). The one
 /// window left is a SIGKILL landing inside that single syscall, which the kernel may stop
 /// between pages. A short write or a read-back mismatch restores the old bytes.
+///
+/// A plan of more than [`process::IOV_MAX`] writes (the kernel's iovec limit) goes in one call
+/// per batch, which widens that window to the gaps between batches; plans the attestor accepts
+/// are far smaller (its compute budget holds a few hundred writes), but `restore --apply` and
+/// unattested heap repairs can be larger.
 pub fn apply(pid: i32, plan: &PatchPlan) -> Result<ApplyReport> {
     // Counted from before the freeze: conservative, the target stops at the interrupt.
     let started = Instant::now();

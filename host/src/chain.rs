@@ -7,7 +7,7 @@ use std::time::Duration;
 use memzinc_verifier::accounts::{Attestation, PlanMarker, Policy, PolicyConfig, Receipt, TargetChain};
 use memzinc_verifier::plan::Submission;
 use memzinc_verifier::VerifyError;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use solana_commitment_config::CommitmentConfig;
 use solana_instruction::Instruction;
 use solana_keypair::Keypair;
@@ -110,7 +110,7 @@ pub struct AttestOutcome {
 }
 
 /// One verified link of a target's history.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct AuditEntry {
     pub seq: u64,
     pub slot: u64,
@@ -126,7 +126,7 @@ pub struct AuditEntry {
 }
 
 /// What the host reported after applying.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct AuditReceipt {
     pub slot: u64,
     pub outcome: String,
@@ -134,7 +134,7 @@ pub struct AuditReceipt {
     pub readback_hash: String,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct AuditReport {
     pub target_id: String,
     pub policy: String,
@@ -466,7 +466,7 @@ impl Client {
         if !policy.may_sign(&signer.to_bytes()) {
             return Err(Error::Usage(format!("{signer} is not a signer of policy {policy_key}")));
         }
-        let verdict = submission.verify::<Sha2>(&policy.config.rules)?;
+        let verdict = submission.verify_under::<Sha2>(&policy.config.rules, &policy.config.symbol_rules)?;
         let plan_hash = verdict.plan_hash;
         let target_id = submission.plan.target_id;
         let (chain_address, chain) = self.target_chain(&policy_key, &target_id)?;

@@ -55,6 +55,13 @@ pub enum Rule {
     SpecBounds,
     /// A target spec's ordering that does not hold.
     SpecOrder,
+    /// A rule of the target's model file (`models/targets/<name>.mzn`) that does not hold.
+    UserRule,
+    /// A pointer of the target's exported reference-counted heap (`memzinc::heap`) that is not
+    /// the start of an object of the type it needs.
+    HeapPointerInvalid,
+    /// A refcount of the exported heap that differs from the pointers to its object.
+    HeapRefcountWrong,
 }
 
 /// One violated invariant.
@@ -74,7 +81,7 @@ impl Finding {
     pub fn location(&self) -> String {
         match self.field.as_str() {
             "" => self.symbol.clone(),
-            f if f.starts_with('[') => format!("{}{f}", self.symbol),
+            f if f.starts_with('[') || f.starts_with("->") => format!("{}{f}", self.symbol),
             f => format!("{}.{f}", self.symbol),
         }
     }
@@ -93,9 +100,46 @@ pub struct CheckReport {
     pub not_judged: Vec<String>,
     /// Why the DWARF checks did not run, if they did not.
     pub types_unavailable: Option<String>,
+    /// Objects of the target's exported reference-counted heap judged (`memzinc::heap`).
+    #[serde(default)]
+    pub heap_objects: u64,
+    /// The target's model file judged, if any, with its rule and object counts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rules: Option<RulesJudged>,
+}
+
+/// What the user rules of a model file covered.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RulesJudged {
+    pub model: String,
+    pub rules: usize,
+    /// Struct objects followed from the globals the model names.
+    pub objects: usize,
 }
 
 impl CheckReport {
+    /// Adds the findings of a model file's rules (an invalid pointer `check` already reported
+    /// for a global is kept once).
+    pub fn merge_rules(&mut self, model: &std::path::Path, judged: crate::invariants::Judged) {
+        for f in judged.findings {
+            if !self.findings.iter().any(|g| g.rule == f.rule && g.address == f.address) {
+                self.findings.push(f);
+            }
+        }
+        self.not_judged.extend(
+            judged
+                .not_given
+                .into_iter()
+                .map(|n| format!("{n} (not given to the rules)")),
+        );
+        self.rules = Some(RulesJudged {
+            model: model.display().to_string(),
+            rules: judged.rules,
+            objects: judged.objects,
+        });
+        self.findings.sort_by_key(|f| (f.rule, f.address));
+    }
+
     pub fn count(&self, rule: Rule) -> usize {
         self.findings.iter().filter(|f| f.rule == rule).count()
     }
@@ -404,18 +448,76 @@ impl Walker<'_> {
         let align = pointee
             .and_then(|p| crate::layout::align_of(self.types, p))
             .unwrap_or(1);
-        if !value.is_multiple_of(align) {
+        if let Some((rule, detail)) = judge_data_pointer(self.snap, value, align) {
             self.find(
-                Rule::PointerMisaligned,
+                rule,
                 address,
                 path,
-                format!(
-                    "{value:#x} is not aligned to {align} for {}",
-                    self.types.type_name(pointee)
-                ),
+                format!("{detail} for {}", self.types.type_name(pointee)),
             );
         }
     }
+}
+
+/// What `memzinc check` runs: the DWARF of `binary` (default: the path the snapshot records;
+/// without DWARF the region and spec checks still run and the report says why) and `specs`.
+pub fn check_snapshot(
+    snapshot: &Snapshot,
+    specs: &[TargetSpec],
+    binary: Option<&std::path::Path>,
+) -> Result<CheckReport> {
+    Ok(check_with_types(snapshot, specs, binary)?.0)
+}
+
+/// [`check_snapshot`], also returning the debug types it read (empty when unavailable), for
+/// the user invariants that follow pointers by type.
+pub fn check_with_types(
+    snapshot: &Snapshot,
+    specs: &[TargetSpec],
+    binary: Option<&std::path::Path>,
+) -> Result<(CheckReport, DebugTypes)> {
+    let (types, unavailable) = match binary {
+        Some(b) => (DebugTypes::for_snapshot_from(snapshot, b)?, None),
+        None => match DebugTypes::for_snapshot(snapshot) {
+            Ok(t) => (t, None),
+            Err(e) => (DebugTypes::default(), Some(e.to_string())),
+        },
+    };
+    let mut report = check(&Check {
+        snapshot,
+        types: unavailable.is_none().then_some(&types),
+        specs,
+    })?;
+    report.types_unavailable = unavailable;
+    Ok((report, types))
+}
+
+/// Judges a non-null data pointer (what `check` requires of every pointer it walks; the user
+/// invariants use the same rule for the objects they follow): it lands in a mapped, readable
+/// region, or one past the end of one, and is aligned to `align`.
+pub fn judge_data_pointer(snap: &Snapshot, value: u64, align: u64) -> Option<(Rule, String)> {
+    let region = region_at(snap, value).or_else(|| {
+        value
+            .checked_sub(1)
+            .and_then(|v| region_at(snap, v))
+            .filter(|r| r.map.end == value)
+    });
+    let Some(region) = region else {
+        return Some((Rule::PointerUnmapped, format!("{value:#x} is in no mapped region")));
+    };
+    if !region.map.readable() {
+        return Some((
+            Rule::PointerUnreadable,
+            format!(
+                "{value:#x} is in {:x}-{:x} {} {}",
+                region.map.start, region.map.end, region.map.perms, region.map.path
+            ),
+        ));
+    }
+    if !value.is_multiple_of(align.max(1)) {
+        return Some((Rule::PointerMisaligned, format!("{value:#x} is not aligned to {align}")));
+    }
+    None
 }
 
 /// Runs every check on the snapshot.
@@ -448,6 +550,12 @@ pub fn check(c: &Check<'_>) -> Result<CheckReport> {
                 detail: format!("{where_} is executable and backed by no file"),
             });
         }
+    }
+
+    if let Some(heap) = crate::heap::Heap::from_snapshot(snap)? {
+        let facts = crate::heap::HeapFacts::of(&heap);
+        report.heap_objects = heap.objects as u64;
+        report.findings.extend(crate::heap::findings(&heap, &facts));
     }
 
     for spec in c.specs {

@@ -162,6 +162,7 @@ pub fn run(program_so: &Path, out: &mut dyn Write) -> Result<()> {
         signers: [[0; 32]; memzinc_verifier::accounts::MAX_SIGNERS],
         model_hash: crate::reason::models_hash(&root.join("models"))?,
         verifier_hash: crate::reason::file_hash(program_so)?,
+        symbol_rules: Default::default(),
     };
     let (policy, _) = client.initialize_policy(&config)?;
     s.done(

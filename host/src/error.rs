@@ -14,6 +14,8 @@ pub enum Error {
     Zombie { pid: i32 },
     #[error("restore: {0}")]
     Restore(String),
+    #[error("process {pid}: no incremental snapshot: {why}")]
+    NotIncremental { pid: i32, why: String },
     #[error("process {pid} exited while memzinc was {during}")]
     TargetExited { pid: i32, during: &'static str },
     #[error("process {pid}: {what}: {source}")]
@@ -79,6 +81,8 @@ pub enum Error {
     },
     #[error("audit of target {target}: {why}")]
     AuditFailed { target: String, why: String },
+    #[error("hub {url}: {why}")]
+    Hub { url: String, why: String },
     #[error("localnet: {0}")]
     Localnet(String),
     #[error("{0}")]
@@ -93,5 +97,35 @@ impl Error {
             path: path.into(),
             source,
         }
+    }
+}
+
+/// Text from a target (DWARF names, registry strings) with control characters escaped
+/// (`\n` → `\\n`), so names and the errors that quote them stay on one line.
+pub fn printable(text: String) -> String {
+    if text.chars().any(char::is_control) {
+        text.chars()
+            .flat_map(|c| {
+                let escaped: Vec<char> = if c.is_control() {
+                    c.escape_default().collect()
+                } else {
+                    vec![c]
+                };
+                escaped
+            })
+            .collect()
+    } else {
+        text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// Found by the `debug_types` and `registry` fuzz targets: names from a target quoted in
+    /// errors made them several lines.
+    #[test]
+    fn printable_escapes_control_characters_only() {
+        assert_eq!(super::printable("a\nb\tc\u{0}é".into()), "a\\nb\\tc\\u{0}é");
+        assert_eq!(super::printable("plain::name<T>".into()), "plain::name<T>");
     }
 }

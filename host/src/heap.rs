@@ -240,6 +240,168 @@ impl Heap {
     }
 }
 
+/// The globals a target exports so memzinc finds its reference-counted heap (see
+/// tests/targets/crefheap.c): a pointer to the first object, the number of objects, the number
+/// of types and `succ` (`u32[types]`).
+pub const ARENA_SYMBOL: &str = "MEMZINC_HEAP_ARENA";
+pub const OBJECTS_SYMBOL: &str = "MEMZINC_HEAP_OBJECTS";
+pub const TYPES_SYMBOL: &str = "MEMZINC_HEAP_TYPES";
+pub const SUCC_SYMBOL: &str = "MEMZINC_HEAP_SUCC";
+/// Objects read from a snapshot at most.
+pub const MAX_SNAPSHOT_OBJECTS: u64 = 10_000_000;
+
+impl Heap {
+    /// The heap a target exports (`MEMZINC_HEAP_*`), read from its snapshot; `None` when it
+    /// exports none. The exported values are input: bounded, and every type tag must be one of
+    /// the types (the model has no repair for a tag).
+    pub fn from_snapshot(snap: &crate::snapshot::Snapshot) -> crate::Result<Option<Heap>> {
+        let Ok(arena) = snap.symbol(ARENA_SYMBOL) else {
+            return Ok(None);
+        };
+        let bad = |why: String| crate::Error::Usage(format!("the exported heap ({ARENA_SYMBOL}): {why}"));
+        let read_u64 = |address: u64, len: usize| -> crate::Result<u64> {
+            let mut b = [0u8; 8];
+            b[..len].copy_from_slice(&snap.read(address, len)?);
+            Ok(u64::from_le_bytes(b))
+        };
+        let base = read_u64(arena.address, 8)?;
+        let objects = read_u64(snap.symbol(OBJECTS_SYMBOL)?.address, 8)?;
+        let types = read_u64(snap.symbol(TYPES_SYMBOL)?.address, 4)?;
+        if objects > MAX_SNAPSHOT_OBJECTS || !(1..=1 << 16).contains(&types) {
+            return Err(bad(format!("{objects} objects of {types} types is out of range")));
+        }
+        let succ_bytes = snap.read(snap.symbol(SUCC_SYMBOL)?.address, types as usize * 4)?;
+        let succ: Vec<u32> = succ_bytes
+            .as_chunks::<4>()
+            .0
+            .iter()
+            .map(|c| u32::from_le_bytes(*c))
+            .collect();
+        if let Some(t) = succ.iter().find(|&&t| t == 0 || t as u64 > types) {
+            return Err(bad(format!("{SUCC_SYMBOL} names type {t}, not 1..={types}")));
+        }
+        let bytes = snap.read(base, (objects * OBJECT_SIZE) as usize)?;
+        let heap = Heap {
+            base,
+            bytes,
+            objects: objects as usize,
+            succ,
+        };
+        if let Some(j) = (0..heap.objects).find(|&j| heap.type_of(j) == 0 || heap.type_of(j) as u64 > types) {
+            return Err(bad(format!(
+                "object {j} has type tag {}, not 1..={types}: no repair of tags is modelled",
+                heap.type_of(j)
+            )));
+        }
+        Ok(Some(heap))
+    }
+}
+
+/// The heap's broken invariants as `check` findings: invalid pointers, then refcounts that
+/// differ from the pointers to their object.
+pub fn findings(heap: &Heap, facts: &HeapFacts) -> Vec<crate::check::Finding> {
+    use crate::check::{Finding, Rule};
+    let mut out = Vec::new();
+    for &j in &facts.bad {
+        out.push(Finding {
+            rule: Rule::HeapPointerInvalid,
+            address: heap.object_address(j) + 8,
+            symbol: ARENA_SYMBOL.into(),
+            field: format!("[{j}].pointer"),
+            detail: format!(
+                "{:#x} is not the start of an object of type {}",
+                heap.pointer(j),
+                facts.needs(heap, j)
+            ),
+        });
+    }
+    let mut incoming = vec![0u32; facts.ty.len()];
+    for k in facts.points_to.iter().flatten() {
+        incoming[*k] += 1;
+    }
+    for (k, (&rc, &inc)) in facts.refcount.iter().zip(&incoming).enumerate() {
+        if rc != inc {
+            out.push(Finding {
+                rule: Rule::HeapRefcountWrong,
+                address: heap.object_address(k) + 4,
+                symbol: ARENA_SYMBOL.into(),
+                field: format!("[{k}].refcount"),
+                detail: format!("refcount {rc}, {inc} pointer(s) to the object"),
+            });
+        }
+    }
+    out
+}
+
+/// The fewest bytes that repair a snapshot's exported heap (`models/heap_repair.mzn`), as a
+/// plan for `target`: facts → aggregated data (kept at `dzn_path`) → solver → writes, the
+/// repaired heap re-checked in Rust before the plan is made.
+pub fn plan_snapshot(
+    snap: &crate::snapshot::Snapshot,
+    heap: &Heap,
+    opts: &crate::solver::SolverOptions,
+    models_dir: &std::path::Path,
+    dzn_path: &std::path::Path,
+    target: &str,
+) -> crate::Result<crate::reason::PlanFile> {
+    use crate::reason::{PlannedWrite, Violation};
+    let facts = HeapFacts::of(heap);
+    let found = findings(heap, &facts);
+    let violations: Vec<Violation> = found
+        .iter()
+        .map(|f| Violation {
+            address: f.address,
+            field: f.location(),
+            rule: f.detail.clone(),
+        })
+        .collect();
+    if found.is_empty() {
+        return crate::reason::finish_plan(snap, target, opts.backend.name(), true, violations, vec![], None);
+    }
+    crate::fsutil::write_file_atomically(dzn_path, facts.aggregated_dzn(heap).as_bytes())?;
+    let run = crate::solver::run(opts, &models_dir.join("heap_repair.mzn"), &[dzn_path])?;
+    let kept = match run.status {
+        crate::solver::Status::Optimal | crate::solver::Status::Satisfied => run.ints("kept"),
+        _ => None,
+    }
+    .ok_or_else(|| crate::Error::MiniZinc(format!("heap repair: no answer ({:?})", run.status)))?;
+    let writes = expand_writes(heap, &facts, &kept).map_err(|e| crate::Error::MiniZinc(e.to_string()))?;
+    let after = HeapFacts::of(&heap.apply(&writes));
+    if let Some(v) = after.violations().first() {
+        return Err(crate::Error::MiniZinc(format!("the solver's heap repair leaves {v}")));
+    }
+    let planned = writes
+        .iter()
+        .map(|w| {
+            let j = (w.address - heap.base) / OBJECT_SIZE;
+            let (field, rule) = if (w.address - heap.base) % OBJECT_SIZE == 8 {
+                (
+                    "pointer",
+                    format!("points at an object of type {}", facts.needs(heap, j as usize)),
+                )
+            } else {
+                ("refcount", "equals the pointers to its object".to_string())
+            };
+            PlannedWrite {
+                address: w.address,
+                old: hex::encode(&w.old),
+                new: hex::encode(&w.new),
+                field: format!("{ARENA_SYMBOL}[{j}].{field}"),
+                rule: format!("heap: {rule}"),
+            }
+        })
+        .collect();
+    crate::reason::finish_plan(
+        snap,
+        target,
+        opts.backend.name(),
+        run.status == crate::solver::Status::Optimal,
+        violations,
+        planned,
+        Some(run.stats),
+    )
+}
+
 /// One (type, deficit) class of objects.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Class {
@@ -394,6 +556,24 @@ pub struct ExpandError(pub String);
 /// deficit, the rest go to an object whose refcount is written anyway), then every refcount
 /// that differs from its object's new incoming count is written.
 pub fn expand(heap: &Heap, facts: &HeapFacts, kept: &[i64]) -> Result<PatchPlan, ExpandError> {
+    let writes = expand_writes(heap, facts, kept)?;
+    let mut plan = PatchPlan {
+        target_id: memzinc_verifier::hash::target_id::<Sha2>(b"synthetic-heap"),
+        snapshot_root: heap.trees().root::<Sha2>(),
+        regions: if writes.is_empty() {
+            Vec::new()
+        } else {
+            vec![heap.region()]
+        },
+        writes,
+    };
+    plan.canonicalize();
+    Ok(plan)
+}
+
+/// [`expand`]'s writes alone (for heaps that are not synthetic: the caller binds them to its
+/// snapshot).
+pub fn expand_writes(heap: &Heap, facts: &HeapFacts, kept: &[i64]) -> Result<Vec<Write>, ExpandError> {
     let err = |s: String| ExpandError(s);
     if kept.len() != facts.classes.len() {
         return Err(err(format!(
@@ -466,18 +646,7 @@ pub fn expand(heap: &Heap, facts: &HeapFacts, kept: &[i64]) -> Result<PatchPlan,
             });
         }
     }
-    let mut plan = PatchPlan {
-        target_id: memzinc_verifier::hash::target_id::<Sha2>(b"synthetic-heap"),
-        snapshot_root: heap.trees().root::<Sha2>(),
-        regions: if writes.is_empty() {
-            Vec::new()
-        } else {
-            vec![heap.region()]
-        },
-        writes,
-    };
-    plan.canonicalize();
-    Ok(plan)
+    Ok(writes)
 }
 
 /// Bytes a plan writes.

@@ -11,7 +11,7 @@ use memzinc::snapshot::Snapshot;
 use memzinc::solver::Cancel;
 use memzinc::{apply, demo, localnet, snapshot, Sha2};
 use memzinc_verifier::accounts::{PolicyConfig, MAX_SIGNERS};
-use memzinc_verifier::wire::PolicyRules;
+use memzinc_verifier::wire::{PolicyRules, SymbolRules};
 use serde::Serialize;
 use solana_keypair::Keypair;
 use solana_pubkey::Pubkey;
@@ -58,6 +58,80 @@ enum Command {
         pid: i32,
         #[arg(short, long)]
         output: PathBuf,
+        /// Also write the core's tables (regions, pages, symbols, types, notes) here as Parquet.
+        #[arg(long)]
+        parquet: Option<PathBuf>,
+        /// Also write the MiniZinc facts of the `--spec` object (models/schema.md) to this file:
+        /// `minizinc models/repair.mzn FILE` runs on it unchanged.
+        #[arg(long, requires = "spec")]
+        dzn: Option<PathBuf>,
+        /// Target description for `--dzn`, e.g. models/targets/healme.json.
+        #[arg(long, requires = "dzn")]
+        spec: Option<PathBuf>,
+        /// The previous snapshot of this (tracked) process: read only the pages written since
+        /// it, take the others from it. Same core, same root as a full snapshot.
+        #[arg(long)]
+        since: Option<PathBuf>,
+    },
+    /// The self-modification loop: every period snapshot the target, check the spec's
+    /// invariants, and on a violation plan, attest and apply the repair. Ctrl-C stops it.
+    Watch {
+        #[arg(long)]
+        pid: i32,
+        /// Target description (layout and invariants), e.g. models/targets/healme.json.
+        #[arg(long)]
+        spec: PathBuf,
+        /// Period: 5s, 500ms, 2m.
+        #[arg(long, default_value = "5s", value_parser = memzinc::watch::parse_duration)]
+        every: Duration,
+        /// Plan repairs but never attest or apply them.
+        #[arg(long)]
+        dry_run: bool,
+        /// At most this many repairs applied per `--per` window.
+        #[arg(long, default_value_t = 3)]
+        max_applies: usize,
+        #[arg(long, default_value = "1h", value_parser = memzinc::watch::parse_duration)]
+        per: Duration,
+        /// Stop after this many rounds (default: until Ctrl-C).
+        #[arg(long)]
+        rounds: Option<u64>,
+        /// Where each round's snapshot, facts and plan go.
+        #[arg(long, default_value = "memzinc-watch")]
+        workdir: PathBuf,
+        #[arg(long, default_value = "gecode")]
+        solver: String,
+        /// Wall-clock limit per solve, seconds.
+        #[arg(long, default_value_t = 60)]
+        time_limit: u64,
+        #[arg(long)]
+        authority: Option<String>,
+    },
+    /// Track which pages a process writes (userfaultfd write-protect inside the target), so
+    /// `snapshot --since PREV` reads only those. The tracking stays in the target; memzinc exits.
+    Track {
+        #[arg(long)]
+        pid: i32,
+    },
+    /// Write a snapshot's tables as Parquet (regions, pages, symbols, types, notes, violations;
+    /// plans and attestations when given); `import` rebuilds the core from them.
+    Export {
+        /// The directory to write `<table>.parquet` files into.
+        #[arg(long)]
+        parquet: PathBuf,
+        #[command(flatten)]
+        what: ExportArgs,
+    },
+    /// Rebuild a snapshot core from the tables `export` (or `hub export`/`hub pull`) wrote;
+    /// the core is byte-identical to the exported one and checked before it is written.
+    Import {
+        dir: PathBuf,
+        #[arg(short, long)]
+        output: PathBuf,
+    },
+    /// Hugging Face datasets: a dataset repository of a snapshot's tables, and the Hub's HTTP API.
+    Hub {
+        #[command(subcommand)]
+        action: HubAction,
     },
     /// Checkpoint a process: a snapshot core plus what `restore` needs (mm fields, rseq,
     /// signal masks, cwd). The process keeps running unless --kill.
@@ -91,12 +165,22 @@ enum Command {
         #[arg(long = "var")]
         vars: Vec<String>,
     },
-    /// Find violated invariants and solve for the smallest repair with MiniZinc.
+    /// Find violated invariants and solve for the smallest repair with MiniZinc: a target
+    /// spec's bounds and orderings (--spec), or the rules of the target's model file (--rules;
+    /// by default models/targets/<executable name>.mzn when there is one).
     Plan {
         snapshot: PathBuf,
         /// Target description (layout and invariants), e.g. models/targets/healme.json.
-        #[arg(long)]
-        spec: PathBuf,
+        #[arg(long, conflicts_with = "rules")]
+        spec: Option<PathBuf>,
+        /// The target's model file of rules over the generated facts (models/schema.md).
+        #[arg(long, conflicts_with = "heap")]
+        rules: Option<PathBuf>,
+        /// Repair the reference-counted heap the target exports (MEMZINC_HEAP_* globals) with
+        /// the aggregated model (models/heap_repair.mzn); the default when there is no spec and
+        /// no model file but such a heap.
+        #[arg(long, conflicts_with = "spec")]
+        heap: bool,
         #[arg(short, long)]
         output: Option<PathBuf>,
         /// Solver backend: gecode (MiniZinc's), or cbc (linear FlatZinc -> LP -> cbc, every
@@ -139,6 +223,13 @@ enum Command {
         /// Read the DWARF from this file instead of the path the snapshot records.
         #[arg(long)]
         binary: Option<PathBuf>,
+        /// The target's model file of rules (default: models/targets/<executable name>.mzn
+        /// when it exists).
+        #[arg(long, conflicts_with = "no_rules")]
+        rules: Option<PathBuf>,
+        /// Do not judge the target's model file.
+        #[arg(long)]
+        no_rules: bool,
     },
     /// Manage the signer's policy on chain.
     Policy {
@@ -151,6 +242,10 @@ enum Command {
         /// The policy's authority, when the keypair is one of its host signers.
         #[arg(long)]
         authority: Option<String>,
+        /// The plan's snapshot: when the policy has symbol rules, the evidence is cut again
+        /// with proofs of the symbols they name.
+        #[arg(long)]
+        snapshot: Option<PathBuf>,
     },
     /// Apply an attested plan to a live process (compare-and-swap, rollback on failure), then
     /// record a receipt on chain.
@@ -211,6 +306,109 @@ enum Command {
     },
 }
 
+/// What `export` and `hub export` put besides the snapshot's own tables.
+#[derive(Args, Clone)]
+struct ExportArgs {
+    /// The snapshot core file.
+    core: PathBuf,
+    /// A plan file whose writes go into the plans table (repeatable).
+    #[arg(long = "plan")]
+    plans: Vec<PathBuf>,
+    /// The output of `memzinc audit --json`: its links go into the attestations table.
+    #[arg(long)]
+    audit: Option<PathBuf>,
+    /// A target spec `check` judges too for the violations table (repeatable).
+    #[arg(long)]
+    spec: Vec<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum HubAction {
+    /// Write a dataset repository: `data/<table>/<table>.parquet` and a dataset card
+    /// (`README.md`) whose YAML `configs` name each table.
+    Export {
+        dir: PathBuf,
+        #[command(flatten)]
+        what: ExportArgs,
+    },
+    /// Upload a dataset repository directory in one commit (token from HF_TOKEN).
+    Push {
+        dir: PathBuf,
+        /// `namespace/name` of the dataset repository.
+        #[arg(long)]
+        repo: String,
+        #[arg(long, env = "HF_ENDPOINT", default_value = "https://huggingface.co")]
+        endpoint: String,
+        #[arg(long, default_value = "main")]
+        revision: String,
+    },
+    /// Download every file of a dataset repository into a directory (token from HF_TOKEN).
+    Pull {
+        #[arg(long)]
+        repo: String,
+        dir: PathBuf,
+        #[arg(long, env = "HF_ENDPOINT", default_value = "https://huggingface.co")]
+        endpoint: String,
+        #[arg(long, default_value = "main")]
+        revision: String,
+    },
+}
+
+impl ExportArgs {
+    fn export(
+        &self,
+        dir: &std::path::Path,
+        layout: memzinc::interop::Layout,
+    ) -> Result<memzinc::interop::ExportReport> {
+        let snap = Snapshot::open(&self.core)?;
+        let specs = self
+            .spec
+            .iter()
+            .map(|p| TargetSpec::load(p))
+            .collect::<Result<Vec<_>, _>>()?;
+        let violations = Some(memzinc::check::check_snapshot(&snap, &specs, None)?);
+        let plans = self
+            .plans
+            .iter()
+            .map(|p| Ok(PlanFile::load(p)?.0))
+            .collect::<Result<Vec<_>>>()?;
+        let audit = match &self.audit {
+            None => None,
+            Some(p) => {
+                let text = std::fs::read_to_string(p).with_context(|| p.display().to_string())?;
+                Some(serde_json::from_str(&text).map_err(|e| memzinc::Error::Corrupt {
+                    path: p.clone(),
+                    kind: "audit report (`memzinc audit --json`)",
+                    why: e.to_string(),
+                })?)
+            }
+        };
+        let extras = memzinc::interop::Extras {
+            violations,
+            plans,
+            audit,
+        };
+        Ok(memzinc::interop::export(&snap, dir, layout, &extras)?)
+    }
+}
+
+fn print_export(report: &memzinc::interop::ExportReport, json: bool) -> Result<()> {
+    if json {
+        return print_json(report);
+    }
+    for (table, rows) in &report.tables {
+        println!("{table}: {rows} rows");
+    }
+    for record in &report.records {
+        println!("{record}: protobuf");
+    }
+    if let Some(why) = &report.types_unavailable {
+        println!("types table empty: {why}");
+    }
+    println!("-> {} (root {})", report.dir.display(), report.root);
+    Ok(())
+}
+
 #[derive(Args, Clone)]
 struct PolicyArgs {
     /// Allow writes into executable regions (W^X off).
@@ -229,6 +427,18 @@ struct PolicyArgs {
     /// SHA-256 of the verifier build; default: the hash of the attestor program file.
     #[arg(long)]
     verifier_hash: Option<String>,
+    /// Allow writes only in these ranges, relative to a symbol: MODULE:SYMBOL+START..END
+    /// (with --field/--pointer: at most 8 rules; with any, writes outside all are refused).
+    #[arg(long = "allow")]
+    allow: Vec<String>,
+    /// A typed field whose new value must be in bounds: MODULE:SYMBOL+OFFSET:TYPE=MIN..MAX
+    /// (TYPE u8, u16, u32, u64, i8, i16, i32, i64); also an allowed range.
+    #[arg(long = "field")]
+    fields: Vec<String>,
+    /// A pointer field whose new value must point into a readable region the plan proves:
+    /// MODULE:SYMBOL+OFFSET; also an allowed range.
+    #[arg(long = "pointer")]
+    pointers: Vec<String>,
 }
 
 #[derive(Subcommand)]
@@ -275,12 +485,20 @@ impl PolicyArgs {
             Some(h) => parse_hash(h, "--verifier-hash")?,
             None => memzinc::reason::file_hash(&default_program())?,
         };
+        let symbol_rules = self
+            .allow
+            .iter()
+            .map(|s| memzinc::policy::parse_allow(s))
+            .chain(self.fields.iter().map(|s| memzinc::policy::parse_field(s)))
+            .chain(self.pointers.iter().map(|s| memzinc::policy::parse_pointer(s)))
+            .collect::<memzinc::Result<Vec<_>>>()?;
         Ok(PolicyConfig {
             rules,
             signer_count: self.signers.len() as u8,
             signers,
             model_hash,
             verifier_hash,
+            symbol_rules: SymbolRules::from_rules(&symbol_rules)?,
         })
     }
 }
@@ -354,7 +572,7 @@ fn progress_bar(json: bool) -> Option<indicatif::ProgressBar> {
 fn stats_line(s: &memzinc::solver::Stats) -> String {
     let part = |name: &str, v: Option<u64>, unit: &str| v.map(|v| format!(" {name} {v}{unit}")).unwrap_or_default();
     format!(
-        "solver {}: total {} ms;{}{}{}{}{}{}",
+        "solver {}: total {} ms;{}{}{}{}{}{}{}",
         s.backend,
         s.total_ms,
         part("flatten", s.flatten_ms, " ms"),
@@ -363,6 +581,7 @@ fn stats_line(s: &memzinc::solver::Stats) -> String {
         part("variables", s.variables, ""),
         part("constraints", s.constraints, ""),
         part("nodes", s.nodes, ""),
+        part("peak RSS", s.peak_rss_kb.map(|kb| kb / 1024), " MiB"),
     )
 }
 
@@ -386,17 +605,34 @@ fn debug_types_of(target: &std::path::Path) -> Result<memzinc::types::DebugTypes
 fn run(cli: Cli) -> Result<()> {
     let g = &cli.global;
     match cli.command {
-        Command::Snapshot { pid, output } => {
+        Command::Snapshot {
+            pid,
+            output,
+            dzn,
+            spec,
+            since,
+            parquet,
+        } => {
+            // A bad spec or previous snapshot is refused before the target is frozen.
+            let spec = spec.map(|s| TargetSpec::load(&s)).transpose()?;
+            let since = since.map(|p| Snapshot::open(&p)).transpose()?;
             let bar = progress_bar(g.json);
-            let report = snapshot::take(pid, &output, bar.as_ref())?;
+            let report = snapshot::take_since(pid, since.as_ref(), &output, bar.as_ref())?;
             if let Some(b) = bar {
                 b.finish_and_clear();
+            }
+            if let (Some(dzn), Some(spec)) = (&dzn, &spec) {
+                memzinc::reason::write_dzn(&Snapshot::open(&output)?, spec, dzn)?;
+            }
+            if let Some(dir) = &parquet {
+                let snap = Snapshot::open(&output)?;
+                memzinc::interop::export(&snap, dir, memzinc::interop::Layout::Flat, &Default::default())?;
             }
             if g.json {
                 print_json(&report)?;
             } else {
                 println!(
-                    "snapshot of pid {pid} -> {} ({} bytes, ELF core): {} regions ({} captured), {} pages ({} unreadable), {} symbols, {} threads, {} fds\nroot {}",
+                    "snapshot of pid {pid} -> {} ({} bytes, ELF core): {} regions ({} captured), {} pages ({} unreadable), {} symbols, {} threads, {} fds\nroot {}\ntarget stopped {:.1} ms; {} pages read from it{}",
                     output.display(),
                     report.file_bytes,
                     report.regions,
@@ -406,6 +642,129 @@ fn run(cli: Cli) -> Result<()> {
                     report.symbols,
                     report.threads,
                     report.fds,
+                    report.root,
+                    report.frozen_ms,
+                    report.pages_from_target,
+                    if report.since.is_some() { ", the rest from --since" } else { "" }
+                );
+            }
+        }
+        Command::Watch {
+            pid,
+            spec,
+            every,
+            dry_run,
+            max_applies,
+            per,
+            rounds,
+            workdir,
+            solver,
+            time_limit,
+            authority,
+        } => {
+            let cancel = Cancel::on_signals()?;
+            let mut solver_opts = SolverOptions::new(&memzinc::repo_root().join("models"));
+            solver_opts.solver.backend = solver.parse()?;
+            solver_opts.solver.time_limit = Duration::from_secs(time_limit);
+            solver_opts.solver.cancel = Some(cancel.clone());
+            let opts = memzinc::watch::WatchOptions {
+                pid,
+                every,
+                spec: TargetSpec::load(&spec)?,
+                solver: solver_opts,
+                dry_run,
+                max_applies,
+                per,
+                rounds,
+                workdir,
+                cancel,
+            };
+            let client = if dry_run { None } else { Some(g.client()?) };
+            let authority = client
+                .as_ref()
+                .map(|c| authority_or_self(c, authority.as_deref()))
+                .transpose()?;
+            let chain = client.as_ref().zip(authority.as_ref());
+            let json = g.json;
+            let summary = memzinc::watch::watch(&opts, chain, |event| {
+                if json {
+                    println!("{}", serde_json::to_string(event).unwrap_or_default());
+                } else {
+                    match event {
+                        memzinc::watch::WatchEvent::Healthy { round, root, .. } => {
+                            println!("round {round}: healthy, root {root}")
+                        }
+                        memzinc::watch::WatchEvent::Planned {
+                            round,
+                            violations,
+                            writes,
+                            plan,
+                            dry_run,
+                            ..
+                        } => println!(
+                            "round {round}: {} violation(s): {}; plan {} ({writes} writes){}",
+                            violations.len(),
+                            violations.join("; "),
+                            plan.display(),
+                            if *dry_run { ", dry run: not applied" } else { "" }
+                        ),
+                        memzinc::watch::WatchEvent::RateLimited { round, applied_recently } => println!(
+                            "round {round}: not applied, {applied_recently} repair(s) applied within --per already"
+                        ),
+                        memzinc::watch::WatchEvent::Applied {
+                            round,
+                            attestation,
+                            seq,
+                            writes,
+                            stopped_us,
+                        } => println!(
+                            "round {round}: applied {writes} writes under attestation {attestation} (seq {seq}); target stopped {stopped_us} µs"
+                        ),
+                    }
+                }
+            })?;
+            if json {
+                println!("{}", serde_json::to_string(&summary)?);
+            } else {
+                println!(
+                    "watch {}: {} rounds, {} repairs planned, {} applied",
+                    if summary.cancelled { "stopped" } else { "done" },
+                    summary.rounds,
+                    summary.repairs_planned,
+                    summary.repairs_applied
+                );
+            }
+        }
+        Command::Track { pid } => {
+            let report = memzinc::track::start(pid)?;
+            if g.json {
+                print_json(&report)?;
+            } else {
+                println!(
+                    "{} pid {pid}: {} regions ({} KiB) write-protected through fd {} in the target ({} not trackable); state {}",
+                    if report.already { "already tracking" } else { "tracking" },
+                    report.tracked_regions,
+                    report.tracked_bytes / 1024,
+                    report.uffd,
+                    report.untracked_regions,
+                    report.state_file.display()
+                );
+            }
+        }
+        Command::Export { parquet, what } => {
+            let report = what.export(&parquet, memzinc::interop::Layout::Flat)?;
+            print_export(&report, g.json)?;
+        }
+        Command::Import { dir, output } => {
+            let report = memzinc::interop::import(&dir, &output)?;
+            if g.json {
+                print_json(&report)?;
+            } else {
+                println!(
+                    "{} pages -> {} ({} bytes)\nroot {}",
+                    report.pages,
+                    output.display(),
+                    report.file_bytes,
                     report.root
                 );
             }
@@ -474,6 +833,44 @@ fn run(cli: Cli) -> Result<()> {
                 }
             }
         },
+        Command::Hub { action } => match action {
+            HubAction::Export { dir, what } => {
+                let report = what.export(&dir, memzinc::interop::Layout::Hub)?;
+                memzinc::hub::write_card(&dir, &report)?;
+                print_export(&report, g.json)?;
+            }
+            HubAction::Push {
+                dir,
+                repo,
+                endpoint,
+                revision,
+            } => {
+                let hub = memzinc::hub::Hub::new(&endpoint, std::env::var("HF_TOKEN").ok())?;
+                let report = hub.push(&dir, &repo, &revision)?;
+                if g.json {
+                    print_json(&report)?;
+                } else {
+                    println!(
+                        "{} file(s) ({} by LFS) -> {endpoint} datasets/{repo}@{revision}: commit {}",
+                        report.files, report.lfs_files, report.commit
+                    );
+                }
+            }
+            HubAction::Pull {
+                repo,
+                dir,
+                endpoint,
+                revision,
+            } => {
+                let hub = memzinc::hub::Hub::new(&endpoint, std::env::var("HF_TOKEN").ok())?;
+                let report = hub.pull(&repo, &revision, &dir)?;
+                if g.json {
+                    print_json(&report)?;
+                } else {
+                    println!("{} file(s), {} bytes -> {}", report.files, report.bytes, dir.display());
+                }
+            }
+        },
         Command::Inspect { snapshot, vars } => {
             let snap = Snapshot::open(&snapshot)?;
             snap.verify_pages()?;
@@ -536,14 +933,16 @@ fn run(cli: Cli) -> Result<()> {
         Command::Plan {
             snapshot,
             spec,
+            rules,
+            heap,
             output,
             solver,
             time_limit,
             model,
         } => {
             let snap = Snapshot::open(&snapshot)?;
-            let spec = TargetSpec::load(&spec)?;
-            let mut opts = SolverOptions::new(&memzinc::repo_root().join("models"));
+            let models = memzinc::repo_root().join("models");
+            let mut opts = SolverOptions::new(&models);
             opts.solver.backend = solver.parse()?;
             opts.solver.time_limit = Duration::from_secs(time_limit);
             opts.solver.cancel = Some(Cancel::on_signals()?);
@@ -551,7 +950,46 @@ fn run(cli: Cli) -> Result<()> {
                 opts.model = m;
             }
             let output = output.unwrap_or_else(|| snapshot.with_extension("plan.json"));
-            let plan = memzinc::reason::plan(&snap, &spec, &opts, &output.with_extension("dzn"))?;
+            let target = std::path::Path::new(&snap.meta.exe)
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or("target")
+                .to_string();
+            let rules = if heap {
+                None
+            } else {
+                rules.or_else(|| memzinc::invariants::model_for(&snap, &models))
+            };
+            let plan = match (spec, rules) {
+                (Some(spec), _) => {
+                    let spec = TargetSpec::load(&spec)?;
+                    memzinc::reason::plan(&snap, &spec, &opts, &output.with_extension("dzn"))?
+                }
+                (None, Some(rules)) => {
+                    let types = memzinc::types::DebugTypes::for_snapshot(&snap)?;
+                    let judge = memzinc::invariants::Judge {
+                        snapshot: &snap,
+                        types: &types,
+                        model: &rules,
+                        models_dir: &models,
+                    };
+                    judge.plan(&target, &opts.solver, &output.with_extension("facts.mzn"))?
+                }
+                (None, None) => match memzinc::heap::Heap::from_snapshot(&snap)? {
+                    Some(exported) => memzinc::heap::plan_snapshot(
+                        &snap,
+                        &exported,
+                        &opts.solver,
+                        &models,
+                        &output.with_extension("dzn"),
+                        &target,
+                    )?,
+                    None => anyhow::bail!(
+                        "nothing to plan against: give --spec or --rules (no models/targets/<name>.mzn and no exported heap for {})",
+                        snap.meta.exe
+                    ),
+                },
+            };
             plan.save(&output)?;
             if g.json {
                 print_json(&plan)?;
@@ -626,27 +1064,44 @@ fn run(cli: Cli) -> Result<()> {
                 );
             }
         }
-        Command::Check { snapshot, spec, binary } => {
+        Command::Check {
+            snapshot,
+            spec,
+            binary,
+            rules,
+            no_rules,
+        } => {
             let snap = Snapshot::open(&snapshot)?;
             let specs = spec
                 .iter()
                 .map(|p| TargetSpec::load(p))
                 .collect::<Result<Vec<_>, _>>()?;
-            let (types, unavailable) = match binary {
-                Some(b) => (memzinc::types::DebugTypes::for_snapshot_from(&snap, &b)?, None),
-                None => match memzinc::types::DebugTypes::for_snapshot(&snap) {
-                    Ok(t) => (t, None),
-                    // Without DWARF the region and spec checks still run.
-                    Err(e) => (Default::default(), Some(e.to_string())),
-                },
+            let (mut report, types) = memzinc::check::check_with_types(&snap, &specs, binary.as_deref())?;
+            let models = memzinc::repo_root().join("models");
+            let rules = if no_rules {
+                None
+            } else {
+                rules.or_else(|| memzinc::invariants::model_for(&snap, &models))
             };
-            let mut report = memzinc::check::check(&memzinc::check::Check {
-                snapshot: &snap,
-                types: unavailable.is_none().then_some(&types),
-                specs: &specs,
-            })?;
-            if unavailable.is_some() {
-                report.types_unavailable = unavailable;
+            if let Some(rules) = &rules {
+                anyhow::ensure!(
+                    report.types_unavailable.is_none(),
+                    "{}: rules need the binary's DWARF: {}",
+                    rules.display(),
+                    report.types_unavailable.as_deref().unwrap_or_default()
+                );
+                let judge = memzinc::invariants::Judge {
+                    snapshot: &snap,
+                    types: &types,
+                    model: rules,
+                    models_dir: &models,
+                };
+                let solver = memzinc::solver::SolverOptions {
+                    cancel: Some(Cancel::on_signals()?),
+                    ..Default::default()
+                };
+                let judged = judge.check(&solver)?;
+                report.merge_rules(rules, judged);
             }
             if g.json {
                 print_json(&report)?;
@@ -663,6 +1118,12 @@ fn run(cli: Cli) -> Result<()> {
                 }
                 if let Some(why) = &report.types_unavailable {
                     println!("type checks skipped: {why}");
+                }
+                if report.heap_objects > 0 {
+                    println!("heap: {} exported object(s) judged", report.heap_objects);
+                }
+                if let Some(r) = &report.rules {
+                    println!("rules: {} rule(s) of {} over {} object(s)", r.rules, r.model, r.objects);
                 }
                 println!(
                     "{} violation(s); {} globals, {} fields, {} pointers, {} regions, {} spec(s) checked; {} part(s) not judged",
@@ -727,6 +1188,7 @@ fn run(cli: Cli) -> Result<()> {
                         "wx": c.rules.wx, "max_bytes": c.rules.max_bytes, "max_writes": c.rules.max_writes,
                         "signers": c.allowed_signers().iter().map(|k| Pubkey::from(*k).to_string()).collect::<Vec<_>>(),
                         "model_hash": hex::encode(c.model_hash), "verifier_hash": hex::encode(c.verifier_hash),
+                        "symbol_rules": memzinc::policy::show_rules(c),
                     });
                     if g.json {
                         print_json(&value)?;
@@ -736,11 +1198,23 @@ fn run(cli: Cli) -> Result<()> {
                 }
             }
         }
-        Command::Attest { plan, authority } => {
+        Command::Attest {
+            plan,
+            authority,
+            snapshot,
+        } => {
             let (file, _) = PlanFile::load(&plan)?;
-            let submission = file.to_submission(&plan)?;
+            let mut submission = file.to_submission(&plan)?;
             let client = g.client()?;
             let authority = authority_or_self(&client, authority.as_deref())?;
+            if let Some(path) = snapshot {
+                let policy = client.policy(&authority)?;
+                submission.evidence = memzinc::policy::evidence_under(
+                    &Snapshot::open(&path)?,
+                    &submission.plan,
+                    policy.as_ref().map(|p| &p.config),
+                )?;
+            }
             let outcome = client.attest(&authority, &submission)?;
             if g.json {
                 print_json(&outcome)?;

@@ -333,6 +333,9 @@ pub struct ProcStat {
     /// The kernel's PF_* flags.
     pub flags: u64,
     pub nice: i64,
+    /// Clock ticks after boot when the process started: with the pid, it names one process
+    /// (a pid can be reused, the pair cannot).
+    pub start_time: u64,
 }
 
 pub fn stat(pid: i32) -> Result<ProcStat> {
@@ -354,6 +357,7 @@ fn parse_stat(text: &str) -> Option<ProcStat> {
         session: fields.get(3)?.parse().ok()?,
         flags: fields.get(6)?.parse().ok()?,
         nice: fields.get(16)?.parse().ok()?,
+        start_time: fields.get(19)?.parse().ok()?,
     })
 }
 
@@ -389,6 +393,14 @@ fn read_proc_bytes(pid: i32, file: &str) -> Result<Vec<u8>> {
             source: e,
         },
     })
+}
+
+/// `MemAvailable` of /proc/meminfo in bytes: how much memory memzinc may use for copies.
+pub fn mem_available() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
 }
 
 /// The auxiliary vector, raw (pairs of native u64 words ending with AT_NULL): a core's NT_AUXV.
@@ -534,45 +546,66 @@ pub fn read_pages(pid: i32, start: u64, out: &mut [u8]) -> Result<Vec<bool>> {
     Ok(readable)
 }
 
-/// Reads several ranges with one process_vm_readv; every range must be read in full.
+/// The kernel's limit on iovecs per process_vm_readv/writev call (UIO_MAXIOV); more fail with
+/// EINVAL, so longer lists go in batches of this many.
+pub const IOV_MAX: usize = 1024;
+
+/// Reads several ranges (one process_vm_readv per [`IOV_MAX`] ranges); every range must be
+/// read in full.
 pub fn read_many(pid: i32, ranges: &[(u64, usize)]) -> Result<Vec<Vec<u8>>> {
     let mut bufs: Vec<Vec<u8>> = ranges.iter().map(|&(_, len)| vec![0u8; len]).collect();
-    let remote: Vec<RemoteIoVec> = ranges
-        .iter()
-        .map(|&(base, len)| RemoteIoVec {
-            base: base as usize,
-            len,
-        })
-        .collect();
-    let total: usize = ranges.iter().map(|r| r.1).sum();
-    let mut local: Vec<IoSliceMut<'_>> = bufs.iter_mut().map(|b| IoSliceMut::new(b)).collect();
-    match process_vm_readv(Pid::from_raw(pid), &mut local, &remote) {
-        Ok(n) if n == total => Ok(bufs),
-        Ok(n) => Err(Error::Process {
-            pid,
-            what: format!("short read: {n} of {total} bytes"),
-            source: std::io::Error::from(std::io::ErrorKind::UnexpectedEof),
-        }),
-        Err(e) => Err(pid_errno(pid, "process_vm_readv", e)),
+    for (ranges, bufs) in ranges.chunks(IOV_MAX).zip(bufs.chunks_mut(IOV_MAX)) {
+        let remote: Vec<RemoteIoVec> = ranges
+            .iter()
+            .map(|&(base, len)| RemoteIoVec {
+                base: base as usize,
+                len,
+            })
+            .collect();
+        let total: usize = ranges.iter().map(|r| r.1).sum();
+        let mut local: Vec<IoSliceMut<'_>> = bufs.iter_mut().map(|b| IoSliceMut::new(b)).collect();
+        match process_vm_readv(Pid::from_raw(pid), &mut local, &remote) {
+            Ok(n) if n == total => {}
+            Ok(n) => {
+                return Err(Error::Process {
+                    pid,
+                    what: format!("short read: {n} of {total} bytes"),
+                    source: std::io::Error::from(std::io::ErrorKind::UnexpectedEof),
+                })
+            }
+            Err(e) => return Err(pid_errno(pid, "process_vm_readv", e)),
+        }
     }
+    Ok(bufs)
 }
 
-/// Writes several ranges with ONE process_vm_writev (one kernel copy: a caller that dies cannot
-/// leave it half done). Returns the bytes written, which is short only on a fault.
+/// Writes several ranges: ONE process_vm_writev for up to [`IOV_MAX`] ranges (one kernel copy:
+/// a caller that dies cannot leave it half done), one per batch of that many beyond. Returns
+/// the bytes written, which is short only on a fault (later batches are then not tried).
 pub fn write_many(pid: i32, writes: &[(u64, &[u8])]) -> Result<usize> {
-    let remote: Vec<RemoteIoVec> = writes
-        .iter()
-        .map(|&(base, bytes)| RemoteIoVec {
-            base: base as usize,
-            len: bytes.len(),
-        })
-        .collect();
-    let local: Vec<IoSlice<'_>> = writes.iter().map(|&(_, bytes)| IoSlice::new(bytes)).collect();
-    match process_vm_writev(Pid::from_raw(pid), &local, &remote) {
-        Ok(n) => Ok(n),
-        Err(Errno::EFAULT) => Ok(0),
-        Err(e) => Err(pid_errno(pid, "process_vm_writev", e)),
+    let mut written = 0;
+    for batch in writes.chunks(IOV_MAX) {
+        let remote: Vec<RemoteIoVec> = batch
+            .iter()
+            .map(|&(base, bytes)| RemoteIoVec {
+                base: base as usize,
+                len: bytes.len(),
+            })
+            .collect();
+        let local: Vec<IoSlice<'_>> = batch.iter().map(|&(_, bytes)| IoSlice::new(bytes)).collect();
+        let total: usize = batch.iter().map(|(_, b)| b.len()).sum();
+        match process_vm_writev(Pid::from_raw(pid), &local, &remote) {
+            Ok(n) => {
+                written += n;
+                if n < total {
+                    break;
+                }
+            }
+            Err(Errno::EFAULT) => break,
+            Err(e) => return Err(pid_errno(pid, "process_vm_writev", e)),
+        }
     }
+    Ok(written)
 }
 
 /// Writes `bytes` at `address` with process_vm_writev (which honours page protections).
@@ -617,8 +650,8 @@ mod tests {
         let stat = "4242 (a) b) c) S 1 4242 4242 0 -1 4194560 1 2 3 4 5 6 7 8 20 -5 1 0 99 1 1";
         let s = parse_stat(stat).unwrap();
         assert_eq!(
-            (s.state, s.ppid, s.pgrp, s.session, s.flags, s.nice),
-            ('S', 1, 4242, 4242, 4194560, -5)
+            (s.state, s.ppid, s.pgrp, s.session, s.flags, s.nice, s.start_time),
+            ('S', 1, 4242, 4242, 4194560, -5, 99)
         );
         assert!(parse_stat("garbage").is_none());
         assert_eq!(

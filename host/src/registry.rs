@@ -147,7 +147,9 @@ fn read_string(mem: &impl Memory, ptr: u64, len: u64, what: &str) -> Result<Stri
         return Ok(String::new());
     }
     let bytes = mem.read(ptr, len as usize)?;
-    String::from_utf8(bytes).map_err(|_| bad(format!("{what}: not UTF-8")))
+    String::from_utf8(bytes)
+        .map(crate::error::printable)
+        .map_err(|_| bad(format!("{what}: not UTF-8")))
 }
 
 fn kind(value: u32, what: &str) -> Result<Kind> {
@@ -385,6 +387,16 @@ mod tests {
         levels: [1, -2, 3],
         inner: Sample { a: 5, b: 6 },
     };
+
+    /// Found by the `registry` fuzz target: a name with a newline made its errors two lines.
+    #[test]
+    fn names_with_control_characters_are_escaped() {
+        memzinc_describe::register("two\nlines\u{7}", &WRAPPED).unwrap();
+        let registry = std::ptr::addr_of!(memzinc_describe::MEMZINC_REGISTRY) as u64;
+        let objects = read_registry(&LiveProcess(std::process::id() as i32), registry).unwrap();
+        assert!(objects.iter().any(|o| o.name == "two\\nlines\\u{7}"));
+        assert!(objects.iter().all(|o| !o.name.chars().any(char::is_control)));
+    }
 
     #[test]
     fn reads_this_process_registry_like_a_target() {

@@ -4,118 +4,20 @@
 
 use std::fmt::Write as _;
 use std::path::Path;
-use std::sync::Arc;
 
 use memzinc_verifier::plan::Submission;
-use parquet::data_type::{BoolType, ByteArray, ByteArrayType, Int64Type};
-use parquet::file::properties::WriterProperties;
-use parquet::file::writer::SerializedFileWriter;
-use parquet::schema::parser::parse_message_type;
 
 use crate::chain::AuditReport;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::replay::ReplayReport;
 use crate::Sha2;
 
-const TIMELINE_SCHEMA: &str = "message attestations {
-  REQUIRED INT64 seq;
-  REQUIRED INT64 slot;
-  REQUIRED BYTE_ARRAY address (UTF8);
-  REQUIRED BYTE_ARRAY signer (UTF8);
-  REQUIRED BYTE_ARRAY plan_hash (UTF8);
-  REQUIRED BYTE_ARRAY snapshot_root (UTF8);
-  REQUIRED INT64 writes;
-  REQUIRED INT64 bytes;
-  REQUIRED BYTE_ARRAY link_hash (UTF8);
-  REQUIRED BOOLEAN revoked;
-  OPTIONAL BYTE_ARRAY receipt_outcome (UTF8);
-  OPTIONAL INT64 receipt_slot;
-}";
-
-fn pq(path: &Path, e: parquet::errors::ParquetError) -> Error {
-    Error::Corrupt {
-        path: path.into(),
-        kind: "Parquet table being written",
-        why: e.to_string(),
-    }
-}
-
-/// Writes the audit's timeline as `attestations.parquet`-style table at `path` (atomically).
+/// Writes the audit's timeline as the attestations table (`crate::tables::ATTESTATIONS`) at
+/// `path` (atomically).
 pub fn write_timeline_parquet(report: &AuditReport, path: &Path) -> Result<()> {
-    let schema = Arc::new(parse_message_type(TIMELINE_SCHEMA).map_err(|e| pq(path, e))?);
-    let props = Arc::new(WriterProperties::builder().build());
-    let e = &report.entries;
-    let strings = |f: fn(&crate::chain::AuditEntry) -> &str| -> Vec<ByteArray> {
-        e.iter().map(|x| ByteArray::from(f(x).as_bytes().to_vec())).collect()
-    };
-    let ints = |f: fn(&crate::chain::AuditEntry) -> i64| -> Vec<i64> { e.iter().map(f).collect() };
-    crate::fsutil::write_atomically(path, |out| {
-        let mut writer = SerializedFileWriter::new(out, schema.clone(), props.clone()).map_err(|e| pq(path, e))?;
-        let mut rows = writer.next_row_group().map_err(|e| pq(path, e))?;
-        let mut index = 0;
-        while let Some(mut column) = rows.next_column().map_err(|e| pq(path, e))? {
-            let written = match index {
-                0 => column
-                    .typed::<Int64Type>()
-                    .write_batch(&ints(|x| x.seq as i64), None, None),
-                1 => column
-                    .typed::<Int64Type>()
-                    .write_batch(&ints(|x| x.slot as i64), None, None),
-                2 => column
-                    .typed::<ByteArrayType>()
-                    .write_batch(&strings(|x| &x.address), None, None),
-                3 => column
-                    .typed::<ByteArrayType>()
-                    .write_batch(&strings(|x| &x.signer), None, None),
-                4 => column
-                    .typed::<ByteArrayType>()
-                    .write_batch(&strings(|x| &x.plan_hash), None, None),
-                5 => column
-                    .typed::<ByteArrayType>()
-                    .write_batch(&strings(|x| &x.snapshot_root), None, None),
-                6 => column
-                    .typed::<Int64Type>()
-                    .write_batch(&ints(|x| x.writes as i64), None, None),
-                7 => column
-                    .typed::<Int64Type>()
-                    .write_batch(&ints(|x| x.bytes as i64), None, None),
-                8 => column
-                    .typed::<ByteArrayType>()
-                    .write_batch(&strings(|x| &x.hash), None, None),
-                9 => {
-                    column
-                        .typed::<BoolType>()
-                        .write_batch(&e.iter().map(|x| x.revoked).collect::<Vec<_>>(), None, None)
-                }
-                10 => {
-                    let present: Vec<ByteArray> = e
-                        .iter()
-                        .filter_map(|x| {
-                            x.receipt
-                                .as_ref()
-                                .map(|r| ByteArray::from(r.outcome.as_bytes().to_vec()))
-                        })
-                        .collect();
-                    let def: Vec<i16> = e.iter().map(|x| x.receipt.is_some() as i16).collect();
-                    column.typed::<ByteArrayType>().write_batch(&present, Some(&def), None)
-                }
-                _ => {
-                    let present: Vec<i64> = e
-                        .iter()
-                        .filter_map(|x| x.receipt.as_ref().map(|r| r.slot as i64))
-                        .collect();
-                    let def: Vec<i16> = e.iter().map(|x| x.receipt.is_some() as i16).collect();
-                    column.typed::<Int64Type>().write_batch(&present, Some(&def), None)
-                }
-            };
-            written.map_err(|e| pq(path, e))?;
-            column.close().map_err(|e| pq(path, e))?;
-            index += 1;
-        }
-        rows.close().map_err(|e| pq(path, e))?;
-        writer.close().map_err(|e| pq(path, e))?;
-        Ok(())
-    })
+    let rows = crate::interop::attestation_rows(report);
+    crate::tables::ATTESTATIONS.write(path, rows.into_iter().map(Ok))?;
+    Ok(())
 }
 
 fn esc(s: &str) -> String {

@@ -30,12 +30,13 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use memzinc_verifier::merkle;
-use memzinc_verifier::plan::{Evidence, PatchPlan, SnapshotTrees};
+use memzinc_verifier::plan::{Evidence, PatchPlan, SnapshotSymbol, SnapshotTrees};
 use memzinc_verifier::wire::Region;
 use memzinc_verifier::Sha256 as _;
 use prost::Message as _;
 use serde::{Deserialize, Serialize};
 
+use crate::capture::{self, CaptureRange, Freeze, Reuse};
 use crate::elfcore::{self, FileMapping, ProcessIds, PsInfo, Segment};
 use crate::error::{Error, Result};
 use crate::fsutil::write_atomically;
@@ -139,10 +140,11 @@ pub struct Snapshot {
     /// xxh3-64 per page, in leaf order.
     pub fast_hashes: Vec<u64>,
     file: File,
+    note_segment: Segment,
 }
 
 /// Summary of `take`, for the CLI.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct TakeReport {
     pub root: String,
     pub regions: usize,
@@ -155,37 +157,62 @@ pub struct TakeReport {
     pub fds: usize,
     /// Size of the core file.
     pub file_bytes: u64,
+    /// How long the target was stopped for the page copy (it resumes before hashing and writing).
+    pub frozen_ms: f64,
+    /// Pages read from the target; the others came from the `since` snapshot.
+    pub pages_from_target: u64,
+    /// Root of the previous snapshot an incremental one was taken since.
+    pub since: Option<String>,
 }
 
-fn should_capture(m: &MapEntry) -> bool {
+/// Which mappings a snapshot copies (and `track` follows).
+pub(crate) fn should_capture(m: &MapEntry) -> bool {
     // [vvar] pages fault on read; shared mappings belong to someone else's state.
     m.readable() && m.private() && m.path != "[vvar]" && m.path != "[vvar_vclock]"
 }
 
-/// Pages are read, hashed and written in chunks of this size, so memory use stays flat.
-const CHUNK: u64 = 8 << 20;
-/// Size of one write(2) of page data.
-const WRITE_PIECE: usize = 256 << 10;
-
 /// Freezes `pid`, snapshots it into the core file `out` (atomically) and resumes it.
 pub fn take(pid: i32, out: &Path, progress: Option<&indicatif::ProgressBar>) -> Result<TakeReport> {
-    let frozen = process::Frozen::freeze(pid)?;
-    let report = take_frozen(&frozen, out, progress, None);
-    drop(frozen);
-    report
+    take_since(pid, None, out, progress)
 }
 
-/// Writes the snapshot of a process `frozen` holds, with `checkpoint` in its metadata; the
-/// caller decides what happens to the process afterwards.
+/// [`take`]; with `since`, the previous snapshot of a tracked process (`crate::track`), only
+/// the pages written after it are read from the target and the rest are taken from it. The
+/// result is the same complete snapshot, with the same root, as a full one.
+pub fn take_since(
+    pid: i32,
+    since: Option<&Snapshot>,
+    out: &Path,
+    progress: Option<&indicatif::ProgressBar>,
+) -> Result<TakeReport> {
+    if let Some(prev) = since {
+        check_since(pid, prev)?;
+    }
+    let frozen = process::Frozen::freeze(pid)?;
+    write_frozen(pid, Freeze::ThawAfterCopy(frozen), since, out, progress, None)
+}
+
+/// Writes the snapshot of the process `frozen` holds, with `checkpoint` in its metadata, and
+/// keeps it frozen: the caller decides what happens to the process afterwards.
 pub fn take_frozen(
     frozen: &process::Frozen,
     out: &Path,
     progress: Option<&indicatif::ProgressBar>,
     checkpoint: Option<pb::Checkpoint>,
 ) -> Result<TakeReport> {
-    let pid = frozen.pid();
+    write_frozen(frozen.pid(), Freeze::Keep(frozen), None, out, progress, checkpoint)
+}
+
+fn write_frozen(
+    pid: i32,
+    frozen: Freeze<'_>,
+    since: Option<&Snapshot>,
+    out: &Path,
+    progress: Option<&indicatif::ProgressBar>,
+    checkpoint: Option<pb::Checkpoint>,
+) -> Result<TakeReport> {
     // Once frozen, a process that vanishes (or turns zombie) was killed under us.
-    write_frozen(pid, frozen, out, progress, checkpoint).map_err(|e| match e {
+    take_frozen_inner(pid, frozen, since, out, progress, checkpoint).map_err(|e| match e {
         Error::NoSuchProcess { .. } | Error::Zombie { .. } => Error::TargetExited {
             pid,
             during: "snapshotting it",
@@ -194,9 +221,31 @@ pub fn take_frozen(
     })
 }
 
-fn write_frozen(
+/// `prev` can serve `--since` only if it is the snapshot that made the tracking's last scan.
+fn check_since(pid: i32, prev: &Snapshot) -> Result<()> {
+    let refuse = |why: String| Error::NotIncremental { pid, why };
+    let state = crate::track::load_state(pid)?
+        .ok_or_else(|| refuse(format!("it is not tracked (run `memzinc track --pid {pid}` first)")))?;
+    if prev.meta.pid != pid {
+        return Err(refuse(format!(
+            "{} is a snapshot of pid {}",
+            prev.path.display(),
+            prev.meta.pid
+        )));
+    }
+    if state.last_root.as_deref() != Some(prev.meta.root.as_str()) {
+        return Err(refuse(format!(
+            "{} is not its latest snapshot since tracking began; take a full one",
+            prev.path.display()
+        )));
+    }
+    Ok(())
+}
+
+fn take_frozen_inner(
     pid: i32,
-    frozen: &process::Frozen,
+    frozen: Freeze<'_>,
+    since: Option<&Snapshot>,
     out: &Path,
     progress: Option<&indicatif::ProgressBar>,
     checkpoint: Option<pb::Checkpoint>,
@@ -204,11 +253,17 @@ fn write_frozen(
     let maps = process::read_maps(pid)?;
     let exe = process::exe_path(pid)?;
     let comm = process::comm(pid)?;
+    let symbols_started = std::time::Instant::now();
     let symbols = read_symbols(pid, &exe, &maps).unwrap_or_else(|e| {
         tracing::warn!("no symbols for {}: {e}", exe.display());
         Vec::new()
     });
-    let registers = frozen.registers()?;
+    tracing::debug!(
+        "snapshot: {} symbols read in {:?}",
+        symbols.len(),
+        symbols_started.elapsed()
+    );
+    let registers = frozen.frozen().registers()?;
     let stat = process::stat(pid)?;
     let (uid, gid) = process::ids(pid)?;
     let cmdline_raw = process::cmdline(pid)?;
@@ -240,88 +295,68 @@ fn write_frozen(
         p.set_length(total);
     }
 
+    // A tracked process: the kernel says which pages were written since the last snapshot, and
+    // the next interval starts now, while frozen. Until this snapshot is on disk the state
+    // names no snapshot, so a failure here cannot make a later `--since` wrong.
+    let tracking = crate::track::load_state(pid)?;
+    let written: Vec<Option<Vec<(u64, u64)>>> = match &tracking {
+        None => Vec::new(),
+        Some(state) => {
+            crate::track::save_state(&crate::track::TrackState {
+                last_root: None,
+                ..state.clone()
+            })?;
+            let pagemap = crate::track::open_pagemap(pid)?;
+            regions
+                .iter()
+                .filter(|r| r.captured)
+                .map(|r| crate::track::written_since_last_scan(&pagemap, r.map.start, r.map.end))
+                .collect::<Result<_>>()?
+        }
+    };
+    let ranges: Vec<CaptureRange> = regions
+        .iter()
+        .filter(|r| r.captured)
+        .enumerate()
+        .map(|(i, r)| CaptureRange {
+            start: r.map.start,
+            end: r.map.end,
+            file_offset: r.data_offset,
+            reuse: since.and_then(|prev| prev.reuse(&r.map, written.get(i)?.as_ref()?)),
+        })
+        .collect();
+    let pages_reused: u64 = ranges
+        .iter()
+        .filter(|r| r.reuse.is_some())
+        .map(|r| (r.end - r.start) / PAGE_SIZE)
+        .sum();
+    tracing::debug!("snapshot: {pages_reused} pages in regions that can reuse the previous snapshot");
+
     let report = write_atomically(out, |w| {
         let io = |e| Error::io(out, e);
-        // Placeholder for the headers, which need the note segment's size.
-        w.write_all(&vec![0u8; data_start as usize]).map_err(io)?;
-        let mut leaves = Vec::with_capacity((total / PAGE_SIZE) as usize);
-        let mut fast_hashes: Vec<u64> = Vec::with_capacity((total / PAGE_SIZE) as usize);
-        // Two buffers take turns: while a writer thread copies one chunk into the file (the
-        // slowest step), this thread reads and hashes the next.
-        let (full_tx, full_rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(1);
-        let (empty_tx, empty_rx) = std::sync::mpsc::channel::<Vec<u8>>();
-        for _ in 0..2 {
-            let _ = empty_tx.send(Vec::with_capacity(CHUNK.min(total) as usize));
+        // The page data goes in at its offsets (see `capture`); the headers, which need the
+        // note segment's size, and the notes after the data come last.
+        let captured = capture::capture(pid, frozen, &ranges, w.get_ref(), out)?;
+        let frozen_ms = captured.frozen_for.as_secs_f64() * 1e3;
+        let pages_from_target = captured.pages_read;
+        for (r, unreadable) in regions.iter_mut().filter(|r| r.captured).zip(captured.unreadable) {
+            r.unreadable_pages = unreadable;
         }
-        let writer_out: &mut std::io::BufWriter<File> = w;
-        let written = std::thread::scope(|scope| -> Result<()> {
-            let writer = scope.spawn(move || -> Result<()> {
-                for chunk in full_rx {
-                    // Written in pieces: measured here, 8 MiB writes into the page cache ran
-                    // at a third of the speed of 256 KiB ones.
-                    for piece in chunk.chunks(WRITE_PIECE) {
-                        writer_out.write_all(piece).map_err(io)?;
-                    }
-                    if let Some(p) = progress {
-                        p.inc(chunk.len() as u64);
-                    }
-                    // The reader may have stopped early; then the buffer is not needed.
-                    let _ = empty_tx.send(chunk);
-                }
-                Ok(())
-            });
-            let read = (|| -> Result<()> {
-                for r in regions.iter_mut().filter(|r| r.captured) {
-                    let mut address = r.map.start;
-                    while address < r.map.end {
-                        // No buffer back means the writer stopped: its error is reported below.
-                        let Ok(mut chunk) = empty_rx.recv() else {
-                            return Ok(());
-                        };
-                        chunk.resize((r.map.end - address).min(CHUNK) as usize, 0);
-                        let readable = process::read_pages(pid, address, &mut chunk).map_err(|e| match e {
-                            Error::NoSuchProcess { .. } => Error::TargetExited {
-                                pid,
-                                during: "snapshotting it",
-                            },
-                            e => e,
-                        })?;
-                        leaves.extend(page_leaves(address, &chunk, &readable));
-                        fast_hashes.extend(chunk.chunks(PAGE_SIZE as usize).map(xxhash_rust::xxh3::xxh3_64));
-                        for (i, ok) in readable.iter().enumerate() {
-                            if !ok {
-                                r.unreadable_pages.push(address + i as u64 * PAGE_SIZE);
-                            }
-                        }
-                        address += chunk.len() as u64;
-                        if full_tx.send(chunk).is_err() {
-                            return Ok(());
-                        }
-                    }
-                }
-                Ok(())
-            })();
-            drop(full_tx);
-            let wrote = writer.join().unwrap_or_else(|e| std::panic::resume_unwind(e));
-            read.and(wrote)
-        });
-        written?;
-        if leaves.len() as u64 != total / PAGE_SIZE {
-            return Err(Error::io(
-                out,
-                std::io::Error::other("page data was not written completely"),
-            ));
+        let (leaves, fast_hashes) = (captured.leaves, captured.fast_hashes);
+        if let Some(p) = progress {
+            p.inc(total);
         }
         // The process may have died while we read: an empty read of everything is not a snapshot.
         process::check_target(pid).map_err(|_| Error::TargetExited {
             pid,
             during: "snapshotting it",
         })?;
+        w.seek(SeekFrom::Start(data_end)).map_err(io)?;
 
         let leaf_bytes: Vec<u8> = leaves.as_flattened().to_vec();
         let fast_bytes: Vec<u8> = fast_hashes.iter().flat_map(|h| h.to_le_bytes()).collect();
         let page_count = leaves.len() as u64;
-        let trees = trees_of(&regions, &leaves);
+        let trees = trees_of(&regions, &symbols, &leaves);
         let meta = SnapshotMeta {
             memzinc_version: env!("CARGO_PKG_VERSION").to_string(),
             pid,
@@ -386,57 +421,46 @@ fn write_frozen(
             threads: meta.threads.len(),
             fds: meta.fds.len(),
             file_bytes: data_end + notes.len() as u64,
+            frozen_ms,
+            pages_from_target,
+            since: since.map(|prev| prev.meta.root.clone()),
         })
     })?;
+    if let Some(state) = tracking {
+        crate::track::save_state(&crate::track::TrackState {
+            last_root: Some(report.root.clone()),
+            ..state
+        })?;
+    }
     Ok(report)
 }
 
-/// The Merkle leaves of a run of pages starting at `address`, hashed on every core: SHA-256 is
-/// the slowest step of a snapshot, and pages hash independently.
-fn page_leaves(address: u64, pages: &[u8], readable: &[bool]) -> Vec<[u8; 32]> {
-    let leaf = |i: usize, page: &[u8]| {
-        let page_address = address + i as u64 * PAGE_SIZE;
-        if readable[i] {
-            merkle::page_leaf::<Sha2>(page_address, page)
-        } else {
-            merkle::unreadable_leaf::<Sha2>(page_address)
-        }
-    };
-    let count = pages.len() / PAGE_SIZE as usize;
-    let threads = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
-        .min(count.max(1));
-    if threads <= 1 || count < 64 {
-        return pages
-            .chunks(PAGE_SIZE as usize)
-            .enumerate()
-            .map(|(i, p)| leaf(i, p))
-            .collect();
-    }
-    let per_thread = count.div_ceil(threads);
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = pages
-            .chunks(per_thread * PAGE_SIZE as usize)
-            .enumerate()
-            .map(|(t, part)| {
-                scope.spawn(move || {
-                    part.chunks(PAGE_SIZE as usize)
-                        .enumerate()
-                        .map(|(i, p)| leaf(t * per_thread + i, p))
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
-            .collect()
-    })
+/// The module a symbol belongs to, for its key (`hash::symbol_key`): the file name of the last
+/// file mapping that starts at or below it. A module's `.bss` continues in an anonymous mapping
+/// right after its file mappings, so that is still the module's.
+pub fn symbol_module(regions: &[SnapRegion], address: u64) -> Option<&str> {
+    regions
+        .iter()
+        .take_while(|r| r.map.start <= address)
+        .filter(|r| r.map.path.starts_with('/'))
+        .last()
+        .and_then(|r| r.map.path.rsplit('/').next())
 }
 
-/// The snapshot's two trees: every mapping as a region leaf, every captured page as a page leaf.
-fn trees_of(regions: &[SnapRegion], leaves: &[[u8; 32]]) -> SnapshotTrees {
+/// The snapshot's three trees: every mapping as a region leaf, every captured page as a page
+/// leaf, every symbol (keyed by module file name and name) as a symbol leaf.
+fn trees_of(regions: &[SnapRegion], symbols: &[Symbol], leaves: &[[u8; 32]]) -> SnapshotTrees {
+    let tree_symbols = symbols
+        .iter()
+        .filter_map(|s| {
+            let module = symbol_module(regions, s.address)?;
+            Some(SnapshotSymbol {
+                key: memzinc_verifier::hash::symbol_key::<Sha2>(module.as_bytes(), s.name.as_bytes()),
+                address: s.address,
+                size: s.size,
+            })
+        })
+        .collect();
     let all_regions = regions
         .iter()
         .map(|r| Region {
@@ -450,6 +474,7 @@ fn trees_of(regions: &[SnapRegion], leaves: &[[u8; 32]]) -> SnapshotTrees {
         .filter(|r| r.captured)
         .flat_map(|r| (r.map.start..r.map.end).step_by(PAGE_SIZE as usize));
     SnapshotTrees::new::<Sha2>(all_regions, addresses.zip(leaves.iter().copied()).collect())
+        .with_symbols::<Sha2>(tree_symbols)
 }
 
 impl From<ThreadRegisters> for ThreadState {
@@ -853,7 +878,7 @@ impl Snapshot {
                 leaf_bytes.len() / 32
             )));
         }
-        let trees = trees_of(&meta.regions, leaves);
+        let trees = trees_of(&meta.regions, &meta.symbols, leaves);
         if hex::encode(trees.pages_root()) != meta.pages_root || hex::encode(trees.root::<Sha2>()) != meta.root {
             return Err(corrupt("leaves and regions do not hash to the recorded root".into()));
         }
@@ -863,6 +888,69 @@ impl Snapshot {
             leaves: leaves.to_vec(),
             fast_hashes,
             file,
+            note_segment,
+        })
+    }
+
+    /// Every note of the file, verbatim and in order: (owner, type, descriptor).
+    pub fn raw_notes(&self) -> Result<Vec<(String, u32, Vec<u8>)>> {
+        let mut bytes = vec![0u8; self.note_segment.filesz as usize];
+        self.file
+            .read_exact_at(&mut bytes, self.note_segment.offset)
+            .map_err(|e| Error::io(&self.path, e))?;
+        let notes = elfcore::parse_notes(&bytes, self.note_segment.align).map_err(|why| Error::Corrupt {
+            path: self.path.clone(),
+            kind: "snapshot",
+            why,
+        })?;
+        Ok(notes
+            .into_iter()
+            .map(|n| (String::from_utf8_lossy(n.name).into_owned(), n.n_type, n.desc.to_vec()))
+            .collect())
+    }
+
+    /// The stored bytes of the captured page at `address` of region `r` (zeroes for an
+    /// unreadable page, as stored).
+    pub fn stored_page(&self, r: &SnapRegion, address: u64) -> Result<Vec<u8>> {
+        let mut page = vec![0u8; PAGE_SIZE as usize];
+        self.file
+            .read_exact_at(&mut page, r.data_offset + (address - r.map.start))
+            .map_err(|e| Error::io(&self.path, e))?;
+        Ok(page)
+    }
+
+    /// This snapshot's copy of the mapping `map` of the same process, for an incremental
+    /// snapshot: the same range and backing, captured here; `written` are the page runs
+    /// written since, to which the pages unreadable here are added (they are tried again).
+    pub(crate) fn reuse(&self, map: &MapEntry, written: &[(u64, u64)]) -> Option<Reuse<'_>> {
+        let mut first = 0usize;
+        let region = self.meta.regions.iter().filter(|r| r.captured).find(|r| {
+            let same = r.map.start == map.start && r.map.end == map.end;
+            if !same {
+                first += ((r.map.end - r.map.start) / PAGE_SIZE) as usize;
+            }
+            same
+        })?;
+        if (region.map.offset, region.map.inode, &region.map.path) != (map.offset, map.inode, &map.path) {
+            return None;
+        }
+        let pages = ((map.end - map.start) / PAGE_SIZE) as usize;
+        let mut read: Vec<(u64, u64)> = written.to_vec();
+        read.extend(region.unreadable_pages.iter().map(|&p| (p, p + PAGE_SIZE)));
+        read.sort_unstable();
+        let mut merged: Vec<(u64, u64)> = Vec::with_capacity(read.len());
+        for (s, e) in read {
+            match merged.last_mut() {
+                Some((_, last)) if *last >= s => *last = (*last).max(e),
+                _ => merged.push((s, e)),
+            }
+        }
+        Some(Reuse {
+            file: &self.file,
+            offset: region.data_offset,
+            leaves: self.leaves.get(first..first + pages)?,
+            fast_hashes: self.fast_hashes.get(first..first + pages)?,
+            read: merged,
         })
     }
 
@@ -931,8 +1019,14 @@ impl Snapshot {
 
     /// The Merkle proofs that bind `plan` to this snapshot: its regions and the pages it writes.
     pub fn evidence(&self, plan: &PatchPlan) -> Result<Evidence> {
-        let trees = trees_of(&self.meta.regions, &self.leaves);
-        Ok(trees.evidence(plan, |address| self.read(address, PAGE_SIZE as usize).ok())?)
+        self.evidence_with_symbols(plan, &[])
+    }
+
+    /// [`Self::evidence`] plus proofs of the symbols `keys` name (`hash::symbol_key`), for a
+    /// policy with symbol rules.
+    pub fn evidence_with_symbols(&self, plan: &PatchPlan, keys: &[[u8; 32]]) -> Result<Evidence> {
+        let trees = trees_of(&self.meta.regions, &self.meta.symbols, &self.leaves);
+        Ok(trees.evidence_with_symbols(plan, keys, |address| self.read(address, PAGE_SIZE as usize).ok())?)
     }
 
     pub fn symbol(&self, name: &str) -> Result<&Symbol> {
@@ -1135,6 +1229,6 @@ mod tests {
                 }
             })
             .collect();
-        assert_eq!(page_leaves(0x7000_0000, &pages, &readable), expected);
+        assert_eq!(capture::page_leaves(0x7000_0000, &pages, &readable), expected);
     }
 }

@@ -1,8 +1,18 @@
 //! The solver runner: one way to run MiniZinc models for every stage that needs a solver
 //! (repairs, layouts), with limits memzinc enforces itself.
 //!
-//! Two backends:
+//! Backends:
 //! - [`Backend::Gecode`]: `minizinc --solver gecode --json-stream`, MiniZinc's own pipeline.
+//! - `wasm-highs`, `wasm-cbc`, `wasm-chuffed`, `wasm-gecode`: the same pipeline in the npm
+//!   `minizinc` package's WebAssembly MiniZinc 2.10, run by node through
+//!   `host/wasm/minizinc-wasm.cjs` (installed by `scripts/install-tools.sh minizinc-wasm`).
+//!   Their answers are verified like Gecode's when [`SolverOptions::verify`] is set. No
+//!   address-space cap (V8 reserves far more virtual memory than it uses; wasm32 itself stops
+//!   at 4 GiB).
+//! - [`Backend::Pumpkin`]: `pumpkin-solver` (an LCG solver, `install-tools.sh pumpkin`) on the
+//!   linear FlatZinc of the cbc route with every variable exposed; its full assignment is
+//!   checked like cbc's. It uses 32-bit integers: models with big coefficients are refused
+//!   ("integer too big").
 //! - [`Backend::Cbc`]: memzinc's own pipeline around Debian's `cbc`: `minizinc -c -G linear`
 //!   flattens to linear FlatZinc, [`crate::fzn`] writes it as an LP file, `cbc` solves it, the
 //!   full assignment is checked against the FlatZinc ([`crate::fzn::FlatZinc::check`]) and
@@ -42,6 +52,17 @@ pub enum Backend {
     Gecode,
     /// `-G linear` FlatZinc → LP → Debian's `cbc`, checked.
     Cbc,
+    /// WebAssembly MiniZinc 2.10 (npm `minizinc`) under node, with one of its solvers.
+    #[serde(rename = "wasm-highs")]
+    WasmHighs,
+    #[serde(rename = "wasm-cbc")]
+    WasmCbc,
+    #[serde(rename = "wasm-chuffed")]
+    WasmChuffed,
+    #[serde(rename = "wasm-gecode")]
+    WasmGecode,
+    /// `-G linear` FlatZinc → `pumpkin-solver`, checked.
+    Pumpkin,
 }
 
 impl std::str::FromStr for Backend {
@@ -50,7 +71,14 @@ impl std::str::FromStr for Backend {
         match s {
             "gecode" => Ok(Backend::Gecode),
             "cbc" | "coin-bc" | "coinbc" => Ok(Backend::Cbc),
-            other => Err(Error::Usage(format!("unknown solver backend {other:?} (gecode, cbc)"))),
+            "wasm-highs" => Ok(Backend::WasmHighs),
+            "wasm-cbc" => Ok(Backend::WasmCbc),
+            "wasm-chuffed" => Ok(Backend::WasmChuffed),
+            "wasm-gecode" => Ok(Backend::WasmGecode),
+            "pumpkin" => Ok(Backend::Pumpkin),
+            other => Err(Error::Usage(format!(
+                "unknown solver backend {other:?} (gecode, cbc, wasm-highs, wasm-cbc, wasm-chuffed, wasm-gecode, pumpkin)"
+            ))),
         }
     }
 }
@@ -60,6 +88,22 @@ impl Backend {
         match self {
             Backend::Gecode => "gecode",
             Backend::Cbc => "cbc",
+            Backend::WasmHighs => "wasm-highs",
+            Backend::WasmCbc => "wasm-cbc",
+            Backend::WasmChuffed => "wasm-chuffed",
+            Backend::WasmGecode => "wasm-gecode",
+            Backend::Pumpkin => "pumpkin",
+        }
+    }
+
+    /// The solver id inside the WebAssembly MiniZinc, for the wasm backends.
+    fn wasm_solver(self) -> Option<&'static str> {
+        match self {
+            Backend::WasmHighs => Some("highs"),
+            Backend::WasmCbc => Some("coin-bc"),
+            Backend::WasmChuffed => Some("chuffed"),
+            Backend::WasmGecode => Some("gecode"),
+            _ => None,
         }
     }
 }
@@ -126,6 +170,11 @@ impl Cancel {
 pub struct SolverOptions {
     pub minizinc: PathBuf,
     pub cbc: PathBuf,
+    /// `node`, for the wasm backends.
+    pub node: PathBuf,
+    /// Where `npm install --prefix` put the `minizinc` package.
+    pub wasm_package: PathBuf,
+    pub pumpkin: PathBuf,
     pub backend: Backend,
     /// Wall-clock limit for the whole run (flattening, solving, checking, output).
     pub time_limit: Duration,
@@ -136,6 +185,10 @@ pub struct SolverOptions {
     pub verify: bool,
     /// Where the FlatZinc, LP and solution files go (kept); a temporary directory otherwise.
     pub work_dir: Option<PathBuf>,
+    /// Gecode: read the model's own output item (which must print one JSON object) instead of
+    /// MiniZinc's JSON of the decision variables — for models whose answer includes
+    /// parameters or strings.
+    pub output_item: bool,
 }
 
 impl Default for SolverOptions {
@@ -143,12 +196,23 @@ impl Default for SolverOptions {
         SolverOptions {
             minizinc: PathBuf::from("minizinc"),
             cbc: PathBuf::from("cbc"),
+            node: PathBuf::from("node"),
+            wasm_package: tools_dir().join("minizinc-wasm"),
+            pumpkin: {
+                let installed = tools_dir().join("bin/pumpkin-solver");
+                if installed.exists() {
+                    installed
+                } else {
+                    PathBuf::from("pumpkin-solver")
+                }
+            },
             backend: Backend::Gecode,
             time_limit: Duration::from_secs(60),
             memory_limit: 4 << 30,
             cancel: None,
             verify: false,
             work_dir: None,
+            output_item: false,
         }
     }
 }
@@ -180,6 +244,10 @@ pub struct Stats {
     pub variables: Option<u64>,
     pub constraints: Option<u64>,
     pub nodes: Option<u64>,
+    /// The largest peak resident set (VmHWM) of any process of the run (flattening, solver,
+    /// checking), KiB; sampled while they run, so growth in the last few ms may be missed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peak_rss_kb: Option<u64>,
     /// Everything the solver reported, as it reported it.
     pub solver: serde_json::Map<String, serde_json::Value>,
 }
@@ -217,6 +285,47 @@ struct Finished {
     stdout: String,
     stderr: String,
     status: ExitStatus,
+}
+
+/// memzinc's tools folder: `$MEMZINC_TOOLS`, else `$MEMZINC_CACHE/tools`, else
+/// `~/.cache/memzinc/tools` (as `scripts/env.sh` sets them).
+pub fn tools_dir() -> PathBuf {
+    if let Some(t) = std::env::var_os("MEMZINC_TOOLS") {
+        return PathBuf::from(t);
+    }
+    if let Some(c) = std::env::var_os("MEMZINC_CACHE") {
+        return PathBuf::from(c).join("tools");
+    }
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/root"));
+    home.join(".cache/memzinc/tools")
+}
+
+thread_local! {
+    /// The peak RSS seen by `run_process` on this thread since `run` started, KiB.
+    static PEAK_RSS_KB: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// The largest VmHWM of `pid` and its descendants (children from /proc), KiB.
+fn tree_peak_rss_kb(pid: i32, depth: usize) -> u64 {
+    let own = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        })
+        .unwrap_or(0);
+    if depth == 0 {
+        return own;
+    }
+    let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+    children
+        .split_whitespace()
+        .filter_map(|c| c.parse::<i32>().ok())
+        .map(|c| tree_peak_rss_kb(c, depth - 1))
+        .fold(own, u64::max)
 }
 
 /// The processes of session `sid` that are still running (not zombies), from /proc.
@@ -272,7 +381,12 @@ fn run_process(
     what: &str,
 ) -> Result<Finished> {
     use std::os::unix::process::CommandExt;
-    let limit = opts.memory_limit;
+    // V8 reserves tens of GiB of address space for WebAssembly memories; wasm32 caps itself.
+    let limit = if opts.backend.wasm_solver().is_some() && what.starts_with("wasm") {
+        nix::sys::resource::RLIM_INFINITY
+    } else {
+        opts.memory_limit
+    };
     cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -331,6 +445,8 @@ fn run_process(
         }
     };
     let outcome = loop {
+        let peak = tree_peak_rss_kb(sid, 4);
+        PEAK_RSS_KB.with(|p| p.set(p.get().max(peak)));
         match child.try_wait() {
             Ok(Some(status)) => break Ok(status),
             Ok(None) => {}
@@ -379,16 +495,19 @@ fn stderr_line(s: &str) -> String {
 /// Runs `model` with `data` files under `opts`.
 pub fn run(opts: &SolverOptions, model: &Path, data: &[&Path]) -> Result<Run> {
     let start = Instant::now();
+    PEAK_RSS_KB.with(|p| p.set(0));
     // Flattening and output mapping get a little beyond the solver's own limit.
     let deadline = start + opts.time_limit + Duration::from_secs(5);
     let mut run = match opts.backend {
-        Backend::Gecode => run_gecode(opts, model, data, deadline)?,
-        Backend::Cbc => {
+        Backend::Gecode | Backend::WasmHighs | Backend::WasmCbc | Backend::WasmChuffed | Backend::WasmGecode => {
+            run_gecode(opts, model, data, deadline)?
+        }
+        Backend::Cbc | Backend::Pumpkin => {
             let dir = WorkDir::new(opts)?;
             run_cbc(opts, model, data, deadline, &dir.path, "model")?
         }
     };
-    if opts.verify && opts.backend == Backend::Gecode && run.output.is_object() {
+    if opts.verify && !matches!(opts.backend, Backend::Cbc | Backend::Pumpkin) && run.output.is_object() {
         let check_start = Instant::now();
         let report = verify(opts, model, data, &run.output, deadline)?;
         if let (Some(claimed), Some(found)) = (run.objective, report.objective) {
@@ -402,6 +521,7 @@ pub fn run(opts: &SolverOptions, model: &Path, data: &[&Path]) -> Result<Run> {
         run.check = Some(report);
     }
     run.stats.total_ms = ms(start.elapsed());
+    run.stats.peak_rss_kb = Some(PEAK_RSS_KB.with(|p| p.get())).filter(|&kb| kb > 0);
     Ok(run)
 }
 
@@ -434,22 +554,39 @@ impl WorkDir {
     }
 }
 
+/// MiniZinc's own pipeline with `--json-stream`: native Gecode, or a wasm backend's solver.
 fn run_gecode(opts: &SolverOptions, model: &Path, data: &[&Path], deadline: Instant) -> Result<Run> {
-    let mut cmd = Command::new(&opts.minizinc);
-    cmd.args([
-        "--solver",
-        "gecode",
-        "--json-stream",
-        "--output-mode",
-        "json",
-        "--output-objective",
-    ])
-    .arg("--statistics")
-    .arg("--time-limit")
-    .arg(opts.time_limit.as_millis().to_string())
-    .arg(model)
-    .args(data);
-    let done = run_process(cmd, None, opts, deadline, "gecode")?;
+    let backend = opts.backend.name();
+    let mut cmd = match opts.backend.wasm_solver() {
+        Some(solver) => {
+            let shim = crate::repo_root().join("host/wasm/minizinc-wasm.cjs");
+            let package = opts.wasm_package.join("node_modules/minizinc/dist/minizinc.wasm");
+            if !package.exists() {
+                return Err(Error::MiniZinc(format!(
+                    "{backend}: {} is missing (install it: scripts/install-tools.sh minizinc-wasm)",
+                    package.display()
+                )));
+            }
+            let mut cmd = Command::new(&opts.node);
+            cmd.arg(shim).arg(&opts.wasm_package).args(["--solver", solver]);
+            cmd
+        }
+        None => {
+            let mut cmd = Command::new(&opts.minizinc);
+            cmd.args(["--solver", "gecode"]);
+            cmd
+        }
+    };
+    cmd.arg("--json-stream");
+    if !opts.output_item {
+        cmd.args(["--output-mode", "json", "--output-objective"]);
+    }
+    cmd.arg("--statistics")
+        .arg("--time-limit")
+        .arg(opts.time_limit.as_millis().to_string())
+        .arg(model)
+        .args(data);
+    let done = run_process(cmd, None, opts, deadline, backend)?;
     let mut output = serde_json::Value::Null;
     let mut status = None;
     let mut errors = Vec::new();
@@ -459,6 +596,11 @@ fn run_gecode(opts: &SolverOptions, model: &Path, data: &[&Path], deadline: Inst
             continue;
         };
         match event["type"].as_str() {
+            Some("solution") if opts.output_item => {
+                let text = event["output"]["default"].as_str().unwrap_or_default();
+                output = serde_json::from_str(text)
+                    .map_err(|e| Error::MiniZinc(format!("the model's output is not one JSON object ({e}): {text}")))?;
+            }
             Some("solution") => output = event["output"]["json"].clone(),
             Some("status") => status = event["status"].as_str().map(str::to_string),
             Some("error") => errors.push(event["message"].as_str().unwrap_or("error").to_string()),
@@ -480,7 +622,7 @@ fn run_gecode(opts: &SolverOptions, model: &Path, data: &[&Path], deadline: Inst
         (s, false) if done.status.success() || s.is_some() => Status::Unknown,
         (_, false) => {
             return Err(Error::MiniZinc(format!(
-                "gecode failed (exit {}): {}",
+                "{backend} failed (exit {}): {}",
                 done.status,
                 stderr_line(&done.stderr)
             )))
@@ -495,7 +637,7 @@ fn run_gecode(opts: &SolverOptions, model: &Path, data: &[&Path], deadline: Inst
     let secs = |k: &str| solver.get(k).and_then(|v| v.as_f64()).map(|s| (s * 1000.0) as u64);
     let int = |k: &str| solver.get(k).and_then(|v| v.as_u64());
     let stats = Stats {
-        backend: "gecode".into(),
+        backend: backend.into(),
         total_ms: 0,
         flatten_ms: secs("flatTime"),
         solve_ms: secs("solveTime"),
@@ -503,6 +645,7 @@ fn run_gecode(opts: &SolverOptions, model: &Path, data: &[&Path], deadline: Inst
         variables: int("flatIntVars").or(int("variables")),
         constraints: int("flatIntConstraints").or(int("propagators")),
         nodes: int("nodes"),
+        peak_rss_kb: None,
         solver,
     };
     Ok(Run {
@@ -567,6 +710,9 @@ fn solve_linear(
     let (cbc_status, values, solve_ms) = if free == 0 {
         // Everything is fixed: nothing to solve, only to check.
         (CbcStatus::Optimal, vec![None; fz.vars.len()], None)
+    } else if opts.backend == Backend::Pumpkin {
+        let (status, values, solve_ms) = solve_pumpkin(opts, fz, deadline, dir, base, &mut solver)?;
+        (status, values, Some(solve_ms))
     } else {
         let lp = fz
             .to_lp()
@@ -671,6 +817,66 @@ fn solve_linear(
     }
 }
 
+/// `pumpkin-solver` on the linear FlatZinc with every variable exposed: its last solution as a
+/// full assignment, and whether it proved it optimal (`==========`).
+fn solve_pumpkin(
+    opts: &SolverOptions,
+    fz: &FlatZinc,
+    deadline: Instant,
+    dir: &Path,
+    base: &str,
+    stats: &mut serde_json::Map<String, serde_json::Value>,
+) -> Result<(CbcStatus, Vec<Option<i64>>, u64)> {
+    let fzn_path = dir.join(format!("{base}.fzn"));
+    let text = std::fs::read_to_string(&fzn_path).map_err(|e| Error::io(&fzn_path, e))?;
+    let exposed = dir.join(format!("{base}.exposed.fzn"));
+    std::fs::write(&exposed, FlatZinc::expose_all(&text)).map_err(|e| Error::io(&exposed, e))?;
+    let remaining = deadline.saturating_duration_since(Instant::now()).as_millis().max(1000);
+    let mut cmd = Command::new(&opts.pumpkin);
+    cmd.arg("-s").arg("-t").arg(remaining.to_string()).arg(&exposed);
+    let t = Instant::now();
+    let done = run_process(cmd, None, opts, deadline, "pumpkin")?;
+    let solve_ms = ms(t.elapsed());
+    let out = &done.stdout;
+    for line in out.lines() {
+        if let Some((k, v)) = line.strip_prefix("%%%mzn-stat: ").and_then(|l| l.split_once('=')) {
+            if let Ok(x) = v.trim().parse::<f64>() {
+                stats.insert(k.to_string(), serde_json::json!(x));
+            }
+        }
+    }
+    if out.contains("=====UNSATISFIABLE=====") {
+        return Ok((CbcStatus::Infeasible, Vec::new(), solve_ms));
+    }
+    // The last complete solution: the text between the last two `----------` lines.
+    let mut blocks: Vec<&str> = out.split("----------").collect();
+    blocks.pop();
+    let Some(last) = blocks.last() else {
+        let why = out
+            .lines()
+            .find(|l| l.contains("error") || l.contains("failed"))
+            .map(str::to_string)
+            .unwrap_or_else(|| stderr_line(&done.stderr));
+        if !done.status.success() || why.contains("error") || why.contains("failed") {
+            return Err(Error::MiniZinc(format!("pumpkin failed (exit {}): {why}", done.status)));
+        }
+        return Ok((CbcStatus::Unknown("no solution".into()), Vec::new(), solve_ms));
+    };
+    let parsed = fzn::parse_solution(last).map_err(|e| Error::MiniZinc(format!("pumpkin's solution: {e}")))?;
+    let mut values = vec![None; fz.vars.len()];
+    for (name, v) in parsed {
+        if let (Some(i), [x]) = (fz.var_index(&name), v.as_slice()) {
+            values[i] = Some(*x);
+        }
+    }
+    let status = if out.contains("==========") {
+        CbcStatus::Optimal
+    } else {
+        CbcStatus::Feasible
+    };
+    Ok((status, values, solve_ms))
+}
+
 fn read_fzn(path: &Path) -> Result<FlatZinc> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
     FlatZinc::parse(&text).map_err(|e| Error::MiniZinc(format!("{}: {e}", path.display())))
@@ -703,7 +909,7 @@ fn run_cbc(
         output,
         objective,
         stats: Stats {
-            backend: "cbc".into(),
+            backend: opts.backend.name().into(),
             total_ms: 0,
             flatten_ms: Some(flatten_ms),
             solve_ms: answer.solve_ms,
@@ -711,6 +917,7 @@ fn run_cbc(
             variables: Some(fz.free_vars().count() as u64),
             constraints: Some(fz.constraints.len() as u64),
             nodes: answer.solver.get("nodes").and_then(|v| v.as_f64()).map(|v| v as u64),
+            peak_rss_kb: None,
             solver: answer.solver,
         },
         check: answer.check,
@@ -811,6 +1018,11 @@ pub fn check_fixed(
     fixed: &str,
     deadline: Instant,
 ) -> Result<(Status, Option<CheckReport>)> {
+    // The completion is cbc's, whichever backend gave the answer.
+    let opts = &SolverOptions {
+        backend: Backend::Cbc,
+        ..opts.clone()
+    };
     let dir = WorkDir::new(opts)?;
     let fixed_path = dir.path.join("fixed.dzn");
     std::fs::write(&fixed_path, fixed).map_err(|e| Error::io(&fixed_path, e))?;
@@ -839,5 +1051,8 @@ mod tests {
         assert_eq!("gecode".parse::<Backend>().unwrap(), Backend::Gecode);
         assert_eq!("cbc".parse::<Backend>().unwrap(), Backend::Cbc);
         assert!("chuffed".parse::<Backend>().is_err());
+        for b in ["wasm-highs", "wasm-cbc", "wasm-chuffed", "wasm-gecode", "pumpkin"] {
+            assert_eq!(b.parse::<Backend>().unwrap().name(), b);
+        }
     }
 }

@@ -770,7 +770,7 @@ fn ref_attr(unit: &Unit<'_>, entry: &Die<'_>, at: dw::DwAt) -> Option<TypeId> {
 fn string_attr(dwarf: &gimli::Dwarf<Slice<'_>>, unit: &Unit<'_>, entry: &Die<'_>, at: dw::DwAt) -> Option<String> {
     let value = entry.attr(at)?.raw_value();
     let s = dwarf.attr_string(unit, value).ok()?;
-    Some(s.to_string_lossy().into_owned())
+    Some(crate::error::printable(s.to_string_lossy().into_owned()))
 }
 
 fn udata_attr(entry: &Die<'_>, at: dw::DwAt) -> Option<u64> {

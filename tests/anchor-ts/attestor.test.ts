@@ -204,6 +204,8 @@ describe("attestor through @coral-xyz/anchor and idl/attestor.json", { timeout: 
       signers: [hostSigner.publicKey],
       modelHash: Array.from(sha256(tag("anchor-ts model"))),
       verifierHash: Array.from(sha256(tag("anchor-ts verifier"))),
+      // No symbol rules: the real healme plan attested below proves no symbols.
+      symbolRules: [],
     };
     // Only what the IDL cannot resolve: `policy` comes from its seeds, `system_program` from its
     // address, the signer `authority` from the provider's wallet.
@@ -230,6 +232,8 @@ describe("attestor through @coral-xyz/anchor and idl/attestor.json", { timeout: 
     assert.deepEqual(p.verifierHash, config.verifierHash);
     assert.equal(p.revision, 0);
     assert.equal(p.bump, bump);
+    assert.equal(p.symbolRuleCount, 0);
+    assert.equal(p.symbolRules.length, 8, "the account keeps 8 symbol-rule slots");
 
     const events = [...new EventParser(program.programId, program.coder).parseLogs(await logsOf(sig))];
     assert.equal(events.length, 1);

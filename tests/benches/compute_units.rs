@@ -9,7 +9,7 @@ use memzinc::Sha2;
 use memzinc_tests::svm::{config, env_with_authority};
 use memzinc_tests::synthetic;
 use memzinc_verifier::accounts::PolicyConfig;
-use memzinc_verifier::wire::{PolicyRules, PAGE_LEN};
+use memzinc_verifier::wire::{field_kind, PolicyRules, SymbolRule, SymbolRules, PAGE_LEN};
 use solana_signer::Signer;
 
 fn main() {
@@ -76,6 +76,53 @@ fn main() {
         ));
     }
 
+    // Symbol rules cost only when a policy has them: one range and one proof, then eight typed
+    // fields on eight symbols (the most a policy holds), each proven.
+    let rule = |name: &str, end: u64, kind: u8| SymbolRule {
+        symbol: synthetic::symbol_key(name),
+        start: 0,
+        end,
+        kind,
+        min: 0,
+        max: u32::MAX as u64,
+    };
+    let fillers: Vec<String> = (0..8).map(|i| format!("filler{i}")).collect();
+    let filler_address = |i: u64| 0x70_2000 + i * 16;
+    for (label, rules, writes) in [
+        (
+            "attest, 1 write, 1 symbol rule (1 symbol proof)",
+            vec![rule("state", 64, field_kind::BYTES)],
+            vec![(0x70_0100 + 8, 4)],
+        ),
+        (
+            "attest, 8 writes, 8 symbol rules (typed u32 fields, 8 symbol proofs)",
+            fillers.iter().map(|f| rule(f, 4, field_kind::UNSIGNED)).collect(),
+            (0..8).map(|i| (filler_address(i), 4)).collect::<Vec<_>>(),
+        ),
+    ] {
+        let policy = PolicyConfig {
+            symbol_rules: SymbolRules::from_rules(&rules).expect("valid rules"),
+            ..policy
+        };
+        let mut e = env_with_authority(&policy, solana_keypair::Keypair::new_from_array([43; 32]));
+        let a = e.authority.insecure_clone();
+        let keys: Vec<_> = rules.iter().map(|r| r.symbol).collect();
+        let changed = |&(address, len): &(u64, usize), flip: u8| {
+            let new = (0..len as u64).map(|k| synthetic::byte(address + k) ^ flip).collect();
+            (address, new)
+        };
+        // The chain's first link (creating it costs extra), then the measured plan.
+        let opener = synthetic::submission_with("bench-symbols", &[changed(&writes[0], 1)], &[], &keys);
+        e.attest(&opener, 0).expect("creates the chain");
+        let news: Vec<(u64, Vec<u8>)> = writes.iter().map(|w| changed(w, 0xff)).collect();
+        let submission = synthetic::submission_with("bench-symbols", &news, &[], &keys);
+        let bytes = submission.encode().len();
+        let h = submission.plan.plan_hash::<Sha2>();
+        let upload_txs = ix::upload(&e.program_id, &a.pubkey(), &e.buffer(&a, &h), &h, &submission.encode()).len();
+        let cu = e.attest(&submission, 1).expect("attest under symbol rules");
+        rows.push((label.to_string(), cu, bytes, upload_txs + 1));
+    }
+
     let mut md = String::from(
         "# Compute units\n\nWritten by `cargo bench -p memzinc-tests --bench compute_units` (LiteSVM, the real\n\
          `target/deploy/attestor.so`). Each write sits on its own page, so each carries a full 4 KiB page\n\
@@ -85,7 +132,9 @@ fn main() {
          per-transaction limit is 1,400,000. The first attestation of a target also creates its chain\n\
          account (measured apart); the others extend an existing chain. PDA derivations\n\
          (`find_program_address`, ~1,500 CU per try) and the two account-creating CPIs are most of\n\
-         the fixed cost; the rest grows with the pages proven.\n\n\
+         the fixed cost; the rest grows with the pages proven. Symbol rules (allowed ranges and typed\n\
+         fields relative to a symbol) cost only under a policy that has them: a symbol proof and the\n\
+         range checks per write (last two rows, each on a chain that exists).\n\n\
          | instruction | compute units | x baseline | uploaded bytes | upload txs |\n|---|---:|---:|---:|---:|\n",
     );
     for (name, cu, bytes, txs) in &rows {

@@ -1,7 +1,9 @@
 //! Snapshot speed against the anchors, measured in one run on the same targets: a raw
 //! process_vm_readv loop over the same regions (the read bound, no hashing, no writing) and
-//! gdb's `gcore`. Targets: healme with 100 MiB and 1 GiB of touched ballast. Prints seconds,
-//! GB/s and ratios; asserts nothing about time.
+//! gdb's `gcore`, plus the hash bound: the SHA-256 page leaves of as many bytes on every core,
+//! in memory (what memzinc must compute at least). Targets: healme with 100 MiB and 1 GiB of
+//! touched ballast. Prints seconds, GB/s, how long memzinc kept the target stopped, and ratios;
+//! asserts nothing about time.
 //!
 //! `cargo bench -p memzinc-tests --bench snapshot` (release). `MEMZINC_BENCH_SIZES=100` limits
 //! the sizes (MiB).
@@ -40,6 +42,30 @@ fn readv_bound(pid: i32) -> (f64, u64) {
     (started.elapsed().as_secs_f64(), total)
 }
 
+/// Seconds to compute the SHA-256 page leaves of `bytes` bytes on every core (in memory).
+fn hash_bound(bytes: u64) -> f64 {
+    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let buf: Vec<u8> = (0..8usize << 20).map(|i| (i * 7 / 4096) as u8).collect();
+    let chunks = bytes.div_ceil(buf.len() as u64);
+    let started = Instant::now();
+    std::thread::scope(|scope| {
+        for t in 0..threads as u64 {
+            let buf = &buf;
+            scope.spawn(move || {
+                let mut acc = 0u8;
+                for c in (t..chunks).step_by(threads) {
+                    for (i, page) in buf.chunks(4096).enumerate() {
+                        let address = (c << 23) + i as u64 * 4096;
+                        acc ^= memzinc_verifier::merkle::page_leaf::<memzinc::Sha2>(address, page)[0];
+                    }
+                }
+                std::hint::black_box(acc);
+            });
+        }
+    });
+    started.elapsed().as_secs_f64()
+}
+
 fn main() {
     let sizes: Vec<u64> = std::env::var("MEMZINC_BENCH_SIZES")
         .map(|s| s.split(',').filter_map(|x| x.trim().parse().ok()).collect())
@@ -54,8 +80,10 @@ fn main() {
         "snapshot bench, {profile}, {} cores",
         std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
     );
-    println!("| target | memzinc s | readv s | gcore s | memzinc GB/s | memzinc / readv bound | gcore / memzinc |");
-    println!("|---|---:|---:|---:|---:|---:|---:|");
+    println!(
+        "| target | memzinc s | target stopped s | readv s | SHA-256 bound s | gcore s | memzinc GB/s | memzinc / readv bound | memzinc / hash bound | gcore / memzinc |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for mib in sizes {
         let target = Target::healme(&["--ballast-mib", &mib.to_string(), "--period-ms", "200"]);
         target.wait_for("status=ok");
@@ -67,6 +95,8 @@ fn main() {
         let report = memzinc::snapshot::take(pid, &core, None).expect("snapshot");
         let memzinc_s = started.elapsed().as_secs_f64();
         std::fs::remove_file(&core).unwrap();
+
+        let hash_s = hash_bound(bytes);
 
         let gcore_out = dir.path().join("g");
         let started = Instant::now();
@@ -83,11 +113,13 @@ fn main() {
         let _ = std::fs::remove_file(format!("{}.{pid}", gcore_out.display()));
 
         println!(
-            "| healme + {mib} MiB ({:.0} MiB captured) | {memzinc_s:.3} | {readv_s:.3} | {} | {:.2} | {:.0}% | {} |",
+            "| healme + {mib} MiB ({:.0} MiB captured) | {memzinc_s:.3} | {:.3} | {readv_s:.3} | {hash_s:.3} | {} | {:.2} | {:.0}% | {:.0}% | {} |",
             report.bytes as f64 / (1 << 20) as f64,
+            report.frozen_ms / 1e3,
             gcore_s.map(|s| format!("{s:.3}")).unwrap_or("n/a".into()),
             bytes as f64 / memzinc_s / 1e9,
             readv_s / memzinc_s * 100.0,
+            hash_s / memzinc_s * 100.0,
             gcore_s
                 .map(|g| format!("{:.2}x", g / memzinc_s))
                 .unwrap_or("n/a".into()),

@@ -40,7 +40,8 @@ pub fn binary(name: &str) -> PathBuf {
 /// without a live process.
 pub mod synthetic {
     use memzinc::Sha2;
-    use memzinc_verifier::plan::{PatchPlan, SnapshotTrees, Submission, Write};
+    use memzinc_verifier::hash::Hash;
+    use memzinc_verifier::plan::{PatchPlan, SnapshotSymbol, SnapshotTrees, Submission, Write};
     use memzinc_verifier::wire::{Region, PAGE_LEN, REGION_EXEC, REGION_READ, REGION_WRITE};
 
     pub const RW: u8 = REGION_READ | REGION_WRITE;
@@ -79,30 +80,77 @@ pub mod synthetic {
         page(address - address % PAGE_LEN as u64)[(address % PAGE_LEN as u64) as usize]
     }
 
+    /// The module the synthetic snapshot's symbols belong to.
+    pub const MODULE: &str = "synthetic";
+
+    /// `state` (64 bytes at 0x70_0100), `table` (256 bytes at 0x70_1000), `code` (in the
+    /// code region) and 29 filler symbols, so a symbol proof has five siblings.
+    pub fn symbols() -> Vec<(String, u64, u64)> {
+        let mut out = vec![
+            ("state".to_string(), 0x70_0100, 64),
+            ("table".to_string(), 0x70_1000, 256),
+            ("code".to_string(), 0x40_0010, 32),
+        ];
+        out.extend((0..29).map(|i| (format!("filler{i}"), 0x70_2000 + i * 16, 16)));
+        out
+    }
+
+    pub fn symbol_key(name: &str) -> Hash {
+        memzinc_verifier::hash::symbol_key::<Sha2>(MODULE.as_bytes(), name.as_bytes())
+    }
+
     pub fn trees() -> SnapshotTrees {
         let pages = regions()
             .iter()
             .flat_map(|r| (r.start..r.end).step_by(PAGE_LEN))
             .map(|a| (a, memzinc_verifier::merkle::page_leaf::<Sha2>(a, &page(a))))
             .collect();
-        SnapshotTrees::new::<Sha2>(regions(), pages)
+        let symbols = symbols()
+            .into_iter()
+            .map(|(name, address, size)| SnapshotSymbol {
+                key: symbol_key(&name),
+                address,
+                size,
+            })
+            .collect();
+        SnapshotTrees::new::<Sha2>(regions(), pages).with_symbols::<Sha2>(symbols)
     }
 
     /// A plan for `target` writing `len` bytes at each address (old bytes from the snapshot,
     /// new bytes their complement), with evidence. Regions are those the writes touch.
     pub fn submission(target: &str, writes: &[(u64, usize)]) -> Submission {
+        let writes: Vec<(u64, Vec<u8>)> = writes
+            .iter()
+            .map(|&(address, len)| (address, (0..len as u64).map(|i| !byte(address + i)).collect()))
+            .collect();
+        submission_with(target, &writes, &[], &[])
+    }
+
+    /// A plan for `target` writing the given new bytes at each address (old bytes from the
+    /// snapshot), with evidence that proves the symbols `keys` name. Regions are those the
+    /// writes touch and those holding `also` (the targets of pointer writes).
+    pub fn submission_with(target: &str, writes: &[(u64, Vec<u8>)], also: &[u64], keys: &[Hash]) -> Submission {
         let t = trees();
         let writes: Vec<Write> = writes
             .iter()
-            .map(|&(address, len)| {
-                let old: Vec<u8> = (0..len as u64).map(|i| byte(address + i)).collect();
-                let new = old.iter().map(|b| !b).collect();
-                Write { address, old, new }
+            .map(|(address, new)| {
+                let old: Vec<u8> = (0..new.len() as u64).map(|i| byte(address + i)).collect();
+                Write {
+                    address: *address,
+                    old,
+                    new: new.clone(),
+                }
             })
             .collect();
         let mut used: Vec<Region> = regions()
             .into_iter()
-            .filter(|r| writes.iter().any(|w| r.start <= w.address && w.address < r.end))
+            .filter(|r| {
+                writes
+                    .iter()
+                    .map(|w| w.address)
+                    .chain(also.iter().copied())
+                    .any(|a| r.start <= a && a < r.end)
+            })
             .collect();
         used.dedup();
         let plan = PatchPlan {
@@ -123,7 +171,9 @@ pub mod synthetic {
                 .collect(),
             ..plan.clone()
         };
-        let evidence = t.evidence(&provable, |a| Some(page(a))).expect("pages exist");
+        let evidence = t
+            .evidence_with_symbols(&provable, keys, |a| Some(page(a)))
+            .expect("pages and symbols exist");
         Submission { plan, evidence }
     }
 }
@@ -168,6 +218,7 @@ pub mod svm {
             signers: keys,
             model_hash: [1; 32],
             verifier_hash: [2; 32],
+            symbol_rules: Default::default(),
         }
     }
 

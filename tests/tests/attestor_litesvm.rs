@@ -4,14 +4,14 @@
 
 use memzinc::instructions::{self as ix, attestation_address, plan_marker_address};
 use memzinc::Sha2;
-use memzinc_tests::svm::{config, env, funded};
+use memzinc_tests::svm::{config, env, env_with, funded};
 use memzinc_tests::synthetic::{self, RW};
 use memzinc_verifier::accounts::{
     Attestation, PlanMarker, Policy, PolicyConfig, Receipt, TargetChain, EVENT_ATTESTATION_REVOKED,
     EVENT_POLICY_INITIALIZED, EVENT_POLICY_UPDATED, OUTCOME_APPLIED,
 };
 use memzinc_verifier::plan::Submission;
-use memzinc_verifier::wire::Region;
+use memzinc_verifier::wire::{field_kind, Region, SymbolRule, SymbolRules};
 use memzinc_verifier::VerifyError;
 use solana_account::Account;
 use solana_instruction::AccountMeta;
@@ -117,6 +117,184 @@ fn each_broken_rule_is_refused_with_its_own_error() {
         .svm
         .get_account(&e.chain_key(&target))
         .is_none_or(|a| a.data.is_empty()));
+}
+
+/// The policy of the symbol-rule tests, relative to the synthetic snapshot's `state`
+/// (0x70_0100): any bytes in +0..16, a u32 in [1, 100] at +16, an i16 in [-5, 5] at +20, a
+/// pointer at +24.
+fn symbol_policy() -> PolicyConfig {
+    let state = synthetic::symbol_key("state");
+    let rule = |start, end, kind, min: i64, max: i64| SymbolRule {
+        symbol: state,
+        start,
+        end,
+        kind,
+        min: min as u64,
+        max: max as u64,
+    };
+    PolicyConfig {
+        symbol_rules: SymbolRules::from_rules(&[
+            rule(0, 16, field_kind::BYTES, 0, 0),
+            rule(16, 20, field_kind::UNSIGNED, 1, 100),
+            rule(20, 22, field_kind::SIGNED, -5, 5),
+            rule(24, 32, field_kind::POINTER, 0, 0),
+        ])
+        .unwrap(),
+        ..config(&[])
+    }
+}
+
+const STATE: u64 = 0x70_0100;
+
+type Writes = Vec<(u64, Vec<u8>)>;
+
+#[test]
+fn symbol_rules_accept_a_good_plan_and_refuse_each_violation() {
+    let mut e = env_with(&symbol_policy());
+    let policy = e.account(&e.policy_key(), Policy::decode);
+    assert_eq!(policy.config, symbol_policy(), "the account stores the rules as given");
+    let state = [synthetic::symbol_key("state")];
+    let write = |offset: u64, bytes: &[u8]| (STATE + offset, bytes.to_vec());
+    let ro_pointer = 0x60_0010u64.to_le_bytes(); // into the read-only data region: readable
+
+    let good = synthetic::submission_with(
+        "symbols",
+        &[
+            write(0, &[1, 2]),
+            write(16, &50u32.to_le_bytes()),
+            write(20, &(-5i16).to_le_bytes()),
+            write(24, &ro_pointer),
+        ],
+        &[0x60_0010],
+        &state,
+    );
+    let cu = e.attest(&good, 0).expect("a plan inside the symbol rules is accepted");
+    println!("attest, 4 writes under 4 symbol rules with a symbol proof: {cu} compute units");
+
+    // Each rule refuses its own violation; nothing is recorded (the next seq stays 1).
+    let unmapped = 0x90_0000u64.to_le_bytes();
+    let cases: Vec<(Writes, VerifyError)> = vec![
+        (vec![write(40, &[9])], VerifyError::WriteOutsideAllowedRanges),
+        (vec![(0x70_3000, vec![9])], VerifyError::WriteOutsideAllowedRanges),
+        (vec![write(16, &[7, 0])], VerifyError::PartialFieldWrite),
+        (vec![write(12, &[1; 6])], VerifyError::PartialFieldWrite),
+        (
+            vec![write(16, &101u32.to_le_bytes())],
+            VerifyError::FieldValueOutOfBounds,
+        ),
+        (vec![write(16, &0u32.to_le_bytes())], VerifyError::FieldValueOutOfBounds),
+        (
+            vec![write(20, &(-6i16).to_le_bytes())],
+            VerifyError::FieldValueOutOfBounds,
+        ),
+        (vec![write(24, &unmapped)], VerifyError::PointerTargetUnreadable),
+        // A mapped address, but its region is not among the plan's proven regions.
+        (vec![write(24, &ro_pointer)], VerifyError::PointerTargetUnreadable),
+        (
+            vec![write(24, &0u64.to_le_bytes())],
+            VerifyError::PointerTargetUnreadable,
+        ),
+    ];
+    for (writes, error) in cases {
+        let s = synthetic::submission_with("symbols", &writes, &[], &state);
+        expect_refusal(e.attest(&s, 1), error);
+    }
+    // Without the symbol's proof the rules cannot be judged.
+    let s = synthetic::submission_with("symbols", &[write(0, &[3])], &[], &[]);
+    expect_refusal(e.attest(&s, 1), VerifyError::MissingSymbolProof);
+    let chain = e.account(&e.chain_key(&good.plan.target_id), TargetChain::decode);
+    assert_eq!(chain.next_seq, 1);
+}
+
+#[test]
+fn forged_symbol_proofs_are_refused() {
+    let mut e = env_with(&symbol_policy());
+    let keys = [synthetic::symbol_key("state"), synthetic::symbol_key("table")];
+    // Every forgery wants to write into `table` (0x70_1000), which no rule allows, by making
+    // `state` appear to be there. Each case is a distinct plan, so each has its own buffer.
+    let forged = |value: u8| synthetic::submission_with("forged", &[(0x70_1000, vec![value])], &[], &keys);
+    let state_index = |s: &Submission| s.evidence.symbols.iter().position(|p| p.symbol.key == keys[0]).unwrap();
+
+    // Honest evidence: the write is outside the allowed ranges.
+    expect_refusal(e.attest(&forged(1), 0), VerifyError::WriteOutsideAllowedRanges);
+    // `state` claimed at table's address.
+    let mut s = forged(2);
+    let i = state_index(&s);
+    s.evidence.symbols[i].symbol.address = 0x70_1000;
+    expect_refusal(e.attest(&s, 0), VerifyError::InvalidSymbolProof);
+    // table's leaf, index and siblings relabelled with state's key.
+    let mut s = forged(3);
+    let table = s.evidence.symbols[1 - state_index(&s)].clone();
+    s.evidence.symbols = vec![memzinc_verifier::plan::SymbolProof {
+        symbol: memzinc_verifier::plan::SnapshotSymbol {
+            key: keys[0],
+            ..table.symbol
+        },
+        ..table
+    }];
+    expect_refusal(e.attest(&s, 0), VerifyError::InvalidSymbolProof);
+    // A flipped sibling.
+    let mut s = forged(4);
+    let i = state_index(&s);
+    s.evidence.symbols[i].siblings[0][0] ^= 1;
+    expect_refusal(e.attest(&s, 0), VerifyError::InvalidSymbolProof);
+    // Proofs out of key order (so duplicates and choices between them are impossible).
+    let mut s = forged(5);
+    s.evidence.symbols.swap(0, 1);
+    expect_refusal(e.attest(&s, 0), VerifyError::InvalidSymbolProof);
+    // Another symbol tree (root and count claimed by the evidence) that puts `state` at table.
+    let mut s = forged(6);
+    let fake = memzinc_verifier::plan::SnapshotTrees::new::<Sha2>(synthetic::regions(), Vec::new())
+        .with_symbols::<Sha2>(vec![memzinc_verifier::plan::SnapshotSymbol {
+            key: keys[0],
+            address: 0x70_1000,
+            size: 64,
+        }]);
+    s.evidence.symbols_root = fake.symbols_root();
+    s.evidence.symbol_count = 1;
+    s.evidence.symbols = vec![memzinc_verifier::plan::SymbolProof {
+        symbol: memzinc_verifier::plan::SnapshotSymbol {
+            key: keys[0],
+            address: 0x70_1000,
+            size: 64,
+        },
+        index: 0,
+        siblings: Vec::new(),
+    }];
+    expect_refusal(e.attest(&s, 0), VerifyError::SnapshotRootMismatch);
+}
+
+#[test]
+fn symbol_rules_in_a_policy_are_validated() {
+    let mut e = env();
+    let a = e.authority.insecure_clone();
+    let bad_rule = SymbolRule {
+        symbol: [1; 32],
+        start: 0,
+        end: 3, // a 3-byte integer
+        kind: field_kind::UNSIGNED,
+        min: 0,
+        max: 1,
+    };
+    let mut update = ix::update_policy(&e.program_id, &a.pubkey(), &config(&[]));
+    let with_rules = |rules: &[SymbolRule]| {
+        let mut data = config(&[]).encode();
+        let n = data.len();
+        data.truncate(n - 4); // the empty Vec<SymbolRule>
+        data.extend((rules.len() as u32).to_le_bytes());
+        rules.iter().for_each(|r| data.extend(r.encode()));
+        data
+    };
+    update.data = [&update.data[..8], &with_rules(&[bad_rule])[..]].concat();
+    expect_refusal(e.send(vec![update.clone()], &[&a]), VerifyError::InvalidPolicyRules);
+    let fine = SymbolRule { end: 4, ..bad_rule };
+    update.data = [&update.data[..8], &with_rules(&[fine; 9])[..]].concat();
+    expect_refusal(e.send(vec![update.clone()], &[&a]), VerifyError::TooManySymbolRules);
+    update.data = [&update.data[..8], &with_rules(&[fine; 8])[..]].concat();
+    e.send(vec![update], &[&a]).expect("8 valid rules");
+    let policy = e.account(&e.policy_key(), Policy::decode);
+    assert_eq!(policy.config.symbol_rules.len(), 8);
+    assert_eq!(policy.revision, 1);
 }
 
 #[test]

@@ -24,6 +24,11 @@ fn localnet(dir: &Path) -> Net {
             _process: None,
         };
     }
+    own_localnet(dir)
+}
+
+/// Always memzinc's own localnet, with a fresh authority (and so a policy of its own).
+fn own_localnet(dir: &Path) -> Net {
     let keypair = dir.join("authority.json");
     ok(&["keygen", "-o", keypair.to_str().unwrap()]);
     let ready = dir.join("ready.json");
@@ -51,6 +56,133 @@ fn localnet(dir: &Path) -> Net {
         keypair,
         _process: Some(process),
     }
+}
+
+/// `memzinc policy init --allow/--field` on a real healme snapshot: the rules name
+/// `healme:HEALME_STATE`, the snapshot's symbol tree proves where it was, and the program judges
+/// the real plan by them.
+#[test]
+fn symbol_rules_from_the_cli_judge_a_real_plan() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
+    let net = own_localnet(dir.path());
+    let chain = |args: &[&str]| -> Vec<String> {
+        let mut v: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        v.extend([
+            "-u".into(),
+            net.url.clone(),
+            "-k".into(),
+            net.keypair.to_str().unwrap().into(),
+        ]);
+        v
+    };
+    let run_ok = |args: Vec<String>| ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let run_fail = |args: Vec<String>| fails(&args.iter().map(String::as_str).collect::<Vec<_>>());
+
+    let target = Target::healme(&["--corrupt-at", "3", "--period-ms", "50"]);
+    target.wait_for("OVERHEAT");
+    let snap = p("s.core");
+    ok(&["snapshot", "--pid", &target.pid(), "-o", &snap]);
+    let inspect: serde_json::Value = serde_json::from_str(&ok(&["inspect", &snap, "--json"])).unwrap();
+    let state = inspect["symbols"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "HEALME_STATE")
+        .expect("HEALME_STATE in the snapshot");
+    let (state_at, state_size) = (state["address"].as_u64().unwrap(), state["size"].as_u64().unwrap());
+    let plan = p("s.plan.json");
+    let spec = repo_root().join("models/targets/healme.json");
+    let planned: serde_json::Value = serde_json::from_str(&ok(&[
+        "plan",
+        &snap,
+        "--spec",
+        spec.to_str().unwrap(),
+        "-o",
+        &plan,
+        "--json",
+    ]))
+    .unwrap();
+    let temp = &planned["writes"][0];
+    assert_eq!(temp["field"], "HEALME_STATE.target_temp");
+    let temp_offset = temp["address"].as_u64().unwrap() - state_at;
+    let allow = format!("healme:HEALME_STATE+0..{state_size}");
+    let field = |bounds: &str| format!("healme:HEALME_STATE+{temp_offset}:i32={bounds}");
+
+    run_ok(chain(&[
+        "policy",
+        "init",
+        "--allow",
+        &allow,
+        "--field",
+        &field("-50..150"),
+    ]));
+    let shown: serde_json::Value = serde_json::from_str(&run_ok(chain(&["policy", "show", "--json"]))).unwrap();
+    let rules = shown["symbol_rules"].as_array().unwrap();
+    assert_eq!(rules.len(), 2);
+    assert_eq!(
+        (rules[1]["kind"].as_str(), rules[1]["min"].as_i64()),
+        (Some("signed"), Some(-50))
+    );
+    assert_eq!(rules[0]["symbol_key"], rules[1]["symbol_key"]);
+
+    // The plan file's evidence proves no symbols: the rules cannot be judged without them.
+    let err = run_fail(chain(&["attest", &plan]));
+    assert!(err.contains("MissingSymbolProof"), "{err}");
+    let attested: serde_json::Value =
+        serde_json::from_str(&run_ok(chain(&["attest", &plan, "--snapshot", &snap, "--json"]))).unwrap();
+    assert_eq!(attested["seq"], 0);
+
+    // Another run of healme (a PIE: ASLR places it elsewhere) under the same policy: the rules
+    // follow the symbol to its new address.
+    let other = Target::healme(&["--corrupt-at", "3", "--period-ms", "50"]);
+    other.wait_for("OVERHEAT");
+    let snap2 = p("s2.core");
+    ok(&["snapshot", "--pid", &other.pid(), "-o", &snap2]);
+    let inspect2: serde_json::Value = serde_json::from_str(&ok(&["inspect", &snap2, "--json"])).unwrap();
+    let state2_at = inspect2["symbols"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "HEALME_STATE")
+        .and_then(|s| s["address"].as_u64())
+        .unwrap();
+    if state2_at == state_at {
+        eprintln!("ASLR is off here: both runs have HEALME_STATE at {state_at:#x}; the rules are still judged");
+    }
+    let plan2 = p("s2.plan.json");
+    ok(&["plan", &snap2, "--spec", spec.to_str().unwrap(), "-o", &plan2]);
+    let attested: serde_json::Value =
+        serde_json::from_str(&run_ok(chain(&["attest", &plan2, "--snapshot", &snap2, "--json"]))).unwrap();
+    assert_eq!(attested["seq"], 1);
+
+    // Bounds the repaired temperature (21) violates: the same plan is refused under them.
+    run_ok(chain(&[
+        "policy",
+        "update",
+        "--allow",
+        &allow,
+        "--field",
+        &field("100..150"),
+    ]));
+    let err = run_fail(chain(&["attest", &plan, "--snapshot", &snap]));
+    assert!(err.contains("FieldValueOutOfBounds"), "{err}");
+    // A range elsewhere: the writes are outside it.
+    let elsewhere = format!("healme:HEALME_STATE+{}..{}", state_size, state_size + 8);
+    run_ok(chain(&["policy", "update", "--allow", &elsewhere]));
+    let err = run_fail(chain(&["attest", &plan, "--snapshot", &snap]));
+    assert!(err.contains("WriteOutsideAllowedRanges"), "{err}");
+    // Another snapshot than the plan's is refused before anything is sent.
+    let err = run_fail(chain(&["attest", &plan, "--snapshot", &snap2]));
+    assert!(err.contains("is not the plan's snapshot"), "{err}");
+    // A bound that does not fit the type is a usage error, nothing is sent.
+    let err = run_fail(chain(&[
+        "policy",
+        "update",
+        "--field",
+        "healme:HEALME_STATE+0:u8=0..256",
+    ]));
+    assert!(err.contains("--field"), "{err}");
 }
 
 #[test]
@@ -159,6 +291,42 @@ fn snapshot_plan_attest_apply_audit_on_a_localnet() {
     assert_eq!(last["plan_hash"], planned["plan_hash"]);
     assert_eq!(last["receipt"]["outcome"], "applied", "apply recorded its receipt");
     assert_eq!(last["revoked"], false);
+
+    // The audit exported with the snapshot and the plan: the attestations table and the
+    // AttestationChain protobuf record (decoded by protoc) hold this link.
+    let audit_file = p("audit.json");
+    std::fs::write(&audit_file, audit.to_string()).unwrap();
+    let tables = p("tables");
+    ok(&[
+        "export",
+        "--parquet",
+        &tables,
+        &snap,
+        "--plan",
+        &plan,
+        "--audit",
+        &audit_file,
+    ]);
+    let rows = memzinc::tables::ATTESTATIONS
+        .read_all(&Path::new(&tables).join("attestations.parquet"))
+        .unwrap();
+    assert_eq!(rows.len(), entries.len());
+    assert_eq!(rows.last().unwrap().text(4), planned["plan_hash"].as_str().unwrap());
+    let decoded = Command::new("protoc")
+        .arg("--decode=memzinc.attestation.v1.AttestationChain")
+        .arg(format!("--proto_path={}", repo_root().join("proto").display()))
+        .arg("attestation.proto")
+        .stdin(std::fs::File::open(Path::new(&tables).join("records/attestations.pb")).unwrap())
+        .output()
+        .unwrap();
+    assert!(decoded.status.success(), "{}", String::from_utf8_lossy(&decoded.stderr));
+    let decoded = String::from_utf8(decoded.stdout).unwrap();
+    assert_eq!(decoded.matches("attestations {").count(), entries.len(), "{decoded}");
+    assert!(
+        decoded.contains("outcome: \"applied\"") && decoded.contains("verified: true"),
+        "{decoded}"
+    );
+    assert!(decoded.contains(&format!("signer: {}", last["signer"])), "{decoded}");
 
     // Offline replay: the deployed program's bytes (the reproducible build) run again in the
     // sBPF VM on the kept plan file and produce the recorded attestation byte for byte.
@@ -395,4 +563,165 @@ fn apply_killed_at_every_step_never_leaves_half_a_patch() {
             if patched { "fully patched" } else { "untouched" }
         );
     }
+}
+
+/// `memzinc watch` started with `args` (JSON events), its events arriving on a channel.
+struct Watch {
+    child: KillOnDrop,
+    events: std::sync::mpsc::Receiver<serde_json::Value>,
+}
+
+impl Watch {
+    fn start(args: &[&str]) -> Watch {
+        use std::io::BufRead;
+        let mut child = Command::new(binary("memzinc"))
+            .args(["--json", "watch"])
+            .args(args)
+            .env("MEMZINC_ROOT", repo_root())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start memzinc watch");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, events) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx
+                    .send(serde_json::from_str(&line).unwrap_or(serde_json::Value::String(line)))
+                    .is_err()
+                {
+                    break;
+                }
+            }
+        });
+        Watch {
+            child: KillOnDrop(child),
+            events,
+        }
+    }
+
+    /// The next event of kind `kind`; the ones before it are returned too.
+    fn until(&self, kind: &str) -> Vec<serde_json::Value> {
+        let deadline = Instant::now() + Duration::from_secs(90);
+        let mut seen = Vec::new();
+        loop {
+            let event = self
+                .events
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+                .unwrap_or_else(|_| panic!("no {kind} event; saw {:?}", &seen[seen.len().saturating_sub(5)..]));
+            let done = event["event"] == kind;
+            seen.push(event);
+            if done {
+                return seen;
+            }
+        }
+    }
+
+    /// Ctrl-C; the loop stops cleanly (exit 0) and reports the summary.
+    fn interrupt(mut self) -> serde_json::Value {
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.child.0.id() as i32),
+            nix::sys::signal::Signal::SIGINT,
+        )
+        .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let status = loop {
+            if let Some(status) = self.child.0.try_wait().unwrap() {
+                break status;
+            }
+            assert!(Instant::now() < deadline, "watch did not stop on SIGINT");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        assert!(status.success(), "{status}");
+        let summary = loop {
+            let event = self
+                .events
+                .recv_timeout(Duration::from_secs(5))
+                .expect("a summary line");
+            if event.get("rounds").is_some() {
+                break event;
+            }
+        };
+        assert_eq!(summary["cancelled"], true, "{summary}");
+        summary
+    }
+}
+
+#[test]
+fn watch_dry_run_plans_the_repair_touches_nothing_and_stops_on_ctrl_c() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = Target::healme(&["--corrupt-at", "2", "--period-ms", "50"]);
+    target.wait_for("OVERHEAT");
+    let spec = repo_root().join("models/targets/healme.json");
+    let workdir = dir.path().join("watch");
+    let watch = Watch::start(&[
+        "--pid",
+        &target.pid(),
+        "--spec",
+        spec.to_str().unwrap(),
+        "--every",
+        "200ms",
+        "--dry-run",
+        "--workdir",
+        workdir.to_str().unwrap(),
+    ]);
+    let events = watch.until("planned");
+    let planned = events.last().unwrap();
+    assert_eq!(planned["dry_run"], true);
+    assert_eq!(planned["changed_bytes"], 5, "{planned}");
+    assert!(Path::new(planned["plan"].as_str().unwrap()).exists());
+    // A second round plans again: nothing was applied.
+    watch.until("planned");
+    let summary = watch.interrupt();
+    assert_eq!(summary["repairs_applied"], 0);
+    assert!(summary["rounds"].as_u64().unwrap() >= 2);
+    target.wait_for("OVERHEAT");
+}
+
+#[test]
+fn watch_heals_a_corrupted_target_through_the_attestor() {
+    let dir = tempfile::tempdir().unwrap();
+    let net = localnet(dir.path());
+    let chain = ["-u", &net.url, "-k", net.keypair.to_str().unwrap()];
+    let mut init = vec!["policy", "init", "--max-bytes", "64", "--max-writes", "8"];
+    init.extend(chain);
+    ok(&init);
+
+    let target = Target::healme(&["--corrupt-at", "3", "--period-ms", "50"]);
+    target.wait_for("OVERHEAT");
+    let spec = repo_root().join("models/targets/healme.json");
+    let workdir = dir.path().join("watch");
+    let pid = target.pid();
+    let mut args = vec![
+        "--pid",
+        &pid,
+        "--spec",
+        spec.to_str().unwrap(),
+        "--every",
+        "300ms",
+        "--max-applies",
+        "1",
+        "--workdir",
+        workdir.to_str().unwrap(),
+    ];
+    args.extend(chain);
+    // The rate limit: with no applies allowed, the repair is planned but not applied.
+    let mut limited = args.clone();
+    let at = limited.iter().position(|a| *a == "--max-applies").unwrap();
+    limited[at + 1] = "0";
+    let watch = Watch::start(&limited);
+    watch.until("rate_limited");
+    assert_eq!(watch.interrupt()["repairs_applied"], 0);
+    target.wait_for("OVERHEAT");
+
+    let watch = Watch::start(&args);
+    let events = watch.until("applied");
+    assert!(events.iter().any(|e| e["event"] == "planned" && e["dry_run"] == false));
+    let applied = events.last().unwrap();
+    assert_eq!(applied["seq"], 0, "{applied}");
+    // The next rounds find it healthy, and the target says so itself.
+    watch.until("healthy");
+    target.wait_for("status=ok");
+    let summary = watch.interrupt();
+    assert_eq!(summary["repairs_applied"], 1);
 }

@@ -137,3 +137,67 @@ fn children(pid: i32) -> Vec<i32> {
     }
     out
 }
+
+#[test]
+fn snapshot_writes_dzn_facts_that_plain_minizinc_solves() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(binary("healme"))
+        .args(["--corrupt-at", "1", "--period-ms", "20"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let target = Running(child);
+    while !lines.next().unwrap().unwrap().starts_with("tick 2") {}
+    std::thread::spawn(move || for _ in lines.map_while(Result::ok) {});
+
+    let core = dir.path().join("healme.core");
+    let dzn = dir.path().join("healme.dzn");
+    let spec = repo_root().join("models/targets/healme.json");
+    let out = Command::new(binary("memzinc"))
+        .args(["snapshot", "--pid", &target.0.id().to_string(), "-o"])
+        .arg(&core)
+        .arg("--dzn")
+        .arg(&dzn)
+        .arg("--spec")
+        .arg(&spec)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let facts = std::fs::read_to_string(&dzn).unwrap();
+    // The corruption (target 9000, fan 7) is in the facts, read from the core just written.
+    assert!(facts.contains("9000") && facts.contains("n_fields"), "{facts}");
+
+    // The plain MiniZinc CLI runs the repair model on the file unchanged, and repairs the same
+    // 5 bytes `memzinc plan` does.
+    let solved = Command::new("minizinc")
+        .args(["--solver", "gecode"])
+        .arg(repo_root().join("models/repair.mzn"))
+        .arg(&dzn)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&solved.stdout);
+    assert!(
+        solved.status.success(),
+        "{text} {}",
+        String::from_utf8_lossy(&solved.stderr)
+    );
+    let last_solution = text
+        .lines()
+        .rfind(|l| l.starts_with('{'))
+        .unwrap_or_else(|| panic!("no solution in {text}"));
+    let solution: serde_json::Value = serde_json::from_str(last_solution).unwrap();
+    assert_eq!(solution["changed_bytes"], 5, "{text}");
+    assert!(text.contains("=========="), "not proven optimal: {text}");
+
+    // `--dzn` without `--spec` is refused before anything is frozen or written.
+    let out = Command::new(binary("memzinc"))
+        .args(["snapshot", "--pid", &target.0.id().to_string(), "-o"])
+        .arg(dir.path().join("other.core"))
+        .arg("--dzn")
+        .arg(dir.path().join("other.dzn"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(!dir.path().join("other.core").exists());
+}

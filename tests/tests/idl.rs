@@ -8,7 +8,7 @@ use memzinc_verifier::accounts::{
     self, Attestation, BufferHeader, PlanMarker, Policy, PolicyConfig, Receipt, TargetChain,
 };
 use memzinc_verifier::plan::{PatchPlan, Write};
-use memzinc_verifier::wire::{PolicyRules, Region};
+use memzinc_verifier::wire::{field_kind, PolicyRules, Region, SymbolRule, SymbolRules};
 use memzinc_verifier::VerifyError;
 use serde_json::{json, Value};
 use solana_pubkey::Pubkey;
@@ -237,11 +237,21 @@ fn instruction_args_encode_exactly_as_the_program_decodes() {
         signers: [signer.to_bytes(), [0; 32], [0; 32], [0; 32]],
         model_hash: [5; 32],
         verifier_hash: [6; 32],
+        symbol_rules: SymbolRules::from_rules(&[SymbolRule {
+            symbol: [7; 32],
+            start: 16,
+            end: 20,
+            kind: field_kind::SIGNED,
+            min: (-3i64) as u64,
+            max: 90,
+        }])
+        .unwrap(),
     };
     let args = json!({"config": {
         "rules": {"wx": true, "max_bytes": 300, "max_writes": 9},
         "signers": [signer.to_bytes().to_vec()],
         "model_hash": vec![5u8; 32], "verifier_hash": vec![6u8; 32],
+        "symbol_rules": [{"symbol": vec![7u8; 32], "start": 16, "end": 20, "kind": 2, "min": (-3i64) as u64, "max": 90}],
     }});
     let program = Pubkey::new_unique();
     let authority = Pubkey::new_unique();
@@ -324,6 +334,7 @@ fn pda_seeds_derive_the_builders_addresses() {
         signers: [[0; 32]; 4],
         model_hash: [0; 32],
         verifier_hash: [0; 32],
+        symbol_rules: SymbolRules::default(),
     };
     let built = |name: &str| -> (solana_instruction::Instruction, Value) {
         match name {

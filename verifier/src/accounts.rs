@@ -5,7 +5,7 @@
 
 use crate::error::VerifyError;
 use crate::hash::Hash;
-use crate::wire::{PolicyRules, Reader, POLICY_RULES_LEN};
+use crate::wire::{PolicyRules, Reader, SymbolRules, MAX_SYMBOL_RULES, POLICY_RULES_LEN, SYMBOL_RULE_LEN};
 
 pub type Discriminator = [u8; 8];
 
@@ -57,7 +57,8 @@ fn check_discriminator<'a>(data: &'a [u8], disc: &Discriminator, len: usize) -> 
 
 /// What the authority sets on a policy: the rules, the host signers allowed to attest and record
 /// receipts, and the hashes of what produced plans under it (MiniZinc models, verifier build).
-/// Borsh: `PolicyConfig { rules: PolicyRules, signers: Vec<Pubkey>, model_hash: [u8;32], verifier_hash: [u8;32] }`.
+/// Borsh: `PolicyConfig { rules: PolicyRules, signers: Vec<Pubkey>, model_hash: [u8;32],
+/// verifier_hash: [u8;32], symbol_rules: Vec<SymbolRule> }`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PolicyConfig {
     pub rules: PolicyRules,
@@ -65,6 +66,8 @@ pub struct PolicyConfig {
     pub signers: [[u8; 32]; MAX_SIGNERS],
     pub model_hash: Hash,
     pub verifier_hash: Hash,
+    /// Address ranges relative to symbols, and the typed fields in them (`wire::SymbolRule`).
+    pub symbol_rules: SymbolRules,
 }
 
 impl PolicyConfig {
@@ -84,6 +87,7 @@ impl PolicyConfig {
             signers,
             model_hash: *r.array()?,
             verifier_hash: *r.array()?,
+            symbol_rules: SymbolRules::parse_vec(r)?,
         })
     }
 
@@ -98,6 +102,7 @@ impl PolicyConfig {
         }
         out.extend_from_slice(&self.model_hash);
         out.extend_from_slice(&self.verifier_hash);
+        out.extend(self.symbol_rules.encoded_vec());
         out
     }
 
@@ -118,7 +123,8 @@ pub struct Policy {
 
 impl Policy {
     pub const DISCRIMINATOR: Discriminator = [222, 135, 7, 163, 235, 177, 33, 68];
-    pub const LEN: usize = 8 + 32 + POLICY_RULES_LEN + 1 + 32 * MAX_SIGNERS + 32 + 32 + 4 + 1;
+    pub const LEN: usize =
+        8 + 32 + POLICY_RULES_LEN + 1 + 32 * MAX_SIGNERS + 32 + 32 + 4 + 1 + 1 + SYMBOL_RULE_LEN * MAX_SYMBOL_RULES;
 
     pub fn decode(data: &[u8]) -> Result<Policy, VerifyError> {
         let mut r = check_discriminator(data, &Self::DISCRIMINATOR, Self::LEN)?;
@@ -132,17 +138,22 @@ impl Policy {
         for s in signers.iter_mut() {
             *s = *r.array()?;
         }
+        let model_hash = *r.array()?;
+        let verifier_hash = *r.array()?;
+        let revision = r.u32()?;
+        let bump = r.u8()?;
         Ok(Policy {
             authority,
             config: PolicyConfig {
                 rules,
                 signer_count,
                 signers,
-                model_hash: *r.array()?,
-                verifier_hash: *r.array()?,
+                model_hash,
+                verifier_hash,
+                symbol_rules: SymbolRules::parse_fixed(&mut r)?,
             },
-            revision: r.u32()?,
-            bump: r.u8()?,
+            revision,
+            bump,
         })
     }
 
@@ -159,6 +170,9 @@ impl Policy {
         w.put(&self.config.verifier_hash);
         w.put(&self.revision.to_le_bytes());
         w.put(&[self.bump]);
+        let (count, slots) = self.config.symbol_rules.encoded_fixed();
+        w.put(&[count]);
+        w.put(slots);
     }
 
     /// The authority and the listed host signers may attest and record receipts.
@@ -513,6 +527,15 @@ mod tests {
                 signers: [[1; 32], [2; 32], [0; 32], [0; 32]],
                 model_hash: [3; 32],
                 verifier_hash: [4; 32],
+                symbol_rules: SymbolRules::from_rules(&[crate::wire::SymbolRule {
+                    symbol: [5; 32],
+                    start: 8,
+                    end: 16,
+                    kind: crate::wire::field_kind::POINTER,
+                    min: 0,
+                    max: 0,
+                }])
+                .unwrap(),
             },
             revision: 7,
             bump: 255,

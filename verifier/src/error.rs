@@ -84,6 +84,13 @@ verify_errors! {
     AttestationRevoked = 37 => "the attestation was revoked",
     AttestationNotFound = 38 => "the attestation account does not match the target chain and sequence",
     ReceiptAlreadyRecorded = 39 => "an apply receipt is already recorded for this attestation",
+    WriteOutsideAllowedRanges = 40 => "write is not inside any address range the policy allows (relative to a symbol)",
+    MissingSymbolProof = 41 => "a symbol the policy's rules name has no proof in the evidence",
+    InvalidSymbolProof = 42 => "a symbol's Merkle proof does not lead to the snapshot's symbol root, or proofs are not in ascending key order",
+    PartialFieldWrite = 43 => "a write covers only part of a typed field",
+    FieldValueOutOfBounds = 44 => "a typed field's new value is outside the policy's bounds",
+    PointerTargetUnreadable = 45 => "a pointer field's new value does not point into a readable region of the plan's proven regions",
+    TooManySymbolRules = 46 => "a policy holds at most 8 symbol rules",
 }
 
 impl core::fmt::Display for VerifyError {

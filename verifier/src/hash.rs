@@ -18,7 +18,9 @@ pub const UNREADABLE_LEAF_TAG: &[u8] = b"memzinc/unreadable/v1";
 pub const NODE_TAG: &[u8] = b"memzinc/node/v1";
 pub const TARGET_TAG: &[u8] = b"memzinc/target/v1";
 pub const REGION_LEAF_TAG: &[u8] = b"memzinc/region/v1";
-pub const SNAPSHOT_TAG: &[u8] = b"memzinc/snapshot/v1";
+pub const SNAPSHOT_TAG: &[u8] = b"memzinc/snapshot/v2";
+pub const SYMBOL_KEY_TAG: &[u8] = b"memzinc/symbol-key/v1";
+pub const SYMBOL_LEAF_TAG: &[u8] = b"memzinc/symbol/v1";
 
 /// Hash of a plan: its canonical encoding (`PlanCore`, see [`crate::wire`]). The evidence that
 /// accompanies a plan is not hashed: it is checked against the roots the plan names.
@@ -26,15 +28,36 @@ pub fn plan_hash<H: Sha256>(plan_core: &[u8]) -> Hash {
     H::hashv(&[PLAN_TAG, plan_core])
 }
 
-/// A snapshot's root commits to its page tree and its region tree (and their sizes).
-pub fn snapshot_root<H: Sha256>(pages_root: &Hash, regions_root: &Hash, page_count: u64, region_count: u64) -> Hash {
+/// The roots and sizes of a snapshot's three trees: pages, regions (every mapping) and symbols
+/// (every symbol whose module and name are unique, at its runtime address).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TreeRoots<'a> {
+    pub pages_root: &'a Hash,
+    pub regions_root: &'a Hash,
+    pub symbols_root: &'a Hash,
+    pub page_count: u64,
+    pub region_count: u64,
+    pub symbol_count: u64,
+}
+
+/// A snapshot's root commits to its page, region and symbol trees (and their sizes).
+pub fn snapshot_root<H: Sha256>(t: &TreeRoots<'_>) -> Hash {
     H::hashv(&[
         SNAPSHOT_TAG,
-        pages_root,
-        regions_root,
-        &page_count.to_le_bytes(),
-        &region_count.to_le_bytes(),
+        t.pages_root,
+        t.regions_root,
+        &t.page_count.to_le_bytes(),
+        &t.region_count.to_le_bytes(),
+        t.symbols_root,
+        &t.symbol_count.to_le_bytes(),
     ])
+}
+
+/// What a policy names a symbol by: its module's file name (`libc.so.6`, the executable's
+/// name) and the symbol's name, hashed to a fixed size. Addresses are not part of the key, so a
+/// policy written once holds for every run of the target, whatever ASLR chose.
+pub fn symbol_key<H: Sha256>(module: &[u8], name: &[u8]) -> Hash {
+    H::hashv(&[SYMBOL_KEY_TAG, &(module.len() as u32).to_le_bytes(), module, name])
 }
 
 /// Hash of a Borsh-encoded region table (`Vec<Region>`, length prefix included).

@@ -83,6 +83,7 @@ pub fn parse_policy_config(args: &[u8]) -> Result<PolicyConfig, VerifyError> {
     let config = PolicyConfig::parse(&mut r)?;
     r.finish()?;
     config.rules.validate()?;
+    config.symbol_rules.validate()?;
     Ok(config)
 }
 

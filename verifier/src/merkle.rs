@@ -1,7 +1,7 @@
 //! The snapshot's Merkle tree over pages, and proof verification.
 //!
-//! A snapshot has two trees: pages and regions (every mapping, `region_leaf`), and its root is
-//! `hash::snapshot_root` over both. Page leaves, in ascending page address order:
+//! A snapshot has three trees: pages, regions (every mapping, `region_leaf`) and symbols
+//! (`symbol_leaf`), and its root is `hash::snapshot_root` over all three. Page leaves, in ascending page address order:
 //! - a readable page: `H(PAGE_LEAF_TAG || address_le || contents)`
 //! - a page that could not be read: `H(UNREADABLE_LEAF_TAG || address_le)`, so a snapshot
 //!   never guesses what it did not see.
@@ -10,7 +10,7 @@
 //! last node unchanged. A proof is the list of sibling hashes from the leaf upwards; the leaf's
 //! index and the leaf count determine which side each sibling is on and where none exists.
 
-use crate::hash::{Hash, Sha256, NODE_TAG, PAGE_LEAF_TAG, REGION_LEAF_TAG, UNREADABLE_LEAF_TAG};
+use crate::hash::{Hash, Sha256, NODE_TAG, PAGE_LEAF_TAG, REGION_LEAF_TAG, SYMBOL_LEAF_TAG, UNREADABLE_LEAF_TAG};
 use crate::wire::Region;
 
 pub fn page_leaf<H: Sha256>(address: u64, contents: &[u8]) -> Hash {
@@ -24,6 +24,12 @@ pub fn unreadable_leaf<H: Sha256>(address: u64) -> Hash {
 /// A leaf of the region tree: every mapping of the snapshot, in address order.
 pub fn region_leaf<H: Sha256>(region: &Region) -> Hash {
     H::hashv(&[REGION_LEAF_TAG, &region.encode()])
+}
+
+/// A leaf of the symbol tree: a symbol's key (`hash::symbol_key`) and where it was at runtime.
+/// Leaves are in ascending key order; keys that name more than one symbol are left out.
+pub fn symbol_leaf<H: Sha256>(key: &Hash, address: u64, size: u64) -> Hash {
+    H::hashv(&[SYMBOL_LEAF_TAG, key, &address.to_le_bytes(), &size.to_le_bytes()])
 }
 
 pub fn node<H: Sha256>(left: &Hash, right: &Hash) -> Hash {
@@ -185,7 +191,16 @@ mod tests {
         let proof = tree.proof(0).unwrap();
         assert!(verify_proof::<Sha2>(&tree.root(), &leaves[0], 0, 7, proof.clone()));
         assert!(!verify_proof::<Sha2>(&tree.root(), &leaves[0], 0, 9, proof)); // four levels
-        let root = |count| crate::hash::snapshot_root::<Sha2>(&tree.root(), &[0; 32], count, 1);
+        let root = |page_count| {
+            crate::hash::snapshot_root::<Sha2>(&crate::hash::TreeRoots {
+                pages_root: &tree.root(),
+                regions_root: &[0; 32],
+                symbols_root: &[0; 32],
+                page_count,
+                region_count: 1,
+                symbol_count: 0,
+            })
+        };
         assert_ne!(root(5), root(7));
     }
 }

@@ -7,7 +7,7 @@ use crate::error::VerifyError;
 use crate::hash::{self, Hash, Sha256};
 use crate::merkle::{self, tree::MerkleTree};
 use crate::rules::{check_plan, verify_submission, PlanTotals, Verdict};
-use crate::wire::{PlanView, PolicyRules, Region, PAGE_LEN};
+use crate::wire::{PlanView, PolicyRules, Region, SymbolRules, PAGE_LEN};
 
 /// One write of an owned plan.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -108,6 +108,22 @@ pub struct PageProof {
     pub siblings: Vec<Hash>,
 }
 
+/// A symbol of the snapshot: its key (`hash::symbol_key`), runtime address and size.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SnapshotSymbol {
+    pub key: Hash,
+    pub address: u64,
+    pub size: u64,
+}
+
+/// One symbol of the snapshot with its proof.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SymbolProof {
+    pub symbol: SnapshotSymbol,
+    pub index: u64,
+    pub siblings: Vec<Hash>,
+}
+
 /// What proves a plan against its snapshot (see `wire::EvidenceView`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Evidence {
@@ -117,6 +133,9 @@ pub struct Evidence {
     pub region_count: u64,
     pub region_proofs: Vec<RegionProof>,
     pub pages: Vec<PageProof>,
+    pub symbols_root: Hash,
+    pub symbol_count: u64,
+    pub symbols: Vec<SymbolProof>,
 }
 
 fn put_siblings(out: &mut Vec<u8>, siblings: &[Hash]) {
@@ -150,6 +169,20 @@ impl Evidence {
                     siblings: p.siblings().collect(),
                 })
                 .collect(),
+            symbols_root: *v.symbols_root,
+            symbol_count: v.symbol_count,
+            symbols: v
+                .symbols()
+                .map(|p| SymbolProof {
+                    symbol: SnapshotSymbol {
+                        key: *p.key,
+                        address: p.address,
+                        size: p.size,
+                    },
+                    index: p.index,
+                    siblings: p.siblings().collect(),
+                })
+                .collect(),
         }
     }
 
@@ -173,10 +206,27 @@ impl Evidence {
             out.extend_from_slice(&page);
             put_siblings(out, &p.siblings);
         }
+        out.extend_from_slice(&self.symbols_root);
+        out.extend_from_slice(&self.symbol_count.to_le_bytes());
+        out.extend_from_slice(&(self.symbols.len() as u32).to_le_bytes());
+        for p in &self.symbols {
+            out.extend_from_slice(&p.symbol.key);
+            out.extend_from_slice(&p.symbol.address.to_le_bytes());
+            out.extend_from_slice(&p.symbol.size.to_le_bytes());
+            out.extend_from_slice(&p.index.to_le_bytes());
+            put_siblings(out, &p.siblings);
+        }
     }
 
     pub fn snapshot_root<H: Sha256>(&self) -> Hash {
-        hash::snapshot_root::<H>(&self.pages_root, &self.regions_root, self.page_count, self.region_count)
+        hash::snapshot_root::<H>(&hash::TreeRoots {
+            pages_root: &self.pages_root,
+            regions_root: &self.regions_root,
+            symbols_root: &self.symbols_root,
+            page_count: self.page_count,
+            region_count: self.region_count,
+            symbol_count: self.symbol_count,
+        })
     }
 }
 
@@ -194,19 +244,30 @@ impl Submission {
         out
     }
 
-    /// Everything the program checks, on the same bytes.
+    /// Everything the program checks under a policy without symbol rules, on the same bytes.
     pub fn verify<H: Sha256>(&self, rules: &PolicyRules) -> Result<Verdict, VerifyError> {
+        self.verify_under::<H>(rules, &SymbolRules::default())
+    }
+
+    /// Everything the program checks, on the same bytes.
+    pub fn verify_under<H: Sha256>(
+        &self,
+        rules: &PolicyRules,
+        symbol_rules: &SymbolRules,
+    ) -> Result<Verdict, VerifyError> {
         let bytes = self.encode();
-        verify_submission::<H>(rules, &bytes).map(|(_, verdict)| verdict)
+        verify_submission::<H>(rules, symbol_rules, &bytes).map(|(_, verdict)| verdict)
     }
 }
 
-/// A snapshot's two Merkle trees, from which the host cuts evidence for a plan.
+/// A snapshot's three Merkle trees, from which the host cuts evidence for a plan.
 pub struct SnapshotTrees {
     regions: Vec<Region>,
     region_tree: MerkleTree,
     page_addresses: Vec<u64>,
     page_tree: MerkleTree,
+    symbols: Vec<SnapshotSymbol>,
+    symbol_tree: MerkleTree,
 }
 
 impl SnapshotTrees {
@@ -219,7 +280,44 @@ impl SnapshotTrees {
             region_tree,
             page_addresses,
             page_tree: MerkleTree::from_leaves::<H>(leaves),
+            symbols: Vec::new(),
+            symbol_tree: MerkleTree::from_leaves::<H>(Vec::new()),
         }
+    }
+
+    /// Adds the symbol tree: leaves in ascending key order; a key that names more than one
+    /// symbol (two modules' `static` of the same name in one file name, say) is left out, so a
+    /// key proves one address or none.
+    pub fn with_symbols<H: Sha256>(mut self, mut symbols: Vec<SnapshotSymbol>) -> SnapshotTrees {
+        symbols.sort_by_key(|s| s.key);
+        let mut unique: Vec<SnapshotSymbol> = Vec::with_capacity(symbols.len());
+        let mut i = 0;
+        while i < symbols.len() {
+            let same = symbols[i..].iter().take_while(|s| s.key == symbols[i].key).count();
+            if same == 1 {
+                unique.push(symbols[i]);
+            }
+            i += same;
+        }
+        self.symbol_tree = MerkleTree::from_leaves::<H>(
+            unique
+                .iter()
+                .map(|s| merkle::symbol_leaf::<H>(&s.key, s.address, s.size))
+                .collect(),
+        );
+        self.symbols = unique;
+        self
+    }
+
+    pub fn symbols_root(&self) -> Hash {
+        self.symbol_tree.root()
+    }
+
+    /// The symbols of the tree whose `[address, address + size)` holds `[address, address + len)`.
+    pub fn symbols_holding(&self, address: u64, len: u64) -> impl Iterator<Item = &SnapshotSymbol> + '_ {
+        self.symbols
+            .iter()
+            .filter(move |s| s.address <= address && address.saturating_add(len) <= s.address.saturating_add(s.size))
     }
 
     pub fn pages_root(&self) -> Hash {
@@ -231,21 +329,51 @@ impl SnapshotTrees {
     }
 
     pub fn root<H: Sha256>(&self) -> Hash {
-        hash::snapshot_root::<H>(
-            &self.pages_root(),
-            &self.regions_root(),
-            self.page_tree.leaf_count(),
-            self.region_tree.leaf_count(),
-        )
+        hash::snapshot_root::<H>(&hash::TreeRoots {
+            pages_root: &self.pages_root(),
+            regions_root: &self.regions_root(),
+            symbols_root: &self.symbols_root(),
+            page_count: self.page_tree.leaf_count(),
+            region_count: self.region_tree.leaf_count(),
+            symbol_count: self.symbol_tree.leaf_count(),
+        })
     }
 
-    /// Proofs for the plan's regions and for every page its writes touch. `contents` returns
-    /// a page's captured bytes (None if it was not captured).
+    /// Proofs for the plan's regions and for every page its writes touch, no symbols.
+    /// `contents` returns a page's captured bytes (None if it was not captured).
     pub fn evidence(
         &self,
         plan: &PatchPlan,
         contents: impl Fn(u64) -> Option<Vec<u8>>,
     ) -> Result<Evidence, VerifyError> {
+        self.evidence_with_symbols(plan, &[], contents)
+    }
+
+    /// [`Self::evidence`] plus proofs of the symbols named by `keys` (what a policy's symbol
+    /// rules need); a key the tree does not hold is `MissingSymbolProof`.
+    pub fn evidence_with_symbols(
+        &self,
+        plan: &PatchPlan,
+        keys: &[Hash],
+        contents: impl Fn(u64) -> Option<Vec<u8>>,
+    ) -> Result<Evidence, VerifyError> {
+        let mut keys = keys.to_vec();
+        keys.sort_unstable();
+        keys.dedup();
+        let symbols = keys
+            .iter()
+            .map(|key| {
+                let index = self
+                    .symbols
+                    .binary_search_by_key(key, |s| s.key)
+                    .map_err(|_| VerifyError::MissingSymbolProof)?;
+                Ok(SymbolProof {
+                    symbol: self.symbols[index],
+                    index: index as u64,
+                    siblings: self.symbol_tree.proof(index).ok_or(VerifyError::MissingSymbolProof)?,
+                })
+            })
+            .collect::<Result<Vec<_>, VerifyError>>()?;
         let region_proofs = plan
             .regions
             .iter()
@@ -300,6 +428,9 @@ impl SnapshotTrees {
             region_count: self.region_tree.leaf_count(),
             region_proofs,
             pages,
+            symbols_root: self.symbols_root(),
+            symbol_count: self.symbol_tree.leaf_count(),
+            symbols,
         })
     }
 }
@@ -563,6 +694,148 @@ mod tests {
         assert_eq!(
             t.evidence(&p, |a| Some(page_bytes(a))).err(),
             Some(VerifyError::MissingPageProof)
+        );
+    }
+
+    /// Symbols of the test snapshot: `state` (0x4000, 64 bytes) and `other` (0x5000); `dup`
+    /// twice (left out of the tree).
+    fn symbol_trees() -> SnapshotTrees {
+        let sym = |name: &[u8], address, size| SnapshotSymbol {
+            key: hash::symbol_key::<Sha2>(b"target", name),
+            address,
+            size,
+        };
+        trees().with_symbols::<Sha2>(vec![
+            sym(b"state", 0x4000, 64),
+            sym(b"other", 0x5000, 8),
+            sym(b"dup", 0x4100, 8),
+            sym(b"dup", 0x4200, 8),
+        ])
+    }
+
+    fn symbol_submission(writes: Vec<(u64, usize, &[u8])>, keys: &[Hash]) -> Submission {
+        let t = symbol_trees();
+        let mut s = submission(writes);
+        s.plan.snapshot_root = t.root::<Sha2>();
+        s.plan.regions = vec![
+            Region {
+                start: 0x2000,
+                end: 0x3000,
+                flags: REGION_READ,
+            },
+            Region {
+                start: 0x4000,
+                end: 0x6000,
+                flags: RW,
+            },
+        ];
+        s.evidence = t.evidence_with_symbols(&s.plan, keys, |a| Some(page_bytes(a))).unwrap();
+        s
+    }
+
+    #[test]
+    fn symbol_rules_each_refusal_has_its_own_error() {
+        use crate::wire::{field_kind, SymbolRule};
+        let state = hash::symbol_key::<Sha2>(b"target", b"state");
+        let rule = |start, end, kind, min, max| SymbolRule {
+            symbol: state,
+            start,
+            end,
+            kind,
+            min,
+            max,
+        };
+        let symbol_rules = SymbolRules::from_rules(&[
+            rule(0, 16, field_kind::BYTES, 0, 0),
+            rule(16, 20, field_kind::UNSIGNED, 1, 100),
+            rule(20, 22, field_kind::SIGNED, (-5i64) as u64, 5),
+            rule(24, 32, field_kind::POINTER, 0, 0),
+        ])
+        .unwrap();
+        let verify = |writes: Vec<(u64, usize, &[u8])>, keys: &[Hash]| {
+            symbol_submission(writes, keys).verify_under::<Sha2>(&rules(), &symbol_rules)
+        };
+        let ptr = 0x2010u64.to_le_bytes();
+        let good = verify(
+            vec![
+                (0x4000, 2, &[0xaa, 0xbb]),
+                (0x4010, 4, &[100, 0, 0, 0]),
+                (0x4014, 2, &(-5i16).to_le_bytes()),
+                (0x4018, 8, &ptr),
+            ],
+            &[state],
+        );
+        assert!(good.is_ok(), "{good:?}");
+        // Without rules, the same plan passes; without the symbol proof, it cannot.
+        assert!(symbol_submission(vec![(0x4030, 1, &[0])], &[])
+            .verify::<Sha2>(&rules())
+            .is_ok());
+        let with = [state];
+        let minus6 = (-6i16).to_le_bytes();
+        let far = 0x9000u64.to_le_bytes();
+        let null = 0u64.to_le_bytes();
+        type Case<'a> = (Vec<(u64, usize, &'a [u8])>, &'a [Hash], VerifyError);
+        let cases: Vec<Case> = vec![
+            (vec![(0x4000, 1, &[0])], &[], VerifyError::MissingSymbolProof),
+            (vec![(0x4020, 1, &[0])], &with, VerifyError::WriteOutsideAllowedRanges),
+            (vec![(0x5000, 1, &[0])], &with, VerifyError::WriteOutsideAllowedRanges),
+            (vec![(0x4010, 2, &[1, 0])], &with, VerifyError::PartialFieldWrite),
+            (
+                vec![(0x4010, 4, &[101, 0, 0, 0])],
+                &with,
+                VerifyError::FieldValueOutOfBounds,
+            ),
+            (
+                vec![(0x4010, 4, &[0, 0, 0, 0])],
+                &with,
+                VerifyError::FieldValueOutOfBounds,
+            ),
+            (vec![(0x4014, 2, &minus6)], &with, VerifyError::FieldValueOutOfBounds),
+            (vec![(0x4018, 8, &far)], &with, VerifyError::PointerTargetUnreadable),
+            (vec![(0x4018, 8, &null)], &with, VerifyError::PointerTargetUnreadable),
+        ];
+        for (writes, keys, expected) in cases {
+            assert_eq!(verify(writes.clone(), keys), Err(expected), "{writes:x?}");
+        }
+        // Forged symbol proofs: another address, a wrong sibling, keys out of order.
+        let base = symbol_submission(vec![(0x4000, 1, &[0])], &[state]);
+        let mut moved = base.clone();
+        moved.evidence.symbols[0].symbol.address = 0x5000;
+        let mut sibling = base.clone();
+        sibling.evidence.symbols[0].siblings[0][0] ^= 1;
+        let other = hash::symbol_key::<Sha2>(b"target", b"other");
+        let mut unsorted = symbol_submission(vec![(0x4000, 1, &[0])], &[state, other]);
+        unsorted.evidence.symbols.swap(0, 1);
+        for s in [moved, sibling, unsorted] {
+            assert_eq!(
+                s.verify_under::<Sha2>(&rules(), &symbol_rules),
+                Err(VerifyError::InvalidSymbolProof)
+            );
+        }
+        // An ambiguous name is not in the tree, so it cannot be proven.
+        let dup = hash::symbol_key::<Sha2>(b"target", b"dup");
+        assert_eq!(
+            symbol_trees()
+                .evidence_with_symbols(&base.plan, &[dup], |a| Some(page_bytes(a)))
+                .err(),
+            Some(VerifyError::MissingSymbolProof)
+        );
+        // Out-of-range rules are refused when the policy is set.
+        for bad in [
+            rule(8, 8, field_kind::BYTES, 0, 0),
+            rule(0, 3, field_kind::UNSIGNED, 0, 1),
+            rule(0, 4, field_kind::UNSIGNED, 2, 1),
+            rule(0, 4, field_kind::POINTER, 0, 0),
+            rule(0, 8, 4, 0, 0),
+        ] {
+            assert_eq!(
+                SymbolRules::from_rules(&[bad]).err(),
+                Some(VerifyError::InvalidPolicyRules)
+            );
+        }
+        assert_eq!(
+            SymbolRules::from_rules(&[rule(0, 1, 0, 0, 0); 9]).err(),
+            Some(VerifyError::TooManySymbolRules)
         );
     }
 }

@@ -7,7 +7,10 @@
 use crate::error::VerifyError;
 use crate::hash::{self, Hash, Sha256};
 use crate::merkle;
-use crate::wire::{EvidenceView, PlanView, PolicyRules, Region, Submission, PAGE_LEN};
+use crate::wire::{
+    field_kind, EvidenceView, PlanView, PolicyRules, Region, Submission, SymbolRule, SymbolRules, MAX_SYMBOL_RULES,
+    PAGE_LEN,
+};
 
 /// What a plan that passed the rules amounts to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -102,16 +105,12 @@ pub fn check_plan(rules: &PolicyRules, args: &PlanView<'_>) -> Result<PlanTotals
 }
 
 /// Checks the evidence: the snapshot root is the hash of the proven sub-roots, every region of
-/// the plan is a leaf of the region tree, every page is a leaf of the page tree, and every
-/// write's old bytes are the proven pages' bytes. Run after `check_plan` (which guarantees
+/// the plan is a leaf of the region tree, every page is a leaf of the page tree, every symbol
+/// proof leads to the symbol root (keys ascending), and every write's old bytes are the proven
+/// pages' bytes. Run after `check_plan` (which guarantees
 /// sorted, disjoint, in-region writes).
 pub fn check_evidence<H: Sha256>(plan: &PlanView<'_>, evidence: &EvidenceView<'_>) -> Result<(), VerifyError> {
-    let root = hash::snapshot_root::<H>(
-        evidence.pages_root,
-        evidence.regions_root,
-        evidence.page_count,
-        evidence.region_count,
-    );
+    let root = hash::snapshot_root::<H>(&evidence.tree_roots());
     if &root != plan.snapshot_root {
         return Err(VerifyError::SnapshotRootMismatch);
     }
@@ -150,6 +149,24 @@ pub fn check_evidence<H: Sha256>(plan: &PlanView<'_>, evidence: &EvidenceView<'_
         }
     }
 
+    let mut prev_key: Option<&[u8; 32]> = None;
+    for symbol in evidence.symbols() {
+        if prev_key.is_some_and(|k| symbol.key <= k) {
+            return Err(VerifyError::InvalidSymbolProof);
+        }
+        prev_key = Some(symbol.key);
+        let leaf = merkle::symbol_leaf::<H>(symbol.key, symbol.address, symbol.size);
+        if !merkle::verify_proof::<H>(
+            evidence.symbols_root,
+            &leaf,
+            symbol.index,
+            evidence.symbol_count,
+            symbol.siblings(),
+        ) {
+            return Err(VerifyError::InvalidSymbolProof);
+        }
+    }
+
     // Writes and pages both ascend: one merge compares every old byte with the proven page.
     let mut pages = evidence.pages().peekable();
     for write in plan.writes() {
@@ -176,6 +193,88 @@ pub fn check_evidence<H: Sha256>(plan: &PlanView<'_>, evidence: &EvidenceView<'_
     Ok(())
 }
 
+/// The value of a typed field (its new bytes) against its rule.
+fn check_field_value(rule: &SymbolRule, bytes: &[u8], plan: &PlanView<'_>) -> Result<(), VerifyError> {
+    let mut le = [0u8; 8];
+    le[..bytes.len()].copy_from_slice(bytes);
+    let raw = u64::from_le_bytes(le);
+    let in_bounds = match rule.kind {
+        field_kind::UNSIGNED => rule.min <= raw && raw <= rule.max,
+        field_kind::SIGNED => {
+            let shift = 64 - 8 * bytes.len() as u32;
+            let value = ((raw << shift) as i64) >> shift;
+            rule.min as i64 <= value && value <= rule.max as i64
+        }
+        field_kind::POINTER => {
+            // The plan's regions are proven leaves of the snapshot's region tree (check_evidence).
+            if !plan.regions().any(|r| r.readable() && r.start <= raw && raw < r.end) {
+                return Err(VerifyError::PointerTargetUnreadable);
+            }
+            true
+        }
+        _ => true,
+    };
+    if in_bounds {
+        Ok(())
+    } else {
+        Err(VerifyError::FieldValueOutOfBounds)
+    }
+}
+
+/// Checks a plan against a policy's symbol rules; run after `check_plan` and `check_evidence`
+/// (writes well-formed and ascending, regions and symbol proofs proven). Without rules it costs
+/// nothing. With rules: every write lies inside one rule's range `[symbol + start, symbol +
+/// end)` at the symbol's proven address; a write that touches a typed field covers all of it,
+/// and the field's new value is in bounds (integers) or points into a readable proven region
+/// (pointers). O(writes × rules), rules ≤ 8.
+pub fn check_symbol_rules(
+    rules: &SymbolRules,
+    plan: &PlanView<'_>,
+    evidence: &EvidenceView<'_>,
+) -> Result<(), VerifyError> {
+    if rules.is_empty() {
+        return Ok(());
+    }
+    let mut resolved = [(SymbolRule::default(), 0u64, 0u64); MAX_SYMBOL_RULES];
+    for (slot, rule) in resolved.iter_mut().zip(rules.iter()) {
+        let symbol = evidence
+            .symbols()
+            .find(|s| s.key == &rule.symbol)
+            .ok_or(VerifyError::MissingSymbolProof)?;
+        let lo = symbol
+            .address
+            .checked_add(rule.start)
+            .ok_or(VerifyError::AddressOverflow)?;
+        let hi = symbol
+            .address
+            .checked_add(rule.end)
+            .ok_or(VerifyError::AddressOverflow)?;
+        *slot = (rule, lo, hi);
+    }
+    let resolved = &resolved[..rules.len()];
+    for write in plan.writes() {
+        let end = write
+            .address
+            .checked_add(write.new.len() as u64)
+            .ok_or(VerifyError::AddressOverflow)?;
+        let mut allowed = false;
+        for (rule, lo, hi) in resolved {
+            allowed |= *lo <= write.address && end <= *hi;
+            if rule.kind != field_kind::BYTES && *lo < end && write.address < *hi {
+                if *lo < write.address || end < *hi {
+                    return Err(VerifyError::PartialFieldWrite);
+                }
+                let at = (*lo - write.address) as usize;
+                check_field_value(rule, &write.new[at..at + (*hi - *lo) as usize], plan)?;
+            }
+        }
+        if !allowed {
+            return Err(VerifyError::WriteOutsideAllowedRanges);
+        }
+    }
+    Ok(())
+}
+
 /// The verdict on an accepted submission: what an attestation records.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Verdict {
@@ -188,11 +287,13 @@ pub struct Verdict {
 /// host's pre-check and offline replays.
 pub fn verify_submission<'a, H: Sha256>(
     rules: &PolicyRules,
+    symbol_rules: &SymbolRules,
     data: &'a [u8],
 ) -> Result<(Submission<'a>, Verdict), VerifyError> {
     let submission = Submission::parse(data)?;
     let totals = check_plan(rules, &submission.plan)?;
     check_evidence::<H>(&submission.plan, &submission.evidence)?;
+    check_symbol_rules(symbol_rules, &submission.plan, &submission.evidence)?;
     Ok((
         submission,
         Verdict {

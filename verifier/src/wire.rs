@@ -7,6 +7,7 @@
 //! Write         { address: u64, old: bytes, new: bytes }
 //! PlanCore      { target_id: [u8;32], snapshot_root: [u8;32], regions: Vec<Region>, writes: Vec<Write> }
 //! PolicyRules   { wx: bool, max_bytes: u32, max_writes: u32 }
+//! SymbolRule    { symbol: [u8;32], start: u64, end: u64, kind: u8, min: u64, max: u64 }
 //! ```
 //!
 //! Every `parse` walks its input once and rejects anything that does not decode
@@ -220,6 +221,22 @@ pub struct PageProofView<'a> {
     siblings: &'a [u8],
 }
 
+/// A symbol of the snapshot (by key) at its runtime address, with its Merkle proof.
+#[derive(Clone, Copy, Debug)]
+pub struct SymbolProofView<'a> {
+    pub key: &'a [u8; 32],
+    pub address: u64,
+    pub size: u64,
+    pub index: u64,
+    siblings: &'a [u8],
+}
+
+impl SymbolProofView<'_> {
+    pub fn siblings(&self) -> impl Iterator<Item = [u8; 32]> + '_ {
+        siblings(self.siblings)
+    }
+}
+
 fn siblings(bytes: &[u8]) -> impl Iterator<Item = [u8; 32]> + '_ {
     bytes.as_chunks::<32>().0.iter().copied()
 }
@@ -246,8 +263,13 @@ fn sibling_list<'a>(r: &mut Reader<'a>) -> Result<&'a [u8], VerifyError> {
 /// ```text
 /// Evidence { pages_root: [u8;32], regions_root: [u8;32], page_count: u64, region_count: u64,
 ///            region_proofs: Vec<{ index: u64, siblings: Vec<[u8;32]> }>,   // one per plan region
-///            pages: Vec<{ address: u64, index: u64, contents: [u8;4096], siblings: Vec<[u8;32]> }> }
+///            pages: Vec<{ address: u64, index: u64, contents: [u8;4096], siblings: Vec<[u8;32]> }>,
+///            symbols_root: [u8;32], symbol_count: u64,
+///            symbols: Vec<{ key: [u8;32], address: u64, size: u64, index: u64, siblings: Vec<[u8;32]> }> }
 /// ```
+///
+/// Symbol proofs are in strictly ascending key order; a plan proves the symbols its policy's
+/// rules name (and may prove none when the policy has no symbol rules).
 #[derive(Clone, Copy, Debug)]
 pub struct EvidenceView<'a> {
     pub pages_root: &'a [u8; 32],
@@ -258,6 +280,10 @@ pub struct EvidenceView<'a> {
     pages: &'a [u8],
     pub region_proof_count: u32,
     pub page_proof_count: u32,
+    pub symbols_root: &'a [u8; 32],
+    pub symbol_count: u64,
+    symbols: &'a [u8],
+    pub symbol_proof_count: u32,
 }
 
 impl<'a> EvidenceView<'a> {
@@ -282,6 +308,15 @@ impl<'a> EvidenceView<'a> {
             sibling_list(r)?;
         }
         let pages = &start.buf[..start.remaining() - r.remaining()];
+        let symbols_root = r.array::<32>()?;
+        let symbol_count = r.u64()?;
+        let symbol_proof_count = r.u32()?;
+        let start = *r;
+        for _ in 0..symbol_proof_count {
+            r.take(32 + 8 + 8 + 8)?;
+            sibling_list(r)?;
+        }
+        let symbols = &start.buf[..start.remaining() - r.remaining()];
         Ok(EvidenceView {
             pages_root,
             regions_root,
@@ -291,6 +326,38 @@ impl<'a> EvidenceView<'a> {
             pages,
             region_proof_count,
             page_proof_count,
+            symbols_root,
+            symbol_count,
+            symbols,
+            symbol_proof_count,
+        })
+    }
+
+    /// The roots and sizes this evidence claims for the snapshot's trees.
+    pub fn tree_roots(&self) -> crate::hash::TreeRoots<'a> {
+        crate::hash::TreeRoots {
+            pages_root: self.pages_root,
+            regions_root: self.regions_root,
+            symbols_root: self.symbols_root,
+            page_count: self.page_count,
+            region_count: self.region_count,
+            symbol_count: self.symbol_count,
+        }
+    }
+
+    pub fn symbols(&self) -> impl Iterator<Item = SymbolProofView<'a>> + 'a {
+        let mut r = Reader::new(self.symbols);
+        core::iter::from_fn(move || {
+            if r.remaining() == 0 {
+                return None;
+            }
+            Some(SymbolProofView {
+                key: r.array::<32>().ok()?,
+                address: r.u64().ok()?,
+                size: r.u64().ok()?,
+                index: r.u64().ok()?,
+                siblings: sibling_list(&mut r).ok()?,
+            })
         })
     }
 
@@ -373,5 +440,167 @@ impl PolicyRules {
             return Err(VerifyError::InvalidPolicyRules);
         }
         Ok(())
+    }
+}
+
+/// What a symbol rule says about the bytes in its range.
+pub mod field_kind {
+    /// Any bytes: the range is only where writes are allowed.
+    pub const BYTES: u8 = 0;
+    /// A little-endian unsigned integer of the range's width (1, 2, 4 or 8) in `[min, max]`.
+    pub const UNSIGNED: u8 = 1;
+    /// A little-endian two's-complement integer of the range's width in `[min, max]` (as i64).
+    pub const SIGNED: u8 = 2;
+    /// A 64-bit pointer that must point into a readable region of the plan's proven regions.
+    pub const POINTER: u8 = 3;
+}
+
+pub const SYMBOL_RULE_LEN: usize = 65;
+/// Most symbol rules one policy holds.
+pub const MAX_SYMBOL_RULES: usize = 8;
+
+/// An address range relative to a symbol, `[symbol + start, symbol + end)`, where a policy
+/// allows writes, and what the bytes there are (see [`field_kind`]). The symbol is named by
+/// `hash::symbol_key(module, name)`; its runtime address comes from a Merkle proof against the
+/// snapshot's symbol tree, so the rule holds across ASLR.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct SymbolRule {
+    pub symbol: [u8; 32],
+    pub start: u64,
+    pub end: u64,
+    pub kind: u8,
+    pub min: u64,
+    pub max: u64,
+}
+
+impl SymbolRule {
+    pub fn decode(b: &[u8; SYMBOL_RULE_LEN]) -> SymbolRule {
+        let u64_at = |at: usize| u64::from_le_bytes(b[at..at + 8].try_into().unwrap_or([0; 8]));
+        SymbolRule {
+            symbol: b[0..32].try_into().unwrap_or([0; 32]),
+            start: u64_at(32),
+            end: u64_at(40),
+            kind: b[48],
+            min: u64_at(49),
+            max: u64_at(57),
+        }
+    }
+
+    pub fn encode(&self) -> [u8; SYMBOL_RULE_LEN] {
+        let mut out = [0u8; SYMBOL_RULE_LEN];
+        out[0..32].copy_from_slice(&self.symbol);
+        out[32..40].copy_from_slice(&self.start.to_le_bytes());
+        out[40..48].copy_from_slice(&self.end.to_le_bytes());
+        out[48] = self.kind;
+        out[49..57].copy_from_slice(&self.min.to_le_bytes());
+        out[57..65].copy_from_slice(&self.max.to_le_bytes());
+        out
+    }
+
+    /// A typed field is 1, 2, 4 or 8 bytes (a pointer 8) with `min <= max`; a range is non-empty.
+    pub fn validate(&self) -> Result<(), VerifyError> {
+        let width = self.end.wrapping_sub(self.start);
+        let ok = self.start < self.end
+            && match self.kind {
+                field_kind::BYTES => true,
+                field_kind::UNSIGNED => matches!(width, 1 | 2 | 4 | 8) && self.min <= self.max,
+                field_kind::SIGNED => matches!(width, 1 | 2 | 4 | 8) && (self.min as i64) <= (self.max as i64),
+                field_kind::POINTER => width == 8,
+                _ => false,
+            };
+        if ok {
+            Ok(())
+        } else {
+            Err(VerifyError::InvalidPolicyRules)
+        }
+    }
+}
+
+/// A policy's symbol rules: up to [`MAX_SYMBOL_RULES`], kept as their encoded bytes so a policy
+/// without any costs nothing to load on chain (one copy, no decoding).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SymbolRules {
+    count: u8,
+    encoded: [u8; SYMBOL_RULE_LEN * MAX_SYMBOL_RULES],
+}
+
+impl Default for SymbolRules {
+    fn default() -> Self {
+        SymbolRules {
+            count: 0,
+            encoded: [0; SYMBOL_RULE_LEN * MAX_SYMBOL_RULES],
+        }
+    }
+}
+
+impl SymbolRules {
+    /// Validated rules from a list (at most [`MAX_SYMBOL_RULES`]).
+    pub fn from_rules(rules: &[SymbolRule]) -> Result<SymbolRules, VerifyError> {
+        if rules.len() > MAX_SYMBOL_RULES {
+            return Err(VerifyError::TooManySymbolRules);
+        }
+        let mut out = SymbolRules::default();
+        for (i, rule) in rules.iter().enumerate() {
+            rule.validate()?;
+            out.encoded[i * SYMBOL_RULE_LEN..(i + 1) * SYMBOL_RULE_LEN].copy_from_slice(&rule.encode());
+        }
+        out.count = rules.len() as u8;
+        Ok(out)
+    }
+
+    /// The instruction argument: Borsh `Vec<SymbolRule>`, each rule validated.
+    pub fn parse_vec(r: &mut Reader<'_>) -> Result<SymbolRules, VerifyError> {
+        let count = r.u32()? as usize;
+        if count > MAX_SYMBOL_RULES {
+            return Err(VerifyError::TooManySymbolRules);
+        }
+        let mut out = SymbolRules::default();
+        out.encoded[..count * SYMBOL_RULE_LEN].copy_from_slice(r.take(count * SYMBOL_RULE_LEN)?);
+        out.count = count as u8;
+        Ok(out)
+    }
+
+    /// The account layout: `count: u8` then all [`MAX_SYMBOL_RULES`] slots (unused ones are
+    /// kept as stored, so decoding and encoding round-trip).
+    pub fn parse_fixed(r: &mut Reader<'_>) -> Result<SymbolRules, VerifyError> {
+        let count = r.u8()?;
+        if count as usize > MAX_SYMBOL_RULES {
+            return Err(VerifyError::TooManySymbolRules);
+        }
+        Ok(SymbolRules {
+            count,
+            encoded: *r.array()?,
+        })
+    }
+
+    pub fn validate(&self) -> Result<(), VerifyError> {
+        self.iter().try_for_each(|rule| rule.validate())
+    }
+
+    pub fn len(&self) -> usize {
+        (self.count as usize).min(MAX_SYMBOL_RULES)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = SymbolRule> + '_ {
+        self.encoded.as_chunks::<SYMBOL_RULE_LEN>().0[..self.len()]
+            .iter()
+            .map(SymbolRule::decode)
+    }
+
+    /// `count` and every slot, as the Policy account stores them.
+    pub fn encoded_fixed(&self) -> (u8, &[u8; SYMBOL_RULE_LEN * MAX_SYMBOL_RULES]) {
+        (self.count, &self.encoded)
+    }
+
+    /// The Borsh `Vec<SymbolRule>` of the instruction argument.
+    pub fn encoded_vec(&self) -> impl Iterator<Item = u8> + '_ {
+        (self.len() as u32)
+            .to_le_bytes()
+            .into_iter()
+            .chain(self.encoded[..self.len() * SYMBOL_RULE_LEN].iter().copied())
     }
 }

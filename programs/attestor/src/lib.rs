@@ -480,7 +480,9 @@ fn attest(program_id: &Address, accounts: &mut [AccountView], args: &[u8]) -> Pr
     let (target_id, snapshot_root, verdict) = {
         let data = buffer.try_borrow()?;
         let (_, body) = BufferHeader::decode(&data).map_err(fail)?;
-        let (submission, verdict) = verify_submission::<SyscallSha256>(&policy.config.rules, body).map_err(fail)?;
+        let (submission, verdict) =
+            verify_submission::<SyscallSha256>(&policy.config.rules, &policy.config.symbol_rules, body)
+                .map_err(fail)?;
         (*submission.plan.target_id, *submission.plan.snapshot_root, verdict)
     };
     if verdict.plan_hash != plan_hash {

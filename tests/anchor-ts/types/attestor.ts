@@ -928,6 +928,41 @@ export type Attestor = {
       "code": 6039,
       "name": "receiptAlreadyRecorded",
       "msg": "an apply receipt is already recorded for this attestation"
+    },
+    {
+      "code": 6040,
+      "name": "writeOutsideAllowedRanges",
+      "msg": "write is not inside any address range the policy allows (relative to a symbol)"
+    },
+    {
+      "code": 6041,
+      "name": "missingSymbolProof",
+      "msg": "a symbol the policy's rules name has no proof in the evidence"
+    },
+    {
+      "code": 6042,
+      "name": "invalidSymbolProof",
+      "msg": "a symbol's Merkle proof does not lead to the snapshot's symbol root, or proofs are not in ascending key order"
+    },
+    {
+      "code": 6043,
+      "name": "partialFieldWrite",
+      "msg": "a write covers only part of a typed field"
+    },
+    {
+      "code": 6044,
+      "name": "fieldValueOutOfBounds",
+      "msg": "a typed field's new value is outside the policy's bounds"
+    },
+    {
+      "code": 6045,
+      "name": "pointerTargetUnreadable",
+      "msg": "a pointer field's new value does not point into a readable region of the plan's proven regions"
+    },
+    {
+      "code": 6046,
+      "name": "tooManySymbolRules",
+      "msg": "a policy holds at most 8 symbol rules"
     }
   ],
   "types": [
@@ -1336,6 +1371,23 @@ export type Attestor = {
           {
             "name": "bump",
             "type": "u8"
+          },
+          {
+            "name": "symbolRuleCount",
+            "type": "u8"
+          },
+          {
+            "name": "symbolRules",
+            "type": {
+              "array": [
+                {
+                  "defined": {
+                    "name": "symbolRule"
+                  }
+                },
+                8
+              ]
+            }
           }
         ]
       }
@@ -1375,6 +1427,16 @@ export type Attestor = {
                 "u8",
                 32
               ]
+            }
+          },
+          {
+            "name": "symbolRules",
+            "type": {
+              "vec": {
+                "defined": {
+                  "name": "symbolRule"
+                }
+              }
             }
           }
         ]
@@ -1493,6 +1555,46 @@ export type Attestor = {
           {
             "name": "flags",
             "type": "u8"
+          }
+        ]
+      }
+    },
+    {
+      "name": "symbolRule",
+      "docs": [
+        "An address range relative to a symbol, [symbol + start, symbol + end), where the policy allows writes. symbol = sha256(\"memzinc/symbol-key/v1\" || u32_le(len(module)) || module || name); its runtime address is proven against the snapshot's symbol tree. kind: 0 any bytes, 1 unsigned integer in [min, max], 2 signed integer in [min as i64, max as i64] (width 1, 2, 4 or 8), 3 pointer (8 bytes) into a readable region of the plan's proven regions."
+      ],
+      "type": {
+        "kind": "struct",
+        "fields": [
+          {
+            "name": "symbol",
+            "type": {
+              "array": [
+                "u8",
+                32
+              ]
+            }
+          },
+          {
+            "name": "start",
+            "type": "u64"
+          },
+          {
+            "name": "end",
+            "type": "u64"
+          },
+          {
+            "name": "kind",
+            "type": "u8"
+          },
+          {
+            "name": "min",
+            "type": "u64"
+          },
+          {
+            "name": "max",
+            "type": "u64"
           }
         ]
       }

@@ -1,0 +1,465 @@
+//! Incremental tracking: which pages a process wrote since its last snapshot, so the next one
+//! reads only those (`memzinc track`, `memzinc snapshot --since PREV`).
+//!
+//! Soft-dirty bits are not available on this kernel (notes/process.md). Instead:
+//!
+//! - `track` freezes the target and makes *it* call `userfaultfd(2)` (one injected syscall), so
+//!   the userfaultfd belongs to the target's memory; memzinc fetches a duplicate with
+//!   `pidfd_getfd`, enables asynchronous write-protect (`UFFD_FEATURE_WP_ASYNC`: a write fault is
+//!   resolved by the kernel itself, the target never blocks, nothing needs serving), registers
+//!   every captured mapping and write-protects all of its pages, then closes its duplicate and
+//!   exits. The userfaultfd stays open in the target (an `anon_inode:[userfaultfd]` fd), and
+//!   with it the tracking: no memzinc process keeps running.
+//! - every later snapshot of a tracked process asks the kernel, while the target is frozen,
+//!   with the `PAGEMAP_SCAN` ioctl on `/proc/PID/pagemap`, for the pages written since the last
+//!   scan and write-protects them again in the same call; `PM_SCAN_CHECK_WPASYNC` makes the
+//!   call fail for memory that is not tracked (a mapping created after `track`, or after an
+//!   exec), which memzinc then reads in full.
+//!
+//! The kernel's "written since the last scan" is only meaningful relative to the snapshot that
+//! made that scan, so memzinc keeps a small state file per tracked process
+//! (`$MEMZINC_STATE_DIR`, default `/run/memzinc`): the process's start time (pid reuse), the
+//! fd number in the target, and the root of the snapshot that made the last scan. It is
+//! cleared before every scan and set again only once the snapshot is on disk: `--since PREV` is
+//! accepted only when PREV is that snapshot, so a failed or foreign snapshot in between forces
+//! a full one rather than a wrong one.
+
+use std::fs::File;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
+
+use nix::errno::Errno;
+use nix::libc;
+use nix::sys::ptrace;
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::process::{self, Frozen};
+
+// <linux/userfaultfd.h> and <linux/fs.h>; libc has none of these.
+const UFFD_API: u64 = 0xAA;
+const UFFD_FEATURE_WP_UNPOPULATED: u64 = 1 << 13;
+const UFFD_FEATURE_WP_ASYNC: u64 = 1 << 15;
+const UFFDIO_REGISTER_MODE_WP: u64 = 1 << 1;
+const UFFDIO_WRITEPROTECT_MODE_WP: u64 = 1 << 0;
+/// `_IOWR(type, nr, size)`.
+const fn iowr(ty: u64, nr: u64, size: usize) -> u64 {
+    (3 << 30) | ((size as u64) << 16) | (ty << 8) | nr
+}
+const UFFDIO_API: u64 = iowr(0xAA, 0x3F, std::mem::size_of::<UffdioApi>());
+const UFFDIO_REGISTER: u64 = iowr(0xAA, 0x00, std::mem::size_of::<UffdioRegister>());
+const UFFDIO_WRITEPROTECT: u64 = iowr(0xAA, 0x06, std::mem::size_of::<UffdioWriteprotect>());
+const PAGEMAP_SCAN: u64 = iowr(b'f' as u64, 16, std::mem::size_of::<PmScanArg>());
+const PM_SCAN_WP_MATCHING: u64 = 1 << 0;
+const PM_SCAN_CHECK_WPASYNC: u64 = 1 << 1;
+const PAGE_IS_WRITTEN: u64 = 1 << 1;
+
+#[repr(C)]
+#[derive(Default)]
+struct UffdioApi {
+    api: u64,
+    features: u64,
+    ioctls: u64,
+}
+
+#[repr(C)]
+#[derive(Default)]
+struct UffdioRange {
+    start: u64,
+    len: u64,
+}
+
+#[repr(C)]
+#[derive(Default)]
+struct UffdioRegister {
+    range: UffdioRange,
+    mode: u64,
+    ioctls: u64,
+}
+
+#[repr(C)]
+#[derive(Default)]
+struct UffdioWriteprotect {
+    range: UffdioRange,
+    mode: u64,
+}
+
+#[repr(C)]
+#[derive(Default)]
+struct PmScanArg {
+    size: u64,
+    flags: u64,
+    start: u64,
+    end: u64,
+    walk_end: u64,
+    vec: u64,
+    vec_len: u64,
+    max_pages: u64,
+    category_inverted: u64,
+    category_mask: u64,
+    category_anyof_mask: u64,
+    return_mask: u64,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+struct PageRegion {
+    start: u64,
+    end: u64,
+    categories: u64,
+}
+
+// The kernel's sizes, so the ioctl numbers above are the kernel's.
+const _: () = assert!(std::mem::size_of::<UffdioApi>() == 24);
+const _: () = assert!(std::mem::size_of::<UffdioRegister>() == 32);
+const _: () = assert!(std::mem::size_of::<UffdioWriteprotect>() == 24);
+const _: () = assert!(std::mem::size_of::<PmScanArg>() == 96);
+const _: () = assert!(std::mem::size_of::<PageRegion>() == 24);
+
+/// What memzinc remembers of a tracked process between commands.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrackState {
+    pub pid: i32,
+    /// `/proc/PID/stat` start time: the same pid with another start time is another process.
+    pub start_time: u64,
+    /// The userfaultfd's number in the target.
+    pub uffd: i32,
+    /// Mappings registered at `track` time (start, end).
+    pub tracked: Vec<(u64, u64)>,
+    /// Root (hex) of the snapshot that made the last scan; `None` until one succeeds, and while
+    /// a snapshot is being taken.
+    pub last_root: Option<String>,
+}
+
+/// Summary of `track`, for the CLI.
+#[derive(Debug, Serialize)]
+pub struct TrackReport {
+    pub pid: i32,
+    pub uffd: i32,
+    pub tracked_regions: usize,
+    pub tracked_bytes: u64,
+    /// Captured mappings the kernel would not register (their pages are always read in full).
+    pub untracked_regions: usize,
+    pub state_file: PathBuf,
+    /// Whether the process was tracked already (nothing was changed then).
+    pub already: bool,
+}
+
+/// Where tracking state lives: `$MEMZINC_STATE_DIR`, else `/run/memzinc`.
+pub fn state_dir() -> PathBuf {
+    std::env::var_os("MEMZINC_STATE_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/run/memzinc"))
+}
+
+fn state_path(pid: i32) -> PathBuf {
+    state_dir().join(format!("track-{pid}.json"))
+}
+
+/// The tracking state of `pid`, if this very process (same start time) is tracked and its
+/// userfaultfd is still open.
+pub fn load_state(pid: i32) -> Result<Option<TrackState>> {
+    let path = state_path(pid);
+    let bytes = match std::fs::read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(Error::io(&path, e)),
+    };
+    let state: TrackState = serde_json::from_slice(&bytes).map_err(|e| Error::Corrupt {
+        path: path.clone(),
+        kind: "tracking state",
+        why: e.to_string(),
+    })?;
+    let alive = process::stat(pid).is_ok_and(|s| s.start_time == state.start_time)
+        && std::fs::read_link(format!("/proc/{pid}/fd/{}", state.uffd))
+            .is_ok_and(|l| l.to_string_lossy().contains("userfaultfd"));
+    if !alive {
+        // Another process now has the pid, or the target closed the fd: stale.
+        let _ = std::fs::remove_file(&path);
+        return Ok(None);
+    }
+    Ok(Some(state))
+}
+
+pub fn save_state(state: &TrackState) -> Result<()> {
+    let dir = state_dir();
+    std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+    let bytes = serde_json::to_vec_pretty(state).map_err(|e| Error::io(&dir, std::io::Error::other(e)))?;
+    crate::fsutil::write_file_atomically(&state_path(state.pid), &bytes)
+}
+
+/// Starts tracking `pid`'s writes (see the module comment). Idempotent.
+pub fn start(pid: i32) -> Result<TrackReport> {
+    let frozen = Frozen::freeze(pid)?;
+    if let Some(state) = load_state(pid)? {
+        return Ok(report(&state, 0, true));
+    }
+    let stat = process::stat(pid)?;
+    let maps = process::read_maps(pid)?;
+    let tid = frozen.tids()[0];
+    let fd = inject_syscall(
+        pid,
+        tid,
+        libc::SYS_userfaultfd as u64,
+        &[(libc::O_CLOEXEC | libc::O_NONBLOCK) as u64],
+    )?;
+    if fd < 0 {
+        return Err(Error::Process {
+            pid,
+            what: "userfaultfd() in the target".into(),
+            source: std::io::Error::from_raw_os_error(-fd as i32),
+        });
+    }
+    let fd = fd as i32;
+    let result = (|| {
+        let uffd = pidfd_getfd(pid, fd)?;
+        let uffd_err = |what: &str, e: Errno| Error::Process {
+            pid,
+            what: format!("{what} on its userfaultfd"),
+            source: e.into(),
+        };
+        let mut api = UffdioApi {
+            api: UFFD_API,
+            features: UFFD_FEATURE_WP_ASYNC | UFFD_FEATURE_WP_UNPOPULATED,
+            ..Default::default()
+        };
+        ioctl(uffd.as_raw_fd(), UFFDIO_API, &mut api).map_err(|e| uffd_err("UFFDIO_API (async write-protect)", e))?;
+        let mut tracked = Vec::new();
+        let mut untracked = 0;
+        for m in maps.iter().filter(|m| crate::snapshot::should_capture(m)) {
+            let range = UffdioRange {
+                start: m.start,
+                len: m.end - m.start,
+            };
+            let mut register = UffdioRegister {
+                range,
+                mode: UFFDIO_REGISTER_MODE_WP,
+                ioctls: 0,
+            };
+            if let Err(e) = ioctl(uffd.as_raw_fd(), UFFDIO_REGISTER, &mut register) {
+                tracing::debug!("track: {:#x}-{:#x} {} not registered: {e}", m.start, m.end, m.path);
+                untracked += 1;
+                continue;
+            }
+            let mut protect = UffdioWriteprotect {
+                range: UffdioRange {
+                    start: m.start,
+                    len: m.end - m.start,
+                },
+                mode: UFFDIO_WRITEPROTECT_MODE_WP,
+            };
+            ioctl(uffd.as_raw_fd(), UFFDIO_WRITEPROTECT, &mut protect)
+                .map_err(|e| uffd_err("UFFDIO_WRITEPROTECT", e))?;
+            tracked.push((m.start, m.end));
+        }
+        let state = TrackState {
+            pid,
+            start_time: stat.start_time,
+            uffd: fd,
+            tracked,
+            last_root: None,
+        };
+        save_state(&state)?;
+        Ok(report(&state, untracked, false))
+    })();
+    if result.is_err() {
+        // Leave nothing behind in the target: its fd is closed again (the registrations go with it).
+        let _ = inject_syscall(pid, tid, libc::SYS_close as u64, &[fd as u64]);
+    }
+    drop(frozen);
+    result
+}
+
+fn report(state: &TrackState, untracked: usize, already: bool) -> TrackReport {
+    TrackReport {
+        pid: state.pid,
+        uffd: state.uffd,
+        tracked_regions: state.tracked.len(),
+        tracked_bytes: state.tracked.iter().map(|(s, e)| e - s).sum(),
+        untracked_regions: untracked,
+        state_file: state_path(state.pid),
+        already,
+    }
+}
+
+/// Opens the target's pagemap for [`written_since_last_scan`].
+pub fn open_pagemap(pid: i32) -> Result<File> {
+    let path = format!("/proc/{pid}/pagemap");
+    File::open(&path).map_err(|e| Error::io(path, e))
+}
+
+/// Pages of `[start, end)` written since the last scan, as sorted disjoint ranges, and write-
+/// protects them again (one atomic `PAGEMAP_SCAN`). `None` if part of the range is not
+/// tracked (then nothing can be said of it and it must be read in full).
+pub fn written_since_last_scan(pagemap: &File, start: u64, end: u64) -> Result<Option<Vec<(u64, u64)>>> {
+    let mut out = Vec::new();
+    let mut regions = vec![PageRegion::default(); 512];
+    let mut at = start;
+    while at < end {
+        let mut arg = PmScanArg {
+            size: std::mem::size_of::<PmScanArg>() as u64,
+            flags: PM_SCAN_WP_MATCHING | PM_SCAN_CHECK_WPASYNC,
+            start: at,
+            end,
+            vec: regions.as_mut_ptr() as u64,
+            vec_len: regions.len() as u64,
+            category_mask: PAGE_IS_WRITTEN,
+            return_mask: PAGE_IS_WRITTEN,
+            ..Default::default()
+        };
+        let n = match ioctl(pagemap.as_raw_fd(), PAGEMAP_SCAN, &mut arg) {
+            Ok(n) => n as usize,
+            // EPERM: memory without async write-protect (not tracked).
+            Err(Errno::EPERM) => return Ok(None),
+            Err(e) => return Err(Error::io("/proc/PID/pagemap (PAGEMAP_SCAN)", std::io::Error::from(e))),
+        };
+        for r in &regions[..n.min(regions.len())] {
+            match out.last_mut() {
+                Some((_, last_end)) if *last_end == r.start => *last_end = r.end,
+                _ => out.push((r.start, r.end)),
+            }
+        }
+        if arg.walk_end <= at {
+            break;
+        }
+        at = arg.walk_end;
+    }
+    Ok(Some(out))
+}
+
+fn ioctl<T>(fd: i32, request: u64, arg: &mut T) -> std::result::Result<i32, Errno> {
+    // SAFETY: `request` is one of the ioctls above whose argument type is exactly `T` (sizes
+    // checked at compile time); the kernel reads and writes only that struct (and, for
+    // PAGEMAP_SCAN, the `vec_len` regions `vec` points at, which the caller owns).
+    let r = unsafe { libc::ioctl(fd, request as libc::c_ulong, arg as *mut T) };
+    Errno::result(r)
+}
+
+fn pidfd_getfd(pid: i32, fd: i32) -> Result<OwnedFd> {
+    let err = |what: &str, e: Errno| Error::Process {
+        pid,
+        what: what.into(),
+        source: e.into(),
+    };
+    // SAFETY: plain-integer syscalls; each returns a new fd we own or -1.
+    let pidfd =
+        Errno::result(unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) }).map_err(|e| err("pidfd_open", e))?;
+    // SAFETY: as above; `pidfd` is ours and is closed right after.
+    let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd as i32) };
+    // SAFETY: as above.
+    let dup = Errno::result(unsafe { libc::syscall(libc::SYS_pidfd_getfd, pidfd.as_raw_fd(), fd, 0) })
+        .map_err(|e| err("pidfd_getfd (its userfaultfd)", e))?;
+    // SAFETY: the kernel just gave us this fd.
+    Ok(unsafe { OwnedFd::from_raw_fd(dup as i32) })
+}
+
+/// Makes the stopped thread `tid` execute one syscall and returns its raw result (negative:
+/// -errno). Its registers, and any code byte borrowed for the `syscall` instruction, are
+/// restored before returning; if the thread was interrupted inside a syscall, that one restarts
+/// when it resumes, as after any signal.
+fn inject_syscall(pid: i32, tid: i32, nr: u64, args: &[u64]) -> Result<i64> {
+    let t = Pid::from_raw(tid);
+    let err = |what: &str, e: Errno| Error::Process {
+        pid,
+        what: format!("injecting a syscall: {what}"),
+        source: e.into(),
+    };
+    let saved = ptrace::getregs(t).map_err(|e| err("PTRACE_GETREGS", e))?;
+    const SYSCALL: [u8; 2] = [0x0f, 0x05];
+    // A thread stopped in a syscall sits right after a `syscall` instruction: use that one.
+    // Otherwise borrow two bytes at rip.
+    let before = saved.rip.wrapping_sub(2);
+    let word_at = |a: u64| ptrace::read(t, a as ptrace::AddressType).map(|w| w.to_le_bytes());
+    let (site, patched) = match word_at(before) {
+        Ok(w) if w[..2] == SYSCALL => (before, None),
+        _ => {
+            let original = word_at(saved.rip).map_err(|e| err("PTRACE_PEEKTEXT", e))?;
+            let mut code = original;
+            code[..2].copy_from_slice(&SYSCALL);
+            ptrace::write(t, saved.rip as ptrace::AddressType, i64::from_le_bytes(code))
+                .map_err(|e| err("PTRACE_POKETEXT", e))?;
+            (saved.rip, Some(original))
+        }
+    };
+    let mut regs = saved;
+    regs.rip = site;
+    regs.rax = nr;
+    // No syscall restart on resume: this is a fresh call.
+    regs.orig_rax = u64::MAX;
+    let arg_regs = [
+        &mut regs.rdi,
+        &mut regs.rsi,
+        &mut regs.rdx,
+        &mut regs.r10,
+        &mut regs.r8,
+        &mut regs.r9,
+    ];
+    for (r, a) in arg_regs.into_iter().zip(args) {
+        *r = *a;
+    }
+    let result = (|| {
+        ptrace::setregs(t, regs).map_err(|e| err("PTRACE_SETREGS", e))?;
+        ptrace::step(t, None).map_err(|e| err("PTRACE_SINGLESTEP", e))?;
+        loop {
+            match waitpid(t, Some(WaitPidFlag::__WALL)) {
+                Ok(WaitStatus::Stopped(_, nix::sys::signal::Signal::SIGTRAP)) => break,
+                Ok(WaitStatus::Stopped(_, _)) | Ok(WaitStatus::PtraceEvent(..)) => {
+                    // Another stop (a signal arrived): keep stepping until the syscall is done.
+                    ptrace::step(t, None).map_err(|e| err("PTRACE_SINGLESTEP", e))?;
+                }
+                Ok(WaitStatus::Exited(..)) | Ok(WaitStatus::Signaled(..)) | Err(Errno::ECHILD) => {
+                    return Err(Error::TargetExited {
+                        pid,
+                        during: "running an injected syscall",
+                    })
+                }
+                Ok(_) | Err(Errno::EINTR) => continue,
+                Err(e) => return Err(err("waitpid", e)),
+            }
+        }
+        Ok(ptrace::getregs(t).map_err(|e| err("PTRACE_GETREGS", e))?.rax as i64)
+    })();
+    if let Some(original) = patched {
+        let _ = ptrace::write(t, saved.rip as ptrace::AddressType, i64::from_le_bytes(original));
+    }
+    let _ = ptrace::setregs(t, saved);
+    result
+}
+
+/// Reads pages `[start, end)` of a previous snapshot's file into `file` at `to`, through the
+/// kernel where it can (`copy_file_range`).
+pub fn copy_file_range_all(from: &File, from_offset: u64, to: &File, to_offset: u64, len: u64) -> std::io::Result<()> {
+    let (mut off_in, mut off_out) = (from_offset as i64, to_offset as i64);
+    let mut left = len as usize;
+    while left > 0 {
+        // SAFETY: both fds are open files we borrow; the offsets are our own variables.
+        let n = unsafe { libc::copy_file_range(from.as_raw_fd(), &mut off_in, to.as_raw_fd(), &mut off_out, left, 0) };
+        if n > 0 {
+            left -= n as usize;
+            continue;
+        }
+        if n == 0 {
+            return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof));
+        }
+        let e = std::io::Error::last_os_error();
+        match e.raw_os_error() {
+            Some(libc::EXDEV) | Some(libc::EINVAL) | Some(libc::ENOSYS) | Some(libc::EOPNOTSUPP) => break,
+            Some(libc::EINTR) => continue,
+            _ => return Err(e),
+        }
+    }
+    // Fallback (another file system): through a buffer.
+    let mut buf = vec![0u8; (1 << 20).min(left)];
+    while left > 0 {
+        let n = left.min(buf.len());
+        from.read_exact_at(&mut buf[..n], off_in as u64)?;
+        to.write_all_at(&buf[..n], off_out as u64)?;
+        off_in += n as i64;
+        off_out += n as i64;
+        left -= n;
+    }
+    Ok(())
+}
