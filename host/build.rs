@@ -10,5 +10,16 @@ fn main() -> std::io::Result<()> {
     for schema in &schemas {
         println!("cargo:rerun-if-changed={}", schema.display());
     }
-    prost_build::Config::new().compile_protos(&schemas, &[proto_dir])
+    let mut config = prost_build::Config::new();
+    // The checkpoint part of the metadata is used as is by the host (and printed by
+    // `inspect --json`), so it derives serde instead of being mirrored by hand.
+    for message in ["Checkpoint", "MmFields", "ThreadCheckpoint", "Rseq", "SignalHandler"] {
+        config.type_attribute(
+            format!(".memzinc.snapshot.v1.{message}"),
+            "#[derive(serde::Serialize, serde::Deserialize)]",
+        );
+    }
+    // prost derives Eq for the others itself; SnapshotMeta (host side) compares checkpoints.
+    config.type_attribute(".memzinc.snapshot.v1.Checkpoint", "#[derive(Eq)]");
+    config.compile_protos(&schemas, &[proto_dir])
 }

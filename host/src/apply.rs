@@ -51,23 +51,7 @@ pub struct AttestedApply {
 /// exactly this plan (same plan hash, re-verified link hash); then records a receipt on chain
 /// (applied, or rolled back if a write failed and was undone).
 pub fn apply_attested(client: &Client, authority: &Pubkey, pid: i32, plan: &PatchPlan) -> Result<AttestedApply> {
-    let plan_hash = plan.plan_hash::<Sha2>();
-    let (address, attestation) = client
-        .find_attestation(authority, &plan.target_id, &plan_hash)?
-        .ok_or_else(|| Error::NotAttested {
-            plan_hash: hex::encode(plan_hash),
-        })?;
-    if attestation.computed_hash::<Sha2>() != attestation.hash {
-        return Err(Error::AuditFailed {
-            target: hex::encode(plan.target_id),
-            why: format!("attestation {address} does not hash to its recorded link"),
-        });
-    }
-    if attestation.revoked {
-        return Err(Error::Revoked {
-            attestation: address.to_string(),
-        });
-    }
+    let (address, attestation) = attestation_of(client, authority, plan)?;
     match apply(pid, plan) {
         Ok(report) => {
             let signature = client.record_applied(
@@ -98,6 +82,33 @@ pub fn apply_attested(client: &Client, authority: &Pubkey, pid: i32, plan: &Patc
         }
         Err(e) => Err(e),
     }
+}
+
+/// The gate every plan passes before it touches a process: `authority`'s policy holds an
+/// unrevoked attestation of exactly this plan (same plan hash) whose link hash re-verifies.
+pub fn attestation_of(
+    client: &Client,
+    authority: &Pubkey,
+    plan: &PatchPlan,
+) -> Result<(Pubkey, memzinc_verifier::accounts::Attestation)> {
+    let plan_hash = plan.plan_hash::<Sha2>();
+    let (address, attestation) = client
+        .find_attestation(authority, &plan.target_id, &plan_hash)?
+        .ok_or_else(|| Error::NotAttested {
+            plan_hash: hex::encode(plan_hash),
+        })?;
+    if attestation.computed_hash::<Sha2>() != attestation.hash {
+        return Err(Error::AuditFailed {
+            target: hex::encode(plan.target_id),
+            why: format!("attestation {address} does not hash to its recorded link"),
+        });
+    }
+    if attestation.revoked {
+        return Err(Error::Revoked {
+            attestation: address.to_string(),
+        });
+    }
+    Ok((address, attestation))
 }
 
 /// Fault injection for the kill-at-every-step test: with `MEMZINC_FAULT_POINT=<name>` set,

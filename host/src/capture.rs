@@ -161,9 +161,28 @@ impl DataWriter<'_> {
     }
 }
 
+/// Who holds the freeze during a capture.
+pub enum Freeze<'a> {
+    /// A snapshot: the target is thawed as soon as its pages are copied.
+    ThawAfterCopy(Frozen),
+    /// A checkpoint: the caller keeps the target frozen until the core is on disk (and then
+    /// kills or resumes it), so nothing it does after the copy can be lost or repeated.
+    Keep(&'a Frozen),
+}
+
+impl Freeze<'_> {
+    pub fn frozen(&self) -> &Frozen {
+        match self {
+            Freeze::ThawAfterCopy(f) => f,
+            Freeze::Keep(f) => f,
+        }
+    }
+}
+
 /// Copies `ranges` of the frozen target into `file` at their offsets, hashing every page, and
-/// thaws the target as soon as the copy is done. `path` names the file in errors.
-pub fn capture(pid: i32, frozen: Frozen, ranges: &[CaptureRange], file: &File, path: &Path) -> Result<Captured> {
+/// thaws the target as soon as the copy is done unless `frozen` says to keep it. `path` names
+/// the file in errors.
+pub fn capture(pid: i32, frozen: Freeze<'_>, ranges: &[CaptureRange], file: &File, path: &Path) -> Result<Captured> {
     // An incremental capture copies most pages through the page cache (`copy_file_range`);
     // its few read pages go the same way rather than mix O_DIRECT into it.
     let writer = if ranges.iter().any(|r| r.reuse.is_some()) {
@@ -236,9 +255,10 @@ pub fn capture(pid: i32, frozen: Frozen, ranges: &[CaptureRange], file: &File, p
         let copy_started = Instant::now();
         let read = read_chunks(pid, ranges, &first_leaf, &work_tx, &free_rx);
         let frozen_for = copy_started.elapsed();
+        let thawed = matches!(frozen, Freeze::ThawAfterCopy(_));
         drop(frozen);
         drop(work_tx);
-        tracing::debug!("capture: copied in {frozen_for:?} (target frozen), thawed");
+        tracing::debug!("capture: copied in {frozen_for:?} (target frozen), thawed: {thawed}");
 
         let mut done = Vec::new();
         let mut failure = None;

@@ -12,6 +12,8 @@ pub enum Error {
     NotPermitted { pid: i32, what: String },
     #[error("process {pid} is a zombie; it has no memory to read")]
     Zombie { pid: i32 },
+    #[error("restore: {0}")]
+    Restore(String),
     #[error("process {pid}: no incremental snapshot: {why}")]
     NotIncremental { pid: i32, why: String },
     #[error("process {pid} exited while memzinc was {during}")]

@@ -19,6 +19,8 @@
 //!   and imported back byte for byte; [`records`]: plans and attestations as protobuf; [`hub`]: the same tables as a Hugging Face dataset
 //! - [`policy`]: a policy's symbol rules (ranges, typed fields, pointers) as operators write them
 //! - [`apply`]: apply — compare-and-swap under ptrace, rollback, resume
+//! - [`checkpoint`], [`restore`]: a snapshot plus restore state; the process recreated with
+//!   its PID by syscall injection, optionally with an attested plan applied to the image
 //! - [`watch`]: the loop — snapshot, check, plan, attest, apply, every period
 //!
 //! Plans, rules and hashes come from `memzinc-verifier`, the code the on-chain program runs.
@@ -29,6 +31,7 @@ pub mod capture;
 #[cfg(feature = "chain")]
 pub mod chain;
 pub mod check;
+pub mod checkpoint;
 #[cfg(feature = "chain")]
 pub mod demo;
 pub mod elfcore;
@@ -56,6 +59,8 @@ pub mod registry;
 pub mod replay;
 #[cfg(feature = "chain")]
 pub mod report;
+#[cfg(feature = "chain")]
+pub mod restore;
 pub mod selfsnap;
 pub mod snapshot;
 pub mod solver;

@@ -133,6 +133,31 @@ enum Command {
         #[command(subcommand)]
         action: HubAction,
     },
+    /// Checkpoint a process: a snapshot core plus what `restore` needs (mm fields, rseq,
+    /// signal masks, cwd). The process keeps running unless --kill.
+    Checkpoint {
+        #[arg(long)]
+        pid: i32,
+        #[arg(short, long)]
+        output: PathBuf,
+        /// Kill the process (while still frozen) once the checkpoint is on disk.
+        #[arg(long, conflicts_with = "leave_running")]
+        kill: bool,
+        /// Resume the process after the checkpoint (the default).
+        #[arg(long)]
+        leave_running: bool,
+    },
+    /// Recreate a checkpointed process with its PID, memory, registers and files, and leave
+    /// it running detached. With --apply, an attested plan's writes are made to the image
+    /// before it resumes.
+    Restore {
+        core: PathBuf,
+        /// A plan file for this core's snapshot root; it must be attested on chain.
+        #[arg(long)]
+        apply: Option<PathBuf>,
+        #[arg(long)]
+        authority: Option<String>,
+    },
     /// Summarise a snapshot core file and check its integrity.
     Inspect {
         snapshot: PathBuf,
@@ -744,6 +769,70 @@ fn run(cli: Cli) -> Result<()> {
                 );
             }
         }
+        Command::Checkpoint {
+            pid,
+            output,
+            kill,
+            leave_running: _,
+        } => {
+            let after = if kill {
+                memzinc::checkpoint::AfterCheckpoint::Kill
+            } else {
+                memzinc::checkpoint::AfterCheckpoint::LeaveRunning
+            };
+            let report = memzinc::checkpoint::checkpoint(pid, &output, after)?;
+            if g.json {
+                print_json(&report)?;
+            } else {
+                println!(
+                    "checkpoint of pid {pid} -> {} ({} bytes): {} regions, {} pages, {} fds; process {} (stopped {} µs)\nroot {}",
+                    output.display(),
+                    report.snapshot.file_bytes,
+                    report.snapshot.regions,
+                    report.snapshot.pages,
+                    report.snapshot.fds,
+                    if report.killed { "killed" } else { "resumed" },
+                    report.stopped_us,
+                    report.snapshot.root
+                );
+            }
+        }
+        Command::Restore { core, apply, authority } => match apply {
+            None => {
+                let report = memzinc::restore::restore(&core, None)?;
+                if g.json {
+                    print_json(&report)?;
+                } else {
+                    println!(
+                        "restored pid {} from {}: {} regions, {} bytes, {} fds in {} µs; running detached",
+                        report.pid,
+                        core.display(),
+                        report.regions,
+                        report.bytes,
+                        report.fds,
+                        report.elapsed_us
+                    );
+                }
+            }
+            Some(plan) => {
+                let (_, patch) = PlanFile::load(&plan)?;
+                let client = g.client()?;
+                let authority = authority_or_self(&client, authority.as_deref())?;
+                let done = memzinc::restore::restore_attested(&client, &authority, &core, &patch)?;
+                if g.json {
+                    print_json(&done)?;
+                } else {
+                    println!(
+                        "restored pid {} from {} with {} writes under attestation {} (seq {}); running detached",
+                        done.report.pid,
+                        core.display(),
+                        done.report.writes_applied,
+                        done.attestation,
+                        done.seq
+                    );
+                }
+            }
+        },
         Command::Hub { action } => match action {
             HubAction::Export { dir, what } => {
                 let report = what.export(&dir, memzinc::interop::Layout::Hub)?;

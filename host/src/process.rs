@@ -53,7 +53,7 @@ impl MapEntry {
     }
 }
 
-fn pid_errno(pid: i32, what: &str, e: Errno) -> Error {
+pub(crate) fn pid_errno(pid: i32, what: &str, e: Errno) -> Error {
     match e {
         Errno::ESRCH => Error::NoSuchProcess { pid },
         Errno::EPERM | Errno::EACCES => Error::NotPermitted {
@@ -68,7 +68,7 @@ fn pid_errno(pid: i32, what: &str, e: Errno) -> Error {
     }
 }
 
-fn read_proc(pid: i32, file: &str) -> Result<String> {
+pub(crate) fn read_proc(pid: i32, file: &str) -> Result<String> {
     // /proc text files are ASCII; a lossy decode never loses a field we parse.
     Ok(String::from_utf8_lossy(&read_proc_bytes(pid, file)?).into_owned())
 }
@@ -253,6 +253,11 @@ macro_rules! gp_regs {
 
             fn from_user(regs: &nix::libc::user_regs_struct) -> GpRegs {
                 GpRegs { $($name: regs.$name),* }
+            }
+
+            /// The registers as PTRACE_SETREGS takes them.
+            pub fn to_user(&self) -> nix::libc::user_regs_struct {
+                nix::libc::user_regs_struct { $($name: self.$name),* }
             }
         }
 

@@ -36,7 +36,7 @@ use memzinc_verifier::Sha256 as _;
 use prost::Message as _;
 use serde::{Deserialize, Serialize};
 
-use crate::capture::{self, CaptureRange, Reuse};
+use crate::capture::{self, CaptureRange, Freeze, Reuse};
 use crate::elfcore::{self, FileMapping, ProcessIds, PsInfo, Segment};
 use crate::error::{Error, Result};
 use crate::fsutil::write_atomically;
@@ -127,6 +127,9 @@ pub struct SnapshotMeta {
     /// Merkle root over all captured pages, hex.
     pub pages_root: String,
     pub page_count: u64,
+    /// What `memzinc checkpoint` adds for `memzinc restore`; `None` in a plain snapshot.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoint: Option<pb::Checkpoint>,
 }
 
 /// A snapshot file opened for reading; page contents stay on disk.
@@ -186,8 +189,30 @@ pub fn take_since(
         check_since(pid, prev)?;
     }
     let frozen = process::Frozen::freeze(pid)?;
+    write_frozen(pid, Freeze::ThawAfterCopy(frozen), since, out, progress, None)
+}
+
+/// Writes the snapshot of the process `frozen` holds, with `checkpoint` in its metadata, and
+/// keeps it frozen: the caller decides what happens to the process afterwards.
+pub fn take_frozen(
+    frozen: &process::Frozen,
+    out: &Path,
+    progress: Option<&indicatif::ProgressBar>,
+    checkpoint: Option<pb::Checkpoint>,
+) -> Result<TakeReport> {
+    write_frozen(frozen.pid(), Freeze::Keep(frozen), None, out, progress, checkpoint)
+}
+
+fn write_frozen(
+    pid: i32,
+    frozen: Freeze<'_>,
+    since: Option<&Snapshot>,
+    out: &Path,
+    progress: Option<&indicatif::ProgressBar>,
+    checkpoint: Option<pb::Checkpoint>,
+) -> Result<TakeReport> {
     // Once frozen, a process that vanishes (or turns zombie) was killed under us.
-    take_frozen(pid, frozen, since, out, progress).map_err(|e| match e {
+    take_frozen_inner(pid, frozen, since, out, progress, checkpoint).map_err(|e| match e {
         Error::NoSuchProcess { .. } | Error::Zombie { .. } => Error::TargetExited {
             pid,
             during: "snapshotting it",
@@ -217,12 +242,13 @@ fn check_since(pid: i32, prev: &Snapshot) -> Result<()> {
     Ok(())
 }
 
-fn take_frozen(
+fn take_frozen_inner(
     pid: i32,
-    frozen: process::Frozen,
+    frozen: Freeze<'_>,
     since: Option<&Snapshot>,
     out: &Path,
     progress: Option<&indicatif::ProgressBar>,
+    checkpoint: Option<pb::Checkpoint>,
 ) -> Result<TakeReport> {
     let maps = process::read_maps(pid)?;
     let exe = process::exe_path(pid)?;
@@ -237,7 +263,7 @@ fn take_frozen(
         symbols.len(),
         symbols_started.elapsed()
     );
-    let registers = frozen.registers()?;
+    let registers = frozen.frozen().registers()?;
     let stat = process::stat(pid)?;
     let (uid, gid) = process::ids(pid)?;
     let cmdline_raw = process::cmdline(pid)?;
@@ -349,6 +375,7 @@ fn take_frozen(
             root: hex::encode(trees.root::<Sha2>()),
             pages_root: hex::encode(trees.pages_root()),
             page_count,
+            checkpoint,
         };
         let ids = ProcessIds {
             ppid: stat.ppid,
@@ -591,6 +618,7 @@ fn to_pb(meta: &SnapshotMeta) -> pb::SnapshotMeta {
         root: hex::decode(&meta.root).unwrap_or_default(),
         pages_root: hex::decode(&meta.pages_root).unwrap_or_default(),
         page_count: meta.page_count,
+        checkpoint: meta.checkpoint.clone(),
     }
 }
 
@@ -703,6 +731,7 @@ fn from_pb(
         root: hex::encode(&m.root),
         pages_root: hex::encode(&m.pages_root),
         page_count: m.page_count,
+        checkpoint: m.checkpoint,
     })
 }
 
@@ -1115,6 +1144,7 @@ mod tests {
             root: hex::encode([7u8; 32]),
             pages_root: hex::encode([8u8; 32]),
             page_count: 2,
+            checkpoint: None,
         }
     }
 

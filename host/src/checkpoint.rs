@@ -1,0 +1,311 @@
+//! `memzinc checkpoint`: a snapshot core (the one format, written by [`snapshot`]) plus what a
+//! restore needs beyond memory, registers and fds — the mm fields PR_SET_MM_MAP sets, every
+//! thread's rseq registration and blocked signals, the ignored/caught signal sets — all taken
+//! under the same freeze. With `--kill` the process is killed while still frozen, so nothing
+//! runs between the image and the kill.
+
+use std::path::Path;
+
+use nix::errno::Errno;
+use nix::libc;
+use nix::sys::ptrace;
+use nix::sys::signal::{kill, Signal};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::process::{self, Frozen};
+use crate::snapshot::{self, pb, TakeReport};
+
+/// What happens to the process once its checkpoint is on disk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AfterCheckpoint {
+    LeaveRunning,
+    Kill,
+}
+
+#[derive(Debug, Serialize)]
+pub struct CheckpointReport {
+    #[serde(flatten)]
+    pub snapshot: TakeReport,
+    pub killed: bool,
+    /// How long the process was held stopped, microseconds.
+    pub stopped_us: u128,
+}
+
+/// `PTRACE_GET_RSEQ_CONFIGURATION` (linux/ptrace.h) and its result.
+const PTRACE_GET_RSEQ_CONFIGURATION: nix::libc::c_uint = 0x420f;
+#[repr(C)]
+#[derive(Default)]
+struct RseqConfiguration {
+    rseq_abi_pointer: u64,
+    rseq_abi_size: u32,
+    signature: u32,
+    flags: u32,
+    pad: u32,
+}
+
+/// Checkpoints `pid` into `out` (atomically), then resumes or kills it.
+pub fn checkpoint(pid: i32, out: &Path, after: AfterCheckpoint) -> Result<CheckpointReport> {
+    let started = std::time::Instant::now();
+    let frozen = Frozen::freeze(pid)?;
+    let state = collect(&frozen, after == AfterCheckpoint::Kill).map_err(|e| match e {
+        Error::NoSuchProcess { .. } | Error::Zombie { .. } => Error::TargetExited {
+            pid,
+            during: "checkpointing it",
+        },
+        e => e,
+    })?;
+    let report = snapshot::take_frozen(&frozen, out, None, Some(state))?;
+    let killed = after == AfterCheckpoint::Kill;
+    if killed {
+        kill_frozen(&frozen)?;
+    }
+    let stopped_us = started.elapsed().as_micros();
+    drop(frozen);
+    Ok(CheckpointReport {
+        snapshot: report,
+        killed,
+        stopped_us,
+    })
+}
+
+/// SIGKILLs a frozen process and reaps its ptrace stops, so that when this returns no thread
+/// runs again (its parent still reaps the zombie, which holds the pid until then).
+fn kill_frozen(frozen: &Frozen) -> Result<()> {
+    let pid = frozen.pid();
+    kill(Pid::from_raw(pid), Signal::SIGKILL).map_err(|e| process::pid_errno(pid, "SIGKILL", e))?;
+    // The main thread last: the kernel reports a group leader's exit only after the others'.
+    for tid in frozen.tids().into_iter().rev() {
+        loop {
+            match waitpid(Pid::from_raw(tid), Some(WaitPidFlag::__WALL)) {
+                Ok(WaitStatus::Exited(..)) | Ok(WaitStatus::Signaled(..)) | Err(Errno::ECHILD) => break,
+                Ok(_) | Err(Errno::EINTR) => continue,
+                Err(e) => return Err(process::pid_errno(pid, "waitpid", e)),
+            }
+        }
+    }
+    Ok(())
+}
+
+fn collect(frozen: &Frozen, killed: bool) -> Result<pb::Checkpoint> {
+    let pid = frozen.pid();
+    let status = process::read_proc(pid, "status")?;
+    let syscall_at = vdso_syscall(pid)?;
+    let sig_caught = status_mask(&status, "SigCgt:");
+    let threads = frozen
+        .tids()
+        .into_iter()
+        .map(|tid| {
+            let status = process::read_proc(pid, &format!("task/{tid}/status"))?;
+            let in_thread = ThreadSyscalls { pid, tid, syscall_at };
+            let tid_address = u64::from_le_bytes(
+                in_thread.call_out("PR_GET_TID_ADDRESS", libc::SYS_prctl, |out| {
+                    [libc::PR_GET_TID_ADDRESS as u64, out, 0]
+                })?[..8]
+                    .try_into()
+                    .unwrap_or_default(),
+            );
+            let stack = in_thread.call_out("sigaltstack", libc::SYS_sigaltstack, |out| [0, out, 0])?;
+            let word = |i: usize| u64::from_le_bytes(stack[i..i + 8].try_into().unwrap_or_default());
+            Ok(pb::ThreadCheckpoint {
+                tid,
+                sig_blocked: status_mask(&status, "SigBlk:"),
+                rseq: rseq_config(tid).map_err(|e| {
+                    process::pid_errno(pid, &format!("PTRACE_GET_RSEQ_CONFIGURATION of thread {tid}"), e)
+                })?,
+                tid_address,
+                altstack_sp: word(0),
+                altstack_flags: word(8) as u32 as i32,
+                altstack_size: word(16),
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    // Handlers are process-wide: asked in the main thread.
+    let main = ThreadSyscalls {
+        pid,
+        tid: pid,
+        syscall_at,
+    };
+    let mut handlers = Vec::new();
+    for signal in (1..=64u32).filter(|s| sig_caught & (1 << (s - 1)) != 0) {
+        let act = main.call_out("rt_sigaction", libc::SYS_rt_sigaction, |out| [signal as u64, 0, out])?;
+        let word = |i: usize| u64::from_le_bytes(act[i * 8..i * 8 + 8].try_into().unwrap_or_default());
+        handlers.push(pb::SignalHandler {
+            signal,
+            handler: word(0),
+            flags: word(1),
+            restorer: word(2),
+            mask: word(3),
+        });
+    }
+    Ok(pb::Checkpoint {
+        mm: Some(mm_fields(pid)?),
+        threads,
+        sig_ignored: status_mask(&status, "SigIgn:"),
+        sig_caught,
+        handlers,
+        killed,
+        cwd: std::fs::read_link(format!("/proc/{pid}/cwd"))
+            .map(|p| p.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+    })
+}
+
+/// The address of a `syscall` instruction in the target's vdso (every x86_64 vdso has one in
+/// its fallback paths): where syscalls are injected without writing to the target's code.
+fn vdso_syscall(pid: i32) -> Result<u64> {
+    let maps = process::read_maps(pid)?;
+    let vdso = maps.iter().find(|m| m.path == "[vdso]").ok_or_else(|| Error::Process {
+        pid,
+        what: "no [vdso] mapping to run syscalls at".into(),
+        source: std::io::Error::from(std::io::ErrorKind::NotFound),
+    })?;
+    let mut code = vec![0u8; (vdso.end - vdso.start) as usize];
+    let n = process::read_at(pid, vdso.start, &mut code)?;
+    code[..n]
+        .windows(2)
+        .position(|w| w == [0x0f, 0x05])
+        .map(|i| vdso.start + i as u64)
+        .ok_or_else(|| Error::Process {
+            pid,
+            what: "no syscall instruction in the vdso".into(),
+            source: std::io::Error::from(std::io::ErrorKind::NotFound),
+        })
+}
+
+/// Runs a syscall in one frozen thread of the target at the vdso's `syscall` instruction,
+/// between its syscall-entry and -exit stops, then puts the thread back exactly as it was:
+/// same registers, same scratch bytes, and an interrupt-stop again, so an interrupted syscall
+/// of its own still restarts when it resumes.
+struct ThreadSyscalls {
+    pid: i32,
+    tid: i32,
+    syscall_at: u64,
+}
+
+/// Scratch space for a syscall's output: below the thread's red zone, on its stack.
+const SCRATCH_BELOW_SP: u64 = 512;
+const SCRATCH_LEN: usize = 32;
+
+impl ThreadSyscalls {
+    /// Runs syscall `nr` with the arguments `args(out)` builds around a 32-byte output buffer
+    /// `out` (the fourth argument is 8, the sigset size rt_sigaction wants); returns the buffer.
+    fn call_out(&self, what: &str, nr: i64, args: impl Fn(u64) -> [u64; 3]) -> Result<[u8; SCRATCH_LEN]> {
+        let tid = Pid::from_raw(self.tid);
+        let fail = |e: Errno| process::pid_errno(self.pid, &format!("{what} in thread {}", self.tid), e);
+        let saved = ptrace::getregs(tid).map_err(fail)?;
+        let out = (saved.rsp - SCRATCH_BELOW_SP) & !15;
+        let mut kept = [0u8; SCRATCH_LEN];
+        process::read_at(self.pid, out, &mut kept)?;
+        let [a, b, c] = args(out);
+        let mut r = saved;
+        r.rip = self.syscall_at;
+        r.rax = nr as u64;
+        r.orig_rax = u64::MAX;
+        (r.rdi, r.rsi, r.rdx, r.r10) = (a, b, c, 8);
+        ptrace::setregs(tid, r).map_err(fail)?;
+        for _ in ["entry", "exit"] {
+            ptrace::syscall(tid, None).map_err(fail)?;
+            wait_stop(self.pid, self.tid)?;
+        }
+        let rc = ptrace::getregs(tid).map_err(fail)?.rax as i64;
+        let mut result = [0u8; SCRATCH_LEN];
+        process::read_at(self.pid, out, &mut result)?;
+        process::write_at(self.pid, out, &kept)?;
+        ptrace::setregs(tid, saved).map_err(fail)?;
+        // Back into an interrupt-stop: the exit stop would return to user space without the
+        // restart handling an interrupted syscall of the thread's own needs.
+        ptrace::interrupt(tid).map_err(fail)?;
+        ptrace::cont(tid, None).map_err(fail)?;
+        wait_stop(self.pid, self.tid)?;
+        if (-4095..0).contains(&rc) {
+            return Err(fail(Errno::from_raw(-rc as i32)));
+        }
+        Ok(result)
+    }
+}
+
+fn wait_stop(pid: i32, tid: i32) -> Result<()> {
+    loop {
+        match waitpid(Pid::from_raw(tid), Some(WaitPidFlag::__WALL)) {
+            Ok(WaitStatus::Stopped(..)) | Ok(WaitStatus::PtraceEvent(..)) | Ok(WaitStatus::PtraceSyscall(..)) => {
+                return Ok(())
+            }
+            Err(Errno::EINTR) => continue,
+            Ok(WaitStatus::Exited(..)) | Ok(WaitStatus::Signaled(..)) | Err(Errno::ECHILD) => {
+                return Err(Error::TargetExited {
+                    pid,
+                    during: "checkpointing it",
+                })
+            }
+            Ok(_) => continue,
+            Err(e) => return Err(process::pid_errno(pid, "waitpid", e)),
+        }
+    }
+}
+
+/// A hex signal mask line of /proc/.../status; 0 when absent.
+fn status_mask(status: &str, key: &str) -> u64 {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(key))
+        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        .unwrap_or(0)
+}
+
+/// A traced, stopped thread's rseq registration; `None` when it has none.
+pub fn rseq_config(tid: i32) -> std::result::Result<Option<pb::Rseq>, Errno> {
+    let mut config = RseqConfiguration::default();
+    // SAFETY: the request writes at most `addr` = size_of::<RseqConfiguration>() bytes to
+    // `data`, which points at `config` (alive, exclusively borrowed for the call); `tid` is a
+    // thread this process holds in a ptrace-stop.
+    let rc = unsafe {
+        nix::libc::ptrace(
+            PTRACE_GET_RSEQ_CONFIGURATION,
+            tid,
+            std::mem::size_of::<RseqConfiguration>(),
+            &mut config as *mut RseqConfiguration,
+        )
+    };
+    if rc == -1 {
+        return Err(Errno::last());
+    }
+    Ok((config.rseq_abi_pointer != 0).then_some(pb::Rseq {
+        address: config.rseq_abi_pointer,
+        size: config.rseq_abi_size,
+        signature: config.signature,
+    }))
+}
+
+/// /proc/PID/stat's mm fields; brk is the end of [heap] (the stat file does not carry it).
+fn mm_fields(pid: i32) -> Result<pb::MmFields> {
+    let text = process::read_proc(pid, "stat")?;
+    let bad = || Error::Process {
+        pid,
+        what: format!("unparseable /proc/{pid}/stat {text:?}"),
+        source: std::io::Error::from(std::io::ErrorKind::InvalidData),
+    };
+    let fields: Vec<&str> = text.rsplit_once(')').ok_or_else(bad)?.1.split_whitespace().collect();
+    // Field n of proc_pid_stat(5) is fields[n - 3]: the list starts after pid and comm.
+    let field = |n: usize| fields.get(n - 3).and_then(|f| f.parse::<u64>().ok()).ok_or_else(bad);
+    let start_brk = field(47)?;
+    let brk = process::read_maps(pid)?
+        .iter()
+        .find(|m| m.path == "[heap]")
+        .map_or(start_brk, |m| m.end);
+    Ok(pb::MmFields {
+        start_code: field(26)?,
+        end_code: field(27)?,
+        start_stack: field(28)?,
+        start_data: field(45)?,
+        end_data: field(46)?,
+        start_brk,
+        brk,
+        arg_start: field(48)?,
+        arg_end: field(49)?,
+        env_start: field(50)?,
+        env_end: field(51)?,
+    })
+}

@@ -1,0 +1,1032 @@
+//! `memzinc restore`: recreates a checkpointed process from its core file, with the same PID,
+//! by syscall injection into a stopped tracee (no helper binary, no code in the target):
+//!
+//! 1. `clone3` with `set_tid` = the checkpointed PID forks memzinc; the child maps a small
+//!    "injection page" (`syscall; int3`) at an address the image does not use, asks to be
+//!    traced and stops itself. Every later step is a syscall memzinc makes the child run there.
+//! 2. The child drops its rseq registration and unmaps everything memzinc left in it; the
+//!    kernel's own vdso/vvar pages are moved (mremap) to the image's addresses, so the image's
+//!    code calls the vdso where it expects it (same kernel required; ASLR may stay on).
+//! 3. Every mapping of the image is mapped at its address; the child `pread`s captured pages
+//!    straight from the core file (one copy). An `--apply` plan's writes are compared and made
+//!    here, before the process runs again.
+//! 4. Protections, PR_SET_MM_MAP (mm fields, auxv, exe), comm, cwd, fds (regular files reopened
+//!    with their flags and offsets; stdio that was a pipe, socket or tty gone with the original
+//!    becomes /dev/null), signal mask and ignored signals, rseq, a new session.
+//! 5. The injection page is unmapped at a syscall-exit stop, where the image's registers (and
+//!    FPU/XSAVE state) are set; detaching resumes the process where it was checkpointed.
+//!
+//! A syscall the checkpoint interrupted is restarted as the kernel would have (or returns EINTR
+//! where the kernel kept a restart block). memzinc exits after step 5; the process is then
+//! reparented like `criu restore -d`. Memzinc dying mid-restore kills the half-built child
+//! (PTRACE_O_EXITKILL); a failed step kills it too: nothing half-restored keeps running.
+
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+use memzinc_verifier::plan::PatchPlan;
+use nix::errno::Errno;
+use nix::libc;
+use nix::sys::ptrace;
+use nix::sys::signal::Signal;
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::process::{self, GpRegs, NT_PRFPREG, NT_X86_XSTATE, PAGE_SIZE};
+use crate::snapshot::{pb, SnapRegion, Snapshot};
+
+/// The injection page: `syscall; int3`, then scratch space for syscall arguments.
+const INJECT_CODE: [u8; 3] = [0x0f, 0x05, 0xcc];
+const INJECT_LEN: u64 = 4 * PAGE_SIZE;
+/// Scratch space starts on the second page.
+const SCRATCH: u64 = PAGE_SIZE;
+/// Kernel mappings that move with mremap instead of being recreated.
+const SPECIAL: &[&str] = &["[vdso]", "[vvar]", "[vvar_vclock]"];
+/// Fixed by the kernel at the same address in every process.
+const VSYSCALL: &str = "[vsyscall]";
+
+#[derive(Debug, Serialize)]
+pub struct RestoreReport {
+    pub pid: i32,
+    pub regions: usize,
+    /// Bytes of memory read back from the core into the process.
+    pub bytes: u64,
+    pub fds: usize,
+    /// Writes of an `--apply` plan made before the process resumed.
+    pub writes_applied: usize,
+    /// From opening the core to the process running, microseconds.
+    pub elapsed_us: u128,
+}
+
+/// Restores the process checkpointed in `core` and leaves it running detached. With `plan`,
+/// whose snapshot root must be the core's root, the plan's writes are applied to the image
+/// first (every old byte must match, else nothing runs). Whether the plan is attested is the
+/// caller's check.
+pub fn restore(core: &Path, plan: Option<&PatchPlan>) -> Result<RestoreReport> {
+    let started = std::time::Instant::now();
+    let snap = Snapshot::open(core)?;
+    let checkpoint = snap.meta.checkpoint.clone().ok_or_else(|| {
+        Error::Restore(format!(
+            "{} is a snapshot, not a checkpoint (take one with `memzinc checkpoint`)",
+            core.display()
+        ))
+    })?;
+    preflight(&snap, &checkpoint, plan)?;
+    let pid = snap.meta.pid;
+
+    let own_maps = process::read_maps(std::process::id() as i32)?;
+    let mut avoid: Vec<(u64, u64)> = snap.meta.regions.iter().map(|r| (r.map.start, r.map.end)).collect();
+    avoid.extend(own_maps.iter().map(|m| (m.start, m.end)));
+    let helper = free_range(INJECT_LEN, &avoid)?;
+
+    let child = spawn_stopped(pid, helper)?;
+    let inject = Injector::attach(child.0, helper)?;
+    let bytes = rebuild(&inject, &snap, &checkpoint, core, plan)?;
+    // Detached and running: no longer ours to kill.
+    std::mem::forget(child);
+    Ok(RestoreReport {
+        pid,
+        regions: snap.meta.regions.len(),
+        bytes,
+        fds: snap.meta.fds.len(),
+        writes_applied: plan.map_or(0, |p| p.writes.len()),
+        elapsed_us: started.elapsed().as_micros(),
+    })
+}
+
+/// What `restore_attested` did and under which record.
+#[derive(Debug, Serialize)]
+pub struct AttestedRestore {
+    pub attestation: String,
+    pub seq: u64,
+    pub report: RestoreReport,
+    /// The `record_applied` receipt transaction.
+    pub receipt_signature: String,
+}
+
+/// `memzinc restore --apply`: the same gate as `memzinc apply` (an unrevoked attestation of
+/// exactly this plan under `authority`'s policy, its link hash re-verified), then the restore
+/// with the plan applied to the image, then the applied receipt on chain.
+pub fn restore_attested(
+    client: &crate::chain::Client,
+    authority: &solana_pubkey::Pubkey,
+    core: &Path,
+    plan: &PatchPlan,
+) -> Result<AttestedRestore> {
+    // Offline refusals first: a plan for another snapshot needs no chain to be refused.
+    let root = Snapshot::open(core)?.root();
+    if plan.snapshot_root != root {
+        return Err(Error::Restore(format!(
+            "the plan is for snapshot root {}, the core's root is {}",
+            hex::encode(plan.snapshot_root),
+            hex::encode(root)
+        )));
+    }
+    let (address, attestation) = crate::apply::attestation_of(client, authority, plan)?;
+    let report = restore(core, Some(plan))?;
+    let readback: [u8; 32] = {
+        use sha2::Digest;
+        let mut h = sha2::Sha256::new();
+        for w in &plan.writes {
+            h.update(&w.new);
+        }
+        h.finalize().into()
+    };
+    let signature = client.record_applied(
+        authority,
+        &plan.target_id,
+        attestation.seq,
+        memzinc_verifier::accounts::OUTCOME_APPLIED,
+        &readback,
+    )?;
+    Ok(AttestedRestore {
+        attestation: address.to_string(),
+        seq: attestation.seq,
+        report,
+        receipt_signature: signature.to_string(),
+    })
+}
+
+/// Everything that can be refused before a process exists.
+fn preflight(snap: &Snapshot, checkpoint: &pb::Checkpoint, plan: Option<&PatchPlan>) -> Result<()> {
+    let meta = &snap.meta;
+    if meta.threads.len() != checkpoint.threads.len()
+        || meta
+            .threads
+            .iter()
+            .zip(&checkpoint.threads)
+            .any(|(a, b)| a.tid != b.tid)
+    {
+        return Err(Error::Restore(
+            "the checkpoint's threads disagree with the register notes".into(),
+        ));
+    }
+    for t in &meta.threads[1..] {
+        if Path::new(&format!("/proc/{}", t.tid)).exists() {
+            return Err(Error::Restore(format!("tid {} is in use", t.tid)));
+        }
+    }
+    if Path::new(&format!("/proc/{}", meta.pid)).exists() {
+        return Err(Error::Restore(format!(
+            "pid {} is in use (a running process or a zombie its parent has not reaped)",
+            meta.pid
+        )));
+    }
+    if checkpoint.mm.is_none() {
+        return Err(Error::Restore("the checkpoint has no mm fields".into()));
+    }
+    for f in &meta.fds {
+        if !reopenable(&f.path) && f.fd > 2 {
+            return Err(Error::Restore(format!(
+                "fd {} is {}: memzinc restores regular files and stdio only",
+                f.fd, f.path
+            )));
+        }
+    }
+    for r in &meta.regions {
+        let special = SPECIAL.contains(&r.map.path.as_str()) || r.map.path == VSYSCALL;
+        if !r.map.private() && !special && !r.map.path.starts_with('/') {
+            return Err(Error::Restore(format!(
+                "shared anonymous memory at {:#x} ({}) is not restored by memzinc",
+                r.map.start, r.map.path
+            )));
+        }
+    }
+    // The vdso must be this kernel's: same special mappings, same sizes.
+    let own = process::read_maps(std::process::id() as i32)?;
+    for name in SPECIAL {
+        let theirs = meta
+            .regions
+            .iter()
+            .find(|r| r.map.path == *name)
+            .map(|r| r.map.end - r.map.start);
+        let ours = own.iter().find(|m| m.path == *name).map(|m| m.end - m.start);
+        if theirs.is_some() && theirs != ours {
+            return Err(Error::Restore(format!(
+                "the image's {name} ({theirs:?} bytes) is not this kernel's ({ours:?}): restore on the kernel that checkpointed"
+            )));
+        }
+    }
+    if let Some(plan) = plan {
+        if plan.snapshot_root != snap.root() {
+            return Err(Error::Restore(format!(
+                "the plan is for snapshot root {}, the core's root is {}",
+                hex::encode(plan.snapshot_root),
+                hex::encode(snap.root())
+            )));
+        }
+        for w in &plan.writes {
+            let inside = snap
+                .region_of(w.address, w.old.len() as u64)
+                .is_some_and(|r| r.captured);
+            if !inside || w.old.len() != w.new.len() {
+                return Err(Error::Restore(format!(
+                    "plan write at {:#x} is not inside a captured region of the core",
+                    w.address
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Paths the restored process can open again: real files that still exist under that name.
+fn reopenable(path: &str) -> bool {
+    path.starts_with('/') && !path.ends_with(" (deleted)")
+}
+
+/// The lowest page-aligned address from 256 MiB up where `len` bytes overlap none of `avoid`.
+fn free_range(len: u64, avoid: &[(u64, u64)]) -> Result<u64> {
+    let mut sorted = avoid.to_vec();
+    sorted.sort_unstable();
+    let mut candidate: u64 = 0x1000_0000;
+    for &(start, end) in &sorted {
+        if end <= candidate {
+            continue;
+        }
+        if candidate + len <= start {
+            break;
+        }
+        candidate = end.next_multiple_of(PAGE_SIZE);
+    }
+    if candidate + len > 0x7fff_0000_0000 {
+        return Err(Error::Restore("no free address range for the injection page".into()));
+    }
+    Ok(candidate)
+}
+
+/// `struct clone_args` of clone3(2), up to `set_tid_size`/`cgroup`.
+#[repr(C)]
+#[derive(Default)]
+struct CloneArgs {
+    flags: u64,
+    pidfd: u64,
+    child_tid: u64,
+    parent_tid: u64,
+    exit_signal: u64,
+    stack: u64,
+    stack_size: u64,
+    tls: u64,
+    set_tid: u64,
+    set_tid_size: u64,
+    cgroup: u64,
+}
+
+/// The child being built: killed and reaped if the restore fails.
+struct ChildGuard(i32);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = nix::sys::signal::kill(Pid::from_raw(self.0), Signal::SIGKILL);
+        let _ = waitpid(Pid::from_raw(self.0), Some(WaitPidFlag::__WALL));
+    }
+}
+
+/// Forks memzinc into `pid` with the injection page at `helper`, traced by this thread and
+/// stopped. The child runs only async-signal-safe calls before it stops.
+fn spawn_stopped(pid: i32, helper: u64) -> Result<ChildGuard> {
+    let set_tid = [pid as libc::pid_t];
+    let args = CloneArgs {
+        exit_signal: libc::SIGCHLD as u64,
+        set_tid: set_tid.as_ptr() as u64,
+        set_tid_size: 1,
+        ..CloneArgs::default()
+    };
+    // SAFETY: clone3 reads `args` (and `set_tid` through it), both alive across the call.
+    // Without CLONE_VM the child gets a copy of this address space; it calls only raw,
+    // async-signal-safe functions (`child_stop`) and never returns into Rust code.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_clone3,
+            &args as *const CloneArgs,
+            std::mem::size_of::<CloneArgs>(),
+        )
+    };
+    if rc == 0 {
+        // SAFETY: we are the freshly cloned child; see `child_stop`.
+        unsafe { child_stop(helper) }
+    }
+    if rc < 0 {
+        let e = Errno::last();
+        return Err(Error::Restore(match e {
+            Errno::EEXIST => format!("pid {pid} is in use"),
+            Errno::EPERM => format!("clone3 with set_tid {pid} not permitted (needs CAP_SYS_ADMIN / root)"),
+            e => format!("clone3 with set_tid {pid}: {e}"),
+        }));
+    }
+    let guard = ChildGuard(pid);
+    match waitpid(Pid::from_raw(pid), Some(WaitPidFlag::__WALL)) {
+        Ok(WaitStatus::Stopped(_, Signal::SIGSTOP)) => {}
+        other => {
+            return Err(Error::Restore(format!(
+                "the new process did not stop as expected: {other:?}"
+            )));
+        }
+    }
+    ptrace::setoptions(
+        Pid::from_raw(pid),
+        ptrace::Options::PTRACE_O_EXITKILL
+            | ptrace::Options::PTRACE_O_TRACESYSGOOD
+            | ptrace::Options::PTRACE_O_TRACECLONE,
+    )
+    .map_err(|e| Error::Restore(format!("PTRACE_SETOPTIONS: {e}")))?;
+    Ok(guard)
+}
+
+/// The child's side of `spawn_stopped`.
+///
+/// # Safety
+/// Only in the child of clone3 (a copy of a possibly multi-threaded process): uses raw
+/// syscalls only and exits without running destructors.
+unsafe fn child_stop(helper: u64) -> ! {
+    // SAFETY: plain syscalls on this process's own state; `p` is a fresh private mapping of
+    // INJECT_LEN bytes we own.
+    unsafe {
+        if libc::ptrace(libc::PTRACE_TRACEME, 0, 0, 0) != 0 {
+            libc::_exit(120);
+        }
+        let p = libc::mmap(
+            helper as *mut libc::c_void,
+            INJECT_LEN as usize,
+            libc::PROT_READ | libc::PROT_WRITE | libc::PROT_EXEC,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED_NOREPLACE,
+            -1,
+            0,
+        );
+        if p as u64 != helper {
+            libc::_exit(121);
+        }
+        std::ptr::copy_nonoverlapping(INJECT_CODE.as_ptr(), p.cast::<u8>(), INJECT_CODE.len());
+        libc::kill(libc::getpid(), libc::SIGSTOP);
+        libc::_exit(122)
+    }
+}
+
+/// Runs syscalls in the stopped child at the injection page.
+struct Injector {
+    pid: i32,
+    helper: u64,
+    base: libc::user_regs_struct,
+}
+
+impl Injector {
+    fn attach(pid: i32, helper: u64) -> Result<Injector> {
+        let base = ptrace::getregs(Pid::from_raw(pid)).map_err(|e| Error::Restore(format!("PTRACE_GETREGS: {e}")))?;
+        Ok(Injector { pid, helper, base })
+    }
+
+    fn regs_for(&self, nr: i64, args: &[u64]) -> libc::user_regs_struct {
+        let mut r = self.base;
+        r.rip = self.helper;
+        r.rax = nr as u64;
+        // Not in a syscall: the kernel must not treat our rax as a restart code.
+        r.orig_rax = u64::MAX;
+        let mut a = args.iter().copied().chain(std::iter::repeat(0));
+        r.rdi = a.next().unwrap_or(0);
+        r.rsi = a.next().unwrap_or(0);
+        r.rdx = a.next().unwrap_or(0);
+        r.r10 = a.next().unwrap_or(0);
+        r.r8 = a.next().unwrap_or(0);
+        r.r9 = a.next().unwrap_or(0);
+        r
+    }
+
+    /// The raw return value (negative errno on failure).
+    fn raw(&self, nr: i64, args: &[u64]) -> Result<i64> {
+        self.raw_in(self.pid, nr, args)
+    }
+
+    /// `raw` in thread `tid` (the process's main thread or one `clone_thread` made).
+    fn raw_in(&self, tid: i32, nr: i64, args: &[u64]) -> Result<i64> {
+        let pid = Pid::from_raw(tid);
+        let fail = |what: &str, e: Errno| Error::Restore(format!("{what} (syscall {nr}): {e}"));
+        ptrace::setregs(pid, self.regs_for(nr, args)).map_err(|e| fail("PTRACE_SETREGS", e))?;
+        ptrace::cont(pid, None).map_err(|e| fail("PTRACE_CONT", e))?;
+        loop {
+            match waitpid(pid, Some(WaitPidFlag::__WALL)) {
+                Ok(WaitStatus::Stopped(_, Signal::SIGTRAP)) => break,
+                Err(Errno::EINTR) => continue,
+                other => {
+                    return Err(Error::Restore(format!(
+                        "the new process stopped unexpectedly in syscall {nr}: {other:?}"
+                    )));
+                }
+            }
+        }
+        let regs = ptrace::getregs(pid).map_err(|e| fail("PTRACE_GETREGS", e))?;
+        Ok(regs.rax as i64)
+    }
+
+    /// Runs a syscall that must succeed; `what` names it in the error.
+    fn call(&self, what: &str, nr: i64, args: &[u64]) -> Result<u64> {
+        self.call_in(self.pid, what, nr, args)
+    }
+
+    fn call_in(&self, tid: i32, what: &str, nr: i64, args: &[u64]) -> Result<u64> {
+        let rc = self.raw_in(tid, nr, args)?;
+        if (-4095..0).contains(&rc) {
+            return Err(Error::Restore(format!("{what}: {}", Errno::from_raw(-rc as i32))));
+        }
+        Ok(rc as u64)
+    }
+
+    /// Writes `bytes` into the scratch area at `offset` and returns their address.
+    fn put(&self, offset: u64, bytes: &[u8]) -> Result<u64> {
+        if SCRATCH + offset + bytes.len() as u64 > INJECT_LEN {
+            return Err(Error::Restore(format!(
+                "{} bytes do not fit the injection page",
+                bytes.len()
+            )));
+        }
+        let address = self.helper + SCRATCH + offset;
+        process::write_at(self.pid, address, bytes)?;
+        Ok(address)
+    }
+
+    /// A NUL-terminated copy of `path` in the scratch area.
+    fn put_path(&self, path: &[u8]) -> Result<u64> {
+        let mut c = path.to_vec();
+        c.push(0);
+        self.put(0, &c)
+    }
+
+    fn open(&self, path: &str, flags: u32) -> Result<u64> {
+        let at = self.put_path(path.as_bytes())?;
+        self.call(
+            &format!("open {path}"),
+            libc::SYS_openat,
+            &[libc::AT_FDCWD as u64, at, flags as u64, 0],
+        )
+    }
+}
+
+fn prot_of(perms: &str) -> u64 {
+    let b = perms.as_bytes();
+    let mut prot = 0;
+    if b.first() == Some(&b'r') {
+        prot |= libc::PROT_READ;
+    }
+    if b.get(1) == Some(&b'w') {
+        prot |= libc::PROT_WRITE;
+    }
+    if b.get(2) == Some(&b'x') {
+        prot |= libc::PROT_EXEC;
+    }
+    prot as u64
+}
+
+/// Steps 2 to 5 of the module comment. Returns the bytes read into memory.
+fn rebuild(
+    inject: &Injector,
+    snap: &Snapshot,
+    checkpoint: &pb::Checkpoint,
+    core: &Path,
+    plan: Option<&PatchPlan>,
+) -> Result<u64> {
+    let pid = inject.pid;
+    let meta = &snap.meta;
+
+    // Leave rseq first: the kernel writes to the registered area, which is about to go.
+    let rseq = crate::checkpoint::rseq_config(pid)
+        .map_err(|e| Error::Restore(format!("PTRACE_GET_RSEQ_CONFIGURATION: {e}")))?;
+    if let Some(rseq) = rseq {
+        inject.call(
+            "rseq unregister",
+            libc::SYS_rseq,
+            &[rseq.address, rseq.size as u64, 1, rseq.signature as u64],
+        )?;
+    }
+
+    // Empty the child: everything but the injection page and the kernel's special mappings.
+    let mut specials = Vec::new();
+    for m in process::read_maps(pid)? {
+        if m.start == inject.helper || m.path == VSYSCALL {
+            continue;
+        }
+        if SPECIAL.contains(&m.path.as_str()) {
+            specials.push(m);
+            continue;
+        }
+        inject.call("munmap", libc::SYS_munmap, &[m.start, m.end - m.start])?;
+    }
+
+    // Move the kernel's vdso/vvar to the image's addresses, through free addresses first so
+    // no move lands on a mapping that has yet to move.
+    let mut avoid: Vec<(u64, u64)> = meta.regions.iter().map(|r| (r.map.start, r.map.end)).collect();
+    avoid.push((inject.helper, inject.helper + INJECT_LEN));
+    avoid.extend(specials.iter().map(|m| (m.start, m.end)));
+    let mut parked = Vec::new();
+    for m in &specials {
+        let len = m.end - m.start;
+        let Some(target) = meta.regions.iter().find(|r| r.map.path == m.path) else {
+            inject.call("munmap", libc::SYS_munmap, &[m.start, len])?;
+            continue;
+        };
+        let temp = free_range(len, &avoid)?;
+        avoid.push((temp, temp + len));
+        let flags = (libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED) as u64;
+        inject.call(
+            &format!("mremap {}", m.path),
+            libc::SYS_mremap,
+            &[m.start, len, len, flags, temp],
+        )?;
+        parked.push((temp, len, target.map.start, m.path.clone()));
+    }
+    for (temp, len, to, name) in parked {
+        let flags = (libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED) as u64;
+        inject.call(
+            &format!("mremap {name}"),
+            libc::SYS_mremap,
+            &[temp, len, len, flags, to],
+        )?;
+    }
+
+    // The image's mappings; captured pages come straight from the core file.
+    let core_path = std::fs::canonicalize(core).map_err(|e| Error::io(core, e))?;
+    let core_fd = inject.call(
+        "open the core",
+        libc::SYS_openat,
+        &[
+            libc::AT_FDCWD as u64,
+            inject.put_path(core_path.as_os_str().as_bytes())?,
+            (libc::O_RDONLY | libc::O_CLOEXEC) as u64,
+            0,
+        ],
+    )?;
+    let mut bytes = 0;
+    for r in meta.regions.iter().filter(|r| !is_special(r)) {
+        bytes += map_region(inject, r, core_fd)?;
+    }
+    if let Some(plan) = plan {
+        apply_to_image(pid, plan)?;
+    }
+    for r in meta.regions.iter().filter(|r| !is_special(r) && r.captured) {
+        let prot = prot_of(&r.map.perms);
+        if prot != (libc::PROT_READ | libc::PROT_WRITE) as u64 {
+            inject.call(
+                "mprotect",
+                libc::SYS_mprotect,
+                &[r.map.start, r.map.end - r.map.start, prot],
+            )?;
+        }
+    }
+    inject.call("close the core", libc::SYS_close, &[core_fd])?;
+
+    set_mm(inject, snap, checkpoint)?;
+    let mut comm = meta.comm.as_bytes()[..meta.comm.len().min(15)].to_vec();
+    comm.push(0);
+    let at = inject.put(0, &comm)?;
+    inject.call("PR_SET_NAME", libc::SYS_prctl, &[libc::PR_SET_NAME as u64, at])?;
+    if !checkpoint.cwd.is_empty() {
+        let at = inject.put_path(checkpoint.cwd.as_bytes())?;
+        inject.call(&format!("chdir {}", checkpoint.cwd), libc::SYS_chdir, &[at])?;
+    }
+    restore_fds(inject, snap)?;
+    restore_signals(inject, checkpoint)?;
+    // Its own session, as after `setsid`: nothing of memzinc's terminal job reaches it.
+    inject.call("setsid", libc::SYS_setsid, &[])?;
+    // The other threads first, each stopped at its own injection until all exist.
+    let mut threads = vec![inject.pid];
+    for t in &checkpoint.threads[1..] {
+        threads.push(clone_thread(inject, t)?);
+    }
+    for (&tid, t) in threads.iter().zip(&checkpoint.threads) {
+        thread_state(inject, tid, t)?;
+    }
+    for (&tid, t) in threads.iter().zip(&meta.threads).skip(1) {
+        let fail = |what: &str, e: Errno| Error::Restore(format!("thread {tid}: {what}: {e}"));
+        let pid = Pid::from_raw(tid);
+        ptrace::setregs(pid, resumable(&t.regs).to_user()).map_err(|e| fail("PTRACE_SETREGS", e))?;
+        set_fpu(tid, &t.fpregs, &t.xstate).map_err(|e| fail("PTRACE_SETREGSET", e))?;
+    }
+    for &tid in &threads[1..] {
+        ptrace::detach(Pid::from_raw(tid), None)
+            .map_err(|e| Error::Restore(format!("thread {tid}: PTRACE_DETACH: {e}")))?;
+    }
+    resume(
+        inject,
+        &meta.threads[0].regs,
+        &meta.threads[0].fpregs,
+        &meta.threads[0].xstate,
+    )?;
+    Ok(bytes)
+}
+
+/// Creates one more thread of the image with its tid (clone3 with set_tid, in the main
+/// thread), its clear_child_tid set; returns once the new thread is in its first stop.
+fn clone_thread(inject: &Injector, t: &pb::ThreadCheckpoint) -> Result<i32> {
+    let set_tid_at = inject.put(512, &(t.tid as u64).to_le_bytes()[..4])?;
+    let mut flags = libc::CLONE_VM
+        | libc::CLONE_FS
+        | libc::CLONE_FILES
+        | libc::CLONE_SIGHAND
+        | libc::CLONE_THREAD
+        | libc::CLONE_SYSVSEM;
+    if t.tid_address != 0 {
+        flags |= libc::CLONE_CHILD_CLEARTID;
+    }
+    let args = CloneArgs {
+        flags: flags as u64,
+        child_tid: t.tid_address,
+        set_tid: set_tid_at,
+        set_tid_size: 1,
+        ..CloneArgs::default()
+    };
+    let bytes: Vec<u8> = [
+        args.flags,
+        args.pidfd,
+        args.child_tid,
+        args.parent_tid,
+        args.exit_signal,
+        args.stack,
+        args.stack_size,
+        args.tls,
+        args.set_tid,
+        args.set_tid_size,
+        args.cgroup,
+    ]
+    .iter()
+    .flat_map(|w| w.to_le_bytes())
+    .collect();
+    let args_at = inject.put(0, &bytes)?;
+    let main = Pid::from_raw(inject.pid);
+    let fail = |what: &str, e: String| Error::Restore(format!("creating thread {}: {what}: {e}", t.tid));
+    ptrace::setregs(main, inject.regs_for(libc::SYS_clone3, &[args_at, bytes.len() as u64]))
+        .map_err(|e| fail("PTRACE_SETREGS", e.to_string()))?;
+    ptrace::cont(main, None).map_err(|e| fail("PTRACE_CONT", e.to_string()))?;
+    // The clone event, then the trap after the syscall.
+    let mut stops = 0;
+    while stops < 2 {
+        match waitpid(main, Some(WaitPidFlag::__WALL)) {
+            Ok(WaitStatus::PtraceEvent(_, _, libc::PTRACE_EVENT_CLONE)) => {
+                stops += 1;
+                ptrace::cont(main, None).map_err(|e| fail("PTRACE_CONT", e.to_string()))?;
+            }
+            Ok(WaitStatus::Stopped(_, Signal::SIGTRAP)) => stops = 2,
+            Err(Errno::EINTR) => {}
+            other => return Err(fail("clone3", format!("{other:?}"))),
+        }
+    }
+    let rc = ptrace::getregs(main)
+        .map_err(|e| fail("PTRACE_GETREGS", e.to_string()))?
+        .rax as i64;
+    if rc != t.tid as i64 {
+        let why = if rc < 0 {
+            Errno::from_raw(-rc as i32).to_string()
+        } else {
+            format!("got tid {rc}")
+        };
+        return Err(fail("clone3", why));
+    }
+    loop {
+        match waitpid(Pid::from_raw(t.tid), Some(WaitPidFlag::__WALL)) {
+            Ok(WaitStatus::Stopped(..)) | Ok(WaitStatus::PtraceEvent(..)) => return Ok(t.tid),
+            Err(Errno::EINTR) => {}
+            other => return Err(fail("first stop", format!("{other:?}"))),
+        }
+    }
+}
+
+/// Per-thread state, run in the thread itself: clear_child_tid, alternate signal stack,
+/// blocked signals, rseq.
+fn thread_state(inject: &Injector, tid: i32, t: &pb::ThreadCheckpoint) -> Result<()> {
+    inject.call_in(tid, "set_tid_address", libc::SYS_set_tid_address, &[t.tid_address])?;
+    let mut stack = [0u8; 24];
+    let flags = if t.altstack_sp == 0 && t.altstack_size == 0 {
+        libc::SS_DISABLE
+    } else {
+        // SS_ONSTACK is a report, not a setting; SS_AUTODISARM is kept.
+        t.altstack_flags & !libc::SS_ONSTACK
+    };
+    stack[..8].copy_from_slice(&t.altstack_sp.to_le_bytes());
+    stack[8..12].copy_from_slice(&flags.to_le_bytes());
+    stack[16..].copy_from_slice(&t.altstack_size.to_le_bytes());
+    let at = inject.put(0, &stack)?;
+    inject.call_in(tid, "sigaltstack", libc::SYS_sigaltstack, &[at, 0])?;
+    let at = inject.put(0, &t.sig_blocked.to_le_bytes())?;
+    inject.call_in(
+        tid,
+        "rt_sigprocmask",
+        libc::SYS_rt_sigprocmask,
+        &[libc::SIG_SETMASK as u64, at, 0, 8],
+    )?;
+    if let Some(rseq) = &t.rseq {
+        inject.call_in(
+            tid,
+            "rseq register",
+            libc::SYS_rseq,
+            &[rseq.address, rseq.size as u64, 0, rseq.signature as u64],
+        )?;
+    }
+    Ok(())
+}
+
+fn is_special(r: &SnapRegion) -> bool {
+    SPECIAL.contains(&r.map.path.as_str()) || r.map.path == VSYSCALL
+}
+
+/// Maps one region of the image (read-write while it is filled); returns bytes read.
+fn map_region(inject: &Injector, r: &SnapRegion, core_fd: u64) -> Result<u64> {
+    let m = &r.map;
+    let len = m.end - m.start;
+    let fixed = libc::MAP_FIXED as u64;
+    if r.captured {
+        let mut flags = (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS) as u64 | fixed;
+        if m.path == "[stack]" {
+            flags |= libc::MAP_GROWSDOWN as u64;
+        }
+        let rw = (libc::PROT_READ | libc::PROT_WRITE) as u64;
+        inject.call("mmap", libc::SYS_mmap, &[m.start, len, rw, flags, u64::MAX, 0])?;
+        let mut done = 0;
+        while done < len {
+            let n = inject.call(
+                "read pages from the core",
+                libc::SYS_pread64,
+                &[core_fd, m.start + done, (len - done).min(1 << 30), r.data_offset + done],
+            )?;
+            if n == 0 {
+                return Err(Error::Restore(format!("the core ends inside region {:#x}", m.start)));
+            }
+            done += n;
+        }
+        return Ok(len);
+    }
+    let prot = prot_of(&m.perms);
+    if !m.private() {
+        // A shared file mapping: the file holds the contents.
+        let mode = if prot & libc::PROT_WRITE as u64 != 0 {
+            libc::O_RDWR
+        } else {
+            libc::O_RDONLY
+        };
+        let fd = inject.open(&m.path, (mode | libc::O_CLOEXEC) as u32)?;
+        inject.call(
+            &format!("mmap {}", m.path),
+            libc::SYS_mmap,
+            &[m.start, len, prot, libc::MAP_SHARED as u64 | fixed, fd, m.offset],
+        )?;
+        inject.call("close", libc::SYS_close, &[fd])?;
+        return Ok(0);
+    }
+    // Private and unreadable (guard pages, gaps between a library's segments).
+    let flags = (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS) as u64 | fixed;
+    inject.call("mmap", libc::SYS_mmap, &[m.start, len, prot, flags, u64::MAX, 0])?;
+    Ok(0)
+}
+
+/// The plan's compare-and-swap on the stopped image: every old byte must match before any
+/// write; the new bytes are read back.
+fn apply_to_image(pid: i32, plan: &PatchPlan) -> Result<()> {
+    let ranges: Vec<(u64, usize)> = plan.writes.iter().map(|w| (w.address, w.old.len())).collect();
+    let current = process::read_many(pid, &ranges)?;
+    for (index, (w, found)) in plan.writes.iter().zip(&current).enumerate() {
+        if found != &w.old {
+            return Err(Error::OldBytesMismatch {
+                index,
+                address: w.address,
+                found: hex::encode(found),
+                expected: hex::encode(&w.old),
+            });
+        }
+    }
+    let new: Vec<(u64, &[u8])> = plan.writes.iter().map(|w| (w.address, w.new.as_slice())).collect();
+    process::write_many(pid, &new)?;
+    let back = process::read_many(pid, &ranges)?;
+    if let Some((index, w)) = plan.writes.iter().enumerate().find(|(i, w)| back[*i] != w.new) {
+        return Err(Error::ApplyFailed {
+            index,
+            address: w.address,
+            why: "read-back differs from what was written".into(),
+            restored: 0,
+        });
+    }
+    Ok(())
+}
+
+/// PR_SET_MM_MAP: code/data/brk/stack/args/env bounds, the auxv, and /proc/PID/exe.
+fn set_mm(inject: &Injector, snap: &Snapshot, checkpoint: &pb::Checkpoint) -> Result<()> {
+    let Some(mm) = &checkpoint.mm else {
+        return Err(Error::Restore("the checkpoint has no mm fields".into()));
+    };
+    let exe_fd = if reopenable(&snap.meta.exe) {
+        Some(inject.open(&snap.meta.exe, (libc::O_RDONLY | libc::O_CLOEXEC) as u32)?)
+    } else {
+        tracing::warn!("{} is gone: /proc/PID/exe stays memzinc's", snap.meta.exe);
+        None
+    };
+    let mut auxv: Vec<u8> = snap
+        .meta
+        .auxv
+        .iter()
+        .flat_map(|e| [e.key.to_le_bytes(), e.value.to_le_bytes()])
+        .flatten()
+        .collect();
+    auxv.extend([0u8; 16]);
+    let auxv_at = inject.put(1024, &auxv)?;
+    // struct prctl_mm_map.
+    let mut map = Vec::with_capacity(104);
+    for v in [
+        mm.start_code,
+        mm.end_code,
+        mm.start_data,
+        mm.end_data,
+        mm.start_brk,
+        mm.brk,
+        mm.start_stack,
+        mm.arg_start,
+        mm.arg_end,
+        mm.env_start,
+        mm.env_end,
+        auxv_at,
+    ] {
+        map.extend(v.to_le_bytes());
+    }
+    map.extend((auxv.len() as u32).to_le_bytes());
+    map.extend(exe_fd.map_or(u32::MAX, |fd| fd as u32).to_le_bytes());
+    let map_at = inject.put(0, &map)?;
+    inject.call(
+        "PR_SET_MM_MAP",
+        libc::SYS_prctl,
+        &[
+            libc::PR_SET_MM as u64,
+            libc::PR_SET_MM_MAP as u64,
+            map_at,
+            map.len() as u64,
+            0,
+        ],
+    )?;
+    if let Some(fd) = exe_fd {
+        inject.call("close", libc::SYS_close, &[fd])?;
+    }
+    Ok(())
+}
+
+/// Closes what the child inherited from memzinc and opens the image's files at their numbers,
+/// flags and offsets; stdio that cannot be reopened becomes /dev/null.
+fn restore_fds(inject: &Injector, snap: &Snapshot) -> Result<()> {
+    for fd in process::fds(inject.pid)? {
+        inject.call("close", libc::SYS_close, &[fd.fd as u64])?;
+    }
+    let strip = (libc::O_CREAT | libc::O_EXCL | libc::O_NOCTTY | libc::O_TRUNC) as u32;
+    for f in &snap.meta.fds {
+        let path = if reopenable(&f.path) {
+            f.path.as_str()
+        } else {
+            "/dev/null"
+        };
+        let got = inject.open(path, f.flags & !strip)?;
+        if got != f.fd as u64 {
+            let cloexec = (f.flags & libc::O_CLOEXEC as u32) as u64;
+            inject.call("dup3", libc::SYS_dup3, &[got, f.fd as u64, cloexec])?;
+            inject.call("close", libc::SYS_close, &[got])?;
+        }
+        if path == f.path && f.pos != 0 {
+            let rc = inject.raw(libc::SYS_lseek, &[f.fd as u64, f.pos, libc::SEEK_SET as u64])?;
+            if rc < 0 && rc != -(libc::ESPIPE as i64) {
+                return Err(Error::Restore(format!(
+                    "lseek fd {} to {}: {}",
+                    f.fd,
+                    f.pos,
+                    Errno::from_raw(-rc as i32)
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Every signal's disposition: the image's handlers (taken at checkpoint time), ignored
+/// signals, default for the rest (memzinc's own handlers are gone with its code).
+fn restore_signals(inject: &Injector, checkpoint: &pb::Checkpoint) -> Result<()> {
+    for sig in 1..=64u64 {
+        if sig == libc::SIGKILL as u64 || sig == libc::SIGSTOP as u64 {
+            continue;
+        }
+        let ignore = checkpoint.sig_ignored & (1 << (sig - 1)) != 0;
+        // struct kernel_sigaction: handler, flags, restorer, mask.
+        let words = match checkpoint.handlers.iter().find(|h| h.signal as u64 == sig) {
+            Some(h) => [h.handler, h.flags, h.restorer, h.mask],
+            None => [ignore as u64, 0, 0, 0],
+        };
+        let act: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
+        let at = inject.put(0, &act)?;
+        inject.call(&format!("rt_sigaction {sig}"), libc::SYS_rt_sigaction, &[sig, at, 0, 8])?;
+    }
+    Ok(())
+}
+
+const ERESTARTSYS: i64 = 512;
+const ERESTARTNOINTR: i64 = 513;
+const ERESTARTNOHAND: i64 = 514;
+const ERESTART_RESTARTBLOCK: i64 = 516;
+
+/// The image's registers, with an interrupted syscall set up to restart as the kernel would
+/// have restarted it on the way back to user space (which the checkpoint's stop preempted).
+pub fn resumable(regs: &GpRegs) -> GpRegs {
+    let mut r = *regs;
+    if (r.orig_rax as i64) >= 0 {
+        match -(r.rax as i64) {
+            ERESTARTSYS | ERESTARTNOINTR | ERESTARTNOHAND => {
+                r.rax = r.orig_rax;
+                r.rip -= 2;
+            }
+            // The restart block (e.g. a relative nanosleep's remaining time) stayed in the
+            // old kernel task: the call returns EINTR, as restart_syscall would in a new one.
+            ERESTART_RESTARTBLOCK => r.rax = (-(libc::EINTR as i64)) as u64,
+            _ => {}
+        }
+    }
+    r.orig_rax = u64::MAX;
+    r
+}
+
+/// Unmaps the injection page at a syscall-exit stop, sets the image's registers there and
+/// detaches: the process continues at its checkpointed instruction.
+fn resume(inject: &Injector, regs: &GpRegs, fpregs: &[u8], xstate: &[u8]) -> Result<()> {
+    let pid = Pid::from_raw(inject.pid);
+    let fail = |what: &str, e: Errno| Error::Restore(format!("{what}: {e}"));
+    ptrace::setregs(pid, inject.regs_for(libc::SYS_munmap, &[inject.helper, INJECT_LEN]))
+        .map_err(|e| fail("PTRACE_SETREGS", e))?;
+    for stop in ["entry", "exit"] {
+        ptrace::syscall(pid, None).map_err(|e| fail("PTRACE_SYSCALL", e))?;
+        match waitpid(pid, Some(WaitPidFlag::__WALL)) {
+            Ok(WaitStatus::PtraceSyscall(_)) => {}
+            other => {
+                return Err(Error::Restore(format!(
+                    "no syscall-{stop} stop unmapping the injection page: {other:?}"
+                )));
+            }
+        }
+    }
+    let rc = ptrace::getregs(pid).map_err(|e| fail("PTRACE_GETREGS", e))?.rax as i64;
+    if rc != 0 {
+        return Err(Error::Restore(format!("munmap of the injection page: {rc}")));
+    }
+    ptrace::setregs(pid, resumable(regs).to_user()).map_err(|e| fail("PTRACE_SETREGS", e))?;
+    set_fpu(inject.pid, fpregs, xstate).map_err(|e| fail("PTRACE_SETREGSET", e))?;
+    ptrace::detach(pid, None).map_err(|e| fail("PTRACE_DETACH", e))?;
+    Ok(())
+}
+
+/// The XSAVE area when there is one, else the FXSAVE area.
+fn set_fpu(tid: i32, fpregs: &[u8], xstate: &[u8]) -> std::result::Result<(), Errno> {
+    if !xstate.is_empty() {
+        setregset(tid, NT_X86_XSTATE, xstate)
+    } else if !fpregs.is_empty() {
+        setregset(tid, NT_PRFPREG, fpregs)
+    } else {
+        Ok(())
+    }
+}
+
+fn setregset(tid: i32, note_type: u32, bytes: &[u8]) -> std::result::Result<(), Errno> {
+    let mut iov = libc::iovec {
+        iov_base: bytes.as_ptr() as *mut libc::c_void,
+        iov_len: bytes.len(),
+    };
+    // SAFETY: PTRACE_SETREGSET only reads `iov.iov_len` bytes from `iov.iov_base`, which points
+    // at `bytes` (alive for the call); `tid` is our tracee, in a ptrace-stop.
+    let rc = unsafe {
+        libc::ptrace(
+            libc::PTRACE_SETREGSET,
+            tid as libc::pid_t,
+            note_type as libc::c_ulong,
+            &mut iov as *mut libc::iovec,
+        )
+    };
+    if rc == -1 {
+        return Err(Errno::last());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn free_range_skips_every_overlap() {
+        let avoid = [(0x1000_0000, 0x1000_2000), (0x1000_3000, 0x1000_4000)];
+        assert_eq!(free_range(0x1000, &avoid).unwrap(), 0x1000_2000);
+        assert_eq!(free_range(0x2000, &avoid).unwrap(), 0x1000_4000);
+        assert_eq!(free_range(0x1000, &[]).unwrap(), 0x1000_0000);
+    }
+
+    #[test]
+    fn interrupted_syscalls_restart_like_the_kernel() {
+        let at = |rax: i64| GpRegs {
+            rax: rax as u64,
+            orig_rax: 35,
+            rip: 0x1002,
+            ..GpRegs::default()
+        };
+        let r = resumable(&at(-ERESTARTNOHAND));
+        assert_eq!((r.rax, r.rip, r.orig_rax), (35, 0x1000, u64::MAX));
+        let r = resumable(&at(-ERESTART_RESTARTBLOCK));
+        assert_eq!((r.rax as i64, r.rip), (-(libc::EINTR as i64), 0x1002));
+        let r = resumable(&at(0));
+        assert_eq!((r.rax, r.rip), (0, 0x1002));
+    }
+}

@@ -1,0 +1,102 @@
+/* zdtm-style target for checkpoint/restore tests (tests/tests/zdtm.rs).
+ *
+ *   zdtm_counter OUT [--heap-mib N] [--input FILE] [--threads N]
+ *
+ * Every 5 ms step n (1, 2, ...) appends one line "n ..." to OUT through a file descriptor
+ * whose offset is the only record of what was written, then sleeps in nanosleep, so a
+ * checkpoint usually lands mid-sleep. A restored process must go on with n+1: no gap, no
+ * repeat. Options add state that must survive:
+ *   --heap-mib N  N MiB of heap, every page filled with a pattern of its index; each step
+ *                 re-checks one page and writes "ok" or "bad".
+ *   --input FILE  each step reads the next line of FILE (its fd offset) and writes it out.
+ *   --threads N   N-1 extra threads each counting in memory; the line says "threads ok"
+ *                 while every one of them advanced within the last 100 steps.
+ */
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+static volatile uint64_t thread_counts[64];
+
+static void *spin(void *arg) {
+    uintptr_t i = (uintptr_t)arg;
+    struct timespec ts = {0, 1000000};
+    for (;;) {
+        thread_counts[i]++;
+        nanosleep(&ts, NULL);
+    }
+    return NULL;
+}
+
+static uint64_t pattern(size_t page, size_t word) { return (page * 0x9e3779b97f4a7c15ULL) ^ word; }
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        fprintf(stderr, "usage: %s OUT [--heap-mib N] [--input FILE] [--threads N]\n", argv[0]);
+        return 2;
+    }
+    size_t heap_mib = 0, threads = 1;
+    const char *input = NULL;
+    for (int i = 2; i + 1 < argc; i += 2) {
+        if (!strcmp(argv[i], "--heap-mib")) heap_mib = strtoul(argv[i + 1], NULL, 10);
+        else if (!strcmp(argv[i], "--input")) input = argv[i + 1];
+        else if (!strcmp(argv[i], "--threads")) threads = strtoul(argv[i + 1], NULL, 10);
+    }
+    int out = open(argv[1], O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (out < 0) { perror("open OUT"); return 1; }
+    FILE *in = NULL;
+    if (input && !(in = fopen(input, "r"))) { perror("open --input"); return 1; }
+
+    uint64_t *heap = NULL;
+    size_t pages = heap_mib * 256, words = 4096 / sizeof(uint64_t);
+    if (pages) {
+        heap = malloc(pages * 4096);
+        if (!heap) { perror("malloc"); return 1; }
+        for (size_t p = 0; p < pages; p++)
+            for (size_t w = 0; w < words; w++) heap[p * words + w] = pattern(p, w);
+    }
+    for (size_t t = 1; t < threads && t < 64; t++) {
+        pthread_t th;
+        pthread_create(&th, NULL, spin, (void *)(uintptr_t)t);
+    }
+
+    uint64_t last[64] = {0}, last_moved[64] = {0};
+    struct timespec ts = {0, 5000000};
+    for (uint64_t n = 1;; n++) {
+        char line[512], extra[256] = "";
+        if (heap) {
+            size_t p = (n * 7919) % pages;
+            int good = 1;
+            for (size_t w = 0; w < words; w++) good &= heap[p * words + w] == pattern(p, w);
+            snprintf(extra, sizeof extra, " heap %s", good ? "ok" : "bad");
+        }
+        if (in) {
+            char buf[128];
+            if (fgets(buf, sizeof buf, in)) {
+                buf[strcspn(buf, "\n")] = 0;
+                snprintf(extra + strlen(extra), sizeof extra - strlen(extra), " input %s", buf);
+            }
+        }
+        if (threads > 1) {
+            /* A thread counts as moving if it advanced within the last 100 steps (0.5 s):
+             * a loaded machine may not run it every 5 ms, a lost thread never again. */
+            int moving = 1;
+            for (size_t t = 1; t < threads && t < 64; t++) {
+                if (thread_counts[t] != last[t]) {
+                    last[t] = thread_counts[t];
+                    last_moved[t] = n;
+                }
+                moving &= n - last_moved[t] < 100;
+            }
+            snprintf(extra + strlen(extra), sizeof extra - strlen(extra), " threads %s", moving ? "ok" : "stuck");
+        }
+        int len = snprintf(line, sizeof line, "%llu%s\n", (unsigned long long)n, extra);
+        if (write(out, line, len) != len) return 1;
+        nanosleep(&ts, NULL);
+    }
+}

@@ -1,0 +1,525 @@
+//! Checkpoint/restore in the spirit of CRIU's zdtm: real targets (tests/targets/zdtm_counter.c
+//! built static and as a dynamic PIE, zdtm_rust.rs with Rust std) are checkpointed with
+//! `memzinc checkpoint --kill`, restored with `memzinc restore`, and must continue exactly
+//! where they were: their output file (written through an fd whose offset is restored) holds
+//! 1, 2, 3, ... with no gap and no repeat, and the per-step state checks (heap pages, input
+//! file offset, other threads advancing) stay "ok". The restored process has the original PID
+//! (and its threads their tids).
+//!
+//! Needs root (ptrace, clone3 with set_tid, PR_SET_MM_MAP); without it each test prints why
+//! and skips. `MEMZINC_ZDTM_HEAP_MIB` sets the heap-heavy target's size (default 256 MiB;
+//! the 1 GiB: `MEMZINC_ZDTM_HEAP_MIB=1024`).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use memzinc_tests::{fails, ok};
+use nix::sys::signal::{kill, Signal};
+use nix::sys::wait::waitpid;
+use nix::unistd::Pid;
+
+fn root_or_skip(test: &str) -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    if unsafe { nix::libc::geteuid() } == 0 {
+        return true;
+    }
+    eprintln!("SKIP {test}: checkpoint/restore needs root (ptrace, clone3 set_tid, PR_SET_MM_MAP)");
+    false
+}
+
+/// Restored processes are orphaned when `memzinc restore` exits; as a subreaper this test
+/// process inherits them and can reap them after killing them.
+fn become_subreaper() {
+    // SAFETY: PR_SET_CHILD_SUBREAPER takes an integer flag and touches no memory of ours.
+    let rc = unsafe { nix::libc::prctl(nix::libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+    assert_eq!(rc, 0, "PR_SET_CHILD_SUBREAPER");
+}
+
+/// Starts a target with only stdio open: whatever else this test process inherited (a CI
+/// runner's pipes) is not the target's state.
+fn spawn(cmd: &mut Command) -> std::process::Child {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: close_range is async-signal-safe and only closes descriptors in the child.
+    unsafe {
+        cmd.pre_exec(|| {
+            nix::libc::close_range(3, u32::MAX, 0);
+            Ok(())
+        });
+    }
+    cmd.spawn().unwrap()
+}
+
+fn gcc(dir: &Path, name: &str, flags: &[&str]) -> Option<PathBuf> {
+    let out = dir.join(name);
+    let source = memzinc_tests::repo_root().join("tests/targets/zdtm_counter.c");
+    let result = Command::new("gcc")
+        .args(["-O1", "-g", "-o"])
+        .arg(&out)
+        .arg(&source)
+        .args(flags)
+        .arg("-lpthread")
+        .output()
+        .expect("gcc is installed (scripts/install-tools.sh apt)");
+    if !result.status.success() {
+        eprintln!(
+            "SKIP: gcc {flags:?} failed: {}",
+            String::from_utf8_lossy(&result.stderr).lines().next().unwrap_or("")
+        );
+        return None;
+    }
+    Some(out)
+}
+
+fn rustc(dir: &Path) -> PathBuf {
+    let out = dir.join("zdtm_rust");
+    let source = memzinc_tests::repo_root().join("tests/targets/zdtm_rust.rs");
+    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
+    let status = Command::new(rustc)
+        .args(["-O", "--edition", "2021", "-o"])
+        .arg(&out)
+        .arg(&source)
+        .status()
+        .expect("rustc runs");
+    assert!(status.success(), "rustc failed");
+    out
+}
+
+fn lines(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+fn wait_for_lines(path: &Path, at_least: usize, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while lines(path).len() < at_least {
+        assert!(Instant::now() < deadline, "{what}: fewer than {at_least} lines in 60 s");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Checkpoints `binary OUT args...` with --kill, restores it and checks its output sequence;
+/// `check` judges each line after the counter. Returns the lines.
+fn checkpoint_restore(binary: &Path, args: &[&str], check: impl Fn(&str) -> bool) -> Vec<String> {
+    checkpoint_restore_for(binary, args, 20, check)
+}
+
+/// `checkpoint_restore`, waiting for `steps_after` lines after the restore.
+fn checkpoint_restore_for(
+    binary: &Path,
+    args: &[&str],
+    steps_after: usize,
+    check: impl Fn(&str) -> bool,
+) -> Vec<String> {
+    become_subreaper();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out.txt");
+    let core = dir.path().join("target.core");
+    let mut child = spawn(
+        Command::new(binary)
+            .arg(&out)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+    );
+    let pid = child.id() as i32;
+    wait_for_lines(&out, 5, "before the checkpoint");
+
+    let report: serde_json::Value = serde_json::from_str(&ok(&[
+        "--json",
+        "checkpoint",
+        "--pid",
+        &pid.to_string(),
+        "--kill",
+        "-o",
+        core.to_str().unwrap(),
+    ]))
+    .unwrap();
+    assert_eq!(report["killed"], true);
+    // The parent reaps the killed original, which frees the pid for the restore.
+    child.wait().unwrap();
+    let at_checkpoint = lines(&out).len();
+    std::thread::sleep(Duration::from_millis(50));
+    assert_eq!(lines(&out).len(), at_checkpoint, "nothing writes while checkpointed");
+
+    let restored: serde_json::Value =
+        serde_json::from_str(&ok(&["--json", "restore", core.to_str().unwrap()])).unwrap();
+    assert_eq!(restored["pid"], pid);
+    wait_for_lines(&out, at_checkpoint + steps_after, "after the restore");
+    let mut tids: Vec<i32> = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_str().unwrap().parse().unwrap())
+        .collect();
+    tids.sort();
+    let mut checkpointed: Vec<i32> = memzinc::snapshot::Snapshot::open(&core)
+        .unwrap()
+        .meta
+        .threads
+        .iter()
+        .map(|t| t.tid)
+        .collect();
+    checkpointed.sort();
+    assert_eq!(tids, checkpointed, "every thread back with its tid");
+    let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap();
+    assert_eq!(exe, binary, "the restored pid runs the checkpointed program");
+    kill(Pid::from_raw(pid), Signal::SIGKILL).unwrap();
+    waitpid(Pid::from_raw(pid), None).unwrap();
+
+    let all = lines(&out);
+    for (i, line) in all.iter().enumerate() {
+        let (n, rest) = line.split_once(' ').unwrap_or((line, ""));
+        assert_eq!(
+            n.parse::<usize>().ok(),
+            Some(i + 1),
+            "line {} is {line:?} (checkpointed after {at_checkpoint}): a gap or a repeat",
+            i + 1
+        );
+        assert!(check(rest), "line {line:?} fails its state check");
+    }
+    all
+}
+
+fn no_extra(rest: &str) -> bool {
+    rest.is_empty()
+}
+
+#[test]
+fn static_c_continues_where_it_was() {
+    if !root_or_skip("static_c_continues_where_it_was") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let Some(binary) = gcc(dir.path(), "counter_static", &["-static"]) else {
+        return;
+    };
+    checkpoint_restore(&binary, &[], no_extra);
+}
+
+#[test]
+fn dynamic_pie_c_continues_where_it_was() {
+    if !root_or_skip("dynamic_pie_c_continues_where_it_was") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let binary = gcc(dir.path(), "counter_pie", &["-fPIE", "-pie"]).expect("gcc builds a PIE");
+    checkpoint_restore(&binary, &[], no_extra);
+}
+
+#[test]
+fn rust_std_continues_where_it_was() {
+    if !root_or_skip("rust_std_continues_where_it_was") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let binary = rustc(dir.path());
+    checkpoint_restore(&binary, &[], |rest| rest == "heap ok");
+}
+
+#[test]
+fn open_files_keep_their_offsets() {
+    if !root_or_skip("open_files_keep_their_offsets") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let binary = gcc(dir.path(), "counter_pie", &[]).expect("gcc");
+    let input = dir.path().join("input.txt");
+    // One line per step; the target reads it through stdio (buffered: the fd offset runs
+    // ahead of what it consumed, and both must survive).
+    let text: String = (1..=100_000).map(|i| format!("line-{i}\n")).collect();
+    std::fs::write(&input, text).unwrap();
+    let all = checkpoint_restore(&binary, &["--input", input.to_str().unwrap()], |_| true);
+    for (i, line) in all.iter().enumerate() {
+        assert!(
+            line.ends_with(&format!(" input line-{}", i + 1)),
+            "step {} read {line:?}: the input offset moved",
+            i + 1
+        );
+    }
+}
+
+#[test]
+fn a_process_in_the_middle_of_a_sleep_wakes_and_goes_on() {
+    if !root_or_skip("a_process_in_the_middle_of_a_sleep_wakes_and_goes_on") {
+        return;
+    }
+    // The counter spends nearly all its time in nanosleep: check the checkpoint caught it
+    // inside the syscall, then that it resumed from there.
+    become_subreaper();
+    let dir = tempfile::tempdir().unwrap();
+    let binary = gcc(dir.path(), "counter_pie", &[]).expect("gcc");
+    let out = dir.path().join("out.txt");
+    let core = dir.path().join("sleep.core");
+    let mut child = spawn(Command::new(&binary).arg(&out).stdout(Stdio::null()));
+    let pid = child.id() as i32;
+    wait_for_lines(&out, 3, "before the checkpoint");
+    ok(&[
+        "checkpoint",
+        "--pid",
+        &pid.to_string(),
+        "--kill",
+        "-o",
+        core.to_str().unwrap(),
+    ]);
+    child.wait().unwrap();
+    let snap = memzinc::snapshot::Snapshot::open(&core).unwrap();
+    let regs = snap.meta.threads[0].regs;
+    assert_eq!(
+        regs.orig_rax,
+        nix::libc::SYS_clock_nanosleep as u64,
+        "checkpointed inside its sleep"
+    );
+    let at_checkpoint = lines(&out).len();
+    ok(&["restore", core.to_str().unwrap()]);
+    wait_for_lines(&out, at_checkpoint + 10, "after the restore");
+    kill(Pid::from_raw(pid), Signal::SIGKILL).unwrap();
+    waitpid(Pid::from_raw(pid), None).unwrap();
+    for (i, line) in lines(&out).iter().enumerate() {
+        assert_eq!(line, &(i + 1).to_string());
+    }
+}
+
+#[test]
+fn heap_heavy_target_keeps_every_page() {
+    if !root_or_skip("heap_heavy_target_keeps_every_page") {
+        return;
+    }
+    let mib = std::env::var("MEMZINC_ZDTM_HEAP_MIB").unwrap_or_else(|_| "256".into());
+    let dir = tempfile::tempdir().unwrap();
+    let binary = gcc(dir.path(), "counter_pie", &[]).expect("gcc");
+    checkpoint_restore(&binary, &["--heap-mib", &mib], |rest| rest == "heap ok");
+}
+
+#[test]
+fn multi_threaded_target_keeps_every_thread() {
+    if !root_or_skip("multi_threaded_target_keeps_every_thread") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let binary = gcc(dir.path(), "counter_pie", &[]).expect("gcc");
+    // Four threads: the main one writes; each line says whether the three others advanced
+    // within the last 100 steps, so 300 steps after the restore prove they all run.
+    checkpoint_restore_for(&binary, &["--threads", "4"], 300, |rest| rest == "threads ok");
+}
+
+#[test]
+fn rust_signal_handlers_and_altstack_survive() {
+    if !root_or_skip("rust_signal_handlers_and_altstack_survive") {
+        return;
+    }
+    // Rust std installs SIGSEGV/SIGBUS handlers on an alternate stack: the checkpoint asks
+    // the target for them and the restored process has them again.
+    become_subreaper();
+    let dir = tempfile::tempdir().unwrap();
+    let binary = rustc(dir.path());
+    let out = dir.path().join("out.txt");
+    let core = dir.path().join("rust.core");
+    let mut child = spawn(Command::new(&binary).arg(&out).stdout(Stdio::null()));
+    let pid = child.id() as i32;
+    wait_for_lines(&out, 3, "before the checkpoint");
+    let caught_before = status_field(pid, "SigCgt:");
+    ok(&[
+        "checkpoint",
+        "--pid",
+        &pid.to_string(),
+        "--kill",
+        "-o",
+        core.to_str().unwrap(),
+    ]);
+    child.wait().unwrap();
+    let snap = memzinc::snapshot::Snapshot::open(&core).unwrap();
+    let checkpoint = snap.meta.checkpoint.as_ref().expect("checkpoint state");
+    let segv = checkpoint
+        .handlers
+        .iter()
+        .find(|h| h.signal == nix::libc::SIGSEGV as u32)
+        .expect("Rust std handles SIGSEGV");
+    assert!(snap
+        .region_of(segv.handler, 1)
+        .is_some_and(|r| r.map.perms.contains('x')));
+    assert_ne!(
+        checkpoint.threads[0].altstack_sp, 0,
+        "Rust std's alternate signal stack"
+    );
+    ok(&["restore", core.to_str().unwrap()]);
+    assert_eq!(status_field(pid, "SigCgt:"), caught_before);
+    kill(Pid::from_raw(pid), Signal::SIGKILL).unwrap();
+    waitpid(Pid::from_raw(pid), None).unwrap();
+}
+
+fn status_field(pid: i32, key: &str) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix(key))
+        .unwrap()
+        .trim()
+        .to_string()
+}
+
+#[test]
+fn restore_refuses_a_taken_pid_and_a_plain_snapshot() {
+    if !root_or_skip("restore_refuses_a_taken_pid_and_a_plain_snapshot") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let binary = gcc(dir.path(), "counter_pie", &[]).expect("gcc");
+    let out = dir.path().join("out.txt");
+    let child = spawn(Command::new(&binary).arg(&out).stdout(Stdio::null()));
+    let _guard = memzinc_tests::KillOnDrop(child);
+    let pid = _guard.0.id().to_string();
+    wait_for_lines(&out, 2, "start");
+    let running = dir.path().join("running.core");
+    ok(&[
+        "checkpoint",
+        "--pid",
+        &pid,
+        "--leave-running",
+        "-o",
+        running.to_str().unwrap(),
+    ]);
+    let before = lines(&out).len();
+    wait_for_lines(&out, before + 3, "left running");
+    let err = fails(&["restore", running.to_str().unwrap()]);
+    assert!(err.contains(&format!("pid {pid} is in use")), "{err}");
+
+    let plain = dir.path().join("plain.core");
+    ok(&["snapshot", "--pid", &pid, "-o", plain.to_str().unwrap()]);
+    let err = fails(&["restore", plain.to_str().unwrap()]);
+    assert!(err.contains("is a snapshot, not a checkpoint"), "{err}");
+}
+
+fn strs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
+/// A localnet started as `memzinc localnet` (killed on drop) and its funded keypair.
+struct Net {
+    url: String,
+    keypair: PathBuf,
+    _process: memzinc_tests::KillOnDrop,
+}
+
+fn localnet(dir: &Path) -> Net {
+    let keypair = dir.join("authority.json");
+    ok(&["keygen", "-o", keypair.to_str().unwrap()]);
+    let ready = dir.join("ready.json");
+    let child = Command::new(memzinc_tests::binary("memzinc"))
+        .args([
+            "localnet",
+            "-k",
+            keypair.to_str().unwrap(),
+            "--ready-file",
+            ready.to_str().unwrap(),
+        ])
+        .env("MEMZINC_ROOT", memzinc_tests::repo_root())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("start memzinc localnet");
+    let process = memzinc_tests::KillOnDrop(child);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !ready.exists() {
+        assert!(Instant::now() < deadline, "localnet not ready within 60 s");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let info: serde_json::Value = serde_json::from_slice(&std::fs::read(&ready).unwrap()).unwrap();
+    Net {
+        url: info["rpc_url"].as_str().unwrap().to_string(),
+        keypair,
+        _process: process,
+    }
+}
+
+#[test]
+fn restore_applies_an_attested_plan_to_the_image_only() {
+    if !root_or_skip("restore_applies_an_attested_plan_to_the_image_only") {
+        return;
+    }
+    // healme corrupts its state and prints OVERHEAT; it is checkpointed (killed), the repair
+    // is planned from the checkpoint core, and the restored process must come back healed —
+    // but only once the plan is attested.
+    become_subreaper();
+    let dir = tempfile::tempdir().unwrap();
+    let p = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
+    let net = localnet(dir.path());
+    let chain = |args: &[&str]| -> Vec<String> {
+        let mut v: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        v.extend([
+            "-u".into(),
+            net.url.clone(),
+            "-k".into(),
+            net.keypair.to_str().unwrap().into(),
+        ]);
+        v
+    };
+    let run = |args: Vec<String>| args;
+    ok(
+        &run(chain(&["policy", "init", "--max-bytes", "64", "--max-writes", "8"]))
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+    );
+
+    let out = dir.path().join("healme.out");
+    let mut child = spawn(
+        Command::new(memzinc_tests::binary("healme"))
+            .args(["--corrupt-at", "3", "--period-ms", "20"])
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&out).unwrap()),
+    );
+    let pid = child.id() as i32;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !std::fs::read_to_string(&out).unwrap().contains("OVERHEAT") {
+        assert!(Instant::now() < deadline, "healme never overheated");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let core = p("healme.core");
+    ok(&["checkpoint", "--pid", &pid.to_string(), "--kill", "-o", &core]);
+    child.wait().unwrap();
+    let plan = p("healme.plan.json");
+    let spec = memzinc_tests::repo_root().join("models/targets/healme.json");
+    ok(&["plan", &core, "--spec", spec.to_str().unwrap(), "-o", &plan]);
+
+    let err = fails(&strs(&chain(&["restore", &core, "--apply", &plan])));
+    assert!(err.contains("no attestation"), "{err}");
+    assert!(!Path::new(&format!("/proc/{pid}")).exists(), "refused: no process");
+
+    ok(&strs(&chain(&["attest", &plan])));
+    let at_restore = std::fs::read_to_string(&out).unwrap().len();
+    let restored: serde_json::Value =
+        serde_json::from_str(&ok(&strs(&chain(&["restore", &core, "--apply", &plan, "--json"])))).unwrap();
+    assert_eq!(restored["report"]["pid"], pid);
+    assert_eq!(restored["report"]["writes_applied"], 2);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let text = std::fs::read_to_string(&out).unwrap();
+        let after = &text[at_restore..];
+        if after.lines().count() >= 3 {
+            assert!(
+                after.lines().all(|l| l.ends_with("status=ok")),
+                "restored healme is healed from its first tick: {after}"
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "restored healme prints nothing");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    kill(Pid::from_raw(pid), Signal::SIGKILL).unwrap();
+    waitpid(Pid::from_raw(pid), None).unwrap();
+}
+
+#[test]
+fn bad_input_gets_one_line_and_nothing_half_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let core = dir.path().join("none.core");
+    let err = fails(&["checkpoint", "--pid", "999999999", "-o", core.to_str().unwrap()]);
+    assert!(err.contains("does not exist"), "{err}");
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "no file left");
+    let junk = dir.path().join("junk.core");
+    std::fs::write(&junk, b"\x7fELF not really").unwrap();
+    let err = fails(&["restore", junk.to_str().unwrap()]);
+    assert!(err.contains("junk.core"), "{err}");
+}
