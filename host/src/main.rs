@@ -98,7 +98,8 @@ enum Command {
         /// Where each round's snapshot, facts and plan go.
         #[arg(long, default_value = "memzinc-watch")]
         workdir: PathBuf,
-        #[arg(long, default_value = "gecode")]
+        /// Solver backend, as for `plan`.
+        #[arg(long, default_value = "cbc")]
         solver: String,
         /// Wall-clock limit per solve, seconds.
         #[arg(long, default_value_t = 60)]
@@ -183,9 +184,10 @@ enum Command {
         heap: bool,
         #[arg(short, long)]
         output: Option<PathBuf>,
-        /// Solver backend: gecode (MiniZinc's), or cbc (linear FlatZinc -> LP -> cbc, every
-        /// answer checked against the FlatZinc).
-        #[arg(long, default_value = "gecode")]
+        /// Solver backend: cbc (linear FlatZinc -> LP -> cbc; proves repairs of 100k pointers
+        /// optimal, which Gecode cannot), gecode, pumpkin, or wasm-highs|wasm-cbc|wasm-chuffed|
+        /// wasm-gecode (MiniZinc 2.10 in WebAssembly). Every answer is checked against the FlatZinc.
+        #[arg(long, default_value = "cbc")]
         solver: String,
         /// Wall-clock limit for the solver, seconds (enforced by memzinc, flattening included).
         #[arg(long, default_value_t = 60)]

@@ -70,7 +70,7 @@ fn ctrl_c_during_a_solve_kills_the_solver_and_exits_130() {
     corrupted_healme_core(&core);
     // A model that searches for hours (tests/models/pigeons.mzn) in place of repair.mzn.
     let memzinc = Command::new(binary("memzinc"))
-        .args(["plan", "--time-limit", "600", "--spec"])
+        .args(["plan", "--solver", "gecode", "--time-limit", "600", "--spec"])
         .arg(repo_root().join("models/targets/healme.json"))
         .arg("--model")
         .arg(repo_root().join("tests/models/pigeons.mzn"))

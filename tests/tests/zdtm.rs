@@ -7,8 +7,7 @@
 //! (and its threads their tids).
 //!
 //! Needs root (ptrace, clone3 with set_tid, PR_SET_MM_MAP); without it each test prints why
-//! and skips. `MEMZINC_ZDTM_HEAP_MIB` sets the heap-heavy target's size (default 256 MiB;
-//! the 1 GiB: `MEMZINC_ZDTM_HEAP_MIB=1024`).
+//! and skips. `MEMZINC_ZDTM_HEAP_MIB` sets the heap-heavy target's size (default 1 GiB).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -287,7 +286,7 @@ fn heap_heavy_target_keeps_every_page() {
     if !root_or_skip("heap_heavy_target_keeps_every_page") {
         return;
     }
-    let mib = std::env::var("MEMZINC_ZDTM_HEAP_MIB").unwrap_or_else(|_| "256".into());
+    let mib = std::env::var("MEMZINC_ZDTM_HEAP_MIB").unwrap_or_else(|_| "1024".into());
     let dir = tempfile::tempdir().unwrap();
     let binary = gcc(dir.path(), "counter_pie", &[]).expect("gcc");
     checkpoint_restore(&binary, &["--heap-mib", &mib], |rest| rest == "heap ok");
