@@ -555,9 +555,27 @@ fn rebuild(
             0,
         ],
     )?;
+    // A second descriptor with O_DIRECT: the pages go from the disk straight into the
+    // process's memory, not through the page cache (a checkpoint's core is written with
+    // O_DIRECT, so it is not cached). Where the file system refuses it, the plain one serves.
+    let direct_fd = inject
+        .call(
+            "open the core (O_DIRECT)",
+            libc::SYS_openat,
+            &[
+                libc::AT_FDCWD as u64,
+                inject.put_path(core_path.as_os_str().as_bytes())?,
+                (libc::O_RDONLY | libc::O_CLOEXEC | libc::O_DIRECT) as u64,
+                0,
+            ],
+        )
+        .ok();
     let mut bytes = 0;
     for r in meta.regions.iter().filter(|r| !is_special(r)) {
-        bytes += map_region(inject, r, core_fd)?;
+        bytes += map_region(inject, r, core_fd, direct_fd)?;
+    }
+    if let Some(fd) = direct_fd {
+        inject.call("close the core (O_DIRECT)", libc::SYS_close, &[fd])?;
     }
     if let Some(plan) = plan {
         apply_to_image(pid, plan)?;
@@ -727,8 +745,10 @@ fn is_special(r: &SnapRegion) -> bool {
     SPECIAL.contains(&r.map.path.as_str()) || r.map.path == VSYSCALL
 }
 
-/// Maps one region of the image (read-write while it is filled); returns bytes read.
-fn map_region(inject: &Injector, r: &SnapRegion, core_fd: u64) -> Result<u64> {
+/// Maps one region of the image (read-write while it is filled); returns bytes read. Pages are
+/// read through `direct_fd` when there is one and it takes the read (regions, their file
+/// offsets and lengths are page-aligned, as O_DIRECT needs), else through `core_fd`.
+fn map_region(inject: &Injector, r: &SnapRegion, core_fd: u64, direct_fd: Option<u64>) -> Result<u64> {
     let m = &r.map;
     let len = m.end - m.start;
     let fixed = libc::MAP_FIXED as u64;
@@ -740,12 +760,16 @@ fn map_region(inject: &Injector, r: &SnapRegion, core_fd: u64) -> Result<u64> {
         let rw = (libc::PROT_READ | libc::PROT_WRITE) as u64;
         inject.call("mmap", libc::SYS_mmap, &[m.start, len, rw, flags, u64::MAX, 0])?;
         let mut done = 0;
+        let mut fd = direct_fd.unwrap_or(core_fd);
         while done < len {
-            let n = inject.call(
-                "read pages from the core",
-                libc::SYS_pread64,
-                &[core_fd, m.start + done, (len - done).min(1 << 30), r.data_offset + done],
-            )?;
+            let args = |fd| [fd, m.start + done, (len - done).min(1 << 30), r.data_offset + done];
+            let n = match inject.call("read pages from the core", libc::SYS_pread64, &args(fd)) {
+                Err(_) if fd != core_fd => {
+                    fd = core_fd;
+                    continue;
+                }
+                n => n?,
+            };
             if n == 0 {
                 return Err(Error::Restore(format!("the core ends inside region {:#x}", m.start)));
             }
