@@ -122,6 +122,24 @@ fn fault_point(name: &str) {
 /// The named fault points of `apply`, in order.
 pub const FAULT_POINTS: &[&str] = &["frozen", "compared", "written", "verified"];
 
+/// The ranges `plan` writes, once each is found to hold the plan's old bytes in `pid` (the
+/// compare of compare-and-swap: nothing may be written unless every old byte is there).
+pub(crate) fn expect_old_bytes(pid: i32, plan: &PatchPlan) -> Result<Vec<(u64, usize)>> {
+    let ranges: Vec<(u64, usize)> = plan.writes.iter().map(|w| (w.address, w.old.len())).collect();
+    let current = process::read_many(pid, &ranges)?;
+    for (index, (w, found)) in plan.writes.iter().zip(&current).enumerate() {
+        if found != &w.old {
+            return Err(Error::OldBytesMismatch {
+                index,
+                address: w.address,
+                found: hex::encode(found),
+                expected: hex::encode(&w.old),
+            });
+        }
+    }
+    Ok(ranges)
+}
+
 /// Applies `plan` to `pid` without looking at the chain: callers go through `apply_attested`.
 ///
 /// All new bytes go in with ONE process_vm_writev, so a memzinc killed between any two steps
@@ -139,18 +157,7 @@ pub fn apply(pid: i32, plan: &PatchPlan) -> Result<ApplyReport> {
     let frozen = Frozen::freeze(pid)?;
     fault_point("frozen");
 
-    let ranges: Vec<(u64, usize)> = plan.writes.iter().map(|w| (w.address, w.old.len())).collect();
-    let current = process::read_many(pid, &ranges)?;
-    for (index, (w, found)) in plan.writes.iter().zip(&current).enumerate() {
-        if found != &w.old {
-            return Err(Error::OldBytesMismatch {
-                index,
-                address: w.address,
-                found: hex::encode(found),
-                expected: hex::encode(&w.old),
-            });
-        }
-    }
+    let ranges = expect_old_bytes(pid, plan)?;
     fault_point("compared");
 
     let new: Vec<(u64, &[u8])> = plan.writes.iter().map(|w| (w.address, w.new.as_slice())).collect();

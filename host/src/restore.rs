@@ -803,18 +803,7 @@ fn map_region(inject: &Injector, r: &SnapRegion, core_fd: u64, direct_fd: Option
 /// The plan's compare-and-swap on the stopped image: every old byte must match before any
 /// write; the new bytes are read back.
 fn apply_to_image(pid: i32, plan: &PatchPlan) -> Result<()> {
-    let ranges: Vec<(u64, usize)> = plan.writes.iter().map(|w| (w.address, w.old.len())).collect();
-    let current = process::read_many(pid, &ranges)?;
-    for (index, (w, found)) in plan.writes.iter().zip(&current).enumerate() {
-        if found != &w.old {
-            return Err(Error::OldBytesMismatch {
-                index,
-                address: w.address,
-                found: hex::encode(found),
-                expected: hex::encode(&w.old),
-            });
-        }
-    }
+    let ranges = crate::apply::expect_old_bytes(pid, plan)?;
     let new: Vec<(u64, &[u8])> = plan.writes.iter().map(|w| (w.address, w.new.as_slice())).collect();
     process::write_many(pid, &new)?;
     let back = process::read_many(pid, &ranges)?;
