@@ -531,3 +531,75 @@ impl Drop for Running {
         let _ = self.child.wait();
     }
 }
+
+/// A localnet URL and a funded keypair file, for tests that attest.
+pub struct Net {
+    pub url: String,
+    pub keypair: PathBuf,
+    _process: Option<KillOnDrop>,
+}
+
+impl Net {
+    /// Whether this is our own fresh localnet (not one `anchor test` provided).
+    pub fn is_own(&self) -> bool {
+        self._process.is_some()
+    }
+
+    /// `args` followed by `-u URL -k KEYPAIR` for this network.
+    pub fn args(&self, args: &[&str]) -> Vec<String> {
+        let mut v: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        v.extend([
+            "-u".into(),
+            self.url.clone(),
+            "-k".into(),
+            self.keypair.to_str().unwrap().into(),
+        ]);
+        v
+    }
+}
+
+/// The validator in ANCHOR_PROVIDER_URL (with ANCHOR_WALLET funded) when `anchor test` provides
+/// one, else [`own_localnet`].
+pub fn localnet(dir: &std::path::Path) -> Net {
+    if let (Ok(url), Ok(wallet)) = (std::env::var("ANCHOR_PROVIDER_URL"), std::env::var("ANCHOR_WALLET")) {
+        eprintln!("using the validator at ANCHOR_PROVIDER_URL={url}");
+        return Net {
+            url,
+            keypair: wallet.into(),
+            _process: None,
+        };
+    }
+    own_localnet(dir)
+}
+
+/// Always memzinc's own localnet (`memzinc localnet`, killed on drop), with a fresh authority
+/// (and so a policy of its own).
+pub fn own_localnet(dir: &std::path::Path) -> Net {
+    let keypair = dir.join("authority.json");
+    ok(&["keygen", "-o", keypair.to_str().unwrap()]);
+    let ready = dir.join("ready.json");
+    let child = std::process::Command::new(binary("memzinc"))
+        .args([
+            "localnet",
+            "-k",
+            keypair.to_str().unwrap(),
+            "--ready-file",
+            ready.to_str().unwrap(),
+        ])
+        .env("MEMZINC_ROOT", repo_root())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("start memzinc localnet");
+    let process = KillOnDrop(child);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !ready.exists() {
+        assert!(std::time::Instant::now() < deadline, "localnet not ready within 60 s");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let info: serde_json::Value = serde_json::from_slice(&std::fs::read(&ready).unwrap()).unwrap();
+    Net {
+        url: info["rpc_url"].as_str().unwrap().to_string(),
+        keypair,
+        _process: Some(process),
+    }
+}

@@ -2,61 +2,11 @@
 //! a real localnet (ours, started as `memzinc localnet`, or the one in ANCHOR_PROVIDER_URL with
 //! the attestor deployed and ANCHOR_WALLET funded).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use memzinc_tests::{binary, fails, ok, repo_root, KillOnDrop, Target};
-
-/// A localnet URL and a funded keypair file.
-struct Net {
-    url: String,
-    keypair: PathBuf,
-    _process: Option<KillOnDrop>,
-}
-
-fn localnet(dir: &Path) -> Net {
-    if let (Ok(url), Ok(wallet)) = (std::env::var("ANCHOR_PROVIDER_URL"), std::env::var("ANCHOR_WALLET")) {
-        eprintln!("using the validator at ANCHOR_PROVIDER_URL={url}");
-        return Net {
-            url,
-            keypair: wallet.into(),
-            _process: None,
-        };
-    }
-    own_localnet(dir)
-}
-
-/// Always memzinc's own localnet, with a fresh authority (and so a policy of its own).
-fn own_localnet(dir: &Path) -> Net {
-    let keypair = dir.join("authority.json");
-    ok(&["keygen", "-o", keypair.to_str().unwrap()]);
-    let ready = dir.join("ready.json");
-    let child = Command::new(binary("memzinc"))
-        .args([
-            "localnet",
-            "-k",
-            keypair.to_str().unwrap(),
-            "--ready-file",
-            ready.to_str().unwrap(),
-        ])
-        .env("MEMZINC_ROOT", repo_root())
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("start memzinc localnet");
-    let process = KillOnDrop(child);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !ready.exists() {
-        assert!(Instant::now() < deadline, "localnet not ready within 60 s");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let info: serde_json::Value = serde_json::from_slice(&std::fs::read(&ready).unwrap()).unwrap();
-    Net {
-        url: info["rpc_url"].as_str().unwrap().to_string(),
-        keypair,
-        _process: Some(process),
-    }
-}
+use memzinc_tests::{binary, fails, localnet, ok, own_localnet, repo_root, KillOnDrop, Target};
 
 /// `memzinc policy init --allow/--field` on a real healme snapshot: the rules name
 /// `healme:HEALME_STATE`, the snapshot's symbol tree proves where it was, and the program judges
@@ -66,16 +16,7 @@ fn symbol_rules_from_the_cli_judge_a_real_plan() {
     let dir = tempfile::tempdir().unwrap();
     let p = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
     let net = own_localnet(dir.path());
-    let chain = |args: &[&str]| -> Vec<String> {
-        let mut v: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-        v.extend([
-            "-u".into(),
-            net.url.clone(),
-            "-k".into(),
-            net.keypair.to_str().unwrap().into(),
-        ]);
-        v
-    };
+    let chain = |args: &[&str]| net.args(args);
     let run_ok = |args: Vec<String>| ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
     let run_fail = |args: Vec<String>| fails(&args.iter().map(String::as_str).collect::<Vec<_>>());
 
@@ -190,16 +131,7 @@ fn snapshot_plan_attest_apply_audit_on_a_localnet() {
     let dir = tempfile::tempdir().unwrap();
     let p = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
     let net = localnet(dir.path());
-    let chain = |args: &[&str]| -> Vec<String> {
-        let mut v: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-        v.extend([
-            "-u".into(),
-            net.url.clone(),
-            "-k".into(),
-            net.keypair.to_str().unwrap().into(),
-        ]);
-        v
-    };
+    let chain = |args: &[&str]| net.args(args);
     let run_ok = |args: Vec<String>| ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
     let run_fail = |args: Vec<String>| fails(&args.iter().map(String::as_str).collect::<Vec<_>>());
 
@@ -284,7 +216,7 @@ fn snapshot_plan_attest_apply_audit_on_a_localnet() {
         serde_json::from_str(&run_ok(chain(&["audit", "--target", "healme", "--json"]))).unwrap();
     assert_eq!(audit["verified"], true);
     let entries = audit["entries"].as_array().unwrap();
-    if net._process.is_some() {
+    if net.is_own() {
         assert_eq!(entries.len(), 1, "a fresh localnet holds exactly this attestation");
     }
     let last = entries.last().unwrap();

@@ -395,43 +395,6 @@ fn strs(v: &[String]) -> Vec<&str> {
     v.iter().map(String::as_str).collect()
 }
 
-/// A localnet started as `memzinc localnet` (killed on drop) and its funded keypair.
-struct Net {
-    url: String,
-    keypair: PathBuf,
-    _process: memzinc_tests::KillOnDrop,
-}
-
-fn localnet(dir: &Path) -> Net {
-    let keypair = dir.join("authority.json");
-    ok(&["keygen", "-o", keypair.to_str().unwrap()]);
-    let ready = dir.join("ready.json");
-    let child = Command::new(memzinc_tests::binary("memzinc"))
-        .args([
-            "localnet",
-            "-k",
-            keypair.to_str().unwrap(),
-            "--ready-file",
-            ready.to_str().unwrap(),
-        ])
-        .env("MEMZINC_ROOT", memzinc_tests::repo_root())
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("start memzinc localnet");
-    let process = memzinc_tests::KillOnDrop(child);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !ready.exists() {
-        assert!(Instant::now() < deadline, "localnet not ready within 60 s");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let info: serde_json::Value = serde_json::from_slice(&std::fs::read(&ready).unwrap()).unwrap();
-    Net {
-        url: info["rpc_url"].as_str().unwrap().to_string(),
-        keypair,
-        _process: process,
-    }
-}
-
 #[test]
 fn restore_applies_an_attested_plan_to_the_image_only() {
     if !root_or_skip("restore_applies_an_attested_plan_to_the_image_only") {
@@ -443,17 +406,8 @@ fn restore_applies_an_attested_plan_to_the_image_only() {
     become_subreaper();
     let dir = tempfile::tempdir().unwrap();
     let p = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
-    let net = localnet(dir.path());
-    let chain = |args: &[&str]| -> Vec<String> {
-        let mut v: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-        v.extend([
-            "-u".into(),
-            net.url.clone(),
-            "-k".into(),
-            net.keypair.to_str().unwrap().into(),
-        ]);
-        v
-    };
+    let net = memzinc_tests::own_localnet(dir.path());
+    let chain = |args: &[&str]| net.args(args);
     let run = |args: Vec<String>| args;
     ok(
         &run(chain(&["policy", "init", "--max-bytes", "64", "--max-writes", "8"]))
