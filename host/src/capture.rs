@@ -107,6 +107,14 @@ impl PageBuf {
         Ok(PageBuf { map, offset })
     }
 
+    /// Faults the buffer in now, one write per page (on huge pages where the kernel gives
+    /// them, so one fault per 2 MiB).
+    fn populate(&mut self) {
+        for page in self.bytes_mut().chunks_mut(PAGE_SIZE as usize) {
+            page[0] = 0;
+        }
+    }
+
     fn bytes(&self) -> &[u8] {
         &self.map[self.offset..self.offset + CHUNK]
     }
@@ -161,6 +169,31 @@ impl DataWriter<'_> {
     }
 }
 
+/// Buffers for one capture, allocated and faulted in before the target is frozen: faulting
+/// fresh memory costs more than the copy itself, and inside the freeze it is time the target
+/// stands still. The capture allocates more (up to the pool's limit) if these run out.
+pub struct BufferPool(Vec<PageBuf>);
+
+impl BufferPool {
+    /// Enough buffers for `bytes` of pages, up to the pool's limit, each populated.
+    pub fn prepare(bytes: u64) -> Result<BufferPool> {
+        let count = (bytes.div_ceil(CHUNK as u64) as usize).min(MAX_BUFFERS);
+        let buffers = (0..count)
+            .map(|_| {
+                let mut buf = PageBuf::new().map_err(|e| Error::io("anonymous memory for the page copy", e))?;
+                buf.populate();
+                Ok(buf)
+            })
+            .collect::<Result<_>>()?;
+        Ok(BufferPool(buffers))
+    }
+
+    /// No buffers up front: the capture allocates them as it goes.
+    pub fn none() -> BufferPool {
+        BufferPool(Vec::new())
+    }
+}
+
 /// Who holds the freeze during a capture.
 pub enum Freeze<'a> {
     /// A snapshot: the target is thawed as soon as its pages are copied.
@@ -182,7 +215,14 @@ impl Freeze<'_> {
 /// Copies `ranges` of the frozen target into `file` at their offsets, hashing every page, and
 /// thaws the target as soon as the copy is done unless `frozen` says to keep it. `path` names
 /// the file in errors.
-pub fn capture(pid: i32, frozen: Freeze<'_>, ranges: &[CaptureRange], file: &File, path: &Path) -> Result<Captured> {
+pub fn capture(
+    pid: i32,
+    frozen: Freeze<'_>,
+    pool: BufferPool,
+    ranges: &[CaptureRange],
+    file: &File,
+    path: &Path,
+) -> Result<Captured> {
     // An incremental capture copies most pages through the page cache (`copy_file_range`);
     // its few read pages go the same way rather than mix O_DIRECT into it.
     let writer = if ranges.iter().any(|r| r.reuse.is_some()) {
@@ -207,6 +247,10 @@ pub fn capture(pid: i32, frozen: Freeze<'_>, ranges: &[CaptureRange], file: &Fil
     let workers = 2 * std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     let (work_tx, work_rx) = mpsc::sync_channel::<Chunk>(MAX_BUFFERS);
     let (free_tx, free_rx) = mpsc::channel::<PageBuf>();
+    let prepared = pool.0.len();
+    for buf in pool.0 {
+        let _ = free_tx.send(buf);
+    }
     let work_rx = Arc::new(Mutex::new(work_rx));
 
     std::thread::scope(|scope| {
@@ -253,7 +297,7 @@ pub fn capture(pid: i32, frozen: Freeze<'_>, ranges: &[CaptureRange], file: &Fil
         drop(free_tx);
 
         let copy_started = Instant::now();
-        let read = read_chunks(pid, ranges, &first_leaf, &work_tx, &free_rx);
+        let read = read_chunks(pid, ranges, &first_leaf, &work_tx, &free_rx, prepared);
         let frozen_for = copy_started.elapsed();
         let thawed = matches!(frozen, Freeze::ThawAfterCopy(_));
         drop(frozen);
@@ -315,9 +359,11 @@ fn read_chunks(
     first_leaf: &[usize],
     work_tx: &mpsc::SyncSender<Chunk>,
     free_rx: &mpsc::Receiver<PageBuf>,
+    prepared: usize,
 ) -> Result<Vec<Vec<u64>>> {
     let mut unreadable = vec![Vec::new(); ranges.len()];
-    let allocated = &mut 0usize;
+    let mut allocated = prepared;
+    let allocated = &mut allocated;
     for (range_index, r) in ranges.iter().enumerate() {
         for (run_start, run_end) in r.runs() {
             let mut address = run_start;

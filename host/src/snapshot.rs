@@ -36,7 +36,7 @@ use memzinc_verifier::Sha256 as _;
 use prost::Message as _;
 use serde::{Deserialize, Serialize};
 
-use crate::capture::{self, CaptureRange, Freeze, Reuse};
+use crate::capture::{self, BufferPool, CaptureRange, Freeze, Reuse};
 use crate::elfcore::{self, FileMapping, ProcessIds, PsInfo, Segment};
 use crate::error::{Error, Result};
 use crate::fsutil::write_atomically;
@@ -188,8 +188,15 @@ pub fn take_since(
     if let Some(prev) = since {
         check_since(pid, prev)?;
     }
+    // The copy's buffers are faulted in before the freeze, sized from the map as it is now.
+    let expected: u64 = process::read_maps(pid)?
+        .iter()
+        .filter(|m| should_capture(m))
+        .map(|m| m.end - m.start)
+        .sum();
+    let pool = BufferPool::prepare(if since.is_some() { 0 } else { expected })?;
     let frozen = process::Frozen::freeze(pid)?;
-    write_frozen(pid, Freeze::ThawAfterCopy(frozen), since, out, progress, None)
+    write_frozen(pid, Freeze::ThawAfterCopy(frozen), pool, since, out, progress, None)
 }
 
 /// Writes the snapshot of the process `frozen` holds, with `checkpoint` in its metadata, and
@@ -200,19 +207,28 @@ pub fn take_frozen(
     progress: Option<&indicatif::ProgressBar>,
     checkpoint: Option<pb::Checkpoint>,
 ) -> Result<TakeReport> {
-    write_frozen(frozen.pid(), Freeze::Keep(frozen), None, out, progress, checkpoint)
+    write_frozen(
+        frozen.pid(),
+        Freeze::Keep(frozen),
+        BufferPool::none(),
+        None,
+        out,
+        progress,
+        checkpoint,
+    )
 }
 
 fn write_frozen(
     pid: i32,
     frozen: Freeze<'_>,
+    pool: BufferPool,
     since: Option<&Snapshot>,
     out: &Path,
     progress: Option<&indicatif::ProgressBar>,
     checkpoint: Option<pb::Checkpoint>,
 ) -> Result<TakeReport> {
     // Once frozen, a process that vanishes (or turns zombie) was killed under us.
-    take_frozen_inner(pid, frozen, since, out, progress, checkpoint).map_err(|e| match e {
+    take_frozen_inner(pid, frozen, pool, since, out, progress, checkpoint).map_err(|e| match e {
         Error::NoSuchProcess { .. } | Error::Zombie { .. } => Error::TargetExited {
             pid,
             during: "snapshotting it",
@@ -245,6 +261,7 @@ fn check_since(pid: i32, prev: &Snapshot) -> Result<()> {
 fn take_frozen_inner(
     pid: i32,
     frozen: Freeze<'_>,
+    pool: BufferPool,
     since: Option<&Snapshot>,
     out: &Path,
     progress: Option<&indicatif::ProgressBar>,
@@ -336,7 +353,7 @@ fn take_frozen_inner(
         let io = |e| Error::io(out, e);
         // The page data goes in at its offsets (see `capture`); the headers, which need the
         // note segment's size, and the notes after the data come last.
-        let captured = capture::capture(pid, frozen, &ranges, w.get_ref(), out)?;
+        let captured = capture::capture(pid, frozen, pool, &ranges, w.get_ref(), out)?;
         let frozen_ms = captured.frozen_for.as_secs_f64() * 1e3;
         let pages_from_target = captured.pages_read;
         for (r, unreadable) in regions.iter_mut().filter(|r| r.captured).zip(captured.unreadable) {
