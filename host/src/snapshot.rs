@@ -271,10 +271,15 @@ fn take_frozen_inner(
     let exe = process::exe_path(pid)?;
     let comm = process::comm(pid)?;
     let symbols_started = std::time::Instant::now();
-    let symbols = read_symbols(pid, &exe, &maps).unwrap_or_else(|e| {
-        tracing::warn!("no symbols for {}: {e}", exe.display());
-        Vec::new()
-    });
+    let symbols = match read_symbols(pid, &exe, &maps) {
+        Ok(symbols) => symbols,
+        Err(e) => {
+            // A target killed under us is that error (one line), not a snapshot without symbols.
+            process::check_target(pid)?;
+            tracing::warn!("no symbols for {}: {e}", exe.display());
+            Vec::new()
+        }
+    };
     tracing::debug!(
         "snapshot: {} symbols read in {:?}",
         symbols.len(),
