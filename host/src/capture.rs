@@ -382,13 +382,8 @@ fn read_chunks(
                     },
                 };
                 let len = ((run_end - address) as usize).min(CHUNK);
-                let readable = process::read_pages(pid, address, &mut buf.bytes_mut()[..len]).map_err(|e| match e {
-                    Error::NoSuchProcess { .. } => Error::TargetExited {
-                        pid,
-                        during: "snapshotting it",
-                    },
-                    e => e,
-                })?;
+                // A vanished target is named by the snapshot's caller (`killed_while_snapshotting`).
+                let readable = process::read_pages(pid, address, &mut buf.bytes_mut()[..len])?;
                 unreadable[range_index].extend(
                     readable
                         .iter()

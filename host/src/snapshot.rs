@@ -197,6 +197,7 @@ pub fn take_since(
     let pool = BufferPool::prepare(if since.is_some() { 0 } else { expected })?;
     let frozen = process::Frozen::freeze(pid)?;
     write_frozen(pid, Freeze::ThawAfterCopy(frozen), pool, since, out, progress, None)
+        .map_err(killed_while_snapshotting(pid))
 }
 
 /// Writes the snapshot of the process `frozen` holds, with `checkpoint` in its metadata, and
@@ -207,8 +208,9 @@ pub fn take_frozen(
     progress: Option<&indicatif::ProgressBar>,
     checkpoint: Option<pb::Checkpoint>,
 ) -> Result<TakeReport> {
+    let pid = frozen.pid();
     write_frozen(
-        frozen.pid(),
+        pid,
         Freeze::Keep(frozen),
         BufferPool::none(),
         None,
@@ -216,25 +218,18 @@ pub fn take_frozen(
         progress,
         checkpoint,
     )
+    .map_err(killed_while_snapshotting(pid))
 }
 
-fn write_frozen(
-    pid: i32,
-    frozen: Freeze<'_>,
-    pool: BufferPool,
-    since: Option<&Snapshot>,
-    out: &Path,
-    progress: Option<&indicatif::ProgressBar>,
-    checkpoint: Option<pb::Checkpoint>,
-) -> Result<TakeReport> {
-    // Once frozen, a process that vanishes (or turns zombie) was killed under us.
-    take_frozen_inner(pid, frozen, pool, since, out, progress, checkpoint).map_err(|e| match e {
+/// Once frozen, a process that vanishes (or turns zombie) was killed under us.
+fn killed_while_snapshotting(pid: i32) -> impl Fn(Error) -> Error {
+    move |e| match e {
         Error::NoSuchProcess { .. } | Error::Zombie { .. } => Error::TargetExited {
             pid,
             during: "snapshotting it",
         },
         e => e,
-    })
+    }
 }
 
 /// `prev` can serve `--since` only if it is the snapshot that made the tracking's last scan.
@@ -258,7 +253,7 @@ fn check_since(pid: i32, prev: &Snapshot) -> Result<()> {
     Ok(())
 }
 
-fn take_frozen_inner(
+fn write_frozen(
     pid: i32,
     frozen: Freeze<'_>,
     pool: BufferPool,
