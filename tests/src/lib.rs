@@ -603,3 +603,17 @@ pub fn own_localnet(dir: &std::path::Path) -> Net {
         _process: Some(process),
     }
 }
+
+/// healme's spec with `min_temp > max_temp` for every allowed value: no repair exists.
+pub fn unrepairable_healme_spec() -> memzinc::reason::TargetSpec {
+    let mut spec = memzinc::reason::TargetSpec::load(&repo_root().join("models/targets/healme.json")).unwrap();
+    for f in &mut spec.fields {
+        if f.name == "min_temp" {
+            (f.min, f.max) = (50, 60);
+        }
+        if f.name == "max_temp" {
+            (f.min, f.max) = (-40, 10);
+        }
+    }
+    spec
+}

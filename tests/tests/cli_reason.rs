@@ -16,8 +16,8 @@ impl Drop for Running {
     }
 }
 
-/// Snapshots a healme that corrupted itself (target 9000, fan 7) into `core`.
-fn corrupted_healme_core(core: &Path) {
+/// A healme that has corrupted itself (target 9000, fan 7), its output drained.
+fn corrupted_healme() -> Running {
     let mut child = Command::new(binary("healme"))
         .args(["--corrupt-at", "1", "--period-ms", "20"])
         .stdout(Stdio::piped())
@@ -27,6 +27,12 @@ fn corrupted_healme_core(core: &Path) {
     let target = Running(child);
     while !lines.next().unwrap().unwrap().starts_with("tick 2") {}
     std::thread::spawn(move || for _ in lines.map_while(Result::ok) {});
+    target
+}
+
+/// Snapshots a [`corrupted_healme`] into `core`.
+fn corrupted_healme_core(core: &Path) {
+    let target = corrupted_healme();
     memzinc::snapshot::take(target.0.id() as i32, core, None).unwrap();
 }
 
@@ -141,15 +147,7 @@ fn children(pid: i32) -> Vec<i32> {
 #[test]
 fn snapshot_writes_dzn_facts_that_plain_minizinc_solves() {
     let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(binary("healme"))
-        .args(["--corrupt-at", "1", "--period-ms", "20"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let target = Running(child);
-    while !lines.next().unwrap().unwrap().starts_with("tick 2") {}
-    std::thread::spawn(move || for _ in lines.map_while(Result::ok) {});
+    let target = corrupted_healme();
 
     let core = dir.path().join("healme.core");
     let dzn = dir.path().join("healme.dzn");

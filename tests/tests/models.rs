@@ -47,16 +47,7 @@ fn repair_model_runs_unchanged_with_the_minizinc_cli() {
 
 #[test]
 fn an_unrepairable_object_is_reported_unsatisfiable() {
-    let mut spec = memzinc::reason::TargetSpec::load(&repo_root().join("models/targets/healme.json")).unwrap();
-    // min_temp > max_temp for every allowed value: no repair exists.
-    for f in &mut spec.fields {
-        if f.name == "min_temp" {
-            (f.min, f.max) = (50, 60);
-        }
-        if f.name == "max_temp" {
-            (f.min, f.max) = (-40, 10);
-        }
-    }
+    let spec = memzinc_tests::unrepairable_healme_spec();
     let dir = tempfile::tempdir().unwrap();
     let dzn = dir.path().join("facts.dzn");
     std::fs::write(&dzn, memzinc::reason::dzn(&spec, &[0x7E4A_0001, 16, 24, 21, 1, 0])).unwrap();

@@ -113,15 +113,7 @@ fn both_backends_prove_the_unique_knapsack_optimum() {
 
 #[test]
 fn infeasible_models_are_unsatisfiable_on_both_backends() {
-    let mut spec = memzinc::reason::TargetSpec::load(&repo_root().join("models/targets/healme.json")).unwrap();
-    for f in &mut spec.fields {
-        if f.name == "min_temp" {
-            (f.min, f.max) = (50, 60);
-        }
-        if f.name == "max_temp" {
-            (f.min, f.max) = (-40, 10);
-        }
-    }
+    let spec = memzinc_tests::unrepairable_healme_spec();
     let dir = tempfile::tempdir().unwrap();
     let dzn = dir.path().join("facts.dzn");
     std::fs::write(&dzn, memzinc::reason::dzn(&spec, &[0x7E4A_0001, 16, 24, 21, 1, 0])).unwrap();

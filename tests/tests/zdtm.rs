@@ -102,6 +102,23 @@ fn wait_for_lines(path: &Path, at_least: usize, what: &str) {
 
 /// Checkpoints `binary OUT args...` with --kill, restores it and checks its output sequence;
 /// `check` judges each line after the counter. Returns the lines.
+/// `memzinc checkpoint --kill` of `child` into `core`; reaps the killed original, which frees
+/// its pid for the restore.
+fn checkpoint_and_kill(child: &mut std::process::Child, core: &Path) {
+    let report: serde_json::Value = serde_json::from_str(&ok(&[
+        "--json",
+        "checkpoint",
+        "--pid",
+        &child.id().to_string(),
+        "--kill",
+        "-o",
+        core.to_str().unwrap(),
+    ]))
+    .unwrap();
+    assert_eq!(report["killed"], true);
+    child.wait().unwrap();
+}
+
 fn checkpoint_restore(binary: &Path, args: &[&str], check: impl Fn(&str) -> bool) -> Vec<String> {
     checkpoint_restore_for(binary, args, 20, check)
 }
@@ -128,19 +145,7 @@ fn checkpoint_restore_for(
     let pid = child.id() as i32;
     wait_for_lines(&out, 5, "before the checkpoint");
 
-    let report: serde_json::Value = serde_json::from_str(&ok(&[
-        "--json",
-        "checkpoint",
-        "--pid",
-        &pid.to_string(),
-        "--kill",
-        "-o",
-        core.to_str().unwrap(),
-    ]))
-    .unwrap();
-    assert_eq!(report["killed"], true);
-    // The parent reaps the killed original, which frees the pid for the restore.
-    child.wait().unwrap();
+    checkpoint_and_kill(&mut child, &core);
     let at_checkpoint = lines(&out).len();
     std::thread::sleep(Duration::from_millis(50));
     assert_eq!(lines(&out).len(), at_checkpoint, "nothing writes while checkpointed");
@@ -255,15 +260,7 @@ fn a_process_in_the_middle_of_a_sleep_wakes_and_goes_on() {
     let mut child = spawn(Command::new(&binary).arg(&out).stdout(Stdio::null()));
     let pid = child.id() as i32;
     wait_for_lines(&out, 3, "before the checkpoint");
-    ok(&[
-        "checkpoint",
-        "--pid",
-        &pid.to_string(),
-        "--kill",
-        "-o",
-        core.to_str().unwrap(),
-    ]);
-    child.wait().unwrap();
+    checkpoint_and_kill(&mut child, &core);
     let snap = memzinc::snapshot::Snapshot::open(&core).unwrap();
     let regs = snap.meta.threads[0].regs;
     assert_eq!(
@@ -320,15 +317,7 @@ fn rust_signal_handlers_and_altstack_survive() {
     let pid = child.id() as i32;
     wait_for_lines(&out, 3, "before the checkpoint");
     let caught_before = status_field(pid, "SigCgt:");
-    ok(&[
-        "checkpoint",
-        "--pid",
-        &pid.to_string(),
-        "--kill",
-        "-o",
-        core.to_str().unwrap(),
-    ]);
-    child.wait().unwrap();
+    checkpoint_and_kill(&mut child, &core);
     let snap = memzinc::snapshot::Snapshot::open(&core).unwrap();
     let checkpoint = snap.meta.checkpoint.as_ref().expect("checkpoint state");
     let segv = checkpoint
