@@ -67,6 +67,7 @@ pub struct RestoreReport {
 pub fn restore(core: &Path, plan: Option<&PatchPlan>) -> Result<RestoreReport> {
     let started = std::time::Instant::now();
     let snap = Snapshot::open(core)?;
+    tracing::debug!("restore: core opened and checked in {:?}", started.elapsed());
     let checkpoint = snap.meta.checkpoint.clone().ok_or_else(|| {
         Error::Restore(format!(
             "{} is a snapshot, not a checkpoint (take one with `memzinc checkpoint`)",
@@ -84,6 +85,7 @@ pub fn restore(core: &Path, plan: Option<&PatchPlan>) -> Result<RestoreReport> {
     let child = spawn_stopped(pid, helper)?;
     let inject = Injector::attach(child.0, helper)?;
     let bytes = rebuild(&inject, &snap, &checkpoint, core, plan)?;
+    tracing::debug!("restore: running {:?} after the start", started.elapsed());
     // Detached and running: no longer ours to kill.
     std::mem::forget(child);
     Ok(RestoreReport {
@@ -570,10 +572,11 @@ fn rebuild(
             ],
         )
         .ok();
-    let mut bytes = 0;
+    let (mut bytes, reading) = (0, std::time::Instant::now());
     for r in meta.regions.iter().filter(|r| !is_special(r)) {
         bytes += map_region(inject, r, core_fd, direct_fd)?;
     }
+    tracing::debug!("restore: {bytes} bytes mapped and read in {:?}", reading.elapsed());
     if let Some(fd) = direct_fd {
         inject.call("close the core (O_DIRECT)", libc::SYS_close, &[fd])?;
     }

@@ -36,7 +36,7 @@ use memzinc_verifier::Sha256 as _;
 use prost::Message as _;
 use serde::{Deserialize, Serialize};
 
-use crate::capture::{self, BufferPool, CaptureRange, Freeze, Reuse};
+use crate::capture::{self, CaptureRange, Freeze, Reuse};
 use crate::elfcore::{self, FileMapping, ProcessIds, PsInfo, Segment};
 use crate::error::{Error, Result};
 use crate::fsutil::write_atomically;
@@ -188,16 +188,8 @@ pub fn take_since(
     if let Some(prev) = since {
         check_since(pid, prev)?;
     }
-    // The copy's buffers are faulted in before the freeze, sized from the map as it is now.
-    let expected: u64 = process::read_maps(pid)?
-        .iter()
-        .filter(|m| should_capture(m))
-        .map(|m| m.end - m.start)
-        .sum();
-    let pool = BufferPool::prepare(if since.is_some() { 0 } else { expected })?;
     let frozen = process::Frozen::freeze(pid)?;
-    write_frozen(pid, Freeze::ThawAfterCopy(frozen), pool, since, out, progress, None)
-        .map_err(killed_while_snapshotting(pid))
+    write_frozen(pid, Freeze::ThawAfterCopy(frozen), since, out, progress, None).map_err(killed_while_snapshotting(pid))
 }
 
 /// Writes the snapshot of the process `frozen` holds, with `checkpoint` in its metadata, and
@@ -209,16 +201,7 @@ pub fn take_frozen(
     checkpoint: Option<pb::Checkpoint>,
 ) -> Result<TakeReport> {
     let pid = frozen.pid();
-    write_frozen(
-        pid,
-        Freeze::Keep(frozen),
-        BufferPool::none(),
-        None,
-        out,
-        progress,
-        checkpoint,
-    )
-    .map_err(killed_while_snapshotting(pid))
+    write_frozen(pid, Freeze::Keep(frozen), None, out, progress, checkpoint).map_err(killed_while_snapshotting(pid))
 }
 
 /// Once frozen, a process that vanishes (or turns zombie) was killed under us.
@@ -256,7 +239,6 @@ fn check_since(pid: i32, prev: &Snapshot) -> Result<()> {
 fn write_frozen(
     pid: i32,
     frozen: Freeze<'_>,
-    pool: BufferPool,
     since: Option<&Snapshot>,
     out: &Path,
     progress: Option<&indicatif::ProgressBar>,
@@ -353,7 +335,7 @@ fn write_frozen(
         let io = |e| Error::io(out, e);
         // The page data goes in at its offsets (see `capture`); the headers, which need the
         // note segment's size, and the notes after the data come last.
-        let captured = capture::capture(pid, frozen, pool, &ranges, w.get_ref(), out)?;
+        let captured = capture::capture(pid, frozen, &ranges, w.get_ref(), out)?;
         let frozen_ms = captured.frozen_for.as_secs_f64() * 1e3;
         let pages_from_target = captured.pages_read;
         for (r, unreadable) in regions.iter_mut().filter(|r| r.captured).zip(captured.unreadable) {
@@ -370,10 +352,12 @@ fn write_frozen(
         })?;
         w.seek(SeekFrom::Start(data_end)).map_err(io)?;
 
+        let after_capture = std::time::Instant::now();
         let leaf_bytes: Vec<u8> = leaves.as_flattened().to_vec();
         let fast_bytes: Vec<u8> = fast_hashes.iter().flat_map(|h| h.to_le_bytes()).collect();
         let page_count = leaves.len() as u64;
         let trees = trees_of(&regions, &symbols, &leaves);
+        tracing::debug!("snapshot: trees in {:?}", after_capture.elapsed());
         let meta = SnapshotMeta {
             memzinc_version: env!("CARGO_PKG_VERSION").to_string(),
             pid,
@@ -413,6 +397,10 @@ fn write_frozen(
         let notes = encode_notes(&meta, ids, &psinfo, &auxv_raw, &leaf_bytes, &fast_bytes)
             .map_err(|why| Error::io(out, std::io::Error::other(why)))?;
         w.write_all(&notes).map_err(io)?;
+        tracing::debug!(
+            "snapshot: notes written {:?} after the capture",
+            after_capture.elapsed()
+        );
 
         let mut segments = vec![Segment::note(data_end, notes.len() as u64)];
         segments.extend(meta.regions.iter().map(|r| {
