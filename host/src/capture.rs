@@ -129,7 +129,26 @@ struct Chunk {
     file_offset: u64,
     len: usize,
     readable: Vec<bool>,
-    buf: PageBuf,
+    /// Taken only by `drop`.
+    buf: Option<PageBuf>,
+    /// Where the buffer goes when the chunk is dropped: by the last worker done with it, or
+    /// unprocessed when a queue closes because its workers stopped. Either way the reader gets
+    /// it back, so it never waits for a buffer that cannot come.
+    free: mpsc::Sender<PageBuf>,
+}
+
+impl Chunk {
+    fn pages(&self) -> &[u8] {
+        self.buf.as_ref().map_or(&[], |b| &b.bytes()[..self.len])
+    }
+}
+
+impl Drop for Chunk {
+    fn drop(&mut self) {
+        if let Some(buf) = self.buf.take() {
+            let _ = self.free.send(buf);
+        }
+    }
 }
 
 struct ChunkDone {
@@ -210,7 +229,8 @@ pub fn capture(pid: i32, frozen: Freeze<'_>, ranges: &[CaptureRange], file: &Fil
     let page_count = ranges.iter().map(|r| ((r.end - r.start) / PAGE_SIZE) as usize).sum();
     // Every chunk goes to a hasher (one per core) and, at the same time, to a writer: both only
     // read the buffer, so the disk starts on a chunk as soon as it is copied instead of after
-    // its hashing, and stays busy. The buffer is free again when both are done with it.
+    // its hashing, and stays busy. The buffer is free again when both are done with it (when
+    // the chunk, shared by both, is dropped).
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     let (hash_tx, hash_rx) = mpsc::sync_channel::<Arc<Chunk>>(MAX_BUFFERS);
     let (write_tx, write_rx) = mpsc::sync_channel::<Arc<Chunk>>(MAX_BUFFERS);
@@ -221,13 +241,12 @@ pub fn capture(pid: i32, frozen: Freeze<'_>, ranges: &[CaptureRange], file: &Fil
         let hashers: Vec<_> = (0..cores)
             .map(|_| {
                 let hash_rx = Arc::clone(&hash_rx);
-                let free_tx = free_tx.clone();
                 scope.spawn(move || {
                     let mut done = Vec::new();
                     let mut hashing = Duration::ZERO;
                     while let Ok(chunk) = next(&hash_rx) {
                         let started = Instant::now();
-                        let pages = &chunk.buf.bytes()[..chunk.len];
+                        let pages = chunk.pages();
                         done.push(ChunkDone {
                             leaf_index: chunk.leaf_index,
                             leaves: page_leaves(chunk.address, pages, &chunk.readable),
@@ -237,7 +256,6 @@ pub fn capture(pid: i32, frozen: Freeze<'_>, ranges: &[CaptureRange], file: &Fil
                                 .collect(),
                         });
                         hashing += started.elapsed();
-                        release(chunk, &free_tx);
                     }
                     tracing::debug!("capture hasher: {hashing:?}");
                     done
@@ -247,17 +265,15 @@ pub fn capture(pid: i32, frozen: Freeze<'_>, ranges: &[CaptureRange], file: &Fil
         let writers: Vec<_> = (0..cores)
             .map(|_| {
                 let write_rx = Arc::clone(&write_rx);
-                let free_tx = free_tx.clone();
                 let writer = &writer;
                 scope.spawn(move || -> Result<()> {
                     let mut writing = Duration::ZERO;
                     while let Ok(chunk) = next(&write_rx) {
                         let started = Instant::now();
                         writer
-                            .write_at(&chunk.buf.bytes()[..chunk.len], chunk.file_offset)
+                            .write_at(chunk.pages(), chunk.file_offset)
                             .map_err(|e| Error::io(path, e))?;
                         writing += started.elapsed();
-                        release(chunk, &free_tx);
                     }
                     tracing::debug!("capture writer: {writing:?}");
                     Ok(())
@@ -266,10 +282,9 @@ pub fn capture(pid: i32, frozen: Freeze<'_>, ranges: &[CaptureRange], file: &Fil
             .collect();
         // The workers own the receivers: if every writer stops (a write failed), sending fails.
         drop((hash_rx, write_rx));
-        drop(free_tx);
 
         let copy_started = Instant::now();
-        let read = read_chunks(pid, ranges, &first_leaf, [&hash_tx, &write_tx], &free_rx);
+        let read = read_chunks(pid, ranges, &first_leaf, [&hash_tx, &write_tx], (free_tx, &free_rx));
         let frozen_for = copy_started.elapsed();
         let thawed = matches!(frozen, Freeze::ThawAfterCopy(_));
         drop(frozen);
@@ -332,7 +347,7 @@ fn read_chunks(
     ranges: &[CaptureRange],
     first_leaf: &[usize],
     queues: [&mpsc::SyncSender<Arc<Chunk>>; 2],
-    free_rx: &mpsc::Receiver<PageBuf>,
+    (free_tx, free_rx): (mpsc::Sender<PageBuf>, &mpsc::Receiver<PageBuf>),
 ) -> Result<Vec<Vec<u64>>> {
     let mut unreadable = vec![Vec::new(); ranges.len()];
     let mut allocated = 0;
@@ -346,8 +361,9 @@ fn read_chunks(
                         allocated += 1;
                         PageBuf::new().map_err(|e| Error::io("anonymous memory for the page copy", e))?
                     }
-                    // Every buffer is with the workers: wait for one (if every writer failed,
-                    // none comes or the next send fails; their error is the one to report).
+                    // Every buffer is in a chunk: wait for one. It comes back when its chunk is
+                    // dropped, also when the workers stopped (a write failed); the next send
+                    // then fails, and their error is the one to report.
                     Err(_) => match free_rx.recv() {
                         Ok(buf) => buf,
                         Err(_) => return Ok(unreadable),
@@ -369,7 +385,8 @@ fn read_chunks(
                     file_offset: r.file_offset + (address - r.start),
                     len,
                     readable,
-                    buf,
+                    buf: Some(buf),
+                    free: free_tx.clone(),
                 };
                 let chunk = Arc::new(chunk);
                 if queues.iter().any(|q| q.send(Arc::clone(&chunk)).is_err()) {
@@ -386,13 +403,6 @@ fn read_chunks(
 /// The next chunk from a queue shared by workers (the lock is held only to take it).
 fn next(queue: &Mutex<mpsc::Receiver<Arc<Chunk>>>) -> std::result::Result<Arc<Chunk>, mpsc::RecvError> {
     queue.lock().unwrap_or_else(|p| p.into_inner()).recv()
-}
-
-/// A worker is done with `chunk`; the last one gives its buffer back to the reader.
-fn release(chunk: Arc<Chunk>, free_tx: &mpsc::Sender<PageBuf>) {
-    if let Some(chunk) = Arc::into_inner(chunk) {
-        let _ = free_tx.send(chunk.buf);
-    }
 }
 
 /// The parts of `[start, end)` outside the sorted, disjoint `read` runs.
