@@ -1388,6 +1388,23 @@ fn run(cli: Cli) -> Result<()> {
     Ok(())
 }
 
+/// The error and its causes on one line, joined by ": ". A cause the message already ends with
+/// (errors that print their source, as `path: source` does) is not repeated.
+fn one_line(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string().replace('\n', " ");
+        if line.ends_with(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
+}
+
 fn main() {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("MEMZINC_LOG").unwrap_or_else(|_| "warn".into()))
@@ -1395,10 +1412,27 @@ fn main() {
         .init();
     let cli = Cli::parse();
     if let Err(e) = run(cli) {
-        // One line: the error and its causes, joined.
-        eprintln!("error: {}", format!("{e:#}").replace('\n', " "));
+        eprintln!("error: {}", one_line(&e));
         // 130 = interrupted, as a shell reports Ctrl-C.
         let cancelled = matches!(e.downcast_ref::<memzinc::Error>(), Some(memzinc::Error::Cancelled(_)));
         std::process::exit(if cancelled { 130 } else { 1 });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::one_line;
+
+    #[test]
+    fn an_error_that_prints_its_source_does_not_print_it_twice() {
+        let e = anyhow::Error::from(memzinc::Error::io("x.core", std::io::Error::from_raw_os_error(28)));
+        assert_eq!(one_line(&e), "x.core: No space left on device (os error 28)");
+        let e = e.context("snapshot of pid 7");
+        assert_eq!(
+            one_line(&e),
+            "snapshot of pid 7: x.core: No space left on device (os error 28)"
+        );
+        let e = anyhow::anyhow!("two\nlines").context("outer");
+        assert_eq!(one_line(&e), "outer: two lines");
     }
 }

@@ -149,9 +149,28 @@ fn a_target_that_dies_mid_snapshot_leaves_no_file() {
 
 #[test]
 fn a_full_disk_is_one_line_and_leaves_nothing() {
+    full_disk("256k", &[]);
+}
+
+/// The disk fills after 64 MiB of a 300 MiB target: more than the copy's buffer pool (128 MiB)
+/// is in flight when the writes start failing, and the copy must still stop and report it.
+#[test]
+fn a_disk_that_fills_midway_through_a_large_target_is_one_line_and_leaves_nothing() {
+    full_disk("64m", &["--ballast-mib", "300"]);
+}
+
+/// A snapshot of healme (`args` added) into a tmpfs of `size`, too small for it.
+fn full_disk(size: &str, args: &[&str]) {
     let dir = tempfile::tempdir().unwrap();
     let mounted = Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=256k", "tmpfs", dir.path().to_str().unwrap()])
+        .args([
+            "-t",
+            "tmpfs",
+            "-o",
+            &format!("size={size}"),
+            "tmpfs",
+            dir.path().to_str().unwrap(),
+        ])
         .status()
         .is_ok_and(|s| s.success());
     if !mounted {
@@ -165,14 +184,14 @@ fn a_full_disk_is_one_line_and_leaves_nothing() {
         }
     }
     let _unmount = Unmount(dir.path());
-    let target = Target::healme(&["--period-ms", "50"]);
+    let target = Target::healme(&[&["--period-ms", "50"], args].concat());
     target.wait_for("status=ok");
     let out = dir.path().join("full.core");
     let result = memzinc(&["snapshot", "--pid", &target.pid(), "-o", out.to_str().unwrap()]);
     let stderr = String::from_utf8_lossy(&result.stderr);
-    assert!(!result.status.success(), "a snapshot cannot fit in 256 KiB");
+    assert!(!result.status.success(), "a snapshot cannot fit in {size}");
     assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
-    assert!(stderr.contains("No space left"), "{stderr}");
+    assert_eq!(stderr.matches("No space left").count(), 1, "said once: {stderr}");
     no_files_left(dir.path());
     target.wait_for("status=ok");
 }
