@@ -4,20 +4,28 @@ No real Hub is reachable from the test machines, so this implements the endpoint
 `huggingface_hub` uses, with their request and response shapes, in memory:
 
   POST /api/repos/create                                 {"type","name","organization"} -> 200, 409 if it exists
+  POST /api/validate-yaml                                {"content","repoType"} -> {"errors","warnings"}
   POST /api/datasets/{repo}/preupload/{rev}              {"files":[{"path","size","sample"}]}
                                                          -> {"files":[{"path","uploadMode":"lfs"|"regular"}]}
-  POST /datasets/{repo}.git/info/lfs/objects/batch       Git LFS batch API, "basic" transfer:
-                                                         upload + verify actions for objects not stored yet
-  PUT  {upload href}                                     the object's bytes (sha256 must equal the oid)
-  POST {verify href}                                     {"oid","size"}
+  POST /datasets/{repo}.git/info/lfs/objects/batch       Git LFS batch API: upload + verify actions for
+                                                         objects not stored yet; "multipart" (if the client
+                                                         offers it) for objects of MULTIPART_FROM bytes and more
+  PUT  {upload href}                                     basic: the object's bytes (sha256 must equal the oid)
+  PUT  {part URL}                                        multipart: part n of the object; replies with its ETag
+                                                         (upload and part URLs are signed storage URLs: an
+                                                         Authorization header is refused)
+  POST {completion href}                                 multipart: {"oid","parts":[{"partNumber","etag"}]}
+  POST {verify href}                                     {"oid","size"}; the action's header or the Hub token
   POST /api/datasets/{repo}/commit/{rev}                 NDJSON: header, file (base64), lfsFile (stored oid)
                                                          -> {"commitOid","commitUrl"}
   GET  /api/datasets/{repo}/revision/{rev}               {"id","sha","siblings":[{"rfilename"}]}
   GET  /datasets/{repo}/resolve/{rev}/{path}             the file; LFS files carry X-Linked-Etag: sha256
 
-Every API request needs `Authorization: Bearer TOKEN` (401 otherwise); LFS transfers need the
-header the batch response handed out. `GET /_log` lists the requests seen (for the tests).
-Prints `PORT n` once listening. Usage: hub_server.py TOKEN
+Every API request needs `Authorization: Bearer TOKEN` (401 otherwise). `huggingface_hub`'s own
+client works against it too (the interop test pushes with it), so the stand-in speaks what the
+reference client expects: storage URLs take no credentials, verify takes the Hub token. For the
+tests: `GET /_log` lists the requests seen, `POST /_tamper/{repo}/{path}` flips a byte of a
+stored file. Prints `PORT n` once listening. Usage: hub_server.py TOKEN
 """
 
 import base64
@@ -26,6 +34,8 @@ import json
 import re
 import sys
 import threading
+
+import yaml
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 TOKEN = sys.argv[1]
@@ -33,7 +43,11 @@ LFS_AUTH = "Basic " + base64.b64encode(b"lfs:" + TOKEN.encode()).decode()
 LOCK = threading.Lock()
 REPOS = {}  # repo -> {"commits": [sha], "files": {path: (bytes, lfs_oid or None)}}
 OBJECTS = {}  # oid -> bytes
+PARTS = {}  # (oid, part number) -> bytes
 LOG = []
+# Small, so that a test's tables go both ways (the Hub's own threshold is larger).
+MULTIPART_FROM = 256 << 10
+PART_SIZE = 96 << 10
 
 REPO = r"(?P<repo>[\w.-]+/[\w.-]+)"
 
@@ -74,16 +88,50 @@ class Hub(BaseHTTPRequestHandler):
         base = f"http://{self.headers['Host']}"
         if method == "GET" and path == "/_log":
             return self.reply(200, LOG)
-        if m := re.fullmatch(r"/lfs/(?P<oid>[0-9a-f]{64})", path):
-            if not self.authorized(LFS_AUTH):
-                return
+        if m := re.fullmatch(rf"/_tamper/{REPO}/(?P<file>.+)", path):
+            # For the tests: flip a byte of a stored file, keep its oid (a corrupted download).
+            data, oid = REPOS[m["repo"]]["files"][m["file"]]
+            REPOS[m["repo"]]["files"][m["file"]] = (bytes([data[0] ^ 1]) + data[1:], oid)
+            return self.reply(200, {})
+        if m := re.fullmatch(r"/lfs-part/(?P<oid>[0-9a-f]{64})/(?P<n>[0-9]+)", path):
+            if method != "PUT" or self.headers.get("Authorization") is not None:
+                return self.error(400, "a signed part URL takes a PUT and no Authorization header")
             data = self.body()
-            if method == "PUT":
-                if hashlib.sha256(data).hexdigest() != m["oid"]:
-                    return self.error(400, "content does not match the oid")
-                OBJECTS[m["oid"]] = data
-                return self.reply(200)
-            request = json.loads(data)
+            PARTS[(m["oid"], int(m["n"]))] = data
+            return self.reply(200, headers=[("ETag", f'"{hashlib.md5(data).hexdigest()}"')])
+        if m := re.fullmatch(r"/lfs/(?P<oid>[0-9a-f]{64})/complete", path):
+            if self.headers.get("Content-Type") != "application/vnd.git-lfs+json":
+                return self.error(400, "Content-Type must be application/vnd.git-lfs+json")
+            request = json.loads(self.body())
+            if request.get("oid") != m["oid"]:
+                return self.error(400, "oid does not match the upload")
+            data = b""
+            for i, part in enumerate(request["parts"]):
+                stored = PARTS.get((m["oid"], part["partNumber"]))
+                if part["partNumber"] != i + 1 or stored is None:
+                    return self.error(400, f"part {i + 1} missing")
+                if part["etag"] != f'"{hashlib.md5(stored).hexdigest()}"':
+                    return self.error(400, f"part {i + 1}: wrong ETag")
+                data += stored
+            if hashlib.sha256(data).hexdigest() != m["oid"]:
+                return self.error(400, "content does not match the oid")
+            OBJECTS[m["oid"]] = data
+            return self.reply(200, {})
+        if m := re.fullmatch(r"/lfs/(?P<oid>[0-9a-f]{64})", path):
+            # Basic upload: a signed storage URL, so the Hub token must not come along.
+            if method != "PUT" or self.headers.get("Authorization") is not None:
+                return self.error(400, "a signed upload URL takes a PUT and no Authorization header")
+            data = self.body()
+            if hashlib.sha256(data).hexdigest() != m["oid"]:
+                return self.error(400, "content does not match the oid")
+            OBJECTS[m["oid"]] = data
+            return self.reply(200)
+        if m := re.fullmatch(r"/lfs/(?P<oid>[0-9a-f]{64})/verify", path):
+            # The Hub's verify endpoint: the batch's LFS credential (git-lfs sends the action's
+            # header) or the Hub token (huggingface_hub sends that instead).
+            if self.headers.get_all("Authorization") not in ([LFS_AUTH], [f"Bearer {TOKEN}"]):
+                return self.error(401, "Invalid credentials in Authorization header")
+            request = json.loads(self.body())
             stored = OBJECTS.get(m["oid"])
             if stored is None or len(stored) != request["size"]:
                 return self.error(404, "object not uploaded")
@@ -100,6 +148,17 @@ class Hub(BaseHTTPRequestHandler):
                     return self.error(409, "You already created this dataset repo")
                 REPOS[repo] = {"commits": [], "files": {}}
             return self.reply(200, {"url": f"{base}/datasets/{repo}"})
+        if method == "POST" and path == "/api/validate-yaml":
+            # The card's YAML front matter must parse (huggingface_hub asks before a commit).
+            content = json.loads(self.body())["content"]
+            front = re.match(r"---\n(.*?)\n---\n", content, re.S)
+            if front is None:
+                return self.reply(200, {"errors": [], "warnings": [{"message": "empty or missing yaml metadata"}]})
+            try:
+                yaml.safe_load(front[1])
+            except yaml.YAMLError as e:
+                return self.reply(400, {"errors": [{"message": str(e)}], "warnings": []})
+            return self.reply(200, {"errors": [], "warnings": []})
         if m := re.fullmatch(rf"/api/datasets/{REPO}/preupload/(?P<rev>[\w.-]+)", path):
             if m["repo"] not in REPOS:
                 return self.error(404, "Repository not found")
@@ -115,14 +174,22 @@ class Hub(BaseHTTPRequestHandler):
             request = json.loads(self.body())
             if request["operation"] != "upload" or "basic" not in request.get("transfers", ["basic"]):
                 return self.error(422, "basic upload only")
+            multipart = "multipart" in request.get("transfers", [])
             objects = []
             for o in request["objects"]:
                 entry = {"oid": o["oid"], "size": o["size"], "authenticated": True}
                 if o["oid"] not in OBJECTS:
-                    action = {"href": f"{base}/lfs/{o['oid']}", "header": {"Authorization": LFS_AUTH}}
-                    entry["actions"] = {"upload": action, "verify": action}
+                    verify = {"href": f"{base}/lfs/{o['oid']}/verify", "header": {"Authorization": LFS_AUTH}}
+                    upload = {"href": f"{base}/lfs/{o['oid']}?X-Amz-Signature=test"}
+                    if multipart and o["size"] >= MULTIPART_FROM:
+                        parts = -(-o["size"] // PART_SIZE)
+                        header = {"chunk_size": str(PART_SIZE)}
+                        for n in range(1, parts + 1):
+                            header[str(n)] = f"{base}/lfs-part/{o['oid']}/{n}?X-Amz-Signature=test"
+                        upload = {"href": f"{base}/lfs/{o['oid']}/complete", "header": header}
+                    entry["actions"] = {"upload": upload, "verify": verify}
                 objects.append(entry)
-            return self.reply(200, {"transfer": "basic", "objects": objects},
+            return self.reply(200, {"transfer": "multipart" if multipart else "basic", "objects": objects},
                               content_type="application/vnd.git-lfs+json")
         if m := re.fullmatch(rf"/api/datasets/{REPO}/commit/(?P<rev>[\w.-]+)", path):
             repo = REPOS.get(m["repo"])

@@ -1,7 +1,8 @@
 //! Hugging Face datasets: the dataset card of a table directory in the hub layout, and the
 //! Hub's HTTP API as `huggingface_hub` speaks it — create the repository, `preupload` (which
-//! files go by LFS), the Git LFS batch API for those, one `commit` (NDJSON) for all; `revision`
-//! (the file list) and `resolve` (the files) to pull.
+//! files go by LFS), the Git LFS batch API for those ("basic" or, where the Hub asks,
+//! "multipart"; files streamed from disk), one `commit` (NDJSON) for all; `revision` (the file
+//! list) and `resolve` (the files) to pull.
 
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
@@ -64,6 +65,46 @@ pub struct PullReport {
     pub files: usize,
     pub bytes: u64,
     pub commit: String,
+}
+
+/// A file the Hub takes by LFS.
+struct LfsFile<'a> {
+    rel: &'a str,
+    path: &'a Path,
+    size: u64,
+    /// Hex SHA-256 of the contents.
+    oid: String,
+}
+
+impl LfsFile<'_> {
+    /// `len` bytes from `start`, read as the request goes out.
+    fn part(&self, start: u64, len: u64) -> Result<reqwest::blocking::Body> {
+        use std::io::Seek as _;
+        let mut file = std::fs::File::open(self.path).map_err(|e| Error::io(self.path, e))?;
+        file.seek(std::io::SeekFrom::Start(start))
+            .map_err(|e| Error::io(self.path, e))?;
+        Ok(reqwest::blocking::Body::sized(file.take(len), len))
+    }
+}
+
+/// A request with the Git LFS media type for both ways.
+fn lfs_json(req: reqwest::blocking::RequestBuilder) -> reqwest::blocking::RequestBuilder {
+    req.header("Accept", "application/vnd.git-lfs+json")
+        .header("Content-Type", "application/vnd.git-lfs+json")
+}
+
+/// Hex SHA-256 of a file, read in pieces.
+fn sha256_of(path: &Path) -> Result<String> {
+    let mut file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut hasher = sha2::Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = file.read(&mut buf).map_err(|e| Error::io(path, e))?;
+        if n == 0 {
+            return Ok(hex::encode(hasher.finalize()));
+        }
+        hasher.update(&buf[..n]);
+    }
 }
 
 /// Every file under `dir` as (path in the repository, file), hidden files left out.
@@ -187,18 +228,24 @@ impl Hub {
         // 409: it exists already, which is what we want.
         self.send(&url, self.http.post(&url).json(&body), &[409])?;
 
-        let mut contents = Vec::new();
+        // Files are read as they go out, never whole: a snapshot's pages table is as large as
+        // the memory it holds. The Hub decides from size and first bytes which go by LFS.
+        let mut sized = Vec::new();
         for (rel, path) in &files {
-            contents.push((rel.clone(), std::fs::read(path).map_err(|e| Error::io(path, e))?));
+            let size = std::fs::metadata(path).map_err(|e| Error::io(path, e))?.len();
+            sized.push((rel.as_str(), path.as_path(), size));
         }
         let b64 = base64::engine::general_purpose::STANDARD;
         let url = format!("{}/api/datasets/{repo}/preupload/{revision}", self.endpoint);
-        let body = json!({"files": contents.iter().map(|(rel, bytes)| json!({
-            "path": rel,
-            "size": bytes.len(),
-            "sample": b64.encode(&bytes[..bytes.len().min(512)]),
-        })).collect::<Vec<_>>()});
-        let modes = self.json(&url, self.http.post(&url).json(&body))?;
+        let mut listed = Vec::new();
+        for &(rel, path, size) in &sized {
+            let mut sample = Vec::with_capacity(512);
+            std::fs::File::open(path)
+                .and_then(|f| f.take(512).read_to_end(&mut sample))
+                .map_err(|e| Error::io(path, e))?;
+            listed.push(json!({"path": rel, "size": size, "sample": b64.encode(&sample)}));
+        }
+        let modes = self.json(&url, self.http.post(&url).json(&json!({ "files": listed })))?;
         let lfs = |rel: &str| {
             modes["files"]
                 .as_array()
@@ -207,11 +254,15 @@ impl Hub {
                 .any(|f| f["path"] == rel && f["uploadMode"] == "lfs")
         };
 
-        let lfs_files: Vec<(&str, &[u8], String)> = contents
-            .iter()
-            .filter(|(rel, _)| lfs(rel))
-            .map(|(rel, bytes)| (rel.as_str(), &bytes[..], hex::encode(sha2::Sha256::digest(bytes))))
-            .collect();
+        let mut lfs_files = Vec::new();
+        for &(rel, path, size) in sized.iter().filter(|(rel, _, _)| lfs(rel)) {
+            lfs_files.push(LfsFile {
+                rel,
+                path,
+                size,
+                oid: sha256_of(path)?,
+            });
+        }
         if !lfs_files.is_empty() {
             self.lfs_upload(repo, &lfs_files)?;
         }
@@ -221,14 +272,18 @@ impl Hub {
             "description": "",
         }})
         .to_string();
-        for (rel, bytes) in &contents {
-            let line = match lfs_files.iter().find(|(r, _, _)| r == rel) {
-                Some((_, _, oid)) => json!({"key": "lfsFile", "value": {
-                    "path": rel, "algo": "sha256", "oid": oid, "size": bytes.len(),
+        for &(rel, path, size) in &sized {
+            let line = match lfs_files.iter().find(|f| f.rel == rel) {
+                Some(f) => json!({"key": "lfsFile", "value": {
+                    "path": rel, "algo": "sha256", "oid": f.oid, "size": size,
                 }}),
-                None => json!({"key": "file", "value": {
-                    "path": rel, "encoding": "base64", "content": b64.encode(bytes),
-                }}),
+                None => {
+                    // A regular file: small, by the Hub's choice; it travels inline.
+                    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+                    json!({"key": "file", "value": {
+                        "path": rel, "encoding": "base64", "content": b64.encode(bytes),
+                    }})
+                }
             };
             ndjson.push('\n');
             ndjson.push_str(&line.to_string());
@@ -248,52 +303,97 @@ impl Hub {
         })
     }
 
-    /// The Git LFS batch API ("basic" transfer): ask where to put each object, PUT the ones the
-    /// server does not have, and call `verify` where it asks for it.
-    fn lfs_upload(&self, repo: &str, files: &[(&str, &[u8], String)]) -> Result<()> {
+    /// The Git LFS batch API: ask where to put each object, upload the ones the server does not
+    /// have ("basic": one PUT; "multipart": a PUT per part to the URLs the server signed, then
+    /// the parts' ETags to its completion URL, as `huggingface_hub` does), and call `verify`
+    /// where it asks for it.
+    fn lfs_upload(&self, repo: &str, files: &[LfsFile]) -> Result<()> {
         let url = format!("{}/datasets/{repo}.git/info/lfs/objects/batch", self.endpoint);
         let body = json!({
             "operation": "upload",
-            "transfers": ["basic"],
+            "transfers": ["basic", "multipart"],
             "hash_algo": "sha256",
-            "objects": files.iter().map(|(_, bytes, oid)| json!({"oid": oid, "size": bytes.len()})).collect::<Vec<_>>(),
+            "objects": files.iter().map(|f| json!({"oid": f.oid, "size": f.size})).collect::<Vec<_>>(),
         });
-        let batch = self.json(
-            &url,
-            self.http
-                .post(&url)
-                .header("Accept", "application/vnd.git-lfs+json")
-                .header("Content-Type", "application/vnd.git-lfs+json")
-                .body(body.to_string()),
-        )?;
+        let batch = self.json(&url, lfs_json(self.http.post(&url)).body(body.to_string()))?;
         for object in batch["objects"].as_array().into_iter().flatten() {
             if let Some(e) = object.get("error") {
                 return Err(Hub::err(&url, format!("LFS object {}: {e}", object["oid"])));
             }
-            let Some((_, bytes, oid)) = files.iter().find(|(_, _, oid)| object["oid"] == oid.as_str()) else {
+            let Some(file) = files.iter().find(|f| object["oid"] == f.oid.as_str()) else {
                 continue;
-            };
-            let with_headers = |mut req: reqwest::blocking::RequestBuilder, action: &Value| {
-                for (k, v) in action["header"].as_object().into_iter().flatten() {
-                    req = req.header(k, v.as_str().unwrap_or_default());
-                }
-                req
             };
             // No actions: the server has the object already.
             if let Some(upload) = object["actions"].get("upload") {
                 let href = upload["href"].as_str().unwrap_or_default();
-                self.send_as_is(
-                    href,
-                    with_headers(self.http.put(href), upload).body(bytes.to_vec()),
-                    &[],
-                )?;
+                match upload["header"].get("chunk_size") {
+                    Some(chunk) => self.lfs_multipart(href, &upload["header"], chunk, file)?,
+                    None => {
+                        let mut put = self.http.put(href);
+                        for (k, v) in upload["header"].as_object().into_iter().flatten() {
+                            put = put.header(k, v.as_str().unwrap_or_default());
+                        }
+                        self.send_as_is(href, put.body(file.part(0, file.size)?), &[])?;
+                    }
+                }
             }
             if let Some(verify) = object["actions"].get("verify") {
                 let href = verify["href"].as_str().unwrap_or_default();
-                let body = json!({"oid": oid, "size": bytes.len()});
-                self.send_as_is(href, with_headers(self.http.post(href), verify).json(&body), &[])?;
+                let mut post = self.http.post(href);
+                for (k, v) in verify["header"].as_object().into_iter().flatten() {
+                    post = post.header(k, v.as_str().unwrap_or_default());
+                }
+                let body = json!({"oid": file.oid, "size": file.size});
+                self.send_as_is(href, post.json(&body), &[])?;
             }
         }
+        Ok(())
+    }
+
+    /// One object by the "multipart" transfer: `header` holds `chunk_size` and the signed URL
+    /// of each part by number; `completion` takes the parts' ETags.
+    fn lfs_multipart(&self, completion: &str, header: &Value, chunk: &Value, file: &LfsFile) -> Result<()> {
+        let bad = |why: &str| Hub::err(completion, format!("LFS object {}: {why}", file.oid));
+        let chunk = chunk
+            .as_str()
+            .and_then(|c| c.parse::<u64>().ok())
+            .or_else(|| chunk.as_u64())
+            .filter(|&c| c > 0)
+            .ok_or_else(|| bad("chunk_size is not a positive integer"))?;
+        let mut parts: Vec<(u64, &str)> = header
+            .as_object()
+            .into_iter()
+            .flatten()
+            .filter_map(|(k, v)| Some((k.parse::<u64>().ok()?, v.as_str()?)))
+            .collect();
+        parts.sort();
+        if parts.len() as u64 != file.size.div_ceil(chunk) || parts.iter().enumerate().any(|(i, p)| p.0 != i as u64 + 1)
+        {
+            return Err(bad(&format!(
+                "{} part URLs for {} bytes in parts of {chunk}",
+                parts.len(),
+                file.size
+            )));
+        }
+        let mut etags = Vec::new();
+        for (number, href) in parts {
+            let start = (number - 1) * chunk;
+            let len = chunk.min(file.size - start);
+            let resp = self.send_as_is(href, self.http.put(href).body(file.part(start, len)?), &[])?;
+            let etag = resp
+                .headers()
+                .get("etag")
+                .and_then(|e| e.to_str().ok())
+                .filter(|e| !e.is_empty())
+                .ok_or_else(|| bad(&format!("part {number} came back without an ETag")))?;
+            etags.push(json!({"partNumber": number, "etag": etag}));
+        }
+        let body = json!({"oid": file.oid, "parts": etags});
+        self.send_as_is(
+            completion,
+            lfs_json(self.http.post(completion)).body(body.to_string()),
+            &[],
+        )?;
         Ok(())
     }
 
@@ -331,10 +431,25 @@ impl Hub {
                 .or_else(|| resp.headers().get("etag"))
                 .and_then(|v| v.to_str().ok())
                 .map(|v| v.trim_matches('"').to_string());
-            let mut body = Vec::new();
-            resp.read_to_end(&mut body).map_err(|e| Hub::err(&url, e))?;
+            let path = staging.path().join(name);
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+            }
+            // Streamed to the staged file and hashed on the way: never whole in memory.
+            let mut file = std::fs::File::create(&path).map_err(|e| Error::io(&path, e))?;
+            let mut hasher = sha2::Sha256::new();
+            let mut buf = vec![0u8; 1 << 20];
+            loop {
+                let n = resp.read(&mut buf).map_err(|e| Hub::err(&url, e))?;
+                if n == 0 {
+                    break;
+                }
+                hasher.update(&buf[..n]);
+                std::io::Write::write_all(&mut file, &buf[..n]).map_err(|e| Error::io(&path, e))?;
+                bytes += n as u64;
+            }
             if let Some(etag) = etag.filter(|e| e.len() == 64 && e.bytes().all(|b| b.is_ascii_hexdigit())) {
-                let got = hex::encode(sha2::Sha256::digest(&body));
+                let got = hex::encode(hasher.finalize());
                 if got != etag {
                     return Err(Hub::err(
                         &url,
@@ -342,12 +457,6 @@ impl Hub {
                     ));
                 }
             }
-            let path = staging.path().join(name);
-            if let Some(parent) = path.parent() {
-                std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
-            }
-            std::fs::write(&path, &body).map_err(|e| Error::io(&path, e))?;
-            bytes += body.len() as u64;
         }
         for name in &names {
             let path = dir.join(name);

@@ -572,8 +572,79 @@ fn hub_export_loads_with_datasets_and_round_trips_through_push_and_pull() {
         Some(token),
     );
     assert!(ok_pull, "{stderr}");
+    let files = same_files(&repo_dir, &pulled);
+    assert_eq!(report["files"], files);
+    let back = e.root.join("pulled.core");
+    ok(&["import", s(&pulled), "-o", s(&back)]);
+    assert!(std::fs::read(&back).unwrap() == std::fs::read(&e.core).unwrap());
+
+    // The endpoints the client used are the documented ones; large tables went in parts.
+    let log = http_get(&format!("{}/_log", server.url));
+    for needle in [
+        "POST /api/repos/create",
+        "POST /api/datasets/memzinc/healme/preupload/main",
+        "POST /datasets/memzinc/healme.git/info/lfs/objects/batch",
+        "PUT /lfs/",
+        "PUT /lfs-part/",
+        "/complete",
+        "POST /api/datasets/memzinc/healme/commit/main",
+        "GET /api/datasets/memzinc/healme/revision/main",
+        "GET /datasets/memzinc/healme/resolve/main/data/pages/pages.parquet",
+    ] {
+        assert!(log.contains(needle), "{needle} not in {log}");
+    }
+
+    // `huggingface_hub`, the reference client, pushes the same directory to the stand-in (so
+    // the stand-in answers as the Hub does for it, parts included, and checks that the card's
+    // YAML parses), and memzinc pulls what it pushed: the same files.
+    let hf = py(HF_PUSH, &[&server.url, token, s(&repo_dir), "memzinc/healme-hf"]);
+    assert!(hf["commit"].as_str().is_some_and(|c| !c.is_empty()), "{hf}");
+    let pulled_hf = e.root.join("pulled-hf");
+    let (ok_pull, _, stderr) = memzinc_with_token(
+        &[
+            "hub",
+            "pull",
+            "--repo",
+            "memzinc/healme-hf",
+            s(&pulled_hf),
+            "--endpoint",
+            &server.url,
+        ],
+        Some(token),
+    );
+    assert!(ok_pull, "{stderr}");
+    assert_eq!(same_files(&repo_dir, &pulled_hf), files);
+
+    // A download whose bytes are not the ones the Hub names is refused: one line, nothing
+    // pulled.
+    py(
+        "import sys, json, urllib.request\nurllib.request.urlopen(urllib.request.Request(sys.argv[1], method='POST'))\nprint('{}')",
+        &[&format!("{}/_tamper/memzinc/healme-hf/data/pages/pages.parquet", server.url)],
+    );
+    let tampered = e.root.join("tampered");
+    let (ok_pull, _, stderr) = memzinc_with_token(
+        &[
+            "hub",
+            "pull",
+            "--repo",
+            "memzinc/healme-hf",
+            s(&tampered),
+            "--endpoint",
+            &server.url,
+        ],
+        Some(token),
+    );
+    assert!(
+        !ok_pull && stderr.lines().count() == 1 && stderr.contains("the server said"),
+        "{stderr}"
+    );
+    assert!(!tampered.exists());
+}
+
+/// How many files `dir` holds, each one byte for byte the same in `copy`.
+fn same_files(dir: &Path, copy: &Path) -> usize {
     let mut files = 0;
-    let mut stack = vec![repo_dir.clone()];
+    let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
         for entry in std::fs::read_dir(&d).unwrap() {
             let path = entry.unwrap().path();
@@ -581,34 +652,34 @@ fn hub_export_loads_with_datasets_and_round_trips_through_push_and_pull() {
                 stack.push(path);
                 continue;
             }
-            let rel = path.strip_prefix(&repo_dir).unwrap();
+            let rel = path.strip_prefix(dir).unwrap();
             assert!(
-                std::fs::read(&path).unwrap() == std::fs::read(pulled.join(rel)).unwrap(),
-                "{} differs after push and pull",
-                rel.display()
+                std::fs::read(&path).unwrap() == std::fs::read(copy.join(rel)).unwrap(),
+                "{} differs in {}",
+                rel.display(),
+                copy.display()
             );
             files += 1;
         }
     }
-    assert_eq!(report["files"], files);
-    let back = e.root.join("pulled.core");
-    ok(&["import", s(&pulled), "-o", s(&back)]);
-    assert!(std::fs::read(&back).unwrap() == std::fs::read(&e.core).unwrap());
-
-    // The endpoints the client used are the documented ones.
-    let log = http_get(&format!("{}/_log", server.url));
-    for needle in [
-        "POST /api/repos/create",
-        "POST /api/datasets/memzinc/healme/preupload/main",
-        "POST /datasets/memzinc/healme.git/info/lfs/objects/batch",
-        "PUT /lfs/",
-        "POST /api/datasets/memzinc/healme/commit/main",
-        "GET /api/datasets/memzinc/healme/revision/main",
-        "GET /datasets/memzinc/healme/resolve/main/data/pages/pages.parquet",
-    ] {
-        assert!(log.contains(needle), "{needle} not in {log}");
-    }
+    files
 }
+
+/// `huggingface_hub` commits every file of a directory to a dataset repository: ENDPOINT TOKEN
+/// DIR REPO; prints the commit.
+const HF_PUSH: &str = r#"
+import json, os, sys
+os.environ["HF_HUB_OFFLINE"] = "0"           # py() sets it for `datasets`; this talks to a server
+os.environ["HF_HUB_DISABLE_XET"] = "1"       # the stand-in speaks Git LFS, not Xet
+os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
+from huggingface_hub import HfApi, CommitOperationAdd
+endpoint, token, folder, repo = sys.argv[1:5]
+api = HfApi(endpoint=endpoint, token=token)
+api.create_repo(repo, repo_type="dataset", exist_ok=True)
+ops = [CommitOperationAdd(os.path.relpath(os.path.join(d, f), folder), os.path.join(d, f))
+       for d, _, files in os.walk(folder) for f in files]
+print(json.dumps({"commit": api.create_commit(repo, repo_type="dataset", operations=ops, commit_message="hf").oid}))
+"#;
 
 /// A GET with Python's urllib (the tests crate has no HTTP client).
 fn http_get(url: &str) -> String {
