@@ -440,6 +440,24 @@ fn write_frozen(
     Ok(report)
 }
 
+/// Why a snapshot's trees do not give its recorded root: a core from before the symbol tree
+/// (format v1: the root committed to pages and regions only) says so, anything else is corrupt.
+fn root_mismatch(trees: &SnapshotTrees, pages: usize, regions: usize, recorded: &str) -> String {
+    use memzinc_verifier::Sha256 as _;
+    let v1 = Sha2::hashv(&[
+        b"memzinc/snapshot/v1",
+        &trees.pages_root(),
+        &trees.regions_root(),
+        &(pages as u64).to_le_bytes(),
+        &(regions as u64).to_le_bytes(),
+    ]);
+    if hex::encode(v1) == recorded {
+        "snapshot format v1 (written before memzinc's roots committed to symbols): take a new snapshot".into()
+    } else {
+        "leaves and regions do not hash to the recorded root".into()
+    }
+}
+
 /// The module a symbol belongs to, for its key (`hash::symbol_key`): the file name of the last
 /// file mapping that starts at or below it. A module's `.bss` continues in an anonymous mapping
 /// right after its file mappings, so that is still the module's.
@@ -885,7 +903,12 @@ impl Snapshot {
         }
         let trees = trees_of(&meta.regions, &meta.symbols, leaves);
         if hex::encode(trees.pages_root()) != meta.pages_root || hex::encode(trees.root::<Sha2>()) != meta.root {
-            return Err(corrupt("leaves and regions do not hash to the recorded root".into()));
+            return Err(corrupt(root_mismatch(
+                &trees,
+                leaves.len(),
+                meta.regions.len(),
+                &meta.root,
+            )));
         }
         Ok(Snapshot {
             path: path.into(),
@@ -1235,5 +1258,32 @@ mod tests {
             })
             .collect();
         assert_eq!(capture::page_leaves(0x7000_0000, &pages, &readable), expected);
+    }
+
+    /// A core whose root is the v1 formula (pages and regions, before symbols) is named as
+    /// such; any other mismatch stays "corrupt".
+    #[test]
+    fn a_root_from_before_the_symbol_tree_is_named() {
+        use sha2::Digest as _;
+        let meta = sample_meta();
+        let pages: u64 = meta
+            .regions
+            .iter()
+            .filter(|r| r.captured)
+            .map(|r| (r.map.end - r.map.start) / PAGE_SIZE)
+            .sum();
+        let leaves = vec![[7u8; 32]; pages as usize];
+        let trees = trees_of(&meta.regions, &meta.symbols, &leaves);
+        let mut v1 = sha2::Sha256::new();
+        v1.update(b"memzinc/snapshot/v1");
+        v1.update(trees.pages_root());
+        v1.update(trees.regions_root());
+        v1.update(pages.to_le_bytes());
+        v1.update((meta.regions.len() as u64).to_le_bytes());
+        let v1 = hex::encode(v1.finalize());
+        let said = root_mismatch(&trees, pages as usize, meta.regions.len(), &v1);
+        assert!(said.contains("snapshot format v1"), "{said}");
+        let said = root_mismatch(&trees, pages as usize, meta.regions.len(), &"00".repeat(32));
+        assert!(said.contains("do not hash to the recorded root"), "{said}");
     }
 }
