@@ -13,13 +13,25 @@ fn main() -> std::io::Result<()> {
     let mut config = prost_build::Config::new();
     // The checkpoint part of the metadata is used as is by the host (and printed by
     // `inspect --json`), so it derives serde instead of being mirrored by hand.
-    for message in ["Checkpoint", "MmFields", "ThreadCheckpoint", "Rseq", "SignalHandler"] {
+    for message in [
+        "Checkpoint",
+        "MmFields",
+        "ThreadCheckpoint",
+        "Rseq",
+        "SignalHandler",
+        "EventFd",
+        "Pipe",
+        "Epoll",
+        "EpollWatch",
+    ] {
         config.type_attribute(
             format!(".memzinc.snapshot.v1.{message}"),
             "#[derive(serde::Serialize, serde::Deserialize)]",
         );
     }
     // prost derives Eq for the others itself; SnapshotMeta (host side) compares checkpoints.
-    config.type_attribute(".memzinc.snapshot.v1.Checkpoint", "#[derive(Eq)]");
+    for message in ["Checkpoint", "Epoll"] {
+        config.type_attribute(format!(".memzinc.snapshot.v1.{message}"), "#[derive(Eq)]");
+    }
     config.compile_protos(&schemas, &[proto_dir])
 }

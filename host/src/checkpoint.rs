@@ -140,7 +140,11 @@ fn collect(frozen: &Frozen, killed: bool) -> Result<pb::Checkpoint> {
             mask: word(3),
         });
     }
+    let (eventfds, pipes, epolls) = crate::fdstate::collect(pid, &process::fds(pid)?)?;
     Ok(pb::Checkpoint {
+        eventfds,
+        pipes,
+        epolls,
         mm: Some(mm_fields(pid)?),
         threads,
         sig_ignored: status_mask(&status, "SigIgn:"),

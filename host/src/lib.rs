@@ -36,6 +36,7 @@ pub mod checkpoint;
 pub mod demo;
 pub mod elfcore;
 pub mod error;
+pub mod fdstate;
 pub mod fsutil;
 pub mod fzn;
 pub mod heap;

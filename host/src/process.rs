@@ -463,6 +463,27 @@ pub fn fds(pid: i32) -> Result<Vec<FdInfo>> {
     Ok(fds)
 }
 
+/// A descriptor of ours for the target's `fd` (the same open file: pidfd_getfd).
+pub fn pidfd_getfd(pid: i32, fd: i32) -> Result<std::os::fd::OwnedFd> {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    let err = |what: String, e: nix::errno::Errno| Error::Process {
+        pid,
+        what,
+        source: e.into(),
+    };
+    // SAFETY: plain-integer syscalls; each returns a new fd we own or -1.
+    let pidfd = nix::errno::Errno::result(unsafe { nix::libc::syscall(nix::libc::SYS_pidfd_open, pid, 0) })
+        .map_err(|e| err("pidfd_open".into(), e))?;
+    // SAFETY: as above; `pidfd` is ours and is closed right after.
+    let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd as i32) };
+    // SAFETY: as above.
+    let dup =
+        nix::errno::Errno::result(unsafe { nix::libc::syscall(nix::libc::SYS_pidfd_getfd, pidfd.as_raw_fd(), fd, 0) })
+            .map_err(|e| err(format!("pidfd_getfd of its fd {fd}"), e))?;
+    // SAFETY: the kernel just gave us this fd.
+    Ok(unsafe { OwnedFd::from_raw_fd(dup as i32) })
+}
+
 /// (pos, flags) from fdinfo text.
 fn parse_fdinfo(text: &str) -> Option<(u64, u32)> {
     let field = |key: &str| text.lines().find_map(|l| l.strip_prefix(key)).map(str::trim);

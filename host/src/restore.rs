@@ -179,11 +179,20 @@ fn preflight(snap: &Snapshot, checkpoint: &pb::Checkpoint, plan: Option<&PatchPl
     if checkpoint.mm.is_none() {
         return Err(Error::Restore("the checkpoint has no mm fields".into()));
     }
+    let objects: Vec<i32> = object_fds(checkpoint).collect();
     for f in &meta.fds {
-        if !reopenable(&f.path) && f.fd > 2 {
+        if !reopenable(&f.path) && f.fd > 2 && !objects.contains(&f.fd) {
             return Err(Error::Restore(format!(
-                "fd {} is {}: memzinc restores regular files and stdio only",
+                "fd {} is {}: memzinc restores regular files, stdio, eventfds, epolls and pipes with both ends in the process",
                 f.fd, f.path
+            )));
+        }
+    }
+    for e in &checkpoint.epolls {
+        if let Some(w) = e.watches.iter().find(|w| !meta.fds.iter().any(|f| f.fd == w.fd)) {
+            return Err(Error::Restore(format!(
+                "the epoll at fd {} watches fd {}, which is not open in the checkpoint",
+                e.fd, w.fd
             )));
         }
     }
@@ -604,7 +613,7 @@ fn rebuild(
         let at = inject.put_path(checkpoint.cwd.as_bytes())?;
         inject.call(&format!("chdir {}", checkpoint.cwd), libc::SYS_chdir, &[at])?;
     }
-    restore_fds(inject, snap)?;
+    restore_fds(inject, snap, checkpoint)?;
     restore_signals(inject, checkpoint)?;
     // Its own session, as after `setsid`: nothing of memzinc's terminal job reaches it.
     inject.call("setsid", libc::SYS_setsid, &[])?;
@@ -881,12 +890,87 @@ fn set_mm(inject: &Injector, snap: &Snapshot, checkpoint: &pb::Checkpoint) -> Re
 
 /// Closes what the child inherited from memzinc and opens the image's files at their numbers,
 /// flags and offsets; stdio that cannot be reopened becomes /dev/null.
-fn restore_fds(inject: &Injector, snap: &Snapshot) -> Result<()> {
+/// The descriptors a checkpoint's kernel objects (eventfds, pipes, epolls) take.
+fn object_fds(checkpoint: &pb::Checkpoint) -> impl Iterator<Item = i32> + '_ {
+    let eventfds = checkpoint.eventfds.iter().map(|e| e.fd);
+    let pipes = checkpoint
+        .pipes
+        .iter()
+        .flat_map(|p| p.read_fds.iter().chain(&p.write_fds).copied());
+    eventfds.chain(pipes).chain(checkpoint.epolls.iter().map(|e| e.fd))
+}
+
+fn restore_fds(inject: &Injector, snap: &Snapshot, checkpoint: &pb::Checkpoint) -> Result<()> {
     for fd in process::fds(inject.pid)? {
         inject.call("close", libc::SYS_close, &[fd.fd as u64])?;
     }
+    let fds = &snap.meta.fds;
+    // A new object's descriptor is first moved above every descriptor to restore, so that
+    // putting it at its numbers cannot close one put there before.
+    let top = fds.iter().map(|f| f.fd).max().unwrap_or(2) as u64 + 1;
+    let lift = |fd: u64| -> Result<u64> {
+        let high = inject.call("F_DUPFD", libc::SYS_fcntl, &[fd, libc::F_DUPFD as u64, top])?;
+        inject.call("close", libc::SYS_close, &[fd])?;
+        Ok(high)
+    };
+    let flags_of = |fd: i32| fds.iter().find(|f| f.fd == fd).map_or(0, |f| f.flags);
+    // One open file at its descriptors: status flags (O_NONBLOCK…, shared by them) and
+    // close-on-exec (each its own) as they were.
+    let place = |high: u64, at: &[i32]| -> Result<()> {
+        let status = (libc::O_APPEND | libc::O_NONBLOCK | libc::O_ASYNC | libc::O_NOATIME) as u32;
+        let first = at.first().copied().unwrap_or(0);
+        inject.call(
+            "F_SETFL",
+            libc::SYS_fcntl,
+            &[high, libc::F_SETFL as u64, (flags_of(first) & status) as u64],
+        )?;
+        for &fd in at {
+            let cloexec = (flags_of(fd) & libc::O_CLOEXEC as u32) as u64;
+            inject.call("dup3", libc::SYS_dup3, &[high, fd as u64, cloexec])?;
+        }
+        inject.call("close", libc::SYS_close, &[high])?;
+        Ok(())
+    };
+    // Bytes go into a new object through a descriptor of ours for it.
+    let write_into = |high: u64, bytes: &[u8]| -> Result<()> {
+        use std::io::Write as _;
+        let ours = process::pidfd_getfd(inject.pid, high as i32)?;
+        std::fs::File::from(ours)
+            .write_all(bytes)
+            .map_err(|e| Error::Restore(format!("refill a pipe or eventfd: {e}")))
+    };
+
+    for e in &checkpoint.eventfds {
+        let flags = if e.semaphore { libc::EFD_SEMAPHORE as u64 } else { 0 };
+        let high = lift(inject.call("eventfd2", libc::SYS_eventfd2, &[0, flags])?)?;
+        // The count is 64-bit, eventfd2's initial value 32: it is written instead.
+        if e.count != 0 {
+            write_into(high, &e.count.to_le_bytes())?;
+        }
+        place(high, &[e.fd])?;
+    }
+    for p in &checkpoint.pipes {
+        let at = inject.put(0, &[0u8; 8])?;
+        inject.call("pipe2", libc::SYS_pipe2, &[at, 0])?;
+        let mut ends = [0u8; 8];
+        process::read_at(inject.pid, at, &mut ends)?;
+        let end = |i: usize| u32::from_le_bytes(ends[i * 4..i * 4 + 4].try_into().unwrap_or_default()) as u64;
+        let (r, w) = (lift(end(0))?, lift(end(1))?);
+        if p.capacity != 0 {
+            inject.call(
+                "F_SETPIPE_SZ",
+                libc::SYS_fcntl,
+                &[w, libc::F_SETPIPE_SZ as u64, p.capacity as u64],
+            )?;
+        }
+        write_into(w, &p.data)?;
+        place(r, &p.read_fds)?;
+        place(w, &p.write_fds)?;
+    }
+
+    let objects: Vec<i32> = object_fds(checkpoint).collect();
     let strip = (libc::O_CREAT | libc::O_EXCL | libc::O_NOCTTY | libc::O_TRUNC) as u32;
-    for f in &snap.meta.fds {
+    for f in fds.iter().filter(|f| !objects.contains(&f.fd)) {
         let path = if reopenable(&f.path) {
             f.path.as_str()
         } else {
@@ -910,11 +994,26 @@ fn restore_fds(inject: &Injector, snap: &Snapshot) -> Result<()> {
             }
         }
     }
+
+    // Last: what each epoll watches is restored by now.
+    for e in &checkpoint.epolls {
+        let high = lift(inject.call("epoll_create1", libc::SYS_epoll_create1, &[0])?)?;
+        for w in &e.watches {
+            // struct epoll_event is packed on x86_64: events (u32), data (u64).
+            let mut event = w.events.to_le_bytes().to_vec();
+            event.extend_from_slice(&w.data.to_le_bytes());
+            let at = inject.put(0, &event)?;
+            inject.call(
+                &format!("epoll_ctl ADD fd {}", w.fd),
+                libc::SYS_epoll_ctl,
+                &[high, libc::EPOLL_CTL_ADD as u64, w.fd as u64, at],
+            )?;
+        }
+        place(high, &[e.fd])?;
+    }
     Ok(())
 }
 
-/// Every signal's disposition: the image's handlers (taken at checkpoint time), ignored
-/// signals, default for the rest (memzinc's own handlers are gone with its code).
 fn restore_signals(inject: &Injector, checkpoint: &pb::Checkpoint) -> Result<()> {
     for sig in 1..=64u64 {
         if sig == libc::SIGKILL as u64 || sig == libc::SIGSTOP as u64 {

@@ -25,7 +25,7 @@
 //! a full one rather than a wrong one.
 
 use std::fs::File;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 
@@ -215,7 +215,7 @@ pub fn start(pid: i32) -> Result<TrackReport> {
     }
     let fd = fd as i32;
     let result = (|| {
-        let uffd = pidfd_getfd(pid, fd)?;
+        let uffd = process::pidfd_getfd(pid, fd)?;
         let uffd_err = |what: &str, e: Errno| Error::Process {
             pid,
             what: format!("{what} on its userfaultfd"),
@@ -336,24 +336,6 @@ fn ioctl<T>(fd: i32, request: u64, arg: &mut T) -> std::result::Result<i32, Errn
     // PAGEMAP_SCAN, the `vec_len` regions `vec` points at, which the caller owns).
     let r = unsafe { libc::ioctl(fd, request as libc::c_ulong, arg as *mut T) };
     Errno::result(r)
-}
-
-fn pidfd_getfd(pid: i32, fd: i32) -> Result<OwnedFd> {
-    let err = |what: &str, e: Errno| Error::Process {
-        pid,
-        what: what.into(),
-        source: e.into(),
-    };
-    // SAFETY: plain-integer syscalls; each returns a new fd we own or -1.
-    let pidfd =
-        Errno::result(unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) }).map_err(|e| err("pidfd_open", e))?;
-    // SAFETY: as above; `pidfd` is ours and is closed right after.
-    let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd as i32) };
-    // SAFETY: as above.
-    let dup = Errno::result(unsafe { libc::syscall(libc::SYS_pidfd_getfd, pidfd.as_raw_fd(), fd, 0) })
-        .map_err(|e| err("pidfd_getfd (its userfaultfd)", e))?;
-    // SAFETY: the kernel just gave us this fd.
-    Ok(unsafe { OwnedFd::from_raw_fd(dup as i32) })
 }
 
 /// Makes the stopped thread `tid` execute one syscall and returns its raw result (negative:

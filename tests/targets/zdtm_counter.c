@@ -1,6 +1,6 @@
 /* zdtm-style target for checkpoint/restore tests (tests/tests/zdtm.rs).
  *
- *   zdtm_counter OUT [--heap-mib N] [--input FILE] [--threads N]
+ *   zdtm_counter OUT [--heap-mib N] [--input FILE] [--threads N] [--events 1]
  *
  * Every 5 ms step n (1, 2, ...) appends one line "n ..." to OUT through a file descriptor
  * whose offset is the only record of what was written, then sleeps in nanosleep, so a
@@ -11,13 +11,20 @@
  *   --input FILE  each step reads the next line of FILE (its fd offset) and writes it out.
  *   --threads N   N-1 extra threads each counting in memory; the line says "threads ok"
  *                 while every one of them advanced within the last 100 steps.
+ *   --events 1    an event loop's kernel objects: an epoll instance watching an eventfd and
+ *                 a self-pipe, both non-blocking. Each step waits on the epoll, reads the
+ *                 pipe's pending record (the previous step's number) and the eventfd's count
+ *                 (the step's own number), then leaves the next ones pending: "events ok".
  */
+#define _GNU_SOURCE /* pipe2 */
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -37,15 +44,16 @@ static uint64_t pattern(size_t page, size_t word) { return (page * 0x9e3779b97f4
 
 int main(int argc, char **argv) {
     if (argc < 2) {
-        fprintf(stderr, "usage: %s OUT [--heap-mib N] [--input FILE] [--threads N]\n", argv[0]);
+        fprintf(stderr, "usage: %s OUT [--heap-mib N] [--input FILE] [--threads N] [--events 1]\n", argv[0]);
         return 2;
     }
-    size_t heap_mib = 0, threads = 1;
+    size_t heap_mib = 0, threads = 1, events = 0;
     const char *input = NULL;
     for (int i = 2; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "--heap-mib")) heap_mib = strtoul(argv[i + 1], NULL, 10);
         else if (!strcmp(argv[i], "--input")) input = argv[i + 1];
         else if (!strcmp(argv[i], "--threads")) threads = strtoul(argv[i + 1], NULL, 10);
+        else if (!strcmp(argv[i], "--events")) events = strtoul(argv[i + 1], NULL, 10);
     }
     int out = open(argv[1], O_WRONLY | O_CREAT | O_TRUNC, 0644);
     if (out < 0) { perror("open OUT"); return 1; }
@@ -63,6 +71,20 @@ int main(int argc, char **argv) {
     for (size_t t = 1; t < threads && t < 64; t++) {
         pthread_t th;
         pthread_create(&th, NULL, spin, (void *)(uintptr_t)t);
+    }
+
+    int efd = -1, ep = -1, pipefd[2] = {-1, -1};
+    if (events) {
+        efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+        ep = epoll_create1(EPOLL_CLOEXEC);
+        if (efd < 0 || ep < 0 || pipe2(pipefd, O_NONBLOCK | O_CLOEXEC) < 0) { perror("events"); return 1; }
+        struct epoll_event e1 = {.events = EPOLLIN, .data.u64 = 1}, e2 = {.events = EPOLLIN, .data.u64 = 2};
+        if (epoll_ctl(ep, EPOLL_CTL_ADD, efd, &e1) || epoll_ctl(ep, EPOLL_CTL_ADD, pipefd[0], &e2)) {
+            perror("epoll_ctl");
+            return 1;
+        }
+        uint64_t zero = 0, one = 1;
+        if (write(pipefd[1], &zero, 8) != 8 || write(efd, &one, 8) != 8) return 1;
     }
 
     uint64_t last[64] = {0}, last_moved[64] = {0};
@@ -94,6 +116,19 @@ int main(int argc, char **argv) {
                 moving &= n - last_moved[t] < 100;
             }
             snprintf(extra + strlen(extra), sizeof extra - strlen(extra), " threads %s", moving ? "ok" : "stuck");
+        }
+        if (events) {
+            struct epoll_event ev[4];
+            int ready = epoll_wait(ep, ev, 4, 1000), mask = 0;
+            for (int i = 0; i < ready; i++) mask |= 1 << ev[i].data.u64;
+            uint64_t record = ~0ULL, count = 0;
+            if (read(pipefd[0], &record, 8) != 8) record = ~0ULL;
+            if (read(efd, &count, 8) != 8) count = 0;
+            int good = mask == 6 && record == n - 1 && count == n;
+            snprintf(extra + strlen(extra), sizeof extra - strlen(extra), good ? " events ok" : " events bad ready=%d record=%llu count=%llu",
+                     mask, (unsigned long long)record, (unsigned long long)count);
+            uint64_t next = n + 1;
+            if (write(pipefd[1], &n, 8) != 8 || write(efd, &next, 8) != 8) return 1;
         }
         int len = snprintf(line, sizeof line, "%llu%s\n", (unsigned long long)n, extra);
         if (write(out, line, len) != len) return 1;

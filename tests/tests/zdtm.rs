@@ -290,6 +290,59 @@ fn heap_heavy_target_keeps_every_page() {
 }
 
 #[test]
+fn event_loop_objects_continue_where_they_were() {
+    if !root_or_skip("event_loop_objects_continue_where_they_were") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let binary = gcc(dir.path(), "counter_pie", &[]).expect("gcc");
+    // An epoll over an eventfd and a self-pipe: each step needs both ready, the pipe's pending
+    // record (the step before's number) and the eventfd's count (its own number), all left
+    // pending by the step before the checkpoint.
+    checkpoint_restore(&binary, &["--events", "1"], |rest| rest == "events ok");
+}
+
+/// A pipe whose other end is someone else's is not the process's own state: refused, and the
+/// pid stays free.
+#[test]
+fn a_pipe_to_another_process_is_refused() {
+    if !root_or_skip("a_pipe_to_another_process_is_refused") {
+        return;
+    }
+    use std::os::fd::AsRawFd;
+    use std::os::unix::process::CommandExt;
+    become_subreaper();
+    let dir = tempfile::tempdir().unwrap();
+    let core = dir.path().join("piped.core");
+    let (ours, theirs) = nix::unistd::pipe().unwrap();
+    let theirs_fd = theirs.as_raw_fd();
+    let mut cmd = Command::new("sleep");
+    cmd.arg("60")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    // SAFETY: dup2 and close_range are async-signal-safe and act only on the child's fds.
+    unsafe {
+        cmd.pre_exec(move || {
+            nix::libc::dup2(theirs_fd, 5);
+            nix::libc::close_range(6, u32::MAX, 0);
+            nix::libc::close_range(3, 4, 0);
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().unwrap();
+    drop(theirs);
+    checkpoint_and_kill(&mut child, &core);
+    let err = fails(&["restore", core.to_str().unwrap()]);
+    assert!(err.contains("fd 5 is pipe:["), "{err}");
+    assert!(
+        !Path::new(&format!("/proc/{}", child.id())).exists(),
+        "nothing restored"
+    );
+    drop(ours);
+}
+
+#[test]
 fn multi_threaded_target_keeps_every_thread() {
     if !root_or_skip("multi_threaded_target_keeps_every_thread") {
         return;
