@@ -527,20 +527,15 @@ fn hub_export_loads_with_datasets_and_round_trips_through_push_and_pull() {
         "{stderr}"
     );
 
+    let pull = |repo: &str, into: &Path| {
+        memzinc_with_token(
+            &["hub", "pull", "--repo", repo, s(into), "--endpoint", &server.url],
+            Some(token),
+        )
+    };
     // A repository the Hub does not have: one line, no directory.
     let missing = e.root.join("missing");
-    let (pulled_any, _, stderr) = memzinc_with_token(
-        &[
-            "hub",
-            "pull",
-            "--repo",
-            "memzinc/nothing",
-            s(&missing),
-            "--endpoint",
-            &server.url,
-        ],
-        Some(token),
-    );
+    let (pulled_any, _, stderr) = pull("memzinc/nothing", &missing);
     assert!(
         !pulled_any && stderr.lines().count() == 1 && stderr.contains("404"),
         "{stderr}"
@@ -559,18 +554,7 @@ fn hub_export_loads_with_datasets_and_round_trips_through_push_and_pull() {
     assert_eq!(staged, 0, "a staging directory was left behind");
 
     let pulled = e.root.join("pulled");
-    let (ok_pull, _, stderr) = memzinc_with_token(
-        &[
-            "hub",
-            "pull",
-            "--repo",
-            "memzinc/healme",
-            s(&pulled),
-            "--endpoint",
-            &server.url,
-        ],
-        Some(token),
-    );
+    let (ok_pull, _, stderr) = pull("memzinc/healme", &pulled);
     assert!(ok_pull, "{stderr}");
     let files = same_files(&repo_dir, &pulled);
     assert_eq!(report["files"], files);
@@ -600,18 +584,7 @@ fn hub_export_loads_with_datasets_and_round_trips_through_push_and_pull() {
     let hf = py(HF_PUSH, &[&server.url, token, s(&repo_dir), "memzinc/healme-hf"]);
     assert!(hf["commit"].as_str().is_some_and(|c| !c.is_empty()), "{hf}");
     let pulled_hf = e.root.join("pulled-hf");
-    let (ok_pull, _, stderr) = memzinc_with_token(
-        &[
-            "hub",
-            "pull",
-            "--repo",
-            "memzinc/healme-hf",
-            s(&pulled_hf),
-            "--endpoint",
-            &server.url,
-        ],
-        Some(token),
-    );
+    let (ok_pull, _, stderr) = pull("memzinc/healme-hf", &pulled_hf);
     assert!(ok_pull, "{stderr}");
     assert_eq!(same_files(&repo_dir, &pulled_hf), files);
 
@@ -622,18 +595,7 @@ fn hub_export_loads_with_datasets_and_round_trips_through_push_and_pull() {
         &[&format!("{}/_tamper/memzinc/healme-hf/data/pages/pages.parquet", server.url)],
     );
     let tampered = e.root.join("tampered");
-    let (ok_pull, _, stderr) = memzinc_with_token(
-        &[
-            "hub",
-            "pull",
-            "--repo",
-            "memzinc/healme-hf",
-            s(&tampered),
-            "--endpoint",
-            &server.url,
-        ],
-        Some(token),
-    );
+    let (ok_pull, _, stderr) = pull("memzinc/healme-hf", &tampered);
     assert!(
         !ok_pull && stderr.lines().count() == 1 && stderr.contains("the server said"),
         "{stderr}"
