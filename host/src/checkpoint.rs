@@ -1,7 +1,8 @@
 //! `memzinc checkpoint`: a snapshot core (the one format, written by [`snapshot`]) plus what a
 //! restore needs beyond memory, registers and fds — the mm fields PR_SET_MM_MAP sets, every
-//! thread's rseq registration and blocked signals, the ignored/caught signal sets — all taken
-//! under the same freeze. With `--kill` the process is killed while still frozen, so nothing
+//! thread's rseq registration and blocked signals, the ignored/caught signal sets, the kernel
+//! objects behind eventfd, pipe and epoll descriptors ([`crate::fdstate`]) — all taken under the
+//! same freeze. With `--kill` the process is killed while still frozen, so nothing
 //! runs between the image and the kill.
 
 use std::path::Path;

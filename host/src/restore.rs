@@ -11,8 +11,9 @@
 //!    straight from the core file (one copy). An `--apply` plan's writes are compared and made
 //!    here, before the process runs again.
 //! 4. Protections, PR_SET_MM_MAP (mm fields, auxv, exe), comm, cwd, fds (regular files reopened
-//!    with their flags and offsets; stdio that was a pipe, socket or tty gone with the original
-//!    becomes /dev/null), signal mask and ignored signals, rseq, a new session.
+//!    with their flags and offsets; eventfds, pipes with both ends in the process and epolls
+//!    recreated with their counts, bytes and watches; stdio that was a pipe, socket or tty gone
+//!    with the original becomes /dev/null), signal mask and ignored signals, rseq, a new session.
 //! 5. The injection page is unmapped at a syscall-exit stop, where the image's registers (and
 //!    FPU/XSAVE state) are set; detaching resumes the process where it was checkpointed.
 //!
@@ -888,8 +889,6 @@ fn set_mm(inject: &Injector, snap: &Snapshot, checkpoint: &pb::Checkpoint) -> Re
     Ok(())
 }
 
-/// Closes what the child inherited from memzinc and opens the image's files at their numbers,
-/// flags and offsets; stdio that cannot be reopened becomes /dev/null.
 /// The descriptors a checkpoint's kernel objects (eventfds, pipes, epolls) take.
 fn object_fds(checkpoint: &pb::Checkpoint) -> impl Iterator<Item = i32> + '_ {
     let eventfds = checkpoint.eventfds.iter().map(|e| e.fd);
@@ -900,6 +899,9 @@ fn object_fds(checkpoint: &pb::Checkpoint) -> impl Iterator<Item = i32> + '_ {
     eventfds.chain(pipes).chain(checkpoint.epolls.iter().map(|e| e.fd))
 }
 
+/// Closes what the child inherited from memzinc, recreates the checkpoint's eventfds and pipes
+/// (refilled), opens the image's files at their numbers, flags and offsets (stdio that cannot
+/// be reopened becomes /dev/null), and last the epolls, watching what they watched.
 fn restore_fds(inject: &Injector, snap: &Snapshot, checkpoint: &pb::Checkpoint) -> Result<()> {
     for fd in process::fds(inject.pid)? {
         inject.call("close", libc::SYS_close, &[fd.fd as u64])?;
