@@ -1,8 +1,8 @@
 //! `memzinc checkpoint`: a snapshot core (the one format, written by [`snapshot`]) plus what a
 //! restore needs beyond memory, registers and fds — the mm fields PR_SET_MM_MAP sets, every
-//! thread's rseq registration and blocked signals, the ignored/caught signal sets, the kernel
-//! objects behind eventfd, pipe and epoll descriptors ([`crate::fdstate`]) — all taken under the
-//! same freeze. With `--kill` the process is killed while still frozen, so nothing
+//! thread's rseq registration, blocked and pending signals, the ignored/caught signal sets, the
+//! kernel objects behind eventfd, pipe and epoll descriptors ([`crate::fdstate`]) — all taken
+//! under the same freeze. With `--kill` the process is killed while still frozen, so nothing
 //! runs between the image and the kill.
 
 use std::path::Path;
@@ -120,6 +120,8 @@ fn collect(frozen: &Frozen, killed: bool) -> Result<pb::Checkpoint> {
                 altstack_sp: word(0),
                 altstack_flags: word(8) as u32 as i32,
                 altstack_size: word(16),
+                pending: pending_signals(tid, false)
+                    .map_err(|e| process::pid_errno(pid, &format!("PTRACE_PEEKSIGINFO of thread {tid}"), e))?,
             })
         })
         .collect::<Result<Vec<_>>>()?;
@@ -143,6 +145,8 @@ fn collect(frozen: &Frozen, killed: bool) -> Result<pb::Checkpoint> {
     }
     let (eventfds, pipes, epolls) = crate::fdstate::collect(pid, &process::fds(pid)?)?;
     Ok(pb::Checkpoint {
+        shared_pending: pending_signals(pid, true)
+            .map_err(|e| process::pid_errno(pid, "PTRACE_PEEKSIGINFO (shared)", e))?,
         eventfds,
         pipes,
         epolls,
@@ -258,6 +262,38 @@ fn status_mask(status: &str, key: &str) -> u64 {
         .find_map(|l| l.strip_prefix(key))
         .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
         .unwrap_or(0)
+}
+
+/// The signals pending for the traced, stopped thread `tid` (or, with `shared`, for its whole
+/// process), each its 128-byte siginfo, in queue order: a restore queues them again.
+fn pending_signals(tid: i32, shared: bool) -> std::result::Result<Vec<Vec<u8>>, Errno> {
+    const SIGINFO: usize = 128;
+    const BATCH: usize = 32;
+    let mut pending = Vec::new();
+    loop {
+        // struct ptrace_peeksiginfo_args: off (u64), flags (u32), nr (s32).
+        let mut args = [0u8; 16];
+        args[..8].copy_from_slice(&(pending.len() as u64).to_le_bytes());
+        args[8..12].copy_from_slice(&u32::from(shared).to_le_bytes());
+        args[12..].copy_from_slice(&(BATCH as i32).to_le_bytes());
+        let mut infos = vec![0u8; SIGINFO * BATCH];
+        // SAFETY: the request reads the 16-byte argument block at `addr` and writes at most
+        // `nr` siginfos (BATCH * 128 bytes) to `data`, which has that room; `tid` is held in a
+        // ptrace-stop by this process.
+        let n = unsafe {
+            nix::libc::ptrace(
+                nix::libc::PTRACE_PEEKSIGINFO,
+                tid,
+                args.as_mut_ptr(),
+                infos.as_mut_ptr(),
+            )
+        };
+        let n = Errno::result(n)? as usize;
+        pending.extend(infos[..n * SIGINFO].chunks(SIGINFO).map(<[u8]>::to_vec));
+        if n < BATCH {
+            return Ok(pending);
+        }
+    }
 }
 
 /// A traced, stopped thread's rseq registration; `None` when it has none.

@@ -13,7 +13,8 @@
 //! 4. Protections, PR_SET_MM_MAP (mm fields, auxv, exe), comm, cwd, fds (regular files reopened
 //!    with their flags and offsets; eventfds, pipes with both ends in the process and epolls
 //!    recreated with their counts, bytes and watches; stdio that was a pipe, socket or tty gone
-//!    with the original becomes /dev/null), signal mask and ignored signals, rseq, a new session.
+//!    with the original becomes /dev/null), signal mask and ignored signals, rseq, a new session,
+//!    and the signals that were pending, queued again with their siginfo.
 //! 5. The injection page is unmapped at a syscall-exit stop, where the image's registers (and
 //!    FPU/XSAVE state) are set; detaching resumes the process where it was checkpointed.
 //!
@@ -626,6 +627,7 @@ fn rebuild(
     for (&tid, t) in threads.iter().zip(&checkpoint.threads) {
         thread_state(inject, tid, t)?;
     }
+    queue_pending_signals(inject, &threads, checkpoint)?;
     for (&tid, t) in threads.iter().zip(&meta.threads).skip(1) {
         let fail = |what: &str, e: Errno| Error::Restore(format!("thread {tid}: {what}: {e}"));
         let pid = Pid::from_raw(tid);
@@ -750,6 +752,36 @@ fn thread_state(inject: &Injector, tid: i32, t: &pb::ThreadCheckpoint) -> Result
             libc::SYS_rseq,
             &[rseq.address, rseq.size as u64, 0, rseq.signature as u64],
         )?;
+    }
+    Ok(())
+}
+
+/// Queues again the signals that were pending at the checkpoint, with their siginfo, once every
+/// thread has its signal mask: the process-wide ones from the main thread, each thread's own
+/// from that thread (the kernel takes a siginfo it did not make only from the receiver itself).
+fn queue_pending_signals(inject: &Injector, threads: &[i32], checkpoint: &pb::Checkpoint) -> Result<()> {
+    let signo = |info: &[u8]| {
+        info.get(..4)
+            .map_or(0, |b| u32::from_le_bytes(b.try_into().unwrap_or_default())) as u64
+    };
+    for info in &checkpoint.shared_pending {
+        let at = inject.put(0, info)?;
+        inject.call(
+            "rt_sigqueueinfo",
+            libc::SYS_rt_sigqueueinfo,
+            &[inject.pid as u64, signo(info), at],
+        )?;
+    }
+    for (&tid, t) in threads.iter().zip(&checkpoint.threads) {
+        for info in &t.pending {
+            let at = inject.put(0, info)?;
+            inject.call_in(
+                tid,
+                "rt_tgsigqueueinfo",
+                libc::SYS_rt_tgsigqueueinfo,
+                &[inject.pid as u64, tid as u64, signo(info), at],
+            )?;
+        }
     }
     Ok(())
 }

@@ -1,6 +1,6 @@
 /* zdtm-style target for checkpoint/restore tests (tests/tests/zdtm.rs).
  *
- *   zdtm_counter OUT [--heap-mib N] [--input FILE] [--threads N] [--events 1]
+ *   zdtm_counter OUT [--heap-mib N] [--input FILE] [--threads N] [--events 1] [--signals 1]
  *
  * Every 5 ms step n (1, 2, ...) appends one line "n ..." to OUT through a file descriptor
  * whose offset is the only record of what was written, then sleeps in nanosleep, so a
@@ -15,6 +15,9 @@
  *                 a self-pipe, both non-blocking. Each step waits on the epoll, reads the
  *                 pipe's pending record (the previous step's number) and the eventfd's count
  *                 (the step's own number), then leaves the next ones pending: "events ok".
+ *   --signals 1   SIGUSR1 (sigqueue'd to the process, value 4242) and SIGUSR2 (tgkill'd to the
+ *                 main thread) blocked and pending between steps; each step takes both with
+ *                 their siginfo and sends them again: "signals ok".
  */
 #define _GNU_SOURCE /* pipe2 */
 #include <fcntl.h>
@@ -23,8 +26,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -44,16 +49,17 @@ static uint64_t pattern(size_t page, size_t word) { return (page * 0x9e3779b97f4
 
 int main(int argc, char **argv) {
     if (argc < 2) {
-        fprintf(stderr, "usage: %s OUT [--heap-mib N] [--input FILE] [--threads N] [--events 1]\n", argv[0]);
+        fprintf(stderr, "usage: %s OUT [--heap-mib N] [--input FILE] [--threads N] [--events 1] [--signals 1]\n", argv[0]);
         return 2;
     }
-    size_t heap_mib = 0, threads = 1, events = 0;
+    size_t heap_mib = 0, threads = 1, events = 0, signals = 0;
     const char *input = NULL;
     for (int i = 2; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "--heap-mib")) heap_mib = strtoul(argv[i + 1], NULL, 10);
         else if (!strcmp(argv[i], "--input")) input = argv[i + 1];
         else if (!strcmp(argv[i], "--threads")) threads = strtoul(argv[i + 1], NULL, 10);
         else if (!strcmp(argv[i], "--events")) events = strtoul(argv[i + 1], NULL, 10);
+        else if (!strcmp(argv[i], "--signals")) signals = strtoul(argv[i + 1], NULL, 10);
     }
     int out = open(argv[1], O_WRONLY | O_CREAT | O_TRUNC, 0644);
     if (out < 0) { perror("open OUT"); return 1; }
@@ -85,6 +91,23 @@ int main(int argc, char **argv) {
         }
         uint64_t zero = 0, one = 1;
         if (write(pipefd[1], &zero, 8) != 8 || write(efd, &one, 8) != 8) return 1;
+    }
+
+    sigset_t usr1, usr2, both;
+    sigemptyset(&usr1);
+    sigaddset(&usr1, SIGUSR1);
+    sigemptyset(&usr2);
+    sigaddset(&usr2, SIGUSR2);
+    sigemptyset(&both);
+    sigaddset(&both, SIGUSR1);
+    sigaddset(&both, SIGUSR2);
+    union sigval value = {.sival_int = 4242};
+    if (signals) {
+        sigprocmask(SIG_BLOCK, &both, NULL);
+        if (sigqueue(getpid(), SIGUSR1, value) || syscall(SYS_tgkill, getpid(), syscall(SYS_gettid), SIGUSR2)) {
+            perror("signals");
+            return 1;
+        }
     }
 
     uint64_t last[64] = {0}, last_moved[64] = {0};
@@ -129,6 +152,14 @@ int main(int argc, char **argv) {
                      mask, (unsigned long long)record, (unsigned long long)count);
             uint64_t next = n + 1;
             if (write(pipefd[1], &n, 8) != 8 || write(efd, &next, 8) != 8) return 1;
+        }
+        if (signals) {
+            struct timespec zero = {0, 0};
+            siginfo_t si;
+            int good = sigtimedwait(&usr1, &si, &zero) == SIGUSR1 && si.si_code == SI_QUEUE && si.si_value.sival_int == 4242;
+            good &= sigtimedwait(&usr2, &si, &zero) == SIGUSR2 && si.si_pid == getpid();
+            snprintf(extra + strlen(extra), sizeof extra - strlen(extra), good ? " signals ok" : " signals lost");
+            if (sigqueue(getpid(), SIGUSR1, value) || syscall(SYS_tgkill, getpid(), syscall(SYS_gettid), SIGUSR2)) return 1;
         }
         int len = snprintf(line, sizeof line, "%llu%s\n", (unsigned long long)n, extra);
         if (write(out, line, len) != len) return 1;

@@ -302,6 +302,18 @@ fn event_loop_objects_continue_where_they_were() {
     checkpoint_restore(&binary, &["--events", "1"], |rest| rest == "events ok");
 }
 
+#[test]
+fn pending_signals_stay_pending_with_their_siginfo() {
+    if !root_or_skip("pending_signals_stay_pending_with_their_siginfo") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let binary = gcc(dir.path(), "counter_pie", &[]).expect("gcc");
+    // Between steps SIGUSR1 is pending for the process (sigqueue, a value) and SIGUSR2 for the
+    // main thread (tgkill), both blocked: each step needs both, with their siginfo.
+    checkpoint_restore(&binary, &["--signals", "1"], |rest| rest == "signals ok");
+}
+
 /// A pipe whose other end is someone else's is not the process's own state: refused, and the
 /// pid stays free.
 #[test]
