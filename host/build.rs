@@ -23,6 +23,8 @@ fn main() -> std::io::Result<()> {
         "Pipe",
         "Epoll",
         "EpollWatch",
+        "TimerFd",
+        "SignalFd",
     ] {
         config.type_attribute(
             format!(".memzinc.snapshot.v1.{message}"),

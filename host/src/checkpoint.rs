@@ -1,9 +1,9 @@
 //! `memzinc checkpoint`: a snapshot core (the one format, written by [`snapshot`]) plus what a
 //! restore needs beyond memory, registers and fds — the mm fields PR_SET_MM_MAP sets, every
 //! thread's rseq registration, blocked and pending signals, the ignored/caught signal sets, the
-//! kernel objects behind eventfd, pipe and epoll descriptors ([`crate::fdstate`]) — all taken
-//! under the same freeze. With `--kill` the process is killed while still frozen, so nothing
-//! runs between the image and the kill.
+//! kernel objects behind eventfd, timerfd, signalfd, pipe and epoll descriptors
+//! ([`crate::fdstate`]) — all taken under the same freeze. With `--kill` the process is killed
+//! while still frozen, so nothing runs between the image and the kill.
 
 use std::path::Path;
 
@@ -143,13 +143,15 @@ fn collect(frozen: &Frozen, killed: bool) -> Result<pb::Checkpoint> {
             mask: word(3),
         });
     }
-    let (eventfds, pipes, epolls) = crate::fdstate::collect(pid, &process::fds(pid)?)?;
+    let objects = crate::fdstate::collect(pid, &process::fds(pid)?)?;
     Ok(pb::Checkpoint {
         shared_pending: pending_signals(pid, true)
             .map_err(|e| process::pid_errno(pid, "PTRACE_PEEKSIGINFO (shared)", e))?,
-        eventfds,
-        pipes,
-        epolls,
+        eventfds: objects.eventfds,
+        timerfds: objects.timerfds,
+        signalfds: objects.signalfds,
+        pipes: objects.pipes,
+        epolls: objects.epolls,
         mm: Some(mm_fields(pid)?),
         threads,
         sig_ignored: status_mask(&status, "SigIgn:"),

@@ -1,5 +1,6 @@
 //! The kernel objects behind a checkpointed process's descriptors that are not files, as
-//! `restore` recreates them: eventfds (count, semaphore mode), pipes whose read and write ends
+//! `restore` recreates them: eventfds (count, semaphore mode), timerfds (clock, time left,
+//! interval, expirations not yet read), signalfds (their mask), pipes whose read and write ends
 //! are all in the process (the bytes they hold), and epoll instances (what they watch). Read
 //! from /proc/PID/fdinfo and, for a pipe's bytes, from a duplicate of its read end
 //! (`pidfd_getfd`) with `tee`, which copies what the pipe holds without consuming it: the
@@ -17,13 +18,41 @@ use crate::snapshot::pb;
 
 pub const EVENTFD: &str = "anon_inode:[eventfd]";
 pub const EVENTPOLL: &str = "anon_inode:[eventpoll]";
+pub const TIMERFD: &str = "anon_inode:[timerfd]";
+pub const SIGNALFD: &str = "anon_inode:[signalfd]";
+
+/// What `collect` found, by kind.
+#[derive(Default)]
+pub struct FdObjects {
+    pub eventfds: Vec<pb::EventFd>,
+    pub timerfds: Vec<pb::TimerFd>,
+    pub signalfds: Vec<pb::SignalFd>,
+    pub pipes: Vec<pb::Pipe>,
+    pub epolls: Vec<pb::Epoll>,
+}
 
 /// The objects behind `fds` of the frozen process `pid`. Pipes with an end outside the process
 /// are left out (restore refuses them, as it does sockets).
-pub fn collect(pid: i32, fds: &[FdInfo]) -> Result<(Vec<pb::EventFd>, Vec<pb::Pipe>, Vec<pb::Epoll>)> {
-    let (mut eventfds, mut epolls) = (Vec::new(), Vec::new());
+pub fn collect(pid: i32, fds: &[FdInfo]) -> Result<FdObjects> {
+    let mut objects = FdObjects::default();
+    let (eventfds, epolls) = (&mut objects.eventfds, &mut objects.epolls);
     let mut pipes: BTreeMap<&str, pb::Pipe> = BTreeMap::new();
     for f in fds {
+        if f.path == TIMERFD {
+            let info = fdinfo(pid, f.fd)?;
+            objects
+                .timerfds
+                .push(timerfd(f.fd, &info).ok_or_else(|| unparseable(pid, f.fd, &info))?);
+            continue;
+        }
+        if f.path == SIGNALFD {
+            let info = fdinfo(pid, f.fd)?;
+            let sigmask = field(&info, "sigmask:")
+                .and_then(|v| u64::from_str_radix(v, 16).ok())
+                .ok_or_else(|| unparseable(pid, f.fd, &info))?;
+            objects.signalfds.push(pb::SignalFd { fd: f.fd, sigmask });
+            continue;
+        }
         if f.path == EVENTFD {
             let info = fdinfo(pid, f.fd)?;
             let count = field(&info, "eventfd-count:")
@@ -51,7 +80,6 @@ pub fn collect(pid: i32, fds: &[FdInfo]) -> Result<(Vec<pb::EventFd>, Vec<pb::Pi
             }
         }
     }
-    let mut whole = Vec::new();
     for mut pipe in pipes.into_values() {
         // Only a pipe with both ends here is the process's own state; the other end of any
         // other pipe is someone else's.
@@ -61,9 +89,33 @@ pub fn collect(pid: i32, fds: &[FdInfo]) -> Result<(Vec<pb::EventFd>, Vec<pb::Pi
         let (data, capacity) = pipe_contents(pid, read_fd)?;
         pipe.data = data;
         pipe.capacity = capacity;
-        whole.push(pipe);
+        objects.pipes.push(pipe);
     }
-    Ok((eventfds, whole, epolls))
+    Ok(objects)
+}
+
+/// `clockid: 1`, `ticks: 1`, `settime flags: 01` (octal), `it_value: (0, 49999678)` (the time
+/// left), `it_interval: (0, 50000000)`.
+fn timerfd(fd: i32, info: &str) -> Option<pb::TimerFd> {
+    let pair = |key: &str| -> Option<(u64, u64)> {
+        let (sec, nsec) = field(info, key)?
+            .strip_prefix('(')?
+            .strip_suffix(')')?
+            .split_once(',')?;
+        Some((sec.trim().parse().ok()?, nsec.trim().parse().ok()?))
+    };
+    let (value_sec, value_nsec) = pair("it_value:")?;
+    let (interval_sec, interval_nsec) = pair("it_interval:")?;
+    Some(pb::TimerFd {
+        fd,
+        clockid: field(info, "clockid:")?.parse().ok()?,
+        ticks: field(info, "ticks:")?.parse().ok()?,
+        settime_flags: u32::from_str_radix(field(info, "settime flags:")?, 8).ok()?,
+        value_sec,
+        value_nsec,
+        interval_sec,
+        interval_nsec,
+    })
 }
 
 fn fdinfo(pid: i32, fd: i32) -> Result<String> {
@@ -145,6 +197,18 @@ fn pipe_contents(pid: i32, read_fd: i32) -> Result<(Vec<u8>, u32)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn timerfds_parse_from_fdinfo() {
+        let info = "pos:\t0\nflags:\t02004002\nclockid: 1\nticks: 3\nsettime flags: 01\nit_value: (0, 49999678)\nit_interval: (2, 50000000)\n";
+        let t = timerfd(4, info).unwrap();
+        assert_eq!((t.clockid, t.ticks, t.settime_flags), (1, 3, 1));
+        assert_eq!(
+            (t.value_sec, t.value_nsec, t.interval_sec, t.interval_nsec),
+            (0, 49999678, 2, 50000000)
+        );
+        assert!(timerfd(4, "clockid: 1\n").is_none());
+    }
 
     #[test]
     fn epoll_watches_parse_from_fdinfo() {

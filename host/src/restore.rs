@@ -11,8 +11,8 @@
 //!    straight from the core file (one copy). An `--apply` plan's writes are compared and made
 //!    here, before the process runs again.
 //! 4. Protections, PR_SET_MM_MAP (mm fields, auxv, exe), comm, cwd, fds (regular files reopened
-//!    with their flags and offsets; eventfds, pipes with both ends in the process and epolls
-//!    recreated with their counts, bytes and watches; stdio that was a pipe, socket or tty gone
+//!    with their flags and offsets; eventfds, timerfds, signalfds, pipes with both ends in the
+//!    process and epolls recreated with their counts, timers, masks, bytes and watches; stdio that was a pipe, socket or tty gone
 //!    with the original becomes /dev/null), signal mask and ignored signals, rseq, a new session,
 //!    and the signals that were pending, queued again with their siginfo.
 //! 5. The injection page is unmapped at a syscall-exit stop, where the image's registers (and
@@ -185,7 +185,7 @@ fn preflight(snap: &Snapshot, checkpoint: &pb::Checkpoint, plan: Option<&PatchPl
     for f in &meta.fds {
         if !reopenable(&f.path) && f.fd > 2 && !objects.contains(&f.fd) {
             return Err(Error::Restore(format!(
-                "fd {} is {}: memzinc restores regular files, stdio, eventfds, epolls and pipes with both ends in the process",
+                "fd {} is {}: memzinc restores regular files, stdio, eventfds, timerfds, signalfds, epolls and pipes with both ends in the process",
                 f.fd, f.path
             )));
         }
@@ -921,18 +921,25 @@ fn set_mm(inject: &Injector, snap: &Snapshot, checkpoint: &pb::Checkpoint) -> Re
     Ok(())
 }
 
-/// The descriptors a checkpoint's kernel objects (eventfds, pipes, epolls) take.
+/// The descriptors a checkpoint's kernel objects (eventfds, timerfds, signalfds, pipes, epolls)
+/// take.
 fn object_fds(checkpoint: &pb::Checkpoint) -> impl Iterator<Item = i32> + '_ {
     let eventfds = checkpoint.eventfds.iter().map(|e| e.fd);
+    let timers = checkpoint.timerfds.iter().map(|t| t.fd);
+    let signals = checkpoint.signalfds.iter().map(|s| s.fd);
     let pipes = checkpoint
         .pipes
         .iter()
         .flat_map(|p| p.read_fds.iter().chain(&p.write_fds).copied());
-    eventfds.chain(pipes).chain(checkpoint.epolls.iter().map(|e| e.fd))
+    eventfds
+        .chain(timers)
+        .chain(signals)
+        .chain(pipes)
+        .chain(checkpoint.epolls.iter().map(|e| e.fd))
 }
 
-/// Closes what the child inherited from memzinc, recreates the checkpoint's eventfds and pipes
-/// (refilled), opens the image's files at their numbers, flags and offsets (stdio that cannot
+/// Closes what the child inherited from memzinc, recreates the checkpoint's eventfds, timerfds,
+/// signalfds and pipes (refilled), opens the image's files at their numbers, flags and offsets (stdio that cannot
 /// be reopened becomes /dev/null), and last the epolls, watching what they watched.
 fn restore_fds(inject: &Injector, snap: &Snapshot, checkpoint: &pb::Checkpoint) -> Result<()> {
     for fd in process::fds(inject.pid)? {
@@ -982,6 +989,34 @@ fn restore_fds(inject: &Injector, snap: &Snapshot, checkpoint: &pb::Checkpoint) 
             write_into(high, &e.count.to_le_bytes())?;
         }
         place(high, &[e.fd])?;
+    }
+    for t in &checkpoint.timerfds {
+        let high = lift(inject.call("timerfd_create", libc::SYS_timerfd_create, &[t.clockid as u64, 0])?)?;
+        // An interval timer that fired stays disarmed until its expirations are read; it runs
+        // again one interval on. The time left is set relative to now, whatever the clock.
+        let value = match (t.value_sec, t.value_nsec) {
+            (0, 0) if t.ticks > 0 => (t.interval_sec, t.interval_nsec),
+            v => v,
+        };
+        if value != (0, 0) {
+            let spec: Vec<u8> = [t.interval_sec, t.interval_nsec, value.0, value.1]
+                .iter()
+                .flat_map(|v| v.to_le_bytes())
+                .collect();
+            let at = inject.put(0, &spec)?;
+            inject.call("timerfd_settime", libc::SYS_timerfd_settime, &[high, 0, at, 0])?;
+        }
+        if t.ticks > 0 {
+            // TFD_IOC_SET_TICKS = _IOW('T', 0, u64): the expirations not yet read.
+            let at = inject.put(0, &t.ticks.to_le_bytes())?;
+            inject.call("TFD_IOC_SET_TICKS", libc::SYS_ioctl, &[high, 0x4008_5400, at])?;
+        }
+        place(high, &[t.fd])?;
+    }
+    for sfd in &checkpoint.signalfds {
+        let at = inject.put(0, &sfd.sigmask.to_le_bytes())?;
+        let high = lift(inject.call("signalfd4", libc::SYS_signalfd4, &[u64::MAX, at, 8, 0])?)?;
+        place(high, &[sfd.fd])?;
     }
     for p in &checkpoint.pipes {
         let at = inject.put(0, &[0u8; 8])?;

@@ -1,6 +1,7 @@
 /* zdtm-style target for checkpoint/restore tests (tests/tests/zdtm.rs).
  *
  *   zdtm_counter OUT [--heap-mib N] [--input FILE] [--threads N] [--events 1] [--signals 1]
+ *                [--timers 1]
  *
  * Every 5 ms step n (1, 2, ...) appends one line "n ..." to OUT through a file descriptor
  * whose offset is the only record of what was written, then sleeps in nanosleep, so a
@@ -18,6 +19,9 @@
  *   --signals 1   SIGUSR1 (sigqueue'd to the process, value 4242) and SIGUSR2 (tgkill'd to the
  *                 main thread) blocked and pending between steps; each step takes both with
  *                 their siginfo and sends them again: "signals ok".
+ *   --timers 1    a timerfd firing every millisecond and a signalfd for SIGRTMIN+1 (blocked):
+ *                 each step sends itself SIGRTMIN+1 and must read it from the signalfd, and
+ *                 the timer must have fired within the last 20 steps: "timers ok".
  */
 #define _GNU_SOURCE /* pipe2 */
 #include <fcntl.h>
@@ -29,7 +33,9 @@
 #include <signal.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/signalfd.h>
 #include <sys/syscall.h>
+#include <sys/timerfd.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -49,10 +55,10 @@ static uint64_t pattern(size_t page, size_t word) { return (page * 0x9e3779b97f4
 
 int main(int argc, char **argv) {
     if (argc < 2) {
-        fprintf(stderr, "usage: %s OUT [--heap-mib N] [--input FILE] [--threads N] [--events 1] [--signals 1]\n", argv[0]);
+        fprintf(stderr, "usage: %s OUT [--heap-mib N] [--input FILE] [--threads N] [--events 1] [--signals 1] [--timers 1]\n", argv[0]);
         return 2;
     }
-    size_t heap_mib = 0, threads = 1, events = 0, signals = 0;
+    size_t heap_mib = 0, threads = 1, events = 0, signals = 0, timers = 0;
     const char *input = NULL;
     for (int i = 2; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "--heap-mib")) heap_mib = strtoul(argv[i + 1], NULL, 10);
@@ -60,6 +66,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--threads")) threads = strtoul(argv[i + 1], NULL, 10);
         else if (!strcmp(argv[i], "--events")) events = strtoul(argv[i + 1], NULL, 10);
         else if (!strcmp(argv[i], "--signals")) signals = strtoul(argv[i + 1], NULL, 10);
+        else if (!strcmp(argv[i], "--timers")) timers = strtoul(argv[i + 1], NULL, 10);
     }
     int out = open(argv[1], O_WRONLY | O_CREAT | O_TRUNC, 0644);
     if (out < 0) { perror("open OUT"); return 1; }
@@ -108,6 +115,19 @@ int main(int argc, char **argv) {
             perror("signals");
             return 1;
         }
+    }
+
+    int tfd = -1, sfd = -1;
+    uint64_t last_fired = 0;
+    if (timers) {
+        sigset_t rt;
+        sigemptyset(&rt);
+        sigaddset(&rt, SIGRTMIN + 1);
+        sigprocmask(SIG_BLOCK, &rt, NULL);
+        tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+        sfd = signalfd(-1, &rt, SFD_NONBLOCK | SFD_CLOEXEC);
+        struct itimerspec every_ms = {{0, 1000000}, {0, 1000000}};
+        if (tfd < 0 || sfd < 0 || timerfd_settime(tfd, 0, &every_ms, NULL)) { perror("timers"); return 1; }
     }
 
     uint64_t last[64] = {0}, last_moved[64] = {0};
@@ -160,6 +180,14 @@ int main(int argc, char **argv) {
             good &= sigtimedwait(&usr2, &si, &zero) == SIGUSR2 && si.si_pid == getpid();
             snprintf(extra + strlen(extra), sizeof extra - strlen(extra), good ? " signals ok" : " signals lost");
             if (sigqueue(getpid(), SIGUSR1, value) || syscall(SYS_tgkill, getpid(), syscall(SYS_gettid), SIGUSR2)) return 1;
+        }
+        if (timers) {
+            uint64_t expirations;
+            if (read(tfd, &expirations, 8) == 8 && expirations > 0) last_fired = n;
+            struct signalfd_siginfo ssi;
+            kill(getpid(), SIGRTMIN + 1);
+            int got = read(sfd, &ssi, sizeof ssi) == sizeof ssi && ssi.ssi_signo == (uint32_t)(SIGRTMIN + 1);
+            snprintf(extra + strlen(extra), sizeof extra - strlen(extra), got && n - last_fired < 20 ? " timers ok" : " timers bad");
         }
         int len = snprintf(line, sizeof line, "%llu%s\n", (unsigned long long)n, extra);
         if (write(out, line, len) != len) return 1;

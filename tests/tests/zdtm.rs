@@ -314,6 +314,18 @@ fn pending_signals_stay_pending_with_their_siginfo() {
     checkpoint_restore(&binary, &["--signals", "1"], |rest| rest == "signals ok");
 }
 
+#[test]
+fn timerfds_and_signalfds_keep_working() {
+    if !root_or_skip("timerfds_and_signalfds_keep_working") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let binary = gcc(dir.path(), "counter_pie", &[]).expect("gcc");
+    // A timerfd firing every millisecond must go on firing; a signal sent to itself each step
+    // must come out of the signalfd (a checkpoint between send and read leaves it pending).
+    checkpoint_restore_for(&binary, &["--timers", "1"], 60, |rest| rest == "timers ok");
+}
+
 /// A pipe whose other end is someone else's is not the process's own state: refused, and the
 /// pid stays free.
 #[test]
