@@ -120,6 +120,9 @@ fn collect(frozen: &Frozen, killed: bool) -> Result<pb::Checkpoint> {
                 altstack_sp: word(0),
                 altstack_flags: word(8) as u32 as i32,
                 altstack_size: word(16),
+                uids: id_line(&status, "Uid:"),
+                gids: id_line(&status, "Gid:"),
+                groups: id_line(&status, "Groups:"),
                 pending: pending_signals(tid, false)
                     .map_err(|e| process::pid_errno(pid, &format!("PTRACE_PEEKSIGINFO of thread {tid}"), e))?,
             })
@@ -144,7 +147,10 @@ fn collect(frozen: &Frozen, killed: bool) -> Result<pb::Checkpoint> {
         });
     }
     let objects = crate::fdstate::collect(pid, &process::fds(pid)?)?;
+    let euid = id_line(&status, "Uid:").get(1).copied().unwrap_or(0);
+    let owner = std::fs::metadata(format!("/proc/{pid}")).map(|m| std::os::unix::fs::MetadataExt::uid(&m));
     Ok(pb::Checkpoint {
+        dumpable: owner.is_ok_and(|o| o == euid),
         shared_pending: pending_signals(pid, true)
             .map_err(|e| process::pid_errno(pid, "PTRACE_PEEKSIGINFO (shared)", e))?,
         eventfds: objects.eventfds,
@@ -255,6 +261,15 @@ fn wait_stop(pid: i32, tid: i32) -> Result<()> {
             Err(e) => return Err(process::pid_errno(pid, "waitpid", e)),
         }
     }
+}
+
+/// The numbers of an id line of /proc/.../status (`Uid:`, `Gid:`, `Groups:`); empty when absent.
+fn id_line(status: &str, key: &str) -> Vec<u32> {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(key))
+        .map(|v| v.split_whitespace().filter_map(|n| n.parse().ok()).collect())
+        .unwrap_or_default()
 }
 
 /// A hex signal mask line of /proc/.../status; 0 when absent.

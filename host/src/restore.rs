@@ -14,7 +14,8 @@
 //!    with their flags and offsets; eventfds, timerfds, signalfds, pipes with both ends in the
 //!    process and epolls recreated with their counts, timers, masks, bytes and watches; stdio that was a pipe, socket or tty gone
 //!    with the original becomes /dev/null), signal mask and ignored signals, rseq, a new session,
-//!    and the signals that were pending, queued again with their siginfo.
+//!    the signals that were pending, queued again with their siginfo, and last each thread's
+//!    credentials (everything before needs root).
 //! 5. The injection page is unmapped at a syscall-exit stop, where the image's registers (and
 //!    FPU/XSAVE state) are set; detaching resumes the process where it was checkpointed.
 //!
@@ -628,6 +629,14 @@ fn rebuild(
         thread_state(inject, tid, t)?;
     }
     queue_pending_signals(inject, &threads, checkpoint)?;
+    // Last, as everything before needed root: the process's own credentials, per thread (the
+    // raw syscalls change only the calling thread), then dumpable again if it was.
+    for (&tid, t) in threads.iter().zip(&checkpoint.threads) {
+        set_credentials(inject, tid, t)?;
+    }
+    if checkpoint.dumpable && checkpoint.threads.first().is_some_and(|t| t.uids.len() == 4) {
+        inject.call("PR_SET_DUMPABLE", libc::SYS_prctl, &[libc::PR_SET_DUMPABLE as u64, 1])?;
+    }
     for (&tid, t) in threads.iter().zip(&meta.threads).skip(1) {
         let fail = |what: &str, e: Errno| Error::Restore(format!("thread {tid}: {what}: {e}"));
         let pid = Pid::from_raw(tid);
@@ -783,6 +792,27 @@ fn queue_pending_signals(inject: &Injector, threads: &[i32], checkpoint: &pb::Ch
             )?;
         }
     }
+    Ok(())
+}
+
+/// Thread `tid`'s groups, gids and uids (real, effective, saved, filesystem) as checkpointed;
+/// nothing for a checkpoint from before memzinc kept them. Gids before uids: once the uid is
+/// not root's, the gids cannot change.
+fn set_credentials(inject: &Injector, tid: i32, t: &pb::ThreadCheckpoint) -> Result<()> {
+    let (Ok([ruid, euid, suid, fsuid]), Ok([rgid, egid, sgid, fsgid])) = (
+        <[u32; 4]>::try_from(t.uids.as_slice()),
+        <[u32; 4]>::try_from(t.gids.as_slice()),
+    ) else {
+        return Ok(());
+    };
+    let groups: Vec<u8> = t.groups.iter().flat_map(|g| g.to_le_bytes()).collect();
+    let at = inject.put(0, &groups)?;
+    inject.call_in(tid, "setgroups", libc::SYS_setgroups, &[t.groups.len() as u64, at])?;
+    let ids = |a: u32, b: u32, c: u32| [a as u64, b as u64, c as u64];
+    inject.call_in(tid, "setresgid", libc::SYS_setresgid, &ids(rgid, egid, sgid))?;
+    inject.call_in(tid, "setfsgid", libc::SYS_setfsgid, &[fsgid as u64])?;
+    inject.call_in(tid, "setresuid", libc::SYS_setresuid, &ids(ruid, euid, suid))?;
+    inject.call_in(tid, "setfsuid", libc::SYS_setfsuid, &[fsuid as u64])?;
     Ok(())
 }
 

@@ -120,28 +120,36 @@ fn checkpoint_and_kill(child: &mut std::process::Child, core: &Path) {
 }
 
 fn checkpoint_restore(binary: &Path, args: &[&str], check: impl Fn(&str) -> bool) -> Vec<String> {
-    checkpoint_restore_for(binary, args, 20, check)
+    checkpoint_restore_for(binary, args, 20, None, check)
 }
 
-/// `checkpoint_restore`, waiting for `steps_after` lines after the restore.
+/// `checkpoint_restore`, waiting for `steps_after` lines after the restore; with `as_user`,
+/// the target runs as that uid and gid (no supplementary groups) and must be restored as them.
 fn checkpoint_restore_for(
     binary: &Path,
     args: &[&str],
     steps_after: usize,
+    as_user: Option<u32>,
     check: impl Fn(&str) -> bool,
 ) -> Vec<String> {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
     become_subreaper();
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out.txt");
     let core = dir.path().join("target.core");
-    let mut child = spawn(
-        Command::new(binary)
-            .arg(&out)
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null()),
-    );
+    let mut cmd = Command::new(binary);
+    cmd.arg(&out)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    if let Some(id) = as_user {
+        // The target creates its output file in the test's directory.
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+        cmd.uid(id).gid(id);
+    }
+    let mut child = spawn(&mut cmd);
     let pid = child.id() as i32;
     wait_for_lines(&out, 5, "before the checkpoint");
 
@@ -170,6 +178,22 @@ fn checkpoint_restore_for(
     assert_eq!(tids, checkpointed, "every thread back with its tid");
     let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap();
     assert_eq!(exe, binary, "the restored pid runs the checkpointed program");
+    if let Some(id) = as_user {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        for key in ["Uid:", "Gid:"] {
+            let ids: Vec<u32> = status
+                .lines()
+                .find_map(|l| l.strip_prefix(key))
+                .unwrap()
+                .split_whitespace()
+                .map(|n| n.parse().unwrap())
+                .collect();
+            assert_eq!(ids, [id; 4], "{key} of the restored process");
+        }
+        // Dumpable again, as it was: its /proc files are its own, not root's.
+        let owner = std::os::unix::fs::MetadataExt::uid(&std::fs::metadata(format!("/proc/{pid}")).unwrap());
+        assert_eq!(owner, id, "the restored process is dumpable");
+    }
     kill(Pid::from_raw(pid), Signal::SIGKILL).unwrap();
     waitpid(Pid::from_raw(pid), None).unwrap();
 
@@ -323,7 +347,20 @@ fn timerfds_and_signalfds_keep_working() {
     let binary = gcc(dir.path(), "counter_pie", &[]).expect("gcc");
     // A timerfd firing every millisecond must go on firing; a signal sent to itself each step
     // must come out of the signalfd (a checkpoint between send and read leaves it pending).
-    checkpoint_restore_for(&binary, &["--timers", "1"], 60, |rest| rest == "timers ok");
+    checkpoint_restore_for(&binary, &["--timers", "1"], 60, None, |rest| rest == "timers ok");
+}
+
+/// A process of an unprivileged user comes back as that user, not as root who restored it.
+#[test]
+fn an_unprivileged_target_keeps_its_credentials() {
+    if !root_or_skip("an_unprivileged_target_keeps_its_credentials") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let binary = gcc(dir.path(), "counter_pie", &[]).expect("gcc");
+    // The binary must be reachable by the user: the test's temporary directory is root's.
+    std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    checkpoint_restore_for(&binary, &[], 20, Some(65534), no_extra);
 }
 
 /// A pipe whose other end is someone else's is not the process's own state: refused, and the
@@ -375,7 +412,7 @@ fn multi_threaded_target_keeps_every_thread() {
     let binary = gcc(dir.path(), "counter_pie", &[]).expect("gcc");
     // Four threads: the main one writes; each line says whether the three others advanced
     // within the last 100 steps, so 300 steps after the restore prove they all run.
-    checkpoint_restore_for(&binary, &["--threads", "4"], 300, |rest| rest == "threads ok");
+    checkpoint_restore_for(&binary, &["--threads", "4"], 300, None, |rest| rest == "threads ok");
 }
 
 #[test]
