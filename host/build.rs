@@ -25,6 +25,7 @@ fn main() -> std::io::Result<()> {
         "EpollWatch",
         "TimerFd",
         "SignalFd",
+        "Rlimit",
     ] {
         config.type_attribute(
             format!(".memzinc.snapshot.v1.{message}"),

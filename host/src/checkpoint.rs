@@ -1,9 +1,9 @@
 //! `memzinc checkpoint`: a snapshot core (the one format, written by [`snapshot`]) plus what a
 //! restore needs beyond memory, registers and fds — the mm fields PR_SET_MM_MAP sets, every
-//! thread's rseq registration, blocked and pending signals, the ignored/caught signal sets, the
-//! kernel objects behind eventfd, timerfd, signalfd, pipe and epoll descriptors
-//! ([`crate::fdstate`]) — all taken under the same freeze. With `--kill` the process is killed
-//! while still frozen, so nothing runs between the image and the kill.
+//! thread's rseq registration, blocked and pending signals and credentials, the ignored/caught
+//! signal sets, resource limits, the kernel objects behind eventfd, timerfd, signalfd, pipe and
+//! epoll descriptors ([`crate::fdstate`]) — all taken under the same freeze. With `--kill` the
+//! process is killed while still frozen, so nothing runs between the image and the kill.
 
 use std::path::Path;
 
@@ -149,7 +149,9 @@ fn collect(frozen: &Frozen, killed: bool) -> Result<pb::Checkpoint> {
     let objects = crate::fdstate::collect(pid, &process::fds(pid)?)?;
     let euid = id_line(&status, "Uid:").get(1).copied().unwrap_or(0);
     let owner = std::fs::metadata(format!("/proc/{pid}")).map(|m| std::os::unix::fs::MetadataExt::uid(&m));
+    let rlimits = process::rlimits(pid)?;
     Ok(pb::Checkpoint {
+        rlimits,
         dumpable: owner.is_ok_and(|o| o == euid),
         shared_pending: pending_signals(pid, true)
             .map_err(|e| process::pid_errno(pid, "PTRACE_PEEKSIGINFO (shared)", e))?,

@@ -463,6 +463,56 @@ pub fn fds(pid: i32) -> Result<Vec<FdInfo>> {
     Ok(fds)
 }
 
+/// Process `pid`'s resource limits, by resource number, from /proc/PID/limits (its lines are in
+/// resource order, RLIMIT_CPU first; reading them needs no capability, unlike prlimit64 on a
+/// process of another user).
+pub fn rlimits(pid: i32) -> Result<Vec<crate::snapshot::pb::Rlimit>> {
+    let text = read_proc(pid, "limits")?;
+    let value = |v: &str| match v {
+        "unlimited" => Some(u64::MAX),
+        v => v.parse().ok(),
+    };
+    text.lines()
+        .skip(1)
+        .enumerate()
+        .map(|(resource, line)| {
+            // "%-25s %-20s %-20s %-10s": the name has spaces, the limits do not.
+            let mut limits = line.get(26..).unwrap_or("").split_whitespace();
+            match (limits.next().and_then(value), limits.next().and_then(value)) {
+                (Some(soft), Some(hard)) => Ok(crate::snapshot::pb::Rlimit {
+                    resource: resource as u32,
+                    soft,
+                    hard,
+                }),
+                _ => Err(Error::Process {
+                    pid,
+                    what: format!("unparseable line of /proc/{pid}/limits: {line:?}"),
+                    source: std::io::Error::from(std::io::ErrorKind::InvalidData),
+                }),
+            }
+        })
+        .collect()
+}
+
+/// Sets process `pid`'s (soft, hard) limit of `resource` (prlimit64); returns the old ones.
+pub fn prlimit(pid: i32, resource: u32, set: Option<(u64, u64)>) -> Result<(u64, u64)> {
+    let new = set.map(|(soft, hard)| nix::libc::rlimit64 {
+        rlim_cur: soft,
+        rlim_max: hard,
+    });
+    let mut old = nix::libc::rlimit64 {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    let new_ptr = new
+        .as_ref()
+        .map_or(std::ptr::null(), |n| n as *const nix::libc::rlimit64);
+    // SAFETY: prlimit64 reads `new` (null or a live rlimit64) and writes `old`, both ours.
+    let rc = unsafe { nix::libc::prlimit64(pid, resource as _, new_ptr, &mut old) };
+    Errno::result(rc).map_err(|e| pid_errno(pid, &format!("prlimit64 of resource {resource}"), e))?;
+    Ok((old.rlim_cur, old.rlim_max))
+}
+
 /// A descriptor of ours for the target's `fd` (the same open file: pidfd_getfd).
 pub fn pidfd_getfd(pid: i32, fd: i32) -> Result<std::os::fd::OwnedFd> {
     use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -649,6 +699,21 @@ pub fn write_at(pid: i32, address: u64, bytes: &[u8]) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rlimits_read_from_proc_match_getrlimit() {
+        use nix::sys::resource::{getrlimit, Resource};
+        let own = rlimits(std::process::id() as i32).unwrap();
+        assert_eq!(own.len(), 16, "RLIMIT_CPU to RLIMIT_RTTIME");
+        for (resource, number) in [
+            (Resource::RLIMIT_NOFILE, 7),
+            (Resource::RLIMIT_STACK, 3),
+            (Resource::RLIMIT_CPU, 0),
+        ] {
+            let (soft, hard) = getrlimit(resource).unwrap();
+            assert_eq!((own[number].soft, own[number].hard), (soft, hard), "{resource:?}");
+        }
+    }
 
     #[test]
     fn parses_maps_lines() {

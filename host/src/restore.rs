@@ -14,8 +14,8 @@
 //!    with their flags and offsets; eventfds, timerfds, signalfds, pipes with both ends in the
 //!    process and epolls recreated with their counts, timers, masks, bytes and watches; stdio that was a pipe, socket or tty gone
 //!    with the original becomes /dev/null), signal mask and ignored signals, rseq, a new session,
-//!    the signals that were pending, queued again with their siginfo, and last each thread's
-//!    credentials (everything before needs root).
+//!    the signals that were pending, queued again with their siginfo, resource limits, and last
+//!    each thread's credentials (everything before needs root).
 //! 5. The injection page is unmapped at a syscall-exit stop, where the image's registers (and
 //!    FPU/XSAVE state) are set; detaching resumes the process where it was checkpointed.
 //!
@@ -629,6 +629,9 @@ fn rebuild(
         thread_state(inject, tid, t)?;
     }
     queue_pending_signals(inject, &threads, checkpoint)?;
+    for l in &checkpoint.rlimits {
+        process::prlimit(pid, l.resource, Some((l.soft, l.hard)))?;
+    }
     // Last, as everything before needed root: the process's own credentials, per thread (the
     // raw syscalls change only the calling thread), then dumpable again if it was.
     for (&tid, t) in threads.iter().zip(&checkpoint.threads) {

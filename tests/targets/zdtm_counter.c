@@ -1,7 +1,7 @@
 /* zdtm-style target for checkpoint/restore tests (tests/tests/zdtm.rs).
  *
  *   zdtm_counter OUT [--heap-mib N] [--input FILE] [--threads N] [--events 1] [--signals 1]
- *                [--timers 1]
+ *                [--timers 1] [--limits 1]
  *
  * Every 5 ms step n (1, 2, ...) appends one line "n ..." to OUT through a file descriptor
  * whose offset is the only record of what was written, then sleeps in nanosleep, so a
@@ -22,6 +22,8 @@
  *   --timers 1    a timerfd firing every millisecond and a signalfd for SIGRTMIN+1 (blocked):
  *                 each step sends itself SIGRTMIN+1 and must read it from the signalfd, and
  *                 the timer must have fired within the last 20 steps: "timers ok".
+ *   --limits 1    lowers RLIMIT_NOFILE to 321/654 and RLIMIT_CORE to 0/12345678; each step
+ *                 checks them: "limits ok".
  */
 #define _GNU_SOURCE /* pipe2 */
 #include <fcntl.h>
@@ -32,6 +34,7 @@
 #include <string.h>
 #include <signal.h>
 #include <sys/epoll.h>
+#include <sys/resource.h>
 #include <sys/eventfd.h>
 #include <sys/signalfd.h>
 #include <sys/syscall.h>
@@ -55,10 +58,10 @@ static uint64_t pattern(size_t page, size_t word) { return (page * 0x9e3779b97f4
 
 int main(int argc, char **argv) {
     if (argc < 2) {
-        fprintf(stderr, "usage: %s OUT [--heap-mib N] [--input FILE] [--threads N] [--events 1] [--signals 1] [--timers 1]\n", argv[0]);
+        fprintf(stderr, "usage: %s OUT [--heap-mib N] [--input FILE] [--threads N] [--events 1] [--signals 1] [--timers 1] [--limits 1]\n", argv[0]);
         return 2;
     }
-    size_t heap_mib = 0, threads = 1, events = 0, signals = 0, timers = 0;
+    size_t heap_mib = 0, threads = 1, events = 0, signals = 0, timers = 0, limits = 0;
     const char *input = NULL;
     for (int i = 2; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "--heap-mib")) heap_mib = strtoul(argv[i + 1], NULL, 10);
@@ -67,6 +70,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--events")) events = strtoul(argv[i + 1], NULL, 10);
         else if (!strcmp(argv[i], "--signals")) signals = strtoul(argv[i + 1], NULL, 10);
         else if (!strcmp(argv[i], "--timers")) timers = strtoul(argv[i + 1], NULL, 10);
+        else if (!strcmp(argv[i], "--limits")) limits = strtoul(argv[i + 1], NULL, 10);
     }
     int out = open(argv[1], O_WRONLY | O_CREAT | O_TRUNC, 0644);
     if (out < 0) { perror("open OUT"); return 1; }
@@ -117,6 +121,11 @@ int main(int argc, char **argv) {
         }
     }
 
+    struct rlimit files = {321, 654}, core = {0, 12345678};
+    if (limits && (setrlimit(RLIMIT_NOFILE, &files) || setrlimit(RLIMIT_CORE, &core))) {
+        perror("setrlimit");
+        return 1;
+    }
     int tfd = -1, sfd = -1;
     uint64_t last_fired = 0;
     if (timers) {
@@ -188,6 +197,12 @@ int main(int argc, char **argv) {
             kill(getpid(), SIGRTMIN + 1);
             int got = read(sfd, &ssi, sizeof ssi) == sizeof ssi && ssi.ssi_signo == (uint32_t)(SIGRTMIN + 1);
             snprintf(extra + strlen(extra), sizeof extra - strlen(extra), got && n - last_fired < 20 ? " timers ok" : " timers bad");
+        }
+        if (limits) {
+            struct rlimit f, c;
+            int good = !getrlimit(RLIMIT_NOFILE, &f) && !getrlimit(RLIMIT_CORE, &c) && f.rlim_cur == files.rlim_cur &&
+                       f.rlim_max == files.rlim_max && c.rlim_cur == core.rlim_cur && c.rlim_max == core.rlim_max;
+            snprintf(extra + strlen(extra), sizeof extra - strlen(extra), good ? " limits ok" : " limits lost");
         }
         int len = snprintf(line, sizeof line, "%llu%s\n", (unsigned long long)n, extra);
         if (write(out, line, len) != len) return 1;

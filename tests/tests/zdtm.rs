@@ -363,6 +363,16 @@ fn an_unprivileged_target_keeps_its_credentials() {
     checkpoint_restore_for(&binary, &[], 20, Some(65534), no_extra);
 }
 
+#[test]
+fn resource_limits_are_kept() {
+    if !root_or_skip("resource_limits_are_kept") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let binary = gcc(dir.path(), "counter_pie", &[]).expect("gcc");
+    checkpoint_restore(&binary, &["--limits", "1"], |rest| rest == "limits ok");
+}
+
 /// A pipe whose other end is someone else's is not the process's own state: refused, and the
 /// pid stays free.
 #[test]
