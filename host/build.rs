@@ -26,6 +26,7 @@ fn main() -> std::io::Result<()> {
         "TimerFd",
         "SignalFd",
         "Rlimit",
+        "Capabilities",
     ] {
         config.type_attribute(
             format!(".memzinc.snapshot.v1.{message}"),

@@ -1,9 +1,10 @@
 //! `memzinc checkpoint`: a snapshot core (the one format, written by [`snapshot`]) plus what a
 //! restore needs beyond memory, registers and fds — the mm fields PR_SET_MM_MAP sets, every
-//! thread's rseq registration, blocked and pending signals and credentials, the ignored/caught
-//! signal sets, resource limits, the kernel objects behind eventfd, timerfd, signalfd, pipe and
-//! epoll descriptors ([`crate::fdstate`]) — all taken under the same freeze. With `--kill` the
-//! process is killed while still frozen, so nothing runs between the image and the kill.
+//! thread's rseq registration, blocked and pending signals, credentials and capabilities, the
+//! ignored/caught signal sets, resource limits, the kernel objects behind eventfd, timerfd,
+//! signalfd, pipe and epoll descriptors ([`crate::fdstate`]) — all taken under the same freeze.
+//! With `--kill` the process is killed while still frozen, so nothing runs between the image and
+//! the kill.
 
 use std::path::Path;
 
@@ -123,6 +124,13 @@ fn collect(frozen: &Frozen, killed: bool) -> Result<pb::Checkpoint> {
                 uids: id_line(&status, "Uid:"),
                 gids: id_line(&status, "Gid:"),
                 groups: id_line(&status, "Groups:"),
+                capabilities: Some(pb::Capabilities {
+                    inheritable: status_mask(&status, "CapInh:"),
+                    permitted: status_mask(&status, "CapPrm:"),
+                    effective: status_mask(&status, "CapEff:"),
+                    bounding: status_mask(&status, "CapBnd:"),
+                    ambient: status_mask(&status, "CapAmb:"),
+                }),
                 pending: pending_signals(tid, false)
                     .map_err(|e| process::pid_errno(pid, &format!("PTRACE_PEEKSIGINFO of thread {tid}"), e))?,
             })

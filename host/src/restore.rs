@@ -808,14 +808,58 @@ fn set_credentials(inject: &Injector, tid: i32, t: &pb::ThreadCheckpoint) -> Res
     ) else {
         return Ok(());
     };
+    let prctl = |what: &str, args: [u64; 3]| inject.call_in(tid, what, libc::SYS_prctl, &args);
+    let caps = t.capabilities.as_ref();
+    // The bounding set only shrinks, and only while the thread still has CAP_SETPCAP.
+    if let Some(c) = caps {
+        let last: u64 = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
+            .ok()
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(40);
+        for cap in 0..=last {
+            if c.bounding & (1 << cap) == 0 && prctl("PR_CAPBSET_READ", [libc::PR_CAPBSET_READ as u64, cap, 0])? == 1 {
+                prctl("PR_CAPBSET_DROP", [libc::PR_CAPBSET_DROP as u64, cap, 0])?;
+            }
+        }
+    }
     let groups: Vec<u8> = t.groups.iter().flat_map(|g| g.to_le_bytes()).collect();
     let at = inject.put(0, &groups)?;
     inject.call_in(tid, "setgroups", libc::SYS_setgroups, &[t.groups.len() as u64, at])?;
     let ids = |a: u32, b: u32, c: u32| [a as u64, b as u64, c as u64];
     inject.call_in(tid, "setresgid", libc::SYS_setresgid, &ids(rgid, egid, sgid))?;
     inject.call_in(tid, "setfsgid", libc::SYS_setfsgid, &[fsgid as u64])?;
+    // Leaving uid 0 clears the permitted set, unless asked to keep it for the capset below.
+    let keep = caps.is_some_and(|c| c.permitted != 0);
+    if keep {
+        prctl("PR_SET_KEEPCAPS", [libc::PR_SET_KEEPCAPS as u64, 1, 0])?;
+    }
     inject.call_in(tid, "setresuid", libc::SYS_setresuid, &ids(ruid, euid, suid))?;
     inject.call_in(tid, "setfsuid", libc::SYS_setfsuid, &[fsuid as u64])?;
+    if keep {
+        prctl("PR_SET_KEEPCAPS", [libc::PR_SET_KEEPCAPS as u64, 0, 0])?;
+    }
+    if let Some(c) = caps {
+        // capset, _LINUX_CAPABILITY_VERSION_3: a header (version, pid 0 = this thread), then
+        // two {effective, permitted, inheritable} u32 triples, low bits first.
+        let mut block = Vec::with_capacity(32);
+        block.extend_from_slice(&0x2008_0522u32.to_le_bytes());
+        block.extend_from_slice(&0u32.to_le_bytes());
+        for half in [0, 32] {
+            for set in [c.effective, c.permitted, c.inheritable] {
+                block.extend_from_slice(&((set >> half) as u32).to_le_bytes());
+            }
+        }
+        let at = inject.put(0, &block)?;
+        inject.call_in(tid, "capset", libc::SYS_capset, &[at, at + 8])?;
+        for cap in (0..64u64).filter(|cap| c.ambient & (1 << cap) != 0) {
+            inject.call_in(
+                tid,
+                "PR_CAP_AMBIENT_RAISE",
+                libc::SYS_prctl,
+                &[libc::PR_CAP_AMBIENT as u64, libc::PR_CAP_AMBIENT_RAISE as u64, cap],
+            )?;
+        }
+    }
     Ok(())
 }
 

@@ -1,7 +1,7 @@
 /* zdtm-style target for checkpoint/restore tests (tests/tests/zdtm.rs).
  *
  *   zdtm_counter OUT [--heap-mib N] [--input FILE] [--threads N] [--events 1] [--signals 1]
- *                [--timers 1] [--limits 1]
+ *                [--timers 1] [--limits 1] [--caps 1]
  *
  * Every 5 ms step n (1, 2, ...) appends one line "n ..." to OUT through a file descriptor
  * whose offset is the only record of what was written, then sleeps in nanosleep, so a
@@ -24,6 +24,9 @@
  *                 the timer must have fired within the last 20 steps: "timers ok".
  *   --limits 1    lowers RLIMIT_NOFILE to 321/654 and RLIMIT_CORE to 0/12345678; each step
  *                 checks them: "limits ok".
+ *   --caps 1      (as root) drops CAP_NET_RAW from its bounding set and CAP_SYS_ADMIN from its
+ *                 effective and permitted sets; each step compares its status lines with
+ *                 what they were then: "caps ok".
  */
 #define _GNU_SOURCE /* pipe2 */
 #include <fcntl.h>
@@ -33,7 +36,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <signal.h>
+#include <linux/capability.h>
 #include <sys/epoll.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/eventfd.h>
 #include <sys/signalfd.h>
@@ -54,14 +59,24 @@ static void *spin(void *arg) {
     return NULL;
 }
 
+/* The Cap* lines of /proc/self/status, concatenated. */
+static void cap_lines(char *out, size_t size) {
+    char line[256];
+    FILE *f = fopen("/proc/self/status", "r");
+    out[0] = 0;
+    while (f && fgets(line, sizeof line, f))
+        if (!strncmp(line, "Cap", 3) && strlen(out) + strlen(line) < size) strcat(out, line);
+    if (f) fclose(f);
+}
+
 static uint64_t pattern(size_t page, size_t word) { return (page * 0x9e3779b97f4a7c15ULL) ^ word; }
 
 int main(int argc, char **argv) {
     if (argc < 2) {
-        fprintf(stderr, "usage: %s OUT [--heap-mib N] [--input FILE] [--threads N] [--events 1] [--signals 1] [--timers 1] [--limits 1]\n", argv[0]);
+        fprintf(stderr, "usage: %s OUT [--heap-mib N] [--input FILE] [--threads N] [--events 1] [--signals 1] [--timers 1] [--limits 1] [--caps 1]\n", argv[0]);
         return 2;
     }
-    size_t heap_mib = 0, threads = 1, events = 0, signals = 0, timers = 0, limits = 0;
+    size_t heap_mib = 0, threads = 1, events = 0, signals = 0, timers = 0, limits = 0, caps = 0;
     const char *input = NULL;
     for (int i = 2; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "--heap-mib")) heap_mib = strtoul(argv[i + 1], NULL, 10);
@@ -71,6 +86,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--signals")) signals = strtoul(argv[i + 1], NULL, 10);
         else if (!strcmp(argv[i], "--timers")) timers = strtoul(argv[i + 1], NULL, 10);
         else if (!strcmp(argv[i], "--limits")) limits = strtoul(argv[i + 1], NULL, 10);
+        else if (!strcmp(argv[i], "--caps")) caps = strtoul(argv[i + 1], NULL, 10);
     }
     int out = open(argv[1], O_WRONLY | O_CREAT | O_TRUNC, 0644);
     if (out < 0) { perror("open OUT"); return 1; }
@@ -125,6 +141,16 @@ int main(int argc, char **argv) {
     if (limits && (setrlimit(RLIMIT_NOFILE, &files) || setrlimit(RLIMIT_CORE, &core))) {
         perror("setrlimit");
         return 1;
+    }
+    char caps_then[512] = "";
+    if (caps) {
+        struct __user_cap_header_struct header = {_LINUX_CAPABILITY_VERSION_3, 0};
+        struct __user_cap_data_struct data[2];
+        if (prctl(PR_CAPBSET_DROP, CAP_NET_RAW, 0, 0, 0) || syscall(SYS_capget, &header, data)) { perror("caps"); return 1; }
+        data[0].effective &= ~(1u << CAP_SYS_ADMIN);
+        data[0].permitted &= ~(1u << CAP_SYS_ADMIN);
+        if (syscall(SYS_capset, &header, data)) { perror("capset"); return 1; }
+        cap_lines(caps_then, sizeof caps_then);
     }
     int tfd = -1, sfd = -1;
     uint64_t last_fired = 0;
@@ -203,6 +229,11 @@ int main(int argc, char **argv) {
             int good = !getrlimit(RLIMIT_NOFILE, &f) && !getrlimit(RLIMIT_CORE, &c) && f.rlim_cur == files.rlim_cur &&
                        f.rlim_max == files.rlim_max && c.rlim_cur == core.rlim_cur && c.rlim_max == core.rlim_max;
             snprintf(extra + strlen(extra), sizeof extra - strlen(extra), good ? " limits ok" : " limits lost");
+        }
+        if (caps) {
+            char now[512];
+            cap_lines(now, sizeof now);
+            snprintf(extra + strlen(extra), sizeof extra - strlen(extra), strcmp(now, caps_then) ? " caps changed" : " caps ok");
         }
         int len = snprintf(line, sizeof line, "%llu%s\n", (unsigned long long)n, extra);
         if (write(out, line, len) != len) return 1;

@@ -373,6 +373,17 @@ fn resource_limits_are_kept() {
     checkpoint_restore(&binary, &["--limits", "1"], |rest| rest == "limits ok");
 }
 
+/// A root process that gave up capabilities does not get them back from the root restoring it.
+#[test]
+fn dropped_capabilities_stay_dropped() {
+    if !root_or_skip("dropped_capabilities_stay_dropped") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let binary = gcc(dir.path(), "counter_pie", &[]).expect("gcc");
+    checkpoint_restore(&binary, &["--caps", "1"], |rest| rest == "caps ok");
+}
+
 /// A pipe whose other end is someone else's is not the process's own state: refused, and the
 /// pid stays free.
 #[test]
