@@ -27,6 +27,7 @@ fn main() -> std::io::Result<()> {
         "SignalFd",
         "Rlimit",
         "Capabilities",
+        "PosixTimer",
     ] {
         config.type_attribute(
             format!(".memzinc.snapshot.v1.{message}"),

@@ -1,10 +1,10 @@
 //! `memzinc checkpoint`: a snapshot core (the one format, written by [`snapshot`]) plus what a
 //! restore needs beyond memory, registers and fds — the mm fields PR_SET_MM_MAP sets, every
 //! thread's rseq registration, blocked and pending signals, credentials and capabilities, the
-//! ignored/caught signal sets, resource limits, the kernel objects behind eventfd, timerfd,
-//! signalfd, pipe and epoll descriptors ([`crate::fdstate`]) — all taken under the same freeze.
-//! With `--kill` the process is killed while still frozen, so nothing runs between the image and
-//! the kill.
+//! ignored/caught signal sets, resource limits, POSIX timers, the kernel objects behind eventfd,
+//! timerfd, signalfd, pipe and epoll descriptors ([`crate::fdstate`]) — all taken under the same
+//! freeze. With `--kill` the process is killed while still frozen, so nothing runs between the
+//! image and the kill.
 
 use std::path::Path;
 
@@ -158,7 +158,14 @@ fn collect(frozen: &Frozen, killed: bool) -> Result<pb::Checkpoint> {
     let euid = id_line(&status, "Uid:").get(1).copied().unwrap_or(0);
     let owner = std::fs::metadata(format!("/proc/{pid}")).map(|m| std::os::unix::fs::MetadataExt::uid(&m));
     let rlimits = process::rlimits(pid)?;
+    let mut posix_timers = posix_timers(pid)?;
+    for t in &mut posix_timers {
+        let spec = main.call_out("timer_gettime", libc::SYS_timer_gettime, |out| [t.id as u64, out, 0])?;
+        let word = |i: usize| u64::from_le_bytes(spec[i * 8..i * 8 + 8].try_into().unwrap_or_default());
+        (t.interval_sec, t.interval_nsec, t.value_sec, t.value_nsec) = (word(0), word(1), word(2), word(3));
+    }
     Ok(pb::Checkpoint {
+        posix_timers,
         rlimits,
         dumpable: owner.is_ok_and(|o| o == euid),
         shared_pending: pending_signals(pid, true)
@@ -271,6 +278,61 @@ fn wait_stop(pid: i32, tid: i32) -> Result<()> {
             Err(e) => return Err(process::pid_errno(pid, "waitpid", e)),
         }
     }
+}
+
+/// The process's POSIX timers as /proc/PID/timers lists them (times not yet filled in):
+/// `ID: 5`, `signal: 36/0000000000000007` (signal number / sigval in hex), `notify:
+/// signal/pid.N` (`none`, `thread`; `tid.N` for SIGEV_THREAD_ID), `ClockID: 1`.
+fn posix_timers(pid: i32) -> Result<Vec<pb::PosixTimer>> {
+    let text = process::read_proc(pid, "timers")?;
+    let bad = |what: &str| Error::Process {
+        pid,
+        what: format!("unparseable /proc/{pid}/timers ({what}): {text:?}"),
+        source: std::io::Error::from(std::io::ErrorKind::InvalidData),
+    };
+    let mut timers: Vec<pb::PosixTimer> = Vec::new();
+    for line in text.lines() {
+        let Some((key, value)) = line.split_once(':') else {
+            continue;
+        };
+        let value = value.trim();
+        if key == "ID" {
+            timers.push(pb::PosixTimer {
+                id: value.parse().map_err(|_| bad("ID"))?,
+                ..Default::default()
+            });
+            continue;
+        }
+        let Some(t) = timers.last_mut() else {
+            return Err(bad("a field before the first ID"));
+        };
+        match key {
+            "signal" => {
+                let (signo, sigval) = value.split_once('/').ok_or_else(|| bad("signal"))?;
+                t.signo = signo.parse().map_err(|_| bad("signal"))?;
+                t.sigval = u64::from_str_radix(sigval, 16).map_err(|_| bad("signal"))?;
+            }
+            "notify" => {
+                let (kind, target) = value.split_once('/').ok_or_else(|| bad("notify"))?;
+                let kind = match kind {
+                    "signal" => libc::SIGEV_SIGNAL,
+                    "none" => libc::SIGEV_NONE,
+                    "thread" => libc::SIGEV_THREAD,
+                    _ => return Err(bad("notify")),
+                };
+                let (whom, id) = target.split_once('.').ok_or_else(|| bad("notify"))?;
+                t.notify = kind | if whom == "tid" { libc::SIGEV_THREAD_ID } else { 0 };
+                t.notify_tid = if whom == "tid" {
+                    id.parse().map_err(|_| bad("notify"))?
+                } else {
+                    0
+                };
+            }
+            "ClockID" => t.clockid = value.parse().map_err(|_| bad("ClockID"))?,
+            _ => {}
+        }
+    }
+    Ok(timers)
 }
 
 /// The numbers of an id line of /proc/.../status (`Uid:`, `Gid:`, `Groups:`); empty when absent.

@@ -12,10 +12,11 @@
 //!    here, before the process runs again.
 //! 4. Protections, PR_SET_MM_MAP (mm fields, auxv, exe), comm, cwd, fds (regular files reopened
 //!    with their flags and offsets; eventfds, timerfds, signalfds, pipes with both ends in the
-//!    process and epolls recreated with their counts, timers, masks, bytes and watches; stdio that was a pipe, socket or tty gone
-//!    with the original becomes /dev/null), signal mask and ignored signals, rseq, a new session,
-//!    the signals that were pending, queued again with their siginfo, resource limits, and last
-//!    each thread's credentials (everything before needs root).
+//!    process and epolls recreated with their counts, timers, masks, bytes and watches; stdio
+//!    that was a pipe, socket or tty gone with the original becomes /dev/null), signal mask and
+//!    ignored signals, rseq, a new session, POSIX timers with their ids, the signals that were
+//!    pending (queued again with their siginfo), resource limits, and last each thread's
+//!    credentials and capabilities (everything before needs root).
 //! 5. The injection page is unmapped at a syscall-exit stop, where the image's registers (and
 //!    FPU/XSAVE state) are set; detaching resumes the process where it was checkpointed.
 //!
@@ -628,6 +629,7 @@ fn rebuild(
     for (&tid, t) in threads.iter().zip(&checkpoint.threads) {
         thread_state(inject, tid, t)?;
     }
+    restore_posix_timers(inject, checkpoint)?;
     queue_pending_signals(inject, &threads, checkpoint)?;
     for l in &checkpoint.rlimits {
         process::prlimit(pid, l.resource, Some((l.soft, l.hard)))?;
@@ -765,6 +767,50 @@ fn thread_state(inject: &Injector, tid: i32, t: &pb::ThreadCheckpoint) -> Result
             &[rseq.address, rseq.size as u64, 0, rseq.signature as u64],
         )?;
     }
+    Ok(())
+}
+
+/// The process's POSIX timers with their ids (PR_TIMER_CREATE_RESTORE_IDS: timer_create takes
+/// the id asked for), events, intervals and the time they had left. After the threads exist:
+/// a timer may signal one of them.
+fn restore_posix_timers(inject: &Injector, checkpoint: &pb::Checkpoint) -> Result<()> {
+    const PR_TIMER_CREATE_RESTORE_IDS: u64 = 77;
+    if checkpoint.posix_timers.is_empty() {
+        return Ok(());
+    }
+    inject.call(
+        "PR_TIMER_CREATE_RESTORE_IDS on",
+        libc::SYS_prctl,
+        &[PR_TIMER_CREATE_RESTORE_IDS, 1],
+    )?;
+    for t in &checkpoint.posix_timers {
+        // struct sigevent: sigev_value, sigev_signo, sigev_notify, then the thread id.
+        let mut event = [0u8; 64];
+        event[..8].copy_from_slice(&t.sigval.to_le_bytes());
+        event[8..12].copy_from_slice(&t.signo.to_le_bytes());
+        event[12..16].copy_from_slice(&t.notify.to_le_bytes());
+        event[16..20].copy_from_slice(&t.notify_tid.to_le_bytes());
+        let at_event = inject.put(0, &event)?;
+        let at_id = inject.put(64, &t.id.to_le_bytes())?;
+        inject.call(
+            &format!("timer_create (id {})", t.id),
+            libc::SYS_timer_create,
+            &[t.clockid as u64, at_event, at_id],
+        )?;
+        if (t.value_sec, t.value_nsec) != (0, 0) {
+            let spec: Vec<u8> = [t.interval_sec, t.interval_nsec, t.value_sec, t.value_nsec]
+                .iter()
+                .flat_map(|v| v.to_le_bytes())
+                .collect();
+            let at = inject.put(0, &spec)?;
+            inject.call("timer_settime", libc::SYS_timer_settime, &[t.id as u64, 0, at, 0])?;
+        }
+    }
+    inject.call(
+        "PR_TIMER_CREATE_RESTORE_IDS off",
+        libc::SYS_prctl,
+        &[PR_TIMER_CREATE_RESTORE_IDS, 0],
+    )?;
     Ok(())
 }
 

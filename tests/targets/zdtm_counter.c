@@ -1,7 +1,7 @@
 /* zdtm-style target for checkpoint/restore tests (tests/tests/zdtm.rs).
  *
  *   zdtm_counter OUT [--heap-mib N] [--input FILE] [--threads N] [--events 1] [--signals 1]
- *                [--timers 1] [--limits 1] [--caps 1]
+ *                [--timers 1] [--limits 1] [--caps 1] [--ptimer 1]
  *
  * Every 5 ms step n (1, 2, ...) appends one line "n ..." to OUT through a file descriptor
  * whose offset is the only record of what was written, then sleeps in nanosleep, so a
@@ -27,6 +27,10 @@
  *   --caps 1      (as root) drops CAP_NET_RAW from its bounding set and CAP_SYS_ADMIN from its
  *                 effective and permitted sets; each step compares its status lines with
  *                 what they were then: "caps ok".
+ *   --ptimer 1    a POSIX timer (timer_create) signalling SIGRTMIN+2 (blocked) with value 77
+ *                 every millisecond; each step takes its signals, which must carry the value,
+ *                 and the timer must still be there by its id and have fired within the last
+ *                 20 steps: "ptimer ok".
  */
 #define _GNU_SOURCE /* pipe2 */
 #include <fcntl.h>
@@ -73,10 +77,10 @@ static uint64_t pattern(size_t page, size_t word) { return (page * 0x9e3779b97f4
 
 int main(int argc, char **argv) {
     if (argc < 2) {
-        fprintf(stderr, "usage: %s OUT [--heap-mib N] [--input FILE] [--threads N] [--events 1] [--signals 1] [--timers 1] [--limits 1] [--caps 1]\n", argv[0]);
+        fprintf(stderr, "usage: %s OUT [--heap-mib N] [--input FILE] [--threads N] [--events 1] [--signals 1] [--timers 1] [--limits 1] [--caps 1] [--ptimer 1]\n", argv[0]);
         return 2;
     }
-    size_t heap_mib = 0, threads = 1, events = 0, signals = 0, timers = 0, limits = 0, caps = 0;
+    size_t heap_mib = 0, threads = 1, events = 0, signals = 0, timers = 0, limits = 0, caps = 0, ptimer = 0;
     const char *input = NULL;
     for (int i = 2; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "--heap-mib")) heap_mib = strtoul(argv[i + 1], NULL, 10);
@@ -87,6 +91,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--timers")) timers = strtoul(argv[i + 1], NULL, 10);
         else if (!strcmp(argv[i], "--limits")) limits = strtoul(argv[i + 1], NULL, 10);
         else if (!strcmp(argv[i], "--caps")) caps = strtoul(argv[i + 1], NULL, 10);
+        else if (!strcmp(argv[i], "--ptimer")) ptimer = strtoul(argv[i + 1], NULL, 10);
     }
     int out = open(argv[1], O_WRONLY | O_CREAT | O_TRUNC, 0644);
     if (out < 0) { perror("open OUT"); return 1; }
@@ -151,6 +156,20 @@ int main(int argc, char **argv) {
         data[0].permitted &= ~(1u << CAP_SYS_ADMIN);
         if (syscall(SYS_capset, &header, data)) { perror("capset"); return 1; }
         cap_lines(caps_then, sizeof caps_then);
+    }
+    timer_t ptimer_id;
+    sigset_t ptimer_set;
+    uint64_t ptimer_fired = 0;
+    sigemptyset(&ptimer_set);
+    sigaddset(&ptimer_set, SIGRTMIN + 2);
+    if (ptimer) {
+        struct sigevent ev = {.sigev_notify = SIGEV_SIGNAL, .sigev_signo = SIGRTMIN + 2, .sigev_value.sival_int = 77};
+        struct itimerspec every_ms = {{0, 1000000}, {0, 1000000}};
+        sigprocmask(SIG_BLOCK, &ptimer_set, NULL);
+        if (timer_create(CLOCK_MONOTONIC, &ev, &ptimer_id) || timer_settime(ptimer_id, 0, &every_ms, NULL)) {
+            perror("timer_create");
+            return 1;
+        }
     }
     int tfd = -1, sfd = -1;
     uint64_t last_fired = 0;
@@ -229,6 +248,17 @@ int main(int argc, char **argv) {
             int good = !getrlimit(RLIMIT_NOFILE, &f) && !getrlimit(RLIMIT_CORE, &c) && f.rlim_cur == files.rlim_cur &&
                        f.rlim_max == files.rlim_max && c.rlim_cur == core.rlim_cur && c.rlim_max == core.rlim_max;
             snprintf(extra + strlen(extra), sizeof extra - strlen(extra), good ? " limits ok" : " limits lost");
+        }
+        if (ptimer) {
+            struct timespec zero = {0, 0};
+            struct itimerspec left;
+            siginfo_t si;
+            int good = timer_gettime(ptimer_id, &left) == 0;
+            while (sigtimedwait(&ptimer_set, &si, &zero) == SIGRTMIN + 2) {
+                good &= si.si_value.sival_int == 77;
+                ptimer_fired = n;
+            }
+            snprintf(extra + strlen(extra), sizeof extra - strlen(extra), good && n - ptimer_fired < 20 ? " ptimer ok" : " ptimer bad");
         }
         if (caps) {
             char now[512];

@@ -384,6 +384,16 @@ fn dropped_capabilities_stay_dropped() {
     checkpoint_restore(&binary, &["--caps", "1"], |rest| rest == "caps ok");
 }
 
+#[test]
+fn posix_timers_keep_their_ids_and_keep_firing() {
+    if !root_or_skip("posix_timers_keep_their_ids_and_keep_firing") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let binary = gcc(dir.path(), "counter_pie", &[]).expect("gcc");
+    checkpoint_restore_for(&binary, &["--ptimer", "1"], 60, None, |rest| rest == "ptimer ok");
+}
+
 /// A pipe whose other end is someone else's is not the process's own state: refused, and the
 /// pid stays free.
 #[test]
