@@ -284,6 +284,12 @@ fn wait_stop(pid: i32, tid: i32) -> Result<()> {
 /// `ID: 5`, `signal: 36/0000000000000007` (signal number / sigval in hex), `notify:
 /// signal/pid.N` (`none`, `thread`; `tid.N` for SIGEV_THREAD_ID), `ClockID: 1`.
 fn posix_timers(pid: i32) -> Result<Vec<pb::PosixTimer>> {
+    // A kernel without CONFIG_CHECKPOINT_RESTORE has no such file, nor the prctl that restores
+    // timer ids: there is nothing to keep or to restore them with.
+    if !std::path::Path::new("/proc/self/timers").exists() {
+        tracing::warn!("this kernel has no /proc/PID/timers: POSIX timers are not kept");
+        return Ok(Vec::new());
+    }
     let text = process::read_proc(pid, "timers")?;
     let bad = |what: &str| Error::Process {
         pid,
