@@ -302,6 +302,17 @@ fn a_process_in_the_middle_of_a_sleep_wakes_and_goes_on() {
     }
 }
 
+/// A PIE build of zdtm_counter run with `OPTION 1`, checkpointed and restored: every line's
+/// state check must say `ok`, up to `steps_after` steps after the restore.
+fn option_state_survives(test: &str, option: &str, ok: &str, steps_after: usize) {
+    if !root_or_skip(test) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let binary = gcc(dir.path(), "counter_pie", &[]).expect("gcc");
+    checkpoint_restore_for(&binary, &[option, "1"], steps_after, None, |rest| rest == ok);
+}
+
 #[test]
 fn heap_heavy_target_keeps_every_page() {
     if !root_or_skip("heap_heavy_target_keeps_every_page") {
@@ -313,41 +324,36 @@ fn heap_heavy_target_keeps_every_page() {
     checkpoint_restore(&binary, &["--heap-mib", &mib], |rest| rest == "heap ok");
 }
 
+/// An epoll over an eventfd and a self-pipe: each step needs both ready, the pipe's pending
+/// record (the step before's number) and the eventfd's count (its own number), all left
+/// pending by the step before the checkpoint.
 #[test]
 fn event_loop_objects_continue_where_they_were() {
-    if !root_or_skip("event_loop_objects_continue_where_they_were") {
-        return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let binary = gcc(dir.path(), "counter_pie", &[]).expect("gcc");
-    // An epoll over an eventfd and a self-pipe: each step needs both ready, the pipe's pending
-    // record (the step before's number) and the eventfd's count (its own number), all left
-    // pending by the step before the checkpoint.
-    checkpoint_restore(&binary, &["--events", "1"], |rest| rest == "events ok");
+    option_state_survives(
+        "event_loop_objects_continue_where_they_were",
+        "--events",
+        "events ok",
+        20,
+    );
 }
 
+/// Between steps SIGUSR1 is pending for the process (sigqueue, a value) and SIGUSR2 for the
+/// main thread (tgkill), both blocked: each step needs both, with their siginfo.
 #[test]
 fn pending_signals_stay_pending_with_their_siginfo() {
-    if !root_or_skip("pending_signals_stay_pending_with_their_siginfo") {
-        return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let binary = gcc(dir.path(), "counter_pie", &[]).expect("gcc");
-    // Between steps SIGUSR1 is pending for the process (sigqueue, a value) and SIGUSR2 for the
-    // main thread (tgkill), both blocked: each step needs both, with their siginfo.
-    checkpoint_restore(&binary, &["--signals", "1"], |rest| rest == "signals ok");
+    option_state_survives(
+        "pending_signals_stay_pending_with_their_siginfo",
+        "--signals",
+        "signals ok",
+        20,
+    );
 }
 
+/// A timerfd firing every millisecond must go on firing; a signal sent to itself each step
+/// must come out of the signalfd (a checkpoint between send and read leaves it pending).
 #[test]
 fn timerfds_and_signalfds_keep_working() {
-    if !root_or_skip("timerfds_and_signalfds_keep_working") {
-        return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let binary = gcc(dir.path(), "counter_pie", &[]).expect("gcc");
-    // A timerfd firing every millisecond must go on firing; a signal sent to itself each step
-    // must come out of the signalfd (a checkpoint between send and read leaves it pending).
-    checkpoint_restore_for(&binary, &["--timers", "1"], 60, None, |rest| rest == "timers ok");
+    option_state_survives("timerfds_and_signalfds_keep_working", "--timers", "timers ok", 60);
 }
 
 /// A process of an unprivileged user comes back as that user, not as root who restored it.
@@ -363,35 +369,28 @@ fn an_unprivileged_target_keeps_its_credentials() {
     checkpoint_restore_for(&binary, &[], 20, Some(65534), no_extra);
 }
 
+/// Lowered RLIMIT_NOFILE and RLIMIT_CORE, checked every step.
 #[test]
 fn resource_limits_are_kept() {
-    if !root_or_skip("resource_limits_are_kept") {
-        return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let binary = gcc(dir.path(), "counter_pie", &[]).expect("gcc");
-    checkpoint_restore(&binary, &["--limits", "1"], |rest| rest == "limits ok");
+    option_state_survives("resource_limits_are_kept", "--limits", "limits ok", 20);
 }
 
 /// A root process that gave up capabilities does not get them back from the root restoring it.
 #[test]
 fn dropped_capabilities_stay_dropped() {
-    if !root_or_skip("dropped_capabilities_stay_dropped") {
-        return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let binary = gcc(dir.path(), "counter_pie", &[]).expect("gcc");
-    checkpoint_restore(&binary, &["--caps", "1"], |rest| rest == "caps ok");
+    option_state_survives("dropped_capabilities_stay_dropped", "--caps", "caps ok", 20);
 }
 
+/// A 1 ms POSIX timer signalling a value: timer_gettime by its old id must work and it must
+/// go on firing.
 #[test]
 fn posix_timers_keep_their_ids_and_keep_firing() {
-    if !root_or_skip("posix_timers_keep_their_ids_and_keep_firing") {
-        return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let binary = gcc(dir.path(), "counter_pie", &[]).expect("gcc");
-    checkpoint_restore_for(&binary, &["--ptimer", "1"], 60, None, |rest| rest == "ptimer ok");
+    option_state_survives(
+        "posix_timers_keep_their_ids_and_keep_firing",
+        "--ptimer",
+        "ptimer ok",
+        60,
+    );
 }
 
 /// A pipe whose other end is someone else's is not the process's own state: refused, and the
