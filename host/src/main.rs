@@ -907,6 +907,33 @@ fn run(cli: Cli) -> Result<()> {
                 for f in &m.fds {
                     println!("  fd {} {} flags {:#o} pos {}", f.fd, f.path, f.flags, f.pos);
                 }
+                if let Some(c) = &m.checkpoint {
+                    let pending = c.shared_pending.len() + c.threads.iter().map(|t| t.pending.len()).sum::<usize>();
+                    let ids = |v: &[u32]| match v {
+                        [] => "(not kept)".to_string(),
+                        v => v.iter().map(u32::to_string).collect::<Vec<_>>().join("/"),
+                    };
+                    let main = c.threads.first();
+                    println!(
+                        "  checkpoint: process {}; cwd {}; {} signal handler(s), {} pending signal(s); uid {} gid {}",
+                        if c.killed { "killed" } else { "left running" },
+                        c.cwd,
+                        c.handlers.len(),
+                        pending,
+                        main.map_or(String::new(), |t| ids(&t.uids)),
+                        main.map_or(String::new(), |t| ids(&t.gids)),
+                    );
+                    println!(
+                        "  checkpoint: {} eventfd(s), {} timerfd(s), {} signalfd(s), {} pipe(s), {} epoll(s), {} POSIX timer(s), {} resource limits",
+                        c.eventfds.len(),
+                        c.timerfds.len(),
+                        c.signalfds.len(),
+                        c.pipes.len(),
+                        c.epolls.len(),
+                        c.posix_timers.len(),
+                        c.rlimits.len(),
+                    );
+                }
                 for r in &m.regions {
                     println!(
                         "  {:016x}-{:016x} {} {:>8} KiB {}{}{}",

@@ -155,6 +155,8 @@ fn checkpoint_restore_for(
 
     checkpoint_and_kill(&mut child, &core);
     let at_checkpoint = lines(&out).len();
+    let summary = ok(&["inspect", core.to_str().unwrap()]);
+    assert!(summary.contains("  checkpoint: process killed;"), "{summary}");
     std::thread::sleep(Duration::from_millis(50));
     assert_eq!(lines(&out).len(), at_checkpoint, "nothing writes while checkpointed");
 
