@@ -155,8 +155,6 @@ fn collect(frozen: &Frozen, killed: bool) -> Result<pb::Checkpoint> {
         });
     }
     let objects = crate::fdstate::collect(pid, &process::fds(pid)?)?;
-    let euid = id_line(&status, "Uid:").get(1).copied().unwrap_or(0);
-    let owner = std::fs::metadata(format!("/proc/{pid}")).map(|m| std::os::unix::fs::MetadataExt::uid(&m));
     let rlimits = process::rlimits(pid)?;
     let mut posix_timers = posix_timers(pid)?;
     for t in &mut posix_timers {
@@ -167,7 +165,7 @@ fn collect(frozen: &Frozen, killed: bool) -> Result<pb::Checkpoint> {
     Ok(pb::Checkpoint {
         posix_timers,
         rlimits,
-        dumpable: owner.is_ok_and(|o| o == euid),
+        dumpable: main.call("PR_GET_DUMPABLE", libc::SYS_prctl, [libc::PR_GET_DUMPABLE as u64, 0, 0])? == 1,
         shared_pending: pending_signals(pid, true)
             .map_err(|e| process::pid_errno(pid, "PTRACE_PEEKSIGINFO (shared)", e))?,
         eventfds: objects.eventfds,
@@ -227,6 +225,15 @@ impl ThreadSyscalls {
     /// Runs syscall `nr` with the arguments `args(out)` builds around a 32-byte output buffer
     /// `out` (the fourth argument is 8, the sigset size rt_sigaction wants); returns the buffer.
     fn call_out(&self, what: &str, nr: i64, args: impl Fn(u64) -> [u64; 3]) -> Result<[u8; SCRATCH_LEN]> {
+        self.run(what, nr, args).map(|(_, out)| out)
+    }
+
+    /// Runs syscall `nr` with `args`; returns its result.
+    fn call(&self, what: &str, nr: i64, args: [u64; 3]) -> Result<u64> {
+        self.run(what, nr, |_| args).map(|(rc, _)| rc)
+    }
+
+    fn run(&self, what: &str, nr: i64, args: impl Fn(u64) -> [u64; 3]) -> Result<(u64, [u8; SCRATCH_LEN])> {
         let tid = Pid::from_raw(self.tid);
         let fail = |e: Errno| process::pid_errno(self.pid, &format!("{what} in thread {}", self.tid), e);
         let saved = ptrace::getregs(tid).map_err(fail)?;
@@ -257,7 +264,7 @@ impl ThreadSyscalls {
         if (-4095..0).contains(&rc) {
             return Err(fail(Errno::from_raw(-rc as i32)));
         }
-        Ok(result)
+        Ok((rc as u64, result))
     }
 }
 

@@ -635,12 +635,18 @@ fn rebuild(
         process::prlimit(pid, l.resource, Some((l.soft, l.hard)))?;
     }
     // Last, as everything before needed root: the process's own credentials, per thread (the
-    // raw syscalls change only the calling thread), then dumpable again if it was.
+    // raw syscalls change only the calling thread), then dumpable as it was (a uid change
+    // clears it).
     for (&tid, t) in threads.iter().zip(&checkpoint.threads) {
         set_credentials(inject, tid, t)?;
     }
-    if checkpoint.dumpable && checkpoint.threads.first().is_some_and(|t| t.uids.len() == 4) {
-        inject.call("PR_SET_DUMPABLE", libc::SYS_prctl, &[libc::PR_SET_DUMPABLE as u64, 1])?;
+    if checkpoint.threads.first().is_some_and(|t| t.uids.len() == 4) {
+        let dumpable = u64::from(checkpoint.dumpable);
+        inject.call(
+            "PR_SET_DUMPABLE",
+            libc::SYS_prctl,
+            &[libc::PR_SET_DUMPABLE as u64, dumpable],
+        )?;
     }
     for (&tid, t) in threads.iter().zip(&meta.threads).skip(1) {
         let fail = |what: &str, e: Errno| Error::Restore(format!("thread {tid}: {what}: {e}"));

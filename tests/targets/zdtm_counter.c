@@ -25,8 +25,9 @@
  *   --limits 1    lowers RLIMIT_NOFILE to 321/654 and RLIMIT_CORE to 0/12345678; each step
  *                 checks them: "limits ok".
  *   --caps 1      (as root) drops CAP_NET_RAW from its bounding set and CAP_SYS_ADMIN from its
- *                 effective and permitted sets; each step compares its status lines with
- *                 what they were then: "caps ok".
+ *                 effective and permitted sets and makes itself non-dumpable; each step
+ *                 compares its Cap* status lines and dumpable flag with what they were then:
+ *                 "caps ok".
  *   --ptimer 1    a POSIX timer (timer_create) signalling SIGRTMIN+2 (blocked) with value 77
  *                 every millisecond; each step takes its signals, which must carry the value,
  *                 and the timer must still be there by its id and have fired within the last
@@ -71,6 +72,7 @@ static void cap_lines(char *out, size_t size) {
     while (f && fgets(line, sizeof line, f))
         if (!strncmp(line, "Cap", 3) && strlen(out) + strlen(line) < size) strcat(out, line);
     if (f) fclose(f);
+    snprintf(out + strlen(out), size - strlen(out), "dumpable %d\n", prctl(PR_GET_DUMPABLE, 0, 0, 0, 0));
 }
 
 static uint64_t pattern(size_t page, size_t word) { return (page * 0x9e3779b97f4a7c15ULL) ^ word; }
@@ -154,7 +156,7 @@ int main(int argc, char **argv) {
         if (prctl(PR_CAPBSET_DROP, CAP_NET_RAW, 0, 0, 0) || syscall(SYS_capget, &header, data)) { perror("caps"); return 1; }
         data[0].effective &= ~(1u << CAP_SYS_ADMIN);
         data[0].permitted &= ~(1u << CAP_SYS_ADMIN);
-        if (syscall(SYS_capset, &header, data)) { perror("capset"); return 1; }
+        if (syscall(SYS_capset, &header, data) || prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)) { perror("capset"); return 1; }
         cap_lines(caps_then, sizeof caps_then);
     }
     timer_t ptimer_id;

@@ -377,7 +377,8 @@ fn resource_limits_are_kept() {
     option_state_survives("resource_limits_are_kept", "--limits", "limits ok", 20);
 }
 
-/// A root process that gave up capabilities does not get them back from the root restoring it.
+/// A root process that gave up capabilities (and made itself non-dumpable) does not get them
+/// back from the root restoring it.
 #[test]
 fn dropped_capabilities_stay_dropped() {
     option_state_survives("dropped_capabilities_stay_dropped", "--caps", "caps ok", 20);
