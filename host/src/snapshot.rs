@@ -250,8 +250,11 @@ fn write_frozen(
     let symbols_started = std::time::Instant::now();
     let symbols = match read_symbols(pid, &exe, &maps) {
         Ok(symbols) => symbols,
+        // A target killed under us is that error (one line), not a snapshot without symbols:
+        // whether the reading itself found it gone, or its state says so now (a process dying
+        // loses its memory before /proc shows it a zombie).
+        Err(e @ (Error::NoSuchProcess { .. } | Error::Zombie { .. } | Error::TargetExited { .. })) => return Err(e),
         Err(e) => {
-            // A target killed under us is that error (one line), not a snapshot without symbols.
             process::check_target(pid)?;
             tracing::warn!("no symbols for {}: {e}", exe.display());
             Vec::new()
