@@ -10,6 +10,16 @@ use crate::error::{Error, Result};
 /// Runs `fill` against a buffered temp file in `path`'s directory and moves it into place
 /// only if `fill` succeeds. On error the temp file is removed.
 pub fn write_atomically<T>(path: &Path, fill: impl FnOnce(&mut BufWriter<File>) -> Result<T>) -> Result<T> {
+    write_checked(path, fill, |_, value| Ok(value))
+}
+
+/// [`write_atomically`], with `check` run on the complete, synced temp file (its path and what
+/// `fill` returned) before it takes its name: a file that fails the check never gets it.
+pub fn write_checked<T, U>(
+    path: &Path,
+    fill: impl FnOnce(&mut BufWriter<File>) -> Result<T>,
+    check: impl FnOnce(&Path, T) -> Result<U>,
+) -> Result<U> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
@@ -24,11 +34,13 @@ pub fn write_atomically<T>(path: &Path, fill: impl FnOnce(&mut BufWriter<File>) 
     let value = fill(&mut writer)?;
     let file = writer.into_inner().map_err(|e| Error::io(path, e.into_error()))?;
     file.sync_all().map_err(|e| Error::io(path, e))?;
+    drop(file);
+    let checked = check(&tmp_path, value)?;
     tmp_path.persist(path).map_err(|e| Error::io(path, e.error))?;
     if let Ok(d) = File::open(dir) {
         let _ = d.sync_all();
     }
-    Ok(value)
+    Ok(checked)
 }
 
 pub fn write_file_atomically(path: &Path, bytes: &[u8]) -> Result<()> {

@@ -430,18 +430,9 @@ pub fn import(dir: &Path, out: &Path) -> Result<ImportReport> {
     }
     let data_end = next;
 
-    let parent = match out.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    let tmp = tempfile::Builder::new()
-        .prefix(".memzinc-")
-        .suffix(".tmp")
-        .tempfile_in(parent)
-        .map_err(|e| Error::io(parent, e))?;
-    {
-        let mut w = std::io::BufWriter::with_capacity(1 << 20, tmp.as_file());
-        let io = |e| Error::io(out, e);
+    let io = |e| Error::io(out, e);
+    let file_bytes = data_end + note_bytes.len() as u64;
+    let fill = |w: &mut std::io::BufWriter<std::fs::File>| -> Result<()> {
         w.write_all(&vec![0u8; data_start as usize]).map_err(io)?;
         let mut rows = tables::PAGES.read(&pages_path)?;
         let mut count = 0u64;
@@ -476,25 +467,20 @@ pub fn import(dir: &Path, out: &Path) -> Result<ImportReport> {
             Segment::load(r.start, len, r.data_offset, if r.captured { len } else { 0 }, &r.perms)
         }));
         w.seek(SeekFrom::Start(0)).map_err(io)?;
-        w.write_all(&elfcore::encode_headers(&segments)).map_err(io)?;
-        w.flush().map_err(io)?;
-    }
-    tmp.as_file().sync_all().map_err(|e| Error::io(out, e))?;
-    // Check the rebuilt core as `inspect` would before it gets its name.
-    let snap = Snapshot::open(tmp.path()).map_err(|e| rename_error(e, tmp.path(), dir))?;
-    snap.verify_pages().map_err(|e| rename_error(e, tmp.path(), dir))?;
-    let report = ImportReport {
-        output: out.into(),
-        root: snap.meta.root.clone(),
-        pages: snap.meta.page_count,
-        file_bytes: data_end + note_bytes.len() as u64,
+        w.write_all(&elfcore::encode_headers(&segments)).map_err(io)
     };
-    drop(snap);
-    tmp.persist(out).map_err(|e| Error::io(out, e.error))?;
-    if let Ok(d) = std::fs::File::open(parent) {
-        let _ = d.sync_all();
-    }
-    Ok(report)
+    // Check the rebuilt core as `inspect` would before it gets its name.
+    let check = |tmp: &Path, ()| -> Result<ImportReport> {
+        let snap = Snapshot::open(tmp).map_err(|e| rename_error(e, tmp, dir))?;
+        snap.verify_pages().map_err(|e| rename_error(e, tmp, dir))?;
+        Ok(ImportReport {
+            output: out.into(),
+            root: snap.meta.root.clone(),
+            pages: snap.meta.page_count,
+            file_bytes,
+        })
+    };
+    crate::fsutil::write_checked(out, fill, check)
 }
 
 /// An error about the temp core is an error about the tables it was built from.
