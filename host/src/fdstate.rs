@@ -35,49 +35,42 @@ pub struct FdObjects {
 /// are left out (restore refuses them, as it does sockets).
 pub fn collect(pid: i32, fds: &[FdInfo]) -> Result<FdObjects> {
     let mut objects = FdObjects::default();
-    let (eventfds, epolls) = (&mut objects.eventfds, &mut objects.epolls);
     let mut pipes: BTreeMap<&str, pb::Pipe> = BTreeMap::new();
     for f in fds {
-        if f.path == TIMERFD {
-            let info = fdinfo(pid, f.fd)?;
-            objects
-                .timerfds
-                .push(timerfd(f.fd, &info).ok_or_else(|| unparseable(pid, f.fd, &info))?);
-            continue;
-        }
-        if f.path == SIGNALFD {
-            let info = fdinfo(pid, f.fd)?;
-            let sigmask = field(&info, "sigmask:")
-                .and_then(|v| u64::from_str_radix(v, 16).ok())
-                .ok_or_else(|| unparseable(pid, f.fd, &info))?;
-            objects.signalfds.push(pb::SignalFd { fd: f.fd, sigmask });
-            continue;
-        }
-        if f.path == EVENTFD {
-            let info = fdinfo(pid, f.fd)?;
-            let count = field(&info, "eventfd-count:")
-                .and_then(|v| u64::from_str_radix(v, 16).ok())
-                .ok_or_else(|| unparseable(pid, f.fd, &info))?;
-            eventfds.push(pb::EventFd {
-                fd: f.fd,
-                count,
-                semaphore: field(&info, "eventfd-semaphore:") == Some("1"),
-            });
-        } else if f.path == EVENTPOLL {
-            let info = fdinfo(pid, f.fd)?;
-            let watches = info
-                .lines()
-                .filter(|l| l.starts_with("tfd:"))
-                .map(|l| epoll_watch(l).ok_or_else(|| unparseable(pid, f.fd, &info)))
-                .collect::<Result<_>>()?;
-            epolls.push(pb::Epoll { fd: f.fd, watches });
-        } else if f.path.starts_with("pipe:[") {
+        if f.path.starts_with("pipe:[") {
             let pipe = pipes.entry(&f.path).or_default();
             if f.flags & libc::O_ACCMODE as u32 == libc::O_RDONLY as u32 {
                 pipe.read_fds.push(f.fd);
             } else {
                 pipe.write_fds.push(f.fd);
             }
+            continue;
+        }
+        if ![EVENTFD, EVENTPOLL, TIMERFD, SIGNALFD].contains(&f.path.as_str()) {
+            continue;
+        }
+        let info = fdinfo(pid, f.fd)?;
+        let bad = || unparseable(pid, f.fd, &info);
+        let hex = |key: &str| field(&info, key).and_then(|v| u64::from_str_radix(v, 16).ok());
+        match f.path.as_str() {
+            EVENTFD => objects.eventfds.push(pb::EventFd {
+                fd: f.fd,
+                count: hex("eventfd-count:").ok_or_else(bad)?,
+                semaphore: field(&info, "eventfd-semaphore:") == Some("1"),
+            }),
+            SIGNALFD => objects.signalfds.push(pb::SignalFd {
+                fd: f.fd,
+                sigmask: hex("sigmask:").ok_or_else(bad)?,
+            }),
+            TIMERFD => objects.timerfds.push(timerfd(f.fd, &info).ok_or_else(bad)?),
+            _ => objects.epolls.push(pb::Epoll {
+                fd: f.fd,
+                watches: info
+                    .lines()
+                    .filter(|l| l.starts_with("tfd:"))
+                    .map(|l| epoll_watch(l).ok_or_else(bad))
+                    .collect::<Result<_>>()?,
+            }),
         }
     }
     for mut pipe in pipes.into_values() {
