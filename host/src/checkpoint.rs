@@ -358,7 +358,7 @@ fn id_line(status: &str, key: &str) -> Vec<u32> {
 }
 
 /// A hex signal mask line of /proc/.../status; 0 when absent.
-fn status_mask(status: &str, key: &str) -> u64 {
+pub(crate) fn status_mask(status: &str, key: &str) -> u64 {
     status
         .lines()
         .find_map(|l| l.strip_prefix(key))

@@ -862,16 +862,13 @@ fn set_credentials(inject: &Injector, tid: i32, t: &pb::ThreadCheckpoint) -> Res
     };
     let prctl = |what: &str, args: [u64; 3]| inject.call_in(tid, what, libc::SYS_prctl, &args);
     let caps = t.capabilities.as_ref();
-    // The bounding set only shrinks, and only while the thread still has CAP_SETPCAP.
+    // The bounding set only shrinks, and only while the thread still has CAP_SETPCAP: drop what
+    // it has now (memzinc's, inherited) and did not have then.
     if let Some(c) = caps {
-        let last: u64 = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
-            .ok()
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or(40);
-        for cap in 0..=last {
-            if c.bounding & (1 << cap) == 0 && prctl("PR_CAPBSET_READ", [libc::PR_CAPBSET_READ as u64, cap, 0])? == 1 {
-                prctl("PR_CAPBSET_DROP", [libc::PR_CAPBSET_DROP as u64, cap, 0])?;
-            }
+        let status = process::read_proc(inject.pid, &format!("task/{tid}/status"))?;
+        let extra = crate::checkpoint::status_mask(&status, "CapBnd:") & !c.bounding;
+        for cap in (0..64u64).filter(|cap| extra & (1 << cap) != 0) {
+            prctl("PR_CAPBSET_DROP", [libc::PR_CAPBSET_DROP as u64, cap, 0])?;
         }
     }
     let groups: Vec<u8> = t.groups.iter().flat_map(|g| g.to_le_bytes()).collect();
