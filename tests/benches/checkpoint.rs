@@ -102,9 +102,7 @@ fn main() {
         println!("SKIP checkpoint bench: needs root");
         return;
     }
-    let sizes: Vec<u64> = std::env::var("MEMZINC_BENCH_SIZES")
-        .map(|s| s.split(',').filter_map(|x| x.trim().parse().ok()).collect())
-        .unwrap_or_else(|_| vec![100, 1024]);
+    let sizes = memzinc_tests::bench_sizes();
     let dir = tempfile::tempdir().unwrap();
     let binary = dir.path().join("zdtm_counter");
     let built = Command::new("gcc")
@@ -128,10 +126,7 @@ fn main() {
     if let Err(why) = &criu {
         println!("CRIU skipped: {why}");
     }
-    let rounds: usize = std::env::var("MEMZINC_BENCH_ROUNDS")
-        .ok()
-        .and_then(|r| r.parse().ok())
-        .unwrap_or(2);
+    let rounds = memzinc_tests::bench_rounds();
     println!("best of {rounds} rounds; the tools take turns going first (a fresh file's first page-cache pages cost more than pages another file just freed)");
     println!("CRIU as shipped leaves its images in the page cache (no fsync); 'CRIU durable' adds the fsync of every image to its dump and restores with the images evicted from the cache, which is what memzinc does (O_DIRECT + fsync, restore reads the disk)");
     println!("| heap | memzinc dump s | CRIU dump s | CRIU durable dump s | gcore s | memzinc restore s | CRIU restore s | CRIU durable restore s | CRIU/memzinc dump | CRIU/memzinc restore | CRIU durable/memzinc dump | CRIU durable/memzinc restore | gcore/memzinc dump |");

@@ -105,13 +105,8 @@ fn write_bound(dir: &std::path::Path, bytes: u64) -> f64 {
 }
 
 fn main() {
-    let sizes: Vec<u64> = std::env::var("MEMZINC_BENCH_SIZES")
-        .map(|s| s.split(',').filter_map(|x| x.trim().parse().ok()).collect())
-        .unwrap_or_else(|_| vec![100, 1024]);
-    let rounds: usize = std::env::var("MEMZINC_BENCH_ROUNDS")
-        .ok()
-        .and_then(|r| r.parse().ok())
-        .unwrap_or(2);
+    let sizes = memzinc_tests::bench_sizes();
+    let rounds = memzinc_tests::bench_rounds();
     let dir = tempfile::tempdir().unwrap();
     let profile = if cfg!(debug_assertions) {
         "debug build (numbers are not representative)"

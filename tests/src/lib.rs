@@ -617,3 +617,19 @@ pub fn unrepairable_healme_spec() -> memzinc::reason::TargetSpec {
     }
     spec
 }
+
+/// The target sizes (MiB) a size-scaling bench runs: `MEMZINC_BENCH_SIZES` (comma-separated),
+/// else 100 MiB and 1 GiB.
+pub fn bench_sizes() -> Vec<u64> {
+    std::env::var("MEMZINC_BENCH_SIZES")
+        .map(|s| s.split(',').filter_map(|x| x.trim().parse().ok()).collect())
+        .unwrap_or_else(|_| vec![100, 1024])
+}
+
+/// How many rounds a bench keeps the best of: `MEMZINC_BENCH_ROUNDS`, else 2.
+pub fn bench_rounds() -> usize {
+    std::env::var("MEMZINC_BENCH_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(2)
+}
