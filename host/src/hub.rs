@@ -87,6 +87,17 @@ impl LfsFile<'_> {
     }
 }
 
+/// A request with the headers an LFS batch action hands out for it.
+fn with_action_headers(
+    mut req: reqwest::blocking::RequestBuilder,
+    action: &Value,
+) -> reqwest::blocking::RequestBuilder {
+    for (k, v) in action["header"].as_object().into_iter().flatten() {
+        req = req.header(k, v.as_str().unwrap_or_default());
+    }
+    req
+}
+
 /// A request with the Git LFS media type for both ways.
 fn lfs_json(req: reqwest::blocking::RequestBuilder) -> reqwest::blocking::RequestBuilder {
     req.header("Accept", "application/vnd.git-lfs+json")
@@ -329,20 +340,14 @@ impl Hub {
                 match upload["header"].get("chunk_size") {
                     Some(chunk) => self.lfs_multipart(href, &upload["header"], chunk, file)?,
                     None => {
-                        let mut put = self.http.put(href);
-                        for (k, v) in upload["header"].as_object().into_iter().flatten() {
-                            put = put.header(k, v.as_str().unwrap_or_default());
-                        }
+                        let put = with_action_headers(self.http.put(href), upload);
                         self.send_as_is(href, put.body(file.part(0, file.size)?), &[])?;
                     }
                 }
             }
             if let Some(verify) = object["actions"].get("verify") {
                 let href = verify["href"].as_str().unwrap_or_default();
-                let mut post = self.http.post(href);
-                for (k, v) in verify["header"].as_object().into_iter().flatten() {
-                    post = post.header(k, v.as_str().unwrap_or_default());
-                }
+                let post = with_action_headers(self.http.post(href), verify);
                 let body = json!({"oid": file.oid, "size": file.size});
                 self.send_as_is(href, post.json(&body), &[])?;
             }
