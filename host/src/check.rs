@@ -87,6 +87,17 @@ impl Finding {
     }
 }
 
+/// A finding as a plan file records it: where, which field, what was wrong.
+impl From<&Finding> for crate::reason::Violation {
+    fn from(f: &Finding) -> Self {
+        crate::reason::Violation {
+            address: f.address,
+            field: f.location(),
+            rule: f.detail.clone(),
+        }
+    }
+}
+
 /// What `check` looked at and found.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CheckReport {

@@ -347,14 +347,7 @@ pub fn plan_snapshot(
     use crate::reason::{PlannedWrite, Violation};
     let facts = HeapFacts::of(heap);
     let found = findings(heap, &facts);
-    let violations: Vec<Violation> = found
-        .iter()
-        .map(|f| Violation {
-            address: f.address,
-            field: f.location(),
-            rule: f.detail.clone(),
-        })
-        .collect();
+    let violations: Vec<Violation> = found.iter().map(Violation::from).collect();
     if found.is_empty() {
         return crate::reason::finish_plan(snap, target, opts.backend.name(), true, violations, vec![], None);
     }

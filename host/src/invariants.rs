@@ -626,15 +626,7 @@ impl Judge<'_> {
     pub fn plan(&self, target: &str, opts: &crate::solver::SolverOptions, work: &Path) -> Result<PlanFile> {
         let judged = self.check(opts)?;
         let facts = &judged.facts;
-        let violations: Vec<Violation> = judged
-            .findings
-            .iter()
-            .map(|f| Violation {
-                address: f.address,
-                field: f.location(),
-                rule: f.detail.clone(),
-            })
-            .collect();
+        let violations: Vec<Violation> = judged.findings.iter().map(Violation::from).collect();
         if judged.findings.is_empty() {
             return crate::reason::finish_plan(
                 self.snapshot,
