@@ -3,7 +3,7 @@
 //! starts from input its decoder accepts instead of having to find ELF framing, a seal or a
 //! registry magic by chance:
 //!
-//! - `snapshot_open`: a real snapshot core (`memzinc::snapshot::take`) of a tiny static process
+//! - `snapshot_open`: a real snapshot core (`memzinc::describe::take`) of a tiny static process
 //!   (`gcc -static -nostdlib`, a loop around `pause`), about 40 pages;
 //! - `plan_file`: a plan file for that snapshot (one byte of its stack) with its evidence;
 //! - `debug_types`: `tests/targets/ctypes.c` compiled with `gcc -g`;
@@ -15,9 +15,9 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use memzinc::reason::{PlanFile, PlanRegion, PlannedWrite};
-use memzinc::snapshot::Snapshot;
-use memzinc::Sha2;
+use memzinc::base::Sha2;
+use memzinc::describe::Snapshot;
+use memzinc::reason::{Plan, PlannedWrite};
 use memzinc_describe::{abi, Kind, ENTRY_READY, REGISTRY_MAGIC};
 use memzinc_verifier::plan::{PatchPlan, Write};
 use memzinc_verifier::wire::Region;
@@ -44,7 +44,7 @@ fn snapshot_and_plan(corpus: &Path, work: &Path) {
     let mut child = Command::new(&exe).stdin(Stdio::null()).spawn().expect("start tiny");
     std::thread::sleep(std::time::Duration::from_millis(100));
     let core = corpus.join("snapshot_open").join("tiny-core");
-    let taken = memzinc::snapshot::take(child.id() as i32, &core, None);
+    let taken = memzinc::describe::take(child.id() as i32, &core, None);
     let _ = child.kill();
     let _ = child.wait();
     taken.expect("snapshot of the tiny process");
@@ -75,35 +75,28 @@ fn snapshot_and_plan(corpus: &Path, work: &Path) {
     };
     let mut evidence = Vec::new();
     snap.evidence(&plan).expect("evidence").encode_into(&mut evidence);
-    let file = PlanFile {
-        memzinc_plan: 1,
+    let file = Plan {
         target: "tiny".into(),
-        target_id: hex::encode(plan.target_id),
-        snapshot_root: snap.meta.root.clone(),
+        target_id: plan.target_id,
+        snapshot_root: plan.snapshot_root,
         solver: "gecode".into(),
-        status: "OPTIMAL".into(),
-        changed_bytes: 1,
-        violations: Vec::new(),
-        regions: vec![PlanRegion {
-            start: region.start,
-            end: region.end,
-            flags: region.flags,
-        }],
+        optimal: true,
+        findings: Vec::new(),
+        regions: vec![region],
         writes: vec![PlannedWrite {
             address,
-            old: hex::encode(&old),
-            new: hex::encode([!old[0]]),
+            old: old.clone(),
+            new: vec![!old[0]],
             field: "stack.byte".into(),
             rule: "seed".into(),
         }],
-        plan_hash: hex::encode(plan.plan_hash::<Sha2>()),
-        evidence: hex::encode(evidence),
+        evidence,
         stats: None,
     };
     let path = corpus.join("plan_file").join("tiny-plan.json");
     file.save(&path).expect("write the plan seed");
-    let (_, loaded) = PlanFile::load(&path).expect("the plan seed loads");
-    assert_eq!(loaded, plan);
+    let loaded = Plan::load(&path).expect("the plan seed loads");
+    assert_eq!(loaded.patch(), plan);
 }
 
 /// A registry image as `memzinc_describe` lays it out, placed at `base`.
@@ -181,7 +174,7 @@ fn main() {
     let base = memzinc_fuzz::host::REGISTRY_BASE;
     let image = registry_image(base);
     let memory = memzinc_fuzz::host::SliceMemory { base, bytes: &image };
-    let objects = memzinc::registry::read_registry(&memory, base).expect("the registry seed decodes");
+    let objects = memzinc::introspect::read_registry(&memory, base).expect("the registry seed decodes");
     assert_eq!(objects.len(), 1);
     objects[0].object_layout().expect("the seed's layout is valid");
     std::fs::write(corpus.join("registry").join("one-entry"), &image).expect("write the registry seed");

@@ -9,7 +9,7 @@
 use std::path::Path;
 
 use libfuzzer_sys::fuzz_target;
-use memzinc::types::DebugTypes;
+use memzinc::introspect::DebugTypes;
 use memzinc_fuzz::host::one_line;
 
 fuzz_target!(|data: &[u8]| {

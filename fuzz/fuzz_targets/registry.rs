@@ -9,7 +9,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use memzinc::registry::read_registry;
+use memzinc::introspect::read_registry;
 use memzinc_fuzz::host::{one_line, SliceMemory, REGISTRY_BASE};
 
 fuzz_target!(|data: &[u8]| {

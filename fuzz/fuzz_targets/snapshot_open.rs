@@ -11,7 +11,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use memzinc::snapshot::Snapshot;
+use memzinc::describe::Snapshot;
 use memzinc_fuzz::host::{one_line, reseal, scratch_file};
 use memzinc_fuzz::report_verdict;
 use memzinc_verifier::plan::{PatchPlan, Write};
@@ -54,7 +54,7 @@ fn exercise(bytes: &[u8]) {
         }
     }
     for s in snap.meta.symbols.iter().take(16) {
-        let _ = memzinc::snapshot::symbol_module(&snap.meta.regions, s.address);
+        let _ = memzinc::describe::symbol_module(&snap.meta.regions, s.address);
     }
 }
 

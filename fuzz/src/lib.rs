@@ -549,7 +549,8 @@ pub mod host {
         let (Some(entsize), Some(count)) = (u16_at(bytes, 0x36), u16_at(bytes, 0x38)) else {
             return false;
         };
-        let seal_note = memzinc::elfcore::note_len("MEMZINC", 32);
+        // 12-byte note header, "MEMZINC\0" (8 bytes, already 4-aligned), the 32-byte hash.
+        let seal_note = 12 + 8 + 32;
         for i in 0..count as usize {
             let Some(at) = (i * entsize as usize)
                 .checked_add(phoff)
@@ -590,7 +591,7 @@ pub mod host {
         pub bytes: &'a [u8],
     }
 
-    impl memzinc::registry::Memory for SliceMemory<'_> {
+    impl memzinc::base::Memory for SliceMemory<'_> {
         fn read(&self, address: u64, len: usize) -> memzinc::Result<Vec<u8>> {
             address
                 .checked_sub(self.base)

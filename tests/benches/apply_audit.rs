@@ -5,8 +5,8 @@
 //! `cargo bench -p memzinc-tests --bench apply_audit` (needs target/deploy/attestor.so).
 
 use memzinc::apply;
-use memzinc::instructions::{attestation_address, policy_address, target_chain_address};
-use memzinc::replay::Replayer;
+use memzinc_cli::attest::instructions::{attestation_address, policy_address, target_chain_address};
+use memzinc_cli::attest::Replayer;
 use memzinc_tests::svm::{config, env_with_authority};
 use memzinc_tests::{synthetic, Target};
 use memzinc_verifier::accounts::{Attestation, PolicyConfig};
@@ -23,7 +23,7 @@ fn stopped_time(writes: usize) -> u128 {
     let target = Target::healme(&["--ballast-mib", "1", "--period-ms", "100"]);
     target.wait_for("status=ok");
     let pid: i32 = target.pid().parse().unwrap();
-    let maps = memzinc::process::read_maps(pid).unwrap();
+    let maps = memzinc::introspect::read_maps(pid).unwrap();
     let heap = maps
         .iter()
         .filter(|m| m.readable() && m.writable() && m.private() && m.path.is_empty())
@@ -36,7 +36,7 @@ fn stopped_time(writes: usize) -> u128 {
         .collect();
     let mut samples = Vec::new();
     for _ in 0..15 {
-        let old = memzinc::process::read_many(pid, &ranges).unwrap();
+        let old = memzinc::introspect::read_many(pid, &ranges).unwrap();
         let plan = |from: &[Vec<u8>], invert: bool| PatchPlan {
             target_id: [0; 32],
             snapshot_root: [0; 32],

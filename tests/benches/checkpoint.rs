@@ -2,7 +2,7 @@
 //! the same target: tests/targets/zdtm_counter.c with 100 MiB and 1 GiB of touched heap.
 //! Dump: `memzinc::checkpoint` (--kill; hashing and the Merkle root included) vs
 //! `criu dump -t PID -D DIR` vs `gcore` (dump only, the process keeps running). Restore:
-//! `memzinc::restore` vs `criu restore -D DIR -d`, both until the process runs detached.
+//! `memzinc::checkpoint` vs `criu restore -D DIR -d`, both until the process runs detached.
 //! Each restored process must then write its next line. Prints seconds and ratios; asserts
 //! nothing about time.
 //!
@@ -231,7 +231,7 @@ fn memzinc_round(binary: &Path, dir: &Path, out: &Path, mib: u64) -> (Seconds, S
     // The checkpoint, as the tracer, may already have reaped its own child here.
     let _ = child.wait();
     let started = Instant::now();
-    memzinc::restore::restore(&core, None).expect("restore");
+    memzinc::checkpoint::restore(&core, None).expect("restore");
     let restore = started.elapsed().as_secs_f64();
     check_and_stop(pid, out);
     std::fs::remove_file(&core).unwrap();

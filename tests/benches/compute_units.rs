@@ -4,8 +4,8 @@
 //!
 //! `cargo bench -p memzinc-tests --bench compute_units` (needs target/deploy/attestor.so).
 
-use memzinc::instructions as ix;
-use memzinc::Sha2;
+use memzinc::base::Sha2;
+use memzinc_cli::attest::instructions as ix;
 use memzinc_tests::svm::{config, env_with_authority};
 use memzinc_tests::synthetic;
 use memzinc_verifier::accounts::PolicyConfig;
@@ -145,6 +145,6 @@ fn main() {
     }
     print!("{md}");
     let path = memzinc_tests::repo_root().join("COMPUTE_UNITS.md");
-    memzinc::fsutil::write_file_atomically(&path, md.as_bytes()).expect("write COMPUTE_UNITS.md");
+    memzinc::base::write_file_atomically(&path, md.as_bytes()).expect("write COMPUTE_UNITS.md");
     eprintln!("wrote {}", path.display());
 }

@@ -12,9 +12,9 @@ use std::fmt::Write as _;
 use std::process::Command;
 use std::time::Instant;
 
-use memzinc::heap::Rng;
-use memzinc::layout::{self, Decided, LayoutOptions};
-use memzinc::types::DebugTypes;
+use memzinc::introspect::DebugTypes;
+use memzinc::reason::heap::Rng;
+use memzinc::reason::layout::{self, Decided, LayoutOptions};
 
 const TYPES: &[(&str, u64, u64)] = &[
     ("char", 1, 1),

@@ -18,8 +18,8 @@ use std::io::{BufRead, BufReader, Write as _};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use memzinc::heap::{self, Heap, HeapFacts};
-use memzinc::solver::{self, Backend, SolverOptions, Status};
+use memzinc::reason::heap::{self, Heap, HeapFacts};
+use memzinc::reason::solver::{self, Backend, SolverOptions, Status};
 use memzinc_verifier::wire::PolicyRules;
 
 /// Snapshot, check, plan and apply on a live crefheap with `objects` objects.
@@ -37,12 +37,12 @@ fn live_process(dir: &std::path::Path, exe: &std::path::Path, objects: usize) {
     let core = dir.join(format!("live{objects}.core"));
 
     let t = Instant::now();
-    memzinc::snapshot::take(pid, &core, None).unwrap();
-    let snap = memzinc::snapshot::Snapshot::open(&core).unwrap();
+    memzinc::describe::take(pid, &core, None).unwrap();
+    let snap = memzinc::describe::Snapshot::open(&core).unwrap();
     let snapshot_ms = t.elapsed().as_millis();
 
     let t = Instant::now();
-    let report = memzinc::check::check(&memzinc::check::Check {
+    let report = memzinc::reason::check(&memzinc::reason::Check {
         snapshot: &snap,
         types: None,
         specs: &[],
@@ -62,7 +62,7 @@ fn live_process(dir: &std::path::Path, exe: &std::path::Path, objects: usize) {
     let plan_ms = t.elapsed().as_millis();
     let stats = plan.stats.clone().unwrap_or_default();
 
-    let patch = plan.to_patch_plan(std::path::Path::new("live")).unwrap();
+    let patch = plan.patch();
     let t = Instant::now();
     memzinc::apply::apply(pid, &patch).unwrap();
     let apply_ms = t.elapsed().as_millis();
@@ -75,9 +75,9 @@ fn live_process(dir: &std::path::Path, exe: &std::path::Path, objects: usize) {
     println!(
         "{objects:>8}  {:>8}  {snapshot_ms:>11}  {check_ms:>8}  {:<8}  {:>6}  {:>6}  {:>10}  {:>8}  {:>8}  {plan_ms:>7}  {:>8}  {:>13}",
         report.findings.len(),
-        plan.status,
+        plan.status(),
         plan.writes.len(),
-        plan.changed_bytes,
+        plan.changed_bytes(),
         stats.flatten_ms.unwrap_or(0),
         stats.solve_ms.unwrap_or(0),
         stats.peak_rss_kb.unwrap_or(0) / 1024,

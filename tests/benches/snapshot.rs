@@ -19,7 +19,7 @@ use nix::sys::uio::{process_vm_readv, RemoteIoVec};
 
 /// Seconds for one raw pass of process_vm_readv over every readable private mapping.
 fn readv_bound(pid: i32) -> (f64, u64) {
-    let maps = memzinc::process::read_maps(pid).unwrap();
+    let maps = memzinc::introspect::read_maps(pid).unwrap();
     let mut buf = vec![0u8; 8 << 20];
     let started = Instant::now();
     let mut total = 0u64;
@@ -58,7 +58,7 @@ fn hash_bound(bytes: u64) -> f64 {
                 for c in (t..chunks).step_by(threads) {
                     for (i, page) in buf.chunks(4096).enumerate() {
                         let address = (c << 23) + i as u64 * 4096;
-                        acc ^= memzinc_verifier::merkle::page_leaf::<memzinc::Sha2>(address, page)[0];
+                        acc ^= memzinc_verifier::merkle::page_leaf::<memzinc::base::Sha2>(address, page)[0];
                     }
                 }
                 std::hint::black_box(acc);
@@ -141,7 +141,7 @@ fn main() {
             (readv_s, bytes) = (readv_s.min(r), b);
             let core = dir.path().join("m.core");
             let started = Instant::now();
-            let report = memzinc::snapshot::take(pid, &core, None).expect("snapshot");
+            let report = memzinc::describe::take(pid, &core, None).expect("snapshot");
             memzinc_s = memzinc_s.min(started.elapsed().as_secs_f64());
             stopped_s = stopped_s.min(report.frozen_ms / 1e3);
             captured = report.bytes;

@@ -39,7 +39,7 @@ pub fn binary(name: &str) -> PathBuf {
 /// captured with deterministic contents, so plans with valid Merkle evidence can be built
 /// without a live process.
 pub mod synthetic {
-    use memzinc::Sha2;
+    use memzinc::base::Sha2;
     use memzinc_verifier::hash::Hash;
     use memzinc_verifier::plan::{PatchPlan, SnapshotSymbol, SnapshotTrees, Submission, Write};
     use memzinc_verifier::wire::{Region, PAGE_LEN, REGION_EXEC, REGION_READ, REGION_WRITE};
@@ -181,8 +181,8 @@ pub mod synthetic {
 /// The attestor in LiteSVM with a policy, for the program tests and the compute-unit bench.
 pub mod svm {
     use litesvm::LiteSVM;
-    use memzinc::instructions::{self as ix, policy_address, target_chain_address};
-    use memzinc::Sha2;
+    use memzinc::base::Sha2;
+    use memzinc_cli::attest::instructions::{self as ix, policy_address, target_chain_address};
     use memzinc_verifier::accounts::{PolicyConfig, MAX_SIGNERS};
     use memzinc_verifier::plan::Submission;
     use memzinc_verifier::wire::PolicyRules;
@@ -241,7 +241,7 @@ pub mod svm {
     /// compute units) the same from run to run.
     pub fn env_with_authority(policy: &PolicyConfig, authority: Keypair) -> Env {
         let mut svm = LiteSVM::new();
-        let program_id = memzinc::chain::attestor_program_id();
+        let program_id = memzinc_cli::attest::attestor_program_id();
         let bytes = std::fs::read(crate::program_so()).unwrap();
         svm.add_program(program_id, &bytes).unwrap();
         svm.airdrop(&authority.pubkey(), 100_000_000_000).unwrap();
@@ -500,9 +500,9 @@ impl Running {
     }
 
     /// Snapshots it into `path` and opens the core.
-    pub fn snapshot(&self, path: &std::path::Path) -> memzinc::snapshot::Snapshot {
-        memzinc::snapshot::take(self.pid(), path, None).unwrap();
-        memzinc::snapshot::Snapshot::open(path).unwrap()
+    pub fn snapshot(&self, path: &std::path::Path) -> memzinc::describe::Snapshot {
+        memzinc::describe::take(self.pid(), path, None).unwrap();
+        memzinc::describe::Snapshot::open(path).unwrap()
     }
 
     pub fn pid(&self) -> i32 {
@@ -608,10 +608,10 @@ pub fn own_localnet(dir: &std::path::Path) -> Net {
 pub fn unrepairable_healme_spec() -> memzinc::reason::TargetSpec {
     let mut spec = memzinc::reason::TargetSpec::load(&repo_root().join("models/targets/healme.json")).unwrap();
     for f in &mut spec.fields {
-        if f.name == "min_temp" {
+        if f.field.name == "min_temp" {
             (f.min, f.max) = (50, 60);
         }
-        if f.name == "max_temp" {
+        if f.field.name == "max_temp" {
             (f.min, f.max) = (-40, 10);
         }
     }

@@ -1,4 +1,4 @@
-/* crefheap: a C target with a reference-counted heap in the layout memzinc::heap repairs, for
+/* crefheap: a C target with a reference-counted heap in the layout memzinc::reason::heap repairs, for
  * `memzinc check` and `memzinc plan --heap` on real snapshots.
  *
  * N objects of 16 bytes in one malloc'd arena: u32 type tag (1..TYPES), u32 refcount, pointer

@@ -30,8 +30,8 @@ pub static mut SELFAWARE_STATE: SelfState = SelfState {
 static STOP: AtomicBool = AtomicBool::new(false);
 
 fn main() {
-    if let Some(out) = memzinc::selfsnap::helper_request() {
-        match memzinc::selfsnap::serve_helper(&out, &mut std::io::stdout()) {
+    if let Some(out) = memzinc::describe::helper_request() {
+        match memzinc::describe::serve_helper(&out, &mut std::io::stdout()) {
             Ok(()) => return,
             Err(e) => {
                 eprintln!("selfaware helper: {e}");
@@ -70,7 +70,7 @@ fn main() {
         .expect("spawn worker");
     let _ = started.recv();
     println!("values generation={generation} pid={pid}");
-    match memzinc::selfsnap::snapshot_self(std::path::Path::new(&core)) {
+    match memzinc::describe::snapshot_self(std::path::Path::new(&core)) {
         Ok(report) => println!("report {}", serde_json::to_string(&report).unwrap_or_default()),
         Err(e) => {
             eprintln!("selfaware: {e}");

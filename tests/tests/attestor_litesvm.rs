@@ -2,8 +2,8 @@
 //! by the host's own instruction builders. Every refusal is checked by its error code; the
 //! security tests follow the well-known Solana/Anchor attack classes (see the test names).
 
-use memzinc::instructions::{self as ix, attestation_address, plan_marker_address};
-use memzinc::Sha2;
+use memzinc::base::Sha2;
+use memzinc_cli::attest::instructions::{self as ix, attestation_address, plan_marker_address};
 use memzinc_tests::svm::{config, env, env_with, funded};
 use memzinc_tests::synthetic::{self, RW};
 use memzinc_verifier::accounts::{

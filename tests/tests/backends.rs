@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use memzinc::heap::{self, Heap, HeapFacts};
-use memzinc::solver::{self, Backend, SolverOptions, Status};
+use memzinc::reason::heap::{self, Heap, HeapFacts};
+use memzinc::reason::solver::{self, Backend, SolverOptions, Status};
 use memzinc_tests::repo_root;
 use memzinc_verifier::wire::PolicyRules;
 
@@ -126,14 +126,14 @@ fn user_invariant_repairs_agree_across_backends() {
         while lines.next().unwrap().unwrap() != "ready" {}
     }
     let core = dir.path().join("cqueue.core");
-    memzinc::snapshot::take(child.id() as i32, &core, None).unwrap();
+    memzinc::describe::take(child.id() as i32, &core, None).unwrap();
     let _ = child.kill();
     let _ = child.wait();
-    let snap = memzinc::snapshot::Snapshot::open(&core).unwrap();
-    let types = memzinc::types::DebugTypes::for_snapshot(&snap).unwrap();
+    let snap = memzinc::describe::Snapshot::open(&core).unwrap();
+    let types = memzinc::introspect::DebugTypes::for_snapshot(&snap).unwrap();
     let models = repo_root().join("models");
     let rules = models.join("targets/cqueue.mzn");
-    let judge = memzinc::invariants::Judge {
+    let judge = memzinc::reason::rules::Judge {
         snapshot: &snap,
         types: &types,
         model: &rules,
@@ -152,7 +152,7 @@ fn user_invariant_repairs_agree_across_backends() {
         }
         let facts = dir.path().join(format!("{}.facts.mzn", backend.name()));
         let plan = judge.plan("cqueue", &opts(backend), &facts).unwrap();
-        assert_eq!(plan.status, "OPTIMAL", "{}", backend.name());
-        assert_eq!(plan.changed_bytes, 16, "{}: {:#?}", backend.name(), plan.writes);
+        assert_eq!(plan.status(), "OPTIMAL", "{}", backend.name());
+        assert_eq!(plan.changed_bytes(), 16, "{}: {:#?}", backend.name(), plan.writes);
     }
 }

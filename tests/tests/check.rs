@@ -6,9 +6,9 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use memzinc::check::{self, Check, Rule};
-use memzinc::snapshot::Snapshot;
-use memzinc::types::DebugTypes;
+use memzinc::describe::Snapshot;
+use memzinc::introspect::DebugTypes;
+use memzinc::reason::{self, Check, Rule};
 use memzinc_tests::{binary, repo_root, Running};
 
 fn build_cbroken(dir: &Path) -> PathBuf {
@@ -23,7 +23,7 @@ fn build_cbroken(dir: &Path) -> PathBuf {
     out
 }
 
-fn key(f: &check::Finding) -> (Rule, String) {
+fn key(f: &reason::Finding) -> (Rule, String) {
     (f.rule, f.location())
 }
 
@@ -34,7 +34,7 @@ fn the_broken_globals_and_mappings_and_only_they_are_reported() {
     let target = Running::start(&mut Command::new(&exe), "ready");
     let snap = target.snapshot(&dir.path().join("cbroken.core"));
     let types = DebugTypes::for_snapshot(&snap).unwrap();
-    let report = check::check(&Check {
+    let report = reason::check(&Check {
         snapshot: &snap,
         types: Some(&types),
         specs: &[],
@@ -66,7 +66,7 @@ fn the_broken_globals_and_mappings_and_only_they_are_reported() {
     let state_var = types.variable("STATE").unwrap();
     assert_eq!(state_var.address, state);
     let fields = types.fields(state_var.type_id.unwrap()).unwrap();
-    let offset = |name: &str| fields.iter().find(|f| f.name == name).unwrap().offset;
+    let offset = |name: &str| fields.iter().find(|f| f.field.name == name).unwrap().field.offset;
     let at = |rule: Rule, field: &str| {
         report
             .findings
@@ -178,7 +178,7 @@ fn healme_breaks_only_its_spec_after_corrupting_itself() {
 
     let run = |snap: &Snapshot| {
         let types = DebugTypes::for_snapshot(snap).unwrap();
-        check::check(&Check {
+        reason::check(&Check {
             snapshot: snap,
             types: Some(&types),
             specs: std::slice::from_ref(&spec),
@@ -222,14 +222,14 @@ fn a_rust_enum_tag_naming_no_variant_is_reported() {
     // Where HEALME_MODES[1]'s tag lives: its DWARF discriminant member.
     let var = types.variable("HEALME_MODES").unwrap();
     let array = types.get(var.type_id.unwrap()).unwrap();
-    let memzinc::types::TypeKind::Array {
+    let memzinc::introspect::TypeKind::Array {
         element: Some(element), ..
     } = array.kind
     else {
         panic!("HEALME_MODES is not an array")
     };
     let stride = types.size_of(element).unwrap();
-    let memzinc::types::TypeKind::Struct {
+    let memzinc::introspect::TypeKind::Struct {
         variant_part: Some(vp), ..
     } = &types.resolve(element).unwrap().1.kind
     else {
@@ -246,7 +246,7 @@ fn a_rust_enum_tag_naming_no_variant_is_reported() {
     bytes[file_offset as usize] = 0x5a;
     std::fs::write(&core, bytes).unwrap();
     let snap = Snapshot::open(&core).unwrap();
-    let report = check::check(&Check {
+    let report = reason::check(&Check {
         snapshot: &snap,
         types: Some(&types),
         specs: &[],

@@ -239,7 +239,7 @@ fn snapshot_plan_attest_apply_audit_on_a_localnet() {
         "--audit",
         &audit_file,
     ]);
-    let rows = memzinc::tables::ATTESTATIONS
+    let rows = memzinc_cli::interop::tables::ATTESTATIONS
         .read_all(&Path::new(&tables).join("attestations.parquet"))
         .unwrap();
     assert_eq!(rows.len(), entries.len());

@@ -33,7 +33,7 @@ fn corrupted_healme() -> Running {
 /// Snapshots a [`corrupted_healme`] into `core`.
 fn corrupted_healme_core(core: &Path) {
     let target = corrupted_healme();
-    memzinc::snapshot::take(target.0.id() as i32, core, None).unwrap();
+    memzinc::describe::take(target.0.id() as i32, core, None).unwrap();
 }
 
 #[test]
@@ -92,7 +92,7 @@ fn ctrl_c_during_a_solve_kills_the_solver_and_exits_130() {
     let sid = loop {
         assert!(Instant::now() < deadline, "fzn-gecode never started");
         let found = children(pid).into_iter().find(|&c| {
-            memzinc::solver::session_members(c)
+            memzinc::reason::solver::session_members(c)
                 .iter()
                 .any(|p| comm(*p).as_deref() == Some("fzn-gecode"))
         });
@@ -111,7 +111,7 @@ fn ctrl_c_during_a_solve_kills_the_solver_and_exits_130() {
     std::io::Read::read_to_string(memzinc.0.stderr.as_mut().unwrap(), &mut err).unwrap();
     assert!(err.contains("cancelled"), "{err}");
     assert!(
-        memzinc::solver::session_members(sid).is_empty(),
+        memzinc::reason::solver::session_members(sid).is_empty(),
         "the solver survived Ctrl-C"
     );
 }

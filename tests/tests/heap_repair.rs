@@ -8,9 +8,9 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use memzinc::heap::{self, Heap, HeapFacts, RODATA_BASE};
-use memzinc::solver::{self, Backend, SolverOptions, Status};
-use memzinc::Sha2;
+use memzinc::base::Sha2;
+use memzinc::reason::heap::{self, Heap, HeapFacts, RODATA_BASE};
+use memzinc::reason::solver::{self, Backend, SolverOptions, Status};
 use memzinc_tests::repo_root;
 use memzinc_verifier::plan::{PatchPlan, Submission, Write};
 use memzinc_verifier::wire::{PolicyRules, Region, REGION_READ};

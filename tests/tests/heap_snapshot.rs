@@ -9,10 +9,10 @@ use std::io::{BufRead, BufReader, Lines, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 
-use memzinc::check::{self, Check, Rule};
-use memzinc::reason::PlanFile;
-use memzinc::snapshot::Snapshot;
-use memzinc::Sha2;
+use memzinc::base::Sha2;
+use memzinc::describe::Snapshot;
+use memzinc::reason::Plan;
+use memzinc::reason::{self, Check, Rule};
 use memzinc_tests::{binary, repo_root};
 use memzinc_verifier::wire::PolicyRules;
 
@@ -68,7 +68,7 @@ impl Target {
     }
 
     fn snapshot(&self, path: &Path) -> Snapshot {
-        memzinc::snapshot::take(self.child.id() as i32, path, None).unwrap();
+        memzinc::describe::take(self.child.id() as i32, path, None).unwrap();
         Snapshot::open(path).unwrap()
     }
 }
@@ -80,8 +80,8 @@ impl Drop for Target {
     }
 }
 
-fn heap_findings(snap: &Snapshot) -> Vec<check::Finding> {
-    let report = check::check(&Check {
+fn heap_findings(snap: &Snapshot) -> Vec<reason::Finding> {
+    let report = reason::check(&Check {
         snapshot: snap,
         types: None,
         specs: &[],
@@ -141,12 +141,13 @@ fn planted_heap_corruption_is_found_planned_and_healed_when_applied() {
         let text = String::from_utf8_lossy(&out.stdout);
         assert!(out.status.success(), "{text} {}", String::from_utf8_lossy(&out.stderr));
         assert!(text.contains(&format!("OPTIMAL by {solver}")), "{text}");
-        let (file, patch) = PlanFile::load(&plan_path).unwrap();
+        let plan = Plan::load(&plan_path).unwrap();
+        let patch = plan.patch();
         // Three pointers back to the objects that lost one (8 bytes each) and 777's refcount:
         // every other refcount is then right again.
-        assert_eq!(file.changed_bytes, 28, "{solver}: {:#?}", file.writes);
-        assert_eq!(file.violations.len(), 8);
-        let submission = file.to_submission(&plan_path).unwrap();
+        assert_eq!(plan.changed_bytes(), 28, "{solver}: {:#?}", plan.writes);
+        assert_eq!(plan.findings.len(), 8);
+        let submission = plan.submission().unwrap();
         submission
             .verify::<Sha2>(&PolicyRules {
                 wx: true,
@@ -179,13 +180,13 @@ fn a_repair_larger_than_one_writev_is_applied_in_batches() {
     // Beyond the first thousand objects, `corrupt` misaligns one pointer in twenty.
     let mut target = Target::start_with(&exe, &["corrupt", "50000"]);
     let snap = target.snapshot(&dir.path().join("large.core"));
-    let heap = memzinc::heap::Heap::from_snapshot(&snap).unwrap().unwrap();
-    let opts = memzinc::solver::SolverOptions {
-        backend: memzinc::solver::Backend::Cbc,
+    let heap = memzinc::reason::heap::Heap::from_snapshot(&snap).unwrap().unwrap();
+    let opts = memzinc::reason::solver::SolverOptions {
+        backend: memzinc::reason::solver::Backend::Cbc,
         time_limit: std::time::Duration::from_secs(60),
         ..Default::default()
     };
-    let plan = memzinc::heap::plan_snapshot(
+    let plan = memzinc::reason::heap::plan_snapshot(
         &snap,
         &heap,
         &opts,
@@ -194,9 +195,9 @@ fn a_repair_larger_than_one_writev_is_applied_in_batches() {
         "crefheap",
     )
     .unwrap();
-    let patch = plan.to_patch_plan(Path::new("large")).unwrap();
+    let patch = plan.patch();
     assert!(
-        patch.writes.len() > memzinc::process::IOV_MAX,
+        patch.writes.len() > memzinc::introspect::IOV_MAX,
         "{} writes",
         patch.writes.len()
     );

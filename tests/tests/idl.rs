@@ -2,8 +2,8 @@
 //! what the program does. Discriminators, account sizes, error codes and the Borsh layout of
 //! `attest`'s arguments are checked against the verifier crate the program is built from.
 
-use memzinc::instructions as ix;
-use memzinc::Sha2;
+use memzinc::base::Sha2;
+use memzinc_cli::attest::instructions as ix;
 use memzinc_verifier::accounts::{
     self, Attestation, BufferHeader, PlanMarker, Policy, PolicyConfig, Receipt, TargetChain,
 };
@@ -108,10 +108,10 @@ fn size(idl: &Value, ty: &Value) -> usize {
 #[test]
 fn address_matches_the_program_keypair() {
     let keypair =
-        memzinc::chain::read_keypair(&memzinc_tests::repo_root().join("programs/attestor/attestor-keypair.json"))
+        memzinc_cli::attest::read_keypair(&memzinc_tests::repo_root().join("programs/attestor/attestor-keypair.json"))
             .unwrap();
-    assert_eq!(keypair.pubkey().to_string(), memzinc::chain::ATTESTOR_PROGRAM_ID);
-    assert_eq!(idl()["address"], memzinc::chain::ATTESTOR_PROGRAM_ID);
+    assert_eq!(keypair.pubkey().to_string(), memzinc_cli::attest::ATTESTOR_PROGRAM_ID);
+    assert_eq!(idl()["address"], memzinc_cli::attest::ATTESTOR_PROGRAM_ID);
 }
 
 #[test]

@@ -8,7 +8,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::process::{ChildStdin, Command, Stdio};
 
-use memzinc::snapshot::Snapshot;
+use memzinc::describe::Snapshot;
 use memzinc_tests::{binary, repo_root, KillOnDrop};
 
 fn build_cdirty(dir: &Path) -> std::path::PathBuf {

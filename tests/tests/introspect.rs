@@ -7,9 +7,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use memzinc::introspect::{read_process_symbols, SymbolKind};
+use memzinc::introspect::{DebugTypes, Encoding, Shape, TypeKind};
 use memzinc::reason::TargetSpec;
-use memzinc::symbols::{read_process_symbols, SymbolKind};
-use memzinc::types::{DebugTypes, Encoding, Shape, TypeKind};
 use memzinc_tests::{binary, repo_root, Running};
 
 fn healme() -> Running {
@@ -41,7 +41,7 @@ fn build_ctypes(dir: &Path, pie: bool) -> PathBuf {
 
 fn read_live(pid: i32, address: u64, len: usize) -> Vec<u8> {
     let mut buf = vec![0u8; len];
-    assert_eq!(memzinc::process::read_at(pid, address, &mut buf).unwrap(), len);
+    assert_eq!(memzinc::introspect::read_at(pid, address, &mut buf).unwrap(), len);
     buf
 }
 
@@ -69,7 +69,7 @@ fn healme_symbols_resolve_to_the_addresses_it_reports() {
     let malloc = syms.lookup("malloc").expect("malloc in libc's .dynsym");
     assert_eq!(malloc.kind, SymbolKind::Function);
     assert!(malloc.module.contains("libc"), "{}", malloc.module);
-    let maps = memzinc::process::read_maps(target.pid()).unwrap();
+    let maps = memzinc::introspect::read_maps(target.pid()).unwrap();
     let mapping = maps
         .iter()
         .find(|m| m.start <= malloc.address && malloc.address < m.end)
@@ -94,11 +94,11 @@ fn healme_state_layout_from_dwarf_agrees_with_the_spec() {
     assert_eq!(types.type_name(Some(ty)), "Thermostat");
     assert_eq!(types.size_of(ty), Some(20));
 
-    let fields: Vec<(String, u64, Option<u64>, Shape)> = types
+    let fields: Vec<(String, u64, u64, Shape)> = types
         .fields(ty)
         .unwrap()
         .into_iter()
-        .map(|f| (f.name, f.offset, f.size, f.shape))
+        .map(|f| (f.field.name, f.field.offset, f.field.size, f.shape))
         .collect();
     let base = |encoding| Shape::Base { encoding };
     let expected = [
@@ -109,7 +109,7 @@ fn healme_state_layout_from_dwarf_agrees_with_the_spec() {
         ("fan_level", 16, 1, base(Encoding::Unsigned)),
         ("heater_on", 17, 1, base(Encoding::Unsigned)),
     ]
-    .map(|(n, o, s, shape)| (n.to_string(), o, Some(s), shape));
+    .map(|(n, o, s, shape)| (n.to_string(), o, s, shape));
     assert_eq!(fields, expected);
 
     // DWARF agrees with the committed spec, and can rebuild it from the bounds alone.
@@ -119,12 +119,12 @@ fn healme_state_layout_from_dwarf_agrees_with_the_spec() {
     assert_eq!(layout.check_spec(&spec), Vec::<String>::new());
     let mut wrong = spec.clone();
     for f in &mut wrong.fields {
-        (f.offset, f.size, f.signed) = (99, 8, !f.signed);
+        (f.field.offset, f.field.size, f.field.signed) = (99, 8, !f.field.signed);
     }
     wrong.size = 1;
     assert_eq!(layout.check_spec(&wrong).len(), 7);
     assert_eq!(layout.merge_spec(&wrong).unwrap(), spec);
-    wrong.fields[0].name = "no_such_field".into();
+    wrong.fields[0].field.name = "no_such_field".into();
     let err = layout.merge_spec(&wrong).unwrap_err().to_string();
     assert!(err.contains("HEALME_STATE") && err.contains("no_such_field"), "{err}");
 
@@ -187,9 +187,9 @@ fn rust_enum_from_dwarf_decodes_healme_live_memory() {
             .fields(v.type_id.unwrap())
             .unwrap()
             .into_iter()
-            .find(|f| f.name == field)
+            .find(|f| f.field.name == field)
             .unwrap();
-        (v.offset.unwrap() + f.offset, f.size.unwrap() as usize)
+        (v.offset.unwrap() + f.field.offset, f.field.size as usize)
     };
     assert_eq!([tag(0), tag(1), tag(2)], [0, 1, 2]);
     let (off, size) = payload_field("Heat", "target");
@@ -224,14 +224,14 @@ fn c_layouts_from_dwarf_match_offsetof_and_sizeof() {
         .fields(ty)
         .unwrap()
         .into_iter()
-        .map(|f| (f.name.clone(), f))
+        .map(|f| (f.field.name.clone(), f))
         .collect();
     for name in [
         "tag", "origin", "cursor", "label", "samples", "grid", "value", "color", "head", "ratio", "ready", "name",
         "total",
     ] {
         assert_eq!(
-            fields[name].offset,
+            fields[name].field.offset,
             target.fact("offset", &format!("gadget.{name}")),
             "gadget.{name}"
         );
@@ -262,8 +262,8 @@ fn c_layouts_from_dwarf_match_offsetof_and_sizeof() {
         }
     );
     assert_eq!(shape("origin"), Shape::Struct);
-    assert_eq!(fields["origin"].type_name, "point_t");
-    assert_eq!(fields["origin"].size, Some(target.fact("size", "point")));
+    assert_eq!(fields["origin"].field.type_name, "point_t");
+    assert_eq!(fields["origin"].field.size, target.fact("size", "point"));
     assert!(matches!(shape("cursor"), Shape::Pointer { pointee, .. } if pointee == "point"));
     assert!(matches!(shape("label"), Shape::Pointer { pointee, .. } if pointee == "const char"));
     assert!(matches!(shape("head"), Shape::Pointer { pointee, .. } if pointee == "node"));
@@ -273,12 +273,12 @@ fn c_layouts_from_dwarf_match_offsetof_and_sizeof() {
         shape("samples")
     );
     assert!(matches!(shape("grid"), Shape::Array { element, count: Some(6), .. } if element == "uint16_t"));
-    assert_eq!(fields["grid"].type_name, "uint16_t[2][3]");
-    assert_eq!(fields["grid"].size, Some(12));
+    assert_eq!(fields["grid"].field.type_name, "uint16_t[2][3]");
+    assert_eq!(fields["grid"].field.size, 12);
     assert_eq!(shape("value"), Shape::Union);
-    assert_eq!(fields["value"].size, Some(target.fact("size", "value")));
+    assert_eq!(fields["value"].field.size, target.fact("size", "value"));
     assert_eq!(shape("color"), Shape::Enum { signed: true });
-    assert_eq!(fields["color"].size, Some(target.fact("size", "color")));
+    assert_eq!(fields["color"].field.size, target.fact("size", "color"));
     assert_eq!((fields["flags"].bit_size, fields["mode"].bit_size), (Some(3), Some(5)));
 
     // Nested and linked types: the same offsetof facts through the pointee types.
@@ -290,9 +290,14 @@ fn c_layouts_from_dwarf_match_offsetof_and_sizeof() {
         (node, "node", "next"),
         (node, "node", "id"),
     ] {
-        let f = types.fields(ty).unwrap().into_iter().find(|f| f.name == field).unwrap();
+        let f = types
+            .fields(ty)
+            .unwrap()
+            .into_iter()
+            .find(|f| f.field.name == field)
+            .unwrap();
         assert_eq!(
-            f.offset,
+            f.field.offset,
             target.fact("offset", &format!("{tyname}.{field}")),
             "{tyname}.{field}"
         );
@@ -302,7 +307,7 @@ fn c_layouts_from_dwarf_match_offsetof_and_sizeof() {
         .fields(value)
         .unwrap()
         .into_iter()
-        .map(|f| (f.name, f.offset))
+        .map(|f| (f.field.name, f.field.offset))
         .collect();
     assert_eq!(members, [("u".to_string(), 0), ("f".into(), 0), ("bytes".into(), 0)]);
     let Some(TypeKind::Enum { enumerators, .. }) =
@@ -451,7 +456,8 @@ fn hostile_dwarf_is_an_error_or_an_answer_never_a_panic() {
 
 #[test]
 fn healme_registry_describes_its_state_live_and_in_a_snapshot() {
-    use memzinc::registry::{read_process_registry, read_snapshot_registry, Kind};
+    use memzinc::describe::read_snapshot_registry;
+    use memzinc::introspect::{read_process_registry, Kind};
 
     let target = healme();
     let reported = target.fact("address", "HEALME_STATE");
@@ -487,7 +493,7 @@ fn healme_registry_describes_its_state_live_and_in_a_snapshot() {
         .unwrap()
         .object_layout("HEALME_STATE")
         .unwrap();
-    let scalars = |l: &memzinc::types::ObjectLayout| {
+    let scalars = |l: &memzinc::introspect::ObjectLayout| {
         l.fields
             .iter()
             .map(|f| (f.name.clone(), f.offset, f.size, f.signed))
@@ -504,8 +510,8 @@ fn healme_registry_describes_its_state_live_and_in_a_snapshot() {
     // The same registry, read from a snapshot file instead of the live process.
     let dir = tempfile::tempdir().unwrap();
     let snap = dir.path().join("healme.mzsnap");
-    memzinc::snapshot::take(target.pid(), &snap, None).unwrap();
-    let snapshot = memzinc::snapshot::Snapshot::open(&snap).unwrap();
+    memzinc::describe::take(target.pid(), &snap, None).unwrap();
+    let snapshot = memzinc::describe::Snapshot::open(&snap).unwrap();
     assert_eq!(read_snapshot_registry(&snapshot).unwrap(), objects);
 
     // The snapshot records every module's symbols: libc's as well as healme's own.

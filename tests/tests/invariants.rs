@@ -8,12 +8,12 @@ use std::io::{BufRead, BufReader, Lines, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 
-use memzinc::check::{Finding, Rule};
-use memzinc::invariants::Judge;
-use memzinc::reason::PlanFile;
-use memzinc::snapshot::Snapshot;
-use memzinc::types::DebugTypes;
-use memzinc::Sha2;
+use memzinc::base::Sha2;
+use memzinc::describe::Snapshot;
+use memzinc::introspect::DebugTypes;
+use memzinc::reason::rules::Judge;
+use memzinc::reason::Plan;
+use memzinc::reason::{Finding, Rule};
 use memzinc_tests::{binary, repo_root};
 use memzinc_verifier::wire::PolicyRules;
 
@@ -80,7 +80,7 @@ impl Cqueue {
     }
 
     fn snapshot(&self, path: &Path) -> Snapshot {
-        memzinc::snapshot::take(self.pid(), path, None).unwrap();
+        memzinc::describe::take(self.pid(), path, None).unwrap();
         Snapshot::open(path).unwrap()
     }
 }
@@ -96,7 +96,7 @@ fn rules() -> PathBuf {
     repo_root().join("models/targets/cqueue.mzn")
 }
 
-fn judge(snap: &Snapshot) -> memzinc::invariants::Judged {
+fn judge(snap: &Snapshot) -> memzinc::reason::rules::Judged {
     let types = DebugTypes::for_snapshot(snap).unwrap();
     let models = repo_root().join("models");
     Judge {
@@ -222,7 +222,7 @@ fn a_dangling_heap_pointer_is_reported_where_it_lies() {
 
 /// Plans with `solver`, checks the plan with the verifier, applies it to the live target and
 /// returns the plan; `check` on a new snapshot must then report nothing.
-fn plan_apply_recheck(dir: &Path, target: &Cqueue, solver: &str) -> PlanFile {
+fn plan_apply_recheck(dir: &Path, target: &Cqueue, solver: &str) -> Plan {
     let core = dir.join(format!("{solver}.core"));
     target.snapshot(&core);
     let plan_path = dir.join(format!("{solver}.plan.json"));
@@ -239,7 +239,8 @@ fn plan_apply_recheck(dir: &Path, target: &Cqueue, solver: &str) -> PlanFile {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text} {}", String::from_utf8_lossy(&out.stderr));
     assert!(text.contains(&format!("OPTIMAL by {solver}")), "{text}");
-    let (file, patch) = PlanFile::load(&plan_path).unwrap();
+    let file = Plan::load(&plan_path).unwrap();
+    let patch = file.patch();
     assert_eq!(file.target, "cqueue");
 
     // The program's rules and Merkle checks accept it against the snapshot it came from.
@@ -248,7 +249,7 @@ fn plan_apply_recheck(dir: &Path, target: &Cqueue, solver: &str) -> PlanFile {
         max_bytes: 64,
         max_writes: 8,
     };
-    let submission = file.to_submission(&plan_path).unwrap();
+    let submission = file.submission().unwrap();
     assert_eq!(submission.plan, patch);
     submission
         .verify::<Sha2>(&policy)
@@ -274,7 +275,7 @@ fn the_plan_heals_a_corrupted_queue_when_applied() {
         assert_eq!(target.status(), "status count=9 capacity=8 len=1000 list=-1");
         let file = plan_apply_recheck(dir.path(), &target, solver);
         // count (4 bytes), len (4) and one link of the cycle (8): the fewest bytes.
-        assert_eq!(file.changed_bytes, 16, "{solver}: {:#?}", file.writes);
+        assert_eq!(file.changed_bytes(), 16, "{solver}: {:#?}", file.writes);
         assert_eq!(file.writes.len(), 3);
         let status = target.status();
         assert!(status.starts_with("status count="), "{status}");
@@ -301,6 +302,39 @@ fn the_plan_heals_a_dangling_heap_pointer_when_applied() {
     let file = plan_apply_recheck(dir.path(), &target, "gecode");
     assert_eq!(file.writes.len(), 1, "{:#?}", file.writes);
     assert_eq!(file.writes[0].address, target.address("node1"));
-    assert_eq!(file.writes[0].new, "0000000000000000");
+    assert_eq!(file.writes[0].new, [0u8; 8]);
     assert_eq!(target.status(), "status count=4 capacity=8 len=3 list=2");
+}
+
+/// `watch` plans through the same entry point as `plan`: with no flag it finds the target's
+/// model file by its executable's name and plans the rules' repair (dry run: nothing applied).
+#[test]
+fn watch_plans_with_the_targets_model_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut target = Cqueue::start(&build_cqueue(dir.path()), "corrupt");
+    let workdir = dir.path().join("watch");
+    let out = Command::new(binary("memzinc"))
+        .env("MEMZINC_ROOT", repo_root())
+        .args(["--json", "watch", "--dry-run", "--rounds", "1", "--every", "10ms"])
+        .args(["--pid", &target.pid().to_string(), "--solver", "gecode", "--workdir"])
+        .arg(&workdir)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text} {}", String::from_utf8_lossy(&out.stderr));
+    let events: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let planned = events
+        .iter()
+        .find(|e| e["event"] == "planned")
+        .expect("a planned round");
+    assert_eq!(planned["writes"], 3, "{planned}");
+    assert!(
+        planned["violations"].as_array().is_some_and(|v| !v.is_empty()),
+        "{planned}"
+    );
+    assert_eq!(events.last().unwrap()["repairs_planned"], 1, "{text}");
+    // Dry run: the target is still as corrupt as it was.
+    assert_eq!(target.status(), "status count=9 capacity=8 len=1000 list=-1");
+    let plan = Plan::load(&workdir.join("round-0.plan.json")).unwrap();
+    assert_eq!(plan.target, "cqueue");
 }

@@ -6,8 +6,9 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
-use memzinc::layout::{self, Decided, LayoutOptions, Member, StructInfo, CACHE_LINE};
-use memzinc::types::DebugTypes;
+use memzinc::introspect::DebugTypes;
+use memzinc::introspect::Field;
+use memzinc::reason::layout::{self, Decided, LayoutOptions, Member, StructInfo, CACHE_LINE};
 use memzinc_tests::{binary, repo_root};
 
 fn build_clayout(dir: &Path) -> PathBuf {
@@ -42,19 +43,19 @@ fn natural_size(members: &[(u64, u64)]) -> (Vec<u64>, u64) {
 
 /// The size after sorting by decreasing alignment: the textbook answer when nothing is hot.
 fn sorted_by_alignment_size(members: &[Member]) -> u64 {
-    let mut m: Vec<(u64, u64)> = members.iter().map(|m| (m.size, m.align)).collect();
+    let mut m: Vec<(u64, u64)> = members.iter().map(|m| (m.field.size, m.align)).collect();
     m.sort_by_key(|&(_, a)| std::cmp::Reverse(a));
     natural_size(&m).1
 }
 
 fn same_line(m: &Member) -> u64 {
     assert_eq!(
-        m.offset / CACHE_LINE,
-        (m.offset + m.size - 1) / CACHE_LINE,
+        m.field.offset / CACHE_LINE,
+        (m.field.offset + m.field.size - 1) / CACHE_LINE,
         "{} straddles a line",
-        m.name
+        m.field.name
     );
-    m.offset / CACHE_LINE
+    m.field.offset / CACHE_LINE
 }
 
 #[test]
@@ -81,13 +82,13 @@ fn badly_padded_struct_shrinks_to_the_sorted_by_alignment_size_and_twins_share_o
         // The suggestion is a real layout: aligned, disjoint, every member once.
         let mut end = 0;
         for m in &s.suggested {
-            assert_eq!(m.offset % m.align, 0, "{}", m.name);
-            assert!(m.offset >= end, "{} overlaps", m.name);
-            end = m.offset + m.size;
+            assert_eq!(m.field.offset % m.align, 0, "{}", m.field.name);
+            assert!(m.field.offset >= end, "{} overlaps", m.field.name);
+            end = m.field.offset + m.field.size;
         }
         assert!(end <= s.optimal_size);
-        let mut a: Vec<&str> = s.current.iter().map(|m| m.name.as_str()).collect();
-        let mut b: Vec<&str> = s.suggested.iter().map(|m| m.name.as_str()).collect();
+        let mut a: Vec<&str> = s.current.iter().map(|m| m.field.name.as_str()).collect();
+        let mut b: Vec<&str> = s.suggested.iter().map(|m| m.field.name.as_str()).collect();
         a.sort();
         b.sort();
         assert_eq!(a, b);
@@ -116,7 +117,7 @@ fn hot_fields_end_up_in_one_cache_line_at_the_smallest_size() {
     let report = layout::reorganize(&types, &opts).unwrap();
     let s = &report.structs[0];
     // gcc's layout spreads them: flag in line 0, counter and state in line 1.
-    let line_of = |ms: &[Member], name: &str| same_line(ms.iter().find(|m| m.name == name).unwrap());
+    let line_of = |ms: &[Member], name: &str| same_line(ms.iter().find(|m| m.field.name == name).unwrap());
     assert_ne!(line_of(&s.current, "flag"), line_of(&s.current, "counter"));
     // The suggestion keeps all three in one line...
     let hot_lines: Vec<u64> = ["flag", "counter", "state"]
@@ -128,7 +129,7 @@ fn hot_fields_end_up_in_one_cache_line_at_the_smallest_size() {
     // ...the earliest one, at the smallest size there is: 155 bytes of members rounded to 8.
     assert_eq!(hot_lines[0], 0);
     assert_eq!((s.optimal_size, s.lower_bound, s.decided), (160, 160, Decided::Optimal));
-    assert!(s.suggested.iter().all(|m| m.hot == opts.hot.contains(&m.name)));
+    assert!(s.suggested.iter().all(|m| m.hot == opts.hot.contains(&m.field.name)));
 }
 
 #[test]
@@ -211,10 +212,13 @@ fn random_structs_match_sorting_and_never_lose_to_any_member_order() {
                 .zip(offsets)
                 .enumerate()
                 .map(|(i, (&(size, align), offset))| Member {
-                    name: format!("m{k}_{i}"),
-                    type_name: "t".into(),
-                    offset,
-                    size,
+                    field: Field {
+                        name: format!("m{k}_{i}"),
+                        type_name: "t".into(),
+                        offset,
+                        size,
+                        signed: false,
+                    },
                     align,
                     hot: false,
                 })
@@ -242,7 +246,7 @@ fn random_structs_match_sorting_and_never_lose_to_any_member_order() {
     opts.all = true;
     for info in &mut hot_structs {
         for m in info.members.iter_mut().take(2) {
-            opts.hot.push(m.name.clone());
+            opts.hot.push(m.field.name.clone());
         }
     }
     let report = layout::reorganize_structs(hot_structs.clone(), Vec::new(), &opts).unwrap();
@@ -259,14 +263,14 @@ fn random_structs_match_sorting_and_never_lose_to_any_member_order() {
         for order in permutations(info.members.len()) {
             let ms: Vec<(u64, u64)> = order
                 .iter()
-                .map(|&i| (info.members[i].size, info.members[i].align))
+                .map(|&i| (info.members[i].field.size, info.members[i].align))
                 .collect();
             let (offsets, size) = natural_size(&ms);
             let lines: Vec<(u64, u64)> = order
                 .iter()
                 .zip(&offsets)
                 .filter(|(&i, _)| i < 2)
-                .map(|(&i, &o)| (o / CACHE_LINE, (o + info.members[i].size - 1) / CACHE_LINE))
+                .map(|(&i, &o)| (o / CACHE_LINE, (o + info.members[i].field.size - 1) / CACHE_LINE))
                 .collect();
             if lines.iter().all(|l| l.0 == l.1 && l.0 == lines[0].0) {
                 best = best.min(size);
@@ -298,7 +302,7 @@ fn layout_of_a_snapshot_reads_its_binary_and_prints_like_pahole() {
     let target = Running(child);
     while lines.next().unwrap().unwrap() != "ready" {}
     let core = dir.path().join("clayout.core");
-    memzinc::snapshot::take(target.0.id() as i32, &core, None).unwrap();
+    memzinc::describe::take(target.0.id() as i32, &core, None).unwrap();
 
     let memzinc = binary("memzinc");
     let out = Command::new(&memzinc)

@@ -51,7 +51,9 @@ fn an_unrepairable_object_is_reported_unsatisfiable() {
     let dir = tempfile::tempdir().unwrap();
     let dzn = dir.path().join("facts.dzn");
     std::fs::write(&dzn, memzinc::reason::dzn(&spec, &[0x7E4A_0001, 16, 24, 21, 1, 0])).unwrap();
-    let opts = memzinc::reason::SolverOptions::new(&repo_root().join("models"));
-    let err = memzinc::reason::solve(&opts, &dzn).unwrap_err().to_string();
+    let opts = memzinc::reason::PlanOptions::new(&repo_root().join("models"));
+    let err = memzinc::reason::solve_spec(&opts.solver, &repo_root().join("models/repair.mzn"), &dzn)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("no repair exists"), "{err}");
 }

@@ -4,8 +4,8 @@
 
 use std::process::{Command, Stdio};
 
-use memzinc::registry::read_snapshot_registry;
-use memzinc::snapshot::Snapshot;
+use memzinc::describe::read_snapshot_registry;
+use memzinc::describe::Snapshot;
 use memzinc_tests::binary;
 
 fn line_value<'a>(text: &'a str, prefix: &str) -> &'a str {

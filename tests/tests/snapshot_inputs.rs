@@ -207,8 +207,8 @@ fn fast_hashes_find_the_pages_a_process_changed() {
     target.wait_for("OVERHEAT");
     ok(&["snapshot", "--pid", &target.pid(), "-o", after.to_str().unwrap()]);
 
-    let before = memzinc::snapshot::Snapshot::open(&before).unwrap();
-    let after = memzinc::snapshot::Snapshot::open(&after).unwrap();
+    let before = memzinc::describe::Snapshot::open(&before).unwrap();
+    let after = memzinc::describe::Snapshot::open(&after).unwrap();
     before.verify_pages().unwrap();
     assert_eq!(after.fast_hashes.len(), after.leaves.len());
     let state = after.symbol("HEALME_STATE").unwrap().address;

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use memzinc::solver::{self, Backend, Cancel, SolverOptions, Status};
+use memzinc::reason::solver::{self, Backend, Cancel, SolverOptions, Status};
 use memzinc_tests::repo_root;
 
 fn model(name: &str) -> PathBuf {

@@ -169,7 +169,7 @@ fn checkpoint_restore_for(
         .map(|e| e.unwrap().file_name().to_str().unwrap().parse().unwrap())
         .collect();
     tids.sort();
-    let mut checkpointed: Vec<i32> = memzinc::snapshot::Snapshot::open(&core)
+    let mut checkpointed: Vec<i32> = memzinc::describe::Snapshot::open(&core)
         .unwrap()
         .meta
         .threads
@@ -287,7 +287,7 @@ fn a_process_in_the_middle_of_a_sleep_wakes_and_goes_on() {
     let pid = child.id() as i32;
     wait_for_lines(&out, 3, "before the checkpoint");
     checkpoint_and_kill(&mut child, &core);
-    let snap = memzinc::snapshot::Snapshot::open(&core).unwrap();
+    let snap = memzinc::describe::Snapshot::open(&core).unwrap();
     let regs = snap.meta.threads[0].regs;
     assert_eq!(
         regs.orig_rax,
@@ -465,7 +465,7 @@ fn rust_signal_handlers_and_altstack_survive() {
     wait_for_lines(&out, 3, "before the checkpoint");
     let caught_before = status_field(pid, "SigCgt:");
     checkpoint_and_kill(&mut child, &core);
-    let snap = memzinc::snapshot::Snapshot::open(&core).unwrap();
+    let snap = memzinc::describe::Snapshot::open(&core).unwrap();
     let checkpoint = snap.meta.checkpoint.as_ref().expect("checkpoint state");
     let segv = checkpoint
         .handlers

@@ -1,0 +1,744 @@
+//! Stage 4 (attest) and the chain side of apply and audit: a client of the attestor program
+//! over JSON-RPC, following Solana CLI conventions (config file, URL monikers, keypair files).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use memzinc_verifier::accounts::{Attestation, PlanMarker, Policy, PolicyConfig, Receipt, TargetChain};
+use memzinc_verifier::plan::Submission;
+use memzinc_verifier::VerifyError;
+use serde::{Deserialize, Serialize};
+use solana_commitment_config::CommitmentConfig;
+use solana_instruction::Instruction;
+use solana_keypair::Keypair;
+use solana_pubkey::Pubkey;
+use solana_rpc_client::rpc_client::RpcClient;
+use solana_signature::Signature;
+use solana_signer::Signer;
+use solana_transaction::Transaction;
+
+use super::program as instructions;
+use memzinc::base::Sha2;
+use memzinc::base::{Error, Result};
+
+/// The attestor's address: the public key of `programs/attestor/attestor-keypair.json`
+/// (a test keeps this, the keypair and the IDL in agreement).
+pub const ATTESTOR_PROGRAM_ID: &str = "3uDr6PDqENa1s7SUBnPmi8i3GZXrTZUPxVBbVWqX7fpJ";
+
+pub fn attestor_program_id() -> Pubkey {
+    ATTESTOR_PROGRAM_ID
+        .parse()
+        .expect("ATTESTOR_PROGRAM_ID is valid base58")
+}
+
+/// What the Solana CLI config file (`~/.config/solana/cli/config.yml`) says, where it exists.
+#[derive(Clone, Debug, Default)]
+pub struct CliConfig {
+    pub json_rpc_url: Option<String>,
+    pub keypair_path: Option<PathBuf>,
+}
+
+pub fn default_cli_config_path() -> Option<PathBuf> {
+    std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config/solana/cli/config.yml"))
+}
+
+/// Reads the two keys memzinc uses from the Solana CLI's YAML config (flat `key: value` lines).
+pub fn read_cli_config(path: &Path) -> CliConfig {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return CliConfig::default();
+    };
+    let mut config = CliConfig::default();
+    for line in text.lines() {
+        let Some((key, value)) = line.split_once(':') else {
+            continue;
+        };
+        let value = value.trim().trim_matches(|c| c == '"' || c == '\'').to_string();
+        match key.trim() {
+            "json_rpc_url" => config.json_rpc_url = Some(value),
+            "keypair_path" => config.keypair_path = Some(PathBuf::from(value)),
+            _ => {}
+        }
+    }
+    config
+}
+
+/// Expands the Solana CLI's URL monikers.
+pub fn resolve_url(url: &str) -> String {
+    match url {
+        "localhost" | "l" => "http://127.0.0.1:8899".into(),
+        "devnet" | "d" => "https://api.devnet.solana.com".into(),
+        "testnet" | "t" => "https://api.testnet.solana.com".into(),
+        "mainnet-beta" | "m" => "https://api.mainnet-beta.solana.com".into(),
+        other => other.into(),
+    }
+}
+
+pub fn read_keypair(path: &Path) -> Result<Keypair> {
+    solana_keypair::read_keypair_file(path).map_err(|e| Error::Keypair {
+        path: path.into(),
+        why: if path.exists() {
+            e.to_string()
+        } else {
+            "no such file (create one with `memzinc keygen -o FILE`)".into()
+        },
+    })
+}
+
+pub fn write_keypair(keypair: &Keypair, path: &Path) -> Result<()> {
+    let json = serde_json::to_vec(&keypair.to_bytes().to_vec()).map_err(|e| Error::Keypair {
+        path: path.into(),
+        why: e.to_string(),
+    })?;
+    memzinc::base::write_file_atomically(path, &json)
+}
+
+pub use super::program::{
+    attestation_address, plan_marker_address, policy_address, receipt_address, target_chain_address,
+};
+
+/// The result of `attest`: where the decision is recorded.
+#[derive(Clone, Debug, Serialize)]
+pub struct AttestOutcome {
+    pub attestation: String,
+    pub target_chain: String,
+    pub seq: u64,
+    pub plan_hash: String,
+    /// None when an attestation of this exact plan already existed (attest is idempotent).
+    pub signature: Option<String>,
+    /// Transactions that carried the submission into the program's buffer.
+    pub upload_transactions: usize,
+}
+
+/// One verified link of a target's history.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct AuditEntry {
+    pub seq: u64,
+    pub slot: u64,
+    pub address: String,
+    pub signer: String,
+    pub plan_hash: String,
+    pub snapshot_root: String,
+    pub writes: u32,
+    pub bytes: u32,
+    pub hash: String,
+    pub revoked: bool,
+    pub receipt: Option<AuditReceipt>,
+}
+
+/// What the host reported after applying.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct AuditReceipt {
+    pub slot: u64,
+    pub outcome: String,
+    pub signer: String,
+    pub readback_hash: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct AuditReport {
+    pub target_id: String,
+    pub policy: String,
+    pub target_chain: String,
+    pub head_hash: String,
+    pub entries: Vec<AuditEntry>,
+    pub verified: bool,
+}
+
+/// A connected client of the attestor.
+pub struct Client {
+    pub rpc: RpcClient,
+    pub url: String,
+    pub payer: Keypair,
+    pub program_id: Pubkey,
+}
+
+/// Attempts for a call that failed in transport (not a transaction the cluster refused).
+const RETRIES: u32 = 4;
+
+fn rpc_err(url: &str, e: impl std::fmt::Display) -> Error {
+    Error::Rpc {
+        url: url.into(),
+        why: e.to_string().lines().next().unwrap_or("").to_string(),
+    }
+}
+
+impl Client {
+    /// Connects and checks the RPC answers, so a node that is down fails here in one line.
+    pub fn connect(url: &str, payer: Keypair, program_id: Pubkey) -> Result<Client> {
+        let url = resolve_url(url);
+        let rpc = RpcClient::new_with_timeout_and_commitment(
+            url.clone(),
+            Duration::from_secs(30),
+            CommitmentConfig::confirmed(),
+        );
+        rpc.get_version()
+            .map_err(|e| rpc_err(&url, format!("not reachable ({e})")))?;
+        Ok(Client {
+            rpc,
+            url,
+            payer,
+            program_id,
+        })
+    }
+
+    pub fn authority(&self) -> Pubkey {
+        self.payer.pubkey()
+    }
+
+    /// Sends and confirms, turning the attestor's custom errors into their names.
+    pub fn send(&self, instructions: &[Instruction], extra_signers: &[&Keypair]) -> Result<Signature> {
+        let mut signers: Vec<&Keypair> = vec![&self.payer];
+        signers.extend_from_slice(extra_signers);
+        let sign = |blockhash| {
+            Transaction::new_signed_with_payer(instructions, Some(&self.payer.pubkey()), &signers, blockhash)
+        };
+        let mut tx = sign(self.retrying(|| self.rpc.get_latest_blockhash())?);
+        // A transport error re-sends the same signed transaction: a copy that already landed is
+        // recognised by its signature, so a retry can never act twice. A blockhash the node does
+        // not know (yet) means the transaction cannot have run: it is signed again with a new one.
+        let mut delay = Duration::from_millis(200);
+        let mut attempt = 1;
+        loop {
+            match self.rpc.send_and_confirm_transaction(&tx) {
+                Ok(signature) => return Ok(signature),
+                Err(e) if attempt < RETRIES && blockhash_not_found(&e) => {
+                    std::thread::sleep(Duration::from_millis(50));
+                    tx = sign(self.retrying(|| self.rpc.get_latest_blockhash())?);
+                    attempt += 1;
+                }
+                Err(e) if e.get_transaction_error().is_none() && attempt < RETRIES => {
+                    tracing::warn!("RPC {}: {e}; retrying in {delay:?}", self.url);
+                    std::thread::sleep(delay);
+                    delay *= 2;
+                    attempt += 1;
+                }
+                Err(e) => return Err(self.explain(e)),
+            }
+        }
+    }
+
+    /// Turns the attestor's custom errors into their names.
+    fn explain(&self, e: solana_rpc_client_api::client_error::Error) -> Error {
+        if let Some(tx_err) = e.get_transaction_error() {
+            let text = format!("{tx_err:?}");
+            if let Some(code) = custom_code(&text) {
+                if let Some(v) = code
+                    .checked_sub(memzinc_verifier::error::ANCHOR_ERROR_OFFSET)
+                    .and_then(VerifyError::from_code)
+                {
+                    return Error::Transaction(format!("the attestor refused: {v}"));
+                }
+            }
+            return Error::Transaction(text);
+        }
+        rpc_err(&self.url, e)
+    }
+
+    /// Runs a read-only RPC call, retrying transport errors with backoff.
+    fn retrying<T>(
+        &self,
+        mut call: impl FnMut() -> std::result::Result<T, solana_rpc_client_api::client_error::Error>,
+    ) -> Result<T> {
+        let mut delay = Duration::from_millis(200);
+        for attempt in 1.. {
+            match call() {
+                Ok(v) => return Ok(v),
+                Err(e) if attempt < RETRIES => {
+                    tracing::warn!("RPC {}: {e}; retrying in {delay:?}", self.url);
+                    std::thread::sleep(delay);
+                    delay *= 2;
+                }
+                Err(e) => return Err(rpc_err(&self.url, e)),
+            }
+        }
+        unreachable!("the loop returns")
+    }
+
+    fn account_data(&self, address: &Pubkey) -> Result<Option<(Pubkey, Vec<u8>)>> {
+        let response = self.retrying(|| {
+            self.rpc
+                .get_account_with_commitment(address, CommitmentConfig::confirmed())
+        })?;
+        Ok(response.value.map(|a| (a.owner, a.data)))
+    }
+
+    fn owned_data(&self, address: &Pubkey) -> Result<Option<Vec<u8>>> {
+        match self.account_data(address)? {
+            Some((owner, data)) if owner == self.program_id => Ok(Some(data)),
+            Some(_) => Err(Error::Transaction(format!(
+                "{address} is not owned by the attestor {}",
+                self.program_id
+            ))),
+            None => Ok(None),
+        }
+    }
+
+    /// Deploys `program` at `program_keypair`'s address through the upgradeable loader, as
+    /// `solana program deploy` does: buffer, chunked writes, deploy. No-op if already there.
+    pub fn deploy_program(&self, program_keypair: &Keypair, program: &[u8]) -> Result<()> {
+        use solana_loader_v3_interface::{instruction as loader, state::UpgradeableLoaderState};
+        let program_id = program_keypair.pubkey();
+        if let Some((_, _)) = self.account_data(&program_id)? {
+            tracing::info!("program {program_id} already deployed");
+            return Ok(());
+        }
+        let buffer = Keypair::new();
+        let rent = |len| {
+            self.rpc
+                .get_minimum_balance_for_rent_exemption(len)
+                .map_err(|e| rpc_err(&self.url, e))
+        };
+        let create = loader::create_buffer(
+            &self.payer.pubkey(),
+            &buffer.pubkey(),
+            &self.payer.pubkey(),
+            rent(UpgradeableLoaderState::size_of_buffer(program.len()))?,
+            program.len(),
+        )
+        .map_err(|e| Error::Transaction(e.to_string()))?;
+        self.send(&create, &[&buffer])?;
+
+        const CHUNK: usize = 900;
+        let writes = program
+            .chunks(CHUNK)
+            .enumerate()
+            .map(|(i, chunk)| {
+                loader::write(
+                    &buffer.pubkey(),
+                    &self.payer.pubkey(),
+                    (i * CHUNK) as u32,
+                    chunk.to_vec(),
+                )
+            })
+            .collect();
+        self.send_all(writes)?;
+
+        let deploy = loader::deploy_with_max_program_len(
+            &self.payer.pubkey(),
+            &program_id,
+            &buffer.pubkey(),
+            &self.payer.pubkey(),
+            rent(UpgradeableLoaderState::size_of_program())?,
+            program.len() * 2,
+            true,
+        )
+        .map_err(|e| Error::Transaction(e.to_string()))?;
+        self.send(&deploy, &[program_keypair])?;
+        Ok(())
+    }
+
+    /// The attestor's ProgramData account (loader header + ELF + zero padding).
+    pub fn programdata(&self) -> Result<Vec<u8>> {
+        let address = solana_loader_v3_interface::get_program_data_address(&self.program_id);
+        self.account_data(&address)?
+            .map(|(_, data)| data)
+            .ok_or_else(|| Error::Transaction(format!("no program data at {address} for {}", self.program_id)))
+    }
+
+    /// An account as the VM needs it for a replay.
+    pub fn raw_account(&self, address: &Pubkey) -> Result<Option<solana_account::Account>> {
+        Ok(self
+            .rpc
+            .get_account_with_commitment(address, CommitmentConfig::confirmed())
+            .map_err(|e| rpc_err(&self.url, e))?
+            .value)
+    }
+
+    pub fn policy(&self, authority: &Pubkey) -> Result<Option<Policy>> {
+        let address = policy_address(&self.program_id, authority);
+        self.owned_data(&address)?
+            .map(|d| Policy::decode(&d).map_err(|e| Error::Transaction(format!("policy {address}: {e}"))))
+            .transpose()
+    }
+
+    /// Creates the payer's policy; returns its address and, if it was created now, the signature.
+    /// An existing policy with another configuration is an error (use `update_policy`).
+    pub fn initialize_policy(&self, config: &PolicyConfig) -> Result<(Pubkey, Option<Signature>)> {
+        let authority = self.authority();
+        let address = policy_address(&self.program_id, &authority);
+        if let Some(existing) = self.policy(&authority)? {
+            if existing.config != *config {
+                return Err(Error::Usage(format!(
+                    "policy {address} already exists with another configuration; use `memzinc policy update`"
+                )));
+            }
+            return Ok((address, None));
+        }
+        let signature = self.send(
+            &[instructions::initialize_policy(&self.program_id, &authority, config)],
+            &[],
+        )?;
+        Ok((address, Some(signature)))
+    }
+
+    pub fn update_policy(&self, config: &PolicyConfig) -> Result<Signature> {
+        self.send(
+            &[instructions::update_policy(&self.program_id, &self.authority(), config)],
+            &[],
+        )
+    }
+
+    pub fn close_policy(&self) -> Result<Signature> {
+        self.send(&[instructions::close_policy(&self.program_id, &self.authority())], &[])
+    }
+
+    pub fn target_chain(&self, policy: &Pubkey, target_id: &[u8; 32]) -> Result<(Pubkey, Option<TargetChain>)> {
+        let address = target_chain_address(&self.program_id, policy, target_id);
+        let chain = self
+            .owned_data(&address)?
+            .map(|d| TargetChain::decode(&d).map_err(|e| Error::Transaction(format!("target chain {address}: {e}"))))
+            .transpose()?;
+        Ok((address, chain))
+    }
+
+    /// Decoded program accounts at `addresses` (batched reads); None where absent or malformed.
+    fn many<T>(
+        &self,
+        addresses: &[Pubkey],
+        decode: fn(&[u8]) -> Result<T, memzinc_verifier::VerifyError>,
+    ) -> Result<Vec<Option<T>>> {
+        let mut out = Vec::with_capacity(addresses.len());
+        for batch in addresses.chunks(100) {
+            let accounts = self
+                .rpc
+                .get_multiple_accounts(batch)
+                .map_err(|e| rpc_err(&self.url, e))?;
+            out.extend(accounts.into_iter().map(|account| match account {
+                Some(a) if a.owner == self.program_id => decode(&a.data).ok(),
+                _ => None,
+            }));
+        }
+        Ok(out)
+    }
+
+    /// Every attestation of a chain, in sequence order.
+    pub fn attestations(&self, chain_address: &Pubkey, count: u64) -> Result<Vec<(Pubkey, Option<Attestation>)>> {
+        let addresses: Vec<Pubkey> = (0..count)
+            .map(|s| attestation_address(&self.program_id, chain_address, s))
+            .collect();
+        Ok(addresses
+            .iter()
+            .copied()
+            .zip(self.many(&addresses, Attestation::decode)?)
+            .collect())
+    }
+
+    /// The attestation of `plan_hash` for `target_id` under `authority`'s policy, if any
+    /// (found through the plan's marker account in one lookup).
+    pub fn find_attestation(
+        &self,
+        authority: &Pubkey,
+        target_id: &[u8; 32],
+        plan_hash: &[u8; 32],
+    ) -> Result<Option<(Pubkey, Attestation)>> {
+        let policy = policy_address(&self.program_id, authority);
+        let chain = target_chain_address(&self.program_id, &policy, target_id);
+        let marker_address = plan_marker_address(&self.program_id, &chain, plan_hash);
+        let Some(marker) = self.owned_data(&marker_address)? else {
+            return Ok(None);
+        };
+        let marker = PlanMarker::decode(&marker).map_err(|e| Error::Transaction(format!("plan marker: {e}")))?;
+        let address = attestation_address(&self.program_id, &chain, marker.seq);
+        let data = self
+            .owned_data(&address)?
+            .ok_or_else(|| Error::Transaction(format!("plan marker names attestation {address}, which is missing")))?;
+        let attestation =
+            Attestation::decode(&data).map_err(|e| Error::Transaction(format!("attestation {address}: {e}")))?;
+        if &attestation.plan_hash != plan_hash || attestation.policy != policy.to_bytes() {
+            return Err(Error::Transaction(format!(
+                "attestation {address} does not record this plan"
+            )));
+        }
+        Ok(Some((address, attestation)))
+    }
+
+    /// Pre-checks the submission with the policy's rules (the program's own code), uploads it
+    /// into a buffer in chunks, then attests. Idempotent: a plan already attested under this
+    /// policy for its target is not attested again, and a half-finished upload is resumed.
+    pub fn attest(&self, authority: &Pubkey, submission: &Submission) -> Result<AttestOutcome> {
+        let signer = self.authority();
+        let policy_key = policy_address(&self.program_id, authority);
+        let policy = self.policy(authority)?.ok_or_else(|| {
+            Error::Usage(format!(
+                "no policy {policy_key} for {authority}; create it with `memzinc policy init`"
+            ))
+        })?;
+        if !policy.may_sign(&signer.to_bytes()) {
+            return Err(Error::Usage(format!("{signer} is not a signer of policy {policy_key}")));
+        }
+        let verdict = submission.verify_under::<Sha2>(&policy.config.rules, &policy.config.symbol_rules)?;
+        let plan_hash = verdict.plan_hash;
+        let target_id = submission.plan.target_id;
+        let (chain_address, chain) = self.target_chain(&policy_key, &target_id)?;
+        if let Some((address, existing)) = self.find_attestation(authority, &target_id, &plan_hash)? {
+            return Ok(AttestOutcome {
+                attestation: address.to_string(),
+                target_chain: chain_address.to_string(),
+                seq: existing.seq,
+                plan_hash: hex::encode(plan_hash),
+                signature: None,
+                upload_transactions: 0,
+            });
+        }
+
+        let bytes = submission.encode();
+        let buffer_key = instructions::buffer_keypair(&self.payer, &plan_hash);
+        let buffer = buffer_key.pubkey();
+        if let Some(data) = self.owned_data(&buffer)? {
+            // A previous run left this plan's buffer: reuse it if it has the right size (every
+            // chunk is written again below), else reclaim it and start over.
+            match memzinc_verifier::accounts::BufferHeader::decode(&data) {
+                Ok((h, _)) if h.len as usize == bytes.len() && h.plan_hash == plan_hash => {}
+                _ => {
+                    self.send(
+                        &[instructions::close_buffer(
+                            &self.program_id,
+                            &signer,
+                            &buffer,
+                            &plan_hash,
+                        )],
+                        &[],
+                    )?;
+                }
+            }
+        }
+        if self.owned_data(&buffer)?.is_none() {
+            let space = memzinc_verifier::accounts::BufferHeader::LEN + bytes.len();
+            let rent = self
+                .rpc
+                .get_minimum_balance_for_rent_exemption(space)
+                .map_err(|e| rpc_err(&self.url, e))?;
+            let open =
+                instructions::open_buffer(&self.program_id, &signer, &buffer, &plan_hash, bytes.len() as u32, rent);
+            self.send(&open, &[&buffer_key])?;
+        }
+        let writes = instructions::upload(&self.program_id, &signer, &buffer, &plan_hash, &bytes);
+        let upload_transactions = writes.len();
+        self.send_all(writes)?;
+
+        let seq = chain.map(|c| c.next_seq).unwrap_or(0);
+        let ix = instructions::attest(
+            &self.program_id,
+            &signer,
+            authority,
+            &target_id,
+            &plan_hash,
+            seq,
+            &buffer,
+        );
+        let signature = self.send(&[instructions::compute_unit_limit(1_400_000), ix], &[])?;
+        Ok(AttestOutcome {
+            attestation: attestation_address(&self.program_id, &chain_address, seq).to_string(),
+            target_chain: chain_address.to_string(),
+            seq,
+            plan_hash: hex::encode(plan_hash),
+            signature: Some(signature.to_string()),
+            upload_transactions,
+        })
+    }
+
+    /// Sends one transaction per instruction without waiting in between, then confirms all.
+    /// The blockhash is refreshed every few transactions: a local validator producing a block
+    /// per transaction ages blockhashes quickly.
+    pub fn send_all(&self, instructions: Vec<Instruction>) -> Result<()> {
+        let mut blockhash = self.retrying(|| self.rpc.get_latest_blockhash())?;
+        let mut pending = Vec::with_capacity(instructions.len());
+        for (i, ix) in instructions.into_iter().enumerate() {
+            if i > 0 && i % 16 == 0 {
+                blockhash = self.retrying(|| self.rpc.get_latest_blockhash())?;
+            }
+            let mut attempt = 1;
+            loop {
+                let tx = Transaction::new_signed_with_payer(
+                    std::slice::from_ref(&ix),
+                    Some(&self.payer.pubkey()),
+                    &[&self.payer],
+                    blockhash,
+                );
+                match self.rpc.send_transaction(&tx) {
+                    Ok(signature) => {
+                        pending.push(signature);
+                        break;
+                    }
+                    Err(e) if attempt < RETRIES && blockhash_not_found(&e) => {
+                        std::thread::sleep(Duration::from_millis(50));
+                        blockhash = self.retrying(|| self.rpc.get_latest_blockhash())?;
+                        attempt += 1;
+                    }
+                    Err(e) => return Err(self.explain(e)),
+                }
+            }
+        }
+        for signature in pending {
+            self.rpc
+                .poll_for_signature_with_commitment(&signature, CommitmentConfig::confirmed())
+                .map_err(|e| rpc_err(&self.url, e))?;
+            if let Some(Err(e)) = self
+                .rpc
+                .get_signature_status(&signature)
+                .map_err(|e| rpc_err(&self.url, e))?
+            {
+                return Err(Error::Transaction(format!("{signature}: {e:?}")));
+            }
+        }
+        Ok(())
+    }
+
+    /// Marks attestation `seq` of `target_id` revoked (policy authority only).
+    pub fn revoke(&self, target_id: &[u8; 32], seq: u64) -> Result<Signature> {
+        self.send(
+            &[instructions::revoke(
+                &self.program_id,
+                &self.authority(),
+                target_id,
+                seq,
+            )],
+            &[],
+        )
+    }
+
+    /// Records what applying attestation `seq` did.
+    pub fn record_applied(
+        &self,
+        authority: &Pubkey,
+        target_id: &[u8; 32],
+        seq: u64,
+        outcome: u8,
+        readback_hash: &[u8; 32],
+    ) -> Result<Signature> {
+        let ix = instructions::record_applied(
+            &self.program_id,
+            &self.authority(),
+            authority,
+            target_id,
+            seq,
+            outcome,
+            readback_hash,
+        );
+        self.send(&[ix], &[])
+    }
+
+    /// Walks a target's whole history and verifies every link: sequence, previous hash, the
+    /// recomputed link hash, and that the last link is the chain's head. Receipts and
+    /// revocations are reported with each entry.
+    pub fn audit(&self, authority: &Pubkey, target_id: &[u8; 32]) -> Result<AuditReport> {
+        let target = hex::encode(target_id);
+        let fail = |why: String| Error::AuditFailed {
+            target: target.clone(),
+            why,
+        };
+        let policy = policy_address(&self.program_id, authority);
+        let (chain_address, chain) = self.target_chain(&policy, target_id)?;
+        let chain = chain.ok_or_else(|| fail(format!("no history under policy {policy}")))?;
+        if chain.policy != policy.to_bytes() || &chain.target_id != target_id {
+            return Err(fail("chain account names another policy or target".into()));
+        }
+        let attestations = self.attestations(&chain_address, chain.next_seq)?;
+        let receipt_addresses: Vec<Pubkey> = attestations
+            .iter()
+            .map(|(a, _)| receipt_address(&self.program_id, a))
+            .collect();
+        let receipts = self.many(&receipt_addresses, Receipt::decode)?;
+        let mut prev = [0u8; 32];
+        let mut entries = Vec::new();
+        for (seq, ((address, attestation), receipt)) in attestations.into_iter().zip(receipts).enumerate() {
+            let a =
+                attestation.ok_or_else(|| fail(format!("attestation #{seq} ({address}) is missing or malformed")))?;
+            if a.seq != seq as u64 {
+                return Err(fail(format!(
+                    "attestation {address} claims seq {} at position {seq}",
+                    a.seq
+                )));
+            }
+            if a.prev_hash != prev {
+                return Err(fail(format!("attestation #{seq} does not link to #{}", seq as i64 - 1)));
+            }
+            if a.computed_hash::<Sha2>() != a.hash {
+                return Err(fail(format!(
+                    "attestation #{seq}: stored hash does not match its fields"
+                )));
+            }
+            if a.policy != policy.to_bytes() || &a.target_id != target_id {
+                return Err(fail(format!("attestation #{seq} belongs to another policy or target")));
+            }
+            if let Some(r) = &receipt {
+                if r.attestation != address.to_bytes() || r.seq != a.seq {
+                    return Err(fail(format!("receipt of #{seq} names another attestation")));
+                }
+            }
+            prev = a.hash;
+            entries.push(AuditEntry {
+                seq: a.seq,
+                slot: a.slot,
+                address: address.to_string(),
+                signer: Pubkey::from(a.signer).to_string(),
+                plan_hash: hex::encode(a.plan_hash),
+                snapshot_root: hex::encode(a.snapshot_root),
+                writes: a.write_count,
+                bytes: a.byte_count,
+                hash: hex::encode(a.hash),
+                revoked: a.revoked,
+                receipt: receipt.map(|r| AuditReceipt {
+                    slot: r.slot,
+                    outcome: match r.outcome {
+                        memzinc_verifier::accounts::OUTCOME_APPLIED => "applied",
+                        memzinc_verifier::accounts::OUTCOME_ROLLED_BACK => "rolled back",
+                        _ => "refused",
+                    }
+                    .into(),
+                    signer: Pubkey::from(r.signer).to_string(),
+                    readback_hash: hex::encode(r.readback_hash),
+                }),
+            });
+        }
+        if prev != chain.head_hash {
+            return Err(fail("the last attestation is not the chain's head".into()));
+        }
+        Ok(AuditReport {
+            target_id: target,
+            policy: policy.to_string(),
+            target_chain: chain_address.to_string(),
+            head_hash: hex::encode(chain.head_hash),
+            entries,
+            verified: true,
+        })
+    }
+}
+
+/// The node does not know the transaction's blockhash: it has not run and cannot run.
+fn blockhash_not_found(e: &solana_rpc_client_api::client_error::Error) -> bool {
+    matches!(
+        e.get_transaction_error(),
+        Some(solana_transaction_error::TransactionError::BlockhashNotFound)
+    )
+}
+
+/// Pulls `N` out of `InstructionError(_, Custom(N))`.
+fn custom_code(debug: &str) -> Option<u32> {
+    let start = debug.find("Custom(")? + "Custom(".len();
+    let end = debug[start..].find(')')? + start;
+    debug[start..end].parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn monikers_and_config() {
+        assert_eq!(resolve_url("localhost"), "http://127.0.0.1:8899");
+        assert_eq!(resolve_url("d"), "https://api.devnet.solana.com");
+        assert_eq!(resolve_url("http://x:1"), "http://x:1");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.yml");
+        std::fs::write(
+            &path,
+            "---\njson_rpc_url: \"http://127.0.0.1:9\"\nkeypair_path: /k/id.json\ncommitment: confirmed\n",
+        )
+        .unwrap();
+        let c = read_cli_config(&path);
+        assert_eq!(c.json_rpc_url.as_deref(), Some("http://127.0.0.1:9"));
+        assert_eq!(c.keypair_path, Some(PathBuf::from("/k/id.json")));
+        assert_eq!(custom_code("InstructionError(0, Custom(6005))"), Some(6005));
+    }
+}

@@ -1,0 +1,138 @@
+//! The gate every plan passes before it touches a process: an unrevoked attestation of exactly
+//! this plan under the authority's policy, its link hash re-verified; then the change (`apply`
+//! to a live process, or `restore --apply` into a checkpoint's image) and the receipt on chain.
+
+use std::path::Path;
+
+use memzinc::apply::{apply, ApplyReport};
+use memzinc::base::{Error, Result, Sha2};
+use memzinc::checkpoint::{restore, RestoreReport};
+use memzinc::describe::Snapshot;
+use memzinc_verifier::accounts::{OUTCOME_APPLIED, OUTCOME_ROLLED_BACK};
+use memzinc_verifier::plan::PatchPlan;
+use serde::Serialize;
+use solana_pubkey::Pubkey;
+
+use super::chain::Client;
+
+/// What `apply_attested` did and under which record.
+#[derive(Clone, Debug, Serialize)]
+pub struct AttestedApply {
+    pub attestation: String,
+    pub seq: u64,
+    pub report: ApplyReport,
+    /// The `record_applied` transaction.
+    pub receipt_signature: String,
+}
+
+/// The gate: applies `plan` only if `authority`'s policy holds an unrevoked attestation of
+/// exactly this plan (same plan hash, re-verified link hash); then records a receipt on chain
+/// (applied, or rolled back if a write failed and was undone).
+pub fn apply_attested(client: &Client, authority: &Pubkey, pid: i32, plan: &PatchPlan) -> Result<AttestedApply> {
+    let (address, attestation) = attestation_of(client, authority, plan)?;
+    match apply(pid, plan) {
+        Ok(report) => {
+            let signature = client.record_applied(
+                authority,
+                &plan.target_id,
+                attestation.seq,
+                OUTCOME_APPLIED,
+                &report.readback_hash,
+            )?;
+            Ok(AttestedApply {
+                attestation: address.to_string(),
+                seq: attestation.seq,
+                report,
+                receipt_signature: signature.to_string(),
+            })
+        }
+        Err(e @ Error::ApplyFailed { .. }) => {
+            // The target is back as it was; say so on chain, then report the failure.
+            let readback = [0u8; 32];
+            let _ = client.record_applied(
+                authority,
+                &plan.target_id,
+                attestation.seq,
+                OUTCOME_ROLLED_BACK,
+                &readback,
+            );
+            Err(e)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// The gate every plan passes before it touches a process: `authority`'s policy holds an
+/// unrevoked attestation of exactly this plan (same plan hash) whose link hash re-verifies.
+pub fn attestation_of(
+    client: &Client,
+    authority: &Pubkey,
+    plan: &PatchPlan,
+) -> Result<(Pubkey, memzinc_verifier::accounts::Attestation)> {
+    let plan_hash = plan.plan_hash::<Sha2>();
+    let (address, attestation) = client
+        .find_attestation(authority, &plan.target_id, &plan_hash)?
+        .ok_or_else(|| Error::NotAttested {
+            plan_hash: hex::encode(plan_hash),
+        })?;
+    if attestation.computed_hash::<Sha2>() != attestation.hash {
+        return Err(Error::AuditFailed {
+            target: hex::encode(plan.target_id),
+            why: format!("attestation {address} does not hash to its recorded link"),
+        });
+    }
+    if attestation.revoked {
+        return Err(Error::Revoked {
+            attestation: address.to_string(),
+        });
+    }
+    Ok((address, attestation))
+}
+
+/// What `restore_attested` did and under which record.
+#[derive(Debug, Serialize)]
+pub struct AttestedRestore {
+    pub attestation: String,
+    pub seq: u64,
+    pub report: RestoreReport,
+    /// The `record_applied` receipt transaction.
+    pub receipt_signature: String,
+}
+
+/// `memzinc restore --apply`: the same gate as `memzinc apply` (an unrevoked attestation of
+/// exactly this plan under `authority`'s policy, its link hash re-verified), then the restore
+/// with the plan applied to the image, then the applied receipt on chain.
+pub fn restore_attested(client: &Client, authority: &Pubkey, core: &Path, plan: &PatchPlan) -> Result<AttestedRestore> {
+    // Offline refusals first: a plan for another snapshot needs no chain to be refused.
+    let root = Snapshot::open(core)?.root();
+    if plan.snapshot_root != root {
+        return Err(Error::Restore(format!(
+            "the plan is for snapshot root {}, the core's root is {}",
+            hex::encode(plan.snapshot_root),
+            hex::encode(root)
+        )));
+    }
+    let (address, attestation) = attestation_of(client, authority, plan)?;
+    let report = restore(core, Some(plan))?;
+    let readback: [u8; 32] = {
+        use sha2::Digest;
+        let mut h = sha2::Sha256::new();
+        for w in &plan.writes {
+            h.update(&w.new);
+        }
+        h.finalize().into()
+    };
+    let signature = client.record_applied(
+        authority,
+        &plan.target_id,
+        attestation.seq,
+        memzinc_verifier::accounts::OUTCOME_APPLIED,
+        &readback,
+    )?;
+    Ok(AttestedRestore {
+        attestation: address.to_string(),
+        seq: attestation.seq,
+        report,
+        receipt_signature: signature.to_string(),
+    })
+}

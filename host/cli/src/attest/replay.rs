@@ -1,0 +1,292 @@
+//! Offline replay of recorded decisions: the deployed program's own bytes run again in an sBPF
+//! VM (LiteSVM, which executes programs with `solana-sbpf`) on the recorded inputs, and the
+//! record they produce must equal, byte for byte, the attestation on chain.
+//!
+//! For attestation `seq`, the VM gets the state the program saw then: the policy account as it
+//! is on chain now, the target chain at `(next_seq = seq, head = prev_hash)`, the clock at the
+//! recorded slot, and a buffer holding the plan and its evidence from the operator's plan file.
+//! Signatures are not re-checked (the VM runs without signature verification), everything the
+//! program itself checks is.
+
+use litesvm::LiteSVM;
+use memzinc_verifier::accounts::{Attestation, BufferHeader, TargetChain};
+use memzinc_verifier::plan::Submission;
+use serde::Serialize;
+use solana_account::Account;
+use solana_message::Message;
+use solana_pubkey::Pubkey;
+use solana_transaction::Transaction;
+
+use super::program as instructions;
+use memzinc::base::Sha2;
+use memzinc::base::{Error, Result};
+
+/// The deployed program compared with a local reproducible build.
+#[derive(Clone, Debug, Serialize)]
+pub struct ProgramCheck {
+    pub deployed_sha256: String,
+    pub local_sha256: Option<String>,
+    /// The deployed bytes are the local build's, followed only by the loader's zero padding.
+    pub matches_local_build: bool,
+}
+
+/// One replayed decision.
+#[derive(Clone, Debug, Serialize)]
+pub struct ReplayOutcome {
+    pub seq: u64,
+    pub plan_hash: String,
+    /// "identical", "differs: …", "refused: …" or "no plan file".
+    pub verdict: String,
+    pub compute_units: Option<u64>,
+}
+
+/// Strips the upgradeable loader's header from a ProgramData account: what follows is the ELF,
+/// zero-padded to the maximum length chosen at deploy time.
+pub fn program_from_programdata(data: &[u8]) -> &[u8] {
+    const HEADER: usize = 45; // tag u32, slot u64, Option<Pubkey>
+    let body = data.get(HEADER..).unwrap_or(&[]);
+    let end = body.iter().rposition(|&b| b != 0).map(|i| i + 1).unwrap_or(0);
+    &body[..end]
+}
+
+pub fn check_program(deployed_padded: &[u8], local: Option<&[u8]>) -> ProgramCheck {
+    use sha2::Digest;
+    let body = deployed_padded.get(45..).unwrap_or(&[]);
+    let deployed = program_from_programdata(deployed_padded);
+    let matches = local
+        .is_some_and(|l| body.len() >= l.len() && &body[..l.len()] == l && body[l.len()..].iter().all(|&b| b == 0));
+    ProgramCheck {
+        deployed_sha256: hex::encode(sha2::Sha256::digest(deployed)),
+        local_sha256: local.map(|l| hex::encode(sha2::Sha256::digest(l))),
+        matches_local_build: matches,
+    }
+}
+
+/// A VM holding the deployed program and the policy account, ready to replay decisions.
+pub struct Replayer {
+    svm: LiteSVM,
+    program_id: Pubkey,
+    policy_address: Pubkey,
+    policy_account: Account,
+}
+
+fn svm_err(what: &str, e: impl std::fmt::Debug) -> Error {
+    Error::AuditFailed {
+        target: "replay".into(),
+        why: format!("{what}: {e:?}"),
+    }
+}
+
+impl Replayer {
+    pub fn new(
+        program_id: Pubkey,
+        program: &[u8],
+        policy_address: Pubkey,
+        policy_account: Account,
+    ) -> Result<Replayer> {
+        let mut svm = LiteSVM::new().with_sigverify(false);
+        svm.add_program(program_id, program)
+            .map_err(|e| svm_err("loading the deployed program", e))?;
+        Ok(Replayer {
+            svm,
+            program_id,
+            policy_address,
+            policy_account,
+        })
+    }
+
+    /// Replays attestation `recorded` (at `address`) from `submission`.
+    pub fn replay(
+        &mut self,
+        address: &Pubkey,
+        recorded: &Attestation,
+        submission: &Submission,
+    ) -> Result<ReplayOutcome> {
+        let outcome = |verdict: String, cu| ReplayOutcome {
+            seq: recorded.seq,
+            plan_hash: hex::encode(recorded.plan_hash),
+            verdict,
+            compute_units: cu,
+        };
+        let plan_hash = submission.plan.plan_hash::<Sha2>();
+        if plan_hash != recorded.plan_hash {
+            return Ok(outcome(
+                "differs: the plan file does not hash to the recorded plan".into(),
+                None,
+            ));
+        }
+        let signer = Pubkey::from(recorded.signer);
+        let chain_address =
+            instructions::target_chain_address(&self.program_id, &self.policy_address, &recorded.target_id);
+        let owned = |data: Vec<u8>, svm: &LiteSVM| Account {
+            lamports: svm.minimum_balance_for_rent_exemption(data.len()),
+            data,
+            owner: self.program_id,
+            executable: false,
+            rent_epoch: 0,
+        };
+
+        self.svm
+            .set_account(self.policy_address, self.policy_account.clone())
+            .map_err(|e| svm_err("policy", e))?;
+        self.svm
+            .set_account(
+                signer,
+                Account {
+                    lamports: 1_000_000_000_000,
+                    ..Account::default()
+                },
+            )
+            .map_err(|e| svm_err("signer", e))?;
+        if recorded.seq > 0 {
+            let bump = Pubkey::find_program_address(
+                &[
+                    memzinc_verifier::accounts::TARGET_SEED,
+                    self.policy_address.as_ref(),
+                    &recorded.target_id,
+                ],
+                &self.program_id,
+            )
+            .1;
+            let chain = TargetChain {
+                policy: self.policy_address.to_bytes(),
+                target_id: recorded.target_id,
+                next_seq: recorded.seq,
+                head_hash: recorded.prev_hash,
+                bump,
+            };
+            let mut data = [0u8; TargetChain::LEN];
+            chain.encode(&mut data);
+            let account = owned(data.to_vec(), &self.svm);
+            self.svm
+                .set_account(chain_address, account)
+                .map_err(|e| svm_err("target chain", e))?;
+        }
+        let body = submission.encode();
+        let mut buffer = vec![0u8; BufferHeader::LEN];
+        let header = BufferHeader {
+            authority: recorded.signer,
+            plan_hash,
+            version: 1,
+            len: body.len() as u32,
+        };
+        header.encode((&mut buffer[..]).try_into().map_err(|e| svm_err("buffer", e))?);
+        buffer.extend_from_slice(&body);
+        let buffer_address = Pubkey::new_unique();
+        let account = owned(buffer, &self.svm);
+        self.svm
+            .set_account(buffer_address, account)
+            .map_err(|e| svm_err("buffer", e))?;
+        self.svm.warp_to_slot(recorded.slot);
+
+        let authority = Pubkey::from(memzinc_verifier::accounts::Policy::decode(&self.policy_account.data)?.authority);
+        let attest = instructions::attest(
+            &self.program_id,
+            &signer,
+            &authority,
+            &recorded.target_id,
+            &plan_hash,
+            recorded.seq,
+            &buffer_address,
+        );
+        let message = Message::new_with_blockhash(
+            &[instructions::compute_unit_limit(1_400_000), attest],
+            Some(&signer),
+            &self.svm.latest_blockhash(),
+        );
+        let result = self.svm.send_transaction(Transaction::new_unsigned(message));
+        self.svm.expire_blockhash();
+        let cu = match result {
+            Ok(meta) => meta.compute_units_consumed,
+            Err(failed) => {
+                return Ok(outcome(
+                    format!("refused: {:?}", failed.err),
+                    Some(failed.meta.compute_units_consumed),
+                ))
+            }
+        };
+        let replayed = self.svm.get_account(address).map(|a| a.data).unwrap_or_default();
+        let mut recorded_bytes = [0u8; Attestation::LEN];
+        // The revocation flag is set after the decision, by the authority: compare the decision.
+        Attestation {
+            revoked: false,
+            ..*recorded
+        }
+        .encode(&mut recorded_bytes);
+        if replayed == recorded_bytes {
+            Ok(outcome("identical".into(), Some(cu)))
+        } else {
+            Ok(outcome(
+                "differs: the replayed record is not the recorded one".into(),
+                Some(cu),
+            ))
+        }
+    }
+}
+
+/// The deployed program checked against the local build, and every decision with a plan file
+/// replayed in the VM.
+#[derive(Clone, Debug, Serialize)]
+pub struct ReplayReport {
+    pub program: ProgramCheck,
+    pub decisions: Vec<ReplayOutcome>,
+    pub replayed: usize,
+    pub identical: usize,
+    /// Decisions replayed per second (VM set-up excluded).
+    pub decisions_per_second: f64,
+}
+
+impl ReplayReport {
+    /// The deployed program is the local build and every replayed decision came out identical.
+    pub fn verified(&self) -> bool {
+        self.program.matches_local_build && self.identical == self.replayed
+    }
+}
+
+/// Replays `authority`'s history of `target_id` from the plan files the operator kept.
+pub fn replay_history(
+    client: &super::chain::Client,
+    authority: &Pubkey,
+    target_id: &[u8; 32],
+    plans: &[Submission],
+    local_program: Option<&[u8]>,
+) -> Result<ReplayReport> {
+    let programdata = client.programdata()?;
+    let program = check_program(&programdata, local_program);
+    let policy_address = instructions::policy_address(&client.program_id, authority);
+    let policy_account = client.raw_account(&policy_address)?.ok_or_else(|| Error::AuditFailed {
+        target: hex::encode(target_id),
+        why: format!("no policy {policy_address}"),
+    })?;
+    let mut replayer = Replayer::new(
+        client.program_id,
+        program_from_programdata(&programdata),
+        policy_address,
+        policy_account,
+    )?;
+    let (chain_address, chain) = client.target_chain(&policy_address, target_id)?;
+    let count = chain.map(|c| c.next_seq).unwrap_or(0);
+    let started = std::time::Instant::now();
+    let mut decisions = Vec::new();
+    for (address, attestation) in client.attestations(&chain_address, count)? {
+        let Some(a) = attestation else { continue };
+        match plans.iter().find(|s| s.plan.plan_hash::<Sha2>() == a.plan_hash) {
+            Some(submission) => decisions.push(replayer.replay(&address, &a, submission)?),
+            None => decisions.push(ReplayOutcome {
+                seq: a.seq,
+                plan_hash: hex::encode(a.plan_hash),
+                verdict: "no plan file".into(),
+                compute_units: None,
+            }),
+        }
+    }
+    let replayed = decisions.iter().filter(|d| d.compute_units.is_some()).count();
+    let elapsed = started.elapsed().as_secs_f64().max(1e-9);
+    Ok(ReplayReport {
+        program,
+        identical: decisions.iter().filter(|d| d.verdict == "identical").count(),
+        replayed,
+        decisions_per_second: replayed as f64 / elapsed,
+        decisions,
+    })
+}

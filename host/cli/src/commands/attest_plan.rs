@@ -1,0 +1,50 @@
+//! `memzinc attest`: a plan uploaded with its evidence; the program re-checks it and records it.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use memzinc::describe::Snapshot;
+use memzinc::reason::Plan;
+use memzinc_cli::attest;
+
+use super::{authority_or_self, Global};
+
+#[derive(clap::Args)]
+pub struct Args {
+    plan: PathBuf,
+    /// The policy's authority, when the keypair is one of its host signers.
+    #[arg(long)]
+    authority: Option<String>,
+    /// The plan's snapshot: when the policy has symbol rules, the evidence is cut again
+    /// with proofs of the symbols they name.
+    #[arg(long)]
+    snapshot: Option<PathBuf>,
+}
+
+pub fn run(a: Args, g: &Global) -> Result<()> {
+    let mut submission = Plan::load(&a.plan)?.submission()?;
+    let client = g.client()?;
+    let authority = authority_or_self(&client, a.authority.as_deref())?;
+    if let Some(path) = a.snapshot {
+        let policy = client.policy(&authority)?;
+        submission.evidence = attest::evidence_under(
+            &Snapshot::open(&path)?,
+            &submission.plan,
+            policy.as_ref().map(|p| &p.config),
+        )?;
+    }
+    let outcome = client.attest(&authority, &submission)?;
+    g.print(&outcome, |outcome| {
+        format!(
+            "attestation {} (seq {}, plan {}){}",
+            outcome.attestation,
+            outcome.seq,
+            outcome.plan_hash,
+            outcome
+                .signature
+                .as_ref()
+                .map(|s| format!(" signature {s}"))
+                .unwrap_or(" (already attested)".into())
+        )
+    })
+}

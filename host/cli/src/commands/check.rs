@@ -1,0 +1,97 @@
+//! `memzinc check`: a snapshot's invariants judged; exit 2 when something is violated.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use memzinc::describe::Snapshot;
+use memzinc::reason::solver::{Cancel, SolverOptions};
+use memzinc::reason::{self, rules, TargetSpec};
+
+use super::{models_dir, print_json, Exit, Global};
+
+#[derive(clap::Args)]
+pub struct Args {
+    snapshot: PathBuf,
+    /// A target spec whose bounds and orderings to check too (repeatable).
+    #[arg(long)]
+    spec: Vec<PathBuf>,
+    /// Read the DWARF from this file instead of the path the snapshot records.
+    #[arg(long)]
+    binary: Option<PathBuf>,
+    /// The target's model file of rules (default: models/targets/<executable name>.mzn
+    /// when it exists).
+    #[arg(long, conflicts_with = "no_rules")]
+    rules: Option<PathBuf>,
+    /// Do not judge the target's model file.
+    #[arg(long)]
+    no_rules: bool,
+}
+
+pub fn run(a: Args, g: &Global) -> Result<()> {
+    let snap = Snapshot::open(&a.snapshot)?;
+    let specs = TargetSpec::load_all(&a.spec)?;
+    let (mut report, types) = reason::check_with_types(&snap, &specs, a.binary.as_deref())?;
+    let models = models_dir();
+    let model_file = if a.no_rules {
+        None
+    } else {
+        a.rules.or_else(|| rules::model_for(&snap, &models))
+    };
+    if let Some(model_file) = &model_file {
+        anyhow::ensure!(
+            report.types_unavailable.is_none(),
+            "{}: rules need the binary's DWARF: {}",
+            model_file.display(),
+            report.types_unavailable.as_deref().unwrap_or_default()
+        );
+        let judge = rules::Judge {
+            snapshot: &snap,
+            types: &types,
+            model: model_file,
+            models_dir: &models,
+        };
+        let solver = SolverOptions {
+            cancel: Some(Cancel::on_signals()?),
+            ..Default::default()
+        };
+        let judged = judge.check(&solver)?;
+        report.merge_rules(model_file, judged);
+    }
+    if g.json {
+        print_json(&report)?;
+    } else {
+        for f in &report.findings {
+            let at = f.location();
+            let rule = serde_json::to_value(f.rule)?;
+            println!(
+                "{:#018x} {at}: {} — {}",
+                f.address,
+                rule.as_str().unwrap_or("?"),
+                f.detail
+            );
+        }
+        if let Some(why) = &report.types_unavailable {
+            println!("type checks skipped: {why}");
+        }
+        if report.heap_objects > 0 {
+            println!("heap: {} exported object(s) judged", report.heap_objects);
+        }
+        if let Some(r) = &report.rules {
+            println!("rules: {} rule(s) of {} over {} object(s)", r.rules, r.model, r.objects);
+        }
+        println!(
+            "{} violation(s); {} globals, {} fields, {} pointers, {} regions, {} spec(s) checked; {} part(s) not judged",
+            report.findings.len(),
+            report.globals,
+            report.fields,
+            report.pointers,
+            report.regions,
+            report.specs,
+            report.not_judged.len()
+        );
+    }
+    if !report.findings.is_empty() {
+        return Err(Exit(2).into());
+    }
+    Ok(())
+}

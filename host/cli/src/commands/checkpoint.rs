@@ -1,0 +1,45 @@
+//! `memzinc checkpoint`: a snapshot plus what `restore` needs.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use memzinc::checkpoint::{checkpoint, AfterCheckpoint};
+
+use super::Global;
+
+#[derive(clap::Args)]
+pub struct Args {
+    #[arg(long)]
+    pid: i32,
+    #[arg(short, long)]
+    output: PathBuf,
+    /// Kill the process (while still frozen) once the checkpoint is on disk.
+    #[arg(long, conflicts_with = "leave_running")]
+    kill: bool,
+    /// Resume the process after the checkpoint (the default).
+    #[arg(long)]
+    leave_running: bool,
+}
+
+pub fn run(a: Args, g: &Global) -> Result<()> {
+    let after = if a.kill {
+        AfterCheckpoint::Kill
+    } else {
+        AfterCheckpoint::LeaveRunning
+    };
+    let report = checkpoint(a.pid, &a.output, after)?;
+    g.print(&report, |report| {
+        format!(
+            "checkpoint of pid {} -> {} ({} bytes): {} regions, {} pages, {} fds; process {} (stopped {} µs)\nroot {}",
+            a.pid,
+            a.output.display(),
+            report.snapshot.file_bytes,
+            report.snapshot.regions,
+            report.snapshot.pages,
+            report.snapshot.fds,
+            if report.killed { "killed" } else { "resumed" },
+            report.stopped_us,
+            report.snapshot.root
+        )
+    })
+}

@@ -1,0 +1,106 @@
+//! `memzinc inspect`: a snapshot's integrity checked and summarised; typed globals.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use memzinc::describe::Snapshot;
+use memzinc::introspect::DebugTypes;
+
+use super::{print_json, Global};
+
+#[derive(clap::Args)]
+pub struct Args {
+    snapshot: PathBuf,
+    /// Print this global's fields and values, typed by the binary's DWARF (repeatable).
+    #[arg(long = "var")]
+    vars: Vec<String>,
+}
+
+pub fn run(a: Args, g: &Global) -> Result<()> {
+    let snap = Snapshot::open(&a.snapshot)?;
+    snap.verify_pages()?;
+    let values = if a.vars.is_empty() {
+        Vec::new()
+    } else {
+        let types = DebugTypes::for_snapshot(&snap)?;
+        a.vars
+            .iter()
+            .map(|v| types.read_object(&snap, v))
+            .collect::<memzinc::base::Result<Vec<_>>>()?
+    };
+    if g.json {
+        let mut value = serde_json::to_value(&snap.meta)?;
+        value["values"] = serde_json::to_value(&values)?;
+        print_json(&value)?;
+    } else {
+        let m = &snap.meta;
+        println!("{}: pid {} ({}) {}", a.snapshot.display(), m.pid, m.comm, m.exe);
+        println!("cmdline {:?}", m.cmdline);
+        println!("root {}  pages {}  threads {}", m.root, m.page_count, m.threads.len());
+        for t in &m.threads {
+            println!(
+                "  thread {} ({}) rip {:#x} rsp {:#x}; fp {} B, xstate {} B",
+                t.tid,
+                t.name,
+                t.regs.rip,
+                t.regs.rsp,
+                t.fpregs.len(),
+                t.xstate.len()
+            );
+        }
+        for f in &m.fds {
+            println!("  fd {} {} flags {:#o} pos {}", f.fd, f.path, f.flags, f.pos);
+        }
+        if let Some(c) = &m.checkpoint {
+            let pending = c.shared_pending.len() + c.threads.iter().map(|t| t.pending.len()).sum::<usize>();
+            let ids = |v: &[u32]| match v {
+                [] => "(not kept)".to_string(),
+                v => v.iter().map(u32::to_string).collect::<Vec<_>>().join("/"),
+            };
+            let main = c.threads.first();
+            println!(
+                "  checkpoint: process {}; cwd {}; {} signal handler(s), {} pending signal(s); uid {} gid {}",
+                if c.killed { "killed" } else { "left running" },
+                c.cwd,
+                c.handlers.len(),
+                pending,
+                main.map_or(String::new(), |t| ids(&t.uids)),
+                main.map_or(String::new(), |t| ids(&t.gids)),
+            );
+            println!(
+                "  checkpoint: {} eventfd(s), {} timerfd(s), {} signalfd(s), {} pipe(s), {} epoll(s), {} POSIX timer(s), {} resource limits",
+                c.eventfds.len(),
+                c.timerfds.len(),
+                c.signalfds.len(),
+                c.pipes.len(),
+                c.epolls.len(),
+                c.posix_timers.len(),
+                c.rlimits.len(),
+            );
+        }
+        for r in &m.regions {
+            println!(
+                "  {:016x}-{:016x} {} {:>8} KiB {}{}{}",
+                r.map.start,
+                r.map.end,
+                r.map.perms,
+                (r.map.end - r.map.start) / 1024,
+                r.map.path,
+                if r.captured { "" } else { "  (not captured)" },
+                if r.unreadable_pages.is_empty() {
+                    String::new()
+                } else {
+                    format!("  ({} page(s) unreadable)", r.unreadable_pages.len())
+                }
+            );
+        }
+        println!("{} symbols", m.symbols.len());
+        for v in &values {
+            println!("{}: {} at {:#x} ({} bytes)", v.symbol, v.type_name, v.address, v.size);
+            for f in &v.fields {
+                println!("  {:<20} {:<8} = {}", f.name, f.type_name, f.value);
+            }
+        }
+    }
+    Ok(())
+}

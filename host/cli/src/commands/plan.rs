@@ -1,0 +1,122 @@
+//! `memzinc plan`: what is wrong and the smallest repair, decided by MiniZinc, as a plan file.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Result;
+use memzinc::describe::Snapshot;
+use memzinc::reason::solver::{Cancel, Stats};
+use memzinc::reason::{self, PlanOptions, Planner, TargetSpec};
+
+use super::{models_dir, Global};
+
+#[derive(clap::Args)]
+pub struct Args {
+    snapshot: PathBuf,
+    #[command(flatten)]
+    planner: PlannerArgs,
+    #[arg(short, long)]
+    output: Option<PathBuf>,
+    /// Solver backend: cbc (linear FlatZinc -> LP -> cbc; proves repairs of 100k pointers
+    /// optimal, which Gecode cannot), gecode, pumpkin, or wasm-highs|wasm-cbc|wasm-chuffed|
+    /// wasm-gecode (MiniZinc 2.10 in WebAssembly). Every answer is checked against the FlatZinc.
+    #[arg(long, default_value = "cbc")]
+    solver: String,
+    /// Wall-clock limit for the solver, seconds (enforced by memzinc, flattening included).
+    #[arg(long, default_value_t = 60)]
+    time_limit: u64,
+    /// The repair model.
+    #[arg(long)]
+    model: Option<PathBuf>,
+}
+
+/// What to plan against: the flags `plan` and `watch` share (none: the target's model file,
+/// else its exported heap).
+#[derive(clap::Args)]
+pub struct PlannerArgs {
+    /// Target description (layout and invariants), e.g. models/targets/healme.json.
+    #[arg(long, conflicts_with = "rules")]
+    spec: Option<PathBuf>,
+    /// The target's model file of rules over the generated facts (models/schema.md); default
+    /// models/targets/<executable name>.mzn when there is one.
+    #[arg(long, conflicts_with = "heap")]
+    rules: Option<PathBuf>,
+    /// Repair the reference-counted heap the target exports (MEMZINC_HEAP_* globals) with
+    /// the aggregated model (models/heap_repair.mzn); the default when there is no spec and
+    /// no model file but such a heap.
+    #[arg(long, conflicts_with = "spec")]
+    heap: bool,
+}
+
+impl PlannerArgs {
+    pub fn planner(self) -> Result<Planner> {
+        Ok(Planner {
+            spec: self.spec.map(|s| TargetSpec::load(&s)).transpose()?,
+            rules: self.rules,
+            heap: self.heap,
+        })
+    }
+}
+
+/// Solver options from `--solver` and `--time-limit`, cancelled by Ctrl-C.
+pub fn options(solver: &str, time_limit: u64) -> Result<PlanOptions> {
+    let mut opts = PlanOptions::new(&models_dir());
+    opts.solver.backend = solver.parse()?;
+    opts.solver.time_limit = Duration::from_secs(time_limit);
+    opts.solver.cancel = Some(Cancel::on_signals()?);
+    Ok(opts)
+}
+
+pub fn run(a: Args, g: &Global) -> Result<()> {
+    let snap = Snapshot::open(&a.snapshot)?;
+    let mut opts = options(&a.solver, a.time_limit)?;
+    opts.model = a.model;
+    let output = a.output.unwrap_or_else(|| a.snapshot.with_extension("plan.json"));
+    let plan = reason::plan(&snap, &a.planner.planner()?, &opts, &output)?;
+    plan.save(&output)?;
+    if g.json {
+        println!("{}", plan.to_json_pretty()?);
+        return Ok(());
+    }
+    for f in &plan.findings {
+        println!("violation {:#x} {}: {}", f.address, f.location(), f.detail);
+    }
+    for w in &plan.writes {
+        println!(
+            "write {:#x} {}: {} -> {}",
+            w.address,
+            w.field,
+            hex::encode(&w.old),
+            hex::encode(&w.new)
+        );
+    }
+    println!(
+        "plan -> {} ({} writes, {} bytes changed, {} by {})",
+        output.display(),
+        plan.writes.len(),
+        plan.changed_bytes(),
+        plan.status(),
+        plan.solver
+    );
+    if let Some(s) = &plan.stats {
+        println!("{}", stats_line(s));
+    }
+    Ok(())
+}
+
+/// One line of solver statistics.
+fn stats_line(s: &Stats) -> String {
+    let part = |name: &str, v: Option<u64>, unit: &str| v.map(|v| format!(" {name} {v}{unit}")).unwrap_or_default();
+    format!(
+        "solver {}: total {} ms;{}{}{}{}{}{}{}",
+        s.backend,
+        s.total_ms,
+        part("flatten", s.flatten_ms, " ms"),
+        part("solve", s.solve_ms, " ms"),
+        part("check", s.check_ms, " ms"),
+        part("variables", s.variables, ""),
+        part("constraints", s.constraints, ""),
+        part("nodes", s.nodes, ""),
+        part("peak RSS", s.peak_rss_kb.map(|kb| kb / 1024), " MiB"),
+    )
+}

@@ -1,0 +1,52 @@
+//! `memzinc restore`: the checkpointed process back with its PID, optionally with an attested
+//! plan applied to its image first.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use memzinc::reason::Plan;
+use memzinc_cli::attest::restore_attested;
+
+use super::{authority_or_self, Global};
+
+#[derive(clap::Args)]
+pub struct Args {
+    core: PathBuf,
+    /// A plan file for this core's snapshot root; it must be attested on chain.
+    #[arg(long)]
+    apply: Option<PathBuf>,
+    #[arg(long)]
+    authority: Option<String>,
+}
+
+pub fn run(a: Args, g: &Global) -> Result<()> {
+    let Some(plan) = a.apply else {
+        let report = memzinc::checkpoint::restore(&a.core, None)?;
+        g.print(&report, |report| {
+            format!(
+                "restored pid {} from {}: {} regions, {} bytes, {} fds in {} µs; running detached",
+                report.pid,
+                a.core.display(),
+                report.regions,
+                report.bytes,
+                report.fds,
+                report.elapsed_us
+            )
+        })?;
+        return Ok(());
+    };
+    let patch = Plan::load(&plan)?.patch();
+    let client = g.client()?;
+    let authority = authority_or_self(&client, a.authority.as_deref())?;
+    let done = restore_attested(&client, &authority, &a.core, &patch)?;
+    g.print(&done, |done| {
+        format!(
+            "restored pid {} from {} with {} writes under attestation {} (seq {}); running detached",
+            done.report.pid,
+            a.core.display(),
+            done.report.writes_applied,
+            done.attestation,
+            done.seq
+        )
+    })
+}

@@ -1,0 +1,67 @@
+//! `memzinc snapshot`: freeze, read, hash, resume — one ELF core.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use memzinc::describe::{self, Snapshot};
+use memzinc::reason::TargetSpec;
+use memzinc_cli::interop;
+
+use super::{progress_bar, Global};
+
+#[derive(clap::Args)]
+pub struct Args {
+    #[arg(long)]
+    pid: i32,
+    #[arg(short, long)]
+    output: PathBuf,
+    /// Also write the core's tables (regions, pages, symbols, types, notes) here as Parquet.
+    #[arg(long)]
+    parquet: Option<PathBuf>,
+    /// Also write the MiniZinc facts of the `--spec` object (models/schema.md) to this file:
+    /// `minizinc models/repair.mzn FILE` runs on it unchanged.
+    #[arg(long, requires = "spec")]
+    dzn: Option<PathBuf>,
+    /// Target description for `--dzn`, e.g. models/targets/healme.json.
+    #[arg(long, requires = "dzn")]
+    spec: Option<PathBuf>,
+    /// The previous snapshot of this (tracked) process: read only the pages written since
+    /// it, take the others from it. Same core, same root as a full snapshot.
+    #[arg(long)]
+    since: Option<PathBuf>,
+}
+
+pub fn run(a: Args, g: &Global) -> Result<()> {
+    // A bad spec or previous snapshot is refused before the target is frozen.
+    let spec = a.spec.map(|s| TargetSpec::load(&s)).transpose()?;
+    let since = a.since.map(|p| Snapshot::open(&p)).transpose()?;
+    let bar = progress_bar(g.json);
+    let report = describe::take_since(a.pid, since.as_ref(), &a.output, bar.as_ref())?;
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    if let (Some(dzn), Some(spec)) = (&a.dzn, &spec) {
+        memzinc::reason::write_dzn(&Snapshot::open(&a.output)?, spec, dzn)?;
+    }
+    if let Some(dir) = &a.parquet {
+        let snap = Snapshot::open(&a.output)?;
+        interop::export(&snap, dir, interop::Layout::Flat, &Default::default())?;
+    }
+    g.print(&report, |report| format!(
+        "snapshot of pid {} -> {} ({} bytes, ELF core): {} regions ({} captured), {} pages ({} unreadable), {} symbols, {} threads, {} fds\nroot {}\ntarget stopped {:.1} ms; {} pages read from it{}",
+        a.pid,
+        a.output.display(),
+        report.file_bytes,
+        report.regions,
+        report.captured_regions,
+        report.pages,
+        report.unreadable_pages,
+        report.symbols,
+        report.threads,
+        report.fds,
+        report.root,
+        report.frozen_ms,
+        report.pages_from_target,
+        if report.since.is_some() { ", the rest from --since" } else { "" }
+    ))
+}

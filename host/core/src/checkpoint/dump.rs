@@ -1,0 +1,353 @@
+//! `memzinc checkpoint`: a snapshot core (the one format, written by [`snapshot`]) plus what a
+//! restore needs beyond memory, registers and fds — the mm fields PR_SET_MM_MAP sets, every
+//! thread's rseq registration, blocked and pending signals, credentials and capabilities, the
+//! ignored/caught signal sets, resource limits, POSIX timers, the kernel objects behind eventfd,
+//! timerfd, signalfd, pipe and epoll descriptors ([`crate::fdstate`]) — all taken under the same
+//! freeze. With `--kill` the process is killed while still frozen, so nothing runs between the
+//! image and the kill.
+
+use std::path::Path;
+
+use nix::errno::Errno;
+use nix::libc;
+use nix::sys::signal::{kill, Signal};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+use serde::Serialize;
+
+use crate::base::pb::snapshot as pb;
+use crate::base::{Error, Result};
+use crate::describe::{self, TakeReport};
+use crate::introspect::{self, Frozen, Injector};
+
+/// What happens to the process once its checkpoint is on disk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AfterCheckpoint {
+    LeaveRunning,
+    Kill,
+}
+
+#[derive(Debug, Serialize)]
+pub struct CheckpointReport {
+    #[serde(flatten)]
+    pub snapshot: TakeReport,
+    pub killed: bool,
+    /// How long the process was held stopped, microseconds.
+    pub stopped_us: u128,
+}
+
+/// `PTRACE_GET_RSEQ_CONFIGURATION` (linux/ptrace.h) and its result.
+const PTRACE_GET_RSEQ_CONFIGURATION: nix::libc::c_uint = 0x420f;
+#[repr(C)]
+#[derive(Default)]
+struct RseqConfiguration {
+    rseq_abi_pointer: u64,
+    rseq_abi_size: u32,
+    signature: u32,
+    flags: u32,
+    pad: u32,
+}
+
+/// Checkpoints `pid` into `out` (atomically), then resumes or kills it.
+pub fn checkpoint(pid: i32, out: &Path, after: AfterCheckpoint) -> Result<CheckpointReport> {
+    let started = std::time::Instant::now();
+    let frozen = Frozen::freeze(pid)?;
+    let state = collect(&frozen, after == AfterCheckpoint::Kill).map_err(|e| match e {
+        Error::NoSuchProcess { .. } | Error::Zombie { .. } => Error::TargetExited {
+            pid,
+            during: "checkpointing it",
+        },
+        e => e,
+    })?;
+    let report = describe::take_frozen(&frozen, out, None, Some(state))?;
+    let killed = after == AfterCheckpoint::Kill;
+    if killed {
+        kill_frozen(&frozen)?;
+    }
+    let stopped_us = started.elapsed().as_micros();
+    drop(frozen);
+    Ok(CheckpointReport {
+        snapshot: report,
+        killed,
+        stopped_us,
+    })
+}
+
+/// SIGKILLs a frozen process and reaps its ptrace stops, so that when this returns no thread
+/// runs again (its parent still reaps the zombie, which holds the pid until then).
+fn kill_frozen(frozen: &Frozen) -> Result<()> {
+    let pid = frozen.pid();
+    kill(Pid::from_raw(pid), Signal::SIGKILL).map_err(|e| introspect::pid_errno(pid, "SIGKILL", e))?;
+    // The main thread last: the kernel reports a group leader's exit only after the others'.
+    for tid in frozen.tids().into_iter().rev() {
+        loop {
+            match waitpid(Pid::from_raw(tid), Some(WaitPidFlag::__WALL)) {
+                Ok(WaitStatus::Exited(..)) | Ok(WaitStatus::Signaled(..)) | Err(Errno::ECHILD) => break,
+                Ok(_) | Err(Errno::EINTR) => continue,
+                Err(e) => return Err(introspect::pid_errno(pid, "waitpid", e)),
+            }
+        }
+    }
+    Ok(())
+}
+
+fn collect(frozen: &Frozen, killed: bool) -> Result<pb::Checkpoint> {
+    let pid = frozen.pid();
+    let status = introspect::read_proc(pid, "status")?;
+    let inject = Injector::in_frozen(frozen, "checkpointing it")?;
+    let sig_caught = status_mask(&status, "SigCgt:");
+    let threads = frozen
+        .tids()
+        .into_iter()
+        .map(|tid| {
+            let status = introspect::read_proc(pid, &format!("task/{tid}/status"))?;
+            let tid_address = u64::from_le_bytes(
+                inject
+                    .call_out(tid, "PR_GET_TID_ADDRESS", libc::SYS_prctl, |out| {
+                        vec![libc::PR_GET_TID_ADDRESS as u64, out]
+                    })?
+                    .1[..8]
+                    .try_into()
+                    .unwrap_or_default(),
+            );
+            let (_, stack) = inject.call_out(tid, "sigaltstack", libc::SYS_sigaltstack, |out| vec![0, out])?;
+            let word = |i: usize| u64::from_le_bytes(stack[i..i + 8].try_into().unwrap_or_default());
+            Ok(pb::ThreadCheckpoint {
+                tid,
+                sig_blocked: status_mask(&status, "SigBlk:"),
+                rseq: rseq_config(tid).map_err(|e| {
+                    introspect::pid_errno(pid, &format!("PTRACE_GET_RSEQ_CONFIGURATION of thread {tid}"), e)
+                })?,
+                tid_address,
+                altstack_sp: word(0),
+                altstack_flags: word(8) as u32 as i32,
+                altstack_size: word(16),
+                uids: id_line(&status, "Uid:"),
+                gids: id_line(&status, "Gid:"),
+                groups: id_line(&status, "Groups:"),
+                capabilities: Some(pb::Capabilities {
+                    inheritable: status_mask(&status, "CapInh:"),
+                    permitted: status_mask(&status, "CapPrm:"),
+                    effective: status_mask(&status, "CapEff:"),
+                    bounding: status_mask(&status, "CapBnd:"),
+                    ambient: status_mask(&status, "CapAmb:"),
+                }),
+                pending: pending_signals(tid, false)
+                    .map_err(|e| introspect::pid_errno(pid, &format!("PTRACE_PEEKSIGINFO of thread {tid}"), e))?,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    // Handlers are process-wide: asked in the main thread.
+    let mut handlers = Vec::new();
+    for signal in (1..=64u32).filter(|s| sig_caught & (1 << (s - 1)) != 0) {
+        // rt_sigaction(signal, NULL, out, sizeof(sigset_t))
+        let (_, act) = inject.call_out(pid, "rt_sigaction", libc::SYS_rt_sigaction, |out| {
+            vec![signal as u64, 0, out, 8]
+        })?;
+        let word = |i: usize| u64::from_le_bytes(act[i * 8..i * 8 + 8].try_into().unwrap_or_default());
+        handlers.push(pb::SignalHandler {
+            signal,
+            handler: word(0),
+            flags: word(1),
+            restorer: word(2),
+            mask: word(3),
+        });
+    }
+    let objects = super::fds::collect(pid, &introspect::fds(pid)?)?;
+    let rlimits = introspect::rlimits(pid)?;
+    let mut posix_timers = posix_timers(pid)?;
+    for t in &mut posix_timers {
+        let (_, spec) = inject.call_out(pid, "timer_gettime", libc::SYS_timer_gettime, |out| {
+            vec![t.id as u64, out]
+        })?;
+        let word = |i: usize| u64::from_le_bytes(spec[i * 8..i * 8 + 8].try_into().unwrap_or_default());
+        (t.interval_sec, t.interval_nsec, t.value_sec, t.value_nsec) = (word(0), word(1), word(2), word(3));
+    }
+    Ok(pb::Checkpoint {
+        posix_timers,
+        rlimits,
+        dumpable: inject.call_in(pid, "PR_GET_DUMPABLE", libc::SYS_prctl, &[libc::PR_GET_DUMPABLE as u64])? == 1,
+        shared_pending: pending_signals(pid, true)
+            .map_err(|e| introspect::pid_errno(pid, "PTRACE_PEEKSIGINFO (shared)", e))?,
+        eventfds: objects.eventfds,
+        timerfds: objects.timerfds,
+        signalfds: objects.signalfds,
+        pipes: objects.pipes,
+        epolls: objects.epolls,
+        mm: Some(mm_fields(pid)?),
+        threads,
+        sig_ignored: status_mask(&status, "SigIgn:"),
+        sig_caught,
+        handlers,
+        killed,
+        cwd: std::fs::read_link(format!("/proc/{pid}/cwd"))
+            .map(|p| p.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+    })
+}
+
+/// The process's POSIX timers as /proc/PID/timers lists them (times not yet filled in):
+/// `ID: 5`, `signal: 36/0000000000000007` (signal number / sigval in hex), `notify:
+/// signal/pid.N` (`none`, `thread`; `tid.N` for SIGEV_THREAD_ID), `ClockID: 1`.
+fn posix_timers(pid: i32) -> Result<Vec<pb::PosixTimer>> {
+    // A kernel without CONFIG_CHECKPOINT_RESTORE has no such file, nor the prctl that restores
+    // timer ids: there is nothing to keep or to restore them with.
+    if !std::path::Path::new("/proc/self/timers").exists() {
+        tracing::warn!("this kernel has no /proc/PID/timers: POSIX timers are not kept");
+        return Ok(Vec::new());
+    }
+    let text = introspect::read_proc(pid, "timers")?;
+    let bad = |what: &str| Error::Process {
+        pid,
+        what: format!("unparseable /proc/{pid}/timers ({what}): {text:?}"),
+        source: std::io::Error::from(std::io::ErrorKind::InvalidData),
+    };
+    let mut timers: Vec<pb::PosixTimer> = Vec::new();
+    for line in text.lines() {
+        let Some((key, value)) = line.split_once(':') else {
+            continue;
+        };
+        let value = value.trim();
+        if key == "ID" {
+            timers.push(pb::PosixTimer {
+                id: value.parse().map_err(|_| bad("ID"))?,
+                ..Default::default()
+            });
+            continue;
+        }
+        let Some(t) = timers.last_mut() else {
+            return Err(bad("a field before the first ID"));
+        };
+        match key {
+            "signal" => {
+                let (signo, sigval) = value.split_once('/').ok_or_else(|| bad("signal"))?;
+                t.signo = signo.parse().map_err(|_| bad("signal"))?;
+                t.sigval = u64::from_str_radix(sigval, 16).map_err(|_| bad("signal"))?;
+            }
+            "notify" => {
+                let (kind, target) = value.split_once('/').ok_or_else(|| bad("notify"))?;
+                let kind = match kind {
+                    "signal" => libc::SIGEV_SIGNAL,
+                    "none" => libc::SIGEV_NONE,
+                    "thread" => libc::SIGEV_THREAD,
+                    _ => return Err(bad("notify")),
+                };
+                let (whom, id) = target.split_once('.').ok_or_else(|| bad("notify"))?;
+                t.notify = kind | if whom == "tid" { libc::SIGEV_THREAD_ID } else { 0 };
+                t.notify_tid = if whom == "tid" {
+                    id.parse().map_err(|_| bad("notify"))?
+                } else {
+                    0
+                };
+            }
+            "ClockID" => t.clockid = value.parse().map_err(|_| bad("ClockID"))?,
+            _ => {}
+        }
+    }
+    Ok(timers)
+}
+
+/// The numbers of an id line of /proc/.../status (`Uid:`, `Gid:`, `Groups:`); empty when absent.
+fn id_line(status: &str, key: &str) -> Vec<u32> {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(key))
+        .map(|v| v.split_whitespace().filter_map(|n| n.parse().ok()).collect())
+        .unwrap_or_default()
+}
+
+/// A hex signal mask line of /proc/.../status; 0 when absent.
+pub(super) fn status_mask(status: &str, key: &str) -> u64 {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(key))
+        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        .unwrap_or(0)
+}
+
+/// The signals pending for the traced, stopped thread `tid` (or, with `shared`, for its whole
+/// process), each its 128-byte siginfo, in queue order: a restore queues them again.
+fn pending_signals(tid: i32, shared: bool) -> std::result::Result<Vec<Vec<u8>>, Errno> {
+    const SIGINFO: usize = 128;
+    const BATCH: usize = 32;
+    let mut pending = Vec::new();
+    loop {
+        // struct ptrace_peeksiginfo_args: off (u64), flags (u32), nr (s32).
+        let mut args = [0u8; 16];
+        args[..8].copy_from_slice(&(pending.len() as u64).to_le_bytes());
+        args[8..12].copy_from_slice(&u32::from(shared).to_le_bytes());
+        args[12..].copy_from_slice(&(BATCH as i32).to_le_bytes());
+        let mut infos = vec![0u8; SIGINFO * BATCH];
+        // SAFETY: the request reads the 16-byte argument block at `addr` and writes at most
+        // `nr` siginfos (BATCH * 128 bytes) to `data`, which has that room; `tid` is held in a
+        // ptrace-stop by this process.
+        let n = unsafe {
+            nix::libc::ptrace(
+                nix::libc::PTRACE_PEEKSIGINFO,
+                tid,
+                args.as_mut_ptr(),
+                infos.as_mut_ptr(),
+            )
+        };
+        let n = Errno::result(n)? as usize;
+        pending.extend(infos[..n * SIGINFO].chunks(SIGINFO).map(<[u8]>::to_vec));
+        if n < BATCH {
+            return Ok(pending);
+        }
+    }
+}
+
+/// A traced, stopped thread's rseq registration; `None` when it has none.
+pub(super) fn rseq_config(tid: i32) -> std::result::Result<Option<pb::Rseq>, Errno> {
+    let mut config = RseqConfiguration::default();
+    // SAFETY: the request writes at most `addr` = size_of::<RseqConfiguration>() bytes to
+    // `data`, which points at `config` (alive, exclusively borrowed for the call); `tid` is a
+    // thread this process holds in a ptrace-stop.
+    let rc = unsafe {
+        nix::libc::ptrace(
+            PTRACE_GET_RSEQ_CONFIGURATION,
+            tid,
+            std::mem::size_of::<RseqConfiguration>(),
+            &mut config as *mut RseqConfiguration,
+        )
+    };
+    if rc == -1 {
+        return Err(Errno::last());
+    }
+    Ok((config.rseq_abi_pointer != 0).then_some(pb::Rseq {
+        address: config.rseq_abi_pointer,
+        size: config.rseq_abi_size,
+        signature: config.signature,
+    }))
+}
+
+/// /proc/PID/stat's mm fields; brk is the end of [heap] (the stat file does not carry it).
+fn mm_fields(pid: i32) -> Result<pb::MmFields> {
+    let text = introspect::read_proc(pid, "stat")?;
+    let bad = || Error::Process {
+        pid,
+        what: format!("unparseable /proc/{pid}/stat {text:?}"),
+        source: std::io::Error::from(std::io::ErrorKind::InvalidData),
+    };
+    let fields: Vec<&str> = text.rsplit_once(')').ok_or_else(bad)?.1.split_whitespace().collect();
+    // Field n of proc_pid_stat(5) is fields[n - 3]: the list starts after pid and comm.
+    let field = |n: usize| fields.get(n - 3).and_then(|f| f.parse::<u64>().ok()).ok_or_else(bad);
+    let start_brk = field(47)?;
+    let brk = introspect::read_maps(pid)?
+        .iter()
+        .find(|m| m.path == "[heap]")
+        .map_or(start_brk, |m| m.end);
+    Ok(pb::MmFields {
+        start_code: field(26)?,
+        end_code: field(27)?,
+        start_stack: field(28)?,
+        start_data: field(45)?,
+        end_data: field(46)?,
+        start_brk,
+        brk,
+        arg_start: field(48)?,
+        arg_end: field(49)?,
+        env_start: field(50)?,
+        env_end: field(51)?,
+    })
+}

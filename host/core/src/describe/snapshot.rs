@@ -1,0 +1,1375 @@
+//! Stage 1 (introspect): a snapshot of a frozen process as one ELF core file that gdb opens —
+//! map, registers, resources, symbols, page contents, per-page SHA-256 leaves and the Merkle
+//! root the attestor records.
+//!
+//! File layout (x86_64 ET_CORE; schema and note types in `proto/snapshot.proto`):
+//!
+//! ```text
+//! ELF header, program headers     PT_NOTE, then one PT_LOAD per mapping in map order
+//!                                 (p_filesz 0 for a mapping whose contents were not captured)
+//! zero padding to a page
+//! page data                       every page of every captured mapping, in map order (a page
+//!                                 that could not be read is stored as zeroes and listed in the
+//!                                 region's `unreadable_pages`; its leaf says so)
+//! PT_NOTE                         per thread NT_PRSTATUS, NT_PRFPREG, NT_X86_XSTATE (the main
+//!                                 thread first, with NT_PRPSINFO, NT_AUXV and NT_FILE after its
+//!                                 NT_PRSTATUS, as the kernel orders them); then owner "MEMZINC":
+//!                                 type 1 metadata (protobuf `SnapshotMeta`), type 2 the leaves
+//!                                 (page_count x 32 bytes), type 3 the seal: SHA-256 of every
+//!                                 note byte before it, under a domain tag
+//! ```
+//!
+//! The notes go last so pages stream straight to disk; the headers are written at the end, when
+//! the note segment's size is known. Opening checks the framing, the seal, that the program
+//! headers and the metadata describe the same regions, and that the leaves give the root;
+//! `verify_pages` re-hashes every page.
+
+use std::fs::File;
+use std::io::{Seek, SeekFrom, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use memzinc_verifier::merkle;
+use memzinc_verifier::plan::{Evidence, PatchPlan, SnapshotSymbol, SnapshotTrees};
+use memzinc_verifier::wire::Region;
+use memzinc_verifier::Sha256 as _;
+use prost::Message as _;
+use serde::{Deserialize, Serialize};
+
+use super::capture::{self, should_capture, CaptureRange, Freeze, Reuse};
+use super::corefile::{self, FileMapping, LoadRegion, ProcessIds, PsInfo, Segment};
+use crate::base::pb::snapshot as pb;
+use crate::base::{hex_bytes, write_atomically, Error, Memory, Result, Sha2};
+use crate::introspect::{
+    self, FdInfo, Frozen, GpRegs, MapEntry, Symbol, SymbolKind, ThreadRegisters, NT_PRFPREG, NT_X86_XSTATE, PAGE_SIZE,
+};
+
+/// The layout version this memzinc writes and reads (`SnapshotMeta.format_version`).
+pub const FORMAT_VERSION: u32 = 1;
+/// Owner name of memzinc's own notes.
+pub const NOTE_OWNER: &str = "MEMZINC";
+pub const NT_MEMZINC_META: u32 = 1;
+pub const NT_MEMZINC_LEAVES: u32 = 2;
+pub const NT_MEMZINC_SEAL: u32 = 3;
+/// xxh3-64 of every page's stored bytes, in leaf order: cheap change detection between
+/// snapshots (the Merkle leaves are what is trusted; these only say where to look).
+pub const NT_MEMZINC_FAST_HASHES: u32 = 4;
+/// Domain tag of the seal hash, so it cannot pose as a leaf, node or plan hash.
+const SEAL_TAG: &[u8] = b"memzinc/core-notes/v1";
+const AT_NULL: u64 = 0;
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapRegion {
+    #[serde(flatten)]
+    pub map: MapEntry,
+    /// Whether the contents are in the file (readable private mappings are).
+    pub captured: bool,
+    /// Offset of the region's first page in the file (its PT_LOAD's p_offset), when captured.
+    pub data_offset: u64,
+    /// Addresses of pages that could not be read, ascending; their leaves say so.
+    pub unreadable_pages: Vec<u64>,
+}
+
+impl SnapRegion {
+    /// The region as its core's PT_LOAD describes it.
+    fn load(&self) -> LoadRegion<'_> {
+        LoadRegion {
+            start: self.map.start,
+            end: self.map.end,
+            data_offset: self.data_offset,
+            captured: self.captured,
+            perms: &self.map.perms,
+        }
+    }
+}
+
+/// One thread's state: its registers as the NT_PRSTATUS / NT_PRFPREG / NT_X86_XSTATE notes
+/// hold them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ThreadState {
+    pub tid: i32,
+    pub name: String,
+    pub regs: GpRegs,
+    /// The FXSAVE area (NT_PRFPREG), hex in JSON; empty if not taken.
+    #[serde(with = "hex_bytes")]
+    pub fpregs: Vec<u8>,
+    /// The XSAVE area (NT_X86_XSTATE), hex in JSON; empty if not taken.
+    #[serde(with = "hex_bytes")]
+    pub xstate: Vec<u8>,
+}
+
+/// One auxiliary vector entry (AT_* key and value).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuxEntry {
+    pub key: u64,
+    pub value: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotMeta {
+    pub memzinc_version: String,
+    pub pid: i32,
+    pub comm: String,
+    pub exe: String,
+    pub cmdline: Vec<String>,
+    pub taken_at_unix: u64,
+    /// The main thread first.
+    pub threads: Vec<ThreadState>,
+    pub fds: Vec<FdInfo>,
+    /// Without the terminating AT_NULL.
+    pub auxv: Vec<AuxEntry>,
+    pub regions: Vec<SnapRegion>,
+    pub symbols: Vec<Symbol>,
+    /// The snapshot root (hex): `hash::snapshot_root` over the page tree and the region tree.
+    pub root: String,
+    /// Merkle root over all captured pages, hex.
+    pub pages_root: String,
+    pub page_count: u64,
+    /// What `memzinc checkpoint` adds for `memzinc restore`; `None` in a plain snapshot.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoint: Option<pb::Checkpoint>,
+}
+
+/// A snapshot file opened for reading; page contents stay on disk.
+pub struct Snapshot {
+    pub path: PathBuf,
+    pub meta: SnapshotMeta,
+    pub leaves: Vec<[u8; 32]>,
+    /// xxh3-64 per page, in leaf order.
+    pub fast_hashes: Vec<u64>,
+    file: File,
+    note_segment: Segment,
+}
+
+/// Summary of `take`, for the CLI.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct TakeReport {
+    pub root: String,
+    pub regions: usize,
+    pub captured_regions: usize,
+    pub pages: u64,
+    pub unreadable_pages: u64,
+    pub bytes: u64,
+    pub symbols: usize,
+    pub threads: usize,
+    pub fds: usize,
+    /// Size of the core file.
+    pub file_bytes: u64,
+    /// How long the target was stopped for the page copy (it resumes before hashing and writing).
+    pub frozen_ms: f64,
+    /// Pages read from the target; the others came from the `since` snapshot.
+    pub pages_from_target: u64,
+    /// Root of the previous snapshot an incremental one was taken since.
+    pub since: Option<String>,
+}
+
+/// Freezes `pid`, snapshots it into the core file `out` (atomically) and resumes it.
+pub fn take(pid: i32, out: &Path, progress: Option<&indicatif::ProgressBar>) -> Result<TakeReport> {
+    take_since(pid, None, out, progress)
+}
+
+/// [`take`]; with `since`, the previous snapshot of a tracked process (`super::track`), only
+/// the pages written after it are read from the target and the rest are taken from it. The
+/// result is the same complete snapshot, with the same root, as a full one.
+pub fn take_since(
+    pid: i32,
+    since: Option<&Snapshot>,
+    out: &Path,
+    progress: Option<&indicatif::ProgressBar>,
+) -> Result<TakeReport> {
+    if let Some(prev) = since {
+        check_since(pid, prev)?;
+    }
+    let frozen = Frozen::freeze(pid)?;
+    write_frozen(pid, Freeze::ThawAfterCopy(frozen), since, out, progress, None).map_err(killed_while_snapshotting(pid))
+}
+
+/// Writes the snapshot of the process `frozen` holds, with `checkpoint` in its metadata, and
+/// keeps it frozen: the caller decides what happens to the process afterwards.
+pub fn take_frozen(
+    frozen: &Frozen,
+    out: &Path,
+    progress: Option<&indicatif::ProgressBar>,
+    checkpoint: Option<pb::Checkpoint>,
+) -> Result<TakeReport> {
+    let pid = frozen.pid();
+    write_frozen(pid, Freeze::Keep(frozen), None, out, progress, checkpoint).map_err(killed_while_snapshotting(pid))
+}
+
+/// Once frozen, a process that vanishes (or turns zombie) was killed under us.
+fn killed_while_snapshotting(pid: i32) -> impl Fn(Error) -> Error {
+    move |e| match e {
+        Error::NoSuchProcess { .. } | Error::Zombie { .. } => Error::TargetExited {
+            pid,
+            during: "snapshotting it",
+        },
+        e => e,
+    }
+}
+
+/// `prev` can serve `--since` only if it is the snapshot that made the tracking's last scan.
+fn check_since(pid: i32, prev: &Snapshot) -> Result<()> {
+    let refuse = |why: String| Error::NotIncremental { pid, why };
+    let state = super::track::load_tracking(pid)?
+        .ok_or_else(|| refuse(format!("it is not tracked (run `memzinc track --pid {pid}` first)")))?;
+    if prev.meta.pid != pid {
+        return Err(refuse(format!(
+            "{} is a snapshot of pid {}",
+            prev.path.display(),
+            prev.meta.pid
+        )));
+    }
+    if state.last_root.as_deref() != Some(prev.meta.root.as_str()) {
+        return Err(refuse(format!(
+            "{} is not its latest snapshot since tracking began; take a full one",
+            prev.path.display()
+        )));
+    }
+    Ok(())
+}
+
+fn write_frozen(
+    pid: i32,
+    frozen: Freeze<'_>,
+    since: Option<&Snapshot>,
+    out: &Path,
+    progress: Option<&indicatif::ProgressBar>,
+    checkpoint: Option<pb::Checkpoint>,
+) -> Result<TakeReport> {
+    let maps = introspect::read_maps(pid)?;
+    let exe = introspect::exe_path(pid)?;
+    let comm = introspect::comm(pid)?;
+    let symbols_started = std::time::Instant::now();
+    let symbols = match introspect::snapshot_symbols(pid, &maps) {
+        Ok(symbols) => symbols,
+        // A target killed under us is that error (one line), not a snapshot without symbols:
+        // whether the reading itself found it gone, or its state says so now (a process dying
+        // loses its memory before /proc shows it a zombie).
+        Err(e @ (Error::NoSuchProcess { .. } | Error::Zombie { .. } | Error::TargetExited { .. })) => return Err(e),
+        Err(e) => {
+            introspect::check_target(pid)?;
+            tracing::warn!("no symbols for {}: {e}", exe.display());
+            Vec::new()
+        }
+    };
+    tracing::debug!(
+        "snapshot: {} symbols read in {:?}",
+        symbols.len(),
+        symbols_started.elapsed()
+    );
+    let registers = frozen.frozen().registers()?;
+    let stat = introspect::stat(pid)?;
+    let (uid, gid) = introspect::ids(pid)?;
+    let cmdline_raw = introspect::cmdline(pid)?;
+    let auxv_raw = introspect::auxv(pid)?;
+    let fds = introspect::fds(pid)?;
+
+    // Headers, padding to a page, then the captured regions' pages in map order.
+    let data_start = corefile::data_start(maps.len());
+    let (offsets, data_end) = corefile::place(data_start, maps.iter().map(|m| (m.end - m.start, should_capture(m))));
+    let mut regions: Vec<SnapRegion> = maps
+        .into_iter()
+        .zip(offsets)
+        .map(|(map, data_offset)| SnapRegion {
+            captured: should_capture(&map),
+            map,
+            data_offset,
+            unreadable_pages: Vec::new(),
+        })
+        .collect();
+    let total = data_end - data_start;
+    if let Some(p) = progress {
+        p.set_length(total);
+    }
+
+    // A tracked process: the kernel says which pages were written since the last snapshot, and
+    // the next interval starts now, while frozen. Until this snapshot is on disk the state
+    // names no snapshot, so a failure here cannot make a later `--since` wrong.
+    let tracking = super::track::load_tracking(pid)?;
+    let written: Vec<Option<Vec<(u64, u64)>>> = match &tracking {
+        None => Vec::new(),
+        Some(state) => {
+            super::track::save_tracking(&super::track::TrackState {
+                last_root: None,
+                ..state.clone()
+            })?;
+            let pagemap = super::track::open_pagemap(pid)?;
+            regions
+                .iter()
+                .filter(|r| r.captured)
+                .map(|r| super::track::written_since_last_scan(&pagemap, r.map.start, r.map.end))
+                .collect::<Result<_>>()?
+        }
+    };
+    let ranges: Vec<CaptureRange> = regions
+        .iter()
+        .filter(|r| r.captured)
+        .enumerate()
+        .map(|(i, r)| CaptureRange {
+            start: r.map.start,
+            end: r.map.end,
+            file_offset: r.data_offset,
+            reuse: since.and_then(|prev| prev.reuse(&r.map, written.get(i)?.as_ref()?)),
+        })
+        .collect();
+    let pages_reused: u64 = ranges
+        .iter()
+        .filter(|r| r.reuse.is_some())
+        .map(|r| (r.end - r.start) / PAGE_SIZE)
+        .sum();
+    tracing::debug!("snapshot: {pages_reused} pages in regions that can reuse the previous snapshot");
+
+    let report = write_atomically(out, |w| {
+        let io = |e| Error::io(out, e);
+        // The page data goes in at its offsets (see `capture`); the headers, which need the
+        // note segment's size, and the notes after the data come last.
+        let captured = capture::capture(pid, frozen, &ranges, w.get_ref(), out)?;
+        let frozen_ms = captured.frozen_for.as_secs_f64() * 1e3;
+        let pages_from_target = captured.pages_read;
+        for (r, unreadable) in regions.iter_mut().filter(|r| r.captured).zip(captured.unreadable) {
+            r.unreadable_pages = unreadable;
+        }
+        let (leaves, fast_hashes) = (captured.leaves, captured.fast_hashes);
+        if let Some(p) = progress {
+            p.inc(total);
+        }
+        // The process may have died while we read: an empty read of everything is not a snapshot.
+        introspect::check_target(pid).map_err(|_| Error::TargetExited {
+            pid,
+            during: "snapshotting it",
+        })?;
+        w.seek(SeekFrom::Start(data_end)).map_err(io)?;
+
+        let after_capture = std::time::Instant::now();
+        let leaf_bytes: Vec<u8> = leaves.as_flattened().to_vec();
+        let fast_bytes: Vec<u8> = fast_hashes.iter().flat_map(|h| h.to_le_bytes()).collect();
+        let page_count = leaves.len() as u64;
+        let trees = trees_of(&regions, &symbols, &leaves);
+        tracing::debug!("snapshot: trees in {:?}", after_capture.elapsed());
+        let meta = SnapshotMeta {
+            memzinc_version: env!("CARGO_PKG_VERSION").to_string(),
+            pid,
+            comm,
+            exe: exe.display().to_string(),
+            cmdline: split_cmdline(&cmdline_raw),
+            taken_at_unix: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0),
+            threads: registers.into_iter().map(ThreadState::from).collect(),
+            fds,
+            auxv: parse_auxv(&auxv_raw),
+            regions,
+            symbols,
+            root: hex::encode(trees.root::<Sha2>()),
+            pages_root: hex::encode(trees.pages_root()),
+            page_count,
+            checkpoint,
+        };
+        let ids = ProcessIds {
+            ppid: stat.ppid,
+            pgrp: stat.pgrp,
+            sid: stat.session,
+        };
+        let psinfo = PsInfo {
+            state: stat.state,
+            nice: stat.nice,
+            flags: stat.flags,
+            uid,
+            gid,
+            pid,
+            ids,
+            comm: &meta.comm,
+            cmdline: &cmdline_raw,
+        };
+        let notes = encode_notes(&meta, ids, &psinfo, &auxv_raw, &leaf_bytes, &fast_bytes)
+            .map_err(|why| Error::io(out, std::io::Error::other(why)))?;
+        w.write_all(&notes).map_err(io)?;
+        tracing::debug!(
+            "snapshot: notes written {:?} after the capture",
+            after_capture.elapsed()
+        );
+
+        w.seek(SeekFrom::Start(0)).map_err(io)?;
+        let headers =
+            corefile::program_headers(data_end, notes.len() as u64, meta.regions.iter().map(SnapRegion::load));
+        w.write_all(&headers).map_err(io)?;
+        Ok(TakeReport {
+            root: meta.root.clone(),
+            regions: meta.regions.len(),
+            captured_regions: meta.regions.iter().filter(|r| r.captured).count(),
+            pages: page_count,
+            unreadable_pages: meta.regions.iter().map(|r| r.unreadable_pages.len() as u64).sum(),
+            bytes: total,
+            symbols: meta.symbols.len(),
+            threads: meta.threads.len(),
+            fds: meta.fds.len(),
+            file_bytes: data_end + notes.len() as u64,
+            frozen_ms,
+            pages_from_target,
+            since: since.map(|prev| prev.meta.root.clone()),
+        })
+    })?;
+    if let Some(state) = tracking {
+        super::track::save_tracking(&super::track::TrackState {
+            last_root: Some(report.root.clone()),
+            ..state
+        })?;
+    }
+    Ok(report)
+}
+
+/// Why a snapshot's trees do not give its recorded root: a core from before the symbol tree
+/// (format v1: the root committed to pages and regions only) says so, anything else is corrupt.
+fn root_mismatch(trees: &SnapshotTrees, pages: usize, regions: usize, recorded: &str) -> String {
+    use memzinc_verifier::Sha256 as _;
+    let v1 = Sha2::hashv(&[
+        b"memzinc/snapshot/v1",
+        &trees.pages_root(),
+        &trees.regions_root(),
+        &(pages as u64).to_le_bytes(),
+        &(regions as u64).to_le_bytes(),
+    ]);
+    if hex::encode(v1) == recorded {
+        "snapshot format v1 (written before memzinc's roots committed to symbols): take a new snapshot".into()
+    } else {
+        "leaves and regions do not hash to the recorded root".into()
+    }
+}
+
+/// The module a symbol belongs to, for its key (`hash::symbol_key`): the file name of the last
+/// file mapping that starts at or below it. A module's `.bss` continues in an anonymous mapping
+/// right after its file mappings, so that is still the module's.
+pub fn symbol_module(regions: &[SnapRegion], address: u64) -> Option<&str> {
+    regions
+        .iter()
+        .take_while(|r| r.map.start <= address)
+        .filter(|r| r.map.path.starts_with('/'))
+        .last()
+        .and_then(|r| r.map.path.rsplit('/').next())
+}
+
+/// The snapshot's three trees: every mapping as a region leaf, every captured page as a page
+/// leaf, every symbol (keyed by module file name and name) as a symbol leaf.
+fn trees_of(regions: &[SnapRegion], symbols: &[Symbol], leaves: &[[u8; 32]]) -> SnapshotTrees {
+    let tree_symbols = symbols
+        .iter()
+        .filter_map(|s| {
+            let module = symbol_module(regions, s.address)?;
+            Some(SnapshotSymbol {
+                key: memzinc_verifier::hash::symbol_key::<Sha2>(module.as_bytes(), s.name.as_bytes()),
+                address: s.address,
+                size: s.size,
+            })
+        })
+        .collect();
+    let all_regions = regions
+        .iter()
+        .map(|r| Region {
+            start: r.map.start,
+            end: r.map.end,
+            flags: r.map.region_flags(),
+        })
+        .collect();
+    let addresses = regions
+        .iter()
+        .filter(|r| r.captured)
+        .flat_map(|r| (r.map.start..r.map.end).step_by(PAGE_SIZE as usize));
+    SnapshotTrees::new::<Sha2>(all_regions, addresses.zip(leaves.iter().copied()).collect())
+        .with_symbols::<Sha2>(tree_symbols)
+}
+
+impl From<ThreadRegisters> for ThreadState {
+    fn from(t: ThreadRegisters) -> ThreadState {
+        ThreadState {
+            tid: t.tid,
+            name: t.name,
+            regs: t.regs,
+            fpregs: t.fpregs,
+            xstate: t.xstate,
+        }
+    }
+}
+
+fn split_cmdline(raw: &[u8]) -> Vec<String> {
+    let raw = raw.strip_suffix(b"\0").unwrap_or(raw);
+    if raw.is_empty() {
+        return Vec::new();
+    }
+    raw.split(|&b| b == 0)
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect()
+}
+
+fn parse_auxv(raw: &[u8]) -> Vec<AuxEntry> {
+    raw.as_chunks::<16>()
+        .0
+        .iter()
+        .map(|pair| AuxEntry {
+            key: u64::from_le_bytes(pair[..8].try_into().unwrap_or([0; 8])),
+            value: u64::from_le_bytes(pair[8..].try_into().unwrap_or([0; 8])),
+        })
+        .take_while(|e| e.key != AT_NULL)
+        .collect()
+}
+
+/// The whole PT_NOTE segment. Thread order is `meta.threads` order (main thread first).
+fn encode_notes(
+    meta: &SnapshotMeta,
+    ids: ProcessIds,
+    psinfo: &PsInfo,
+    auxv_raw: &[u8],
+    leaf_bytes: &[u8],
+    fast_bytes: &[u8],
+) -> std::result::Result<Vec<u8>, String> {
+    let files: Vec<FileMapping> = meta
+        .regions
+        .iter()
+        .filter(|r| r.map.path.starts_with('/'))
+        .map(|r| FileMapping {
+            start: r.map.start,
+            end: r.map.end,
+            offset: r.map.offset,
+            path: &r.map.path,
+        })
+        .collect();
+    let meta_bytes = to_pb(meta).encode_to_vec();
+    let mut notes = Vec::with_capacity(leaf_bytes.len() + meta_bytes.len() + (64 << 10));
+    for (i, t) in meta.threads.iter().enumerate() {
+        let status = corefile::prstatus(t.tid, ids, &t.regs, !t.fpregs.is_empty());
+        corefile::push_note(&mut notes, "CORE", object::elf::NT_PRSTATUS, &status)?;
+        if i == 0 {
+            corefile::push_note(
+                &mut notes,
+                "CORE",
+                object::elf::NT_PRPSINFO,
+                &corefile::prpsinfo(psinfo),
+            )?;
+            corefile::push_note(&mut notes, "CORE", object::elf::NT_AUXV, auxv_raw)?;
+            corefile::push_note(&mut notes, "CORE", object::elf::NT_FILE, &corefile::nt_file(&files))?;
+        }
+        if !t.fpregs.is_empty() {
+            corefile::push_note(&mut notes, "CORE", NT_PRFPREG, &t.fpregs)?;
+        }
+        if !t.xstate.is_empty() {
+            corefile::push_note(&mut notes, "LINUX", NT_X86_XSTATE, &t.xstate)?;
+        }
+    }
+    corefile::push_note(&mut notes, NOTE_OWNER, NT_MEMZINC_META, &meta_bytes)?;
+    corefile::push_note(&mut notes, NOTE_OWNER, NT_MEMZINC_LEAVES, leaf_bytes)?;
+    corefile::push_note(&mut notes, NOTE_OWNER, NT_MEMZINC_FAST_HASHES, fast_bytes)?;
+    let seal = Sha2::hashv(&[SEAL_TAG, &notes]);
+    corefile::push_note(&mut notes, NOTE_OWNER, NT_MEMZINC_SEAL, &seal)?;
+    Ok(notes)
+}
+
+fn to_pb(meta: &SnapshotMeta) -> pb::SnapshotMeta {
+    pb::SnapshotMeta {
+        format_version: FORMAT_VERSION,
+        memzinc_version: meta.memzinc_version.clone(),
+        pid: meta.pid,
+        comm: meta.comm.clone(),
+        exe: meta.exe.clone(),
+        cmdline: meta.cmdline.clone(),
+        taken_at_unix: meta.taken_at_unix,
+        regions: meta
+            .regions
+            .iter()
+            .map(|r| pb::Region {
+                start: r.map.start,
+                end: r.map.end,
+                perms: r.map.perms.clone(),
+                offset: r.map.offset,
+                dev: r.map.dev.clone(),
+                inode: r.map.inode,
+                path: r.map.path.clone(),
+                captured: r.captured,
+                data_offset: r.data_offset,
+                unreadable_pages: r.unreadable_pages.clone(),
+            })
+            .collect(),
+        threads: meta
+            .threads
+            .iter()
+            .map(|t| pb::Thread {
+                tid: t.tid,
+                name: t.name.clone(),
+                fpregs_size: t.fpregs.len() as u32,
+                xstate_size: t.xstate.len() as u32,
+            })
+            .collect(),
+        fds: meta
+            .fds
+            .iter()
+            .map(|f| pb::FileDescriptor {
+                fd: f.fd,
+                path: f.path.clone(),
+                flags: f.flags,
+                pos: f.pos,
+            })
+            .collect(),
+        symbols: meta
+            .symbols
+            .iter()
+            .map(|s| pb::Symbol {
+                name: s.name.clone(),
+                address: s.address,
+                size: s.size,
+                kind: match s.kind {
+                    SymbolKind::Function => pb::SymbolKind::Function,
+                    SymbolKind::Object => pb::SymbolKind::Object,
+                    SymbolKind::Unknown => pb::SymbolKind::Unspecified,
+                } as i32,
+            })
+            .collect(),
+        root: hex::decode(&meta.root).unwrap_or_default(),
+        pages_root: hex::decode(&meta.pages_root).unwrap_or_default(),
+        page_count: meta.page_count,
+        checkpoint: meta.checkpoint.clone(),
+    }
+}
+
+/// Registers of one thread as read from the standard notes.
+struct NoteThread<'a> {
+    tid: i32,
+    regs: GpRegs,
+    fpregs: &'a [u8],
+    xstate: &'a [u8],
+}
+
+/// The domain metadata from the protobuf message and the standard notes, checked against
+/// each other.
+fn from_pb(
+    m: pb::SnapshotMeta,
+    note_threads: Vec<NoteThread>,
+    auxv: Vec<AuxEntry>,
+) -> std::result::Result<SnapshotMeta, String> {
+    if m.format_version != FORMAT_VERSION {
+        return Err(format!(
+            "format version {} (this memzinc reads {FORMAT_VERSION})",
+            m.format_version
+        ));
+    }
+    if m.root.len() != 32 || m.pages_root.len() != 32 {
+        return Err(format!(
+            "roots are {} and {} bytes, not 32",
+            m.root.len(),
+            m.pages_root.len()
+        ));
+    }
+    if m.threads.len() != note_threads.len() {
+        return Err(format!(
+            "{} threads in the metadata but {} NT_PRSTATUS notes",
+            m.threads.len(),
+            note_threads.len()
+        ));
+    }
+    let threads = m
+        .threads
+        .into_iter()
+        .zip(note_threads)
+        .map(|(t, n)| {
+            if t.tid != n.tid || t.fpregs_size as usize != n.fpregs.len() || t.xstate_size as usize != n.xstate.len() {
+                return Err(format!("thread {} disagrees with its register notes", t.tid));
+            }
+            Ok(ThreadState {
+                tid: t.tid,
+                name: t.name,
+                regs: n.regs,
+                fpregs: n.fpregs.to_vec(),
+                xstate: n.xstate.to_vec(),
+            })
+        })
+        .collect::<std::result::Result<Vec<_>, String>>()?;
+    let regions = m
+        .regions
+        .into_iter()
+        .map(|r| SnapRegion {
+            map: MapEntry {
+                start: r.start,
+                end: r.end,
+                perms: r.perms,
+                offset: r.offset,
+                dev: r.dev,
+                inode: r.inode,
+                path: r.path,
+            },
+            captured: r.captured,
+            data_offset: r.data_offset,
+            unreadable_pages: r.unreadable_pages,
+        })
+        .collect();
+    let symbols = m
+        .symbols
+        .into_iter()
+        .map(|s| Symbol {
+            kind: match pb::SymbolKind::try_from(s.kind) {
+                Ok(pb::SymbolKind::Function) => SymbolKind::Function,
+                Ok(pb::SymbolKind::Object) => SymbolKind::Object,
+                _ => SymbolKind::Unknown,
+            },
+            name: s.name,
+            demangled: None,
+            address: s.address,
+            size: s.size,
+            module: String::new(),
+        })
+        .collect();
+    Ok(SnapshotMeta {
+        memzinc_version: m.memzinc_version,
+        pid: m.pid,
+        comm: m.comm,
+        exe: m.exe,
+        cmdline: m.cmdline,
+        taken_at_unix: m.taken_at_unix,
+        threads,
+        fds: m
+            .fds
+            .into_iter()
+            .map(|f| FdInfo {
+                fd: f.fd,
+                path: f.path,
+                flags: f.flags,
+                pos: f.pos,
+            })
+            .collect(),
+        auxv,
+        regions,
+        symbols,
+        root: hex::encode(&m.root),
+        pages_root: hex::encode(&m.pages_root),
+        page_count: m.page_count,
+        checkpoint: m.checkpoint,
+    })
+}
+
+/// Checks the regions against the PT_LOAD segments and themselves: same order, same ranges,
+/// captured data where the metadata says, page-aligned, unreadable pages sorted and inside.
+fn check_regions(regions: &[SnapRegion], loads: &[Segment]) -> std::result::Result<u64, String> {
+    if regions.len() != loads.len() {
+        return Err(format!(
+            "{} regions in the metadata but {} PT_LOAD segments",
+            regions.len(),
+            loads.len()
+        ));
+    }
+    let mut pages = 0u64;
+    for (r, s) in regions.iter().zip(loads) {
+        let m = &r.map;
+        let len = m
+            .end
+            .checked_sub(m.start)
+            .filter(|l| l.is_multiple_of(PAGE_SIZE) && m.start.is_multiple_of(PAGE_SIZE));
+        let Some(len) = len else {
+            return Err(format!("region {:#x}-{:#x} is not page-aligned", m.start, m.end));
+        };
+        let expected = r.load().segment();
+        if s.p_type != expected.p_type
+            || s.vaddr != expected.vaddr
+            || s.memsz != expected.memsz
+            || s.filesz != expected.filesz
+            || s.flags != expected.flags
+            || (r.captured && s.offset != expected.offset)
+        {
+            return Err(format!(
+                "PT_LOAD for {:#x}-{:#x} disagrees with the metadata",
+                m.start, m.end
+            ));
+        }
+        if !r.captured && !r.unreadable_pages.is_empty() {
+            return Err(format!("uncaptured region {:#x} lists unreadable pages", m.start));
+        }
+        if !r.unreadable_pages.is_sorted_by(|a, b| a < b)
+            || r.unreadable_pages
+                .iter()
+                .any(|&p| !p.is_multiple_of(PAGE_SIZE) || p < m.start || p >= m.end)
+        {
+            return Err(format!("region {:#x}: bad unreadable page list", m.start));
+        }
+        if r.captured {
+            pages += len / PAGE_SIZE;
+        }
+    }
+    Ok(pages)
+}
+
+impl Snapshot {
+    /// Opens a snapshot core file, checking its framing, its seal, that its program headers
+    /// and metadata agree and that the stored leaves give the stored root.
+    pub fn open(path: &Path) -> Result<Snapshot> {
+        let corrupt = |why: String| Error::Corrupt {
+            path: path.into(),
+            kind: "snapshot",
+            why,
+        };
+        let file = File::open(path).map_err(|e| Error::io(path, e))?;
+        let len = file.metadata().map_err(|e| Error::io(path, e))?.len();
+        let segments = corefile::read_segments(&file, len).map_err(corrupt)?;
+        let (note_segments, loads): (Vec<Segment>, Vec<Segment>) =
+            segments.into_iter().partition(|s| s.p_type == object::elf::PT_NOTE);
+        let [note_segment] = note_segments[..] else {
+            return Err(corrupt(format!("{} PT_NOTE segments, expected 1", note_segments.len())));
+        };
+        let mut note_bytes = vec![0u8; note_segment.filesz as usize];
+        file.read_exact_at(&mut note_bytes, note_segment.offset)
+            .map_err(|e| Error::io(path, e))?;
+        let notes = corefile::parse_notes(&note_bytes, note_segment.align).map_err(corrupt)?;
+
+        // The seal is the last note and covers every byte before it.
+        let sealed_len = note_bytes.len().checked_sub(corefile::note_len(NOTE_OWNER, 32));
+        let seal = notes
+            .last()
+            .filter(|n| n.name == NOTE_OWNER.as_bytes() && n.n_type == NT_MEMZINC_SEAL);
+        let (Some(sealed_len), Some(seal)) = (sealed_len, seal) else {
+            return Err(corrupt("no MEMZINC seal note (not written by memzinc?)".into()));
+        };
+        if Sha2::hashv(&[SEAL_TAG, &note_bytes[..sealed_len]]) != seal.desc {
+            return Err(corrupt("notes do not match their seal".into()));
+        }
+
+        let mut note_threads: Vec<NoteThread> = Vec::new();
+        let mut auxv = None;
+        let mut meta_pb = None;
+        let mut leaf_bytes = None;
+        let mut fast_bytes = None;
+        for n in &notes {
+            match (n.name, n.n_type) {
+                (b"CORE", object::elf::NT_PRSTATUS) => {
+                    let (tid, regs) =
+                        corefile::parse_prstatus(n.desc).ok_or_else(|| corrupt("bad NT_PRSTATUS".into()))?;
+                    note_threads.push(NoteThread {
+                        tid,
+                        regs,
+                        fpregs: &[],
+                        xstate: &[],
+                    });
+                }
+                (b"CORE", NT_PRFPREG) | (b"LINUX", NT_X86_XSTATE) => {
+                    let t = note_threads
+                        .last_mut()
+                        .ok_or_else(|| corrupt("register note before any NT_PRSTATUS".into()))?;
+                    if n.n_type == NT_PRFPREG {
+                        t.fpregs = n.desc;
+                    } else {
+                        t.xstate = n.desc;
+                    }
+                }
+                (b"CORE", object::elf::NT_AUXV) => auxv = Some(parse_auxv(n.desc)),
+                (b"MEMZINC", NT_MEMZINC_META) => meta_pb = Some(n.desc),
+                (b"MEMZINC", NT_MEMZINC_LEAVES) => leaf_bytes = Some(n.desc),
+                (b"MEMZINC", NT_MEMZINC_FAST_HASHES) => fast_bytes = Some(n.desc),
+                _ => {}
+            }
+        }
+        let meta_pb = meta_pb.ok_or_else(|| corrupt("no MEMZINC metadata note".into()))?;
+        let leaf_bytes = leaf_bytes.ok_or_else(|| corrupt("no MEMZINC leaves note".into()))?;
+        let fast_bytes = fast_bytes.ok_or_else(|| corrupt("no MEMZINC fast-hash note".into()))?;
+        if fast_bytes.len() != leaf_bytes.len() / 4 {
+            return Err(corrupt("the fast hashes do not match the leaves in number".into()));
+        }
+        let fast_hashes: Vec<u64> = fast_bytes
+            .as_chunks::<8>()
+            .0
+            .iter()
+            .map(|b| u64::from_le_bytes(*b))
+            .collect();
+        let meta_pb = pb::SnapshotMeta::decode(meta_pb).map_err(|e| corrupt(format!("metadata: {e}")))?;
+        let meta =
+            from_pb(meta_pb, note_threads, auxv.unwrap_or_default()).map_err(|e| corrupt(format!("metadata: {e}")))?;
+
+        let pages = check_regions(&meta.regions, &loads).map_err(corrupt)?;
+        let (leaves, rest) = leaf_bytes.as_chunks::<32>();
+        if !rest.is_empty() || leaves.len() as u64 != meta.page_count || pages != meta.page_count {
+            return Err(corrupt(format!(
+                "page count {} disagrees with the leaves ({}) or the captured regions ({pages})",
+                meta.page_count,
+                leaf_bytes.len() / 32
+            )));
+        }
+        let trees = trees_of(&meta.regions, &meta.symbols, leaves);
+        if hex::encode(trees.pages_root()) != meta.pages_root || hex::encode(trees.root::<Sha2>()) != meta.root {
+            return Err(corrupt(root_mismatch(
+                &trees,
+                leaves.len(),
+                meta.regions.len(),
+                &meta.root,
+            )));
+        }
+        Ok(Snapshot {
+            path: path.into(),
+            meta,
+            leaves: leaves.to_vec(),
+            fast_hashes,
+            file,
+            note_segment,
+        })
+    }
+
+    /// Every note of the file, verbatim and in order: (owner, type, descriptor).
+    pub fn raw_notes(&self) -> Result<Vec<(String, u32, Vec<u8>)>> {
+        let mut bytes = vec![0u8; self.note_segment.filesz as usize];
+        self.file
+            .read_exact_at(&mut bytes, self.note_segment.offset)
+            .map_err(|e| Error::io(&self.path, e))?;
+        let notes = corefile::parse_notes(&bytes, self.note_segment.align).map_err(|why| Error::Corrupt {
+            path: self.path.clone(),
+            kind: "snapshot",
+            why,
+        })?;
+        Ok(notes
+            .into_iter()
+            .map(|n| (String::from_utf8_lossy(n.name).into_owned(), n.n_type, n.desc.to_vec()))
+            .collect())
+    }
+
+    /// The stored bytes of the captured page at `address` of region `r` (zeroes for an
+    /// unreadable page, as stored).
+    pub fn stored_page(&self, r: &SnapRegion, address: u64) -> Result<Vec<u8>> {
+        let mut page = vec![0u8; PAGE_SIZE as usize];
+        self.file
+            .read_exact_at(&mut page, r.data_offset + (address - r.map.start))
+            .map_err(|e| Error::io(&self.path, e))?;
+        Ok(page)
+    }
+
+    /// This snapshot's copy of the mapping `map` of the same process, for an incremental
+    /// snapshot: the same range and backing, captured here; `written` are the page runs
+    /// written since, to which the pages unreadable here are added (they are tried again).
+    pub(super) fn reuse(&self, map: &MapEntry, written: &[(u64, u64)]) -> Option<Reuse<'_>> {
+        let mut first = 0usize;
+        let region = self.meta.regions.iter().filter(|r| r.captured).find(|r| {
+            let same = r.map.start == map.start && r.map.end == map.end;
+            if !same {
+                first += ((r.map.end - r.map.start) / PAGE_SIZE) as usize;
+            }
+            same
+        })?;
+        if (region.map.offset, region.map.inode, &region.map.path) != (map.offset, map.inode, &map.path) {
+            return None;
+        }
+        let pages = ((map.end - map.start) / PAGE_SIZE) as usize;
+        let mut read: Vec<(u64, u64)> = written.to_vec();
+        read.extend(region.unreadable_pages.iter().map(|&p| (p, p + PAGE_SIZE)));
+        read.sort_unstable();
+        let mut merged: Vec<(u64, u64)> = Vec::with_capacity(read.len());
+        for (s, e) in read {
+            match merged.last_mut() {
+                Some((_, last)) if *last >= s => *last = (*last).max(e),
+                _ => merged.push((s, e)),
+            }
+        }
+        Some(Reuse {
+            file: &self.file,
+            offset: region.data_offset,
+            leaves: self.leaves.get(first..first + pages)?,
+            fast_hashes: self.fast_hashes.get(first..first + pages)?,
+            read: merged,
+        })
+    }
+
+    /// Every captured page address, in leaf order.
+    pub fn page_addresses(&self) -> impl Iterator<Item = u64> + '_ {
+        self.meta
+            .regions
+            .iter()
+            .filter(|r| r.captured)
+            .flat_map(|r| (r.map.start..r.map.end).step_by(PAGE_SIZE as usize))
+    }
+
+    /// Pages whose contents differ from `earlier`'s by their fast hash, plus pages only one of
+    /// the two captured: where a process changed between two snapshots.
+    pub fn changed_pages(&self, earlier: &Snapshot) -> Vec<u64> {
+        let before: std::collections::HashMap<u64, u64> = earlier
+            .page_addresses()
+            .zip(earlier.fast_hashes.iter().copied())
+            .collect();
+        let now: std::collections::HashSet<u64> = self.page_addresses().collect();
+        let mut changed: Vec<u64> = self
+            .page_addresses()
+            .zip(self.fast_hashes.iter().copied())
+            .filter(|(a, h)| before.get(a) != Some(h))
+            .map(|(a, _)| a)
+            .chain(before.keys().copied().filter(|a| !now.contains(a)))
+            .collect();
+        changed.sort_unstable();
+        changed
+    }
+
+    pub fn root(&self) -> [u8; 32] {
+        let mut out = [0u8; 32];
+        hex::decode_to_slice(&self.meta.root, &mut out).unwrap_or(());
+        out
+    }
+
+    /// Recomputes every page's leaf from the stored contents; fails on the first mismatch.
+    pub fn verify_pages(&self) -> Result<()> {
+        let mut index = 0usize;
+        let mut page = vec![0u8; PAGE_SIZE as usize];
+        for r in self.meta.regions.iter().filter(|r| r.captured) {
+            for i in 0..(r.map.end - r.map.start) / PAGE_SIZE {
+                let address = r.map.start + i * PAGE_SIZE;
+                self.file
+                    .read_exact_at(&mut page, r.data_offset + i * PAGE_SIZE)
+                    .map_err(|e| Error::io(&self.path, e))?;
+                let leaf = if r.unreadable_pages.binary_search(&address).is_ok() {
+                    merkle::unreadable_leaf::<Sha2>(address)
+                } else {
+                    merkle::page_leaf::<Sha2>(address, &page)
+                };
+                let fast = xxhash_rust::xxh3::xxh3_64(&page);
+                if self.leaves.get(index) != Some(&leaf) || self.fast_hashes.get(index) != Some(&fast) {
+                    return Err(Error::Corrupt {
+                        path: self.path.clone(),
+                        kind: "snapshot",
+                        why: format!("page {address:#x} does not match its leaf"),
+                    });
+                }
+                index += 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// The Merkle proofs that bind `plan` to this snapshot: its regions and the pages it writes.
+    pub fn evidence(&self, plan: &PatchPlan) -> Result<Evidence> {
+        self.evidence_with_symbols(plan, &[])
+    }
+
+    /// [`Self::evidence`] plus proofs of the symbols `keys` name (`hash::symbol_key`), for a
+    /// policy with symbol rules.
+    pub fn evidence_with_symbols(&self, plan: &PatchPlan, keys: &[[u8; 32]]) -> Result<Evidence> {
+        let trees = trees_of(&self.meta.regions, &self.meta.symbols, &self.leaves);
+        Ok(trees.evidence_with_symbols(plan, keys, |address| self.read(address, PAGE_SIZE as usize).ok())?)
+    }
+
+    pub fn symbol(&self, name: &str) -> Result<&Symbol> {
+        self.meta
+            .symbols
+            .iter()
+            .find(|s| s.name == name)
+            .ok_or_else(|| Error::SymbolNotFound(name.to_string()))
+    }
+
+    /// The region holding `[address, address+len)`, if one does.
+    pub fn region_of(&self, address: u64, len: u64) -> Option<&SnapRegion> {
+        self.meta
+            .regions
+            .iter()
+            .find(|r| r.map.start <= address && address.saturating_add(len) <= r.map.end)
+    }
+
+    /// Bytes as captured; errors if the range was not captured or was unreadable.
+    pub fn read(&self, address: u64, len: usize) -> Result<Vec<u8>> {
+        let missing = |why: &str| Error::Corrupt {
+            path: self.path.clone(),
+            kind: "snapshot covering this address",
+            why: format!("{address:#x}+{len}: {why}"),
+        };
+        let r = self
+            .region_of(address, len as u64)
+            .ok_or_else(|| missing("not in one mapped region"))?;
+        if !r.captured {
+            return Err(missing("region was not captured"));
+        }
+        let first = address & !(PAGE_SIZE - 1);
+        let mut page = first;
+        while page < address + len as u64 {
+            if r.unreadable_pages.binary_search(&page).is_ok() {
+                return Err(missing("page was unreadable"));
+            }
+            page += PAGE_SIZE;
+        }
+        let mut out = vec![0u8; len];
+        self.file
+            .read_exact_at(&mut out, r.data_offset + (address - r.map.start))
+            .map_err(|e| Error::io(&self.path, e))?;
+        Ok(out)
+    }
+}
+
+/// A core file written again from its parts as `export` keeps them (the notes, verbatim and in
+/// order, and the pages of the captured regions), laid out as `take` lays out every core.
+pub struct CoreParts {
+    notes: Vec<u8>,
+    /// The metadata note, decoded: the regions the pages fill.
+    pub meta: pb::SnapshotMeta,
+    data_start: u64,
+    data_end: u64,
+}
+
+impl CoreParts {
+    /// The parts from the core's notes (owner, type, descriptor). Fails if there is no metadata
+    /// note or its captured regions are not where a memzinc core puts them.
+    pub fn from_notes<'a>(
+        notes: impl IntoIterator<Item = (&'a str, u32, &'a [u8])>,
+    ) -> std::result::Result<CoreParts, String> {
+        let mut bytes = Vec::new();
+        let mut meta = None;
+        for (owner, ty, desc) in notes {
+            if owner == NOTE_OWNER && ty == NT_MEMZINC_META {
+                meta = Some(pb::SnapshotMeta::decode(desc).map_err(|e| format!("metadata note: {e}"))?);
+            }
+            corefile::push_note(&mut bytes, owner, ty, desc)?;
+        }
+        let meta = meta.ok_or("no MEMZINC metadata note")?;
+        let data_start = corefile::data_start(meta.regions.len());
+        let (offsets, data_end) = corefile::place(
+            data_start,
+            meta.regions.iter().map(|r| (r.end.saturating_sub(r.start), r.captured)),
+        );
+        for (r, at) in meta.regions.iter().zip(offsets) {
+            if r.captured && (r.data_offset != at || r.end < r.start) {
+                return Err(format!("region {:#x} is not where memzinc puts it in a core", r.start));
+            }
+        }
+        Ok(CoreParts {
+            notes: bytes,
+            meta,
+            data_start,
+            data_end,
+        })
+    }
+
+    /// The size of the core these parts make.
+    pub fn file_bytes(&self) -> u64 {
+        self.data_end + self.notes.len() as u64
+    }
+
+    /// Writes the core to `out` (atomically): `page(address)` gives each captured page in
+    /// order, `done` is asked once they are all in (whether the source holds more). The core is
+    /// opened and every page checked against its leaf, as `inspect` does, before it takes its
+    /// name; a core that fails is reported against `source`, where the parts came from.
+    pub fn write(
+        &self,
+        out: &Path,
+        source: &Path,
+        mut page: impl FnMut(u64) -> Result<Vec<u8>>,
+        done: impl FnOnce() -> Result<()>,
+    ) -> Result<Snapshot> {
+        let io = |e| Error::io(out, e);
+        let fill = |w: &mut std::io::BufWriter<File>| -> Result<()> {
+            w.write_all(&vec![0u8; self.data_start as usize]).map_err(io)?;
+            for r in self.meta.regions.iter().filter(|r| r.captured) {
+                for address in (r.start..r.end).step_by(PAGE_SIZE as usize) {
+                    let contents = page(address)?;
+                    if contents.len() as u64 != PAGE_SIZE {
+                        return Err(Error::Corrupt {
+                            path: source.into(),
+                            kind: "snapshot table set",
+                            why: format!("page {address:#x} has {} bytes, not {PAGE_SIZE}", contents.len()),
+                        });
+                    }
+                    w.write_all(&contents).map_err(io)?;
+                }
+            }
+            done()?;
+            w.write_all(&self.notes).map_err(io)?;
+            w.seek(SeekFrom::Start(0)).map_err(io)?;
+            let regions = self.meta.regions.iter().map(|r| LoadRegion {
+                start: r.start,
+                end: r.end,
+                data_offset: r.data_offset,
+                captured: r.captured,
+                perms: &r.perms,
+            });
+            w.write_all(&corefile::program_headers(
+                self.data_end,
+                self.notes.len() as u64,
+                regions,
+            ))
+            .map_err(io)
+        };
+        let check = |tmp: &Path, ()| -> Result<Snapshot> {
+            let about_source = |e: Error| match e {
+                Error::Corrupt { path, why, .. } if path == tmp => Error::Corrupt {
+                    path: source.into(),
+                    kind: "snapshot table set",
+                    why: format!("the rebuilt core fails its checks: {why}"),
+                },
+                e => e,
+            };
+            let snap = Snapshot::open(tmp).map_err(about_source)?;
+            snap.verify_pages().map_err(about_source)?;
+            Ok(snap)
+        };
+        let mut snap = crate::base::write_checked(out, fill, check)?;
+        snap.path = out.into();
+        Ok(snap)
+    }
+}
+
+impl Memory for Snapshot {
+    fn read(&self, address: u64, len: usize) -> Result<Vec<u8>> {
+        Snapshot::read(self, address, len)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample_meta() -> SnapshotMeta {
+        SnapshotMeta {
+            memzinc_version: "0.1.0".into(),
+            pid: 42,
+            comm: "t".into(),
+            exe: "/bin/t".into(),
+            cmdline: vec!["/bin/t".into(), "--x".into()],
+            taken_at_unix: 1,
+            threads: vec![ThreadState {
+                tid: 42,
+                name: "t".into(),
+                regs: GpRegs {
+                    rip: 0x1000,
+                    ..GpRegs::default()
+                },
+                fpregs: vec![1; 512],
+                xstate: vec![2; 832],
+            }],
+            fds: vec![FdInfo {
+                fd: 0,
+                path: "/dev/null".into(),
+                flags: 0o100000,
+                pos: 0,
+            }],
+            auxv: vec![AuxEntry { key: 6, value: 4096 }],
+            regions: vec![SnapRegion {
+                map: MapEntry {
+                    start: 0x1000,
+                    end: 0x3000,
+                    perms: "rw-p".into(),
+                    offset: 0,
+                    dev: "00:00".into(),
+                    inode: 0,
+                    path: "[heap]".into(),
+                },
+                captured: true,
+                data_offset: 0x1000,
+                unreadable_pages: vec![0x2000],
+            }],
+            symbols: vec![Symbol {
+                name: "STATE".into(),
+                demangled: None,
+                address: 0x1008,
+                size: 8,
+                kind: SymbolKind::Object,
+                module: String::new(),
+            }],
+            root: hex::encode([7u8; 32]),
+            pages_root: hex::encode([8u8; 32]),
+            page_count: 2,
+            checkpoint: None,
+        }
+    }
+
+    #[test]
+    fn metadata_round_trips_through_protobuf_and_notes() {
+        let meta = sample_meta();
+        let bytes = to_pb(&meta).encode_to_vec();
+        let t = &meta.threads[0];
+        let back = from_pb(
+            pb::SnapshotMeta::decode(&*bytes).unwrap(),
+            vec![NoteThread {
+                tid: t.tid,
+                regs: t.regs,
+                fpregs: &t.fpregs,
+                xstate: &t.xstate,
+            }],
+            meta.auxv.clone(),
+        )
+        .unwrap();
+        assert_eq!(back, meta);
+        // A thread whose register notes disagree with the metadata is refused.
+        let err = from_pb(
+            pb::SnapshotMeta::decode(&*bytes).unwrap(),
+            vec![NoteThread {
+                tid: 43,
+                regs: t.regs,
+                fpregs: &t.fpregs,
+                xstate: &t.xstate,
+            }],
+            vec![],
+        )
+        .unwrap_err();
+        assert!(err.contains("disagrees"), "{err}");
+    }
+
+    #[test]
+    fn regions_must_match_the_program_headers() {
+        let meta = sample_meta();
+        let good = [Segment::load(0x1000, 0x2000, 0x1000, 0x2000, "rw-p")];
+        assert_eq!(check_regions(&meta.regions, &good), Ok(2));
+        let wrong_size = [Segment::load(0x1000, 0x2000, 0x1000, 0, "rw-p")];
+        assert!(check_regions(&meta.regions, &wrong_size).is_err());
+        let mut outside = meta.regions.clone();
+        outside[0].unreadable_pages = vec![0x5000];
+        assert!(check_regions(&outside, &good).unwrap_err().contains("unreadable"));
+        assert!(check_regions(&meta.regions, &[]).is_err());
+    }
+
+    #[test]
+    fn auxv_and_cmdline_parsing() {
+        let mut raw = Vec::new();
+        for w in [6u64, 4096, 25, 0x7ffc0000, 0, 0] {
+            raw.extend_from_slice(&w.to_le_bytes());
+        }
+        assert_eq!(
+            parse_auxv(&raw),
+            vec![
+                AuxEntry { key: 6, value: 4096 },
+                AuxEntry {
+                    key: 25,
+                    value: 0x7ffc0000
+                }
+            ]
+        );
+        assert_eq!(split_cmdline(b"a\0b c\0\0"), ["a", "b c", ""]);
+        assert!(split_cmdline(b"").is_empty());
+    }
+
+    #[test]
+    fn parallel_page_leaves_equal_sequential_ones() {
+        let pages: Vec<u8> = (0..300 * PAGE_SIZE as usize).map(|i| (i * 7 / 4096) as u8).collect();
+        let readable: Vec<bool> = (0..300).map(|i| i % 37 != 5).collect();
+        let expected: Vec<[u8; 32]> = pages
+            .chunks(PAGE_SIZE as usize)
+            .enumerate()
+            .map(|(i, p)| {
+                let a = 0x7000_0000 + i as u64 * PAGE_SIZE;
+                if readable[i] {
+                    merkle::page_leaf::<Sha2>(a, p)
+                } else {
+                    merkle::unreadable_leaf::<Sha2>(a)
+                }
+            })
+            .collect();
+        assert_eq!(capture::page_leaves(0x7000_0000, &pages, &readable), expected);
+    }
+
+    /// A core whose root is the v1 formula (pages and regions, before symbols) is named as
+    /// such; any other mismatch stays "corrupt".
+    #[test]
+    fn a_root_from_before_the_symbol_tree_is_named() {
+        use sha2::Digest as _;
+        let meta = sample_meta();
+        let pages: u64 = meta
+            .regions
+            .iter()
+            .filter(|r| r.captured)
+            .map(|r| (r.map.end - r.map.start) / PAGE_SIZE)
+            .sum();
+        let leaves = vec![[7u8; 32]; pages as usize];
+        let trees = trees_of(&meta.regions, &meta.symbols, &leaves);
+        let mut v1 = sha2::Sha256::new();
+        v1.update(b"memzinc/snapshot/v1");
+        v1.update(trees.pages_root());
+        v1.update(trees.regions_root());
+        v1.update(pages.to_le_bytes());
+        v1.update((meta.regions.len() as u64).to_le_bytes());
+        let v1 = hex::encode(v1.finalize());
+        let said = root_mismatch(&trees, pages as usize, meta.regions.len(), &v1);
+        assert!(said.contains("snapshot format v1"), "{said}");
+        let said = root_mismatch(&trees, pages as usize, meta.regions.len(), &"00".repeat(32));
+        assert!(said.contains("do not hash to the recorded root"), "{said}");
+    }
+}

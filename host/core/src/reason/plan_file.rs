@@ -1,0 +1,201 @@
+//! A plan's file form: the versioned JSON `memzinc plan` writes and `attest`, `apply`, `restore
+//! --apply`, `audit --replay` and `export` read (format 1). Bytes are hex, hashes hex; the
+//! file also carries the plan hash and the byte count for readers that do not hash. Converted
+//! to and from the one in-memory [`Plan`] here and nowhere else.
+
+use std::path::Path;
+
+use memzinc_verifier::wire::Region;
+use serde::{Deserialize, Serialize};
+
+use super::finding::{Finding, Rule};
+use super::plan::{parse_evidence, Plan, PlannedWrite};
+use super::solver::Stats;
+use crate::base::{Error, Result};
+
+/// The plan file format this memzinc writes and reads.
+pub const PLAN_FORMAT: u32 = 1;
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+struct PlanFile {
+    memzinc_plan: u32,
+    target: String,
+    target_id: String,
+    snapshot_root: String,
+    solver: String,
+    /// OPTIMAL only when the solver proved it.
+    status: String,
+    changed_bytes: u64,
+    violations: Vec<ViolationRecord>,
+    regions: Vec<RegionRecord>,
+    writes: Vec<WriteRecord>,
+    plan_hash: String,
+    /// The Merkle evidence, as the hex of its wire encoding: it makes the file all `attest` needs.
+    evidence: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    stats: Option<Stats>,
+}
+
+/// A finding as the file records it: where, which field, what was wrong.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+struct ViolationRecord {
+    address: u64,
+    field: String,
+    rule: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+struct RegionRecord {
+    start: u64,
+    end: u64,
+    flags: u8,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+struct WriteRecord {
+    address: u64,
+    old: String,
+    new: String,
+    field: String,
+    rule: String,
+}
+
+impl From<&Plan> for PlanFile {
+    fn from(p: &Plan) -> PlanFile {
+        PlanFile {
+            memzinc_plan: PLAN_FORMAT,
+            target: p.target.clone(),
+            target_id: hex::encode(p.target_id),
+            snapshot_root: hex::encode(p.snapshot_root),
+            solver: p.solver.clone(),
+            status: p.status().into(),
+            changed_bytes: p.changed_bytes(),
+            violations: p
+                .recorded_findings()
+                .map(|(address, field, rule)| ViolationRecord { address, field, rule })
+                .collect(),
+            regions: p
+                .regions
+                .iter()
+                .map(|&Region { start, end, flags }| RegionRecord { start, end, flags })
+                .collect(),
+            writes: p
+                .writes
+                .iter()
+                .map(|w| WriteRecord {
+                    address: w.address,
+                    old: hex::encode(&w.old),
+                    new: hex::encode(&w.new),
+                    field: w.field.clone(),
+                    rule: w.rule.clone(),
+                })
+                .collect(),
+            plan_hash: hex::encode(p.plan_hash()),
+            evidence: hex::encode(&p.evidence),
+            stats: p.stats.clone(),
+        }
+    }
+}
+
+impl PlanFile {
+    fn into_plan(self, path: &Path) -> Result<Plan> {
+        let corrupt = |why: String| Error::Corrupt {
+            path: path.into(),
+            kind: "plan",
+            why,
+        };
+        if self.memzinc_plan != PLAN_FORMAT {
+            return Err(corrupt(format!(
+                "plan format {} (this memzinc reads {PLAN_FORMAT})",
+                self.memzinc_plan
+            )));
+        }
+        let hash = |s: &str, what: &str| -> Result<[u8; 32]> {
+            let mut out = [0u8; 32];
+            hex::decode_to_slice(s, &mut out).map_err(|e| corrupt(format!("{what}: {e}")))?;
+            Ok(out)
+        };
+        let writes = self
+            .writes
+            .into_iter()
+            .map(|w| {
+                Ok(PlannedWrite {
+                    address: w.address,
+                    old: hex::decode(&w.old).map_err(|e| corrupt(format!("old bytes: {e}")))?,
+                    new: hex::decode(&w.new).map_err(|e| corrupt(format!("new bytes: {e}")))?,
+                    field: w.field,
+                    rule: w.rule,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let plan = Plan {
+            target_id: hash(&self.target_id, "target_id")?,
+            snapshot_root: hash(&self.snapshot_root, "snapshot_root")?,
+            target: self.target,
+            solver: self.solver,
+            optimal: self.status == "OPTIMAL",
+            findings: self
+                .violations
+                .into_iter()
+                .map(|v| Finding {
+                    rule: Rule::Recorded,
+                    address: v.address,
+                    symbol: v.field,
+                    field: String::new(),
+                    detail: v.rule,
+                })
+                .collect(),
+            regions: self
+                .regions
+                .iter()
+                .map(|r| Region {
+                    start: r.start,
+                    end: r.end,
+                    flags: r.flags,
+                })
+                .collect(),
+            writes,
+            evidence: hex::decode(&self.evidence).map_err(|e| corrupt(format!("evidence: {e}")))?,
+            stats: self.stats,
+        };
+        // A plan with writes carries evidence the attestor can parse: a file whose evidence was
+        // cut or tampered with is refused when it is read, whatever reads it.
+        if !plan.writes.is_empty() {
+            parse_evidence(&plan.patch(), &plan.evidence).map_err(|e| corrupt(format!("evidence: {e}")))?;
+        }
+        Ok(plan)
+    }
+}
+
+impl Plan {
+    /// Reads a plan file.
+    pub fn load(path: &Path) -> Result<Plan> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        Plan::from_json(&text, path)
+    }
+
+    /// A plan file's text; `path` only names it in errors.
+    pub fn from_json(text: &str, path: &Path) -> Result<Plan> {
+        let file: PlanFile = serde_json::from_str(text).map_err(|e| Error::Corrupt {
+            path: path.into(),
+            kind: "plan",
+            why: e.to_string(),
+        })?;
+        file.into_plan(path)
+    }
+
+    /// The plan file's text (what `save` writes, and `plan --json` prints).
+    pub fn to_json_pretty(&self) -> Result<String> {
+        serde_json::to_string_pretty(&PlanFile::from(self)).map_err(|e| Error::Corrupt {
+            path: "plan".into(),
+            kind: "plan",
+            why: e.to_string(),
+        })
+    }
+
+    /// Writes the plan file (atomically).
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let json = self.to_json_pretty()?;
+        crate::base::write_file_atomically(path, json.as_bytes())
+    }
+}
