@@ -35,6 +35,78 @@ pub fn binary(name: &str) -> PathBuf {
     path
 }
 
+/// Whether a test that cannot run here must fail instead of skipping: under CI (`CI=true` or
+/// `CI=1`) and when `MEMZINC_NO_SKIP=1` (scripts/test.sh sets it).
+pub fn skips_fail() -> bool {
+    let set = |name: &str, values: &[&str]| std::env::var(name).is_ok_and(|v| values.contains(&v.as_str()));
+    set("CI", &["true", "1"]) || set("MEMZINC_NO_SKIP", &["1"])
+}
+
+/// The one way a test says it cannot run here (a tool, a privilege or a mount it needs is
+/// missing). Under CI or `MEMZINC_NO_SKIP=1` that is a failure: panics with
+/// `<test>: cannot run here: <why>`. Otherwise prints `SKIPPED: <test>: <why>` to stderr and
+/// the caller returns without checking anything. Either line (the failure as `FAILED: …`) is
+/// also appended to the file `MEMZINC_SKIP_LOG` names, if set, so scripts/test.sh can count and
+/// list them. Only the first line of `why` is kept.
+#[track_caller]
+pub fn skip(test: &str, why: &str) {
+    let why = why.lines().next().unwrap_or_default().trim();
+    let fail = skips_fail();
+    let reason = format!("{test}: cannot run here: {why}");
+    let line = if fail {
+        format!("FAILED: {reason}")
+    } else {
+        format!("SKIPPED: {test}: {why}")
+    };
+    if let Some(log) = std::env::var_os("MEMZINC_SKIP_LOG") {
+        append_line(std::path::Path::new(&log), &line);
+    }
+    if fail {
+        panic!("{reason}");
+    }
+    // Straight to stderr, not through eprintln!: the test harness captures that for passing
+    // tests, and a skip must show in a plain `cargo test` too.
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "{line}");
+}
+
+/// Appends `line` to `log` with one write under O_APPEND, so lines from tests running at the
+/// same time (threads or test binaries) do not interleave.
+fn append_line(log: &std::path::Path, line: &str) {
+    use std::io::Write;
+    let appended = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .and_then(|mut f| f.write_all(format!("{line}\n").as_bytes()));
+    if let Err(e) = appended {
+        panic!("cannot append to MEMZINC_SKIP_LOG {}: {e}", log.display());
+    }
+}
+
+#[cfg(test)]
+mod skip_log_tests {
+    #[test]
+    fn lines_appended_at_the_same_time_stay_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("skipped.log");
+        let line = |i: usize| format!("SKIPPED: test{i}: {}", "x".repeat(200));
+        std::thread::scope(|s| {
+            for i in 0..8 {
+                let (log, line) = (&log, line(i));
+                s.spawn(move || super::append_line(log, &line));
+            }
+        });
+        let mut got: Vec<String> = std::fs::read_to_string(&log)
+            .unwrap()
+            .lines()
+            .map(String::from)
+            .collect();
+        got.sort();
+        assert_eq!(got, (0..8).map(line).collect::<Vec<_>>());
+    }
+}
+
 /// A synthetic snapshot for program tests: regions with known flags and every page of them
 /// captured with deterministic contents, so plans with valid Merkle evidence can be built
 /// without a live process.

@@ -149,20 +149,24 @@ fn a_target_that_dies_mid_snapshot_leaves_no_file() {
 
 #[test]
 fn a_full_disk_is_one_line_and_leaves_nothing() {
-    full_disk("256k", &[]);
+    full_disk("a_full_disk_is_one_line_and_leaves_nothing", "256k", &[]);
 }
 
 /// The disk fills after 64 MiB of a 300 MiB target: more than the copy's buffer pool (128 MiB)
 /// is in flight when the writes start failing, and the copy must still stop and report it.
 #[test]
 fn a_disk_that_fills_midway_through_a_large_target_is_one_line_and_leaves_nothing() {
-    full_disk("64m", &["--ballast-mib", "300"]);
+    full_disk(
+        "a_disk_that_fills_midway_through_a_large_target_is_one_line_and_leaves_nothing",
+        "64m",
+        &["--ballast-mib", "300"],
+    );
 }
 
 /// A snapshot of healme (`args` added) into a tmpfs of `size`, too small for it.
-fn full_disk(size: &str, args: &[&str]) {
+fn full_disk(test: &str, size: &str, args: &[&str]) {
     let dir = tempfile::tempdir().unwrap();
-    let mounted = Command::new("mount")
+    let mount = Command::new("mount")
         .args([
             "-t",
             "tmpfs",
@@ -171,10 +175,15 @@ fn full_disk(size: &str, args: &[&str]) {
             "tmpfs",
             dir.path().to_str().unwrap(),
         ])
-        .status()
-        .is_ok_and(|s| s.success());
-    if !mounted {
-        eprintln!("skipped: cannot mount a small tmpfs here (needs root and mount rights) to fill a disk");
+        .output();
+    let failed = match &mount {
+        Ok(out) if out.status.success() => None,
+        Ok(out) => Some(String::from_utf8_lossy(&out.stderr).trim().to_string()),
+        Err(e) => Some(format!("mount: {e}")),
+    };
+    if let Some(why) = failed {
+        let why = format!("cannot mount a {size} tmpfs to fill (needs root and mount rights): {why}");
+        memzinc_tests::skip(test, &why);
         return;
     }
     struct Unmount<'a>(&'a Path);
