@@ -25,7 +25,7 @@ sanitizer=${FUZZ_SANITIZER:-none}
 target_dir=$MEMZINC_CACHE/fuzz-target
 corpus=$MEMZINC_CACHE/fuzz/corpus
 artifacts=$MEMZINC_CACHE/fuzz/artifacts
-read -r -a targets <<< "${FUZZ_TARGETS:-submission instruction accounts rules_structured merkle snapshot_open debug_types registry plan_file}"
+read -r -a targets <<< "${FUZZ_TARGETS:-submission instruction accounts rules_structured merkle snapshot_open debug_types registry plan_file heap_walk}"
 jobs=$(nproc)
 logs=$(mktemp -d)
 # The host targets write each input to a scratch file /dev/shm/memzinc-fuzz-<pid>-<name>.
@@ -46,6 +46,7 @@ run() {
   case $t in
     submission) extra=(-max_len=16384) ;;
     snapshot_open) extra=(-max_len=524288) ;;
+    heap_walk) extra=(-max_len=90000) ;;
     debug_types) extra=(-max_len=131072) ;;
     plan_file) extra=(-max_len=65536) ;;
   esac

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use memzinc::describe::Snapshot;
+use memzinc::reason::graph::GraphLimits;
 use memzinc::reason::solver::{Cancel, SolverOptions};
 use memzinc::reason::{self, rules, TargetSpec};
 
@@ -25,12 +26,22 @@ pub struct Args {
     /// Do not judge the target's model file.
     #[arg(long)]
     no_rules: bool,
+    /// Follow pointers to at most this many objects (the rest is not judged, and said so).
+    #[arg(long, default_value_t = GraphLimits::default().max_objects)]
+    max_objects: usize,
+    /// Stop following pointers after this many seconds (the rest is not judged, and said so).
+    #[arg(long, default_value_t = GraphLimits::default().max_time.as_secs())]
+    max_seconds: u64,
 }
 
 pub fn run(a: Args, g: &Global) -> Result<()> {
     let snap = Snapshot::open(&a.snapshot)?;
     let specs = TargetSpec::load_all(&a.spec)?;
-    let (mut report, types) = reason::check_with_types(&snap, &specs, a.binary.as_deref())?;
+    let limits = GraphLimits {
+        max_objects: a.max_objects,
+        max_time: std::time::Duration::from_secs(a.max_seconds),
+    };
+    let (mut report, types) = reason::check_with_types(&snap, &specs, a.binary.as_deref(), &limits)?;
     let models = models_dir();
     let model_file = if a.no_rules {
         None
@@ -78,6 +89,16 @@ pub fn run(a: Args, g: &Global) -> Result<()> {
         }
         if let Some(r) = &report.rules {
             println!("rules: {} rule(s) of {} over {} object(s)", r.rules, r.model, r.objects);
+        }
+        if let Some(g) = &report.graph {
+            println!("heap: {}", g.heap);
+            println!(
+                "graph: {} object(s) from {} global(s) and {} orphan(s), {} on the heap; {} pointer(s) followed, {} broken ({} ms)",
+                g.objects, g.roots, g.orphans, g.heap_objects, g.edges, g.broken_edges, g.millis
+            );
+            if let Some(bound) = &g.bound {
+                println!("graph: {bound}");
+            }
         }
         println!(
             "{} violation(s); {} globals, {} fields, {} pointers, {} regions, {} spec(s) checked; {} part(s) not judged",

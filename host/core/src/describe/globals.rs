@@ -118,3 +118,95 @@ pub fn read_snapshot_registry(snapshot: &Snapshot) -> Result<Vec<DescribedObject
     let registry = snapshot.symbol(REGISTRY_SYMBOL)?;
     read_registry(snapshot, registry.address)
 }
+
+/// A file mapped into the snapshot's process, read from disk and checked against the capture.
+pub struct ModuleFile {
+    /// The path /proc/PID/maps showed.
+    pub path: String,
+    /// The lowest address of its offset-0 mapping.
+    pub start: u64,
+    /// Runtime address minus link-time address.
+    pub bias: u64,
+    /// The file's bytes.
+    pub data: Vec<u8>,
+}
+
+impl ModuleFile {
+    /// The file `path` (a mapping of `snap`), if its first page is the page the snapshot
+    /// captured there (a rebuilt or replaced file is refused, not misread).
+    pub fn read(snap: &Snapshot, path: &str) -> Result<ModuleFile> {
+        let p = Path::new(path);
+        let mapped = snap
+            .meta
+            .regions
+            .iter()
+            .filter(|r| r.map.path == path && r.map.offset == 0)
+            .min_by_key(|r| r.map.start)
+            .ok_or_else(|| dwarf_error(p, "the snapshot has no mapping of it at offset 0"))?;
+        let data = std::fs::read(p).map_err(|e| Error::io(p, e))?;
+        let want = data
+            .len()
+            .min(PAGE_SIZE as usize)
+            .min((mapped.map.end - mapped.map.start) as usize);
+        if snap.read(mapped.map.start, want)?[..] != data[..want] {
+            return Err(dwarf_error(
+                p,
+                "this file is not the one the snapshot mapped (its first page differs)",
+            ));
+        }
+        let file = object::File::parse(&*data).map_err(|e| dwarf_error(p, e))?;
+        let bias = introspect::load_bias(&file, mapped.map.start);
+        Ok(ModuleFile {
+            path: path.to_string(),
+            start: mapped.map.start,
+            bias,
+            data,
+        })
+    }
+
+    /// Every file-backed ELF module of the snapshot except the main binary, in map order (the
+    /// vdso and anonymous memory are not files).
+    pub fn libraries(snap: &Snapshot) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for r in &snap.meta.regions {
+            if r.map.offset == 0
+                && r.map.path.starts_with('/')
+                && r.map.path != snap.meta.exe
+                && !out.contains(&r.map.path)
+                && snap.read(r.map.start, 4).is_ok_and(|magic| magic == b"\x7fELF")
+            {
+                out.push(r.map.path.clone());
+            }
+        }
+        out
+    }
+
+    /// Whether the file carries DWARF of its own (`.debug_info`).
+    pub fn has_dwarf(&self) -> bool {
+        use object::Object;
+        object::File::parse(&*self.data).is_ok_and(|f| f.section_by_name(".debug_info").is_some())
+    }
+
+    /// Its DWARF at the snapshot's addresses.
+    pub fn types(&self) -> Result<DebugTypes> {
+        Ok(DebugTypes::parse(&self.data, Path::new(&self.path))?.with_bias(self.bias))
+    }
+}
+
+/// The DWARF of every library of the snapshot built with debug info, at the snapshot's
+/// addresses. Libraries without DWARF (distribution libraries are stripped) are skipped; their
+/// globals are not walked.
+pub fn library_types(snap: &Snapshot) -> Vec<(String, DebugTypes)> {
+    let mut out = Vec::new();
+    for path in ModuleFile::libraries(snap) {
+        let Ok(file) = ModuleFile::read(snap, &path) else {
+            continue;
+        };
+        if file.has_dwarf() {
+            if let Ok(types) = file.types() {
+                out.push((path, types));
+            }
+        }
+    }
+    out
+}

@@ -11,11 +11,13 @@
 mod capture;
 mod corefile;
 mod globals;
+mod image;
 mod selfsnap;
 mod snapshot;
 mod track;
 
-pub use globals::{read_snapshot_registry, FieldValue, ObjectValue};
+pub use globals::{library_types, read_snapshot_registry, FieldValue, ModuleFile, ObjectValue};
+pub use image::{Image, Segment};
 pub use selfsnap::{helper_request, serve_helper, snapshot_self, HELPER_ENV};
 pub use snapshot::{
     symbol_module, take, take_frozen, take_since, AuxEntry, CoreParts, SnapRegion, Snapshot, SnapshotMeta, TakeReport,

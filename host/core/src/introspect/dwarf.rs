@@ -192,10 +192,21 @@ pub struct Variable {
     pub type_id: Option<TypeId>,
 }
 
+/// A generic type's parameter (`DW_TAG_template_type_param`): Rust's `Vec<T, A>` names its
+/// element type only here (its buffer is a type-erased `*const u8`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TemplateParam {
+    pub name: String,
+    pub type_id: Option<TypeId>,
+}
+
 /// The DWARF types and static variables of one binary.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct DebugTypes {
     pub types: BTreeMap<TypeId, Type>,
+    /// The template type parameters of the structs that have some, in declaration order.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub template_params: BTreeMap<TypeId, Vec<TemplateParam>>,
     pub variables: Vec<Variable>,
     /// Pointer size of the (last) unit read.
     pub address_size: u8,
@@ -296,6 +307,14 @@ impl DebugTypes {
     /// Parses the DWARF sections of an ELF image. `path` only names it in errors. A file with no
     /// `.debug_info` is an error (nothing to describe), as is any malformed unit.
     pub fn parse(data: &[u8], path: &Path) -> Result<DebugTypes> {
+        DebugTypes::parse_units(data, path, |_| true)
+    }
+
+    /// [`DebugTypes::parse`] of only the compile units whose name (`DW_AT_name` of the unit,
+    /// usually its source file) `keep` accepts: a large library's debug file read for the few
+    /// types of one source file (glibc's `malloc.c`). Compressed sections (`SHF_COMPRESSED`,
+    /// zlib) are inflated, as distributions ship their debug files.
+    pub fn parse_units(data: &[u8], path: &Path, keep: impl Fn(&str) -> bool) -> Result<DebugTypes> {
         let file = object::File::parse(data).map_err(|e| dwarf_error(path, e))?;
         let endian = if file.is_little_endian() {
             RunTimeEndian::Little
@@ -307,9 +326,7 @@ impl DebugTypes {
         }
         let load = |id: gimli::SectionId| -> Result<Cow<'_, [u8]>> {
             match file.section_by_name(id.name()) {
-                Some(section) => section
-                    .uncompressed_data()
-                    .map_err(|e| dwarf_error(path, format!("{}: {e}", id.name()))),
+                Some(section) => section_data(&section).map_err(|e| dwarf_error(path, format!("{}: {e}", id.name()))),
                 None => Ok(Cow::Borrowed(&[][..])),
             }
         };
@@ -327,6 +344,10 @@ impl DebugTypes {
             let unit = dwarf
                 .unit(header)
                 .map_err(|e| dwarf_error(path, format!("unit at {at:#x}: {e}")))?;
+            let name = unit.name.map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            if !keep(&name) {
+                continue;
+            }
             out.address_size = unit.header.address_size();
             read_unit(&dwarf, &unit, &mut out).map_err(|e| dwarf_error(path, format!("unit at {at:#x}: {e}")))?;
         }
@@ -512,6 +533,13 @@ impl DebugTypes {
             .collect())
     }
 
+    /// The template type parameter `name` of struct `id` (through typedefs), e.g. `T` of a
+    /// Rust `Vec<T, A>`.
+    pub fn template_param(&self, id: TypeId, name: &str) -> Option<TypeId> {
+        let (rid, _) = self.resolve(id)?;
+        self.template_params.get(&rid)?.iter().find(|p| p.name == name)?.type_id
+    }
+
     /// The fields of a struct or union named `name`.
     pub fn type_named(&self, name: &str) -> Option<TypeId> {
         self.types
@@ -643,6 +671,39 @@ enum Frame {
     Variant(Variant),
     /// Anything else: its children matter only if they are types or variables.
     Other,
+}
+
+/// Most bytes a compressed section may inflate to (a hostile header cannot make memzinc
+/// allocate more).
+const MAX_SECTION: u64 = 1 << 30;
+
+/// A section's bytes, inflated when it is compressed (`SHF_COMPRESSED` with zlib, or a GNU
+/// `.zdebug` section).
+fn section_data<'a>(section: &object::Section<'a, '_>) -> std::result::Result<Cow<'a, [u8]>, String> {
+    let compressed = section.compressed_data().map_err(|e| e.to_string())?;
+    match compressed.format {
+        object::CompressionFormat::None => Ok(Cow::Borrowed(compressed.data)),
+        object::CompressionFormat::Zlib => {
+            if compressed.uncompressed_size > MAX_SECTION {
+                return Err(format!("inflates to {} bytes", compressed.uncompressed_size));
+            }
+            use std::io::Read;
+            let mut out = Vec::with_capacity(compressed.uncompressed_size as usize);
+            flate2::read::ZlibDecoder::new(compressed.data)
+                .take(compressed.uncompressed_size)
+                .read_to_end(&mut out)
+                .map_err(|e| format!("zlib: {e}"))?;
+            if out.len() as u64 != compressed.uncompressed_size {
+                return Err(format!(
+                    "inflates to {} bytes, its header says {}",
+                    out.len(),
+                    compressed.uncompressed_size
+                ));
+            }
+            Ok(Cow::Owned(out))
+        }
+        other => Err(format!("compressed as {other:?}, which memzinc does not inflate")),
+    }
 }
 
 fn die_id(unit: &Unit<'_>, offset: gimli::UnitOffset) -> Option<u64> {
@@ -839,6 +900,15 @@ fn read_unit(dwarf: &gimli::Dwarf<Slice<'_>>, unit: &Unit<'_>, out: &mut DebugTy
                     },
                     size,
                 );
+                Frame::Other
+            }
+            dw::DW_TAG_template_type_parameter => {
+                if let (Some((_, Frame::Aggregate(owner, _))), Some(name)) = (stack.last(), name()) {
+                    out.template_params
+                        .entry(*owner)
+                        .or_default()
+                        .push(TemplateParam { name, type_id: target });
+                }
                 Frame::Other
             }
             dw::DW_TAG_member | dw::DW_TAG_inheritance => {

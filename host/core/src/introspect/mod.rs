@@ -6,6 +6,7 @@
 //! Boundary: depends only on `base`. Nothing here knows snapshot files; what is read from the
 //! target (DWARF, registries, /proc text) is input: bounded, errors not panics.
 
+mod debugfile;
 mod dwarf;
 mod field;
 mod inject;
@@ -13,9 +14,10 @@ mod process;
 mod registry;
 mod symbols;
 
+pub use debugfile::{debug_file_directories, separate_debug_file};
 pub use dwarf::{
-    DebugTypes, Encoding, Enumerator, FieldInfo, Member, ObjectLayout, Qualifier, Shape, Type, TypeId, TypeKind,
-    Variable, Variant, VariantPart,
+    DebugTypes, Encoding, Enumerator, FieldInfo, Member, ObjectLayout, Qualifier, Shape, TemplateParam, Type, TypeId,
+    TypeKind, Variable, Variant, VariantPart,
 };
 pub use field::Field;
 pub use inject::{Injector, OUT_LEN, PAGE_CODE, PAGE_LEN};

@@ -49,6 +49,10 @@ pub struct CheckReport {
     /// The target's model file judged, if any, with its rule and object counts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rules: Option<RulesJudged>,
+    /// The typed object graph walked from every global (`reason::graph`), when the DWARF was
+    /// there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub graph: Option<super::graph::GraphSummary>,
 }
 
 /// What the user rules of a model file covered.
@@ -80,6 +84,19 @@ impl CheckReport {
             rules: judged.rules,
             objects: judged.objects,
         });
+        self.findings.sort_by_key(|f| (f.rule, f.address));
+    }
+
+    /// Adds what the object graph found (a finding the global walk already made at the same
+    /// address under the same rule is kept once) and its summary.
+    pub fn merge_graph(&mut self, graph: &super::graph::Graph<'_>) {
+        for f in &graph.findings {
+            if !self.findings.iter().any(|g| g.rule == f.rule && g.address == f.address) {
+                self.findings.push(f.clone());
+            }
+        }
+        self.not_judged.extend(graph.not_judged.iter().cloned());
+        self.graph = Some(graph.summary());
         self.findings.sort_by_key(|f| (f.rule, f.address));
     }
 
@@ -404,15 +421,16 @@ pub fn check_snapshot(
     specs: &[TargetSpec],
     binary: Option<&std::path::Path>,
 ) -> Result<CheckReport> {
-    Ok(check_with_types(snapshot, specs, binary)?.0)
+    Ok(check_with_types(snapshot, specs, binary, &super::graph::GraphLimits::default())?.0)
 }
 
-/// [`check_snapshot`], also returning the debug types it read (empty when unavailable), for
-/// the user invariants that follow pointers by type.
+/// [`check_snapshot`] with the object graph walked within `limits`, also returning the debug
+/// types it read (empty when unavailable), for the user invariants that follow pointers by type.
 pub fn check_with_types(
     snapshot: &Snapshot,
     specs: &[TargetSpec],
     binary: Option<&std::path::Path>,
+    limits: &super::graph::GraphLimits,
 ) -> Result<(CheckReport, DebugTypes)> {
     let (types, unavailable) = match binary {
         Some(b) => (DebugTypes::for_snapshot_from(snapshot, b)?, None),
@@ -426,6 +444,11 @@ pub fn check_with_types(
         types: unavailable.is_none().then_some(&types),
         specs,
     })?;
+    if unavailable.is_none() {
+        let input = super::graph::GraphInput::of(snapshot, types.clone())?;
+        let graph = input.walk(*limits);
+        report.merge_graph(&graph);
+    }
     report.types_unavailable = unavailable;
     Ok((report, types))
 }

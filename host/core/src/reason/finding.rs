@@ -13,6 +13,15 @@ pub enum Rule {
     PointerUnmapped,
     /// A pointer into a region that cannot be read.
     PointerUnreadable,
+    /// A heap pointer into a chunk the allocator holds free (tcache, bins, top): use after
+    /// free.
+    PointerIntoFreedChunk,
+    /// A heap pointer into a chunk's header, or whose pointee runs past its chunk's end.
+    PointerOutsideChunk,
+    /// A Rust `Vec`/slice whose length exceeds its capacity or the address space.
+    BufferLengthInvalid,
+    /// A malloc chunk header or free list that is not one (the allocator's own memory corrupt).
+    HeapCorrupt,
     /// A pointer not aligned for its pointee.
     PointerMisaligned,
     /// A function pointer into memory that is not executable.

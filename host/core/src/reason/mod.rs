@@ -18,6 +18,8 @@ mod refheap;
 mod spec;
 mod user_rules;
 
+pub mod graph;
+
 pub mod solver;
 
 pub use check::{check, check_snapshot, check_with_types, Check, CheckReport, RulesJudged};

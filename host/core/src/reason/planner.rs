@@ -14,7 +14,7 @@ use crate::introspect::DebugTypes;
 
 /// What to plan against, as the user asks for it. With nothing asked: the target's model file
 /// (`models/targets/<executable name>.mzn`) if there is one, else the reference-counted heap it
-/// exports, else there is nothing to plan against.
+/// exports, else what its typed object graph finds (`reason::graph`).
 #[derive(Clone, Debug, Default)]
 pub struct Planner {
     /// A target spec's bounds and orderings (`--spec`).
@@ -93,9 +93,21 @@ pub fn plan(snap: &Snapshot, planner: &Planner, opts: &PlanOptions, work: &Path)
             &work.with_extension("dzn"),
             &target,
         ),
-        None => Err(Error::Usage(format!(
-            "nothing to plan against: give --spec or --rules (no models/targets/<name>.mzn and no exported heap for {})",
-            snap.meta.exe
-        ))),
+        // An ordinary program: repair what its object graph finds.
+        None => {
+            let types = DebugTypes::for_snapshot(snap).map_err(|e| {
+                Error::Usage(format!(
+                    "nothing to plan against: {e} (give --spec or --rules, or a binary built with -g)"
+                ))
+            })?;
+            super::graph::plan_graph(
+                snap,
+                types,
+                &opts.solver,
+                &opts.models_dir,
+                &work.with_extension("dzn"),
+                &target,
+            )
+        }
     }
 }

@@ -1,0 +1,267 @@
+//! The typed object graph and the allocator's view on an ordinary C program
+//! (tests/targets/clist.c, built here with `gcc -g`, no memzinc code in it): `memzinc check`
+//! with no flags follows the heap from the globals, names a broken pointer by its access path,
+//! tells use after free from unmapped, survives cycles, thread arenas, a garbage chunk header,
+//! an allocator of the program's own and a graph larger than its bound.
+
+use std::io::{BufRead, BufReader, Lines, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+
+use memzinc_tests::{memzinc, repo_root};
+use serde_json::Value;
+
+fn build(dir: &Path, name: &str, defines: &[&str]) -> PathBuf {
+    let out = dir.join(name);
+    let status = Command::new("gcc")
+        .args(["-g", "-O0", "-Wall", "-Werror", "-pthread"])
+        .args(defines)
+        .arg("-o")
+        .arg(&out)
+        .arg(repo_root().join("tests/targets/clist.c"))
+        .status()
+        .expect("gcc is installed (scripts/install-tools.sh apt)");
+    assert!(status.success(), "gcc failed");
+    out
+}
+
+/// clist running, driven through its stdin.
+struct Clist {
+    child: Child,
+    stdin: ChildStdin,
+    lines: Lines<BufReader<ChildStdout>>,
+    facts: Vec<String>,
+}
+
+impl Clist {
+    fn start(exe: &Path, args: &[&str]) -> Clist {
+        let mut child = Command::new(exe)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdin = child.stdin.take().unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let mut facts = Vec::new();
+        loop {
+            let line = lines.next().expect("clist ended early").unwrap();
+            if line == "ready" {
+                break;
+            }
+            facts.push(line);
+        }
+        Clist {
+            child,
+            stdin,
+            lines,
+            facts,
+        }
+    }
+
+    fn say(&mut self, command: &str) -> String {
+        writeln!(self.stdin, "{command}").unwrap();
+        self.lines.next().unwrap().unwrap()
+    }
+
+    fn address(&self, name: &str) -> u64 {
+        let prefix = format!("address {name} 0x");
+        let line = self.facts.iter().find(|l| l.starts_with(&prefix)).unwrap();
+        u64::from_str_radix(&line[prefix.len()..], 16).unwrap()
+    }
+
+    fn snapshot(&self, path: &Path) -> String {
+        let p = path.to_str().unwrap().to_string();
+        let out = memzinc(&["snapshot", "--pid", &self.child.id().to_string(), "-o", &p]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        p
+    }
+}
+
+impl Drop for Clist {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `memzinc check --json` (exit 0 or 2), parsed; and its text form.
+fn check(snap: &str, extra: &[&str]) -> (Value, String) {
+    let mut args = vec!["--json", "check", snap];
+    args.extend_from_slice(extra);
+    let out = memzinc(&args);
+    let code = out.status.code();
+    assert!(
+        matches!(code, Some(0) | Some(2)),
+        "check failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json: Value = serde_json::from_slice(&out.stdout).expect("check --json prints JSON");
+    let mut args = vec!["check", snap];
+    args.extend_from_slice(extra);
+    let text = String::from_utf8_lossy(&memzinc(&args).stdout).into_owned();
+    (json, text)
+}
+
+fn findings<'a>(report: &'a Value, rule: &str) -> Vec<&'a Value> {
+    report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["rule"] == rule)
+        .collect()
+}
+
+fn location(f: &Value) -> String {
+    format!("{}{}", f["symbol"].as_str().unwrap(), f["field"].as_str().unwrap())
+}
+
+#[test]
+fn a_broken_next_on_the_heap_is_named_by_its_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let exe = build(dir.path(), "clist", &[]);
+    let mut target = Clist::start(&exe, &[]);
+    let (healthy, _) = check(&target.snapshot(&dir.path().join("a.core")), &[]);
+    assert_eq!(healthy["findings"].as_array().unwrap().len(), 0, "{healthy:#}");
+    let graph = &healthy["graph"];
+    assert!(graph["heap_objects"].as_u64().unwrap() >= 8, "{graph:#}");
+    assert!(graph["heap"].as_str().unwrap().starts_with("glibc malloc"), "{graph:#}");
+
+    assert_eq!(target.say("break 3"), "done");
+    assert!(target.say("status").starts_with("CORRUPT"));
+    let (report, text) = check(&target.snapshot(&dir.path().join("b.core")), &[]);
+    let broken = findings(&report, "pointer-unmapped");
+    assert_eq!(broken.len(), 1, "{report:#}");
+    // Node 3's `next`, reached from the pointer global through three `next`s.
+    assert_eq!(location(broken[0]), "g_list->next->next->next->next");
+    assert_eq!(broken[0]["address"].as_u64().unwrap(), target.address("node3") + 8);
+    assert!(
+        text.contains("g_list->next->next->next->next: pointer-unmapped"),
+        "{text}"
+    );
+    // The four nodes after it are reached from nothing typed any more: found by scanning the
+    // chunks, from the first of them (node 4, named as gdb names an unnamed object).
+    assert_eq!(report["graph"]["orphans"].as_u64().unwrap(), 1, "{report:#}");
+    assert_eq!(report["graph"]["heap_objects"], graph["heap_objects"]);
+    assert!(text.contains("1 orphan(s)"), "{text}");
+}
+
+#[test]
+fn a_freed_node_still_linked_is_use_after_free() {
+    let dir = tempfile::tempdir().unwrap();
+    let exe = build(dir.path(), "clist", &[]);
+    let mut target = Clist::start(&exe, &["index"]);
+    assert_eq!(target.say("free 5"), "done");
+    let (report, _) = check(&target.snapshot(&dir.path().join("a.core")), &[]);
+    let freed = findings(&report, "pointer-into-freed-chunk");
+    assert_eq!(freed.len(), 1, "{report:#}");
+    assert_eq!(freed[0]["address"].as_u64().unwrap(), target.address("node4") + 8);
+    let detail = freed[0]["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("tcache chunk") && detail.contains("use after free"),
+        "{detail}"
+    );
+    // Not followed into the allocator's bytes: nothing else is reported.
+    assert_eq!(report["findings"].as_array().unwrap().len(), 1, "{report:#}");
+}
+
+#[test]
+fn cycles_interior_pointers_and_thread_arenas_are_walked_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let exe = build(dir.path(), "clist", &[]);
+    let target = Clist::start(&exe, &["tree", "thread", "index"]);
+    let (report, _) = check(&target.snapshot(&dir.path().join("a.core")), &[]);
+    assert_eq!(report["findings"].as_array().unwrap().len(), 0, "{report:#}");
+    let graph = &report["graph"];
+    // 8 list nodes, 7 tree nodes (parent pointers make cycles), a 2-node ring, 8 nodes of the
+    // second thread, and the `int` inside a tree node that g_interior points to: each once.
+    assert_eq!(graph["heap_objects"].as_u64().unwrap(), 8 + 7 + 2 + 8 + 1, "{graph:#}");
+    assert!(graph["heap"].as_str().unwrap().contains("2 arena(s)"), "{graph:#}");
+    assert!(graph.get("bound").is_none());
+}
+
+#[test]
+fn a_garbage_chunk_header_is_one_finding_not_a_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    let exe = build(dir.path(), "clist", &[]);
+    let mut target = Clist::start(&exe, &[]);
+    assert_eq!(target.say("smash 2"), "done");
+    let (report, text) = check(&target.snapshot(&dir.path().join("a.core")), &[]);
+    let corrupt = findings(&report, "heap-corrupt");
+    assert_eq!(corrupt.len(), 1, "{report:#}");
+    let detail = corrupt[0]["detail"].as_str().unwrap();
+    assert!(detail.contains("garbage header") && !detail.contains('\n'), "{detail}");
+    assert_eq!(corrupt[0]["address"].as_u64().unwrap(), target.address("node2") - 16);
+    assert!(text.contains("heap-corrupt"), "{text}");
+}
+
+#[test]
+fn an_allocator_of_the_programs_own_is_named_and_pointers_judged_by_mapping() {
+    let dir = tempfile::tempdir().unwrap();
+    let exe = build(dir.path(), "clist_own", &["-DOWN_MALLOC"]);
+    let mut target = Clist::start(&exe, &[]);
+    assert_eq!(target.say("break 5"), "done");
+    let (report, _) = check(&target.snapshot(&dir.path().join("a.core")), &[]);
+    let heap = report["graph"]["heap"].as_str().unwrap();
+    assert!(heap.starts_with("a malloc of clist_own's own"), "{heap}");
+    assert!(findings(&report, "pointer-into-freed-chunk").is_empty());
+    let broken = findings(&report, "pointer-unmapped");
+    assert_eq!(broken.len(), 1, "{report:#}");
+    assert_eq!(location(broken[0]), "g_list->next->next->next->next->next->next");
+}
+
+#[test]
+fn a_graph_larger_than_its_bound_stops_and_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let exe = build(dir.path(), "clist", &[]);
+    let target = Clist::start(&exe, &["tree"]);
+    let (report, text) = check(&target.snapshot(&dir.path().join("a.core")), &["--max-objects", "10"]);
+    let graph = &report["graph"];
+    assert_eq!(graph["objects"].as_u64().unwrap(), 10, "{graph:#}");
+    assert!(graph["bound"].as_str().unwrap().contains("object bound"), "{graph:#}");
+    assert!(text.contains("graph: stopped at 10 objects"), "{text}");
+}
+
+/// check → plan (no flags) → attest → apply on a real localnet, and the program's own check.
+fn heal_the_list(args: &[&str], path: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let p = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
+    let exe = build(dir.path(), "clist", &[]);
+    let mut target = Clist::start(&exe, args);
+    assert_eq!(target.say("break 3"), "done");
+    assert_eq!(target.say("status"), "CORRUPT at 4");
+    let snap = target.snapshot(&dir.path().join("a.core"));
+    let plan = p("a.plan.json");
+    let planned: Value = serde_json::from_str(&memzinc_tests::ok(&["plan", &snap, "-o", &plan, "--json"])).unwrap();
+    let writes = planned["writes"].as_array().unwrap();
+    assert_eq!(writes.len(), 1, "{planned:#}");
+    // Node 3's next reconnected to node 4 (the detached rest of the list), not NULL — also when
+    // the index still reaches node 4.
+    assert_eq!(writes[0]["field"], path);
+    assert_eq!(writes[0]["address"].as_u64().unwrap(), target.address("node3") + 8);
+    let new = u64::from_str_radix(writes[0]["new"].as_str().unwrap(), 16)
+        .unwrap()
+        .swap_bytes();
+    assert_eq!(new, target.address("node4"), "{planned:#}");
+    assert_eq!(planned["status"], "OPTIMAL");
+
+    let net = memzinc_tests::own_localnet(dir.path());
+    let run = |a: &[&str]| memzinc_tests::ok(&net.args(a).iter().map(String::as_str).collect::<Vec<_>>());
+    run(&["policy", "init", "--max-bytes", "64", "--max-writes", "8"]);
+    run(&["attest", &plan]);
+    run(&["apply", &plan, "--pid", &target.child.id().to_string()]);
+    assert_eq!(target.say("status"), "OK");
+    let (after, _) = check(&target.snapshot(&dir.path().join("b.core")), &[]);
+    assert_eq!(after["findings"].as_array().unwrap().len(), 0, "{after:#}");
+}
+
+#[test]
+fn plan_with_no_flags_reconnects_the_detached_rest_of_a_list() {
+    heal_the_list(&[], "g_list->next->next->next->next");
+}
+
+#[test]
+fn plan_reconnects_the_list_when_an_index_still_reaches_the_nodes() {
+    // The index reaches node 3 first (breadth first), so that is the path named.
+    heal_the_list(&["index"], "g_index[3]->next");
+}
