@@ -112,8 +112,14 @@ fn findings<'a>(report: &'a Value, rule: &str) -> Vec<&'a Value> {
         .collect()
 }
 
+/// As `Finding::location` writes it.
 fn location(f: &Value) -> String {
-    format!("{}{}", f["symbol"].as_str().unwrap(), f["field"].as_str().unwrap())
+    let (symbol, field) = (f["symbol"].as_str().unwrap(), f["field"].as_str().unwrap());
+    match field {
+        "" => symbol.to_string(),
+        _ if field.starts_with('[') || field.starts_with("->") => format!("{symbol}{field}"),
+        _ => format!("{symbol}.{field}"),
+    }
 }
 
 #[test]
@@ -264,4 +270,98 @@ fn plan_with_no_flags_reconnects_the_detached_rest_of_a_list() {
 fn plan_reconnects_the_list_when_an_index_still_reaches_the_nodes() {
     // The index reaches node 3 first (breadth first), so that is the path named.
     heal_the_list(&["index"], "g_index[3]->next");
+}
+
+/// A plain Rust program (`rustc -g`, no memzinc crate): corruptions planted on SIGUSR1 in a
+/// `#[no_mangle] static mut` struct, a `Vec` of structs and a `Box`-linked list; `check` finds
+/// them by path, `plan` with no flags and `plan --rules` repair them, attested and applied on
+/// a localnet, and the program's own check passes.
+#[test]
+fn a_plain_rust_program_is_checked_planned_attested_applied_and_healed() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
+    let exe = dir.path().join("rlist");
+    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
+    let status = Command::new(rustc)
+        .args(["-g", "-C", "opt-level=0", "--edition", "2021", "-o"])
+        .arg(&exe)
+        .arg(repo_root().join("tests/targets/rlist.rs"))
+        .status()
+        .expect("rustc runs");
+    assert!(status.success(), "rustc failed");
+    let mut target = Clist::start(&exe, &[]);
+    assert_eq!(target.say("status"), "OK");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(target.child.id() as i32),
+        nix::sys::signal::Signal::SIGUSR1,
+    )
+    .unwrap();
+    assert_eq!(target.say("planted"), "planted");
+    assert_eq!(target.say("status"), "CORRUPT stats");
+    let snap = target.snapshot(&dir.path().join("a.core"));
+    let rules = repo_root().join("tests/models/rlist_rules.mzn");
+    let rules = rules.to_str().unwrap();
+    let (report, _) = check(&snap, &["--rules", rules]);
+    let mut found: Vec<(String, String)> = report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| (f["rule"].as_str().unwrap().to_string(), location(f)))
+        .collect();
+    found.sort();
+    assert_eq!(
+        found,
+        [
+            ("enum-invalid", "rlist::INVENTORY.items[2].mode"),
+            ("enum-invalid", "rlist::STATS.mode"),
+            ("pointer-unmapped", "rlist::INVENTORY.head->next->next->next"),
+            ("user-rule", "STATS.count"),
+        ]
+        .map(|(a, b)| (a.to_string(), b.to_string())),
+        "{report:#}"
+    );
+
+    let graph_plan = p("graph.plan.json");
+    let planned: Value =
+        serde_json::from_str(&memzinc_tests::ok(&["plan", &snap, "-o", &graph_plan, "--json"])).unwrap();
+    let mut fields: Vec<&str> = planned["writes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["field"].as_str().unwrap())
+        .collect();
+    fields.sort();
+    assert_eq!(
+        fields,
+        [
+            "rlist::INVENTORY.head->next->next->next",
+            "rlist::INVENTORY.items[2].mode",
+            "rlist::STATS.mode"
+        ],
+        "{planned:#}"
+    );
+    let next = planned["writes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|w| w["field"] == "rlist::INVENTORY.head->next->next->next")
+        .unwrap();
+    let new = u64::from_str_radix(next["new"].as_str().unwrap(), 16)
+        .unwrap()
+        .swap_bytes();
+    assert_eq!(new, target.address("node3"), "the detached rest of the list, not None");
+    let rules_plan = p("rules.plan.json");
+    memzinc_tests::ok(&["plan", &snap, "--rules", rules, "-o", &rules_plan]);
+
+    let net = memzinc_tests::own_localnet(dir.path());
+    let run = |a: &[&str]| memzinc_tests::ok(&net.args(a).iter().map(String::as_str).collect::<Vec<_>>());
+    run(&["policy", "init", "--max-bytes", "64", "--max-writes", "8"]);
+    let pid = target.child.id().to_string();
+    for plan in [&graph_plan, &rules_plan] {
+        run(&["attest", plan]);
+        run(&["apply", plan, "--pid", &pid]);
+    }
+    assert_eq!(target.say("status"), "OK");
+    let (after, _) = check(&target.snapshot(&dir.path().join("b.core")), &["--rules", rules]);
+    assert_eq!(after["findings"].as_array().unwrap().len(), 0, "{after:#}");
 }

@@ -47,7 +47,7 @@ pub mod heap {
 /// objects reachable from the globals it names, and repaired with the fewest bytes.
 pub mod rules {
     pub use super::user_rules::{
-        model_for, Facts, Judge, Judged, MemberFact, MemberKind, ObjectFact, StructFact, MAX_OBJECTS,
+        model_for, mzn_name, Facts, Judge, Judged, MemberFact, MemberKind, ObjectFact, StructFact, MAX_OBJECTS,
     };
 }
 

@@ -131,6 +131,38 @@ fn identifiers(text: &str) -> BTreeSet<String> {
     out
 }
 
+/// The MiniZinc name of a global (its DWARF qualified name): `::` becomes `__` and any other
+/// character that cannot be in an identifier `_` (`inventory::INVENTORY` → `inventory__INVENTORY`).
+pub fn mzn_name(qualified: &str) -> String {
+    qualified
+        .replace("::", "__")
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' })
+        .collect()
+}
+
+/// The name a model uses for the global `qualified`, if it uses one: the qualified name itself
+/// (C), its [`mzn_name`], or its last `::` segment when no other global ends the same way.
+fn global_name(types: &DebugTypes, qualified: &str, names: &BTreeSet<String>) -> Option<String> {
+    if names.contains(qualified) && is_identifier(qualified) {
+        return Some(qualified.to_string());
+    }
+    let full = mzn_name(qualified);
+    if names.contains(&full) {
+        return Some(full);
+    }
+    let last = qualified.rsplit("::").next()?;
+    let unique = types
+        .variables
+        .iter()
+        .filter(|v| v.qualified_name.rsplit("::").next() == Some(last))
+        .map(|v| v.address)
+        .collect::<BTreeSet<_>>()
+        .len()
+        == 1;
+    (last != qualified && unique && names.contains(last)).then(|| last.to_string())
+}
+
 fn is_identifier(s: &str) -> bool {
     s.starts_with(|c: char| c.is_ascii_alphabetic()) && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
@@ -363,21 +395,48 @@ impl Facts {
             by_object: BTreeMap::new(),
             queue: VecDeque::new(),
         };
-        let mut roots: Vec<(&str, u64, TypeId)> = types
+        let mut roots: Vec<(String, u64, TypeId)> = types
             .variables
             .iter()
-            .filter(|v| names.contains(&v.qualified_name))
-            .filter_map(|v| Some((v.qualified_name.as_str(), v.address, v.type_id?)))
+            .filter_map(|v| Some((global_name(types, &v.qualified_name, &names)?, v.address, v.type_id?)))
             .collect();
         roots.sort();
-        roots.dedup_by_key(|r| r.0);
+        roots.dedup_by(|a, b| a.0 == b.0);
         for (name, address, ty) in roots {
-            let Some(t) = g.struct_type(ty) else {
-                g.facts.not_given.push(format!("{name}: not a named struct"));
+            if let Some(t) = g.struct_type(ty) {
+                let o = g.object(t, address, name.clone(), true)?;
+                g.facts.roots.push((name, o));
+                continue;
+            }
+            // A pointer global (`struct node *g_list`): the root is the struct it points to.
+            let pointee = match types.shape(Some(ty)) {
+                Shape::Pointer { pointee_id, .. } => pointee_id.and_then(|p| g.struct_type(p)),
+                _ => None,
+            };
+            let Some(t) = pointee else {
+                g.facts
+                    .not_given
+                    .push(format!("{name}: neither a named struct nor a pointer to one"));
                 continue;
             };
-            let o = g.object(t, address, name.to_string(), true)?;
-            g.facts.roots.push((name.to_string(), o));
+            let value = match snap.read(address, 8) {
+                Ok(b) => u64::from_le_bytes(b[..8].try_into().unwrap_or_default()),
+                Err(e) => {
+                    g.facts.not_given.push(format!("{name}: {e}"));
+                    continue;
+                }
+            };
+            let align = align_of(types, g.facts.types[t].id).unwrap_or(1);
+            if value == 0 {
+                g.facts.not_given.push(format!("{name}: a null pointer"));
+                continue;
+            }
+            if let Some((_, why)) = judge_data_pointer(snap, value, align) {
+                g.facts.not_given.push(format!("{name}: {why}"));
+                continue;
+            }
+            let o = g.object(t, value, name.clone(), false)?;
+            g.facts.roots.push((name, o));
         }
         while let Some(o) = g.queue.pop_front() {
             g.read(o)?;

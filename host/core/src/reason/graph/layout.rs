@@ -296,13 +296,10 @@ impl<'a> Layouts<'a> {
                 "{name}: more than {MAX_OPS} pointers and values; the rest not judged"
             ));
         }
-        let self_slots = ops
-            .iter()
-            .filter_map(|op| match op {
-                Op::Pointer { at, to, .. } if to.ty == Some(ty) => Some(*at),
-                _ => None,
-            })
-            .collect();
+        let mut self_slots = Vec::new();
+        self_pointers(&ops, ty, &mut self_slots);
+        self_slots.sort_unstable();
+        self_slots.dedup();
         let t = &mut self.types[ty as usize];
         t.ops = Some(ops);
         t.self_slots = self_slots;
@@ -630,6 +627,25 @@ impl<'a> Layouts<'a> {
             field: self.field(prefix),
             elem,
         })
+    }
+}
+
+/// The offsets of the pointers to `ty` among `ops`, also inside a Rust enum's arms (a `next`
+/// that is an `Option<Box<Node>>`); array elements are not links of the type itself.
+fn self_pointers(ops: &[Op], ty: TyIx, out: &mut Vec<u64>) {
+    for op in ops {
+        match op {
+            Op::Pointer { at, to, .. } if to.ty == Some(ty) => out.push(*at),
+            Op::Variant { arms, default, .. } => {
+                for (_, _, arm) in arms {
+                    self_pointers(arm, ty, out);
+                }
+                if let Some(d) = default {
+                    self_pointers(d, ty, out);
+                }
+            }
+            _ => {}
+        }
     }
 }
 

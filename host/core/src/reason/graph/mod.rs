@@ -882,7 +882,8 @@ impl Walk<'_, '_> {
             rule,
             address: self.g.objects[o as usize].address + offset,
             symbol,
-            field,
+            // A finding's field has no leading dot (`Finding::location` adds it).
+            field: field.strip_prefix('.').map(str::to_string).unwrap_or(field),
             detail: format!("{detail} (in {type_name})"),
         });
     }

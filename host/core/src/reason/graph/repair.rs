@@ -4,7 +4,8 @@
 //! belonged to reaches any more (for a type that links to itself, no incoming `next`/`left`/…;
 //! for another type, nothing typed at all) — each used at most once, never closing a cycle
 //! through the type's own links. An invalid enum or bool gets a valid value. Lexicographic:
-//! fewest detached objects left, then fewest bytes. Rust re-walks the repaired graph before the
+//! fewest objects left detached (a candidate weighs the objects its links hold: the rest of a
+//! list outweighs a stray chunk that merely looks like a node), then fewest bytes. Rust re-walks the repaired graph before the
 //! answer becomes a plan.
 
 use std::collections::{HashMap, HashSet};
@@ -67,7 +68,7 @@ pub fn plan_graph(
     }
 
     let candidates = detached(&graph, &types_ix);
-    let forbidden = cycles(&graph, &broken, &candidates)?;
+    let (forbidden, weight) = cycles(&graph, &broken, &candidates)?;
     let values: Vec<&super::BadValue> = graph
         .bad_values
         .iter()
@@ -86,6 +87,7 @@ pub fn plan_graph(
     let _ = writeln!(dzn, "P = {};\nC = {};\nT = {n_types};", broken.len(), candidates.len());
     let _ = writeln!(dzn, "slot_type = {};", list(broken.iter().map(|b| b.ty + 1)));
     let _ = writeln!(dzn, "candidate_type = {};", list(candidates.iter().map(|c| c.1 + 1)));
+    let _ = writeln!(dzn, "weight = {};", list(weight.iter()));
     let _ = writeln!(
         dzn,
         "F = {};\nforbidden_pointer = {};\nforbidden_candidate = {};",
@@ -287,9 +289,10 @@ fn detached(g: &Graph<'_>, types_ix: &HashMap<u32, usize>) -> Vec<(u32, usize)> 
     out
 }
 
-/// The (broken pointer, candidate) pairs that would close a cycle: the pointer is a link of
-/// its type and its object is reachable from the candidate through such links.
-fn cycles(g: &Graph<'_>, broken: &[Broken], candidates: &[(u32, usize)]) -> Result<Vec<(usize, usize)>> {
+/// The (broken pointer, candidate) pairs that would close a cycle — the pointer is a link of
+/// its type and its object is reachable from the candidate through such links — and each
+/// candidate's weight: the objects its links hold (what stays detached if it is not chosen).
+fn cycles(g: &Graph<'_>, broken: &[Broken], candidates: &[(u32, usize)]) -> Result<(Vec<(usize, usize)>, Vec<usize>)> {
     let mut links: HashMap<u32, Vec<u32>> = HashMap::new();
     for e in &g.edges {
         if e.to != NONE && structural(g, e) {
@@ -309,6 +312,7 @@ fn cycles(g: &Graph<'_>, broken: &[Broken], candidates: &[(u32, usize)]) -> Resu
         }
     }
     let mut out = Vec::new();
+    let mut weight = Vec::with_capacity(candidates.len());
     let mut steps = 0usize;
     for (c, &(start, _)) in candidates.iter().enumerate() {
         let mut seen = HashSet::from([start]);
@@ -329,6 +333,7 @@ fn cycles(g: &Graph<'_>, broken: &[Broken], candidates: &[(u32, usize)]) -> Resu
                 }
             }
         }
+        weight.push(seen.len());
     }
-    Ok(out)
+    Ok((out, weight))
 }
