@@ -22,6 +22,9 @@ use crate::reason::solver::{self, SolverOptions, Status};
 /// Steps of the cycle search (objects visited over all candidates) at most.
 const MAX_CYCLE_STEPS: usize = 20_000_000;
 
+/// (broken pointer, candidate), by index.
+type Pair = (usize, usize);
+
 /// A broken pointer the plan may write.
 struct Broken {
     edge: usize,
@@ -292,7 +295,7 @@ fn detached(g: &Graph<'_>, types_ix: &HashMap<u32, usize>) -> Vec<(u32, usize)> 
 /// The (broken pointer, candidate) pairs that would close a cycle — the pointer is a link of
 /// its type and its object is reachable from the candidate through such links — and each
 /// candidate's weight: the objects its links hold (what stays detached if it is not chosen).
-fn cycles(g: &Graph<'_>, broken: &[Broken], candidates: &[(u32, usize)]) -> Result<(Vec<(usize, usize)>, Vec<usize>)> {
+fn cycles(g: &Graph<'_>, broken: &[Broken], candidates: &[(u32, usize)]) -> Result<(Vec<Pair>, Vec<usize>)> {
     let mut links: HashMap<u32, Vec<u32>> = HashMap::new();
     for e in &g.edges {
         if e.to != NONE && structural(g, e) {
