@@ -134,6 +134,7 @@ describe("attestor through @coral-xyz/anchor and idl/attestor.json", { timeout: 
   const authority = Keypair.generate();
   const hostSigner = Keypair.generate();
   let policy: PublicKey;
+  let policyHash: number[];
   let plan: PlanFile;
   let planHash: number[];
   let submission: Buffer;
@@ -232,6 +233,9 @@ describe("attestor through @coral-xyz/anchor and idl/attestor.json", { timeout: 
     assert.deepEqual(p.verifierHash, config.verifierHash);
     assert.equal(p.revision, 0);
     assert.equal(p.bump, bump);
+    assert.equal(p.openedRevision, 0);
+    assert.equal(p.closed, false);
+    policyHash = p.configHash;
     assert.equal(p.symbolRuleCount, 0);
     assert.equal(p.symbolRules.length, 8, "the account keeps 8 symbol-rule slots");
 
@@ -390,8 +394,12 @@ describe("attestor through @coral-xyz/anchor and idl/attestor.json", { timeout: 
     // The region table hash and the link hash, recomputed here from the decoded fields.
     const regionsEncoded = submission.subarray(64, 64 + 4 + 17 * plan.regions.length);
     assert.deepEqual(a.regionTableHash, Array.from(sha256(tag("memzinc/regions/v1"), regionsEncoded)));
+    assert.equal(a.policyRevision, 0);
+    assert.deepEqual(a.policyHash, policyHash, "the record names the configuration that judged it");
+    const revision = Buffer.alloc(4);
+    revision.writeUInt32LE(a.policyRevision);
     const link = sha256(
-      tag("memzinc/attestation/v1"),
+      tag("memzinc/attestation/v2"),
       bytes(a.prevHash),
       u64le(a.seq),
       a.policy.toBuffer(),
@@ -401,6 +409,8 @@ describe("attestor through @coral-xyz/anchor and idl/attestor.json", { timeout: 
       bytes(a.planHash),
       bytes(a.snapshotRoot),
       bytes(a.regionTableHash),
+      revision,
+      bytes(a.policyHash),
     );
     assert.deepEqual(a.hash, Array.from(link));
 
@@ -419,7 +429,7 @@ describe("attestor through @coral-xyz/anchor and idl/attestor.json", { timeout: 
       ["attestationRecorded"],
     );
     const e = events[0].data;
-    for (const k of ["targetId", "snapshotRoot", "regionTableHash", "planHash", "prevHash", "hash"] as const) {
+    for (const k of ["targetId", "snapshotRoot", "regionTableHash", "planHash", "prevHash", "hash", "policyHash"] as const) {
       assert.deepEqual(e[k], a[k], k);
     }
     assert.ok(e.policy.equals(policy));

@@ -620,14 +620,14 @@ fn host_signers_revocation_and_receipts() {
     );
     let record = ix::record_applied(
         &e.program_id,
-        &host.pubkey(),
+        &a.pubkey(),
         &a.pubkey(),
         &target,
         1,
         OUTCOME_APPLIED,
         &[0; 32],
     );
-    expect_refusal(e.send(vec![record], &[&host]), VerifyError::AttestationRevoked);
+    expect_refusal(e.send(vec![record], &[&a]), VerifyError::AttestationRevoked);
     assert!(
         e.account(
             &attestation_address(&e.program_id, &e.chain_key(&target), 1),
@@ -647,7 +647,268 @@ fn host_signers_revocation_and_receipts() {
     // Closing the policy: nothing can be attested under it any more.
     e.send(vec![ix::close_policy(&e.program_id, &a.pubkey())], &[&a])
         .expect("close");
-    expect_refusal(e.attest(&third, 2), VerifyError::WrongAccountOwner);
+    expect_refusal(e.attest(&third, 2), VerifyError::PolicyClosed);
+}
+
+/// Pre-funding DoS: every PDA address the program creates is predictable, and the system
+/// program's `CreateAccount` refuses an address that holds lamports. Someone sends lamports to
+/// each address first (the rent minimum to some, the least a system account may hold to others,
+/// more than enough to one); every instruction still succeeds and every account ends up the program's, rent-exempt.
+#[test]
+fn every_pda_the_program_creates_can_be_pre_funded() {
+    let mut e = env();
+    let griefer = funded(&mut e.svm);
+    let prefund = |e: &mut memzinc_tests::svm::Env, address: Pubkey, lamports: u64| {
+        let tx = solana_system_interface::instruction::transfer(&griefer.pubkey(), &address, lamports);
+        e.send(vec![tx], &[&griefer]).expect("pre-fund");
+    };
+    let rent = |e: &memzinc_tests::svm::Env, len: usize| e.svm.minimum_balance_for_rent_exemption(len);
+
+    // The policy of a new authority.
+    let authority = funded(&mut e.svm);
+    let policy = ix::policy_address(&e.program_id, &authority.pubkey());
+    let r = rent(&e, Policy::LEN);
+    prefund(&mut e, policy, r);
+    e.send(
+        vec![ix::initialize_policy(&e.program_id, &authority.pubkey(), &config(&[]))],
+        &[&authority],
+    )
+    .expect("initialize_policy on a pre-funded address");
+
+    // Target chain, attestation #0 and plan marker of the first plan; attestation #1 of the next.
+    let plan = synthetic::submission("prefund", &[(0x70_0000, 2)]);
+    let chain = e.chain_key(&plan.plan.target_id);
+    let plan_hash = plan.plan.plan_hash::<Sha2>();
+    let attestation0 = attestation_address(&e.program_id, &chain, 0);
+    let attestation1 = attestation_address(&e.program_id, &chain, 1);
+    let marker = plan_marker_address(&e.program_id, &chain, &plan_hash);
+    let receipt = ix::receipt_address(&e.program_id, &attestation0);
+    let r = rent(&e, Attestation::LEN);
+    let dust = rent(&e, 0); // the least a system account may hold: a shortfall to top up
+    prefund(&mut e, chain, dust);
+    prefund(&mut e, attestation0, r);
+    prefund(&mut e, marker, dust);
+    prefund(&mut e, attestation1, r * 3);
+    prefund(&mut e, receipt, dust);
+    e.attest(&plan, 0).expect("attest on pre-funded addresses");
+    let next = synthetic::submission("prefund", &[(0x70_0100, 2)]);
+    e.attest(&next, 1).expect("attest on a pre-funded attestation address");
+    let a = e.authority.insecure_clone();
+    e.send(
+        vec![ix::record_applied(
+            &e.program_id,
+            &a.pubkey(),
+            &a.pubkey(),
+            &plan.plan.target_id,
+            0,
+            OUTCOME_APPLIED,
+            &[1; 32],
+        )],
+        &[&a],
+    )
+    .expect("record_applied on a pre-funded receipt address");
+
+    for (address, len) in [
+        (policy, Policy::LEN),
+        (chain, TargetChain::LEN),
+        (attestation0, Attestation::LEN),
+        (attestation_address(&e.program_id, &chain, 1), Attestation::LEN),
+        (plan_marker_address(&e.program_id, &chain, &plan_hash), PlanMarker::LEN),
+        (ix::receipt_address(&e.program_id, &attestation0), Receipt::LEN),
+    ] {
+        let account = e.svm.get_account(&address).unwrap();
+        assert_eq!((account.owner, account.data.len()), (e.program_id, len), "{address}");
+        assert!(account.lamports >= rent(&e, len), "{address} is rent-exempt");
+    }
+    assert_eq!(e.account(&attestation0, Attestation::decode).seq, 0);
+}
+
+/// A receipt is filed once per attestation; only the host that attested (or the authority)
+/// may file it, so another host signer cannot report a false outcome first.
+#[test]
+fn a_foreign_receipt_is_refused() {
+    let mut e = env();
+    let a = e.authority.insecure_clone();
+    let (host, other) = (funded(&mut e.svm), funded(&mut e.svm));
+    e.send(
+        vec![ix::update_policy(
+            &e.program_id,
+            &a.pubkey(),
+            &config(&[host.pubkey(), other.pubkey()]),
+        )],
+        &[&a],
+    )
+    .unwrap();
+    let plan = synthetic::submission("foreign-receipt", &[(0x70_0000, 2)]);
+    e.upload(&host, &plan);
+    let attest = e.attest_ix(&host, &plan, 0);
+    e.send_attest(&host, attest).expect("host attests");
+    let program_id = e.program_id;
+    let record = |signer: &Pubkey, seq| {
+        ix::record_applied(
+            &program_id,
+            signer,
+            &a.pubkey(),
+            &plan.plan.target_id,
+            seq,
+            memzinc_verifier::accounts::OUTCOME_REFUSED,
+            &[0; 32],
+        )
+    };
+    let foreign = record(&other.pubkey(), 0);
+    expect_refusal(e.send(vec![foreign], &[&other]), VerifyError::ReceiptNotBySigner);
+    e.send(vec![record(&host.pubkey(), 0)], &[&host])
+        .expect("the attesting host files its receipt");
+    // The authority may file one for any attestation.
+    let second = synthetic::submission("foreign-receipt", &[(0x70_0100, 2)]);
+    e.upload(&host, &second);
+    let attest = e.attest_ix(&host, &second, 1);
+    e.send_attest(&host, attest).unwrap();
+    e.send(vec![record(&a.pubkey(), 1)], &[&a])
+        .expect("the authority files a receipt");
+}
+
+/// Loosen, attest, tighten: the attestation records the revision and the configuration hash
+/// of the loose rules that judged it (and its link hash commits to both), and closing and
+/// reopening the policy continues the revisions instead of starting again at 0.
+#[test]
+fn loosen_attest_tighten_leaves_a_trace_and_revisions_are_never_reused() {
+    use memzinc_verifier::wire::PolicyRules;
+    let mut e = env();
+    let a = e.authority.insecure_clone();
+    let strict = config(&[]);
+    let loose = PolicyConfig {
+        rules: PolicyRules {
+            max_bytes: 4096,
+            ..strict.rules
+        },
+        ..strict
+    };
+    let update = |c: &PolicyConfig| ix::update_policy(&e.program_id, &a.pubkey(), c);
+    let (loosen, tighten) = (update(&loose), update(&strict));
+    e.send(vec![loosen], &[&a]).unwrap();
+    let big = synthetic::submission("loosen", &[(0x70_0000, 100)]);
+    e.attest(&big, 0).expect("allowed under the loose rules");
+    e.send(vec![tighten], &[&a]).unwrap();
+    expect_refusal(
+        e.attest(&synthetic::submission("loosen", &[(0x70_1000, 100)]), 1),
+        VerifyError::PlanTooManyBytes,
+    );
+
+    let chain = e.chain_key(&big.plan.target_id);
+    let record = e.account(&attestation_address(&e.program_id, &chain, 0), Attestation::decode);
+    let policy = e.account(&e.policy_key(), Policy::decode);
+    assert_eq!((record.policy_revision, policy.revision), (1, 2));
+    assert_eq!(record.policy_hash, loose.hash::<Sha2>());
+    assert_eq!(policy.config_hash, strict.hash::<Sha2>());
+    assert_ne!(record.policy_hash, policy.config_hash, "the loose rules are on record");
+    // The link commits to them: the same record claiming the strict rules does not hash to it.
+    let claimed = Attestation {
+        policy_hash: policy.config_hash,
+        ..record
+    };
+    assert_ne!(claimed.computed_hash::<Sha2>(), record.hash);
+    assert_eq!(record.computed_hash::<Sha2>(), record.hash);
+
+    // Close and reopen: the next revision, not 0 again.
+    e.send(vec![ix::close_policy(&e.program_id, &a.pubkey())], &[&a])
+        .unwrap();
+    e.send(vec![ix::initialize_policy(&e.program_id, &a.pubkey(), &loose)], &[&a])
+        .expect("reopen");
+    let reopened = e.account(&e.policy_key(), Policy::decode);
+    assert_eq!(
+        (reopened.revision, reopened.opened_revision, reopened.closed),
+        (3, 3, false)
+    );
+    e.attest(&synthetic::submission("loosen", &[(0x70_2000, 100)]), 1)
+        .expect("attest after reopening");
+    let after = e.account(&attestation_address(&e.program_id, &chain, 1), Attestation::decode);
+    assert_eq!(after.policy_revision, 3, "no revision is used twice");
+    // Reopening is only for a closed policy.
+    expect_refusal(
+        e.send(vec![ix::initialize_policy(&e.program_id, &a.pubkey(), &strict)], &[&a]),
+        VerifyError::AlreadyInitialized,
+    );
+}
+
+/// Closing a policy blocks what it attested: no receipt (and the host's gate refuses to apply,
+/// through the same `Attestation::may_apply`), also after the policy is reopened.
+#[test]
+fn close_then_apply_is_refused() {
+    let mut e = env();
+    let a = e.authority.insecure_clone();
+    let plan = synthetic::submission("close-apply", &[(0x70_0000, 2)]);
+    e.attest(&plan, 0).unwrap();
+    let record = ix::record_applied(
+        &e.program_id,
+        &a.pubkey(),
+        &a.pubkey(),
+        &plan.plan.target_id,
+        0,
+        OUTCOME_APPLIED,
+        &[1; 32],
+    );
+    e.send(vec![ix::close_policy(&e.program_id, &a.pubkey())], &[&a])
+        .unwrap();
+    expect_refusal(e.send(vec![record.clone()], &[&a]), VerifyError::PolicyClosed);
+    let attestation = e.account(
+        &attestation_address(&e.program_id, &e.chain_key(&plan.plan.target_id), 0),
+        Attestation::decode,
+    );
+    let closed = e.account(&e.policy_key(), Policy::decode);
+    assert_eq!(attestation.may_apply(&closed), Err(VerifyError::PolicyClosed));
+    e.send(
+        vec![ix::initialize_policy(&e.program_id, &a.pubkey(), &config(&[]))],
+        &[&a],
+    )
+    .unwrap();
+    expect_refusal(e.send(vec![record], &[&a]), VerifyError::AttestationBlocked);
+    let reopened = e.account(&e.policy_key(), Policy::decode);
+    assert_eq!(attestation.may_apply(&reopened), Err(VerifyError::AttestationBlocked));
+}
+
+/// A buffer is stamped only with its own key's signature: someone who sees another uploader's
+/// freshly allocated buffer cannot open it as theirs (and then close it for its rent).
+#[test]
+fn a_hijacked_buffer_is_refused() {
+    let mut e = env();
+    let victim = e.authority.insecure_clone();
+    let thief = funded(&mut e.svm);
+    let plan = synthetic::submission("hijack", &[(0x70_0000, 2)]);
+    let plan_hash = plan.plan.plan_hash::<Sha2>();
+    let bytes = plan.encode();
+    let buffer = ix::buffer_keypair(&victim, &plan_hash);
+    let space = memzinc_verifier::accounts::BufferHeader::LEN + bytes.len();
+    let rent = e.svm.minimum_balance_for_rent_exemption(space);
+    let [allocate, _] = <[_; 2]>::try_from(ix::open_buffer(
+        &e.program_id,
+        &victim.pubkey(),
+        &buffer.pubkey(),
+        &plan_hash,
+        bytes.len() as u32,
+        rent,
+    ))
+    .unwrap();
+    e.send(vec![allocate], &[&victim, &buffer])
+        .expect("the victim allocates");
+    // The thief stamps it as its own without the buffer's signature.
+    let mut open = ix::open_buffer(
+        &e.program_id,
+        &thief.pubkey(),
+        &buffer.pubkey(),
+        &plan_hash,
+        bytes.len() as u32,
+        rent,
+    )[1]
+    .clone();
+    open.accounts[1].is_signer = false;
+    expect_refusal(e.send(vec![open], &[&thief]), VerifyError::MissingSigner);
+    let close = ix::close_buffer(&e.program_id, &thief.pubkey(), &buffer.pubkey(), &plan_hash);
+    assert!(
+        e.send(vec![close], &[&thief]).is_err(),
+        "nothing to close for the thief"
+    );
+    assert_eq!(e.svm.get_account(&buffer.pubkey()).unwrap().lamports, rent);
 }
 
 #[test]

@@ -289,6 +289,23 @@ fn snapshot_plan_attest_apply_audit_on_a_localnet() {
         .find(|d| d["plan_hash"] == planned["plan_hash"])
         .unwrap();
     assert_eq!(decision["verdict"], "identical", "{replay}");
+    // A replay of an empty directory while the chain holds attestations replays nothing: that
+    // fails, and says how many decisions were not replayed; --allow-missing accepts it, and the
+    // summary still counts them.
+    let empty = dir.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let replay_empty = |extra: &[&str]| {
+        let mut args = vec!["audit", "--target", "healme", "--replay", empty.to_str().unwrap()];
+        args.extend(["--program", program.to_str().unwrap()]);
+        args.extend(extra);
+        chain(&args)
+    };
+    let err = run_fail(replay_empty(&[]));
+    assert!(err.contains("could not be replayed"), "{err}");
+    let allowed: serde_json::Value =
+        serde_json::from_str(&run_ok(replay_empty(&["--allow-missing", "--json"]))).unwrap();
+    assert_eq!(allowed["replay"]["replayed"], 0, "{allowed}");
+    assert_eq!(allowed["replay"]["missing"], entries.len(), "{allowed}");
     // The Parquet timeline reads back; a headless Chromium renders the report.
     {
         use parquet::file::reader::{FileReader, SerializedFileReader};

@@ -109,22 +109,63 @@ impl PolicyConfig {
     pub fn allowed_signers(&self) -> &[[u8; 32]] {
         &self.signers[..(self.signer_count as usize).min(MAX_SIGNERS)]
     }
+
+    /// The hash of everything this configuration decides (rules, signers, hashes, symbol
+    /// rules), without unused slots. The policy account keeps it, so `attest` records the hash
+    /// of the rules that judged a plan without hashing them again.
+    pub fn hash<H: crate::Sha256>(&self) -> Hash {
+        let signers = self.allowed_signers();
+        let signer_bytes = signers.as_flattened();
+        H::hashv(&[
+            crate::hash::POLICY_TAG,
+            &self.rules.encode(),
+            &[signers.len() as u8],
+            signer_bytes,
+            &self.model_hash,
+            &self.verifier_hash,
+            &[self.symbol_rules.len() as u8],
+            self.symbol_rules.encoded_used(),
+        ])
+    }
 }
 
 /// A policy. PDA seeds: `["policy", authority]`.
+///
+/// The account outlives `close_policy`: closing marks it closed, so `initialize_policy` at the
+/// same address reopens it with the next revision, never revision 0 again, and attestations
+/// made before the close stay blocked (`Attestation::may_apply`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Policy {
     pub authority: [u8; 32],
     pub config: PolicyConfig,
-    /// Bumped by every update, so a record can name the policy version it was judged under.
+    /// Bumped by every update and every reopening, so a record can name the policy version it
+    /// was judged under.
     pub revision: u32,
     pub bump: u8,
+    /// The revision at which the policy was last (re)opened: attestations of older revisions
+    /// were made before a close and may not be applied.
+    pub opened_revision: u32,
+    pub closed: bool,
+    /// `config.hash()`, kept up to date by every write of the config.
+    pub config_hash: Hash,
 }
 
 impl Policy {
     pub const DISCRIMINATOR: Discriminator = [222, 135, 7, 163, 235, 177, 33, 68];
-    pub const LEN: usize =
-        8 + 32 + POLICY_RULES_LEN + 1 + 32 * MAX_SIGNERS + 32 + 32 + 4 + 1 + 1 + SYMBOL_RULE_LEN * MAX_SYMBOL_RULES;
+    pub const LEN: usize = 8
+        + 32
+        + POLICY_RULES_LEN
+        + 1
+        + 32 * MAX_SIGNERS
+        + 32
+        + 32
+        + 4
+        + 1
+        + 4
+        + 1
+        + 32
+        + 1
+        + SYMBOL_RULE_LEN * MAX_SYMBOL_RULES;
 
     pub fn decode(data: &[u8]) -> Result<Policy, VerifyError> {
         let mut r = check_discriminator(data, &Self::DISCRIMINATOR, Self::LEN)?;
@@ -142,6 +183,9 @@ impl Policy {
         let verifier_hash = *r.array()?;
         let revision = r.u32()?;
         let bump = r.u8()?;
+        let opened_revision = r.u32()?;
+        let closed = r.bool()?;
+        let config_hash = *r.array()?;
         Ok(Policy {
             authority,
             config: PolicyConfig {
@@ -154,6 +198,9 @@ impl Policy {
             },
             revision,
             bump,
+            opened_revision,
+            closed,
+            config_hash,
         })
     }
 
@@ -170,6 +217,9 @@ impl Policy {
         w.put(&self.config.verifier_hash);
         w.put(&self.revision.to_le_bytes());
         w.put(&[self.bump]);
+        w.put(&self.opened_revision.to_le_bytes());
+        w.put(&[self.closed as u8]);
+        w.put(&self.config_hash);
         let (count, slots) = self.config.symbol_rules.encoded_fixed();
         w.put(&[count]);
         w.put(slots);
@@ -236,6 +286,9 @@ pub struct Attestation {
     pub hash: Hash,
     pub write_count: u32,
     pub byte_count: u32,
+    /// The policy revision that judged the plan and the hash of its configuration.
+    pub policy_revision: u32,
+    pub policy_hash: Hash,
     /// Set by `revoke`; a revoked plan must not be applied.
     pub revoked: bool,
     pub bump: u8,
@@ -244,7 +297,7 @@ pub struct Attestation {
 impl Attestation {
     pub const DISCRIMINATOR: Discriminator = [152, 125, 183, 86, 36, 146, 121, 73];
     /// The Borsh body without the trailing bump; the `AttestationRecorded` event carries it.
-    pub const BODY_LEN: usize = 32 * 8 + 8 + 8 + 4 + 4;
+    pub const BODY_LEN: usize = 32 * 8 + 8 + 8 + 4 + 4 + 4 + 32;
     pub const LEN: usize = 8 + Self::BODY_LEN + 1 + 1;
     /// Offset of the `revoked` flag in the account data.
     pub const REVOKED_OFFSET: usize = 8 + Self::BODY_LEN;
@@ -274,6 +327,8 @@ impl Attestation {
             hash: *r.array()?,
             write_count: r.u32()?,
             byte_count: r.u32()?,
+            policy_revision: r.u32()?,
+            policy_hash: *r.array()?,
             revoked: if with_bump { r.bool()? } else { false },
             bump: if with_bump { r.u8()? } else { 0 },
         })
@@ -292,6 +347,8 @@ impl Attestation {
         w.put(&self.hash);
         w.put(&self.write_count.to_le_bytes());
         w.put(&self.byte_count.to_le_bytes());
+        w.put(&self.policy_revision.to_le_bytes());
+        w.put(&self.policy_hash);
     }
 
     pub fn encode(&self, out: &mut [u8; Self::LEN]) {
@@ -319,7 +376,25 @@ impl Attestation {
             plan_hash: &self.plan_hash,
             snapshot_root: &self.snapshot_root,
             region_table_hash: &self.region_table_hash,
+            policy_revision: self.policy_revision,
+            policy_hash: &self.policy_hash,
         })
+    }
+
+    /// Whether this attestation may still be applied (and take a receipt) under `policy`, the
+    /// current state of the policy it names: not revoked, the policy open, and made since the
+    /// policy was last (re)opened. The program's `record_applied` and the host's gate both ask.
+    pub fn may_apply(&self, policy: &Policy) -> Result<(), VerifyError> {
+        if self.revoked {
+            return Err(VerifyError::AttestationRevoked);
+        }
+        if policy.closed {
+            return Err(VerifyError::PolicyClosed);
+        }
+        if self.policy_revision < policy.opened_revision {
+            return Err(VerifyError::AttestationBlocked);
+        }
+        Ok(())
     }
 }
 
@@ -357,7 +432,7 @@ impl PlanMarker {
 pub struct BufferHeader {
     pub authority: [u8; 32],
     pub plan_hash: Hash,
-    /// Layout version, 1.
+    /// Layout version, [`BufferHeader::VERSION`]; others are refused.
     pub version: u8,
     pub len: u32,
 }
@@ -365,6 +440,7 @@ pub struct BufferHeader {
 impl BufferHeader {
     pub const DISCRIMINATOR: Discriminator = [115, 5, 212, 192, 85, 30, 46, 41];
     pub const LEN: usize = 8 + 32 + 32 + 1 + 4;
+    pub const VERSION: u8 = 1;
 
     /// Decodes the header and returns the data that follows it.
     pub fn decode(data: &[u8]) -> Result<(BufferHeader, &[u8]), VerifyError> {
@@ -378,6 +454,9 @@ impl BufferHeader {
             version: r.u8()?,
             len: r.u32()?,
         };
+        if header.version != Self::VERSION {
+            return Err(VerifyError::UnsupportedVersion);
+        }
         let body = &data[Self::LEN..];
         if body.len() != header.len as usize {
             return Err(VerifyError::AccountDiscriminatorMismatch);
@@ -504,6 +583,8 @@ mod tests {
             hash: [8; 32],
             write_count: 3,
             byte_count: 12,
+            policy_revision: 4,
+            policy_hash: [10; 32],
             revoked: true,
             bump: 254,
         };
@@ -539,6 +620,9 @@ mod tests {
             },
             revision: 7,
             bump: 255,
+            opened_revision: 5,
+            closed: true,
+            config_hash: [11; 32],
         };
         assert!(p.may_sign(&[9; 32]) && p.may_sign(&[2; 32]) && !p.may_sign(&[0; 32]));
         let mut pbuf = [0u8; Policy::LEN];
@@ -548,5 +632,107 @@ mod tests {
             Policy::decode(&pbuf[..Policy::LEN - 1]),
             Err(VerifyError::AccountDiscriminatorMismatch)
         );
+    }
+}
+
+#[cfg(test)]
+mod policy_lifecycle_tests {
+    use super::*;
+    use crate::test_hash::Sha2;
+
+    fn policy(revision: u32, opened_revision: u32, closed: bool) -> Policy {
+        let config = PolicyConfig {
+            rules: PolicyRules {
+                wx: true,
+                max_bytes: 64,
+                max_writes: 8,
+            },
+            signer_count: 0,
+            signers: [[0; 32]; MAX_SIGNERS],
+            model_hash: [0; 32],
+            verifier_hash: [0; 32],
+            symbol_rules: SymbolRules::default(),
+        };
+        Policy {
+            authority: [1; 32],
+            config,
+            revision,
+            bump: 255,
+            opened_revision,
+            closed,
+            config_hash: config.hash::<Sha2>(),
+        }
+    }
+
+    fn attestation(policy_revision: u32) -> Attestation {
+        let mut buf = [0u8; Attestation::LEN];
+        buf[..8].copy_from_slice(&Attestation::DISCRIMINATOR);
+        Attestation {
+            policy_revision,
+            ..Attestation::decode(&buf).unwrap()
+        }
+    }
+
+    /// The host's gate and the program's `record_applied` both ask `may_apply`: closing a
+    /// policy blocks what it attested, and reopening it does not unblock them.
+    #[test]
+    fn closing_a_policy_blocks_its_attestations_for_good() {
+        assert_eq!(attestation(2).may_apply(&policy(2, 0, false)), Ok(()));
+        assert_eq!(
+            attestation(2).may_apply(&policy(2, 0, true)),
+            Err(VerifyError::PolicyClosed)
+        );
+        assert_eq!(
+            attestation(2).may_apply(&policy(3, 3, false)),
+            Err(VerifyError::AttestationBlocked)
+        );
+        assert_eq!(attestation(3).may_apply(&policy(3, 3, false)), Ok(()));
+        let revoked = Attestation {
+            revoked: true,
+            ..attestation(3)
+        };
+        assert_eq!(
+            revoked.may_apply(&policy(3, 3, false)),
+            Err(VerifyError::AttestationRevoked)
+        );
+    }
+
+    #[test]
+    fn the_config_hash_sees_every_rule() {
+        let base = policy(0, 0, false).config;
+        let h = base.hash::<Sha2>();
+        let looser = PolicyConfig {
+            rules: PolicyRules {
+                max_bytes: 65,
+                ..base.rules
+            },
+            ..base
+        };
+        assert_ne!(looser.hash::<Sha2>(), h);
+        let signer = PolicyConfig {
+            signer_count: 1,
+            ..base
+        };
+        assert_ne!(signer.hash::<Sha2>(), h);
+        // Unused signer slots are not part of the configuration.
+        let mut slots = base;
+        slots.signers[3] = [9; 32];
+        assert_eq!(slots.hash::<Sha2>(), h);
+    }
+
+    #[test]
+    fn buffer_headers_of_another_version_are_refused() {
+        let header = BufferHeader {
+            authority: [1; 32],
+            plan_hash: [2; 32],
+            version: BufferHeader::VERSION,
+            len: 3,
+        };
+        let mut data = [0u8; BufferHeader::LEN + 3];
+        header.encode((&mut data[..BufferHeader::LEN]).try_into().unwrap());
+        assert!(BufferHeader::decode(&data).is_ok());
+        let header = BufferHeader { version: 2, ..header };
+        header.encode((&mut data[..BufferHeader::LEN]).try_into().unwrap());
+        assert_eq!(BufferHeader::decode(&data), Err(VerifyError::UnsupportedVersion));
     }
 }

@@ -91,6 +91,10 @@ verify_errors! {
     FieldValueOutOfBounds = 44 => "a typed field's new value is outside the policy's bounds",
     PointerTargetUnreadable = 45 => "a pointer field's new value does not point into a readable region of the plan's proven regions",
     TooManySymbolRules = 46 => "a policy holds at most 8 symbol rules",
+    PolicyClosed = 47 => "the policy is closed",
+    AttestationBlocked = 48 => "the attestation was made before its policy was last closed",
+    ReceiptNotBySigner = 49 => "only the attestation's signer or the policy authority may record its receipt",
+    UnsupportedVersion = 50 => "the account's layout version is not one this program reads",
 }
 
 impl core::fmt::Display for VerifyError {

@@ -16,7 +16,7 @@ export type Attestor = {
     {
       "name": "attest",
       "docs": [
-        "Verify the uploaded plan and its Merkle evidence against the policy, and record it as the next link of the target's chain. Closes the buffer."
+        "Who: the policy authority or one of its host signers. Verify the uploaded plan and its Merkle evidence against the open policy, and record it as the next link of the target's chain, with the policy revision and configuration hash that judged it. Closes the buffer."
       ],
       "discriminator": [
         83,
@@ -160,6 +160,9 @@ export type Attestor = {
     },
     {
       "name": "closePolicy",
+      "docs": [
+        "Who: the policy's authority. Marks the policy closed: nothing more is attested under it, and its outstanding attestations take no receipt (and may not be applied), even after reopening. The account stays."
+      ],
       "discriminator": [
         55,
         42,
@@ -204,6 +207,9 @@ export type Attestor = {
     },
     {
       "name": "initializePolicy",
+      "docs": [
+        "Who: the authority (its own policy PDA). Creates the policy at revision 0, or reopens a closed one at its next revision. Pre-funded addresses are accepted."
+      ],
       "discriminator": [
         9,
         186,
@@ -279,9 +285,10 @@ export type Attestor = {
         {
           "name": "buffer",
           "docs": [
-            "Allocated by the uploader in the same transaction (system create_account, owner: this program)."
+            "Allocated by the uploader in the same transaction (system create_account, owner: this program); signs, so nobody else can stamp it as theirs."
           ],
-          "writable": true
+          "writable": true,
+          "signer": true
         }
       ],
       "args": [
@@ -302,6 +309,9 @@ export type Attestor = {
     },
     {
       "name": "recordApplied",
+      "docs": [
+        "Who: the attestation's signer or the policy authority. Records the one receipt of an attestation that may still be applied (not revoked, its policy open and not reopened since)."
+      ],
       "discriminator": [
         188,
         96,
@@ -315,6 +325,9 @@ export type Attestor = {
       "accounts": [
         {
           "name": "signer",
+          "docs": [
+            "The attestation's signer or the policy authority; pays."
+          ],
           "writable": true,
           "signer": true
         },
@@ -406,6 +419,9 @@ export type Attestor = {
     },
     {
       "name": "revoke",
+      "docs": [
+        "Who: the policy's authority. Marks an attestation revoked."
+      ],
       "discriminator": [
         170,
         23,
@@ -488,6 +504,9 @@ export type Attestor = {
     },
     {
       "name": "updatePolicy",
+      "docs": [
+        "Who: the policy's authority. Replaces the configuration of an open policy and bumps its revision."
+      ],
       "discriminator": [
         212,
         245,
@@ -963,6 +982,26 @@ export type Attestor = {
       "code": 6046,
       "name": "tooManySymbolRules",
       "msg": "a policy holds at most 8 symbol rules"
+    },
+    {
+      "code": 6047,
+      "name": "policyClosed",
+      "msg": "the policy is closed"
+    },
+    {
+      "code": 6048,
+      "name": "attestationBlocked",
+      "msg": "the attestation was made before its policy was last closed"
+    },
+    {
+      "code": 6049,
+      "name": "receiptNotBySigner",
+      "msg": "only the attestation's signer or the policy authority may record its receipt"
+    },
+    {
+      "code": 6050,
+      "name": "unsupportedVersion",
+      "msg": "the account's layout version is not one this program reads"
     }
   ],
   "types": [
@@ -1005,6 +1044,9 @@ export type Attestor = {
     },
     {
       "name": "attestation",
+      "docs": [
+        "One recorded decision. policy_revision and policy_hash name the policy configuration that judged it; the link hash commits to both."
+      ],
       "type": {
         "kind": "struct",
         "fields": [
@@ -1085,6 +1127,19 @@ export type Attestor = {
           {
             "name": "byteCount",
             "type": "u32"
+          },
+          {
+            "name": "policyRevision",
+            "type": "u32"
+          },
+          {
+            "name": "policyHash",
+            "type": {
+              "array": [
+                "u8",
+                32
+              ]
+            }
           },
           {
             "name": "revoked",
@@ -1179,6 +1234,19 @@ export type Attestor = {
           {
             "name": "byteCount",
             "type": "u32"
+          },
+          {
+            "name": "policyRevision",
+            "type": "u32"
+          },
+          {
+            "name": "policyHash",
+            "type": {
+              "array": [
+                "u8",
+                32
+              ]
+            }
           }
         ]
       }
@@ -1318,6 +1386,9 @@ export type Attestor = {
     },
     {
       "name": "policy",
+      "docs": [
+        "A policy. Closing marks it closed and keeps the account, so initialize_policy reopens it at the next revision (never 0 again) and attestations made before the close stay blocked (opened_revision). config_hash = sha256(\"memzinc/policy/v1\" || rules || u8 signer count || signers || model_hash || verifier_hash || u8 symbol rule count || symbol rules)."
+      ],
       "type": {
         "kind": "struct",
         "fields": [
@@ -1371,6 +1442,23 @@ export type Attestor = {
           {
             "name": "bump",
             "type": "u8"
+          },
+          {
+            "name": "openedRevision",
+            "type": "u32"
+          },
+          {
+            "name": "closed",
+            "type": "bool"
+          },
+          {
+            "name": "configHash",
+            "type": {
+              "array": [
+                "u8",
+                32
+              ]
+            }
           },
           {
             "name": "symbolRuleCount",

@@ -357,6 +357,14 @@ impl Client {
         let authority = self.authority();
         let address = policy_address(&self.program_id, &authority);
         if let Some(existing) = self.policy(&authority)? {
+            if existing.closed {
+                // A closed policy is reopened at its next revision.
+                let signature = self.send(
+                    &[instructions::initialize_policy(&self.program_id, &authority, config)],
+                    &[],
+                )?;
+                return Ok((address, Some(signature)));
+            }
             if existing.config != *config {
                 return Err(Error::Usage(format!(
                     "policy {address} already exists with another configuration; use `memzinc policy update`"
@@ -463,6 +471,11 @@ impl Client {
                 "no policy {policy_key} for {authority}; create it with `memzinc policy init`"
             ))
         })?;
+        if policy.closed {
+            return Err(Error::Usage(format!(
+                "policy {policy_key} is closed; reopen it with `memzinc policy init`"
+            )));
+        }
         if !policy.may_sign(&signer.to_bytes()) {
             return Err(Error::Usage(format!("{signer} is not a signer of policy {policy_key}")));
         }

@@ -101,7 +101,7 @@ pub fn open_buffer(
             &[plan_hash, &len.to_le_bytes()],
             vec![
                 AccountMeta::new_readonly(*uploader, true),
-                AccountMeta::new(*buffer, false),
+                AccountMeta::new(*buffer, true),
             ],
         ),
     ]

@@ -50,13 +50,14 @@ pub struct PolicyArgs {
 
 #[derive(Subcommand)]
 enum PolicyAction {
-    /// Create the signer's policy.
+    /// Create the signer's policy, or reopen it at its next revision if it was closed.
     Init(PolicyArgs),
     /// Replace the policy's rules, signers and hashes (rotating signers is an update).
     Update(PolicyArgs),
     /// Show the signer's policy.
     Show,
-    /// Close the policy and take its rent back (attestations stay).
+    /// Close the policy: nothing more is attested under it, and its attestations may no longer
+    /// be applied (also after reopening it). The account stays, so revisions are never reused.
     Close,
 }
 

@@ -63,6 +63,8 @@ pub enum Error {
     NotAttested { plan_hash: String },
     #[error("attestation {attestation} was revoked; the plan must not be applied")]
     Revoked { attestation: String },
+    #[error("attestation {attestation} may not be applied: {why}")]
+    NotApplicable { attestation: String, why: VerifyError },
     #[error(
         "write #{index} at {address:#x}: memory holds {found} but the plan expects {expected}; nothing was written"
     )]
