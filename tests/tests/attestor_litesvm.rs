@@ -242,26 +242,54 @@ fn forged_symbol_proofs_are_refused() {
     let mut s = forged(5);
     s.evidence.symbols.swap(0, 1);
     expect_refusal(e.attest(&s, 0), VerifyError::InvalidSymbolProof);
-    // Another symbol tree (root and count claimed by the evidence) that puts `state` at table.
-    let mut s = forged(6);
-    let fake = memzinc_verifier::plan::SnapshotTrees::new::<Sha2>(synthetic::regions(), Vec::new())
-        .with_symbols::<Sha2>(vec![memzinc_verifier::plan::SnapshotSymbol {
-            key: keys[0],
-            address: 0x70_1000,
-            size: 64,
-        }]);
-    s.evidence.symbols_root = fake.symbols_root();
-    s.evidence.symbol_count = 1;
-    s.evidence.symbols = vec![memzinc_verifier::plan::SymbolProof {
-        symbol: memzinc_verifier::plan::SnapshotSymbol {
-            key: keys[0],
-            address: 0x70_1000,
-            size: 64,
-        },
-        index: 0,
-        siblings: Vec::new(),
-    }];
-    expect_refusal(e.attest(&s, 0), VerifyError::SnapshotRootMismatch);
+    // A symbol tree of the planner's own that puts `state` at table, with the snapshot root
+    // recomputed from it: the evidence is consistent, only the witnesses can refuse it.
+    let fake = memzinc_verifier::plan::SnapshotTrees::new::<Sha2>(
+        synthetic::regions(),
+        synthetic::page_leaves(&synthetic::regions()),
+    )
+    .with_symbols::<Sha2>(vec![memzinc_verifier::plan::SnapshotSymbol {
+        key: keys[0],
+        address: 0x70_1000,
+        size: 64,
+    }]);
+    let s = synthetic::submission_against(
+        &fake,
+        &synthetic::regions(),
+        "forged",
+        &[(0x70_1000, vec![6])],
+        &[],
+        &keys[..1],
+    );
+    assert_eq!(
+        s.plan.snapshot_root,
+        s.evidence.snapshot_root::<Sha2>(),
+        "a consistent forgery"
+    );
+    assert_ne!(s.plan.snapshot_root, synthetic::trees().root::<Sha2>());
+    expect_forged_root_refused(&mut e, &s);
+}
+
+/// A plan whose snapshot root the planner computed from trees of its own: refused because no
+/// policy witness recorded that root (the planner's own record does not count), and accepted
+/// only once a policy witness does, which shows the witness check is the one that refuses it.
+fn expect_forged_root_refused(e: &mut memzinc_tests::svm::Env, s: &Submission) {
+    let a = e.authority.insecure_clone();
+    e.upload_unwitnessed(&a, s);
+    // The policy witness never recorded this root: there is no record to cite.
+    let attest = e.attest_ix(&a, s, 0);
+    expect_refusal(e.send_attest(&a, attest), VerifyError::WrongAccountOwner);
+    let attest = e.attest_ix_citing(&a, s, 0, &[]);
+    expect_refusal(e.send_attest(&a, attest), VerifyError::NotEnoughWitnesses);
+    // The planner records the root itself: its key is not a witness of the policy.
+    e.witness_as(&a, s).expect("anyone may record a root");
+    let attest = e.attest_ix_citing(&a, s, 0, &[a.pubkey()]);
+    expect_refusal(e.send_attest(&a, attest), VerifyError::WitnessNotInPolicy);
+    // Were a policy witness to vouch for the forged root, every other check would pass.
+    e.witness_as(&memzinc_tests::svm::witness(), s).unwrap();
+    let attest = e.attest_ix(&a, s, 0);
+    e.send_attest(&a, attest)
+        .expect("the forgery is consistent: the witnesses are the defence");
 }
 
 #[test]
@@ -317,7 +345,7 @@ fn evidence_faults_are_refused() {
     s.evidence.pages[0].contents[7] ^= 1;
     expect_refusal(e.attest(&s, 0), VerifyError::InvalidPageProof);
 
-    // A region whose flags were upgraded no longer proves.
+    // A region whose flags were upgraded no longer proves against the witnessed root.
     let mut s = good.clone();
     s.plan.regions = vec![Region {
         start: 0x60_0000,
@@ -327,6 +355,116 @@ fn evidence_faults_are_refused() {
     s.plan.writes[0].address = 0x60_0000;
     s.plan.writes[0].old = (0..4).map(|i| synthetic::byte(0x60_0000 + i)).collect();
     expect_refusal(e.attest(&s, 0), VerifyError::InvalidRegionProof);
+
+    // The planner's own region tree that marks the read-only data writable, with the snapshot
+    // root recomputed from it: consistent evidence, refused for want of a witness.
+    let forged_regions: Vec<Region> = synthetic::regions()
+        .into_iter()
+        .map(|r| Region {
+            flags: if r.start == 0x60_0000 { RW } else { r.flags },
+            ..r
+        })
+        .collect();
+    let fake = memzinc_verifier::plan::SnapshotTrees::new::<Sha2>(
+        forged_regions.clone(),
+        synthetic::page_leaves(&forged_regions),
+    );
+    let new: Vec<u8> = (0..4).map(|i| !synthetic::byte(0x60_0000 + i)).collect();
+    let s = synthetic::submission_against(&fake, &forged_regions, "evidence", &[(0x60_0000, new)], &[], &[]);
+    assert_eq!(
+        s.plan.snapshot_root,
+        s.evidence.snapshot_root::<Sha2>(),
+        "a consistent forgery"
+    );
+    expect_forged_root_refused(&mut e, &s);
+}
+
+/// Witnessed snapshots: a plan is attested only against a root recorded by enough distinct
+/// policy witnesses, for its target, recently enough; witness sets are validated.
+#[test]
+fn snapshot_roots_must_be_witnessed_by_the_policy() {
+    use memzinc_tests::svm::{witness, MAX_SNAPSHOT_AGE};
+    let second = solana_keypair::Keypair::new_from_array([78; 32]);
+    let two_of_two = PolicyConfig {
+        witness_count: 2,
+        witnesses: [
+            witness().pubkey().to_bytes(),
+            second.pubkey().to_bytes(),
+            [0; 32],
+            [0; 32],
+        ],
+        witness_threshold: 2,
+        ..config(&[])
+    };
+    let mut e = env_with(&two_of_two);
+    e.svm.airdrop(&second.pubkey(), 10_000_000_000).unwrap();
+    let a = e.authority.insecure_clone();
+    let plan = synthetic::submission("witnessed", &[(0x70_0000, 2)]);
+    e.upload(&a, &plan); // recorded by the first witness
+    let attest = e.attest_ix(&a, &plan, 0);
+    expect_refusal(e.send_attest(&a, attest), VerifyError::NotEnoughWitnesses);
+    // The same record twice is one witness.
+    let attest = e.attest_ix_citing(&a, &plan, 0, &[witness().pubkey(), witness().pubkey()]);
+    expect_refusal(e.send_attest(&a, attest), VerifyError::DuplicateWitness);
+    // Another target's record of the same root does not count.
+    let elsewhere = synthetic::submission("elsewhere", &[(0x70_0000, 2)]);
+    e.witness_as(&second, &elsewhere).unwrap();
+    let mut attest = e.attest_ix(&a, &plan, 0);
+    attest.accounts.push(solana_instruction::AccountMeta::new_readonly(
+        ix::witnessed_snapshot_address(
+            &e.program_id,
+            &second.pubkey(),
+            &elsewhere.plan.target_id,
+            &elsewhere.plan.snapshot_root,
+        ),
+        false,
+    ));
+    expect_refusal(e.send_attest(&a, attest), VerifyError::WitnessedRootMismatch);
+    // A non-record account passed as a record.
+    let mut attest = e.attest_ix(&a, &plan, 0);
+    attest
+        .accounts
+        .push(solana_instruction::AccountMeta::new_readonly(e.policy_key(), false));
+    expect_refusal(e.send_attest(&a, attest), VerifyError::AccountDiscriminatorMismatch);
+    // Both witnesses, but too long ago; recording again refreshes the slot.
+    e.witness_as(&second, &plan).unwrap();
+    let both = [witness().pubkey(), second.pubkey()];
+    let recorded = ix::witnessed_snapshot_address(
+        &e.program_id,
+        &witness().pubkey(),
+        &plan.plan.target_id,
+        &plan.plan.snapshot_root,
+    );
+    let slot = e
+        .account(&recorded, memzinc_verifier::accounts::WitnessedSnapshot::decode)
+        .slot;
+    e.svm.warp_to_slot(slot + MAX_SNAPSHOT_AGE + 1);
+    let attest = e.attest_ix_citing(&a, &plan, 0, &both);
+    expect_refusal(e.send_attest(&a, attest), VerifyError::StaleSnapshot);
+    e.witness_as(&witness(), &plan).unwrap();
+    e.witness_as(&second, &plan).unwrap();
+    let attest = e.attest_ix_citing(&a, &plan, 0, &both);
+    e.send_attest(&a, attest).expect("2 of 2 fresh witnesses");
+
+    // Witness sets: the authority or a host signer may not witness; a threshold within the set.
+    let host = funded(&mut e.svm);
+    let program_id = e.program_id;
+    let invalid = |c: PolicyConfig| ix::update_policy(&program_id, &a.pubkey(), &c);
+    let mut as_authority = config(&[]);
+    as_authority.witnesses[0] = a.pubkey().to_bytes();
+    let mut as_host = config(&[host.pubkey()]);
+    as_host.witnesses[0] = host.pubkey().to_bytes();
+    let none = PolicyConfig {
+        witness_count: 0,
+        ..config(&[])
+    };
+    let too_high = PolicyConfig {
+        witness_threshold: 2,
+        ..config(&[])
+    };
+    for c in [as_authority, as_host, none, too_high] {
+        expect_refusal(e.send(vec![invalid(c)], &[&a]), VerifyError::InvalidWitnessSet);
+    }
 }
 
 #[test]
@@ -517,7 +655,10 @@ fn signers_owners_and_account_types_are_checked() {
     attest
         .accounts
         .push(AccountMeta::new_readonly(Pubkey::new_unique(), false));
-    e.send_attest(&a, attest).expect("extra accounts are ignored");
+    // Accounts after the system program are witnessed-snapshot records: a foreign one is refused.
+    expect_refusal(e.send_attest(&a, attest), VerifyError::WrongAccountOwner);
+    e.send_attest(&a, e.attest_ix(&a, &next, 1))
+        .expect("the honest attest at the warped slot");
     let a1 = e.account(&attestation_address(&e.program_id, &chain, 1), Attestation::decode);
     assert_eq!(a1.slot, 4242);
 }
@@ -690,6 +831,13 @@ fn every_pda_the_program_creates_can_be_pre_funded() {
     prefund(&mut e, marker, dust);
     prefund(&mut e, attestation1, r * 3);
     prefund(&mut e, receipt, dust);
+    let record = ix::witnessed_snapshot_address(
+        &e.program_id,
+        &memzinc_tests::svm::witness().pubkey(),
+        &plan.plan.target_id,
+        &plan.plan.snapshot_root,
+    );
+    prefund(&mut e, record, dust);
     e.attest(&plan, 0).expect("attest on pre-funded addresses");
     let next = synthetic::submission("prefund", &[(0x70_0100, 2)]);
     e.attest(&next, 1).expect("attest on a pre-funded attestation address");
@@ -715,6 +863,7 @@ fn every_pda_the_program_creates_can_be_pre_funded() {
         (attestation_address(&e.program_id, &chain, 1), Attestation::LEN),
         (plan_marker_address(&e.program_id, &chain, &plan_hash), PlanMarker::LEN),
         (ix::receipt_address(&e.program_id, &attestation0), Receipt::LEN),
+        (record, memzinc_verifier::accounts::WitnessedSnapshot::LEN),
     ] {
         let account = e.svm.get_account(&address).unwrap();
         assert_eq!((account.owner, account.data.len()), (e.program_id, len), "{address}");

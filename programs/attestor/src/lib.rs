@@ -18,13 +18,14 @@
 extern crate solana_compiler_builtins;
 
 use memzinc_verifier::accounts::{
-    Attestation, BufferHeader, PlanMarker, Policy, Receipt, TargetChain, ATTESTATION_SEED, EVENT_ATTESTATION_REVOKED,
-    EVENT_POLICY_INITIALIZED, EVENT_POLICY_UPDATED, PLAN_SEED, POLICY_SEED, RECEIPT_SEED, TARGET_SEED,
+    Attestation, BufferHeader, PlanMarker, Policy, Receipt, TargetChain, WitnessTally, WitnessedSnapshot,
+    ATTESTATION_SEED, EVENT_ATTESTATION_REVOKED, EVENT_POLICY_INITIALIZED, EVENT_POLICY_UPDATED, PLAN_SEED,
+    POLICY_SEED, RECEIPT_SEED, SNAPSHOT_SEED, TARGET_SEED,
 };
 use memzinc_verifier::hash::{link_hash, LinkFields};
 use memzinc_verifier::instruction::{
     parse_no_args, parse_policy_config, Ix, OpenBufferArgs, PlanHashArgs, RecordAppliedArgs, RevokeArgs,
-    WriteBufferArgs,
+    WitnessSnapshotArgs, WriteBufferArgs,
 };
 use memzinc_verifier::rules::verify_submission;
 use memzinc_verifier::wire::POLICY_RULES_LEN;
@@ -155,6 +156,7 @@ fn dispatch(program_id: &Address, accounts: &mut [AccountView], data: &[u8]) -> 
         Ix::InitializePolicy => initialize_policy(program_id, accounts, args),
         Ix::UpdatePolicy => update_policy(program_id, accounts, args),
         Ix::ClosePolicy => close_policy(program_id, accounts, args),
+        Ix::WitnessSnapshot => witness_snapshot(program_id, accounts, args),
     }
 }
 
@@ -310,6 +312,9 @@ fn initialize_policy(program_id: &Address, accounts: &mut [AccountView], args: &
     require_writable(policy)?;
     require_system_program(system_program)?;
     let config = parse_policy_config(args).map_err(fail)?;
+    config
+        .validate_witnesses(authority.address().as_array())
+        .map_err(fail)?;
     let config_hash = config.hash::<SyscallSha256>();
 
     let record = if policy.owned_by(program_id) {
@@ -385,6 +390,7 @@ fn update_policy(program_id: &Address, accounts: &mut [AccountView], args: &[u8]
     if policy.closed {
         return Err(fail(VerifyError::PolicyClosed));
     }
+    config.validate_witnesses(&policy.authority).map_err(fail)?;
     policy.config = config;
     policy.config_hash = config.hash::<SyscallSha256>();
     policy.revision = policy.revision.checked_add(1).ok_or(ProgramError::ArithmeticOverflow)?;
@@ -524,20 +530,88 @@ fn close_buffer(program_id: &Address, accounts: &mut [AccountView], args: &[u8])
     close_into(buffer, uploader)
 }
 
+/// Accounts: 0 `[writable, signer]` witness, 1 `[writable, signer]` payer, 2 `[writable]`
+/// witnessed-snapshot PDA `["snapshot", witness, target_id, snapshot_root]`, 3 system program.
+/// Args: `target_id: [u8;32], snapshot_root: [u8;32]`.
+/// Who: any key (the payer may be another); the record counts only under policies that name the
+/// key as a witness. Proves: `witness` signed that `target_id` had `snapshot_root` at this slot
+/// (recording the same root again refreshes the slot).
+#[inline(never)]
+fn witness_snapshot(program_id: &Address, accounts: &mut [AccountView], args: &[u8]) -> ProgramResult {
+    let [witness, payer, record_account, system_program, ..] = accounts else {
+        return Err(ProgramError::NotEnoughAccountKeys);
+    };
+    let WitnessSnapshotArgs {
+        target_id,
+        snapshot_root,
+    } = WitnessSnapshotArgs::parse(args).map_err(fail)?;
+    require_signer(witness)?;
+    require_signer(payer)?;
+    require_writable(payer)?;
+    require_writable(record_account)?;
+    require_system_program(system_program)?;
+    let slot = Clock::get()?.slot;
+    let witness_key = witness.address().to_bytes();
+    let record = if record_account.owned_by(program_id) {
+        // Only this instruction writes WitnessedSnapshot data, at the PDA of its own fields.
+        let old = WitnessedSnapshot::decode(&record_account.try_borrow()?).map_err(fail)?;
+        if old.witness != witness_key || old.target_id != target_id || old.snapshot_root != snapshot_root {
+            return Err(fail(VerifyError::InvalidPda));
+        }
+        WitnessedSnapshot { slot, ..old }
+    } else {
+        let bump = require_fresh_pda(
+            record_account,
+            &[SNAPSHOT_SEED, &witness_key, &target_id, &snapshot_root],
+            program_id,
+        )?;
+        let bump_seed = [bump];
+        create_pda(
+            payer,
+            record_account,
+            WitnessedSnapshot::LEN,
+            program_id,
+            &[
+                Seed::from(SNAPSHOT_SEED),
+                Seed::from(&witness_key),
+                Seed::from(&target_id),
+                Seed::from(&snapshot_root),
+                Seed::from(&bump_seed),
+            ],
+        )?;
+        WitnessedSnapshot {
+            witness: witness_key,
+            target_id,
+            snapshot_root,
+            slot,
+            bump,
+        }
+    };
+    write_fixed(record_account, |out| record.encode(out))?;
+    let mut event = [0u8; 8 + WitnessedSnapshot::BODY_LEN];
+    record.encode_event(&mut event);
+    emit(&event);
+    Ok(())
+}
+
 /// Accounts: 0 `[writable, signer]` host signer (authority or allowed signer; pays), 1 policy,
 /// 2 `[writable]` target chain PDA `["target", policy, target_id]` (created on first use),
 /// 3 `[writable]` attestation PDA `["attestation", target_chain, next_seq_le]`,
 /// 4 `[writable]` plan marker PDA `["plan", target_chain, plan_hash]`,
 /// 5 `[writable]` buffer (opened by the signer) holding `PlanCore || Evidence` (closed afterwards, rent to the signer),
-/// 6 system program. Args: `plan_hash: [u8;32]`.
+/// 6 system program, 7.. witnessed-snapshot records of the plan's snapshot root.
+/// Args: `plan_hash: [u8;32]`.
 /// Who: the policy's authority or one of its host signers, with a buffer it opened itself.
-/// Proves: the policy is open; the plan hashes to `plan_hash`, its evidence proves every region
+/// Proves: the policy is open; the plan's snapshot root was recorded for its target by at least
+/// the policy's threshold of distinct policy witnesses within `max_snapshot_age` slots (so the
+/// region and symbol trees the evidence proves against are the witnessed process's, not the
+/// planner's choice); the plan hashes to `plan_hash`, its evidence proves every region
 /// and page against the plan's snapshot root, and it keeps every rule of the policy; the record
 /// names the policy revision and configuration hash that judged it and links to the previous
 /// record of the target; the plan was never attested for this target before.
 #[inline(never)]
 fn attest(program_id: &Address, accounts: &mut [AccountView], args: &[u8]) -> ProgramResult {
-    let [signer, policy_account, chain_account, attestation_account, marker_account, buffer, system_program, ..] =
+    let [signer, policy_account, chain_account, attestation_account, marker_account, buffer, system_program, witnesses @ ..] =
         accounts
     else {
         return Err(ProgramError::NotEnoughAccountKeys);
@@ -573,6 +647,20 @@ fn attest(program_id: &Address, accounts: &mut [AccountView], args: &[u8]) -> Pr
     if verdict.plan_hash != plan_hash {
         return Err(fail(VerifyError::PlanHashMismatch));
     }
+
+    // The snapshot root is the witnesses' word, not the planner's: the evidence only proves
+    // the plan against the trees of a root they recorded. Records are found by owner and type:
+    // only `witness_snapshot` writes them, each at the PDA of its own fields.
+    let slot = Clock::get()?.slot;
+    let mut tally = WitnessTally::default();
+    for account in witnesses.iter() {
+        require_owned(account, program_id)?;
+        let record = WitnessedSnapshot::decode(&account.try_borrow()?).map_err(fail)?;
+        tally
+            .add(&policy.config, &record, &target_id, &snapshot_root, slot)
+            .map_err(fail)?;
+    }
+    tally.finish(&policy.config).map_err(fail)?;
 
     let policy_key = policy_account.address().to_bytes();
     let mut chain = if chain_account.is_data_empty() && chain_account.owned_by(&SYSTEM_PROGRAM_ID) {
@@ -649,7 +737,6 @@ fn attest(program_id: &Address, accounts: &mut [AccountView], args: &[u8]) -> Pr
         ],
     )?;
 
-    let slot = Clock::get()?.slot;
     let signer_key = signer.address().to_bytes();
     let hash = link_hash::<SyscallSha256>(&LinkFields {
         prev_hash: &chain.head_hash,

@@ -16,7 +16,7 @@ export type Attestor = {
     {
       "name": "attest",
       "docs": [
-        "Who: the policy authority or one of its host signers. Verify the uploaded plan and its Merkle evidence against the open policy, and record it as the next link of the target's chain, with the policy revision and configuration hash that judged it. Closes the buffer."
+        "Who: the policy authority or one of its host signers. Verify the uploaded plan and its Merkle evidence against the open policy, its snapshot root against the witnessed-snapshot records passed as remaining accounts (witness_threshold distinct policy witnesses, none older than max_snapshot_age), and record it as the next link of the target's chain, with the policy revision and configuration hash that judged it. Closes the buffer."
       ],
       "discriminator": [
         83,
@@ -558,6 +558,91 @@ export type Attestor = {
       ]
     },
     {
+      "name": "witnessSnapshot",
+      "docs": [
+        "Who: any key; the record counts only under policies that name it as a witness. Records (or refreshes) that target_id had snapshot_root at this slot, on the witness's word. The payer may be another key."
+      ],
+      "discriminator": [
+        75,
+        76,
+        178,
+        113,
+        155,
+        158,
+        165,
+        61
+      ],
+      "accounts": [
+        {
+          "name": "witness",
+          "writable": true,
+          "signer": true
+        },
+        {
+          "name": "payer",
+          "writable": true,
+          "signer": true
+        },
+        {
+          "name": "witnessedSnapshot",
+          "writable": true,
+          "pda": {
+            "seeds": [
+              {
+                "kind": "const",
+                "value": [
+                  115,
+                  110,
+                  97,
+                  112,
+                  115,
+                  104,
+                  111,
+                  116
+                ]
+              },
+              {
+                "kind": "account",
+                "path": "witness"
+              },
+              {
+                "kind": "arg",
+                "path": "targetId"
+              },
+              {
+                "kind": "arg",
+                "path": "snapshotRoot"
+              }
+            ]
+          }
+        },
+        {
+          "name": "systemProgram",
+          "address": "11111111111111111111111111111111"
+        }
+      ],
+      "args": [
+        {
+          "name": "targetId",
+          "type": {
+            "array": [
+              "u8",
+              32
+            ]
+          }
+        },
+        {
+          "name": "snapshotRoot",
+          "type": {
+            "array": [
+              "u8",
+              32
+            ]
+          }
+        }
+      ]
+    },
+    {
       "name": "writeBuffer",
       "discriminator": [
         164,
@@ -678,6 +763,19 @@ export type Attestor = {
         63,
         98
       ]
+    },
+    {
+      "name": "witnessedSnapshot",
+      "discriminator": [
+        57,
+        134,
+        30,
+        138,
+        88,
+        39,
+        147,
+        156
+      ]
     }
   ],
   "events": [
@@ -744,6 +842,19 @@ export type Attestor = {
         236,
         245,
         161
+      ]
+    },
+    {
+      "name": "snapshotWitnessed",
+      "discriminator": [
+        252,
+        16,
+        171,
+        131,
+        190,
+        51,
+        140,
+        12
       ]
     }
   ],
@@ -1002,6 +1113,36 @@ export type Attestor = {
       "code": 6050,
       "name": "unsupportedVersion",
       "msg": "the account's layout version is not one this program reads"
+    },
+    {
+      "code": 6051,
+      "name": "notEnoughWitnesses",
+      "msg": "the plan's snapshot root is witnessed by fewer of the policy's witnesses than it requires"
+    },
+    {
+      "code": 6052,
+      "name": "witnessNotInPolicy",
+      "msg": "a witnessed snapshot was recorded by a key the policy does not name as a witness"
+    },
+    {
+      "code": 6053,
+      "name": "duplicateWitness",
+      "msg": "the same witness is cited twice"
+    },
+    {
+      "code": 6054,
+      "name": "witnessedRootMismatch",
+      "msg": "a witnessed snapshot names another target or snapshot root than the plan"
+    },
+    {
+      "code": 6055,
+      "name": "staleSnapshot",
+      "msg": "the witnessed snapshot is older than the policy's max_snapshot_age"
+    },
+    {
+      "code": 6056,
+      "name": "invalidWitnessSet",
+      "msg": "policy witnesses: 1 to 4 distinct keys that are neither the authority nor a host signer, a threshold from 1 to their number, and a max_snapshot_age of at least 1 slot"
     }
   ],
   "types": [
@@ -1387,7 +1528,7 @@ export type Attestor = {
     {
       "name": "policy",
       "docs": [
-        "A policy. Closing marks it closed and keeps the account, so initialize_policy reopens it at the next revision (never 0 again) and attestations made before the close stay blocked (opened_revision). config_hash = sha256(\"memzinc/policy/v1\" || rules || u8 signer count || signers || model_hash || verifier_hash || u8 symbol rule count || symbol rules)."
+        "A policy. Closing marks it closed and keeps the account, so initialize_policy reopens it at the next revision (never 0 again) and attestations made before the close stay blocked (opened_revision). config_hash = sha256(\"memzinc/policy/v1\" || rules || u8 signer count || signers || u8 witness count || witnesses || witness_threshold || u64 max_snapshot_age || model_hash || verifier_hash || u8 symbol rule count || symbol rules)."
       ],
       "type": {
         "kind": "struct",
@@ -1416,6 +1557,27 @@ export type Attestor = {
                 4
               ]
             }
+          },
+          {
+            "name": "witnessCount",
+            "type": "u8"
+          },
+          {
+            "name": "witnesses",
+            "type": {
+              "array": [
+                "pubkey",
+                4
+              ]
+            }
+          },
+          {
+            "name": "witnessThreshold",
+            "type": "u8"
+          },
+          {
+            "name": "maxSnapshotAge",
+            "type": "u64"
           },
           {
             "name": "modelHash",
@@ -1482,6 +1644,9 @@ export type Attestor = {
     },
     {
       "name": "policyConfig",
+      "docs": [
+        "witnesses: 1 to 4 snapshot witnesses (neither the authority nor a host signer); attest wants the plan's snapshot root recorded by witness_threshold of them within max_snapshot_age slots."
+      ],
       "type": {
         "kind": "struct",
         "fields": [
@@ -1498,6 +1663,20 @@ export type Attestor = {
             "type": {
               "vec": "pubkey"
             }
+          },
+          {
+            "name": "witnesses",
+            "type": {
+              "vec": "pubkey"
+            }
+          },
+          {
+            "name": "witnessThreshold",
+            "type": "u8"
+          },
+          {
+            "name": "maxSnapshotAge",
+            "type": "u64"
           },
           {
             "name": "modelHash",
@@ -1648,6 +1827,40 @@ export type Attestor = {
       }
     },
     {
+      "name": "snapshotWitnessed",
+      "type": {
+        "kind": "struct",
+        "fields": [
+          {
+            "name": "witness",
+            "type": "pubkey"
+          },
+          {
+            "name": "targetId",
+            "type": {
+              "array": [
+                "u8",
+                32
+              ]
+            }
+          },
+          {
+            "name": "snapshotRoot",
+            "type": {
+              "array": [
+                "u8",
+                32
+              ]
+            }
+          },
+          {
+            "name": "slot",
+            "type": "u64"
+          }
+        ]
+      }
+    },
+    {
       "name": "symbolRule",
       "docs": [
         "An address range relative to a symbol, [symbol + start, symbol + end), where the policy allows writes. symbol = sha256(\"memzinc/symbol-key/v1\" || u32_le(len(module)) || module || name); its runtime address is proven against the snapshot's symbol tree. kind: 0 any bytes, 1 unsigned integer in [min, max], 2 signed integer in [min as i64, max as i64] (width 1, 2, 4 or 8), 3 pointer (8 bytes) into a readable region of the plan's proven regions."
@@ -1717,6 +1930,47 @@ export type Attestor = {
                 32
               ]
             }
+          },
+          {
+            "name": "bump",
+            "type": "u8"
+          }
+        ]
+      }
+    },
+    {
+      "name": "witnessedSnapshot",
+      "docs": [
+        "A snapshot witness's word: the process it calls target_id had snapshot_root at slot (it took that snapshot from the live process itself)."
+      ],
+      "type": {
+        "kind": "struct",
+        "fields": [
+          {
+            "name": "witness",
+            "type": "pubkey"
+          },
+          {
+            "name": "targetId",
+            "type": {
+              "array": [
+                "u8",
+                32
+              ]
+            }
+          },
+          {
+            "name": "snapshotRoot",
+            "type": {
+              "array": [
+                "u8",
+                32
+              ]
+            }
+          },
+          {
+            "name": "slot",
+            "type": "u64"
           },
           {
             "name": "bump",

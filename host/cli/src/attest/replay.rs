@@ -5,7 +5,9 @@
 //! For attestation `seq`, the VM gets the state the program saw then: the policy account as it
 //! is on chain now, at the recorded revision (a decision whose recorded configuration hash is
 //! not the policy's current one cannot be replayed, and is counted as such), the target chain at `(next_seq = seq, head = prev_hash)`, the clock at the
-//! recorded slot, and a buffer holding the plan and its evidence from the operator's plan file.
+//! recorded slot, a buffer holding the plan and its evidence from the operator's plan file, and
+//! the policy's first `witness_threshold` witnesses' records of the recorded snapshot root at the
+//! recorded slot (the witness check itself was made on chain then; a replay re-judges the plan).
 //! Signatures are not re-checked (the VM runs without signature verification), everything the
 //! program itself checks is.
 
@@ -203,6 +205,34 @@ impl Replayer {
         self.svm.warp_to_slot(recorded.slot);
 
         let authority = Pubkey::from(policy.authority);
+        let mut witnessed = Vec::new();
+        for w in policy
+            .config
+            .snapshot_witnesses()
+            .iter()
+            .take(policy.config.witness_threshold as usize)
+        {
+            let record = memzinc_verifier::accounts::WitnessedSnapshot {
+                witness: *w,
+                target_id: recorded.target_id,
+                snapshot_root: recorded.snapshot_root,
+                slot: recorded.slot,
+                bump: 0,
+            };
+            let mut data = [0u8; memzinc_verifier::accounts::WitnessedSnapshot::LEN];
+            record.encode(&mut data);
+            let address = instructions::witnessed_snapshot_address(
+                &self.program_id,
+                &Pubkey::from(*w),
+                &recorded.target_id,
+                &recorded.snapshot_root,
+            );
+            let account = owned(data.to_vec(), &self.svm);
+            self.svm
+                .set_account(address, account)
+                .map_err(|e| svm_err("witnessed snapshot", e))?;
+            witnessed.push(address);
+        }
         let attest = instructions::attest(
             &self.program_id,
             &signer,
@@ -211,6 +241,7 @@ impl Replayer {
             &plan_hash,
             recorded.seq,
             &buffer_address,
+            &witnessed,
         );
         let message = Message::new_with_blockhash(
             &[instructions::compute_unit_limit(1_400_000), attest],
