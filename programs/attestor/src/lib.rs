@@ -10,7 +10,10 @@
 //! itself (canonical bump, `find_program_address`) or accounts it owns whose discriminator and
 //! stored keys it verifies; signers are checked before anything is read; the only CPI target is
 //! the system program, whose address is checked; the clock comes from the syscall, never from a
-//! passed account.
+//! passed account. Every PDA is created so that lamports someone sent to its address first cannot
+//! block it (`create_pda`). Accounts the program only reads as evidence (witnessed-snapshot
+//! records) are accepted by owner and discriminator: only this program writes them, at the PDA
+//! of their own fields. Each instruction says who may call it and what it proves.
 #![no_std]
 
 // memcpy/memset and friends for the upstream BPF target, routed to the runtime's syscalls.
@@ -516,7 +519,8 @@ fn write_buffer(program_id: &Address, accounts: &mut [AccountView], args: &[u8])
 }
 
 /// Accounts: 0 `[writable, signer]` uploader, 1 `[writable]` buffer. Args: `plan_hash`.
-/// Who: the uploader who opened the buffer; the rent goes back to it.
+/// Who: the uploader who opened the buffer. Proves: nothing; the buffer is closed and its rent
+/// goes back to the uploader.
 #[inline(never)]
 fn close_buffer(program_id: &Address, accounts: &mut [AccountView], args: &[u8]) -> ProgramResult {
     let [uploader, buffer, ..] = accounts else {
@@ -594,6 +598,29 @@ fn witness_snapshot(program_id: &Address, accounts: &mut [AccountView], args: &[
     Ok(())
 }
 
+/// The plan's snapshot root is witnessed: `records` are witnessed-snapshot accounts (owned by
+/// this program, of that type) that `WitnessTally` counts under `policy`. Kept out of `attest`'s
+/// frame, which is close to the 4 KiB sBPF stack limit.
+#[inline(never)]
+fn check_witnesses(
+    program_id: &Address,
+    records: &[AccountView],
+    policy: &Policy,
+    target_id: &[u8; 32],
+    snapshot_root: &[u8; 32],
+    slot: u64,
+) -> ProgramResult {
+    let mut tally = WitnessTally::default();
+    for account in records {
+        require_owned(account, program_id)?;
+        let record = WitnessedSnapshot::decode(&account.try_borrow()?).map_err(fail)?;
+        tally
+            .add(&policy.config, &record, target_id, snapshot_root, slot)
+            .map_err(fail)?;
+    }
+    tally.finish(&policy.config).map_err(fail)
+}
+
 /// Accounts: 0 `[writable, signer]` host signer (authority or allowed signer; pays), 1 policy,
 /// 2 `[writable]` target chain PDA `["target", policy, target_id]` (created on first use),
 /// 3 `[writable]` attestation PDA `["attestation", target_chain, next_seq_le]`,
@@ -652,15 +679,7 @@ fn attest(program_id: &Address, accounts: &mut [AccountView], args: &[u8]) -> Pr
     // the plan against the trees of a root they recorded. Records are found by owner and type:
     // only `witness_snapshot` writes them, each at the PDA of its own fields.
     let slot = Clock::get()?.slot;
-    let mut tally = WitnessTally::default();
-    for account in witnesses.iter() {
-        require_owned(account, program_id)?;
-        let record = WitnessedSnapshot::decode(&account.try_borrow()?).map_err(fail)?;
-        tally
-            .add(&policy.config, &record, &target_id, &snapshot_root, slot)
-            .map_err(fail)?;
-    }
-    tally.finish(&policy.config).map_err(fail)?;
+    check_witnesses(program_id, witnesses, &policy, &target_id, &snapshot_root, slot)?;
 
     let policy_key = policy_account.address().to_bytes();
     let mut chain = if chain_account.is_data_empty() && chain_account.owned_by(&SYSTEM_PROGRAM_ID) {
@@ -782,10 +801,16 @@ fn attest(program_id: &Address, accounts: &mut [AccountView], args: &[u8]) -> Pr
 
     close_into(buffer, signer)?;
 
+    emit_attestation(&record);
+    Ok(())
+}
+
+/// The `AttestationRecorded` event, in a frame of its own (`attest`'s is close to the limit).
+#[inline(never)]
+fn emit_attestation(record: &Attestation) {
     let mut event = [0u8; 8 + Attestation::BODY_LEN];
     record.encode_event(&mut event);
     emit(&event);
-    Ok(())
 }
 
 /// Accounts: 0 `[signer]` policy authority, 1 policy, 2 target chain, 3 `[writable]` attestation.
