@@ -105,6 +105,30 @@ fn symbol_rules_from_the_cli_judge_a_real_plan() {
     // A bound that does not fit the type is a usage error, nothing is sent.
     let err = run_fail(net.policy_args(&["policy", "update", "--field", "healme:HEALME_STATE+0:u8=0..256"]));
     assert!(err.contains("--field"), "{err}");
+
+    // A snapshot nobody witnessed: its plan is refused before anything is uploaded.
+    run_ok(net.policy_args(&["policy", "update", "--allow", &allow]));
+    let snap3 = p("s3.core");
+    ok(&["snapshot", "--pid", &other.pid(), "-o", &snap3]);
+    let plan3 = p("s3.plan.json");
+    ok(&["plan", &snap3, "--spec", spec.to_str().unwrap(), "-o", &plan3]);
+    let err = run_fail(chain(&["attest", &plan3, "--snapshot", &snap3]));
+    assert!(err.contains("witnessed by 0 of the 1"), "{err}");
+
+    // Closing the policy blocks what it attested: `apply` refuses plan2 (attested, never
+    // applied) at the gate, before touching the target, and still once the policy is reopened.
+    run_ok(chain(&["policy", "close"]));
+    let err = run_fail(chain(&["apply", &plan2, "--pid", &other.pid()]));
+    assert!(
+        err.contains("may not be applied") && err.contains("PolicyClosed"),
+        "{err}"
+    );
+    run_ok(net.policy_args(&["policy", "init", "--allow", &allow]));
+    let err = run_fail(chain(&["apply", &plan2, "--pid", &other.pid()]));
+    assert!(
+        err.contains("may not be applied") && err.contains("AttestationBlocked"),
+        "{err}"
+    );
 }
 
 #[test]
