@@ -14,8 +14,8 @@ use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
 use memzinc_verifier::accounts::{
-    Attestation, BufferHeader, Discriminator, PlanMarker, Policy, Receipt, TargetChain, WitnessedSnapshot,
-    MAX_SIGNERS, MAX_WITNESSES,
+    Attestation, BufferHeader, Discriminator, PlanMarker, Policy, Receipt, TargetChain, WitnessedSnapshot, MAX_SIGNERS,
+    MAX_WITNESSES,
 };
 use memzinc_verifier::VerifyError::{self, *};
 

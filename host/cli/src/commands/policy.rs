@@ -178,6 +178,10 @@ pub fn run(a: PolicyCommand, g: &Global) -> Result<()> {
                 "policy": address.to_string(), "authority": authority.to_string(), "revision": policy.revision,
                 "wx": c.rules.wx, "max_bytes": c.rules.max_bytes, "max_writes": c.rules.max_writes,
                 "signers": c.allowed_signers().iter().map(|k| Pubkey::from(*k).to_string()).collect::<Vec<_>>(),
+                "witnesses": c.snapshot_witnesses().iter().map(|k| Pubkey::from(*k).to_string()).collect::<Vec<_>>(),
+                "witnesses_required": c.witness_threshold, "max_snapshot_age": c.max_snapshot_age,
+                "opened_revision": policy.opened_revision, "closed": policy.closed,
+                "config_hash": hex::encode(policy.config_hash),
                 "model_hash": hex::encode(c.model_hash), "verifier_hash": hex::encode(c.verifier_hash),
                 "symbol_rules": attest::show_rules(c),
             });
