@@ -5,8 +5,8 @@
 //! resized to the type's exact length (so the fuzzer does not have to find 8-byte magic numbers
 //! and lengths before it reaches the fields). Asserts: nothing panics; a decoder accepts exactly
 //! when a reference check written here says so (recomputed discriminator `sha256("account:<Name>")`,
-//! exact size, `bool` bytes 0 or 1, at most 4 signers and 8 symbol rules, a buffer's length field equal to the
-//! bytes that follow), with the error code the reference predicts; whatever decodes re-encodes to
+//! exact size, `bool` bytes 0 or 1, at most 4 signers, 4 witnesses and 8 symbol rules, a buffer's version 1
+//! and its length field equal to the bytes that follow), with the error code the reference predicts; whatever decodes re-encodes to
 //! exactly the input bytes.
 #![no_main]
 
@@ -14,7 +14,8 @@ use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
 use memzinc_verifier::accounts::{
-    Attestation, BufferHeader, Discriminator, PlanMarker, Policy, Receipt, TargetChain, MAX_SIGNERS,
+    Attestation, BufferHeader, Discriminator, PlanMarker, Policy, Receipt, TargetChain, WitnessedSnapshot, MAX_SIGNERS,
+    MAX_WITNESSES,
 };
 use memzinc_verifier::VerifyError::{self, *};
 
@@ -27,9 +28,10 @@ enum Kind {
     PlanMarker,
     Buffer,
     Receipt,
+    WitnessedSnapshot,
 }
 
-const KINDS: [(Kind, &str, usize); 7] = [
+const KINDS: [(Kind, &str, usize); 8] = [
     (Kind::Policy, "account:Policy", Policy::LEN),
     (Kind::TargetChain, "account:TargetChain", TargetChain::LEN),
     (Kind::Attestation, "account:Attestation", Attestation::LEN),
@@ -41,21 +43,29 @@ const KINDS: [(Kind, &str, usize); 7] = [
     (Kind::PlanMarker, "account:PlanMarker", PlanMarker::LEN),
     (Kind::Buffer, "account:Buffer", BufferHeader::LEN),
     (Kind::Receipt, "account:Receipt", Receipt::LEN),
+    (
+        Kind::WitnessedSnapshot,
+        "account:WitnessedSnapshot",
+        WitnessedSnapshot::LEN,
+    ),
 ];
 
 /// Sizes written out from the documented field lists, not from the `LEN` constants.
-const SIZES: [usize; 7] = [
-    8 + 32 + 9 + 1 + 32 * 4 + 32 + 32 + 4 + 1 + 1 + 65 * 8,
+const SIZES: [usize; 8] = [
+    // authority, rules, signers, witnesses + threshold + max age, two hashes, revision, bump,
+    // opened revision, closed, config hash, symbol rules
+    8 + 32 + 9 + 1 + 32 * 4 + 1 + 32 * 4 + 1 + 8 + 32 + 32 + 4 + 1 + 4 + 1 + 32 + 1 + 65 * 8,
     8 + 32 + 32 + 8 + 32 + 1,
-    8 + 32 * 3 + 8 + 8 + 32 * 5 + 4 + 4 + 1 + 1,
-    8 + 32 * 3 + 8 + 8 + 32 * 5 + 4 + 4,
+    8 + 32 * 3 + 8 + 8 + 32 * 5 + 4 + 4 + 4 + 32 + 1 + 1,
+    8 + 32 * 3 + 8 + 8 + 32 * 5 + 4 + 4 + 4 + 32,
     8 + 8 + 1,
     8 + 32 + 32 + 1 + 4,
     8 + 32 + 32 + 8 + 8 + 1 + 32 + 1,
+    8 + 32 * 3 + 8 + 1,
 ];
 
 fn discriminator(i: usize) -> Discriminator {
-    static D: OnceLock<[Discriminator; 7]> = OnceLock::new();
+    static D: OnceLock<[Discriminator; 8]> = OnceLock::new();
     D.get_or_init(|| {
         KINDS.map(|(_, name, _)| {
             use sha2::Digest;
@@ -68,20 +78,31 @@ fn discriminator(i: usize) -> Discriminator {
 fn reference(i: usize, data: &[u8]) -> Result<(), VerifyError> {
     let (kind, _, _) = KINDS[i];
     let size_ok = match kind {
-        Kind::Buffer => {
-            data.len() >= SIZES[i]
-                && u32::from_le_bytes(data[73..77].try_into().unwrap()) as u64 == (data.len() - SIZES[i]) as u64
-        }
+        Kind::Buffer => data.len() >= SIZES[i],
         _ => data.len() == SIZES[i],
     };
     if !size_ok || data[..8] != discriminator(i) {
         return Err(AccountDiscriminatorMismatch);
     }
+    if let Kind::Buffer = kind {
+        if data[72] != 1 {
+            return Err(UnsupportedVersion);
+        }
+        if u32::from_le_bytes(data[73..77].try_into().unwrap()) as u64 != (data.len() - SIZES[i]) as u64 {
+            return Err(AccountDiscriminatorMismatch);
+        }
+    }
+    // Policy offsets: witness count after authority, rules, signer count and signers; `closed`
+    // after the witnesses, threshold, max age, two hashes, revision, bump and opened revision;
+    // the symbol-rule count after the config hash.
+    let witness_count = 8 + 32 + 9 + 1 + 32 * MAX_SIGNERS;
+    let closed = witness_count + 1 + 32 * MAX_WITNESSES + 1 + 8 + 64 + 4 + 1 + 4;
     match kind {
         Kind::Policy if data[40] > 1 => Err(MalformedInstruction),
         Kind::Policy if data[49] as usize > MAX_SIGNERS => Err(TooManySigners),
-        // After authority, rules, signers, the two hashes, revision and bump: the symbol-rule count.
-        Kind::Policy if data[8 + 32 + 9 + 1 + 32 * MAX_SIGNERS + 64 + 4 + 1] > 8 => Err(TooManySymbolRules),
+        Kind::Policy if data[witness_count] as usize > MAX_WITNESSES => Err(InvalidWitnessSet),
+        Kind::Policy if data[closed] > 1 => Err(MalformedInstruction),
+        Kind::Policy if data[closed + 1 + 32] > 8 => Err(TooManySymbolRules),
         Kind::Attestation if data[8 + Attestation::BODY_LEN] > 1 => Err(MalformedInstruction),
         _ => Ok(()),
     }
@@ -109,6 +130,7 @@ fn check(i: usize, data: &[u8]) {
             assert_eq!(h.len as usize, body.len());
         }),
         Kind::Receipt => Receipt::decode(data).map(|v| round_trip(data, |o| v.encode(o))),
+        Kind::WitnessedSnapshot => WitnessedSnapshot::decode(data).map(|v| round_trip(data, |o| v.encode(o))),
     };
     assert_eq!(got, reference(i, data), "{:?} on {} bytes", KINDS[i].0, data.len());
 }

@@ -14,15 +14,15 @@ use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
 use memzinc_fuzz::ref_rule_valid;
-use memzinc_verifier::accounts::{PolicyConfig, MAX_SIGNERS};
+use memzinc_verifier::accounts::{PolicyConfig, MAX_SIGNERS, MAX_WITNESSES};
 use memzinc_verifier::instruction::{
     parse_no_args, parse_policy_config, Ix, OpenBufferArgs, PlanHashArgs, RecordAppliedArgs, RevokeArgs,
-    WriteBufferArgs,
+    WitnessSnapshotArgs, WriteBufferArgs,
 };
 use memzinc_verifier::wire::{PolicyRules, SymbolRule, SymbolRules};
 use memzinc_verifier::VerifyError::{self, *};
 
-const NAMES: [(&str, Ix); 9] = [
+const NAMES: [(&str, Ix); 10] = [
     ("initialize_policy", Ix::InitializePolicy),
     ("update_policy", Ix::UpdatePolicy),
     ("close_policy", Ix::ClosePolicy),
@@ -32,10 +32,11 @@ const NAMES: [(&str, Ix); 9] = [
     ("attest", Ix::Attest),
     ("revoke", Ix::Revoke),
     ("record_applied", Ix::RecordApplied),
+    ("witness_snapshot", Ix::WitnessSnapshot),
 ];
 
-fn discriminators() -> &'static [([u8; 8], Ix); 9] {
-    static D: OnceLock<[([u8; 8], Ix); 9]> = OnceLock::new();
+fn discriminators() -> &'static [([u8; 8], Ix); 10] {
+    static D: OnceLock<[([u8; 8], Ix); 10]> = OnceLock::new();
     D.get_or_init(|| {
         NAMES.map(|(name, ix)| {
             use sha2::Digest;
@@ -61,8 +62,19 @@ fn ref_policy_config(a: &[u8]) -> Result<PolicyConfig, VerifyError> {
     if count > MAX_SIGNERS {
         return Err(TooManySigners);
     }
-    // Then Vec<SymbolRule>: u32 count (at most 8), 65 bytes each.
-    let rules_at = 13 + 32 * count + 64;
+    // Then Vec<Pubkey> witnesses (at most 4), threshold u8, max_snapshot_age u64.
+    let witnesses_at = 13 + 32 * count;
+    if a.len() < witnesses_at + 4 {
+        return Err(MalformedInstruction);
+    }
+    let witness_count = u32_at(a, witnesses_at) as usize;
+    if witness_count > MAX_WITNESSES {
+        return Err(InvalidWitnessSet);
+    }
+    let threshold_at = witnesses_at + 4 + 32 * witness_count;
+    let hashes_at = threshold_at + 1 + 8;
+    // Then the two hashes and Vec<SymbolRule>: u32 count (at most 8), 65 bytes each.
+    let rules_at = hashes_at + 64;
     if a.len() < rules_at + 4 {
         return Err(MalformedInstruction);
     }
@@ -98,6 +110,10 @@ fn ref_policy_config(a: &[u8]) -> Result<PolicyConfig, VerifyError> {
     for (i, s) in signers.iter_mut().take(count).enumerate() {
         *s = hash_at(a, 13 + 32 * i);
     }
+    let mut witnesses = [[0u8; 32]; MAX_WITNESSES];
+    for (i, w) in witnesses.iter_mut().take(witness_count).enumerate() {
+        *w = hash_at(a, witnesses_at + 4 + 32 * i);
+    }
     Ok(PolicyConfig {
         rules: PolicyRules {
             wx: a[0] == 1,
@@ -106,8 +122,12 @@ fn ref_policy_config(a: &[u8]) -> Result<PolicyConfig, VerifyError> {
         },
         signer_count: count as u8,
         signers,
-        model_hash: hash_at(a, 13 + 32 * count),
-        verifier_hash: hash_at(a, 13 + 32 * count + 32),
+        witness_count: witness_count as u8,
+        witnesses,
+        witness_threshold: a[threshold_at],
+        max_snapshot_age: u64::from_le_bytes(a[threshold_at + 1..hashes_at].try_into().unwrap()),
+        model_hash: hash_at(a, hashes_at),
+        verifier_hash: hash_at(a, hashes_at + 32),
         symbol_rules: SymbolRules::from_rules(&symbol_rules).expect("valid by the reference"),
     })
 }
@@ -171,6 +191,13 @@ fn check_args(ix: Ix, a: &[u8]) {
                 _ => Err(MalformedInstruction),
             });
             assert_eq!(RecordAppliedArgs::parse(a), expected);
+        }
+        Ix::WitnessSnapshot => {
+            let expected = exact(a, 64).map(|()| WitnessSnapshotArgs {
+                target_id: hash_at(a, 0),
+                snapshot_root: hash_at(a, 32),
+            });
+            assert_eq!(WitnessSnapshotArgs::parse(a), expected);
         }
     }
 }

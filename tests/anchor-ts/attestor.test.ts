@@ -133,7 +133,11 @@ describe("attestor through @coral-xyz/anchor and idl/attestor.json", { timeout: 
   // tests use ANCHOR_WALLET's own policy) and run twice against the same one.
   const authority = Keypair.generate();
   const hostSigner = Keypair.generate();
+  // The policy's snapshot witness: attest takes a plan only against a root it recorded.
+  const snapshotWitness = Keypair.generate();
+  let witnessed: PublicKey;
   let policy: PublicKey;
+  let policyHash: number[];
   let plan: PlanFile;
   let planHash: number[];
   let submission: Buffer;
@@ -202,6 +206,9 @@ describe("attestor through @coral-xyz/anchor and idl/attestor.json", { timeout: 
     const config = {
       rules: { wx: true, maxBytes: 64, maxWrites: 8 },
       signers: [hostSigner.publicKey],
+      witnesses: [snapshotWitness.publicKey],
+      witnessThreshold: 1,
+      maxSnapshotAge: new BN(9000),
       modelHash: Array.from(sha256(tag("anchor-ts model"))),
       verifierHash: Array.from(sha256(tag("anchor-ts verifier"))),
       // No symbol rules: the real healme plan attested below proves no symbols.
@@ -232,6 +239,13 @@ describe("attestor through @coral-xyz/anchor and idl/attestor.json", { timeout: 
     assert.deepEqual(p.verifierHash, config.verifierHash);
     assert.equal(p.revision, 0);
     assert.equal(p.bump, bump);
+    assert.equal(p.openedRevision, 0);
+    assert.equal(p.witnessCount, 1);
+    assert.ok(p.witnesses[0].equals(snapshotWitness.publicKey));
+    assert.equal(p.witnessThreshold, 1);
+    assert.ok(p.maxSnapshotAge.eqn(9000));
+    assert.equal(p.closed, false);
+    policyHash = p.configHash;
     assert.equal(p.symbolRuleCount, 0);
     assert.equal(p.symbolRules.length, 8, "the account keeps 8 symbol-rule slots");
 
@@ -296,6 +310,28 @@ describe("attestor through @coral-xyz/anchor and idl/attestor.json", { timeout: 
     );
   });
 
+  it("records the plan's snapshot root under the witness key (the authority pays)", async () => {
+    const targetId = Array.from(hex(plan.target_id));
+    const root = Array.from(hex(plan.snapshot_root));
+    [witnessed] = PublicKey.findProgramAddressSync(
+      [tag("snapshot"), snapshotWitness.publicKey.toBuffer(), hex(plan.target_id), hex(plan.snapshot_root)],
+      program.programId,
+    );
+    const method = program.methods
+      .witnessSnapshot(targetId, root)
+      .accountsPartial({ witness: snapshotWitness.publicKey, payer: authority.publicKey })
+      .signers([snapshotWitness]);
+    const keys = await method.pubkeys();
+    assert.ok(keys.witnessedSnapshot?.equals(witnessed), "Anchor derives the record from the IDL's seeds");
+    const sig = await method.rpc();
+    const w = await program.account.witnessedSnapshot.fetch(witnessed);
+    assert.ok(w.witness.equals(snapshotWitness.publicKey));
+    assert.deepEqual(w.snapshotRoot, root);
+    assert.deepEqual(w.targetId, targetId);
+    const events = [...new EventParser(program.programId, program.coder).parseLogs(await logsOf(sig))];
+    assert.deepEqual(events.map((e) => e.name), ["snapshotWitnessed"]);
+  });
+
   /// open_buffer (with the system create_account before it) and write_buffer in 900-byte chunks.
   async function upload(): Promise<PublicKey> {
     const buffer = Keypair.generate();
@@ -345,7 +381,9 @@ describe("attestor through @coral-xyz/anchor and idl/attestor.json", { timeout: 
       firstAttestation
         ? method.accountsPartial({ policy, targetChain, attestation: firstAttestation, buffer })
         : method.accounts({ policy, targetChain, buffer })
-    ).preInstructions([ComputeBudgetProgram.setComputeUnitLimit({ units: ATTEST_COMPUTE_UNITS })]);
+    )
+      .remainingAccounts([{ pubkey: witnessed, isSigner: false, isWritable: false }])
+      .preInstructions([ComputeBudgetProgram.setComputeUnitLimit({ units: ATTEST_COMPUTE_UNITS })]);
   }
 
   async function logsOf(sig: string): Promise<string[]> {
@@ -390,8 +428,12 @@ describe("attestor through @coral-xyz/anchor and idl/attestor.json", { timeout: 
     // The region table hash and the link hash, recomputed here from the decoded fields.
     const regionsEncoded = submission.subarray(64, 64 + 4 + 17 * plan.regions.length);
     assert.deepEqual(a.regionTableHash, Array.from(sha256(tag("memzinc/regions/v1"), regionsEncoded)));
+    assert.equal(a.policyRevision, 0);
+    assert.deepEqual(a.policyHash, policyHash, "the record names the configuration that judged it");
+    const revision = Buffer.alloc(4);
+    revision.writeUInt32LE(a.policyRevision);
     const link = sha256(
-      tag("memzinc/attestation/v1"),
+      tag("memzinc/attestation/v2"),
       bytes(a.prevHash),
       u64le(a.seq),
       a.policy.toBuffer(),
@@ -401,6 +443,8 @@ describe("attestor through @coral-xyz/anchor and idl/attestor.json", { timeout: 
       bytes(a.planHash),
       bytes(a.snapshotRoot),
       bytes(a.regionTableHash),
+      revision,
+      bytes(a.policyHash),
     );
     assert.deepEqual(a.hash, Array.from(link));
 
@@ -419,7 +463,7 @@ describe("attestor through @coral-xyz/anchor and idl/attestor.json", { timeout: 
       ["attestationRecorded"],
     );
     const e = events[0].data;
-    for (const k of ["targetId", "snapshotRoot", "regionTableHash", "planHash", "prevHash", "hash"] as const) {
+    for (const k of ["targetId", "snapshotRoot", "regionTableHash", "planHash", "prevHash", "hash", "policyHash"] as const) {
       assert.deepEqual(e[k], a[k], k);
     }
     assert.ok(e.policy.equals(policy));

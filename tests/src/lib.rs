@@ -171,12 +171,17 @@ pub mod synthetic {
         memzinc_verifier::hash::symbol_key::<Sha2>(MODULE.as_bytes(), name.as_bytes())
     }
 
-    pub fn trees() -> SnapshotTrees {
-        let pages = regions()
+    /// The page leaves of every page of `regions`.
+    pub fn page_leaves(regions: &[Region]) -> Vec<(u64, Hash)> {
+        regions
             .iter()
             .flat_map(|r| (r.start..r.end).step_by(PAGE_LEN))
             .map(|a| (a, memzinc_verifier::merkle::page_leaf::<Sha2>(a, &page(a))))
-            .collect();
+            .collect()
+    }
+
+    pub fn trees() -> SnapshotTrees {
+        let pages = page_leaves(&regions());
         let symbols = symbols()
             .into_iter()
             .map(|(name, address, size)| SnapshotSymbol {
@@ -202,7 +207,20 @@ pub mod synthetic {
     /// snapshot), with evidence that proves the symbols `keys` name. Regions are those the
     /// writes touch and those holding `also` (the targets of pointer writes).
     pub fn submission_with(target: &str, writes: &[(u64, Vec<u8>)], also: &[u64], keys: &[Hash]) -> Submission {
-        let t = trees();
+        submission_against(&trees(), &regions(), target, writes, also, keys)
+    }
+
+    /// As [`submission_with`], against the trees `t` of a snapshot whose regions are
+    /// `snapshot_regions` (pages as [`page`] says): a forger's own trees, with a root of its own
+    /// that the evidence proves consistently.
+    pub fn submission_against(
+        t: &SnapshotTrees,
+        snapshot_regions: &[Region],
+        target: &str,
+        writes: &[(u64, Vec<u8>)],
+        also: &[u64],
+        keys: &[Hash],
+    ) -> Submission {
         let writes: Vec<Write> = writes
             .iter()
             .map(|(address, new)| {
@@ -214,8 +232,9 @@ pub mod synthetic {
                 }
             })
             .collect();
-        let mut used: Vec<Region> = regions()
-            .into_iter()
+        let mut used: Vec<Region> = snapshot_regions
+            .iter()
+            .copied()
             .filter(|r| {
                 writes
                     .iter()
@@ -233,7 +252,7 @@ pub mod synthetic {
         };
         // Writes outside the snapshot have no pages to prove; the rest keep their evidence, so
         // the program's own rules are what refuses such plans.
-        let in_snapshot = |a: u64| regions().iter().any(|r| r.start <= a && a < r.end);
+        let in_snapshot = |a: u64| snapshot_regions.iter().any(|r| r.start <= a && a < r.end);
         let provable = PatchPlan {
             writes: plan
                 .writes
@@ -255,7 +274,7 @@ pub mod svm {
     use litesvm::LiteSVM;
     use memzinc::base::Sha2;
     use memzinc_cli::attest::instructions::{self as ix, policy_address, target_chain_address};
-    use memzinc_verifier::accounts::{PolicyConfig, MAX_SIGNERS};
+    use memzinc_verifier::accounts::{PolicyConfig, MAX_SIGNERS, MAX_WITNESSES};
     use memzinc_verifier::plan::Submission;
     use memzinc_verifier::wire::PolicyRules;
     use memzinc_verifier::VerifyError;
@@ -279,15 +298,29 @@ pub mod svm {
         }
     }
 
+    /// The snapshot witness every test policy names (a fixed key, so policies are comparable).
+    pub fn witness() -> Keypair {
+        Keypair::new_from_array([77; 32])
+    }
+
+    /// How old a witnessed snapshot may be under the test policies, in slots.
+    pub const MAX_SNAPSHOT_AGE: u64 = 100;
+
     pub fn config(signers: &[Pubkey]) -> PolicyConfig {
         let mut keys = [[0u8; 32]; MAX_SIGNERS];
         for (k, s) in keys.iter_mut().zip(signers) {
             *k = s.to_bytes();
         }
+        let mut witnesses = [[0u8; 32]; MAX_WITNESSES];
+        witnesses[0] = witness().pubkey().to_bytes();
         PolicyConfig {
             rules: rules(),
             signer_count: signers.len() as u8,
             signers: keys,
+            witness_count: 1,
+            witnesses,
+            witness_threshold: 1,
+            max_snapshot_age: MAX_SNAPSHOT_AGE,
             model_hash: [1; 32],
             verifier_hash: [2; 32],
             symbol_rules: Default::default(),
@@ -317,6 +350,7 @@ pub mod svm {
         let bytes = std::fs::read(crate::program_so()).unwrap();
         svm.add_program(program_id, &bytes).unwrap();
         svm.airdrop(&authority.pubkey(), 100_000_000_000).unwrap();
+        svm.airdrop(&witness().pubkey(), 100_000_000_000).unwrap();
         let mut e = Env {
             svm,
             program_id,
@@ -364,7 +398,26 @@ pub mod svm {
             result
         }
 
+        /// `witness` records `submission`'s snapshot root for its target (it pays).
+        pub fn witness_as(&mut self, witness: &Keypair, submission: &Submission) -> Result<u64, String> {
+            let ix = ix::witness_snapshot(
+                &self.program_id,
+                &witness.pubkey(),
+                &witness.pubkey(),
+                &submission.plan.target_id,
+                &submission.plan.snapshot_root,
+            );
+            self.send(vec![ix], &[witness])
+        }
+
+        /// The policy's witness records the root of `submission`, then `signer` uploads it.
         pub fn upload(&mut self, signer: &Keypair, submission: &Submission) -> [u8; 32] {
+            self.witness_as(&witness(), submission).expect("witness_snapshot");
+            self.upload_unwitnessed(signer, submission)
+        }
+
+        /// Uploads `submission` into `signer`'s buffer; nobody witnesses its root.
+        pub fn upload_unwitnessed(&mut self, signer: &Keypair, submission: &Submission) -> [u8; 32] {
             let plan_hash = submission.plan.plan_hash::<Sha2>();
             let bytes = submission.encode();
             let buffer = ix::buffer_keypair(signer, &plan_hash);
@@ -385,8 +438,31 @@ pub mod svm {
             plan_hash
         }
 
+        /// `attest`, citing the policy witness's record of the plan's root.
         pub fn attest_ix(&self, signer: &Keypair, submission: &Submission, seq: u64) -> Instruction {
+            self.attest_ix_citing(signer, submission, seq, &[witness().pubkey()])
+        }
+
+        /// `attest`, citing the records of `witnesses` for the plan's root.
+        pub fn attest_ix_citing(
+            &self,
+            signer: &Keypair,
+            submission: &Submission,
+            seq: u64,
+            witnesses: &[Pubkey],
+        ) -> Instruction {
             let plan_hash = submission.plan.plan_hash::<Sha2>();
+            let records: Vec<Pubkey> = witnesses
+                .iter()
+                .map(|w| {
+                    ix::witnessed_snapshot_address(
+                        &self.program_id,
+                        w,
+                        &submission.plan.target_id,
+                        &submission.plan.snapshot_root,
+                    )
+                })
+                .collect();
             ix::attest(
                 &self.program_id,
                 &signer.pubkey(),
@@ -395,6 +471,7 @@ pub mod svm {
                 &plan_hash,
                 seq,
                 &ix::buffer_keypair(signer, &plan_hash).pubkey(),
+                &records,
             )
         }
 
@@ -608,6 +685,10 @@ impl Drop for Running {
 pub struct Net {
     pub url: String,
     pub keypair: PathBuf,
+    /// A snapshot witness keypair (a second key, as on a single machine) and its address:
+    /// policies name it, `snapshot --witness` records roots under it.
+    pub witness: PathBuf,
+    pub witness_key: String,
     _process: Option<KillOnDrop>,
 }
 
@@ -615,6 +696,28 @@ impl Net {
     /// Whether this is our own fresh localnet (not one `anchor test` provided).
     pub fn is_own(&self) -> bool {
         self._process.is_some()
+    }
+
+    /// `args` followed by `--witness KEY` (a policy's witness).
+    pub fn policy_args(&self, args: &[&str]) -> Vec<String> {
+        let mut v: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        v.extend(["--witness".into(), self.witness_key.clone()]);
+        self.args(&v.iter().map(String::as_str).collect::<Vec<_>>())
+    }
+
+    /// `memzinc snapshot` args that also record the root for `target` under the witness key.
+    pub fn witnessed_snapshot(&self, pid: &str, out: &str, target: &str) -> Vec<String> {
+        self.args(&[
+            "snapshot",
+            "--pid",
+            pid,
+            "-o",
+            out,
+            "--witness",
+            self.witness.to_str().unwrap(),
+            "--target",
+            target,
+        ])
     }
 
     /// `args` followed by `-u URL -k KEYPAIR` for this network.
@@ -635,9 +738,12 @@ impl Net {
 pub fn localnet(dir: &std::path::Path) -> Net {
     if let (Ok(url), Ok(wallet)) = (std::env::var("ANCHOR_PROVIDER_URL"), std::env::var("ANCHOR_WALLET")) {
         eprintln!("using the validator at ANCHOR_PROVIDER_URL={url}");
+        let (witness, witness_key) = witness_keypair(dir);
         return Net {
             url,
             keypair: wallet.into(),
+            witness,
+            witness_key,
             _process: None,
         };
     }
@@ -669,11 +775,21 @@ pub fn own_localnet(dir: &std::path::Path) -> Net {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
     let info: serde_json::Value = serde_json::from_slice(&std::fs::read(&ready).unwrap()).unwrap();
+    let (witness, witness_key) = witness_keypair(dir);
     Net {
         url: info["rpc_url"].as_str().unwrap().to_string(),
         keypair,
+        witness,
+        witness_key,
         _process: Some(process),
     }
+}
+
+/// A fresh witness keypair file in `dir` and its address.
+fn witness_keypair(dir: &std::path::Path) -> (PathBuf, String) {
+    let path = dir.join("witness.json");
+    let key = ok(&["keygen", "-o", path.to_str().unwrap()]).trim().to_string();
+    (path, key)
 }
 
 /// healme's spec with `min_temp > max_temp` for every allowed value: no repair exists.

@@ -242,26 +242,54 @@ fn forged_symbol_proofs_are_refused() {
     let mut s = forged(5);
     s.evidence.symbols.swap(0, 1);
     expect_refusal(e.attest(&s, 0), VerifyError::InvalidSymbolProof);
-    // Another symbol tree (root and count claimed by the evidence) that puts `state` at table.
-    let mut s = forged(6);
-    let fake = memzinc_verifier::plan::SnapshotTrees::new::<Sha2>(synthetic::regions(), Vec::new())
-        .with_symbols::<Sha2>(vec![memzinc_verifier::plan::SnapshotSymbol {
-            key: keys[0],
-            address: 0x70_1000,
-            size: 64,
-        }]);
-    s.evidence.symbols_root = fake.symbols_root();
-    s.evidence.symbol_count = 1;
-    s.evidence.symbols = vec![memzinc_verifier::plan::SymbolProof {
-        symbol: memzinc_verifier::plan::SnapshotSymbol {
-            key: keys[0],
-            address: 0x70_1000,
-            size: 64,
-        },
-        index: 0,
-        siblings: Vec::new(),
-    }];
-    expect_refusal(e.attest(&s, 0), VerifyError::SnapshotRootMismatch);
+    // A symbol tree of the planner's own that puts `state` at table, with the snapshot root
+    // recomputed from it: the evidence is consistent, only the witnesses can refuse it.
+    let fake = memzinc_verifier::plan::SnapshotTrees::new::<Sha2>(
+        synthetic::regions(),
+        synthetic::page_leaves(&synthetic::regions()),
+    )
+    .with_symbols::<Sha2>(vec![memzinc_verifier::plan::SnapshotSymbol {
+        key: keys[0],
+        address: 0x70_1000,
+        size: 64,
+    }]);
+    let s = synthetic::submission_against(
+        &fake,
+        &synthetic::regions(),
+        "forged",
+        &[(0x70_1000, vec![6])],
+        &[],
+        &keys[..1],
+    );
+    assert_eq!(
+        s.plan.snapshot_root,
+        s.evidence.snapshot_root::<Sha2>(),
+        "a consistent forgery"
+    );
+    assert_ne!(s.plan.snapshot_root, synthetic::trees().root::<Sha2>());
+    expect_forged_root_refused(&mut e, &s);
+}
+
+/// A plan whose snapshot root the planner computed from trees of its own: refused because no
+/// policy witness recorded that root (the planner's own record does not count), and accepted
+/// only once a policy witness does, which shows the witness check is the one that refuses it.
+fn expect_forged_root_refused(e: &mut memzinc_tests::svm::Env, s: &Submission) {
+    let a = e.authority.insecure_clone();
+    e.upload_unwitnessed(&a, s);
+    // The policy witness never recorded this root: there is no record to cite.
+    let attest = e.attest_ix(&a, s, 0);
+    expect_refusal(e.send_attest(&a, attest), VerifyError::WrongAccountOwner);
+    let attest = e.attest_ix_citing(&a, s, 0, &[]);
+    expect_refusal(e.send_attest(&a, attest), VerifyError::NotEnoughWitnesses);
+    // The planner records the root itself: its key is not a witness of the policy.
+    e.witness_as(&a, s).expect("anyone may record a root");
+    let attest = e.attest_ix_citing(&a, s, 0, &[a.pubkey()]);
+    expect_refusal(e.send_attest(&a, attest), VerifyError::WitnessNotInPolicy);
+    // Were a policy witness to vouch for the forged root, every other check would pass.
+    e.witness_as(&memzinc_tests::svm::witness(), s).unwrap();
+    let attest = e.attest_ix(&a, s, 0);
+    e.send_attest(&a, attest)
+        .expect("the forgery is consistent: the witnesses are the defence");
 }
 
 #[test]
@@ -317,7 +345,7 @@ fn evidence_faults_are_refused() {
     s.evidence.pages[0].contents[7] ^= 1;
     expect_refusal(e.attest(&s, 0), VerifyError::InvalidPageProof);
 
-    // A region whose flags were upgraded no longer proves.
+    // A region whose flags were upgraded no longer proves against the witnessed root.
     let mut s = good.clone();
     s.plan.regions = vec![Region {
         start: 0x60_0000,
@@ -327,6 +355,116 @@ fn evidence_faults_are_refused() {
     s.plan.writes[0].address = 0x60_0000;
     s.plan.writes[0].old = (0..4).map(|i| synthetic::byte(0x60_0000 + i)).collect();
     expect_refusal(e.attest(&s, 0), VerifyError::InvalidRegionProof);
+
+    // The planner's own region tree that marks the read-only data writable, with the snapshot
+    // root recomputed from it: consistent evidence, refused for want of a witness.
+    let forged_regions: Vec<Region> = synthetic::regions()
+        .into_iter()
+        .map(|r| Region {
+            flags: if r.start == 0x60_0000 { RW } else { r.flags },
+            ..r
+        })
+        .collect();
+    let fake = memzinc_verifier::plan::SnapshotTrees::new::<Sha2>(
+        forged_regions.clone(),
+        synthetic::page_leaves(&forged_regions),
+    );
+    let new: Vec<u8> = (0..4).map(|i| !synthetic::byte(0x60_0000 + i)).collect();
+    let s = synthetic::submission_against(&fake, &forged_regions, "evidence", &[(0x60_0000, new)], &[], &[]);
+    assert_eq!(
+        s.plan.snapshot_root,
+        s.evidence.snapshot_root::<Sha2>(),
+        "a consistent forgery"
+    );
+    expect_forged_root_refused(&mut e, &s);
+}
+
+/// Witnessed snapshots: a plan is attested only against a root recorded by enough distinct
+/// policy witnesses, for its target, recently enough; witness sets are validated.
+#[test]
+fn snapshot_roots_must_be_witnessed_by_the_policy() {
+    use memzinc_tests::svm::{witness, MAX_SNAPSHOT_AGE};
+    let second = solana_keypair::Keypair::new_from_array([78; 32]);
+    let two_of_two = PolicyConfig {
+        witness_count: 2,
+        witnesses: [
+            witness().pubkey().to_bytes(),
+            second.pubkey().to_bytes(),
+            [0; 32],
+            [0; 32],
+        ],
+        witness_threshold: 2,
+        ..config(&[])
+    };
+    let mut e = env_with(&two_of_two);
+    e.svm.airdrop(&second.pubkey(), 10_000_000_000).unwrap();
+    let a = e.authority.insecure_clone();
+    let plan = synthetic::submission("witnessed", &[(0x70_0000, 2)]);
+    e.upload(&a, &plan); // recorded by the first witness
+    let attest = e.attest_ix(&a, &plan, 0);
+    expect_refusal(e.send_attest(&a, attest), VerifyError::NotEnoughWitnesses);
+    // The same record twice is one witness.
+    let attest = e.attest_ix_citing(&a, &plan, 0, &[witness().pubkey(), witness().pubkey()]);
+    expect_refusal(e.send_attest(&a, attest), VerifyError::DuplicateWitness);
+    // Another target's record of the same root does not count.
+    let elsewhere = synthetic::submission("elsewhere", &[(0x70_0000, 2)]);
+    e.witness_as(&second, &elsewhere).unwrap();
+    let mut attest = e.attest_ix(&a, &plan, 0);
+    attest.accounts.push(solana_instruction::AccountMeta::new_readonly(
+        ix::witnessed_snapshot_address(
+            &e.program_id,
+            &second.pubkey(),
+            &elsewhere.plan.target_id,
+            &elsewhere.plan.snapshot_root,
+        ),
+        false,
+    ));
+    expect_refusal(e.send_attest(&a, attest), VerifyError::WitnessedRootMismatch);
+    // A non-record account passed as a record.
+    let mut attest = e.attest_ix(&a, &plan, 0);
+    attest
+        .accounts
+        .push(solana_instruction::AccountMeta::new_readonly(e.policy_key(), false));
+    expect_refusal(e.send_attest(&a, attest), VerifyError::AccountDiscriminatorMismatch);
+    // Both witnesses, but too long ago; recording again refreshes the slot.
+    e.witness_as(&second, &plan).unwrap();
+    let both = [witness().pubkey(), second.pubkey()];
+    let recorded = ix::witnessed_snapshot_address(
+        &e.program_id,
+        &witness().pubkey(),
+        &plan.plan.target_id,
+        &plan.plan.snapshot_root,
+    );
+    let slot = e
+        .account(&recorded, memzinc_verifier::accounts::WitnessedSnapshot::decode)
+        .slot;
+    e.svm.warp_to_slot(slot + MAX_SNAPSHOT_AGE + 1);
+    let attest = e.attest_ix_citing(&a, &plan, 0, &both);
+    expect_refusal(e.send_attest(&a, attest), VerifyError::StaleSnapshot);
+    e.witness_as(&witness(), &plan).unwrap();
+    e.witness_as(&second, &plan).unwrap();
+    let attest = e.attest_ix_citing(&a, &plan, 0, &both);
+    e.send_attest(&a, attest).expect("2 of 2 fresh witnesses");
+
+    // Witness sets: the authority or a host signer may not witness; a threshold within the set.
+    let host = funded(&mut e.svm);
+    let program_id = e.program_id;
+    let invalid = |c: PolicyConfig| ix::update_policy(&program_id, &a.pubkey(), &c);
+    let mut as_authority = config(&[]);
+    as_authority.witnesses[0] = a.pubkey().to_bytes();
+    let mut as_host = config(&[host.pubkey()]);
+    as_host.witnesses[0] = host.pubkey().to_bytes();
+    let none = PolicyConfig {
+        witness_count: 0,
+        ..config(&[])
+    };
+    let too_high = PolicyConfig {
+        witness_threshold: 2,
+        ..config(&[])
+    };
+    for c in [as_authority, as_host, none, too_high] {
+        expect_refusal(e.send(vec![invalid(c)], &[&a]), VerifyError::InvalidWitnessSet);
+    }
 }
 
 #[test]
@@ -517,7 +655,10 @@ fn signers_owners_and_account_types_are_checked() {
     attest
         .accounts
         .push(AccountMeta::new_readonly(Pubkey::new_unique(), false));
-    e.send_attest(&a, attest).expect("extra accounts are ignored");
+    // Accounts after the system program are witnessed-snapshot records: a foreign one is refused.
+    expect_refusal(e.send_attest(&a, attest), VerifyError::WrongAccountOwner);
+    e.send_attest(&a, e.attest_ix(&a, &next, 1))
+        .expect("the honest attest at the warped slot");
     let a1 = e.account(&attestation_address(&e.program_id, &chain, 1), Attestation::decode);
     assert_eq!(a1.slot, 4242);
 }
@@ -620,14 +761,14 @@ fn host_signers_revocation_and_receipts() {
     );
     let record = ix::record_applied(
         &e.program_id,
-        &host.pubkey(),
+        &a.pubkey(),
         &a.pubkey(),
         &target,
         1,
         OUTCOME_APPLIED,
         &[0; 32],
     );
-    expect_refusal(e.send(vec![record], &[&host]), VerifyError::AttestationRevoked);
+    expect_refusal(e.send(vec![record], &[&a]), VerifyError::AttestationRevoked);
     assert!(
         e.account(
             &attestation_address(&e.program_id, &e.chain_key(&target), 1),
@@ -647,7 +788,276 @@ fn host_signers_revocation_and_receipts() {
     // Closing the policy: nothing can be attested under it any more.
     e.send(vec![ix::close_policy(&e.program_id, &a.pubkey())], &[&a])
         .expect("close");
-    expect_refusal(e.attest(&third, 2), VerifyError::WrongAccountOwner);
+    expect_refusal(e.attest(&third, 2), VerifyError::PolicyClosed);
+}
+
+/// Pre-funding DoS: every PDA address the program creates is predictable, and the system
+/// program's `CreateAccount` refuses an address that holds lamports. Someone sends lamports to
+/// each address first (the rent minimum to some, the least a system account may hold to others,
+/// more than enough to one); every instruction still succeeds and every account ends up the program's, rent-exempt.
+#[test]
+fn every_pda_the_program_creates_can_be_pre_funded() {
+    let mut e = env();
+    let griefer = funded(&mut e.svm);
+    let prefund = |e: &mut memzinc_tests::svm::Env, address: Pubkey, lamports: u64| {
+        let tx = solana_system_interface::instruction::transfer(&griefer.pubkey(), &address, lamports);
+        e.send(vec![tx], &[&griefer]).expect("pre-fund");
+    };
+    let rent = |e: &memzinc_tests::svm::Env, len: usize| e.svm.minimum_balance_for_rent_exemption(len);
+
+    // The policy of a new authority.
+    let authority = funded(&mut e.svm);
+    let policy = ix::policy_address(&e.program_id, &authority.pubkey());
+    let r = rent(&e, Policy::LEN);
+    prefund(&mut e, policy, r);
+    e.send(
+        vec![ix::initialize_policy(&e.program_id, &authority.pubkey(), &config(&[]))],
+        &[&authority],
+    )
+    .expect("initialize_policy on a pre-funded address");
+
+    // Target chain, attestation #0 and plan marker of the first plan; attestation #1 of the next.
+    let plan = synthetic::submission("prefund", &[(0x70_0000, 2)]);
+    let chain = e.chain_key(&plan.plan.target_id);
+    let plan_hash = plan.plan.plan_hash::<Sha2>();
+    let attestation0 = attestation_address(&e.program_id, &chain, 0);
+    let attestation1 = attestation_address(&e.program_id, &chain, 1);
+    let marker = plan_marker_address(&e.program_id, &chain, &plan_hash);
+    let receipt = ix::receipt_address(&e.program_id, &attestation0);
+    let r = rent(&e, Attestation::LEN);
+    let dust = rent(&e, 0); // the least a system account may hold: a shortfall to top up
+    prefund(&mut e, chain, dust);
+    prefund(&mut e, attestation0, r);
+    prefund(&mut e, marker, dust);
+    prefund(&mut e, attestation1, r * 3);
+    prefund(&mut e, receipt, dust);
+    let record = ix::witnessed_snapshot_address(
+        &e.program_id,
+        &memzinc_tests::svm::witness().pubkey(),
+        &plan.plan.target_id,
+        &plan.plan.snapshot_root,
+    );
+    prefund(&mut e, record, dust);
+    e.attest(&plan, 0).expect("attest on pre-funded addresses");
+    let next = synthetic::submission("prefund", &[(0x70_0100, 2)]);
+    e.attest(&next, 1).expect("attest on a pre-funded attestation address");
+    let a = e.authority.insecure_clone();
+    e.send(
+        vec![ix::record_applied(
+            &e.program_id,
+            &a.pubkey(),
+            &a.pubkey(),
+            &plan.plan.target_id,
+            0,
+            OUTCOME_APPLIED,
+            &[1; 32],
+        )],
+        &[&a],
+    )
+    .expect("record_applied on a pre-funded receipt address");
+
+    for (address, len) in [
+        (policy, Policy::LEN),
+        (chain, TargetChain::LEN),
+        (attestation0, Attestation::LEN),
+        (attestation_address(&e.program_id, &chain, 1), Attestation::LEN),
+        (plan_marker_address(&e.program_id, &chain, &plan_hash), PlanMarker::LEN),
+        (ix::receipt_address(&e.program_id, &attestation0), Receipt::LEN),
+        (record, memzinc_verifier::accounts::WitnessedSnapshot::LEN),
+    ] {
+        let account = e.svm.get_account(&address).unwrap();
+        assert_eq!((account.owner, account.data.len()), (e.program_id, len), "{address}");
+        assert!(account.lamports >= rent(&e, len), "{address} is rent-exempt");
+    }
+    assert_eq!(e.account(&attestation0, Attestation::decode).seq, 0);
+}
+
+/// A receipt is filed once per attestation; only the host that attested (or the authority)
+/// may file it, so another host signer cannot report a false outcome first.
+#[test]
+fn a_foreign_receipt_is_refused() {
+    let mut e = env();
+    let a = e.authority.insecure_clone();
+    let (host, other) = (funded(&mut e.svm), funded(&mut e.svm));
+    e.send(
+        vec![ix::update_policy(
+            &e.program_id,
+            &a.pubkey(),
+            &config(&[host.pubkey(), other.pubkey()]),
+        )],
+        &[&a],
+    )
+    .unwrap();
+    let plan = synthetic::submission("foreign-receipt", &[(0x70_0000, 2)]);
+    e.upload(&host, &plan);
+    let attest = e.attest_ix(&host, &plan, 0);
+    e.send_attest(&host, attest).expect("host attests");
+    let program_id = e.program_id;
+    let record = |signer: &Pubkey, seq| {
+        ix::record_applied(
+            &program_id,
+            signer,
+            &a.pubkey(),
+            &plan.plan.target_id,
+            seq,
+            memzinc_verifier::accounts::OUTCOME_REFUSED,
+            &[0; 32],
+        )
+    };
+    let foreign = record(&other.pubkey(), 0);
+    expect_refusal(e.send(vec![foreign], &[&other]), VerifyError::ReceiptNotBySigner);
+    e.send(vec![record(&host.pubkey(), 0)], &[&host])
+        .expect("the attesting host files its receipt");
+    // The authority may file one for any attestation.
+    let second = synthetic::submission("foreign-receipt", &[(0x70_0100, 2)]);
+    e.upload(&host, &second);
+    let attest = e.attest_ix(&host, &second, 1);
+    e.send_attest(&host, attest).unwrap();
+    e.send(vec![record(&a.pubkey(), 1)], &[&a])
+        .expect("the authority files a receipt");
+}
+
+/// Loosen, attest, tighten: the attestation records the revision and the configuration hash
+/// of the loose rules that judged it (and its link hash commits to both), and closing and
+/// reopening the policy continues the revisions instead of starting again at 0.
+#[test]
+fn loosen_attest_tighten_leaves_a_trace_and_revisions_are_never_reused() {
+    use memzinc_verifier::wire::PolicyRules;
+    let mut e = env();
+    let a = e.authority.insecure_clone();
+    let strict = config(&[]);
+    let loose = PolicyConfig {
+        rules: PolicyRules {
+            max_bytes: 4096,
+            ..strict.rules
+        },
+        ..strict
+    };
+    let update = |c: &PolicyConfig| ix::update_policy(&e.program_id, &a.pubkey(), c);
+    let (loosen, tighten) = (update(&loose), update(&strict));
+    e.send(vec![loosen], &[&a]).unwrap();
+    let big = synthetic::submission("loosen", &[(0x70_0000, 100)]);
+    e.attest(&big, 0).expect("allowed under the loose rules");
+    e.send(vec![tighten], &[&a]).unwrap();
+    expect_refusal(
+        e.attest(&synthetic::submission("loosen", &[(0x70_1000, 100)]), 1),
+        VerifyError::PlanTooManyBytes,
+    );
+
+    let chain = e.chain_key(&big.plan.target_id);
+    let record = e.account(&attestation_address(&e.program_id, &chain, 0), Attestation::decode);
+    let policy = e.account(&e.policy_key(), Policy::decode);
+    assert_eq!((record.policy_revision, policy.revision), (1, 2));
+    assert_eq!(record.policy_hash, loose.hash::<Sha2>());
+    assert_eq!(policy.config_hash, strict.hash::<Sha2>());
+    assert_ne!(record.policy_hash, policy.config_hash, "the loose rules are on record");
+    // The link commits to them: the same record claiming the strict rules does not hash to it.
+    let claimed = Attestation {
+        policy_hash: policy.config_hash,
+        ..record
+    };
+    assert_ne!(claimed.computed_hash::<Sha2>(), record.hash);
+    assert_eq!(record.computed_hash::<Sha2>(), record.hash);
+
+    // Close and reopen: the next revision, not 0 again.
+    e.send(vec![ix::close_policy(&e.program_id, &a.pubkey())], &[&a])
+        .unwrap();
+    e.send(vec![ix::initialize_policy(&e.program_id, &a.pubkey(), &loose)], &[&a])
+        .expect("reopen");
+    let reopened = e.account(&e.policy_key(), Policy::decode);
+    assert_eq!(
+        (reopened.revision, reopened.opened_revision, reopened.closed),
+        (3, 3, false)
+    );
+    e.attest(&synthetic::submission("loosen", &[(0x70_2000, 100)]), 1)
+        .expect("attest after reopening");
+    let after = e.account(&attestation_address(&e.program_id, &chain, 1), Attestation::decode);
+    assert_eq!(after.policy_revision, 3, "no revision is used twice");
+    // Reopening is only for a closed policy.
+    expect_refusal(
+        e.send(vec![ix::initialize_policy(&e.program_id, &a.pubkey(), &strict)], &[&a]),
+        VerifyError::AlreadyInitialized,
+    );
+}
+
+/// Closing a policy blocks what it attested: no receipt (and the host's gate refuses to apply,
+/// through the same `Attestation::may_apply`), also after the policy is reopened.
+#[test]
+fn close_then_apply_is_refused() {
+    let mut e = env();
+    let a = e.authority.insecure_clone();
+    let plan = synthetic::submission("close-apply", &[(0x70_0000, 2)]);
+    e.attest(&plan, 0).unwrap();
+    let record = ix::record_applied(
+        &e.program_id,
+        &a.pubkey(),
+        &a.pubkey(),
+        &plan.plan.target_id,
+        0,
+        OUTCOME_APPLIED,
+        &[1; 32],
+    );
+    e.send(vec![ix::close_policy(&e.program_id, &a.pubkey())], &[&a])
+        .unwrap();
+    expect_refusal(e.send(vec![record.clone()], &[&a]), VerifyError::PolicyClosed);
+    let attestation = e.account(
+        &attestation_address(&e.program_id, &e.chain_key(&plan.plan.target_id), 0),
+        Attestation::decode,
+    );
+    let closed = e.account(&e.policy_key(), Policy::decode);
+    assert_eq!(attestation.may_apply(&closed), Err(VerifyError::PolicyClosed));
+    e.send(
+        vec![ix::initialize_policy(&e.program_id, &a.pubkey(), &config(&[]))],
+        &[&a],
+    )
+    .unwrap();
+    expect_refusal(e.send(vec![record], &[&a]), VerifyError::AttestationBlocked);
+    let reopened = e.account(&e.policy_key(), Policy::decode);
+    assert_eq!(attestation.may_apply(&reopened), Err(VerifyError::AttestationBlocked));
+}
+
+/// A buffer is stamped only with its own key's signature: someone who sees another uploader's
+/// freshly allocated buffer cannot open it as theirs (and then close it for its rent).
+#[test]
+fn a_hijacked_buffer_is_refused() {
+    let mut e = env();
+    let victim = e.authority.insecure_clone();
+    let thief = funded(&mut e.svm);
+    let plan = synthetic::submission("hijack", &[(0x70_0000, 2)]);
+    let plan_hash = plan.plan.plan_hash::<Sha2>();
+    let bytes = plan.encode();
+    let buffer = ix::buffer_keypair(&victim, &plan_hash);
+    let space = memzinc_verifier::accounts::BufferHeader::LEN + bytes.len();
+    let rent = e.svm.minimum_balance_for_rent_exemption(space);
+    let [allocate, _] = <[_; 2]>::try_from(ix::open_buffer(
+        &e.program_id,
+        &victim.pubkey(),
+        &buffer.pubkey(),
+        &plan_hash,
+        bytes.len() as u32,
+        rent,
+    ))
+    .unwrap();
+    e.send(vec![allocate], &[&victim, &buffer])
+        .expect("the victim allocates");
+    // The thief stamps it as its own without the buffer's signature.
+    let mut open = ix::open_buffer(
+        &e.program_id,
+        &thief.pubkey(),
+        &buffer.pubkey(),
+        &plan_hash,
+        bytes.len() as u32,
+        rent,
+    )[1]
+    .clone();
+    open.accounts[1].is_signer = false;
+    expect_refusal(e.send(vec![open], &[&thief]), VerifyError::MissingSigner);
+    let close = ix::close_buffer(&e.program_id, &thief.pubkey(), &buffer.pubkey(), &plan_hash);
+    assert!(
+        e.send(vec![close], &[&thief]).is_err(),
+        "nothing to close for the thief"
+    );
+    assert_eq!(e.svm.get_account(&buffer.pubkey()).unwrap().lamports, rent);
 }
 
 #[test]

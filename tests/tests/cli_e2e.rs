@@ -23,7 +23,7 @@ fn symbol_rules_from_the_cli_judge_a_real_plan() {
     let target = Target::healme(&["--corrupt-at", "3", "--period-ms", "50"]);
     target.wait_for("OVERHEAT");
     let snap = p("s.core");
-    ok(&["snapshot", "--pid", &target.pid(), "-o", &snap]);
+    run_ok(net.witnessed_snapshot(&target.pid(), &snap, "healme"));
     let inspect: serde_json::Value = serde_json::from_str(&ok(&["inspect", &snap, "--json"])).unwrap();
     let state = inspect["symbols"]
         .as_array()
@@ -50,14 +50,7 @@ fn symbol_rules_from_the_cli_judge_a_real_plan() {
     let allow = format!("healme:HEALME_STATE+0..{state_size}");
     let field = |bounds: &str| format!("healme:HEALME_STATE+{temp_offset}:i32={bounds}");
 
-    run_ok(chain(&[
-        "policy",
-        "init",
-        "--allow",
-        &allow,
-        "--field",
-        &field("-50..150"),
-    ]));
+    run_ok(net.policy_args(&["policy", "init", "--allow", &allow, "--field", &field("-50..150")]));
     let shown: serde_json::Value = serde_json::from_str(&run_ok(chain(&["policy", "show", "--json"]))).unwrap();
     let rules = shown["symbol_rules"].as_array().unwrap();
     assert_eq!(rules.len(), 2);
@@ -79,7 +72,7 @@ fn symbol_rules_from_the_cli_judge_a_real_plan() {
     let other = Target::healme(&["--corrupt-at", "3", "--period-ms", "50"]);
     other.wait_for("OVERHEAT");
     let snap2 = p("s2.core");
-    ok(&["snapshot", "--pid", &other.pid(), "-o", &snap2]);
+    run_ok(net.witnessed_snapshot(&other.pid(), &snap2, "healme"));
     let inspect2: serde_json::Value = serde_json::from_str(&ok(&["inspect", &snap2, "--json"])).unwrap();
     let state2_at = inspect2["symbols"]
         .as_array()
@@ -98,32 +91,44 @@ fn symbol_rules_from_the_cli_judge_a_real_plan() {
     assert_eq!(attested["seq"], 1);
 
     // Bounds the repaired temperature (21) violates: the same plan is refused under them.
-    run_ok(chain(&[
-        "policy",
-        "update",
-        "--allow",
-        &allow,
-        "--field",
-        &field("100..150"),
-    ]));
+    run_ok(net.policy_args(&["policy", "update", "--allow", &allow, "--field", &field("100..150")]));
     let err = run_fail(chain(&["attest", &plan, "--snapshot", &snap]));
     assert!(err.contains("FieldValueOutOfBounds"), "{err}");
     // A range elsewhere: the writes are outside it.
     let elsewhere = format!("healme:HEALME_STATE+{}..{}", state_size, state_size + 8);
-    run_ok(chain(&["policy", "update", "--allow", &elsewhere]));
+    run_ok(net.policy_args(&["policy", "update", "--allow", &elsewhere]));
     let err = run_fail(chain(&["attest", &plan, "--snapshot", &snap]));
     assert!(err.contains("WriteOutsideAllowedRanges"), "{err}");
     // Another snapshot than the plan's is refused before anything is sent.
     let err = run_fail(chain(&["attest", &plan, "--snapshot", &snap2]));
     assert!(err.contains("is not the plan's snapshot"), "{err}");
     // A bound that does not fit the type is a usage error, nothing is sent.
-    let err = run_fail(chain(&[
-        "policy",
-        "update",
-        "--field",
-        "healme:HEALME_STATE+0:u8=0..256",
-    ]));
+    let err = run_fail(net.policy_args(&["policy", "update", "--field", "healme:HEALME_STATE+0:u8=0..256"]));
     assert!(err.contains("--field"), "{err}");
+
+    // A snapshot nobody witnessed: its plan is refused before anything is uploaded.
+    run_ok(net.policy_args(&["policy", "update", "--allow", &allow]));
+    let snap3 = p("s3.core");
+    ok(&["snapshot", "--pid", &other.pid(), "-o", &snap3]);
+    let plan3 = p("s3.plan.json");
+    ok(&["plan", &snap3, "--spec", spec.to_str().unwrap(), "-o", &plan3]);
+    let err = run_fail(chain(&["attest", &plan3, "--snapshot", &snap3]));
+    assert!(err.contains("witnessed by 0 of the 1"), "{err}");
+
+    // Closing the policy blocks what it attested: `apply` refuses plan2 (attested, never
+    // applied) at the gate, before touching the target, and still once the policy is reopened.
+    run_ok(chain(&["policy", "close"]));
+    let err = run_fail(chain(&["apply", &plan2, "--pid", &other.pid()]));
+    assert!(
+        err.contains("may not be applied") && err.contains("PolicyClosed"),
+        "{err}"
+    );
+    run_ok(net.policy_args(&["policy", "init", "--allow", &allow]));
+    let err = run_fail(chain(&["apply", &plan2, "--pid", &other.pid()]));
+    assert!(
+        err.contains("may not be applied") && err.contains("AttestationBlocked"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -135,14 +140,15 @@ fn snapshot_plan_attest_apply_audit_on_a_localnet() {
     let run_ok = |args: Vec<String>| ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
     let run_fail = |args: Vec<String>| fails(&args.iter().map(String::as_str).collect::<Vec<_>>());
 
-    run_ok(chain(&["policy", "init", "--max-bytes", "64", "--max-writes", "8"]));
+    run_ok(net.policy_args(&["policy", "init", "--max-bytes", "64", "--max-writes", "8"]));
 
     let target = Target::healme(&["--corrupt-at", "3", "--period-ms", "50"]);
     target.wait_for("OVERHEAT");
 
     let snap = p("t.core");
-    let report: serde_json::Value =
-        serde_json::from_str(&ok(&["snapshot", "--pid", &target.pid(), "-o", &snap, "--json"])).unwrap();
+    let mut witnessed = net.witnessed_snapshot(&target.pid(), &snap, "healme");
+    witnessed.push("--json".into());
+    let report: serde_json::Value = serde_json::from_str(&run_ok(witnessed)).unwrap();
     assert!(report["pages"].as_u64().unwrap() > 10);
 
     let inspect: serde_json::Value = serde_json::from_str(&ok(&["inspect", &snap, "--json"])).unwrap();
@@ -289,6 +295,23 @@ fn snapshot_plan_attest_apply_audit_on_a_localnet() {
         .find(|d| d["plan_hash"] == planned["plan_hash"])
         .unwrap();
     assert_eq!(decision["verdict"], "identical", "{replay}");
+    // A replay of an empty directory while the chain holds attestations replays nothing: that
+    // fails, and says how many decisions were not replayed; --allow-missing accepts it, and the
+    // summary still counts them.
+    let empty = dir.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let replay_empty = |extra: &[&str]| {
+        let mut args = vec!["audit", "--target", "healme", "--replay", empty.to_str().unwrap()];
+        args.extend(["--program", program.to_str().unwrap()]);
+        args.extend(extra);
+        chain(&args)
+    };
+    let err = run_fail(replay_empty(&[]));
+    assert!(err.contains("could not be replayed"), "{err}");
+    let allowed: serde_json::Value =
+        serde_json::from_str(&run_ok(replay_empty(&["--allow-missing", "--json"]))).unwrap();
+    assert_eq!(allowed["replay"]["replayed"], 0, "{allowed}");
+    assert_eq!(allowed["replay"]["missing"], entries.len(), "{allowed}");
     // The Parquet timeline reads back; a headless Chromium renders the report.
     {
         use parquet::file::reader::{FileReader, SerializedFileReader};
@@ -448,7 +471,7 @@ fn apply_killed_at_every_step_never_leaves_half_a_patch() {
     let auth = ["-u", net.url.as_str(), "-k", net.keypair.to_str().unwrap()];
     let with_auth = |args: &[&str]| -> Vec<String> { args.iter().chain(auth.iter()).map(|s| s.to_string()).collect() };
     let run = |args: Vec<String>| ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
-    run(with_auth(&["policy", "init", "--max-bytes", "64", "--max-writes", "8"]));
+    run(net.policy_args(&["policy", "init", "--max-bytes", "64", "--max-writes", "8"]));
     let spec = repo_root().join("models/targets/healme.json");
 
     for (i, point) in memzinc::apply::FAULT_POINTS.iter().enumerate() {
@@ -457,7 +480,7 @@ fn apply_killed_at_every_step_never_leaves_half_a_patch() {
         let core = dir.path().join(format!("f{i}.core"));
         let plan = dir.path().join(format!("f{i}.plan.json"));
         let (core, plan) = (core.to_str().unwrap(), plan.to_str().unwrap());
-        ok(&["snapshot", "--pid", &target.pid(), "-o", core]);
+        run(net.witnessed_snapshot(&target.pid(), core, "healme"));
         ok(&["plan", core, "--spec", spec.to_str().unwrap(), "-o", plan]);
         run(with_auth(&["attest", plan]));
 
@@ -615,7 +638,16 @@ fn watch_heals_a_corrupted_target_through_the_attestor() {
     let dir = tempfile::tempdir().unwrap();
     let net = localnet(dir.path());
     let chain = ["-u", &net.url, "-k", net.keypair.to_str().unwrap()];
-    let mut init = vec!["policy", "init", "--max-bytes", "64", "--max-writes", "8"];
+    let mut init = vec![
+        "policy",
+        "init",
+        "--max-bytes",
+        "64",
+        "--max-writes",
+        "8",
+        "--witness",
+        &net.witness_key,
+    ];
     init.extend(chain);
     ok(&init);
 
@@ -635,6 +667,8 @@ fn watch_heals_a_corrupted_target_through_the_attestor() {
         "1",
         "--workdir",
         workdir.to_str().unwrap(),
+        "--witness",
+        net.witness.to_str().unwrap(),
     ];
     args.extend(chain);
     // The rate limit: with no applies allowed, the repair is planned but not applied.

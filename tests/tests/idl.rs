@@ -5,7 +5,7 @@
 use memzinc::base::Sha2;
 use memzinc_cli::attest::instructions as ix;
 use memzinc_verifier::accounts::{
-    self, Attestation, BufferHeader, PlanMarker, Policy, PolicyConfig, Receipt, TargetChain,
+    self, Attestation, BufferHeader, PlanMarker, Policy, PolicyConfig, Receipt, TargetChain, WitnessedSnapshot,
 };
 use memzinc_verifier::plan::{PatchPlan, Write};
 use memzinc_verifier::wire::{field_kind, PolicyRules, Region, SymbolRule, SymbolRules};
@@ -127,12 +127,13 @@ fn discriminators_and_account_sizes_match() {
         ("close_buffer", accounts::IX_CLOSE_BUFFER),
         ("revoke", accounts::IX_REVOKE),
         ("record_applied", accounts::IX_RECORD_APPLIED),
+        ("witness_snapshot", accounts::IX_WITNESS_SNAPSHOT),
     ] {
         assert_eq!(disc(named(&idl["instructions"], name)), d, "{name}");
     }
     assert_eq!(
         idl["instructions"].as_array().unwrap().len(),
-        9,
+        10,
         "every instruction is listed"
     );
     for (name, d, len) in [
@@ -141,6 +142,11 @@ fn discriminators_and_account_sizes_match() {
         ("TargetChain", TargetChain::DISCRIMINATOR, TargetChain::LEN),
         ("PlanMarker", PlanMarker::DISCRIMINATOR, PlanMarker::LEN),
         ("Receipt", Receipt::DISCRIMINATOR, Receipt::LEN),
+        (
+            "WitnessedSnapshot",
+            WitnessedSnapshot::DISCRIMINATOR,
+            WitnessedSnapshot::LEN,
+        ),
     ] {
         assert_eq!(disc(named(&idl["accounts"], name)), d, "{name}");
         assert_eq!(8 + size(&idl, &json!({"defined": {"name": name}})), len, "{name} size");
@@ -152,6 +158,7 @@ fn discriminators_and_account_sizes_match() {
         ("PolicyUpdated", accounts::EVENT_POLICY_UPDATED),
         ("AttestationRevoked", accounts::EVENT_ATTESTATION_REVOKED),
         ("ApplyRecorded", accounts::EVENT_APPLY_RECORDED),
+        ("SnapshotWitnessed", accounts::EVENT_SNAPSHOT_WITNESSED),
     ] {
         assert_eq!(disc(named(&idl["events"], name)), d, "{name}");
     }
@@ -235,6 +242,10 @@ fn instruction_args_encode_exactly_as_the_program_decodes() {
         },
         signer_count: 1,
         signers: [signer.to_bytes(), [0; 32], [0; 32], [0; 32]],
+        witness_count: 1,
+        witnesses: [[4; 32], [0; 32], [0; 32], [0; 32]],
+        witness_threshold: 1,
+        max_snapshot_age: 1234,
         model_hash: [5; 32],
         verifier_hash: [6; 32],
         symbol_rules: SymbolRules::from_rules(&[SymbolRule {
@@ -250,6 +261,7 @@ fn instruction_args_encode_exactly_as_the_program_decodes() {
     let args = json!({"config": {
         "rules": {"wx": true, "max_bytes": 300, "max_writes": 9},
         "signers": [signer.to_bytes().to_vec()],
+        "witnesses": [vec![4u8; 32]], "witness_threshold": 1, "max_snapshot_age": 1234,
         "model_hash": vec![5u8; 32], "verifier_hash": vec![6u8; 32],
         "symbol_rules": [{"symbol": vec![7u8; 32], "start": 16, "end": 20, "kind": 2, "min": (-3i64) as u64, "max": 90}],
     }});
@@ -280,6 +292,7 @@ fn instruction_args_encode_exactly_as_the_program_decodes() {
                 &plan_hash,
                 0,
                 &buffer,
+                &[],
             ),
         ),
         (
@@ -292,6 +305,10 @@ fn instruction_args_encode_exactly_as_the_program_decodes() {
             ix::open_buffer(&program, &authority, &buffer, &plan_hash, 10, 1)[1].clone(),
         ),
         ("update_policy", ix::update_policy(&program, &authority, &config)),
+        (
+            "witness_snapshot",
+            ix::witness_snapshot(&program, &authority, &buffer, &plan.target_id, &[9; 32]),
+        ),
     ] {
         let declared = named(&idl["instructions"], name)["accounts"].as_array().unwrap();
         assert_eq!(declared.len(), built.accounts.len(), "{name}");
@@ -332,6 +349,10 @@ fn pda_seeds_derive_the_builders_addresses() {
         },
         signer_count: 0,
         signers: [[0; 32]; 4],
+        witness_count: 1,
+        witnesses: [[4; 32], [0; 32], [0; 32], [0; 32]],
+        witness_threshold: 1,
+        max_snapshot_age: 10,
         model_hash: [0; 32],
         verifier_hash: [0; 32],
         symbol_rules: SymbolRules::default(),
@@ -342,13 +363,17 @@ fn pda_seeds_derive_the_builders_addresses() {
             "update_policy" => (ix::update_policy(&program, &authority, &config), json!({})),
             "close_policy" => (ix::close_policy(&program, &authority), json!({})),
             "attest" => (
-                ix::attest(&program, &host, &authority, &target_id, &plan_hash, seq, &buffer),
+                ix::attest(&program, &host, &authority, &target_id, &plan_hash, seq, &buffer, &[]),
                 json!({"plan_hash": plan_hash.to_vec()}),
             ),
             "revoke" => (ix::revoke(&program, &authority, &target_id, seq), json!({"seq": seq})),
             "record_applied" => (
                 ix::record_applied(&program, &host, &authority, &target_id, seq, 1, &[8; 32]),
                 json!({"seq": seq}),
+            ),
+            "witness_snapshot" => (
+                ix::witness_snapshot(&program, &host, &authority, &target_id, &[9; 32]),
+                json!({"target_id": target_id.to_vec(), "snapshot_root": vec![9u8; 32]}),
             ),
             other => panic!("{other} declares a PDA but this test has no builder for it"),
         }
@@ -423,6 +448,7 @@ fn pda_seeds_derive_the_builders_addresses() {
             "revoke.attestation",
             "revoke.policy",
             "update_policy.policy",
+            "witness_snapshot.witnessed_snapshot",
         ]
     );
 }

@@ -553,7 +553,7 @@ fn restore_applies_an_attested_plan_to_the_image_only() {
     let chain = |args: &[&str]| net.args(args);
     let run = |args: Vec<String>| args;
     ok(
-        &run(chain(&["policy", "init", "--max-bytes", "64", "--max-writes", "8"]))
+        &run(net.policy_args(&["policy", "init", "--max-bytes", "64", "--max-writes", "8"]))
             .iter()
             .map(String::as_str)
             .collect::<Vec<_>>(),
@@ -573,7 +573,22 @@ fn restore_applies_an_attested_plan_to_the_image_only() {
         std::thread::sleep(Duration::from_millis(10));
     }
     let core = p("healme.core");
-    ok(&["checkpoint", "--pid", &pid.to_string(), "--kill", "-o", &core]);
+    ok(&net
+        .args(&[
+            "checkpoint",
+            "--pid",
+            &pid.to_string(),
+            "--kill",
+            "-o",
+            &core,
+            "--witness",
+            net.witness.to_str().unwrap(),
+            "--target",
+            "healme",
+        ])
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>());
     child.wait().unwrap();
     let plan = p("healme.plan.json");
     let spec = memzinc_tests::repo_root().join("models/targets/healme.json");

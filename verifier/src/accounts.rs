@@ -18,21 +18,26 @@ pub const IX_CLOSE_BUFFER: Discriminator = [46, 114, 179, 58, 57, 45, 194, 172];
 pub const IX_ATTEST: Discriminator = [83, 148, 120, 119, 144, 139, 117, 160];
 pub const IX_REVOKE: Discriminator = [170, 23, 31, 34, 133, 173, 93, 242];
 pub const IX_RECORD_APPLIED: Discriminator = [188, 96, 138, 140, 130, 180, 191, 213];
+pub const IX_WITNESS_SNAPSHOT: Discriminator = [75, 76, 178, 113, 155, 158, 165, 61];
 
 pub const EVENT_ATTESTATION_RECORDED: Discriminator = [207, 97, 52, 58, 217, 238, 97, 21];
 pub const EVENT_POLICY_INITIALIZED: Discriminator = [102, 184, 59, 178, 235, 69, 251, 181];
 pub const EVENT_POLICY_UPDATED: Discriminator = [225, 112, 112, 67, 95, 236, 245, 161];
 pub const EVENT_ATTESTATION_REVOKED: Discriminator = [47, 106, 65, 238, 200, 127, 163, 50];
 pub const EVENT_APPLY_RECORDED: Discriminator = [208, 74, 242, 240, 100, 236, 128, 235];
+pub const EVENT_SNAPSHOT_WITNESSED: Discriminator = [252, 16, 171, 131, 190, 51, 140, 12];
 
 pub const POLICY_SEED: &[u8] = b"policy";
 pub const TARGET_SEED: &[u8] = b"target";
 pub const ATTESTATION_SEED: &[u8] = b"attestation";
 pub const PLAN_SEED: &[u8] = b"plan";
 pub const RECEIPT_SEED: &[u8] = b"receipt";
+pub const SNAPSHOT_SEED: &[u8] = b"snapshot";
 
 /// Most host signers a policy names besides its authority.
 pub const MAX_SIGNERS: usize = 4;
+/// Most snapshot witnesses a policy names.
+pub const MAX_WITNESSES: usize = 4;
 
 /// Appends little-endian fields to a fixed buffer. Panics are impossible: sizes are constants
 /// checked by the tests, and `put` is only used by `encode` with the matching `LEN`.
@@ -56,14 +61,23 @@ fn check_discriminator<'a>(data: &'a [u8], disc: &Discriminator, len: usize) -> 
 }
 
 /// What the authority sets on a policy: the rules, the host signers allowed to attest and record
-/// receipts, and the hashes of what produced plans under it (MiniZinc models, verifier build).
-/// Borsh: `PolicyConfig { rules: PolicyRules, signers: Vec<Pubkey>, model_hash: [u8;32],
-/// verifier_hash: [u8;32], symbol_rules: Vec<SymbolRule> }`.
+/// receipts, the snapshot witnesses whose word fixes a snapshot root (k of n, no older than
+/// `max_snapshot_age` slots), and the hashes of what produced plans under it (MiniZinc models,
+/// verifier build).
+/// Borsh: `PolicyConfig { rules: PolicyRules, signers: Vec<Pubkey>, witnesses: Vec<Pubkey>,
+/// witness_threshold: u8, max_snapshot_age: u64, model_hash: [u8;32], verifier_hash: [u8;32],
+/// symbol_rules: Vec<SymbolRule> }`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PolicyConfig {
     pub rules: PolicyRules,
     pub signer_count: u8,
     pub signers: [[u8; 32]; MAX_SIGNERS],
+    pub witness_count: u8,
+    pub witnesses: [[u8; 32]; MAX_WITNESSES],
+    /// How many distinct witnesses must have recorded a plan's snapshot root.
+    pub witness_threshold: u8,
+    /// How old (in slots, at attest) a witnessed snapshot may be.
+    pub max_snapshot_age: u64,
     pub model_hash: Hash,
     pub verifier_hash: Hash,
     /// Address ranges relative to symbols, and the typed fields in them (`wire::SymbolRule`).
@@ -81,10 +95,22 @@ impl PolicyConfig {
         for s in signers.iter_mut().take(count as usize) {
             *s = *r.array()?;
         }
+        let witness_count = r.u32()?;
+        if witness_count as usize > MAX_WITNESSES {
+            return Err(VerifyError::InvalidWitnessSet);
+        }
+        let mut witnesses = [[0u8; 32]; MAX_WITNESSES];
+        for w in witnesses.iter_mut().take(witness_count as usize) {
+            *w = *r.array()?;
+        }
         Ok(PolicyConfig {
             rules,
             signer_count: count as u8,
             signers,
+            witness_count: witness_count as u8,
+            witnesses,
+            witness_threshold: r.u8()?,
+            max_snapshot_age: r.u64()?,
             model_hash: *r.array()?,
             verifier_hash: *r.array()?,
             symbol_rules: SymbolRules::parse_vec(r)?,
@@ -100,6 +126,12 @@ impl PolicyConfig {
         for s in &self.signers[..self.signer_count as usize] {
             out.extend_from_slice(s);
         }
+        out.extend_from_slice(&(self.witness_count as u32).to_le_bytes());
+        for w in &self.witnesses[..self.witness_count as usize] {
+            out.extend_from_slice(w);
+        }
+        out.push(self.witness_threshold);
+        out.extend_from_slice(&self.max_snapshot_age.to_le_bytes());
         out.extend_from_slice(&self.model_hash);
         out.extend_from_slice(&self.verifier_hash);
         out.extend(self.symbol_rules.encoded_vec());
@@ -109,22 +141,96 @@ impl PolicyConfig {
     pub fn allowed_signers(&self) -> &[[u8; 32]] {
         &self.signers[..(self.signer_count as usize).min(MAX_SIGNERS)]
     }
+
+    pub fn snapshot_witnesses(&self) -> &[[u8; 32]] {
+        &self.witnesses[..(self.witness_count as usize).min(MAX_WITNESSES)]
+    }
+
+    /// The witness set of a policy of `authority`: 1 to [`MAX_WITNESSES`] distinct keys, none
+    /// the authority or a host signer (a planner must not vouch for its own snapshot), a
+    /// threshold from 1 to their number, and a maximum age of at least one slot.
+    pub fn validate_witnesses(&self, authority: &[u8; 32]) -> Result<(), VerifyError> {
+        let witnesses = self.snapshot_witnesses();
+        let ok = !witnesses.is_empty()
+            && self.witness_count as usize <= MAX_WITNESSES
+            && self.witness_threshold >= 1
+            && self.witness_threshold <= self.witness_count
+            && self.max_snapshot_age >= 1
+            && witnesses
+                .iter()
+                .enumerate()
+                .all(|(i, w)| w != authority && !self.allowed_signers().contains(w) && !witnesses[..i].contains(w));
+        if ok {
+            Ok(())
+        } else {
+            Err(VerifyError::InvalidWitnessSet)
+        }
+    }
+
+    /// The hash of everything this configuration decides (rules, signers, hashes, symbol
+    /// rules), without unused slots. The policy account keeps it, so `attest` records the hash
+    /// of the rules that judged a plan without hashing them again.
+    pub fn hash<H: crate::Sha256>(&self) -> Hash {
+        let signers = self.allowed_signers();
+        let signer_bytes = signers.as_flattened();
+        H::hashv(&[
+            crate::hash::POLICY_TAG,
+            &self.rules.encode(),
+            &[signers.len() as u8],
+            signer_bytes,
+            &[self.snapshot_witnesses().len() as u8],
+            self.snapshot_witnesses().as_flattened(),
+            &[self.witness_threshold],
+            &self.max_snapshot_age.to_le_bytes(),
+            &self.model_hash,
+            &self.verifier_hash,
+            &[self.symbol_rules.len() as u8],
+            self.symbol_rules.encoded_used(),
+        ])
+    }
 }
 
 /// A policy. PDA seeds: `["policy", authority]`.
+///
+/// The account outlives `close_policy`: closing marks it closed, so `initialize_policy` at the
+/// same address reopens it with the next revision, never revision 0 again, and attestations
+/// made before the close stay blocked (`Attestation::may_apply`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Policy {
     pub authority: [u8; 32],
     pub config: PolicyConfig,
-    /// Bumped by every update, so a record can name the policy version it was judged under.
+    /// Bumped by every update and every reopening, so a record can name the policy version it
+    /// was judged under.
     pub revision: u32,
     pub bump: u8,
+    /// The revision at which the policy was last (re)opened: attestations of older revisions
+    /// were made before a close and may not be applied.
+    pub opened_revision: u32,
+    pub closed: bool,
+    /// `config.hash()`, kept up to date by every write of the config.
+    pub config_hash: Hash,
 }
 
 impl Policy {
     pub const DISCRIMINATOR: Discriminator = [222, 135, 7, 163, 235, 177, 33, 68];
-    pub const LEN: usize =
-        8 + 32 + POLICY_RULES_LEN + 1 + 32 * MAX_SIGNERS + 32 + 32 + 4 + 1 + 1 + SYMBOL_RULE_LEN * MAX_SYMBOL_RULES;
+    pub const LEN: usize = 8
+        + 32
+        + POLICY_RULES_LEN
+        + 1
+        + 32 * MAX_SIGNERS
+        + 1
+        + 32 * MAX_WITNESSES
+        + 1
+        + 8
+        + 32
+        + 32
+        + 4
+        + 1
+        + 4
+        + 1
+        + 32
+        + 1
+        + SYMBOL_RULE_LEN * MAX_SYMBOL_RULES;
 
     pub fn decode(data: &[u8]) -> Result<Policy, VerifyError> {
         let mut r = check_discriminator(data, &Self::DISCRIMINATOR, Self::LEN)?;
@@ -138,22 +244,42 @@ impl Policy {
         for s in signers.iter_mut() {
             *s = *r.array()?;
         }
+        let witness_count = r.u8()?;
+        if witness_count as usize > MAX_WITNESSES {
+            return Err(VerifyError::InvalidWitnessSet);
+        }
+        let mut witnesses = [[0u8; 32]; MAX_WITNESSES];
+        for w in witnesses.iter_mut() {
+            *w = *r.array()?;
+        }
+        let witness_threshold = r.u8()?;
+        let max_snapshot_age = r.u64()?;
         let model_hash = *r.array()?;
         let verifier_hash = *r.array()?;
         let revision = r.u32()?;
         let bump = r.u8()?;
+        let opened_revision = r.u32()?;
+        let closed = r.bool()?;
+        let config_hash = *r.array()?;
         Ok(Policy {
             authority,
             config: PolicyConfig {
                 rules,
                 signer_count,
                 signers,
+                witness_count,
+                witnesses,
+                witness_threshold,
+                max_snapshot_age,
                 model_hash,
                 verifier_hash,
                 symbol_rules: SymbolRules::parse_fixed(&mut r)?,
             },
             revision,
             bump,
+            opened_revision,
+            closed,
+            config_hash,
         })
     }
 
@@ -166,10 +292,19 @@ impl Policy {
         for s in &self.config.signers {
             w.put(s);
         }
+        w.put(&[self.config.witness_count]);
+        for x in &self.config.witnesses {
+            w.put(x);
+        }
+        w.put(&[self.config.witness_threshold]);
+        w.put(&self.config.max_snapshot_age.to_le_bytes());
         w.put(&self.config.model_hash);
         w.put(&self.config.verifier_hash);
         w.put(&self.revision.to_le_bytes());
         w.put(&[self.bump]);
+        w.put(&self.opened_revision.to_le_bytes());
+        w.put(&[self.closed as u8]);
+        w.put(&self.config_hash);
         let (count, slots) = self.config.symbol_rules.encoded_fixed();
         w.put(&[count]);
         w.put(slots);
@@ -236,6 +371,9 @@ pub struct Attestation {
     pub hash: Hash,
     pub write_count: u32,
     pub byte_count: u32,
+    /// The policy revision that judged the plan and the hash of its configuration.
+    pub policy_revision: u32,
+    pub policy_hash: Hash,
     /// Set by `revoke`; a revoked plan must not be applied.
     pub revoked: bool,
     pub bump: u8,
@@ -244,7 +382,7 @@ pub struct Attestation {
 impl Attestation {
     pub const DISCRIMINATOR: Discriminator = [152, 125, 183, 86, 36, 146, 121, 73];
     /// The Borsh body without the trailing bump; the `AttestationRecorded` event carries it.
-    pub const BODY_LEN: usize = 32 * 8 + 8 + 8 + 4 + 4;
+    pub const BODY_LEN: usize = 32 * 8 + 8 + 8 + 4 + 4 + 4 + 32;
     pub const LEN: usize = 8 + Self::BODY_LEN + 1 + 1;
     /// Offset of the `revoked` flag in the account data.
     pub const REVOKED_OFFSET: usize = 8 + Self::BODY_LEN;
@@ -274,6 +412,8 @@ impl Attestation {
             hash: *r.array()?,
             write_count: r.u32()?,
             byte_count: r.u32()?,
+            policy_revision: r.u32()?,
+            policy_hash: *r.array()?,
             revoked: if with_bump { r.bool()? } else { false },
             bump: if with_bump { r.u8()? } else { 0 },
         })
@@ -292,6 +432,8 @@ impl Attestation {
         w.put(&self.hash);
         w.put(&self.write_count.to_le_bytes());
         w.put(&self.byte_count.to_le_bytes());
+        w.put(&self.policy_revision.to_le_bytes());
+        w.put(&self.policy_hash);
     }
 
     pub fn encode(&self, out: &mut [u8; Self::LEN]) {
@@ -319,7 +461,25 @@ impl Attestation {
             plan_hash: &self.plan_hash,
             snapshot_root: &self.snapshot_root,
             region_table_hash: &self.region_table_hash,
+            policy_revision: self.policy_revision,
+            policy_hash: &self.policy_hash,
         })
+    }
+
+    /// Whether this attestation may still be applied (and take a receipt) under `policy`, the
+    /// current state of the policy it names: not revoked, the policy open, and made since the
+    /// policy was last (re)opened. The program's `record_applied` and the host's gate both ask.
+    pub fn may_apply(&self, policy: &Policy) -> Result<(), VerifyError> {
+        if self.revoked {
+            return Err(VerifyError::AttestationRevoked);
+        }
+        if policy.closed {
+            return Err(VerifyError::PolicyClosed);
+        }
+        if self.policy_revision < policy.opened_revision {
+            return Err(VerifyError::AttestationBlocked);
+        }
+        Ok(())
     }
 }
 
@@ -357,7 +517,7 @@ impl PlanMarker {
 pub struct BufferHeader {
     pub authority: [u8; 32],
     pub plan_hash: Hash,
-    /// Layout version, 1.
+    /// Layout version, [`BufferHeader::VERSION`]; others are refused.
     pub version: u8,
     pub len: u32,
 }
@@ -365,6 +525,7 @@ pub struct BufferHeader {
 impl BufferHeader {
     pub const DISCRIMINATOR: Discriminator = [115, 5, 212, 192, 85, 30, 46, 41];
     pub const LEN: usize = 8 + 32 + 32 + 1 + 4;
+    pub const VERSION: u8 = 1;
 
     /// Decodes the header and returns the data that follows it.
     pub fn decode(data: &[u8]) -> Result<(BufferHeader, &[u8]), VerifyError> {
@@ -378,6 +539,9 @@ impl BufferHeader {
             version: r.u8()?,
             len: r.u32()?,
         };
+        if header.version != Self::VERSION {
+            return Err(VerifyError::UnsupportedVersion);
+        }
         let body = &data[Self::LEN..];
         if body.len() != header.len as usize {
             return Err(VerifyError::AccountDiscriminatorMismatch);
@@ -392,6 +556,105 @@ impl BufferHeader {
         w.put(&self.plan_hash);
         w.put(&[self.version]);
         w.put(&self.len.to_le_bytes());
+    }
+}
+
+/// A snapshot witness's word: the process it calls `target_id` had snapshot root
+/// `snapshot_root` at `slot` (the witness took that snapshot from the live process itself).
+/// PDA seeds: `["snapshot", witness, target_id, snapshot_root]`; written only by
+/// `witness_snapshot`, signed by `witness`. A policy counts it when it names `witness`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WitnessedSnapshot {
+    pub witness: [u8; 32],
+    pub target_id: Hash,
+    pub snapshot_root: Hash,
+    /// When the witness last recorded this root (recording it again refreshes the slot).
+    pub slot: u64,
+    pub bump: u8,
+}
+
+impl WitnessedSnapshot {
+    pub const DISCRIMINATOR: Discriminator = [57, 134, 30, 138, 88, 39, 147, 156];
+    pub const BODY_LEN: usize = 32 + 32 + 32 + 8;
+    pub const LEN: usize = 8 + Self::BODY_LEN + 1;
+
+    pub fn decode(data: &[u8]) -> Result<WitnessedSnapshot, VerifyError> {
+        let mut r = check_discriminator(data, &Self::DISCRIMINATOR, Self::LEN)?;
+        Ok(WitnessedSnapshot {
+            witness: *r.array()?,
+            target_id: *r.array()?,
+            snapshot_root: *r.array()?,
+            slot: r.u64()?,
+            bump: r.u8()?,
+        })
+    }
+
+    fn put_body(&self, w: &mut Writer<'_>) {
+        w.put(&self.witness);
+        w.put(&self.target_id);
+        w.put(&self.snapshot_root);
+        w.put(&self.slot.to_le_bytes());
+    }
+
+    pub fn encode(&self, out: &mut [u8; Self::LEN]) {
+        let mut w = Writer { buf: out, at: 0 };
+        w.put(&Self::DISCRIMINATOR);
+        self.put_body(&mut w);
+        w.put(&[self.bump]);
+    }
+
+    /// The `SnapshotWitnessed` event: discriminator + body.
+    pub fn encode_event(&self, out: &mut [u8; 8 + Self::BODY_LEN]) {
+        let mut w = Writer { buf: out, at: 0 };
+        w.put(&EVENT_SNAPSHOT_WITNESSED);
+        self.put_body(&mut w);
+    }
+}
+
+/// Counts the witnessed snapshots cited for one plan under one policy: each must be by a
+/// distinct witness the policy names, for the plan's target and snapshot root, and no older than
+/// the policy's `max_snapshot_age` at slot `now`; `finish` wants at least the policy's threshold.
+/// No allocation: a bit per witness slot.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct WitnessTally {
+    seen: u8,
+    count: u8,
+}
+
+impl WitnessTally {
+    pub fn add(
+        &mut self,
+        config: &PolicyConfig,
+        record: &WitnessedSnapshot,
+        target_id: &Hash,
+        snapshot_root: &Hash,
+        now: u64,
+    ) -> Result<(), VerifyError> {
+        let index = config
+            .snapshot_witnesses()
+            .iter()
+            .position(|w| w == &record.witness)
+            .ok_or(VerifyError::WitnessNotInPolicy)?;
+        if &record.target_id != target_id || &record.snapshot_root != snapshot_root {
+            return Err(VerifyError::WitnessedRootMismatch);
+        }
+        if now.saturating_sub(record.slot) > config.max_snapshot_age {
+            return Err(VerifyError::StaleSnapshot);
+        }
+        if self.seen & (1 << index) != 0 {
+            return Err(VerifyError::DuplicateWitness);
+        }
+        self.seen |= 1 << index;
+        self.count += 1;
+        Ok(())
+    }
+
+    pub fn finish(&self, config: &PolicyConfig) -> Result<(), VerifyError> {
+        if self.count >= config.witness_threshold && self.count > 0 {
+            Ok(())
+        } else {
+            Err(VerifyError::NotEnoughWitnesses)
+        }
     }
 }
 
@@ -487,6 +750,9 @@ mod tests {
         assert_eq!(PlanMarker::DISCRIMINATOR, disc("account:PlanMarker"));
         assert_eq!(BufferHeader::DISCRIMINATOR, disc("account:Buffer"));
         assert_eq!(Receipt::DISCRIMINATOR, disc("account:Receipt"));
+        assert_eq!(IX_WITNESS_SNAPSHOT, disc("global:witness_snapshot"));
+        assert_eq!(WitnessedSnapshot::DISCRIMINATOR, disc("account:WitnessedSnapshot"));
+        assert_eq!(EVENT_SNAPSHOT_WITNESSED, disc("event:SnapshotWitnessed"));
     }
 
     #[test]
@@ -504,6 +770,8 @@ mod tests {
             hash: [8; 32],
             write_count: 3,
             byte_count: 12,
+            policy_revision: 4,
+            policy_hash: [10; 32],
             revoked: true,
             bump: 254,
         };
@@ -525,6 +793,10 @@ mod tests {
                 },
                 signer_count: 2,
                 signers: [[1; 32], [2; 32], [0; 32], [0; 32]],
+                witness_count: 1,
+                witnesses: [[12; 32], [0; 32], [0; 32], [0; 32]],
+                witness_threshold: 1,
+                max_snapshot_age: 100,
                 model_hash: [3; 32],
                 verifier_hash: [4; 32],
                 symbol_rules: SymbolRules::from_rules(&[crate::wire::SymbolRule {
@@ -539,6 +811,9 @@ mod tests {
             },
             revision: 7,
             bump: 255,
+            opened_revision: 5,
+            closed: true,
+            config_hash: [11; 32],
         };
         assert!(p.may_sign(&[9; 32]) && p.may_sign(&[2; 32]) && !p.may_sign(&[0; 32]));
         let mut pbuf = [0u8; Policy::LEN];
@@ -548,5 +823,181 @@ mod tests {
             Policy::decode(&pbuf[..Policy::LEN - 1]),
             Err(VerifyError::AccountDiscriminatorMismatch)
         );
+    }
+}
+
+#[cfg(test)]
+mod policy_lifecycle_tests {
+    use super::*;
+    use crate::test_hash::Sha2;
+
+    fn policy(revision: u32, opened_revision: u32, closed: bool) -> Policy {
+        let config = PolicyConfig {
+            rules: PolicyRules {
+                wx: true,
+                max_bytes: 64,
+                max_writes: 8,
+            },
+            signer_count: 0,
+            signers: [[0; 32]; MAX_SIGNERS],
+            witness_count: 2,
+            witnesses: [[7; 32], [8; 32], [0; 32], [0; 32]],
+            witness_threshold: 2,
+            max_snapshot_age: 10,
+            model_hash: [0; 32],
+            verifier_hash: [0; 32],
+            symbol_rules: SymbolRules::default(),
+        };
+        Policy {
+            authority: [1; 32],
+            config,
+            revision,
+            bump: 255,
+            opened_revision,
+            closed,
+            config_hash: config.hash::<Sha2>(),
+        }
+    }
+
+    fn attestation(policy_revision: u32) -> Attestation {
+        let mut buf = [0u8; Attestation::LEN];
+        buf[..8].copy_from_slice(&Attestation::DISCRIMINATOR);
+        Attestation {
+            policy_revision,
+            ..Attestation::decode(&buf).unwrap()
+        }
+    }
+
+    /// The host's gate and the program's `record_applied` both ask `may_apply`: closing a
+    /// policy blocks what it attested, and reopening it does not unblock them.
+    #[test]
+    fn closing_a_policy_blocks_its_attestations_for_good() {
+        assert_eq!(attestation(2).may_apply(&policy(2, 0, false)), Ok(()));
+        assert_eq!(
+            attestation(2).may_apply(&policy(2, 0, true)),
+            Err(VerifyError::PolicyClosed)
+        );
+        assert_eq!(
+            attestation(2).may_apply(&policy(3, 3, false)),
+            Err(VerifyError::AttestationBlocked)
+        );
+        assert_eq!(attestation(3).may_apply(&policy(3, 3, false)), Ok(()));
+        let revoked = Attestation {
+            revoked: true,
+            ..attestation(3)
+        };
+        assert_eq!(
+            revoked.may_apply(&policy(3, 3, false)),
+            Err(VerifyError::AttestationRevoked)
+        );
+    }
+
+    #[test]
+    fn the_config_hash_sees_every_rule() {
+        let base = policy(0, 0, false).config;
+        let h = base.hash::<Sha2>();
+        let looser = PolicyConfig {
+            rules: PolicyRules {
+                max_bytes: 65,
+                ..base.rules
+            },
+            ..base
+        };
+        assert_ne!(looser.hash::<Sha2>(), h);
+        let signer = PolicyConfig {
+            signer_count: 1,
+            ..base
+        };
+        assert_ne!(signer.hash::<Sha2>(), h);
+        // Unused signer slots are not part of the configuration.
+        let mut slots = base;
+        slots.signers[3] = [9; 32];
+        assert_eq!(slots.hash::<Sha2>(), h);
+    }
+
+    /// k of n distinct policy witnesses, each for this target and root, none too old.
+    #[test]
+    fn witness_tally_counts_distinct_fresh_policy_witnesses() {
+        let config = policy(0, 0, false).config;
+        let (target, root) = ([1u8; 32], [2u8; 32]);
+        let record = |witness: u8, slot| WitnessedSnapshot {
+            witness: [witness; 32],
+            target_id: target,
+            snapshot_root: root,
+            slot,
+            bump: 0,
+        };
+        let mut t = WitnessTally::default();
+        assert_eq!(t.finish(&config), Err(VerifyError::NotEnoughWitnesses));
+        t.add(&config, &record(7, 95), &target, &root, 100).unwrap();
+        assert_eq!(t.finish(&config), Err(VerifyError::NotEnoughWitnesses), "1 of 2");
+        assert_eq!(
+            t.add(&config, &record(7, 95), &target, &root, 100),
+            Err(VerifyError::DuplicateWitness)
+        );
+        assert_eq!(
+            t.add(&config, &record(9, 95), &target, &root, 100),
+            Err(VerifyError::WitnessNotInPolicy)
+        );
+        assert_eq!(
+            t.add(&config, &record(8, 89), &target, &root, 100),
+            Err(VerifyError::StaleSnapshot)
+        );
+        assert_eq!(
+            t.add(&config, &record(8, 95), &target, &[3; 32], 100),
+            Err(VerifyError::WitnessedRootMismatch)
+        );
+        t.add(&config, &record(8, 90), &target, &root, 100).unwrap();
+        assert_eq!(t.finish(&config), Ok(()));
+    }
+
+    #[test]
+    fn witness_sets_are_validated() {
+        let ok = policy(0, 0, false).config;
+        let authority = [1u8; 32];
+        assert_eq!(ok.validate_witnesses(&authority), Ok(()));
+        let bad = |c: PolicyConfig| assert_eq!(c.validate_witnesses(&authority), Err(VerifyError::InvalidWitnessSet));
+        bad(PolicyConfig { witness_count: 0, ..ok });
+        bad(PolicyConfig {
+            witness_threshold: 0,
+            ..ok
+        });
+        bad(PolicyConfig {
+            witness_threshold: 3,
+            ..ok
+        });
+        bad(PolicyConfig {
+            max_snapshot_age: 0,
+            ..ok
+        });
+        bad(PolicyConfig {
+            witnesses: [[7; 32], [7; 32], [0; 32], [0; 32]],
+            ..ok
+        });
+        bad(PolicyConfig {
+            witnesses: [[7; 32], authority, [0; 32], [0; 32]],
+            ..ok
+        });
+        bad(PolicyConfig {
+            signer_count: 1,
+            signers: [[8; 32], [0; 32], [0; 32], [0; 32]],
+            ..ok
+        });
+    }
+
+    #[test]
+    fn buffer_headers_of_another_version_are_refused() {
+        let header = BufferHeader {
+            authority: [1; 32],
+            plan_hash: [2; 32],
+            version: BufferHeader::VERSION,
+            len: 3,
+        };
+        let mut data = [0u8; BufferHeader::LEN + 3];
+        header.encode((&mut data[..BufferHeader::LEN]).try_into().unwrap());
+        assert!(BufferHeader::decode(&data).is_ok());
+        let header = BufferHeader { version: 2, ..header };
+        header.encode((&mut data[..BufferHeader::LEN]).try_into().unwrap());
+        assert_eq!(BufferHeader::decode(&data), Err(VerifyError::UnsupportedVersion));
     }
 }

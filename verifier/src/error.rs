@@ -91,6 +91,16 @@ verify_errors! {
     FieldValueOutOfBounds = 44 => "a typed field's new value is outside the policy's bounds",
     PointerTargetUnreadable = 45 => "a pointer field's new value does not point into a readable region of the plan's proven regions",
     TooManySymbolRules = 46 => "a policy holds at most 8 symbol rules",
+    PolicyClosed = 47 => "the policy is closed",
+    AttestationBlocked = 48 => "the attestation was made before its policy was last closed",
+    ReceiptNotBySigner = 49 => "only the attestation's signer or the policy authority may record its receipt",
+    UnsupportedVersion = 50 => "the account's layout version is not one this program reads",
+    NotEnoughWitnesses = 51 => "the plan's snapshot root is witnessed by fewer of the policy's witnesses than it requires",
+    WitnessNotInPolicy = 52 => "a witnessed snapshot was recorded by a key the policy does not name as a witness",
+    DuplicateWitness = 53 => "the same witness is cited twice",
+    WitnessedRootMismatch = 54 => "a witnessed snapshot names another target or snapshot root than the plan",
+    StaleSnapshot = 55 => "the witnessed snapshot is older than the policy's max_snapshot_age",
+    InvalidWitnessSet = 56 => "policy witnesses: 1 to 4 distinct keys that are neither the authority nor a host signer, a threshold from 1 to their number, and a max_snapshot_age of at least 1 slot",
 }
 
 impl core::fmt::Display for VerifyError {

@@ -12,7 +12,8 @@ pub type Hash = [u8; 32];
 
 pub const PLAN_TAG: &[u8] = b"memzinc/plan/v1";
 pub const REGION_TABLE_TAG: &[u8] = b"memzinc/regions/v1";
-pub const LINK_TAG: &[u8] = b"memzinc/attestation/v1";
+pub const LINK_TAG: &[u8] = b"memzinc/attestation/v2";
+pub const POLICY_TAG: &[u8] = b"memzinc/policy/v1";
 pub const PAGE_LEAF_TAG: &[u8] = b"memzinc/page/v1";
 pub const UNREADABLE_LEAF_TAG: &[u8] = b"memzinc/unreadable/v1";
 pub const NODE_TAG: &[u8] = b"memzinc/node/v1";
@@ -82,6 +83,10 @@ pub struct LinkFields<'a> {
     pub plan_hash: &'a Hash,
     pub snapshot_root: &'a Hash,
     pub region_table_hash: &'a Hash,
+    /// The revision of the policy that judged the plan, and the hash of its configuration
+    /// (`PolicyConfig::hash`): a loosen-attest-tighten sequence leaves the loose rules' hash.
+    pub policy_revision: u32,
+    pub policy_hash: &'a Hash,
 }
 
 /// The hash of one link of a target's attestation chain. The program stores it and the next
@@ -98,5 +103,7 @@ pub fn link_hash<H: Sha256>(f: &LinkFields<'_>) -> Hash {
         f.plan_hash,
         f.snapshot_root,
         f.region_table_hash,
+        &f.policy_revision.to_le_bytes(),
+        f.policy_hash,
     ])
 }

@@ -12,11 +12,12 @@
 //! close_buffer, attest               plan_hash: [u8;32]
 //! revoke                             seq: u64
 //! record_applied                     seq: u64, outcome: u8, readback_hash: [u8;32]   outcome <= 2
+//! witness_snapshot                   target_id: [u8;32], snapshot_root: [u8;32]
 //! ```
 
 use crate::accounts::{
     Discriminator, PolicyConfig, IX_ATTEST, IX_CLOSE_BUFFER, IX_CLOSE_POLICY, IX_INITIALIZE_POLICY, IX_OPEN_BUFFER,
-    IX_RECORD_APPLIED, IX_REVOKE, IX_UPDATE_POLICY, IX_WRITE_BUFFER, OUTCOME_REFUSED,
+    IX_RECORD_APPLIED, IX_REVOKE, IX_UPDATE_POLICY, IX_WITNESS_SNAPSHOT, IX_WRITE_BUFFER, OUTCOME_REFUSED,
 };
 use crate::error::VerifyError;
 use crate::hash::Hash;
@@ -37,10 +38,11 @@ pub enum Ix {
     Attest,
     Revoke,
     RecordApplied,
+    WitnessSnapshot,
 }
 
 impl Ix {
-    pub const ALL: [Ix; 9] = [
+    pub const ALL: [Ix; 10] = [
         Ix::InitializePolicy,
         Ix::UpdatePolicy,
         Ix::ClosePolicy,
@@ -50,6 +52,7 @@ impl Ix {
         Ix::Attest,
         Ix::Revoke,
         Ix::RecordApplied,
+        Ix::WitnessSnapshot,
     ];
 
     pub const fn discriminator(self) -> Discriminator {
@@ -63,6 +66,7 @@ impl Ix {
             Ix::Attest => IX_ATTEST,
             Ix::Revoke => IX_REVOKE,
             Ix::RecordApplied => IX_RECORD_APPLIED,
+            Ix::WitnessSnapshot => IX_WITNESS_SNAPSHOT,
         }
     }
 
@@ -159,6 +163,26 @@ impl RevokeArgs {
         let seq = r.u64()?;
         r.finish()?;
         Ok(RevokeArgs { seq })
+    }
+}
+
+/// `witness_snapshot`: the target and the root the witness vouches for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WitnessSnapshotArgs {
+    pub target_id: Hash,
+    pub snapshot_root: Hash,
+}
+
+impl WitnessSnapshotArgs {
+    pub fn parse(args: &[u8]) -> Result<Self, VerifyError> {
+        let mut r = Reader::new(args);
+        let target_id = *r.array::<32>()?;
+        let snapshot_root = *r.array::<32>()?;
+        r.finish()?;
+        Ok(WitnessSnapshotArgs {
+            target_id,
+            snapshot_root,
+        })
     }
 }
 

@@ -596,6 +596,11 @@ impl SymbolRules {
         (self.count, &self.encoded)
     }
 
+    /// The encoded rules in use (no unused slots).
+    pub fn encoded_used(&self) -> &[u8] {
+        &self.encoded[..self.len() * SYMBOL_RULE_LEN]
+    }
+
     /// The Borsh `Vec<SymbolRule>` of the instruction argument.
     pub fn encoded_vec(&self) -> impl Iterator<Item = u8> + '_ {
         (self.len() as u32)

@@ -39,6 +39,9 @@ pub struct WatchOptions {
     /// file per round that planned).
     pub workdir: PathBuf,
     pub cancel: Arc<Cancel>,
+    /// The snapshot witness key: each round's root is recorded on chain under it before the
+    /// plan is attested (the policy must name it). Needed unless `dry_run`.
+    pub witness: Option<solana_keypair::Keypair>,
 }
 
 /// What one round found and did.
@@ -145,6 +148,13 @@ pub fn watch(
                         applied_recently: applied.len(),
                     });
                 } else if !opts.cancel.is_cancelled() && !plan.writes.is_empty() {
+                    // This round's snapshot, taken by this process, is witnessed under the
+                    // witness key: the second key of a single-machine setup.
+                    let witness = opts
+                        .witness
+                        .as_ref()
+                        .ok_or_else(|| Error::Usage("watch needs a snapshot witness key to attest".into()))?;
+                    client.witness(witness, &plan.target_id, &snap.root())?;
                     client.attest(authority, &plan.submission()?)?;
                     let done = apply_attested(client, authority, opts.pid, &plan.patch())?;
                     applied.push_back(Instant::now());

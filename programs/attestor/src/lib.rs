@@ -10,7 +10,10 @@
 //! itself (canonical bump, `find_program_address`) or accounts it owns whose discriminator and
 //! stored keys it verifies; signers are checked before anything is read; the only CPI target is
 //! the system program, whose address is checked; the clock comes from the syscall, never from a
-//! passed account.
+//! passed account. Every PDA is created so that lamports someone sent to its address first cannot
+//! block it (`create_pda`). Accounts the program only reads as evidence (witnessed-snapshot
+//! records) are accepted by owner and discriminator: only this program writes them, at the PDA
+//! of their own fields. Each instruction says who may call it and what it proves.
 #![no_std]
 
 // memcpy/memset and friends for the upstream BPF target, routed to the runtime's syscalls.
@@ -18,22 +21,23 @@
 extern crate solana_compiler_builtins;
 
 use memzinc_verifier::accounts::{
-    Attestation, BufferHeader, PlanMarker, Policy, Receipt, TargetChain, ATTESTATION_SEED, EVENT_ATTESTATION_REVOKED,
-    EVENT_POLICY_INITIALIZED, EVENT_POLICY_UPDATED, PLAN_SEED, POLICY_SEED, RECEIPT_SEED, TARGET_SEED,
+    Attestation, BufferHeader, PlanMarker, Policy, Receipt, TargetChain, WitnessTally, WitnessedSnapshot,
+    ATTESTATION_SEED, EVENT_ATTESTATION_REVOKED, EVENT_POLICY_INITIALIZED, EVENT_POLICY_UPDATED, PLAN_SEED,
+    POLICY_SEED, RECEIPT_SEED, SNAPSHOT_SEED, TARGET_SEED,
 };
 use memzinc_verifier::hash::{link_hash, LinkFields};
 use memzinc_verifier::instruction::{
     parse_no_args, parse_policy_config, Ix, OpenBufferArgs, PlanHashArgs, RecordAppliedArgs, RevokeArgs,
-    WriteBufferArgs,
+    WitnessSnapshotArgs, WriteBufferArgs,
 };
 use memzinc_verifier::rules::verify_submission;
 use memzinc_verifier::wire::POLICY_RULES_LEN;
 use memzinc_verifier::{Sha256, VerifyError};
 use pinocchio::cpi::{Seed, Signer};
 use pinocchio::error::ProgramError;
-use pinocchio::sysvars::{clock::Clock, Sysvar};
+use pinocchio::sysvars::{clock::Clock, rent::Rent, Sysvar};
 use pinocchio::{AccountView, Address, ProgramResult};
-use pinocchio_system::instructions::CreateAccount;
+use pinocchio_system::instructions::{Allocate, Assign, CreateAccount, Transfer};
 
 #[cfg(not(feature = "no-entrypoint"))]
 mod entrypoint {
@@ -155,6 +159,7 @@ fn dispatch(program_id: &Address, accounts: &mut [AccountView], data: &[u8]) -> 
         Ix::InitializePolicy => initialize_policy(program_id, accounts, args),
         Ix::UpdatePolicy => update_policy(program_id, accounts, args),
         Ix::ClosePolicy => close_policy(program_id, accounts, args),
+        Ix::WitnessSnapshot => witness_snapshot(program_id, accounts, args),
     }
 }
 
@@ -202,6 +207,11 @@ fn require_fresh_pda(account: &AccountView, seeds: &[&[u8]], program_id: &Addres
     Ok(bump)
 }
 
+/// Creates the PDA `account` (signer seeds `seeds`): `space` bytes, owned by this program,
+/// rent-exempt, paid by `payer`. Every PDA address is predictable, and `CreateAccount` refuses an
+/// address that already holds lamports, so anyone could block one for the price of its rent;
+/// such an address is topped up to the rent minimum, then allocated and assigned instead. Only
+/// the PDA's signature, which only this program can give, may allocate or assign it.
 fn create_pda(
     payer: &AccountView,
     account: &AccountView,
@@ -209,8 +219,31 @@ fn create_pda(
     program_id: &Address,
     seeds: &[Seed],
 ) -> ProgramResult {
-    CreateAccount::with_minimum_balance(payer, account, space as u64, program_id, None)?
-        .invoke_signed(&[Signer::from(seeds)])
+    if account.lamports() == 0 {
+        return CreateAccount::with_minimum_balance(payer, account, space as u64, program_id, None)?
+            .invoke_signed(&[Signer::from(seeds)]);
+    }
+    let shortfall = Rent::get()?
+        .try_minimum_balance(space)?
+        .saturating_sub(account.lamports());
+    if shortfall > 0 {
+        Transfer {
+            from: payer,
+            to: account,
+            lamports: shortfall,
+        }
+        .invoke()?;
+    }
+    Allocate {
+        account,
+        space: space as u64,
+    }
+    .invoke_signed(&[Signer::from(seeds)])?;
+    Assign {
+        account,
+        owner: program_id,
+    }
+    .invoke_signed(&[Signer::from(seeds)])
 }
 
 /// Closes a program-owned account: lamports to `to`, then data and owner cleared, so it cannot
@@ -267,8 +300,11 @@ fn load_attestation(
     Ok(a)
 }
 
-/// Accounts: 0 `[writable, signer]` authority, 1 `[writable]` policy PDA `["policy", authority]`,
-/// 2 system program. Args: `PolicyConfig`.
+/// Accounts: 0 `[writable, signer]` authority (pays), 1 `[writable]` policy PDA
+/// `["policy", authority]`, 2 system program. Args: `PolicyConfig`.
+/// Who: the authority, for its own policy only (the PDA is seeded by its key).
+/// Proves: the policy is new at revision 0, or, if it was closed, reopened at the revision after
+/// its last one (a closed policy's account stays, so revisions are never reused).
 #[inline(never)]
 fn initialize_policy(program_id: &Address, accounts: &mut [AccountView], args: &[u8]) -> ProgramResult {
     let [authority, policy, system_program, ..] = accounts else {
@@ -279,25 +315,56 @@ fn initialize_policy(program_id: &Address, accounts: &mut [AccountView], args: &
     require_writable(policy)?;
     require_system_program(system_program)?;
     let config = parse_policy_config(args).map_err(fail)?;
-    let bump = require_fresh_pda(policy, &[POLICY_SEED, authority.address().as_ref()], program_id)?;
+    config
+        .validate_witnesses(authority.address().as_array())
+        .map_err(fail)?;
+    let config_hash = config.hash::<SyscallSha256>();
 
-    let bump_seed = [bump];
-    create_pda(
-        authority,
-        policy,
-        Policy::LEN,
-        program_id,
-        &[
-            Seed::from(POLICY_SEED),
-            Seed::from(authority.address().as_ref()),
-            Seed::from(&bump_seed),
-        ],
-    )?;
-    let record = Policy {
-        authority: authority.address().to_bytes(),
-        config,
-        revision: 0,
-        bump,
+    let record = if policy.owned_by(program_id) {
+        // Reopening: only this authority's own closed policy.
+        let (expected, _) = Address::find_program_address(&[POLICY_SEED, authority.address().as_ref()], program_id);
+        if policy.address() != &expected {
+            return Err(fail(VerifyError::InvalidPda));
+        }
+        let old = load_policy(policy, program_id)?;
+        if &old.authority != authority.address().as_array() {
+            return Err(fail(VerifyError::Unauthorized));
+        }
+        if !old.closed {
+            return Err(fail(VerifyError::AlreadyInitialized));
+        }
+        let revision = old.revision.checked_add(1).ok_or(ProgramError::ArithmeticOverflow)?;
+        Policy {
+            config,
+            revision,
+            opened_revision: revision,
+            closed: false,
+            config_hash,
+            ..old
+        }
+    } else {
+        let bump = require_fresh_pda(policy, &[POLICY_SEED, authority.address().as_ref()], program_id)?;
+        let bump_seed = [bump];
+        create_pda(
+            authority,
+            policy,
+            Policy::LEN,
+            program_id,
+            &[
+                Seed::from(POLICY_SEED),
+                Seed::from(authority.address().as_ref()),
+                Seed::from(&bump_seed),
+            ],
+        )?;
+        Policy {
+            authority: authority.address().to_bytes(),
+            config,
+            revision: 0,
+            bump,
+            opened_revision: 0,
+            closed: false,
+            config_hash,
+        }
     };
     write_fixed(policy, |out| record.encode(out))?;
     emit(&concat::<{ 8 + 32 + POLICY_RULES_LEN }>(&[
@@ -309,7 +376,8 @@ fn initialize_policy(program_id: &Address, accounts: &mut [AccountView], args: &
 }
 
 /// Accounts: 0 `[signer]` authority, 1 `[writable]` policy. Args: `PolicyConfig`.
-/// Replaces rules, host signers and hashes (rotating signers is an update); bumps the revision.
+/// Who: the policy's authority. Proves: the policy is open; its rules, host signers and hashes
+/// are replaced (rotating signers is an update) and its revision bumped.
 #[inline(never)]
 fn update_policy(program_id: &Address, accounts: &mut [AccountView], args: &[u8]) -> ProgramResult {
     let [authority, policy_account, ..] = accounts else {
@@ -322,7 +390,12 @@ fn update_policy(program_id: &Address, accounts: &mut [AccountView], args: &[u8]
     if authority.address().as_array() != &policy.authority {
         return Err(fail(VerifyError::Unauthorized));
     }
+    if policy.closed {
+        return Err(fail(VerifyError::PolicyClosed));
+    }
+    config.validate_witnesses(&policy.authority).map_err(fail)?;
     policy.config = config;
+    policy.config_hash = config.hash::<SyscallSha256>();
     policy.revision = policy.revision.checked_add(1).ok_or(ProgramError::ArithmeticOverflow)?;
     write_fixed(policy_account, |out| policy.encode(out))?;
     emit(&concat::<{ 8 + 32 + 4 }>(&[
@@ -333,8 +406,11 @@ fn update_policy(program_id: &Address, accounts: &mut [AccountView], args: &[u8]
     Ok(())
 }
 
-/// Accounts: 0 `[writable, signer]` authority, 1 `[writable]` policy. The rent goes back to the
-/// authority; attestations made under the policy stay on chain.
+/// Accounts: 0 `[writable, signer]` authority, 1 `[writable]` policy.
+/// Who: the policy's authority. Proves: the policy is closed: nothing more is attested under
+/// it, and its outstanding attestations can take no receipt (and the host's gate refuses to
+/// apply them), even after a reopening. The account (and its rent) stays, so the revision
+/// counter survives: a reopened policy never reuses a revision.
 #[inline(never)]
 fn close_policy(program_id: &Address, accounts: &mut [AccountView], args: &[u8]) -> ProgramResult {
     let [authority, policy_account, ..] = accounts else {
@@ -344,18 +420,25 @@ fn close_policy(program_id: &Address, accounts: &mut [AccountView], args: &[u8])
     require_signer(authority)?;
     require_writable(authority)?;
     require_writable(policy_account)?;
-    let policy = load_policy(policy_account, program_id)?;
+    let mut policy = load_policy(policy_account, program_id)?;
     if authority.address().as_array() != &policy.authority {
         return Err(fail(VerifyError::Unauthorized));
     }
-    close_into(policy_account, authority)
+    if policy.closed {
+        return Err(fail(VerifyError::PolicyClosed));
+    }
+    policy.closed = true;
+    write_fixed(policy_account, |out| policy.encode(out))
 }
 
-/// Accounts: 0 `[signer]` uploader, 1 `[writable]` buffer: an account the uploader created
-/// in the same transaction with the system program (owner: this program, zeroed, sized
+/// Accounts: 0 `[signer]` uploader, 1 `[writable, signer]` buffer: an account the uploader
+/// created in the same transaction with the system program (owner: this program, zeroed, sized
 /// `BufferHeader::LEN + len`). Programs may only allocate 10 KiB per instruction through a CPI,
 /// submissions are larger, so the buffer is allocated at the top level, as the upgradeable
 /// loader's buffers are. Args: `plan_hash: [u8;32], len: u32`.
+/// Who: whoever holds the buffer's key (the key that created it): without its signature anyone
+/// could stamp someone else's freshly allocated buffer as theirs and close it for its rent.
+/// Proves: the buffer belongs to the uploader and holds room for exactly `len` bytes.
 #[inline(never)]
 fn open_buffer(program_id: &Address, accounts: &mut [AccountView], args: &[u8]) -> ProgramResult {
     let [uploader, buffer, ..] = accounts else {
@@ -363,6 +446,7 @@ fn open_buffer(program_id: &Address, accounts: &mut [AccountView], args: &[u8]) 
     };
     let OpenBufferArgs { plan_hash, len } = OpenBufferArgs::parse(args).map_err(fail)?;
     require_signer(uploader)?;
+    require_signer(buffer)?;
     require_writable(buffer)?;
     require_owned(buffer, program_id)?;
     if buffer.data_len() != BufferHeader::LEN + len as usize {
@@ -371,7 +455,7 @@ fn open_buffer(program_id: &Address, accounts: &mut [AccountView], args: &[u8]) 
     let header = BufferHeader {
         authority: uploader.address().to_bytes(),
         plan_hash,
-        version: 1,
+        version: BufferHeader::VERSION,
         len,
     };
     let mut data = buffer.try_borrow_mut()?;
@@ -407,6 +491,7 @@ fn check_buffer(
 
 /// Accounts: 0 `[signer]` uploader, 1 `[writable]` buffer.
 /// Args: `plan_hash: [u8;32], offset: u32, data: bytes`.
+/// Who: the uploader who opened the buffer. Proves: nothing; the bytes are judged at `attest`.
 #[inline(never)]
 fn write_buffer(program_id: &Address, accounts: &mut [AccountView], args: &[u8]) -> ProgramResult {
     let [uploader, buffer, ..] = accounts else {
@@ -434,6 +519,8 @@ fn write_buffer(program_id: &Address, accounts: &mut [AccountView], args: &[u8])
 }
 
 /// Accounts: 0 `[writable, signer]` uploader, 1 `[writable]` buffer. Args: `plan_hash`.
+/// Who: the uploader who opened the buffer. Proves: nothing; the buffer is closed and its rent
+/// goes back to the uploader.
 #[inline(never)]
 fn close_buffer(program_id: &Address, accounts: &mut [AccountView], args: &[u8]) -> ProgramResult {
     let [uploader, buffer, ..] = accounts else {
@@ -447,15 +534,111 @@ fn close_buffer(program_id: &Address, accounts: &mut [AccountView], args: &[u8])
     close_into(buffer, uploader)
 }
 
+/// Accounts: 0 `[writable, signer]` witness, 1 `[writable, signer]` payer, 2 `[writable]`
+/// witnessed-snapshot PDA `["snapshot", witness, target_id, snapshot_root]`, 3 system program.
+/// Args: `target_id: [u8;32], snapshot_root: [u8;32]`.
+/// Who: any key (the payer may be another); the record counts only under policies that name the
+/// key as a witness. Proves: `witness` signed that `target_id` had `snapshot_root` at this slot
+/// (recording the same root again refreshes the slot).
+#[inline(never)]
+fn witness_snapshot(program_id: &Address, accounts: &mut [AccountView], args: &[u8]) -> ProgramResult {
+    let [witness, payer, record_account, system_program, ..] = accounts else {
+        return Err(ProgramError::NotEnoughAccountKeys);
+    };
+    let WitnessSnapshotArgs {
+        target_id,
+        snapshot_root,
+    } = WitnessSnapshotArgs::parse(args).map_err(fail)?;
+    require_signer(witness)?;
+    require_signer(payer)?;
+    require_writable(payer)?;
+    require_writable(record_account)?;
+    require_system_program(system_program)?;
+    let slot = Clock::get()?.slot;
+    let witness_key = witness.address().to_bytes();
+    let record = if record_account.owned_by(program_id) {
+        // Only this instruction writes WitnessedSnapshot data, at the PDA of its own fields.
+        let old = WitnessedSnapshot::decode(&record_account.try_borrow()?).map_err(fail)?;
+        if old.witness != witness_key || old.target_id != target_id || old.snapshot_root != snapshot_root {
+            return Err(fail(VerifyError::InvalidPda));
+        }
+        WitnessedSnapshot { slot, ..old }
+    } else {
+        let bump = require_fresh_pda(
+            record_account,
+            &[SNAPSHOT_SEED, &witness_key, &target_id, &snapshot_root],
+            program_id,
+        )?;
+        let bump_seed = [bump];
+        create_pda(
+            payer,
+            record_account,
+            WitnessedSnapshot::LEN,
+            program_id,
+            &[
+                Seed::from(SNAPSHOT_SEED),
+                Seed::from(&witness_key),
+                Seed::from(&target_id),
+                Seed::from(&snapshot_root),
+                Seed::from(&bump_seed),
+            ],
+        )?;
+        WitnessedSnapshot {
+            witness: witness_key,
+            target_id,
+            snapshot_root,
+            slot,
+            bump,
+        }
+    };
+    write_fixed(record_account, |out| record.encode(out))?;
+    let mut event = [0u8; 8 + WitnessedSnapshot::BODY_LEN];
+    record.encode_event(&mut event);
+    emit(&event);
+    Ok(())
+}
+
+/// The plan's snapshot root is witnessed: `records` are witnessed-snapshot accounts (owned by
+/// this program, of that type) that `WitnessTally` counts under `policy`. Kept out of `attest`'s
+/// frame, which is close to the 4 KiB sBPF stack limit.
+#[inline(never)]
+fn check_witnesses(
+    program_id: &Address,
+    records: &[AccountView],
+    policy: &Policy,
+    target_id: &[u8; 32],
+    snapshot_root: &[u8; 32],
+    slot: u64,
+) -> ProgramResult {
+    let mut tally = WitnessTally::default();
+    for account in records {
+        require_owned(account, program_id)?;
+        let record = WitnessedSnapshot::decode(&account.try_borrow()?).map_err(fail)?;
+        tally
+            .add(&policy.config, &record, target_id, snapshot_root, slot)
+            .map_err(fail)?;
+    }
+    tally.finish(&policy.config).map_err(fail)
+}
+
 /// Accounts: 0 `[writable, signer]` host signer (authority or allowed signer; pays), 1 policy,
 /// 2 `[writable]` target chain PDA `["target", policy, target_id]` (created on first use),
 /// 3 `[writable]` attestation PDA `["attestation", target_chain, next_seq_le]`,
 /// 4 `[writable]` plan marker PDA `["plan", target_chain, plan_hash]`,
 /// 5 `[writable]` buffer (opened by the signer) holding `PlanCore || Evidence` (closed afterwards, rent to the signer),
-/// 6 system program. Args: `plan_hash: [u8;32]`.
+/// 6 system program, 7.. witnessed-snapshot records of the plan's snapshot root.
+/// Args: `plan_hash: [u8;32]`.
+/// Who: the policy's authority or one of its host signers, with a buffer it opened itself.
+/// Proves: the policy is open; the plan's snapshot root was recorded for its target by at least
+/// the policy's threshold of distinct policy witnesses within `max_snapshot_age` slots (so the
+/// region and symbol trees the evidence proves against are the witnessed process's, not the
+/// planner's choice); the plan hashes to `plan_hash`, its evidence proves every region
+/// and page against the plan's snapshot root, and it keeps every rule of the policy; the record
+/// names the policy revision and configuration hash that judged it and links to the previous
+/// record of the target; the plan was never attested for this target before.
 #[inline(never)]
 fn attest(program_id: &Address, accounts: &mut [AccountView], args: &[u8]) -> ProgramResult {
-    let [signer, policy_account, chain_account, attestation_account, marker_account, buffer, system_program, ..] =
+    let [signer, policy_account, chain_account, attestation_account, marker_account, buffer, system_program, witnesses @ ..] =
         accounts
     else {
         return Err(ProgramError::NotEnoughAccountKeys);
@@ -471,6 +654,9 @@ fn attest(program_id: &Address, accounts: &mut [AccountView], args: &[u8]) -> Pr
     require_system_program(system_program)?;
 
     let policy = load_policy(policy_account, program_id)?;
+    if policy.closed {
+        return Err(fail(VerifyError::PolicyClosed));
+    }
     if !policy.may_sign(signer.address().as_array()) {
         return Err(fail(VerifyError::SignerNotAllowed));
     }
@@ -488,6 +674,12 @@ fn attest(program_id: &Address, accounts: &mut [AccountView], args: &[u8]) -> Pr
     if verdict.plan_hash != plan_hash {
         return Err(fail(VerifyError::PlanHashMismatch));
     }
+
+    // The snapshot root is the witnesses' word, not the planner's: the evidence only proves
+    // the plan against the trees of a root they recorded. Records are found by owner and type:
+    // only `witness_snapshot` writes them, each at the PDA of its own fields.
+    let slot = Clock::get()?.slot;
+    check_witnesses(program_id, witnesses, &policy, &target_id, &snapshot_root, slot)?;
 
     let policy_key = policy_account.address().to_bytes();
     let mut chain = if chain_account.is_data_empty() && chain_account.owned_by(&SYSTEM_PROGRAM_ID) {
@@ -564,7 +756,6 @@ fn attest(program_id: &Address, accounts: &mut [AccountView], args: &[u8]) -> Pr
         ],
     )?;
 
-    let slot = Clock::get()?.slot;
     let signer_key = signer.address().to_bytes();
     let hash = link_hash::<SyscallSha256>(&LinkFields {
         prev_hash: &chain.head_hash,
@@ -576,6 +767,8 @@ fn attest(program_id: &Address, accounts: &mut [AccountView], args: &[u8]) -> Pr
         plan_hash: &plan_hash,
         snapshot_root: &snapshot_root,
         region_table_hash: &verdict.region_table_hash,
+        policy_revision: policy.revision,
+        policy_hash: &policy.config_hash,
     });
     let record = Attestation {
         target_id,
@@ -590,6 +783,8 @@ fn attest(program_id: &Address, accounts: &mut [AccountView], args: &[u8]) -> Pr
         hash,
         write_count: verdict.totals.writes,
         byte_count: verdict.totals.bytes,
+        policy_revision: policy.revision,
+        policy_hash: policy.config_hash,
         revoked: false,
         bump,
     };
@@ -606,14 +801,22 @@ fn attest(program_id: &Address, accounts: &mut [AccountView], args: &[u8]) -> Pr
 
     close_into(buffer, signer)?;
 
+    emit_attestation(&record);
+    Ok(())
+}
+
+/// The `AttestationRecorded` event, in a frame of its own (`attest`'s is close to the limit).
+#[inline(never)]
+fn emit_attestation(record: &Attestation) {
     let mut event = [0u8; 8 + Attestation::BODY_LEN];
     record.encode_event(&mut event);
     emit(&event);
-    Ok(())
 }
 
 /// Accounts: 0 `[signer]` policy authority, 1 policy, 2 target chain, 3 `[writable]` attestation.
 /// Args: `seq: u64`. A revoked plan must not be applied; the chain itself is never rewritten.
+/// Who: the policy's authority (also after closing it). Proves: attestation `seq` of the chain
+/// is marked revoked, once.
 #[inline(never)]
 fn revoke(program_id: &Address, accounts: &mut [AccountView], args: &[u8]) -> ProgramResult {
     let [authority, policy_account, chain_account, attestation_account, ..] = accounts else {
@@ -644,6 +847,10 @@ fn revoke(program_id: &Address, accounts: &mut [AccountView], args: &[u8]) -> Pr
 /// Accounts: 0 `[writable, signer]` host signer, 1 policy, 2 target chain, 3 attestation,
 /// 4 `[writable]` receipt PDA `["receipt", attestation]`, 5 system program.
 /// Args: `seq: u64, outcome: u8, readback_hash: [u8;32]`.
+/// Who: the attestation's own signer or the policy's authority (another host signer may not
+/// file the one receipt first). Proves: the attestation may still be applied
+/// (`Attestation::may_apply`: not revoked, its policy open and not reopened since); one receipt
+/// per attestation, recording what the host reported.
 #[inline(never)]
 fn record_applied(program_id: &Address, accounts: &mut [AccountView], args: &[u8]) -> ProgramResult {
     let [signer, policy_account, chain_account, attestation_account, receipt_account, system_program, ..] = accounts
@@ -660,14 +867,15 @@ fn record_applied(program_id: &Address, accounts: &mut [AccountView], args: &[u8
     require_writable(receipt_account)?;
     require_system_program(system_program)?;
     let policy = load_policy(policy_account, program_id)?;
-    if !policy.may_sign(signer.address().as_array()) {
-        return Err(fail(VerifyError::SignerNotAllowed));
-    }
     let chain = load_chain(chain_account, program_id, policy_account.address())?;
     let attestation = load_attestation(attestation_account, program_id, policy_account.address(), &chain, seq)?;
-    if attestation.revoked {
-        return Err(fail(VerifyError::AttestationRevoked));
+    // The one receipt belongs to whoever attested (or the authority), not to any host signer:
+    // another host must not file it first with a false outcome.
+    let key = signer.address().as_array();
+    if key != &attestation.signer && key != &policy.authority {
+        return Err(fail(VerifyError::ReceiptNotBySigner));
     }
+    attestation.may_apply(&policy).map_err(fail)?;
     let attestation_key = attestation_account.address().to_bytes();
     let (expected, bump) = Address::find_program_address(&[RECEIPT_SEED, &attestation_key], program_id);
     if receipt_account.address() != &expected {

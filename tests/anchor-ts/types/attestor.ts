@@ -16,7 +16,7 @@ export type Attestor = {
     {
       "name": "attest",
       "docs": [
-        "Verify the uploaded plan and its Merkle evidence against the policy, and record it as the next link of the target's chain. Closes the buffer."
+        "Who: the policy authority or one of its host signers. Verify the uploaded plan and its Merkle evidence against the open policy, its snapshot root against the witnessed-snapshot records passed as remaining accounts (witness_threshold distinct policy witnesses, none older than max_snapshot_age), and record it as the next link of the target's chain, with the policy revision and configuration hash that judged it. Closes the buffer."
       ],
       "discriminator": [
         83,
@@ -160,6 +160,9 @@ export type Attestor = {
     },
     {
       "name": "closePolicy",
+      "docs": [
+        "Who: the policy's authority. Marks the policy closed: nothing more is attested under it, and its outstanding attestations take no receipt (and may not be applied), even after reopening. The account stays."
+      ],
       "discriminator": [
         55,
         42,
@@ -204,6 +207,9 @@ export type Attestor = {
     },
     {
       "name": "initializePolicy",
+      "docs": [
+        "Who: the authority (its own policy PDA). Creates the policy at revision 0, or reopens a closed one at its next revision. Pre-funded addresses are accepted."
+      ],
       "discriminator": [
         9,
         186,
@@ -279,9 +285,10 @@ export type Attestor = {
         {
           "name": "buffer",
           "docs": [
-            "Allocated by the uploader in the same transaction (system create_account, owner: this program)."
+            "Allocated by the uploader in the same transaction (system create_account, owner: this program); signs, so nobody else can stamp it as theirs."
           ],
-          "writable": true
+          "writable": true,
+          "signer": true
         }
       ],
       "args": [
@@ -302,6 +309,9 @@ export type Attestor = {
     },
     {
       "name": "recordApplied",
+      "docs": [
+        "Who: the attestation's signer or the policy authority. Records the one receipt of an attestation that may still be applied (not revoked, its policy open and not reopened since)."
+      ],
       "discriminator": [
         188,
         96,
@@ -315,6 +325,9 @@ export type Attestor = {
       "accounts": [
         {
           "name": "signer",
+          "docs": [
+            "The attestation's signer or the policy authority; pays."
+          ],
           "writable": true,
           "signer": true
         },
@@ -406,6 +419,9 @@ export type Attestor = {
     },
     {
       "name": "revoke",
+      "docs": [
+        "Who: the policy's authority. Marks an attestation revoked."
+      ],
       "discriminator": [
         170,
         23,
@@ -488,6 +504,9 @@ export type Attestor = {
     },
     {
       "name": "updatePolicy",
+      "docs": [
+        "Who: the policy's authority. Replaces the configuration of an open policy and bumps its revision."
+      ],
       "discriminator": [
         212,
         245,
@@ -534,6 +553,91 @@ export type Attestor = {
             "defined": {
               "name": "policyConfig"
             }
+          }
+        }
+      ]
+    },
+    {
+      "name": "witnessSnapshot",
+      "docs": [
+        "Who: any key; the record counts only under policies that name it as a witness. Records (or refreshes) that target_id had snapshot_root at this slot, on the witness's word. The payer may be another key."
+      ],
+      "discriminator": [
+        75,
+        76,
+        178,
+        113,
+        155,
+        158,
+        165,
+        61
+      ],
+      "accounts": [
+        {
+          "name": "witness",
+          "writable": true,
+          "signer": true
+        },
+        {
+          "name": "payer",
+          "writable": true,
+          "signer": true
+        },
+        {
+          "name": "witnessedSnapshot",
+          "writable": true,
+          "pda": {
+            "seeds": [
+              {
+                "kind": "const",
+                "value": [
+                  115,
+                  110,
+                  97,
+                  112,
+                  115,
+                  104,
+                  111,
+                  116
+                ]
+              },
+              {
+                "kind": "account",
+                "path": "witness"
+              },
+              {
+                "kind": "arg",
+                "path": "targetId"
+              },
+              {
+                "kind": "arg",
+                "path": "snapshotRoot"
+              }
+            ]
+          }
+        },
+        {
+          "name": "systemProgram",
+          "address": "11111111111111111111111111111111"
+        }
+      ],
+      "args": [
+        {
+          "name": "targetId",
+          "type": {
+            "array": [
+              "u8",
+              32
+            ]
+          }
+        },
+        {
+          "name": "snapshotRoot",
+          "type": {
+            "array": [
+              "u8",
+              32
+            ]
           }
         }
       ]
@@ -659,6 +763,19 @@ export type Attestor = {
         63,
         98
       ]
+    },
+    {
+      "name": "witnessedSnapshot",
+      "discriminator": [
+        57,
+        134,
+        30,
+        138,
+        88,
+        39,
+        147,
+        156
+      ]
     }
   ],
   "events": [
@@ -725,6 +842,19 @@ export type Attestor = {
         236,
         245,
         161
+      ]
+    },
+    {
+      "name": "snapshotWitnessed",
+      "discriminator": [
+        252,
+        16,
+        171,
+        131,
+        190,
+        51,
+        140,
+        12
       ]
     }
   ],
@@ -963,6 +1093,56 @@ export type Attestor = {
       "code": 6046,
       "name": "tooManySymbolRules",
       "msg": "a policy holds at most 8 symbol rules"
+    },
+    {
+      "code": 6047,
+      "name": "policyClosed",
+      "msg": "the policy is closed"
+    },
+    {
+      "code": 6048,
+      "name": "attestationBlocked",
+      "msg": "the attestation was made before its policy was last closed"
+    },
+    {
+      "code": 6049,
+      "name": "receiptNotBySigner",
+      "msg": "only the attestation's signer or the policy authority may record its receipt"
+    },
+    {
+      "code": 6050,
+      "name": "unsupportedVersion",
+      "msg": "the account's layout version is not one this program reads"
+    },
+    {
+      "code": 6051,
+      "name": "notEnoughWitnesses",
+      "msg": "the plan's snapshot root is witnessed by fewer of the policy's witnesses than it requires"
+    },
+    {
+      "code": 6052,
+      "name": "witnessNotInPolicy",
+      "msg": "a witnessed snapshot was recorded by a key the policy does not name as a witness"
+    },
+    {
+      "code": 6053,
+      "name": "duplicateWitness",
+      "msg": "the same witness is cited twice"
+    },
+    {
+      "code": 6054,
+      "name": "witnessedRootMismatch",
+      "msg": "a witnessed snapshot names another target or snapshot root than the plan"
+    },
+    {
+      "code": 6055,
+      "name": "staleSnapshot",
+      "msg": "the witnessed snapshot is older than the policy's max_snapshot_age"
+    },
+    {
+      "code": 6056,
+      "name": "invalidWitnessSet",
+      "msg": "policy witnesses: 1 to 4 distinct keys that are neither the authority nor a host signer, a threshold from 1 to their number, and a max_snapshot_age of at least 1 slot"
     }
   ],
   "types": [
@@ -1005,6 +1185,9 @@ export type Attestor = {
     },
     {
       "name": "attestation",
+      "docs": [
+        "One recorded decision. policy_revision and policy_hash name the policy configuration that judged it; the link hash commits to both."
+      ],
       "type": {
         "kind": "struct",
         "fields": [
@@ -1085,6 +1268,19 @@ export type Attestor = {
           {
             "name": "byteCount",
             "type": "u32"
+          },
+          {
+            "name": "policyRevision",
+            "type": "u32"
+          },
+          {
+            "name": "policyHash",
+            "type": {
+              "array": [
+                "u8",
+                32
+              ]
+            }
           },
           {
             "name": "revoked",
@@ -1179,6 +1375,19 @@ export type Attestor = {
           {
             "name": "byteCount",
             "type": "u32"
+          },
+          {
+            "name": "policyRevision",
+            "type": "u32"
+          },
+          {
+            "name": "policyHash",
+            "type": {
+              "array": [
+                "u8",
+                32
+              ]
+            }
           }
         ]
       }
@@ -1318,6 +1527,9 @@ export type Attestor = {
     },
     {
       "name": "policy",
+      "docs": [
+        "A policy. Closing marks it closed and keeps the account, so initialize_policy reopens it at the next revision (never 0 again) and attestations made before the close stay blocked (opened_revision). config_hash = sha256(\"memzinc/policy/v1\" || rules || u8 signer count || signers || u8 witness count || witnesses || witness_threshold || u64 max_snapshot_age || model_hash || verifier_hash || u8 symbol rule count || symbol rules)."
+      ],
       "type": {
         "kind": "struct",
         "fields": [
@@ -1347,6 +1559,27 @@ export type Attestor = {
             }
           },
           {
+            "name": "witnessCount",
+            "type": "u8"
+          },
+          {
+            "name": "witnesses",
+            "type": {
+              "array": [
+                "pubkey",
+                4
+              ]
+            }
+          },
+          {
+            "name": "witnessThreshold",
+            "type": "u8"
+          },
+          {
+            "name": "maxSnapshotAge",
+            "type": "u64"
+          },
+          {
             "name": "modelHash",
             "type": {
               "array": [
@@ -1373,6 +1606,23 @@ export type Attestor = {
             "type": "u8"
           },
           {
+            "name": "openedRevision",
+            "type": "u32"
+          },
+          {
+            "name": "closed",
+            "type": "bool"
+          },
+          {
+            "name": "configHash",
+            "type": {
+              "array": [
+                "u8",
+                32
+              ]
+            }
+          },
+          {
             "name": "symbolRuleCount",
             "type": "u8"
           },
@@ -1394,6 +1644,9 @@ export type Attestor = {
     },
     {
       "name": "policyConfig",
+      "docs": [
+        "witnesses: 1 to 4 snapshot witnesses (neither the authority nor a host signer); attest wants the plan's snapshot root recorded by witness_threshold of them within max_snapshot_age slots."
+      ],
       "type": {
         "kind": "struct",
         "fields": [
@@ -1410,6 +1663,20 @@ export type Attestor = {
             "type": {
               "vec": "pubkey"
             }
+          },
+          {
+            "name": "witnesses",
+            "type": {
+              "vec": "pubkey"
+            }
+          },
+          {
+            "name": "witnessThreshold",
+            "type": "u8"
+          },
+          {
+            "name": "maxSnapshotAge",
+            "type": "u64"
           },
           {
             "name": "modelHash",
@@ -1560,6 +1827,40 @@ export type Attestor = {
       }
     },
     {
+      "name": "snapshotWitnessed",
+      "type": {
+        "kind": "struct",
+        "fields": [
+          {
+            "name": "witness",
+            "type": "pubkey"
+          },
+          {
+            "name": "targetId",
+            "type": {
+              "array": [
+                "u8",
+                32
+              ]
+            }
+          },
+          {
+            "name": "snapshotRoot",
+            "type": {
+              "array": [
+                "u8",
+                32
+              ]
+            }
+          },
+          {
+            "name": "slot",
+            "type": "u64"
+          }
+        ]
+      }
+    },
+    {
       "name": "symbolRule",
       "docs": [
         "An address range relative to a symbol, [symbol + start, symbol + end), where the policy allows writes. symbol = sha256(\"memzinc/symbol-key/v1\" || u32_le(len(module)) || module || name); its runtime address is proven against the snapshot's symbol tree. kind: 0 any bytes, 1 unsigned integer in [min, max], 2 signed integer in [min as i64, max as i64] (width 1, 2, 4 or 8), 3 pointer (8 bytes) into a readable region of the plan's proven regions."
@@ -1629,6 +1930,47 @@ export type Attestor = {
                 32
               ]
             }
+          },
+          {
+            "name": "bump",
+            "type": "u8"
+          }
+        ]
+      }
+    },
+    {
+      "name": "witnessedSnapshot",
+      "docs": [
+        "A snapshot witness's word: the process it calls target_id had snapshot_root at slot (it took that snapshot from the live process itself)."
+      ],
+      "type": {
+        "kind": "struct",
+        "fields": [
+          {
+            "name": "witness",
+            "type": "pubkey"
+          },
+          {
+            "name": "targetId",
+            "type": {
+              "array": [
+                "u8",
+                32
+              ]
+            }
+          },
+          {
+            "name": "snapshotRoot",
+            "type": {
+              "array": [
+                "u8",
+                32
+              ]
+            }
+          },
+          {
+            "name": "slot",
+            "type": "u64"
           },
           {
             "name": "bump",

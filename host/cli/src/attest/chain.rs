@@ -4,7 +4,9 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use memzinc_verifier::accounts::{Attestation, PlanMarker, Policy, PolicyConfig, Receipt, TargetChain};
+use memzinc_verifier::accounts::{
+    Attestation, PlanMarker, Policy, PolicyConfig, Receipt, TargetChain, WitnessTally, WitnessedSnapshot,
+};
 use memzinc_verifier::plan::Submission;
 use memzinc_verifier::VerifyError;
 use serde::{Deserialize, Serialize};
@@ -94,6 +96,7 @@ pub fn write_keypair(keypair: &Keypair, path: &Path) -> Result<()> {
 
 pub use super::program::{
     attestation_address, plan_marker_address, policy_address, receipt_address, target_chain_address,
+    witnessed_snapshot_address,
 };
 
 /// The result of `attest`: where the decision is recorded.
@@ -357,6 +360,14 @@ impl Client {
         let authority = self.authority();
         let address = policy_address(&self.program_id, &authority);
         if let Some(existing) = self.policy(&authority)? {
+            if existing.closed {
+                // A closed policy is reopened at its next revision.
+                let signature = self.send(
+                    &[instructions::initialize_policy(&self.program_id, &authority, config)],
+                    &[],
+                )?;
+                return Ok((address, Some(signature)));
+            }
             if existing.config != *config {
                 return Err(Error::Usage(format!(
                     "policy {address} already exists with another configuration; use `memzinc policy update`"
@@ -452,6 +463,54 @@ impl Client {
         Ok(Some((address, attestation)))
     }
 
+    /// Records, as `witness` (the payer pays), that `target_id` has `snapshot_root` now.
+    pub fn witness(&self, witness: &Keypair, target_id: &[u8; 32], snapshot_root: &[u8; 32]) -> Result<Signature> {
+        let ix = instructions::witness_snapshot(
+            &self.program_id,
+            &witness.pubkey(),
+            &self.payer.pubkey(),
+            target_id,
+            snapshot_root,
+        );
+        if witness.pubkey() == self.payer.pubkey() {
+            self.send(&[ix], &[])
+        } else {
+            self.send(&[ix], &[witness])
+        }
+    }
+
+    /// The records of `policy`'s witnesses for this target and root that the program will count
+    /// now; an error naming how many are missing if fewer than its threshold.
+    pub fn witnessed(&self, policy: &Policy, target_id: &[u8; 32], snapshot_root: &[u8; 32]) -> Result<Vec<Pubkey>> {
+        let addresses: Vec<Pubkey> = policy
+            .config
+            .snapshot_witnesses()
+            .iter()
+            .map(|w| witnessed_snapshot_address(&self.program_id, &Pubkey::from(*w), target_id, snapshot_root))
+            .collect();
+        let slot = self.retrying(|| self.rpc.get_slot())?;
+        let mut tally = WitnessTally::default();
+        let mut counted = Vec::new();
+        for (address, record) in addresses.iter().zip(self.many(&addresses, WitnessedSnapshot::decode)?) {
+            // A little slack: the attest lands a few slots after this check.
+            if let Some(r) = record {
+                if tally
+                    .add(&policy.config, &r, target_id, snapshot_root, slot.saturating_add(8))
+                    .is_ok()
+                {
+                    counted.push(*address);
+                }
+            }
+        }
+        tally.finish(&policy.config).map_err(|_| Error::NotWitnessed {
+            target: hex::encode(target_id),
+            root: hex::encode(snapshot_root),
+            have: counted.len(),
+            need: policy.config.witness_threshold as usize,
+        })?;
+        Ok(counted)
+    }
+
     /// Pre-checks the submission with the policy's rules (the program's own code), uploads it
     /// into a buffer in chunks, then attests. Idempotent: a plan already attested under this
     /// policy for its target is not attested again, and a half-finished upload is resumed.
@@ -463,12 +522,18 @@ impl Client {
                 "no policy {policy_key} for {authority}; create it with `memzinc policy init`"
             ))
         })?;
+        if policy.closed {
+            return Err(Error::Usage(format!(
+                "policy {policy_key} is closed; reopen it with `memzinc policy init`"
+            )));
+        }
         if !policy.may_sign(&signer.to_bytes()) {
             return Err(Error::Usage(format!("{signer} is not a signer of policy {policy_key}")));
         }
         let verdict = submission.verify_under::<Sha2>(&policy.config.rules, &policy.config.symbol_rules)?;
         let plan_hash = verdict.plan_hash;
         let target_id = submission.plan.target_id;
+        let witnessed = || self.witnessed(&policy, &target_id, &submission.plan.snapshot_root);
         let (chain_address, chain) = self.target_chain(&policy_key, &target_id)?;
         if let Some((address, existing)) = self.find_attestation(authority, &target_id, &plan_hash)? {
             return Ok(AttestOutcome {
@@ -481,6 +546,8 @@ impl Client {
             });
         }
 
+        // Refused before anything is uploaded when the root is not witnessed (enough) yet.
+        witnessed()?;
         let bytes = submission.encode();
         let buffer_key = instructions::buffer_keypair(&self.payer, &plan_hash);
         let buffer = buffer_key.pubkey();
@@ -525,6 +592,7 @@ impl Client {
             &plan_hash,
             seq,
             &buffer,
+            &witnessed()?,
         );
         let signature = self.send(&[instructions::compute_unit_limit(1_400_000), ix], &[])?;
         Ok(AttestOutcome {

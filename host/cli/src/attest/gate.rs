@@ -25,9 +25,10 @@ pub struct AttestedApply {
     pub receipt_signature: String,
 }
 
-/// The gate: applies `plan` only if `authority`'s policy holds an unrevoked attestation of
-/// exactly this plan (same plan hash, re-verified link hash); then records a receipt on chain
-/// (applied, or rolled back if a write failed and was undone).
+/// The gate: applies `plan` only if `authority`'s policy holds an attestation of exactly this
+/// plan that may still be applied (same plan hash, re-verified link hash, not revoked, its
+/// policy open and not closed since); then records a receipt on chain (applied, with the hash
+/// of the bytes read back from the process, or rolled back if a write failed and was undone).
 pub fn apply_attested(client: &Client, authority: &Pubkey, pid: i32, plan: &PatchPlan) -> Result<AttestedApply> {
     let (address, attestation) = attestation_of(client, authority, plan)?;
     match apply(pid, plan) {
@@ -47,23 +48,30 @@ pub fn apply_attested(client: &Client, authority: &Pubkey, pid: i32, plan: &Patc
             })
         }
         Err(e @ Error::ApplyFailed { .. }) => {
-            // The target is back as it was; say so on chain, then report the failure.
+            // The target is back as it was; say so on chain, then report the failure (and the
+            // receipt's, if it could not be recorded either).
             let readback = [0u8; 32];
-            let _ = client.record_applied(
+            match client.record_applied(
                 authority,
                 &plan.target_id,
                 attestation.seq,
                 OUTCOME_ROLLED_BACK,
                 &readback,
-            );
-            Err(e)
+            ) {
+                Ok(_) => Err(e),
+                Err(receipt) => Err(Error::Transaction(format!(
+                    "{e}; and the rolled-back receipt was not recorded: {receipt}"
+                ))),
+            }
         }
         Err(e) => Err(e),
     }
 }
 
 /// The gate every plan passes before it touches a process: `authority`'s policy holds an
-/// unrevoked attestation of exactly this plan (same plan hash) whose link hash re-verifies.
+/// attestation of exactly this plan (same plan hash) whose link hash re-verifies and that may
+/// still be applied (`Attestation::may_apply`: not revoked, the policy open and not reopened
+/// since the attestation was made).
 pub fn attestation_of(
     client: &Client,
     authority: &Pubkey,
@@ -86,6 +94,13 @@ pub fn attestation_of(
             attestation: address.to_string(),
         });
     }
+    let policy = client.policy(authority)?.ok_or_else(|| Error::NotAttested {
+        plan_hash: hex::encode(plan_hash),
+    })?;
+    attestation.may_apply(&policy).map_err(|why| Error::NotApplicable {
+        attestation: address.to_string(),
+        why,
+    })?;
     Ok((address, attestation))
 }
 
@@ -114,20 +129,12 @@ pub fn restore_attested(client: &Client, authority: &Pubkey, core: &Path, plan: 
     }
     let (address, attestation) = attestation_of(client, authority, plan)?;
     let report = restore(core, Some(plan))?;
-    let readback: [u8; 32] = {
-        use sha2::Digest;
-        let mut h = sha2::Sha256::new();
-        for w in &plan.writes {
-            h.update(&w.new);
-        }
-        h.finalize().into()
-    };
     let signature = client.record_applied(
         authority,
         &plan.target_id,
         attestation.seq,
         memzinc_verifier::accounts::OUTCOME_APPLIED,
-        &readback,
+        &report.readback_hash,
     )?;
     Ok(AttestedRestore {
         attestation: address.to_string(),

@@ -3,8 +3,8 @@
 
 use memzinc_verifier::accounts::{
     BufferHeader, PolicyConfig, ATTESTATION_SEED, IX_ATTEST, IX_CLOSE_BUFFER, IX_CLOSE_POLICY, IX_INITIALIZE_POLICY,
-    IX_OPEN_BUFFER, IX_RECORD_APPLIED, IX_REVOKE, IX_UPDATE_POLICY, IX_WRITE_BUFFER, PLAN_SEED, POLICY_SEED,
-    RECEIPT_SEED, TARGET_SEED,
+    IX_OPEN_BUFFER, IX_RECORD_APPLIED, IX_REVOKE, IX_UPDATE_POLICY, IX_WITNESS_SNAPSHOT, IX_WRITE_BUFFER, PLAN_SEED,
+    POLICY_SEED, RECEIPT_SEED, SNAPSHOT_SEED, TARGET_SEED,
 };
 use solana_instruction::{AccountMeta, Instruction};
 use solana_pubkey::Pubkey;
@@ -31,6 +31,40 @@ pub fn plan_marker_address(program_id: &Pubkey, chain: &Pubkey, plan_hash: &[u8;
 
 pub fn receipt_address(program_id: &Pubkey, attestation: &Pubkey) -> Pubkey {
     Pubkey::find_program_address(&[RECEIPT_SEED, attestation.as_ref()], program_id).0
+}
+
+/// Where `witness` records that `target_id` had `snapshot_root`.
+pub fn witnessed_snapshot_address(
+    program_id: &Pubkey,
+    witness: &Pubkey,
+    target_id: &[u8; 32],
+    snapshot_root: &[u8; 32],
+) -> Pubkey {
+    Pubkey::find_program_address(&[SNAPSHOT_SEED, witness.as_ref(), target_id, snapshot_root], program_id).0
+}
+
+/// `witness_snapshot`: `witness` vouches that `target_id` had `snapshot_root`; `payer` pays.
+pub fn witness_snapshot(
+    program_id: &Pubkey,
+    witness: &Pubkey,
+    payer: &Pubkey,
+    target_id: &[u8; 32],
+    snapshot_root: &[u8; 32],
+) -> Instruction {
+    ix(
+        program_id,
+        IX_WITNESS_SNAPSHOT,
+        &[target_id, snapshot_root],
+        vec![
+            AccountMeta::new(*witness, true),
+            AccountMeta::new(*payer, true),
+            AccountMeta::new(
+                witnessed_snapshot_address(program_id, witness, target_id, snapshot_root),
+                false,
+            ),
+            system_program(),
+        ],
+    )
 }
 
 fn ix(program_id: &Pubkey, disc: [u8; 8], args: &[&[u8]], accounts: Vec<AccountMeta>) -> Instruction {
@@ -101,7 +135,7 @@ pub fn open_buffer(
             &[plan_hash, &len.to_le_bytes()],
             vec![
                 AccountMeta::new_readonly(*uploader, true),
-                AccountMeta::new(*buffer, false),
+                AccountMeta::new(*buffer, true),
             ],
         ),
     ]
@@ -141,7 +175,8 @@ pub fn close_buffer(program_id: &Pubkey, uploader: &Pubkey, buffer: &Pubkey, pla
 }
 
 /// `attest` of the plan uploaded into `buffer` by `signer`, under `authority`'s policy, as
-/// attestation number `seq` of `target_id`.
+/// attestation number `seq` of `target_id`, citing the witnessed-snapshot records `witnessed`
+/// (`witnessed_snapshot_address`) of the plan's snapshot root.
 #[allow(clippy::too_many_arguments)]
 pub fn attest(
     program_id: &Pubkey,
@@ -151,23 +186,21 @@ pub fn attest(
     plan_hash: &[u8; 32],
     seq: u64,
     buffer: &Pubkey,
+    witnessed: &[Pubkey],
 ) -> Instruction {
     let policy = policy_address(program_id, authority);
     let chain = target_chain_address(program_id, &policy, target_id);
-    ix(
-        program_id,
-        IX_ATTEST,
-        &[plan_hash],
-        vec![
-            AccountMeta::new(*signer, true),
-            AccountMeta::new_readonly(policy, false),
-            AccountMeta::new(chain, false),
-            AccountMeta::new(attestation_address(program_id, &chain, seq), false),
-            AccountMeta::new(plan_marker_address(program_id, &chain, plan_hash), false),
-            AccountMeta::new(*buffer, false),
-            system_program(),
-        ],
-    )
+    let mut accounts = vec![
+        AccountMeta::new(*signer, true),
+        AccountMeta::new_readonly(policy, false),
+        AccountMeta::new(chain, false),
+        AccountMeta::new(attestation_address(program_id, &chain, seq), false),
+        AccountMeta::new(plan_marker_address(program_id, &chain, plan_hash), false),
+        AccountMeta::new(*buffer, false),
+        system_program(),
+    ];
+    accounts.extend(witnessed.iter().map(|w| AccountMeta::new_readonly(*w, false)));
+    ix(program_id, IX_ATTEST, &[plan_hash], accounts)
 }
 
 pub fn revoke(program_id: &Pubkey, authority: &Pubkey, target_id: &[u8; 32], seq: u64) -> Instruction {

@@ -3,8 +3,11 @@
 //! record they produce must equal, byte for byte, the attestation on chain.
 //!
 //! For attestation `seq`, the VM gets the state the program saw then: the policy account as it
-//! is on chain now, the target chain at `(next_seq = seq, head = prev_hash)`, the clock at the
-//! recorded slot, and a buffer holding the plan and its evidence from the operator's plan file.
+//! is on chain now, at the recorded revision (a decision whose recorded configuration hash is
+//! not the policy's current one cannot be replayed, and is counted as such), the target chain at `(next_seq = seq, head = prev_hash)`, the clock at the
+//! recorded slot, a buffer holding the plan and its evidence from the operator's plan file, and
+//! the policy's first `witness_threshold` witnesses' records of the recorded snapshot root at the
+//! recorded slot (the witness check itself was made on chain then; a replay re-judges the plan).
 //! Signatures are not re-checked (the VM runs without signature verification), everything the
 //! program itself checks is.
 
@@ -35,7 +38,8 @@ pub struct ProgramCheck {
 pub struct ReplayOutcome {
     pub seq: u64,
     pub plan_hash: String,
-    /// "identical", "differs: …", "refused: …" or "no plan file".
+    /// "identical", "differs: …", "refused: …", or, for a decision that could not be replayed,
+    /// "missing: …" (no plan file, or the policy's configuration changed since).
     pub verdict: String,
     pub compute_units: Option<u64>,
 }
@@ -115,6 +119,27 @@ impl Replayer {
                 None,
             ));
         }
+        // The policy as it was when it judged: same configuration (else nothing to replay it
+        // under), at the recorded revision, open.
+        let mut policy = memzinc_verifier::accounts::Policy::decode(&self.policy_account.data)?;
+        if policy.config_hash != recorded.policy_hash {
+            return Ok(outcome(
+                format!(
+                    "missing: judged under policy revision {}, whose configuration the policy no longer has",
+                    recorded.policy_revision
+                ),
+                None,
+            ));
+        }
+        policy.revision = recorded.policy_revision;
+        policy.opened_revision = 0;
+        policy.closed = false;
+        let mut policy_data = [0u8; memzinc_verifier::accounts::Policy::LEN];
+        policy.encode(&mut policy_data);
+        let policy_account = Account {
+            data: policy_data.to_vec(),
+            ..self.policy_account.clone()
+        };
         let signer = Pubkey::from(recorded.signer);
         let chain_address =
             instructions::target_chain_address(&self.program_id, &self.policy_address, &recorded.target_id);
@@ -127,7 +152,7 @@ impl Replayer {
         };
 
         self.svm
-            .set_account(self.policy_address, self.policy_account.clone())
+            .set_account(self.policy_address, policy_account)
             .map_err(|e| svm_err("policy", e))?;
         self.svm
             .set_account(
@@ -167,7 +192,7 @@ impl Replayer {
         let header = BufferHeader {
             authority: recorded.signer,
             plan_hash,
-            version: 1,
+            version: BufferHeader::VERSION,
             len: body.len() as u32,
         };
         header.encode((&mut buffer[..]).try_into().map_err(|e| svm_err("buffer", e))?);
@@ -179,7 +204,35 @@ impl Replayer {
             .map_err(|e| svm_err("buffer", e))?;
         self.svm.warp_to_slot(recorded.slot);
 
-        let authority = Pubkey::from(memzinc_verifier::accounts::Policy::decode(&self.policy_account.data)?.authority);
+        let authority = Pubkey::from(policy.authority);
+        let mut witnessed = Vec::new();
+        for w in policy
+            .config
+            .snapshot_witnesses()
+            .iter()
+            .take(policy.config.witness_threshold as usize)
+        {
+            let record = memzinc_verifier::accounts::WitnessedSnapshot {
+                witness: *w,
+                target_id: recorded.target_id,
+                snapshot_root: recorded.snapshot_root,
+                slot: recorded.slot,
+                bump: 0,
+            };
+            let mut data = [0u8; memzinc_verifier::accounts::WitnessedSnapshot::LEN];
+            record.encode(&mut data);
+            let address = instructions::witnessed_snapshot_address(
+                &self.program_id,
+                &Pubkey::from(*w),
+                &recorded.target_id,
+                &recorded.snapshot_root,
+            );
+            let account = owned(data.to_vec(), &self.svm);
+            self.svm
+                .set_account(address, account)
+                .map_err(|e| svm_err("witnessed snapshot", e))?;
+            witnessed.push(address);
+        }
         let attest = instructions::attest(
             &self.program_id,
             &signer,
@@ -188,6 +241,7 @@ impl Replayer {
             &plan_hash,
             recorded.seq,
             &buffer_address,
+            &witnessed,
         );
         let message = Message::new_with_blockhash(
             &[instructions::compute_unit_limit(1_400_000), attest],
@@ -232,14 +286,17 @@ pub struct ReplayReport {
     pub decisions: Vec<ReplayOutcome>,
     pub replayed: usize,
     pub identical: usize,
+    /// Decisions on chain that could not be replayed (no plan file, or the policy changed).
+    pub missing: usize,
     /// Decisions replayed per second (VM set-up excluded).
     pub decisions_per_second: f64,
 }
 
 impl ReplayReport {
-    /// The deployed program is the local build and every replayed decision came out identical.
-    pub fn verified(&self) -> bool {
-        self.program.matches_local_build && self.identical == self.replayed
+    /// The deployed program is the local build, every replayed decision came out identical,
+    /// and, unless `allow_missing`, every decision on chain was replayed.
+    pub fn verified(&self, allow_missing: bool) -> bool {
+        self.program.matches_local_build && self.identical == self.replayed && (allow_missing || self.missing == 0)
     }
 }
 
@@ -275,7 +332,7 @@ pub fn replay_history(
             None => decisions.push(ReplayOutcome {
                 seq: a.seq,
                 plan_hash: hex::encode(a.plan_hash),
-                verdict: "no plan file".into(),
+                verdict: "missing: no plan file".into(),
                 compute_units: None,
             }),
         }
@@ -285,6 +342,7 @@ pub fn replay_history(
     Ok(ReplayReport {
         program,
         identical: decisions.iter().filter(|d| d.verdict == "identical").count(),
+        missing: decisions.iter().filter(|d| d.verdict.starts_with("missing")).count(),
         replayed,
         decisions_per_second: replayed as f64 / elapsed,
         decisions,

@@ -21,6 +21,10 @@ pub struct Args {
     /// deployed program's bytes run again in the sBPF VM and must produce the same record.
     #[arg(long)]
     replay: Option<PathBuf>,
+    /// With --replay: succeed although some decisions on chain have no plan file (they are
+    /// still counted as missing).
+    #[arg(long, requires = "replay")]
+    allow_missing: bool,
     /// The local reproducible build to compare the deployed program with.
     #[arg(long)]
     program: Option<PathBuf>,
@@ -105,13 +109,25 @@ pub fn run(a: Args, g: &Global) -> Result<()> {
                 println!("  replay #{} plan {}: {}", d.seq, &d.plan_hash[..16], d.verdict);
             }
             println!(
-                "{} of {} replayed decisions identical ({:.0}/s)",
-                r.identical, r.replayed, r.decisions_per_second
+                "{} of {} replayed decisions identical ({:.0}/s); {} of {} on chain not replayed",
+                r.identical,
+                r.replayed,
+                r.decisions_per_second,
+                r.missing,
+                r.decisions.len()
             );
         }
     }
     if let Some(r) = &replayed {
-        if !r.verified() {
+        if r.missing > 0 && !a.allow_missing {
+            anyhow::bail!(
+                "audit of {}: {} of {} decisions on chain could not be replayed (no plan file or a changed policy); --allow-missing accepts that",
+                a.target,
+                r.missing,
+                r.decisions.len()
+            );
+        }
+        if !r.verified(a.allow_missing) {
             anyhow::bail!(
                 "audit of {}: the replay did not reproduce every decision with the audited program",
                 a.target

@@ -19,6 +19,13 @@ pub struct Args {
     /// Resume the process after the checkpoint (the default).
     #[arg(long)]
     leave_running: bool,
+    /// Witness the checkpoint's snapshot root for `--target` under this keypair (as
+    /// `snapshot --witness`), so a plan against it can be attested for `restore --apply`.
+    #[arg(long, requires = "target")]
+    witness: Option<PathBuf>,
+    /// Target name the root is recorded for, as plans name it (e.g. healme).
+    #[arg(long, requires = "witness")]
+    target: Option<String>,
 }
 
 pub fn run(a: Args, g: &Global) -> Result<()> {
@@ -28,6 +35,12 @@ pub fn run(a: Args, g: &Global) -> Result<()> {
         AfterCheckpoint::LeaveRunning
     };
     let report = checkpoint(a.pid, &a.output, after)?;
+    if let (Some(key), Some(target)) = (&a.witness, &a.target) {
+        let witness = memzinc_cli::attest::read_keypair(key)?;
+        let target_id = memzinc_verifier::hash::target_id::<memzinc::base::Sha2>(target.as_bytes());
+        let root = memzinc::describe::Snapshot::open(&a.output)?.root();
+        g.client()?.witness(&witness, &target_id, &root)?;
+    }
     g.print(&report, |report| {
         format!(
             "checkpoint of pid {} -> {} ({} bytes): {} regions, {} pages, {} fds; process {} (stopped {} µs)\nroot {}",

@@ -4,7 +4,7 @@
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 use memzinc_cli::attest;
-use memzinc_verifier::accounts::{PolicyConfig, MAX_SIGNERS};
+use memzinc_verifier::accounts::{PolicyConfig, MAX_SIGNERS, MAX_WITNESSES};
 use memzinc_verifier::wire::{PolicyRules, SymbolRules};
 use solana_pubkey::Pubkey;
 
@@ -28,6 +28,16 @@ pub struct PolicyArgs {
     /// A host signer allowed to attest and record receipts besides the authority (up to 4).
     #[arg(long = "signer")]
     signers: Vec<String>,
+    /// A snapshot witness (1 to 4; not the authority or a host signer): plans are attested only
+    /// against snapshot roots the witnesses recorded (`memzinc snapshot --witness`).
+    #[arg(long = "witness", required = true)]
+    witnesses: Vec<String>,
+    /// How many distinct witnesses must have recorded a plan's snapshot root.
+    #[arg(long, default_value_t = 1)]
+    witnesses_required: u8,
+    /// How old, in slots, a witnessed snapshot may be when a plan is attested against it.
+    #[arg(long, default_value_t = 9000)]
+    max_snapshot_age: u64,
     /// SHA-256 of the MiniZinc models plans are made with; default: the hash of models/*.mzn.
     #[arg(long)]
     model_hash: Option<String>,
@@ -50,13 +60,14 @@ pub struct PolicyArgs {
 
 #[derive(Subcommand)]
 enum PolicyAction {
-    /// Create the signer's policy.
+    /// Create the signer's policy, or reopen it at its next revision if it was closed.
     Init(PolicyArgs),
     /// Replace the policy's rules, signers and hashes (rotating signers is an update).
     Update(PolicyArgs),
     /// Show the signer's policy.
     Show,
-    /// Close the policy and take its rent back (attestations stay).
+    /// Close the policy: nothing more is attested under it, and its attestations may no longer
+    /// be applied (also after reopening it). The account stays, so revisions are never reused.
     Close,
 }
 
@@ -84,6 +95,16 @@ impl PolicyArgs {
                 .map_err(|_| anyhow::anyhow!("--signer {s} is not a valid address"))?;
             *slot = key.to_bytes();
         }
+        if self.witnesses.len() > MAX_WITNESSES {
+            anyhow::bail!("at most {MAX_WITNESSES} --witness");
+        }
+        let mut witnesses = [[0u8; 32]; MAX_WITNESSES];
+        for (slot, w) in witnesses.iter_mut().zip(&self.witnesses) {
+            let key: Pubkey = w
+                .parse()
+                .map_err(|_| anyhow::anyhow!("--witness {w} is not a valid address"))?;
+            *slot = key.to_bytes();
+        }
         let model_hash = match &self.model_hash {
             Some(h) => parse_hash(h, "--model-hash")?,
             None => memzinc::base::models_hash(&models_dir())?,
@@ -103,6 +124,10 @@ impl PolicyArgs {
             rules,
             signer_count: self.signers.len() as u8,
             signers,
+            witness_count: self.witnesses.len() as u8,
+            witnesses,
+            witness_threshold: self.witnesses_required,
+            max_snapshot_age: self.max_snapshot_age,
             model_hash,
             verifier_hash,
             symbol_rules: SymbolRules::from_rules(&symbol_rules)?,
@@ -153,6 +178,10 @@ pub fn run(a: PolicyCommand, g: &Global) -> Result<()> {
                 "policy": address.to_string(), "authority": authority.to_string(), "revision": policy.revision,
                 "wx": c.rules.wx, "max_bytes": c.rules.max_bytes, "max_writes": c.rules.max_writes,
                 "signers": c.allowed_signers().iter().map(|k| Pubkey::from(*k).to_string()).collect::<Vec<_>>(),
+                "witnesses": c.snapshot_witnesses().iter().map(|k| Pubkey::from(*k).to_string()).collect::<Vec<_>>(),
+                "witnesses_required": c.witness_threshold, "max_snapshot_age": c.max_snapshot_age,
+                "opened_revision": policy.opened_revision, "closed": policy.closed,
+                "config_hash": hex::encode(policy.config_hash),
                 "model_hash": hex::encode(c.model_hash), "verifier_hash": hex::encode(c.verifier_hash),
                 "symbol_rules": attest::show_rules(c),
             });

@@ -29,6 +29,14 @@ pub struct Args {
     /// it, take the others from it. Same core, same root as a full snapshot.
     #[arg(long)]
     since: Option<PathBuf>,
+    /// Witness the snapshot: record its root on chain for `--target`, signed by this keypair
+    /// (a snapshot witness the policy names; the `-k` keypair pays). Plans are attested only
+    /// against witnessed roots.
+    #[arg(long, requires = "target")]
+    witness: Option<PathBuf>,
+    /// Target name the root is recorded for, as plans name it (e.g. healme).
+    #[arg(long, requires = "witness")]
+    target: Option<String>,
 }
 
 pub fn run(a: Args, g: &Global) -> Result<()> {
@@ -42,6 +50,12 @@ pub fn run(a: Args, g: &Global) -> Result<()> {
     }
     if let (Some(dzn), Some(spec)) = (&a.dzn, &spec) {
         memzinc::reason::write_dzn(&Snapshot::open(&a.output)?, spec, dzn)?;
+    }
+    if let (Some(key), Some(target)) = (&a.witness, &a.target) {
+        let witness = memzinc_cli::attest::read_keypair(key)?;
+        let target_id = memzinc_verifier::hash::target_id::<memzinc::base::Sha2>(target.as_bytes());
+        g.client()?
+            .witness(&witness, &target_id, &Snapshot::open(&a.output)?.root())?;
     }
     if let Some(dir) = &a.parquet {
         let snap = Snapshot::open(&a.output)?;

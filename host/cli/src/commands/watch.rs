@@ -18,6 +18,10 @@ pub struct Args {
     /// Period: 5s, 500ms, 2m.
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
     every: Duration,
+    /// The snapshot witness keypair (named by the policy; not the -k keypair): each round's
+    /// snapshot root is recorded on chain under it before the plan is attested.
+    #[arg(long)]
+    witness: Option<std::path::PathBuf>,
     /// Plan repairs but never attest or apply them.
     #[arg(long)]
     dry_run: bool,
@@ -60,7 +64,15 @@ pub fn run(a: Args, g: &Global) -> Result<()> {
         rounds: a.rounds,
         workdir: a.workdir,
         cancel,
+        witness: a
+            .witness
+            .as_deref()
+            .map(memzinc_cli::attest::read_keypair)
+            .transpose()?,
     };
+    if !a.dry_run && opts.witness.is_none() {
+        anyhow::bail!("watch without --dry-run needs --witness KEYPAIR: each round's snapshot root is recorded under it before its plan is attested");
+    }
     let client = if a.dry_run { None } else { Some(g.client()?) };
     let authority = client
         .as_ref()

@@ -96,7 +96,7 @@ pub fn html(report: &AuditReport, replay: Option<&ReplayReport>, plans: &[Submis
         let _ = write!(
             h,
             "<p id='replay' class='{}'>deployed program sha256 <code>{}</code> {}; {} of {} replayed decision(s) identical</p>",
-            if r.verified() { "ok" } else { "bad" },
+            if r.verified(false) { "ok" } else { "bad" },
             esc(&r.program.deployed_sha256),
             if r.program.matches_local_build { "= the local reproducible build" } else { "DIFFERS from the local build" },
             r.identical,

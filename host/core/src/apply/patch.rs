@@ -77,11 +77,16 @@ pub fn apply(pid: i32, plan: &PatchPlan) -> Result<ApplyReport> {
     fault_point("compared");
 
     let new: Vec<(u64, &[u8])> = plan.writes.iter().map(|w| (w.address, w.new.as_slice())).collect();
+    let mut readback = sha2::Sha256::new();
     let written = introspect::write_many(pid, &new);
     fault_point("written");
     let failure = match written {
         Ok(n) if n == new.iter().map(|(_, b)| b.len()).sum::<usize>() => {
             let back = introspect::read_many(pid, &ranges)?;
+            // The receipt's hash is of what the process holds now, not of what the plan says.
+            for b in &back {
+                readback.update(b);
+            }
             plan.writes
                 .iter()
                 .zip(&back)
@@ -114,10 +119,6 @@ pub fn apply(pid: i32, plan: &PatchPlan) -> Result<ApplyReport> {
     }
     fault_point("verified");
 
-    let mut readback = sha2::Sha256::new();
-    for w in &plan.writes {
-        readback.update(&w.new);
-    }
     let stopped_us = started.elapsed().as_micros();
     let threads_stopped = frozen.thread_count();
     drop(frozen);

@@ -63,6 +63,15 @@ pub enum Error {
     NotAttested { plan_hash: String },
     #[error("attestation {attestation} was revoked; the plan must not be applied")]
     Revoked { attestation: String },
+    #[error("snapshot root {root} of {target} is witnessed by {have} of the {need} policy witnesses it needs; record it with `memzinc snapshot --witness KEYPAIR --target NAME`")]
+    NotWitnessed {
+        target: String,
+        root: String,
+        have: usize,
+        need: usize,
+    },
+    #[error("attestation {attestation} may not be applied: {why}")]
+    NotApplicable { attestation: String, why: VerifyError },
     #[error(
         "write #{index} at {address:#x}: memory holds {found} but the plan expects {expected}; nothing was written"
     )]

@@ -59,6 +59,10 @@ pub struct RestoreReport {
     pub writes_applied: usize,
     /// From opening the core to the process running, microseconds.
     pub elapsed_us: u128,
+    /// SHA-256 over the `--apply` plan's ranges read back from the process before it resumed,
+    /// in plan order (zeroes without a plan); the receipt records it.
+    #[serde(serialize_with = "crate::base::hex_hash")]
+    pub readback_hash: [u8; 32],
 }
 
 /// Restores the process checkpointed in `core` and leaves it running detached. With `plan`,
@@ -85,7 +89,7 @@ pub fn restore(core: &Path, plan: Option<&PatchPlan>) -> Result<RestoreReport> {
 
     let child = spawn_stopped(pid, helper)?;
     let inject = Injector::in_built(child.0, helper)?;
-    let bytes = rebuild(&inject, helper, &snap, &checkpoint, core, plan)?;
+    let (bytes, readback_hash) = rebuild(&inject, helper, &snap, &checkpoint, core, plan)?;
     tracing::debug!("restore: running {:?} after the start", started.elapsed());
     // Detached and running: no longer ours to kill.
     std::mem::forget(child);
@@ -96,6 +100,7 @@ pub fn restore(core: &Path, plan: Option<&PatchPlan>) -> Result<RestoreReport> {
         fds: snap.meta.fds.len(),
         writes_applied: plan.map_or(0, |p| p.writes.len()),
         elapsed_us: started.elapsed().as_micros(),
+        readback_hash,
     })
 }
 
@@ -333,7 +338,8 @@ fn prot_of(perms: &str) -> u64 {
     prot as u64
 }
 
-/// Steps 2 to 5 of the module comment. Returns the bytes read into memory.
+/// Steps 2 to 5 of the module comment. Returns the bytes read into memory and the read-back
+/// hash of the plan's writes.
 fn rebuild(
     inject: &Injector,
     helper: u64,
@@ -341,7 +347,7 @@ fn rebuild(
     checkpoint: &pb::Checkpoint,
     core: &Path,
     plan: Option<&PatchPlan>,
-) -> Result<u64> {
+) -> Result<(u64, [u8; 32])> {
     let pid = inject.pid();
     let meta = &snap.meta;
 
@@ -434,9 +440,10 @@ fn rebuild(
     if let Some(fd) = direct_fd {
         inject.call("close the core (O_DIRECT)", libc::SYS_close, &[fd])?;
     }
-    if let Some(plan) = plan {
-        apply_to_image(pid, plan)?;
-    }
+    let readback_hash = match plan {
+        Some(plan) => apply_to_image(pid, plan)?,
+        None => [0; 32],
+    };
     for r in meta.regions.iter().filter(|r| !is_special(r) && r.captured) {
         let prot = prot_of(&r.map.perms);
         if prot != (libc::PROT_READ | libc::PROT_WRITE) as u64 {
@@ -506,7 +513,7 @@ fn rebuild(
         &meta.threads[0].fpregs,
         &meta.threads[0].xstate,
     )?;
-    Ok(bytes)
+    Ok((bytes, readback_hash))
 }
 
 /// Creates one more thread of the image with its tid (clone3 with set_tid, in the main
@@ -814,8 +821,8 @@ fn map_region(inject: &Injector, r: &SnapRegion, core_fd: u64, direct_fd: Option
 }
 
 /// The plan's compare-and-swap on the stopped image: every old byte must match before any
-/// write; the new bytes are read back.
-fn apply_to_image(pid: i32, plan: &PatchPlan) -> Result<()> {
+/// write; the new bytes are read back, and their hash returned.
+fn apply_to_image(pid: i32, plan: &PatchPlan) -> Result<[u8; 32]> {
     let ranges = crate::apply::expect_old_bytes(pid, plan)?;
     let new: Vec<(u64, &[u8])> = plan.writes.iter().map(|w| (w.address, w.new.as_slice())).collect();
     introspect::write_many(pid, &new)?;
@@ -828,7 +835,10 @@ fn apply_to_image(pid: i32, plan: &PatchPlan) -> Result<()> {
             restored: 0,
         });
     }
-    Ok(())
+    use sha2::Digest;
+    let mut readback = sha2::Sha256::new();
+    back.iter().for_each(|b| readback.update(b));
+    Ok(readback.finalize().into())
 }
 
 /// PR_SET_MM_MAP: code/data/brk/stack/args/env bounds, the auxv, and /proc/PID/exe.
