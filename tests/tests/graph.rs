@@ -236,7 +236,12 @@ fn heal_the_list(args: &[&str], path: &str) {
     let mut target = Clist::start(&exe, args);
     assert_eq!(target.say("break 3"), "done");
     assert_eq!(target.say("status"), "CORRUPT at 4");
-    let snap = target.snapshot(&dir.path().join("a.core"));
+    // The snapshot is taken under the policy's witness key, which records its root on chain.
+    let net = memzinc_tests::own_localnet(dir.path());
+    let run = |a: Vec<String>| memzinc_tests::ok(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    run(net.policy_args(&["policy", "init", "--max-bytes", "64", "--max-writes", "8"]));
+    let snap = p("a.core");
+    run(net.witnessed_snapshot(&target.child.id().to_string(), &snap, "clist"));
     let plan = p("a.plan.json");
     let planned: Value = serde_json::from_str(&memzinc_tests::ok(&["plan", &snap, "-o", &plan, "--json"])).unwrap();
     let writes = planned["writes"].as_array().unwrap();
@@ -251,11 +256,8 @@ fn heal_the_list(args: &[&str], path: &str) {
     assert_eq!(new, target.address("node4"), "{planned:#}");
     assert_eq!(planned["status"], "OPTIMAL");
 
-    let net = memzinc_tests::own_localnet(dir.path());
-    let run = |a: &[&str]| memzinc_tests::ok(&net.args(a).iter().map(String::as_str).collect::<Vec<_>>());
-    run(&["policy", "init", "--max-bytes", "64", "--max-writes", "8"]);
-    run(&["attest", &plan]);
-    run(&["apply", &plan, "--pid", &target.child.id().to_string()]);
+    run(net.args(&["attest", &plan]));
+    run(net.args(&["apply", &plan, "--pid", &target.child.id().to_string()]));
     assert_eq!(target.say("status"), "OK");
     let (after, _) = check(&target.snapshot(&dir.path().join("b.core")), &[]);
     assert_eq!(after["findings"].as_array().unwrap().len(), 0, "{after:#}");
@@ -298,7 +300,12 @@ fn a_plain_rust_program_is_checked_planned_attested_applied_and_healed() {
     .unwrap();
     assert_eq!(target.say("planted"), "planted");
     assert_eq!(target.say("status"), "CORRUPT stats");
-    let snap = target.snapshot(&dir.path().join("a.core"));
+    let net = memzinc_tests::own_localnet(dir.path());
+    let run = |a: Vec<String>| memzinc_tests::ok(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    run(net.policy_args(&["policy", "init", "--max-bytes", "64", "--max-writes", "8"]));
+    let snap = p("a.core");
+    let pid = target.child.id().to_string();
+    run(net.witnessed_snapshot(&pid, &snap, "rlist"));
     let rules = repo_root().join("tests/models/rlist_rules.mzn");
     let rules = rules.to_str().unwrap();
     let (report, _) = check(&snap, &["--rules", rules]);
@@ -353,13 +360,9 @@ fn a_plain_rust_program_is_checked_planned_attested_applied_and_healed() {
     let rules_plan = p("rules.plan.json");
     memzinc_tests::ok(&["plan", &snap, "--rules", rules, "-o", &rules_plan]);
 
-    let net = memzinc_tests::own_localnet(dir.path());
-    let run = |a: &[&str]| memzinc_tests::ok(&net.args(a).iter().map(String::as_str).collect::<Vec<_>>());
-    run(&["policy", "init", "--max-bytes", "64", "--max-writes", "8"]);
-    let pid = target.child.id().to_string();
     for plan in [&graph_plan, &rules_plan] {
-        run(&["attest", plan]);
-        run(&["apply", plan, "--pid", &pid]);
+        run(net.args(&["attest", plan]));
+        run(net.args(&["apply", plan, "--pid", &pid]));
     }
     assert_eq!(target.say("status"), "OK");
     let (after, _) = check(&target.snapshot(&dir.path().join("b.core")), &["--rules", rules]);
