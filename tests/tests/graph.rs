@@ -135,7 +135,8 @@ fn a_broken_next_on_the_heap_is_named_by_its_path() {
 
     assert_eq!(target.say("break 3"), "done");
     assert!(target.say("status").starts_with("CORRUPT"));
-    let (report, text) = check(&target.snapshot(&dir.path().join("b.core")), &[]);
+    let snap_b = target.snapshot(&dir.path().join("b.core"));
+    let (report, text) = check(&snap_b, &[]);
     let broken = findings(&report, "pointer-unmapped");
     assert_eq!(broken.len(), 1, "{report:#}");
     // Node 3's `next`, reached from the pointer global through three `next`s.
@@ -145,6 +146,18 @@ fn a_broken_next_on_the_heap_is_named_by_its_path() {
         text.contains("g_list->next->next->next->next: pointer-unmapped"),
         "{text}"
     );
+    // inspect --var follows the same path: node 2's next is node 3, node 3's next the broken
+    // value.
+    let value = |path: &str| {
+        let shown: Value = serde_json::from_slice(&memzinc(&["--json", "inspect", &snap_b, "--var", path]).stdout)
+            .expect("inspect --json");
+        shown["values"][0]["fields"][0]["value"].as_i64().unwrap() as u64
+    };
+    assert_eq!(value("g_list->next->next->next"), target.address("node3"));
+    assert_eq!(value("g_list->next->next->next->next"), 0xdead0000);
+    assert_eq!(value("g_list->next->next->next->id"), 3);
+    let err = memzinc_tests::fails(&["inspect", &snap_b, "--var", "g_list->nope"]);
+    assert!(err.contains("g_list->nope: node has no member nope"), "{err}");
     // The four nodes after it are reached from nothing typed any more: found by scanning the
     // chunks, from the first of them (node 4, named as gdb names an unnamed object).
     assert_eq!(report["graph"]["orphans"].as_u64().unwrap(), 1, "{report:#}");

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::snapshot::Snapshot;
 use crate::base::{Error, Result};
-use crate::introspect::{self, read_registry, DebugTypes, DescribedObject, PAGE_SIZE};
+use crate::introspect::{self, read_registry, DebugTypes, DescribedObject, TypeId, TypeKind, PAGE_SIZE};
 
 fn dwarf_error(path: &Path, why: impl std::fmt::Display) -> Error {
     Error::DebugInfo {
@@ -76,9 +76,28 @@ pub struct ObjectValue {
 }
 
 impl DebugTypes {
-    /// Reads `symbol`'s scalar fields (see `object_layout`) from the snapshot's memory.
+    /// Reads `symbol`'s scalar fields (see `object_layout`) from the snapshot's memory. The
+    /// symbol may be an access path as C writes it — `g_list->next->next`, `QUEUE.items[2]`,
+    /// `rlist::INVENTORY.head->next` — followed through the snapshot's memory.
     pub fn read_object(&self, snapshot: &Snapshot, symbol: &str) -> Result<ObjectValue> {
-        let layout = self.object_layout(symbol)?;
+        let layout = match symbol.find(['.', '[']).or_else(|| symbol.find("->")) {
+            None => self.object_layout(symbol)?,
+            Some(_) => {
+                let (type_id, address) = self.follow_path(snapshot, symbol)?;
+                let mut layout = self.layout_at(symbol, type_id, address)?;
+                // A path may end at a pointer or a scalar: its value is the one field.
+                if layout.fields.is_empty() && (1..=8).contains(&layout.size) {
+                    layout.fields.push(introspect::Field {
+                        name: String::new(),
+                        type_name: layout.type_name.clone(),
+                        offset: 0,
+                        size: layout.size,
+                        signed: false,
+                    });
+                }
+                layout
+            }
+        };
         let bytes = snapshot.read(layout.address, layout.size as usize)?;
         let fields = layout
             .fields
@@ -117,6 +136,89 @@ impl DebugTypes {
 pub fn read_snapshot_registry(snapshot: &Snapshot) -> Result<Vec<DescribedObject>> {
     let registry = snapshot.symbol(REGISTRY_SYMBOL)?;
     read_registry(snapshot, registry.address)
+}
+
+impl DebugTypes {
+    /// The type and address an access path names (`root` then `.member`, `->member`, `[index]`).
+    fn follow_path(&self, snapshot: &Snapshot, path: &str) -> Result<(TypeId, u64)> {
+        let err = |why: String| Error::Usage(format!("{path}: {why}"));
+        let end = path
+            .char_indices()
+            .find(|&(i, c)| c == '.' || c == '[' || path[i..].starts_with("->"))
+            .map_or(path.len(), |(i, _)| i);
+        let root = &path[..end];
+        let v = self
+            .variable(root)
+            .ok_or_else(|| err(format!("no global {root} with a static address in the debug info")))?;
+        let mut ty = v.type_id.ok_or_else(|| err(format!("{root} has no type")))?;
+        let mut address = v.address;
+        let mut rest = &path[end..];
+        let read_pointer = |address: u64| -> Result<u64> {
+            let b = snapshot.read(address, 8)?;
+            Ok(u64::from_le_bytes(b[..8].try_into().unwrap_or_default()))
+        };
+        let pointee = |ty: TypeId| match self.resolve(ty).map(|(_, t)| &t.kind) {
+            Some(TypeKind::Pointer { pointee: Some(p) }) => Some(*p),
+            _ => None,
+        };
+        for _ in 0..1024 {
+            if rest.is_empty() {
+                return Ok((ty, address));
+            }
+            let (deref, after) = if let Some(r) = rest.strip_prefix("->") {
+                (true, r)
+            } else if let Some(r) = rest.strip_prefix('.') {
+                (false, r)
+            } else if let Some(r) = rest.strip_prefix('[') {
+                let close = r.find(']').ok_or_else(|| err("an unclosed [".into()))?;
+                let index: u64 = r[..close]
+                    .trim()
+                    .parse()
+                    .map_err(|_| err(format!("[{}] is not an index", &r[..close])))?;
+                rest = &r[close + 1..];
+                let name = self.type_name(Some(ty));
+                match self.resolve(ty).map(|(_, t)| t.kind.clone()) {
+                    Some(TypeKind::Array { element: Some(e), .. }) => {
+                        let size = self
+                            .size_of(e)
+                            .ok_or_else(|| err(format!("the size of {name}'s elements is unknown")))?;
+                        address = address.wrapping_add(index.wrapping_mul(size));
+                        ty = e;
+                    }
+                    Some(TypeKind::Pointer { pointee: Some(p) }) => {
+                        let size = self
+                            .size_of(p)
+                            .ok_or_else(|| err(format!("the size of *{name} is unknown")))?;
+                        address = read_pointer(address)?.wrapping_add(index.wrapping_mul(size));
+                        ty = p;
+                    }
+                    _ => return Err(err(format!("{name} is neither an array nor a pointer"))),
+                }
+                continue;
+            } else {
+                return Err(err(format!(
+                    "cannot read {rest:?}: expected .member, ->member or [index]"
+                )));
+            };
+            let len = after.find(['.', '[', '-']).unwrap_or(after.len());
+            let member = &after[..len];
+            rest = &after[len..];
+            if deref {
+                let p = pointee(ty).ok_or_else(|| err(format!("-> on {}, not a pointer", self.type_name(Some(ty)))))?;
+                address = read_pointer(address)?;
+                if address == 0 {
+                    return Err(err(format!("->{member} through a null pointer")));
+                }
+                ty = p;
+            }
+            let (offset, mty) = self
+                .member(ty, member)
+                .ok_or_else(|| err(format!("{} has no member {member}", self.type_name(Some(ty)))))?;
+            address = address.wrapping_add(offset);
+            ty = mty;
+        }
+        Err(err("more than 1024 steps".into()))
+    }
 }
 
 /// A file mapped into the snapshot's process, read from disk and checked against the capture.

@@ -564,6 +564,13 @@ impl DebugTypes {
             .variable(symbol)
             .ok_or_else(|| err("no variable of that name with a static address in the debug info".into()))?;
         let type_id = v.type_id.ok_or_else(|| err("it has no type".into()))?;
+        self.layout_at(symbol, type_id, v.address)
+    }
+
+    /// The layout of an object of type `type_id` at `address`, named `name` in errors.
+    pub fn layout_at(&self, name: &str, type_id: TypeId, address: u64) -> Result<ObjectLayout> {
+        let symbol = name;
+        let err = |why: String| layout_error(symbol, why);
         let size = self
             .size_of(type_id)
             .ok_or_else(|| err(format!("the size of {} is unknown", self.type_name(Some(type_id)))))?;
@@ -572,10 +579,23 @@ impl DebugTypes {
         Ok(ObjectLayout {
             symbol: symbol.to_string(),
             type_name: self.type_name(Some(type_id)),
-            address: v.address,
+            address,
             size,
             fields,
         })
+    }
+
+    /// The member `name` of the struct or union `id` (through typedefs): its offset and type.
+    pub fn member(&self, id: TypeId, name: &str) -> Option<(u64, TypeId)> {
+        let (_, t) = self.resolve(id)?;
+        let members = match &t.kind {
+            TypeKind::Struct { members, .. } | TypeKind::Union { members } => members,
+            _ => return None,
+        };
+        members
+            .iter()
+            .find(|m| m.name.as_deref() == Some(name))
+            .and_then(|m| Some((m.offset.unwrap_or(0), m.type_id?)))
     }
 
     fn flatten(&self, id: TypeId, prefix: &str, base: u64, depth: usize, out: &mut Vec<Field>) -> Result<(), String> {

@@ -1,0 +1,57 @@
+/* The object-graph benchmark's target (tests/benches/graph.rs): N heap objects in lists and
+ * binary trees behind globals, allocated in shuffled order, then it waits to be snapshotted.
+ *   cgraph_bench N   prints "ready" once built */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+struct node { long value; struct node *next; };
+struct tree { long key; struct tree *left, *right; };
+
+#define LISTS 16
+struct node *g_lists[LISTS];
+struct tree *g_tree;
+
+static uint64_t rng = 88172645463325252ull;
+static uint64_t next_rand(void) { rng ^= rng << 13; rng ^= rng >> 7; rng ^= rng << 17; return rng; }
+
+static struct tree *build(struct tree **pool, long lo, long hi) {
+    if (lo >= hi) return NULL;
+    long mid = (lo + hi) / 2;
+    struct tree *t = pool[mid];
+    t->key = mid;
+    t->left = build(pool, lo, mid);
+    t->right = build(pool, mid + 1, hi);
+    return t;
+}
+
+int main(int argc, char **argv) {
+    long n = argc > 1 ? atol(argv[1]) : 1000000;
+    long half = n / 2;
+    /* Allocate interleaved, link in shuffled order: nodes scattered over the heap. */
+    struct node **nodes = malloc(sizeof *nodes * half);
+    struct tree **trees = malloc(sizeof *trees * (n - half));
+    for (long i = 0; i < half; i++) {
+        nodes[i] = malloc(sizeof **nodes);
+        trees[i] = malloc(sizeof **trees);
+    }
+    for (long i = half; i < n - half; i++) trees[i] = malloc(sizeof **trees);
+    for (long i = half - 1; i > 0; i--) {
+        long j = (long)(next_rand() % (uint64_t)(i + 1));
+        struct node *t = nodes[i]; nodes[i] = nodes[j]; nodes[j] = t;
+    }
+    for (long i = 0; i < half; i++) {
+        nodes[i]->value = i;
+        nodes[i]->next = (i + 1) % (half / LISTS + 1) == 0 || i + 1 == half ? NULL : nodes[i + 1];
+    }
+    long l = 0;
+    for (long i = 0; i < half && l < LISTS; i++)
+        if (i == 0 || nodes[i - 1]->next == NULL) g_lists[l++] = nodes[i];
+    g_tree = build(trees, 0, n - half);
+    free(nodes);
+    free(trees);
+    printf("ready\n");
+    fflush(stdout);
+    for (;;) pause();
+}
