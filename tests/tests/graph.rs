@@ -156,6 +156,26 @@ fn a_broken_next_on_the_heap_is_named_by_its_path() {
     assert_eq!(value("g_list->next->next->next"), target.address("node3"));
     assert_eq!(value("g_list->next->next->next->next"), 0xdead0000);
     assert_eq!(value("g_list->next->next->next->id"), 3);
+    // The graph as data: the same objects, the broken edge with its landing; and as Parquet.
+    let (data, _) = check(&snap_b, &["--graph"]);
+    let graph_data = &data["graph_data"];
+    assert_eq!(
+        graph_data["objects"].as_array().unwrap().len() as u64,
+        data["graph"]["objects"].as_u64().unwrap()
+    );
+    let broken_edges: Vec<&Value> = graph_data["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["landing"] == "unmapped")
+        .collect();
+    assert_eq!(broken_edges.len(), 1);
+    assert_eq!(broken_edges[0]["value"], 0xdead0000u64);
+    let tables = dir.path().join("tables");
+    memzinc_tests::ok(&["export", "--parquet", tables.to_str().unwrap(), &snap_b]);
+    for table in ["graph_objects", "graph_edges", "heap_chunks"] {
+        assert!(tables.join(format!("{table}.parquet")).is_file(), "no {table} table");
+    }
     let err = memzinc_tests::fails(&["inspect", &snap_b, "--var", "g_list->nope"]);
     assert!(err.contains("g_list->nope: node has no member nope"), "{err}");
     // The four nodes after it are reached from nothing typed any more: found by scanning the

@@ -486,9 +486,10 @@ fn hub_export_loads_with_datasets_and_round_trips_through_push_and_pull() {
     let (pushed, stdout, stderr) = memzinc_with_token(&push, Some(token));
     assert!(pushed, "{stderr}");
     let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
-    // The server asks for everything but the card by LFS: 7 tables and 2 protobuf records.
-    assert_eq!(report["lfs_files"], configs.len() + 1 + 2, "{report}");
-    assert_eq!(report["files"], configs.len() + 1 + 2 + 1, "{report}");
+    // The server asks for everything but the card by LFS: these tables, violations, the three
+    // object-graph tables (objects, edges, heap chunks) and 2 protobuf records.
+    assert_eq!(report["lfs_files"], configs.len() + 1 + 3 + 2, "{report}");
+    assert_eq!(report["files"], configs.len() + 1 + 3 + 2 + 1, "{report}");
     // Pushing again reuses the stored LFS objects and makes a second commit.
     let (again, stdout2, stderr) = memzinc_with_token(&push, Some(token));
     assert!(again, "{stderr}");

@@ -29,6 +29,9 @@ pub struct Args {
     /// Follow pointers to at most this many objects (the rest is not judged, and said so).
     #[arg(long, default_value_t = GraphLimits::default().max_objects)]
     max_objects: usize,
+    /// With --json: also every object, pointer and heap chunk of the object graph.
+    #[arg(long)]
+    graph: bool,
     /// Stop following pointers after this many seconds (the rest is not judged, and said so).
     #[arg(long, default_value_t = GraphLimits::default().max_time.as_secs())]
     max_seconds: u64,
@@ -41,7 +44,8 @@ pub fn run(a: Args, g: &Global) -> Result<()> {
         max_objects: a.max_objects,
         max_time: std::time::Duration::from_secs(a.max_seconds),
     };
-    let (mut report, types) = reason::check_with_types(&snap, &specs, a.binary.as_deref(), &limits)?;
+    let (mut report, types, graph) =
+        reason::check_with_graph(&snap, &specs, a.binary.as_deref(), &limits, a.graph && g.json)?;
     let models = models_dir();
     let model_file = if a.no_rules {
         None
@@ -69,7 +73,11 @@ pub fn run(a: Args, g: &Global) -> Result<()> {
         report.merge_rules(model_file, judged);
     }
     if g.json {
-        print_json(&report)?;
+        let mut value = serde_json::to_value(&report)?;
+        if let Some(graph) = graph {
+            value["graph_data"] = serde_json::to_value(graph)?;
+        }
+        print_json(&value)?;
     } else {
         for f in &report.findings {
             let at = f.location();

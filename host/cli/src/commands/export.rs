@@ -39,7 +39,9 @@ impl ExportArgs {
     pub fn export(&self, dir: &Path, layout: Layout) -> Result<ExportReport> {
         let snap = Snapshot::open(&self.core)?;
         let specs = TargetSpec::load_all(&self.spec)?;
-        let violations = Some(reason::check_snapshot(&snap, &specs, None)?);
+        let (violations, _, graph) =
+            reason::check_with_graph(&snap, &specs, None, &reason::graph::GraphLimits::default(), true)?;
+        let violations = Some(violations);
         let plans = self
             .plans
             .iter()
@@ -58,6 +60,7 @@ impl ExportArgs {
         };
         let extras = interop::Extras {
             violations,
+            graph,
             plans,
             audit,
         };

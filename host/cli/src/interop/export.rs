@@ -61,6 +61,8 @@ pub fn find_table(dir: &Path, table: &Table) -> Option<PathBuf> {
 #[derive(Default)]
 pub struct Extras {
     pub violations: Option<CheckReport>,
+    /// The object graph `check` walked, as rows.
+    pub graph: Option<memzinc::reason::graph::GraphData>,
     /// Plans (read from their files).
     pub plans: Vec<Plan>,
     pub audit: Option<AuditReport>,
@@ -191,6 +193,49 @@ pub fn export(snap: &Snapshot, dir: &Path, layout: Layout, extras: &Extras) -> R
                     f.symbol.as_str().into(),
                     f.field.as_str().into(),
                     f.detail.as_str().into(),
+                ])
+            })),
+        )?;
+    }
+    if let Some(graph) = &extras.graph {
+        let opt = |v: Option<u32>| -> Value { v.map(i64::from).into() };
+        write(
+            &tables::GRAPH_OBJECTS,
+            Box::new(graph.objects.iter().enumerate().map(move |(i, o)| {
+                Ok(vec![
+                    (i as u64).into(),
+                    o.address.into(),
+                    o.type_name.as_str().into(),
+                    o.size.into(),
+                    o.root.clone().into(),
+                    opt(o.parent),
+                    o.via.as_str().into(),
+                    opt(o.element),
+                    o.chunk.map(|c| c.as_str()).into(),
+                ])
+            })),
+        )?;
+        write(
+            &tables::GRAPH_EDGES,
+            Box::new(graph.edges.iter().map(move |e| {
+                Ok(vec![
+                    i64::from(e.from).into(),
+                    e.field.as_str().into(),
+                    e.slot.into(),
+                    e.value.into(),
+                    opt(e.to),
+                    e.landing.as_str().into(),
+                ])
+            })),
+        )?;
+        write(
+            &tables::HEAP_CHUNKS,
+            Box::new(graph.chunks.iter().map(|c| {
+                Ok(vec![
+                    c.address.into(),
+                    c.size.into(),
+                    c.state.as_str().into(),
+                    (c.arena != u16::MAX).then_some(i64::from(c.arena)).into(),
                 ])
             })),
         )?;

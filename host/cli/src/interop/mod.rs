@@ -20,6 +20,7 @@ pub use report::{html, write_timeline_parquet};
 /// Every Parquet table memzinc writes, defined once: schema, writer, schema-checking reader.
 pub mod tables {
     pub use super::table_defs::{
-        Column, Kind, Row, Table, Value, ALL, ATTESTATIONS, NOTES, PAGES, PLANS, REGIONS, SYMBOLS, TYPES, VIOLATIONS,
+        Column, Kind, Row, Table, Value, ALL, ATTESTATIONS, GRAPH_EDGES, GRAPH_OBJECTS, HEAP_CHUNKS, NOTES, PAGES,
+        PLANS, REGIONS, SYMBOLS, TYPES, VIOLATIONS,
     };
 }

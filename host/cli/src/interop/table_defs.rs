@@ -192,14 +192,60 @@ pub const ATTESTATIONS: Table = Table {
     ],
 };
 
+pub const GRAPH_OBJECTS: Table = Table {
+    name: "graph_objects",
+    kind: "object graph table",
+    row_is: "one object of the typed object graph (`reason::graph`), numbered by its row",
+    columns: &[
+        col("object", Int64),
+        col("address", Int64),
+        col("type", Text),
+        col("size", Int64),
+        nullable("root", Text),
+        nullable("parent", Int64),
+        col("via", Text),
+        nullable("element", Int64),
+        nullable("chunk_state", Text),
+    ],
+};
+
+pub const GRAPH_EDGES: Table = Table {
+    name: "graph_edges",
+    kind: "object graph table",
+    row_is: "one non-null pointer of an object of the graph, and where it lands",
+    columns: &[
+        col("from", Int64),
+        col("field", Text),
+        col("slot", Int64),
+        col("value", Int64),
+        nullable("to", Int64),
+        col("landing", Text),
+    ],
+};
+
+pub const HEAP_CHUNKS: Table = Table {
+    name: "heap_chunks",
+    kind: "heap chunks table",
+    row_is: "one chunk of glibc malloc's heaps, as the allocator's view read it",
+    columns: &[
+        col("address", Int64),
+        col("size", Int64),
+        col("state", Text),
+        nullable("arena", Int64),
+    ],
+};
+
 /// Every table, in the order `export` writes them.
-pub const ALL: [&Table; 8] = [
+pub const ALL: [&Table; 11] = [
     &REGIONS,
     &PAGES,
     &SYMBOLS,
     &TYPES,
     &NOTES,
     &VIOLATIONS,
+    &GRAPH_OBJECTS,
+    &GRAPH_EDGES,
+    &HEAP_CHUNKS,
     &PLANS,
     &ATTESTATIONS,
 ];

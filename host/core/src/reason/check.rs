@@ -432,6 +432,19 @@ pub fn check_with_types(
     binary: Option<&std::path::Path>,
     limits: &super::graph::GraphLimits,
 ) -> Result<(CheckReport, DebugTypes)> {
+    let (report, types, _) = check_with_graph(snapshot, specs, binary, limits, false)?;
+    Ok((report, types))
+}
+
+/// [`check_with_types`], also returning the object graph as data when `want_data` (and the
+/// DWARF was there).
+pub fn check_with_graph(
+    snapshot: &Snapshot,
+    specs: &[TargetSpec],
+    binary: Option<&std::path::Path>,
+    limits: &super::graph::GraphLimits,
+    want_data: bool,
+) -> Result<(CheckReport, DebugTypes, Option<super::graph::GraphData>)> {
     let (types, unavailable) = match binary {
         Some(b) => (DebugTypes::for_snapshot_from(snapshot, b)?, None),
         None => match DebugTypes::for_snapshot(snapshot) {
@@ -444,13 +457,15 @@ pub fn check_with_types(
         types: unavailable.is_none().then_some(&types),
         specs,
     })?;
+    let mut data = None;
     if unavailable.is_none() {
         let input = super::graph::GraphInput::of(snapshot, types.clone())?;
         let graph = input.walk(*limits);
         report.merge_graph(&graph);
+        data = want_data.then(|| graph.data());
     }
     report.types_unavailable = unavailable;
-    Ok((report, types))
+    Ok((report, types, data))
 }
 
 /// Runs every check on the snapshot.

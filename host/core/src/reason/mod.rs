@@ -22,7 +22,7 @@ pub mod graph;
 
 pub mod solver;
 
-pub use check::{check, check_snapshot, check_with_types, Check, CheckReport, RulesJudged};
+pub use check::{check, check_snapshot, check_with_graph, check_with_types, Check, CheckReport, RulesJudged};
 pub use finding::{judge_data_pointer, Finding, Rule};
 pub use plan::{Plan, PlannedWrite};
 pub use plan_file::PLAN_FORMAT;

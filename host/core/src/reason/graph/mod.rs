@@ -216,6 +216,48 @@ pub struct Graph<'a> {
     pub elapsed: Duration,
 }
 
+/// The graph as data (`check --json --graph`, `export --parquet`): every object, every
+/// pointer, every heap chunk.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct GraphData {
+    pub objects: Vec<ObjectRow>,
+    pub edges: Vec<EdgeRow>,
+    pub chunks: Vec<Chunk>,
+}
+
+/// One object: objects are numbered by their place in [`GraphData::objects`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ObjectRow {
+    pub address: u64,
+    pub type_name: String,
+    pub size: u64,
+    /// The global's name, for a root (an orphan's is `*(T *)0x…`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub root: Option<String>,
+    /// The object whose pointer first reached it, the pointer's field and the element index.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parent: Option<u32>,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub via: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub element: Option<u32>,
+    /// Its heap chunk's state (`live`, `mmapped`, ...), when it is on the heap.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub chunk: Option<ChunkState>,
+}
+
+/// One non-null pointer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct EdgeRow {
+    pub from: u32,
+    pub field: String,
+    pub slot: u64,
+    pub value: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub to: Option<u32>,
+    pub landing: PointsTo,
+}
+
 /// What `check` says of the graph.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GraphSummary {
@@ -336,6 +378,46 @@ impl<'a> Graph<'a> {
             bound: self.bound.clone(),
             notes: self.heap.notes.clone(),
             millis: self.elapsed.as_millis() as u64,
+        }
+    }
+
+    /// The graph as rows.
+    pub fn data(&self) -> GraphData {
+        let some = |v: u32| (v != NONE).then_some(v);
+        let roots: HashMap<u32, &str> = self.roots.iter().map(|r| (r.object, r.name.as_str())).collect();
+        GraphData {
+            objects: self
+                .objects
+                .iter()
+                .enumerate()
+                .map(|(i, o)| ObjectRow {
+                    address: o.address,
+                    type_name: self.layouts.types[o.ty as usize].name.clone(),
+                    size: o.size,
+                    root: roots.get(&(i as u32)).map(|n| n.to_string()),
+                    parent: some(o.parent),
+                    via: if o.parent == NONE {
+                        String::new()
+                    } else {
+                        self.layouts.fields[o.via as usize].clone()
+                    },
+                    element: some(o.element),
+                    chunk: (o.chunk != NONE).then(|| self.heap.chunks[o.chunk as usize].state),
+                })
+                .collect(),
+            edges: self
+                .edges
+                .iter()
+                .map(|e| EdgeRow {
+                    from: e.from,
+                    field: self.layouts.fields[e.field as usize].clone(),
+                    slot: e.slot,
+                    value: e.value,
+                    to: some(e.to),
+                    landing: e.landing,
+                })
+                .collect(),
+            chunks: self.heap.chunks.clone(),
         }
     }
 
