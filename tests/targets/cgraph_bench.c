@@ -1,6 +1,8 @@
 /* The object-graph benchmark's target (tests/benches/graph.rs): N heap objects in lists and
  * binary trees behind globals, allocated in shuffled order, then it waits to be snapshotted.
- *   cgraph_bench N   prints "ready" once built */
+ * With K > 0, also K two-node lists in g_heads whose head's next is overwritten with an
+ * unmapped address: K broken pointers and K orphans for `plan`.
+ *   cgraph_bench N [K]   prints "ready" once built */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,7 +12,9 @@ struct node { long value; struct node *next; };
 struct tree { long key; struct tree *left, *right; };
 
 #define LISTS 16
+#define MAX_BROKEN 100000
 struct node *g_lists[LISTS];
+struct node *g_heads[MAX_BROKEN];
 struct tree *g_tree;
 
 static uint64_t rng = 88172645463325252ull;
@@ -28,6 +32,16 @@ static struct tree *build(struct tree **pool, long lo, long hi) {
 
 int main(int argc, char **argv) {
     long n = argc > 1 ? atol(argv[1]) : 1000000;
+    long k = argc > 2 ? atol(argv[2]) : 0;
+    if (k > MAX_BROKEN) k = MAX_BROKEN;
+    for (long i = 0; i < k; i++) {
+        g_heads[i] = malloc(sizeof(struct node));
+        g_heads[i]->value = i;
+        g_heads[i]->next = malloc(sizeof(struct node));
+        g_heads[i]->next->value = -i;
+        g_heads[i]->next->next = NULL;
+        g_heads[i]->next = (struct node *)(uintptr_t)(0xdead0000u + 16 * (uint64_t)i);
+    }
     long half = n / 2;
     /* Allocate interleaved, link in shuffled order: nodes scattered over the heap. */
     struct node **nodes = malloc(sizeof *nodes * half);

@@ -160,6 +160,21 @@ impl Image {
         }
     }
 
+    /// The `len` bytes at `address` copied out of adjacent captured segments (a large global
+    /// whose end lies in the anonymous mapping after its file's `.bss`), if they hold them all.
+    pub fn bytes_across(&self, address: u64, len: usize) -> Option<Vec<u8>> {
+        let end = address.checked_add(len as u64)?;
+        let mut out = Vec::with_capacity(len);
+        let mut at = address;
+        while at < end {
+            let s = self.segment(at)?;
+            let n = (s.end.min(end) - at) as usize;
+            out.extend_from_slice(self.bytes(at, n)?);
+            at += n as u64;
+        }
+        Some(out)
+    }
+
     /// The little-endian u64 at `address`.
     pub fn u64_at(&self, address: u64) -> Option<u64> {
         Some(u64::from_le_bytes(self.bytes(address, 8)?.try_into().ok()?))
@@ -210,6 +225,8 @@ mod tests {
         assert_eq!(image.bytes(0x1001, 2), Some(&[1u8, 2][..]));
         // Across two segments, past the end, or overflowing: no bytes.
         assert!(image.bytes(0x1fff, 2).is_none());
+        assert_eq!(image.bytes_across(0x1fff, 2), Some(vec![255, 2]));
+        assert!(image.bytes_across(0x2fff, 2).is_none());
         assert!(image.bytes(0x2fff, 2).is_none());
         assert!(image.bytes(u64::MAX - 1, 8).is_none());
         let patched = image.patched(&[(0x2008, vec![7, 7])]).unwrap();

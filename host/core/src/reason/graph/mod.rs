@@ -634,13 +634,23 @@ impl Walk<'_, '_> {
             return;
         }
         let image = self.image;
-        let Some(bytes) = image.bytes(obj.address, obj.size as usize) else {
-            let (root, path) = self.g.path(o);
-            self.g.not_judged.push(format!(
-                "{root}{path}: {} bytes at {:#x} not in the snapshot",
-                obj.size, obj.address
-            ));
-            return;
+        let owned;
+        let bytes = match image.bytes(obj.address, obj.size as usize) {
+            Some(b) => b,
+            None => match image.bytes_across(obj.address, obj.size as usize) {
+                Some(v) => {
+                    owned = v;
+                    &owned[..]
+                }
+                None => {
+                    let (root, path) = self.g.path(o);
+                    self.g.not_judged.push(format!(
+                        "{root}{path}: {} bytes at {:#x} not in the snapshot",
+                        obj.size, obj.address
+                    ));
+                    return;
+                }
+            },
         };
         self.ops(o, bytes, &ops, 0, None);
     }

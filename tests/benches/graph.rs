@@ -1,0 +1,149 @@
+//! The typed object graph at scale, timed as the user runs it (the `memzinc` process, with
+//! `/usr/bin/time` for wall time and peak memory), interleaved, 5 runs each, medians and
+//! min–max:
+//!
+//! - `memzinc check` of a snapshot of tests/targets/cgraph_bench.c with 1,000,000 live heap
+//!   objects (lists and trees, allocated in shuffled order): graph walk and chunk
+//!   classification, against `memzinc inspect` of the same snapshot (which re-hashes every
+//!   captured page), and their ratio. Goal: < 2 s and < 1 GiB peak.
+//! - `memzinc plan` (no flags) with K broken pointers and K orphans (K = 100, 1,000, 10,000):
+//!   time, and whether the plan was proven optimal. Goal: 10,000 in < 10 s, proven optimal.
+//!
+//! Asserts correctness only (the walk finds every object; each plan writes K pointers), never
+//! timings.
+//!
+//!     cargo bench -p memzinc-tests --bench graph
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+use memzinc_tests::{binary, repo_root};
+
+const RUNS: usize = 5;
+
+/// Wall seconds and peak resident KiB of one `memzinc` run (through `/usr/bin/time`), and its
+/// stdout.
+fn timed(args: &[&str]) -> (f64, u64, String) {
+    let out = Command::new("/usr/bin/time")
+        .args(["-f", "TIME %e %M"])
+        .arg(binary("memzinc"))
+        .args(args)
+        .env("MEMZINC_ROOT", repo_root())
+        .output()
+        .expect("/usr/bin/time runs (apt install time)");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let line = stderr
+        .lines()
+        .rfind(|l| l.starts_with("TIME "))
+        .unwrap_or_else(|| panic!("{stderr}"));
+    let mut f = line.split_whitespace().skip(1);
+    let wall = f.next().unwrap().parse().unwrap();
+    let kib = f.next().unwrap().parse().unwrap();
+    (wall, kib, String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn stats(v: &mut [f64]) -> String {
+    v.sort_by(f64::total_cmp);
+    format!(
+        "median {:.3} (min {:.3}, max {:.3})",
+        v[v.len() / 2],
+        v[0],
+        v[v.len() - 1]
+    )
+}
+
+fn start(exe: &Path, args: &[&str]) -> Child {
+    let mut child = Command::new(exe).args(args).stdout(Stdio::piped()).spawn().unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    while lines.next().unwrap().unwrap() != "ready" {}
+    child
+}
+
+fn snapshot(child: &Child, core: &Path) {
+    let out = Command::new(binary("memzinc"))
+        .args([
+            "snapshot",
+            "--pid",
+            &child.id().to_string(),
+            "-o",
+            core.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+fn main() {
+    let dir = tempfile::tempdir().unwrap();
+    let exe = dir.path().join("cgraph_bench");
+    let ok = Command::new("gcc")
+        .args(["-g", "-O2", "-o"])
+        .arg(&exe)
+        .arg(repo_root().join("tests/targets/cgraph_bench.c"))
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "gcc failed");
+
+    // 1. The walk of 1,000,000 objects.
+    let objects = 1_000_000u64;
+    let mut child = start(&exe, &[&objects.to_string()]);
+    let core = dir.path().join("million.core");
+    snapshot(&child, &core);
+    let _ = child.kill();
+    let core = core.to_str().unwrap();
+    let (mut check_wall, mut check_kib, mut inspect_wall, mut ratio) = (vec![], vec![], vec![], vec![]);
+    for run in 0..RUNS {
+        let (w, kib, out) = timed(&["--json", "check", core]);
+        let report: serde_json::Value = serde_json::from_str(&out).expect("check --json");
+        let heap = report["graph"]["heap_objects"].as_u64().unwrap();
+        assert!(
+            heap >= objects,
+            "run {run}: the walk reached {heap} heap objects of {objects}"
+        );
+        let (iw, _, _) = timed(&["inspect", core]);
+        check_wall.push(w);
+        check_kib.push(kib as f64 / 1024.0);
+        inspect_wall.push(iw);
+        ratio.push(w / iw);
+    }
+    println!("graph walk of {objects} heap objects (`memzinc check`, whole process, {RUNS} runs, interleaved):");
+    println!("  check wall s     {}", stats(&mut check_wall));
+    println!("  check peak MiB   {}", stats(&mut check_kib));
+    println!(
+        "  inspect wall s   {}  (re-hashes every captured page)",
+        stats(&mut inspect_wall)
+    );
+    println!("  check / inspect  {}", stats(&mut ratio));
+
+    // 2. Plans of K broken pointers with K orphans.
+    for k in [100u64, 1_000, 10_000] {
+        let mut child = start(&exe, &["1000", &k.to_string()]);
+        let core = dir.path().join(format!("broken{k}.core"));
+        snapshot(&child, &core);
+        let _ = child.kill();
+        let plan = dir.path().join(format!("broken{k}.plan.json"));
+        let (w, kib, out) = timed(&[
+            "--json",
+            "plan",
+            core.to_str().unwrap(),
+            "-o",
+            plan.to_str().unwrap(),
+            "--time-limit",
+            "60",
+        ]);
+        match serde_json::from_str::<serde_json::Value>(&out) {
+            Ok(p) => {
+                let writes = p["writes"].as_array().map_or(0, |w| w.len()) as u64;
+                assert_eq!(writes, k, "every broken pointer is written");
+                println!(
+                    "plan, {k} broken pointers and {k} orphans: {w:.2} s wall, {:.0} MiB peak, {}",
+                    kib as f64 / 1024.0,
+                    p["status"].as_str().unwrap_or("?")
+                );
+            }
+            Err(_) => println!("plan, {k} broken pointers and {k} orphans: no plan within the limit ({w:.2} s)"),
+        }
+    }
+}
