@@ -19,6 +19,10 @@ pub struct Args {
     /// Resume the process after the checkpoint (the default).
     #[arg(long)]
     leave_running: bool,
+    /// With the process left running: keep it stopped until every page is copied, instead of
+    /// resuming it once its state is taken and a copy of it forked (the same checkpoint).
+    #[arg(long)]
+    stop_the_world: bool,
 }
 
 pub fn run(a: Args, g: &Global) -> Result<()> {
@@ -27,7 +31,12 @@ pub fn run(a: Args, g: &Global) -> Result<()> {
     } else {
         AfterCheckpoint::LeaveRunning
     };
-    let report = checkpoint(a.pid, &a.output, after)?;
+    let pause = if a.stop_the_world {
+        memzinc::describe::Pause::StopTheWorld
+    } else {
+        memzinc::describe::Pause::CopyOnWrite
+    };
+    let report = checkpoint(a.pid, &a.output, after, pause)?;
     g.print(&report, |report| {
         format!(
             "checkpoint of pid {} -> {} ({} bytes): {} regions, {} pages, {} fds; process {} (stopped {} µs)\nroot {}",

@@ -17,7 +17,7 @@ use serde::Serialize;
 
 use crate::base::pb::snapshot as pb;
 use crate::base::{Error, Result};
-use crate::describe::{self, TakeReport};
+use crate::describe::{self, Pause, TakeReport};
 use crate::introspect::{self, Frozen, Injector};
 
 /// What happens to the process once its checkpoint is on disk.
@@ -36,9 +36,13 @@ pub struct CheckpointReport {
     pub stopped_us: u128,
 }
 
-/// Checkpoints `pid` into `out` (atomically), then resumes or kills it.
-pub fn checkpoint(pid: i32, out: &Path, after: AfterCheckpoint) -> Result<CheckpointReport> {
+/// Checkpoints `pid` into `out` (atomically), then resumes or kills it. A process left running
+/// is, unless `pause` says to stop the world, resumed as soon as its state is taken and a copy
+/// of it forked: its pages are read from the copy (`describe::Pause::CopyOnWrite`).
+pub fn checkpoint(pid: i32, out: &Path, after: AfterCheckpoint, pause: Pause) -> Result<CheckpointReport> {
     let started = std::time::Instant::now();
+    let cow = after == AfterCheckpoint::LeaveRunning && pause == Pause::CopyOnWrite;
+    let flags = if cow { Some(introspect::vm_flags(pid)?) } else { None };
     let frozen = Frozen::freeze(pid)?;
     let state = collect(&frozen, after == AfterCheckpoint::Kill).map_err(|e| match e {
         Error::NoSuchProcess { .. } | Error::Zombie { .. } => Error::TargetExited {
@@ -47,6 +51,14 @@ pub fn checkpoint(pid: i32, out: &Path, after: AfterCheckpoint) -> Result<Checkp
         },
         e => e,
     })?;
+    if let Some(flags) = flags {
+        let report = describe::take_frozen_cow(frozen, flags, out, None, Some(state))?;
+        return Ok(CheckpointReport {
+            stopped_us: (report.frozen_ms * 1e3) as u128,
+            snapshot: report,
+            killed: false,
+        });
+    }
     let report = describe::take_frozen(&frozen, out, None, Some(state))?;
     let killed = after == AfterCheckpoint::Kill;
     if killed {

@@ -240,6 +240,21 @@ pub fn take_frozen(
     write_frozen(pid, Hold::Keep(frozen), None, out, progress, checkpoint).map_err(killed_while_snapshotting(pid))
 }
 
+/// [`take_frozen`] for a process that goes on running: copy-on-write, it is thawed once a copy
+/// of it is forked (see [`Pause::CopyOnWrite`]); `flags` are its `VmFlags`
+/// (`introspect::vm_flags`), read before it was frozen.
+pub fn take_frozen_cow(
+    frozen: Frozen,
+    flags: Vec<VmFlags>,
+    out: &Path,
+    progress: Option<&indicatif::ProgressBar>,
+    checkpoint: Option<pb::Checkpoint>,
+) -> Result<TakeReport> {
+    let pid = frozen.pid();
+    write_frozen(pid, Hold::CopyOnWrite(frozen, flags), None, out, progress, checkpoint)
+        .map_err(killed_while_snapshotting(pid))
+}
+
 /// What `write_frozen` hands the capture.
 enum Freeze<'a> {
     ThawAfterCopy(Frozen),
