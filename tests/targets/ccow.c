@@ -11,9 +11,12 @@
  *   the LAST of a gap, or the value stored just before it (stopped between reading the clock
  *   and storing it).
  * A copy read page by page while the threads run (not one instant) shows B > A: the pages are
- * read in address order, far apart. The main thread answers "ping" on stdin with
- * "pong SEQ TICK" and exits at end of input. */
+ * read in address order, far apart. Two more mappings of 4 pages are filled with 0xd1 and
+ * 0xe2 and marked MADV_DONTFORK and MADV_WIPEONFORK (a fork's child lacks the first and sees
+ * zeroes in the second). It prints "ready REGION PAGES DONTFORK WIPEONFORK". The main thread
+ * answers "ping" on stdin with "pong SEQ TICK" and exits at end of input. */
 #include <pthread.h>
+#include <sys/mman.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -83,7 +86,16 @@ int main(int argc, char **argv) {
         *word(1 + w) = 0;
         *word(pages - 2 - w) = 0;
     }
-    printf("ready %p %zu\n", (void *)region, pages);
+    void *no_fork[2];
+    for (int i = 0; i < 2; i++) {
+        no_fork[i] = mmap(NULL, 4 * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (no_fork[i] == MAP_FAILED)
+            return 1;
+        memset(no_fork[i], i ? 0xe2 : 0xd1, 4 * PAGE);
+        if (madvise(no_fork[i], 4 * PAGE, i ? MADV_WIPEONFORK : MADV_DONTFORK) != 0)
+            return 1;
+    }
+    printf("ready %p %zu %p %p\n", (void *)region, pages, no_fork[0], no_fork[1]);
     fflush(stdout);
     pthread_t t;
     for (size_t w = 0; w < WRITERS; w++)

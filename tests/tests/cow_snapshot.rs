@@ -39,6 +39,9 @@ struct Ccow {
     gaps: Vec<(u64, u64)>,
     region: u64,
     pages: u64,
+    /// 4 pages of 0xd1 with MADV_DONTFORK, 4 pages of 0xe2 with MADV_WIPEONFORK.
+    dontfork: u64,
+    wipeonfork: u64,
 }
 
 impl Ccow {
@@ -63,7 +66,11 @@ impl Ccow {
         let mut words = ready.split_whitespace().skip(1);
         let region = u64::from_str_radix(words.next().unwrap().trim_start_matches("0x"), 16).unwrap();
         let pages = words.next().unwrap().parse().unwrap();
+        let mut address = || u64::from_str_radix(words.next().unwrap().trim_start_matches("0x"), 16).unwrap();
+        let (dontfork, wipeonfork) = (address(), address());
         Ccow {
+            dontfork,
+            wipeonfork,
             child: KillOnDrop(child),
             stdin,
             lines,
@@ -136,6 +143,19 @@ impl Ccow {
             assert!(
                 a == b || a == b + 1,
                 "{what}: pages {first} and {second} hold {a} and {b}: not one instant"
+            );
+        }
+        // What a fork does not copy is still the process's memory in the snapshot.
+        for (at, byte, what) in [
+            (self.dontfork, 0xd1u8, "MADV_DONTFORK"),
+            (self.wipeonfork, 0xe2, "MADV_WIPEONFORK"),
+        ] {
+            let bytes = snap
+                .read(at, 4 * 4096)
+                .unwrap_or_else(|e| panic!("{what} mapping: {e}"));
+            assert!(
+                bytes.iter().all(|&b| b == byte),
+                "{what} mapping is not as the process holds it"
             );
         }
         self.word(snap, self.pages / 2)
