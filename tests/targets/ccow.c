@@ -95,12 +95,16 @@ int main(int argc, char **argv) {
         if (madvise(no_fork[i], 4 * PAGE, i ? MADV_WIPEONFORK : MADV_DONTFORK) != 0)
             return 1;
     }
-    printf("ready %p %zu %p %p\n", (void *)region, pages, no_fork[0], no_fork[1]);
-    fflush(stdout);
     pthread_t t;
     for (size_t w = 0; w < WRITERS; w++)
         pthread_create(&t, NULL, writer, (void *)w);
+    *word(pages / 2) = 0;
     pthread_create(&t, NULL, ticker, NULL);
+    /* Ready once every thread has written: the clock page holds a time. */
+    while (*word(pages / 2) == 0 || *word(pages - 1) == 0)
+        ;
+    printf("ready %p %zu %p %p\n", (void *)region, pages, no_fork[0], no_fork[1]);
+    fflush(stdout);
     char line[64];
     while (fgets(line, sizeof line, stdin)) {
         if (strncmp(line, "ping", 4) == 0) {

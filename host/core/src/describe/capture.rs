@@ -270,6 +270,7 @@ pub(super) fn capture(
             .map(|_| {
                 let hash_rx = Arc::clone(&hash_rx);
                 scope.spawn(move || {
+                    introspect::HoldSignals::in_this_thread_for_good();
                     let mut done = Vec::new();
                     let mut hashing = Duration::ZERO;
                     while let Ok(chunk) = next(&hash_rx) {
@@ -295,6 +296,7 @@ pub(super) fn capture(
                 let write_rx = Arc::clone(&write_rx);
                 let writer = &writer;
                 scope.spawn(move || -> Result<()> {
+                    introspect::HoldSignals::in_this_thread_for_good();
                     let mut writing = Duration::ZERO;
                     while let Ok(chunk) = next(&write_rx) {
                         let started = Instant::now();

@@ -69,12 +69,17 @@ pub struct ForkedCopy {
     /// Where the fork's code page is in the copy.
     page: u64,
     done: bool,
+    /// From the fork until the copy is no child of the target, termination signals wait (a
+    /// memzinc ended in between would leave the target a dead child). Fork and
+    /// [`ForkedCopy::orphan`] run on the same thread.
+    held: Option<process::HoldSignals>,
 }
 
 impl ForkedCopy {
     /// Forks the process `frozen` holds (all its threads stopped): its main thread runs
     /// `mmap`, `clone` and `munmap` and is put back as it was.
     pub fn fork(frozen: &Frozen) -> Result<ForkedCopy> {
+        let held = process::HoldSignals::new();
         let target = frozen.pid();
         let tid = frozen.tids()[0];
         let inject = Injector::in_frozen(frozen, "forking a copy of it")?;
@@ -98,11 +103,13 @@ impl ForkedCopy {
                 child_of_target: Some(pid),
                 page,
                 done: false,
+                held: None,
             });
         // The page goes whatever happened; the child keeps its own copy of it.
         let unmapped = inject.call("munmap the fork's page", libc::SYS_munmap, &[page, PAGE_SIZE]);
-        let child = child?;
+        let mut child = child?;
         unmapped?;
+        child.held = Some(held);
         Ok(child)
     }
 
@@ -134,6 +141,7 @@ impl ForkedCopy {
         super::process::fault_point("cow-reaping");
         reap_in(self.target, child, None)?;
         self.child_of_target = None;
+        self.held = None;
         Ok(())
     }
 

@@ -222,6 +222,7 @@ impl Injector {
         };
         let t = Pid::from_raw(tid);
         let fail = |e: Errno| self.fail(tid, what, e);
+        let _held = process::HoldSignals::new();
         let saved = ptrace::getregs(t).map_err(fail)?;
         let out = (saved.rsp - SCRATCH_BELOW_SP) & !15;
         let mut kept = [0u8; OUT_LEN];
@@ -271,6 +272,7 @@ pub(super) fn clone_stopped(
 ) -> Result<i32> {
     let t = Pid::from_raw(tid);
     let what = "clone";
+    let _held = process::HoldSignals::new();
     let fail = |e: Errno| process::pid_errno(pid, &format!("{what} in thread {tid}"), e);
     let saved = ptrace::getregs(t).map_err(fail)?;
     let tracing = keep

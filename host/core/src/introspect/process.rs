@@ -19,10 +19,65 @@ use crate::base::{Error, Result};
 pub const PAGE_SIZE: u64 = 4096;
 
 /// Fault injection for the kill-at-every-step tests: with `MEMZINC_FAULT_POINT=<name>` set,
-/// memzinc SIGKILLs itself at that point. Without the variable this does nothing.
+/// memzinc SIGKILLs itself at that point (`<name>:TERM`: sends itself SIGTERM). Without the
+/// variable this does nothing.
 pub fn fault_point(name: &str) {
-    if std::env::var_os("MEMZINC_FAULT_POINT").is_some_and(|v| v == name) {
-        let _ = nix::sys::signal::kill(nix::unistd::Pid::this(), nix::sys::signal::Signal::SIGKILL);
+    use nix::sys::signal::Signal;
+    let Some(point) = std::env::var_os("MEMZINC_FAULT_POINT") else {
+        return;
+    };
+    let signal = if point == name {
+        Signal::SIGKILL
+    } else if point.to_str().and_then(|p| p.strip_suffix(":TERM")) == Some(name) {
+        Signal::SIGTERM
+    } else {
+        return;
+    };
+    let _ = nix::sys::signal::kill(nix::unistd::Pid::this(), signal);
+}
+
+/// The signals that end memzinc by default and that a user or a service manager sends: held
+/// off (blocked in this thread) while a target is mid-way through something memzinc does in it
+/// — a thread's registers replaced for an injected syscall, a forked copy not yet made no child
+/// of it — and delivered when the guard drops, between steps. SIGKILL cannot be held off.
+pub struct HoldSignals(nix::sys::signal::SigSet);
+
+impl HoldSignals {
+    fn set() -> nix::sys::signal::SigSet {
+        use nix::sys::signal::{SigSet, Signal};
+        let mut set = SigSet::empty();
+        for s in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP, Signal::SIGQUIT] {
+            set.add(s);
+        }
+        set
+    }
+
+    pub fn new() -> HoldSignals {
+        let mut old = nix::sys::signal::SigSet::empty();
+        let _ = nix::sys::signal::pthread_sigmask(
+            nix::sys::signal::SigmaskHow::SIG_BLOCK,
+            Some(&Self::set()),
+            Some(&mut old),
+        );
+        HoldSignals(old)
+    }
+
+    /// For a thread of memzinc's that never needs them (a worker): blocked for its life, so
+    /// they reach the thread that holds or takes them.
+    pub fn in_this_thread_for_good() {
+        let _ = nix::sys::signal::pthread_sigmask(nix::sys::signal::SigmaskHow::SIG_BLOCK, Some(&Self::set()), None);
+    }
+}
+
+impl Default for HoldSignals {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for HoldSignals {
+    fn drop(&mut self) {
+        let _ = nix::sys::signal::pthread_sigmask(nix::sys::signal::SigmaskHow::SIG_SETMASK, Some(&self.0), None);
     }
 }
 
