@@ -226,7 +226,13 @@ fn memzinc_round(binary: &Path, dir: &Path, out: &Path, mib: u64) -> (Seconds, S
     let mut child = target(binary, out, mib);
     let pid = child.id() as i32;
     let started = Instant::now();
-    memzinc::checkpoint::checkpoint(pid, &core, memzinc::checkpoint::AfterCheckpoint::Kill).expect("checkpoint");
+    memzinc::checkpoint::checkpoint(
+        pid,
+        &core,
+        memzinc::checkpoint::AfterCheckpoint::Kill,
+        memzinc::describe::Pause::StopTheWorld,
+    )
+    .expect("checkpoint");
     let dump = started.elapsed().as_secs_f64();
     // The checkpoint, as the tracer, may already have reaped its own child here.
     let _ = child.wait();

@@ -195,8 +195,17 @@ fn sigkill_mid_snapshot_leaves_the_target_running() {
     let mut last_tick = tick_of(&target.wait_for("status=ok"));
     let pid = target.pid();
     let core: PathBuf = dir.path().join("big.core");
+    // Stopped for the whole copy, so it can be killed while it holds the target frozen (the
+    // copy-on-write snapshot's steps: tests/cow_snapshot.rs).
     let mut snapshot = Command::new(binary("memzinc"))
-        .args(["snapshot", "--pid", &pid, "-o", core.to_str().unwrap()])
+        .args([
+            "snapshot",
+            "--stop-the-world",
+            "--pid",
+            &pid,
+            "-o",
+            core.to_str().unwrap(),
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()

@@ -110,8 +110,17 @@ fn a_target_that_dies_mid_snapshot_leaves_no_file() {
     let target = Target::healme(&["--ballast-mib", "768", "--period-ms", "50"]);
     target.wait_for("status=ok");
     let pid = target.pid();
+    // Stopped for the whole copy, so the kill lands while memzinc reads it (a copy-on-write
+    // snapshot holds it for milliseconds).
     let snapshot = Command::new(binary("memzinc"))
-        .args(["snapshot", "--pid", &pid, "-o", out.to_str().unwrap()])
+        .args([
+            "snapshot",
+            "--stop-the-world",
+            "--pid",
+            &pid,
+            "-o",
+            out.to_str().unwrap(),
+        ])
         .env("MEMZINC_ROOT", memzinc_tests::repo_root())
         .stderr(Stdio::piped())
         .stdout(Stdio::null())

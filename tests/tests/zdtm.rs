@@ -634,3 +634,75 @@ fn bad_input_gets_one_line_and_nothing_half_written() {
     let err = fails(&["restore", junk.to_str().unwrap()]);
     assert!(err.contains("junk.core"), "{err}");
 }
+
+/// `checkpoint --leave-running` resumes the process once its state is taken and a copy of it
+/// forked (copy-on-write), and reads its pages from the copy while it runs on. The checkpoint is
+/// still the instant of the freeze: the original killed later and its output cut back to the
+/// checkpointed offset, the restored process goes on from exactly there, every heap page as
+/// checkpointed.
+#[test]
+fn a_copy_on_write_checkpoint_of_a_running_process_restores_where_it_was() {
+    if !root_or_skip("a_copy_on_write_checkpoint_of_a_running_process_restores_where_it_was") {
+        return;
+    }
+    become_subreaper();
+    let dir = tempfile::tempdir().unwrap();
+    let binary = gcc(dir.path(), "counter_pie", &[]).expect("gcc");
+    let out = dir.path().join("out.txt");
+    let core = dir.path().join("running.core");
+    let mut child = spawn(
+        Command::new(&binary)
+            .arg(&out)
+            .args(["--heap-mib", "64"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+    );
+    let pid = child.id() as i32;
+    wait_for_lines(&out, 5, "before the checkpoint");
+    let report: serde_json::Value = serde_json::from_str(&ok(&[
+        "--json",
+        "checkpoint",
+        "--pid",
+        &pid.to_string(),
+        "--leave-running",
+        "-o",
+        core.to_str().unwrap(),
+    ]))
+    .unwrap();
+    assert_eq!(report["killed"], false);
+    assert_eq!(report["copy_on_write"], true, "{report}");
+    let ran_on = lines(&out).len();
+    wait_for_lines(&out, ran_on + 3, "left running");
+    kill(Pid::from_raw(pid), Signal::SIGKILL).unwrap();
+    child.wait().unwrap();
+
+    let snap = memzinc::describe::Snapshot::open(&core).unwrap();
+    let pos = snap
+        .meta
+        .fds
+        .iter()
+        .find(|f| Path::new(&f.path) == out)
+        .expect("the output file is an fd of the checkpoint")
+        .pos;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&out)
+        .unwrap()
+        .set_len(pos)
+        .unwrap();
+    let at_checkpoint = lines(&out).len();
+    assert!(at_checkpoint >= 5 && at_checkpoint < ran_on + 3);
+
+    let restored: serde_json::Value =
+        serde_json::from_str(&ok(&["--json", "restore", core.to_str().unwrap()])).unwrap();
+    assert_eq!(restored["pid"], pid);
+    wait_for_lines(&out, at_checkpoint + 20, "after the restore");
+    kill(Pid::from_raw(pid), Signal::SIGKILL).unwrap();
+    waitpid(Pid::from_raw(pid), None).unwrap();
+    for (i, line) in lines(&out).iter().enumerate() {
+        let (n, rest) = line.split_once(' ').unwrap_or((line, ""));
+        assert_eq!(n.parse::<usize>().ok(), Some(i + 1), "line {line:?}: a gap or a repeat");
+        assert_eq!(rest, "heap ok", "line {line:?}");
+    }
+}

@@ -26,6 +26,10 @@ pub struct Args {
     /// Target name the root is recorded for, as plans name it (e.g. healme).
     #[arg(long, requires = "witness")]
     target: Option<String>,
+    /// With the process left running: keep it stopped until every page is copied, instead of
+    /// resuming it once its state is taken and a copy of it forked (the same checkpoint).
+    #[arg(long)]
+    stop_the_world: bool,
 }
 
 pub fn run(a: Args, g: &Global) -> Result<()> {
@@ -34,7 +38,12 @@ pub fn run(a: Args, g: &Global) -> Result<()> {
     } else {
         AfterCheckpoint::LeaveRunning
     };
-    let report = checkpoint(a.pid, &a.output, after)?;
+    let pause = if a.stop_the_world {
+        memzinc::describe::Pause::StopTheWorld
+    } else {
+        memzinc::describe::Pause::CopyOnWrite
+    };
+    let report = checkpoint(a.pid, &a.output, after, pause)?;
     if let (Some(key), Some(target)) = (&a.witness, &a.target) {
         let witness = memzinc_cli::attest::read_keypair(key)?;
         let target_id = memzinc_verifier::hash::target_id::<memzinc::base::Sha2>(target.as_bytes());

@@ -37,6 +37,11 @@ pub struct Args {
     /// Target name the root is recorded for, as plans name it (e.g. healme).
     #[arg(long, requires = "witness")]
     target: Option<String>,
+    /// Keep the target stopped until every page is copied, instead of forking a copy of it and
+    /// reading that while it runs (the default: the target stops only for its state and the
+    /// fork; the image is the same).
+    #[arg(long)]
+    stop_the_world: bool,
 }
 
 pub fn run(a: Args, g: &Global) -> Result<()> {
@@ -44,7 +49,12 @@ pub fn run(a: Args, g: &Global) -> Result<()> {
     let spec = a.spec.map(|s| TargetSpec::load(&s)).transpose()?;
     let since = a.since.map(|p| Snapshot::open(&p)).transpose()?;
     let bar = progress_bar(g.json);
-    let report = describe::take_since(a.pid, since.as_ref(), &a.output, bar.as_ref())?;
+    let pause = if a.stop_the_world {
+        describe::Pause::StopTheWorld
+    } else {
+        describe::Pause::CopyOnWrite
+    };
+    let report = describe::take_paused(a.pid, since.as_ref(), &a.output, bar.as_ref(), pause)?;
     if let Some(b) = bar {
         b.finish_and_clear();
     }
@@ -62,7 +72,7 @@ pub fn run(a: Args, g: &Global) -> Result<()> {
         interop::export(&snap, dir, interop::Layout::Flat, &Default::default())?;
     }
     g.print(&report, |report| format!(
-        "snapshot of pid {} -> {} ({} bytes, ELF core): {} regions ({} captured), {} pages ({} unreadable), {} symbols, {} threads, {} fds\nroot {}\ntarget stopped {:.1} ms; {} pages read from it{}",
+        "snapshot of pid {} -> {} ({} bytes, ELF core): {} regions ({} captured), {} pages ({} unreadable), {} symbols, {} threads, {} fds\nroot {}\ntarget stopped {:.1} ms{}; {} pages read from it{}",
         a.pid,
         a.output.display(),
         report.file_bytes,
@@ -75,6 +85,14 @@ pub fn run(a: Args, g: &Global) -> Result<()> {
         report.fds,
         report.root,
         report.frozen_ms,
+        match (report.copy_on_write, report.extra_bytes) {
+            (true, Some(extra)) => format!(
+                " (copy-on-write: read from a forked copy while it ran; {:.1} MiB duplicated meanwhile)",
+                extra as f64 / (1 << 20) as f64
+            ),
+            (true, None) => " (copy-on-write: read from a forked copy while it ran)".to_string(),
+            (false, _) => String::new(),
+        },
         report.pages_from_target,
         if report.since.is_some() { ", the rest from --since" } else { "" }
     ))

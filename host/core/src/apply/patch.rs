@@ -13,7 +13,7 @@ use serde::Serialize;
 use sha2::Digest;
 
 use crate::base::{Error, Result};
-use crate::introspect::{self, Frozen};
+use crate::introspect::{self, fault_point, Frozen};
 
 #[derive(Clone, Debug, Serialize)]
 pub struct ApplyReport {
@@ -25,14 +25,6 @@ pub struct ApplyReport {
     /// SHA-256 over the bytes read back after writing, in plan order (the receipt records it).
     #[serde(serialize_with = "crate::base::hex_hash")]
     pub readback_hash: [u8; 32],
-}
-
-/// Fault injection for the kill-at-every-step test: with `MEMZINC_FAULT_POINT=<name>` set,
-/// memzinc SIGKILLs itself at that point. Without the variable this does nothing.
-fn fault_point(name: &str) {
-    if std::env::var_os("MEMZINC_FAULT_POINT").is_some_and(|v| v == name) {
-        let _ = nix::sys::signal::kill(nix::unistd::Pid::this(), nix::sys::signal::Signal::SIGKILL);
-    }
 }
 
 /// The named fault points of `apply`, in order.

@@ -16,6 +16,8 @@ pub enum Error {
     Restore(String),
     #[error("process {pid}: no incremental snapshot: {why}")]
     NotIncremental { pid: i32, why: String },
+    #[error("process {pid}: no copy-on-write snapshot: {why} (`--stop-the-world` takes one without a copy)")]
+    CopyOnWrite { pid: i32, why: String },
     #[error("process {pid} exited while memzinc was {during}")]
     TargetExited { pid: i32, during: &'static str },
     #[error("process {pid}: {what}: {source}")]

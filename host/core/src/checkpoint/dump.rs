@@ -17,7 +17,7 @@ use serde::Serialize;
 
 use crate::base::pb::snapshot as pb;
 use crate::base::{Error, Result};
-use crate::describe::{self, TakeReport};
+use crate::describe::{self, Pause, TakeReport};
 use crate::introspect::{self, Frozen, Injector};
 
 /// What happens to the process once its checkpoint is on disk.
@@ -36,21 +36,13 @@ pub struct CheckpointReport {
     pub stopped_us: u128,
 }
 
-/// `PTRACE_GET_RSEQ_CONFIGURATION` (linux/ptrace.h) and its result.
-const PTRACE_GET_RSEQ_CONFIGURATION: nix::libc::c_uint = 0x420f;
-#[repr(C)]
-#[derive(Default)]
-struct RseqConfiguration {
-    rseq_abi_pointer: u64,
-    rseq_abi_size: u32,
-    signature: u32,
-    flags: u32,
-    pad: u32,
-}
-
-/// Checkpoints `pid` into `out` (atomically), then resumes or kills it.
-pub fn checkpoint(pid: i32, out: &Path, after: AfterCheckpoint) -> Result<CheckpointReport> {
+/// Checkpoints `pid` into `out` (atomically), then resumes or kills it. A process left running
+/// is, unless `pause` says to stop the world, resumed as soon as its state is taken and a copy
+/// of it forked: its pages are read from the copy (`describe::Pause::CopyOnWrite`).
+pub fn checkpoint(pid: i32, out: &Path, after: AfterCheckpoint, pause: Pause) -> Result<CheckpointReport> {
     let started = std::time::Instant::now();
+    let cow = after == AfterCheckpoint::LeaveRunning && pause == Pause::CopyOnWrite;
+    let flags = if cow { Some(introspect::vm_flags(pid)?) } else { None };
     let frozen = Frozen::freeze(pid)?;
     let state = collect(&frozen, after == AfterCheckpoint::Kill).map_err(|e| match e {
         Error::NoSuchProcess { .. } | Error::Zombie { .. } => Error::TargetExited {
@@ -59,6 +51,14 @@ pub fn checkpoint(pid: i32, out: &Path, after: AfterCheckpoint) -> Result<Checkp
         },
         e => e,
     })?;
+    if let Some(flags) = flags {
+        let report = describe::take_frozen_cow(frozen, flags, out, None, Some(state))?;
+        return Ok(CheckpointReport {
+            stopped_us: (report.frozen_ms * 1e3) as u128,
+            snapshot: report,
+            killed: false,
+        });
+    }
     let report = describe::take_frozen(&frozen, out, None, Some(state))?;
     let killed = after == AfterCheckpoint::Kill;
     if killed {
@@ -115,7 +115,7 @@ fn collect(frozen: &Frozen, killed: bool) -> Result<pb::Checkpoint> {
             Ok(pb::ThreadCheckpoint {
                 tid,
                 sig_blocked: status_mask(&status, "SigBlk:"),
-                rseq: rseq_config(tid).map_err(|e| {
+                rseq: introspect::rseq_config(tid).map_err(|e| {
                     introspect::pid_errno(pid, &format!("PTRACE_GET_RSEQ_CONFIGURATION of thread {tid}"), e)
                 })?,
                 tid_address,
@@ -295,30 +295,6 @@ fn pending_signals(tid: i32, shared: bool) -> std::result::Result<Vec<Vec<u8>>, 
             return Ok(pending);
         }
     }
-}
-
-/// A traced, stopped thread's rseq registration; `None` when it has none.
-pub(super) fn rseq_config(tid: i32) -> std::result::Result<Option<pb::Rseq>, Errno> {
-    let mut config = RseqConfiguration::default();
-    // SAFETY: the request writes at most `addr` = size_of::<RseqConfiguration>() bytes to
-    // `data`, which points at `config` (alive, exclusively borrowed for the call); `tid` is a
-    // thread this process holds in a ptrace-stop.
-    let rc = unsafe {
-        nix::libc::ptrace(
-            PTRACE_GET_RSEQ_CONFIGURATION,
-            tid,
-            std::mem::size_of::<RseqConfiguration>(),
-            &mut config as *mut RseqConfiguration,
-        )
-    };
-    if rc == -1 {
-        return Err(Errno::last());
-    }
-    Ok((config.rseq_abi_pointer != 0).then_some(pb::Rseq {
-        address: config.rseq_abi_pointer,
-        size: config.rseq_abi_size,
-        signature: config.signature,
-    }))
 }
 
 /// /proc/PID/stat's mm fields; brk is the end of [heap] (the stat file does not carry it).

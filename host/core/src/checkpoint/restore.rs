@@ -37,11 +37,12 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 use serde::Serialize;
 
-use super::dump::{rseq_config, status_mask};
+use super::dump::status_mask;
 use super::fds::{object_fds, reopenable, restore_fds};
 use crate::base::pb::snapshot as pb;
 use crate::base::{Error, Result};
 use crate::describe::{SnapRegion, Snapshot};
+use crate::introspect::rseq_config;
 use crate::introspect::{self, GpRegs, Injector, NT_PRFPREG, NT_X86_XSTATE, PAGE_CODE, PAGE_LEN, PAGE_SIZE};
 /// Kernel mappings that move with mremap instead of being recreated.
 const SPECIAL: &[&str] = &["[vdso]", "[vvar]", "[vvar_vclock]"];

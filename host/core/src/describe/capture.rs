@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 use memzinc_verifier::merkle;
 
 use crate::base::{copy_file_range_all, Error, Result, Sha2};
-use crate::introspect::{self, Frozen, MapEntry, PAGE_SIZE};
+use crate::introspect::{self, ForkedCopy, Frozen, MapEntry, PAGE_SIZE};
 
 /// Pages are copied, hashed and written in chunks of this size.
 const CHUNK: usize = 8 << 20;
@@ -192,19 +192,36 @@ impl DataWriter<'_> {
 }
 
 /// Who holds the freeze during a capture.
-pub(super) enum Freeze<'a> {
-    /// A snapshot: the target is thawed as soon as its pages are copied.
+pub(super) enum Hold<'a> {
+    /// A snapshot with `--stop-the-world`: the target is thawed as soon as its pages are copied.
     ThawAfterCopy(Frozen),
     /// A checkpoint: the caller keeps the target frozen until the core is on disk (and then
     /// kills or resumes it), so nothing it does after the copy can be lost or repeated.
     Keep(&'a Frozen),
+    /// A copy-on-write snapshot: the target is thawed once the ranges a fork does not copy
+    /// faithfully are read; the others are read from the copy (`introspect::ForkedCopy`).
+    CopyOnWrite(CowSource<'a>),
 }
 
-impl Freeze<'_> {
+/// Where a copy-on-write capture reads (see [`Freeze::CopyOnWrite`]).
+pub(super) struct CowSource<'a> {
+    pub frozen: Frozen,
+    /// The forked copy, made no child of the target ([`ForkedCopy::orphan`]) once it is thawed.
+    pub copy: &'a mut ForkedCopy,
+    /// Per capture range: read from the target while it is frozen (not from the copy).
+    pub during_freeze: &'a [bool],
+    /// Whole pages read from the target before anything was injected into it, which take the
+    /// place of what was read later (the rseq area the kernel rewrites as the borrowed thread
+    /// returns to user space). Page-aligned, each a whole number of pages.
+    pub overlay: &'a [(u64, Vec<u8>)],
+}
+
+impl Hold<'_> {
     pub fn frozen(&self) -> &Frozen {
         match self {
-            Freeze::ThawAfterCopy(f) => f,
-            Freeze::Keep(f) => f,
+            Hold::ThawAfterCopy(f) => f,
+            Hold::Keep(f) => f,
+            Hold::CopyOnWrite(c) => &c.frozen,
         }
     }
 }
@@ -214,7 +231,7 @@ impl Freeze<'_> {
 /// the file in errors.
 pub(super) fn capture(
     pid: i32,
-    frozen: Freeze<'_>,
+    frozen: Hold<'_>,
     ranges: &[CaptureRange],
     file: &File,
     path: &Path,
@@ -253,6 +270,7 @@ pub(super) fn capture(
             .map(|_| {
                 let hash_rx = Arc::clone(&hash_rx);
                 scope.spawn(move || {
+                    introspect::HoldSignals::in_this_thread_for_good();
                     let mut done = Vec::new();
                     let mut hashing = Duration::ZERO;
                     while let Ok(chunk) = next(&hash_rx) {
@@ -278,6 +296,7 @@ pub(super) fn capture(
                 let write_rx = Arc::clone(&write_rx);
                 let writer = &writer;
                 scope.spawn(move || -> Result<()> {
+                    introspect::HoldSignals::in_this_thread_for_good();
                     let mut writing = Duration::ZERO;
                     while let Ok(chunk) = next(&write_rx) {
                         let started = Instant::now();
@@ -295,12 +314,76 @@ pub(super) fn capture(
         drop((hash_rx, write_rx));
 
         let copy_started = Instant::now();
-        let read = read_chunks(pid, ranges, &first_leaf, [&hash_tx, &write_tx], (free_tx, &free_rx));
-        let frozen_for = copy_started.elapsed();
-        let thawed = matches!(frozen, Freeze::ThawAfterCopy(_));
-        drop(frozen);
+        let mut pool = Pool {
+            allocated: 0,
+            free_tx,
+            free_rx,
+        };
+        let queues = [&hash_tx, &write_tx];
+        let (read, frozen_for, thawed) = match frozen {
+            Hold::CopyOnWrite(cow) => {
+                let during = |i: usize| cow.during_freeze.get(i).copied().unwrap_or(true);
+                let early = read_chunks(
+                    Source::Live(pid),
+                    ranges,
+                    &first_leaf,
+                    queues,
+                    &mut pool,
+                    &during,
+                    cow.overlay,
+                );
+                let frozen_for = cow.frozen.stopped_for();
+                drop(cow.frozen);
+                introspect::fault_point("cow-thawed");
+                let read = early.and_then(|mut unreadable| {
+                    cow.copy.orphan()?;
+                    introspect::fault_point("cow-orphaned");
+                    let copy_pid = cow.copy.pid();
+                    let path = format!("/proc/{copy_pid}/mem");
+                    let mem = File::open(&path).map_err(|e| Error::io(&path, e))?;
+                    let copy = Source::Copy(copy_pid, &mem);
+                    let later = read_chunks(
+                        copy,
+                        ranges,
+                        &first_leaf,
+                        queues,
+                        &mut pool,
+                        &|i| !during(i),
+                        cow.overlay,
+                    )?;
+                    // A copy killed under us reads as nothing, which is not the target's memory.
+                    introspect::check_target(copy_pid).map_err(|_| Error::CopyOnWrite {
+                        pid,
+                        why: format!("its copy (pid {copy_pid}) was killed while being read"),
+                    })?;
+                    for (u, more) in unreadable.iter_mut().zip(later) {
+                        u.extend(more);
+                    }
+                    Ok(unreadable)
+                });
+                (read, frozen_for, true)
+            }
+            frozen => {
+                let read = read_chunks(
+                    Source::Live(pid),
+                    ranges,
+                    &first_leaf,
+                    queues,
+                    &mut pool,
+                    &|_| true,
+                    &[],
+                );
+                let frozen_for = frozen.frozen().stopped_for();
+                let thawed = matches!(frozen, Hold::ThawAfterCopy(_));
+                drop(frozen);
+                (read, frozen_for, thawed)
+            }
+        };
         drop((hash_tx, write_tx));
-        tracing::debug!("capture: copied in {frozen_for:?} (target frozen), thawed: {thawed}");
+        tracing::debug!(
+            "capture: target stopped {frozen_for:?}, copied in {:?}, thawed: {thawed}",
+            copy_started.elapsed()
+        );
 
         let mut failure = None;
         for h in writers {
@@ -351,25 +434,51 @@ pub(super) fn capture(
     })
 }
 
-/// The reader: copies every range chunk by chunk and queues the chunks. Returns the unreadable
-/// pages per range.
+/// Where the reader reads.
+#[derive(Clone, Copy)]
+enum Source<'a> {
+    /// The target (process_vm_readv).
+    Live(i32),
+    /// A forked copy, through its /proc/PID/mem (see `introspect::read_pages_mem`).
+    Copy(i32, &'a File),
+}
+
+/// The reader's buffers: those allocated so far and the way back of those in use.
+struct Pool {
+    allocated: usize,
+    free_tx: mpsc::Sender<PageBuf>,
+    free_rx: mpsc::Receiver<PageBuf>,
+}
+
+/// The reader: copies every range `which` selects from process `pid`, chunk by chunk, puts the
+/// `overlay` pages over what it read, and queues the chunks. Returns the unreadable pages per
+/// range (none for the ranges not selected).
 fn read_chunks(
-    pid: i32,
+    source: Source<'_>,
     ranges: &[CaptureRange],
     first_leaf: &[usize],
     queues: [&mpsc::SyncSender<Arc<Chunk>>; 2],
-    (free_tx, free_rx): (mpsc::Sender<PageBuf>, &mpsc::Receiver<PageBuf>),
+    pool: &mut Pool,
+    which: &dyn Fn(usize) -> bool,
+    overlay: &[(u64, Vec<u8>)],
 ) -> Result<Vec<Vec<u64>>> {
     let mut unreadable = vec![Vec::new(); ranges.len()];
-    let mut allocated = 0;
+    let Pool {
+        allocated,
+        free_tx,
+        free_rx,
+    } = pool;
     for (range_index, r) in ranges.iter().enumerate() {
+        if !which(range_index) {
+            continue;
+        }
         for (run_start, run_end) in r.runs() {
             let mut address = run_start;
             while address < run_end {
                 let mut buf = match free_rx.try_recv() {
                     Ok(buf) => buf,
-                    Err(_) if allocated < MAX_BUFFERS => {
-                        allocated += 1;
+                    Err(_) if *allocated < MAX_BUFFERS => {
+                        *allocated += 1;
                         PageBuf::new().map_err(|e| Error::io("anonymous memory for the page copy", e))?
                     }
                     // Every buffer is in a chunk: wait for one. It comes back when its chunk is
@@ -382,7 +491,12 @@ fn read_chunks(
                 };
                 let len = ((run_end - address) as usize).min(CHUNK);
                 // A vanished target is named by the snapshot's caller (`killed_while_snapshotting`).
-                let readable = introspect::read_pages(pid, address, &mut buf.bytes_mut()[..len])?;
+                let bytes = &mut buf.bytes_mut()[..len];
+                let mut readable = match source {
+                    Source::Live(pid) => introspect::read_pages(pid, address, bytes)?,
+                    Source::Copy(pid, mem) => introspect::read_pages_mem(pid, mem, address, bytes)?,
+                };
+                lay_over(address, bytes, &mut readable, overlay);
                 unreadable[range_index].extend(
                     readable
                         .iter()
@@ -409,6 +523,21 @@ fn read_chunks(
         }
     }
     Ok(unreadable)
+}
+
+/// Puts the `overlay` pages that fall in `[address, address + bytes.len())` over `bytes`.
+fn lay_over(address: u64, bytes: &mut [u8], readable: &mut [bool], overlay: &[(u64, Vec<u8>)]) {
+    let end = address + bytes.len() as u64;
+    for (at, pages) in overlay {
+        for (i, page) in pages.chunks(PAGE_SIZE as usize).enumerate() {
+            let page_address = at + i as u64 * PAGE_SIZE;
+            if (address..end).contains(&page_address) && page.len() == PAGE_SIZE as usize {
+                let offset = (page_address - address) as usize;
+                bytes[offset..offset + page.len()].copy_from_slice(page);
+                readable[offset / PAGE_SIZE as usize] = true;
+            }
+        }
+    }
 }
 
 /// The next chunk from a queue shared by workers (the lock is held only to take it).
@@ -451,6 +580,18 @@ pub(super) fn page_leaves(address: u64, pages: &[u8], readable: &[bool]) -> Vec<
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn overlay_pages_replace_what_was_read() {
+        let page = PAGE_SIZE as usize;
+        let mut bytes = vec![1u8; 4 * page];
+        let mut readable = vec![true, false, true, true];
+        let overlay = vec![(0x1000 + PAGE_SIZE, vec![7u8; page]), (0x9000, vec![9u8; page])];
+        lay_over(0x1000, &mut bytes, &mut readable, &overlay);
+        assert!(bytes[page..2 * page].iter().all(|&b| b == 7));
+        assert!(bytes[..page].iter().chain(&bytes[2 * page..]).all(|&b| b == 1));
+        assert_eq!(readable, [true, true, true, true]);
+    }
 
     #[test]
     fn unread_runs_are_the_complement() {

@@ -36,12 +36,13 @@ use memzinc_verifier::Sha256 as _;
 use prost::Message as _;
 use serde::{Deserialize, Serialize};
 
-use super::capture::{self, should_capture, CaptureRange, Freeze, Reuse};
+use super::capture::{self, should_capture, CaptureRange, Reuse};
 use super::corefile::{self, FileMapping, LoadRegion, ProcessIds, PsInfo, Segment};
 use crate::base::pb::snapshot as pb;
 use crate::base::{hex_bytes, write_atomically, Error, Memory, Result, Sha2};
 use crate::introspect::{
-    self, FdInfo, Frozen, GpRegs, MapEntry, Symbol, SymbolKind, ThreadRegisters, NT_PRFPREG, NT_X86_XSTATE, PAGE_SIZE,
+    self, FdInfo, Frozen, GpRegs, MapEntry, Symbol, SymbolKind, ThreadRegisters, VmFlags, NT_PRFPREG, NT_X86_XSTATE,
+    PAGE_SIZE,
 };
 
 /// The layout version this memzinc writes and reads (`SnapshotMeta.format_version`).
@@ -155,12 +156,34 @@ pub struct TakeReport {
     pub fds: usize,
     /// Size of the core file.
     pub file_bytes: u64,
-    /// How long the target was stopped for the page copy (it resumes before hashing and writing).
+    /// How long the target was stopped, from the freeze to the thaw: with copy-on-write until
+    /// its copy was forked, else until its last page was copied (it resumes before hashing
+    /// and writing either way).
     pub frozen_ms: f64,
+    /// Whether the pages were read from a forked copy while the target ran (see
+    /// [`Pause::CopyOnWrite`]).
+    #[serde(default)]
+    pub copy_on_write: bool,
+    /// Copy-on-write only: memory the copy held alone by the end — pages the target wrote while
+    /// the snapshot was read, which the kernel duplicated — plus its page tables, in bytes.
+    #[serde(default)]
+    pub extra_bytes: Option<u64>,
     /// Pages read from the target; the others came from the `since` snapshot.
     pub pages_from_target: u64,
     /// Root of the previous snapshot an incremental one was taken since.
     pub since: Option<String>,
+}
+
+/// How a snapshot holds its target.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Pause {
+    /// Frozen only to read its state and fork a copy of it (`introspect::ForkedCopy`); the
+    /// pages are read from the copy while the target runs. Memory a fork does not copy
+    /// faithfully is read during the freeze. The image is the state at the freeze instant.
+    #[default]
+    CopyOnWrite,
+    /// Frozen until every page is copied (`--stop-the-world`).
+    StopTheWorld,
 }
 
 /// Freezes `pid`, snapshots it into the core file `out` (atomically) and resumes it.
@@ -177,11 +200,32 @@ pub fn take_since(
     out: &Path,
     progress: Option<&indicatif::ProgressBar>,
 ) -> Result<TakeReport> {
+    take_paused(pid, since, out, progress, Pause::default())
+}
+
+/// [`take_since`], holding the target as `pause` says.
+pub fn take_paused(
+    pid: i32,
+    since: Option<&Snapshot>,
+    out: &Path,
+    progress: Option<&indicatif::ProgressBar>,
+    pause: Pause,
+) -> Result<TakeReport> {
     if let Some(prev) = since {
         check_since(pid, prev)?;
     }
-    let frozen = Frozen::freeze(pid)?;
-    write_frozen(pid, Freeze::ThawAfterCopy(frozen), since, out, progress, None).map_err(killed_while_snapshotting(pid))
+    let hold = match pause {
+        Pause::StopTheWorld => Hold::StopTheWorld(Frozen::freeze(pid)?),
+        // A fork's copy of a mapping with these flags is not the mapping: read before the
+        // freeze (printing smaps walks every page table), checked again after.
+        Pause::CopyOnWrite => {
+            let flags = introspect::vm_flags(pid)?;
+            let frozen = Frozen::freeze(pid)?;
+            introspect::fault_point("cow-frozen");
+            Hold::CopyOnWrite(frozen, flags)
+        }
+    };
+    write_frozen(pid, hold, since, out, progress, None).map_err(killed_while_snapshotting(pid))
 }
 
 /// Writes the snapshot of the process `frozen` holds, with `checkpoint` in its metadata, and
@@ -193,7 +237,165 @@ pub fn take_frozen(
     checkpoint: Option<pb::Checkpoint>,
 ) -> Result<TakeReport> {
     let pid = frozen.pid();
-    write_frozen(pid, Freeze::Keep(frozen), None, out, progress, checkpoint).map_err(killed_while_snapshotting(pid))
+    write_frozen(pid, Hold::Keep(frozen), None, out, progress, checkpoint).map_err(killed_while_snapshotting(pid))
+}
+
+/// [`take_frozen`] for a process that goes on running: copy-on-write, it is thawed once a copy
+/// of it is forked (see [`Pause::CopyOnWrite`]); `flags` are its `VmFlags`
+/// (`introspect::vm_flags`), read before it was frozen.
+pub fn take_frozen_cow(
+    frozen: Frozen,
+    flags: Vec<VmFlags>,
+    out: &Path,
+    progress: Option<&indicatif::ProgressBar>,
+    checkpoint: Option<pb::Checkpoint>,
+) -> Result<TakeReport> {
+    let pid = frozen.pid();
+    write_frozen(pid, Hold::CopyOnWrite(frozen, flags), None, out, progress, checkpoint)
+        .map_err(killed_while_snapshotting(pid))
+}
+
+/// What `write_frozen` hands the capture.
+enum Freeze<'a> {
+    ThawAfterCopy(Frozen),
+    Keep(&'a Frozen),
+    CopyOnWrite(Frozen),
+}
+
+enum Prepared<'a> {
+    Plain(Freeze<'a>),
+    CopyOnWrite(Frozen, Box<CowPlan>),
+}
+
+/// How `write_frozen` holds the target (see [`Pause`]).
+enum Hold<'a> {
+    StopTheWorld(Frozen),
+    /// With the target's `VmFlags` read just before the freeze.
+    CopyOnWrite(Frozen, Vec<VmFlags>),
+    Keep(&'a Frozen),
+}
+
+impl Hold<'_> {
+    fn frozen(&self) -> &Frozen {
+        match self {
+            Hold::StopTheWorld(f) | Hold::CopyOnWrite(f, _) => f,
+            Hold::Keep(f) => f,
+        }
+    }
+}
+
+/// VmFlags that make a fork's copy of a mapping differ from it: MADV_DONTFORK (absent),
+/// MADV_WIPEONFORK (zeroes), hugetlb (its copy-on-write may take the page from the child).
+const NOT_FORKED_FAITHFULLY: [&str; 3] = ["dc", "wf", "ht"];
+
+fn flagged(flags: &[VmFlags], start: u64, end: u64) -> bool {
+    flags
+        .iter()
+        .any(|((s, e), f)| *s < end && start < *e && f.iter().any(|f| NOT_FORKED_FAITHFULLY.contains(&f.as_str())))
+}
+
+type FileStamp = (u64, u64, u64, i64, i64, i64, i64);
+
+/// What identifies a mapped file's contents: device, inode, size, modification and change
+/// times of the file mapped at `[start, end)` in process `pid` (`map_files` names the mapped
+/// file itself, even if its path was replaced).
+fn file_stamp(pid: i32, start: u64, end: u64) -> Option<FileStamp> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(format!("/proc/{pid}/map_files/{start:x}-{end:x}")).ok()?;
+    Some((
+        m.dev(),
+        m.ino(),
+        m.size(),
+        m.mtime(),
+        m.mtime_nsec(),
+        m.ctime(),
+        m.ctime_nsec(),
+    ))
+}
+
+/// The copy-on-write set-up, while frozen: which captured ranges are read during the freeze,
+/// the stamps of the mapped files the copy will be read through.
+struct CowPlan {
+    copy: introspect::ForkedCopy,
+    during_freeze: Vec<bool>,
+    overlay: Vec<(u64, Vec<u8>)>,
+    /// Captured file-backed ranges read from the copy, with the file's stamp at the freeze.
+    files: Vec<(u64, u64, String, Option<FileStamp>)>,
+    flags: Vec<VmFlags>,
+}
+
+fn plan_cow(frozen: &Frozen, captured: &[&SnapRegion], flags: Vec<VmFlags>) -> Result<CowPlan> {
+    let pid = frozen.pid();
+    // Before anything runs in the thread the fork borrows.
+    let overlay: Vec<(u64, Vec<u8>)> = introspect::ForkedCopy::rseq_page(pid, frozen.tids()[0])?
+        .into_iter()
+        .collect();
+    let copy = introspect::ForkedCopy::fork(frozen)?;
+    introspect::fault_point("cow-forked");
+    let maps: Vec<MapEntry> = captured.iter().map(|r| r.map.clone()).collect();
+    let missing = match copy.missing(&maps) {
+        Ok(m) => m,
+        Err(e) => {
+            let _ = copy.finish_frozen(frozen);
+            return Err(e);
+        }
+    };
+    let mut files = Vec::new();
+    let during_freeze: Vec<bool> = captured
+        .iter()
+        .zip(missing)
+        .map(|(r, missing)| {
+            let m = &r.map;
+            let file_backed = m.inode != 0 && m.path.starts_with('/');
+            let stamp = file_backed.then(|| file_stamp(pid, m.start, m.end)).flatten();
+            let during = missing || flagged(&flags, m.start, m.end) || (file_backed && stamp.is_none());
+            if file_backed && !during {
+                files.push((m.start, m.end, m.path.clone(), stamp));
+            }
+            during
+        })
+        .collect();
+    let early: u64 = captured
+        .iter()
+        .zip(&during_freeze)
+        .filter(|(_, d)| **d)
+        .map(|(r, _)| (r.map.end - r.map.start) / PAGE_SIZE)
+        .sum();
+    tracing::debug!("copy-on-write: {early} pages to read during the freeze, the rest from the copy");
+    Ok(CowPlan {
+        copy,
+        during_freeze,
+        overlay,
+        files,
+        flags,
+    })
+}
+
+/// After the copy was read: a mapped file whose contents may have changed meanwhile, or a
+/// mapping that became MADV_WIPEONFORK/DONTFORK, makes the copy's pages not the freeze
+/// instant's; the snapshot is refused rather than silently different.
+fn check_cow(pid: i32, plan: &CowPlan, captured: &[(u64, u64, bool)]) -> Result<()> {
+    let copy = plan.copy.pid();
+    for (start, end, path, stamp) in &plan.files {
+        if file_stamp(copy, *start, *end) != *stamp {
+            return Err(Error::CopyOnWrite {
+                pid,
+                why: format!("{path} changed while its mapping was being read"),
+            });
+        }
+    }
+    let now = introspect::vm_flags(pid).unwrap_or_default();
+    for &(start, end, during) in captured {
+        if !during && flagged(&now, start, end) && !flagged(&plan.flags, start, end) {
+            return Err(Error::CopyOnWrite {
+                pid,
+                why: format!(
+                    "the mapping at {start:#x} became MADV_DONTFORK, MADV_WIPEONFORK or hugetlb during the snapshot"
+                ),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Once frozen, a process that vanishes (or turns zombie) was killed under us.
@@ -230,7 +432,7 @@ fn check_since(pid: i32, prev: &Snapshot) -> Result<()> {
 
 fn write_frozen(
     pid: i32,
-    frozen: Freeze<'_>,
+    hold: Hold<'_>,
     since: Option<&Snapshot>,
     out: &Path,
     progress: Option<&indicatif::ProgressBar>,
@@ -239,25 +441,14 @@ fn write_frozen(
     let maps = introspect::read_maps(pid)?;
     let exe = introspect::exe_path(pid)?;
     let comm = introspect::comm(pid)?;
-    let symbols_started = std::time::Instant::now();
-    let symbols = match introspect::snapshot_symbols(pid, &maps) {
-        Ok(symbols) => symbols,
-        // A target killed under us is that error (one line), not a snapshot without symbols:
-        // whether the reading itself found it gone, or its state says so now (a process dying
-        // loses its memory before /proc shows it a zombie).
-        Err(e @ (Error::NoSuchProcess { .. } | Error::Zombie { .. } | Error::TargetExited { .. })) => return Err(e),
-        Err(e) => {
-            introspect::check_target(pid)?;
-            tracing::warn!("no symbols for {}: {e}", exe.display());
-            Vec::new()
-        }
+    // With copy-on-write the symbols are read after the thaw, through the copy.
+    let cow = matches!(hold, Hold::CopyOnWrite(..));
+    let symbols = if cow {
+        Vec::new()
+    } else {
+        read_symbols(pid, pid, &maps, &exe)?
     };
-    tracing::debug!(
-        "snapshot: {} symbols read in {:?}",
-        symbols.len(),
-        symbols_started.elapsed()
-    );
-    let registers = frozen.frozen().registers()?;
+    let registers = hold.frozen().registers()?;
     let stat = introspect::stat(pid)?;
     let (uid, gid) = introspect::ids(pid)?;
     let cmdline_raw = introspect::cmdline(pid)?;
@@ -319,12 +510,76 @@ fn write_frozen(
         .sum();
     tracing::debug!("snapshot: {pages_reused} pages in regions that can reuse the previous snapshot");
 
+    let prepared = match hold {
+        Hold::StopTheWorld(f) => Prepared::Plain(Freeze::ThawAfterCopy(f)),
+        Hold::Keep(f) => Prepared::Plain(Freeze::Keep(f)),
+        Hold::CopyOnWrite(f, flags) => {
+            let captured: Vec<&SnapRegion> = regions.iter().filter(|r| r.captured).collect();
+            match plan_cow(&f, &captured, flags) {
+                Ok(plan) => Prepared::CopyOnWrite(f, Box::new(plan)),
+                Err(e @ (Error::NoSuchProcess { .. } | Error::Zombie { .. } | Error::TargetExited { .. })) => {
+                    return Err(e)
+                }
+                // A target dying under the fork fails it in many ways: that is what to say.
+                Err(_)
+                    if introspect::check_target(pid).is_err()
+                        || introspect::read_maps(pid).is_ok_and(|m| m.is_empty()) =>
+                {
+                    return Err(Error::TargetExited {
+                        pid,
+                        during: "snapshotting it",
+                    })
+                }
+                // No copy (no memory for the fork, the process limit, ...): still a correct
+                // snapshot, held as before.
+                Err(e) => {
+                    tracing::warn!("pid {pid}: no copy-on-write ({e}); the target stays stopped for the copy");
+                    Prepared::Plain(Freeze::ThawAfterCopy(f))
+                }
+            }
+        }
+    };
+
     let report = write_atomically(out, |w| {
         let io = |e| Error::io(out, e);
         // The page data goes in at its offsets (see `capture`); the headers, which need the
         // note segment's size, and the notes after the data come last.
-        let captured = capture::capture(pid, frozen, &ranges, w.get_ref(), out)?;
+        let (freeze, mut plan) = match prepared {
+            Prepared::Plain(freeze) => (freeze, None),
+            Prepared::CopyOnWrite(frozen, plan) => (Freeze::CopyOnWrite(frozen), Some(plan)),
+        };
+        let captured = match (freeze, plan.as_deref_mut()) {
+            (Freeze::CopyOnWrite(frozen), Some(plan)) => {
+                let source = capture::CowSource {
+                    frozen,
+                    copy: &mut plan.copy,
+                    during_freeze: &plan.during_freeze,
+                    overlay: &plan.overlay,
+                };
+                capture::capture(pid, capture::Hold::CopyOnWrite(source), &ranges, w.get_ref(), out)?
+            }
+            (Freeze::ThawAfterCopy(f), _) => {
+                capture::capture(pid, capture::Hold::ThawAfterCopy(f), &ranges, w.get_ref(), out)?
+            }
+            (Freeze::Keep(f), _) => capture::capture(pid, capture::Hold::Keep(f), &ranges, w.get_ref(), out)?,
+            (Freeze::CopyOnWrite(_), None) => unreachable!("a copy-on-write freeze comes with its plan"),
+        };
         let frozen_ms = captured.frozen_for.as_secs_f64() * 1e3;
+        let copy_on_write = plan.is_some();
+        let mut symbols = symbols;
+        let mut extra_bytes = None;
+        if let Some(plan) = plan {
+            symbols = read_symbols(pid, plan.copy.pid(), &maps_of(&regions), &exe)?;
+            extra_bytes = plan.copy.extra_bytes().ok();
+            let read: Vec<(u64, u64, bool)> = ranges
+                .iter()
+                .zip(&plan.during_freeze)
+                .map(|(r, &during)| (r.start, r.end, during))
+                .collect();
+            check_cow(pid, &plan, &read)?;
+            introspect::fault_point("cow-read");
+            plan.copy.finish()?;
+        }
         let pages_from_target = captured.pages_read;
         for (r, unreadable) in regions.iter_mut().filter(|r| r.captured).zip(captured.unreadable) {
             r.unreadable_pages = unreadable;
@@ -406,10 +661,13 @@ fn write_frozen(
             fds: meta.fds.len(),
             file_bytes: data_end + notes.len() as u64,
             frozen_ms,
+            copy_on_write,
+            extra_bytes,
             pages_from_target,
             since: since.map(|prev| prev.meta.root.clone()),
         })
     })?;
+
     if let Some(state) = tracking {
         super::track::save_tracking(&super::track::TrackState {
             last_root: Some(report.root.clone()),
@@ -417,6 +675,31 @@ fn write_frozen(
         })?;
     }
     Ok(report)
+}
+
+fn maps_of(regions: &[SnapRegion]) -> Vec<MapEntry> {
+    regions.iter().map(|r| r.map.clone()).collect()
+}
+
+/// The symbols of every module `maps` (process `pid`'s) names, read through process `via`
+/// (the target, or its forked copy). Without symbols the snapshot is still one, unless the
+/// target is gone.
+fn read_symbols(pid: i32, via: i32, maps: &[MapEntry], exe: &Path) -> Result<Vec<Symbol>> {
+    let started = std::time::Instant::now();
+    let symbols = match introspect::snapshot_symbols(via, maps) {
+        Ok(symbols) => symbols,
+        // A target killed under us is that error (one line), not a snapshot without symbols:
+        // whether the reading itself found it gone, or its state says so now (a process dying
+        // loses its memory before /proc shows it a zombie).
+        Err(e @ (Error::NoSuchProcess { .. } | Error::Zombie { .. } | Error::TargetExited { .. })) => return Err(e),
+        Err(e) => {
+            introspect::check_target(pid)?;
+            tracing::warn!("no symbols for {}: {e}", exe.display());
+            Vec::new()
+        }
+    };
+    tracing::debug!("snapshot: {} symbols read in {:?}", symbols.len(), started.elapsed());
+    Ok(symbols)
 }
 
 /// Why a snapshot's trees do not give its recorded root: a core from before the symbol tree

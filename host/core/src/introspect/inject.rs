@@ -222,6 +222,7 @@ impl Injector {
         };
         let t = Pid::from_raw(tid);
         let fail = |e: Errno| self.fail(tid, what, e);
+        let _held = process::HoldSignals::new();
         let saved = ptrace::getregs(t).map_err(fail)?;
         let out = (saved.rsp - SCRATCH_BELOW_SP) & !15;
         let mut kept = [0u8; OUT_LEN];
@@ -242,6 +243,117 @@ impl Injector {
         ptrace::cont(t, None).map_err(fail)?;
         wait_stop(self.pid, tid, during)?;
         Ok((rc, result))
+    }
+}
+
+impl Injector {
+    /// Makes thread `tid` of the live process run `clone(flags)` at `code` (a `syscall`
+    /// instruction memzinc placed; see `super::fork`) and returns the child, which the kernel
+    /// attached to memzinc (PTRACE_O_TRACECLONE, set on the thread for this call only) and which
+    /// is held in its first stop with PTRACE_O_EXITKILL: if memzinc dies, the kernel kills it.
+    /// The thread is put back exactly as [`Injector::raw_in`] puts it back.
+    pub fn clone_stopped(&self, tid: i32, code: u64, flags: u64) -> Result<i32> {
+        let Site::Vdso { during, .. } = self.site else {
+            return Err(Error::Restore("clone_stopped is for live processes".into()));
+        };
+        clone_stopped(self.pid, tid, code, flags, ptrace::Options::empty(), during)
+    }
+}
+
+/// [`Injector::clone_stopped`] in thread `tid` of process `pid`, held in an interrupt-stop by
+/// memzinc; `keep` are the ptrace options the thread has and keeps.
+pub(super) fn clone_stopped(
+    pid: i32,
+    tid: i32,
+    code: u64,
+    flags: u64,
+    keep: ptrace::Options,
+    during: &'static str,
+) -> Result<i32> {
+    let t = Pid::from_raw(tid);
+    let what = "clone";
+    let _held = process::HoldSignals::new();
+    let fail = |e: Errno| process::pid_errno(pid, &format!("{what} in thread {tid}"), e);
+    let saved = ptrace::getregs(t).map_err(fail)?;
+    let tracing = keep
+        | ptrace::Options::PTRACE_O_TRACECLONE
+        | ptrace::Options::PTRACE_O_TRACEFORK
+        | ptrace::Options::PTRACE_O_TRACEVFORK
+        | ptrace::Options::PTRACE_O_TRACESYSGOOD;
+    ptrace::setoptions(t, tracing).map_err(fail)?;
+    ptrace::setregs(t, with_syscall(saved, code, libc::SYS_clone, &[flags, 0, 0, 0, 0])).map_err(fail)?;
+    let mut child = None;
+    let mut stops = 0;
+    // Syscall-entry stop, the clone event (the child exists), syscall-exit stop.
+    let rc = loop {
+        ptrace::syscall(t, None).map_err(fail)?;
+        match wait_status(pid, tid, during)? {
+            WaitStatus::PtraceEvent(_, _, event)
+                if event == libc::PTRACE_EVENT_CLONE
+                    || event == libc::PTRACE_EVENT_FORK
+                    || event == libc::PTRACE_EVENT_VFORK =>
+            {
+                let new = ptrace::getevent(t).map_err(fail)? as i32;
+                // Its first stop; from here on it dies with memzinc.
+                hold_new_child(pid, new)?;
+                child = Some(new);
+            }
+            WaitStatus::PtraceSyscall(_) => {
+                stops += 1;
+                if stops == 2 {
+                    break ptrace::getregs(t).map_err(fail)?.rax as i64;
+                }
+            }
+            _ => {}
+        }
+    };
+    ptrace::setoptions(t, keep).map_err(fail)?;
+    ptrace::setregs(t, saved).map_err(fail)?;
+    ptrace::interrupt(t).map_err(fail)?;
+    ptrace::cont(t, None).map_err(fail)?;
+    wait_stop(pid, tid, during)?;
+    match child {
+        Some(new) if rc == new as i64 => Ok(new),
+        Some(new) => {
+            let _ = nix::sys::signal::kill(Pid::from_raw(new), Signal::SIGKILL);
+            Err(fail(Errno::EINVAL))
+        }
+        None if (-4095..0).contains(&rc) => Err(fail(Errno::from_raw(-rc as i32))),
+        None => Err(fail(Errno::ECHILD)),
+    }
+}
+
+/// Waits for the new child's first stop and makes it die with memzinc (PTRACE_O_EXITKILL).
+fn hold_new_child(target: i32, child: i32) -> Result<()> {
+    let c = Pid::from_raw(child);
+    loop {
+        match waitpid(c, Some(WaitPidFlag::__WALL)) {
+            Ok(WaitStatus::PtraceEvent(..)) | Ok(WaitStatus::Stopped(..)) => break,
+            Err(Errno::EINTR) | Ok(WaitStatus::StillAlive) | Ok(WaitStatus::Continued(_)) => continue,
+            Ok(WaitStatus::PtraceSyscall(_)) => continue,
+            Ok(WaitStatus::Exited(..)) | Ok(WaitStatus::Signaled(..)) => {
+                return Err(Error::TargetExited {
+                    pid: target,
+                    during: "forking a copy of it",
+                })
+            }
+            Err(e) => return Err(process::pid_errno(target, "waitpid for the copy", e)),
+        }
+    }
+    ptrace::setoptions(c, ptrace::Options::PTRACE_O_EXITKILL)
+        .map_err(|e| process::pid_errno(target, "PTRACE_SETOPTIONS of the copy", e))
+}
+
+fn wait_status(pid: i32, tid: i32, during: &'static str) -> Result<WaitStatus> {
+    loop {
+        match waitpid(Pid::from_raw(tid), Some(WaitPidFlag::__WALL)) {
+            Err(Errno::EINTR) => continue,
+            Ok(WaitStatus::Exited(..)) | Ok(WaitStatus::Signaled(..)) | Err(Errno::ECHILD) => {
+                return Err(Error::TargetExited { pid, during })
+            }
+            Ok(status) => return Ok(status),
+            Err(e) => return Err(process::pid_errno(pid, "waitpid", e)),
+        }
     }
 }
 

@@ -9,6 +9,7 @@
 mod debugfile;
 mod dwarf;
 mod field;
+mod fork;
 mod inject;
 mod process;
 mod registry;
@@ -20,11 +21,13 @@ pub use dwarf::{
     TypeKind, Variable, Variant, VariantPart,
 };
 pub use field::Field;
+pub use fork::ForkedCopy;
 pub use inject::{Injector, OUT_LEN, PAGE_CODE, PAGE_LEN};
 pub use process::{
-    auxv, check_target, cmdline, comm, exe_path, fds, ids, mem_available, pid_errno, pidfd_getfd, prlimit, read_at,
-    read_many, read_maps, read_pages, read_proc, rlimits, stat, write_at, write_many, FdInfo, Frozen, GpRegs, MapEntry,
-    ProcStat, ThreadRegisters, IOV_MAX, NT_PRFPREG, NT_X86_XSTATE, PAGE_SIZE,
+    auxv, check_target, cmdline, comm, exe_path, fault_point, fds, ids, mem_available, pid_errno, pidfd_getfd, prlimit,
+    read_at, read_many, read_maps, read_pages, read_pages_mem, read_proc, rlimits, rseq_config, stat, vm_flags,
+    write_at, write_forced, write_many, FdInfo, Frozen, GpRegs, HoldSignals, MapEntry, ProcStat, ThreadRegisters,
+    VmFlags, IOV_MAX, NT_PRFPREG, NT_X86_XSTATE, PAGE_SIZE,
 };
 pub use registry::{
     read_process_registry, read_registry, DescribedField, DescribedObject, DescribedType, Kind, LiveProcess,
