@@ -92,6 +92,7 @@ fn main() {
     let core = dir.path().join("million.core");
     snapshot(&child, &core);
     let _ = child.kill();
+    let _ = child.wait();
     let core = core.to_str().unwrap();
     let (mut check_wall, mut check_kib, mut inspect_wall, mut ratio) = (vec![], vec![], vec![], vec![]);
     for run in 0..RUNS {
@@ -123,6 +124,7 @@ fn main() {
         let core = dir.path().join(format!("broken{k}.core"));
         snapshot(&child, &core);
         let _ = child.kill();
+        let _ = child.wait();
         let plan = dir.path().join(format!("broken{k}.plan.json"));
         let (w, kib, out) = timed(&[
             "--json",
