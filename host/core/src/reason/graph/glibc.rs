@@ -24,6 +24,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use super::super::finding::{Finding, Rule};
+use super::little_endian;
 use crate::describe::{Image, ModuleFile, Snapshot};
 use crate::introspect::{separate_debug_file, DebugTypes};
 
@@ -1003,7 +1004,7 @@ fn first_chunk_tcache(view: &HeapView, image: &Image, t: TcacheLayout, found: &m
         let entry = image.u64_at(c.mem() + t.entries + 8 * i);
         match (count, entry) {
             (Some(b), Some(e)) => {
-                let n = b.iter().rev().fold(0u64, |a, x| a << 8 | *x as u64);
+                let n = little_endian(b);
                 (n == 0) == (e == 0)
             }
             _ => false,
@@ -1026,7 +1027,7 @@ fn tcache_lists(image: &Image, t: TcacheLayout, chunk: u64, view: &mut HeapView)
         };
         let count = image
             .bytes(base + t.counts + t.count_size * i, t.count_size as usize)
-            .map(|b| b.iter().rev().fold(0u64, |a, x| a << 8 | *x as u64))
+            .map(little_endian)
             .unwrap_or(0);
         if entry == 0 {
             continue;

@@ -12,6 +12,7 @@
 //! members are compiled), and shared by every object of the type.
 
 use std::collections::HashMap;
+use std::rc::Rc;
 
 use crate::introspect::{DebugTypes, Encoding, Shape, TypeId, TypeKind};
 
@@ -186,7 +187,7 @@ pub struct GType {
     pub size: u64,
     pub align: u64,
     /// Compiled on first use.
-    pub ops: Option<Vec<Op>>,
+    pub ops: Option<Rc<[Op]>>,
     /// The offsets of its pointers to its own type (`next`, `left`, `right`): it forms a list
     /// or a tree. Known once `ops` is compiled.
     pub self_slots: Vec<u64>,
@@ -285,7 +286,7 @@ impl<'a> Layouts<'a> {
             return;
         }
         // Registered empty first, so a type reached again while compiling is not recompiled.
-        self.types[ty as usize].ops = Some(Vec::new());
+        self.types[ty as usize].ops = Some(Rc::from([]));
         let (module, id) = (self.types[ty as usize].module, self.types[ty as usize].id);
         let mut ops = Vec::new();
         self.ops_of(module, id, 0, "", &mut ops, 0);
@@ -301,12 +302,17 @@ impl<'a> Layouts<'a> {
         self_slots.sort_unstable();
         self_slots.dedup();
         let t = &mut self.types[ty as usize];
-        t.ops = Some(ops);
+        t.ops = Some(ops.into());
         t.self_slots = self_slots;
     }
 
     pub fn ops(&self, ty: TyIx) -> &[Op] {
         self.types[ty as usize].ops.as_deref().unwrap_or(&[])
+    }
+
+    /// [`Layouts::ops`], shared: what the walker holds while it also adds types and fields.
+    pub fn shared_ops(&self, ty: TyIx) -> Rc<[Op]> {
+        self.types[ty as usize].ops.clone().unwrap_or_else(|| Rc::from([]))
     }
 
     fn pointee(&mut self, module: u16, pointee: Option<TypeId>) -> Pointee {

@@ -568,7 +568,7 @@ impl Walk<'_, '_> {
             }
             self.g.layouts.compile(ty);
             let class = request_size(size);
-            let ops = self.g.layouts.ops(ty).to_vec();
+            let ops = self.g.layouts.shared_ops(ty);
             let starts: Vec<u64> = self
                 .g
                 .heap
@@ -629,7 +629,7 @@ impl Walk<'_, '_> {
     fn visit(&mut self, o: u32) {
         let obj = self.g.objects[o as usize];
         self.g.layouts.compile(obj.ty);
-        let ops = self.g.layouts.ops(obj.ty).to_vec();
+        let ops = self.g.layouts.shared_ops(obj.ty);
         if ops.is_empty() {
             return;
         }
@@ -984,8 +984,12 @@ impl Walk<'_, '_> {
 /// The little-endian unsigned integer of `size` bytes at `at` in `bytes`.
 fn word(bytes: &[u8], at: u64, size: u64) -> Option<u64> {
     let at = usize::try_from(at).ok()?;
-    let b = bytes.get(at..at.checked_add(size as usize)?)?;
-    Some(b.iter().rev().fold(0u64, |a, x| a << 8 | *x as u64))
+    Some(little_endian(bytes.get(at..at.checked_add(size as usize)?)?))
+}
+
+/// The unsigned little-endian integer `b` holds (at most 8 bytes of it).
+fn little_endian(b: &[u8]) -> u64 {
+    b.iter().take(8).rev().fold(0u64, |a, x| a << 8 | *x as u64)
 }
 
 /// The graph and heap view of a snapshot, ready to walk: its image, the allocator's view and

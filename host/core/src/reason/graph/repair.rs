@@ -305,12 +305,7 @@ fn cycles(g: &Graph<'_>, broken: &[Broken], candidates: &[(u32, usize)]) -> Resu
     let mut owners: HashMap<u32, Vec<usize>> = HashMap::new();
     for (p, b) in broken.iter().enumerate() {
         let e = &g.edges[b.edge];
-        let from = &g.objects[e.from as usize];
-        if e.pointee == from.ty
-            && g.layouts.types[from.ty as usize]
-                .self_slots
-                .contains(&(e.slot - from.address))
-        {
+        if structural(g, e) {
             owners.entry(e.from).or_default().push(p);
         }
     }
