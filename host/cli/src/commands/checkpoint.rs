@@ -45,10 +45,7 @@ pub fn run(a: Args, g: &Global) -> Result<()> {
     };
     let report = checkpoint(a.pid, &a.output, after, pause)?;
     if let (Some(key), Some(target)) = (&a.witness, &a.target) {
-        let witness = memzinc_cli::attest::read_keypair(key)?;
-        let target_id = memzinc_verifier::hash::target_id::<memzinc::base::Sha2>(target.as_bytes());
-        let root = memzinc::describe::Snapshot::open(&a.output)?.root();
-        g.client()?.witness(&witness, &target_id, &root)?;
+        g.witness(key, target, &a.output)?;
     }
     g.print(&report, |report| {
         format!(

@@ -84,6 +84,16 @@ impl Global {
         Ok(Client::connect(&url, self.keypair()?, program_id)?)
     }
 
+    /// Records the root of the core at `core` on chain for `target`, signed by the snapshot
+    /// witness whose keypair is at `key` (`snapshot`/`checkpoint --witness`).
+    pub fn witness(&self, key: &std::path::Path, target: &str, core: &std::path::Path) -> Result<()> {
+        let witness = attest::read_keypair(key)?;
+        let target_id = memzinc_verifier::hash::target_id::<memzinc::base::Sha2>(target.as_bytes());
+        let root = memzinc::describe::Snapshot::open(core)?.root();
+        self.client()?.witness(&witness, &target_id, &root)?;
+        Ok(())
+    }
+
     /// `value` as pretty JSON with `--json`, else the line(s) `text` makes of it.
     pub fn print<T: Serialize>(&self, value: &T, text: impl FnOnce(&T) -> String) -> Result<()> {
         if self.json {

@@ -62,10 +62,7 @@ pub fn run(a: Args, g: &Global) -> Result<()> {
         memzinc::reason::write_dzn(&Snapshot::open(&a.output)?, spec, dzn)?;
     }
     if let (Some(key), Some(target)) = (&a.witness, &a.target) {
-        let witness = memzinc_cli::attest::read_keypair(key)?;
-        let target_id = memzinc_verifier::hash::target_id::<memzinc::base::Sha2>(target.as_bytes());
-        g.client()?
-            .witness(&witness, &target_id, &Snapshot::open(&a.output)?.root())?;
+        g.witness(key, target, &a.output)?;
     }
     if let Some(dir) = &a.parquet {
         let snap = Snapshot::open(&a.output)?;
