@@ -12,13 +12,17 @@ use memzinc_tests::{memzinc, repo_root};
 use serde_json::Value;
 
 fn build(dir: &Path, name: &str, defines: &[&str]) -> PathBuf {
+    build_c(dir, "clist.c", name, defines)
+}
+
+fn build_c(dir: &Path, source: &str, name: &str, defines: &[&str]) -> PathBuf {
     let out = dir.join(name);
     let status = Command::new("gcc")
         .args(["-g", "-O0", "-Wall", "-Werror", "-pthread"])
         .args(defines)
         .arg("-o")
         .arg(&out)
-        .arg(repo_root().join("tests/targets/clist.c"))
+        .arg(repo_root().join("tests/targets").join(source))
         .status()
         .expect("gcc is installed (scripts/install-tools.sh apt)");
     assert!(status.success(), "gcc failed");
@@ -400,4 +404,104 @@ fn a_plain_rust_program_is_checked_planned_attested_applied_and_healed() {
     assert_eq!(target.say("status"), "OK");
     let (after, _) = check(&target.snapshot(&dir.path().join("b.core")), &["--rules", rules]);
     assert_eq!(after["findings"].as_array().unwrap().len(), 0, "{after:#}");
+}
+
+/// cchains' nodes as it printed them: (chain, index) → address.
+fn nodes(target: &Clist) -> std::collections::HashMap<(u32, u32), u64> {
+    target
+        .facts
+        .iter()
+        .filter_map(|l| {
+            let mut w = l.strip_prefix("node ")?.split(' ');
+            let chain = w.next()?.parse().ok()?;
+            let i = w.next()?.parse().ok()?;
+            let a = u64::from_str_radix(w.next()?.trim_start_matches("0x"), 16).ok()?;
+            Some(((chain, i), a))
+        })
+        .collect()
+}
+
+/// `memzinc plan` (no flags) of a snapshot of `target`: the plan's writes as slot → new value.
+fn planned_writes(target: &Clist, dir: &Path) -> (Value, std::collections::HashMap<u64, u64>) {
+    let snap = target.snapshot(&dir.join("a.core"));
+    let plan = dir.join("a.plan.json");
+    let planned: Value = serde_json::from_str(&memzinc_tests::ok(&[
+        "plan",
+        &snap,
+        "-o",
+        plan.to_str().unwrap(),
+        "--json",
+    ]))
+    .unwrap();
+    assert_eq!(planned["status"], "OPTIMAL", "{planned:#}");
+    let writes = planned["writes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| {
+            let new = u64::from_str_radix(w["new"].as_str().unwrap(), 16)
+                .unwrap()
+                .swap_bytes();
+            (w["address"].as_u64().unwrap(), new)
+        })
+        .collect();
+    (planned, writes)
+}
+
+#[test]
+fn a_pointer_one_byte_off_gets_back_the_node_it_named() {
+    // Chains are allocated last to first, so handing detached nodes out in address order would
+    // give chain 0's pointer chain 3's node: only the one-byte match says which is whose.
+    let dir = tempfile::tempdir().unwrap();
+    let exe = build_c(dir.path(), "cchains.c", "cchains", &[]);
+    let mut target = Clist::start(&exe, &[]);
+    let node = nodes(&target);
+    for c in ["flip 0", "flip 1", "cut 3"] {
+        assert_eq!(target.say(c), "done");
+    }
+    assert_eq!(target.say("status"), "CORRUPT");
+    let (planned, writes) = planned_writes(&target, dir.path());
+    assert_eq!(writes.len(), 3, "{planned:#}");
+    for c in [0, 1, 3] {
+        let slot = node[&(c, 0)] + 8;
+        assert_eq!(writes.get(&slot), Some(&node[&(c, 1)]), "chain {c}: {planned:#}");
+    }
+}
+
+#[test]
+fn a_list_cut_in_three_places_is_joined_whole_without_a_ring() {
+    // The queue's head and two of its links are cut: three broken pointers, three detached
+    // pieces, two of which hold broken pointers themselves. Only a repair that hangs every
+    // piece from the head, with no ring among them, leaves no node detached.
+    let dir = tempfile::tempdir().unwrap();
+    let exe = build_c(dir.path(), "cchains.c", "cchains", &[]);
+    let mut target = Clist::start(&exe, &[]);
+    let node = nodes(&target);
+    assert_eq!(target.say("chop"), "done");
+    let (planned, writes) = planned_writes(&target, dir.path());
+    assert_eq!(writes.len(), 3, "{planned:#}");
+    // The queue after the plan: the original links, with the plan's writes over them.
+    let q: Vec<u64> = (0..6).map(|i| node[&(4, i)]).collect();
+    let mut next: std::collections::HashMap<u64, u64> = (0..5).map(|i| (q[i] + 8, q[i + 1])).collect();
+    next.insert(q[5] + 8, 0);
+    let links: Vec<(u64, u64)> = writes
+        .iter()
+        .filter(|(slot, _)| next.contains_key(slot))
+        .map(|(&s, &v)| (s, v))
+        .collect();
+    next.extend(links);
+    let head_slot = writes
+        .keys()
+        .copied()
+        .find(|s| !next.contains_key(s))
+        .expect("one write is the queue's head");
+    let mut seen = vec![];
+    let mut at = writes[&head_slot];
+    while at != 0 && seen.len() <= 6 {
+        assert!(q.contains(&at), "{at:#x} is no queue node: {planned:#}");
+        assert!(!seen.contains(&at), "a ring through {at:#x}: {planned:#}");
+        seen.push(at);
+        at = next[&(at + 8)];
+    }
+    assert_eq!(seen.len(), 6, "every node hangs from the head again: {planned:#}");
 }

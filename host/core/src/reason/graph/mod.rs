@@ -547,7 +547,7 @@ impl Walk<'_, '_> {
 
     /// Live heap objects nothing typed reaches any more (leaked by a broken pointer): for each
     /// struct type a broken pointer points to, the live chunks of exactly its size class not yet
-    /// holding one, whose bytes read as one — every pointer to its own type null or the start of
+    /// holding an object of any type, whose bytes read as one — every pointer to its own type null or the start of
     /// a live chunk of the same size, every enum and bool valid. Added as roots named the way gdb
     /// names an unnamed object (`*(struct node *)0x55…`), and walked at once (so what one
     /// reaches is not taken for another).
@@ -561,6 +561,8 @@ impl Walk<'_, '_> {
             .collect();
         wanted.sort_unstable();
         wanted.dedup();
+        let mut occupied = vec![false; self.g.heap.chunks.len()];
+        let mut marked = 0;
         for ty in wanted {
             let size = self.g.layouts.types[ty as usize].size;
             if size == 0 {
@@ -569,16 +571,24 @@ impl Walk<'_, '_> {
             self.g.layouts.compile(ty);
             let class = request_size(size);
             let ops = self.g.layouts.shared_ops(ty);
-            let starts: Vec<u64> = self
+            let starts: Vec<(usize, u64)> = self
                 .g
                 .heap
                 .chunks
                 .iter()
-                .filter(|c| c.size == class && matches!(c.state, ChunkState::Live))
-                .map(|c| c.mem())
+                .enumerate()
+                .filter(|(_, c)| c.size == class && matches!(c.state, ChunkState::Live))
+                .map(|(i, c)| (i, c.mem()))
                 .collect();
-            for mem in starts {
-                if self.seen.contains_key(&(mem, ty)) || !self.looks_like(mem, size, ty, class, &ops) {
+            for (chunk, mem) in starts {
+                // A chunk that holds an object of any type is that object's, not an orphan.
+                while marked < self.g.objects.len() {
+                    if let Some(o) = occupied.get_mut(self.g.objects[marked].chunk as usize) {
+                        *o = true;
+                    }
+                    marked += 1;
+                }
+                if occupied[chunk] || !self.looks_like(mem, size, ty, class, &ops) {
                     continue;
                 }
                 let name = format!("*({} *){mem:#x}", self.g.layouts.types[ty as usize].name);

@@ -1,12 +1,14 @@
 //! `plan` with no spec and no rules: the repair of what the object graph found, decided by
 //! MiniZinc (`models/graph_repair.mzn`). A broken pointer becomes NULL or the start of a
 //! *detached* live object of its pointee's type — one that no pointer of the structure it
-//! belonged to reaches any more (for a type that links to itself, no incoming `next`/`left`/…;
-//! for another type, nothing typed at all) — each used at most once, never closing a cycle
-//! through the type's own links. An invalid enum or bool gets a valid value. Lexicographic:
-//! fewest objects left detached (a candidate weighs the objects its links hold: the rest of a
-//! list outweighs a stray chunk that merely looks like a node), then fewest bytes. Rust re-walks the repaired graph before the
-//! answer becomes a plan.
+//! belonged to reaches any more (for a type that links to itself, no incoming `next`/`left`/…,
+//! and not a head; for another type, nothing typed at all) — each used at most once, never
+//! closing a ring of repairs. An invalid enum or bool gets a valid value. Lexicographic: fewest
+//! objects left detached (a candidate weighs the objects its links hold: the rest of a list
+//! outweighs a stray chunk that merely looks like a node), then fewest bytes, then most
+//! pointers given back the node their old value names but for one byte. The solver sees
+//! classes of interchangeable members, not pairs ([`Transport`]). Rust re-walks the repaired
+//! graph before the answer becomes a plan.
 
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
@@ -21,6 +23,10 @@ use crate::reason::solver::{self, SolverOptions, Status};
 
 /// Steps of the cycle search (objects visited over all candidates) at most.
 const MAX_CYCLE_STEPS: usize = 20_000_000;
+/// Arcs (pointer class, candidate class) given to the solver at most.
+const MAX_ARCS: usize = 2_000_000;
+/// One-byte matches kept per broken pointer at most.
+const MAX_NEAR: usize = 8;
 
 /// (broken pointer, candidate), by index.
 type Pair = (usize, usize);
@@ -28,8 +34,10 @@ type Pair = (usize, usize);
 /// A broken pointer the plan may write.
 struct Broken {
     edge: usize,
-    /// Index into the pointee types given to the model (0: untyped, only NULL).
+    /// Index into the pointee types (0: untyped, only NULL).
     ty: usize,
+    /// A Rust reference or `Box`: NULL is no repair.
+    non_null: bool,
 }
 
 /// The plan that repairs what the object graph of `snap` finds, with the main binary's DWARF
@@ -67,7 +75,11 @@ pub fn plan_graph(
         } else {
             *types_ix.entry(e.pointee).or_insert(next)
         };
-        broken.push(Broken { edge: i, ty });
+        broken.push(Broken {
+            edge: i,
+            ty,
+            non_null: false,
+        });
     }
 
     let candidates = detached(&graph, &types_ix);
@@ -84,36 +96,12 @@ pub fn plan_graph(
         )));
     }
 
+    let near = near_pairs(&graph, &broken, &candidates, &forbidden);
+    let model = Transport::new(&broken, &candidates, &weight, &forbidden, &near)?;
+
     // The facts.
     let mut dzn = String::new();
-    let n_types = types_ix.len() + 1;
-    let _ = writeln!(dzn, "P = {};\nC = {};\nT = {n_types};", broken.len(), candidates.len());
-    let _ = writeln!(dzn, "slot_type = {};", list(broken.iter().map(|b| b.ty + 1)));
-    let _ = writeln!(dzn, "candidate_type = {};", list(candidates.iter().map(|c| c.1 + 1)));
-    let _ = writeln!(dzn, "weight = {};", list(weight.iter()));
-    let _ = writeln!(
-        dzn,
-        "F = {};\nforbidden_pointer = {};\nforbidden_candidate = {};",
-        forbidden.len(),
-        list(forbidden.iter().map(|f| f.0 + 1)),
-        list(forbidden.iter().map(|f| f.1 + 1))
-    );
-    let bytes_of = |v: u64| (0..8).map(move |i| (v >> (8 * i)) & 0xff);
-    let _ = writeln!(
-        dzn,
-        "old_byte = array2d(1..{}, 1..8, {});",
-        broken.len(),
-        list(broken.iter().flat_map(|b| bytes_of(graph.edges[b.edge].value)))
-    );
-    let addresses: Vec<u64> = std::iter::once(0)
-        .chain(candidates.iter().map(|c| graph.objects[c.0 as usize].address))
-        .collect();
-    let _ = writeln!(
-        dzn,
-        "new_byte = array2d(0..{}, 1..8, {});",
-        candidates.len(),
-        list(addresses.iter().flat_map(|&a| bytes_of(a)))
-    );
+    model.facts(&mut dzn);
     let options: Vec<(usize, u64, u32)> = values
         .iter()
         .enumerate()
@@ -134,30 +122,28 @@ pub fn plan_graph(
     crate::base::write_file_atomically(work, dzn.as_bytes())?;
     let run = solver::run(opts, &models_dir.join("graph_repair.mzn"), &[work])?;
     run.answered("the object graph's repairs", opts.time_limit)?;
-    let chosen = run
-        .ints("target")
-        .filter(|t| t.len() == broken.len())
-        .ok_or_else(|| Error::MiniZinc(format!("the answer has no `target` per broken pointer: {}", run.output)))?;
+    let take = run
+        .ints("take")
+        .filter(|t| t.len() == model.arcs.len())
+        .ok_or_else(|| Error::MiniZinc(format!("the answer has no `take` per arc: {}", run.output)))?;
     let picked = run
         .ints("value")
         .filter(|v| v.len() == values.len())
         .ok_or_else(|| Error::MiniZinc(format!("the answer has no `value` per invalid value: {}", run.output)))?;
 
     // The writes, each checked against what the model was told.
+    let chosen = model.assign(&take, broken.len())?;
+    let addresses: Vec<u64> = candidates.iter().map(|c| graph.objects[c.0 as usize].address).collect();
     let mut writes = Vec::new();
-    let mut used = HashSet::new();
-    for (b, &c) in broken.iter().zip(&chosen) {
+    for (b, c) in broken.iter().zip(&chosen) {
         let e = &graph.edges[b.edge];
-        let c = usize::try_from(c)
-            .ok()
-            .filter(|&c| c <= candidates.len())
-            .ok_or_else(|| Error::MiniZinc(format!("the answer names candidate {c}, which does not exist")))?;
-        if c > 0 && (candidates[c - 1].1 != b.ty || !used.insert(c)) {
+        if b.non_null && c.is_none() {
             return Err(Error::MiniZinc(format!(
-                "the answer gives candidate {c} to a pointer of another type, or twice"
+                "the answer makes the Rust reference at {:#x} NULL",
+                e.slot
             )));
         }
-        let new = addresses[c];
+        let new = c.map_or(0, |c| addresses[c]);
         let (root, path) = graph.field_path(e.from, e.field);
         writes.push(PlannedWrite {
             address: e.slot,
@@ -169,8 +155,8 @@ pub fn plan_graph(
                 e.landing.as_str(),
                 e.value,
                 match c {
-                    0 => "NULL".to_string(),
-                    _ => format!("the detached {} at {new:#x}", graph.type_name(candidates[c - 1].0)),
+                    None => "NULL".to_string(),
+                    Some(c) => format!("the detached {} at {new:#x}", graph.type_name(candidates[*c].0)),
                 }
             ),
         });
@@ -261,6 +247,13 @@ fn structural(g: &Graph<'_>, e: &super::Edge) -> bool {
 /// The detached live objects of each broken pointer's pointee type, as (object, model type):
 /// at the start of a live chunk, and reached by no link of their own type (a type that links
 /// to itself) or by nothing typed at all (another type).
+///
+/// A head is not detached: in a healthy list only the head has no incoming `next`. A pointer
+/// *family* — one global's pointers of one field (`g_heads[]`), or one field of every object
+/// of a type (`struct list`'s `head`) — names heads when every object it reaches lacks an
+/// incoming link of its own type; a family that also reaches nodes with one (an index array,
+/// a `tail` or cursor pointer) names no heads, so a node that lost its `next` stays detached
+/// even while an index still points at it.
 fn detached(g: &Graph<'_>, types_ix: &HashMap<u32, usize>) -> Vec<(u32, usize)> {
     let mut reached_by_link = vec![false; g.objects.len()];
     let mut reached = vec![false; g.objects.len()];
@@ -273,6 +266,41 @@ fn detached(g: &Graph<'_>, types_ix: &HashMap<u32, usize>) -> Vec<(u32, usize)> 
             reached_by_link[e.to as usize] = true;
         }
     }
+
+    // Families of the other pointers into objects of the types the repair needs.
+    let mut field_family: HashMap<u32, u32> = HashMap::new();
+    let mut family_names: HashMap<String, u32> = HashMap::new();
+    let mut families: HashMap<(bool, u32, u32), (bool, Vec<u32>)> = HashMap::new();
+    for e in &g.edges {
+        if e.to == NONE || e.landing.is_invalid() || structural(g, e) {
+            continue;
+        }
+        let to = e.to as usize;
+        if !types_ix.contains_key(&g.objects[to].ty) {
+            continue;
+        }
+        let field = *field_family.entry(e.field).or_insert_with(|| {
+            let n = family_names.len() as u32;
+            *family_names
+                .entry(without_indices(&g.layouts.fields[e.field as usize]))
+                .or_insert(n)
+        });
+        let from = &g.objects[e.from as usize];
+        let global = from.parent == NONE && from.chunk == NONE;
+        let key = (global, if global { e.from } else { from.ty }, field);
+        let f = families.entry(key).or_insert((true, Vec::new()));
+        f.0 &= !reached_by_link[to];
+        f.1.push(e.to);
+    }
+    let mut head = vec![false; g.objects.len()];
+    for (names_heads, reached) in families.values() {
+        if *names_heads {
+            for &o in reached {
+                head[o as usize] = true;
+            }
+        }
+    }
+
     let mut out = Vec::new();
     for (i, o) in g.objects.iter().enumerate() {
         let Some(&ty) = types_ix.get(&o.ty) else { continue };
@@ -281,12 +309,33 @@ fn detached(g: &Graph<'_>, types_ix: &HashMap<u32, usize>) -> Vec<(u32, usize)> 
         }
         let links_to_itself = !g.layouts.types[o.ty as usize].self_slots.is_empty();
         let free = if links_to_itself {
-            !reached_by_link[i]
+            !reached_by_link[i] && !head[i]
         } else {
             !reached[i]
         };
         if free {
             out.push((i as u32, ty));
+        }
+    }
+    out
+}
+
+/// A field path with its array indices dropped (`g_heads[17]` → `g_heads[]`).
+fn without_indices(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    let mut in_index = false;
+    for ch in path.chars() {
+        match ch {
+            '[' => {
+                in_index = true;
+                out.push('[');
+            }
+            ']' => {
+                in_index = false;
+                out.push(']');
+            }
+            _ if in_index => {}
+            _ => out.push(ch),
         }
     }
     out
@@ -334,4 +383,263 @@ fn cycles(g: &Graph<'_>, broken: &[Broken], candidates: &[(u32, usize)]) -> Resu
         weight.push(seen.len());
     }
     Ok((out, weight))
+}
+
+/// The (broken pointer, candidate) pairs whose old value is the candidate's address but for one
+/// byte: a flipped bit or an overwritten byte, most likely the object the pointer named.
+fn near_pairs(g: &Graph<'_>, broken: &[Broken], candidates: &[(u32, usize)], forbidden: &[Pair]) -> Vec<Pair> {
+    let mut by_masked: HashMap<(usize, u32, u64), Vec<usize>> = HashMap::new();
+    for (c, &(o, ty)) in candidates.iter().enumerate() {
+        let a = g.objects[o as usize].address;
+        for b in 0..8u32 {
+            by_masked.entry((ty, b, a & !(0xff << (8 * b)))).or_default().push(c);
+        }
+    }
+    let forbidden: HashSet<Pair> = forbidden.iter().copied().collect();
+    let mut out = Vec::new();
+    for (p, bp) in broken.iter().enumerate() {
+        if bp.ty == 0 {
+            continue;
+        }
+        let old = g.edges[bp.edge].value;
+        let mut found: Vec<usize> = (0..8u32)
+            .filter_map(|b| by_masked.get(&(bp.ty, b, old & !(0xff << (8 * b)))))
+            .flatten()
+            .copied()
+            .filter(|&c| !forbidden.contains(&(p, c)))
+            .collect();
+        found.sort_unstable();
+        found.dedup();
+        out.extend(found.into_iter().take(MAX_NEAR).map(|c| (p, c)));
+    }
+    out
+}
+
+/// The repair as a transportation problem over classes of interchangeable members
+/// (`models/graph_repair.mzn`): the data grows with what tells members apart.
+struct Transport {
+    /// Members of each pointer class (indices into the broken pointers), and whether NULL is
+    /// barred.
+    pointer_classes: Vec<(Vec<usize>, bool)>,
+    /// Members of each candidate class (indices into the candidates), and their weight.
+    candidate_classes: Vec<(Vec<usize>, usize)>,
+    /// (pointer class, candidate class, one-byte match).
+    arcs: Vec<(usize, usize, bool)>,
+    /// Rank index of each candidate class that is a holder of broken pointers.
+    holder: Vec<Option<usize>>,
+    holders: usize,
+    /// The holders (rank indices) of each pointer class: empty for one reached from a global.
+    held_by: Vec<Vec<usize>>,
+}
+
+impl Transport {
+    fn new(
+        broken: &[Broken],
+        candidates: &[(u32, usize)],
+        weight: &[usize],
+        forbidden: &[Pair],
+        near: &[Pair],
+    ) -> Result<Transport> {
+        // Who must be a class of one: members of a cycle constraint or a one-byte match.
+        let mut single_p = vec![false; broken.len()];
+        let mut single_c = vec![false; candidates.len()];
+        for &(p, c) in forbidden.iter().chain(near) {
+            single_p[p] = true;
+            single_c[c] = true;
+        }
+        let mut pointer_classes: Vec<(Vec<usize>, bool)> = Vec::new();
+        let mut p_class = vec![0usize; broken.len()];
+        let mut p_key: HashMap<(usize, bool), usize> = HashMap::new();
+        for (p, b) in broken.iter().enumerate() {
+            let non_null = b.non_null && b.ty != 0;
+            let k = if single_p[p] {
+                pointer_classes.push((vec![], non_null));
+                pointer_classes.len() - 1
+            } else {
+                *p_key.entry((b.ty, non_null)).or_insert_with(|| {
+                    pointer_classes.push((vec![], non_null));
+                    pointer_classes.len() - 1
+                })
+            };
+            pointer_classes[k].0.push(p);
+            p_class[p] = k;
+        }
+        let mut candidate_classes: Vec<(Vec<usize>, usize)> = Vec::new();
+        let mut c_ty = Vec::new();
+        let mut c_class = vec![0usize; candidates.len()];
+        let mut c_key: HashMap<(usize, usize), usize> = HashMap::new();
+        for (c, &(_, ty)) in candidates.iter().enumerate() {
+            let k = if single_c[c] {
+                candidate_classes.push((vec![], weight[c]));
+                c_ty.push(ty);
+                candidate_classes.len() - 1
+            } else {
+                *c_key.entry((ty, weight[c])).or_insert_with(|| {
+                    candidate_classes.push((vec![], weight[c]));
+                    c_ty.push(ty);
+                    candidate_classes.len() - 1
+                })
+            };
+            candidate_classes[k].0.push(c);
+            c_class[c] = k;
+        }
+
+        // A NULL-barred class needs a candidate of its type for every member.
+        let mut supply: HashMap<usize, usize> = HashMap::new();
+        for &(_, ty) in candidates {
+            *supply.entry(ty).or_default() += 1;
+        }
+        let mut demand: HashMap<usize, usize> = HashMap::new();
+        for (members, non_null) in &pointer_classes {
+            if *non_null {
+                let ty = broken[members[0]].ty;
+                *demand.entry(ty).or_default() += members.len();
+            }
+        }
+        for (ty, n) in demand {
+            let have = supply.get(&ty).copied().unwrap_or(0);
+            if n > have {
+                return Err(Error::Usage(format!(
+                    "{n} broken Rust reference(s) may not become NULL, and only {have} detached object(s) of their type can take their place"
+                )));
+            }
+        }
+
+        // Arcs: same type, not closing a cycle by themselves.
+        let forbidden_classes: HashSet<(usize, usize)> =
+            forbidden.iter().map(|&(p, c)| (p_class[p], c_class[c])).collect();
+        let near_classes: HashSet<(usize, usize)> = near.iter().map(|&(p, c)| (p_class[p], c_class[c])).collect();
+        let mut by_type: HashMap<usize, Vec<usize>> = HashMap::new();
+        for (j, &ty) in c_ty.iter().enumerate() {
+            by_type.entry(ty).or_default().push(j);
+        }
+        let mut arcs = Vec::new();
+        for (i, (members, _)) in pointer_classes.iter().enumerate() {
+            let ty = broken[members[0]].ty;
+            if ty == 0 {
+                continue;
+            }
+            for &j in by_type.get(&ty).map(Vec::as_slice).unwrap_or(&[]) {
+                if forbidden_classes.contains(&(i, j)) {
+                    continue;
+                }
+                arcs.push((i, j, near_classes.contains(&(i, j))));
+                if arcs.len() > MAX_ARCS {
+                    return Err(Error::Usage(format!(
+                        "the repair has too many distinct broken pointers and detached objects to plan (over {MAX_ARCS} pairs of classes)"
+                    )));
+                }
+            }
+        }
+
+        // Holders (candidates whose links hold broken pointers) are classes of one, and so are
+        // the pointers they hold.
+        let mut holder = vec![None; candidate_classes.len()];
+        let mut holders = 0;
+        let mut held_by = vec![Vec::new(); pointer_classes.len()];
+        for &(p, c) in forbidden {
+            let j = c_class[c];
+            let r = *holder[j].get_or_insert_with(|| {
+                holders += 1;
+                holders - 1
+            });
+            held_by[p_class[p]].push(r);
+        }
+        Ok(Transport {
+            pointer_classes,
+            candidate_classes,
+            arcs,
+            holder,
+            holders,
+            held_by,
+        })
+    }
+
+    fn facts(&self, dzn: &mut String) {
+        let _ = writeln!(
+            dzn,
+            "PC = {};\nCC = {};",
+            self.pointer_classes.len(),
+            self.candidate_classes.len()
+        );
+        let _ = writeln!(
+            dzn,
+            "pointers_in = {};",
+            list(self.pointer_classes.iter().map(|c| c.0.len()))
+        );
+        let _ = writeln!(
+            dzn,
+            "non_null = {};",
+            list(self.pointer_classes.iter().map(|c| u8::from(c.1)))
+        );
+        let _ = writeln!(
+            dzn,
+            "candidates_in = {};",
+            list(self.candidate_classes.iter().map(|c| c.0.len()))
+        );
+        let _ = writeln!(dzn, "weight = {};", list(self.candidate_classes.iter().map(|c| c.1)));
+        let _ = writeln!(dzn, "A = {};", self.arcs.len());
+        let _ = writeln!(dzn, "arc_from = {};", list(self.arcs.iter().map(|a| a.0 + 1)));
+        let _ = writeln!(dzn, "arc_to = {};", list(self.arcs.iter().map(|a| a.1 + 1)));
+        let _ = writeln!(dzn, "arc_near = {};", list(self.arcs.iter().map(|a| u8::from(a.2))));
+        let mut from = vec![Vec::new(); self.pointer_classes.len()];
+        let mut to = vec![Vec::new(); self.candidate_classes.len()];
+        for (a, &(i, j, _)) in self.arcs.iter().enumerate() {
+            from[i].push(a + 1);
+            to[j].push(a + 1);
+        }
+        let sets = |v: &[Vec<usize>]| {
+            let mut s = String::from("[");
+            for (k, set) in v.iter().enumerate() {
+                if k > 0 {
+                    s.push(',');
+                }
+                s.push('{');
+                for (n, x) in set.iter().enumerate() {
+                    if n > 0 {
+                        s.push(',');
+                    }
+                    let _ = write!(s, "{x}");
+                }
+                s.push('}');
+            }
+            s.push(']');
+            s
+        };
+        let _ = writeln!(dzn, "arcs_from = {};\narcs_to = {};", sets(&from), sets(&to));
+        let _ = writeln!(dzn, "R = {};", self.holders);
+        let _ = writeln!(
+            dzn,
+            "holder = {};",
+            list(self.holder.iter().map(|h| h.map_or(0, |h| h + 1)))
+        );
+        let held: Vec<Vec<usize>> = self.held_by.iter().map(|h| h.iter().map(|r| r + 1).collect()).collect();
+        let _ = writeln!(dzn, "held_by = {};", sets(&held));
+    }
+
+    /// The candidate each broken pointer takes (None: NULL), from the solver's `take` per arc:
+    /// the members of a class are handed out in order.
+    fn assign(&self, take: &[i64], pointers: usize) -> Result<Vec<Option<usize>>> {
+        let mut out = vec![None; pointers];
+        let mut next_p = vec![0usize; self.pointer_classes.len()];
+        let mut next_c = vec![0usize; self.candidate_classes.len()];
+        for (&(i, j, _), &n) in self.arcs.iter().zip(take) {
+            let n = usize::try_from(n)
+                .map_err(|_| Error::MiniZinc(format!("the answer takes {n} candidates along an arc")))?;
+            for _ in 0..n {
+                let (Some(&p), Some(&c)) = (
+                    self.pointer_classes[i].0.get(next_p[i]),
+                    self.candidate_classes[j].0.get(next_c[j]),
+                ) else {
+                    return Err(Error::MiniZinc(
+                        "the answer gives a class more candidates or pointers than it has".into(),
+                    ));
+                };
+                next_p[i] += 1;
+                next_c[j] += 1;
+                out[p] = Some(c);
+            }
+        }
+        Ok(out)
+    }
 }
