@@ -505,3 +505,52 @@ fn a_list_cut_in_three_places_is_joined_whole_without_a_ring() {
     }
     assert_eq!(seen.len(), 6, "every node hangs from the head again: {planned:#}");
 }
+
+fn build_rust(dir: &Path, name: &str) -> PathBuf {
+    let exe = dir.join(name);
+    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
+    let status = Command::new(rustc)
+        .args(["-g", "-C", "opt-level=0", "--edition", "2021", "-o"])
+        .arg(&exe)
+        .arg(repo_root().join(format!("tests/targets/{name}.rs")))
+        .status()
+        .expect("rustc runs");
+    assert!(status.success(), "rustc failed");
+    exe
+}
+
+#[test]
+fn a_null_box_is_found_and_never_planned_null() {
+    let dir = tempfile::tempdir().unwrap();
+    let exe = build_rust(dir.path(), "rboxes");
+    let mut target = Clist::start(&exe, &[]);
+    assert_eq!(target.say("status"), "OK");
+    assert_eq!(target.say("null"), "done");
+    assert_eq!(target.say("status"), "CORRUPT");
+    let snap = target.snapshot(&dir.path().join("a.core"));
+    let (report, text) = check(&snap, &[]);
+    let nulls = findings(&report, "pointer-null-not-allowed");
+    assert_eq!(nulls.len(), 1, "{report:#}");
+    assert!(location(nulls[0]).ends_with("left"), "{}", location(nulls[0]));
+    assert!(text.contains("NULL, which Rust never lets this pointer be"), "{text}");
+    // The leaf the Box held is still allocated and reached by nothing: it takes its place.
+    let (planned, writes) = planned_writes(&target, dir.path());
+    assert_eq!(writes.len(), 1, "{planned:#}");
+    assert_eq!(writes.values().next(), Some(&target.address("left")), "{planned:#}");
+}
+
+#[test]
+fn a_null_box_with_nothing_to_take_its_place_is_one_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let exe = build_rust(dir.path(), "rboxes");
+    let mut target = Clist::start(&exe, &[]);
+    assert_eq!(target.say("lose"), "done");
+    let snap = target.snapshot(&dir.path().join("a.core"));
+    let plan = dir.path().join("a.plan.json");
+    let out = memzinc(&["plan", &snap, "-o", plan.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("may not become NULL"), "{err}");
+    assert!(!plan.exists(), "no plan is written");
+}

@@ -24,6 +24,8 @@ pub enum Rule {
     HeapCorrupt,
     /// A pointer not aligned for its pointee.
     PointerMisaligned,
+    /// NULL in a Rust reference, `Box` or `NonNull` (outside an `Option`'s `None`).
+    PointerNullNotAllowed,
     /// A function pointer into memory that is not executable.
     FunctionPointerNotExecutable,
     /// A bool other than 0 or 1.

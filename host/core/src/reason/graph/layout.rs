@@ -66,6 +66,9 @@ pub enum Op {
         at: u64,
         field: u32,
         to: Pointee,
+        /// A Rust reference, `Box` or `NonNull`: NULL is itself broken (an `Option` of one
+        /// keeps its `None` in a variant arm, never here).
+        non_null: bool,
     },
     /// A pointer to `len` elements: a Rust `Vec`/`String` (with its capacity) or slice.
     Buffer {
@@ -204,6 +207,12 @@ pub struct Layouts<'a> {
     pub enums: Vec<EnumValues>,
     /// Parts of types not judged, and why (unions, truncated types), once per type.
     pub not_judged: Vec<String>,
+}
+
+/// Whether a pointer type's name is a Rust reference or `Box` (rustc describes a thin `Box<T>`
+/// as a pointer type named `alloc::boxed::Box<T, Global>`), which are never NULL.
+fn rust_non_null(name: &str) -> bool {
+    name.starts_with('&') || name.starts_with("alloc::boxed::Box<") || name.starts_with("Box<")
 }
 
 /// Names of Rust wrappers whose member names add nothing to a path (`ptr.pointer`).
@@ -410,6 +419,7 @@ impl<'a> Layouts<'a> {
                     at: base,
                     field: self.field(prefix),
                     to,
+                    non_null: rust_non_null(&name),
                 });
             }
             TypeKind::Struct {
@@ -421,6 +431,7 @@ impl<'a> Layouts<'a> {
                     return;
                 }
                 let skip_names = transparent(&name);
+                let first = out.len();
                 for m in members {
                     let (Some(offset), Some(mt)) = (m.offset, m.type_id) else {
                         continue;
@@ -433,6 +444,14 @@ impl<'a> Layouts<'a> {
                         _ => prefix.to_string(),
                     };
                     self.ops_of(module, mt, base + offset, &sub, out, depth + 1);
+                }
+                // `Box<T>` is `Unique<T>` is `NonNull<T>`: its one raw pointer is never NULL.
+                if name.starts_with("NonNull<") {
+                    for op in &mut out[first..] {
+                        if let Op::Pointer { non_null, .. } = op {
+                            *non_null = true;
+                        }
+                    }
                 }
             }
             TypeKind::Struct {

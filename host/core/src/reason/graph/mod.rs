@@ -80,6 +80,8 @@ pub enum PointsTo {
     NotExecutable,
     /// A function pointer into executable memory.
     Code,
+    /// NULL where Rust promises a pointer is not (a reference, `Box`, `NonNull`).
+    Null,
 }
 
 impl PointsTo {
@@ -97,6 +99,7 @@ impl PointsTo {
             PointsTo::Misaligned => "misaligned",
             PointsTo::NotExecutable => "not-executable",
             PointsTo::Code => "code",
+            PointsTo::Null => "null",
         }
     }
 
@@ -111,6 +114,7 @@ impl PointsTo {
                 | PointsTo::Unreadable
                 | PointsTo::Misaligned
                 | PointsTo::NotExecutable
+                | PointsTo::Null
         )
     }
 
@@ -122,6 +126,7 @@ impl PointsTo {
             PointsTo::Unreadable => Rule::PointerUnreadable,
             PointsTo::Misaligned => Rule::PointerMisaligned,
             PointsTo::NotExecutable => Rule::FunctionPointerNotExecutable,
+            PointsTo::Null => Rule::PointerNullNotAllowed,
             _ => return None,
         })
     }
@@ -171,6 +176,8 @@ pub struct Edge {
     pub pointee: u32,
     /// A Rust `Vec`/slice/`String` buffer pointer (its length says how far it reaches).
     pub buffer: bool,
+    /// A Rust reference, `Box` or `NonNull`: NULL is no repair for it.
+    pub non_null: bool,
     pub landing: PointsTo,
 }
 
@@ -683,13 +690,15 @@ impl Walk<'_, '_> {
             }
             let at = base + op.at();
             match op {
-                Op::Pointer { field, to, .. } => {
+                Op::Pointer {
+                    field, to, non_null, ..
+                } => {
                     let Some(value) = word(bytes, at, 8) else { continue };
-                    if value == 0 {
+                    if value == 0 && !non_null {
                         continue;
                     }
                     let field = name(self, *field);
-                    self.pointer(o, field, at, value, to, NONE);
+                    self.pointer(o, field, at, value, to, *non_null);
                 }
                 Op::Buffer {
                     len_at,
@@ -796,7 +805,8 @@ impl Walk<'_, '_> {
     }
 
     /// Judges (and follows) one non-null pointer.
-    fn pointer(&mut self, o: u32, field: u32, slot_offset: u64, value: u64, to: &Pointee, element: u32) {
+    fn pointer(&mut self, o: u32, field: u32, slot_offset: u64, value: u64, to: &Pointee, non_null: bool) {
+        let element = NONE;
         let slot = self.g.objects[o as usize].address + slot_offset;
         let landing = self.land(value, to);
         let mut target = NONE;
@@ -819,6 +829,7 @@ impl Walk<'_, '_> {
             to: target,
             pointee: to.ty.unwrap_or(NONE),
             buffer: false,
+            non_null,
             landing,
         });
     }
@@ -875,6 +886,7 @@ impl Walk<'_, '_> {
             to: NONE,
             pointee: NONE,
             buffer: true,
+            non_null: true,
             landing,
         });
         if landing.is_invalid() || self.image.bytes(ptr, total as usize).is_none() {
@@ -894,6 +906,9 @@ impl Walk<'_, '_> {
 
     /// Where a non-null pointer to `to` lands.
     fn land(&self, value: u64, to: &Pointee) -> PointsTo {
+        if value == 0 {
+            return PointsTo::Null;
+        }
         let Some(segment) = self.image.segment(value) else {
             let one_past = value
                 .checked_sub(1)
@@ -954,6 +969,7 @@ impl Walk<'_, '_> {
             PointsTo::Unreadable => format!("{value:#x} is in memory that cannot be read"),
             PointsTo::Misaligned => format!("{value:#x} is not aligned to {}", to.align),
             PointsTo::NotExecutable => format!("{value:#x} is not in executable memory"),
+            PointsTo::Null => "NULL, which Rust never lets this pointer be".to_string(),
             _ => format!("{value:#x}"),
         }
     }

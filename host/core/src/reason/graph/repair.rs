@@ -78,7 +78,7 @@ pub fn plan_graph(
         broken.push(Broken {
             edge: i,
             ty,
-            non_null: false,
+            non_null: e.non_null,
         });
     }
 
