@@ -25,7 +25,7 @@ for item in "${want[@]}"; do
   case "$item" in
     apt)
       missing=()
-      for pkg in minizinc coinor-cbc gdb gcc libc6-dev libc6-dbg time protobuf-compiler pkg-config libssl-dev libclang-dev clang chromium python3-venv; do
+      for pkg in minizinc coinor-cbc gdb gcc libc6-dev libc6-dbg libjemalloc2 libmimalloc2.0 time protobuf-compiler pkg-config libssl-dev libclang-dev clang chromium python3-venv; do
         dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" || missing+=("$pkg")
       done
       if [ ${#missing[@]} -gt 0 ]; then

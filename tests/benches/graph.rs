@@ -118,34 +118,49 @@ fn main() {
     );
     println!("  check / inspect  {}", stats(&mut ratio));
 
-    // 2. Plans of K broken pointers with K orphans.
-    for k in [100u64, 1_000, 10_000] {
+    // 2. Plans of K broken pointers with K orphans: one snapshot each, then the plans
+    // interleaved across K.
+    let ks = [100u64, 1_000, 10_000];
+    let mut cores = Vec::new();
+    for k in ks {
         let mut child = start(&exe, &["1000", &k.to_string()]);
         let core = dir.path().join(format!("broken{k}.core"));
         snapshot(&child, &core);
         let _ = child.kill();
         let _ = child.wait();
-        let plan = dir.path().join(format!("broken{k}.plan.json"));
-        let (w, kib, out) = timed(&[
-            "--json",
-            "plan",
-            core.to_str().unwrap(),
-            "-o",
-            plan.to_str().unwrap(),
-            "--time-limit",
-            "60",
-        ]);
-        match serde_json::from_str::<serde_json::Value>(&out) {
-            Ok(p) => {
-                let writes = p["writes"].as_array().map_or(0, |w| w.len()) as u64;
-                assert_eq!(writes, k, "every broken pointer is written");
-                println!(
-                    "plan, {k} broken pointers and {k} orphans: {w:.2} s wall, {:.0} MiB peak, {}",
-                    kib as f64 / 1024.0,
-                    p["status"].as_str().unwrap_or("?")
-                );
-            }
-            Err(_) => println!("plan, {k} broken pointers and {k} orphans: no plan within the limit ({w:.2} s)"),
+        cores.push(core);
+    }
+    let mut plan_wall = vec![Vec::new(); ks.len()];
+    let mut plan_mib = vec![Vec::new(); ks.len()];
+    let mut optimal = vec![0usize; ks.len()];
+    for _ in 0..RUNS {
+        for (i, (&k, core)) in ks.iter().zip(&cores).enumerate() {
+            let plan = dir.path().join(format!("broken{k}.plan.json"));
+            let (w, kib, out) = timed(&[
+                "--json",
+                "plan",
+                core.to_str().unwrap(),
+                "-o",
+                plan.to_str().unwrap(),
+                "--time-limit",
+                "60",
+            ]);
+            let p: serde_json::Value =
+                serde_json::from_str(&out).unwrap_or_else(|_| panic!("no plan of {k} broken pointers ({w:.2} s)"));
+            let writes = p["writes"].as_array().map_or(0, |w| w.len()) as u64;
+            assert_eq!(writes, k, "every broken pointer is written");
+            optimal[i] += usize::from(p["status"] == "OPTIMAL");
+            plan_wall[i].push(w);
+            plan_mib[i].push(kib as f64 / 1024.0);
         }
+    }
+    println!("plan (no flags), K broken pointers and K orphans ({RUNS} runs, interleaved):");
+    for (i, k) in ks.iter().enumerate() {
+        println!(
+            "  K = {k:>6}: wall s {}, peak MiB {}, proven optimal {}/{RUNS}",
+            stats(&mut plan_wall[i]),
+            stats(&mut plan_mib[i]),
+            optimal[i]
+        );
     }
 }

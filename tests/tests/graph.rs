@@ -39,8 +39,13 @@ struct Clist {
 
 impl Clist {
     fn start(exe: &Path, args: &[&str]) -> Clist {
+        Clist::start_with(exe, args, &[])
+    }
+
+    fn start_with(exe: &Path, args: &[&str], env: &[(&str, &str)]) -> Clist {
         let mut child = Command::new(exe)
             .args(args)
+            .envs(env.iter().copied())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
@@ -251,6 +256,36 @@ fn an_allocator_of_the_programs_own_is_named_and_pointers_judged_by_mapping() {
     let broken = findings(&report, "pointer-unmapped");
     assert_eq!(broken.len(), 1, "{report:#}");
     assert_eq!(location(broken[0]), "g_list->next->next->next->next->next->next");
+}
+
+#[test]
+fn jemalloc_and_mimalloc_are_named_and_pointers_judged_by_mapping() {
+    // Debian's libjemalloc2 and libmimalloc2.0 (scripts/install-tools.sh apt), preloaded the
+    // way services switch allocators.
+    let dir = tempfile::tempdir().unwrap();
+    let exe = build(dir.path(), "clist", &[]);
+    for (lib, name) in [
+        ("/usr/lib/x86_64-linux-gnu/libjemalloc.so.2", "jemalloc"),
+        ("/usr/lib/x86_64-linux-gnu/libmimalloc.so.2", "mimalloc"),
+    ] {
+        if !Path::new(lib).exists() {
+            memzinc_tests::skip("jemalloc_and_mimalloc", &format!("{lib} is not installed"));
+            return;
+        }
+        let mut target = Clist::start_with(&exe, &[], &[("LD_PRELOAD", lib)]);
+        assert_eq!(target.say("break 5"), "done");
+        let (report, text) = check(&target.snapshot(&dir.path().join(format!("{name}.core"))), &[]);
+        let heap = report["graph"]["heap"].as_str().unwrap();
+        assert!(
+            heap.starts_with(name) && heap.contains("judged by mapping only") && !heap.contains('\n'),
+            "{heap}"
+        );
+        assert!(text.contains(name), "{text}");
+        assert!(findings(&report, "pointer-into-freed-chunk").is_empty());
+        let broken = findings(&report, "pointer-unmapped");
+        assert_eq!(broken.len(), 1, "{name}: {report:#}");
+        assert_eq!(location(broken[0]), "g_list->next->next->next->next->next->next");
+    }
 }
 
 #[test]

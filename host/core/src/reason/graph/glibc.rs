@@ -445,7 +445,12 @@ impl HeapView {
         let n = |s: ChunkState| counts.get(&s).copied().unwrap_or(0);
         let name = match &self.allocator {
             Some(Allocator::Glibc) => "glibc malloc".to_string(),
-            Some(Allocator::Other { name, .. }) => name.clone(),
+            Some(Allocator::Other { name, why }) if self.chunks.is_empty() => {
+                return format!("{name} ({why}): heap pointers are judged by mapping only");
+            }
+            Some(Allocator::Other { name, why }) => {
+                format!("{name} ({why}): its heap pointers are judged by mapping only; glibc malloc")
+            }
             Some(Allocator::Unknown) | None => "no allocator memzinc knows".to_string(),
         };
         format!(
