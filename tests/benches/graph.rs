@@ -120,11 +120,18 @@ fn main() {
 
     // 2. Plans of K broken pointers with K orphans: one snapshot each, then the plans
     // interleaved across K.
-    let ks = [100u64, 1_000, 10_000];
+    // The last case: every broken pointer one byte off the orphan it named (a flipped bit), so
+    // each is a one-byte match of its own.
+    let cases = [(100u64, ""), (1_000, ""), (10_000, ""), (10_000, "flip")];
+    let ks: Vec<u64> = cases.iter().map(|c| c.0).collect();
     let mut cores = Vec::new();
-    for k in ks {
-        let mut child = start(&exe, &["1000", &k.to_string()]);
-        let core = dir.path().join(format!("broken{k}.core"));
+    for (i, (k, how)) in cases.iter().enumerate() {
+        let mut args = vec!["1000".to_string(), k.to_string()];
+        if !how.is_empty() {
+            args.push(how.to_string());
+        }
+        let mut child = start(&exe, &args.iter().map(String::as_str).collect::<Vec<_>>());
+        let core = dir.path().join(format!("broken{i}.core"));
         snapshot(&child, &core);
         let _ = child.kill();
         let _ = child.wait();
@@ -135,7 +142,7 @@ fn main() {
     let mut optimal = vec![0usize; ks.len()];
     for _ in 0..RUNS {
         for (i, (&k, core)) in ks.iter().zip(&cores).enumerate() {
-            let plan = dir.path().join(format!("broken{k}.plan.json"));
+            let plan = dir.path().join(format!("broken{i}.plan.json"));
             let (w, kib, out) = timed(&[
                 "--json",
                 "plan",
@@ -150,14 +157,33 @@ fn main() {
             let writes = p["writes"].as_array().map_or(0, |w| w.len()) as u64;
             assert_eq!(writes, k, "every broken pointer is written");
             optimal[i] += usize::from(p["status"] == "OPTIMAL");
+            if cases[i].1 == "flip" {
+                // Each head gets back its own node: the flipped bit undone.
+                let undone = p["writes"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .filter(|w| {
+                        let old = u64::from_str_radix(w["old"].as_str().unwrap(), 16)
+                            .unwrap()
+                            .swap_bytes();
+                        let new = u64::from_str_radix(w["new"].as_str().unwrap(), 16)
+                            .unwrap()
+                            .swap_bytes();
+                        old ^ new == 1 << 44
+                    })
+                    .count() as u64;
+                assert_eq!(undone, k, "every flipped bit is undone");
+            }
             plan_wall[i].push(w);
             plan_mib[i].push(kib as f64 / 1024.0);
         }
     }
     println!("plan (no flags), K broken pointers and K orphans ({RUNS} runs, interleaved):");
-    for (i, k) in ks.iter().enumerate() {
+    for (i, (k, how)) in cases.iter().enumerate() {
         println!(
-            "  K = {k:>6}: wall s {}, peak MiB {}, proven optimal {}/{RUNS}",
+            "  K = {k:>6}{}: wall s {}, peak MiB {}, proven optimal {}/{RUNS}",
+            if how.is_empty() { "" } else { " (one bit off)" },
             stats(&mut plan_wall[i]),
             stats(&mut plan_mib[i]),
             optimal[i]

@@ -1,8 +1,9 @@
 /* The object-graph benchmark's target (tests/benches/graph.rs): N heap objects in lists and
  * binary trees behind globals, allocated in shuffled order, then it waits to be snapshotted.
  * With K > 0, also K two-node lists in g_heads whose head's next is overwritten with an
- * unmapped address: K broken pointers and K orphans for `plan`.
- *   cgraph_bench N [K]   prints "ready" once built */
+ * unmapped address: K broken pointers and K orphans for `plan`; with `flip`, the head's next
+ * has bit 44 flipped instead (unmapped, one byte off the orphan it named).
+ *   cgraph_bench N [K [flip]]   prints "ready" once built */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,7 +41,10 @@ int main(int argc, char **argv) {
         g_heads[i]->next = malloc(sizeof(struct node));
         g_heads[i]->next->value = -i;
         g_heads[i]->next->next = NULL;
-        g_heads[i]->next = (struct node *)(uintptr_t)(0xdead0000u + 16 * (uint64_t)i);
+        if (argc > 3 && argv[3][0] == 'f')
+            g_heads[i]->next = (struct node *)((uintptr_t)g_heads[i]->next ^ (1ull << 44));
+        else
+            g_heads[i]->next = (struct node *)(uintptr_t)(0xdead0000u + 16 * (uint64_t)i);
     }
     long half = n / 2;
     /* Allocate interleaved, link in shuffled order: nodes scattered over the heap. */

@@ -415,6 +415,13 @@ fn near_pairs(g: &Graph<'_>, broken: &[Broken], candidates: &[(u32, usize)], for
     out
 }
 
+/// A pointer class may take a candidate class; a one-byte match names its two members.
+struct TransportArc {
+    from: usize,
+    to: usize,
+    near: Option<Pair>,
+}
+
 /// The repair as a transportation problem over classes of interchangeable members
 /// (`models/graph_repair.mzn`): the data grows with what tells members apart.
 struct Transport {
@@ -423,8 +430,7 @@ struct Transport {
     pointer_classes: Vec<(Vec<usize>, bool)>,
     /// Members of each candidate class (indices into the candidates), and their weight.
     candidate_classes: Vec<(Vec<usize>, usize)>,
-    /// (pointer class, candidate class, one-byte match).
-    arcs: Vec<(usize, usize, bool)>,
+    arcs: Vec<TransportArc>,
     /// Rank index of each candidate class that is a holder of broken pointers.
     holder: Vec<Option<usize>>,
     holders: usize,
@@ -440,10 +446,11 @@ impl Transport {
         forbidden: &[Pair],
         near: &[Pair],
     ) -> Result<Transport> {
-        // Who must be a class of one: members of a cycle constraint or a one-byte match.
+        // Who must be a class of one: holders and what they hold (anchoring and ranks are
+        // theirs alone). A one-byte match is an arc of its own between two members instead.
         let mut single_p = vec![false; broken.len()];
         let mut single_c = vec![false; candidates.len()];
-        for &(p, c) in forbidden.iter().chain(near) {
+        for &(p, c) in forbidden {
             single_p[p] = true;
             single_c[c] = true;
         }
@@ -508,7 +515,6 @@ impl Transport {
         // Arcs: same type, not closing a cycle by themselves.
         let forbidden_classes: HashSet<(usize, usize)> =
             forbidden.iter().map(|&(p, c)| (p_class[p], c_class[c])).collect();
-        let near_classes: HashSet<(usize, usize)> = near.iter().map(|&(p, c)| (p_class[p], c_class[c])).collect();
         let mut by_type: HashMap<usize, Vec<usize>> = HashMap::new();
         for (j, &ty) in c_ty.iter().enumerate() {
             by_type.entry(ty).or_default().push(j);
@@ -523,13 +529,26 @@ impl Transport {
                 if forbidden_classes.contains(&(i, j)) {
                     continue;
                 }
-                arcs.push((i, j, near_classes.contains(&(i, j))));
+                arcs.push(TransportArc {
+                    from: i,
+                    to: j,
+                    near: None,
+                });
                 if arcs.len() > MAX_ARCS {
                     return Err(Error::Usage(format!(
                         "the repair has too many distinct broken pointers and detached objects to plan (over {MAX_ARCS} pairs of classes)"
                     )));
                 }
             }
+        }
+        // One-byte matches: a pointer and a candidate by name, each in its class as before (a
+        // class's other members stay interchangeable).
+        for &(p, c) in near {
+            arcs.push(TransportArc {
+                from: p_class[p],
+                to: c_class[c],
+                near: Some((p, c)),
+            });
         }
 
         // Holders (candidates whose links hold broken pointers) are classes of one, and so are
@@ -579,15 +598,32 @@ impl Transport {
         );
         let _ = writeln!(dzn, "weight = {};", list(self.candidate_classes.iter().map(|c| c.1)));
         let _ = writeln!(dzn, "A = {};", self.arcs.len());
-        let _ = writeln!(dzn, "arc_from = {};", list(self.arcs.iter().map(|a| a.0 + 1)));
-        let _ = writeln!(dzn, "arc_to = {};", list(self.arcs.iter().map(|a| a.1 + 1)));
-        let _ = writeln!(dzn, "arc_near = {};", list(self.arcs.iter().map(|a| u8::from(a.2))));
+        let _ = writeln!(dzn, "arc_from = {};", list(self.arcs.iter().map(|a| a.from + 1)));
+        let _ = writeln!(dzn, "arc_to = {};", list(self.arcs.iter().map(|a| a.to + 1)));
+        let _ = writeln!(
+            dzn,
+            "arc_near = {};",
+            list(self.arcs.iter().map(|a| u8::from(a.near.is_some())))
+        );
         let mut from = vec![Vec::new(); self.pointer_classes.len()];
         let mut to = vec![Vec::new(); self.candidate_classes.len()];
-        for (a, &(i, j, _)) in self.arcs.iter().enumerate() {
-            from[i].push(a + 1);
-            to[j].push(a + 1);
+        let mut near_p: HashMap<usize, Vec<usize>> = HashMap::new();
+        let mut near_c: HashMap<usize, Vec<usize>> = HashMap::new();
+        for (a, arc) in self.arcs.iter().enumerate() {
+            from[arc.from].push(a + 1);
+            to[arc.to].push(a + 1);
+            if let Some((p, c)) = arc.near {
+                near_p.entry(p).or_default().push(a + 1);
+                near_c.entry(c).or_default().push(a + 1);
+            }
         }
+        // Members with two or more one-byte matches: one of them at most.
+        let shared = |m: HashMap<usize, Vec<usize>>| {
+            let mut v: Vec<Vec<usize>> = m.into_values().filter(|a| a.len() > 1).collect();
+            v.sort();
+            v
+        };
+        let (near_p, near_c) = (shared(near_p), shared(near_c));
         let sets = |v: &[Vec<usize>]| {
             let mut s = String::from("[");
             for (k, set) in v.iter().enumerate() {
@@ -615,28 +651,73 @@ impl Transport {
         );
         let held: Vec<Vec<usize>> = self.held_by.iter().map(|h| h.iter().map(|r| r + 1).collect()).collect();
         let _ = writeln!(dzn, "held_by = {};", sets(&held));
+        let _ = writeln!(
+            dzn,
+            "NP = {};\nnear_by_pointer = {};\nNC = {};\nnear_by_candidate = {};",
+            near_p.len(),
+            sets(&near_p),
+            near_c.len(),
+            sets(&near_c)
+        );
     }
 
     /// The candidate each broken pointer takes (None: NULL), from the solver's `take` per arc:
     /// the members of a class are handed out in order.
     fn assign(&self, take: &[i64], pointers: usize) -> Result<Vec<Option<usize>>> {
         let mut out = vec![None; pointers];
-        let mut next_p = vec![0usize; self.pointer_classes.len()];
-        let mut next_c = vec![0usize; self.candidate_classes.len()];
-        for (&(i, j, _), &n) in self.arcs.iter().zip(take) {
-            let n = usize::try_from(n)
-                .map_err(|_| Error::MiniZinc(format!("the answer takes {n} candidates along an arc")))?;
+        let counts: Vec<usize> = take
+            .iter()
+            .map(|&n| {
+                usize::try_from(n).map_err(|_| Error::MiniZinc(format!("the answer takes {n} candidates along an arc")))
+            })
+            .collect::<Result<_>>()?;
+        // One-byte matches first: they name their members.
+        let mut used_c = HashSet::new();
+        for (arc, &n) in self.arcs.iter().zip(&counts) {
+            if let (Some((p, c)), 1) = (arc.near, n) {
+                if out[p].is_some() || !used_c.insert(c) {
+                    return Err(Error::MiniZinc(
+                        "the answer gives a pointer or a candidate two one-byte matches".into(),
+                    ));
+                }
+                out[p] = Some(c);
+            } else if arc.near.is_some() && n > 1 {
+                return Err(Error::MiniZinc("the answer takes a one-byte match twice".into()));
+            }
+        }
+        // Then each class's other members, in order.
+        let mut free_p: Vec<std::vec::IntoIter<usize>> = self
+            .pointer_classes
+            .iter()
+            .map(|(m, _)| {
+                m.iter()
+                    .copied()
+                    .filter(|&p| out[p].is_none())
+                    .collect::<Vec<_>>()
+                    .into_iter()
+            })
+            .collect();
+        let mut free_c: Vec<std::vec::IntoIter<usize>> = self
+            .candidate_classes
+            .iter()
+            .map(|(m, _)| {
+                m.iter()
+                    .copied()
+                    .filter(|c| !used_c.contains(c))
+                    .collect::<Vec<_>>()
+                    .into_iter()
+            })
+            .collect();
+        for (arc, &n) in self.arcs.iter().zip(&counts) {
+            if arc.near.is_some() {
+                continue;
+            }
             for _ in 0..n {
-                let (Some(&p), Some(&c)) = (
-                    self.pointer_classes[i].0.get(next_p[i]),
-                    self.candidate_classes[j].0.get(next_c[j]),
-                ) else {
+                let (Some(p), Some(c)) = (free_p[arc.from].next(), free_c[arc.to].next()) else {
                     return Err(Error::MiniZinc(
                         "the answer gives a class more candidates or pointers than it has".into(),
                     ));
                 };
-                next_p[i] += 1;
-                next_c[j] += 1;
                 out[p] = Some(c);
             }
         }
