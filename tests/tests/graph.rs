@@ -589,3 +589,75 @@ fn a_null_box_with_nothing_to_take_its_place_is_one_clear_error() {
     assert!(err.contains("may not become NULL"), "{err}");
     assert!(!plan.exists(), "no plan is written");
 }
+
+/// `plan --relocate` on a plain C program whose list and tree are scattered over the heap:
+/// attested and applied on a localnet while it runs; its own checks pass after, the node whose
+/// address it hides in an integer is pinned (moving it would break the program's check), and
+/// both structures are in address order along their traversal.
+#[test]
+fn a_scattered_list_and_tree_are_moved_into_traversal_order_while_running() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
+    let exe = build_c(dir.path(), "cscatter.c", "cscatter", &[]);
+    let mut target = Clist::start(&exe, &[]);
+    assert_eq!(target.say("status"), "OK");
+    let descents = |t: &mut Clist| -> (u64, u64) {
+        let line = t.say("order");
+        let mut w = line.strip_prefix("descents ").unwrap().split(' ');
+        (w.next().unwrap().parse().unwrap(), w.next().unwrap().parse().unwrap())
+    };
+    let (list0, tree0) = descents(&mut target);
+    assert!(list0 > 10 && tree0 > 10, "scattered to begin with: {list0} {tree0}");
+    let net = memzinc_tests::own_localnet(dir.path());
+    let run = |a: Vec<String>| memzinc_tests::ok(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    run(net.policy_args(&["policy", "init", "--max-bytes", "8192", "--max-writes", "128"]));
+    let pid = target.child.id().to_string();
+    let mut pinned_total = 0;
+    for (i, root) in ["g_list", "g_tree"].iter().enumerate() {
+        let snap = p(&format!("{root}.core"));
+        run(net.witnessed_snapshot(&pid, &snap, "cscatter"));
+        let plan = p(&format!("{root}.plan.json"));
+        let planned: Value = serde_json::from_str(&memzinc_tests::ok(&[
+            "--json",
+            "plan",
+            &snap,
+            "--relocate",
+            root,
+            "-o",
+            &plan,
+        ]))
+        .unwrap();
+        let r = &planned["relocation"];
+        assert_eq!(r["objects"], 64, "{r:#}");
+        assert!(r["moved"].as_u64().unwrap() > 32, "{r:#}");
+        assert!(
+            r["page_changes_after"].as_u64().unwrap() < r["page_changes_before"].as_u64().unwrap(),
+            "{r:#}"
+        );
+        let pins: Vec<u64> = r["pins"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["address"].as_u64().unwrap())
+            .collect();
+        if i == 0 {
+            assert!(
+                pins.contains(&target.address("hidden")),
+                "the hidden node is pinned: {r:#}"
+            );
+        }
+        pinned_total += r["pinned"].as_u64().unwrap();
+        run(net.args(&["attest", &plan]));
+        run(net.args(&["apply", &plan, "--pid", &pid]));
+        assert_eq!(target.say("status"), "OK");
+    }
+    // Each pinned object can break the address order once going in and once going out.
+    let (list1, tree1) = descents(&mut target);
+    assert!(
+        list1 + tree1 <= 2 * pinned_total,
+        "descents {list1} {tree1}, {pinned_total} pinned"
+    );
+    for _ in 0..20 {
+        assert_eq!(target.say("status"), "OK");
+    }
+}

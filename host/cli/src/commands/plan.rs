@@ -28,6 +28,11 @@ pub struct Args {
     /// The repair model.
     #[arg(long)]
     model: Option<PathBuf>,
+    /// Instead of a repair: move the objects of the linked structure this global reaches (a
+    /// list, a tree) into traversal order among the chunks they occupy, rewriting every
+    /// pointer to them; objects an untyped word points to stay where they are (pinned).
+    #[arg(long, value_name = "GLOBAL", conflicts_with_all = ["spec", "rules", "heap", "model"])]
+    relocate: Option<String>,
 }
 
 /// What to plan against: the flags `plan` and `watch` share (none: the target's model file,
@@ -69,6 +74,10 @@ pub fn options(solver: &str, time_limit: u64) -> Result<PlanOptions> {
 
 pub fn run(a: Args, g: &Global) -> Result<()> {
     let snap = Snapshot::open(&a.snapshot)?;
+    if let Some(root) = &a.relocate {
+        let output = a.output.unwrap_or_else(|| a.snapshot.with_extension("plan.json"));
+        return relocate(&snap, root, &output, g);
+    }
     let mut opts = options(&a.solver, a.time_limit)?;
     opts.model = a.model;
     let output = a.output.unwrap_or_else(|| a.snapshot.with_extension("plan.json"));
@@ -101,6 +110,38 @@ pub fn run(a: Args, g: &Global) -> Result<()> {
     if let Some(s) = &plan.stats {
         println!("{}", stats_line(s));
     }
+    Ok(())
+}
+
+/// `plan --relocate GLOBAL`.
+fn relocate(snap: &Snapshot, root: &str, output: &std::path::Path, g: &Global) -> Result<()> {
+    let types = memzinc::introspect::DebugTypes::for_snapshot(snap)?;
+    let r = memzinc::reason::graph::plan_relocation(snap, types, root, &reason::target_name(snap))?;
+    r.plan.save(output)?;
+    let s = &r.summary;
+    if g.json {
+        let mut v: serde_json::Value = serde_json::from_str(&r.plan.to_json_pretty()?)?;
+        v["relocation"] = serde_json::to_value(s)?;
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(());
+    }
+    for p in &s.pins {
+        println!("pinned {:#x} {}: {}", p.address, p.path, p.why);
+    }
+    println!(
+        "relocate {} ({}): {} object(s), {} moved, {} pinned, {} other pointer(s) rewritten",
+        s.root, s.type_name, s.objects, s.moved, s.pinned, s.pointers_rewritten
+    );
+    println!(
+        "along the traversal: cache-line changes {} -> {}, page changes {} -> {}",
+        s.line_changes_before, s.line_changes_after, s.page_changes_before, s.page_changes_after
+    );
+    println!(
+        "plan -> {} ({} writes, {} bytes)",
+        output.display(),
+        r.plan.writes.len(),
+        r.plan.writes.iter().map(|w| w.new.len()).sum::<usize>()
+    );
     Ok(())
 }
 

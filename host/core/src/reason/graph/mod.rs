@@ -11,6 +11,7 @@
 
 mod glibc;
 mod layout;
+mod relocate;
 mod repair;
 
 use std::collections::{HashMap, VecDeque};
@@ -23,6 +24,7 @@ pub use glibc::{
     Landing, MallocLayout, TcacheLayout, WalkInput, CHUNK_HDR, MIN_CHUNK,
 };
 pub use layout::{EnumValues, GType, Layouts, Op, Pointee, TyIx};
+pub use relocate::{plan_relocation, Relocation};
 pub use repair::plan_graph;
 
 use super::finding::{Finding, Rule};
@@ -426,6 +428,15 @@ impl<'a> Graph<'a> {
                 .collect(),
             chunks: self.heap.chunks.clone(),
         }
+    }
+
+    /// Whether `e` is one of its object's links to its own type (`next`, `left`, ...).
+    pub fn is_link(&self, e: &Edge) -> bool {
+        let from = &self.objects[e.from as usize];
+        e.pointee == from.ty
+            && self.layouts.types[from.ty as usize]
+                .self_slots
+                .contains(&(e.slot - from.address))
     }
 
     /// The object's type name.

@@ -235,15 +235,6 @@ fn list<T: std::fmt::Display>(items: impl Iterator<Item = T>) -> String {
     s
 }
 
-/// Whether `e` is one of its object's links to its own type (`next`, `left`, ...).
-fn structural(g: &Graph<'_>, e: &super::Edge) -> bool {
-    let from = &g.objects[e.from as usize];
-    e.pointee == from.ty
-        && g.layouts.types[from.ty as usize]
-            .self_slots
-            .contains(&(e.slot - from.address))
-}
-
 /// The detached live objects of each broken pointer's pointee type, as (object, model type):
 /// at the start of a live chunk, and reached by no link of their own type (a type that links
 /// to itself) or by nothing typed at all (another type).
@@ -262,7 +253,7 @@ fn detached(g: &Graph<'_>, types_ix: &HashMap<u32, usize>) -> Vec<(u32, usize)> 
             continue;
         }
         reached[e.to as usize] = true;
-        if structural(g, e) {
+        if g.is_link(e) {
             reached_by_link[e.to as usize] = true;
         }
     }
@@ -272,7 +263,7 @@ fn detached(g: &Graph<'_>, types_ix: &HashMap<u32, usize>) -> Vec<(u32, usize)> 
     let mut family_names: HashMap<String, u32> = HashMap::new();
     let mut families: HashMap<(bool, u32, u32), (bool, Vec<u32>)> = HashMap::new();
     for e in &g.edges {
-        if e.to == NONE || e.landing.is_invalid() || structural(g, e) {
+        if e.to == NONE || e.landing.is_invalid() || g.is_link(e) {
             continue;
         }
         let to = e.to as usize;
@@ -347,14 +338,14 @@ fn without_indices(path: &str) -> String {
 fn cycles(g: &Graph<'_>, broken: &[Broken], candidates: &[(u32, usize)]) -> Result<(Vec<Pair>, Vec<usize>)> {
     let mut links: HashMap<u32, Vec<u32>> = HashMap::new();
     for e in &g.edges {
-        if e.to != NONE && structural(g, e) {
+        if e.to != NONE && g.is_link(e) {
             links.entry(e.from).or_default().push(e.to);
         }
     }
     let mut owners: HashMap<u32, Vec<usize>> = HashMap::new();
     for (p, b) in broken.iter().enumerate() {
         let e = &g.edges[b.edge];
-        if structural(g, e) {
+        if g.is_link(e) {
             owners.entry(e.from).or_default().push(p);
         }
     }
