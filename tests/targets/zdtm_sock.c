@@ -1,6 +1,6 @@
 /* zdtm-style target for checkpoint/restore of sockets and pipes (tests/tests/zdtm.rs).
  *
- *   zdtm_sock OUT [--tcp PORT] [--unix PATH] [--log PATH] [--pair 1] [--stdout 1]
+ *   zdtm_sock OUT [--tcp PORT] [--unix PATH] [--log PATH] [--dlog PATH] [--pair 1] [--stdout 1]
  *                 [--udp 1] [--inotify 1]
  *
  * Every step (a poll of at most 5 ms) appends one line "n ..." to OUT through a file
@@ -10,6 +10,8 @@
  *   --unix PATH  the same on a unix stream socket bound at PATH.
  *   --log PATH   connects a unix stream socket to PATH (a logger outside) and sends it
  *                "log n" every step.
+ *   --dlog PATH  connects a unix datagram socket to PATH (a syslog-style logger outside) and
+ *                sends it "dlog n" every step (without waiting when its queue is full).
  *   --pair 1     a unix socketpair; between steps one end holds the record "n" written by
  *                the previous step; each step reads it from the other end, checks it and
  *                writes its own: "pair ok" (or "pair bad").
@@ -58,7 +60,7 @@ int main(int argc, char **argv) {
     if (argc < 2) return 2;
     int out = open(argv[1], O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (out < 0) return 3;
-    int pair[2] = {-1, -1}, logfd = -1, to_stdout = 0;
+    int pair[2] = {-1, -1}, logfd = -1, dlogfd = -1, to_stdout = 0;
     for (int i = 2; i + 1 < argc; i += 2) {
         const char *opt = argv[i], *val = argv[i + 1];
         if (!strcmp(opt, "--tcp")) {
@@ -79,6 +81,11 @@ int main(int argc, char **argv) {
             struct sockaddr_un sa = {.sun_family = AF_UNIX};
             strncpy(sa.sun_path, val, sizeof sa.sun_path - 1);
             if (connect(logfd, (struct sockaddr *)&sa, sizeof sa)) return 6;
+        } else if (!strcmp(opt, "--dlog")) {
+            dlogfd = socket(AF_UNIX, SOCK_DGRAM, 0);
+            struct sockaddr_un sa = {.sun_family = AF_UNIX};
+            strncpy(sa.sun_path, val, sizeof sa.sun_path - 1);
+            if (connect(dlogfd, (struct sockaddr *)&sa, sizeof sa)) return 10;
         } else if (!strcmp(opt, "--pair")) {
             if (socketpair(AF_UNIX, SOCK_STREAM, 0, pair)) return 7;
             unsigned long zero = 0;
@@ -129,6 +136,11 @@ int main(int argc, char **argv) {
             char msg[64];
             int m = snprintf(msg, sizeof msg, "log %lu\n", n);
             send(logfd, msg, m, MSG_NOSIGNAL);
+        }
+        if (dlogfd >= 0) {
+            char msg[64];
+            int m = snprintf(msg, sizeof msg, "dlog %lu", n);
+            send(dlogfd, msg, m, MSG_NOSIGNAL | MSG_DONTWAIT);
         }
         if (to_stdout) {
             char msg[64];

@@ -735,6 +735,19 @@ fn counted(out: &Path, rest: &str) {
     }
 }
 
+/// Kills the target's pid (the original or the restored process) if the test fails, so a
+/// failed test leaves no process behind.
+struct KillIfPanicking(i32);
+
+impl Drop for KillIfPanicking {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let _ = kill(Pid::from_raw(self.0), Signal::SIGKILL);
+            let _ = waitpid(Pid::from_raw(self.0), None);
+        }
+    }
+}
+
 fn kill_restored(pid: i32) {
     kill(Pid::from_raw(pid), Signal::SIGKILL).unwrap();
     waitpid(Pid::from_raw(pid), None).unwrap();
@@ -764,6 +777,7 @@ fn a_tcp_connection_and_its_listener_survive_kill_and_restore() {
             .stderr(Stdio::null()),
     );
     let pid = child.id() as i32;
+    let _kill = KillIfPanicking(pid);
     let mut client = connect_tcp(port);
     assert_eq!(ask(&mut client, "hello"), "echo hello");
     wait_for_lines(&out, 5, "before the checkpoint");
@@ -823,6 +837,7 @@ fn tcp_queues_survive_kill_and_restore() {
             .stderr(Stdio::null()),
     );
     let pid = child.id() as i32;
+    let _kill = KillIfPanicking(pid);
     let mut client = connect_tcp(port);
     assert_eq!(ask(&mut client, "first"), "echo first");
     // Answered but not read: "echo unread" waits in the client's receive queue. The frozen
@@ -871,6 +886,7 @@ fn a_connection_whose_peer_is_gone_is_refused_with_one_line() {
             .stderr(Stdio::null()),
     );
     let pid = child.id() as i32;
+    let _kill = KillIfPanicking(pid);
     let mut closing = connect_tcp(port);
     assert_eq!(ask(&mut closing, "bye"), "echo bye");
     closing.shutdown(std::net::Shutdown::Write).unwrap();
@@ -902,6 +918,7 @@ fn a_connection_whose_peer_is_gone_is_refused_with_one_line() {
             .stderr(Stdio::null()),
     );
     let pid = child.id() as i32;
+    let _kill = KillIfPanicking(pid);
     let mut client = connect_tcp(port);
     assert_eq!(ask(&mut client, "hi"), "echo hi");
     checkpoint_and_kill(&mut child, &core);
@@ -969,10 +986,11 @@ fn checkpoint_refuses_what_restore_cannot_make() {
     }
 }
 
-/// A unix stream socket to a logger outside the checkpoint and a unix listener of its own:
-/// restored once with the user's mapping (`--inherit-fd FD=PATH` of another logger), once
-/// without (connected again to the logger's path, said so); the loggers keep receiving
-/// lines, the listener answers.
+/// A unix stream socket to a logger outside the checkpoint, a unix datagram socket to a
+/// syslog-style logger outside and a unix listener of its own: restored once with the user's
+/// mapping for the stream (`--inherit-fd FD=PATH` of another logger), once without (connected
+/// again to the logger's path, said so); the loggers keep receiving lines, the datagram one
+/// too (reconnected by path both times), the listener answers.
 #[test]
 fn a_unix_socket_to_an_outside_logger_keeps_logging() {
     if !root_or_skip("a_unix_socket_to_an_outside_logger_keeps_logging") {
@@ -987,6 +1005,20 @@ fn a_unix_socket_to_an_outside_logger_keeps_logging() {
     let log_path = dir.path().join("log.sock");
     let other_path = dir.path().join("other-log.sock");
     let own_path = dir.path().join("own.sock");
+    let dlog_path = dir.path().join("dlog.sock");
+    let dlogger = std::os::unix::net::UnixDatagram::bind(&dlog_path).unwrap();
+    dlogger.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let datagram = || {
+        let mut buf = [0u8; 64];
+        let n = dlogger.recv(&mut buf).unwrap();
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    };
+    let drain = || {
+        dlogger.set_nonblocking(true).unwrap();
+        let mut buf = [0u8; 64];
+        while dlogger.recv(&mut buf).is_ok() {}
+        dlogger.set_nonblocking(false).unwrap();
+    };
     let logger = std::os::unix::net::UnixListener::bind(&log_path).unwrap();
     let other = std::os::unix::net::UnixListener::bind(&other_path).unwrap();
     let mut child = spawn(
@@ -997,20 +1029,25 @@ fn a_unix_socket_to_an_outside_logger_keeps_logging() {
                 log_path.to_str().unwrap(),
                 "--unix",
                 own_path.to_str().unwrap(),
+                "--dlog",
+                dlog_path.to_str().unwrap(),
             ])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null()),
     );
     let pid = child.id() as i32;
+    let _kill = KillIfPanicking(pid);
     let (first, _) = logger.accept().unwrap();
     first.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
     let mut first = std::io::BufReader::new(first);
     let mut line = String::new();
     first.read_line(&mut line).unwrap();
     assert_eq!(line, "log 1\n");
+    assert_eq!(datagram(), "dlog 1");
     wait_for_lines(&out, 5, "before the checkpoint");
     checkpoint_and_kill(&mut child, &core);
+    drain();
     let snap = memzinc::describe::Snapshot::open(&core).unwrap();
     let checkpoint = snap.meta.checkpoint.as_ref().unwrap();
     let log_fd = checkpoint
@@ -1070,6 +1107,7 @@ fn a_unix_socket_to_an_outside_logger_keeps_logging() {
         own.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
         assert_eq!(ask(&mut own, "ping"), "echo ping", "its own listener answers");
         kill_restored(pid);
+        drain();
         // The next restore starts from the checkpoint again: its output file too.
         let pos = snap.meta.fds.iter().find(|f| Path::new(&f.path) == out).unwrap().pos;
         std::fs::OpenOptions::new()
@@ -1121,6 +1159,7 @@ fn pipes_to_other_processes_are_replaced_as_the_user_says() {
     let mut child = cmd.spawn().unwrap();
     drop(held_w);
     let pid = child.id() as i32;
+    let _kill = KillIfPanicking(pid);
     let mut before = std::io::BufReader::new(std::fs::File::from(stdout_r));
     let mut line = String::new();
     before.read_line(&mut line).unwrap();
