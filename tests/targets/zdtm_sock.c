@@ -1,12 +1,13 @@
 /* zdtm-style target for checkpoint/restore of sockets and pipes (tests/tests/zdtm.rs).
  *
- *   zdtm_sock OUT [--tcp PORT] [--unix PATH] [--log PATH] [--dlog PATH] [--pair 1] [--stdout 1]
+ *   zdtm_sock OUT [--tcp PORT] [--tcp6 PORT] [--unix PATH] [--log PATH] [--dlog PATH] [--pair 1] [--stdout 1]
  *                 [--udp 1] [--inotify 1]
  *
  * Every step (a poll of at most 5 ms) appends one line "n ..." to OUT through a file
  * descriptor whose offset is the only record of what was written. Options:
  *   --tcp PORT   listens on 127.0.0.1:PORT (SO_REUSEADDR, backlog 7) and echoes every line a
  *                client sends as "echo LINE"; any number of clients.
+ *   --tcp6 PORT  the same on [::1]:PORT (IPV6_V6ONLY, SO_REUSEADDR, backlog 9).
  *   --unix PATH  the same on a unix stream socket bound at PATH.
  *   --log PATH   connects a unix stream socket to PATH (a logger outside) and sends it
  *                "log n" every step.
@@ -35,7 +36,7 @@
 
 #define MAX 64
 
-static int listeners[2] = {-1, -1};
+static int listeners[3] = {-1, -1, -1};
 static int clients[MAX];
 static int nclients;
 
@@ -70,6 +71,14 @@ int main(int argc, char **argv) {
             setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
             if (bind(fd, (struct sockaddr *)&sa, sizeof sa) || listen(fd, 7)) return 4;
             listeners[0] = fd;
+        } else if (!strcmp(opt, "--tcp6")) {
+            int fd = socket(AF_INET6, SOCK_STREAM, 0), one = 1;
+            struct sockaddr_in6 sa = {.sin6_family = AF_INET6, .sin6_port = htons(atoi(val))};
+            sa.sin6_addr = in6addr_loopback;
+            setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+            setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+            if (bind(fd, (struct sockaddr *)&sa, sizeof sa) || listen(fd, 9)) return 11;
+            listeners[2] = fd;
         } else if (!strcmp(opt, "--unix")) {
             int fd = socket(AF_UNIX, SOCK_STREAM, 0);
             struct sockaddr_un sa = {.sun_family = AF_UNIX};
@@ -103,9 +112,9 @@ int main(int argc, char **argv) {
     }
     int live[MAX];
     for (unsigned long n = 1;; n++) {
-        struct pollfd p[2 + MAX];
-        int np = 0, who[2 + MAX];
-        for (int l = 0; l < 2; l++)
+        struct pollfd p[3 + MAX];
+        int np = 0, who[3 + MAX];
+        for (int l = 0; l < 3; l++)
             if (listeners[l] >= 0) who[np] = -1 - l, p[np++] = (struct pollfd){listeners[l], POLLIN, 0};
         for (int c = 0; c < nclients; c++)
             if (live[c]) who[np] = c, p[np++] = (struct pollfd){clients[c], POLLIN, 0};

@@ -695,9 +695,13 @@ fn free_port() -> u16 {
 
 /// Connects to `port` once something listens there (the target starts up).
 fn connect_tcp(port: u16) -> std::net::TcpStream {
+    connect_to("127.0.0.1", port)
+}
+
+fn connect_to(host: &str, port: u16) -> std::net::TcpStream {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        match std::net::TcpStream::connect(("127.0.0.1", port)) {
+        match std::net::TcpStream::connect((host, port)) {
             Ok(s) => {
                 s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
                 return s;
@@ -1231,4 +1235,103 @@ fn pipes_to_other_processes_are_replaced_as_the_user_says() {
     assert!(err.contains("fd 0 is restored from the checkpoint as it was"), "{err}");
     let err = fails(&["restore", core.to_str().unwrap(), "--inherit-fd", "x=/dev/null"]);
     assert!(err.contains("expected FD=PATH or FD=fd:N"), "{err}");
+}
+
+/// `checkpoint --leave-running` of a server with an established connection: the socket goes
+/// into repair mode for the checkpoint and out again before the process resumes, so the
+/// connection carries on as if nothing happened; IPv6 (an `IPV6_V6ONLY` listener on ::1 and a
+/// connection to it) checkpointed, killed and restored like IPv4.
+#[test]
+fn tcp_over_ipv6_and_a_leave_running_checkpoint_keep_their_connections() {
+    if !root_or_skip("tcp_over_ipv6_and_a_leave_running_checkpoint_keep_their_connections") {
+        return;
+    }
+    become_subreaper();
+    let dir = tempfile::tempdir().unwrap();
+    let binary = sock_target(dir.path());
+    let port = std::net::TcpListener::bind("[::1]:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let out = dir.path().join("out.txt");
+    let mut child = spawn(
+        Command::new(&binary)
+            .arg(&out)
+            .args(["--tcp6", &port.to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+    );
+    let pid = child.id() as i32;
+    let _kill = KillIfPanicking(pid);
+    let mut client = connect_to("::1", port);
+    assert_eq!(ask(&mut client, "one"), "echo one");
+    let running = dir.path().join("running.core");
+    let report: serde_json::Value = serde_json::from_str(&ok(&[
+        "--json",
+        "checkpoint",
+        "--pid",
+        &pid.to_string(),
+        "--leave-running",
+        "-o",
+        running.to_str().unwrap(),
+    ]))
+    .unwrap();
+    assert_eq!(report["killed"], false);
+    assert_eq!(
+        ask(&mut client, "two"),
+        "echo two",
+        "the running server's connection carries on"
+    );
+    let summary = ok(&["inspect", running.to_str().unwrap()]);
+    assert!(
+        summary.contains(&format!("a TCP socket [::1]:{port} -> [::1]:")) && summary.contains("TCP repair mode"),
+        "{summary}"
+    );
+    assert!(summary.contains("listening (backlog 9)"), "{summary}");
+
+    let core = dir.path().join("v6.core");
+    checkpoint_and_kill(&mut child, &core);
+    ok(&["restore", core.to_str().unwrap()]);
+    assert_eq!(
+        ask(&mut client, "three"),
+        "echo three",
+        "the same IPv6 connection after the restore"
+    );
+    // Options as they were: the connection inherited SO_REUSEADDR and IPV6_V6ONLY from its
+    // listener (repair mode clears the first when it is left: set again after).
+    let snap = memzinc::describe::Snapshot::open(&core).unwrap();
+    let conn_fd = snap
+        .meta
+        .checkpoint
+        .as_ref()
+        .unwrap()
+        .sockets
+        .iter()
+        .find(|s| s.tcp.is_some())
+        .unwrap()
+        .fds[0];
+    let theirs = memzinc::introspect::pidfd_getfd(pid, conn_fd).unwrap();
+    let option = |level, name| {
+        let (mut value, mut len) = (0i32, 4u32);
+        // SAFETY: getsockopt writes at most `len` (4) bytes to `value`.
+        let rc = unsafe {
+            nix::libc::getsockopt(
+                std::os::fd::AsRawFd::as_raw_fd(&theirs),
+                level,
+                name,
+                (&mut value as *mut i32).cast(),
+                &mut len,
+            )
+        };
+        assert_eq!(rc, 0);
+        value
+    };
+    assert_eq!(option(nix::libc::SOL_SOCKET, nix::libc::SO_REUSEADDR), 1);
+    assert_eq!(option(nix::libc::IPPROTO_IPV6, nix::libc::IPV6_V6ONLY), 1);
+    drop(theirs);
+    let mut second = connect_to("::1", port);
+    assert_eq!(ask(&mut second, "new"), "echo new");
+    kill_restored(pid);
 }

@@ -82,6 +82,8 @@ const V6_OPTIONS: &[(i32, i32, &str)] = &[(libc::IPPROTO_IPV6, libc::IPV6_V6ONLY
 pub(super) struct Repairing {
     fd: OwnedFd,
     pub silent: bool,
+    /// SO_REUSEADDR as checkpointed: leaving repair mode clears it, so it is set after.
+    reuse: Option<i32>,
 }
 
 impl Repairing {
@@ -89,7 +91,12 @@ impl Repairing {
     pub fn finish(mut self) -> Result<()> {
         self.silent = true;
         setsockopt_int(&self.fd, libc::IPPROTO_TCP, TCP_REPAIR, 0)
-            .map_err(|e| Error::Restore(format!("TCP_REPAIR off: {e}")))
+            .map_err(|e| Error::Restore(format!("TCP_REPAIR off: {e}")))?;
+        if let Some(value) = self.reuse {
+            setsockopt_int(&self.fd, libc::SOL_SOCKET, libc::SO_REUSEADDR, value)
+                .map_err(|e| Error::Restore(format!("SO_REUSEADDR: {e}")))?;
+        }
+        Ok(())
     }
 }
 
@@ -104,6 +111,9 @@ impl Drop for Repairing {
     fn drop(&mut self) {
         if !self.silent {
             let _ = setsockopt_int(&self.fd, libc::IPPROTO_TCP, TCP_REPAIR, 0);
+            if let Some(value) = self.reuse {
+                let _ = setsockopt_int(&self.fd, libc::SOL_SOCKET, libc::SO_REUSEADDR, value);
+            }
         }
     }
 }
@@ -513,8 +523,14 @@ fn send_all(fd: &OwnedFd, mut bytes: &[u8]) -> std::result::Result<(), Errno> {
 /// An established connection's state, read in repair mode; the socket stays in it.
 fn tcp_dump(fd: OwnedFd, info: Vec<u8>) -> std::result::Result<(pb::TcpRepair, Repairing), String> {
     let e = |what: &'static str| move |e: Errno| format!("{what}: {e}");
+    // Leaving repair mode clears SO_REUSEADDR: a process left running gets its own back.
+    let reuse = getsockopt_int(&fd, libc::SOL_SOCKET, libc::SO_REUSEADDR).map_err(e("SO_REUSEADDR"))?;
     setsockopt_int(&fd, libc::IPPROTO_TCP, TCP_REPAIR, 1).map_err(e("TCP_REPAIR on (needs CAP_NET_ADMIN)"))?;
-    let guard = Repairing { fd, silent: false };
+    let guard = Repairing {
+        fd,
+        silent: false,
+        reuse: Some(reuse),
+    };
     let fd = &guard.fd;
     let outq = available(fd, SIOCOUTQ).map_err(e("SIOCOUTQ"))?;
     let unsent = available(fd, SIOCOUTQNSD).map_err(e("SIOCOUTQNSD"))?;
@@ -938,7 +954,16 @@ fn tcp_restore(s: &pb::Socket, t: &pb::TcpRepair) -> std::result::Result<(OwnedF
     let e = |what: &'static str| move |e: Errno| format!("{what}: {e}");
     let fd = new_socket(s.family, libc::SOCK_STREAM, libc::IPPROTO_TCP).map_err(e("socket"))?;
     setsockopt_int(&fd, libc::IPPROTO_TCP, TCP_REPAIR, 1).map_err(e("TCP_REPAIR on (needs CAP_NET_ADMIN)"))?;
-    let guard = Repairing { fd, silent: true };
+    let reuse = s
+        .options
+        .iter()
+        .find(|o| (o.level, o.name) == (libc::SOL_SOCKET, libc::SO_REUSEADDR))
+        .map(|o| o.value);
+    let guard = Repairing {
+        fd,
+        silent: true,
+        reuse,
+    };
     let fd = &guard.fd;
     let queue =
         |which: i32| setsockopt_int(fd, libc::IPPROTO_TCP, TCP_REPAIR_QUEUE, which).map_err(e("TCP_REPAIR_QUEUE"));
@@ -947,6 +972,15 @@ fn tcp_restore(s: &pb::Socket, t: &pb::TcpRepair) -> std::result::Result<(OwnedF
     seq(t.recv_seq.wrapping_sub(t.recv_queue.len() as u32))?;
     queue(TCP_SEND_QUEUE)?;
     seq(t.send_seq.wrapping_sub(t.send_queue.len() as u32))?;
+    // IPV6_V6ONLY only takes before bind; the others after, or SO_REUSEADDR would undo the
+    // reuse repair mode forces (the listener holds the same port).
+    let (before, after): (Vec<pb::SocketOption>, Vec<pb::SocketOption>) = s
+        .options
+        .iter()
+        .cloned()
+        .filter(|o| (o.level, o.name) != (libc::SOL_SOCKET, libc::SO_REUSEADDR))
+        .partition(|o| (o.level, o.name) == (libc::IPPROTO_IPV6, libc::IPV6_V6ONLY));
+    set_options(fd, &before)?;
     connect_or_bind(fd, &s.local, false).map_err(e("bind"))?;
     connect_or_bind(fd, &s.peer, true).map_err(e("connect (repair mode)"))?;
     if t.timestamps {
@@ -979,7 +1013,7 @@ fn tcp_restore(s: &pb::Socket, t: &pb::TcpRepair) -> std::result::Result<(OwnedF
         .collect();
     setsockopt_bytes(fd, libc::IPPROTO_TCP, TCP_REPAIR_WINDOW, &window).map_err(e("TCP_REPAIR_WINDOW"))?;
     queue(TCP_NO_QUEUE)?;
-    set_options(fd, &s.options)?;
+    set_options(fd, &after)?;
     if sent < t.send_queue.len() {
         // Never sent: queued the ordinary way, out of repair mode for the moment.
         setsockopt_int(fd, libc::IPPROTO_TCP, TCP_REPAIR, 0).map_err(e("TCP_REPAIR off"))?;
