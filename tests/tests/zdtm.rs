@@ -1335,3 +1335,74 @@ fn tcp_over_ipv6_and_a_leave_running_checkpoint_keep_their_connections() {
     assert_eq!(ask(&mut second, "new"), "echo new");
     kill_restored(pid);
 }
+
+/// A unix server with a client outside connected to it: the server's end has a peer outside
+/// without an address, so nothing can connect it again. `inspect` says so, a restore without a
+/// replacement is refused with one line and no process, and `--inherit-fd FD=PATH` gives it one.
+#[test]
+fn an_accepted_unix_connection_from_outside_needs_a_replacement() {
+    if !root_or_skip("an_accepted_unix_connection_from_outside_needs_a_replacement") {
+        return;
+    }
+    become_subreaper();
+    let dir = tempfile::tempdir().unwrap();
+    let binary = sock_target(dir.path());
+    let out = dir.path().join("out.txt");
+    let core = dir.path().join("server.core");
+    let own_path = dir.path().join("own.sock");
+    let mut child = spawn(
+        Command::new(&binary)
+            .arg(&out)
+            .args(["--unix", own_path.to_str().unwrap()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+    );
+    let pid = child.id() as i32;
+    let _kill = KillIfPanicking(pid);
+    wait_for_lines(&out, 3, "start");
+    let mut client = std::os::unix::net::UnixStream::connect(&own_path).unwrap();
+    client.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    assert_eq!(ask(&mut client, "hi"), "echo hi");
+    checkpoint_and_kill(&mut child, &core);
+    let summary = ok(&["inspect", core.to_str().unwrap()]);
+    assert!(
+        summary.contains("peer outside the process, without an address: restore needs --inherit-fd"),
+        "{summary}"
+    );
+    let snap = memzinc::describe::Snapshot::open(&core).unwrap();
+    let accepted = snap
+        .meta
+        .checkpoint
+        .as_ref()
+        .unwrap()
+        .sockets
+        .iter()
+        .find(|s| s.unix_peer == memzinc::base::pb::snapshot::UnixPeer::Outside as i32)
+        .expect("the accepted connection")
+        .fds[0];
+    let err = fails(&["restore", core.to_str().unwrap()]);
+    assert!(
+        err.contains("has no address to connect to again: pass --inherit-fd"),
+        "{err}"
+    );
+    assert!(!Path::new(&format!("/proc/{pid}")).exists(), "nothing restored");
+    let output = memzinc_tests::memzinc(&[
+        "restore",
+        core.to_str().unwrap(),
+        "--inherit-fd",
+        &format!("{accepted}=/dev/null"),
+    ]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(stderr.contains("is now /dev/null, as --inherit-fd asked"), "{stderr}");
+    assert_eq!(
+        std::fs::read_link(format!("/proc/{pid}/fd/{accepted}")).unwrap(),
+        Path::new("/dev/null")
+    );
+    // The listener still serves new clients.
+    let mut again = std::os::unix::net::UnixStream::connect(&own_path).unwrap();
+    again.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    assert_eq!(ask(&mut again, "ping"), "echo ping");
+    kill_restored(pid);
+}
