@@ -1338,7 +1338,8 @@ fn tcp_over_ipv6_and_a_leave_running_checkpoint_keep_their_connections() {
 
 /// A unix server with a client outside connected to it: the server's end has a peer outside
 /// without an address, so nothing can connect it again. `inspect` says so, a restore without a
-/// replacement is refused with one line and no process, and `--inherit-fd FD=PATH` gives it one.
+/// replacement is refused with one line and no process, and `--inherit-fd FD=PATH` gives it one;
+/// with another process listening at the server's path, the restore is refused.
 #[test]
 fn an_accepted_unix_connection_from_outside_needs_a_replacement() {
     if !root_or_skip("an_accepted_unix_connection_from_outside_needs_a_replacement") {
@@ -1400,7 +1401,30 @@ fn an_accepted_unix_connection_from_outside_needs_a_replacement() {
         std::fs::read_link(format!("/proc/{pid}/fd/{accepted}")).unwrap(),
         Path::new("/dev/null")
     );
-    // The listener still serves new clients.
+    kill_restored(pid);
+
+    // Someone else listens at the server's path now: refused, their socket file left alone,
+    // nothing restored.
+    let _ = std::fs::remove_file(&own_path);
+    let squatter = std::os::unix::net::UnixListener::bind(&own_path).unwrap();
+    let err = fails(&[
+        "restore",
+        core.to_str().unwrap(),
+        "--inherit-fd",
+        &format!("{accepted}=/dev/null"),
+    ]);
+    assert!(err.contains("is in use: another socket listens there now"), "{err}");
+    assert!(!Path::new(&format!("/proc/{pid}")).exists(), "nothing restored");
+    assert!(own_path.exists(), "their socket file is still there");
+    drop(squatter);
+    let output = memzinc_tests::memzinc(&[
+        "restore",
+        core.to_str().unwrap(),
+        "--inherit-fd",
+        &format!("{accepted}=/dev/null"),
+    ]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    // The listener serves new clients.
     let mut again = std::os::unix::net::UnixStream::connect(&own_path).unwrap();
     again.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
     assert_eq!(ask(&mut again, "ping"), "echo ping");

@@ -890,10 +890,21 @@ pub(super) fn build(
         let fd = plain()?;
         set_options(&fd, &s.options).map_err(|e| fail(s, e))?;
         if s.local.len() > 2 {
-            // A listener's stale socket file (its process is gone) would make the bind fail.
+            // A listener's stale socket file (its process is gone) would make the bind fail;
+            // one somebody listens on again is theirs (a probe connects: refused means stale).
             if let Some(path) = unix_path(&s.local).filter(|_| listen) {
                 use std::os::unix::fs::FileTypeExt;
                 if std::fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_socket()) {
+                    let probe = plain()?;
+                    match connect_or_bind(&probe, &s.local, true) {
+                        Err(Errno::ECONNREFUSED) => {}
+                        _ => {
+                            return Err(fail(
+                                s,
+                                format!("{} is in use: another socket listens there now", path.display()),
+                            ));
+                        }
+                    }
                     std::fs::remove_file(&path)
                         .map_err(|e| fail(s, format!("removing the stale {}: {e}", path.display())))?;
                 }
