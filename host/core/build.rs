@@ -28,6 +28,10 @@ fn main() -> std::io::Result<()> {
         "Rlimit",
         "Capabilities",
         "PosixTimer",
+        "ExternalPipe",
+        "Socket",
+        "SocketOption",
+        "TcpRepair",
     ] {
         config.type_attribute(
             format!(".memzinc.snapshot.v1.{message}"),
@@ -35,7 +39,7 @@ fn main() -> std::io::Result<()> {
         );
     }
     // prost derives Eq for the others itself; SnapshotMeta (host side) compares checkpoints.
-    for message in ["Checkpoint", "Epoll"] {
+    for message in ["Checkpoint", "Epoll", "Socket"] {
         config.type_attribute(format!(".memzinc.snapshot.v1.{message}"), "#[derive(Eq)]");
     }
     config.compile_protos(&schemas, &[proto_dir])

@@ -237,7 +237,7 @@ fn memzinc_round(binary: &Path, dir: &Path, out: &Path, mib: u64) -> (Seconds, S
     // The checkpoint, as the tracer, may already have reaped its own child here.
     let _ = child.wait();
     let started = Instant::now();
-    memzinc::checkpoint::restore(&core, None).expect("restore");
+    memzinc::checkpoint::restore(&core, None, &[]).expect("restore");
     let restore = started.elapsed().as_secs_f64();
     check_and_stop(pid, out);
     std::fs::remove_file(&core).unwrap();

@@ -403,46 +403,6 @@ fn posix_timers_keep_their_ids_and_keep_firing() {
     );
 }
 
-/// A pipe whose other end is someone else's is not the process's own state: refused, and the
-/// pid stays free.
-#[test]
-fn a_pipe_to_another_process_is_refused() {
-    if !root_or_skip("a_pipe_to_another_process_is_refused") {
-        return;
-    }
-    use std::os::fd::AsRawFd;
-    use std::os::unix::process::CommandExt;
-    become_subreaper();
-    let dir = tempfile::tempdir().unwrap();
-    let core = dir.path().join("piped.core");
-    let (ours, theirs) = nix::unistd::pipe().unwrap();
-    let theirs_fd = theirs.as_raw_fd();
-    let mut cmd = Command::new("sleep");
-    cmd.arg("60")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    // SAFETY: dup2 and close_range are async-signal-safe and act only on the child's fds.
-    unsafe {
-        cmd.pre_exec(move || {
-            nix::libc::dup2(theirs_fd, 5);
-            nix::libc::close_range(6, u32::MAX, 0);
-            nix::libc::close_range(3, 4, 0);
-            Ok(())
-        });
-    }
-    let mut child = cmd.spawn().unwrap();
-    drop(theirs);
-    checkpoint_and_kill(&mut child, &core);
-    let err = fails(&["restore", core.to_str().unwrap()]);
-    assert!(err.contains("fd 5 is pipe:["), "{err}");
-    assert!(
-        !Path::new(&format!("/proc/{}", child.id())).exists(),
-        "nothing restored"
-    );
-    drop(ours);
-}
-
 #[test]
 fn multi_threaded_target_keeps_every_thread() {
     if !root_or_skip("multi_threaded_target_keeps_every_thread") {
@@ -705,4 +665,768 @@ fn a_copy_on_write_checkpoint_of_a_running_process_restores_where_it_was() {
         assert_eq!(n.parse::<usize>().ok(), Some(i + 1), "line {line:?}: a gap or a repeat");
         assert_eq!(rest, "heap ok", "line {line:?}");
     }
+}
+
+/// tests/targets/zdtm_sock.c built as a PIE.
+fn sock_target(dir: &Path) -> PathBuf {
+    let out = dir.join("zdtm_sock");
+    let source = memzinc_tests::repo_root().join("tests/targets/zdtm_sock.c");
+    let status = Command::new("gcc")
+        .args(["-O1", "-g", "-o"])
+        .arg(&out)
+        .arg(&source)
+        .status()
+        .expect("gcc is installed (scripts/install-tools.sh apt)");
+    assert!(status.success(), "gcc zdtm_sock.c failed");
+    // Reachable by everyone: the restored process reopens nothing from here, but tests may
+    // run it as another user.
+    std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    out
+}
+
+/// A TCP port nobody listens on now.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Connects to `port` once something listens there (the target starts up).
+fn connect_tcp(port: u16) -> std::net::TcpStream {
+    connect_to("127.0.0.1", port)
+}
+
+fn connect_to(host: &str, port: u16) -> std::net::TcpStream {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match std::net::TcpStream::connect((host, port)) {
+            Ok(s) => {
+                s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+                return s;
+            }
+            Err(e) => assert!(Instant::now() < deadline, "nothing listens on {port}: {e}"),
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Sends `line` and reads one line of answer.
+fn ask(stream: &mut (impl std::io::Read + std::io::Write), line: &str) -> String {
+    stream.write_all(format!("{line}\n").as_bytes()).unwrap();
+    let mut answer = Vec::new();
+    let mut byte = [0u8; 1];
+    while answer.last() != Some(&b'\n') {
+        let n = stream.read(&mut byte).expect("an answer within 20 s");
+        assert_eq!(
+            n,
+            1,
+            "the connection ended after {:?}",
+            String::from_utf8_lossy(&answer)
+        );
+        answer.push(byte[0]);
+    }
+    String::from_utf8(answer).unwrap().trim_end().to_string()
+}
+
+/// Every line of OUT is `n` (1, 2, ...) followed by `rest`.
+fn counted(out: &Path, rest: &str) {
+    for (i, line) in lines(out).iter().enumerate() {
+        let (n, tail) = line.split_once(' ').unwrap_or((line, ""));
+        assert_eq!(n.parse::<usize>().ok(), Some(i + 1), "line {line:?}: a gap or a repeat");
+        assert_eq!(tail, rest, "line {line:?}");
+    }
+}
+
+/// Kills the target's pid (the original or the restored process) if the test fails, so a
+/// failed test leaves no process behind.
+struct KillIfPanicking(i32);
+
+impl Drop for KillIfPanicking {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let _ = kill(Pid::from_raw(self.0), Signal::SIGKILL);
+            let _ = waitpid(Pid::from_raw(self.0), None);
+        }
+    }
+}
+
+fn kill_restored(pid: i32) {
+    kill(Pid::from_raw(pid), Signal::SIGKILL).unwrap();
+    waitpid(Pid::from_raw(pid), None).unwrap();
+}
+
+/// A TCP echo server with a client connected (the test) and a socketpair carrying a record
+/// between its steps: checkpoint --kill, restore; the same connection carries the next
+/// message both ways (TCP repair), the listener accepts a new client, the pair's record is
+/// there.
+#[test]
+fn a_tcp_connection_and_its_listener_survive_kill_and_restore() {
+    if !root_or_skip("a_tcp_connection_and_its_listener_survive_kill_and_restore") {
+        return;
+    }
+    become_subreaper();
+    let dir = tempfile::tempdir().unwrap();
+    let binary = sock_target(dir.path());
+    let port = free_port();
+    let out = dir.path().join("out.txt");
+    let core = dir.path().join("tcp.core");
+    let mut child = spawn(
+        Command::new(&binary)
+            .arg(&out)
+            .args(["--tcp", &port.to_string(), "--pair", "1"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+    );
+    let pid = child.id() as i32;
+    let _kill = KillIfPanicking(pid);
+    let mut client = connect_tcp(port);
+    assert_eq!(ask(&mut client, "hello"), "echo hello");
+    wait_for_lines(&out, 5, "before the checkpoint");
+    checkpoint_and_kill(&mut child, &core);
+    let summary = ok(&["inspect", core.to_str().unwrap()]);
+    assert!(
+        summary.contains(&format!("a TCP socket 127.0.0.1:{port} -> 127.0.0.1:"))
+            && summary.contains("TCP repair mode"),
+        "{summary}"
+    );
+    assert!(summary.contains("listening (backlog 7)"), "{summary}");
+    assert!(
+        summary.contains("peer inside the process: made again as a pair"),
+        "{summary}"
+    );
+    let at_checkpoint = lines(&out).len();
+    std::thread::sleep(Duration::from_millis(50));
+    assert_eq!(lines(&out).len(), at_checkpoint, "nothing runs while checkpointed");
+
+    let restored: serde_json::Value =
+        serde_json::from_str(&ok(&["--json", "restore", core.to_str().unwrap()])).unwrap();
+    assert_eq!(restored["pid"], pid);
+    assert_eq!(
+        ask(&mut client, "again"),
+        "echo again",
+        "the same connection, both ways"
+    );
+    assert_eq!(ask(&mut client, "and again"), "echo and again");
+    let mut second = connect_tcp(port);
+    assert_eq!(ask(&mut second, "new"), "echo new", "the listener accepts new clients");
+    wait_for_lines(&out, at_checkpoint + 20, "after the restore");
+    kill_restored(pid);
+    counted(&out, "pair ok");
+}
+
+/// Bytes the server had sent that the client had not read yet, and a line the client sent
+/// that the server had not read yet, both in the kernel's queues at the checkpoint: after the
+/// restore the client reads the first and the server answers the second.
+#[test]
+fn tcp_queues_survive_kill_and_restore() {
+    if !root_or_skip("tcp_queues_survive_kill_and_restore") {
+        return;
+    }
+    use std::io::Write;
+    become_subreaper();
+    let dir = tempfile::tempdir().unwrap();
+    let binary = sock_target(dir.path());
+    let port = free_port();
+    let out = dir.path().join("out.txt");
+    let core = dir.path().join("queues.core");
+    let mut child = spawn(
+        Command::new(&binary)
+            .arg(&out)
+            .args(["--tcp", &port.to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+    );
+    let pid = child.id() as i32;
+    let _kill = KillIfPanicking(pid);
+    let mut client = connect_tcp(port);
+    assert_eq!(ask(&mut client, "first"), "echo first");
+    // Answered but not read: "echo unread" waits in the client's receive queue. The frozen
+    // server cannot read what is sent during the checkpoint, so send it first and let the
+    // answer come back.
+    client.write_all(b"unread\n").unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    checkpoint_and_kill(&mut child, &core);
+    // Sent while nobody is there: the kernel of the restored socket must accept it later.
+    ok(&["restore", core.to_str().unwrap()]);
+    assert_eq!(
+        ask(&mut client, "later"),
+        "echo unread",
+        "the answer queued before the checkpoint"
+    );
+    let mut rest = String::new();
+    let mut byte = [0u8; 1];
+    while !rest.ends_with('\n') {
+        std::io::Read::read_exact(&mut client, &mut byte).unwrap();
+        rest.push(byte[0] as char);
+    }
+    assert_eq!(rest, "echo later\n");
+    kill_restored(pid);
+}
+
+/// A client that closed its side leaves the server's socket in CLOSE_WAIT: refused at
+/// checkpoint time with the reason, the server left running. An established connection whose
+/// peer goes away between checkpoint and restore: refused at restore, nothing restored.
+#[test]
+fn a_connection_whose_peer_is_gone_is_refused_with_one_line() {
+    if !root_or_skip("a_connection_whose_peer_is_gone_is_refused_with_one_line") {
+        return;
+    }
+    become_subreaper();
+    let dir = tempfile::tempdir().unwrap();
+    let binary = sock_target(dir.path());
+    let port = free_port();
+    let out = dir.path().join("out.txt");
+    let core = dir.path().join("gone.core");
+    let mut child = spawn(
+        Command::new(&binary)
+            .arg(&out)
+            .args(["--tcp", &port.to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+    );
+    let pid = child.id() as i32;
+    let _kill = KillIfPanicking(pid);
+    let mut closing = connect_tcp(port);
+    assert_eq!(ask(&mut closing, "bye"), "echo bye");
+    closing.shutdown(std::net::Shutdown::Write).unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    let err = fails(&[
+        "checkpoint",
+        "--pid",
+        &pid.to_string(),
+        "--kill",
+        "-o",
+        core.to_str().unwrap(),
+    ]);
+    assert!(err.contains("CLOSE_WAIT (its peer closed it)"), "{err}");
+    assert!(err.contains("nothing was written"), "{err}");
+    assert!(!core.exists(), "no file");
+    let before = lines(&out).len();
+    wait_for_lines(&out, before + 3, "the refused target runs on");
+    drop(closing);
+
+    // A second server, checkpointed with a live client that then goes away.
+    kill(Pid::from_raw(pid), Signal::SIGKILL).unwrap();
+    child.wait().unwrap();
+    let mut child = spawn(
+        Command::new(&binary)
+            .arg(&out)
+            .args(["--tcp", &port.to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+    );
+    let pid = child.id() as i32;
+    let _kill = KillIfPanicking(pid);
+    let mut client = connect_tcp(port);
+    assert_eq!(ask(&mut client, "hi"), "echo hi");
+    checkpoint_and_kill(&mut child, &core);
+    // Its FIN finds no socket: the peer answers RST and the client's socket is gone.
+    drop(client);
+    std::thread::sleep(Duration::from_millis(100));
+    let err = fails(&["restore", core.to_str().unwrap()]);
+    assert!(err.contains("whose peer is gone"), "{err}");
+    assert!(!Path::new(&format!("/proc/{pid}")).exists(), "nothing restored");
+}
+
+/// What a restore could not make again is refused at checkpoint time with the reason (the
+/// process resumed, no file), and `inspect` of a plain snapshot lists it.
+#[test]
+fn checkpoint_refuses_what_restore_cannot_make() {
+    if !root_or_skip("checkpoint_refuses_what_restore_cannot_make") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let binary = sock_target(dir.path());
+    for (option, expect) in [
+        ("--udp", "is a UDP socket 127.0.0.1:"),
+        (
+            "--inotify",
+            "is anon_inode:inotify (a kernel object memzinc does not know how to make again)",
+        ),
+    ] {
+        let out = dir.path().join(format!("out{option}.txt"));
+        let core = dir.path().join("refused.core");
+        let child = spawn(
+            Command::new(&binary)
+                .arg(&out)
+                .args([option, "1"])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null()),
+        );
+        let guard = memzinc_tests::KillOnDrop(child);
+        let pid = guard.0.id().to_string();
+        wait_for_lines(&out, 3, "start");
+        let err = fails(&["checkpoint", "--pid", &pid, "--kill", "-o", core.to_str().unwrap()]);
+        assert!(
+            err.contains(&format!("process {pid} cannot be checkpointed: fd ")),
+            "{err}"
+        );
+        assert!(err.contains(expect), "{err}");
+        assert!(!core.exists(), "nothing written");
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        assert!(
+            !status.contains("(stopped)") && !status.contains("(tracing stop)"),
+            "{status}"
+        );
+        let before = lines(&out).len();
+        wait_for_lines(&out, before + 3, "the refused target runs on");
+        if option == "--inotify" {
+            let snap = dir.path().join("plain.core");
+            ok(&["snapshot", "--pid", &pid, "-o", snap.to_str().unwrap()]);
+            let summary = ok(&["inspect", snap.to_str().unwrap()]);
+            assert!(
+                summary.contains("restore: a checkpoint would refuse it: fd "),
+                "{summary}"
+            );
+            assert!(summary.contains(expect), "{summary}");
+        }
+    }
+}
+
+/// A unix stream socket to a logger outside the checkpoint, a unix datagram socket to a
+/// syslog-style logger outside and a unix listener of its own: restored once with the user's
+/// mapping for the stream (`--inherit-fd FD=PATH` of another logger), once without (connected
+/// again to the logger's path, said so); the loggers keep receiving lines, the datagram one
+/// too (reconnected by path both times), the listener answers.
+#[test]
+fn a_unix_socket_to_an_outside_logger_keeps_logging() {
+    if !root_or_skip("a_unix_socket_to_an_outside_logger_keeps_logging") {
+        return;
+    }
+    use std::io::BufRead;
+    become_subreaper();
+    let dir = tempfile::tempdir().unwrap();
+    let binary = sock_target(dir.path());
+    let out = dir.path().join("out.txt");
+    let core = dir.path().join("logger.core");
+    let log_path = dir.path().join("log.sock");
+    let other_path = dir.path().join("other-log.sock");
+    let own_path = dir.path().join("own.sock");
+    let dlog_path = dir.path().join("dlog.sock");
+    let dlogger = std::os::unix::net::UnixDatagram::bind(&dlog_path).unwrap();
+    dlogger.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let datagram = || {
+        let mut buf = [0u8; 64];
+        let n = dlogger.recv(&mut buf).unwrap();
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    };
+    let drain = || {
+        dlogger.set_nonblocking(true).unwrap();
+        let mut buf = [0u8; 64];
+        while dlogger.recv(&mut buf).is_ok() {}
+        dlogger.set_nonblocking(false).unwrap();
+    };
+    let logger = std::os::unix::net::UnixListener::bind(&log_path).unwrap();
+    let other = std::os::unix::net::UnixListener::bind(&other_path).unwrap();
+    let mut child = spawn(
+        Command::new(&binary)
+            .arg(&out)
+            .args([
+                "--log",
+                log_path.to_str().unwrap(),
+                "--unix",
+                own_path.to_str().unwrap(),
+                "--dlog",
+                dlog_path.to_str().unwrap(),
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+    );
+    let pid = child.id() as i32;
+    let _kill = KillIfPanicking(pid);
+    let (first, _) = logger.accept().unwrap();
+    first.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let mut first = std::io::BufReader::new(first);
+    let mut line = String::new();
+    first.read_line(&mut line).unwrap();
+    assert_eq!(line, "log 1\n");
+    assert_eq!(datagram(), "dlog 1");
+    wait_for_lines(&out, 5, "before the checkpoint");
+    checkpoint_and_kill(&mut child, &core);
+    drain();
+    let snap = memzinc::describe::Snapshot::open(&core).unwrap();
+    let checkpoint = snap.meta.checkpoint.as_ref().unwrap();
+    let log_fd = checkpoint
+        .sockets
+        .iter()
+        .find(|s| s.unix_peer == memzinc::base::pb::snapshot::UnixPeer::Outside as i32)
+        .expect("the logger's socket is outside")
+        .fds[0];
+    let summary = ok(&["inspect", core.to_str().unwrap()]);
+    assert!(
+        summary.contains(&format!(
+            "peer outside the process: connected again to {}",
+            log_path.display()
+        )),
+        "{summary}"
+    );
+    // What the logger got before the checkpoint, up to the last line the target wrote.
+    let mut last = 0;
+    loop {
+        line.clear();
+        if first.read_line(&mut line).unwrap() == 0 {
+            break;
+        }
+        last = line.trim().strip_prefix("log ").unwrap().parse::<usize>().unwrap();
+    }
+    assert_eq!(
+        last,
+        lines(&out).len(),
+        "the logger got every line up to the checkpoint"
+    );
+
+    for mapped in [true, false] {
+        let mut args = vec!["restore".to_string(), core.to_str().unwrap().to_string()];
+        if mapped {
+            args.push("--inherit-fd".into());
+            args.push(format!("{log_fd}={}", other_path.display()));
+        }
+        let output = memzinc_tests::memzinc(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success(), "{stderr}");
+        let expect = if mapped {
+            format!("is now {}, as --inherit-fd asked", other_path.display())
+        } else {
+            format!("reconnected to {} by its address", log_path.display())
+        };
+        assert!(
+            stderr.starts_with("notice: fd ") && stderr.contains(&expect),
+            "{stderr}"
+        );
+        let (conn, _) = if mapped { other.accept() } else { logger.accept() }.unwrap();
+        conn.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let mut conn = std::io::BufReader::new(conn);
+        line.clear();
+        conn.read_line(&mut line).unwrap();
+        assert_eq!(line, format!("log {}\n", last + 1), "the log goes on where it was");
+        let mut own = std::os::unix::net::UnixStream::connect(&own_path).unwrap();
+        own.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        assert_eq!(ask(&mut own, "ping"), "echo ping", "its own listener answers");
+        kill_restored(pid);
+        drain();
+        // The next restore starts from the checkpoint again: its output file too.
+        let pos = snap.meta.fds.iter().find(|f| Path::new(&f.path) == out).unwrap().pos;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&out)
+            .unwrap()
+            .set_len(pos)
+            .unwrap();
+        let _ = std::fs::remove_file(&own_path);
+    }
+    counted(&out, "");
+}
+
+/// The motivating case: a program whose stdout is a pipe to someone else (a logger, a shell)
+/// and which holds another inherited pipe at fd 251. Restored with `--inherit-fd 1=fd:N` its
+/// output goes on into the pipe memzinc was given; fd 251 becomes /dev/null, said so; with
+/// `--inherit-fd 251=PATH` it is that file.
+#[test]
+fn pipes_to_other_processes_are_replaced_as_the_user_says() {
+    if !root_or_skip("pipes_to_other_processes_are_replaced_as_the_user_says") {
+        return;
+    }
+    use std::io::BufRead;
+    use std::os::fd::AsRawFd;
+    use std::os::unix::process::CommandExt;
+    become_subreaper();
+    let dir = tempfile::tempdir().unwrap();
+    let binary = sock_target(dir.path());
+    let out = dir.path().join("out.txt");
+    let core = dir.path().join("piped.core");
+    let (stdout_r, stdout_w) = nix::unistd::pipe().unwrap();
+    let (_held_r, held_w) = nix::unistd::pipe().unwrap();
+    let held = held_w.as_raw_fd();
+    let mut cmd = Command::new(&binary);
+    cmd.arg(&out)
+        .args(["--stdout", "1"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(stdout_w))
+        .stderr(Stdio::null());
+    // SAFETY: dup2 and close_range are async-signal-safe and act only on the child's fds.
+    unsafe {
+        cmd.pre_exec(move || {
+            nix::libc::dup2(held, 251);
+            nix::libc::close_range(3, 250, 0);
+            nix::libc::close_range(252, u32::MAX, 0);
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().unwrap();
+    drop(held_w);
+    let pid = child.id() as i32;
+    let _kill = KillIfPanicking(pid);
+    let mut before = std::io::BufReader::new(std::fs::File::from(stdout_r));
+    let mut line = String::new();
+    before.read_line(&mut line).unwrap();
+    assert_eq!(line, "out 1\n");
+    wait_for_lines(&out, 5, "before the checkpoint");
+    checkpoint_and_kill(&mut child, &core);
+    let summary = ok(&["inspect", core.to_str().unwrap()]);
+    assert!(summary.contains("fd 251: the write end of pipe:["), "{summary}");
+    assert!(summary.contains("fd 1: the write end of pipe:["), "{summary}");
+    let at_checkpoint = lines(&out).len();
+
+    // memzinc's fd 3 is the write end of a new pipe; the restored process writes into it.
+    let (new_r, new_w) = nix::unistd::pipe().unwrap();
+    let new_w_fd = new_w.as_raw_fd();
+    let mut restore = Command::new(memzinc_tests::binary("memzinc"));
+    restore
+        .args(["restore", core.to_str().unwrap(), "--inherit-fd", "1=fd:3"])
+        .stdin(Stdio::null());
+    // SAFETY: dup2 is async-signal-safe and acts only on the child's fds.
+    unsafe {
+        restore.pre_exec(move || {
+            nix::libc::dup2(new_w_fd, 3);
+            Ok(())
+        });
+    }
+    let output = restore.output().unwrap();
+    drop(new_w);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(stderr.contains("notice: fd 1 (the write end of pipe:["), "{stderr}");
+    assert!(
+        stderr.contains("is now memzinc's fd 3, as --inherit-fd asked"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("notice: fd 251 (the write end of pipe:[") && stderr.contains("is now /dev/null"),
+        "{stderr}"
+    );
+    let mut after = std::io::BufReader::new(std::fs::File::from(new_r));
+    line.clear();
+    after.read_line(&mut line).unwrap();
+    assert_eq!(
+        line,
+        format!("out {}\n", at_checkpoint + 1),
+        "the output goes on into the new pipe"
+    );
+    assert_eq!(
+        std::fs::read_link(format!("/proc/{pid}/fd/251")).unwrap(),
+        Path::new("/dev/null")
+    );
+    kill_restored(pid);
+
+    let file = dir.path().join("fd251.txt");
+    let output = memzinc_tests::memzinc(&[
+        "restore",
+        core.to_str().unwrap(),
+        "--inherit-fd",
+        &format!("251={}", file.display()),
+    ]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(std::fs::read_link(format!("/proc/{pid}/fd/251")).unwrap(), file);
+    assert_eq!(
+        std::fs::read_link(format!("/proc/{pid}/fd/1")).unwrap(),
+        Path::new("/dev/null")
+    );
+    kill_restored(pid);
+
+    let err = fails(&["restore", core.to_str().unwrap(), "--inherit-fd", "0=/dev/null"]);
+    assert!(err.contains("fd 0 is restored from the checkpoint as it was"), "{err}");
+    let err = fails(&["restore", core.to_str().unwrap(), "--inherit-fd", "x=/dev/null"]);
+    assert!(err.contains("expected FD=PATH or FD=fd:N"), "{err}");
+}
+
+/// `checkpoint --leave-running` of a server with an established connection: the socket goes
+/// into repair mode for the checkpoint and out again before the process resumes, so the
+/// connection carries on as if nothing happened; IPv6 (an `IPV6_V6ONLY` listener on ::1 and a
+/// connection to it) checkpointed, killed and restored like IPv4.
+#[test]
+fn tcp_over_ipv6_and_a_leave_running_checkpoint_keep_their_connections() {
+    if !root_or_skip("tcp_over_ipv6_and_a_leave_running_checkpoint_keep_their_connections") {
+        return;
+    }
+    become_subreaper();
+    let dir = tempfile::tempdir().unwrap();
+    let binary = sock_target(dir.path());
+    let port = std::net::TcpListener::bind("[::1]:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let out = dir.path().join("out.txt");
+    let mut child = spawn(
+        Command::new(&binary)
+            .arg(&out)
+            .args(["--tcp6", &port.to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+    );
+    let pid = child.id() as i32;
+    let _kill = KillIfPanicking(pid);
+    let mut client = connect_to("::1", port);
+    assert_eq!(ask(&mut client, "one"), "echo one");
+    let running = dir.path().join("running.core");
+    let report: serde_json::Value = serde_json::from_str(&ok(&[
+        "--json",
+        "checkpoint",
+        "--pid",
+        &pid.to_string(),
+        "--leave-running",
+        "-o",
+        running.to_str().unwrap(),
+    ]))
+    .unwrap();
+    assert_eq!(report["killed"], false);
+    assert_eq!(
+        ask(&mut client, "two"),
+        "echo two",
+        "the running server's connection carries on"
+    );
+    let summary = ok(&["inspect", running.to_str().unwrap()]);
+    assert!(
+        summary.contains(&format!("a TCP socket [::1]:{port} -> [::1]:")) && summary.contains("TCP repair mode"),
+        "{summary}"
+    );
+    assert!(summary.contains("listening (backlog 9)"), "{summary}");
+
+    let core = dir.path().join("v6.core");
+    checkpoint_and_kill(&mut child, &core);
+    ok(&["restore", core.to_str().unwrap()]);
+    assert_eq!(
+        ask(&mut client, "three"),
+        "echo three",
+        "the same IPv6 connection after the restore"
+    );
+    // Options as they were: the connection inherited SO_REUSEADDR and IPV6_V6ONLY from its
+    // listener (repair mode clears the first when it is left: set again after).
+    let snap = memzinc::describe::Snapshot::open(&core).unwrap();
+    let conn_fd = snap
+        .meta
+        .checkpoint
+        .as_ref()
+        .unwrap()
+        .sockets
+        .iter()
+        .find(|s| s.tcp.is_some())
+        .unwrap()
+        .fds[0];
+    let theirs = memzinc::introspect::pidfd_getfd(pid, conn_fd).unwrap();
+    let option = |level, name| {
+        let (mut value, mut len) = (0i32, 4u32);
+        // SAFETY: getsockopt writes at most `len` (4) bytes to `value`.
+        let rc = unsafe {
+            nix::libc::getsockopt(
+                std::os::fd::AsRawFd::as_raw_fd(&theirs),
+                level,
+                name,
+                (&mut value as *mut i32).cast(),
+                &mut len,
+            )
+        };
+        assert_eq!(rc, 0);
+        value
+    };
+    assert_eq!(option(nix::libc::SOL_SOCKET, nix::libc::SO_REUSEADDR), 1);
+    assert_eq!(option(nix::libc::IPPROTO_IPV6, nix::libc::IPV6_V6ONLY), 1);
+    drop(theirs);
+    let mut second = connect_to("::1", port);
+    assert_eq!(ask(&mut second, "new"), "echo new");
+    kill_restored(pid);
+}
+
+/// A unix server with a client outside connected to it: the server's end has a peer outside
+/// without an address, so nothing can connect it again. `inspect` says so, a restore without a
+/// replacement is refused with one line and no process, and `--inherit-fd FD=PATH` gives it one;
+/// with another process listening at the server's path, the restore is refused.
+#[test]
+fn an_accepted_unix_connection_from_outside_needs_a_replacement() {
+    if !root_or_skip("an_accepted_unix_connection_from_outside_needs_a_replacement") {
+        return;
+    }
+    become_subreaper();
+    let dir = tempfile::tempdir().unwrap();
+    let binary = sock_target(dir.path());
+    let out = dir.path().join("out.txt");
+    let core = dir.path().join("server.core");
+    let own_path = dir.path().join("own.sock");
+    let mut child = spawn(
+        Command::new(&binary)
+            .arg(&out)
+            .args(["--unix", own_path.to_str().unwrap()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+    );
+    let pid = child.id() as i32;
+    let _kill = KillIfPanicking(pid);
+    wait_for_lines(&out, 3, "start");
+    let mut client = std::os::unix::net::UnixStream::connect(&own_path).unwrap();
+    client.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    assert_eq!(ask(&mut client, "hi"), "echo hi");
+    checkpoint_and_kill(&mut child, &core);
+    let summary = ok(&["inspect", core.to_str().unwrap()]);
+    assert!(
+        summary.contains("peer outside the process, without an address: restore needs --inherit-fd"),
+        "{summary}"
+    );
+    let snap = memzinc::describe::Snapshot::open(&core).unwrap();
+    let accepted = snap
+        .meta
+        .checkpoint
+        .as_ref()
+        .unwrap()
+        .sockets
+        .iter()
+        .find(|s| s.unix_peer == memzinc::base::pb::snapshot::UnixPeer::Outside as i32)
+        .expect("the accepted connection")
+        .fds[0];
+    let err = fails(&["restore", core.to_str().unwrap()]);
+    assert!(
+        err.contains("has no address to connect to again: pass --inherit-fd"),
+        "{err}"
+    );
+    assert!(!Path::new(&format!("/proc/{pid}")).exists(), "nothing restored");
+    let output = memzinc_tests::memzinc(&[
+        "restore",
+        core.to_str().unwrap(),
+        "--inherit-fd",
+        &format!("{accepted}=/dev/null"),
+    ]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(stderr.contains("is now /dev/null, as --inherit-fd asked"), "{stderr}");
+    assert_eq!(
+        std::fs::read_link(format!("/proc/{pid}/fd/{accepted}")).unwrap(),
+        Path::new("/dev/null")
+    );
+    kill_restored(pid);
+
+    // Someone else listens at the server's path now: refused, their socket file left alone,
+    // nothing restored.
+    let _ = std::fs::remove_file(&own_path);
+    let squatter = std::os::unix::net::UnixListener::bind(&own_path).unwrap();
+    let err = fails(&[
+        "restore",
+        core.to_str().unwrap(),
+        "--inherit-fd",
+        &format!("{accepted}=/dev/null"),
+    ]);
+    assert!(err.contains("is in use: another socket listens there now"), "{err}");
+    assert!(!Path::new(&format!("/proc/{pid}")).exists(), "nothing restored");
+    assert!(own_path.exists(), "their socket file is still there");
+    drop(squatter);
+    let output = memzinc_tests::memzinc(&[
+        "restore",
+        core.to_str().unwrap(),
+        "--inherit-fd",
+        &format!("{accepted}=/dev/null"),
+    ]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    // The listener serves new clients.
+    let mut again = std::os::unix::net::UnixStream::connect(&own_path).unwrap();
+    again.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    assert_eq!(ask(&mut again, "ping"), "echo ping");
+    kill_restored(pid);
 }

@@ -117,7 +117,13 @@ pub struct AttestedRestore {
 /// `memzinc restore --apply`: the same gate as `memzinc apply` (an unrevoked attestation of
 /// exactly this plan under `authority`'s policy, its link hash re-verified), then the restore
 /// with the plan applied to the image, then the applied receipt on chain.
-pub fn restore_attested(client: &Client, authority: &Pubkey, core: &Path, plan: &PatchPlan) -> Result<AttestedRestore> {
+pub fn restore_attested(
+    client: &Client,
+    authority: &Pubkey,
+    core: &Path,
+    plan: &PatchPlan,
+    inherit: &[memzinc::checkpoint::InheritFd],
+) -> Result<AttestedRestore> {
     // Offline refusals first: a plan for another snapshot needs no chain to be refused.
     let root = Snapshot::open(core)?.root();
     if plan.snapshot_root != root {
@@ -128,7 +134,7 @@ pub fn restore_attested(client: &Client, authority: &Pubkey, core: &Path, plan: 
         )));
     }
     let (address, attestation) = attestation_of(client, authority, plan)?;
-    let report = restore(core, Some(plan))?;
+    let report = restore(core, Some(plan), inherit)?;
     let signature = client.record_applied(
         authority,
         &plan.target_id,

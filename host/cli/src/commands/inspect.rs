@@ -31,6 +31,7 @@ pub fn run(a: Args, g: &Global) -> Result<()> {
     if g.json {
         let mut value = serde_json::to_value(&snap.meta)?;
         value["values"] = serde_json::to_value(&values)?;
+        value["restore_notes"] = serde_json::to_value(memzinc::checkpoint::restore_notes(&snap.meta))?;
         print_json(&value)?;
     } else {
         let m = &snap.meta;
@@ -77,6 +78,9 @@ pub fn run(a: Args, g: &Global) -> Result<()> {
                 c.posix_timers.len(),
                 c.rlimits.len(),
             );
+        }
+        for note in memzinc::checkpoint::restore_notes(m) {
+            println!("  restore: {note}");
         }
         for r in &m.regions {
             println!(

@@ -17,11 +17,26 @@ pub struct Args {
     apply: Option<PathBuf>,
     #[arg(long)]
     authority: Option<String>,
+    /// What stands in at a descriptor whose other end was outside the process (a pipe, a unix
+    /// socket to a logger) or that cannot be reopened: `FD=PATH` (a file, appended to when
+    /// written; a unix socket's path, connected to) or `FD=fd:N` (memzinc's own fd N, shared).
+    /// Without it such a pipe becomes /dev/null and such a socket is connected again to its
+    /// peer's address; each is said on stderr. Repeatable.
+    #[arg(long = "inherit-fd", value_name = "FD=PATH|FD=fd:N")]
+    inherit_fd: Vec<String>,
 }
 
 pub fn run(a: Args, g: &Global) -> Result<()> {
+    let inherit = a
+        .inherit_fd
+        .iter()
+        .map(|i| i.parse())
+        .collect::<memzinc::base::Result<Vec<memzinc::checkpoint::InheritFd>>>()?;
     let Some(plan) = a.apply else {
-        let report = memzinc::checkpoint::restore(&a.core, None)?;
+        let report = memzinc::checkpoint::restore(&a.core, None, &inherit)?;
+        for notice in &report.notices {
+            eprintln!("notice: {notice}");
+        }
         g.print(&report, |report| {
             format!(
                 "restored pid {} from {}: {} regions, {} bytes, {} fds in {} µs; running detached",
@@ -38,7 +53,10 @@ pub fn run(a: Args, g: &Global) -> Result<()> {
     let patch = Plan::load(&plan)?.patch();
     let client = g.client()?;
     let authority = authority_or_self(&client, a.authority.as_deref())?;
-    let done = restore_attested(&client, &authority, &a.core, &patch)?;
+    let done = restore_attested(&client, &authority, &a.core, &patch, &inherit)?;
+    for notice in &done.report.notices {
+        eprintln!("notice: {notice}");
+    }
     g.print(&done, |done| {
         format!(
             "restored pid {} from {} with {} writes under attestation {} (seq {}); running detached",

@@ -14,6 +14,8 @@ pub enum Error {
     Zombie { pid: i32 },
     #[error("restore: {0}")]
     Restore(String),
+    #[error("process {pid} cannot be checkpointed: {why}; nothing was written")]
+    NotCheckpointable { pid: i32, why: String },
     #[error("process {pid}: no incremental snapshot: {why}")]
     NotIncremental { pid: i32, why: String },
     #[error("process {pid}: no copy-on-write snapshot: {why} (`--stop-the-world` takes one without a copy)")]

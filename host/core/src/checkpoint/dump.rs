@@ -2,8 +2,9 @@
 //! restore needs beyond memory, registers and fds — the mm fields PR_SET_MM_MAP sets, every
 //! thread's rseq registration, blocked and pending signals, credentials and capabilities, the
 //! ignored/caught signal sets, resource limits, POSIX timers, the kernel objects behind eventfd,
-//! timerfd, signalfd, pipe and epoll descriptors ([`crate::fdstate`]) — all taken under the same
-//! freeze. With `--kill` the process is killed while still frozen, so nothing runs between the
+//! timerfd, signalfd, pipe, epoll and socket descriptors (`fds`, `sockets`) — all taken under
+//! the same freeze. What a restore could not make again is refused here, before anything is
+//! written, and the process resumed. With `--kill` the process is killed while still frozen, so nothing runs between the
 //! image and the kill.
 
 use std::path::Path;
@@ -44,7 +45,7 @@ pub fn checkpoint(pid: i32, out: &Path, after: AfterCheckpoint, pause: Pause) ->
     let cow = after == AfterCheckpoint::LeaveRunning && pause == Pause::CopyOnWrite;
     let flags = if cow { Some(introspect::vm_flags(pid)?) } else { None };
     let frozen = Frozen::freeze(pid)?;
-    let state = collect(&frozen, after == AfterCheckpoint::Kill).map_err(|e| match e {
+    let (state, repairing) = collect(&frozen, after == AfterCheckpoint::Kill).map_err(|e| match e {
         Error::NoSuchProcess { .. } | Error::Zombie { .. } => Error::TargetExited {
             pid,
             during: "checkpointing it",
@@ -52,6 +53,8 @@ pub fn checkpoint(pid: i32, out: &Path, after: AfterCheckpoint, pause: Pause) ->
         e => e,
     })?;
     if let Some(flags) = flags {
+        // Repair mode left before the process resumes.
+        drop(repairing);
         let report = describe::take_frozen_cow(frozen, flags, out, None, Some(state))?;
         return Ok(CheckpointReport {
             stopped_us: (report.frozen_ms * 1e3) as u128,
@@ -63,6 +66,13 @@ pub fn checkpoint(pid: i32, out: &Path, after: AfterCheckpoint, pause: Pause) ->
     let killed = after == AfterCheckpoint::Kill;
     if killed {
         kill_frozen(&frozen)?;
+        // Closed in repair mode: the peers of its connections hear nothing, and a restore
+        // takes the connections over.
+        for r in repairing {
+            r.close_silently();
+        }
+    } else {
+        drop(repairing);
     }
     let stopped_us = started.elapsed().as_micros();
     drop(frozen);
@@ -91,8 +101,24 @@ fn kill_frozen(frozen: &Frozen) -> Result<()> {
     Ok(())
 }
 
-fn collect(frozen: &Frozen, killed: bool) -> Result<pb::Checkpoint> {
+/// The process's state beyond memory, and the connections held in repair mode meanwhile.
+fn collect(frozen: &Frozen, killed: bool) -> Result<(pb::Checkpoint, Vec<super::sockets::Repairing>)> {
     let pid = frozen.pid();
+    // Shared anonymous memory (between processes, or with a child) is not restored: refused
+    // before anything else is asked.
+    for m in introspect::read_maps(pid)? {
+        if !m.private() && !m.path.starts_with('/') && !m.path.starts_with('[') {
+            return Err(Error::NotCheckpointable {
+                pid,
+                why: format!(
+                    "shared anonymous memory at {:#x}-{:#x} {}: memzinc restores private memory and shared file mappings",
+                    m.start,
+                    m.end,
+                    if m.path.is_empty() { "(MAP_SHARED|MAP_ANONYMOUS)" } else { m.path.as_str() }
+                ),
+            });
+        }
+    }
     let status = introspect::read_proc(pid, "status")?;
     let inject = Injector::in_frozen(frozen, "checkpointing it")?;
     let sig_caught = status_mask(&status, "SigCgt:");
@@ -163,27 +189,32 @@ fn collect(frozen: &Frozen, killed: bool) -> Result<pb::Checkpoint> {
         let word = |i: usize| u64::from_le_bytes(spec[i * 8..i * 8 + 8].try_into().unwrap_or_default());
         (t.interval_sec, t.interval_nsec, t.value_sec, t.value_nsec) = (word(0), word(1), word(2), word(3));
     }
-    Ok(pb::Checkpoint {
-        posix_timers,
-        rlimits,
-        dumpable: inject.call_in(pid, "PR_GET_DUMPABLE", libc::SYS_prctl, &[libc::PR_GET_DUMPABLE as u64])? == 1,
-        shared_pending: pending_signals(pid, true)
-            .map_err(|e| introspect::pid_errno(pid, "PTRACE_PEEKSIGINFO (shared)", e))?,
-        eventfds: objects.eventfds,
-        timerfds: objects.timerfds,
-        signalfds: objects.signalfds,
-        pipes: objects.pipes,
-        epolls: objects.epolls,
-        mm: Some(mm_fields(pid)?),
-        threads,
-        sig_ignored: status_mask(&status, "SigIgn:"),
-        sig_caught,
-        handlers,
-        killed,
-        cwd: std::fs::read_link(format!("/proc/{pid}/cwd"))
-            .map(|p| p.to_string_lossy().into_owned())
-            .unwrap_or_default(),
-    })
+    Ok((
+        pb::Checkpoint {
+            posix_timers,
+            rlimits,
+            dumpable: inject.call_in(pid, "PR_GET_DUMPABLE", libc::SYS_prctl, &[libc::PR_GET_DUMPABLE as u64])? == 1,
+            shared_pending: pending_signals(pid, true)
+                .map_err(|e| introspect::pid_errno(pid, "PTRACE_PEEKSIGINFO (shared)", e))?,
+            eventfds: objects.eventfds,
+            timerfds: objects.timerfds,
+            signalfds: objects.signalfds,
+            pipes: objects.pipes,
+            external_pipes: objects.external_pipes,
+            sockets: objects.sockets,
+            epolls: objects.epolls,
+            mm: Some(mm_fields(pid)?),
+            threads,
+            sig_ignored: status_mask(&status, "SigIgn:"),
+            sig_caught,
+            handlers,
+            killed,
+            cwd: std::fs::read_link(format!("/proc/{pid}/cwd"))
+                .map(|p| p.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+        },
+        objects.repairing,
+    ))
 }
 
 /// The process's POSIX timers as /proc/PID/timers lists them (times not yet filled in):

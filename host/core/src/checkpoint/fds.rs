@@ -1,17 +1,21 @@
 //! The kernel objects behind a checkpointed process's descriptors that are not files, as
 //! `restore` recreates them: eventfds (count, semaphore mode), timerfds (clock, time left,
 //! interval, expirations not yet read), signalfds (their mask), pipes whose read and write ends
-//! are all in the process (the bytes they hold), and epoll instances (what they watch). Read
-//! from /proc/PID/fdinfo and, for a pipe's bytes, from a duplicate of its read end
-//! (`pidfd_getfd`) with `tee`, which copies what the pipe holds without consuming it: the
-//! process, frozen meanwhile, finds its pipes as they were.
+//! are all in the process (the bytes they hold), pipes with an end elsewhere (replaced at
+//! restore by what `--inherit-fd` names, else /dev/null, said either way), epoll instances
+//! (what they watch) and sockets (`sockets`). Read from /proc/PID/fdinfo and, for a pipe's
+//! bytes, from a duplicate of its read end (`pidfd_getfd`) with `tee`, which copies what the
+//! pipe holds without consuming it: the process, frozen meanwhile, finds its pipes as they were.
+//! Any other kind of descriptor is refused here, at checkpoint time, with the reason.
 
 use std::collections::BTreeMap;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::path::PathBuf;
 
 use nix::errno::Errno;
 use nix::libc;
 
+use super::sockets::{self, Repairing};
 use crate::base::pb::snapshot as pb;
 use crate::base::{Error, Result};
 use crate::describe::Snapshot;
@@ -29,15 +33,59 @@ pub(super) struct FdObjects {
     pub timerfds: Vec<pb::TimerFd>,
     pub signalfds: Vec<pb::SignalFd>,
     pub pipes: Vec<pb::Pipe>,
+    pub external_pipes: Vec<pb::ExternalPipe>,
     pub epolls: Vec<pb::Epoll>,
+    pub sockets: Vec<pb::Socket>,
+    /// Established TCP connections held in repair mode until the process is killed (then
+    /// closed silently) or resumed (repair mode left).
+    pub repairing: Vec<Repairing>,
 }
 
-/// The objects behind `fds` of the frozen process `pid`. Pipes with an end outside the process
-/// are left out (restore refuses them, as it does sockets).
+/// The inode of `pipe:[N]` or `socket:[N]`.
+fn inode_of(path: &str, kind: &str) -> Option<u64> {
+    path.strip_prefix(kind)?
+        .strip_prefix(":[")?
+        .strip_suffix(']')?
+        .parse()
+        .ok()
+}
+
+/// Why a descriptor of this kind cannot be restored; None if it can (sockets are judged by
+/// `sockets::collect`). Stdio that cannot be reopened becomes /dev/null, with a notice.
+pub(crate) fn never_restorable(f: &FdInfo) -> Option<String> {
+    let known = reopenable(&f.path)
+        || [EVENTFD, EVENTPOLL, TIMERFD, SIGNALFD].contains(&f.path.as_str())
+        || inode_of(&f.path, "pipe").is_some()
+        || inode_of(&f.path, "socket").is_some();
+    (!known && f.fd > 2).then(|| {
+        let kind = if f.path.ends_with(" (deleted)") {
+            "a file deleted since it was opened"
+        } else if f.path.starts_with("anon_inode:") {
+            "a kernel object memzinc does not know how to make again"
+        } else {
+            "not something memzinc can reopen"
+        };
+        format!(
+            "fd {} is {} ({kind}): memzinc restores files, pipes, eventfds, timerfds, signalfds, epolls, TCP and unix sockets",
+            f.fd, f.path
+        )
+    })
+}
+
+/// The objects behind `fds` of the frozen process `pid`. Refuses, before anything is written,
+/// a descriptor that restore could not make again.
 pub(super) fn collect(pid: i32, fds: &[FdInfo]) -> Result<FdObjects> {
     let mut objects = FdObjects::default();
     let mut pipes: BTreeMap<&str, pb::Pipe> = BTreeMap::new();
+    let mut sockets: BTreeMap<u64, Vec<i32>> = BTreeMap::new();
     for f in fds {
+        if let Some(why) = never_restorable(f) {
+            return Err(Error::NotCheckpointable { pid, why });
+        }
+        if let Some(inode) = inode_of(&f.path, "socket") {
+            sockets.entry(inode).or_default().push(f.fd);
+            continue;
+        }
         if f.path.starts_with("pipe:[") {
             let pipe = pipes.entry(&f.path).or_default();
             if f.flags & libc::O_ACCMODE as u32 == libc::O_RDONLY as u32 {
@@ -74,10 +122,16 @@ pub(super) fn collect(pid: i32, fds: &[FdInfo]) -> Result<FdObjects> {
             }),
         }
     }
-    for mut pipe in pipes.into_values() {
+    for (path, mut pipe) in pipes {
         // Only a pipe with both ends here is the process's own state; the other end of any
-        // other pipe is someone else's.
+        // other pipe is someone else's, and restore replaces it.
         let (Some(&read_fd), false) = (pipe.read_fds.first(), pipe.write_fds.is_empty()) else {
+            let write_end = pipe.read_fds.is_empty();
+            objects.external_pipes.push(pb::ExternalPipe {
+                inode: inode_of(path, "pipe").unwrap_or_default(),
+                fds: if write_end { pipe.write_fds } else { pipe.read_fds },
+                write_end,
+            });
             continue;
         };
         let (data, capacity) = pipe_contents(pid, read_fd)?;
@@ -85,6 +139,9 @@ pub(super) fn collect(pid: i32, fds: &[FdInfo]) -> Result<FdObjects> {
         pipe.capacity = capacity;
         objects.pipes.push(pipe);
     }
+    let taken = sockets::collect(pid, &sockets)?;
+    objects.sockets = taken.sockets;
+    objects.repairing = taken.repairing;
     Ok(objects)
 }
 
@@ -203,17 +260,161 @@ pub(super) fn object_fds(checkpoint: &pb::Checkpoint) -> impl Iterator<Item = i3
         .pipes
         .iter()
         .flat_map(|p| p.read_fds.iter().chain(&p.write_fds).copied());
+    let external = checkpoint.external_pipes.iter().flat_map(|p| p.fds.iter().copied());
+    let sockets = checkpoint.sockets.iter().flat_map(|s| s.fds.iter().copied());
     eventfds
         .chain(timers)
         .chain(signals)
         .chain(pipes)
+        .chain(external)
+        .chain(sockets)
         .chain(checkpoint.epolls.iter().map(|e| e.fd))
+}
+
+/// What the user names, with `--inherit-fd FD=…`, to stand in at a descriptor whose other end
+/// was outside the process (a pipe, a unix socket) or that cannot be reopened (stdio).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Replacement {
+    /// A file (opened for the descriptor's access, appended to and created if written) or a
+    /// unix socket's path (connected to).
+    Path(PathBuf),
+    /// A descriptor of memzinc's own (as a shell's `3>&…` gives it), shared with the process.
+    Fd(i32),
+}
+
+/// One `--inherit-fd`: `FD=PATH` or `FD=fd:N`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InheritFd {
+    pub fd: i32,
+    pub with: Replacement,
+}
+
+impl std::str::FromStr for InheritFd {
+    type Err = Error;
+
+    fn from_str(text: &str) -> Result<InheritFd> {
+        let bad = || {
+            Error::Usage(format!(
+                "--inherit-fd {text:?}: expected FD=PATH or FD=fd:N (FD: the checkpointed descriptor)"
+            ))
+        };
+        let (fd, with) = text.split_once('=').ok_or_else(bad)?;
+        let fd = fd.trim().parse::<i32>().ok().filter(|fd| *fd >= 0).ok_or_else(bad)?;
+        let with = match with.strip_prefix("fd:") {
+            Some(n) => Replacement::Fd(n.parse::<i32>().ok().filter(|n| *n >= 0).ok_or_else(bad)?),
+            None if !with.is_empty() => Replacement::Path(PathBuf::from(with)),
+            None => return Err(bad()),
+        };
+        Ok(InheritFd { fd, with })
+    }
+}
+
+impl std::fmt::Display for Replacement {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Replacement::Path(p) => write!(f, "{}", p.display()),
+            Replacement::Fd(n) => write!(f, "memzinc's fd {n}"),
+        }
+    }
+}
+
+/// The replacement opened (or duplicated) in memzinc: for writing (`write`) or reading, and
+/// for a socket of `socket_type` when a socket is replaced.
+fn open_replacement(with: &Replacement, write: bool, socket_type: Option<i32>) -> Result<OwnedFd> {
+    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+    match with {
+        Replacement::Fd(n) => {
+            // SAFETY: fcntl takes integers and returns a new descriptor or -1.
+            let dup = Errno::result(unsafe { libc::fcntl(*n, libc::F_DUPFD_CLOEXEC, 0) })
+                .map_err(|e| Error::Restore(format!("--inherit-fd …=fd:{n}: memzinc has no fd {n} ({e})")))?;
+            // SAFETY: the kernel just gave us this descriptor.
+            Ok(unsafe { OwnedFd::from_raw_fd(dup) })
+        }
+        Replacement::Path(path) => {
+            if std::fs::metadata(path).is_ok_and(|m| m.file_type().is_socket()) {
+                let kind = socket_type.unwrap_or(libc::SOCK_STREAM);
+                let stream = |kind| -> std::io::Result<OwnedFd> {
+                    use std::os::unix::ffi::OsStrExt;
+                    // SAFETY: socket takes integers.
+                    let fd = Errno::result(unsafe { libc::socket(libc::AF_UNIX, kind | libc::SOCK_CLOEXEC, 0) })?;
+                    // SAFETY: the kernel just gave us this descriptor.
+                    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+                    let mut sa = (libc::AF_UNIX as u16).to_ne_bytes().to_vec();
+                    sa.extend_from_slice(path.as_os_str().as_bytes());
+                    sa.push(0);
+                    // SAFETY: connect reads `sa.len()` bytes of sockaddr from `sa`.
+                    Errno::result(unsafe {
+                        libc::connect(fd.as_raw_fd(), sa.as_ptr().cast(), sa.len() as libc::socklen_t)
+                    })?;
+                    Ok(fd)
+                };
+                return stream(kind)
+                    .map_err(|e| Error::Restore(format!("--inherit-fd: connecting to {}: {e}", path.display())));
+            }
+            let file = std::fs::OpenOptions::new()
+                .read(!write)
+                .append(write)
+                .create(write)
+                .mode(0o644)
+                .open(path)
+                .map_err(|e| Error::Restore(format!("--inherit-fd: {}: {e}", path.display())))?;
+            Ok(OwnedFd::from(file))
+        }
+    }
+}
+
+/// Descriptors memzinc made taken by the process being built (`pidfd_getfd` run in it).
+struct Pull<'a> {
+    inject: &'a Injector,
+    pidfd: u64,
+}
+
+impl<'a> Pull<'a> {
+    fn new(inject: &'a Injector) -> Result<Pull<'a>> {
+        let pidfd = inject.call(
+            "pidfd_open of memzinc",
+            libc::SYS_pidfd_open,
+            &[std::process::id() as u64, 0],
+        )?;
+        Ok(Pull { inject, pidfd })
+    }
+
+    /// The process's new descriptor for `ours`.
+    fn take(&self, ours: &OwnedFd) -> Result<u64> {
+        self.inject.call(
+            "pidfd_getfd of a descriptor memzinc made",
+            libc::SYS_pidfd_getfd,
+            &[self.pidfd, ours.as_raw_fd() as u64, 0],
+        )
+    }
+
+    fn close(self) -> Result<()> {
+        self.inject.call("close", libc::SYS_close, &[self.pidfd]).map(drop)
+    }
+}
+
+/// What `restore_fds` leaves to its caller: one line per descriptor that is not what it was
+/// (a replacement, /dev/null, a reconnection), and the connections held in repair mode until
+/// the process runs.
+pub(super) struct Restored {
+    pub notices: Vec<String>,
+    pub repairing: Vec<Repairing>,
 }
 
 /// Closes what the child inherited from memzinc, recreates the checkpoint's eventfds, timerfds,
 /// signalfds and pipes (refilled), opens the image's files at their numbers, flags and offsets (stdio that cannot
 /// be reopened becomes /dev/null), and last the epolls, watching what they watched.
-pub(super) fn restore_fds(inject: &Injector, snap: &Snapshot, checkpoint: &pb::Checkpoint) -> Result<()> {
+pub(super) fn restore_fds(
+    inject: &Injector,
+    snap: &Snapshot,
+    checkpoint: &pb::Checkpoint,
+    inherit: &[InheritFd],
+) -> Result<Restored> {
+    let mut restored = Restored {
+        notices: Vec::new(),
+        repairing: Vec::new(),
+    };
+    let chosen = |fd: i32| inherit.iter().find(|i| i.fd == fd).map(|i| &i.with);
     for fd in introspect::fds(inject.pid())? {
         inject.call("close", libc::SYS_close, &[fd.fd as u64])?;
     }
@@ -309,21 +510,85 @@ pub(super) fn restore_fds(inject: &Injector, snap: &Snapshot, checkpoint: &pb::C
         place(w, &p.write_fds)?;
     }
 
+    let pull = Pull::new(inject)?;
+    for p in &checkpoint.external_pipes {
+        let end = if p.write_end { "write" } else { "read" };
+        let at = p.fds.iter().map(i32::to_string).collect::<Vec<_>>().join(",");
+        let with = p.fds.iter().find_map(|&fd| chosen(fd));
+        let high = match with {
+            Some(with) => {
+                let ours = open_replacement(with, p.write_end, None)?;
+                restored.notices.push(format!(
+                    "fd {at} (the {end} end of pipe:[{}], whose other end was outside the process) is now {with}, as --inherit-fd asked",
+                    p.inode
+                ));
+                lift(pull.take(&ours)?)?
+            }
+            None => {
+                let mode = if p.write_end { libc::O_WRONLY } else { libc::O_RDONLY };
+                restored.notices.push(format!(
+                    "fd {at} (the {end} end of pipe:[{}], whose other end was outside the process) is now /dev/null; --inherit-fd {}=PATH or {}=fd:N names a replacement",
+                    p.inode, p.fds[0], p.fds[0]
+                ));
+                lift(inject.open("/dev/null", (mode | libc::O_CLOEXEC) as u32)?)?
+            }
+        };
+        place(high, &p.fds)?;
+    }
+    let mut outside = |s: &pb::Socket| -> Result<Option<sockets::Replacing>> {
+        match s.fds.iter().find_map(|&fd| chosen(fd)) {
+            Some(with) => Ok(Some((open_replacement(with, true, Some(s.r#type))?, with.to_string()))),
+            None => Ok(None),
+        }
+    };
+    for (inode, built) in sockets::build(&checkpoint.sockets, &mut outside)? {
+        let Some(s) = checkpoint.sockets.iter().find(|s| s.inode == inode) else {
+            continue;
+        };
+        let high = lift(pull.take(&built.fd)?)?;
+        place(high, &s.fds)?;
+        restored.notices.extend(built.notice);
+        restored.repairing.extend(built.repairing);
+    }
+
     let objects: Vec<i32> = object_fds(checkpoint).collect();
     let strip = (libc::O_CREAT | libc::O_EXCL | libc::O_NOCTTY | libc::O_TRUNC) as u32;
     for f in fds.iter().filter(|f| !objects.contains(&f.fd)) {
-        let path = if reopenable(&f.path) {
+        let got = if let Some(with) = chosen(f.fd) {
+            let write = f.flags & libc::O_ACCMODE as u32 != libc::O_RDONLY as u32;
+            let ours = open_replacement(with, write, None)?;
+            restored
+                .notices
+                .push(format!("fd {} ({}) is now {with}, as --inherit-fd asked", f.fd, f.path));
+            pull.take(&ours)?
+        } else if reopenable(&f.path) {
+            inject.open(&f.path, f.flags & !strip)?
+        } else {
+            restored.notices.push(format!(
+                "fd {} ({}) cannot be reopened: it is now /dev/null; --inherit-fd {}=PATH or {}=fd:N names a replacement",
+                f.fd, f.path, f.fd, f.fd
+            ));
+            inject.open("/dev/null", f.flags & !strip)?
+        };
+        let path = if chosen(f.fd).is_none() && reopenable(&f.path) {
             f.path.as_str()
         } else {
-            "/dev/null"
+            ""
         };
-        let got = inject.open(path, f.flags & !strip)?;
         if got != f.fd as u64 {
             let cloexec = (f.flags & libc::O_CLOEXEC as u32) as u64;
             inject.call("dup3", libc::SYS_dup3, &[got, f.fd as u64, cloexec])?;
             inject.call("close", libc::SYS_close, &[got])?;
+        } else {
+            // pidfd_getfd sets close-on-exec; an open keeps the flags it was given.
+            let cloexec = if f.flags & libc::O_CLOEXEC as u32 != 0 {
+                libc::FD_CLOEXEC
+            } else {
+                0
+            };
+            inject.call("F_SETFD", libc::SYS_fcntl, &[got, libc::F_SETFD as u64, cloexec as u64])?;
         }
-        if path == f.path && f.pos != 0 {
+        if !path.is_empty() && f.pos != 0 {
             let rc = inject.raw(libc::SYS_lseek, &[f.fd as u64, f.pos, libc::SEEK_SET as u64])?;
             if rc < 0 && rc != -(libc::ESPIPE as i64) {
                 return Err(Error::Restore(format!(
@@ -352,7 +617,8 @@ pub(super) fn restore_fds(inject: &Injector, snap: &Snapshot, checkpoint: &pb::C
         }
         place(high, &[e.fd])?;
     }
-    Ok(())
+    pull.close()?;
+    Ok(restored)
 }
 
 #[cfg(test)]

@@ -1,8 +1,9 @@
 //! Checkpoint and restore: a snapshot core plus what a restore needs beyond memory, registers
 //! and files (mm fields, rseq, signal state, credentials, limits, timers, the kernel objects
-//! behind eventfd/timerfd/signalfd/pipe/epoll descriptors), all taken under one freeze; and the
+//! behind eventfd/timerfd/signalfd/pipe/epoll descriptors, sockets), all taken under one freeze; and the
 //! process recreated from it with its PID by syscall injection. Dump and restore of each kind
-//! of descriptor sit together (`fds`), as in CRIU.
+//! of descriptor sit together (`fds`, `sockets`), as in CRIU. What a restore could not make
+//! again is refused when checkpointing, with the reason.
 //!
 //! Boundary: depends on `base`, `introspect`, `describe` and `apply` (a plan applied to the
 //! image); knows nothing of the chain — whether a plan may be applied is the caller's check.
@@ -11,6 +12,8 @@
 mod dump;
 mod fds;
 mod restore;
+mod sockets;
 
 pub use dump::{checkpoint, AfterCheckpoint, CheckpointReport};
-pub use restore::{restore, RestoreReport};
+pub use fds::{InheritFd, Replacement};
+pub use restore::{restore, restore_notes, RestoreReport};

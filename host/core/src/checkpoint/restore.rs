@@ -38,10 +38,11 @@ use nix::unistd::Pid;
 use serde::Serialize;
 
 use super::dump::status_mask;
-use super::fds::{object_fds, reopenable, restore_fds};
+use super::fds::{never_restorable, object_fds, reopenable, restore_fds, InheritFd};
+use super::sockets;
 use crate::base::pb::snapshot as pb;
 use crate::base::{Error, Result};
-use crate::describe::{SnapRegion, Snapshot};
+use crate::describe::{SnapRegion, Snapshot, SnapshotMeta};
 use crate::introspect::rseq_config;
 use crate::introspect::{self, GpRegs, Injector, NT_PRFPREG, NT_X86_XSTATE, PAGE_CODE, PAGE_LEN, PAGE_SIZE};
 /// Kernel mappings that move with mremap instead of being recreated.
@@ -64,13 +65,17 @@ pub struct RestoreReport {
     /// in plan order (zeroes without a plan); the receipt records it.
     #[serde(serialize_with = "crate::base::hex_hash")]
     pub readback_hash: [u8; 32],
+    /// One line per descriptor that is not what it was: a replacement `--inherit-fd` named,
+    /// /dev/null for a pipe whose other end was elsewhere, a unix socket connected again.
+    pub notices: Vec<String>,
 }
 
 /// Restores the process checkpointed in `core` and leaves it running detached. With `plan`,
 /// whose snapshot root must be the core's root, the plan's writes are applied to the image
 /// first (every old byte must match, else nothing runs). Whether the plan is attested is the
 /// caller's check.
-pub fn restore(core: &Path, plan: Option<&PatchPlan>) -> Result<RestoreReport> {
+/// `inherit` names what stands in at descriptors whose other end was outside the process.
+pub fn restore(core: &Path, plan: Option<&PatchPlan>, inherit: &[InheritFd]) -> Result<RestoreReport> {
     let started = std::time::Instant::now();
     let snap = Snapshot::open(core)?;
     tracing::debug!("restore: core opened and checked in {:?}", started.elapsed());
@@ -80,7 +85,7 @@ pub fn restore(core: &Path, plan: Option<&PatchPlan>) -> Result<RestoreReport> {
             core.display()
         ))
     })?;
-    preflight(&snap, &checkpoint, plan)?;
+    preflight(&snap, &checkpoint, plan, inherit)?;
     let pid = snap.meta.pid;
 
     let own_maps = introspect::read_maps(std::process::id() as i32)?;
@@ -90,7 +95,7 @@ pub fn restore(core: &Path, plan: Option<&PatchPlan>) -> Result<RestoreReport> {
 
     let child = spawn_stopped(pid, helper)?;
     let inject = Injector::in_built(child.0, helper)?;
-    let (bytes, readback_hash) = rebuild(&inject, helper, &snap, &checkpoint, core, plan)?;
+    let (bytes, readback_hash, notices) = rebuild(&inject, helper, &snap, &checkpoint, core, plan, inherit)?;
     tracing::debug!("restore: running {:?} after the start", started.elapsed());
     // Detached and running: no longer ours to kill.
     std::mem::forget(child);
@@ -102,12 +107,34 @@ pub fn restore(core: &Path, plan: Option<&PatchPlan>) -> Result<RestoreReport> {
         writes_applied: plan.map_or(0, |p| p.writes.len()),
         elapsed_us: started.elapsed().as_micros(),
         readback_hash,
+        notices,
     })
 }
 
 /// Everything that can be refused before a process exists.
-fn preflight(snap: &Snapshot, checkpoint: &pb::Checkpoint, plan: Option<&PatchPlan>) -> Result<()> {
+fn preflight(
+    snap: &Snapshot,
+    checkpoint: &pb::Checkpoint,
+    plan: Option<&PatchPlan>,
+    inherit: &[InheritFd],
+) -> Result<()> {
     let meta = &snap.meta;
+    let replaceable = replaceable_fds(meta, checkpoint);
+    for i in inherit {
+        if !replaceable.contains(&i.fd) {
+            return Err(Error::Restore(format!(
+                "--inherit-fd {}: fd {} is restored from the checkpoint as it was; --inherit-fd replaces descriptors whose other end was outside the process ({})",
+                i.fd,
+                i.fd,
+                if replaceable.is_empty() {
+                    "this checkpoint has none".to_string()
+                } else {
+                    format!("here fd {}", replaceable.iter().map(i32::to_string).collect::<Vec<_>>().join(", "))
+                }
+            )));
+        }
+    }
+    sockets::preflight(&checkpoint.sockets)?;
     if meta.threads.len() != checkpoint.threads.len()
         || meta
             .threads
@@ -195,6 +222,101 @@ fn preflight(snap: &Snapshot, checkpoint: &pb::Checkpoint, plan: Option<&PatchPl
         }
     }
     Ok(())
+}
+
+/// The descriptors `--inherit-fd` may replace: pipes with an end elsewhere, unix sockets whose
+/// peer is outside the process, and descriptors that cannot be reopened.
+fn replaceable_fds(meta: &SnapshotMeta, checkpoint: &pb::Checkpoint) -> Vec<i32> {
+    let objects: Vec<i32> = object_fds(checkpoint).collect();
+    let mut fds: Vec<i32> = checkpoint
+        .external_pipes
+        .iter()
+        .flat_map(|p| p.fds.iter().copied())
+        .chain(
+            checkpoint
+                .sockets
+                .iter()
+                .filter(|s| s.unix_peer == pb::UnixPeer::Outside as i32)
+                .flat_map(|s| s.fds.iter().copied()),
+        )
+        .chain(
+            meta.fds
+                .iter()
+                .filter(|f| !objects.contains(&f.fd) && !reopenable(&f.path))
+                .map(|f| f.fd),
+        )
+        .collect();
+    fds.sort_unstable();
+    fds
+}
+
+/// What `inspect` says about restoring this core, one line each: for a checkpoint, every
+/// descriptor a restore will not give back as it was (and what it will do instead); for a
+/// plain snapshot, what a checkpoint of that process would have refused.
+pub fn restore_notes(meta: &SnapshotMeta) -> Vec<String> {
+    let Some(checkpoint) = &meta.checkpoint else {
+        let mut notes: Vec<String> = meta
+            .fds
+            .iter()
+            .filter_map(|f| never_restorable(f).map(|why| format!("a checkpoint would refuse it: {why}")))
+            .collect();
+        notes.extend(
+            meta.regions
+                .iter()
+                .filter(|r| !r.map.private() && !r.map.path.starts_with('/') && !r.map.path.starts_with('['))
+                .map(|r| {
+                    format!(
+                        "a checkpoint would refuse it: shared anonymous memory at {:#x}-{:#x}",
+                        r.map.start, r.map.end
+                    )
+                }),
+        );
+        return notes;
+    };
+    let mut notes = Vec::new();
+    for p in &checkpoint.external_pipes {
+        notes.push(format!(
+            "fd {}: the {} end of pipe:[{}], whose other end was outside the process: /dev/null at restore unless --inherit-fd names a replacement",
+            p.fds.iter().map(i32::to_string).collect::<Vec<_>>().join(","),
+            if p.write_end { "write" } else { "read" },
+            p.inode
+        ));
+    }
+    for s in &checkpoint.sockets {
+        let fds = s.fds.iter().map(i32::to_string).collect::<Vec<_>>().join(",");
+        let what = sockets::describe(s);
+        let how = if s.tcp.is_some() {
+            "established: restored in TCP repair mode (same connection), if its peer is still there".to_string()
+        } else if s.unix_peer == pb::UnixPeer::Outside as i32 {
+            if s.peer.len() > 2 {
+                format!(
+                    "peer outside the process: connected again to {} unless --inherit-fd names a replacement",
+                    sockets::address(&s.peer)
+                )
+            } else {
+                "peer outside the process, without an address: restore needs --inherit-fd".to_string()
+            }
+        } else if s.unix_peer == pb::UnixPeer::Inside as i32 {
+            "peer inside the process: made again as a pair".to_string()
+        } else if s.state == pb::SocketState::SocketListen as i32 {
+            format!("listening (backlog {}): bound and listening again", s.backlog)
+        } else {
+            "bound again".to_string()
+        };
+        notes.push(format!("fd {fds}: {what}: {how}"));
+    }
+    let objects: Vec<i32> = object_fds(checkpoint).collect();
+    for f in meta
+        .fds
+        .iter()
+        .filter(|f| !objects.contains(&f.fd) && !reopenable(&f.path))
+    {
+        notes.push(format!(
+            "fd {}: {} cannot be reopened: /dev/null at restore unless --inherit-fd names a replacement",
+            f.fd, f.path
+        ));
+    }
+    notes
 }
 
 /// The lowest page-aligned address from 256 MiB up where `len` bytes overlap none of `avoid`.
@@ -348,7 +470,8 @@ fn rebuild(
     checkpoint: &pb::Checkpoint,
     core: &Path,
     plan: Option<&PatchPlan>,
-) -> Result<(u64, [u8; 32])> {
+    inherit: &[InheritFd],
+) -> Result<(u64, [u8; 32], Vec<String>)> {
     let pid = inject.pid();
     let meta = &snap.meta;
 
@@ -466,7 +589,7 @@ fn rebuild(
         let at = inject.put_path(checkpoint.cwd.as_bytes())?;
         inject.call(&format!("chdir {}", checkpoint.cwd), libc::SYS_chdir, &[at])?;
     }
-    restore_fds(inject, snap, checkpoint)?;
+    let restored = restore_fds(inject, snap, checkpoint, inherit)?;
     restore_signals(inject, checkpoint)?;
     // Its own session, as after `setsid`: nothing of memzinc's terminal job reaches it.
     inject.call("setsid", libc::SYS_setsid, &[])?;
@@ -507,6 +630,11 @@ fn rebuild(
         ptrace::detach(Pid::from_raw(tid), None)
             .map_err(|e| Error::Restore(format!("thread {tid}: PTRACE_DETACH: {e}")))?;
     }
+    // Connections leave repair mode last, just before the process runs: a restore that failed
+    // before closes them in repair mode, silently, and can be tried again.
+    for r in restored.repairing {
+        r.finish()?;
+    }
     resume(
         inject,
         helper,
@@ -514,7 +642,7 @@ fn rebuild(
         &meta.threads[0].fpregs,
         &meta.threads[0].xstate,
     )?;
-    Ok((bytes, readback_hash))
+    Ok((bytes, readback_hash, restored.notices))
 }
 
 /// Creates one more thread of the image with its tid (clone3 with set_tid, in the main
