@@ -184,6 +184,8 @@ impl Image {
     /// changed, the rest stays shared. A write outside every captured segment is an error.
     pub fn patched(&self, writes: &[(u64, Vec<u8>)]) -> Result<Image> {
         let mut out = self.clone();
+        // Each touched segment is copied once, however many writes it takes.
+        let mut copies: std::collections::HashMap<usize, Vec<u8>> = std::collections::HashMap::new();
         for (address, new) in writes {
             let missing = || Error::Usage(format!("{address:#x}+{}: not in the snapshot's memory", new.len()));
             let i = out
@@ -195,15 +197,22 @@ impl Image {
                 return Err(missing());
             }
             let s = &out.segments[i];
-            let size = (s.end - s.start) as usize;
-            let mut owned = match &s.bytes {
-                Bytes::Owned(v) => v.as_ref().clone(),
-                Bytes::Mapped(offset) => out.map.as_ref().ok_or_else(missing)?[*offset..offset + size].to_vec(),
-                Bytes::None => return Err(missing()),
+            let owned = match copies.entry(i) {
+                std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    let size = (s.end - s.start) as usize;
+                    e.insert(match &s.bytes {
+                        Bytes::Owned(v) => v.as_ref().clone(),
+                        Bytes::Mapped(offset) => out.map.as_ref().ok_or_else(missing)?[*offset..offset + size].to_vec(),
+                        Bytes::None => return Err(missing()),
+                    })
+                }
             };
             let at = (address - s.start) as usize;
             owned[at..at + new.len()].copy_from_slice(new);
-            out.segments[i].bytes = Bytes::Owned(Arc::new(owned));
+        }
+        for (i, bytes) in copies {
+            out.segments[i].bytes = Bytes::Owned(Arc::new(bytes));
         }
         Ok(out)
     }

@@ -180,12 +180,25 @@ pub fn plan_relocation(snap: &Snapshot, types: DebugTypes, root: &str, target: &
                     .copy_from_slice(&new.to_le_bytes());
             }
             None => {
-                let (root_name, path) = graph.field_path(e.from, e.field);
+                // A global's field by its path; a heap object's by address (a path costs the
+                // object's depth).
+                let from = &graph.objects[e.from as usize];
+                let field = if from.parent == NONE {
+                    let (root_name, path) = graph.field_path(e.from, e.field);
+                    format!("{root_name}{path}")
+                } else {
+                    format!(
+                        "(*({} *){:#x}).{}",
+                        graph.type_name(e.from),
+                        from.address,
+                        graph.layouts.fields[e.field as usize]
+                    )
+                };
                 writes.push(PlannedWrite {
                     address: e.slot,
                     old: e.value.to_le_bytes().to_vec(),
                     new: new.to_le_bytes().to_vec(),
-                    field: format!("{root_name}{path}"),
+                    field,
                     rule: format!("relocate: {:#x} → {new:#x}", e.value),
                 });
                 pointers_rewritten += 1;
@@ -198,14 +211,14 @@ pub fn plan_relocation(snap: &Snapshot, types: DebugTypes, root: &str, target: &
             .image
             .bytes(at, bytes.len())
             .ok_or_else(|| Error::Usage(format!("{at:#x}: the destination's bytes are not in the snapshot")))?;
-        let (root_name, path) = graph.path(o);
+        // Named by address: an access path costs the object's depth (a list's length).
         writes.push(PlannedWrite {
             address: at,
             old: old.to_vec(),
             new: bytes.clone(),
             field: format!("*({type_name} *){at:#x}"),
             rule: format!(
-                "relocate: {root_name}{path} from {:#x} to {at:#x}",
+                "relocate: the {type_name} at {:#x} to {at:#x}",
                 graph.objects[o as usize].address
             ),
         });
@@ -266,8 +279,11 @@ pub fn plan_relocation(snap: &Snapshot, types: DebugTypes, root: &str, target: &
 
     let addresses: Vec<u64> = order.iter().map(|&o| graph.objects[o as usize].address).collect();
     let changes = |a: &[u64], unit: u64| a.windows(2).filter(|w| w[0] / unit != w[1] / unit).count();
-    let mut pin_list: Vec<Pin> = order
+    let pinned = order.iter().filter(|o| pins.contains_key(o)).count();
+    let pin_list: Vec<Pin> = order
         .iter()
+        .filter(|o| pins.contains_key(o))
+        .take(MAX_PINS_LISTED)
         .filter_map(|o| {
             pins.get(o).map(|why| {
                 let (root_name, path) = graph.path(*o);
@@ -279,8 +295,6 @@ pub fn plan_relocation(snap: &Snapshot, types: DebugTypes, root: &str, target: &
             })
         })
         .collect();
-    let pinned = pin_list.len();
-    pin_list.truncate(MAX_PINS_LISTED);
     let summary = RelocationSummary {
         root: r.name.clone(),
         type_name,
