@@ -103,6 +103,13 @@ fn reference(i: usize, data: &[u8]) -> Result<(), VerifyError> {
         Kind::Policy if data[witness_count] as usize > MAX_WITNESSES => Err(InvalidWitnessSet),
         Kind::Policy if data[closed] > 1 => Err(MalformedInstruction),
         Kind::Policy if data[closed + 1 + 32] > 8 => Err(TooManySymbolRules),
+        // The witness count follows the 8 hashes and keys, seq, slot, the two counts, the
+        // revision and the policy hash.
+        Kind::Attestation | Kind::AttestationEvent
+            if data[8 + 32 * 8 + 8 + 8 + 4 + 4 + 4 + 32] as usize > MAX_WITNESSES =>
+        {
+            Err(InvalidWitnessSet)
+        }
         Kind::Attestation if data[8 + Attestation::BODY_LEN] > 1 => Err(MalformedInstruction),
         _ => Ok(()),
     }
