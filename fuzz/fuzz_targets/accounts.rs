@@ -56,8 +56,10 @@ const SIZES: [usize; 8] = [
     // opened revision, closed, config hash, symbol rules
     8 + 32 + 9 + 1 + 32 * 4 + 1 + 32 * 4 + 1 + 8 + 32 + 32 + 4 + 1 + 4 + 1 + 32 + 1 + 65 * 8,
     8 + 32 + 32 + 8 + 32 + 1,
-    8 + 32 * 3 + 8 + 8 + 32 * 5 + 4 + 4 + 4 + 32 + 1 + 1,
-    8 + 32 * 3 + 8 + 8 + 32 * 5 + 4 + 4 + 4 + 32,
+    // Attestation and its event: ..., policy hash, witness count, 4 witnesses, 4 slots
+    // (+ revoked, bump for the account).
+    8 + 32 * 3 + 8 + 8 + 32 * 5 + 4 + 4 + 4 + 32 + 1 + 32 * 4 + 8 * 4 + 1 + 1,
+    8 + 32 * 3 + 8 + 8 + 32 * 5 + 4 + 4 + 4 + 32 + 1 + 32 * 4 + 8 * 4,
     8 + 8 + 1,
     8 + 32 + 32 + 1 + 4,
     8 + 32 + 32 + 8 + 8 + 1 + 32 + 1,

@@ -493,8 +493,8 @@ describe("attestor through @coral-xyz/anchor and idl/attestor.json", { timeout: 
     assert.equal(e.writeCount, a.writeCount);
     assert.equal(e.byteCount, a.byteCount);
     assert.equal(e.witnessCount, a.witnessCount);
-    assert.ok(e.witnesses.every((w, i) => w.equals(a.witnesses[i])));
-    assert.ok(e.witnessSlots.every((s, i) => s.eq(a.witnessSlots[i])));
+    assert.ok(e.witnesses.every((w: PublicKey, i: number) => w.equals(a.witnesses[i])));
+    assert.ok(e.witnessSlots.every((s: BN, i: number) => s.eq(a.witnessSlots[i])));
   });
 
   it("refuses the same plan again with the IDL's error (PlanAlreadyAttested, 6033)", async () => {
