@@ -186,6 +186,35 @@ fn snapshot_plan_attest_apply_audit_on_a_localnet() {
         "the .dzn facts are kept beside the plan"
     );
 
+    // The plan names the models it was solved with; the policy pins the checkout's models.
+    let models: String = memzinc::base::models_hash(&repo_root().join("models"))
+        .unwrap()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(planned["model_hash"], models);
+    // A plan solved with another repair model is refused before anything is uploaded.
+    let laxer = p("laxer.mzn");
+    let mut text = std::fs::read_to_string(repo_root().join("models/repair.mzn")).unwrap();
+    text.push_str("% another model\n");
+    std::fs::write(&laxer, text).unwrap();
+    let other = p("other.plan.json");
+    ok(&[
+        "plan",
+        &snap,
+        "--spec",
+        spec.to_str().unwrap(),
+        "--model",
+        &laxer,
+        "-o",
+        &other,
+    ]);
+    let err = run_fail(chain(&["attest", &other]));
+    assert!(
+        err.contains("solved with MiniZinc models") && err.contains(&models),
+        "{err}"
+    );
+
     // Not attested yet: refused, target untouched.
     let err = run_fail(chain(&["apply", &plan, "--pid", &target.pid()]));
     assert!(err.contains("no attestation"), "{err}");
