@@ -432,6 +432,10 @@ fn snapshot_plan_attest_apply_audit_on_a_localnet() {
         dom.contains("identical") && dom.contains("= the local reproducible build"),
         "{dom}"
     );
+    assert!(
+        dom.contains(&format!("{} @ ", net.witness_key)),
+        "the timeline names the witness"
+    );
     let shot = dir.path().join("report.png");
     chromium(&[&format!("--screenshot={}", shot.display()), "--window-size=1200,900"]);
     let png = std::fs::read(&shot).expect("a screenshot");
