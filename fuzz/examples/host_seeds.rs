@@ -66,6 +66,7 @@ fn snapshot_and_plan(corpus: &Path, work: &Path) {
     let plan = PatchPlan {
         target_id: memzinc_verifier::hash::target_id::<Sha2>(b"tiny"),
         snapshot_root: snap.root(),
+        model_hash: [0; 32],
         regions: vec![region],
         writes: vec![Write {
             address,
@@ -79,6 +80,7 @@ fn snapshot_and_plan(corpus: &Path, work: &Path) {
         target: "tiny".into(),
         target_id: plan.target_id,
         snapshot_root: plan.snapshot_root,
+        model_hash: plan.model_hash,
         solver: "gecode".into(),
         optimal: true,
         findings: Vec::new(),

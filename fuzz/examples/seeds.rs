@@ -28,6 +28,7 @@ fn plan(snapshot_root: [u8; 32], regions: Vec<Region>) -> PatchPlan {
     PatchPlan {
         target_id: [1; 32],
         snapshot_root,
+        model_hash: [4; 32],
         regions,
         writes: vec![
             Write {

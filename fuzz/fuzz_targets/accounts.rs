@@ -56,8 +56,10 @@ const SIZES: [usize; 8] = [
     // opened revision, closed, config hash, symbol rules
     8 + 32 + 9 + 1 + 32 * 4 + 1 + 32 * 4 + 1 + 8 + 32 + 32 + 4 + 1 + 4 + 1 + 32 + 1 + 65 * 8,
     8 + 32 + 32 + 8 + 32 + 1,
-    8 + 32 * 3 + 8 + 8 + 32 * 5 + 4 + 4 + 4 + 32 + 1 + 1,
-    8 + 32 * 3 + 8 + 8 + 32 * 5 + 4 + 4 + 4 + 32,
+    // Attestation and its event: ..., policy hash, witness count, 4 witnesses, 4 slots
+    // (+ revoked, bump for the account).
+    8 + 32 * 3 + 8 + 8 + 32 * 5 + 4 + 4 + 4 + 32 + 1 + 32 * 4 + 8 * 4 + 1 + 1,
+    8 + 32 * 3 + 8 + 8 + 32 * 5 + 4 + 4 + 4 + 32 + 1 + 32 * 4 + 8 * 4,
     8 + 8 + 1,
     8 + 32 + 32 + 1 + 4,
     8 + 32 + 32 + 8 + 8 + 1 + 32 + 1,
@@ -103,6 +105,13 @@ fn reference(i: usize, data: &[u8]) -> Result<(), VerifyError> {
         Kind::Policy if data[witness_count] as usize > MAX_WITNESSES => Err(InvalidWitnessSet),
         Kind::Policy if data[closed] > 1 => Err(MalformedInstruction),
         Kind::Policy if data[closed + 1 + 32] > 8 => Err(TooManySymbolRules),
+        // The witness count follows the 8 hashes and keys, seq, slot, the two counts, the
+        // revision and the policy hash.
+        Kind::Attestation | Kind::AttestationEvent
+            if data[8 + 32 * 8 + 8 + 8 + 4 + 4 + 4 + 32] as usize > MAX_WITNESSES =>
+        {
+            Err(InvalidWitnessSet)
+        }
         Kind::Attestation if data[8 + Attestation::BODY_LEN] > 1 => Err(MalformedInstruction),
         _ => Ok(()),
     }

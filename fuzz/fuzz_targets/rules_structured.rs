@@ -270,6 +270,7 @@ fn build_plan(input: &Input, snap: &Snapshot) -> PatchPlan {
     PatchPlan {
         target_id: [7; 32],
         snapshot_root: snap.root(),
+        model_hash: [3; 32],
         regions,
         writes,
     }

@@ -42,6 +42,7 @@ fn exercise(bytes: &[u8]) {
         let plan = PatchPlan {
             target_id: [0; 32],
             snapshot_root: snap.root(),
+            model_hash: [0; 32],
             regions: Vec::new(),
             writes: vec![Write {
                 address: r.map.start,

@@ -72,8 +72,10 @@ fuzz_target!(|data: &[u8]| {
             assert!(data.starts_with(p.encoded));
             assert_eq!(
                 p.regions_encoded,
-                &p.encoded[64..64 + 4 + REGION_LEN * p.region_count as usize]
+                &p.encoded[96..96 + 4 + REGION_LEN * p.region_count as usize]
             );
+            // target_id, snapshot_root, model_hash: the plan's first 96 bytes.
+            assert_eq!(p.model_hash, &p.encoded[64..96]);
             assert_eq!(PlanView::parse(p.encoded).map(|v| v.encoded), Ok(p.encoded));
 
             let plan = PatchPlan::decode(p.encoded).expect("a parsed plan decodes");

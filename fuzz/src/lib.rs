@@ -195,6 +195,7 @@ pub fn ref_encode_regions(regions: &[Region]) -> Vec<u8> {
 pub fn ref_encode_plan(p: &PatchPlan) -> Vec<u8> {
     let mut out = p.target_id.to_vec();
     out.extend(p.snapshot_root);
+    out.extend(p.model_hash);
     out.extend(ref_encode_regions(&p.regions));
     out.extend((p.writes.len() as u32).to_le_bytes());
     for w in &p.writes {

@@ -7,7 +7,7 @@ import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { ChildProcess, execFileSync, spawn } from "node:child_process";
 import { createHash } from "node:crypto";
-import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { homedir, tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import {
@@ -51,6 +51,12 @@ const hex = (s: string) => Buffer.from(s, "hex");
 const bytes = (a: number[] | Uint8Array) => Buffer.from(a);
 const u64le = (n: BN | number) => new BN(n).toArrayLike(Buffer, "le", 8);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+/// `memzinc::base::models_hash`: SHA-256 of models/*.mzn, in name order (what a plan names).
+const modelsHash = (): Buffer => {
+  const dir = join(ROOT, "models");
+  const names = readdirSync(dir).filter((n) => n.endsWith(".mzn")).sort();
+  return sha256(...names.map((n) => readFileSync(join(dir, n))));
+};
 
 /// The memzinc and healme binaries: MEMZINC_BIN (their directory, or the memzinc binary), else
 /// cargo's target directory.
@@ -117,6 +123,7 @@ function stop(child: ChildProcess | undefined, signal: NodeJS.Signals = "SIGTERM
 interface PlanFile {
   target_id: string;
   snapshot_root: string;
+  model_hash: string;
   regions: { start: number; end: number; flags: number }[];
   writes: { address: number; old: string; new: string }[];
   plan_hash: string;
@@ -209,7 +216,8 @@ describe("attestor through @coral-xyz/anchor and idl/attestor.json", { timeout: 
       witnesses: [snapshotWitness.publicKey],
       witnessThreshold: 1,
       maxSnapshotAge: new BN(9000),
-      modelHash: Array.from(sha256(tag("anchor-ts model"))),
+      // The models `memzinc plan` solves with below: the policy pins them.
+      modelHash: Array.from(modelsHash()),
       verifierHash: Array.from(sha256(tag("anchor-ts verifier"))),
       // No symbol rules: the real healme plan attested below proves no symbols.
       symbolRules: [],
@@ -278,6 +286,7 @@ describe("attestor through @coral-xyz/anchor and idl/attestor.json", { timeout: 
     ]);
     plan = JSON.parse(readFileSync(planPath, "utf8"));
     assert.ok(plan.writes.length > 0, "healme's corruption needs a repair");
+    assert.equal(plan.model_hash, modelsHash().toString("hex"), "the plan names the models it was solved with");
 
     const num = (n: number) => {
       assert.ok(Number.isSafeInteger(n), `${n} is exact in JSON`);
@@ -286,6 +295,7 @@ describe("attestor through @coral-xyz/anchor and idl/attestor.json", { timeout: 
     const core = {
       targetId: Array.from(hex(plan.target_id)),
       snapshotRoot: Array.from(hex(plan.snapshot_root)),
+      modelHash: Array.from(hex(plan.model_hash)),
       regions: plan.regions.map((r) => ({ start: num(r.start), end: num(r.end), flags: r.flags })),
       writes: plan.writes.map((w) => ({ address: num(w.address), old: hex(w.old), new: hex(w.new) })),
     };
@@ -426,14 +436,21 @@ describe("attestor through @coral-xyz/anchor and idl/attestor.json", { timeout: 
       program.programId,
     )[1]);
     // The region table hash and the link hash, recomputed here from the decoded fields.
-    const regionsEncoded = submission.subarray(64, 64 + 4 + 17 * plan.regions.length);
+    // PlanCore: target_id, snapshot_root, model_hash, then the regions.
+    const regionsEncoded = submission.subarray(96, 96 + 4 + 17 * plan.regions.length);
     assert.deepEqual(a.regionTableHash, Array.from(sha256(tag("memzinc/regions/v1"), regionsEncoded)));
     assert.equal(a.policyRevision, 0);
     assert.deepEqual(a.policyHash, policyHash, "the record names the configuration that judged it");
+    // The witness whose record counted, with the record's slot.
+    const record = await program.account.witnessedSnapshot.fetch(witnessed);
+    assert.equal(a.witnessCount, 1);
+    assert.ok(a.witnesses[0].equals(snapshotWitness.publicKey));
+    assert.ok(a.witnessSlots[0].eq(record.slot));
+    assert.ok(a.witnessSlots.slice(1).every((s) => s.eqn(0)));
     const revision = Buffer.alloc(4);
     revision.writeUInt32LE(a.policyRevision);
     const link = sha256(
-      tag("memzinc/attestation/v2"),
+      tag("memzinc/attestation/v3"),
       bytes(a.prevHash),
       u64le(a.seq),
       a.policy.toBuffer(),
@@ -445,6 +462,9 @@ describe("attestor through @coral-xyz/anchor and idl/attestor.json", { timeout: 
       bytes(a.regionTableHash),
       revision,
       bytes(a.policyHash),
+      Buffer.from([a.witnessCount]),
+      ...a.witnesses.map((w) => w.toBuffer()),
+      ...a.witnessSlots.map((s) => u64le(s)),
     );
     assert.deepEqual(a.hash, Array.from(link));
 
@@ -472,6 +492,9 @@ describe("attestor through @coral-xyz/anchor and idl/attestor.json", { timeout: 
     assert.ok(e.slot.eq(a.slot));
     assert.equal(e.writeCount, a.writeCount);
     assert.equal(e.byteCount, a.byteCount);
+    assert.equal(e.witnessCount, a.witnessCount);
+    assert.ok(e.witnesses.every((w: PublicKey, i: number) => w.equals(a.witnesses[i])));
+    assert.ok(e.witnessSlots.every((s: BN, i: number) => s.eq(a.witnessSlots[i])));
   });
 
   it("refuses the same plan again with the IDL's error (PlanAlreadyAttested, 6033)", async () => {

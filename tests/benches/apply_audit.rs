@@ -40,6 +40,7 @@ fn stopped_time(writes: usize) -> u128 {
         let plan = |from: &[Vec<u8>], invert: bool| PatchPlan {
             target_id: [0; 32],
             snapshot_root: [0; 32],
+            model_hash: [0; 32],
             regions: vec![],
             writes: ranges
                 .iter()
@@ -93,7 +94,8 @@ fn replay_rate(decisions: usize) -> f64 {
     for (seq, s) in recorded.iter().enumerate() {
         let address = attestation_address(&e.program_id, &chain, seq as u64);
         let a = Attestation::decode(&e.svm.get_account(&address).unwrap().data).unwrap();
-        let outcome = replayer.replay(&address, &a, s).unwrap();
+        let records = memzinc_tests::svm::witness_records(&e, &a);
+        let outcome = replayer.replay(&address, &a, s, &records).unwrap();
         assert_eq!(outcome.verdict, "identical", "{outcome:?}");
     }
     decisions as f64 / started.elapsed().as_secs_f64()

@@ -127,9 +127,10 @@ fn main() {
         "# Compute units\n\nWritten by `cargo bench -p memzinc-tests --bench compute_units` (LiteSVM, the real\n\
          `target/deploy/attestor.so`). Each write sits on its own page, so each carries a full 4 KiB page\n\
          and its Merkle proof; the program hashes the page, walks the proof, compares the old bytes, checks\n\
-         the region proofs and the policy rules, checks the witnessed-snapshot record of the plan's root\n\
-         (one policy witness), creates the attestation and plan-marker PDAs, extends the chain and closes\n\
-         the buffer. Goals (issues 5 and 15): <= 15,000 CU for 1 write, <= 400,000 for 64; the\n\
+         the region proofs and the policy rules, compares the plan's model hash with the one the policy\n\
+         pins, checks the witnessed-snapshot record of the plan's root (one policy witness), creates the\n\
+         attestation (which names the witnesses that counted) and plan-marker PDAs, extends the chain and\n\
+         closes the buffer. Goals (issues 5 and 15): <= 15,000 CU for 1 write, <= 400,000 for 64; the\n\
          per-transaction limit is 1,400,000. The first attestation of a target also creates its chain\n\
          account (measured apart); the others extend an existing chain. PDA derivations\n\
          (`find_program_address`, ~1,500 CU per try) and the two account-creating CPIs are most of\n\

@@ -120,6 +120,9 @@ pub mod synthetic {
     pub const RX: u8 = REGION_READ | REGION_EXEC;
     pub const RO: u8 = REGION_READ;
 
+    /// The model hash synthetic plans name, and the test policies (`svm::config`) pin.
+    pub const MODEL_HASH: Hash = [1; 32];
+
     /// Code at 0x40_0000, read-only data at 0x60_0000, a 256 KiB read-write heap at 0x70_0000.
     pub fn regions() -> Vec<Region> {
         vec![
@@ -247,6 +250,7 @@ pub mod synthetic {
         let plan = PatchPlan {
             target_id: memzinc_verifier::hash::target_id::<Sha2>(target.as_bytes()),
             snapshot_root: t.root::<Sha2>(),
+            model_hash: MODEL_HASH,
             regions: used,
             writes,
         };
@@ -321,7 +325,7 @@ pub mod svm {
             witnesses,
             witness_threshold: 1,
             max_snapshot_age: MAX_SNAPSHOT_AGE,
-            model_hash: [1; 32],
+            model_hash: crate::synthetic::MODEL_HASH,
             verifier_hash: [2; 32],
             symbol_rules: Default::default(),
         }
@@ -505,6 +509,21 @@ pub mod svm {
             assert_eq!(account.owner, self.program_id);
             decode(&account.data).expect("decodes")
         }
+    }
+
+    /// The witness records attestation `a` names, as `e`'s chain holds them (what `audit
+    /// --replay` reads from the RPC node).
+    pub fn witness_records(
+        e: &Env,
+        a: &memzinc_verifier::accounts::Attestation,
+    ) -> Vec<(Pubkey, Option<solana_account::Account>)> {
+        a.cited_witnesses()
+            .map(|(w, _)| {
+                let record =
+                    ix::witnessed_snapshot_address(&e.program_id, &Pubkey::from(*w), &a.target_id, &a.snapshot_root);
+                (record, e.svm.get_account(&record))
+            })
+            .collect()
     }
 }
 

@@ -49,6 +49,20 @@ fn attest_accepts_a_proven_plan_and_chains_records() {
     assert_eq!(a0.signer, e.authority.pubkey().to_bytes());
     assert_eq!((a0.write_count, a0.byte_count, a0.revoked), (1, 2, false));
     assert_eq!(a0.hash, a0.computed_hash::<Sha2>());
+    // The policy witness whose record counted, with the record's slot.
+    let record = e.account(
+        &ix::witnessed_snapshot_address(
+            &e.program_id,
+            &memzinc_tests::svm::witness().pubkey(),
+            &first.plan.target_id,
+            &first.plan.snapshot_root,
+        ),
+        memzinc_verifier::accounts::WitnessedSnapshot::decode,
+    );
+    assert_eq!(
+        a0.cited_witnesses().map(|(w, s)| (*w, s)).collect::<Vec<_>>(),
+        vec![(record.witness, record.slot)]
+    );
     // The Anchor event carries the same record (`Program data: base64(discriminator + body)`).
     use base64::Engine;
     let event = logs
@@ -445,6 +459,24 @@ fn snapshot_roots_must_be_witnessed_by_the_policy() {
     e.witness_as(&second, &plan).unwrap();
     let attest = e.attest_ix_citing(&a, &plan, 0, &both);
     e.send_attest(&a, attest).expect("2 of 2 fresh witnesses");
+    // The attestation names both witnesses, in the order cited, with their records' slots.
+    let record = e.account(
+        &attestation_address(&e.program_id, &e.chain_key(&plan.plan.target_id), 0),
+        Attestation::decode,
+    );
+    let slot_of = |w: &Pubkey| {
+        let address = ix::witnessed_snapshot_address(&e.program_id, w, &plan.plan.target_id, &plan.plan.snapshot_root);
+        e.account(&address, memzinc_verifier::accounts::WitnessedSnapshot::decode)
+            .slot
+    };
+    assert_eq!(
+        record
+            .cited_witnesses()
+            .map(|(w, s)| (Pubkey::from(*w), s))
+            .collect::<Vec<_>>(),
+        vec![(both[0], slot_of(&both[0])), (both[1], slot_of(&both[1]))]
+    );
+    assert_eq!(record.computed_hash::<Sha2>(), record.hash);
 
     // Witness sets: the authority or a host signer may not witness; a threshold within the set.
     let host = funded(&mut e.svm);
@@ -465,6 +497,121 @@ fn snapshot_roots_must_be_witnessed_by_the_policy() {
     for c in [as_authority, as_host, none, too_high] {
         expect_refusal(e.send(vec![invalid(c)], &[&a]), VerifyError::InvalidWitnessSet);
     }
+}
+
+/// A policy that pins a model hash takes only plans solved with those models: a planner that
+/// made its plan with another model (a laxer repair.mzn, say) and names that model's hash is
+/// refused; naming the pinned hash for it changes the plan hash, so the attestation would not
+/// be of the plan it made. A policy with a zero model hash pins nothing.
+#[test]
+fn a_plan_solved_with_other_models_is_refused() {
+    let mut e = env();
+    let a = e.authority.insecure_clone();
+    let pinned = e.account(&e.policy_key(), Policy::decode).config.model_hash;
+    assert_eq!(pinned, synthetic::MODEL_HASH);
+    let mut other = synthetic::submission("models", &[(0x70_0000, 2)]);
+    other.plan.model_hash = [9; 32];
+    e.upload(&a, &other);
+    let attest = e.attest_ix(&a, &other, 0);
+    expect_refusal(e.send_attest(&a, attest), VerifyError::ModelHashMismatch);
+    // No hash at all is not the pinned one either.
+    let mut unnamed = synthetic::submission("models", &[(0x70_0010, 2)]);
+    unnamed.plan.model_hash = [0; 32];
+    e.upload(&a, &unnamed);
+    let attest = e.attest_ix(&a, &unnamed, 0);
+    expect_refusal(e.send_attest(&a, attest), VerifyError::ModelHashMismatch);
+    // The same writes made with the pinned models pass.
+    let same = synthetic::submission("models", &[(0x70_0000, 2)]);
+    e.attest(&same, 0).expect("made with the pinned models");
+    // A policy that pins no models takes the other plan.
+    let unpinned = PolicyConfig {
+        model_hash: [0; 32],
+        ..config(&[])
+    };
+    e.send(vec![ix::update_policy(&e.program_id, &a.pubkey(), &unpinned)], &[&a])
+        .unwrap();
+    let attest = e.attest_ix(&a, &other, 1);
+    e.send_attest(&a, attest).expect("no model hash pinned");
+}
+
+/// `audit --replay` runs the deployed program again on the witness records the attestation
+/// names, read from the chain: a record that is not on chain, or one whose content is not a
+/// policy witness's record of the plan's root, makes the replay refuse (re-created records
+/// would pass); a record refreshed since is replayed at the slot the attestation recorded.
+#[test]
+fn a_replay_reads_the_witness_records_from_the_chain() {
+    use memzinc_cli::attest::Replayer;
+    let mut e = env();
+    let plan = synthetic::submission("replay", &[(0x70_0000, 2)]);
+    e.attest(&plan, 0).unwrap();
+    let chain = e.chain_key(&plan.plan.target_id);
+    let address = attestation_address(&e.program_id, &chain, 0);
+    let recorded = e.account(&address, Attestation::decode);
+    assert_eq!(recorded.witness_count, 1);
+    let program = std::fs::read(memzinc_tests::program_so()).unwrap();
+    let policy_account = e.svm.get_account(&e.policy_key()).unwrap();
+    let (program_id, policy_key) = (e.program_id, e.policy_key());
+    // A fresh VM for each replay: a VM that replayed the decision holds its plan marker.
+    let replay = |records: &[(Pubkey, Option<Account>)]| {
+        Replayer::new(program_id, &program, policy_key, policy_account.clone())
+            .unwrap()
+            .replay(&address, &recorded, &plan, records)
+            .unwrap()
+    };
+
+    let records = memzinc_tests::svm::witness_records(&e, &recorded);
+    assert!(records[0].1.is_some());
+    let outcome = replay(&records);
+    assert_eq!(
+        (outcome.verdict.as_str(), outcome.refreshed_witness_records),
+        ("identical", 0),
+        "{outcome:?}"
+    );
+
+    // Not on chain: the program refuses the record it is not given.
+    let missing = vec![(records[0].0, None)];
+    let outcome = replay(&missing);
+    assert!(outcome.verdict.starts_with("refused"), "{outcome:?}");
+    assert!(
+        outcome
+            .verdict
+            .contains(&format!("Custom({})", VerifyError::WrongAccountOwner.anchor_code())),
+        "{outcome:?}"
+    );
+
+    // At the record's address, another key's record of the same root: not a policy witness.
+    let stranger = funded(&mut e.svm);
+    e.witness_as(&stranger, &plan).unwrap();
+    let strangers = ix::witnessed_snapshot_address(
+        &e.program_id,
+        &stranger.pubkey(),
+        &plan.plan.target_id,
+        &plan.plan.snapshot_root,
+    );
+    let forged = vec![(records[0].0, e.svm.get_account(&strangers))];
+    let outcome = replay(&forged);
+    assert!(
+        outcome
+            .verdict
+            .contains(&format!("Custom({})", VerifyError::WitnessNotInPolicy.anchor_code())),
+        "{outcome:?}"
+    );
+
+    // The witness records the same root again later: the chain's record has a newer slot; the
+    // replay uses the record at the slot the attestation recorded, and says so.
+    e.svm.warp_to_slot(recorded.slot + 500);
+    e.witness_as(&memzinc_tests::svm::witness(), &plan).unwrap();
+    let refreshed = memzinc_tests::svm::witness_records(&e, &recorded);
+    let on_chain = memzinc_verifier::accounts::WitnessedSnapshot::decode(&refreshed[0].1.as_ref().unwrap().data)
+        .unwrap()
+        .slot;
+    assert!(on_chain > recorded.witness_slots[0]);
+    let outcome = replay(&refreshed);
+    assert_eq!(
+        (outcome.verdict.as_str(), outcome.refreshed_witness_records),
+        ("identical", 1),
+        "{outcome:?}"
+    );
 }
 
 #[test]

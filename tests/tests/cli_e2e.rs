@@ -186,6 +186,35 @@ fn snapshot_plan_attest_apply_audit_on_a_localnet() {
         "the .dzn facts are kept beside the plan"
     );
 
+    // The plan names the models it was solved with; the policy pins the checkout's models.
+    let models: String = memzinc::base::models_hash(&repo_root().join("models"))
+        .unwrap()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(planned["model_hash"], models);
+    // A plan solved with another repair model is refused before anything is uploaded.
+    let laxer = p("laxer.mzn");
+    let mut text = std::fs::read_to_string(repo_root().join("models/repair.mzn")).unwrap();
+    text.push_str("% another model\n");
+    std::fs::write(&laxer, text).unwrap();
+    let other = p("other.plan.json");
+    ok(&[
+        "plan",
+        &snap,
+        "--spec",
+        spec.to_str().unwrap(),
+        "--model",
+        &laxer,
+        "-o",
+        &other,
+    ]);
+    let err = run_fail(chain(&["attest", &other]));
+    assert!(
+        err.contains("solved with MiniZinc models") && err.contains(&models),
+        "{err}"
+    );
+
     // Not attested yet: refused, target untouched.
     let err = run_fail(chain(&["apply", &plan, "--pid", &target.pid()]));
     assert!(err.contains("no attestation"), "{err}");
@@ -229,6 +258,28 @@ fn snapshot_plan_attest_apply_audit_on_a_localnet() {
     assert_eq!(last["plan_hash"], planned["plan_hash"]);
     assert_eq!(last["receipt"]["outcome"], "applied", "apply recorded its receipt");
     assert_eq!(last["revoked"], false);
+    // The record names the policy revision and configuration that judged it and the witness
+    // whose record of the snapshot root counted.
+    let policy: serde_json::Value = serde_json::from_str(&run_ok(chain(&["policy", "show", "--json"]))).unwrap();
+    assert_eq!(last["policy_revision"], policy["revision"], "{last}");
+    assert_eq!(last["policy_hash"], policy["config_hash"], "{last}");
+    let witnesses = last["witnesses"].as_array().unwrap();
+    assert_eq!(witnesses.len(), 1, "{last}");
+    assert_eq!(
+        witnesses[0]["witness"].as_str(),
+        Some(net.witness_key.as_str()),
+        "{last}"
+    );
+    assert!(
+        witnesses[0]["slot"].as_u64().unwrap() <= last["slot"].as_u64().unwrap(),
+        "{last}"
+    );
+    // And the text form says so.
+    let text = run_ok(chain(&["audit", "--target", "healme"]));
+    assert!(
+        text.contains(&format!("witnessed by {} (slot ", net.witness_key)) && text.contains("policy revision "),
+        "{text}"
+    );
 
     // The audit exported with the snapshot and the plan: the attestations table and the
     // AttestationChain protobuf record (decoded by protoc) hold this link.
@@ -250,6 +301,22 @@ fn snapshot_plan_attest_apply_audit_on_a_localnet() {
         .unwrap();
     assert_eq!(rows.len(), entries.len());
     assert_eq!(rows.last().unwrap().text(4), planned["plan_hash"].as_str().unwrap());
+    let column = |name: &str| {
+        memzinc_cli::interop::tables::ATTESTATIONS
+            .columns
+            .iter()
+            .position(|c| c.name == name)
+            .unwrap()
+    };
+    assert_eq!(
+        rows.last().unwrap().text(column("policy_hash")),
+        last["policy_hash"].as_str().unwrap()
+    );
+    assert_eq!(rows.last().unwrap().text(column("witnesses")), net.witness_key);
+    assert_eq!(
+        rows.last().unwrap().text(column("witness_slots")),
+        witnesses[0]["slot"].to_string()
+    );
     let decoded = Command::new("protoc")
         .arg("--decode=memzinc.attestation.v1.AttestationChain")
         .arg(format!("--proto_path={}", repo_root().join("proto").display()))
@@ -265,6 +332,10 @@ fn snapshot_plan_attest_apply_audit_on_a_localnet() {
         "{decoded}"
     );
     assert!(decoded.contains(&format!("signer: {}", last["signer"])), "{decoded}");
+    assert!(
+        decoded.contains(&format!("witness: \"{}\"", net.witness_key)),
+        "{decoded}"
+    );
 
     // Offline replay: the deployed program's bytes (the reproducible build) run again in the
     // sBPF VM on the kept plan file and produce the recorded attestation byte for byte.
@@ -360,6 +431,10 @@ fn snapshot_plan_attest_apply_audit_on_a_localnet() {
     assert!(
         dom.contains("identical") && dom.contains("= the local reproducible build"),
         "{dom}"
+    );
+    assert!(
+        dom.contains(&format!("{} @ ", net.witness_key)),
+        "the timeline names the witness"
     );
     let shot = dir.path().join("report.png");
     chromium(&[&format!("--screenshot={}", shot.display()), "--window-size=1200,900"]);

@@ -198,6 +198,7 @@ fn instruction_args_encode_exactly_as_the_program_decodes() {
     let plan = PatchPlan {
         target_id: memzinc_verifier::hash::target_id::<Sha2>(b"idl"),
         snapshot_root: [9; 32],
+        model_hash: [8; 32],
         regions: vec![
             Region {
                 start: 0x1000,
@@ -226,6 +227,7 @@ fn instruction_args_encode_exactly_as_the_program_decodes() {
     let core = json!({
         "target_id": plan.target_id.to_vec(),
         "snapshot_root": plan.snapshot_root.to_vec(),
+        "model_hash": plan.model_hash.to_vec(),
         "regions": plan.regions.iter().map(|r| json!({"start": r.start, "end": r.end, "flags": r.flags})).collect::<Vec<_>>(),
         "writes": plan.writes.iter().map(|w| json!({"address": w.address, "old": w.old, "new": w.new})).collect::<Vec<_>>(),
     });

@@ -146,6 +146,16 @@ impl PolicyConfig {
         &self.witnesses[..(self.witness_count as usize).min(MAX_WITNESSES)]
     }
 
+    /// A policy that pins a model hash (any non-zero `model_hash`) takes only plans that name
+    /// it: a plan solved with other MiniZinc models is refused. A zero hash pins nothing.
+    pub fn check_model_hash(&self, plan_model_hash: &Hash) -> Result<(), VerifyError> {
+        if self.model_hash == [0; 32] || &self.model_hash == plan_model_hash {
+            Ok(())
+        } else {
+            Err(VerifyError::ModelHashMismatch)
+        }
+    }
+
     /// The witness set of a policy of `authority`: 1 to [`MAX_WITNESSES`] distinct keys, none
     /// the authority or a host signer (a planner must not vouch for its own snapshot), a
     /// threshold from 1 to their number, and a maximum age of at least one slot.
@@ -374,6 +384,12 @@ pub struct Attestation {
     /// The policy revision that judged the plan and the hash of its configuration.
     pub policy_revision: u32,
     pub policy_hash: Hash,
+    /// The witnesses whose records of `snapshot_root` counted (in the order cited), and the
+    /// slot each record had then; unused slots zero. Records are at
+    /// `["snapshot", witness, target_id, snapshot_root]`.
+    pub witness_count: u8,
+    pub witnesses: [[u8; 32]; MAX_WITNESSES],
+    pub witness_slots: [u64; MAX_WITNESSES],
     /// Set by `revoke`; a revoked plan must not be applied.
     pub revoked: bool,
     pub bump: u8,
@@ -382,7 +398,7 @@ pub struct Attestation {
 impl Attestation {
     pub const DISCRIMINATOR: Discriminator = [152, 125, 183, 86, 36, 146, 121, 73];
     /// The Borsh body without the trailing bump; the `AttestationRecorded` event carries it.
-    pub const BODY_LEN: usize = 32 * 8 + 8 + 8 + 4 + 4 + 4 + 32;
+    pub const BODY_LEN: usize = 32 * 8 + 8 + 8 + 4 + 4 + 4 + 32 + 1 + 32 * MAX_WITNESSES + 8 * MAX_WITNESSES;
     pub const LEN: usize = 8 + Self::BODY_LEN + 1 + 1;
     /// Offset of the `revoked` flag in the account data.
     pub const REVOKED_OFFSET: usize = 8 + Self::BODY_LEN;
@@ -399,6 +415,10 @@ impl Attestation {
     }
 
     fn decode_body(r: &mut Reader<'_>, with_bump: bool) -> Result<Attestation, VerifyError> {
+        let witness_count = |r: &mut Reader<'_>| match r.u8()? {
+            n if n as usize <= MAX_WITNESSES => Ok(n),
+            _ => Err(VerifyError::InvalidWitnessSet),
+        };
         Ok(Attestation {
             target_id: *r.array()?,
             policy: *r.array()?,
@@ -414,6 +434,9 @@ impl Attestation {
             byte_count: r.u32()?,
             policy_revision: r.u32()?,
             policy_hash: *r.array()?,
+            witness_count: witness_count(r)?,
+            witnesses: [*r.array()?, *r.array()?, *r.array()?, *r.array()?],
+            witness_slots: [r.u64()?, r.u64()?, r.u64()?, r.u64()?],
             revoked: if with_bump { r.bool()? } else { false },
             bump: if with_bump { r.u8()? } else { 0 },
         })
@@ -434,6 +457,15 @@ impl Attestation {
         w.put(&self.byte_count.to_le_bytes());
         w.put(&self.policy_revision.to_le_bytes());
         w.put(&self.policy_hash);
+        w.put(&[self.witness_count]);
+        w.put(self.witnesses.as_flattened());
+        w.put(&crate::hash::slots_le(&self.witness_slots));
+    }
+
+    /// The witnesses that counted, each with its record's slot at attest.
+    pub fn cited_witnesses(&self) -> impl Iterator<Item = (&[u8; 32], u64)> {
+        let n = (self.witness_count as usize).min(MAX_WITNESSES);
+        self.witnesses[..n].iter().zip(self.witness_slots[..n].iter().copied())
     }
 
     pub fn encode(&self, out: &mut [u8; Self::LEN]) {
@@ -463,6 +495,9 @@ impl Attestation {
             region_table_hash: &self.region_table_hash,
             policy_revision: self.policy_revision,
             policy_hash: &self.policy_hash,
+            witness_count: self.witness_count,
+            witnesses: &self.witnesses,
+            witness_slots: &self.witness_slots,
         })
     }
 
@@ -619,6 +654,10 @@ impl WitnessedSnapshot {
 pub struct WitnessTally {
     seen: u8,
     count: u8,
+    /// The witnesses counted, in the order cited, and their records' slots (what the
+    /// attestation records).
+    pub witnesses: [[u8; 32]; MAX_WITNESSES],
+    pub slots: [u64; MAX_WITNESSES],
 }
 
 impl WitnessTally {
@@ -645,8 +684,17 @@ impl WitnessTally {
             return Err(VerifyError::DuplicateWitness);
         }
         self.seen |= 1 << index;
+        // At most MAX_WITNESSES distinct policy witnesses can get here, so `count` indexes.
+        let at = (self.count as usize).min(MAX_WITNESSES - 1);
+        self.witnesses[at] = record.witness;
+        self.slots[at] = record.slot;
         self.count += 1;
         Ok(())
+    }
+
+    /// How many witnesses were counted.
+    pub fn count(&self) -> u8 {
+        self.count
     }
 
     pub fn finish(&self, config: &PolicyConfig) -> Result<(), VerifyError> {
@@ -772,6 +820,9 @@ mod tests {
             byte_count: 12,
             policy_revision: 4,
             policy_hash: [10; 32],
+            witness_count: 2,
+            witnesses: [[11; 32], [12; 32], [0; 32], [0; 32]],
+            witness_slots: [90, 95, 0, 0],
             revoked: true,
             bump: 254,
         };
@@ -949,6 +1000,48 @@ mod policy_lifecycle_tests {
         );
         t.add(&config, &record(8, 90), &target, &root, 100).unwrap();
         assert_eq!(t.finish(&config), Ok(()));
+        // What the attestation records: who counted, in the order cited, and each record's slot.
+        assert_eq!(t.count(), 2);
+        assert_eq!(t.witnesses, [[7; 32], [8; 32], [0; 32], [0; 32]]);
+        assert_eq!(t.slots, [95, 90, 0, 0]);
+    }
+
+    /// A policy with a non-zero model hash takes only plans that name it; a zero hash pins
+    /// nothing.
+    #[test]
+    fn a_pinned_model_hash_must_be_the_plans() {
+        let pinned = PolicyConfig {
+            model_hash: [5; 32],
+            ..policy(0, 0, false).config
+        };
+        assert_eq!(pinned.check_model_hash(&[5; 32]), Ok(()));
+        assert_eq!(pinned.check_model_hash(&[6; 32]), Err(VerifyError::ModelHashMismatch));
+        assert_eq!(pinned.check_model_hash(&[0; 32]), Err(VerifyError::ModelHashMismatch));
+        let unpinned = policy(0, 0, false).config;
+        assert_eq!(unpinned.check_model_hash(&[6; 32]), Ok(()));
+    }
+
+    /// The link hash commits to the witnesses that counted and their records' slots.
+    #[test]
+    fn the_link_hash_sees_the_witnesses() {
+        let mut a = attestation(1);
+        a.witness_count = 1;
+        a.witnesses[0] = [7; 32];
+        a.witness_slots[0] = 95;
+        let h = a.computed_hash::<Sha2>();
+        for other in [
+            Attestation { witness_count: 2, ..a },
+            Attestation {
+                witnesses: [[8; 32], [0; 32], [0; 32], [0; 32]],
+                ..a
+            },
+            Attestation {
+                witness_slots: [96, 0, 0, 0],
+                ..a
+            },
+        ] {
+            assert_ne!(other.computed_hash::<Sha2>(), h);
+        }
     }
 
     #[test]

@@ -101,6 +101,7 @@ verify_errors! {
     WitnessedRootMismatch = 54 => "a witnessed snapshot names another target or snapshot root than the plan",
     StaleSnapshot = 55 => "the witnessed snapshot is older than the policy's max_snapshot_age",
     InvalidWitnessSet = 56 => "policy witnesses: 1 to 4 distinct keys that are neither the authority nor a host signer, a threshold from 1 to their number, and a max_snapshot_age of at least 1 slot",
+    ModelHashMismatch = 57 => "the plan was solved with other MiniZinc models than the policy pins (model_hash)",
 }
 
 impl core::fmt::Display for VerifyError {

@@ -12,7 +12,7 @@ pub type Hash = [u8; 32];
 
 pub const PLAN_TAG: &[u8] = b"memzinc/plan/v1";
 pub const REGION_TABLE_TAG: &[u8] = b"memzinc/regions/v1";
-pub const LINK_TAG: &[u8] = b"memzinc/attestation/v2";
+pub const LINK_TAG: &[u8] = b"memzinc/attestation/v3";
 pub const POLICY_TAG: &[u8] = b"memzinc/policy/v1";
 pub const PAGE_LEAF_TAG: &[u8] = b"memzinc/page/v1";
 pub const UNREADABLE_LEAF_TAG: &[u8] = b"memzinc/unreadable/v1";
@@ -87,6 +87,11 @@ pub struct LinkFields<'a> {
     /// (`PolicyConfig::hash`): a loosen-attest-tighten sequence leaves the loose rules' hash.
     pub policy_revision: u32,
     pub policy_hash: &'a Hash,
+    /// The witnesses whose records of `snapshot_root` counted, and each record's slot then
+    /// (`accounts::WitnessTally`; unused slots zero).
+    pub witness_count: u8,
+    pub witnesses: &'a [[u8; 32]; crate::accounts::MAX_WITNESSES],
+    pub witness_slots: &'a [u64; crate::accounts::MAX_WITNESSES],
 }
 
 /// The hash of one link of a target's attestation chain. The program stores it and the next
@@ -105,5 +110,17 @@ pub fn link_hash<H: Sha256>(f: &LinkFields<'_>) -> Hash {
         f.region_table_hash,
         &f.policy_revision.to_le_bytes(),
         f.policy_hash,
+        &[f.witness_count],
+        f.witnesses.as_flattened(),
+        &slots_le(f.witness_slots),
     ])
+}
+
+/// Witness slots as they are hashed and stored: little-endian, one after the other.
+pub fn slots_le(slots: &[u64; crate::accounts::MAX_WITNESSES]) -> [u8; 8 * crate::accounts::MAX_WITNESSES] {
+    let mut out = [0u8; 8 * crate::accounts::MAX_WITNESSES];
+    for (chunk, slot) in out.as_chunks_mut::<8>().0.iter_mut().zip(slots) {
+        *chunk = slot.to_le_bytes();
+    }
+    out
 }

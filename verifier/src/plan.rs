@@ -22,6 +22,8 @@ pub struct Write {
 pub struct PatchPlan {
     pub target_id: Hash,
     pub snapshot_root: Hash,
+    /// The hash of the MiniZinc models the plan was solved with (`PolicyConfig::model_hash`).
+    pub model_hash: Hash,
     pub regions: Vec<Region>,
     pub writes: Vec<Write>,
 }
@@ -48,6 +50,7 @@ impl PatchPlan {
         let mut out = Vec::new();
         out.extend_from_slice(&self.target_id);
         out.extend_from_slice(&self.snapshot_root);
+        out.extend_from_slice(&self.model_hash);
         out.extend_from_slice(&self.encode_regions());
         out.extend_from_slice(&(self.writes.len() as u32).to_le_bytes());
         for w in &self.writes {
@@ -65,6 +68,7 @@ impl PatchPlan {
         Ok(PatchPlan {
             target_id: *args.target_id,
             snapshot_root: *args.snapshot_root,
+            model_hash: *args.model_hash,
             regions: args.regions().collect(),
             writes: args
                 .writes()
@@ -456,6 +460,7 @@ mod tests {
         PatchPlan {
             target_id: [1; 32],
             snapshot_root: [2; 32],
+            model_hash: [3; 32],
             regions: vec![
                 Region {
                     start: 0x1000,
@@ -615,6 +620,7 @@ mod tests {
         let p = PatchPlan {
             target_id: [1; 32],
             snapshot_root: t.root::<Sha2>(),
+            model_hash: [0; 32],
             regions: vec![region],
             writes: vec![Write {
                 address: u64::MAX - 4,

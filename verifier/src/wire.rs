@@ -5,7 +5,8 @@
 //! ```text
 //! Region        { start: u64, end: u64, flags: u8 }            // [start, end), flags: R=1 W=2 X=4
 //! Write         { address: u64, old: bytes, new: bytes }
-//! PlanCore      { target_id: [u8;32], snapshot_root: [u8;32], regions: Vec<Region>, writes: Vec<Write> }
+//! PlanCore      { target_id: [u8;32], snapshot_root: [u8;32], model_hash: [u8;32],
+//!                 regions: Vec<Region>, writes: Vec<Write> }
 //! PolicyRules   { wx: bool, max_bytes: u32, max_writes: u32 }
 //! SymbolRule    { symbol: [u8;32], start: u64, end: u64, kind: u8, min: u64, max: u64 }
 //! ```
@@ -123,6 +124,9 @@ impl<'a> Reader<'a> {
 pub struct PlanView<'a> {
     pub target_id: &'a [u8; 32],
     pub snapshot_root: &'a [u8; 32],
+    /// The hash of the MiniZinc models the plan was solved with (what a policy's `model_hash`
+    /// pins; zero when no model decided it).
+    pub model_hash: &'a [u8; 32],
     /// The Borsh encoding of `regions`, length prefix included (what `region_table_hash` hashes).
     pub regions_encoded: &'a [u8],
     region_bytes: &'a [u8],
@@ -147,6 +151,7 @@ impl<'a> PlanView<'a> {
         let start = *r;
         let target_id = r.array::<32>()?;
         let snapshot_root = r.array::<32>()?;
+        let model_hash = r.array::<32>()?;
         let before_regions = *r;
         let region_count = r.u32()?;
         let region_len = (region_count as usize)
@@ -165,6 +170,7 @@ impl<'a> PlanView<'a> {
         Ok(PlanView {
             target_id,
             snapshot_root,
+            model_hash,
             regions_encoded,
             region_bytes,
             writes_bytes,

@@ -30,7 +30,7 @@ use memzinc_verifier::instruction::{
     parse_no_args, parse_policy_config, Ix, OpenBufferArgs, PlanHashArgs, RecordAppliedArgs, RevokeArgs,
     WitnessSnapshotArgs, WriteBufferArgs,
 };
-use memzinc_verifier::rules::verify_submission;
+use memzinc_verifier::rules::{verify_submission, Verdict};
 use memzinc_verifier::wire::POLICY_RULES_LEN;
 use memzinc_verifier::{Sha256, VerifyError};
 use pinocchio::cpi::{Seed, Signer};
@@ -599,8 +599,9 @@ fn witness_snapshot(program_id: &Address, accounts: &mut [AccountView], args: &[
 }
 
 /// The plan's snapshot root is witnessed: `records` are witnessed-snapshot accounts (owned by
-/// this program, of that type) that `WitnessTally` counts under `policy`. Kept out of `attest`'s
-/// frame, which is close to the 4 KiB sBPF stack limit.
+/// this program, of that type) that `WitnessTally` counts under `policy`; the tally (who
+/// counted, each record's slot) goes into the attestation. Kept out of `attest`'s frame, which
+/// is close to the 4 KiB sBPF stack limit.
 #[inline(never)]
 fn check_witnesses(
     program_id: &Address,
@@ -609,7 +610,7 @@ fn check_witnesses(
     target_id: &[u8; 32],
     snapshot_root: &[u8; 32],
     slot: u64,
-) -> ProgramResult {
+) -> Result<WitnessTally, ProgramError> {
     let mut tally = WitnessTally::default();
     for account in records {
         require_owned(account, program_id)?;
@@ -618,7 +619,8 @@ fn check_witnesses(
             .add(&policy.config, &record, target_id, snapshot_root, slot)
             .map_err(fail)?;
     }
-    tally.finish(&policy.config).map_err(fail)
+    tally.finish(&policy.config).map_err(fail)?;
+    Ok(tally)
 }
 
 /// Accounts: 0 `[writable, signer]` host signer (authority or allowed signer; pays), 1 policy,
@@ -629,13 +631,14 @@ fn check_witnesses(
 /// 6 system program, 7.. witnessed-snapshot records of the plan's snapshot root.
 /// Args: `plan_hash: [u8;32]`.
 /// Who: the policy's authority or one of its host signers, with a buffer it opened itself.
-/// Proves: the policy is open; the plan's snapshot root was recorded for its target by at least
+/// Proves: the policy is open; the plan names the MiniZinc models the policy pins (when it pins
+/// any: `PolicyConfig::check_model_hash`); the plan's snapshot root was recorded for its target by at least
 /// the policy's threshold of distinct policy witnesses within `max_snapshot_age` slots (so the
 /// region and symbol trees the evidence proves against are the witnessed process's, not the
 /// planner's choice); the plan hashes to `plan_hash`, its evidence proves every region
 /// and page against the plan's snapshot root, and it keeps every rule of the policy; the record
-/// names the policy revision and configuration hash that judged it and links to the previous
-/// record of the target; the plan was never attested for this target before.
+/// names the policy revision and configuration hash that judged it and the witnesses whose
+/// records counted (with their slots), and links to the previous record of the target; the plan was never attested for this target before.
 #[inline(never)]
 fn attest(program_id: &Address, accounts: &mut [AccountView], args: &[u8]) -> ProgramResult {
     let [signer, policy_account, chain_account, attestation_account, marker_account, buffer, system_program, witnesses @ ..] =
@@ -669,6 +672,11 @@ fn attest(program_id: &Address, accounts: &mut [AccountView], args: &[u8]) -> Pr
         let (submission, verdict) =
             verify_submission::<SyscallSha256>(&policy.config.rules, &policy.config.symbol_rules, body)
                 .map_err(fail)?;
+        // Plans solved with other models than the policy pins are refused.
+        policy
+            .config
+            .check_model_hash(submission.plan.model_hash)
+            .map_err(fail)?;
         (*submission.plan.target_id, *submission.plan.snapshot_root, verdict)
     };
     if verdict.plan_hash != plan_hash {
@@ -679,7 +687,7 @@ fn attest(program_id: &Address, accounts: &mut [AccountView], args: &[u8]) -> Pr
     // the plan against the trees of a root they recorded. Records are found by owner and type:
     // only `witness_snapshot` writes them, each at the PDA of its own fields.
     let slot = Clock::get()?.slot;
-    check_witnesses(program_id, witnesses, &policy, &target_id, &snapshot_root, slot)?;
+    let tally = check_witnesses(program_id, witnesses, &policy, &target_id, &snapshot_root, slot)?;
 
     let policy_key = policy_account.address().to_bytes();
     let mut chain = if chain_account.is_data_empty() && chain_account.owned_by(&SYSTEM_PROGRAM_ID) {
@@ -756,39 +764,22 @@ fn attest(program_id: &Address, accounts: &mut [AccountView], args: &[u8]) -> Pr
         ],
     )?;
 
-    let signer_key = signer.address().to_bytes();
-    let hash = link_hash::<SyscallSha256>(&LinkFields {
-        prev_hash: &chain.head_hash,
-        seq: chain.next_seq,
-        policy: &policy_key,
-        target_id: &target_id,
-        signer: &signer_key,
-        slot,
-        plan_hash: &plan_hash,
-        snapshot_root: &snapshot_root,
-        region_table_hash: &verdict.region_table_hash,
-        policy_revision: policy.revision,
-        policy_hash: &policy.config_hash,
-    });
-    let record = Attestation {
-        target_id,
-        policy: policy_key,
-        signer: signer_key,
-        seq: chain.next_seq,
-        slot,
-        snapshot_root,
-        region_table_hash: verdict.region_table_hash,
-        plan_hash,
-        prev_hash: chain.head_hash,
-        hash,
-        write_count: verdict.totals.writes,
-        byte_count: verdict.totals.bytes,
-        policy_revision: policy.revision,
-        policy_hash: policy.config_hash,
-        revoked: false,
-        bump,
-    };
-    write_fixed(attestation_account, |out| record.encode(out))?;
+    let hash = record_attestation(
+        attestation_account,
+        &Decision {
+            target_id: &target_id,
+            policy: &policy_key,
+            signer: signer.address().as_array(),
+            chain: &chain,
+            slot,
+            snapshot_root: &snapshot_root,
+            plan_hash: &plan_hash,
+            verdict: &verdict,
+            policy_state: &policy,
+            tally: &tally,
+            bump,
+        },
+    )?;
     let marker = PlanMarker {
         seq: chain.next_seq,
         bump: marker_bump,
@@ -799,18 +790,70 @@ fn attest(program_id: &Address, accounts: &mut [AccountView], args: &[u8]) -> Pr
     chain.head_hash = hash;
     write_fixed(chain_account, |out| chain.encode(out))?;
 
-    close_into(buffer, signer)?;
-
-    emit_attestation(&record);
-    Ok(())
+    close_into(buffer, signer)
 }
 
-/// The `AttestationRecorded` event, in a frame of its own (`attest`'s is close to the limit).
+/// What `attest` decided, for the record.
+struct Decision<'a> {
+    target_id: &'a [u8; 32],
+    policy: &'a [u8; 32],
+    signer: &'a [u8; 32],
+    chain: &'a TargetChain,
+    slot: u64,
+    snapshot_root: &'a [u8; 32],
+    plan_hash: &'a [u8; 32],
+    verdict: &'a Verdict,
+    policy_state: &'a Policy,
+    tally: &'a WitnessTally,
+    bump: u8,
+}
+
+/// Writes the attestation and emits the `AttestationRecorded` event; returns its link hash. In
+/// a frame of its own: the record is larger than what is left of `attest`'s 4 KiB frame.
 #[inline(never)]
-fn emit_attestation(record: &Attestation) {
+fn record_attestation(account: &mut AccountView, d: &Decision) -> Result<[u8; 32], ProgramError> {
+    let hash = link_hash::<SyscallSha256>(&LinkFields {
+        prev_hash: &d.chain.head_hash,
+        seq: d.chain.next_seq,
+        policy: d.policy,
+        target_id: d.target_id,
+        signer: d.signer,
+        slot: d.slot,
+        plan_hash: d.plan_hash,
+        snapshot_root: d.snapshot_root,
+        region_table_hash: &d.verdict.region_table_hash,
+        policy_revision: d.policy_state.revision,
+        policy_hash: &d.policy_state.config_hash,
+        witness_count: d.tally.count(),
+        witnesses: &d.tally.witnesses,
+        witness_slots: &d.tally.slots,
+    });
+    let record = Attestation {
+        target_id: *d.target_id,
+        policy: *d.policy,
+        signer: *d.signer,
+        seq: d.chain.next_seq,
+        slot: d.slot,
+        snapshot_root: *d.snapshot_root,
+        region_table_hash: d.verdict.region_table_hash,
+        plan_hash: *d.plan_hash,
+        prev_hash: d.chain.head_hash,
+        hash,
+        write_count: d.verdict.totals.writes,
+        byte_count: d.verdict.totals.bytes,
+        policy_revision: d.policy_state.revision,
+        policy_hash: d.policy_state.config_hash,
+        witness_count: d.tally.count(),
+        witnesses: d.tally.witnesses,
+        witness_slots: d.tally.slots,
+        revoked: false,
+        bump: d.bump,
+    };
+    write_fixed(account, |out| record.encode(out))?;
     let mut event = [0u8; 8 + Attestation::BODY_LEN];
     record.encode_event(&mut event);
     emit(&event);
+    Ok(hash)
 }
 
 /// Accounts: 0 `[signer]` policy authority, 1 policy, 2 target chain, 3 `[writable]` attestation.

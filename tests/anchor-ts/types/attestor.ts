@@ -16,7 +16,7 @@ export type Attestor = {
     {
       "name": "attest",
       "docs": [
-        "Who: the policy authority or one of its host signers. Verify the uploaded plan and its Merkle evidence against the open policy, its snapshot root against the witnessed-snapshot records passed as remaining accounts (witness_threshold distinct policy witnesses, none older than max_snapshot_age), and record it as the next link of the target's chain, with the policy revision and configuration hash that judged it. Closes the buffer."
+        "Who: the policy authority or one of its host signers. Verify the uploaded plan and its Merkle evidence against the open policy (and its model_hash, when the policy pins one), its snapshot root against the witnessed-snapshot records passed as remaining accounts (witness_threshold distinct policy witnesses, none older than max_snapshot_age), and record it as the next link of the target's chain, with the policy revision and configuration hash that judged it and the witnesses whose records counted. Closes the buffer."
       ],
       "discriminator": [
         83,
@@ -1143,6 +1143,11 @@ export type Attestor = {
       "code": 6056,
       "name": "invalidWitnessSet",
       "msg": "policy witnesses: 1 to 4 distinct keys that are neither the authority nor a host signer, a threshold from 1 to their number, and a max_snapshot_age of at least 1 slot"
+    },
+    {
+      "code": 6057,
+      "name": "modelHashMismatch",
+      "msg": "the plan was solved with other MiniZinc models than the policy pins (model_hash)"
     }
   ],
   "types": [
@@ -1186,7 +1191,7 @@ export type Attestor = {
     {
       "name": "attestation",
       "docs": [
-        "One recorded decision. policy_revision and policy_hash name the policy configuration that judged it; the link hash commits to both."
+        "One recorded decision. policy_revision and policy_hash name the policy configuration that judged it; witnesses (the first witness_count, in the order cited) are the snapshot witnesses whose records of snapshot_root counted, witness_slots their records' slots then; the link hash commits to all of them."
       ],
       "type": {
         "kind": "struct",
@@ -1279,6 +1284,28 @@ export type Attestor = {
               "array": [
                 "u8",
                 32
+              ]
+            }
+          },
+          {
+            "name": "witnessCount",
+            "type": "u8"
+          },
+          {
+            "name": "witnesses",
+            "type": {
+              "array": [
+                "pubkey",
+                4
+              ]
+            }
+          },
+          {
+            "name": "witnessSlots",
+            "type": {
+              "array": [
+                "u64",
+                4
               ]
             }
           },
@@ -1388,6 +1415,28 @@ export type Attestor = {
                 32
               ]
             }
+          },
+          {
+            "name": "witnessCount",
+            "type": "u8"
+          },
+          {
+            "name": "witnesses",
+            "type": {
+              "array": [
+                "pubkey",
+                4
+              ]
+            }
+          },
+          {
+            "name": "witnessSlots",
+            "type": {
+              "array": [
+                "u64",
+                4
+              ]
+            }
           }
         ]
       }
@@ -1443,7 +1492,7 @@ export type Attestor = {
     {
       "name": "planCore",
       "docs": [
-        "What a plan hash covers: sha256(\"memzinc/plan/v1\" || borsh(PlanCore))."
+        "What a plan hash covers: sha256(\"memzinc/plan/v1\" || borsh(PlanCore)). model_hash: SHA-256 of the MiniZinc models the plan was solved with; a policy whose model_hash is not zero refuses a plan that names another (ModelHashMismatch)."
       ],
       "type": {
         "kind": "struct",
@@ -1459,6 +1508,15 @@ export type Attestor = {
           },
           {
             "name": "snapshotRoot",
+            "type": {
+              "array": [
+                "u8",
+                32
+              ]
+            }
+          },
+          {
+            "name": "modelHash",
             "type": {
               "array": [
                 "u8",

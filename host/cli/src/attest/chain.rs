@@ -124,8 +124,22 @@ pub struct AuditEntry {
     pub writes: u32,
     pub bytes: u32,
     pub hash: String,
+    /// The policy revision that judged the plan and the hash of its configuration.
+    pub policy_revision: u32,
+    pub policy_hash: String,
+    /// The witnesses whose records of the snapshot root counted, with each record's slot then.
+    pub witnesses: Vec<AuditWitness>,
     pub revoked: bool,
     pub receipt: Option<AuditReceipt>,
+}
+
+/// A snapshot witness an attestation counted: its key, its record's address and the slot the
+/// record had when it counted.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct AuditWitness {
+    pub witness: String,
+    pub record: String,
+    pub slot: u64,
 }
 
 /// What the host reported after applying.
@@ -531,6 +545,12 @@ impl Client {
             return Err(Error::Usage(format!("{signer} is not a signer of policy {policy_key}")));
         }
         let verdict = submission.verify_under::<Sha2>(&policy.config.rules, &policy.config.symbol_rules)?;
+        if policy.config.check_model_hash(&submission.plan.model_hash).is_err() {
+            return Err(Error::ModelHashMismatch {
+                plan: hex::encode(submission.plan.model_hash),
+                policy: hex::encode(policy.config.model_hash),
+            });
+        }
         let plan_hash = verdict.plan_hash;
         let target_id = submission.plan.target_id;
         let witnessed = || self.witnessed(&policy, &target_id, &submission.plan.snapshot_root);
@@ -745,6 +765,22 @@ impl Client {
                 writes: a.write_count,
                 bytes: a.byte_count,
                 hash: hex::encode(a.hash),
+                policy_revision: a.policy_revision,
+                policy_hash: hex::encode(a.policy_hash),
+                witnesses: a
+                    .cited_witnesses()
+                    .map(|(w, slot)| AuditWitness {
+                        witness: Pubkey::from(*w).to_string(),
+                        record: witnessed_snapshot_address(
+                            &self.program_id,
+                            &Pubkey::from(*w),
+                            target_id,
+                            &a.snapshot_root,
+                        )
+                        .to_string(),
+                        slot,
+                    })
+                    .collect(),
                 revoked: a.revoked,
                 receipt: receipt.map(|r| AuditReceipt {
                     slot: r.slot,

@@ -17,7 +17,8 @@ mod replay;
 pub use chain::{
     attestation_address, attestor_program_id, default_cli_config_path, plan_marker_address, policy_address,
     read_cli_config, read_keypair, receipt_address, resolve_url, target_chain_address, witnessed_snapshot_address,
-    write_keypair, AttestOutcome, AuditEntry, AuditReceipt, AuditReport, CliConfig, Client, ATTESTOR_PROGRAM_ID,
+    write_keypair, AttestOutcome, AuditEntry, AuditReceipt, AuditReport, AuditWitness, CliConfig, Client,
+    ATTESTOR_PROGRAM_ID,
 };
 pub use gate::{apply_attested, attestation_of, restore_attested, AttestedApply, AttestedRestore};
 pub use localnet::Localnet;

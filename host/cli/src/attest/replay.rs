@@ -6,13 +6,16 @@
 //! is on chain now, at the recorded revision (a decision whose recorded configuration hash is
 //! not the policy's current one cannot be replayed, and is counted as such), the target chain at `(next_seq = seq, head = prev_hash)`, the clock at the
 //! recorded slot, a buffer holding the plan and its evidence from the operator's plan file, and
-//! the policy's first `witness_threshold` witnesses' records of the recorded snapshot root at the
-//! recorded slot (the witness check itself was made on chain then; a replay re-judges the plan).
-//! Signatures are not re-checked (the VM runs without signature verification), everything the
-//! program itself checks is.
+//! the witnessed-snapshot records the attestation names as counted, read from the chain (a
+//! record missing there makes the replay fail). A record's slot only moves forward (witnessing
+//! the same root again refreshes it), so a record refreshed since the decision is replayed at
+//! the slot the attestation recorded for it, and counted as refreshed; everything else about it
+//! (owner, type, witness, target, root) is the chain's. Signatures are not re-checked (the VM
+//! runs without signature verification), everything the program itself checks is, the witness
+//! tally included.
 
 use litesvm::LiteSVM;
-use memzinc_verifier::accounts::{Attestation, BufferHeader, TargetChain};
+use memzinc_verifier::accounts::{Attestation, BufferHeader, TargetChain, WitnessedSnapshot};
 use memzinc_verifier::plan::Submission;
 use serde::Serialize;
 use solana_account::Account;
@@ -42,6 +45,9 @@ pub struct ReplayOutcome {
     /// "missing: …" (no plan file, or the policy's configuration changed since).
     pub verdict: String,
     pub compute_units: Option<u64>,
+    /// Witness records (read from the chain) whose slot was refreshed after the decision, so
+    /// they were replayed at the slot the attestation recorded.
+    pub refreshed_witness_records: usize,
 }
 
 /// Strips the upgradeable loader's header from a ProgramData account: what follows is the ELF,
@@ -99,24 +105,30 @@ impl Replayer {
         })
     }
 
-    /// Replays attestation `recorded` (at `address`) from `submission`.
+    /// Replays attestation `recorded` (at `address`) from `submission`, with the witness records
+    /// it names as they are on chain (`witness_records`: each record's address and account,
+    /// None where the chain has none).
     pub fn replay(
         &mut self,
         address: &Pubkey,
         recorded: &Attestation,
         submission: &Submission,
+        witness_records: &[(Pubkey, Option<Account>)],
     ) -> Result<ReplayOutcome> {
-        let outcome = |verdict: String, cu| ReplayOutcome {
+        let mut refreshed = 0;
+        let outcome = |verdict: String, cu, refreshed| ReplayOutcome {
             seq: recorded.seq,
             plan_hash: hex::encode(recorded.plan_hash),
             verdict,
             compute_units: cu,
+            refreshed_witness_records: refreshed,
         };
         let plan_hash = submission.plan.plan_hash::<Sha2>();
         if plan_hash != recorded.plan_hash {
             return Ok(outcome(
                 "differs: the plan file does not hash to the recorded plan".into(),
                 None,
+                0,
             ));
         }
         // The policy as it was when it judged: same configuration (else nothing to replay it
@@ -129,6 +141,7 @@ impl Replayer {
                     recorded.policy_revision
                 ),
                 None,
+                0,
             ));
         }
         policy.revision = recorded.policy_revision;
@@ -205,33 +218,29 @@ impl Replayer {
         self.svm.warp_to_slot(recorded.slot);
 
         let authority = Pubkey::from(policy.authority);
+        // The records the attestation counted, as the chain holds them; the program checks them
+        // again (owner, type, policy witness, target, root, age, distinct).
         let mut witnessed = Vec::new();
-        for w in policy
-            .config
-            .snapshot_witnesses()
-            .iter()
-            .take(policy.config.witness_threshold as usize)
-        {
-            let record = memzinc_verifier::accounts::WitnessedSnapshot {
-                witness: *w,
-                target_id: recorded.target_id,
-                snapshot_root: recorded.snapshot_root,
-                slot: recorded.slot,
-                bump: 0,
-            };
-            let mut data = [0u8; memzinc_verifier::accounts::WitnessedSnapshot::LEN];
-            record.encode(&mut data);
-            let address = instructions::witnessed_snapshot_address(
-                &self.program_id,
-                &Pubkey::from(*w),
-                &recorded.target_id,
-                &recorded.snapshot_root,
-            );
-            let account = owned(data.to_vec(), &self.svm);
-            self.svm
-                .set_account(address, account)
-                .map_err(|e| svm_err("witnessed snapshot", e))?;
-            witnessed.push(address);
+        for ((record_address, account), (_, recorded_slot)) in witness_records.iter().zip(recorded.cited_witnesses()) {
+            if let Some(account) = account {
+                let mut account = account.clone();
+                if let Ok(record) = WitnessedSnapshot::decode(&account.data) {
+                    if record.slot > recorded_slot {
+                        let mut data = [0u8; WitnessedSnapshot::LEN];
+                        WitnessedSnapshot {
+                            slot: recorded_slot,
+                            ..record
+                        }
+                        .encode(&mut data);
+                        account.data = data.to_vec();
+                        refreshed += 1;
+                    }
+                }
+                self.svm
+                    .set_account(*record_address, account)
+                    .map_err(|e| svm_err("witnessed snapshot", e))?;
+            }
+            witnessed.push(*record_address);
         }
         let attest = instructions::attest(
             &self.program_id,
@@ -256,6 +265,7 @@ impl Replayer {
                 return Ok(outcome(
                     format!("refused: {:?}", failed.err),
                     Some(failed.meta.compute_units_consumed),
+                    refreshed,
                 ))
             }
         };
@@ -268,11 +278,12 @@ impl Replayer {
         }
         .encode(&mut recorded_bytes);
         if replayed == recorded_bytes {
-            Ok(outcome("identical".into(), Some(cu)))
+            Ok(outcome("identical".into(), Some(cu), refreshed))
         } else {
             Ok(outcome(
                 "differs: the replayed record is not the recorded one".into(),
                 Some(cu),
+                refreshed,
             ))
         }
     }
@@ -328,12 +339,25 @@ pub fn replay_history(
     for (address, attestation) in client.attestations(&chain_address, count)? {
         let Some(a) = attestation else { continue };
         match plans.iter().find(|s| s.plan.plan_hash::<Sha2>() == a.plan_hash) {
-            Some(submission) => decisions.push(replayer.replay(&address, &a, submission)?),
+            Some(submission) => {
+                let mut records = Vec::new();
+                for (witness, _) in a.cited_witnesses() {
+                    let record = instructions::witnessed_snapshot_address(
+                        &client.program_id,
+                        &Pubkey::from(*witness),
+                        &a.target_id,
+                        &a.snapshot_root,
+                    );
+                    records.push((record, client.raw_account(&record)?));
+                }
+                decisions.push(replayer.replay(&address, &a, submission, &records)?)
+            }
             None => decisions.push(ReplayOutcome {
                 seq: a.seq,
                 plan_hash: hex::encode(a.plan_hash),
                 verdict: "missing: no plan file".into(),
                 compute_units: None,
+                refreshed_witness_records: 0,
             }),
         }
     }

@@ -81,13 +81,25 @@ pub fn run(a: Args, g: &Global) -> Result<()> {
         );
         for e in &report.entries {
             println!(
-                "  #{} slot {} plan {} writes {} bytes {} by {}",
+                "  #{} slot {} plan {} writes {} bytes {} by {}{}",
                 e.seq,
                 e.slot,
                 &e.plan_hash[..16],
                 e.writes,
                 e.bytes,
-                e.signer
+                e.signer,
+                if e.revoked { " (revoked)" } else { "" }
+            );
+            println!(
+                "     policy revision {} config {}; snapshot {} witnessed by {}",
+                e.policy_revision,
+                &e.policy_hash[..16],
+                &e.snapshot_root[..16],
+                e.witnesses
+                    .iter()
+                    .map(|w| format!("{} (slot {})", w.witness, w.slot))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             );
         }
         println!(
@@ -106,7 +118,16 @@ pub fn run(a: Args, g: &Global) -> Result<()> {
                 }
             );
             for d in &r.decisions {
-                println!("  replay #{} plan {}: {}", d.seq, &d.plan_hash[..16], d.verdict);
+                let refreshed = match d.refreshed_witness_records {
+                    0 => String::new(),
+                    n => format!(" ({n} witness record(s) refreshed since, replayed at the recorded slot)"),
+                };
+                println!(
+                    "  replay #{} plan {}: {}{refreshed}",
+                    d.seq,
+                    &d.plan_hash[..16],
+                    d.verdict
+                );
             }
             println!(
                 "{} of {} replayed decisions identical ({:.0}/s); {} of {} on chain not replayed",

@@ -251,6 +251,7 @@ pub fn export(snap: &Snapshot, dir: &Path, layout: Layout, extras: &Extras) -> R
                         p.target.as_str().into(),
                         hex::encode(p.target_id).into(),
                         hex::encode(p.snapshot_root).into(),
+                        hex::encode(p.model_hash).into(),
                         p.solver.as_str().into(),
                         p.status().into(),
                         (i as u64).into(),
@@ -325,6 +326,21 @@ pub fn attestation_rows(audit: &AuditReport) -> Vec<Vec<Value>> {
                 u64::from(e.writes).into(),
                 u64::from(e.bytes).into(),
                 e.hash.as_str().into(),
+                u64::from(e.policy_revision).into(),
+                e.policy_hash.as_str().into(),
+                (e.witnesses.len() as u64).into(),
+                e.witnesses
+                    .iter()
+                    .map(|w| w.witness.as_str())
+                    .collect::<Vec<_>>()
+                    .join(",")
+                    .into(),
+                e.witnesses
+                    .iter()
+                    .map(|w| w.slot.to_string())
+                    .collect::<Vec<_>>()
+                    .join(",")
+                    .into(),
                 e.revoked.into(),
                 e.receipt.as_ref().map(|r| r.outcome.as_str()).into(),
                 e.receipt.as_ref().map(|r| r.slot).into(),

@@ -26,6 +26,7 @@ pub fn plan_record(p: &Plan) -> plan_pb::Plan {
         target: p.target.clone(),
         target_id: p.target_id.to_vec(),
         snapshot_root: p.snapshot_root.to_vec(),
+        model_hash: p.model_hash.to_vec(),
         solver: p.solver.clone(),
         status: p.status().into(),
         changed_bytes: p.changed_bytes(),
@@ -89,6 +90,17 @@ pub fn attestation_record(a: &AuditReport) -> Result<attestation_pb::Attestation
                     writes: e.writes,
                     bytes: e.bytes,
                     link_hash: unhex(&e.hash, "link hash")?,
+                    policy_revision: e.policy_revision,
+                    policy_hash: unhex(&e.policy_hash, "policy_hash")?,
+                    witnesses: e
+                        .witnesses
+                        .iter()
+                        .map(|w| attestation_pb::Witness {
+                            witness: w.witness.clone(),
+                            record: w.record.clone(),
+                            slot: w.slot,
+                        })
+                        .collect(),
                     revoked: e.revoked,
                     receipt: e
                         .receipt
@@ -131,6 +143,7 @@ mod tests {
             target: "t".into(),
             target_id: [1u8; 32],
             snapshot_root: [2u8; 32],
+            model_hash: [3u8; 32],
             solver: "cbc".into(),
             optimal: true,
             findings: vec![],

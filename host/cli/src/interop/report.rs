@@ -105,7 +105,7 @@ pub fn html(report: &AuditReport, replay: Option<&ReplayReport>, plans: &[Submis
     }
     h.push_str(
         "<h2>Decision timeline</h2><table id='timeline'><tr><th>seq</th><th>slot</th><th>plan</th><th>writes</th>\
-         <th>bytes</th><th>signer</th><th>receipt</th><th>revoked</th><th>replay</th></tr>",
+         <th>bytes</th><th>signer</th><th>policy revision</th><th>witnesses</th><th>receipt</th><th>revoked</th><th>replay</th></tr>",
     );
     for e in &report.entries {
         let verdict = replay
@@ -114,13 +114,21 @@ pub fn html(report: &AuditReport, replay: Option<&ReplayReport>, plans: &[Submis
             .unwrap_or_else(|| "-".into());
         let _ = write!(
             h,
-            "<tr class='decision'><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            "<tr class='decision'><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{} ({})</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             e.seq,
             e.slot,
             esc(&e.plan_hash[..16]),
             e.writes,
             e.bytes,
             esc(&e.signer),
+            e.policy_revision,
+            esc(&e.policy_hash[..16]),
+            esc(&e
+                .witnesses
+                .iter()
+                .map(|w| format!("{} @ {}", w.witness, w.slot))
+                .collect::<Vec<_>>()
+                .join(", ")),
             e.receipt.as_ref().map(|r| format!("{} @ {}", r.outcome, r.slot)).unwrap_or_else(|| "-".into()),
             if e.revoked { "REVOKED" } else { "" },
             esc(&verdict)

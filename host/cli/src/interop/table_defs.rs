@@ -161,6 +161,7 @@ pub const PLANS: Table = Table {
         col("target", Text),
         col("target_id", Text),
         col("snapshot_root", Text),
+        col("model_hash", Text),
         col("solver", Text),
         col("status", Text),
         col("write_index", Int64),
@@ -186,6 +187,13 @@ pub const ATTESTATIONS: Table = Table {
         col("writes", Int64),
         col("bytes", Int64),
         col("link_hash", Text),
+        col("policy_revision", Int64),
+        col("policy_hash", Text),
+        col("witness_count", Int64),
+        // The witnesses whose records counted (base58, in the order cited) and each record's
+        // slot then, comma-separated in the same order.
+        col("witnesses", Text),
+        col("witness_slots", Text),
         col("revoked", Bool),
         nullable("receipt_outcome", Text),
         nullable("receipt_slot", Int64),

@@ -74,6 +74,8 @@ pub enum Error {
         have: usize,
         need: usize,
     },
+    #[error("the plan was solved with MiniZinc models {plan} but the policy pins {policy}; plan again with the pinned models, or update the policy's --model-hash")]
+    ModelHashMismatch { plan: String, policy: String },
     #[error("attestation {attestation} may not be applied: {why}")]
     NotApplicable { attestation: String, why: VerifyError },
     #[error(

@@ -30,6 +30,9 @@ pub struct Plan {
     pub target: String,
     pub target_id: [u8; 32],
     pub snapshot_root: [u8; 32],
+    /// SHA-256 of the MiniZinc models the plan was solved with (`base::models_hash_with`), set
+    /// by `reason::plan`; zero when no planner set it.
+    pub model_hash: [u8; 32],
     /// The solver backend that decided it.
     pub solver: String,
     /// Whether the solver proved it optimal (and its answer was checked).
@@ -89,6 +92,7 @@ impl Plan {
             target: target.to_string(),
             target_id: memzinc_verifier::hash::target_id::<Sha2>(target.as_bytes()),
             snapshot_root: snapshot.root(),
+            model_hash: [0; 32],
             solver: solver.to_string(),
             optimal,
             findings,
@@ -108,6 +112,7 @@ impl Plan {
         PatchPlan {
             target_id: self.target_id,
             snapshot_root: self.snapshot_root,
+            model_hash: self.model_hash,
             regions: self.regions.clone(),
             writes: self
                 .writes

@@ -1,7 +1,8 @@
 //! A plan's file form: the versioned JSON `memzinc plan` writes and `attest`, `apply`, `restore
 //! --apply`, `audit --replay` and `export` read (format 1). Bytes are hex, hashes hex; the
 //! file also carries the plan hash and the byte count for readers that do not hash. Converted
-//! to and from the one in-memory [`Plan`] here and nowhere else.
+//! to and from the one in-memory [`Plan`] here and nowhere else. Format 2 added `model_hash`
+//! (the plan hash covers it, so format 1 files name plans the attestor no longer takes).
 
 use std::path::Path;
 
@@ -14,7 +15,7 @@ use super::solver::Stats;
 use crate::base::{Error, Result};
 
 /// The plan file format this memzinc writes and reads.
-pub const PLAN_FORMAT: u32 = 1;
+pub const PLAN_FORMAT: u32 = 2;
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 struct PlanFile {
@@ -22,6 +23,8 @@ struct PlanFile {
     target: String,
     target_id: String,
     snapshot_root: String,
+    /// SHA-256 of the MiniZinc models the plan was solved with (hex).
+    model_hash: String,
     solver: String,
     /// OPTIMAL only when the solver proved it.
     status: String,
@@ -67,6 +70,7 @@ impl From<&Plan> for PlanFile {
             target: p.target.clone(),
             target_id: hex::encode(p.target_id),
             snapshot_root: hex::encode(p.snapshot_root),
+            model_hash: hex::encode(p.model_hash),
             solver: p.solver.clone(),
             status: p.status().into(),
             changed_bytes: p.changed_bytes(),
@@ -131,6 +135,7 @@ impl PlanFile {
         let plan = Plan {
             target_id: hash(&self.target_id, "target_id")?,
             snapshot_root: hash(&self.snapshot_root, "snapshot_root")?,
+            model_hash: hash(&self.model_hash, "model_hash")?,
             target: self.target,
             solver: self.solver,
             optimal: self.status == "OPTIMAL",

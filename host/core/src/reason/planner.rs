@@ -36,6 +36,15 @@ pub struct PlanOptions {
 }
 
 impl PlanOptions {
+    /// SHA-256 of the models these options plan with: `models_dir`'s, with `model` standing in
+    /// for `repair.mzn` when given. What each plan names as its `model_hash`.
+    pub fn models_hash(&self) -> Result<[u8; 32]> {
+        match &self.model {
+            Some(model) => crate::base::models_hash_with(&self.models_dir, &[("repair.mzn", model)]),
+            None => crate::base::models_hash(&self.models_dir),
+        }
+    }
+
     /// Gecode, 60 s, 4 GiB, answers verified, the models in `models_dir`.
     pub fn new(models_dir: &Path) -> PlanOptions {
         PlanOptions {
@@ -60,8 +69,16 @@ pub fn target_name(snap: &Snapshot) -> String {
 
 /// Plans the smallest repair of what `planner` finds wrong in `snap`: a plan without writes
 /// (and without findings) when nothing is. The facts given to the solver are kept beside
-/// `work` (`work` with the extension `dzn` or `facts.mzn`).
+/// `work` (`work` with the extension `dzn` or `facts.mzn`). The plan names the hash of the
+/// models it was solved with (`PlanOptions::models_hash`), which a policy may pin.
 pub fn plan(snap: &Snapshot, planner: &Planner, opts: &PlanOptions, work: &Path) -> Result<Plan> {
+    let model_hash = opts.models_hash()?;
+    let mut plan = plan_unhashed(snap, planner, opts, work)?;
+    plan.model_hash = model_hash;
+    Ok(plan)
+}
+
+fn plan_unhashed(snap: &Snapshot, planner: &Planner, opts: &PlanOptions, work: &Path) -> Result<Plan> {
     if let Some(spec) = &planner.spec {
         let model = opts.model.clone().unwrap_or_else(|| opts.models_dir.join("repair.mzn"));
         return spec::plan(snap, spec, &opts.solver, &model, &work.with_extension("dzn"));

@@ -554,6 +554,7 @@ pub fn expand(heap: &Heap, facts: &HeapFacts, kept: &[i64]) -> Result<PatchPlan,
     let mut plan = PatchPlan {
         target_id: memzinc_verifier::hash::target_id::<Sha2>(b"synthetic-heap"),
         snapshot_root: heap.trees().root::<Sha2>(),
+        model_hash: [0; 32],
         regions: if writes.is_empty() {
             Vec::new()
         } else {
