@@ -116,7 +116,10 @@ pub fn run(a: Args, g: &Global) -> Result<()> {
 /// `plan --relocate GLOBAL`.
 fn relocate(snap: &Snapshot, root: &str, output: &std::path::Path, g: &Global) -> Result<()> {
     let types = memzinc::introspect::DebugTypes::for_snapshot(snap)?;
-    let r = memzinc::reason::graph::plan_relocation(snap, types, root, &reason::target_name(snap))?;
+    let mut r = memzinc::reason::graph::plan_relocation(snap, types, root, &reason::target_name(snap))?;
+    // No model decides a relocation; it names the models of this memzinc like every plan, so a
+    // policy that pins them accepts it.
+    r.plan.model_hash = PlanOptions::new(&models_dir()).models_hash()?;
     r.plan.save(output)?;
     let s = &r.summary;
     if g.json {

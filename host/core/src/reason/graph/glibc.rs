@@ -321,7 +321,7 @@ pub struct Chunk {
 impl Chunk {
     /// Where the user's memory starts (what malloc returned).
     pub fn mem(&self) -> u64 {
-        self.address + CHUNK_HDR
+        self.address.wrapping_add(CHUNK_HDR)
     }
 
     /// Bytes the user may use from [`Chunk::mem`] (`malloc_usable_size`): a live chunk also
@@ -693,7 +693,7 @@ impl HeapView {
 
 fn walk_glibc(image: &Image, g: &GlibcDebug, input: &WalkInput, view: &mut HeapView) {
     let l = &g.layout;
-    let Some(top) = image.u64_at(g.main_arena + l.top) else {
+    let Some(top) = image.u64_at(g.main_arena.wrapping_add(l.top)) else {
         view.note(format!("main_arena at {:#x} is not in the snapshot", g.main_arena));
         return;
     };
@@ -708,7 +708,7 @@ fn walk_glibc(image: &Image, g: &GlibcDebug, input: &WalkInput, view: &mut HeapV
         } else {
             format!("arena at {arena:#x}")
         };
-        let Some(a_top) = image.u64_at(arena + l.top) else {
+        let Some(a_top) = image.u64_at(arena.wrapping_add(l.top)) else {
             view.corrupt(arena, &what, format!("{what} is not in the snapshot"));
             break;
         };
@@ -720,12 +720,12 @@ fn walk_glibc(image: &Image, g: &GlibcDebug, input: &WalkInput, view: &mut HeapV
         };
         let a = index as u16;
         if main {
-            let sbrk = image.u64_at(g.mp + l.par_sbrk_base).unwrap_or(0);
+            let sbrk = image.u64_at(g.mp.wrapping_add(l.par_sbrk_base)).unwrap_or(0);
             if top != 0 && sbrk != 0 {
                 let start = align_up(sbrk);
                 // The main heap ends where its top chunk ends.
                 let end = image
-                    .u64_at(top + SIZE_SZ)
+                    .u64_at(top.wrapping_add(SIZE_SZ))
                     .map(|w| top.saturating_add(w & !7))
                     .filter(|&e| e > top && image.segment(top).is_some_and(|s| e <= s.end))
                     .or_else(|| image.segment(top).map(|s| s.end))
@@ -740,7 +740,7 @@ fn walk_glibc(image: &Image, g: &GlibcDebug, input: &WalkInput, view: &mut HeapV
         fastbins(image, l, arena, &what, view);
         bins(image, l, arena, &what, view);
         view.arenas.push(record);
-        match image.u64_at(arena + l.next) {
+        match image.u64_at(arena.wrapping_add(l.next)) {
             Some(next) if next != 0 => arena = next,
             _ => {
                 view.note(format!("{what}: its next arena link cannot be read"));
@@ -780,9 +780,9 @@ fn walk_thread_arena(
     let mut heap = top & !(l.heap_max - 1);
     for _ in 0..MAX_HEAPS {
         let (Some(ar_ptr), Some(prev), Some(size)) = (
-            image.u64_at(heap + l.heap_ar_ptr),
-            image.u64_at(heap + l.heap_prev),
-            image.u64_at(heap + l.heap_size),
+            image.u64_at(heap.wrapping_add(l.heap_ar_ptr)),
+            image.u64_at(heap.wrapping_add(l.heap_prev)),
+            image.u64_at(heap.wrapping_add(l.heap_size)),
         ) else {
             view.corrupt(heap, what, format!("heap_info at {heap:#x} is not in the snapshot"));
             return;
@@ -902,7 +902,7 @@ fn free_list(
 
 fn fastbins(image: &Image, l: &MallocLayout, arena: u64, what: &str, view: &mut HeapView) {
     for i in 0..l.nfastbins {
-        let Some(head) = image.u64_at(arena + l.fastbins + 8 * i) else {
+        let Some(head) = image.u64_at(arena.wrapping_add(l.fastbins + 8 * i)) else {
             return;
         };
         if head != 0 {
@@ -952,7 +952,7 @@ fn bins(image: &Image, l: &MallocLayout, arena: u64, what: &str, view: &mut Heap
                 break;
             }
             n += 1;
-            match image.u64_at(fd + CHUNK_HDR) {
+            match image.u64_at(fd.wrapping_add(CHUNK_HDR)) {
                 Some(next) => fd = next,
                 None => break,
             }
@@ -1005,7 +1005,7 @@ fn first_chunk_tcache(view: &HeapView, image: &Image, t: TcacheLayout, found: &m
     }
     // Valid only if every non-empty bin's count is non-zero and every empty one's is zero.
     let ok = (0..t.bins).all(|i| {
-        let count = image.bytes(c.mem() + t.counts + t.count_size * i, t.count_size as usize);
+        let count = image.bytes(c.mem().wrapping_add(t.counts + t.count_size * i), t.count_size as usize);
         let entry = image.u64_at(c.mem() + t.entries + 8 * i);
         match (count, entry) {
             (Some(b), Some(e)) => {
@@ -1027,11 +1027,11 @@ fn tcache_lists(image: &Image, t: TcacheLayout, chunk: u64, view: &mut HeapView)
     view.tcaches.push(chunk);
     let base = chunk + CHUNK_HDR;
     for i in 0..t.bins {
-        let Some(entry) = image.u64_at(base + t.entries + 8 * i) else {
+        let Some(entry) = image.u64_at(base.wrapping_add(t.entries + 8 * i)) else {
             return;
         };
         let count = image
-            .bytes(base + t.counts + t.count_size * i, t.count_size as usize)
+            .bytes(base.wrapping_add(t.counts + t.count_size * i), t.count_size as usize)
             .map(little_endian)
             .unwrap_or(0);
         if entry == 0 {
@@ -1098,7 +1098,7 @@ fn mmapped_chunks(image: &Image, view: &mut HeapView) {
         }
         let mut at = s.start;
         while at < s.end {
-            let (Some(prev_size), Some(word)) = (image.u64_at(at), image.u64_at(at + SIZE_SZ)) else {
+            let (Some(prev_size), Some(word)) = (image.u64_at(at), image.u64_at(at.wrapping_add(SIZE_SZ))) else {
                 break;
             };
             let size = word & !7;
