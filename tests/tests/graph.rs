@@ -661,3 +661,23 @@ fn a_scattered_list_and_tree_are_moved_into_traversal_order_while_running() {
         assert_eq!(target.say("status"), "OK");
     }
 }
+
+#[test]
+fn relocating_what_is_no_linked_structure_is_one_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let exe = build_c(dir.path(), "cscatter.c", "cscatter", &[]);
+    let target = Clist::start(&exe, &[]);
+    let snap = target.snapshot(&dir.path().join("a.core"));
+    let plan = dir.path().join("a.plan.json");
+    for (root, says) in [
+        ("no_such_global", "no global of that name"),
+        ("g_hidden", "reaches no linked structure"),
+    ] {
+        let out = memzinc(&["plan", &snap, "--relocate", root, "-o", plan.to_str().unwrap()]);
+        assert!(!out.status.success(), "{root}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+        assert!(err.contains(says), "{root}: {err}");
+        assert!(!plan.exists(), "no plan is written");
+    }
+}
