@@ -681,3 +681,42 @@ fn relocating_what_is_no_linked_structure_is_one_clear_error() {
         assert!(!plan.exists(), "no plan is written");
     }
 }
+
+/// `plan --relocate` on a plain Rust program: a `Box`-linked list behind a static, its links
+/// inside `Option<Box<Node>>`, moved while it runs; its own check passes after.
+#[test]
+fn a_scattered_rust_box_list_is_moved_into_traversal_order_while_running() {
+    let dir = tempfile::tempdir().unwrap();
+    let exe = build_rust(dir.path(), "rscatter");
+    let mut target = Clist::start(&exe, &[]);
+    assert_eq!(target.say("status"), "OK");
+    let descents = |t: &mut Clist| -> u64 { t.say("order").strip_prefix("descents ").unwrap().parse().unwrap() };
+    assert!(descents(&mut target) > 10, "scattered to begin with");
+    let net = memzinc_tests::own_localnet(dir.path());
+    let run = |a: Vec<String>| memzinc_tests::ok(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    run(net.policy_args(&["policy", "init", "--max-bytes", "8192", "--max-writes", "128"]));
+    let pid = target.child.id().to_string();
+    let snap = dir.path().join("a.core").to_str().unwrap().to_string();
+    run(net.witnessed_snapshot(&pid, &snap, "rscatter"));
+    let plan = dir.path().join("a.plan.json").to_str().unwrap().to_string();
+    let planned: Value = serde_json::from_str(&memzinc_tests::ok(&[
+        "--json",
+        "plan",
+        &snap,
+        "--relocate",
+        "LIST",
+        "-o",
+        &plan,
+    ]))
+    .unwrap();
+    let r = &planned["relocation"];
+    assert_eq!(r["objects"], 64, "{r:#}");
+    assert!(r["moved"].as_u64().unwrap() > 32, "{r:#}");
+    run(net.args(&["attest", &plan]));
+    run(net.args(&["apply", &plan, "--pid", &pid]));
+    for _ in 0..20 {
+        assert_eq!(target.say("status"), "OK");
+    }
+    let pinned = r["pinned"].as_u64().unwrap();
+    assert!(descents(&mut target) <= 2 * pinned, "{r:#}");
+}
