@@ -73,6 +73,7 @@ fn snapshot_and_plan(corpus: &Path, work: &Path) {
             old: old.clone(),
             new: vec![!old[0]],
         }],
+        slots: Vec::new(),
     };
     let mut evidence = Vec::new();
     snap.evidence(&plan).expect("evidence").encode_into(&mut evidence);
@@ -92,6 +93,7 @@ fn snapshot_and_plan(corpus: &Path, work: &Path) {
             field: "stack.byte".into(),
             rule: "seed".into(),
         }],
+        slots: Vec::new(),
         evidence,
         stats: None,
     };

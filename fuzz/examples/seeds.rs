@@ -42,6 +42,7 @@ fn plan(snapshot_root: [u8; 32], regions: Vec<Region>) -> PatchPlan {
                 new: vec![1, 2, 3, 4],
             },
         ],
+        slots: Vec::new(),
     }
 }
 

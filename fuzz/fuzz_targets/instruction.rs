@@ -55,15 +55,16 @@ fn hash_at(a: &[u8], at: usize) -> [u8; 32] {
 }
 
 fn ref_policy_config(a: &[u8]) -> Result<PolicyConfig, VerifyError> {
-    if a.len() < 13 || a[0] > 1 {
+    // PolicyRules (wx u8, max_bytes, max_writes, max_moves u32), then Vec<Pubkey> signers.
+    if a.len() < 17 || a[0] > 1 {
         return Err(MalformedInstruction);
     }
-    let count = u32_at(a, 9) as usize;
+    let count = u32_at(a, 13) as usize;
     if count > MAX_SIGNERS {
         return Err(TooManySigners);
     }
     // Then Vec<Pubkey> witnesses (at most 4), threshold u8, max_snapshot_age u64.
-    let witnesses_at = 13 + 32 * count;
+    let witnesses_at = 17 + 32 * count;
     if a.len() < witnesses_at + 4 {
         return Err(MalformedInstruction);
     }
@@ -108,7 +109,7 @@ fn ref_policy_config(a: &[u8]) -> Result<PolicyConfig, VerifyError> {
     }
     let mut signers = [[0u8; 32]; MAX_SIGNERS];
     for (i, s) in signers.iter_mut().take(count).enumerate() {
-        *s = hash_at(a, 13 + 32 * i);
+        *s = hash_at(a, 17 + 32 * i);
     }
     let mut witnesses = [[0u8; 32]; MAX_WITNESSES];
     for (i, w) in witnesses.iter_mut().take(witness_count).enumerate() {
@@ -119,6 +120,7 @@ fn ref_policy_config(a: &[u8]) -> Result<PolicyConfig, VerifyError> {
             wx: a[0] == 1,
             max_bytes,
             max_writes,
+            max_moves: u32_at(a, 9),
         },
         signer_count: count as u8,
         signers,

@@ -273,6 +273,7 @@ fn build_plan(input: &Input, snap: &Snapshot) -> PatchPlan {
         model_hash: [3; 32],
         regions,
         writes,
+        slots: Vec::new(),
     }
 }
 
@@ -505,6 +506,7 @@ fuzz_target!(|input: Input| {
         wx: input.wx,
         max_bytes: input.max_bytes as u32,
         max_writes: input.max_writes as u32,
+        max_moves: 0,
     };
     let plan_verdict = ref_check_plan(&rules, &plan);
     assert_eq!(plan.check(&rules), plan_verdict, "check_plan");

@@ -49,6 +49,7 @@ fn exercise(bytes: &[u8]) {
                 old: vec![0],
                 new: vec![1],
             }],
+            slots: Vec::new(),
         };
         if let Err(e) = snap.evidence(&plan) {
             one_line(&e);

@@ -109,6 +109,7 @@ fn check(data: &[u8]) {
             wx: true,
             max_bytes: 1,
             max_writes: 1,
+            max_moves: 0,
         },
         signer_count: 0,
         signers: [[0; 32]; MAX_SIGNERS],

@@ -475,21 +475,25 @@ pub const POLICIES: [PolicyRules; 4] = [
         wx: true,
         max_bytes: 8,
         max_writes: 2,
+        max_moves: 0,
     },
     PolicyRules {
         wx: true,
         max_bytes: 4096,
         max_writes: 16,
+        max_moves: 0,
     },
     PolicyRules {
         wx: false,
         max_bytes: 4096,
         max_writes: 16,
+        max_moves: 0,
     },
     PolicyRules {
         wx: false,
         max_bytes: u32::MAX,
         max_writes: u32::MAX,
+        max_moves: u32::MAX,
     },
 ];
 

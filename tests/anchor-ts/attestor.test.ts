@@ -126,6 +126,8 @@ interface PlanFile {
   model_hash: string;
   regions: { start: number; end: number; flags: number }[];
   writes: { address: number; old: string; new: string }[];
+  // Present only in a relocation's plan file.
+  slots?: { address: number; len: number; from: number; to: number }[];
   plan_hash: string;
   evidence: string;
 }
@@ -211,7 +213,7 @@ describe("attestor through @coral-xyz/anchor and idl/attestor.json", { timeout: 
 
   it("initializes a policy and decodes it", async () => {
     const config = {
-      rules: { wx: true, maxBytes: 64, maxWrites: 8 },
+      rules: { wx: true, maxBytes: 64, maxWrites: 8, maxMoves: 0 },
       signers: [hostSigner.publicKey],
       witnesses: [snapshotWitness.publicKey],
       witnessThreshold: 1,
@@ -298,6 +300,7 @@ describe("attestor through @coral-xyz/anchor and idl/attestor.json", { timeout: 
       modelHash: Array.from(hex(plan.model_hash)),
       regions: plan.regions.map((r) => ({ start: num(r.start), end: num(r.end), flags: r.flags })),
       writes: plan.writes.map((w) => ({ address: num(w.address), old: hex(w.old), new: hex(w.new) })),
+      slots: (plan.slots ?? []).map((s) => ({ address: num(s.address), len: s.len, from: s.from, to: s.to })),
     };
     // Anchor TS camelCases the IDL: type `PlanCore` is `planCore`, field `target_id` is `targetId`.
     // (Its types coder encodes into 1000 bytes at most: enough for this plan, not for every plan.)

@@ -62,6 +62,7 @@ fn stopped_time(writes: usize) -> u128 {
                     }
                 })
                 .collect(),
+            slots: Vec::new(),
         };
         samples.push(apply::apply(pid, &plan(&old, false)).unwrap().stopped_us);
         apply::apply(pid, &plan(&old, true)).unwrap();
@@ -75,6 +76,7 @@ fn replay_rate(decisions: usize) -> f64 {
             wx: true,
             max_bytes: 64,
             max_writes: 8,
+            max_moves: 0,
         },
         ..config(&[])
     };

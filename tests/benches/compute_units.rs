@@ -18,6 +18,7 @@ fn main() {
             wx: true,
             max_bytes: 4096,
             max_writes: 64,
+            max_moves: 0,
         },
         ..config(&[])
     };
@@ -123,6 +124,39 @@ fn main() {
         rows.push((label.to_string(), cu, bytes, upload_txs + 1));
     }
 
+    // A relocation (issue 17): a 64-node list, one node per page, every node moved into list
+    // order and the head rewritten: 64 slot writes and one pointer on 65 proven pages. Each
+    // slot's new bytes are checked word by word against the moved source object.
+    for n in [16u64, 64] {
+        let policy = PolicyConfig {
+            rules: PolicyRules {
+                max_bytes: 4096,
+                max_writes: 128,
+                max_moves: 64,
+                ..policy.rules
+            },
+            ..policy
+        };
+        let mut e = env_with_authority(&policy, solana_keypair::Keypair::new_from_array([44; 32]));
+        let a = e.authority.insecure_clone();
+        let opener = synthetic::submission("bench-relocation", &[(0x70_0000 + 8, 4)]);
+        e.attest(&opener, 0).expect("creates the chain");
+        let submission = memzinc_tests::relocation::submission("bench-relocation", n);
+        let bytes = submission.encode().len();
+        let h = submission.plan.plan_hash::<Sha2>();
+        let upload_txs = ix::upload(&e.program_id, &a.pubkey(), &e.buffer(&a, &h), &h, &submission.encode()).len();
+        let cu = e.attest(&submission, 1).expect("attest a relocation");
+        rows.push((
+            format!(
+                "attest, relocation of {n} objects (one per page) and 1 pointer, {} pages",
+                submission.evidence.pages.len()
+            ),
+            cu,
+            bytes,
+            upload_txs + 1,
+        ));
+    }
+
     let mut md = String::from(
         "# Compute units\n\nWritten by `cargo bench -p memzinc-tests --bench compute_units` (LiteSVM, the real\n\
          `target/deploy/attestor.so`). Each write sits on its own page, so each carries a full 4 KiB page\n\
@@ -136,7 +170,10 @@ fn main() {
          (`find_program_address`, ~1,500 CU per try) and the two account-creating CPIs are most of\n\
          the fixed cost; the rest grows with the pages proven. Symbol rules (allowed ranges and typed\n\
          fields relative to a symbol) cost only under a policy that has them: a symbol proof and the\n\
-         range checks per write (last two rows, each on a chain that exists).\n\n\
+         range checks per write (the two symbol rows, each on a chain that exists). A relocation\n\
+         (issue 17, last two rows) also checks that its slots are a permutation and that every\n\
+         slot's new bytes are the moved object's, word by word, every pointer moved with it (a\n\
+         binary search over the slots per word); goal: 64 objects within the 1,400,000 limit.\n\n\
          | instruction | compute units | x baseline | uploaded bytes | upload txs |\n|---|---:|---:|---:|---:|\n",
     );
     for (name, cu, bytes, txs) in &rows {

@@ -93,6 +93,7 @@ fn main() {
         wx: true,
         max_bytes: u32::MAX,
         max_writes: u32::MAX,
+        max_moves: 0,
     };
     println!(
         "pointers  invalid  classes  check_ms  backend     status       bytes    flatten_ms  solve_ms  total_ms  peak_MiB  end_to_end_ms  x_anchor"

@@ -253,6 +253,7 @@ pub mod synthetic {
             model_hash: MODEL_HASH,
             regions: used,
             writes,
+            slots: Vec::new(),
         };
         // Writes outside the snapshot have no pages to prove; the rest keep their evidence, so
         // the program's own rules are what refuses such plans.
@@ -269,6 +270,131 @@ pub mod synthetic {
         let evidence = t
             .evidence_with_symbols(&provable, keys, |a| Some(page(a)))
             .expect("pages and symbols exist");
+        Submission { plan, evidence }
+    }
+}
+
+/// A synthetic relocation for the program tests and the compute-unit bench: a list of `n`
+/// 16-byte nodes `{ value, next }`, one per page of a heap at 0x80_0000 and scattered over the
+/// pages (node `k` on page `(5k + 1) mod n`, `n` a power of two), its head at 0x90_0000. The
+/// plan moves every node `k` onto page `k` (address order = list order) and rewrites the head;
+/// its writes are computed here, independently of the verifier's rules.
+pub mod relocation {
+    use std::collections::BTreeMap;
+
+    use memzinc::base::Sha2;
+    use memzinc_verifier::plan::{PatchPlan, SnapshotTrees, Submission, Write};
+    use memzinc_verifier::wire::{Region, Slot, PAGE_LEN};
+
+    pub const HEAP: u64 = 0x80_0000;
+    pub const HEAD: u64 = 0x90_0000;
+
+    fn node(page: u64) -> u64 {
+        HEAP + page * PAGE_LEN as u64 + 0x40
+    }
+
+    /// The list of `n` nodes and its relocation; `n` a power of two (so `(5k + 1) mod n` is a
+    /// permutation, and moves every node: `4k + 1` is odd, never a multiple of `n`).
+    pub fn submission(target: &str, n: u64) -> Submission {
+        submission_edited(target, n, |_| {})
+    }
+
+    /// As [`submission`], with the slots changed by `edit` before the writes are computed from
+    /// them: a forger's plan whose bytes and pointers agree with its own slots.
+    pub fn submission_edited(target: &str, n: u64, edit: impl Fn(&mut Vec<Slot>)) -> Submission {
+        assert!(n.is_power_of_two() && n >= 4);
+        let page_of = |k: u64| (5 * k + 1) % n;
+        let mut words: BTreeMap<u64, u64> = BTreeMap::new();
+        for k in 0..n {
+            words.insert(node(page_of(k)), 1000 + k);
+            words.insert(node(page_of(k)) + 8, if k + 1 < n { node(page_of(k + 1)) } else { 0 });
+        }
+        words.insert(HEAD, node(page_of(0)));
+        let page = |at: u64| -> Vec<u8> {
+            let mut out = vec![0u8; PAGE_LEN];
+            for (&a, v) in words.range(at..at + PAGE_LEN as u64) {
+                let off = (a - at) as usize;
+                out[off..off + 8].copy_from_slice(&v.to_le_bytes());
+            }
+            out
+        };
+        let word = |a: u64| words.get(&a).copied().unwrap_or(0);
+        let regions = vec![
+            Region {
+                start: HEAP,
+                end: HEAP + n * PAGE_LEN as u64,
+                flags: crate::synthetic::RW,
+            },
+            Region {
+                start: HEAD,
+                end: HEAD + PAGE_LEN as u64,
+                flags: crate::synthetic::RW,
+            },
+        ];
+        let leaves = regions
+            .iter()
+            .flat_map(|r| (r.start..r.end).step_by(PAGE_LEN))
+            .map(|a| (a, memzinc_verifier::merkle::page_leaf::<Sha2>(a, &page(a))))
+            .collect();
+        let t = SnapshotTrees::new::<Sha2>(regions.clone(), leaves);
+        // Node k moves from page_of(k) to page k.
+        let moving: Vec<u64> = (0..n).collect();
+        let mut by_address: Vec<(u64, u64)> = moving.iter().map(|&k| (node(page_of(k)), k)).collect();
+        by_address.sort_unstable();
+        let index: BTreeMap<u64, u32> = by_address
+            .iter()
+            .enumerate()
+            .map(|(i, &(a, _))| (a, i as u32))
+            .collect();
+        let mut slots: Vec<Slot> = by_address
+            .iter()
+            .map(|&(address, k)| Slot {
+                address,
+                len: 16,
+                from: 0,
+                to: index[&node(k)],
+            })
+            .collect();
+        for i in 0..slots.len() {
+            let to = slots[i].to as usize;
+            slots[to].from = i as u32;
+        }
+        edit(&mut slots);
+        let moved = |v: u64| match index.get(&(v & !0xf)) {
+            Some(&i) => slots[slots[i as usize].to as usize].address + (v & 0xf),
+            None => v,
+        };
+        let mut writes: Vec<Write> = slots
+            .iter()
+            .map(|s| {
+                let source = slots[s.from as usize].address;
+                Write {
+                    address: s.address,
+                    old: [word(s.address), word(s.address + 8)]
+                        .iter()
+                        .flat_map(|w| w.to_le_bytes())
+                        .collect(),
+                    new: [moved(word(source)), moved(word(source + 8))]
+                        .iter()
+                        .flat_map(|w| w.to_le_bytes())
+                        .collect(),
+                }
+            })
+            .collect();
+        writes.push(Write {
+            address: HEAD,
+            old: word(HEAD).to_le_bytes().to_vec(),
+            new: moved(word(HEAD)).to_le_bytes().to_vec(),
+        });
+        let plan = PatchPlan {
+            target_id: memzinc_verifier::hash::target_id::<Sha2>(target.as_bytes()),
+            snapshot_root: t.root::<Sha2>(),
+            model_hash: crate::synthetic::MODEL_HASH,
+            regions,
+            writes,
+            slots,
+        };
+        let evidence = t.evidence(&plan, |a| Some(page(a))).expect("every page is captured");
         Submission { plan, evidence }
     }
 }
@@ -299,6 +425,7 @@ pub mod svm {
             wx: true,
             max_bytes: 64,
             max_writes: 8,
+            max_moves: 0,
         }
     }
 

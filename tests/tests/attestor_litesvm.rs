@@ -4,6 +4,7 @@
 
 use memzinc::base::Sha2;
 use memzinc_cli::attest::instructions::{self as ix, attestation_address, plan_marker_address};
+use memzinc_tests::relocation;
 use memzinc_tests::svm::{config, env, env_with, funded};
 use memzinc_tests::synthetic::{self, RW};
 use memzinc_verifier::accounts::{
@@ -1328,4 +1329,52 @@ fn events_and_refusals_are_logged_as_anchor_does() {
     let (err, logs) = e.send_logged(vec![short], &[&a]).unwrap_err();
     assert!(err.contains("NotEnoughAccountKeys"), "{err}");
     assert!(!logs.iter().any(|l| l.contains("AnchorError")), "{logs:?}");
+}
+
+/// Relocations (issue 17): a list moved into address order, every pointer moved with its
+/// node, is attested under a policy that allows that many moves. A policy without moves, one
+/// with too few, the head rewritten to the wrong node, a moved node whose link names the wrong
+/// node and two nodes sent to one slot are each refused with their own code.
+#[test]
+fn relocations_are_attested_only_when_sound_and_allowed() {
+    use memzinc_verifier::wire::PolicyRules;
+    let allowing = |max_moves| PolicyConfig {
+        rules: PolicyRules {
+            max_bytes: 4096,
+            max_writes: 64,
+            max_moves,
+            ..memzinc_tests::svm::rules()
+        },
+        ..config(&[])
+    };
+    let good = relocation::submission("relocation", 16);
+    assert_eq!((good.plan.slots.len(), good.plan.writes.len()), (16, 17));
+    expect_refusal(
+        env_with(&allowing(0)).attest(&good, 0),
+        VerifyError::RelocationNotAllowed,
+    );
+    expect_refusal(env_with(&allowing(15)).attest(&good, 0), VerifyError::PlanTooManyMoves);
+
+    let mut e = env_with(&allowing(16));
+    let head = good.plan.writes.len() - 1;
+    let mut forged = Vec::new();
+    let mut s = good.clone();
+    s.plan.writes[head].new = (relocation::HEAP + 2 * 4096 + 0x40).to_le_bytes().to_vec();
+    forged.push((s, VerifyError::PointerNotMoved));
+    let mut s = good.clone();
+    let wrong = s.plan.writes[7].address;
+    s.plan.writes[3].new[8..].copy_from_slice(&wrong.to_le_bytes());
+    forged.push((s, VerifyError::MovedBytesMismatch));
+    // Two nodes to one slot, bytes and pointers computed consistently from the forged slots:
+    // only the permutation check stands in the way.
+    let s = relocation::submission_edited("relocation", 16, |slots| slots[1].to = slots[2].to);
+    forged.push((s, VerifyError::RelocationNotAPermutation));
+    for (s, error) in forged {
+        expect_refusal(e.attest(&s, 0), error);
+    }
+    e.attest(&good, 0).expect("a sound relocation is attested");
+    let chain = e.chain_key(&good.plan.target_id);
+    let a0 = e.account(&attestation_address(&e.program_id, &chain, 0), Attestation::decode);
+    assert_eq!(a0.plan_hash, good.plan.plan_hash::<Sha2>());
+    assert_eq!((a0.write_count, a0.byte_count), (17, 16 * 16 + 8));
 }

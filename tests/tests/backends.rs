@@ -79,6 +79,7 @@ fn every_backend_proves_the_heap_repair_optimum_cbc_proves() {
         wx: true,
         max_bytes: 1 << 20,
         max_writes: 1 << 16,
+        max_moves: 0,
     };
     let backends = installed("every_backend_proves_the_heap_repair_optimum_cbc_proves", &BACKENDS);
     let mut ran = 0;

@@ -610,7 +610,16 @@ fn a_scattered_list_and_tree_are_moved_into_traversal_order_while_running() {
     assert!(list0 > 10 && tree0 > 10, "scattered to begin with: {list0} {tree0}");
     let net = memzinc_tests::own_localnet(dir.path());
     let run = |a: Vec<String>| memzinc_tests::ok(&a.iter().map(String::as_str).collect::<Vec<_>>());
-    run(net.policy_args(&["policy", "init", "--max-bytes", "8192", "--max-writes", "128"]));
+    run(net.policy_args(&[
+        "policy",
+        "init",
+        "--max-bytes",
+        "8192",
+        "--max-writes",
+        "128",
+        "--max-moves",
+        "64",
+    ]));
     let pid = target.child.id().to_string();
     let mut pinned_total = 0;
     for (i, root) in ["g_list", "g_tree"].iter().enumerate() {
@@ -694,7 +703,16 @@ fn a_scattered_rust_box_list_is_moved_into_traversal_order_while_running() {
     assert!(descents(&mut target) > 10, "scattered to begin with");
     let net = memzinc_tests::own_localnet(dir.path());
     let run = |a: Vec<String>| memzinc_tests::ok(&a.iter().map(String::as_str).collect::<Vec<_>>());
-    run(net.policy_args(&["policy", "init", "--max-bytes", "8192", "--max-writes", "128"]));
+    run(net.policy_args(&[
+        "policy",
+        "init",
+        "--max-bytes",
+        "8192",
+        "--max-writes",
+        "128",
+        "--max-moves",
+        "64",
+    ]));
     let pid = target.child.id().to_string();
     let snap = dir.path().join("a.core").to_str().unwrap().to_string();
     run(net.witnessed_snapshot(&pid, &snap, "rscatter"));

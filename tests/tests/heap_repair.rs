@@ -32,6 +32,7 @@ const RULES: PolicyRules = PolicyRules {
     wx: true,
     max_bytes: 1 << 30,
     max_writes: 1 << 24,
+    max_moves: 0,
 };
 
 /// Solves the aggregated model; returns the proven optimum and the plan it expands to.

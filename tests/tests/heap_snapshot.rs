@@ -153,6 +153,7 @@ fn planted_heap_corruption_is_found_planned_and_healed_when_applied() {
                 wx: true,
                 max_bytes: 64,
                 max_writes: 8,
+                max_moves: 0,
             })
             .expect("the verifier accepts the plan and its evidence");
 

@@ -8,7 +8,7 @@ use memzinc_verifier::accounts::{
     self, Attestation, BufferHeader, PlanMarker, Policy, PolicyConfig, Receipt, TargetChain, WitnessedSnapshot,
 };
 use memzinc_verifier::plan::{PatchPlan, Write};
-use memzinc_verifier::wire::{field_kind, PolicyRules, Region, SymbolRule, SymbolRules};
+use memzinc_verifier::wire::{field_kind, PolicyRules, Region, Slot, SymbolRule, SymbolRules};
 use memzinc_verifier::VerifyError;
 use serde_json::{json, Value};
 use solana_pubkey::Pubkey;
@@ -223,6 +223,20 @@ fn instruction_args_encode_exactly_as_the_program_decodes() {
                 new: vec![7],
             },
         ],
+        slots: vec![
+            Slot {
+                address: 0x1100,
+                len: 16,
+                from: 1,
+                to: 1,
+            },
+            Slot {
+                address: 0x1200,
+                len: 16,
+                from: 0,
+                to: 0,
+            },
+        ],
     };
     let core = json!({
         "target_id": plan.target_id.to_vec(),
@@ -230,6 +244,7 @@ fn instruction_args_encode_exactly_as_the_program_decodes() {
         "model_hash": plan.model_hash.to_vec(),
         "regions": plan.regions.iter().map(|r| json!({"start": r.start, "end": r.end, "flags": r.flags})).collect::<Vec<_>>(),
         "writes": plan.writes.iter().map(|w| json!({"address": w.address, "old": w.old, "new": w.new})).collect::<Vec<_>>(),
+        "slots": plan.slots.iter().map(|s| json!({"address": s.address, "len": s.len, "from": s.from, "to": s.to})).collect::<Vec<_>>(),
     });
     let mut encoded = Vec::new();
     borsh(&idl, &json!({"defined": {"name": "PlanCore"}}), &core, &mut encoded);
@@ -241,6 +256,7 @@ fn instruction_args_encode_exactly_as_the_program_decodes() {
             wx: true,
             max_bytes: 300,
             max_writes: 9,
+            max_moves: 17,
         },
         signer_count: 1,
         signers: [signer.to_bytes(), [0; 32], [0; 32], [0; 32]],
@@ -261,7 +277,7 @@ fn instruction_args_encode_exactly_as_the_program_decodes() {
         .unwrap(),
     };
     let args = json!({"config": {
-        "rules": {"wx": true, "max_bytes": 300, "max_writes": 9},
+        "rules": {"wx": true, "max_bytes": 300, "max_writes": 9, "max_moves": 17},
         "signers": [signer.to_bytes().to_vec()],
         "witnesses": [vec![4u8; 32]], "witness_threshold": 1, "max_snapshot_age": 1234,
         "model_hash": vec![5u8; 32], "verifier_hash": vec![6u8; 32],
@@ -348,6 +364,7 @@ fn pda_seeds_derive_the_builders_addresses() {
             wx: true,
             max_bytes: 64,
             max_writes: 8,
+            max_moves: 0,
         },
         signer_count: 0,
         signers: [[0; 32]; 4],

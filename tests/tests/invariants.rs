@@ -248,6 +248,7 @@ fn plan_apply_recheck(dir: &Path, target: &Cqueue, solver: &str) -> Plan {
         wx: true,
         max_bytes: 64,
         max_writes: 8,
+        max_moves: 0,
     };
     let submission = file.submission().unwrap();
     assert_eq!(submission.plan, patch);

@@ -102,6 +102,12 @@ verify_errors! {
     StaleSnapshot = 55 => "the witnessed snapshot is older than the policy's max_snapshot_age",
     InvalidWitnessSet = 56 => "policy witnesses: 1 to 4 distinct keys that are neither the authority nor a host signer, a threshold from 1 to their number, and a max_snapshot_age of at least 1 slot",
     ModelHashMismatch = 57 => "the plan was solved with other MiniZinc models than the policy pins (model_hash)",
+    RelocationNotAllowed = 58 => "the policy allows no relocations (its max_moves is 0)",
+    PlanTooManyMoves = 59 => "the relocation moves more objects than the policy allows",
+    InvalidRelocation = 60 => "relocation slots are not ascending, disjoint and 8-byte aligned and sized, or a slot's from or to is out of range, itself, or a slot of another size",
+    RelocationNotAPermutation = 61 => "the relocation is not a permutation: two objects go to one slot, or one slot's object goes nowhere",
+    MovedBytesMismatch = 62 => "a moved object's new bytes are not its old bytes with every pointer to a moved object moved",
+    PointerNotMoved = 63 => "a write of a relocation is neither a slot's new bytes nor an 8-byte pointer rewritten to the move of its old value",
 }
 
 impl core::fmt::Display for VerifyError {

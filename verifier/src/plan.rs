@@ -7,7 +7,7 @@ use crate::error::VerifyError;
 use crate::hash::{self, Hash, Sha256};
 use crate::merkle::{self, tree::MerkleTree};
 use crate::rules::{check_plan, verify_submission, PlanTotals, Verdict};
-use crate::wire::{PlanView, PolicyRules, Region, SymbolRules, PAGE_LEN};
+use crate::wire::{PlanView, PolicyRules, Region, Slot, SymbolRules, PAGE_LEN};
 
 /// One write of an owned plan.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -26,6 +26,8 @@ pub struct PatchPlan {
     pub model_hash: Hash,
     pub regions: Vec<Region>,
     pub writes: Vec<Write>,
+    /// A relocation's slots, ascending by address (empty for any other plan; `wire::Slot`).
+    pub slots: Vec<Slot>,
 }
 
 impl PatchPlan {
@@ -60,6 +62,10 @@ impl PatchPlan {
             out.extend_from_slice(&(w.new.len() as u32).to_le_bytes());
             out.extend_from_slice(&w.new);
         }
+        out.extend_from_slice(&(self.slots.len() as u32).to_le_bytes());
+        for s in &self.slots {
+            out.extend_from_slice(&s.encode());
+        }
         out
     }
 
@@ -78,6 +84,7 @@ impl PatchPlan {
                     new: w.new.to_vec(),
                 })
                 .collect(),
+            slots: args.slots().collect(),
         })
     }
 
@@ -343,7 +350,7 @@ impl SnapshotTrees {
         })
     }
 
-    /// Proofs for the plan's regions and for every page its writes touch, no symbols.
+    /// Proofs for the plan's regions and for every page its writes or slots touch, no symbols.
     /// `contents` returns a page's captured bytes (None if it was not captured).
     pub fn evidence(
         &self,
@@ -395,14 +402,13 @@ impl SnapshotTrees {
             })
             .collect::<Result<Vec<_>, VerifyError>>()?;
         let mut touched: Vec<u64> = Vec::new();
-        for w in &plan.writes {
+        let ranges = (plan.writes.iter().map(|w| (w.address, w.old.len() as u64)))
+            .chain(plan.slots.iter().map(|s| (s.address, s.len as u64)));
+        for (address, len) in ranges {
             let page = PAGE_LEN as u64;
-            let end = w
-                .address
-                .checked_add(w.old.len() as u64)
-                .ok_or(VerifyError::AddressOverflow)?;
+            let end = address.checked_add(len).ok_or(VerifyError::AddressOverflow)?;
             // Checked: the last page of the address space has no successor.
-            let mut p = Some(w.address - w.address % page);
+            let mut p = Some(address - address % page);
             while let Some(at) = p.filter(|&at| at < end) {
                 touched.push(at);
                 p = at.checked_add(page);
@@ -453,6 +459,7 @@ mod tests {
             wx: true,
             max_bytes: 16,
             max_writes: 4,
+            max_moves: 0,
         }
     }
 
@@ -491,6 +498,7 @@ mod tests {
                     new: new.to_vec(),
                 })
                 .collect(),
+            slots: Vec::new(),
         }
     }
 
@@ -627,6 +635,7 @@ mod tests {
                 old: page_bytes(top)[PAGE_LEN - 5..PAGE_LEN - 1].to_vec(),
                 new: vec![0xee; 4],
             }],
+            slots: Vec::new(),
         };
         let evidence = t.evidence(&p, |a| Some(page_bytes(a))).unwrap();
         assert_eq!(evidence.pages.iter().map(|p| p.address).collect::<Vec<_>>(), vec![top]);
@@ -843,5 +852,184 @@ mod tests {
             SymbolRules::from_rules(&[rule(0, 1, 0, 0, 0); 9]).err(),
             Some(VerifyError::TooManySymbolRules)
         );
+    }
+
+    /// A heap page at 0x4000 holding a list of four 16-byte nodes `{ value, next }` scattered
+    /// in the order 0x4300 → 0x4100 → 0x4400 → 0x4200, a word at 0x4500 holding an interior
+    /// pointer (into the node at 0x4100, offset 8) and one holding a plain integer; the list's
+    /// head pointer at 0x5000.
+    fn heap_page(address: u64) -> Vec<u8> {
+        let mut page = vec![0u8; PAGE_LEN];
+        let mut put = |at: u64, v: u64| {
+            let off = (at - address) as usize;
+            page[off..off + 8].copy_from_slice(&v.to_le_bytes());
+        };
+        if address == 0x4000 {
+            for (node, value, next) in [
+                (0x4300, 10, 0x4100),
+                (0x4100, 11, 0x4400),
+                (0x4400, 12, 0x4200),
+                (0x4200, 13, 0),
+            ] {
+                put(node, value);
+                put(node + 8, next);
+            }
+            put(0x4500, 0x4108);
+            put(0x4508, 7);
+        } else if address == 0x5000 {
+            put(0x5000, 0x4300);
+        }
+        page
+    }
+
+    fn word(address: u64) -> u64 {
+        let page = address - address % PAGE_LEN as u64;
+        let off = (address - page) as usize;
+        u64::from_le_bytes(heap_page(page)[off..off + 8].try_into().unwrap())
+    }
+
+    /// The relocation that puts the list in traversal order (0x4300 → 0x4100, 0x4100 → 0x4200,
+    /// 0x4400 → 0x4300, 0x4200 → 0x4400), its writes computed here independently of the rules:
+    /// each slot's new bytes and every pointer outside the slots, moved.
+    fn relocation() -> Submission {
+        let regions = vec![Region {
+            start: 0x4000,
+            end: 0x6000,
+            flags: RW,
+        }];
+        let pages = [0x4000u64, 0x5000]
+            .iter()
+            .map(|&a| (a, crate::merkle::page_leaf::<Sha2>(a, &heap_page(a))))
+            .collect();
+        let t = SnapshotTrees::new::<Sha2>(regions.clone(), pages);
+        // Slot i is the node at 0x4100 * (i + 1); slot `to` is where its node goes.
+        let dest = [0x4200u64, 0x4400, 0x4100, 0x4300];
+        let index = |a: u64| ((a - 0x4100) / 0x100) as u32;
+        let mut slots: Vec<Slot> = (0..4)
+            .map(|i| Slot {
+                address: 0x4100 + 0x100 * i as u64,
+                len: 16,
+                from: 0,
+                to: index(dest[i]),
+            })
+            .collect();
+        for i in 0..4 {
+            let to = slots[i].to as usize;
+            slots[to].from = i as u32;
+        }
+        let moved = |v: u64| match (0x4100..0x4500).contains(&v) && v % 0x100 < 16 {
+            true => dest[index(v - v % 0x100) as usize] + v % 0x100,
+            false => v,
+        };
+        let mut writes = Vec::new();
+        for s in &slots {
+            let source = slots[s.from as usize].address;
+            let old: Vec<u8> = (0..2).flat_map(|k| word(s.address + 8 * k).to_le_bytes()).collect();
+            let new: Vec<u8> = (0..2).flat_map(|k| moved(word(source + 8 * k)).to_le_bytes()).collect();
+            writes.push(Write {
+                address: s.address,
+                old,
+                new,
+            });
+        }
+        for at in [0x4500u64, 0x5000] {
+            writes.push(Write {
+                address: at,
+                old: word(at).to_le_bytes().to_vec(),
+                new: moved(word(at)).to_le_bytes().to_vec(),
+            });
+        }
+        let plan = PatchPlan {
+            target_id: [1; 32],
+            snapshot_root: t.root::<Sha2>(),
+            model_hash: [0; 32],
+            regions,
+            writes,
+            slots,
+        };
+        let evidence = t.evidence(&plan, |a| Some(heap_page(a))).unwrap();
+        Submission { plan, evidence }
+    }
+
+    fn moves(max_moves: u32) -> PolicyRules {
+        PolicyRules {
+            wx: true,
+            max_bytes: 4096,
+            max_writes: 64,
+            max_moves,
+        }
+    }
+
+    #[test]
+    fn a_relocation_that_moves_every_pointer_with_its_object_passes() {
+        let s = relocation();
+        assert_eq!(s.plan.writes.len(), 6);
+        assert_eq!(s.verify::<Sha2>(&moves(4)), Ok(verdict_of(&s, 6, 80)));
+        assert_eq!(PatchPlan::decode(&s.plan.encode()), Ok(s.plan.clone()));
+        // The new head is the first node at the lowest address, and so on along the list.
+        assert_eq!(s.plan.writes[5].new, 0x4100u64.to_le_bytes());
+        assert_eq!(
+            s.plan.writes[0].new,
+            [10u64.to_le_bytes(), 0x4200u64.to_le_bytes()].concat()
+        );
+    }
+
+    #[test]
+    fn each_forged_relocation_has_its_own_error() {
+        let good = relocation();
+        let mut cases: Vec<(Submission, PolicyRules, VerifyError)> = Vec::new();
+        cases.push((good.clone(), moves(0), VerifyError::RelocationNotAllowed));
+        cases.push((good.clone(), moves(3), VerifyError::PlanTooManyMoves));
+
+        // The head rewritten to another node than the one its old value moved to.
+        let mut s = good.clone();
+        s.plan.writes[5].new = 0x4200u64.to_le_bytes().to_vec();
+        cases.push((s, moves(4), VerifyError::PointerNotMoved));
+        // A write that is no pointer into a moved object (the plain integer).
+        let mut s = good.clone();
+        s.plan.writes[4] = Write {
+            address: 0x4508,
+            old: 7u64.to_le_bytes().to_vec(),
+            new: 8u64.to_le_bytes().to_vec(),
+        };
+        cases.push((s, moves(4), VerifyError::PointerNotMoved));
+        // A moved node whose link names the wrong node; one whose value changed.
+        let mut s = good.clone();
+        s.plan.writes[0].new[8..].copy_from_slice(&0x4300u64.to_le_bytes());
+        cases.push((s, moves(4), VerifyError::MovedBytesMismatch));
+        let mut s = good.clone();
+        s.plan.writes[1].new[0] ^= 1;
+        cases.push((s, moves(4), VerifyError::MovedBytesMismatch));
+        // A slot's write cut short; a slot left without its write.
+        let mut s = good.clone();
+        s.plan.writes[2].old.truncate(8);
+        s.plan.writes[2].new.truncate(8);
+        cases.push((s, moves(4), VerifyError::MovedBytesMismatch));
+        let mut s = good.clone();
+        s.plan.writes.remove(3);
+        cases.push((s, moves(4), VerifyError::MovedBytesMismatch));
+        // Two objects to one slot (the second slot's node to where the third one's goes).
+        let mut s = good.clone();
+        s.plan.slots[1].to = s.plan.slots[2].to;
+        cases.push((s, moves(4), VerifyError::RelocationNotAPermutation));
+        // A slot that keeps its own object, one of another size, unaligned, overlapping.
+        let mut s = good.clone();
+        s.plan.slots[0].from = 0;
+        cases.push((s, moves(4), VerifyError::InvalidRelocation));
+        let mut s = good.clone();
+        s.plan.slots[3].len = 24;
+        cases.push((s, moves(4), VerifyError::InvalidRelocation));
+        let mut s = good.clone();
+        s.plan.slots[2].address += 4;
+        cases.push((s, moves(4), VerifyError::InvalidRelocation));
+        let mut s = good.clone();
+        s.plan.slots[1].address = 0x4108;
+        cases.push((s, moves(4), VerifyError::InvalidRelocation));
+        let mut s = good.clone();
+        s.plan.slots[3].to = 9;
+        cases.push((s, moves(4), VerifyError::InvalidRelocation));
+        for (i, (s, rules, expected)) in cases.into_iter().enumerate() {
+            assert_eq!(s.verify::<Sha2>(&rules), Err(expected), "case {i}");
+        }
     }
 }

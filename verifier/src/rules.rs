@@ -8,8 +8,8 @@ use crate::error::VerifyError;
 use crate::hash::{self, Hash, Sha256};
 use crate::merkle;
 use crate::wire::{
-    field_kind, EvidenceView, PlanView, PolicyRules, Region, Submission, SymbolRule, SymbolRules, MAX_SYMBOL_RULES,
-    PAGE_LEN,
+    field_kind, EvidenceView, PlanView, PolicyRules, Region, Slot, Submission, SymbolRule, SymbolRules,
+    MAX_SYMBOL_RULES, PAGE_LEN,
 };
 
 /// What a plan that passed the rules amounts to.
@@ -98,10 +98,176 @@ pub fn check_plan(rules: &PolicyRules, args: &PlanView<'_>) -> Result<PlanTotals
         }
     }
 
+    if args.slot_count > 0 {
+        if rules.max_moves == 0 {
+            return Err(VerifyError::RelocationNotAllowed);
+        }
+        if args.slot_count > rules.max_moves {
+            return Err(VerifyError::PlanTooManyMoves);
+        }
+        check_slot_table(args)?;
+    }
+
     Ok(PlanTotals {
         writes: args.write_count,
         bytes: total_bytes as u32,
     })
+}
+
+/// A relocation's slots: ascending, disjoint, 8-byte aligned and sized ranges, each taking the
+/// object of another slot of its size; and a permutation. `slot[slot[i].to].from == i` for every
+/// `i` makes `to` one-to-one (`to(i) = to(k)` gives `i = k`), so on finitely many slots it is a
+/// bijection and `from` its inverse: no two objects go to one slot, no object goes nowhere.
+fn check_slot_table(plan: &PlanView<'_>) -> Result<(), VerifyError> {
+    let n = plan.slot_count;
+    let mut prev_end: Option<u64> = None;
+    for (i, slot) in plan.slots().enumerate() {
+        let i = i as u32;
+        let end = slot
+            .address
+            .checked_add(slot.len as u64)
+            .ok_or(VerifyError::AddressOverflow)?;
+        let well_formed = slot.len > 0
+            && slot.len % 8 == 0
+            && slot.address % 8 == 0
+            && slot.from < n
+            && slot.to < n
+            && slot.from != i
+            && slot.to != i
+            && prev_end.is_none_or(|e| e <= slot.address);
+        if !well_formed || plan.slot(slot.from).is_none_or(|s| s.len != slot.len) {
+            return Err(VerifyError::InvalidRelocation);
+        }
+        if plan.slot(slot.to).is_none_or(|s| s.from != i) {
+            return Err(VerifyError::RelocationNotAPermutation);
+        }
+        prev_end = Some(end);
+    }
+    Ok(())
+}
+
+/// The proven pages of the evidence, read a word at a time; the page last found is kept, since
+/// an object's words are read in order.
+struct ProvenWords<'a> {
+    evidence: &'a EvidenceView<'a>,
+    last: Option<(u64, &'a [u8; PAGE_LEN])>,
+}
+
+impl<'a> ProvenWords<'a> {
+    /// The little-endian word at `address` (8-aligned, so inside one page).
+    fn word(&mut self, address: u64) -> Result<u64, VerifyError> {
+        let page = address - address % PAGE_LEN as u64;
+        let contents = match self.last {
+            Some((at, contents)) if at == page => contents,
+            _ => {
+                let found = self
+                    .evidence
+                    .pages()
+                    .find(|p| p.address == page)
+                    .ok_or(VerifyError::MissingPageProof)?;
+                self.last = Some((page, found.contents));
+                found.contents
+            }
+        };
+        let at = (address - page) as usize;
+        Ok(u64::from_le_bytes(
+            contents[at..at + 8]
+                .try_into()
+                .map_err(|_| VerifyError::MissingPageProof)?,
+        ))
+    }
+}
+
+/// Where the relocation moves the byte at `v`: into slot `from`'s object, by its offset there,
+/// if `v` lies in a slot; else nowhere.
+fn moved(plan: &PlanView<'_>, v: u64) -> u64 {
+    // The last slot starting at or below `v` (slots ascend and are disjoint).
+    let (mut lo, mut hi) = (0u32, plan.slot_count);
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        match plan.slot(mid) {
+            Some(s) if s.address <= v => lo = mid + 1,
+            _ => hi = mid,
+        }
+    }
+    let Some(slot) = lo.checked_sub(1).and_then(|i| plan.slot(i)) else {
+        return v;
+    };
+    if v >= slot.end() {
+        return v;
+    }
+    match plan.slot(slot.to) {
+        Some(target) => target.address + (v - slot.address),
+        None => v,
+    }
+}
+
+/// Word `k` of what slot `slot` must hold after the relocation: word `k` of the object that
+/// moves in, moved if it points into a moved object.
+fn slot_word(plan: &PlanView<'_>, words: &mut ProvenWords<'_>, slot: Slot, k: u32) -> Result<u64, VerifyError> {
+    let source = plan.slot(slot.from).ok_or(VerifyError::InvalidRelocation)?;
+    Ok(moved(plan, words.word(source.address + 8 * k as u64)?))
+}
+
+/// What makes a relocation sound, from the proven pages; run after `check_plan` (slot table a
+/// permutation of equal-sized slots, writes ascending and disjoint) and `check_evidence` (old
+/// bytes proven). Each slot ends up holding the object of its `from` slot, byte for byte,
+/// except that every word pointing into a moved object is moved with it (interior pointers by
+/// their offset): written so, or already so. Every other write is one aligned 8-byte pointer
+/// into a moved object, rewritten to the move of its old value. Nothing else is written.
+///
+/// Not proven here: that no reference the plan leaves alone still points to a moved object.
+/// That needs every readable word of the process, which the host scans (and pins what it
+/// cannot rewrite); the program sees only the proven pages.
+pub fn check_relocation(plan: &PlanView<'_>, evidence: &EvidenceView<'_>) -> Result<(), VerifyError> {
+    if plan.slot_count == 0 {
+        return Ok(());
+    }
+    let mut words = ProvenWords { evidence, last: None };
+    let slots_left_alone = |from: u32, to: u32, words: &mut ProvenWords<'_>| -> Result<(), VerifyError> {
+        for i in from..to {
+            let slot = plan.slot(i).ok_or(VerifyError::InvalidRelocation)?;
+            for k in 0..slot.len / 8 {
+                if slot_word(plan, words, slot, k)? != words.word(slot.address + 8 * k as u64)? {
+                    return Err(VerifyError::MovedBytesMismatch);
+                }
+            }
+        }
+        Ok(())
+    };
+    let mut next = 0u32; // the first slot no write has reached yet
+    for write in plan.writes() {
+        let end = write.address + write.new.len() as u64;
+        let mut passed = next;
+        while plan.slot(passed).is_some_and(|s| s.end() <= write.address) {
+            passed += 1;
+        }
+        slots_left_alone(next, passed, &mut words)?;
+        next = passed;
+        match plan.slot(next) {
+            Some(slot) if slot.address < end => {
+                if write.address != slot.address || write.new.len() != slot.len as usize {
+                    return Err(VerifyError::MovedBytesMismatch);
+                }
+                for (k, new) in write.new.as_chunks::<8>().0.iter().enumerate() {
+                    if slot_word(plan, &mut words, slot, k as u32)? != u64::from_le_bytes(*new) {
+                        return Err(VerifyError::MovedBytesMismatch);
+                    }
+                }
+                next += 1;
+            }
+            _ => {
+                let (Ok(old), Ok(new)) = (<[u8; 8]>::try_from(write.old), <[u8; 8]>::try_from(write.new)) else {
+                    return Err(VerifyError::PointerNotMoved);
+                };
+                let old = u64::from_le_bytes(old);
+                if write.address % 8 != 0 || moved(plan, old) == old || u64::from_le_bytes(new) != moved(plan, old) {
+                    return Err(VerifyError::PointerNotMoved);
+                }
+            }
+        }
+    }
+    slots_left_alone(next, plan.slot_count, &mut words)
 }
 
 /// Checks the evidence: the snapshot root is the hash of the proven sub-roots, every region of
@@ -293,6 +459,7 @@ pub fn verify_submission<'a, H: Sha256>(
     let submission = Submission::parse(data)?;
     let totals = check_plan(rules, &submission.plan)?;
     check_evidence::<H>(&submission.plan, &submission.evidence)?;
+    check_relocation(&submission.plan, &submission.evidence)?;
     check_symbol_rules(symbol_rules, &submission.plan, &submission.evidence)?;
     Ok((
         submission,

@@ -5,9 +5,10 @@
 //! ```text
 //! Region        { start: u64, end: u64, flags: u8 }            // [start, end), flags: R=1 W=2 X=4
 //! Write         { address: u64, old: bytes, new: bytes }
+//! Slot          { address: u64, len: u32, from: u32, to: u32 }        // a relocation's slot
 //! PlanCore      { target_id: [u8;32], snapshot_root: [u8;32], model_hash: [u8;32],
-//!                 regions: Vec<Region>, writes: Vec<Write> }
-//! PolicyRules   { wx: bool, max_bytes: u32, max_writes: u32 }
+//!                 regions: Vec<Region>, writes: Vec<Write>, slots: Vec<Slot> }
+//! PolicyRules   { wx: bool, max_bytes: u32, max_writes: u32, max_moves: u32 }
 //! SymbolRule    { symbol: [u8;32], start: u64, end: u64, kind: u8, min: u64, max: u64 }
 //! ```
 //!
@@ -54,6 +55,44 @@ impl Region {
         out[8..16].copy_from_slice(&self.end.to_le_bytes());
         out[16] = self.flags;
         out
+    }
+}
+
+pub const SLOT_LEN: usize = 20;
+
+/// One slot of a relocation: the object-sized range `[address, address + len)`. The object in
+/// slot number `from` moves into this slot, and this slot's object moves into slot number `to`
+/// (numbers index the plan's slots, which ascend by address). A plan with slots is a
+/// relocation: its writes are the slots' new bytes and pointers rewritten to the move.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Slot {
+    pub address: u64,
+    pub len: u32,
+    pub from: u32,
+    pub to: u32,
+}
+
+impl Slot {
+    fn decode(b: &[u8; SLOT_LEN]) -> Slot {
+        let u32_at = |at: usize| u32::from_le_bytes(b[at..at + 4].try_into().unwrap_or([0; 4]));
+        Slot {
+            address: u64::from_le_bytes(b[0..8].try_into().unwrap_or([0; 8])),
+            len: u32_at(8),
+            from: u32_at(12),
+            to: u32_at(16),
+        }
+    }
+    pub fn encode(&self) -> [u8; SLOT_LEN] {
+        let mut out = [0u8; SLOT_LEN];
+        out[0..8].copy_from_slice(&self.address.to_le_bytes());
+        out[8..12].copy_from_slice(&self.len.to_le_bytes());
+        out[12..16].copy_from_slice(&self.from.to_le_bytes());
+        out[16..20].copy_from_slice(&self.to.to_le_bytes());
+        out
+    }
+    /// One past the slot's last byte (`address + len`, checked when the table was checked).
+    pub fn end(&self) -> u64 {
+        self.address.wrapping_add(self.len as u64)
     }
 }
 
@@ -131,8 +170,11 @@ pub struct PlanView<'a> {
     pub regions_encoded: &'a [u8],
     region_bytes: &'a [u8],
     writes_bytes: &'a [u8],
+    slot_bytes: &'a [u8],
     pub region_count: u32,
     pub write_count: u32,
+    /// Slots of a relocation (zero for any other plan).
+    pub slot_count: u32,
     /// The whole `PlanCore` encoding (what `plan_hash` hashes).
     pub encoded: &'a [u8],
 }
@@ -167,6 +209,11 @@ impl<'a> PlanView<'a> {
             r.bytes()?;
         }
         let writes_bytes = &writes_start.buf[..writes_start.remaining() - r.remaining()];
+        let slot_count = r.u32()?;
+        let slot_len = (slot_count as usize)
+            .checked_mul(SLOT_LEN)
+            .ok_or(VerifyError::MalformedInstruction)?;
+        let slot_bytes = r.take(slot_len)?;
         Ok(PlanView {
             target_id,
             snapshot_root,
@@ -174,14 +221,30 @@ impl<'a> PlanView<'a> {
             regions_encoded,
             region_bytes,
             writes_bytes,
+            slot_bytes,
             region_count,
             write_count,
+            slot_count,
             encoded: &start.buf[..start.remaining() - r.remaining()],
         })
     }
 
     pub fn regions(&self) -> impl Iterator<Item = Region> + 'a {
         self.region_bytes.as_chunks::<REGION_LEN>().0.iter().map(Region::decode)
+    }
+
+    /// The relocation's slots, in the plan's order.
+    pub fn slots(&self) -> impl Iterator<Item = Slot> + 'a {
+        self.slot_bytes.as_chunks::<SLOT_LEN>().0.iter().map(Slot::decode)
+    }
+
+    /// Slot number `i` (None past the end).
+    pub fn slot(&self, i: u32) -> Option<Slot> {
+        self.slot_bytes
+            .as_chunks::<SLOT_LEN>()
+            .0
+            .get(i as usize)
+            .map(Slot::decode)
     }
 
     pub fn writes(&self) -> WriteIter<'a> {
@@ -422,9 +485,11 @@ pub struct PolicyRules {
     pub max_bytes: u32,
     /// Most writes one plan may contain.
     pub max_writes: u32,
+    /// Most objects one relocation may move; 0 refuses relocations.
+    pub max_moves: u32,
 }
 
-pub const POLICY_RULES_LEN: usize = 9;
+pub const POLICY_RULES_LEN: usize = 13;
 
 impl PolicyRules {
     pub fn parse(r: &mut Reader<'_>) -> Result<Self, VerifyError> {
@@ -432,6 +497,7 @@ impl PolicyRules {
             wx: r.bool()?,
             max_bytes: r.u32()?,
             max_writes: r.u32()?,
+            max_moves: r.u32()?,
         })
     }
     pub fn encode(&self) -> [u8; POLICY_RULES_LEN] {
@@ -439,6 +505,7 @@ impl PolicyRules {
         out[0] = self.wx as u8;
         out[1..5].copy_from_slice(&self.max_bytes.to_le_bytes());
         out[5..9].copy_from_slice(&self.max_writes.to_le_bytes());
+        out[9..13].copy_from_slice(&self.max_moves.to_le_bytes());
         out
     }
     pub fn validate(&self) -> Result<(), VerifyError> {

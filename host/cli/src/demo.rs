@@ -160,6 +160,7 @@ pub fn run(program_so: &Path, out: &mut dyn Write) -> Result<()> {
             wx: true,
             max_bytes: 64,
             max_writes: 8,
+            max_moves: 0,
         },
         signer_count: 0,
         signers: [[0; 32]; memzinc_verifier::accounts::MAX_SIGNERS],

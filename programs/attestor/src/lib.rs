@@ -636,7 +636,10 @@ fn check_witnesses(
 /// the policy's threshold of distinct policy witnesses within `max_snapshot_age` slots (so the
 /// region and symbol trees the evidence proves against are the witnessed process's, not the
 /// planner's choice); the plan hashes to `plan_hash`, its evidence proves every region
-/// and page against the plan's snapshot root, and it keeps every rule of the policy; the record
+/// and page against the plan's snapshot root, and it keeps every rule of the policy (a
+/// relocation, only under a policy whose `max_moves` allows that many: its slots are a
+/// permutation, each slot's new bytes are the moved object's with every pointer moved with it,
+/// and every other write is a pointer moved: `rules::check_relocation`); the record
 /// names the policy revision and configuration hash that judged it and the witnesses whose
 /// records counted (with their slots), and links to the previous record of the target; the plan was never attested for this target before.
 #[inline(never)]

@@ -1148,6 +1148,36 @@ export type Attestor = {
       "code": 6057,
       "name": "modelHashMismatch",
       "msg": "the plan was solved with other MiniZinc models than the policy pins (model_hash)"
+    },
+    {
+      "code": 6058,
+      "name": "relocationNotAllowed",
+      "msg": "the policy allows no relocations (its max_moves is 0)"
+    },
+    {
+      "code": 6059,
+      "name": "planTooManyMoves",
+      "msg": "the relocation moves more objects than the policy allows"
+    },
+    {
+      "code": 6060,
+      "name": "invalidRelocation",
+      "msg": "relocation slots are not ascending, disjoint and 8-byte aligned and sized, or a slot's from or to is out of range, itself, or a slot of another size"
+    },
+    {
+      "code": 6061,
+      "name": "relocationNotAPermutation",
+      "msg": "the relocation is not a permutation: two objects go to one slot, or one slot's object goes nowhere"
+    },
+    {
+      "code": 6062,
+      "name": "movedBytesMismatch",
+      "msg": "a moved object's new bytes are not its old bytes with every pointer to a moved object moved"
+    },
+    {
+      "code": 6063,
+      "name": "pointerNotMoved",
+      "msg": "a write of a relocation is neither a slot's new bytes nor an 8-byte pointer rewritten to the move of its old value"
     }
   ],
   "types": [
@@ -1492,7 +1522,7 @@ export type Attestor = {
     {
       "name": "planCore",
       "docs": [
-        "What a plan hash covers: sha256(\"memzinc/plan/v1\" || borsh(PlanCore)). model_hash: SHA-256 of the MiniZinc models the plan was solved with; a policy whose model_hash is not zero refuses a plan that names another (ModelHashMismatch)."
+        "What a plan hash covers: sha256(\"memzinc/plan/v1\" || borsh(PlanCore)). model_hash: SHA-256 of the MiniZinc models the plan was solved with; a policy whose model_hash is not zero refuses a plan that names another (ModelHashMismatch). slots: empty but for a relocation, whose writes are then the slots' new bytes and the pointers moved with them (see Slot)."
       ],
       "type": {
         "kind": "struct",
@@ -1540,6 +1570,16 @@ export type Attestor = {
               "vec": {
                 "defined": {
                   "name": "planWrite"
+                }
+              }
+            }
+          },
+          {
+            "name": "slots",
+            "type": {
+              "vec": {
+                "defined": {
+                  "name": "slot"
                 }
               }
             }
@@ -1789,6 +1829,9 @@ export type Attestor = {
     },
     {
       "name": "policyRules",
+      "docs": [
+        "max_moves: the most objects one relocation may move; 0 refuses relocations (RelocationNotAllowed)."
+      ],
       "type": {
         "kind": "struct",
         "fields": [
@@ -1802,6 +1845,10 @@ export type Attestor = {
           },
           {
             "name": "maxWrites",
+            "type": "u32"
+          },
+          {
+            "name": "maxMoves",
             "type": "u32"
           }
         ]
@@ -1880,6 +1927,33 @@ export type Attestor = {
           {
             "name": "flags",
             "type": "u8"
+          }
+        ]
+      }
+    },
+    {
+      "name": "slot",
+      "docs": [
+        "One slot of a relocation: the object-sized range [address, address + len), 8-byte aligned and sized; the object in slot number `from` moves here and this slot's object to slot number `to` (slots ascend by address; `from` and `to` are each other's inverse permutations)."
+      ],
+      "type": {
+        "kind": "struct",
+        "fields": [
+          {
+            "name": "address",
+            "type": "u64"
+          },
+          {
+            "name": "len",
+            "type": "u32"
+          },
+          {
+            "name": "from",
+            "type": "u32"
+          },
+          {
+            "name": "to",
+            "type": "u32"
           }
         ]
       }

@@ -25,6 +25,10 @@ pub struct PolicyArgs {
     max_bytes: u32,
     #[arg(long, default_value_t = 16)]
     max_writes: u32,
+    /// Most objects one relocation (`plan --relocate`) may move; 0, the default, refuses
+    /// relocations.
+    #[arg(long, default_value_t = 0)]
+    max_moves: u32,
     /// A host signer allowed to attest and record receipts besides the authority (up to 4).
     #[arg(long = "signer")]
     signers: Vec<String>,
@@ -83,6 +87,7 @@ impl PolicyArgs {
             wx: !self.allow_wx,
             max_bytes: self.max_bytes,
             max_writes: self.max_writes,
+            max_moves: self.max_moves,
         };
         rules.validate()?;
         if self.signers.len() > MAX_SIGNERS {
@@ -176,7 +181,7 @@ pub fn run(a: PolicyCommand, g: &Global) -> Result<()> {
             let c = &policy.config;
             let value = serde_json::json!({
                 "policy": address.to_string(), "authority": authority.to_string(), "revision": policy.revision,
-                "wx": c.rules.wx, "max_bytes": c.rules.max_bytes, "max_writes": c.rules.max_writes,
+                "wx": c.rules.wx, "max_bytes": c.rules.max_bytes, "max_writes": c.rules.max_writes, "max_moves": c.rules.max_moves,
                 "signers": c.allowed_signers().iter().map(|k| Pubkey::from(*k).to_string()).collect::<Vec<_>>(),
                 "witnesses": c.snapshot_witnesses().iter().map(|k| Pubkey::from(*k).to_string()).collect::<Vec<_>>(),
                 "witnesses_required": c.witness_threshold, "max_snapshot_age": c.max_snapshot_age,

@@ -54,6 +54,16 @@ pub fn plan_record(p: &Plan) -> plan_pb::Plan {
                 rule: w.rule.clone(),
             })
             .collect(),
+        slots: p
+            .slots
+            .iter()
+            .map(|s| plan_pb::Slot {
+                address: s.address,
+                len: s.len,
+                from: s.from,
+                to: s.to,
+            })
+            .collect(),
         plan_hash: p.plan_hash().to_vec(),
         evidence: p.evidence.clone(),
         stats: p.stats.as_ref().map(|s| plan_pb::SolverStats {
@@ -159,6 +169,7 @@ mod tests {
                 field: "x".into(),
                 rule: "bounds".into(),
             }],
+            slots: vec![],
             evidence: vec![0],
             stats: None,
         };

@@ -5,7 +5,7 @@
 //! [`PatchPlan`], derived here.
 
 use memzinc_verifier::plan::{Evidence, PatchPlan, Submission, Write};
-use memzinc_verifier::wire::Region;
+use memzinc_verifier::wire::{Region, Slot};
 
 use super::finding::Finding;
 use super::solver::Stats;
@@ -43,6 +43,8 @@ pub struct Plan {
     pub regions: Vec<Region>,
     /// Sorted by address.
     pub writes: Vec<PlannedWrite>,
+    /// A relocation's slots (`memzinc_verifier::wire::Slot`), ascending; empty for any other plan.
+    pub slots: Vec<Slot>,
     /// The Merkle evidence binding the plan to its snapshot (regions, old bytes' pages), in its
     /// wire encoding; empty for a plan without writes.
     pub evidence: Vec<u8>,
@@ -98,6 +100,7 @@ impl Plan {
             findings,
             regions,
             writes,
+            slots: Vec::new(),
             evidence: Vec::new(),
             stats,
         };
@@ -105,6 +108,15 @@ impl Plan {
             snapshot.evidence(&plan.patch())?.encode_into(&mut plan.evidence);
         }
         Ok(plan)
+    }
+
+    /// This plan as a relocation with `slots` (its writes being the slots' new bytes and the
+    /// pointers moved with them): the evidence proves every slot's page too.
+    pub fn with_slots(mut self, snapshot: &Snapshot, slots: Vec<Slot>) -> Result<Plan> {
+        self.slots = slots;
+        self.evidence.clear();
+        snapshot.evidence(&self.patch())?.encode_into(&mut self.evidence);
+        Ok(self)
     }
 
     /// The verifier's view of the plan: what `attest` sends and `apply` executes.
@@ -123,6 +135,7 @@ impl Plan {
                     new: w.new.clone(),
                 })
                 .collect(),
+            slots: self.slots.clone(),
         }
     }
 

@@ -2,11 +2,12 @@
 //! --apply`, `audit --replay` and `export` read (format 1). Bytes are hex, hashes hex; the
 //! file also carries the plan hash and the byte count for readers that do not hash. Converted
 //! to and from the one in-memory [`Plan`] here and nowhere else. Format 2 added `model_hash`
-//! (the plan hash covers it, so format 1 files name plans the attestor no longer takes).
+//! (the plan hash covers it, so format 1 files name plans the attestor no longer takes);
+//! format 3 a relocation's `slots` (covered too: every plan hash changed again).
 
 use std::path::Path;
 
-use memzinc_verifier::wire::Region;
+use memzinc_verifier::wire::{Region, Slot};
 use serde::{Deserialize, Serialize};
 
 use super::finding::{Finding, Rule};
@@ -15,7 +16,7 @@ use super::solver::Stats;
 use crate::base::{Error, Result};
 
 /// The plan file format this memzinc writes and reads.
-pub const PLAN_FORMAT: u32 = 2;
+pub const PLAN_FORMAT: u32 = 3;
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 struct PlanFile {
@@ -32,6 +33,9 @@ struct PlanFile {
     violations: Vec<ViolationRecord>,
     regions: Vec<RegionRecord>,
     writes: Vec<WriteRecord>,
+    /// A relocation's slots: the object in slot number `from` moves here, this one's to `to`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    slots: Vec<SlotRecord>,
     plan_hash: String,
     /// The Merkle evidence, as the hex of its wire encoding: it makes the file all `attest` needs.
     evidence: String,
@@ -61,6 +65,14 @@ struct WriteRecord {
     new: String,
     field: String,
     rule: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+struct SlotRecord {
+    address: u64,
+    len: u32,
+    from: u32,
+    to: u32,
 }
 
 impl From<&Plan> for PlanFile {
@@ -93,6 +105,11 @@ impl From<&Plan> for PlanFile {
                     field: w.field.clone(),
                     rule: w.rule.clone(),
                 })
+                .collect(),
+            slots: p
+                .slots
+                .iter()
+                .map(|&Slot { address, len, from, to }| SlotRecord { address, len, from, to })
                 .collect(),
             plan_hash: hex::encode(p.plan_hash()),
             evidence: hex::encode(&p.evidence),
@@ -160,6 +177,11 @@ impl PlanFile {
                 })
                 .collect(),
             writes,
+            slots: self
+                .slots
+                .iter()
+                .map(|&SlotRecord { address, len, from, to }| Slot { address, len, from, to })
+                .collect(),
             evidence: hex::decode(&self.evidence).map_err(|e| corrupt(format!("evidence: {e}")))?,
             stats: self.stats,
         };

@@ -561,6 +561,7 @@ pub fn expand(heap: &Heap, facts: &HeapFacts, kept: &[i64]) -> Result<PatchPlan,
             vec![heap.region()]
         },
         writes,
+        slots: Vec::new(),
     };
     plan.canonicalize();
     Ok(plan)

@@ -28,6 +28,7 @@ use crate::base::{Error, Result};
 use crate::describe::{Image, Snapshot};
 use crate::introspect::DebugTypes;
 use crate::reason::plan::{Plan, PlannedWrite};
+use memzinc_verifier::wire::Slot;
 
 /// Pins listed in full at most (the rest are counted).
 const MAX_PINS_LISTED: usize = 100;
@@ -136,6 +137,18 @@ pub fn plan_relocation(snap: &Snapshot, types: DebugTypes, root: &str, target: &
         }
     }
 
+    // An object moves as whole words, [address, address + len): what the attestor proves moved
+    // (`wire::Slot`). A pointer between its end and its chunk's end would not move with it.
+    let len_of = |o: u32| (graph.objects[o as usize].size + 7) & !7;
+    for e in &graph.edges {
+        if let Some((o, off)) = member_at(e.value) {
+            if off >= len_of(o) {
+                pins.entry(o)
+                    .or_insert_with(|| format!("{:#x} holds {:#x}, past the end of the object", e.slot, e.value));
+            }
+        }
+    }
+
     // Placement: the movable objects, in traversal order, into their chunks in address order.
     let movable: Vec<u32> = order.iter().copied().filter(|o| !pins.contains_key(o)).collect();
     let mut places: Vec<u64> = movable.iter().map(|&o| graph.objects[o as usize].address).collect();
@@ -146,9 +159,20 @@ pub fn plan_relocation(snap: &Snapshot, types: DebugTypes, root: &str, target: &
         .filter(|(&o, &a)| graph.objects[o as usize].address != a)
         .map(|(&o, &a)| (o, a))
         .collect();
+    // The moved objects' ranges, ascending: the relocation's slots.
+    let mut moving: Vec<(u64, u64, u32)> = new_of
+        .keys()
+        .map(|&o| (graph.objects[o as usize].address, len_of(o), o))
+        .collect();
+    moving.sort_unstable();
+    let moving_at = |v: u64| -> Option<(u32, u64)> {
+        let i = moving.partition_point(|r| r.0 <= v).checked_sub(1)?;
+        let (start, len, o) = moving[i];
+        (v < start + len).then_some((o, v - start))
+    };
     let moved = |v: u64| -> u64 {
-        match member_at(v) {
-            Some((o, off)) => new_of.get(&o).map_or(v, |a| a + off),
+        match moving_at(v) {
+            Some((o, off)) => new_of[&o] + off,
             None => v,
         }
     };
@@ -156,14 +180,11 @@ pub fn plan_relocation(snap: &Snapshot, types: DebugTypes, root: &str, target: &
     // Writes: each moved object's bytes at its new place, its pointers rewritten; every other
     // pointer into a moved object rewritten where it is.
     let mut copies: HashMap<u32, Vec<u8>> = HashMap::new();
-    for &o in new_of.keys() {
-        let obj = &graph.objects[o as usize];
-        let bytes = input.image.bytes(obj.address, obj.size as usize).ok_or_else(|| {
-            Error::Usage(format!(
-                "{:#x}: the object's bytes are not in the snapshot",
-                obj.address
-            ))
-        })?;
+    for &(address, len, o) in &moving {
+        let bytes = input
+            .image
+            .bytes(address, len as usize)
+            .ok_or_else(|| Error::Usage(format!("{address:#x}: the object's bytes are not in the snapshot")))?;
         copies.insert(o, bytes.to_vec());
     }
     let mut writes = Vec::new();
@@ -173,8 +194,7 @@ pub fn plan_relocation(snap: &Snapshot, types: DebugTypes, root: &str, target: &
         if new == e.value {
             continue;
         }
-        match member_at(e.slot).filter(|(o, off)| copies.contains_key(o) && off + 8 <= graph.objects[*o as usize].size)
-        {
+        match moving_at(e.slot).filter(|(o, off)| off + 8 <= len_of(*o)) {
             Some((o, off)) => {
                 copies.get_mut(&o).expect("a copy per moved object")[off as usize..off as usize + 8]
                     .copy_from_slice(&new.to_le_bytes());
@@ -308,6 +328,24 @@ pub fn plan_relocation(snap: &Snapshot, types: DebugTypes, root: &str, target: &
         page_changes_before: changes(&addresses, PAGE),
         page_changes_after: changes(&got, PAGE),
     };
+    let index_of: HashMap<u64, u32> = moving
+        .iter()
+        .enumerate()
+        .map(|(i, &(address, _, _))| (address, i as u32))
+        .collect();
+    let mut slots: Vec<Slot> = moving
+        .iter()
+        .map(|&(address, len, o)| Slot {
+            address,
+            len: len as u32,
+            from: 0,
+            to: index_of[&new_of[&o]],
+        })
+        .collect();
+    for i in 0..slots.len() {
+        let to = slots[i].to as usize;
+        slots[to].from = i as u32;
+    }
     let plan = Plan::new(
         snap,
         target,
@@ -316,7 +354,8 @@ pub fn plan_relocation(snap: &Snapshot, types: DebugTypes, root: &str, target: &
         vec![],
         writes,
         None,
-    )?;
+    )?
+    .with_slots(snap, slots)?;
     Ok(Relocation { plan, summary })
 }
 
