@@ -205,6 +205,13 @@ pub fn ref_encode_plan(p: &PatchPlan) -> Vec<u8> {
         out.extend((w.new.len() as u32).to_le_bytes());
         out.extend(&w.new);
     }
+    out.extend((p.slots.len() as u32).to_le_bytes());
+    for s in &p.slots {
+        out.extend(s.address.to_le_bytes());
+        out.extend(s.len.to_le_bytes());
+        out.extend(s.from.to_le_bytes());
+        out.extend(s.to.to_le_bytes());
+    }
     out
 }
 
