@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what memzinc needs on a fresh Debian 12 machine of this kind, idempotently:
 #   apt          minizinc (Gecode), coinor-cbc, gdb, chromium (the audit report test), gcc (the tests' C target), protoc (the
-#                snapshot schema, proto/), build deps of the Solana client crates
+#                snapshot schema, proto/), nftables (the network lock of a checkpointed TCP connection),
+#                build deps of the Solana client crates
 #   toolchain    Rust 1.99.1 + rust-src (LLVM 23, which sbpf-linker 0.2.x needs)
 #   sbpf-linker  the linker crate that replaces platform-tools, pinned, --locked
 #   anchor       anchor-cli 1.2.2 from the crate registry (for `anchor test --skip-build`)
@@ -25,7 +26,7 @@ for item in "${want[@]}"; do
   case "$item" in
     apt)
       missing=()
-      for pkg in minizinc coinor-cbc gdb gcc libc6-dev libc6-dbg libjemalloc2 libmimalloc2.0 time protobuf-compiler pkg-config libssl-dev libclang-dev clang chromium python3-venv; do
+      for pkg in minizinc coinor-cbc gdb gcc libc6-dev libc6-dbg libjemalloc2 libmimalloc2.0 nftables time protobuf-compiler pkg-config libssl-dev libclang-dev clang chromium python3-venv; do
         dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" || missing+=("$pkg")
       done
       if [ ${#missing[@]} -gt 0 ]; then

@@ -15,6 +15,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use memzinc_tests::{fails, ok};
+use nix::libc;
 use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::waitpid;
 use nix::unistd::Pid;
@@ -715,6 +716,11 @@ fn connect_to(host: &str, port: u16) -> std::net::TcpStream {
 /// Sends `line` and reads one line of answer.
 fn ask(stream: &mut (impl std::io::Read + std::io::Write), line: &str) -> String {
     stream.write_all(format!("{line}\n").as_bytes()).unwrap();
+    read_line(stream)
+}
+
+/// One line from `stream`, without its newline.
+fn read_line(stream: &mut impl std::io::Read) -> String {
     let mut answer = Vec::new();
     let mut byte = [0u8; 1];
     while answer.last() != Some(&b'\n') {
@@ -815,6 +821,62 @@ fn a_tcp_connection_and_its_listener_survive_kill_and_restore() {
     wait_for_lines(&out, at_checkpoint + 20, "after the restore");
     kill_restored(pid);
     counted(&out, "pair ok");
+}
+
+/// The network lock: a line the client sends while the server is checkpointed and gone is not
+/// answered with a reset by a host that no longer has the socket — the lock drops it and the
+/// client's kernel sends it again — so after the restore the server answers it on the same
+/// connection, and the lock is gone. Without the lock the connection is reset and this fails.
+#[test]
+fn a_line_sent_while_the_server_is_checkpointed_is_answered_after_restore() {
+    if !root_or_skip("a_line_sent_while_the_server_is_checkpointed_is_answered_after_restore") {
+        return;
+    }
+    use std::io::Write;
+    become_subreaper();
+    let dir = tempfile::tempdir().unwrap();
+    let binary = sock_target(dir.path());
+    let port = free_port();
+    let out = dir.path().join("out.txt");
+    let core = dir.path().join("tcp.core");
+    let mut child = spawn(
+        Command::new(&binary)
+            .arg(&out)
+            .args(["--tcp", &port.to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+    );
+    let pid = child.id() as i32;
+    let _kill = KillIfPanicking(pid);
+    let mut client = connect_tcp(port);
+    assert_eq!(ask(&mut client, "hello"), "echo hello");
+    checkpoint_and_kill(&mut child, &core);
+    let table = format!("memzinc_lock_{pid}");
+    let tables = || {
+        let out = Command::new("nft").args(["list", "tables"]).output().expect("nft runs");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert!(tables().contains(&table), "locked until the restore: {}", tables());
+    let summary = ok(&["inspect", core.to_str().unwrap()]);
+    assert!(
+        summary.contains(&format!(
+            "network lock: the peers' packets to its connections are dropped (nftables table inet {table})"
+        )),
+        "{summary}"
+    );
+    client.write_all(b"while gone\n").unwrap();
+    // Long enough for the line to reach the host and, without the lock, the reset to come back.
+    std::thread::sleep(Duration::from_millis(300));
+    ok(&["restore", core.to_str().unwrap()]);
+    assert_eq!(
+        read_line(&mut client),
+        "echo while gone",
+        "answered on the same connection"
+    );
+    assert_eq!(ask(&mut client, "again"), "echo again");
+    assert!(!tables().contains(&table), "the restore lifted the lock: {}", tables());
+    kill_restored(pid);
 }
 
 /// Bytes the server had sent that the client had not read yet, and a line the client sent
@@ -926,12 +988,35 @@ fn a_connection_whose_peer_is_gone_is_refused_with_one_line() {
     let mut client = connect_tcp(port);
     assert_eq!(ask(&mut client, "hi"), "echo hi");
     checkpoint_and_kill(&mut child, &core);
-    // Its FIN finds no socket: the peer answers RST and the client's socket is gone.
+    // The client aborts: SO_LINGER 0 sends a reset (which the network lock drops) and its
+    // socket is gone at once. (A plain close would leave it retransmitting its FIN until the
+    // restore, which then delivers it: a connection closed while the server was away.)
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: a valid socket descriptor, and a `linger` of the size passed.
+    let set = unsafe {
+        libc::setsockopt(
+            std::os::fd::AsRawFd::as_raw_fd(&client),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            (&linger as *const libc::linger).cast(),
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(set, 0, "SO_LINGER");
     drop(client);
     std::thread::sleep(Duration::from_millis(100));
     let err = fails(&["restore", core.to_str().unwrap()]);
     assert!(err.contains("whose peer is gone"), "{err}");
     assert!(!Path::new(&format!("/proc/{pid}")).exists(), "nothing restored");
+    // A failed restore leaves the network lock for the next try; this test lifts it.
+    let lifted = Command::new("nft")
+        .args(["delete", "table", "inet", &format!("memzinc_lock_{pid}")])
+        .status()
+        .unwrap();
+    assert!(lifted.success(), "the lock was still there");
 }
 
 /// What a restore could not make again is refused at checkpoint time with the reason (the

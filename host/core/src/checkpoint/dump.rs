@@ -16,6 +16,7 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 use serde::Serialize;
 
+use super::sockets::{NetLock, Repairing};
 use crate::base::pb::snapshot as pb;
 use crate::base::{Error, Result};
 use crate::describe::{self, Pause, TakeReport};
@@ -45,7 +46,7 @@ pub fn checkpoint(pid: i32, out: &Path, after: AfterCheckpoint, pause: Pause) ->
     let cow = after == AfterCheckpoint::LeaveRunning && pause == Pause::CopyOnWrite;
     let flags = if cow { Some(introspect::vm_flags(pid)?) } else { None };
     let frozen = Frozen::freeze(pid)?;
-    let (state, repairing) = collect(&frozen, after == AfterCheckpoint::Kill).map_err(|e| match e {
+    let (state, repairing, lock) = collect(&frozen, after == AfterCheckpoint::Kill).map_err(|e| match e {
         Error::NoSuchProcess { .. } | Error::Zombie { .. } => Error::TargetExited {
             pid,
             during: "checkpointing it",
@@ -67,14 +68,18 @@ pub fn checkpoint(pid: i32, out: &Path, after: AfterCheckpoint, pause: Pause) ->
     if killed {
         kill_frozen(&frozen)?;
         // Closed in repair mode: the peers of its connections hear nothing, and a restore
-        // takes the connections over.
+        // takes the connections over; until then the network lock keeps their packets out.
         for r in repairing {
             r.close_silently();
+        }
+        if let Some(lock) = lock {
+            lock.keep();
         }
     } else {
         drop(repairing);
     }
     let stopped_us = started.elapsed().as_micros();
+    // A process left running: the lock is lifted once it runs (repair mode left before).
     drop(frozen);
     Ok(CheckpointReport {
         snapshot: report,
@@ -101,8 +106,9 @@ fn kill_frozen(frozen: &Frozen) -> Result<()> {
     Ok(())
 }
 
-/// The process's state beyond memory, and the connections held in repair mode meanwhile.
-fn collect(frozen: &Frozen, killed: bool) -> Result<(pb::Checkpoint, Vec<super::sockets::Repairing>)> {
+/// The process's state beyond memory, the connections held in repair mode meanwhile, and the
+/// network lock over them.
+fn collect(frozen: &Frozen, killed: bool) -> Result<(pb::Checkpoint, Vec<Repairing>, Option<NetLock>)> {
     let pid = frozen.pid();
     // Shared anonymous memory (between processes, or with a child) is not restored: refused
     // before anything else is asked.
@@ -202,6 +208,10 @@ fn collect(frozen: &Frozen, killed: bool) -> Result<(pb::Checkpoint, Vec<super::
             pipes: objects.pipes,
             external_pipes: objects.external_pipes,
             sockets: objects.sockets,
+            network_lock: match (&objects.lock, killed) {
+                (Some(lock), true) => lock.table().to_string(),
+                _ => String::new(),
+            },
             epolls: objects.epolls,
             mm: Some(mm_fields(pid)?),
             threads,
@@ -214,6 +224,7 @@ fn collect(frozen: &Frozen, killed: bool) -> Result<(pb::Checkpoint, Vec<super::
                 .unwrap_or_default(),
         },
         objects.repairing,
+        objects.lock,
     ))
 }
 

@@ -39,6 +39,8 @@ pub(super) struct FdObjects {
     /// Established TCP connections held in repair mode until the process is killed (then
     /// closed silently) or resumed (repair mode left).
     pub repairing: Vec<Repairing>,
+    /// The network lock over the established connections, if any (`sockets::NetLock`).
+    pub lock: Option<sockets::NetLock>,
 }
 
 /// The inode of `pipe:[N]` or `socket:[N]`.
@@ -142,6 +144,7 @@ pub(super) fn collect(pid: i32, fds: &[FdInfo]) -> Result<FdObjects> {
     let taken = sockets::collect(pid, &sockets)?;
     objects.sockets = taken.sockets;
     objects.repairing = taken.repairing;
+    objects.lock = taken.lock;
     Ok(objects)
 }
 

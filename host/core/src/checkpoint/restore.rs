@@ -95,10 +95,24 @@ pub fn restore(core: &Path, plan: Option<&PatchPlan>, inherit: &[InheritFd]) -> 
 
     let child = spawn_stopped(pid, helper)?;
     let inject = Injector::in_built(child.0, helper)?;
-    let (bytes, readback_hash, notices) = rebuild(&inject, helper, &snap, &checkpoint, core, plan, inherit)?;
+    let (bytes, readback_hash, mut notices) = rebuild(&inject, helper, &snap, &checkpoint, core, plan, inherit)?;
     tracing::debug!("restore: running {:?} after the start", started.elapsed());
     // Detached and running: no longer ours to kill.
     std::mem::forget(child);
+    // Its connections are back: their peers' packets may come in again. A lock already lifted
+    // (the same checkpoint restored before) is no error; one that cannot be lifted is said.
+    if !checkpoint.network_lock.is_empty() {
+        if let Err(e) = sockets::unlock(&checkpoint.network_lock) {
+            if e.contains("No such file") {
+                tracing::debug!("network lock {}: already lifted", checkpoint.network_lock);
+            } else {
+                notices.push(format!(
+                    "the network lock (nftables table inet {}) could not be lifted: {e}; `nft delete table inet {}` lifts it",
+                    checkpoint.network_lock, checkpoint.network_lock
+                ));
+            }
+        }
+    }
     Ok(RestoreReport {
         pid,
         regions: snap.meta.regions.len(),
@@ -304,6 +318,12 @@ pub fn restore_notes(meta: &SnapshotMeta) -> Vec<String> {
             "bound again".to_string()
         };
         notes.push(format!("fd {fds}: {what}: {how}"));
+    }
+    if !checkpoint.network_lock.is_empty() {
+        notes.push(format!(
+            "network lock: the peers' packets to its connections are dropped (nftables table inet {}) until the restore lifts it",
+            checkpoint.network_lock
+        ));
     }
     let objects: Vec<i32> = object_fds(checkpoint).collect();
     for f in meta

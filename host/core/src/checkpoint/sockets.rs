@@ -19,6 +19,13 @@
 //! Anything else (UDP, raw, netlink, packet sockets, TCP in another state, datagrams or
 //! accept queues waiting) is refused when checkpointing, with the reason.
 //!
+//! **The network lock** (as CRIU's `--network-lock nftables`): from just before an established
+//! connection is read until the process runs again — after the checkpoint when it is left
+//! running, after the restore when it was killed — the peer's packets to it are dropped by an
+//! nftables table of memzinc's (`inet memzinc_lock_<pid>`). Without it, a peer that sends while
+//! the process is gone gets a reset from a host that no longer has the socket, and the restored
+//! connection is dead; with it, the peer's kernel retransmits until the socket is back.
+//!
 //! Restore builds each socket in memzinc and the process being built takes it with
 //! `pidfd_getfd` (see `fds::Pull`).
 
@@ -118,11 +125,113 @@ impl Drop for Repairing {
     }
 }
 
-/// What `collect` took: the sockets, and those held in repair mode until the process is
-/// killed or resumed.
+/// What `collect` took: the sockets, those held in repair mode until the process is killed or
+/// resumed, and the network lock over the established ones.
 pub(super) struct Taken {
     pub sockets: Vec<pb::Socket>,
     pub repairing: Vec<Repairing>,
+    pub lock: Option<NetLock>,
+}
+
+/// The nftables table that drops the peers' packets to a process's established connections
+/// (see the module's notes). Dropped, it is deleted; [`NetLock::keep`] leaves it for the
+/// restore, which deletes it by name ([`unlock`]).
+pub struct NetLock {
+    table: String,
+    kept: bool,
+}
+
+/// Runs `nft` with `script` on its standard input.
+fn nft(script: &str) -> std::result::Result<(), String> {
+    use std::io::Write;
+    let mut child = std::process::Command::new("nft")
+        .args(["-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("nft (nftables) cannot run: {e}"))?;
+    child
+        .stdin
+        .take()
+        .ok_or("nft has no standard input")?
+        .write_all(script.as_bytes())
+        .map_err(|e| format!("nft: {e}"))?;
+    let out = child.wait_with_output().map_err(|e| format!("nft: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "nft: {}",
+            String::from_utf8_lossy(&out.stderr).lines().next().unwrap_or("failed")
+        ))
+    }
+}
+
+/// `ip saddr A tcp sport P` (or `ip6`) for an IPv4 or IPv6 sockaddr; an IPv4-mapped IPv6
+/// address is matched as the IPv4 packets it stands for.
+fn nft_match(sa: &[u8], side: &str) -> Option<String> {
+    let family = sa.get(..2).map(|b| u16::from_ne_bytes([b[0], b[1]]))? as i32;
+    let port = u16::from_be_bytes([*sa.get(2)?, *sa.get(3)?]);
+    let (proto, ip) = match family {
+        libc::AF_INET => (
+            "ip",
+            std::net::Ipv4Addr::new(*sa.get(4)?, sa[5], sa[6], sa[7]).to_string(),
+        ),
+        libc::AF_INET6 => {
+            let ip = std::net::Ipv6Addr::from(<[u8; 16]>::try_from(sa.get(8..24)?).ok()?);
+            match ip.to_ipv4_mapped() {
+                Some(v4) => ("ip", v4.to_string()),
+                None => ("ip6", ip.to_string()),
+            }
+        }
+        _ => return None,
+    };
+    Some(format!("{proto} {side}addr {ip} tcp {side}port {port}"))
+}
+
+impl NetLock {
+    /// The table of the process `pid`, with an input chain that drops nothing yet.
+    fn new(pid: i32) -> std::result::Result<NetLock, String> {
+        let table = format!("memzinc_lock_{pid}");
+        nft(&format!(
+            "add table inet {table}\nadd chain inet {table} input {{ type filter hook input priority -150 ; policy accept ; }}\n"
+        ))?;
+        Ok(NetLock { table, kept: false })
+    }
+
+    /// Drops what `peer` sends to `local` from now on.
+    fn add(&self, local: &[u8], peer: &[u8]) -> std::result::Result<(), String> {
+        let (Some(from), Some(to)) = (nft_match(peer, "s"), nft_match(local, "d")) else {
+            return Err("not an IP connection".into());
+        };
+        nft(&format!("add rule inet {} input {from} {to} drop\n", self.table))
+    }
+
+    /// Leaves the lock in place (the process was killed; its restore lifts it) and names it.
+    pub fn keep(mut self) -> String {
+        self.kept = true;
+        self.table.clone()
+    }
+
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+}
+
+impl Drop for NetLock {
+    fn drop(&mut self) {
+        if !self.kept {
+            if let Err(e) = unlock(&self.table) {
+                tracing::warn!("network lock {}: {e}", self.table);
+            }
+        }
+    }
+}
+
+/// Lifts the network lock `table` (`inet`), which a checkpoint with `--kill` left.
+pub fn unlock(table: &str) -> std::result::Result<(), String> {
+    nft(&format!("delete table inet {table}\n"))
 }
 
 fn refuse(pid: i32, fds: &[i32], inode: u64, why: String) -> Error {
@@ -142,6 +251,7 @@ pub(super) fn collect(pid: i32, by_inode: &BTreeMap<u64, Vec<i32>>) -> Result<Ta
     let mut taken = Taken {
         sockets: Vec::new(),
         repairing: Vec::new(),
+        lock: None,
     };
     let unix_table = if by_inode.is_empty() { Vec::new() } else { unix_diag()? };
     let unix_of = |inode: u64| unix_table.iter().find(|u| u.inode == inode);
@@ -191,6 +301,16 @@ pub(super) fn collect(pid: i32, by_inode: &BTreeMap<u64, Vec<i32>>) -> Result<Ta
                     }
                     TCP_ESTABLISHED => {
                         s.state = pb::SocketState::SocketConnected as i32;
+                        // Locked before it is read: nothing arrives between reading the
+                        // sequence numbers and the queues, or after (see the module's notes).
+                        let lock = match taken.lock.take() {
+                            Some(lock) => lock,
+                            None => NetLock::new(pid)
+                                .map_err(|e| refuse(pid, fds, inode, format!("{what}: the network lock: {e}")))?,
+                        };
+                        let locked = lock.add(&s.local, &s.peer);
+                        taken.lock = Some(lock);
+                        locked.map_err(|e| refuse(pid, fds, inode, format!("{what}: the network lock: {e}")))?;
                         let (repair, guard) = tcp_dump(ours, info)
                             .map_err(|e| refuse(pid, fds, inode, format!("{what}: TCP repair: {e}")))?;
                         s.tcp = Some(repair);
