@@ -1515,3 +1515,157 @@ fn an_accepted_unix_connection_from_outside_needs_a_replacement() {
     assert_eq!(ask(&mut again, "ping"), "echo ping");
     kill_restored(pid);
 }
+
+/// The children of `pid` as /proc lists them.
+fn children_of(pid: i32) -> Vec<i32> {
+    std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .map(|p| p.parse().unwrap())
+        .collect()
+}
+
+/// (ppid, pgid, sid) of `pid`.
+fn family(pid: i32) -> (i32, i32, i32) {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let f: Vec<i32> = stat
+        .rsplit_once(')')
+        .unwrap()
+        .1
+        .split_whitespace()
+        .skip(1)
+        .take(3)
+        .map(|x| x.parse().unwrap())
+        .collect();
+    (f[0], f[1], f[2])
+}
+
+/// Kills `pids` (restored processes, children of this subreaper by now or soon) and reaps them.
+fn kill_all(pids: &[i32]) {
+    for &p in pids {
+        let _ = kill(Pid::from_raw(p), Signal::SIGKILL);
+    }
+    for &p in pids {
+        let _ = waitpid(Pid::from_raw(p), None);
+    }
+}
+
+/// A pre-fork server (issue 18): a parent and three workers sharing an anonymous shared page of
+/// counters (MAP_SHARED|MAP_ANONYMOUS) and a pipe of jobs, checkpointed as a tree with --kill
+/// and restored: all four PIDs back under the same parent, in one process group and session;
+/// the page still shared (the parent sees the workers' counts go on) and the pipe still one
+/// pipe (the jobs the parent sends are done), with the sum of the jobs done right at every step.
+#[test]
+fn a_prefork_server_comes_back_whole() {
+    if !root_or_skip("a_prefork_server_comes_back_whole") {
+        return;
+    }
+    become_subreaper();
+    let dir = tempfile::tempdir().unwrap();
+    let binary = dir.path().join("zdtm_prefork");
+    let status = Command::new("gcc")
+        .args(["-O1", "-g", "-o"])
+        .arg(&binary)
+        .arg(memzinc_tests::repo_root().join("tests/targets/zdtm_prefork.c"))
+        .status()
+        .expect("gcc is installed (scripts/install-tools.sh apt)");
+    assert!(status.success(), "gcc zdtm_prefork.c failed");
+    let out = dir.path().join("out.txt");
+    let tree = dir.path().join("tree");
+    let mut child = spawn(
+        Command::new(&binary)
+            .arg(&out)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+    );
+    let pid = child.id() as i32;
+    let _kill = KillIfPanicking(pid);
+    wait_for_lines(&out, 20, "before the checkpoint");
+    let workers = children_of(pid);
+    assert_eq!(workers.len(), 3, "three workers: {workers:?}");
+    let report: serde_json::Value = serde_json::from_str(&ok(&[
+        "--json",
+        "checkpoint",
+        "--pid",
+        &pid.to_string(),
+        "--tree",
+        "--kill",
+        "-o",
+        tree.to_str().unwrap(),
+    ]))
+    .unwrap();
+    assert_eq!(report["killed"], true);
+    let pids: Vec<i64> = report["processes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["pid"].as_i64().unwrap())
+        .collect();
+    assert_eq!(pids.len(), 4, "{report:#}");
+    // The original and its workers (orphaned to this subreaper) are reaped: their pids free.
+    child.wait().unwrap();
+    for &w in &workers {
+        let _ = waitpid(Pid::from_raw(w), None);
+    }
+    let at_checkpoint = lines(&out).len();
+    let done = |line: &str| -> u64 {
+        let words: Vec<&str> = line.split(' ').collect();
+        assert_eq!(words.get(3), Some(&"done"), "{line:?}");
+        words[4].parse().unwrap()
+    };
+    let done_before = done(lines(&out).last().unwrap());
+    std::thread::sleep(Duration::from_millis(50));
+    assert_eq!(lines(&out).len(), at_checkpoint, "nothing runs while checkpointed");
+
+    let restored: serde_json::Value =
+        serde_json::from_str(&ok(&["--json", "restore", tree.to_str().unwrap()])).unwrap();
+    let mut all = vec![pid];
+    all.extend(&workers);
+    let restored_pids: Vec<i32> = restored["pids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_i64().unwrap() as i32)
+        .collect();
+    let _reap = KillAll(restored_pids.clone());
+    let mut sorted = restored_pids.clone();
+    sorted.sort_unstable();
+    let mut expected = all.clone();
+    expected.sort_unstable();
+    assert_eq!(sorted, expected, "every pid back");
+    let (_, pgid, sid) = family(pid);
+    for &w in &workers {
+        assert_eq!(
+            family(w),
+            (pid, pgid, sid),
+            "worker {w}: the parent's child, in its group and session"
+        );
+    }
+    wait_for_lines(&out, at_checkpoint + 40, "after the restore");
+    let after = lines(&out);
+    for (i, line) in after.iter().enumerate() {
+        assert!(
+            line.starts_with(&format!("{} sent ", i + 1)),
+            "line {line:?}: a gap, a repeat or a worker gone"
+        );
+        assert!(
+            line.ends_with(" ok"),
+            "line {line:?}: the sum of the jobs done is wrong"
+        );
+    }
+    assert!(
+        done(after.last().unwrap()) > done_before + 20,
+        "the workers' counts reach the parent through the shared page, the jobs reach the workers through the pipe: {done_before} -> {}",
+        after.last().unwrap()
+    );
+}
+
+/// Kills and reaps the restored processes when the test ends.
+struct KillAll(Vec<i32>);
+
+impl Drop for KillAll {
+    fn drop(&mut self) {
+        kill_all(&self.0);
+    }
+}

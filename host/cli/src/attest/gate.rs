@@ -149,3 +149,39 @@ pub fn restore_attested(
         receipt_signature: signature.to_string(),
     })
 }
+
+/// What `restore_tree_attested` did and under which record.
+#[derive(Debug, Serialize)]
+pub struct AttestedTreeRestore {
+    pub attestation: String,
+    pub seq: u64,
+    pub report: memzinc::checkpoint::TreeRestoreReport,
+    /// The `record_applied` receipt transaction.
+    pub receipt_signature: String,
+}
+
+/// `memzinc restore TREE_DIR --apply`: the gate of [`restore_attested`], for the process of the
+/// tree whose snapshot root the plan names; the rest of the tree is restored as it was.
+pub fn restore_tree_attested(
+    client: &Client,
+    authority: &Pubkey,
+    dir: &Path,
+    plan: &PatchPlan,
+    inherit: &[memzinc::checkpoint::InheritFd],
+) -> Result<AttestedTreeRestore> {
+    let (address, attestation) = attestation_of(client, authority, plan)?;
+    let report = memzinc::checkpoint::restore_tree(dir, Some(plan), inherit)?;
+    let signature = client.record_applied(
+        authority,
+        &plan.target_id,
+        attestation.seq,
+        memzinc_verifier::accounts::OUTCOME_APPLIED,
+        &report.readback_hash,
+    )?;
+    Ok(AttestedTreeRestore {
+        attestation: address.to_string(),
+        seq: attestation.seq,
+        report,
+        receipt_signature: signature.to_string(),
+    })
+}

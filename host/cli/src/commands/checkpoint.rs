@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use anyhow::Result;
-use memzinc::checkpoint::{checkpoint, AfterCheckpoint};
+use memzinc::checkpoint::{checkpoint, checkpoint_tree, AfterCheckpoint};
 
 use super::Global;
 
@@ -11,8 +11,14 @@ use super::Global;
 pub struct Args {
     #[arg(long)]
     pid: i32,
+    /// The core file; with --tree, a new directory (one core per process and tree.json).
     #[arg(short, long)]
     output: PathBuf,
+    /// The process and all its descendants, frozen together; `restore DIR` makes every PID,
+    /// parent, process group and session again, with the pipes and shared anonymous memory
+    /// between them. Held stopped until every core is written.
+    #[arg(long, conflicts_with_all = ["witness", "stop_the_world"])]
+    tree: bool,
     /// Kill the process (while still frozen) once the checkpoint is on disk.
     #[arg(long, conflicts_with = "leave_running")]
     kill: bool,
@@ -43,6 +49,22 @@ pub fn run(a: Args, g: &Global) -> Result<()> {
     } else {
         memzinc::describe::Pause::CopyOnWrite
     };
+    if a.tree {
+        let report = checkpoint_tree(a.pid, &a.output, after)?;
+        return g.print(&report, |report| {
+            let pids: Vec<String> = report.processes.iter().map(|m| m.pid.to_string()).collect();
+            format!(
+                "checkpoint of the tree of pid {} -> {} ({} bytes): {} processes ({}); {} (stopped {} µs)",
+                a.pid,
+                a.output.display(),
+                report.bytes,
+                report.processes.len(),
+                pids.join(", "),
+                if report.killed { "killed" } else { "resumed" },
+                report.stopped_us
+            )
+        });
+    }
     let report = checkpoint(a.pid, &a.output, after, pause)?;
     if let (Some(key), Some(target)) = (&a.witness, &a.target) {
         g.witness(key, target, &a.output)?;

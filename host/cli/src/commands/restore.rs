@@ -5,12 +5,13 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use memzinc::reason::Plan;
-use memzinc_cli::attest::restore_attested;
+use memzinc_cli::attest::{restore_attested, restore_tree_attested};
 
 use super::{authority_or_self, Global};
 
 #[derive(clap::Args)]
 pub struct Args {
+    /// A checkpoint's core, or a tree's directory (`checkpoint --tree`).
     core: PathBuf,
     /// A plan file for this core's snapshot root; it must be attested on chain.
     #[arg(long)]
@@ -32,6 +33,9 @@ pub fn run(a: Args, g: &Global) -> Result<()> {
         .iter()
         .map(|i| i.parse())
         .collect::<memzinc::base::Result<Vec<memzinc::checkpoint::InheritFd>>>()?;
+    if memzinc::checkpoint::is_tree(&a.core) {
+        return restore_tree(a, &inherit, g);
+    }
     let Some(plan) = a.apply else {
         let report = memzinc::checkpoint::restore(&a.core, None, &inherit)?;
         for notice in &report.notices {
@@ -63,6 +67,46 @@ pub fn run(a: Args, g: &Global) -> Result<()> {
             done.report.pid,
             a.core.display(),
             done.report.writes_applied,
+            done.attestation,
+            done.seq
+        )
+    })
+}
+
+/// `restore DIR` of a tree (`checkpoint --tree`).
+fn restore_tree(a: Args, inherit: &[memzinc::checkpoint::InheritFd], g: &Global) -> Result<()> {
+    let line = |r: &memzinc::checkpoint::TreeRestoreReport| {
+        let pids: Vec<String> = r.pids.iter().map(i32::to_string).collect();
+        format!(
+            "restored the tree of pid {} from {}: {} processes ({}), {} bytes in {} µs; running detached",
+            r.root,
+            a.core.display(),
+            r.pids.len(),
+            pids.join(", "),
+            r.bytes,
+            r.elapsed_us
+        )
+    };
+    let Some(plan) = &a.apply else {
+        let report = memzinc::checkpoint::restore_tree(&a.core, None, inherit)?;
+        for notice in &report.notices {
+            eprintln!("notice: {notice}");
+        }
+        return g.print(&report, line);
+    };
+    let patch = Plan::load(plan)?.patch();
+    let client = g.client()?;
+    let authority = authority_or_self(&client, a.authority.as_deref())?;
+    let done = restore_tree_attested(&client, &authority, &a.core, &patch, inherit)?;
+    for notice in &done.report.notices {
+        eprintln!("notice: {notice}");
+    }
+    g.print(&done, |done| {
+        format!(
+            "{}; {} writes applied to pid {} under attestation {} (seq {})",
+            line(&done.report),
+            done.report.writes_applied,
+            done.report.patched_pid,
             done.attestation,
             done.seq
         )

@@ -7,6 +7,7 @@
 //! written, and the process resumed. With `--kill` the process is killed while still frozen, so nothing runs between the
 //! image and the kill.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use nix::errno::Errno;
@@ -46,7 +47,8 @@ pub fn checkpoint(pid: i32, out: &Path, after: AfterCheckpoint, pause: Pause) ->
     let cow = after == AfterCheckpoint::LeaveRunning && pause == Pause::CopyOnWrite;
     let flags = if cow { Some(introspect::vm_flags(pid)?) } else { None };
     let frozen = Frozen::freeze(pid)?;
-    let (state, repairing, lock) = collect(&frozen, after == AfterCheckpoint::Kill).map_err(|e| match e {
+    let tree = Tree::of(&[pid])?;
+    let (state, repairing, lock) = collect(&frozen, after == AfterCheckpoint::Kill, &tree).map_err(|e| match e {
         Error::NoSuchProcess { .. } | Error::Zombie { .. } => Error::TargetExited {
             pid,
             during: "checkpointing it",
@@ -90,7 +92,7 @@ pub fn checkpoint(pid: i32, out: &Path, after: AfterCheckpoint, pause: Pause) ->
 
 /// SIGKILLs a frozen process and reaps its ptrace stops, so that when this returns no thread
 /// runs again (its parent still reaps the zombie, which holds the pid until then).
-fn kill_frozen(frozen: &Frozen) -> Result<()> {
+pub(super) fn kill_frozen(frozen: &Frozen) -> Result<()> {
     let pid = frozen.pid();
     kill(Pid::from_raw(pid), Signal::SIGKILL).map_err(|e| introspect::pid_errno(pid, "SIGKILL", e))?;
     // The main thread last: the kernel reports a group leader's exit only after the others'.
@@ -106,18 +108,75 @@ fn kill_frozen(frozen: &Frozen) -> Result<()> {
     Ok(())
 }
 
+/// The processes checkpointed together (one, or a tree): what is shared among them is made
+/// once by the restore; what is shared with a process outside cannot be.
+pub(super) struct Tree {
+    pub pids: BTreeSet<i32>,
+    /// Pipes (by inode) held by more than one of the processes.
+    pub shared_pipes: BTreeSet<u64>,
+}
+
+impl Tree {
+    pub fn of(pids: &[i32]) -> Result<Tree> {
+        let mut holders: BTreeMap<u64, BTreeSet<i32>> = BTreeMap::new();
+        for &pid in pids {
+            for f in introspect::fds(pid)? {
+                if let Some(inode) = f.path.strip_prefix("pipe:[").and_then(|p| p.strip_suffix(']')) {
+                    if let Ok(inode) = inode.parse() {
+                        holders.entry(inode).or_default().insert(pid);
+                    }
+                }
+            }
+        }
+        Ok(Tree {
+            pids: pids.iter().copied().collect(),
+            shared_pipes: holders
+                .into_iter()
+                .filter(|(_, p)| p.len() > 1)
+                .map(|(i, _)| i)
+                .collect(),
+        })
+    }
+}
+
+/// Every process (but `except`) that maps the shared memory `dev:inode`.
+fn sharers(dev: &str, inode: u64, except: i32) -> Vec<i32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|&p| p != except)
+        .filter(|&p| {
+            introspect::read_maps(p)
+                .is_ok_and(|maps| maps.iter().any(|m| !m.private() && m.inode == inode && m.dev == dev))
+        })
+        .collect()
+}
+
 /// The process's state beyond memory, the connections held in repair mode meanwhile, and the
 /// network lock over them.
-fn collect(frozen: &Frozen, killed: bool) -> Result<(pb::Checkpoint, Vec<Repairing>, Option<NetLock>)> {
+pub(super) fn collect(
+    frozen: &Frozen,
+    killed: bool,
+    tree: &Tree,
+) -> Result<(pb::Checkpoint, Vec<Repairing>, Option<NetLock>)> {
     let pid = frozen.pid();
-    // Shared anonymous memory (between processes, or with a child) is not restored: refused
-    // before anything else is asked.
-    for m in introspect::read_maps(pid)? {
-        if !m.private() && !m.path.starts_with('/') && !m.path.starts_with('[') {
+    // Shared anonymous memory is restored as one memory for the checkpointed processes that
+    // map it; one that a process outside maps too would come back as a copy: refused before
+    // anything else is asked.
+    for m in introspect::read_maps(pid)?
+        .iter()
+        .filter(|m| describe::shared_anonymous(m))
+    {
+        let outside: Vec<i32> = sharers(&m.dev, m.inode, pid)
+            .into_iter()
+            .filter(|p| !tree.pids.contains(p))
+            .collect();
+        if let Some(other) = outside.first() {
             return Err(Error::NotCheckpointable {
                 pid,
                 why: format!(
-                    "shared anonymous memory at {:#x}-{:#x} {}: memzinc restores private memory and shared file mappings",
+                    "shared anonymous memory at {:#x}-{:#x} {} is shared with pid {other}, which is not checkpointed with it (checkpoint the tree that holds both: --tree)",
                     m.start,
                     m.end,
                     if m.path.is_empty() { "(MAP_SHARED|MAP_ANONYMOUS)" } else { m.path.as_str() }
@@ -185,7 +244,7 @@ fn collect(frozen: &Frozen, killed: bool) -> Result<(pb::Checkpoint, Vec<Repairi
             mask: word(3),
         });
     }
-    let objects = super::fds::collect(pid, &introspect::fds(pid)?)?;
+    let objects = super::fds::collect(pid, &introspect::fds(pid)?, &tree.shared_pipes)?;
     let rlimits = introspect::rlimits(pid)?;
     let mut posix_timers = posix_timers(pid)?;
     for t in &mut posix_timers {
@@ -195,8 +254,12 @@ fn collect(frozen: &Frozen, killed: bool) -> Result<(pb::Checkpoint, Vec<Repairi
         let word = |i: usize| u64::from_le_bytes(spec[i * 8..i * 8 + 8].try_into().unwrap_or_default());
         (t.interval_sec, t.interval_nsec, t.value_sec, t.value_nsec) = (word(0), word(1), word(2), word(3));
     }
+    let stat = introspect::stat(pid)?;
     Ok((
         pb::Checkpoint {
+            ppid: stat.ppid,
+            pgid: stat.pgrp,
+            sid: stat.session,
             posix_timers,
             rlimits,
             dumpable: inject.call_in(pid, "PR_GET_DUMPABLE", libc::SYS_prctl, &[libc::PR_GET_DUMPABLE as u64])? == 1,

@@ -8,7 +8,7 @@
 //! pipe holds without consuming it: the process, frozen meanwhile, finds its pipes as they were.
 //! Any other kind of descriptor is refused here, at checkpoint time, with the reason.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::PathBuf;
 
@@ -75,8 +75,10 @@ pub(crate) fn never_restorable(f: &FdInfo) -> Option<String> {
 }
 
 /// The objects behind `fds` of the frozen process `pid`. Refuses, before anything is written,
-/// a descriptor that restore could not make again.
-pub(super) fn collect(pid: i32, fds: &[FdInfo]) -> Result<FdObjects> {
+/// a descriptor that restore could not make again. Pipes in `shared` (by inode: held by other
+/// processes of the checkpointed tree too) are taken end by end as `external_pipes`, even when
+/// this process holds both ends, so the tree's restore makes each of them once.
+pub(super) fn collect(pid: i32, fds: &[FdInfo], shared: &BTreeSet<u64>) -> Result<FdObjects> {
     let mut objects = FdObjects::default();
     let mut pipes: BTreeMap<&str, pb::Pipe> = BTreeMap::new();
     let mut sockets: BTreeMap<u64, Vec<i32>> = BTreeMap::new();
@@ -125,14 +127,40 @@ pub(super) fn collect(pid: i32, fds: &[FdInfo]) -> Result<FdObjects> {
         }
     }
     for (path, mut pipe) in pipes {
+        let inode = inode_of(path, "pipe").unwrap_or_default();
+        if shared.contains(&inode) {
+            let (data, capacity) = match pipe.read_fds.first() {
+                Some(&fd) => pipe_contents(pid, fd)?,
+                None => (Vec::new(), 0),
+            };
+            for (fds, write_end) in [(pipe.read_fds, false), (pipe.write_fds, true)] {
+                if !fds.is_empty() {
+                    objects.external_pipes.push(pb::ExternalPipe {
+                        inode,
+                        fds,
+                        write_end,
+                        data: if write_end { Vec::new() } else { data.clone() },
+                        capacity,
+                    });
+                }
+            }
+            continue;
+        }
         // Only a pipe with both ends here is the process's own state; the other end of any
         // other pipe is someone else's, and restore replaces it.
         let (Some(&read_fd), false) = (pipe.read_fds.first(), pipe.write_fds.is_empty()) else {
             let write_end = pipe.read_fds.is_empty();
+            // Its bytes, for a restore that has the other end too (a process tree).
+            let (data, capacity) = match pipe.read_fds.first() {
+                Some(&fd) => pipe_contents(pid, fd)?,
+                None => (Vec::new(), 0),
+            };
             objects.external_pipes.push(pb::ExternalPipe {
-                inode: inode_of(path, "pipe").unwrap_or_default(),
+                inode,
                 fds: if write_end { pipe.write_fds } else { pipe.read_fds },
                 write_end,
+                data,
+                capacity,
             });
             continue;
         };

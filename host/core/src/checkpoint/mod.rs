@@ -13,7 +13,9 @@ mod dump;
 mod fds;
 mod restore;
 mod sockets;
+mod tree;
 
 pub use dump::{checkpoint, AfterCheckpoint, CheckpointReport};
 pub use fds::{InheritFd, Replacement};
 pub use restore::{restore, restore_notes, RestoreReport};
+pub use tree::{checkpoint_tree, is_tree, restore_tree, Member, TreeCheckpointReport, TreeRestoreReport, TREE_FILE};

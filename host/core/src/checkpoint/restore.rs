@@ -93,26 +93,25 @@ pub fn restore(core: &Path, plan: Option<&PatchPlan>, inherit: &[InheritFd]) -> 
     avoid.extend(own_maps.iter().map(|m| (m.start, m.end)));
     let helper = free_range(PAGE_LEN, &avoid)?;
 
+    let shared = SharedMemory::of(&[&snap])?;
     let child = spawn_stopped(pid, helper)?;
     let inject = Injector::in_built(child.0, helper)?;
-    let (bytes, readback_hash, mut notices) = rebuild(&inject, helper, &snap, &checkpoint, core, plan, inherit)?;
+    let (bytes, readback_hash, mut notices, ready) = rebuild(
+        &inject,
+        helper,
+        &snap,
+        &checkpoint,
+        core,
+        plan,
+        inherit,
+        Session::Own,
+        &shared,
+    )?;
+    ready.run(&inject, helper, &snap.meta)?;
     tracing::debug!("restore: running {:?} after the start", started.elapsed());
     // Detached and running: no longer ours to kill.
     std::mem::forget(child);
-    // Its connections are back: their peers' packets may come in again. A lock already lifted
-    // (the same checkpoint restored before) is no error; one that cannot be lifted is said.
-    if !checkpoint.network_lock.is_empty() {
-        if let Err(e) = sockets::unlock(&checkpoint.network_lock) {
-            if e.contains("No such file") {
-                tracing::debug!("network lock {}: already lifted", checkpoint.network_lock);
-            } else {
-                notices.push(format!(
-                    "the network lock (nftables table inet {}) could not be lifted: {e}; `nft delete table inet {}` lifts it",
-                    checkpoint.network_lock, checkpoint.network_lock
-                ));
-            }
-        }
-    }
+    lift_network_lock(&checkpoint, &mut notices);
     Ok(RestoreReport {
         pid,
         regions: snap.meta.regions.len(),
@@ -125,8 +124,95 @@ pub fn restore(core: &Path, plan: Option<&PatchPlan>, inherit: &[InheritFd]) -> 
     })
 }
 
+/// The process's connections are back: their peers' packets may come in again. A lock already
+/// lifted (the same checkpoint restored before) is no error; one that cannot be lifted is said.
+pub(super) fn lift_network_lock(checkpoint: &pb::Checkpoint, notices: &mut Vec<String>) {
+    if checkpoint.network_lock.is_empty() {
+        return;
+    }
+    if let Err(e) = sockets::unlock(&checkpoint.network_lock) {
+        if e.contains("No such file") {
+            tracing::debug!("network lock {}: already lifted", checkpoint.network_lock);
+        } else {
+            notices.push(format!(
+                "the network lock (nftables table inet {}) could not be lifted: {e}; `nft delete table inet {}` lifts it",
+                checkpoint.network_lock, checkpoint.network_lock
+            ));
+        }
+    }
+}
+
+/// Whether the process being built starts a session of its own (a process restored alone, or
+/// a tree's root) or keeps the one it was given when it was made (the rest of a tree).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Session {
+    Own,
+    Kept,
+}
+
+/// Shared anonymous memory of the processes restored together: one memfd per mapped object
+/// (device and inode as /proc/PID/maps names them), filled from the first core that captured
+/// it — all were frozen at once, so every core holds the same bytes — and mapped MAP_SHARED by
+/// each process where it was.
+pub(super) struct SharedMemory {
+    files: std::collections::BTreeMap<(String, u64), std::os::fd::OwnedFd>,
+}
+
+impl SharedMemory {
+    pub(super) fn of(snaps: &[&Snapshot]) -> Result<SharedMemory> {
+        use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+        use std::os::unix::fs::FileExt;
+        let mut files = std::collections::BTreeMap::new();
+        for snap in snaps {
+            for r in snap
+                .meta
+                .regions
+                .iter()
+                .filter(|r| r.captured && crate::describe::shared_anonymous(&r.map))
+            {
+                let key = (r.map.dev.clone(), r.map.inode);
+                if !files.contains_key(&key) {
+                    let name = c"memzinc-shared";
+                    // SAFETY: memfd_create reads the NUL-terminated name and returns a new
+                    // descriptor or -1.
+                    let fd = Errno::result(unsafe { libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC) })
+                        .map_err(|e| Error::Restore(format!("memfd_create: {e}")))?;
+                    // SAFETY: the kernel just gave us this descriptor.
+                    files.insert(key.clone(), unsafe { OwnedFd::from_raw_fd(fd) });
+                }
+                let fd = &files[&key];
+                let file = std::fs::File::from(fd.try_clone().map_err(|e| Error::Restore(format!("dup: {e}")))?);
+                let len = r.map.end - r.map.start;
+                let size = file
+                    .metadata()
+                    .map_err(|e| Error::Restore(format!("memfd: {e}")))?
+                    .len();
+                if size < r.map.offset + len {
+                    file.set_len(r.map.offset + len)
+                        .map_err(|e| Error::Restore(format!("memfd: {e}")))?;
+                }
+                let bytes = snap.read(r.map.start, len as usize)?;
+                file.write_all_at(&bytes, r.map.offset)
+                    .map_err(|e| Error::Restore(format!("memfd: {e}")))?;
+                tracing::debug!(
+                    "shared memory {:?}: {len} bytes at offset {} (fd {})",
+                    key,
+                    r.map.offset,
+                    fd.as_raw_fd()
+                );
+            }
+        }
+        Ok(SharedMemory { files })
+    }
+
+    fn fd(&self, r: &SnapRegion) -> Option<i32> {
+        use std::os::fd::AsRawFd;
+        self.files.get(&(r.map.dev.clone(), r.map.inode)).map(|f| f.as_raw_fd())
+    }
+}
+
 /// Everything that can be refused before a process exists.
-fn preflight(
+pub(super) fn preflight(
     snap: &Snapshot,
     checkpoint: &pb::Checkpoint,
     plan: Option<&PatchPlan>,
@@ -193,9 +279,19 @@ fn preflight(
     }
     for r in &meta.regions {
         let special = SPECIAL.contains(&r.map.path.as_str()) || r.map.path == VSYSCALL;
-        if !r.map.private() && !special && !r.map.path.starts_with('/') {
+        if r.map.private() || special {
+            continue;
+        }
+        // Shared anonymous memory comes back from the captured pages (`SharedMemory`).
+        if crate::describe::shared_anonymous(&r.map) && !r.captured {
             return Err(Error::Restore(format!(
-                "shared anonymous memory at {:#x} ({}) is not restored by memzinc",
+                "shared anonymous memory at {:#x} ({}) was not captured (unreadable): it cannot be restored",
+                r.map.start, r.map.path
+            )));
+        }
+        if !crate::describe::shared_anonymous(&r.map) && !r.map.path.starts_with('/') {
+            return Err(Error::Restore(format!(
+                "shared memory at {:#x} ({}) is not restored by memzinc",
                 r.map.start, r.map.path
             )));
         }
@@ -240,7 +336,7 @@ fn preflight(
 
 /// The descriptors `--inherit-fd` may replace: pipes with an end elsewhere, unix sockets whose
 /// peer is outside the process, and descriptors that cannot be reopened.
-fn replaceable_fds(meta: &SnapshotMeta, checkpoint: &pb::Checkpoint) -> Vec<i32> {
+pub(super) fn replaceable_fds(meta: &SnapshotMeta, checkpoint: &pb::Checkpoint) -> Vec<i32> {
     let objects: Vec<i32> = object_fds(checkpoint).collect();
     let mut fds: Vec<i32> = checkpoint
         .external_pipes
@@ -340,7 +436,7 @@ pub fn restore_notes(meta: &SnapshotMeta) -> Vec<String> {
 }
 
 /// The lowest page-aligned address from 256 MiB up where `len` bytes overlap none of `avoid`.
-fn free_range(len: u64, avoid: &[(u64, u64)]) -> Result<u64> {
+pub(super) fn free_range(len: u64, avoid: &[(u64, u64)]) -> Result<u64> {
     let mut sorted = avoid.to_vec();
     sorted.sort_unstable();
     let mut candidate: u64 = 0x1000_0000;
@@ -377,7 +473,7 @@ struct CloneArgs {
 }
 
 /// The child being built: killed and reaped if the restore fails.
-struct ChildGuard(i32);
+pub(super) struct ChildGuard(pub i32);
 
 impl Drop for ChildGuard {
     fn drop(&mut self) {
@@ -388,7 +484,7 @@ impl Drop for ChildGuard {
 
 /// Forks memzinc into `pid` with the injection page at `helper`, traced by this thread and
 /// stopped. The child runs only async-signal-safe calls before it stops.
-fn spawn_stopped(pid: i32, helper: u64) -> Result<ChildGuard> {
+pub(super) fn spawn_stopped(pid: i32, helper: u64) -> Result<ChildGuard> {
     let set_tid = [pid as libc::pid_t];
     let args = CloneArgs {
         exit_signal: libc::SIGCHLD as u64,
@@ -431,7 +527,8 @@ fn spawn_stopped(pid: i32, helper: u64) -> Result<ChildGuard> {
         Pid::from_raw(pid),
         ptrace::Options::PTRACE_O_EXITKILL
             | ptrace::Options::PTRACE_O_TRACESYSGOOD
-            | ptrace::Options::PTRACE_O_TRACECLONE,
+            | ptrace::Options::PTRACE_O_TRACECLONE
+            | ptrace::Options::PTRACE_O_TRACEFORK,
     )
     .map_err(|e| Error::Restore(format!("PTRACE_SETOPTIONS: {e}")))?;
     Ok(guard)
@@ -483,7 +580,8 @@ fn prot_of(perms: &str) -> u64 {
 
 /// Steps 2 to 5 of the module comment. Returns the bytes read into memory and the read-back
 /// hash of the plan's writes.
-fn rebuild(
+#[allow(clippy::too_many_arguments)]
+pub(super) fn rebuild(
     inject: &Injector,
     helper: u64,
     snap: &Snapshot,
@@ -491,7 +589,9 @@ fn rebuild(
     core: &Path,
     plan: Option<&PatchPlan>,
     inherit: &[InheritFd],
-) -> Result<(u64, [u8; 32], Vec<String>)> {
+    session: Session,
+    shared: &SharedMemory,
+) -> Result<(u64, [u8; 32], Vec<String>, Ready)> {
     let pid = inject.pid();
     let meta = &snap.meta;
 
@@ -578,7 +678,7 @@ fn rebuild(
         .ok();
     let (mut bytes, reading) = (0, std::time::Instant::now());
     for r in meta.regions.iter().filter(|r| !is_special(r)) {
-        bytes += map_region(inject, r, core_fd, direct_fd)?;
+        bytes += map_region(inject, r, core_fd, direct_fd, shared)?;
     }
     tracing::debug!("restore: {bytes} bytes mapped and read in {:?}", reading.elapsed());
     if let Some(fd) = direct_fd {
@@ -612,7 +712,9 @@ fn rebuild(
     let restored = restore_fds(inject, snap, checkpoint, inherit)?;
     restore_signals(inject, checkpoint)?;
     // Its own session, as after `setsid`: nothing of memzinc's terminal job reaches it.
-    inject.call("setsid", libc::SYS_setsid, &[])?;
+    if session == Session::Own {
+        inject.call("setsid", libc::SYS_setsid, &[])?;
+    }
     // The other threads first, each stopped at its own injection until all exist.
     let mut threads = vec![inject.pid()];
     for t in &checkpoint.threads[1..] {
@@ -646,23 +748,45 @@ fn rebuild(
         ptrace::setregs(pid, resumable(&t.regs).to_user()).map_err(|e| fail("PTRACE_SETREGS", e))?;
         set_fpu(tid, &t.fpregs, &t.xstate).map_err(|e| fail("PTRACE_SETREGSET", e))?;
     }
-    for &tid in &threads[1..] {
-        ptrace::detach(Pid::from_raw(tid), None)
-            .map_err(|e| Error::Restore(format!("thread {tid}: PTRACE_DETACH: {e}")))?;
+    let ready = Ready {
+        threads,
+        repairing: restored.repairing,
+    };
+    Ok((bytes, readback_hash, restored.notices, ready))
+}
+
+/// A process rebuilt and still stopped, every thread in place: [`Ready::run`] lets it go.
+pub(super) struct Ready {
+    threads: Vec<i32>,
+    repairing: Vec<sockets::Repairing>,
+}
+
+impl Ready {
+    /// Step 5: the other threads run, connections leave repair mode, the injection page goes
+    /// and the main thread resumes where it was checkpointed; signals held back while it was
+    /// built are sent again.
+    pub(super) fn run(self, inject: &Injector, helper: u64, meta: &SnapshotMeta) -> Result<()> {
+        for &tid in &self.threads[1..] {
+            ptrace::detach(Pid::from_raw(tid), None)
+                .map_err(|e| Error::Restore(format!("thread {tid}: PTRACE_DETACH: {e}")))?;
+        }
+        // Connections leave repair mode last, just before the process runs: a restore that
+        // failed before closes them in repair mode, silently, and can be tried again.
+        for r in self.repairing {
+            r.finish()?;
+        }
+        resume(
+            inject,
+            helper,
+            &meta.threads[0].regs,
+            &meta.threads[0].fpregs,
+            &meta.threads[0].xstate,
+        )?;
+        for sig in inject.take_deferred() {
+            let _ = nix::sys::signal::kill(Pid::from_raw(inject.pid()), sig);
+        }
+        Ok(())
     }
-    // Connections leave repair mode last, just before the process runs: a restore that failed
-    // before closes them in repair mode, silently, and can be tried again.
-    for r in restored.repairing {
-        r.finish()?;
-    }
-    resume(
-        inject,
-        helper,
-        &meta.threads[0].regs,
-        &meta.threads[0].fpregs,
-        &meta.threads[0].xstate,
-    )?;
-    Ok((bytes, readback_hash, restored.notices))
 }
 
 /// Creates one more thread of the image with its tid (clone3 with set_tid, in the main
@@ -685,6 +809,33 @@ fn clone_thread(inject: &Injector, t: &pb::ThreadCheckpoint) -> Result<i32> {
         set_tid_size: 1,
         ..CloneArgs::default()
     };
+    let what = format!("creating thread {}", t.tid);
+    inject_clone3(inject, &args, libc::PTRACE_EVENT_CLONE, t.tid, &what)?;
+    first_stop(t.tid, &what)?;
+    Ok(t.tid)
+}
+
+/// Makes the process `pid` (clone3 with set_tid, exit signal SIGCHLD) as a child of the process
+/// being built behind `parent`: a copy of it, stopped in its first ptrace stop (traced by
+/// memzinc, as forks of a tracee with PTRACE_O_TRACEFORK are), the injection page in place.
+pub(super) fn fork_stub(parent: &Injector, pid: i32) -> Result<ChildGuard> {
+    let set_tid_at = parent.put(512, &(pid as u64).to_le_bytes()[..4])?;
+    let args = CloneArgs {
+        exit_signal: libc::SIGCHLD as u64,
+        set_tid: set_tid_at,
+        set_tid_size: 1,
+        ..CloneArgs::default()
+    };
+    let what = format!("making process {pid} in process {}", parent.pid());
+    inject_clone3(parent, &args, libc::PTRACE_EVENT_FORK, pid, &what)?;
+    let guard = ChildGuard(pid);
+    first_stop(pid, &what)?;
+    Ok(guard)
+}
+
+/// Runs clone3(`args`) in the main thread behind `inject` and waits out the ptrace `event` and
+/// the trap after the syscall; the new thread or process must have the id `expected`.
+fn inject_clone3(inject: &Injector, args: &CloneArgs, event: i32, expected: i32, what: &str) -> Result<()> {
     let bytes: Vec<u8> = [
         args.flags,
         args.pidfd,
@@ -703,15 +854,15 @@ fn clone_thread(inject: &Injector, t: &pb::ThreadCheckpoint) -> Result<i32> {
     .collect();
     let args_at = inject.put(0, &bytes)?;
     let main = Pid::from_raw(inject.pid());
-    let fail = |what: &str, e: String| Error::Restore(format!("creating thread {}: {what}: {e}", t.tid));
+    let fail = |step: &str, e: String| Error::Restore(format!("{what}: {step}: {e}"));
     ptrace::setregs(main, inject.regs_for(libc::SYS_clone3, &[args_at, bytes.len() as u64])?)
         .map_err(|e| fail("PTRACE_SETREGS", e.to_string()))?;
     ptrace::cont(main, None).map_err(|e| fail("PTRACE_CONT", e.to_string()))?;
-    // The clone event, then the trap after the syscall.
+    // The clone or fork event, then the trap after the syscall.
     let mut stops = 0;
     while stops < 2 {
         match waitpid(main, Some(WaitPidFlag::__WALL)) {
-            Ok(WaitStatus::PtraceEvent(_, _, libc::PTRACE_EVENT_CLONE)) => {
+            Ok(WaitStatus::PtraceEvent(_, _, e)) if e == event => {
                 stops += 1;
                 ptrace::cont(main, None).map_err(|e| fail("PTRACE_CONT", e.to_string()))?;
             }
@@ -723,19 +874,24 @@ fn clone_thread(inject: &Injector, t: &pb::ThreadCheckpoint) -> Result<i32> {
     let rc = ptrace::getregs(main)
         .map_err(|e| fail("PTRACE_GETREGS", e.to_string()))?
         .rax as i64;
-    if rc != t.tid as i64 {
-        let why = if rc < 0 {
-            Errno::from_raw(-rc as i32).to_string()
-        } else {
-            format!("got tid {rc}")
+    if rc != expected as i64 {
+        let why = match rc {
+            rc if rc == -(libc::EEXIST as i64) => format!("id {expected} is in use"),
+            rc if rc < 0 => Errno::from_raw(-rc as i32).to_string(),
+            rc => format!("got id {rc}"),
         };
         return Err(fail("clone3", why));
     }
+    Ok(())
+}
+
+/// Waits for the new thread or process `tid` to reach its first stop.
+fn first_stop(tid: i32, what: &str) -> Result<()> {
     loop {
-        match waitpid(Pid::from_raw(t.tid), Some(WaitPidFlag::__WALL)) {
-            Ok(WaitStatus::Stopped(..)) | Ok(WaitStatus::PtraceEvent(..)) => return Ok(t.tid),
+        match waitpid(Pid::from_raw(tid), Some(WaitPidFlag::__WALL)) {
+            Ok(WaitStatus::Stopped(..)) | Ok(WaitStatus::PtraceEvent(..)) => return Ok(()),
             Err(Errno::EINTR) => {}
-            other => return Err(fail("first stop", format!("{other:?}"))),
+            other => return Err(Error::Restore(format!("{what}: first stop: {other:?}"))),
         }
     }
 }
@@ -917,10 +1073,32 @@ fn is_special(r: &SnapRegion) -> bool {
 /// Maps one region of the image (read-write while it is filled); returns bytes read. Pages are
 /// read through `direct_fd` when there is one and it takes the read (regions, their file
 /// offsets and lengths are page-aligned, as O_DIRECT needs), else through `core_fd`.
-fn map_region(inject: &Injector, r: &SnapRegion, core_fd: u64, direct_fd: Option<u64>) -> Result<u64> {
+fn map_region(
+    inject: &Injector,
+    r: &SnapRegion,
+    core_fd: u64,
+    direct_fd: Option<u64>,
+    shared: &SharedMemory,
+) -> Result<u64> {
     let m = &r.map;
     let len = m.end - m.start;
     let fixed = libc::MAP_FIXED as u64;
+    if let Some(ours) = shared.fd(r).filter(|_| r.captured) {
+        // Shared anonymous memory: the memfd memzinc filled, reopened by the process through
+        // /proc and mapped where it was (the same object for every process restored with it).
+        let fd = inject.open(
+            &format!("/proc/{}/fd/{ours}", std::process::id()),
+            (libc::O_RDWR | libc::O_CLOEXEC) as u32,
+        )?;
+        let rw = (libc::PROT_READ | libc::PROT_WRITE) as u64;
+        inject.call(
+            "mmap shared memory",
+            libc::SYS_mmap,
+            &[m.start, len, rw, libc::MAP_SHARED as u64 | fixed, fd, m.offset],
+        )?;
+        inject.call("close", libc::SYS_close, &[fd])?;
+        return Ok(len);
+    }
     if r.captured {
         let mut flags = (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS) as u64 | fixed;
         if m.path == "[stack]" {

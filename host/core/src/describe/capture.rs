@@ -46,8 +46,16 @@ const MAX_BUFFERS: usize = 16;
 
 /// Which mappings a snapshot copies (and `track` follows).
 pub(super) fn should_capture(m: &MapEntry) -> bool {
-    // [vvar] pages fault on read; shared mappings belong to someone else's state.
-    m.readable() && m.private() && m.path != "[vvar]" && m.path != "[vvar_vclock]"
+    // [vvar] pages fault on read; shared file mappings are the file's state. Shared anonymous
+    // memory (MAP_SHARED|MAP_ANONYMOUS, shown as `/dev/zero (deleted)`, and System V segments)
+    // is the process's own, shared with its children or parent: captured.
+    m.readable() && (m.private() || shared_anonymous(m)) && m.path != "[vvar]" && m.path != "[vvar_vclock]"
+}
+
+/// Shared memory that no file a restore could open holds: MAP_SHARED|MAP_ANONYMOUS
+/// (`/dev/zero (deleted)`, or no path) and System V segments (`/SYSV…`).
+pub fn shared_anonymous(m: &MapEntry) -> bool {
+    !m.private() && (m.path.is_empty() || m.path.starts_with("/dev/zero") || m.path.starts_with("/SYSV"))
 }
 
 /// One captured range of the target and where its pages go in the file.

@@ -16,6 +16,7 @@ mod selfsnap;
 mod snapshot;
 mod track;
 
+pub use capture::shared_anonymous;
 pub use globals::{library_types, read_snapshot_registry, FieldValue, ModuleFile, ObjectValue};
 pub use image::{Image, Segment};
 pub use selfsnap::{helper_request, serve_helper, snapshot_self, HELPER_ENV};

@@ -348,7 +348,8 @@ fn plan_cow(frozen: &Frozen, captured: &[&SnapRegion], flags: Vec<VmFlags>) -> R
             let m = &r.map;
             let file_backed = m.inode != 0 && m.path.starts_with('/');
             let stamp = file_backed.then(|| file_stamp(pid, m.start, m.end)).flatten();
-            let during = missing || flagged(&flags, m.start, m.end) || (file_backed && stamp.is_none());
+            // A fork shares shared memory instead of copying it: read while frozen.
+            let during = missing || !m.private() || flagged(&flags, m.start, m.end) || (file_backed && stamp.is_none());
             if file_backed && !during {
                 files.push((m.start, m.end, m.path.clone(), stamp));
             }

@@ -217,7 +217,7 @@ pub fn track(pid: i32) -> Result<TrackReport> {
         ioctl(uffd.as_raw_fd(), UFFDIO_API, &mut api).map_err(|e| uffd_err("UFFDIO_API (async write-protect)", e))?;
         let mut tracked = Vec::new();
         let mut untracked = 0;
-        for m in maps.iter().filter(|m| super::capture::should_capture(m)) {
+        for m in maps.iter().filter(|m| super::capture::should_capture(m) && m.private()) {
             let range = UffdioRange {
                 start: m.start,
                 len: m.end - m.start,

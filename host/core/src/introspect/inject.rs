@@ -47,6 +47,10 @@ enum Site {
 pub struct Injector {
     pid: i32,
     site: Site,
+    /// Signals a process being built stopped with during an injection (a child of it that
+    /// already runs exited, say): held back then, sent again once it runs
+    /// ([`Injector::take_deferred`]).
+    deferred: std::cell::RefCell<Vec<Signal>>,
 }
 
 impl Injector {
@@ -59,6 +63,7 @@ impl Injector {
                 at: vdso_syscall(pid)?,
                 during,
             },
+            deferred: Default::default(),
         })
     }
 
@@ -68,11 +73,17 @@ impl Injector {
         Ok(Injector {
             pid,
             site: Site::Page { at: page, base },
+            deferred: Default::default(),
         })
     }
 
     pub fn pid(&self) -> i32 {
         self.pid
+    }
+
+    /// The signals held back while the process was being built (see `deferred`), in order.
+    pub fn take_deferred(&self) -> Vec<Signal> {
+        std::mem::take(&mut self.deferred.borrow_mut())
     }
 
     /// The injection page of a process being built (`None` in a live one).
@@ -199,6 +210,11 @@ impl Injector {
             match waitpid(t, Some(WaitPidFlag::__WALL)) {
                 Ok(WaitStatus::Stopped(_, Signal::SIGTRAP)) => break,
                 Err(Errno::EINTR) => continue,
+                // A signal for the process, not for this injection: held back until it runs.
+                Ok(WaitStatus::Stopped(_, sig)) if sig != Signal::SIGSTOP => {
+                    self.deferred.borrow_mut().push(sig);
+                    ptrace::cont(t, None).map_err(|e| fail("PTRACE_CONT", e))?;
+                }
                 other => {
                     return Err(Error::Restore(format!(
                         "the new process stopped unexpectedly in syscall {nr}: {other:?}"
