@@ -10,8 +10,11 @@
  *                                is counted as it is taken)
  *
  * A worker that dies, or a parent that sees a worker gone, writes "n worker gone" instead.
+ * Each worker does its jobs with the weight of its `CONF` (1); one whose weight is not in
+ * 1..max_weight does them wrong, and the line counts it: "n sent S done D wrong W ok".
+ * `--break K` makes worker K (1-based) start with weight 0, as a memory corruption would.
  *
- *   zdtm_prefork OUT [WORKERS]    (default 3) */
+ *   zdtm_prefork OUT [WORKERS [--break K]]    (default 3 workers) */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -26,9 +29,16 @@
 #include <time.h>
 #include <unistd.h>
 
+struct conf {
+    int weight;
+    int max_weight;
+};
+struct conf CONF = {1, 4};
+
 struct shared {
-    uint64_t sum;  /* of the jobs done */
-    uint64_t done; /* jobs taken */
+    uint64_t sum;   /* of the jobs done */
+    uint64_t done;  /* jobs taken */
+    uint64_t wrong; /* jobs done with a weight out of range */
     uint64_t lock; /* a job is taken and counted under it, so taken order = counted order */
 };
 
@@ -50,6 +60,7 @@ static void worker(struct shared *s, int jobs) {
         if (n == sizeof job) {
             s->sum += job;
             s->done += 1;
+            if (CONF.weight < 1 || CONF.weight > CONF.max_weight) s->wrong += 1;
         }
         __atomic_store_n(&s->lock, 0, __ATOMIC_RELEASE);
         if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) _exit(3);
@@ -59,6 +70,7 @@ static void worker(struct shared *s, int jobs) {
 int main(int argc, char **argv) {
     if (argc < 2) return 2;
     int workers = argc > 2 ? atoi(argv[2]) : 3;
+    int broken = argc > 4 && strcmp(argv[3], "--break") == 0 ? atoi(argv[4]) : 0;
     struct shared *s = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     if (s == MAP_FAILED) return 2;
     int p[2];
@@ -68,6 +80,7 @@ int main(int argc, char **argv) {
         if (pid < 0) return 2;
         if (pid == 0) {
             close(p[1]);
+            if (i + 1 == broken) CONF.weight = 0;
             worker(s, p[0]);
         }
     }
@@ -84,11 +97,11 @@ int main(int argc, char **argv) {
             sent += 1;
             if (write(p[1], &sent, sizeof sent) != sizeof sent) return 4;
             take_lock(s);
-            uint64_t done = s->done, sum = s->sum;
+            uint64_t done = s->done, sum = s->sum, wrong = s->wrong;
             __atomic_store_n(&s->lock, 0, __ATOMIC_RELEASE);
             int ok = done <= sent && sum == done * (done + 1) / 2;
-            len = snprintf(line, sizeof line, "%ld sent %u done %llu %s\n", step, sent, (unsigned long long)done,
-                           ok ? "ok" : "bad");
+            len = snprintf(line, sizeof line, "%ld sent %u done %llu wrong %llu %s\n", step, sent,
+                           (unsigned long long)done, (unsigned long long)wrong, ok ? "ok" : "bad");
         }
         if (write(out, line, len) != len) return 5;
         struct timespec ts = {0, 5000000};

@@ -1562,14 +1562,7 @@ fn a_prefork_server_comes_back_whole() {
     }
     become_subreaper();
     let dir = tempfile::tempdir().unwrap();
-    let binary = dir.path().join("zdtm_prefork");
-    let status = Command::new("gcc")
-        .args(["-O1", "-g", "-o"])
-        .arg(&binary)
-        .arg(memzinc_tests::repo_root().join("tests/targets/zdtm_prefork.c"))
-        .status()
-        .expect("gcc is installed (scripts/install-tools.sh apt)");
-    assert!(status.success(), "gcc zdtm_prefork.c failed");
+    let binary = prefork_target(dir.path());
     let out = dir.path().join("out.txt");
     let tree = dir.path().join("tree");
     let mut child = spawn(
@@ -1659,6 +1652,140 @@ fn a_prefork_server_comes_back_whole() {
         "the workers' counts reach the parent through the shared page, the jobs reach the workers through the pipe: {done_before} -> {}",
         after.last().unwrap()
     );
+}
+
+fn prefork_target(dir: &Path) -> PathBuf {
+    let binary = dir.join("zdtm_prefork");
+    let status = Command::new("gcc")
+        .args(["-O1", "-g", "-o"])
+        .arg(&binary)
+        .arg(memzinc_tests::repo_root().join("tests/targets/zdtm_prefork.c"))
+        .status()
+        .expect("gcc is installed (scripts/install-tools.sh apt)");
+    assert!(status.success(), "gcc zdtm_prefork.c failed");
+    binary
+}
+
+/// The number after `word` in a line of zdtm_prefork.
+fn prefork_count(line: &str, word: &str) -> u64 {
+    let words: Vec<&str> = line.split(' ').collect();
+    let at = words
+        .iter()
+        .position(|w| *w == word)
+        .unwrap_or_else(|| panic!("{word} in {line:?}"));
+    words[at + 1].parse().unwrap()
+}
+
+/// `restore TREE --apply PLAN` (issue 18): one worker of the pre-fork server has a corrupted
+/// `CONF.weight` (0) and does its jobs wrong. The plan that repairs it (a model file's rule,
+/// `tests/models/prefork_rules.mzn`) is made from that worker's core, attested on a localnet,
+/// and applied to that worker's image only while the tree is restored: from then on no job is
+/// done wrong, and the tree works as before.
+#[test]
+fn a_restore_of_the_tree_patches_one_worker() {
+    if !root_or_skip("a_restore_of_the_tree_patches_one_worker") {
+        return;
+    }
+    become_subreaper();
+    let dir = tempfile::tempdir().unwrap();
+    let binary = prefork_target(dir.path());
+    let net = memzinc_tests::own_localnet(dir.path());
+    ok(&strs(&net.policy_args(&[
+        "policy",
+        "init",
+        "--max-bytes",
+        "64",
+        "--max-writes",
+        "8",
+    ])));
+    let out = dir.path().join("out.txt");
+    let tree = dir.path().join("tree");
+    let mut child = spawn(
+        Command::new(&binary)
+            .arg(&out)
+            .args(["3", "--break", "2"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+    );
+    let pid = child.id() as i32;
+    let _kill = KillIfPanicking(pid);
+    wait_for_lines(&out, 40, "before the checkpoint");
+    assert!(
+        prefork_count(lines(&out).last().unwrap(), "wrong") > 0,
+        "the broken worker does jobs wrong"
+    );
+    let workers = children_of(pid);
+    assert_eq!(workers.len(), 3);
+    ok(&strs(&net.args(&[
+        "checkpoint",
+        "--pid",
+        &pid.to_string(),
+        "--tree",
+        "--kill",
+        "-o",
+        tree.to_str().unwrap(),
+        "--witness",
+        net.witness.to_str().unwrap(),
+        "--target",
+        "zdtm_prefork",
+    ])));
+    child.wait().unwrap();
+    for &w in &workers {
+        let _ = waitpid(Pid::from_raw(w), None);
+    }
+    let wrong_before = prefork_count(lines(&out).last().unwrap(), "wrong");
+    let at_checkpoint = lines(&out).len();
+    // The second worker forked is the broken one.
+    let broken = workers[1];
+    let plan = dir.path().join("fix.plan.json");
+    let rules = memzinc_tests::repo_root().join("tests/models/prefork_rules.mzn");
+    ok(&[
+        "plan",
+        tree.join(format!("{broken}.core")).to_str().unwrap(),
+        "--rules",
+        rules.to_str().unwrap(),
+        "-o",
+        plan.to_str().unwrap(),
+    ]);
+    ok(&strs(&net.args(&["attest", plan.to_str().unwrap()])));
+    let restored: serde_json::Value = serde_json::from_str(&ok(&strs(&net.args(&[
+        "--json",
+        "restore",
+        tree.to_str().unwrap(),
+        "--apply",
+        plan.to_str().unwrap(),
+    ]))))
+    .unwrap();
+    let report = &restored["report"];
+    let mut pids: Vec<i32> = report["pids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_i64().unwrap() as i32)
+        .collect();
+    let _reap = KillAll(pids.clone());
+    assert_eq!(report["patched_pid"], broken, "{restored:#}");
+    assert_eq!(report["writes_applied"], 1, "{restored:#}");
+    pids.sort_unstable();
+    let mut all = vec![pid];
+    all.extend(&workers);
+    all.sort_unstable();
+    assert_eq!(pids, all);
+    wait_for_lines(&out, at_checkpoint + 40, "after the restore");
+    let after = lines(&out);
+    for (i, line) in after.iter().enumerate() {
+        assert!(
+            line.starts_with(&format!("{} sent ", i + 1)) && line.ends_with(" ok"),
+            "{line:?}"
+        );
+    }
+    assert_eq!(
+        prefork_count(after.last().unwrap(), "wrong"),
+        wrong_before,
+        "no job done wrong since the patched restore"
+    );
+    assert!(prefork_count(after.last().unwrap(), "done") > prefork_count(&after[at_checkpoint - 1], "done") + 20);
 }
 
 /// Kills and reaps the restored processes when the test ends.

@@ -17,7 +17,7 @@ pub struct Args {
     /// The process and all its descendants, frozen together; `restore DIR` makes every PID,
     /// parent, process group and session again, with the pipes and shared anonymous memory
     /// between them. Held stopped until every core is written.
-    #[arg(long, conflicts_with_all = ["witness", "stop_the_world"])]
+    #[arg(long, conflicts_with = "stop_the_world")]
     tree: bool,
     /// Kill the process (while still frozen) once the checkpoint is on disk.
     #[arg(long, conflicts_with = "leave_running")]
@@ -26,7 +26,8 @@ pub struct Args {
     #[arg(long)]
     leave_running: bool,
     /// Witness the checkpoint's snapshot root for `--target` under this keypair (as
-    /// `snapshot --witness`), so a plan against it can be attested for `restore --apply`.
+    /// `snapshot --witness`), so a plan against it can be attested for `restore --apply`; with
+    /// --tree, every process's root.
     #[arg(long, requires = "target")]
     witness: Option<PathBuf>,
     /// Target name the root is recorded for, as plans name it (e.g. healme).
@@ -51,6 +52,11 @@ pub fn run(a: Args, g: &Global) -> Result<()> {
     };
     if a.tree {
         let report = checkpoint_tree(a.pid, &a.output, after)?;
+        if let (Some(key), Some(target)) = (&a.witness, &a.target) {
+            for m in &report.processes {
+                g.witness(key, target, &a.output.join(&m.core))?;
+            }
+        }
         return g.print(&report, |report| {
             let pids: Vec<String> = report.processes.iter().map(|m| m.pid.to_string()).collect();
             format!(
