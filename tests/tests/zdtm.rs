@@ -1788,6 +1788,76 @@ fn a_restore_of_the_tree_patches_one_worker() {
     assert!(prefork_count(after.last().unwrap(), "done") > prefork_count(&after[at_checkpoint - 1], "done") + 20);
 }
 
+/// A TCP echo server and its client in one tree (issue 18): both ends of their connection are
+/// checkpointed (repair mode, under the network lock) and the tree killed; after the restore
+/// the same connection carries the client's next message both ways at every step, so does the
+/// unix socketpair the two share (made again as one pair), and the listener accepts a new
+/// client.
+#[test]
+fn a_tcp_server_and_its_client_in_one_tree_keep_their_connection() {
+    if !root_or_skip("a_tcp_server_and_its_client_in_one_tree_keep_their_connection") {
+        return;
+    }
+    become_subreaper();
+    let dir = tempfile::tempdir().unwrap();
+    let binary = dir.path().join("zdtm_tcptree");
+    let status = Command::new("gcc")
+        .args(["-O1", "-g", "-o"])
+        .arg(&binary)
+        .arg(memzinc_tests::repo_root().join("tests/targets/zdtm_tcptree.c"))
+        .status()
+        .expect("gcc is installed (scripts/install-tools.sh apt)");
+    assert!(status.success(), "gcc zdtm_tcptree.c failed");
+    let port = free_port();
+    let out = dir.path().join("out.txt");
+    let tree = dir.path().join("tree");
+    let mut child = spawn(
+        Command::new(&binary)
+            .arg(&out)
+            .arg(port.to_string())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+    );
+    let pid = child.id() as i32;
+    let _kill = KillIfPanicking(pid);
+    wait_for_lines(&out, 20, "before the checkpoint");
+    let client = children_of(pid);
+    assert_eq!(client.len(), 1);
+    ok(&[
+        "checkpoint",
+        "--pid",
+        &pid.to_string(),
+        "--tree",
+        "--kill",
+        "-o",
+        tree.to_str().unwrap(),
+    ]);
+    child.wait().unwrap();
+    let _ = waitpid(Pid::from_raw(client[0]), None);
+    let at_checkpoint = lines(&out).len();
+    let restored: serde_json::Value =
+        serde_json::from_str(&ok(&["--json", "restore", tree.to_str().unwrap()])).unwrap();
+    let pids: Vec<i32> = restored["pids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_i64().unwrap() as i32)
+        .collect();
+    let _reap = KillAll(pids.clone());
+    assert_eq!(pids, vec![pid, client[0]]);
+    wait_for_lines(&out, at_checkpoint + 40, "after the restore");
+    for (i, line) in lines(&out).iter().enumerate() {
+        assert_eq!(
+            line,
+            &format!("{} ok", i + 1),
+            "the same connection, both ways, at every step"
+        );
+    }
+    let mut second = connect_tcp(port);
+    assert_eq!(ask(&mut second, "new"), "echo new", "the listener accepts new clients");
+}
+
 /// Kills and reaps the restored processes when the test ends.
 struct KillAll(Vec<i32>);
 

@@ -114,21 +114,31 @@ pub(super) struct Tree {
     pub pids: BTreeSet<i32>,
     /// Pipes (by inode) held by more than one of the processes.
     pub shared_pipes: BTreeSet<u64>,
+    /// Every socket (by inode) any of the processes holds.
+    pub sockets: BTreeSet<u64>,
 }
 
 impl Tree {
     pub fn of(pids: &[i32]) -> Result<Tree> {
         let mut holders: BTreeMap<u64, BTreeSet<i32>> = BTreeMap::new();
+        let mut sockets = BTreeSet::new();
+        let inode = |path: &str, kind: &str| -> Option<u64> {
+            path.strip_prefix(kind)?
+                .strip_prefix(":[")?
+                .strip_suffix(']')?
+                .parse()
+                .ok()
+        };
         for &pid in pids {
             for f in introspect::fds(pid)? {
-                if let Some(inode) = f.path.strip_prefix("pipe:[").and_then(|p| p.strip_suffix(']')) {
-                    if let Ok(inode) = inode.parse() {
-                        holders.entry(inode).or_default().insert(pid);
-                    }
+                if let Some(i) = inode(&f.path, "pipe") {
+                    holders.entry(i).or_default().insert(pid);
                 }
+                sockets.extend(inode(&f.path, "socket"));
             }
         }
         Ok(Tree {
+            sockets,
             pids: pids.iter().copied().collect(),
             shared_pipes: holders
                 .into_iter()
@@ -244,7 +254,7 @@ pub(super) fn collect(
             mask: word(3),
         });
     }
-    let objects = super::fds::collect(pid, &introspect::fds(pid)?, &tree.shared_pipes)?;
+    let objects = super::fds::collect(pid, &introspect::fds(pid)?, &tree.shared_pipes, &tree.sockets)?;
     let rlimits = introspect::rlimits(pid)?;
     let mut posix_timers = posix_timers(pid)?;
     for t in &mut posix_timers {

@@ -77,8 +77,14 @@ pub(crate) fn never_restorable(f: &FdInfo) -> Option<String> {
 /// The objects behind `fds` of the frozen process `pid`. Refuses, before anything is written,
 /// a descriptor that restore could not make again. Pipes in `shared` (by inode: held by other
 /// processes of the checkpointed tree too) are taken end by end as `external_pipes`, even when
-/// this process holds both ends, so the tree's restore makes each of them once.
-pub(super) fn collect(pid: i32, fds: &[FdInfo], shared: &BTreeSet<u64>) -> Result<FdObjects> {
+/// this process holds both ends, so the tree's restore makes each of them once; a unix socket
+/// whose peer is in `tree_sockets` (another process's of the tree) keeps the bytes waiting at it.
+pub(super) fn collect(
+    pid: i32,
+    fds: &[FdInfo],
+    shared: &BTreeSet<u64>,
+    tree_sockets: &BTreeSet<u64>,
+) -> Result<FdObjects> {
     let mut objects = FdObjects::default();
     let mut pipes: BTreeMap<&str, pb::Pipe> = BTreeMap::new();
     let mut sockets: BTreeMap<u64, Vec<i32>> = BTreeMap::new();
@@ -169,7 +175,7 @@ pub(super) fn collect(pid: i32, fds: &[FdInfo], shared: &BTreeSet<u64>) -> Resul
         pipe.capacity = capacity;
         objects.pipes.push(pipe);
     }
-    let taken = sockets::collect(pid, &sockets)?;
+    let taken = sockets::collect(pid, &sockets, tree_sockets)?;
     objects.sockets = taken.sockets;
     objects.repairing = taken.repairing;
     objects.lock = taken.lock;
@@ -311,6 +317,9 @@ pub enum Replacement {
     Path(PathBuf),
     /// A descriptor of memzinc's own (as a shell's `3>&…` gives it), shared with the process.
     Fd(i32),
+    /// What the restore of a tree made again for a pipe or socket whose other end is in
+    /// another process of the tree (memzinc's descriptor of it): nothing changed, nothing said.
+    Tree(i32),
 }
 
 /// One `--inherit-fd`: `FD=PATH` or `FD=fd:N`.
@@ -345,6 +354,7 @@ impl std::fmt::Display for Replacement {
         match self {
             Replacement::Path(p) => write!(f, "{}", p.display()),
             Replacement::Fd(n) => write!(f, "memzinc's fd {n}"),
+            Replacement::Tree(_) => write!(f, "its peer in the restored tree"),
         }
     }
 }
@@ -354,7 +364,7 @@ impl std::fmt::Display for Replacement {
 fn open_replacement(with: &Replacement, write: bool, socket_type: Option<i32>) -> Result<OwnedFd> {
     use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
     match with {
-        Replacement::Fd(n) => {
+        Replacement::Fd(n) | Replacement::Tree(n) => {
             // SAFETY: fcntl takes integers and returns a new descriptor or -1.
             let dup = Errno::result(unsafe { libc::fcntl(*n, libc::F_DUPFD_CLOEXEC, 0) })
                 .map_err(|e| Error::Restore(format!("--inherit-fd …=fd:{n}: memzinc has no fd {n} ({e})")))?;
@@ -549,10 +559,11 @@ pub(super) fn restore_fds(
         let high = match with {
             Some(with) => {
                 let ours = open_replacement(with, p.write_end, None)?;
-                restored.notices.push(format!(
+                let said = !matches!(with, Replacement::Tree(_));
+                restored.notices.extend(said.then(|| format!(
                     "fd {at} (the {end} end of pipe:[{}], whose other end was outside the process) is now {with}, as --inherit-fd asked",
                     p.inode
-                ));
+                )));
                 lift(pull.take(&ours)?)?
             }
             None => {
@@ -568,7 +579,13 @@ pub(super) fn restore_fds(
     }
     let mut outside = |s: &pb::Socket| -> Result<Option<sockets::Replacing>> {
         match s.fds.iter().find_map(|&fd| chosen(fd)) {
-            Some(with) => Ok(Some((open_replacement(with, true, Some(s.r#type))?, with.to_string()))),
+            Some(with) => {
+                let whose = match with {
+                    Replacement::Tree(_) => String::new(),
+                    with => with.to_string(),
+                };
+                Ok(Some((open_replacement(with, true, Some(s.r#type))?, whose)))
+            }
             None => Ok(None),
         }
     };

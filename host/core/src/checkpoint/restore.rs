@@ -85,7 +85,7 @@ pub fn restore(core: &Path, plan: Option<&PatchPlan>, inherit: &[InheritFd]) -> 
             core.display()
         ))
     })?;
-    preflight(&snap, &checkpoint, plan, inherit)?;
+    preflight(&snap, &checkpoint, plan, inherit, &[])?;
     let pid = snap.meta.pid;
 
     let own_maps = introspect::read_maps(std::process::id() as i32)?;
@@ -212,11 +212,13 @@ impl SharedMemory {
 }
 
 /// Everything that can be refused before a process exists.
+/// `restored_with`: the TCP connections (local, peer) restored together with this process.
 pub(super) fn preflight(
     snap: &Snapshot,
     checkpoint: &pb::Checkpoint,
     plan: Option<&PatchPlan>,
     inherit: &[InheritFd],
+    restored_with: &[(Vec<u8>, Vec<u8>)],
 ) -> Result<()> {
     let meta = &snap.meta;
     let replaceable = replaceable_fds(meta, checkpoint);
@@ -234,7 +236,7 @@ pub(super) fn preflight(
             )));
         }
     }
-    sockets::preflight(&checkpoint.sockets)?;
+    sockets::preflight(&checkpoint.sockets, restored_with)?;
     if meta.threads.len() != checkpoint.threads.len()
         || meta
             .threads

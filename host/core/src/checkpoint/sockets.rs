@@ -247,7 +247,9 @@ fn fds_text(fds: &[i32]) -> String {
 
 /// The sockets of the frozen process `pid`, by inode with their descriptors. Refuses (the
 /// process untouched, repair mode left) what a restore could not make again.
-pub(super) fn collect(pid: i32, by_inode: &BTreeMap<u64, Vec<i32>>) -> Result<Taken> {
+/// `in_tree`: the sockets (by inode) of every process checkpointed with this one; a unix peer
+/// among them is made again by the tree's restore, with the bytes waiting at each end.
+pub(super) fn collect(pid: i32, by_inode: &BTreeMap<u64, Vec<i32>>, in_tree: &BTreeSet<u64>) -> Result<Taken> {
     let mut taken = Taken {
         sockets: Vec::new(),
         repairing: Vec::new(),
@@ -357,7 +359,8 @@ pub(super) fn collect(pid: i32, by_inode: &BTreeMap<u64, Vec<i32>>) -> Result<Ta
                         pb::UnixPeer::Outside as i32
                     };
                     let waiting = available(&ours, SIOCINQ).unwrap_or(0);
-                    if waiting > 0 && (kind != libc::SOCK_STREAM || !inside) {
+                    let restored_with = inside || in_tree.contains(&(diag.peer as u64));
+                    if waiting > 0 && (kind != libc::SOCK_STREAM || !restored_with) {
                         return Err(refuse(
                             pid,
                             fds,
@@ -874,10 +877,13 @@ fn is_loopback(sa: &[u8]) -> bool {
 
 /// What restore checks before any process exists: an established connection to a peer on
 /// this machine whose peer is gone would be restored dead.
-pub(super) fn preflight(sockets: &[pb::Socket]) -> Result<()> {
+/// `restored_with`: the (local, peer) addresses of the connections restored together with
+/// these (a process tree's), whose peers are made by the same restore.
+pub(super) fn preflight(sockets: &[pb::Socket], restored_with: &[(Vec<u8>, Vec<u8>)]) -> Result<()> {
     for s in sockets {
         let Some(_) = &s.tcp else { continue };
-        if is_loopback(&s.peer) && !tcp_socket_exists(s.family, &s.peer, &s.local)? {
+        let peer_restored = restored_with.iter().any(|(l, p)| *l == s.peer && *p == s.local);
+        if is_loopback(&s.peer) && !peer_restored && !tcp_socket_exists(s.family, &s.peer, &s.local)? {
             return Err(Error::Restore(format!(
                 "fd {} is {}, whose peer is gone (no socket {} -> {} on this machine): the connection cannot be restored",
                 fds_text(&s.fds),
@@ -985,17 +991,20 @@ pub(super) fn build(
         }
         if s.family == libc::AF_UNIX && s.unix_peer == pb::UnixPeer::Outside as i32 {
             if let Some((fd, whose)) = outside(s)? {
-                let notice = format!(
-                    "fd {} ({}) is now {whose}, as --inherit-fd asked",
-                    fds_text(&s.fds),
-                    describe(s)
-                );
+                // Unsaid when it is its peer in a restored tree (`whose` empty).
+                let notice = (!whose.is_empty()).then(|| {
+                    format!(
+                        "fd {} ({}) is now {whose}, as --inherit-fd asked",
+                        fds_text(&s.fds),
+                        describe(s)
+                    )
+                });
                 built.push((
                     s.inode,
                     Built {
                         fd,
                         repairing: None,
-                        notice: Some(notice),
+                        notice,
                     },
                 ));
                 continue;

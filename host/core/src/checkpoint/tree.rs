@@ -368,13 +368,64 @@ fn tree_pipes(opened: &[Opened]) -> Result<(Vec<OwnedFd>, Vec<Vec<InheritFd>>)> 
                 .flat_map(|(p, ours)| {
                     p.fds.iter().map(|&fd| InheritFd {
                         fd,
-                        with: Replacement::Fd(ours.as_raw_fd()),
+                        with: Replacement::Tree(ours.as_raw_fd()),
                     })
                 })
                 .collect()
         })
         .collect();
     Ok((made.into_values().flat_map(|(r, w)| [r, w]).collect(), inherit))
+}
+
+/// The unix sockets of the tree connected to each other across two of its processes, made
+/// again as socketpairs in memzinc (the bytes each end had waiting sent by the other), and for
+/// each process what stands at its descriptors of them.
+fn tree_socketpairs(opened: &[Opened]) -> Result<(Vec<OwnedFd>, Vec<Vec<InheritFd>>)> {
+    let mut made: BTreeMap<u64, OwnedFd> = BTreeMap::new();
+    let outside = |s: &&pb::Socket| s.family == libc::AF_UNIX && s.unix_peer == pb::UnixPeer::Outside as i32;
+    let all: Vec<&pb::Socket> = opened
+        .iter()
+        .flat_map(|o| o.checkpoint.sockets.iter().filter(outside))
+        .collect();
+    for s in &all {
+        if made.contains_key(&s.inode) {
+            continue;
+        }
+        let Some(peer) = all.iter().find(|p| p.inode == s.peer_inode && p.peer_inode == s.inode) else {
+            continue;
+        };
+        let mut ends = [0i32; 2];
+        // SAFETY: socketpair writes two descriptors into `ends`.
+        Errno::result(unsafe { libc::socketpair(libc::AF_UNIX, s.r#type | libc::SOCK_CLOEXEC, 0, ends.as_mut_ptr()) })
+            .map_err(|e| Error::Restore(format!("socket:[{}]: socketpair: {e}", s.inode)))?;
+        // SAFETY: the kernel just gave us these descriptors.
+        let (a, b) = unsafe { (OwnedFd::from_raw_fd(ends[0]), OwnedFd::from_raw_fd(ends[1])) };
+        // The bytes each end had waiting were sent by the other.
+        for (from, queued, of) in [(&b, &s.queued, *s), (&a, &peer.queued, *peer)] {
+            let mut file = std::fs::File::from(from.try_clone().map_err(|e| Error::Restore(format!("dup: {e}")))?);
+            std::io::Write::write_all(&mut file, queued)
+                .map_err(|e| Error::Restore(format!("socket:[{}]: refilling its queue: {e}", of.inode)))?;
+        }
+        made.insert(s.inode, a);
+        made.insert(peer.inode, b);
+    }
+    let inherit = opened
+        .iter()
+        .map(|o| {
+            o.checkpoint
+                .sockets
+                .iter()
+                .filter_map(|s| made.get(&s.inode).map(|ours| (s, ours)))
+                .flat_map(|(s, ours)| {
+                    s.fds.iter().map(|&fd| InheritFd {
+                        fd,
+                        with: Replacement::Tree(ours.as_raw_fd()),
+                    })
+                })
+                .collect()
+        })
+        .collect();
+    Ok((made.into_values().collect(), inherit))
 }
 
 /// Restores the tree checkpointed in `dir` with every PID, parent, process group and session,
@@ -394,9 +445,18 @@ pub fn restore_tree(dir: &Path, plan: Option<&PatchPlan>, inherit: &[InheritFd])
         None => None,
     };
     let (_pipes, pipe_inherit) = tree_pipes(&opened)?;
+    let (_pairs, pair_inherit) = tree_socketpairs(&opened)?;
+    // Both ends of a connection between two of the processes are made by this restore.
+    let connections: Vec<(Vec<u8>, Vec<u8>)> = opened
+        .iter()
+        .flat_map(|o| &o.checkpoint.sockets)
+        .filter(|s| s.tcp.is_some())
+        .map(|s| (s.local.clone(), s.peer.clone()))
+        .collect();
     let mut inherits = Vec::new();
     for (i, o) in opened.iter().enumerate() {
         let mut all = pipe_inherit[i].clone();
+        all.extend(pair_inherit[i].iter().cloned());
         // The user's replacements stand in wherever such a descriptor is in a process.
         let replaceable = replaceable_fds(&o.snap.meta, &o.checkpoint);
         let user: Vec<InheritFd> = inherit
@@ -405,7 +465,13 @@ pub fn restore_tree(dir: &Path, plan: Option<&PatchPlan>, inherit: &[InheritFd])
             .cloned()
             .collect();
         all.extend(user);
-        preflight(&o.snap, &o.checkpoint, plan.filter(|_| patched == Some(i)), &all)?;
+        preflight(
+            &o.snap,
+            &o.checkpoint,
+            plan.filter(|_| patched == Some(i)),
+            &all,
+            &connections,
+        )?;
         inherits.push(all);
     }
     let shared = SharedMemory::of(&opened.iter().map(|o| &o.snap).collect::<Vec<_>>())?;
