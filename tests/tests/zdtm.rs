@@ -1858,6 +1858,80 @@ fn a_tcp_server_and_its_client_in_one_tree_keep_their_connection() {
     assert_eq!(ask(&mut second, "new"), "echo new", "the listener accepts new clients");
 }
 
+/// A tree that changes while it is being frozen (issue 18): a parent forking children that
+/// fork and exit at once. Each `checkpoint --tree --leave-running` either writes a whole tree
+/// or fails in one line and writes nothing; either way the parent runs on and no process of
+/// the tree is left stopped.
+#[test]
+fn a_tree_that_changes_while_it_is_frozen_is_one_line_or_whole() {
+    if !root_or_skip("a_tree_that_changes_while_it_is_frozen_is_one_line_or_whole") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let binary = dir.path().join("zdtm_forker");
+    let status = Command::new("gcc")
+        .args(["-O1", "-g", "-o"])
+        .arg(&binary)
+        .arg(memzinc_tests::repo_root().join("tests/targets/zdtm_forker.c"))
+        .status()
+        .expect("gcc is installed (scripts/install-tools.sh apt)");
+    assert!(status.success(), "gcc zdtm_forker.c failed");
+    let out = dir.path().join("out.txt");
+    let mut child = spawn(
+        Command::new(&binary)
+            .arg(&out)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+    );
+    let pid = child.id() as i32;
+    let _kill = KillIfPanicking(pid);
+    wait_for_lines(&out, 20, "the forker starts");
+    let (mut whole, mut refused) = (0, 0);
+    for attempt in 0..6 {
+        let tree = dir.path().join(format!("tree{attempt}"));
+        let result = memzinc_tests::memzinc(&[
+            "checkpoint",
+            "--pid",
+            &pid.to_string(),
+            "--tree",
+            "-o",
+            tree.to_str().unwrap(),
+        ]);
+        if result.status.success() {
+            whole += 1;
+            assert!(tree.join("tree.json").is_file(), "a whole tree");
+            std::fs::remove_dir_all(&tree).unwrap();
+        } else {
+            refused += 1;
+            let err = String::from_utf8_lossy(&result.stderr);
+            assert_eq!(err.trim().lines().count(), 1, "{err}");
+            assert!(
+                err.contains("zombie") || err.contains("kept changing") || err.contains("exited"),
+                "{err}"
+            );
+            assert!(!tree.exists(), "nothing written: {err}");
+        }
+        let before = lines(&out).len();
+        wait_for_lines(&out, before + 5, "the forker runs on");
+        let stopped: Vec<i32> = std::iter::once(pid)
+            .chain(children_of(pid))
+            .filter(|p| {
+                std::fs::read_to_string(format!("/proc/{p}/stat")).is_ok_and(|s| {
+                    matches!(
+                        s.rsplit_once(')').map(|x| x.1.trim_start().as_bytes()[0]),
+                        Some(b't' | b'T')
+                    )
+                })
+            })
+            .collect();
+        assert!(stopped.is_empty(), "left stopped: {stopped:?}");
+    }
+    println!("{whole} whole tree(s), {refused} refused in one line");
+    kill(Pid::from_raw(pid), Signal::SIGKILL).unwrap();
+    child.wait().unwrap();
+}
+
 /// Kills and reaps the restored processes when the test ends.
 struct KillAll(Vec<i32>);
 
