@@ -611,14 +611,7 @@ fn a_copy_on_write_checkpoint_of_a_running_process_restores_where_it_was() {
     let binary = gcc(dir.path(), "counter_pie", &[]).expect("gcc");
     let out = dir.path().join("out.txt");
     let core = dir.path().join("running.core");
-    let mut child = spawn(
-        Command::new(&binary)
-            .arg(&out)
-            .args(["--heap-mib", "64"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null()),
-    );
+    let mut child = start(&binary, &[out.to_str().unwrap(), "--heap-mib", "64"]);
     let pid = child.id() as i32;
     wait_for_lines(&out, 5, "before the checkpoint");
     let report: serde_json::Value = serde_json::from_str(&ok(&[
@@ -669,16 +662,32 @@ fn a_copy_on_write_checkpoint_of_a_running_process_restores_where_it_was() {
 }
 
 /// tests/targets/zdtm_sock.c built as a PIE.
-fn sock_target(dir: &Path) -> PathBuf {
-    let out = dir.join("zdtm_sock");
-    let source = memzinc_tests::repo_root().join("tests/targets/zdtm_sock.c");
+/// `tests/targets/NAME.c` built with `gcc -O1 -g` into `dir`.
+fn c_target(dir: &Path, name: &str) -> PathBuf {
+    let out = dir.join(name);
     let status = Command::new("gcc")
         .args(["-O1", "-g", "-o"])
         .arg(&out)
-        .arg(&source)
+        .arg(memzinc_tests::repo_root().join(format!("tests/targets/{name}.c")))
         .status()
         .expect("gcc is installed (scripts/install-tools.sh apt)");
-    assert!(status.success(), "gcc zdtm_sock.c failed");
+    assert!(status.success(), "gcc {name}.c failed");
+    out
+}
+
+/// Starts `binary args…` with stdio on /dev/null (the targets write to their OUT file).
+fn start(binary: &Path, args: &[&str]) -> std::process::Child {
+    spawn(
+        Command::new(binary)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+    )
+}
+
+fn sock_target(dir: &Path) -> PathBuf {
+    let out = c_target(dir, "zdtm_sock");
     // Reachable by everyone: the restored process reopens nothing from here, but tests may
     // run it as another user.
     std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
@@ -778,13 +787,9 @@ fn a_tcp_connection_and_its_listener_survive_kill_and_restore() {
     let port = free_port();
     let out = dir.path().join("out.txt");
     let core = dir.path().join("tcp.core");
-    let mut child = spawn(
-        Command::new(&binary)
-            .arg(&out)
-            .args(["--tcp", &port.to_string(), "--pair", "1"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null()),
+    let mut child = start(
+        &binary,
+        &[out.to_str().unwrap(), "--tcp", &port.to_string(), "--pair", "1"],
     );
     let pid = child.id() as i32;
     let _kill = KillIfPanicking(pid);
@@ -839,14 +844,7 @@ fn a_line_sent_while_the_server_is_checkpointed_is_answered_after_restore() {
     let port = free_port();
     let out = dir.path().join("out.txt");
     let core = dir.path().join("tcp.core");
-    let mut child = spawn(
-        Command::new(&binary)
-            .arg(&out)
-            .args(["--tcp", &port.to_string()])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null()),
-    );
+    let mut child = start(&binary, &[out.to_str().unwrap(), "--tcp", &port.to_string()]);
     let pid = child.id() as i32;
     let _kill = KillIfPanicking(pid);
     let mut client = connect_tcp(port);
@@ -894,14 +892,7 @@ fn tcp_queues_survive_kill_and_restore() {
     let port = free_port();
     let out = dir.path().join("out.txt");
     let core = dir.path().join("queues.core");
-    let mut child = spawn(
-        Command::new(&binary)
-            .arg(&out)
-            .args(["--tcp", &port.to_string()])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null()),
-    );
+    let mut child = start(&binary, &[out.to_str().unwrap(), "--tcp", &port.to_string()]);
     let pid = child.id() as i32;
     let _kill = KillIfPanicking(pid);
     let mut client = connect_tcp(port);
@@ -943,14 +934,7 @@ fn a_connection_whose_peer_is_gone_is_refused_with_one_line() {
     let port = free_port();
     let out = dir.path().join("out.txt");
     let core = dir.path().join("gone.core");
-    let mut child = spawn(
-        Command::new(&binary)
-            .arg(&out)
-            .args(["--tcp", &port.to_string()])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null()),
-    );
+    let mut child = start(&binary, &[out.to_str().unwrap(), "--tcp", &port.to_string()]);
     let pid = child.id() as i32;
     let _kill = KillIfPanicking(pid);
     let mut closing = connect_tcp(port);
@@ -975,14 +959,7 @@ fn a_connection_whose_peer_is_gone_is_refused_with_one_line() {
     // A second server, checkpointed with a live client that then goes away.
     kill(Pid::from_raw(pid), Signal::SIGKILL).unwrap();
     child.wait().unwrap();
-    let mut child = spawn(
-        Command::new(&binary)
-            .arg(&out)
-            .args(["--tcp", &port.to_string()])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null()),
-    );
+    let mut child = start(&binary, &[out.to_str().unwrap(), "--tcp", &port.to_string()]);
     let pid = child.id() as i32;
     let _kill = KillIfPanicking(pid);
     let mut client = connect_tcp(port);
@@ -1340,14 +1317,7 @@ fn tcp_over_ipv6_and_a_leave_running_checkpoint_keep_their_connections() {
         .unwrap()
         .port();
     let out = dir.path().join("out.txt");
-    let mut child = spawn(
-        Command::new(&binary)
-            .arg(&out)
-            .args(["--tcp6", &port.to_string()])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null()),
-    );
+    let mut child = start(&binary, &[out.to_str().unwrap(), "--tcp6", &port.to_string()]);
     let pid = child.id() as i32;
     let _kill = KillIfPanicking(pid);
     let mut client = connect_to("::1", port);
@@ -1436,14 +1406,7 @@ fn an_accepted_unix_connection_from_outside_needs_a_replacement() {
     let out = dir.path().join("out.txt");
     let core = dir.path().join("server.core");
     let own_path = dir.path().join("own.sock");
-    let mut child = spawn(
-        Command::new(&binary)
-            .arg(&out)
-            .args(["--unix", own_path.to_str().unwrap()])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null()),
-    );
+    let mut child = start(&binary, &[out.to_str().unwrap(), "--unix", own_path.to_str().unwrap()]);
     let pid = child.id() as i32;
     let _kill = KillIfPanicking(pid);
     wait_for_lines(&out, 3, "start");
@@ -1562,16 +1525,10 @@ fn a_prefork_server_comes_back_whole() {
     }
     become_subreaper();
     let dir = tempfile::tempdir().unwrap();
-    let binary = prefork_target(dir.path());
+    let binary = c_target(dir.path(), "zdtm_prefork");
     let out = dir.path().join("out.txt");
     let tree = dir.path().join("tree");
-    let mut child = spawn(
-        Command::new(&binary)
-            .arg(&out)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null()),
-    );
+    let mut child = start(&binary, &[out.to_str().unwrap()]);
     let pid = child.id() as i32;
     let _kill = KillIfPanicking(pid);
     wait_for_lines(&out, 20, "before the checkpoint");
@@ -1654,18 +1611,6 @@ fn a_prefork_server_comes_back_whole() {
     );
 }
 
-fn prefork_target(dir: &Path) -> PathBuf {
-    let binary = dir.join("zdtm_prefork");
-    let status = Command::new("gcc")
-        .args(["-O1", "-g", "-o"])
-        .arg(&binary)
-        .arg(memzinc_tests::repo_root().join("tests/targets/zdtm_prefork.c"))
-        .status()
-        .expect("gcc is installed (scripts/install-tools.sh apt)");
-    assert!(status.success(), "gcc zdtm_prefork.c failed");
-    binary
-}
-
 /// The number after `word` in a line of zdtm_prefork.
 fn prefork_count(line: &str, word: &str) -> u64 {
     let words: Vec<&str> = line.split(' ').collect();
@@ -1688,7 +1633,7 @@ fn a_restore_of_the_tree_patches_one_worker() {
     }
     become_subreaper();
     let dir = tempfile::tempdir().unwrap();
-    let binary = prefork_target(dir.path());
+    let binary = c_target(dir.path(), "zdtm_prefork");
     let net = memzinc_tests::own_localnet(dir.path());
     ok(&strs(&net.policy_args(&[
         "policy",
@@ -1700,14 +1645,7 @@ fn a_restore_of_the_tree_patches_one_worker() {
     ])));
     let out = dir.path().join("out.txt");
     let tree = dir.path().join("tree");
-    let mut child = spawn(
-        Command::new(&binary)
-            .arg(&out)
-            .args(["3", "--break", "2"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null()),
-    );
+    let mut child = start(&binary, &[out.to_str().unwrap(), "3", "--break", "2"]);
     let pid = child.id() as i32;
     let _kill = KillIfPanicking(pid);
     wait_for_lines(&out, 40, "before the checkpoint");
@@ -1800,25 +1738,11 @@ fn a_tcp_server_and_its_client_in_one_tree_keep_their_connection() {
     }
     become_subreaper();
     let dir = tempfile::tempdir().unwrap();
-    let binary = dir.path().join("zdtm_tcptree");
-    let status = Command::new("gcc")
-        .args(["-O1", "-g", "-o"])
-        .arg(&binary)
-        .arg(memzinc_tests::repo_root().join("tests/targets/zdtm_tcptree.c"))
-        .status()
-        .expect("gcc is installed (scripts/install-tools.sh apt)");
-    assert!(status.success(), "gcc zdtm_tcptree.c failed");
+    let binary = c_target(dir.path(), "zdtm_tcptree");
     let port = free_port();
     let out = dir.path().join("out.txt");
     let tree = dir.path().join("tree");
-    let mut child = spawn(
-        Command::new(&binary)
-            .arg(&out)
-            .arg(port.to_string())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null()),
-    );
+    let mut child = start(&binary, &[out.to_str().unwrap(), &port.to_string()]);
     let pid = child.id() as i32;
     let _kill = KillIfPanicking(pid);
     wait_for_lines(&out, 20, "before the checkpoint");
@@ -1868,22 +1792,9 @@ fn a_tree_that_changes_while_it_is_frozen_is_one_line_or_whole() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let binary = dir.path().join("zdtm_forker");
-    let status = Command::new("gcc")
-        .args(["-O1", "-g", "-o"])
-        .arg(&binary)
-        .arg(memzinc_tests::repo_root().join("tests/targets/zdtm_forker.c"))
-        .status()
-        .expect("gcc is installed (scripts/install-tools.sh apt)");
-    assert!(status.success(), "gcc zdtm_forker.c failed");
+    let binary = c_target(dir.path(), "zdtm_forker");
     let out = dir.path().join("out.txt");
-    let mut child = spawn(
-        Command::new(&binary)
-            .arg(&out)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null()),
-    );
+    let mut child = start(&binary, &[out.to_str().unwrap()]);
     let pid = child.id() as i32;
     let _kill = KillIfPanicking(pid);
     wait_for_lines(&out, 20, "the forker starts");

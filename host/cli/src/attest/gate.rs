@@ -135,13 +135,7 @@ pub fn restore_attested(
     }
     let (address, attestation) = attestation_of(client, authority, plan)?;
     let report = restore(core, Some(plan), inherit)?;
-    let signature = client.record_applied(
-        authority,
-        &plan.target_id,
-        attestation.seq,
-        memzinc_verifier::accounts::OUTCOME_APPLIED,
-        &report.readback_hash,
-    )?;
+    let signature = applied(client, authority, plan, attestation.seq, &report.readback_hash)?;
     Ok(AttestedRestore {
         attestation: address.to_string(),
         seq: attestation.seq,
@@ -171,17 +165,28 @@ pub fn restore_tree_attested(
 ) -> Result<AttestedTreeRestore> {
     let (address, attestation) = attestation_of(client, authority, plan)?;
     let report = memzinc::checkpoint::restore_tree(dir, Some(plan), inherit)?;
-    let signature = client.record_applied(
-        authority,
-        &plan.target_id,
-        attestation.seq,
-        memzinc_verifier::accounts::OUTCOME_APPLIED,
-        &report.readback_hash,
-    )?;
+    let signature = applied(client, authority, plan, attestation.seq, &report.readback_hash)?;
     Ok(AttestedTreeRestore {
         attestation: address.to_string(),
         seq: attestation.seq,
         report,
         receipt_signature: signature.to_string(),
     })
+}
+
+/// The applied receipt of attestation `seq` of `plan`'s target, with the read-back hash.
+fn applied(
+    client: &Client,
+    authority: &Pubkey,
+    plan: &PatchPlan,
+    seq: u64,
+    readback_hash: &[u8; 32],
+) -> Result<solana_signature::Signature> {
+    client.record_applied(
+        authority,
+        &plan.target_id,
+        seq,
+        memzinc_verifier::accounts::OUTCOME_APPLIED,
+        readback_hash,
+    )
 }
