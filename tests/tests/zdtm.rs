@@ -1843,6 +1843,76 @@ fn a_tree_that_changes_while_it_is_frozen_is_one_line_or_whole() {
     child.wait().unwrap();
 }
 
+/// Zombies in a tree (issue 18): two children the parent has not waited for yet — one exited
+/// with 7, one killed by SIGTERM — are checkpointed as such and made again as zombies of the
+/// restored parent, which then waits for them and gets the same statuses.
+#[test]
+fn zombies_come_back_as_zombies_with_their_status() {
+    if !root_or_skip("zombies_come_back_as_zombies_with_their_status") {
+        return;
+    }
+    become_subreaper();
+    let dir = tempfile::tempdir().unwrap();
+    let binary = c_target(dir.path(), "zdtm_zombie");
+    let out = dir.path().join("out.txt");
+    let tree = dir.path().join("tree");
+    let mut child = start(&binary, &[out.to_str().unwrap()]);
+    let pid = child.id() as i32;
+    let _kill = KillIfPanicking(pid);
+    wait_for_lines(&out, 10, "before the checkpoint");
+    let zombies = children_of(pid);
+    assert_eq!(zombies.len(), 2);
+    let state = |p: i32| {
+        let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).unwrap_or_default();
+        stat.rsplit_once(')')
+            .map_or(' ', |x| x.1.trim_start().chars().next().unwrap_or(' '))
+    };
+    assert!(zombies.iter().all(|&z| state(z) == 'Z'));
+    let report: serde_json::Value = serde_json::from_str(&ok(&[
+        "--json",
+        "checkpoint",
+        "--pid",
+        &pid.to_string(),
+        "--tree",
+        "--kill",
+        "-o",
+        tree.to_str().unwrap(),
+    ]))
+    .unwrap();
+    let statuses: Vec<i64> = report["processes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|m| m["zombie"].as_i64())
+        .collect();
+    assert_eq!(statuses, vec![7 << 8, 15], "{report:#}");
+    child.wait().unwrap();
+    for &z in &zombies {
+        let _ = waitpid(Pid::from_raw(z), None);
+    }
+    let restored: serde_json::Value =
+        serde_json::from_str(&ok(&["--json", "restore", tree.to_str().unwrap()])).unwrap();
+    assert_eq!(restored["pids"].as_array().unwrap().len(), 1, "{restored:#}");
+    let _reap = KillAll(vec![pid]);
+    for &z in &zombies {
+        assert_eq!(state(z), 'Z', "{z} is a zombie again");
+        assert_eq!(family(z).0, pid, "{z} is the restored parent's");
+    }
+    let before = lines(&out).len();
+    wait_for_lines(&out, before + 3, "the restored parent runs");
+    std::fs::write(format!("{}.go", out.display()), b"").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !lines(&out).last().is_some_and(|l| l.contains("reaped")) {
+        assert!(Instant::now() < deadline, "the parent never reaped its children");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(
+        lines(&out).last().unwrap().ends_with("reaped exit 7 signal 15"),
+        "{:?}",
+        lines(&out).last()
+    );
+}
+
 /// Kills and reaps the restored processes when the test ends.
 struct KillAll(Vec<i32>);
 

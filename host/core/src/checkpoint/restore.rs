@@ -870,6 +870,11 @@ fn inject_clone3(inject: &Injector, args: &CloneArgs, event: i32, expected: i32,
             }
             Ok(WaitStatus::Stopped(_, Signal::SIGTRAP)) => stops = 2,
             Err(Errno::EINTR) => {}
+            // A signal for the process (a zombie of the tree just ended): held back.
+            Ok(WaitStatus::Stopped(_, sig)) if sig != Signal::SIGSTOP => {
+                inject.defer(sig);
+                ptrace::cont(main, None).map_err(|e| fail("PTRACE_CONT", e.to_string()))?;
+            }
             other => return Err(fail("clone3", format!("{other:?}"))),
         }
     }

@@ -4,7 +4,9 @@
 //!
 //! - **Freezing.** Descendants are listed (`/proc/PID/task/TID/children`) and frozen until a
 //!   listing finds none new: a frozen process forks no more. A tree that keeps growing for 16
-//!   rounds is refused.
+//!   rounds is refused. A child that exited and was not waited for (a zombie) is kept with its
+//!   wait status, and made again as a zombie of its parent (forked in it, then ended the same
+//!   way).
 //! - **Shared among the processes.** A pipe several of them hold is taken end by end with its
 //!   bytes and made once by the restore, in memzinc, each process taking its ends
 //!   (`--inherit-fd`'s route); shared anonymous memory is captured in each core and made once
@@ -57,10 +59,14 @@ pub struct Member {
     pub ppid: i32,
     pub pgid: i32,
     pub sid: i32,
-    /// The core's file name in the tree's directory.
+    /// The core's file name in the tree's directory (empty for a zombie).
     pub core: String,
     /// Its snapshot root (hex): a core swapped or changed since is refused.
     pub snapshot_root: String,
+    /// A child that had exited and was not waited for yet: its wait status (as waitpid gives
+    /// it); the restore makes it again as a zombie of its parent, to be waited for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zombie: Option<i32>,
 }
 
 #[derive(Debug, Serialize)]
@@ -123,28 +129,38 @@ fn descendants(root: i32) -> Vec<i32> {
     out
 }
 
-/// Freezes `root` and every descendant, listing again until no new one appears.
-fn freeze_tree(root: i32) -> Result<Vec<Frozen>> {
+/// A zombie of the tree: (pid, its /proc stat line's parent, group, session, wait status).
+type Zombie = (i32, introspect::ProcStat, i32);
+
+/// The wait status a zombie's parent will get (`exit_code`, /proc/PID/stat field 52).
+fn wait_status(pid: i32) -> Option<i32> {
+    let text = introspect::read_proc(pid, "stat").ok()?;
+    text.rsplit_once(')')?.1.split_whitespace().nth(49)?.parse().ok()
+}
+
+/// Freezes `root` and every descendant, listing again until no new one appears; children that
+/// exited and were not waited for (zombies) are kept as they are, with their wait status.
+fn freeze_tree(root: i32) -> Result<(Vec<Frozen>, Vec<Zombie>)> {
     let mut frozen: Vec<Frozen> = vec![Frozen::freeze(root)?];
+    let mut zombies: Vec<Zombie> = Vec::new();
     for _ in 0..FREEZE_ROUNDS {
         let new: Vec<i32> = descendants(root)
             .into_iter()
-            .filter(|p| !frozen.iter().any(|f| f.pid() == *p))
+            .filter(|p| !frozen.iter().any(|f| f.pid() == *p) && !zombies.iter().any(|z| z.0 == *p))
             .collect();
         if new.is_empty() {
-            return Ok(frozen);
+            return Ok((frozen, zombies));
         }
         for p in new {
             match Frozen::freeze(p) {
                 Ok(f) => frozen.push(f),
                 // Gone between the listing and the freeze: the next listing says so.
                 Err(Error::NoSuchProcess { .. } | Error::TargetExited { .. }) => {}
-                Err(Error::Zombie { .. }) => {
-                    return Err(Error::NotCheckpointable {
-                        pid: p,
-                        why: "is a child that exited and was not waited for (a zombie): checkpoint the tree once its parent reaped it".into(),
-                    })
-                }
+                // Its parent is frozen (or it would be reaped away): it stays a zombie.
+                Err(Error::Zombie { .. }) => match (introspect::stat(p), wait_status(p)) {
+                    (Ok(stat), Some(status)) => zombies.push((p, stat, status)),
+                    _ => {}
+                },
                 Err(e) => return Err(e),
             }
         }
@@ -170,7 +186,7 @@ pub fn checkpoint_tree(root: i32, dir: &Path, after: AfterCheckpoint) -> Result<
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
-    let frozen = freeze_tree(root)?;
+    let (frozen, zombies) = freeze_tree(root)?;
     let pids: Vec<i32> = frozen.iter().map(Frozen::pid).collect();
     let tree = Tree::of(&pids)?;
     let killed = after == AfterCheckpoint::Kill;
@@ -195,6 +211,19 @@ pub fn checkpoint_tree(root: i32, dir: &Path, after: AfterCheckpoint) -> Result<
             sid: state.sid,
             core,
             snapshot_root: report.root,
+            zombie: None,
+        });
+    }
+    // Zombies after every living process: a parent always comes before its children.
+    for (pid, stat, status) in &zombies {
+        processes.push(Member {
+            pid: *pid,
+            ppid: stat.ppid,
+            pgid: stat.pgrp,
+            sid: stat.session,
+            core: String::new(),
+            snapshot_root: String::new(),
+            zombie: Some(*status),
         });
     }
     let manifest = Manifest {
@@ -264,7 +293,8 @@ struct Opened {
     checkpoint: pb::Checkpoint,
 }
 
-fn open_tree(dir: &Path) -> Result<(i32, Vec<Opened>)> {
+/// The living processes of the tree, opened, and its zombies.
+fn open_tree(dir: &Path) -> Result<(i32, Vec<Opened>, Vec<Member>)> {
     let path = dir.join(TREE_FILE);
     let corrupt = |why: String| Error::Corrupt {
         path: path.clone(),
@@ -284,12 +314,24 @@ fn open_tree(dir: &Path) -> Result<(i32, Vec<Opened>)> {
         return Err(corrupt("the root must come first and every pid once".into()));
     }
     let mut opened = Vec::new();
+    let mut zombies = Vec::new();
     for (i, m) in manifest.processes.iter().enumerate() {
-        if i > 0 && !manifest.processes[..i].iter().any(|p| p.pid == m.ppid) {
+        let parent = manifest.processes[..i].iter().find(|p| p.pid == m.ppid);
+        if i > 0 && !parent.is_some_and(|p| p.zombie.is_none()) {
             return Err(corrupt(format!(
-                "pid {}: its parent {} comes after it or is not in the tree",
+                "pid {}: its parent {} comes after it, is not in the tree, or is a zombie",
                 m.pid, m.ppid
             )));
+        }
+        if m.zombie.is_some() {
+            if i == 0 {
+                return Err(corrupt("the root is a zombie".into()));
+            }
+            zombies.push(m.clone());
+            continue;
+        }
+        if !zombies.is_empty() {
+            return Err(corrupt(format!("pid {}: a living process after the zombies", m.pid)));
         }
         if m.core.contains('/') {
             return Err(corrupt(format!(
@@ -317,7 +359,44 @@ fn open_tree(dir: &Path) -> Result<(i32, Vec<Opened>)> {
             checkpoint,
         });
     }
-    Ok((manifest.root, opened))
+    Ok((manifest.root, opened, zombies))
+}
+
+/// Makes the freshly forked stub `pid` end with the wait status `status` (an exit code, or the
+/// signal that killed it): it stays a zombie of its parent until the parent waits for it.
+fn end_as(pid: i32, helper: u64, status: i32) -> Result<()> {
+    use nix::sys::ptrace;
+    use nix::sys::signal::Signal;
+    use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+    let inject = Injector::in_built(pid, helper)?;
+    let signal = status & 0x7f;
+    let (nr, args) = if signal == 0 {
+        (libc::SYS_exit_group, vec![((status >> 8) & 0xff) as u64])
+    } else {
+        // The signal's default action (the stub has memzinc's handlers), and no core file.
+        let dfl = inject.put(256, &[0u8; 32])?;
+        inject.call("rt_sigaction", libc::SYS_rt_sigaction, &[signal as u64, dfl, 0, 8])?;
+        introspect::prlimit(pid, libc::RLIMIT_CORE as u32, Some((0, 0)))?;
+        (libc::SYS_kill, vec![pid as u64, signal as u64])
+    };
+    let t = nix::unistd::Pid::from_raw(pid);
+    let fail = |what: &str, e: String| Error::Restore(format!("zombie {pid}: {what}: {e}"));
+    ptrace::setregs(t, inject.regs_for(nr, &args)?).map_err(|e| fail("PTRACE_SETREGS", e.to_string()))?;
+    ptrace::cont(t, None).map_err(|e| fail("PTRACE_CONT", e.to_string()))?;
+    loop {
+        match waitpid(t, Some(WaitPidFlag::__WALL)) {
+            Ok(WaitStatus::Exited(..) | WaitStatus::Signaled(..)) => return Ok(()),
+            // Its own signal, delivered.
+            Ok(WaitStatus::Stopped(_, sig)) if sig as i32 == signal => {
+                ptrace::cont(t, Some(sig)).map_err(|e| fail("PTRACE_CONT", e.to_string()))?
+            }
+            Ok(WaitStatus::Stopped(_, Signal::SIGTRAP) | WaitStatus::PtraceEvent(..)) => {
+                ptrace::cont(t, None).map_err(|e| fail("PTRACE_CONT", e.to_string()))?
+            }
+            Err(nix::errno::Errno::EINTR) => {}
+            other => return Err(fail("ending", format!("{other:?}"))),
+        }
+    }
 }
 
 /// The pipes of the tree whose both ends are in it, made once in memzinc (refilled with the
@@ -434,7 +513,15 @@ fn tree_socketpairs(opened: &[Opened]) -> Result<(Vec<OwnedFd>, Vec<Vec<InheritF
 /// descriptors whose other end was outside the tree (every process's).
 pub fn restore_tree(dir: &Path, plan: Option<&PatchPlan>, inherit: &[InheritFd]) -> Result<TreeRestoreReport> {
     let started = std::time::Instant::now();
-    let (root, opened) = open_tree(dir)?;
+    let (root, opened, zombies) = open_tree(dir)?;
+    for z in &zombies {
+        if Path::new(&format!("/proc/{}", z.pid)).exists() {
+            return Err(Error::Restore(format!(
+                "pid {} (a zombie of the tree) is in use",
+                z.pid
+            )));
+        }
+    }
     let patched = match plan {
         Some(p) => Some(
             opened
@@ -504,6 +591,23 @@ pub fn restore_tree(dir: &Path, plan: Option<&PatchPlan>, inherit: &[InheritFd])
             inject.call("setpgid", libc::SYS_setpgid, &[0, m.pgid as u64])?;
         }
         injectors.push(inject);
+    }
+    // Zombies: forked inside their parent and ended as they had ended.
+    for z in &zombies {
+        let parent = pids.iter().position(|&p| p == z.ppid).expect("checked by open_tree");
+        let stub = fork_stub(&injectors[parent], z.pid)?;
+        end_as(z.pid, helper, z.zombie.unwrap_or(0))?;
+        std::mem::forget(stub);
+        // The SIGCHLD its end sent the parent is the restore's doing, not news for the parent
+        // (which had it before the checkpoint, or has it among the pending signals restored):
+        // taken at the next injection (held back there) and dropped.
+        let parent = &injectors[parent];
+        parent.call("getpid", libc::SYS_getpid, &[])?;
+        for sig in parent.take_deferred() {
+            if sig != nix::sys::signal::Signal::SIGCHLD {
+                parent.defer(sig);
+            }
+        }
     }
     // Every process rebuilt while none runs (nothing of the tree can signal a process being
     // built), then all let go, leaves first.

@@ -81,6 +81,12 @@ impl Injector {
         self.pid
     }
 
+    /// Holds `sig` back until the process runs (a stop for it came during an injection made
+    /// outside [`Injector::call`]).
+    pub fn defer(&self, sig: Signal) {
+        self.deferred.borrow_mut().push(sig);
+    }
+
     /// The signals held back while the process was being built (see `deferred`), in order.
     pub fn take_deferred(&self) -> Vec<Signal> {
         std::mem::take(&mut self.deferred.borrow_mut())
