@@ -157,10 +157,12 @@ fn freeze_tree(root: i32) -> Result<(Vec<Frozen>, Vec<Zombie>)> {
                 // Gone between the listing and the freeze: the next listing says so.
                 Err(Error::NoSuchProcess { .. } | Error::TargetExited { .. }) => {}
                 // Its parent is frozen (or it would be reaped away): it stays a zombie.
-                Err(Error::Zombie { .. }) => match (introspect::stat(p), wait_status(p)) {
-                    (Ok(stat), Some(status)) => zombies.push((p, stat, status)),
-                    _ => {}
-                },
+                // (Reaped meanwhile if it cannot be read: gone, as above.)
+                Err(Error::Zombie { .. }) => {
+                    if let (Ok(stat), Some(status)) = (introspect::stat(p), wait_status(p)) {
+                        zombies.push((p, stat, status));
+                    }
+                }
                 Err(e) => return Err(e),
             }
         }
