@@ -378,7 +378,7 @@ fn end_as(pid: i32, helper: u64, status: i32) -> Result<()> {
         // The signal's default action (the stub has memzinc's handlers), and no core file.
         let dfl = inject.put(256, &[0u8; 32])?;
         inject.call("rt_sigaction", libc::SYS_rt_sigaction, &[signal as u64, dfl, 0, 8])?;
-        introspect::prlimit(pid, libc::RLIMIT_CORE as u32, Some((0, 0)))?;
+        introspect::prlimit(pid, libc::RLIMIT_CORE, Some((0, 0)))?;
         (libc::SYS_kill, vec![pid as u64, signal as u64])
     };
     let t = nix::unistd::Pid::from_raw(pid);
