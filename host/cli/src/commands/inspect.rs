@@ -17,6 +17,28 @@ pub struct Args {
 }
 
 pub fn run(a: Args, g: &Global) -> Result<()> {
+    if memzinc::checkpoint::is_tree(&a.snapshot) {
+        // A tree's checkpoint: its processes; `inspect DIR/PID.core` shows each one.
+        let members = memzinc::checkpoint::tree_members(&a.snapshot)?;
+        if g.json {
+            return print_json(&serde_json::json!({ "processes": members }));
+        }
+        println!(
+            "{}: a process tree of {} processes",
+            a.snapshot.display(),
+            members.len()
+        );
+        for m in &members {
+            match m.zombie {
+                Some(status) => println!("  pid {} (parent {}): a zombie, wait status {status:#x}", m.pid, m.ppid),
+                None => println!(
+                    "  pid {} (parent {}, group {}, session {}): {} root {}",
+                    m.pid, m.ppid, m.pgid, m.sid, m.core, m.snapshot_root
+                ),
+            }
+        }
+        return Ok(());
+    }
     let snap = Snapshot::open(&a.snapshot)?;
     snap.verify_pages()?;
     let values = if a.vars.is_empty() {

@@ -18,4 +18,6 @@ mod tree;
 pub use dump::{checkpoint, AfterCheckpoint, CheckpointReport};
 pub use fds::{InheritFd, Replacement};
 pub use restore::{restore, restore_notes, RestoreReport};
-pub use tree::{checkpoint_tree, is_tree, restore_tree, Member, TreeCheckpointReport, TreeRestoreReport, TREE_FILE};
+pub use tree::{
+    checkpoint_tree, is_tree, restore_tree, tree_members, Member, TreeCheckpointReport, TreeRestoreReport, TREE_FILE,
+};

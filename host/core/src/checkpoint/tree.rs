@@ -364,6 +364,13 @@ fn open_tree(dir: &Path) -> Result<(i32, Vec<Opened>, Vec<Member>)> {
     Ok((manifest.root, opened, zombies))
 }
 
+/// The processes of the tree checkpointed in `dir`, parents first, every living one's core
+/// opened and checked against `tree.json` (what `inspect DIR` shows).
+pub fn tree_members(dir: &Path) -> Result<Vec<Member>> {
+    let (_, opened, zombies) = open_tree(dir)?;
+    Ok(opened.into_iter().map(|o| o.member).chain(zombies).collect())
+}
+
 /// Makes the freshly forked stub `pid` end with the wait status `status` (an exit code, or the
 /// signal that killed it): it stays a zombie of its parent until the parent waits for it.
 fn end_as(pid: i32, helper: u64, status: i32) -> Result<()> {
