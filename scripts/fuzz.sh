@@ -25,7 +25,7 @@ sanitizer=${FUZZ_SANITIZER:-none}
 target_dir=$MEMZINC_CACHE/fuzz-target
 corpus=$MEMZINC_CACHE/fuzz/corpus
 artifacts=$MEMZINC_CACHE/fuzz/artifacts
-read -r -a targets <<< "${FUZZ_TARGETS:-submission instruction witness_snapshot accounts rules_structured merkle snapshot_open debug_types registry plan_file tree_manifest heap_walk}"
+read -r -a targets <<< "${FUZZ_TARGETS:-submission instruction witness_snapshot accounts rules_structured relocation merkle snapshot_open debug_types registry plan_file tree_manifest heap_walk}"
 jobs=$(nproc)
 logs=$(mktemp -d)
 # The host targets write each input to a scratch file /dev/shm/memzinc-fuzz-<pid>-<name>.

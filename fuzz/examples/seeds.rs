@@ -1,19 +1,21 @@
 //! Writes seed inputs for the `submission` target into the directory given as the argument
 //! (default `fuzz/corpus/submission/`, git-ignored; `scripts/fuzz.sh` keeps corpora in its cache):
-//! submissions that pass every check, one under SHA-256 and two under the all-zero hash (one
-//! with symbol proofs that pass the fuzz symbol policy), so the
+//! submissions that pass every check, one under SHA-256 and three under the all-zero hash (one
+//! with symbol proofs that pass the fuzz symbol policy, one relocation that the laxest policy
+//! allows), so the
 //! byte-level fuzzer starts past the plan rules and can mutate its way through the evidence
 //! checks and the old-bytes comparison instead of having to find a valid region table, a write
 //! in a writable region and 4 KiB pages by chance.
 
 use std::path::PathBuf;
 
+use memzinc_fuzz::relocation::{honest_writes, Memory};
 use memzinc_fuzz::{symbol_policies, RefHash, Sha2, ZeroHash, PAGE, POLICIES};
 use memzinc_verifier::merkle::page_leaf;
 use memzinc_verifier::plan::{
     PageProof, PatchPlan, RegionProof, SnapshotSymbol, SnapshotTrees, Submission, SymbolProof, Write,
 };
-use memzinc_verifier::wire::{Region, REGION_EXEC, REGION_READ, REGION_WRITE};
+use memzinc_verifier::wire::{Region, Slot, REGION_EXEC, REGION_READ, REGION_WRITE};
 
 fn page(address: u64) -> Vec<u8> {
     (0..PAGE).map(|i| (address / PAGE + i) as u8).collect()
@@ -119,12 +121,73 @@ fn main() {
     let [_, (_, symbol_rules)] = symbol_policies();
     assert!(symbols.verify_under::<ZeroHash>(&POLICIES[1], &symbol_rules).is_ok());
 
+    let relocation = relocation_seed();
+
     for (name, s) in [
         ("seed-sha256", &sha),
         ("seed-zerohash", &zero),
         ("seed-symbols", &symbols),
+        ("seed-relocation", &relocation),
     ] {
         std::fs::write(dir.join(name), s.encode()).expect("write seed");
     }
-    println!("wrote 3 seeds to {}", dir.display());
+    println!("wrote 4 seeds to {}", dir.display());
+}
+
+/// Under the all-zero hash, a relocation on one page at 0x4000 that the last fuzz policy
+/// allows: two 16-byte list nodes swap slots (0x4100 holds `{7, &B}`, 0x4200 `{9, &A + 8}`, an
+/// interior pointer), a root at 0x4300 points at A, and 0x4310 holds an integer just past B's end
+/// (not moved). Writes: both slots' new bytes and the root.
+fn relocation_seed() -> Submission {
+    let (a, b) = (0x4100, 0x4200);
+    let mut memory = Memory::default();
+    memory.pages.insert(0x4000, page(0x4000));
+    for (at, v) in [
+        (a, 7),
+        (a + 8, b),
+        (b, 9),
+        (b + 8, a + 8),
+        (0x4300, a),
+        (0x4310, b + 16),
+    ] {
+        memory.set_word(at, v);
+    }
+    let slots = vec![
+        Slot {
+            address: a,
+            len: 16,
+            from: 1,
+            to: 1,
+        },
+        Slot {
+            address: b,
+            len: 16,
+            from: 0,
+            to: 0,
+        },
+    ];
+    let plan = PatchPlan {
+        target_id: [1; 32],
+        snapshot_root: [0; 32],
+        model_hash: [4; 32],
+        regions: vec![Region {
+            start: 0x4000,
+            end: 0x5000,
+            flags: REGION_READ | REGION_WRITE,
+        }],
+        writes: honest_writes(&memory, &slots),
+        slots,
+    };
+    assert_eq!(plan.writes.len(), 3);
+    let trees = SnapshotTrees::new::<ZeroHash>(plan.regions.clone(), vec![(0x4000, [0; 32])]);
+    let evidence = trees
+        .evidence(&plan, |at| memory.pages.get(&at).cloned())
+        .expect("evidence");
+    let s = Submission { plan, evidence };
+    assert!(s.verify::<ZeroHash>(&POLICIES[3]).is_ok());
+    assert_eq!(
+        s.verify::<ZeroHash>(&POLICIES[2]).err(),
+        Some(memzinc_verifier::VerifyError::RelocationNotAllowed)
+    );
+    s
 }

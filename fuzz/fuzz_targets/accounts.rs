@@ -52,9 +52,9 @@ const KINDS: [(Kind, &str, usize); 8] = [
 
 /// Sizes written out from the documented field lists, not from the `LEN` constants.
 const SIZES: [usize; 8] = [
-    // authority, rules, signers, witnesses + threshold + max age, two hashes, revision, bump,
-    // opened revision, closed, config hash, symbol rules
-    8 + 32 + 9 + 1 + 32 * 4 + 1 + 32 * 4 + 1 + 8 + 32 + 32 + 4 + 1 + 4 + 1 + 32 + 1 + 65 * 8,
+    // authority, rules (wx, max_bytes, max_writes, max_moves), signers, witnesses + threshold +
+    // max age, two hashes, revision, bump, opened revision, closed, config hash, symbol rules
+    8 + 32 + 13 + 1 + 32 * 4 + 1 + 32 * 4 + 1 + 8 + 32 + 32 + 4 + 1 + 4 + 1 + 32 + 1 + 65 * 8,
     8 + 32 + 32 + 8 + 32 + 1,
     // Attestation and its event: ..., policy hash, witness count, 4 witnesses, 4 slots
     // (+ revoked, bump for the account).
@@ -97,11 +97,11 @@ fn reference(i: usize, data: &[u8]) -> Result<(), VerifyError> {
     // Policy offsets: witness count after authority, rules, signer count and signers; `closed`
     // after the witnesses, threshold, max age, two hashes, revision, bump and opened revision;
     // the symbol-rule count after the config hash.
-    let witness_count = 8 + 32 + 9 + 1 + 32 * MAX_SIGNERS;
+    let witness_count = 8 + 32 + 13 + 1 + 32 * MAX_SIGNERS;
     let closed = witness_count + 1 + 32 * MAX_WITNESSES + 1 + 8 + 64 + 4 + 1 + 4;
     match kind {
         Kind::Policy if data[40] > 1 => Err(MalformedInstruction),
-        Kind::Policy if data[49] as usize > MAX_SIGNERS => Err(TooManySigners),
+        Kind::Policy if data[53] as usize > MAX_SIGNERS => Err(TooManySigners),
         Kind::Policy if data[witness_count] as usize > MAX_WITNESSES => Err(InvalidWitnessSet),
         Kind::Policy if data[closed] > 1 => Err(MalformedInstruction),
         Kind::Policy if data[closed + 1 + 32] > 8 => Err(TooManySymbolRules),

@@ -5,9 +5,9 @@
 //!
 //! Everything here is deliberately simple and slow; none of it is used outside `fuzz/`.
 
-use memzinc_verifier::plan::{Evidence, PatchPlan};
+use memzinc_verifier::plan::{Evidence, PatchPlan, Write};
 use memzinc_verifier::rules::PlanTotals;
-use memzinc_verifier::wire::{PolicyRules, Region, SymbolRule, SymbolRules};
+use memzinc_verifier::wire::{PolicyRules, Region, Slot, SymbolRule, SymbolRules};
 use memzinc_verifier::VerifyError;
 
 pub type Hash = [u8; 32];
@@ -314,10 +314,144 @@ pub fn ref_check_plan(rules: &PolicyRules, p: &PatchPlan) -> Result<PlanTotals, 
             return Err(VerifyError::PlanTooManyBytes);
         }
     }
+    if !p.slots.is_empty() {
+        ref_check_slot_table(rules, &p.slots)?;
+    }
     Ok(PlanTotals {
         writes: p.writes.len() as u32,
         bytes: bytes as u32,
     })
+}
+
+/// A relocation's slot table, after the writes: the policy allows moves at all and this many,
+/// then slot by slot (first failing slot decides): no wrap past 2^64 (`AddressOverflow`); a
+/// non-empty, 8-aligned, 8-sized range after every earlier slot, `from`/`to` other slots, the
+/// object of slot `from` as long as this one (`InvalidRelocation`); and slot `to` takes its
+/// object from this one (`RelocationNotAPermutation`).
+fn ref_check_slot_table(rules: &PolicyRules, slots: &[Slot]) -> Result<(), VerifyError> {
+    if rules.max_moves == 0 {
+        return Err(VerifyError::RelocationNotAllowed);
+    }
+    if slots.len() as u64 > rules.max_moves as u64 {
+        return Err(VerifyError::PlanTooManyMoves);
+    }
+    let n = slots.len();
+    let end = |s: &Slot| s.address as u128 + s.len as u128;
+    for (i, s) in slots.iter().enumerate() {
+        if end(s) > u64::MAX as u128 {
+            return Err(VerifyError::AddressOverflow);
+        }
+        let (from, to) = (s.from as usize, s.to as usize);
+        let shaped = s.len != 0 && s.len % 8 == 0 && s.address % 8 == 0;
+        let after_earlier = slots[..i].iter().all(|q| end(q) <= s.address as u128);
+        let linked = from < n && to < n && from != i && to != i && slots[from].len == s.len;
+        if !(shaped && after_earlier && linked) {
+            return Err(VerifyError::InvalidRelocation);
+        }
+        if slots[to].from as usize != i {
+            return Err(VerifyError::RelocationNotAPermutation);
+        }
+    }
+    Ok(())
+}
+
+/// `check_relocation` by images of memory: the proven bytes before (pages looked up in a map),
+/// the bytes after (every write's new bytes laid over them), and what each slot must hold after
+/// (its source slot's bytes before, every word pointing into a slot moved by a linear scan).
+/// Each write is judged where it lies (a write touching a slot must be that first slot exactly,
+/// else `MovedBytesMismatch`; a write touching none is one aligned pointer moved, else
+/// `PointerNotMoved`), and each slot once every write below its end has been judged, word by
+/// word: a word unproven before or after is `MissingPageProof`, one that differs from the
+/// expected image `MovedBytesMismatch`. Only meaningful after `ref_check_plan` and
+/// `ref_check_evidence` accepted (table a permutation, writes disjoint, old bytes proven).
+pub fn ref_check_relocation(p: &PatchPlan, e: &Evidence) -> Result<(), VerifyError> {
+    if p.slots.is_empty() {
+        return Ok(());
+    }
+    let pages: std::collections::BTreeMap<u64, &[u8]> =
+        e.pages.iter().map(|q| (q.address, q.contents.as_slice())).collect();
+    let before = |a: u64| pages.get(&(a - a % PAGE)).map(|c| c[(a % PAGE) as usize]);
+    let mut written: std::collections::HashMap<u64, u8> = std::collections::HashMap::new();
+    for w in &p.writes {
+        for (k, b) in w.new.iter().enumerate() {
+            written.insert(w.address + k as u64, *b);
+        }
+    }
+    let after = |a: u64| written.get(&a).copied().or_else(|| before(a));
+    let word = |image: &dyn Fn(u64) -> Option<u8>, a: u64| -> Option<u64> {
+        (0..8)
+            .rev()
+            .try_fold(0u64, |acc, k| Some(acc << 8 | image(a + k)? as u64))
+    };
+    let end = |s: &Slot| s.address as u128 + s.len as u128;
+    let holding = |v: u64| p.slots.iter().position(|s| s.address <= v && (v as u128) < end(s));
+    let moved = |v: u64| match holding(v) {
+        Some(i) => p.slots[p.slots[i].to as usize].address + (v - p.slots[i].address),
+        None => v,
+    };
+
+    // What is judged, in the order the checks meet it: (position, slots before writes there).
+    enum Judged<'a> {
+        Slot(&'a Slot),
+        Misfit,
+        Pointer(&'a Write),
+    }
+    let mut order: Vec<(u64, u8, Judged)> = Vec::new();
+    let mut exactly_written = vec![false; p.slots.len()];
+    for w in &p.writes {
+        let w_end = w.address as u128 + w.new.len() as u128;
+        let touched = p
+            .slots
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| (s.address as u128) < w_end && (w.address as u128) < end(s))
+            .min_by_key(|(_, s)| s.address);
+        let judged = match touched {
+            None => Judged::Pointer(w),
+            Some((i, s)) if s.address == w.address && s.len as usize == w.new.len() => {
+                exactly_written[i] = true;
+                Judged::Slot(s)
+            }
+            Some(_) => Judged::Misfit,
+        };
+        order.push((w.address, 1, judged));
+    }
+    for (i, s) in p.slots.iter().enumerate() {
+        if !exactly_written[i] {
+            order.push(((end(s)) as u64, 0, Judged::Slot(s)));
+        }
+    }
+    order.sort_by_key(|(at, rank, _)| (*at, *rank));
+
+    for (_, _, judged) in order {
+        match judged {
+            Judged::Misfit => return Err(VerifyError::MovedBytesMismatch),
+            Judged::Pointer(w) => {
+                // An aligned 8-byte write lies inside one page, so `address + 7` does not wrap.
+                if w.new.len() != 8 || w.address % 8 != 0 {
+                    return Err(VerifyError::PointerNotMoved);
+                }
+                let old = word(&|a| w.old.get((a - w.address) as usize).copied(), w.address);
+                let new = word(&|a| w.new.get((a - w.address) as usize).copied(), w.address);
+                match (old, new) {
+                    (Some(old), Some(new)) if holding(old).is_some() && new == moved(old) => {}
+                    _ => return Err(VerifyError::PointerNotMoved),
+                }
+            }
+            Judged::Slot(s) => {
+                let source = &p.slots[s.from as usize];
+                for k in (0..s.len as u64).step_by(8) {
+                    let (Some(was), Some(is)) = (word(&before, source.address + k), word(&after, s.address + k)) else {
+                        return Err(VerifyError::MissingPageProof);
+                    };
+                    if moved(was) != is {
+                        return Err(VerifyError::MovedBytesMismatch);
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// `check_evidence` on owned evidence, generic over the hash: proofs checked with
@@ -468,6 +602,7 @@ pub fn ref_verify_submission<H: RefHash>(
 ) -> Result<(Hash, Hash, PlanTotals), VerifyError> {
     let totals = ref_check_plan(rules, p)?;
     ref_check_evidence::<H>(p, e)?;
+    ref_check_relocation(p, e)?;
     ref_check_symbol_rules(symbol_rules, p, e)?;
     Ok((
         H::h(&[b"memzinc/plan/v1", &ref_encode_plan(p)]),
@@ -618,5 +753,112 @@ pub mod host {
     pub fn one_line(e: &memzinc::Error) {
         let text = e.to_string();
         assert!(!text.contains('\n'), "a multi-line error: {text}");
+    }
+}
+
+/// A relocation built the way the host builds one (and `tests/src/lib.rs` `relocation` does),
+/// for the `relocation` target and the seeds: memory as pages, writes computed from a slot
+/// table. Robust to any slot table (out-of-range `from`/`to`, unequal sizes, overlaps), so a
+/// forger's edited table gets writes that agree with it.
+pub mod relocation {
+    use std::collections::BTreeMap;
+
+    use memzinc_verifier::plan::Write;
+    use memzinc_verifier::wire::Slot;
+
+    use super::PAGE;
+
+    /// Captured memory: page address → 4096 bytes.
+    #[derive(Clone, Debug, Default)]
+    pub struct Memory {
+        pub pages: BTreeMap<u64, Vec<u8>>,
+    }
+
+    impl Memory {
+        pub fn byte(&self, a: u64) -> Option<u8> {
+            self.pages.get(&(a - a % PAGE)).map(|p| p[(a % PAGE) as usize])
+        }
+        /// `len` bytes at `a`, None if any is not captured or the range wraps.
+        pub fn bytes(&self, a: u64, len: u64) -> Option<Vec<u8>> {
+            (0..len).map(|k| self.byte(a.checked_add(k)?)).collect()
+        }
+        pub fn word(&self, a: u64) -> Option<u64> {
+            Some(u64::from_le_bytes(self.bytes(a, 8)?.try_into().ok()?))
+        }
+        pub fn set_word(&mut self, a: u64, v: u64) {
+            for (k, b) in v.to_le_bytes().into_iter().enumerate() {
+                let at = a + k as u64;
+                if let Some(p) = self.pages.get_mut(&(at - at % PAGE)) {
+                    p[(at % PAGE) as usize] = b;
+                }
+            }
+        }
+    }
+
+    fn holds(s: &Slot, v: u64) -> bool {
+        s.address <= v && (v as u128) < s.address as u128 + s.len as u128
+    }
+
+    /// Where the object byte at `v` goes: the slot holding it moves its object to slot `to`.
+    pub fn moved(slots: &[Slot], v: u64) -> u64 {
+        match slots.iter().find(|s| holds(s, v)) {
+            Some(s) => match slots.get(s.to as usize) {
+                Some(t) => t.address.wrapping_add(v - s.address),
+                None => v,
+            },
+            None => v,
+        }
+    }
+
+    /// Every slot's new bytes (its `from` slot's words, each moved) where they differ from what
+    /// it holds, and every aligned word of memory outside the slots that points into one,
+    /// moved; sorted by address. Slots whose source is missing, of another size, not a whole
+    /// number of words or not captured get no write.
+    pub fn honest_writes(memory: &Memory, slots: &[Slot]) -> Vec<Write> {
+        let mut writes = Vec::new();
+        for s in slots {
+            let Some(source) = slots.get(s.from as usize) else {
+                continue;
+            };
+            if source.len != s.len || s.len % 8 != 0 || s.len as u64 > 4 * PAGE {
+                continue;
+            }
+            let (Some(old), Some(was)) = (
+                memory.bytes(s.address, s.len as u64),
+                memory.bytes(source.address, s.len as u64),
+            ) else {
+                continue;
+            };
+            let new: Vec<u8> = was
+                .chunks(8)
+                .flat_map(|w| moved(slots, u64::from_le_bytes(w.try_into().expect("8 bytes"))).to_le_bytes())
+                .collect();
+            if new != old {
+                writes.push(Write {
+                    address: s.address,
+                    old,
+                    new,
+                });
+            }
+        }
+        for (&page, contents) in &memory.pages {
+            for at in (0..PAGE).step_by(8) {
+                let a = page + at;
+                if slots.iter().any(|s| holds(s, a) || holds(s, a + 7)) {
+                    continue;
+                }
+                let old = &contents[at as usize..at as usize + 8];
+                let v = u64::from_le_bytes(old.try_into().expect("8 bytes"));
+                if moved(slots, v) != v {
+                    writes.push(Write {
+                        address: a,
+                        old: old.to_vec(),
+                        new: moved(slots, v).to_le_bytes().to_vec(),
+                    });
+                }
+            }
+        }
+        writes.sort_by_key(|w| w.address);
+        writes
     }
 }
