@@ -20,7 +20,9 @@ pub use chain::{
     write_keypair, AttestOutcome, AuditEntry, AuditReceipt, AuditReport, AuditWitness, CliConfig, Client,
     ATTESTOR_PROGRAM_ID,
 };
-pub use gate::{apply_attested, attestation_of, restore_attested, AttestedApply, AttestedRestore};
+pub use gate::{
+    apply_attested, attestation_of, restore_attested, restore_attested_lazy, AttestedApply, AttestedRestore,
+};
 pub use localnet::Localnet;
 pub use policy::{evidence_under, parse_allow, parse_field, parse_pointer, show_rules, symbol_keys, ShownRule};
 pub use replay::{

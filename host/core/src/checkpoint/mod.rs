@@ -11,9 +11,11 @@
 
 mod dump;
 mod fds;
+mod lazy;
 mod restore;
 mod sockets;
 
 pub use dump::{checkpoint, AfterCheckpoint, CheckpointReport};
 pub use fds::{InheritFd, Replacement};
-pub use restore::{restore, restore_notes, RestoreReport};
+pub use lazy::LazyReport;
+pub use restore::{restore, restore_lazy, restore_notes, LazyRestore, RestoreReport};
