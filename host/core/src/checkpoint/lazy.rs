@@ -12,8 +12,9 @@
 //! - **One server thread** (started before anything else touches the image, so an `--apply`
 //!   plan's compare-and-swap and the kernel's rseq writes fault in like the process's own
 //!   accesses) reads fault events and copies the page (and up to [`FAULT_RUN`] pending
-//!   neighbours) with `UFFDIO_COPY`; between events it copies the rest in runs of
-//!   [`BACKGROUND_RUN`] pages. A page not pending any more (already in, then dropped by
+//!   neighbours) with `UFFDIO_COPY`; between events it copies the rest, which a prefetch
+//!   thread reads from the core and checks ahead of it ([`PREFETCH_RUN`] pages at a time: the
+//!   hashing, the slowest step, runs beside the copy). A page not pending any more (already in, then dropped by
 //!   `MADV_DONTNEED`/`MADV_FREE`; stack growth; a mapping grown by `mremap`) is given zeroes, as
 //!   the kernel would. The process's own changes are followed: `UFFD_EVENT_REMOVE` and `UNMAP`
 //!   drop pending pages (the kernel's zeroes are right there), `REMAP` moves them, and `FORK`
@@ -126,6 +127,9 @@ const _: () = assert!(std::mem::size_of::<UffdMsg>() == 32);
 const FAULT_RUN: u64 = 16;
 /// Pages per background copy, between two looks at the fault queue.
 const BACKGROUND_RUN: u64 = 64;
+/// Pages read and checked ahead by the prefetch thread, per chunk; chunks in flight.
+const PREFETCH_RUN: u64 = 256;
+const PREFETCH_CHUNKS: usize = 4;
 
 /// What the lazy phase did, for the CLI.
 #[derive(Clone, Debug, Default, Serialize)]
@@ -495,8 +499,38 @@ enum Copied {
     Gone,
 }
 
+/// Pages read from the core and checked against their leaves, ahead of the copy.
+struct Chunk {
+    orig: u64,
+    n: u64,
+    buf: memmap2::MmapMut,
+}
+
+/// Reads and checks the served regions in order, a chunk at a time, on its own thread (hashing
+/// is the slowest step; the server thread copies meanwhile). Stops at the first page that does
+/// not match, or when the server drops its ends.
+fn prefetch(
+    source: &Source,
+    free: &std::sync::mpsc::Receiver<memmap2::MmapMut>,
+    out: &std::sync::mpsc::SyncSender<Result<Chunk>>,
+) {
+    for r in &source.regions {
+        let mut orig = r.start;
+        while orig < r.end {
+            let n = ((r.end - orig) / PAGE_SIZE).min(PREFETCH_RUN);
+            let Ok(mut buf) = free.recv() else { return };
+            let checked = source.read_checked(orig, n, &mut buf).map(|()| Chunk { orig, n, buf });
+            let failed = checked.is_err();
+            if out.send(checked).is_err() || failed {
+                return;
+            }
+            orig += n * PAGE_SIZE;
+        }
+    }
+}
+
 struct Pages {
-    source: Source,
+    source: Arc<Source>,
     spaces: Vec<Space>,
     buf: memmap2::MmapMut,
     report: LazyReport,
@@ -505,8 +539,26 @@ struct Pages {
 }
 
 fn serve(pid: i32, source: Source, space: Space, shared: &Shared) -> Result<LazyReport> {
-    let buf = memmap2::MmapMut::map_anon((BACKGROUND_RUN.max(FAULT_RUN) * PAGE_SIZE) as usize)
-        .map_err(|e| Error::Restore(format!("a page buffer: {e}")))?;
+    let buffer = |pages: u64| {
+        memmap2::MmapMut::map_anon((pages * PAGE_SIZE) as usize)
+            .map_err(|e| Error::Restore(format!("a page buffer: {e}")))
+    };
+    let buf = buffer(BACKGROUND_RUN.max(FAULT_RUN))?;
+    let source = Arc::new(source);
+    let (free_tx, free_rx) = std::sync::mpsc::channel();
+    for _ in 0..PREFETCH_CHUNKS {
+        let _ = free_tx.send(buffer(PREFETCH_RUN)?);
+    }
+    let (chunk_tx, chunk_rx) = std::sync::mpsc::sync_channel(PREFETCH_CHUNKS);
+    let ahead = source.clone();
+    std::thread::Builder::new()
+        .name("lazy-prefetch".into())
+        .spawn(move || {
+            crate::introspect::HoldSignals::in_this_thread_for_good();
+            prefetch(&ahead, &free_rx, &chunk_tx)
+        })
+        .map_err(|e| Error::Restore(format!("starting the page prefetch: {e}")))?;
+    let mut prefetching = true;
     let mut s = Pages {
         report: LazyReport {
             pid,
@@ -533,6 +585,21 @@ fn serve(pid: i32, source: Source, space: Space, shared: &Shared) -> Result<Lazy
             std::thread::sleep(Duration::from_micros(100));
             continue;
         }
+        if prefetching && s.spaces[0].alive && s.spaces[0].left > 0 {
+            match chunk_rx.try_recv() {
+                Ok(Ok(chunk)) => {
+                    s.copy_chunk(&chunk)?;
+                    let _ = free_tx.send(chunk.buf);
+                }
+                Ok(Err(e)) => return Err(e),
+                // Faults while the prefetch catches up.
+                Err(std::sync::mpsc::TryRecvError::Empty) => s.wait(1),
+                // Done: what is left (a copy the process's map changes interrupted) is
+                // read here.
+                Err(std::sync::mpsc::TryRecvError::Disconnected) => prefetching = false,
+            }
+            continue;
+        }
         if let Some(i) = s.spaces.iter().position(|sp| sp.alive && sp.left > 0) {
             s.background(i)?;
             continue;
@@ -545,23 +612,63 @@ fn serve(pid: i32, source: Source, space: Space, shared: &Shared) -> Result<Lazy
             }
         }
         if events == 0 {
-            let mut fds: Vec<libc::pollfd> = s
-                .spaces
-                .iter()
-                .filter(|sp| sp.alive)
-                .map(|sp| libc::pollfd {
-                    fd: sp.uffd.as_raw_fd(),
-                    events: libc::POLLIN,
-                    revents: 0,
-                })
-                .collect();
-            // SAFETY: `fds` is a live array of `fds.len()` pollfd structs for the call.
-            unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, 10) };
+            s.wait(10);
         }
     }
 }
 
 impl Pages {
+    /// Until an event arrives in any space, at most `ms` milliseconds.
+    fn wait(&self, ms: i32) {
+        let mut fds: Vec<libc::pollfd> = self
+            .spaces
+            .iter()
+            .filter(|sp| sp.alive)
+            .map(|sp| libc::pollfd {
+                fd: sp.uffd.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            })
+            .collect();
+        // SAFETY: `fds` is a live array of `fds.len()` pollfd structs for the call.
+        unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, ms) };
+    }
+
+    /// The pages of a prefetched chunk still pending in the process, in runs.
+    fn copy_chunk(&mut self, chunk: &Chunk) -> Result<()> {
+        let Some(first) = leaf_of(&self.source, chunk.orig) else {
+            return Ok(());
+        };
+        let mut k = 0;
+        while k < chunk.n {
+            let (orig, leaf) = (chunk.orig + k * PAGE_SIZE, first + k as usize);
+            let sp = &mut self.spaces[0];
+            if !sp.is_pending(leaf) {
+                k += 1;
+                continue;
+            }
+            let Some((cur, seg)) = sp.to_cur(orig) else {
+                // Unmapped by the process before it was needed.
+                if sp.clear(leaf) {
+                    self.report.pages_dropped += 1;
+                }
+                k += 1;
+                continue;
+            };
+            let mut m = 1;
+            while k + m < chunk.n && sp.is_pending(leaf + m as usize) && orig + m * PAGE_SIZE < seg.orig + seg.len {
+                m += 1;
+            }
+            let src = chunk.buf.as_ptr() as u64 + k * PAGE_SIZE;
+            match self.copy_from(0, cur, leaf, m, src)? {
+                Copied::Done(done) | Copied::Again(done) => self.report.pages_in_background += done,
+                Copied::Gone => return Ok(()),
+            }
+            k += m;
+        }
+        Ok(())
+    }
+
     /// Reads and handles every queued event of space `i`; returns how many there were.
     fn drain(&mut self, i: usize) -> Result<usize> {
         let mut count = 0;
@@ -746,11 +853,16 @@ impl Pages {
     /// `i`; pages already there count as done.
     fn copy(&mut self, i: usize, cur: u64, orig: u64, leaf: usize, n: u64) -> Result<Copied> {
         self.source.read_checked(orig, n, &mut self.buf)?;
+        self.copy_from(i, cur, leaf, n, self.buf.as_ptr() as u64)
+    }
+
+    /// Copies `n` checked pages at `src` (memzinc's, page-aligned) to `cur` in space `i`.
+    fn copy_from(&mut self, i: usize, cur: u64, leaf: usize, n: u64, src: u64) -> Result<Copied> {
         let mut done = 0;
         while done < n {
             let mut c = UffdioCopy {
                 dst: cur + done * PAGE_SIZE,
-                src: self.buf.as_ptr() as u64 + done * PAGE_SIZE,
+                src: src + done * PAGE_SIZE,
                 len: (n - done) * PAGE_SIZE,
                 mode: 0,
                 copy: 0,
