@@ -122,6 +122,23 @@ fn checkpoint_and_kill(child: &mut std::process::Child, core: &Path) {
     child.wait().unwrap();
 }
 
+/// `memzinc checkpoint --kill` of a restored process (this test's child as a subreaper), which
+/// is reaped.
+fn memzinc_checkpoint_kill(pid: i32, core: &Path) {
+    let report: serde_json::Value = serde_json::from_str(&ok(&[
+        "--json",
+        "checkpoint",
+        "--pid",
+        &pid.to_string(),
+        "--kill",
+        "-o",
+        core.to_str().unwrap(),
+    ]))
+    .unwrap();
+    assert_eq!(report["killed"], true);
+    waitpid(Pid::from_raw(pid), None).unwrap();
+}
+
 fn checkpoint_restore(binary: &Path, args: &[&str], check: impl Fn(&str) -> bool) -> Vec<String> {
     checkpoint_restore_for(binary, args, 20, None, check)
 }
@@ -163,41 +180,73 @@ fn checkpoint_restore_for(
     std::thread::sleep(Duration::from_millis(50));
     assert_eq!(lines(&out).len(), at_checkpoint, "nothing writes while checkpointed");
 
-    let restored: serde_json::Value =
-        serde_json::from_str(&ok(&["--json", "restore", core.to_str().unwrap()])).unwrap();
-    assert_eq!(restored["pid"], pid);
-    wait_for_lines(&out, at_checkpoint + steps_after, "after the restore");
-    let mut tids: Vec<i32> = std::fs::read_dir(format!("/proc/{pid}/task"))
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_str().unwrap().parse().unwrap())
-        .collect();
-    tids.sort();
-    let mut checkpointed: Vec<i32> = memzinc::describe::Snapshot::open(&core)
-        .unwrap()
-        .meta
-        .threads
-        .iter()
-        .map(|t| t.tid)
-        .collect();
-    checkpointed.sort();
-    assert_eq!(tids, checkpointed, "every thread back with its tid");
-    let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap();
-    assert_eq!(exe, binary, "the restored pid runs the checkpointed program");
-    if let Some(id) = as_user {
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-        for key in ["Uid:", "Gid:"] {
-            let ids: Vec<u32> = status
-                .lines()
-                .find_map(|l| l.strip_prefix(key))
-                .unwrap()
-                .split_whitespace()
-                .map(|n| n.parse().unwrap())
-                .collect();
-            assert_eq!(ids, [id; 4], "{key} of the restored process");
+    // Lazily first, then — once every page is in, an ordinary process again — checkpointed
+    // again and restored eagerly: both restores of every case, one sequence of lines.
+    let mut at_checkpoint = at_checkpoint;
+    for lazy in [true, false] {
+        let mut args = vec!["--json", "restore", core.to_str().unwrap()];
+        if lazy {
+            args.push("--lazy");
         }
-        // Dumpable again, as it was: its /proc files are its own, not root's.
-        let owner = std::os::unix::fs::MetadataExt::uid(&std::fs::metadata(format!("/proc/{pid}")).unwrap());
-        assert_eq!(owner, id, "the restored process is dumpable");
+        let restored: serde_json::Value = serde_json::from_str(&ok(&args)).unwrap();
+        assert_eq!(restored["pid"], pid);
+        if lazy {
+            assert!(restored["pages"].as_u64().unwrap() > 0, "{restored}");
+            assert_eq!(
+                restored["pages"].as_u64(),
+                Some(
+                    restored["pages_on_fault"].as_u64().unwrap()
+                        + restored["pages_in_background"].as_u64().unwrap()
+                        + restored["pages_dropped"].as_u64().unwrap()
+                ),
+                "{restored}"
+            );
+        }
+        wait_for_lines(&out, at_checkpoint + steps_after, "after the restore");
+        let mut tids: Vec<i32> = std::fs::read_dir(format!("/proc/{pid}/task"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_str().unwrap().parse().unwrap())
+            .collect();
+        tids.sort();
+        let mut checkpointed: Vec<i32> = memzinc::describe::Snapshot::open(&core)
+            .unwrap()
+            .meta
+            .threads
+            .iter()
+            .map(|t| t.tid)
+            .collect();
+        checkpointed.sort();
+        assert_eq!(tids, checkpointed, "every thread back with its tid");
+        let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap();
+        assert_eq!(exe, binary, "the restored pid runs the checkpointed program");
+        if let Some(id) = as_user {
+            let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+            for key in ["Uid:", "Gid:"] {
+                let ids: Vec<u32> = status
+                    .lines()
+                    .find_map(|l| l.strip_prefix(key))
+                    .unwrap()
+                    .split_whitespace()
+                    .map(|n| n.parse().unwrap())
+                    .collect();
+                assert_eq!(ids, [id; 4], "{key} of the restored process");
+            }
+            // Dumpable again, as it was: its /proc files are its own, not root's.
+            let owner = std::os::unix::fs::MetadataExt::uid(&std::fs::metadata(format!("/proc/{pid}")).unwrap());
+            assert_eq!(owner, id, "the restored process is dumpable");
+        }
+        if lazy {
+            assert!(
+                !std::fs::read_dir(format!("/proc/{pid}/fd"))
+                    .unwrap()
+                    .any(|e| std::fs::read_link(e.unwrap().path())
+                        .is_ok_and(|l| l.to_string_lossy().contains("userfaultfd"))),
+                "the lazily restored process keeps no userfaultfd"
+            );
+            assert_eq!(status_field(pid, "TracerPid:"), "0");
+            memzinc_checkpoint_kill(pid, &core);
+            at_checkpoint = lines(&out).len();
+        }
     }
     kill(Pid::from_raw(pid), Signal::SIGKILL).unwrap();
     waitpid(Pid::from_raw(pid), None).unwrap();
@@ -332,6 +381,188 @@ fn heap_heavy_target_keeps_every_page() {
     let dir = tempfile::tempdir().unwrap();
     let binary = gcc(dir.path(), "counter_pie", &[]).expect("gcc");
     checkpoint_restore(&binary, &["--heap-mib", &mib], |rest| rest == "heap ok");
+}
+
+/// A heap target (each step checks every word of its heap) checkpointed with --kill; returns
+/// the binary's directory, the output file, the core and the pid.
+fn killed_heap_target(mib: &str) -> (tempfile::TempDir, PathBuf, PathBuf, i32) {
+    become_subreaper();
+    let dir = tempfile::tempdir().unwrap();
+    let binary = gcc(dir.path(), "counter_pie", &[]).expect("gcc");
+    let out = dir.path().join("out.txt");
+    let core = dir.path().join("target.core");
+    let mut child = spawn(
+        Command::new(&binary)
+            .arg(&out)
+            .args(["--heap-mib", mib])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+    );
+    let pid = child.id() as i32;
+    wait_for_lines(&out, 3, "before the checkpoint");
+    checkpoint_and_kill(&mut child, &core);
+    (dir, out, core, pid)
+}
+
+fn dir_of(path: &Path) -> &str {
+    path.parent().unwrap().to_str().unwrap()
+}
+
+/// Waits until `pid` is gone (reaped here as a subreaper if it was orphaned to us); false if
+/// it still runs after 10 s.
+fn gone(pid: i32) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let _ = waitpid(Pid::from_raw(pid), Some(nix::sys::wait::WaitPidFlag::WNOHANG));
+        if !Path::new(&format!("/proc/{pid}")).exists() {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn a_tampered_page_is_never_given_to_a_lazily_restored_process() {
+    if !root_or_skip("a_tampered_page_is_never_given_to_a_lazily_restored_process") {
+        return;
+    }
+    let (_dir, out, core, pid) = killed_heap_target("64");
+    let at_checkpoint = lines(&out).len();
+    // One byte of a page in the middle of the heap flipped in the core: its leaf no longer
+    // matches. The seal and the Merkle root cover the leaves, not the page bytes: `open`
+    // cannot tell.
+    let snap = memzinc::describe::Snapshot::open(&core).unwrap();
+    let heap = snap
+        .meta
+        .regions
+        .iter()
+        .filter(|r| r.captured && r.map.path.is_empty())
+        .max_by_key(|r| r.map.end - r.map.start)
+        .unwrap();
+    let offset = heap.data_offset + (((heap.map.end - heap.map.start) / 2) & !4095) + 100;
+    drop(snap);
+    {
+        use std::os::unix::fs::FileExt;
+        let f = std::fs::OpenOptions::new().read(true).write(true).open(&core).unwrap();
+        let mut b = [0u8; 1];
+        f.read_exact_at(&mut b, offset).unwrap();
+        f.write_all_at(&[b[0] ^ 0x40], offset).unwrap();
+    }
+    let started = Instant::now();
+    let err = fails(&["restore", core.to_str().unwrap(), "--lazy"]);
+    assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+    assert!(err.contains("does not match its leaf"), "{err}");
+    assert!(gone(pid), "the process is not left running");
+    let after = lines(&out);
+    assert!(
+        after[at_checkpoint..].iter().all(|l| l.ends_with("heap ok")),
+        "no step saw the tampered byte: {:?}",
+        &after[at_checkpoint..]
+    );
+    assert!(started.elapsed() < Duration::from_secs(60));
+}
+
+#[test]
+fn killing_memzinc_during_a_lazy_restore_kills_the_process() {
+    if !root_or_skip("killing_memzinc_during_a_lazy_restore_kills_the_process") {
+        return;
+    }
+    let mib = std::env::var("MEMZINC_ZDTM_HEAP_MIB").unwrap_or_else(|_| "1024".into());
+    let (_dir, out, core, pid) = killed_heap_target(&mib);
+    let at_checkpoint = lines(&out).len();
+    let mut memzinc = Command::new(memzinc_tests::binary("memzinc"))
+        .args(["restore", core.to_str().unwrap(), "--lazy"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Killed as soon as it says the process runs again: in the middle of the page copy.
+    let mut first = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(memzinc.stdout.take().unwrap()), &mut first).unwrap();
+    assert!(first.contains("running again"), "{first}");
+    assert!(Path::new(&format!("/proc/{pid}")).exists());
+    memzinc.kill().unwrap();
+    let status = memzinc.wait().unwrap();
+    assert!(!status.success(), "memzinc was killed before every page was in");
+    assert!(gone(pid), "the restored process died with memzinc");
+    let after = lines(&out);
+    assert!(
+        after[at_checkpoint..].iter().all(|l| l.ends_with("heap ok")),
+        "no step ran on zeroes: {:?}",
+        &after[at_checkpoint..]
+    );
+    // No process of the restore is left: not the target, not a child of it.
+    let strays: Vec<String> = std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let cmdline = std::fs::read_to_string(e.path().join("cmdline")).ok()?;
+            let stat = std::fs::read_to_string(e.path().join("stat")).ok()?;
+            Some(format!("{}: {cmdline:?} {stat}", e.file_name().to_string_lossy()))
+        })
+        .filter(|c| c.contains(dir_of(&core)))
+        .collect();
+    assert!(strays.is_empty(), "stray processes: {strays:?}");
+}
+
+/// tests/targets/crestore.c in "touch" mode, restored lazily: right after the restore, with
+/// most of its pages not yet in, it drops half of a mapping (MADV_DONTNEED must give zeroes,
+/// not the core's bytes), moves the other half (mremap), forks a child that checks every byte
+/// of its heap, and checks every byte itself.
+#[test]
+fn a_lazily_restored_process_drops_moves_forks_and_sees_its_bytes() {
+    if !root_or_skip("a_lazily_restored_process_drops_moves_forks_and_sees_its_bytes") {
+        return;
+    }
+    become_subreaper();
+    let dir = tempfile::tempdir().unwrap();
+    let binary = dir.path().join("crestore");
+    let source = memzinc_tests::repo_root().join("tests/targets/crestore.c");
+    let built = Command::new("gcc")
+        .args(["-O2", "-o"])
+        .arg(&binary)
+        .arg(&source)
+        .status()
+        .unwrap();
+    assert!(built.success(), "gcc crestore.c");
+    let out = dir.path().join("ran.txt");
+    let core = dir.path().join("target.core");
+    let mut child = Command::new(&binary)
+        .arg(&out)
+        .args(["256", "touch"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = child.id() as i32;
+    let mut ready = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut ready).unwrap();
+    assert!(ready.starts_with("ready"), "{ready}");
+    checkpoint_and_kill(&mut child, &core);
+    std::thread::sleep(Duration::from_millis(500));
+    let restored: serde_json::Value =
+        serde_json::from_str(&ok(&["--json", "restore", core.to_str().unwrap(), "--lazy"])).unwrap();
+    assert_eq!(restored["pid"], pid);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let touched = loop {
+        if let Some(l) = lines(&out).into_iter().find(|l| l.starts_with("touched")) {
+            break l;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the restored process never finished its checks"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    kill_restored(pid);
+    assert!(touched.ends_with(" ok"), "{touched}; {restored}");
+    assert!(restored["pages_dropped"].as_u64().unwrap() > 0, "{restored}");
+    assert_eq!(restored["forks"], 1, "{restored}");
 }
 
 /// An epoll over an eventfd and a self-pipe: each step needs both ready, the pipe's pending
@@ -504,6 +735,18 @@ fn restore_applies_an_attested_plan_to_the_image_only() {
     if !root_or_skip("restore_applies_an_attested_plan_to_the_image_only") {
         return;
     }
+    attested_plan_restore(false);
+}
+
+#[test]
+fn lazy_restore_applies_an_attested_plan_before_the_process_runs() {
+    if !root_or_skip("lazy_restore_applies_an_attested_plan_before_the_process_runs") {
+        return;
+    }
+    attested_plan_restore(true);
+}
+
+fn attested_plan_restore(lazy: bool) {
     // healme corrupts its state and prints OVERHEAT; it is checkpointed (killed), the repair
     // is planned from the checkpoint core, and the restored process must come back healed —
     // but only once the plan is attested.
@@ -555,14 +798,27 @@ fn restore_applies_an_attested_plan_to_the_image_only() {
     let spec = memzinc_tests::repo_root().join("models/targets/healme.json");
     ok(&["plan", &core, "--spec", spec.to_str().unwrap(), "-o", &plan]);
 
-    let err = fails(&strs(&chain(&["restore", &core, "--apply", &plan])));
+    let with_lazy = |args: &[&str]| {
+        let mut args = args.to_vec();
+        if lazy {
+            args.push("--lazy");
+        }
+        chain(&args)
+    };
+    let err = fails(&strs(&with_lazy(&["restore", &core, "--apply", &plan])));
     assert!(err.contains("no attestation"), "{err}");
     assert!(!Path::new(&format!("/proc/{pid}")).exists(), "refused: no process");
 
     ok(&strs(&chain(&["attest", &plan])));
     let at_restore = std::fs::read_to_string(&out).unwrap().len();
     let restored: serde_json::Value =
-        serde_json::from_str(&ok(&strs(&chain(&["restore", &core, "--apply", &plan, "--json"])))).unwrap();
+        serde_json::from_str(&ok(&strs(&with_lazy(&["restore", &core, "--apply", &plan, "--json"])))).unwrap();
+    let restored = if lazy {
+        assert!(restored["pages"].as_u64().unwrap() > 0, "{restored}");
+        restored["attested"].clone()
+    } else {
+        restored
+    };
     assert_eq!(restored["report"]["pid"], pid);
     assert_eq!(restored["report"]["writes_applied"], 2);
     let deadline = Instant::now() + Duration::from_secs(30);

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use memzinc::apply::{apply, ApplyReport};
 use memzinc::base::{Error, Result, Sha2};
-use memzinc::checkpoint::{restore, RestoreReport};
+use memzinc::checkpoint::{restore, restore_lazy, LazyRestore, RestoreReport};
 use memzinc::describe::Snapshot;
 use memzinc_verifier::accounts::{OUTCOME_APPLIED, OUTCOME_ROLLED_BACK};
 use memzinc_verifier::plan::PatchPlan;
@@ -124,6 +124,34 @@ pub fn restore_attested(
     plan: &PatchPlan,
     inherit: &[memzinc::checkpoint::InheritFd],
 ) -> Result<AttestedRestore> {
+    let (done, ()) = gated_restore(client, authority, core, plan, |core, plan| {
+        Ok((restore(core, Some(plan), inherit)?, ()))
+    })?;
+    Ok(done)
+}
+
+/// [`restore_attested`] with `restore --lazy`: the receipt is recorded once the process runs
+/// with the plan's bytes; its pages are still arriving ([`LazyRestore::wait`]).
+pub fn restore_attested_lazy(
+    client: &Client,
+    authority: &Pubkey,
+    core: &Path,
+    plan: &PatchPlan,
+    inherit: &[memzinc::checkpoint::InheritFd],
+) -> Result<(AttestedRestore, LazyRestore)> {
+    gated_restore(client, authority, core, plan, |core, plan| {
+        let lazy = restore_lazy(core, Some(plan), inherit)?;
+        Ok((lazy.report.clone(), lazy))
+    })
+}
+
+fn gated_restore<T>(
+    client: &Client,
+    authority: &Pubkey,
+    core: &Path,
+    plan: &PatchPlan,
+    restore: impl FnOnce(&Path, &PatchPlan) -> Result<(RestoreReport, T)>,
+) -> Result<(AttestedRestore, T)> {
     // Offline refusals first: a plan for another snapshot needs no chain to be refused.
     let root = Snapshot::open(core)?.root();
     if plan.snapshot_root != root {
@@ -134,14 +162,17 @@ pub fn restore_attested(
         )));
     }
     let (address, attestation) = attestation_of(client, authority, plan)?;
-    let report = restore(core, Some(plan), inherit)?;
+    let (report, restored) = restore(core, plan)?;
     let signature = applied(client, authority, plan, attestation.seq, &report.readback_hash)?;
-    Ok(AttestedRestore {
-        attestation: address.to_string(),
-        seq: attestation.seq,
-        report,
-        receipt_signature: signature.to_string(),
-    })
+    Ok((
+        AttestedRestore {
+            attestation: address.to_string(),
+            seq: attestation.seq,
+            report,
+            receipt_signature: signature.to_string(),
+        },
+        restored,
+    ))
 }
 
 /// What `restore_tree_attested` did and under which record.

@@ -21,8 +21,8 @@ pub use chain::{
     ATTESTOR_PROGRAM_ID,
 };
 pub use gate::{
-    apply_attested, attestation_of, restore_attested, restore_tree_attested, AttestedApply, AttestedRestore,
-    AttestedTreeRestore,
+    apply_attested, attestation_of, restore_attested, restore_attested_lazy, restore_tree_attested, AttestedApply,
+    AttestedRestore, AttestedTreeRestore,
 };
 pub use localnet::Localnet;
 pub use policy::{evidence_under, parse_allow, parse_field, parse_pointer, show_rules, symbol_keys, ShownRule};

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use memzinc::reason::Plan;
-use memzinc_cli::attest::{restore_attested, restore_tree_attested};
+use memzinc_cli::attest::{restore_attested, restore_attested_lazy, restore_tree_attested};
 
 use super::{authority_or_self, Global};
 
@@ -25,6 +25,12 @@ pub struct Args {
     /// peer's address; each is said on stderr. Repeatable.
     #[arg(long = "inherit-fd", value_name = "FD=PATH|FD=fd:N")]
     inherit_fd: Vec<String>,
+    /// Run the process as soon as its registers, map and kernel objects are back; its pages
+    /// arrive on first touch and from a background copy, each checked against its leaf in the
+    /// core (a page that does not match kills the process). memzinc stays in the foreground
+    /// until every page is in; killed before that, it takes the process with it.
+    #[arg(long)]
+    lazy: bool,
 }
 
 pub fn run(a: Args, g: &Global) -> Result<()> {
@@ -34,7 +40,13 @@ pub fn run(a: Args, g: &Global) -> Result<()> {
         .map(|i| i.parse())
         .collect::<memzinc::base::Result<Vec<memzinc::checkpoint::InheritFd>>>()?;
     if memzinc::checkpoint::is_tree(&a.core) {
+        if a.lazy {
+            anyhow::bail!("--lazy restores one process; a tree is restored eagerly");
+        }
         return restore_tree(a, &inherit, g);
+    }
+    if a.lazy {
+        return run_lazy(a, inherit, g);
     }
     let Some(plan) = a.apply else {
         let report = memzinc::checkpoint::restore(&a.core, None, &inherit)?;
@@ -111,4 +123,66 @@ fn restore_tree(a: Args, inherit: &[memzinc::checkpoint::InheritFd], g: &Global)
             done.seq
         )
     })
+}
+
+/// `--lazy`: one line when the process runs again, one when every page is in.
+fn run_lazy(a: Args, inherit: Vec<memzinc::checkpoint::InheritFd>, g: &Global) -> Result<()> {
+    let (lazy, attested) = match &a.apply {
+        None => (memzinc::checkpoint::restore_lazy(&a.core, None, &inherit)?, None),
+        Some(plan) => {
+            let patch = Plan::load(plan)?.patch();
+            let client = g.client()?;
+            let authority = authority_or_self(&client, a.authority.as_deref())?;
+            let (done, lazy) = restore_attested_lazy(&client, &authority, &a.core, &patch, &inherit)?;
+            (lazy, Some(done))
+        }
+    };
+    for notice in &lazy.report.notices {
+        eprintln!("notice: {notice}");
+    }
+    let report = &lazy.report;
+    if !g.json {
+        let applied = attested.as_ref().map_or(String::new(), |d| {
+            format!(
+                " with {} writes under attestation {} (seq {})",
+                d.report.writes_applied, d.attestation, d.seq
+            )
+        });
+        println!(
+            "restored pid {} from {}{applied}: running again after {:.1} ms; {} regions, {} fds; pages arriving lazily",
+            report.pid,
+            a.core.display(),
+            report.elapsed_us as f64 / 1000.0,
+            report.regions,
+            report.fds
+        );
+        use std::io::Write as _;
+        std::io::stdout().flush()?;
+    }
+    let pages = lazy.wait()?;
+    #[derive(serde::Serialize)]
+    struct Out<'a> {
+        #[serde(flatten)]
+        pages: &'a memzinc::checkpoint::LazyReport,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        attested: Option<&'a memzinc_cli::attest::AttestedRestore>,
+    }
+    g.print(
+        &Out {
+            pages: &pages,
+            attested: attested.as_ref(),
+        },
+        |_| {
+            format!(
+                "all {} pages in after {:.1} ms ({} on first touch, {} by the background copy, {} dropped by the process{}){}; running detached",
+                pages.pages,
+                pages.all_in_after_us as f64 / 1000.0,
+                pages.pages_on_fault,
+                pages.pages_in_background,
+                pages.pages_dropped,
+                if pages.forks > 0 { format!(", {} forked children served", pages.forks) } else { String::new() },
+                if pages.exited { "; the process exited before" } else { "" },
+            )
+        },
+    )
 }

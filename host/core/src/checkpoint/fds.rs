@@ -450,13 +450,17 @@ pub(super) fn restore_fds(
     snap: &Snapshot,
     checkpoint: &pb::Checkpoint,
     inherit: &[InheritFd],
+    keep: Option<i32>,
 ) -> Result<Restored> {
     let mut restored = Restored {
         notices: Vec::new(),
         repairing: Vec::new(),
     };
     let chosen = |fd: i32| inherit.iter().find(|i| i.fd == fd).map(|i| &i.with);
-    for fd in introspect::fds(inject.pid())? {
+    for fd in introspect::fds(inject.pid())?
+        .into_iter()
+        .filter(|f| Some(f.fd) != keep)
+    {
         inject.call("close", libc::SYS_close, &[fd.fd as u64])?;
     }
     let fds = &snap.meta.fds;

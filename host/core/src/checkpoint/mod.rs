@@ -11,13 +11,15 @@
 
 mod dump;
 mod fds;
+mod lazy;
 mod restore;
 mod sockets;
 mod tree;
 
 pub use dump::{checkpoint, AfterCheckpoint, CheckpointReport};
 pub use fds::{InheritFd, Replacement};
-pub use restore::{restore, restore_notes, RestoreReport};
+pub use lazy::LazyReport;
+pub use restore::{restore, restore_lazy, restore_notes, LazyRestore, RestoreReport};
 pub use tree::{
     checkpoint_tree, is_tree, restore_tree, tree_members, Member, TreeCheckpointReport, TreeRestoreReport, TREE_FILE,
 };

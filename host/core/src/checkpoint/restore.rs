@@ -20,6 +20,10 @@
 //! 5. The injection page is unmapped at a syscall-exit stop, where the image's registers (and
 //!    FPU/XSAVE state) are set; detaching resumes the process where it was checkpointed.
 //!
+//! With `--lazy` (`restore_lazy`, see `lazy`), step 3 leaves the captured mappings empty,
+//! registered with the process's own userfaultfd and served by a thread of memzinc's from there
+//! on; memzinc stays until every page is in ([`LazyRestore::wait`]).
+//!
 //! A syscall the checkpoint interrupted is restarted as the kernel would have (or returns EINTR
 //! where the kernel kept a restart block). memzinc exits after step 5; the process is then
 //! reparented like `criu restore -d`. Memzinc dying mid-restore kills the half-built child
@@ -39,6 +43,7 @@ use serde::Serialize;
 
 use super::dump::status_mask;
 use super::fds::{never_restorable, object_fds, reopenable, restore_fds, InheritFd};
+use super::lazy::{self, LazyReport};
 use super::sockets;
 use crate::base::pb::snapshot as pb;
 use crate::base::{Error, Result};
@@ -50,7 +55,7 @@ const SPECIAL: &[&str] = &["[vdso]", "[vvar]", "[vvar_vclock]"];
 /// Fixed by the kernel at the same address in every process.
 const VSYSCALL: &str = "[vsyscall]";
 
-#[derive(Debug, Serialize)]
+#[derive(Clone, Debug, Serialize)]
 pub struct RestoreReport {
     pub pid: i32,
     pub regions: usize,
@@ -76,6 +81,58 @@ pub struct RestoreReport {
 /// caller's check.
 /// `inherit` names what stands in at descriptors whose other end was outside the process.
 pub fn restore(core: &Path, plan: Option<&PatchPlan>, inherit: &[InheritFd]) -> Result<RestoreReport> {
+    let (report, server, child) = build(core, plan, inherit, false)?;
+    debug_assert!(server.is_none());
+    // Detached and running: no longer ours to kill.
+    std::mem::forget(child);
+    Ok(report)
+}
+
+/// A process restored with `--lazy`: running, its pages still arriving (see `lazy`).
+pub struct LazyRestore {
+    pub report: RestoreReport,
+    server: lazy::Server,
+    child: ChildGuard,
+    started: std::time::Instant,
+}
+
+impl LazyRestore {
+    /// Serves the process's pages until every one is in, then leaves it running detached. On
+    /// failure (a page that does not match its leaf, above all) the process is killed.
+    pub fn wait(self) -> Result<LazyReport> {
+        let running_after = std::time::Duration::from_micros(self.report.elapsed_us as u64);
+        match self.server.finish(self.started, running_after) {
+            Ok(report) => {
+                std::mem::forget(self.child);
+                Ok(report)
+            }
+            // `child` kills and reaps it.
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// [`restore`], but the process runs as soon as its registers, map and kernel objects are back;
+/// its captured pages arrive on first touch and from a background copy, each checked against
+/// its leaf ([`LazyRestore::wait`] until all are in). A plan's writes are what it first sees.
+pub fn restore_lazy(core: &Path, plan: Option<&PatchPlan>, inherit: &[InheritFd]) -> Result<LazyRestore> {
+    let started = std::time::Instant::now();
+    let (report, server, child) = build(core, plan, inherit, true)?;
+    let server = server.ok_or_else(|| Error::Restore("no page server".into()))?;
+    Ok(LazyRestore {
+        report,
+        server,
+        child,
+        started,
+    })
+}
+
+fn build(
+    core: &Path,
+    plan: Option<&PatchPlan>,
+    inherit: &[InheritFd],
+    lazy: bool,
+) -> Result<(RestoreReport, Option<lazy::Server>, ChildGuard)> {
     let started = std::time::Instant::now();
     let snap = Snapshot::open(core)?;
     tracing::debug!("restore: core opened and checked in {:?}", started.elapsed());
@@ -96,9 +153,9 @@ pub fn restore(core: &Path, plan: Option<&PatchPlan>, inherit: &[InheritFd]) -> 
     let shared = SharedMemory::of(&[&snap])?;
     let child = spawn_stopped(pid, helper)?;
     let inject = Injector::in_built(child.0, helper)?;
-    let (bytes, readback_hash, mut notices, ready) = rebuild(
+    let mut server = None;
+    let built = rebuild(
         &inject,
-        helper,
         &snap,
         &checkpoint,
         core,
@@ -106,13 +163,21 @@ pub fn restore(core: &Path, plan: Option<&PatchPlan>, inherit: &[InheritFd]) -> 
         inherit,
         Session::Own,
         &shared,
-    )?;
-    ready.run(&inject, helper, &snap.meta)?;
+        lazy.then_some(&mut server),
+    )
+    .and_then(|(bytes, readback_hash, notices, ready)| {
+        ready.run(&inject, helper, &snap.meta)?;
+        Ok((bytes, readback_hash, notices))
+    });
+    let (bytes, readback_hash, mut notices) = match built {
+        Ok(built) => built,
+        // The page server's refusal (it killed the process) is the cause, not what the
+        // injection saw of it.
+        Err(e) => return Err(server.and_then(lazy::Server::failure).unwrap_or(e)),
+    };
     tracing::debug!("restore: running {:?} after the start", started.elapsed());
-    // Detached and running: no longer ours to kill.
-    std::mem::forget(child);
     lift_network_lock(&checkpoint, &mut notices);
-    Ok(RestoreReport {
+    let report = RestoreReport {
         pid,
         regions: snap.meta.regions.len(),
         bytes,
@@ -121,7 +186,8 @@ pub fn restore(core: &Path, plan: Option<&PatchPlan>, inherit: &[InheritFd]) -> 
         elapsed_us: started.elapsed().as_micros(),
         readback_hash,
         notices,
-    })
+    };
+    Ok((report, server, child))
 }
 
 /// The process's connections are back: their peers' packets may come in again. A lock already
@@ -585,7 +651,6 @@ fn prot_of(perms: &str) -> u64 {
 #[allow(clippy::too_many_arguments)]
 pub(super) fn rebuild(
     inject: &Injector,
-    helper: u64,
     snap: &Snapshot,
     checkpoint: &pb::Checkpoint,
     core: &Path,
@@ -593,8 +658,12 @@ pub(super) fn rebuild(
     inherit: &[InheritFd],
     session: Session,
     shared: &SharedMemory,
+    mut lazy: Option<&mut Option<lazy::Server>>,
 ) -> Result<(u64, [u8; 32], Vec<String>, Ready)> {
     let pid = inject.pid();
+    let helper = inject
+        .page()
+        .ok_or_else(|| Error::Restore("no injection page".into()))?;
     let meta = &snap.meta;
 
     // Leave rseq first: the kernel writes to the registered area, which is about to go.
@@ -651,40 +720,58 @@ pub(super) fn rebuild(
         )?;
     }
 
-    // The image's mappings; captured pages come straight from the core file.
-    let core_path = std::fs::canonicalize(core).map_err(|e| Error::io(core, e))?;
-    let core_fd = inject.call(
-        "open the core",
-        libc::SYS_openat,
-        &[
-            libc::AT_FDCWD as u64,
-            inject.put_path(core_path.as_os_str().as_bytes())?,
-            (libc::O_RDONLY | libc::O_CLOEXEC) as u64,
-            0,
-        ],
-    )?;
-    // A second descriptor with O_DIRECT: the pages go from the disk straight into the
-    // process's memory, not through the page cache (a checkpoint's core is written with
-    // O_DIRECT, so it is not cached). Where the file system refuses it, the plain one serves.
-    let direct_fd = inject
-        .call(
-            "open the core (O_DIRECT)",
+    let (mut bytes, reading) = (0, std::time::Instant::now());
+    let mut core_fd = None;
+    if let Some(server) = lazy.as_deref_mut() {
+        // Empty mappings, registered with the process's own userfaultfd and served from here
+        // on, before anything (a plan's compare-and-swap, the kernel's rseq writes) touches them.
+        for r in meta.regions.iter().filter(|r| !is_special(r)) {
+            bytes += map_region(inject, r, None, shared)?;
+        }
+        // Shared anonymous memory is in its memfd already, not served.
+        let served: Vec<(u64, u64)> = meta
+            .regions
+            .iter()
+            .filter(|r| !is_special(r) && r.captured && shared.fd(r).is_none())
+            .map(|r| (r.map.start, r.map.end))
+            .collect();
+        *server = Some(lazy::start(inject, snap, core, &served)?);
+    } else {
+        // The image's mappings; captured pages come straight from the core file.
+        let core_path = std::fs::canonicalize(core).map_err(|e| Error::io(core, e))?;
+        let plain = inject.call(
+            "open the core",
             libc::SYS_openat,
             &[
                 libc::AT_FDCWD as u64,
                 inject.put_path(core_path.as_os_str().as_bytes())?,
-                (libc::O_RDONLY | libc::O_CLOEXEC | libc::O_DIRECT) as u64,
+                (libc::O_RDONLY | libc::O_CLOEXEC) as u64,
                 0,
             ],
-        )
-        .ok();
-    let (mut bytes, reading) = (0, std::time::Instant::now());
-    for r in meta.regions.iter().filter(|r| !is_special(r)) {
-        bytes += map_region(inject, r, core_fd, direct_fd, shared)?;
-    }
-    tracing::debug!("restore: {bytes} bytes mapped and read in {:?}", reading.elapsed());
-    if let Some(fd) = direct_fd {
-        inject.call("close the core (O_DIRECT)", libc::SYS_close, &[fd])?;
+        )?;
+        // A second descriptor with O_DIRECT: the pages go from the disk straight into the
+        // process's memory, not through the page cache (a checkpoint's core is written with
+        // O_DIRECT, so it is not cached). Where the file system refuses it, the plain one serves.
+        let direct_fd = inject
+            .call(
+                "open the core (O_DIRECT)",
+                libc::SYS_openat,
+                &[
+                    libc::AT_FDCWD as u64,
+                    inject.put_path(core_path.as_os_str().as_bytes())?,
+                    (libc::O_RDONLY | libc::O_CLOEXEC | libc::O_DIRECT) as u64,
+                    0,
+                ],
+            )
+            .ok();
+        for r in meta.regions.iter().filter(|r| !is_special(r)) {
+            bytes += map_region(inject, r, Some((plain, direct_fd)), shared)?;
+        }
+        tracing::debug!("restore: {bytes} bytes mapped and read in {:?}", reading.elapsed());
+        if let Some(fd) = direct_fd {
+            inject.call("close the core (O_DIRECT)", libc::SYS_close, &[fd])?;
+        }
+        core_fd = Some(plain);
     }
     let readback_hash = match plan {
         Some(plan) => apply_to_image(pid, plan)?,
@@ -700,7 +787,10 @@ pub(super) fn rebuild(
             )?;
         }
     }
-    inject.call("close the core", libc::SYS_close, &[core_fd])?;
+    if let Some(fd) = core_fd {
+        inject.call("close the core", libc::SYS_close, &[fd])?;
+    }
+    let keep = lazy.as_deref().and_then(|s| s.as_ref()).map(|s| s.target_fd);
 
     set_mm(inject, snap, checkpoint)?;
     let mut comm = meta.comm.as_bytes()[..meta.comm.len().min(15)].to_vec();
@@ -711,7 +801,7 @@ pub(super) fn rebuild(
         let at = inject.put_path(checkpoint.cwd.as_bytes())?;
         inject.call(&format!("chdir {}", checkpoint.cwd), libc::SYS_chdir, &[at])?;
     }
-    let restored = restore_fds(inject, snap, checkpoint, inherit)?;
+    let restored = restore_fds(inject, snap, checkpoint, inherit, keep)?;
     restore_signals(inject, checkpoint)?;
     // Its own session, as after `setsid`: nothing of memzinc's terminal job reaches it.
     if session == Session::Own {
@@ -742,6 +832,15 @@ pub(super) fn rebuild(
             "PR_SET_DUMPABLE",
             libc::SYS_prctl,
             &[libc::PR_SET_DUMPABLE as u64, dumpable],
+        )?;
+    }
+    if keep.is_some() {
+        // Until every page is in, the process dies with memzinc (see `lazy`); after the
+        // credentials, whose change would clear it.
+        inject.call(
+            "PR_SET_PDEATHSIG",
+            libc::SYS_prctl,
+            &[libc::PR_SET_PDEATHSIG as u64, libc::SIGKILL as u64],
         )?;
     }
     for (&tid, t) in threads.iter().zip(&meta.threads).skip(1) {
@@ -1079,12 +1178,13 @@ fn is_special(r: &SnapRegion) -> bool {
 
 /// Maps one region of the image (read-write while it is filled); returns bytes read. Pages are
 /// read through `direct_fd` when there is one and it takes the read (regions, their file
-/// offsets and lengths are page-aligned, as O_DIRECT needs), else through `core_fd`.
+/// offsets and lengths are page-aligned, as O_DIRECT needs), else through `core_fd`; with no
+/// core (a lazy restore) captured regions are left empty. Shared anonymous memory is `shared`'s
+/// memfd, mapped shared, either way.
 fn map_region(
     inject: &Injector,
     r: &SnapRegion,
-    core_fd: u64,
-    direct_fd: Option<u64>,
+    core: Option<(u64, Option<u64>)>,
     shared: &SharedMemory,
 ) -> Result<u64> {
     let m = &r.map;
@@ -1113,6 +1213,9 @@ fn map_region(
         }
         let rw = (libc::PROT_READ | libc::PROT_WRITE) as u64;
         inject.call("mmap", libc::SYS_mmap, &[m.start, len, rw, flags, u64::MAX, 0])?;
+        let Some((core_fd, direct_fd)) = core else {
+            return Ok(0);
+        };
         let mut done = 0;
         let mut fd = direct_fd.unwrap_or(core_fd);
         while done < len {

@@ -628,7 +628,6 @@ pub fn restore_tree(dir: &Path, plan: Option<&PatchPlan>, inherit: &[InheritFd])
         let o = &opened[i];
         let (b, hash, n, r) = rebuild(
             &injectors[i],
-            helper,
             &o.snap,
             &o.checkpoint,
             &o.core,
@@ -636,6 +635,7 @@ pub fn restore_tree(dir: &Path, plan: Option<&PatchPlan>, inherit: &[InheritFd])
             &inherits[i],
             Session::Kept,
             &shared,
+            None,
         )?;
         bytes += b;
         if patched == Some(i) {
