@@ -621,15 +621,16 @@ fn tampered_buffer_and_replays_are_refused() {
     let a = e.authority.insecure_clone();
     let good = synthetic::submission("tamper", &[(0x70_0200, 2)]);
     let plan_hash = e.upload(&a, &good);
-    // Tampered plan bytes after upload: the new-bytes of the write (inside PlanCore).
-    let core_len = good.plan.encode().len() as u32;
+    // Tampered plan bytes after upload: the last new byte of the write (inside PlanCore, before
+    // the 4-byte count of its relocation slots, 0).
+    let last_new_byte = good.plan.encode().len() as u32 - 5;
     e.send(
         vec![ix::write_buffer(
             &e.program_id,
             &a.pubkey(),
             &e.buffer(&a, &plan_hash),
             &plan_hash,
-            core_len - 1,
+            last_new_byte,
             &[0x5a],
         )],
         &[&a],
@@ -644,7 +645,7 @@ fn tampered_buffer_and_replays_are_refused() {
             &a.pubkey(),
             &e.buffer(&a, &plan_hash),
             &plan_hash,
-            core_len - 1,
+            last_new_byte,
             &[!synthetic::byte(0x70_0201)],
         )],
         &[&a],
