@@ -2074,7 +2074,10 @@ fn a_tree_that_changes_while_it_is_frozen_is_one_line_or_whole() {
             let err = String::from_utf8_lossy(&result.stderr);
             assert_eq!(err.trim().lines().count(), 1, "{err}");
             assert!(
-                err.contains("zombie") || err.contains("kept changing") || err.contains("exited"),
+                err.contains("zombie")
+                    || err.contains("kept changing")
+                    || err.contains("exited")
+                    || err.contains("changed while the tree was frozen"),
                 "{err}"
             );
             assert!(!tree.exists(), "nothing written: {err}");

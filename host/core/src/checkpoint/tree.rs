@@ -194,7 +194,16 @@ pub fn checkpoint_tree(root: i32, dir: &Path, after: AfterCheckpoint) -> Result<
     let killed = after == AfterCheckpoint::Kill;
     let mut taken = Vec::new();
     for f in &frozen {
-        taken.push(collect(f, killed, &tree)?);
+        // A descendant caught on its way out (between its last instruction and its zombie) fails
+        // the injections; said as the tree changing, in one line.
+        taken.push(collect(f, killed, &tree).map_err(|e| match e {
+            e @ Error::NotCheckpointable { .. } => e,
+            e if f.pid() != root => Error::NotCheckpointable {
+                pid: root,
+                why: format!("its process {} changed while the tree was frozen ({e})", f.pid()),
+            },
+            e => e,
+        })?);
     }
     let partial = tempfile::Builder::new()
         .prefix(".memzinc-tree-")
