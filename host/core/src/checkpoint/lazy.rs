@@ -48,80 +48,13 @@ use serde::Serialize;
 
 use crate::base::{Error, Result, Sha2};
 use crate::describe::Snapshot;
+use crate::introspect::uffd::{
+    ioctl, UffdMsg, UffdioApi, UffdioCopy, UffdioRange, UffdioRegister, UffdioZeropage, UFFDIO_API, UFFDIO_COPY,
+    UFFDIO_REGISTER, UFFDIO_REGISTER_MODE_MISSING, UFFDIO_WAKE, UFFDIO_ZEROPAGE, UFFD_API, UFFD_EVENT_FORK,
+    UFFD_EVENT_PAGEFAULT, UFFD_EVENT_REMAP, UFFD_EVENT_REMOVE, UFFD_EVENT_UNMAP, UFFD_FEATURE_EVENT_FORK,
+    UFFD_FEATURE_EVENT_REMAP, UFFD_FEATURE_EVENT_REMOVE, UFFD_FEATURE_EVENT_UNMAP,
+};
 use crate::introspect::{Frozen, Injector, PAGE_SIZE};
-
-// <linux/userfaultfd.h>; libc has none of these.
-const UFFD_API: u64 = 0xAA;
-const UFFD_FEATURE_EVENT_FORK: u64 = 1 << 1;
-const UFFD_FEATURE_EVENT_REMAP: u64 = 1 << 2;
-const UFFD_FEATURE_EVENT_REMOVE: u64 = 1 << 3;
-const UFFD_FEATURE_EVENT_UNMAP: u64 = 1 << 6;
-const UFFDIO_REGISTER_MODE_MISSING: u64 = 1 << 0;
-const UFFD_EVENT_PAGEFAULT: u8 = 0x12;
-const UFFD_EVENT_FORK: u8 = 0x13;
-const UFFD_EVENT_REMAP: u8 = 0x14;
-const UFFD_EVENT_REMOVE: u8 = 0x15;
-const UFFD_EVENT_UNMAP: u8 = 0x16;
-const fn iowr(nr: u64, size: usize) -> u64 {
-    (3 << 30) | ((size as u64) << 16) | (0xAA << 8) | nr
-}
-const UFFDIO_API: u64 = iowr(0x3F, std::mem::size_of::<UffdioApi>());
-const UFFDIO_REGISTER: u64 = iowr(0x00, std::mem::size_of::<UffdioRegister>());
-const UFFDIO_COPY: u64 = iowr(0x03, std::mem::size_of::<UffdioCopy>());
-const UFFDIO_ZEROPAGE: u64 = iowr(0x04, std::mem::size_of::<UffdioZeropage>());
-/// `_IOR(0xAA, 0x02, struct uffdio_range)`.
-const UFFDIO_WAKE: u64 = (2 << 30) | (16 << 16) | (0xAA << 8) | 0x02;
-
-#[repr(C)]
-#[derive(Default)]
-struct UffdioApi {
-    api: u64,
-    features: u64,
-    ioctls: u64,
-}
-
-#[repr(C)]
-#[derive(Default)]
-struct UffdioRegister {
-    start: u64,
-    len: u64,
-    mode: u64,
-    ioctls: u64,
-}
-
-#[repr(C)]
-#[derive(Default)]
-struct UffdioCopy {
-    dst: u64,
-    src: u64,
-    len: u64,
-    mode: u64,
-    copy: i64,
-}
-
-#[repr(C)]
-#[derive(Default)]
-struct UffdioZeropage {
-    start: u64,
-    len: u64,
-    mode: u64,
-    zeropage: i64,
-}
-
-/// `struct uffd_msg`: the event, then its arguments (a union of at most three u64).
-#[repr(C)]
-#[derive(Clone, Copy, Default)]
-struct UffdMsg {
-    event: u8,
-    _reserved: [u8; 7],
-    arg: [u64; 3],
-}
-
-const _: () = assert!(std::mem::size_of::<UffdioApi>() == 24);
-const _: () = assert!(std::mem::size_of::<UffdioRegister>() == 32);
-const _: () = assert!(std::mem::size_of::<UffdioCopy>() == 40);
-const _: () = assert!(std::mem::size_of::<UffdioZeropage>() == 32);
-const _: () = assert!(std::mem::size_of::<UffdMsg>() == 32);
 
 /// Pages copied for one fault: the faulting page and pending neighbours after it.
 const FAULT_RUN: u64 = 16;
@@ -333,7 +266,7 @@ pub(super) fn start(inject: &Injector, snap: &Snapshot, core: &Path, served: &[(
             | UFFD_FEATURE_EVENT_UNMAP,
         ioctls: 0,
     };
-    uffd_ioctl(&uffd, UFFDIO_API, &mut api).map_err(|e| Error::Restore(format!("UFFDIO_API: {e}")))?;
+    ioctl(uffd.as_raw_fd(), UFFDIO_API, &mut api).map_err(|e| Error::Restore(format!("UFFDIO_API: {e}")))?;
 
     let mut regions = Vec::new();
     let mut first_leaf = 0usize;
@@ -354,12 +287,14 @@ pub(super) fn start(inject: &Injector, snap: &Snapshot, core: &Path, served: &[(
     let mut left = 0;
     for r in &regions {
         let mut reg = UffdioRegister {
-            start: r.start,
-            len: r.end - r.start,
+            range: UffdioRange {
+                start: r.start,
+                len: r.end - r.start,
+            },
             mode: UFFDIO_REGISTER_MODE_MISSING,
             ioctls: 0,
         };
-        uffd_ioctl(&uffd, UFFDIO_REGISTER, &mut reg)
+        ioctl(uffd.as_raw_fd(), UFFDIO_REGISTER, &mut reg)
             .map_err(|e| Error::Restore(format!("UFFDIO_REGISTER {:#x}-{:#x}: {e}", r.start, r.end)))?;
         for leaf in r.first_leaf..r.first_leaf + ((r.end - r.start) / PAGE_SIZE) as usize {
             pending[leaf / 64] |= 1 << (leaf % 64);
@@ -478,16 +413,6 @@ impl Drop for Server {
             let _ = self.join();
         }
     }
-}
-
-fn uffd_ioctl<T>(fd: &OwnedFd, request: u64, arg: &mut T) -> std::result::Result<(), Errno> {
-    // SAFETY: `request` is a userfaultfd ioctl whose argument is a `T` of the kernel's size
-    // (asserted above); `arg` is a live, exclusive reference for the call.
-    let rc = unsafe { libc::ioctl(fd.as_raw_fd(), request as libc::c_ulong, arg as *mut T) };
-    if rc == -1 {
-        return Err(Errno::last());
-    }
-    Ok(())
 }
 
 /// What a copy did.
@@ -792,8 +717,11 @@ impl Pages {
     }
 
     fn wake(&self, i: usize, at: u64) {
-        let mut range = [at, PAGE_SIZE];
-        let _ = uffd_ioctl(&self.spaces[i].uffd, UFFDIO_WAKE, &mut range);
+        let mut range = UffdioRange {
+            start: at,
+            len: PAGE_SIZE,
+        };
+        let _ = ioctl(self.spaces[i].uffd.as_raw_fd(), UFFDIO_WAKE, &mut range);
     }
 
     /// Pending pages from leaf `leaf` (at image address `orig`) on, within one segment and
@@ -867,14 +795,14 @@ impl Pages {
                 mode: 0,
                 copy: 0,
             };
-            let r = uffd_ioctl(&self.spaces[i].uffd, UFFDIO_COPY, &mut c);
+            let r = ioctl(self.spaces[i].uffd.as_raw_fd(), UFFDIO_COPY, &mut c);
             let copied = if c.copy > 0 { c.copy as u64 / PAGE_SIZE } else { 0 };
             for k in done..done + copied {
                 self.spaces[i].clear(leaf + k as usize);
             }
             done += copied;
             match r {
-                Ok(()) => {}
+                Ok(_) => {}
                 // The process is changing its map: its events first; the rest of the run is
                 // looked at again later.
                 Err(Errno::EAGAIN) => return Ok(Copied::Again(done)),
@@ -903,13 +831,15 @@ impl Pages {
 
     fn zero(&mut self, i: usize, at: u64) -> Result<()> {
         let mut z = UffdioZeropage {
-            start: at,
-            len: PAGE_SIZE,
+            range: UffdioRange {
+                start: at,
+                len: PAGE_SIZE,
+            },
             mode: 0,
             zeropage: 0,
         };
-        match uffd_ioctl(&self.spaces[i].uffd, UFFDIO_ZEROPAGE, &mut z) {
-            Ok(()) => {
+        match ioctl(self.spaces[i].uffd.as_raw_fd(), UFFDIO_ZEROPAGE, &mut z) {
+            Ok(_) => {
                 if i == 0 {
                     self.report.zero_pages += 1;
                 }

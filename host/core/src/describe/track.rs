@@ -34,87 +34,12 @@ use nix::libc;
 use serde::{Deserialize, Serialize};
 
 use crate::base::{Error, Result};
+use crate::introspect::uffd::{
+    ioctl, PageRegion, PmScanArg, UffdioApi, UffdioRange, UffdioRegister, UffdioWriteprotect, PAGEMAP_SCAN,
+    PAGE_IS_WRITTEN, PM_SCAN_CHECK_WPASYNC, PM_SCAN_WP_MATCHING, UFFDIO_API, UFFDIO_REGISTER, UFFDIO_REGISTER_MODE_WP,
+    UFFDIO_WRITEPROTECT, UFFDIO_WRITEPROTECT_MODE_WP, UFFD_API, UFFD_FEATURE_WP_ASYNC, UFFD_FEATURE_WP_UNPOPULATED,
+};
 use crate::introspect::{self, Frozen, Injector};
-
-// <linux/userfaultfd.h> and <linux/fs.h>; libc has none of these.
-const UFFD_API: u64 = 0xAA;
-const UFFD_FEATURE_WP_UNPOPULATED: u64 = 1 << 13;
-const UFFD_FEATURE_WP_ASYNC: u64 = 1 << 15;
-const UFFDIO_REGISTER_MODE_WP: u64 = 1 << 1;
-const UFFDIO_WRITEPROTECT_MODE_WP: u64 = 1 << 0;
-/// `_IOWR(type, nr, size)`.
-const fn iowr(ty: u64, nr: u64, size: usize) -> u64 {
-    (3 << 30) | ((size as u64) << 16) | (ty << 8) | nr
-}
-const UFFDIO_API: u64 = iowr(0xAA, 0x3F, std::mem::size_of::<UffdioApi>());
-const UFFDIO_REGISTER: u64 = iowr(0xAA, 0x00, std::mem::size_of::<UffdioRegister>());
-const UFFDIO_WRITEPROTECT: u64 = iowr(0xAA, 0x06, std::mem::size_of::<UffdioWriteprotect>());
-const PAGEMAP_SCAN: u64 = iowr(b'f' as u64, 16, std::mem::size_of::<PmScanArg>());
-const PM_SCAN_WP_MATCHING: u64 = 1 << 0;
-const PM_SCAN_CHECK_WPASYNC: u64 = 1 << 1;
-const PAGE_IS_WRITTEN: u64 = 1 << 1;
-
-#[repr(C)]
-#[derive(Default)]
-struct UffdioApi {
-    api: u64,
-    features: u64,
-    ioctls: u64,
-}
-
-#[repr(C)]
-#[derive(Default)]
-struct UffdioRange {
-    start: u64,
-    len: u64,
-}
-
-#[repr(C)]
-#[derive(Default)]
-struct UffdioRegister {
-    range: UffdioRange,
-    mode: u64,
-    ioctls: u64,
-}
-
-#[repr(C)]
-#[derive(Default)]
-struct UffdioWriteprotect {
-    range: UffdioRange,
-    mode: u64,
-}
-
-#[repr(C)]
-#[derive(Default)]
-struct PmScanArg {
-    size: u64,
-    flags: u64,
-    start: u64,
-    end: u64,
-    walk_end: u64,
-    vec: u64,
-    vec_len: u64,
-    max_pages: u64,
-    category_inverted: u64,
-    category_mask: u64,
-    category_anyof_mask: u64,
-    return_mask: u64,
-}
-
-#[repr(C)]
-#[derive(Clone, Copy, Default)]
-struct PageRegion {
-    start: u64,
-    end: u64,
-    categories: u64,
-}
-
-// The kernel's sizes, so the ioctl numbers above are the kernel's.
-const _: () = assert!(std::mem::size_of::<UffdioApi>() == 24);
-const _: () = assert!(std::mem::size_of::<UffdioRegister>() == 32);
-const _: () = assert!(std::mem::size_of::<UffdioWriteprotect>() == 24);
-const _: () = assert!(std::mem::size_of::<PmScanArg>() == 96);
-const _: () = assert!(std::mem::size_of::<PageRegion>() == 24);
 
 /// What memzinc remembers of a tracked process between commands.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -316,12 +241,4 @@ pub(super) fn written_since_last_scan(pagemap: &File, start: u64, end: u64) -> R
         at = arg.walk_end;
     }
     Ok(Some(out))
-}
-
-fn ioctl<T>(fd: i32, request: u64, arg: &mut T) -> std::result::Result<i32, Errno> {
-    // SAFETY: `request` is one of the ioctls above whose argument type is exactly `T` (sizes
-    // checked at compile time); the kernel reads and writes only that struct (and, for
-    // PAGEMAP_SCAN, the `vec_len` regions `vec` points at, which the caller owns).
-    let r = unsafe { libc::ioctl(fd, request as libc::c_ulong, arg as *mut T) };
-    Errno::result(r)
 }

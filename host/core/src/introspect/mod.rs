@@ -14,6 +14,7 @@ mod inject;
 mod process;
 mod registry;
 mod symbols;
+pub(crate) mod uffd;
 
 pub use debugfile::{debug_file_directories, separate_debug_file};
 pub use dwarf::{
