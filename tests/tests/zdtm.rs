@@ -466,6 +466,79 @@ fn a_tampered_page_is_never_given_to_a_lazily_restored_process() {
     assert!(started.elapsed() < Duration::from_secs(60));
 }
 
+/// A lazy restore checks the core's root beside the running process (the seal and every page's
+/// leaf before). A core whose page and leaf were changed together and resealed passes both;
+/// only the root, which the leaves no longer give, tells: the process is killed and the
+/// restore fails in one line.
+#[test]
+fn a_lazily_restored_process_dies_when_the_leaves_do_not_give_the_root() {
+    if !root_or_skip("a_lazily_restored_process_dies_when_the_leaves_do_not_give_the_root") {
+        return;
+    }
+    use memzinc::base::Sha2;
+    use memzinc::describe::{Snapshot, NOTE_OWNER, NT_MEMZINC_LEAVES, NT_MEMZINC_SEAL, SEAL_TAG};
+    use memzinc_verifier::{merkle, Sha256 as _};
+    use object::read::elf::{ElfFile64, ProgramHeader as _};
+    use std::os::unix::fs::FileExt;
+
+    let (_dir, _out, core, pid) = killed_heap_target("64");
+    // A page in the middle of the largest anonymous region, and its leaf's index.
+    let snap = Snapshot::open(&core).unwrap();
+    let captured: Vec<_> = snap.meta.regions.iter().filter(|r| r.captured).collect();
+    let heap = *captured.iter().max_by_key(|r| r.map.end - r.map.start).unwrap();
+    let page_at = heap.map.start + (((heap.map.end - heap.map.start) / 2) & !4095);
+    let leaf_index = captured
+        .iter()
+        .take_while(|r| r.map.start < heap.map.start)
+        .map(|r| ((r.map.end - r.map.start) / 4096) as usize)
+        .sum::<usize>()
+        + ((page_at - heap.map.start) / 4096) as usize;
+    let file_offset = heap.data_offset + (page_at - heap.map.start);
+    drop(snap);
+
+    let f = std::fs::OpenOptions::new().read(true).write(true).open(&core).unwrap();
+    let bytes = std::fs::read(&core).unwrap();
+    let elf = ElfFile64::<object::Endianness>::parse(&*bytes).unwrap();
+    let endian = elf.endian();
+    let notes_header = elf
+        .elf_program_headers()
+        .iter()
+        .find(|h| h.p_type(endian) == object::elf::PT_NOTE)
+        .unwrap();
+    let notes_at = notes_header.p_offset(endian) as usize;
+    let mut notes = bytes[notes_at..notes_at + notes_header.p_filesz(endian) as usize].to_vec();
+    // Where the leaves' and the seal's descriptors are in `notes`.
+    let (mut leaves_at, mut seal_at) = (None, None);
+    for n in notes_header.notes(endian, &*bytes).unwrap().unwrap() {
+        let n = n.unwrap();
+        let at = n.desc().as_ptr() as usize - bytes.as_ptr() as usize - notes_at;
+        if n.name() == NOTE_OWNER.as_bytes() && n.n_type(endian) == NT_MEMZINC_LEAVES {
+            leaves_at = Some(at);
+        }
+        if n.name() == NOTE_OWNER.as_bytes() && n.n_type(endian) == NT_MEMZINC_SEAL {
+            // The seal covers every note byte before its own header (12 bytes before its name).
+            let name_at = n.name().as_ptr() as usize - bytes.as_ptr() as usize - notes_at;
+            seal_at = Some((name_at - 12, at));
+        }
+    }
+    let (leaves_at, (sealed_len, seal_at)) = (leaves_at.unwrap(), seal_at.unwrap());
+    // The page changed, its leaf made again from the new bytes, the notes resealed.
+    let mut page = bytes[file_offset as usize..file_offset as usize + 4096].to_vec();
+    page[100] ^= 0x40;
+    f.write_all_at(&page, file_offset).unwrap();
+    let leaf = merkle::page_leaf::<Sha2>(page_at, &page);
+    notes[leaves_at + 32 * leaf_index..leaves_at + 32 * leaf_index + 32].copy_from_slice(&leaf);
+    let seal = Sha2::hashv(&[SEAL_TAG, &notes[..sealed_len]]);
+    notes[seal_at..seal_at + 32].copy_from_slice(&seal);
+    f.write_all_at(&notes, notes_at as u64).unwrap();
+    drop(f);
+
+    let err = fails(&["restore", core.to_str().unwrap(), "--lazy"]);
+    assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+    assert!(err.contains("do not hash to the recorded root"), "{err}");
+    assert!(gone(pid), "the process is not left running");
+}
+
 #[test]
 fn killing_memzinc_during_a_lazy_restore_kills_the_process() {
     if !root_or_skip("killing_memzinc_during_a_lazy_restore_kills_the_process") {

@@ -81,7 +81,7 @@ pub struct RestoreReport {
 /// caller's check.
 /// `inherit` names what stands in at descriptors whose other end was outside the process.
 pub fn restore(core: &Path, plan: Option<&PatchPlan>, inherit: &[InheritFd]) -> Result<RestoreReport> {
-    let (report, server, child) = build(core, plan, inherit, false)?;
+    let (report, server, child, _) = build(core, plan, inherit, false)?;
     debug_assert!(server.is_none());
     // Detached and running: no longer ours to kill.
     std::mem::forget(child);
@@ -91,6 +91,8 @@ pub fn restore(core: &Path, plan: Option<&PatchPlan>, inherit: &[InheritFd]) -> 
 /// A process restored with `--lazy`: running, its pages still arriving (see `lazy`).
 pub struct LazyRestore {
     pub report: RestoreReport,
+    /// The core's leaves-give-the-root check, running beside the process (see `build`).
+    root_check: Option<RootCheckThread>,
     server: lazy::Server,
     child: ChildGuard,
     started: std::time::Instant,
@@ -99,7 +101,13 @@ pub struct LazyRestore {
 impl LazyRestore {
     /// Serves the process's pages until every one is in, then leaves it running detached. On
     /// failure (a page that does not match its leaf, above all) the process is killed.
-    pub fn wait(self) -> Result<LazyReport> {
+    pub fn wait(mut self) -> Result<LazyReport> {
+        if let Some(check) = self.root_check.take() {
+            // On failure `server` stops serving and `child` kills and reaps the process.
+            check
+                .join()
+                .unwrap_or_else(|_| Err(Error::Restore("the root check panicked".into())))?;
+        }
         let running_after = std::time::Duration::from_micros(self.report.elapsed_us as u64);
         match self.server.finish(self.started, running_after) {
             Ok(report) => {
@@ -117,10 +125,11 @@ impl LazyRestore {
 /// its leaf ([`LazyRestore::wait`] until all are in). A plan's writes are what it first sees.
 pub fn restore_lazy(core: &Path, plan: Option<&PatchPlan>, inherit: &[InheritFd]) -> Result<LazyRestore> {
     let started = std::time::Instant::now();
-    let (report, server, child) = build(core, plan, inherit, true)?;
+    let (report, server, child, root_check) = build(core, plan, inherit, true)?;
     let server = server.ok_or_else(|| Error::Restore("no page server".into()))?;
     Ok(LazyRestore {
         report,
+        root_check,
         server,
         child,
         started,
@@ -132,9 +141,21 @@ fn build(
     plan: Option<&PatchPlan>,
     inherit: &[InheritFd],
     lazy: bool,
-) -> Result<(RestoreReport, Option<lazy::Server>, ChildGuard)> {
+) -> Result<(RestoreReport, Option<lazy::Server>, ChildGuard, Option<RootCheckThread>)> {
     let started = std::time::Instant::now();
-    let snap = Snapshot::open(core)?;
+    // A lazy restore without a plan checks the root beside the running process: the seal over
+    // the leaves and metadata is checked first and every page is checked against its leaf before
+    // the process gets it, so what the process runs on is what the core sealed; a root that
+    // the leaves do not give kills it before memzinc reports success, as a page that does not
+    // match its leaf does. With a plan, the root is what the attestation names, so it is
+    // checked before anything runs.
+    let (snap, root) = Snapshot::open_deferring_root(core)?;
+    let root_check = if lazy && plan.is_none() {
+        Some(std::thread::spawn(move || root.check()))
+    } else {
+        root.check()?;
+        None
+    };
     tracing::debug!("restore: core opened and checked in {:?}", started.elapsed());
     let checkpoint = snap.meta.checkpoint.clone().ok_or_else(|| {
         Error::Restore(format!(
@@ -187,8 +208,10 @@ fn build(
         readback_hash,
         notices,
     };
-    Ok((report, server, child))
+    Ok((report, server, child, root_check))
 }
+
+type RootCheckThread = std::thread::JoinHandle<Result<()>>;
 
 /// The process's connections are back: their peers' packets may come in again. A lock already
 /// lifted (the same checkpoint restored before) is no error; one that cannot be lifted is said.

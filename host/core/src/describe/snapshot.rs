@@ -55,8 +55,9 @@ pub const NT_MEMZINC_SEAL: u32 = 3;
 /// xxh3-64 of every page's stored bytes, in leaf order: cheap change detection between
 /// snapshots (the Merkle leaves are what is trusted; these only say where to look).
 pub const NT_MEMZINC_FAST_HASHES: u32 = 4;
-/// Domain tag of the seal hash, so it cannot pose as a leaf, node or plan hash.
-const SEAL_TAG: &[u8] = b"memzinc/core-notes/v1";
+/// Domain tag of the seal hash (the last note: SHA-256 of this tag and every note byte before
+/// it), so it cannot pose as a leaf, node or plan hash.
+pub const SEAL_TAG: &[u8] = b"memzinc/core-notes/v1";
 const AT_NULL: u64 = 0;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -1077,10 +1078,45 @@ fn check_regions(regions: &[SnapRegion], loads: &[Segment]) -> std::result::Resu
     Ok(pages)
 }
 
+/// What [`Snapshot::open_deferring_root`] left to check: that the snapshot's leaves, regions
+/// and symbols hash to its recorded root. Owns its inputs, so it can run on any thread.
+pub struct RootCheck {
+    path: PathBuf,
+    regions: Vec<SnapRegion>,
+    symbols: Vec<Symbol>,
+    leaves: Vec<[u8; 32]>,
+    pages_root: String,
+    root: String,
+}
+
+impl RootCheck {
+    pub fn check(self) -> Result<()> {
+        let trees = trees_of(&self.regions, &self.symbols, &self.leaves);
+        if hex::encode(trees.pages_root()) != self.pages_root || hex::encode(trees.root::<Sha2>()) != self.root {
+            return Err(Error::Corrupt {
+                path: self.path,
+                kind: "snapshot",
+                why: root_mismatch(&trees, self.leaves.len(), self.regions.len(), &self.root),
+            });
+        }
+        Ok(())
+    }
+}
+
 impl Snapshot {
     /// Opens a snapshot core file, checking its framing, its seal, that its program headers
     /// and metadata agree and that the stored leaves give the stored root.
     pub fn open(path: &Path) -> Result<Snapshot> {
+        let (snap, root) = Snapshot::open_deferring_root(path)?;
+        root.check()?;
+        Ok(snap)
+    }
+
+    /// [`Snapshot::open`] but the leaves-give-the-root check is left to the caller, who runs
+    /// [`RootCheck::check`] later, on another thread if it likes (a lazy restore, whose every
+    /// page is checked against its sealed leaf as it arrives, runs the process meanwhile).
+    /// Everything else `open` checks, the seal over the leaves and the root included, is checked.
+    pub fn open_deferring_root(path: &Path) -> Result<(Snapshot, RootCheck)> {
         let corrupt = |why: String| Error::Corrupt {
             path: path.into(),
             kind: "snapshot",
@@ -1170,23 +1206,23 @@ impl Snapshot {
                 leaf_bytes.len() / 32
             )));
         }
-        let trees = trees_of(&meta.regions, &meta.symbols, leaves);
-        if hex::encode(trees.pages_root()) != meta.pages_root || hex::encode(trees.root::<Sha2>()) != meta.root {
-            return Err(corrupt(root_mismatch(
-                &trees,
-                leaves.len(),
-                meta.regions.len(),
-                &meta.root,
-            )));
-        }
-        Ok(Snapshot {
+        let root = RootCheck {
+            path: path.into(),
+            regions: meta.regions.clone(),
+            symbols: meta.symbols.clone(),
+            leaves: leaves.to_vec(),
+            pages_root: meta.pages_root.clone(),
+            root: meta.root.clone(),
+        };
+        let snap = Snapshot {
             path: path.into(),
             meta,
             leaves: leaves.to_vec(),
             fast_hashes,
             file,
             note_segment,
-        })
+        };
+        Ok((snap, root))
     }
 
     /// Every note of the file, verbatim and in order: (owner, type, descriptor).

@@ -8,7 +8,11 @@
 //!   in its fallback paths (nothing is written to the target's code), between its syscall-entry
 //!   and -exit stops; output goes to 32 scratch bytes below its red zone. Afterwards the thread
 //!   is put back exactly as it was — registers, scratch bytes, and an interrupt-stop again, so
-//!   an interrupted syscall of its own still restarts when it resumes.
+//!   an interrupted syscall of its own still restarts when it resumes. While it is borrowed its
+//!   signal mask blocks everything (`PTRACE_SETSIGMASK`, as `compel` does): a signal that
+//!   arrives meanwhile (a child's SIGCHLD) stays pending for the thread's own code, instead of
+//!   stopping the injection in a signal-delivery stop that would be taken for its syscall stop
+//!   and the signal lost.
 //! - **in a process memzinc builds** ([`Injector::in_built`]): restore's child maps an
 //!   injection page ([`PAGE_CODE`] then scratch) and stops; a syscall runs there and traps on
 //!   the `int3` after it. Its registers are memzinc's to set; arguments go to the scratch area
@@ -245,6 +249,7 @@ impl Injector {
         let t = Pid::from_raw(tid);
         let fail = |e: Errno| self.fail(tid, what, e);
         let _held = process::HoldSignals::new();
+        let _blocked = SignalsBlocked::in_thread(tid).map_err(fail)?;
         let saved = ptrace::getregs(t).map_err(fail)?;
         let out = (saved.rsp - SCRATCH_BELOW_SP) & !15;
         let mut kept = [0u8; OUT_LEN];
@@ -296,6 +301,7 @@ pub(super) fn clone_stopped(
     let what = "clone";
     let _held = process::HoldSignals::new();
     let fail = |e: Errno| process::pid_errno(pid, &format!("{what} in thread {tid}"), e);
+    let _blocked = SignalsBlocked::in_thread(tid).map_err(fail)?;
     let saved = ptrace::getregs(t).map_err(fail)?;
     let tracing = keep
         | ptrace::Options::PTRACE_O_TRACECLONE
@@ -343,6 +349,53 @@ pub(super) fn clone_stopped(
         None if (-4095..0).contains(&rc) => Err(fail(Errno::from_raw(-rc as i32))),
         None => Err(fail(Errno::ECHILD)),
     }
+}
+
+/// A stopped tracee thread's signal mask set to block every signal, and put back when this
+/// drops (after the thread is back in its interrupt-stop, so what arrived meanwhile is still
+/// pending when it resumes). SIGKILL and SIGSTOP cannot be blocked.
+struct SignalsBlocked {
+    tid: i32,
+    mask: u64,
+}
+
+impl SignalsBlocked {
+    fn in_thread(tid: i32) -> std::result::Result<SignalsBlocked, Errno> {
+        let mut mask = 0u64;
+        // SAFETY: PTRACE_GETSIGMASK writes the kernel's sigset (8 bytes on x86_64, the size
+        // passed) to `mask`, which lives for the call; the tracee is in a ptrace-stop.
+        let rc = unsafe {
+            libc::ptrace(
+                libc::PTRACE_GETSIGMASK,
+                tid,
+                std::mem::size_of::<u64>(),
+                &mut mask as *mut u64,
+            )
+        };
+        Errno::result(rc)?;
+        set_sigmask(tid, u64::MAX)?;
+        Ok(SignalsBlocked { tid, mask })
+    }
+}
+
+impl Drop for SignalsBlocked {
+    fn drop(&mut self) {
+        // Fails only if the thread is gone or not stopped (an injection that failed midway).
+        let _ = set_sigmask(self.tid, self.mask);
+    }
+}
+
+fn set_sigmask(tid: i32, mask: u64) -> std::result::Result<(), Errno> {
+    // SAFETY: PTRACE_SETSIGMASK reads an 8-byte kernel sigset from `&mask`, alive for the call.
+    let rc = unsafe {
+        libc::ptrace(
+            libc::PTRACE_SETSIGMASK,
+            tid,
+            std::mem::size_of::<u64>(),
+            &mask as *const u64,
+        )
+    };
+    Errno::result(rc).map(drop)
 }
 
 /// Waits for the new child's first stop and makes it die with memzinc (PTRACE_O_EXITKILL).

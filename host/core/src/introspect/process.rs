@@ -717,10 +717,24 @@ fn parse_fdinfo(text: &str) -> Option<(u64, u32)> {
     Some((pos, flags))
 }
 
+/// Waits for a seized, interrupted thread's interrupt-stop. A signal that reaches it first
+/// shows as a signal-delivery stop: the thread is let go to take that signal (its handler runs,
+/// as CRIU's seize lets it), and the interrupt still pending stops it right after. Resuming it
+/// from that stop without the signal would lose it.
 fn wait_for_stop(pid: i32, tid: i32) -> Result<()> {
     loop {
         match waitpid(Pid::from_raw(tid), Some(WaitPidFlag::__WALL)) {
-            Ok(WaitStatus::PtraceEvent(..)) | Ok(WaitStatus::Stopped(..)) => return Ok(()),
+            Ok(WaitStatus::PtraceEvent(..)) => return Ok(()),
+            Ok(WaitStatus::Stopped(_, signal)) => match ptrace::cont(Pid::from_raw(tid), signal) {
+                Ok(()) => continue,
+                Err(Errno::ESRCH) => {
+                    return Err(Error::TargetExited {
+                        pid,
+                        during: "freezing it",
+                    })
+                }
+                Err(e) => return Err(pid_errno(pid, "PTRACE_CONT (a signal during the freeze)", e)),
+            },
             Ok(WaitStatus::Exited(..)) | Ok(WaitStatus::Signaled(..)) | Err(Errno::ECHILD) => {
                 return Err(Error::TargetExited {
                     pid,
