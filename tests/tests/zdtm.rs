@@ -2111,6 +2111,55 @@ fn a_tcp_server_and_its_client_in_one_tree_keep_their_connection() {
     assert_eq!(ask(&mut second, "new"), "echo new", "the listener accepts new clients");
 }
 
+/// Signals that arrive while memzinc freezes a process and runs syscalls in it reach the
+/// process, each once: a signal that comes before the interrupt-stop is delivered (not dropped
+/// when the thread is let go), and one that comes during an injected syscall waits, blocked,
+/// instead of being taken for the syscall's stop. A second process queues 30,000 real-time
+/// signals (which do not merge) while `snapshot` (copy-on-write: an injected clone),
+/// `snapshot --stop-the-world` and `checkpoint --leave-running` (injections for signal state,
+/// timers, credentials) run one after another on the receiver; its count must come out exact.
+#[test]
+fn signals_sent_while_memzinc_works_in_a_process_all_arrive() {
+    if !root_or_skip("signals_sent_while_memzinc_works_in_a_process_all_arrive") {
+        return;
+    }
+    const SIGNALS: u64 = 30_000;
+    let dir = tempfile::tempdir().unwrap();
+    let binary = c_target(dir.path(), "sigstorm");
+    let out = dir.path().join("count.txt");
+    let mut receiver = start(&binary, &["recv", out.to_str().unwrap()]);
+    let _kill = KillIfPanicking(receiver.id() as i32);
+    let count = || -> Option<u64> { std::fs::read_to_string(&out).ok()?.trim().parse().ok() };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while count().is_none() {
+        assert!(Instant::now() < deadline, "the receiver does not start");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let pid = receiver.id().to_string();
+    let mut sender = start(&binary, &["send", &pid, &SIGNALS.to_string()]);
+    let core = dir.path().join("s.core");
+    let mut runs = 0;
+    while sender.try_wait().unwrap().is_none() || runs < 3 {
+        let core = core.to_str().unwrap();
+        match runs % 3 {
+            0 => ok(&["snapshot", "--pid", &pid, "-o", core]),
+            1 => ok(&["snapshot", "--pid", &pid, "-o", core, "--stop-the-world"]),
+            _ => ok(&["checkpoint", "--pid", &pid, "--leave-running", "-o", core]),
+        };
+        std::fs::remove_file(core).unwrap();
+        runs += 1;
+    }
+    assert!(sender.wait().unwrap().success(), "the sender queued every signal");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while count() != Some(SIGNALS) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(count(), Some(SIGNALS), "signals received, after {runs} memzinc runs");
+    eprintln!("{SIGNALS} signals received once each across {runs} memzinc runs");
+    let _ = receiver.kill();
+    let _ = receiver.wait();
+}
+
 /// A tree that changes while it is being frozen (issue 18): a parent forking children that
 /// fork and exit at once. Each `checkpoint --tree --leave-running` either writes a whole tree
 /// or fails in one line and writes nothing; either way the parent runs on and no process of

@@ -8,9 +8,9 @@ use std::collections::BTreeSet;
 use std::io::{IoSlice, IoSliceMut};
 
 use nix::errno::Errno;
+use nix::libc;
 use nix::sys::ptrace;
 use nix::sys::uio::{process_vm_readv, process_vm_writev, RemoteIoVec};
-use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
 use crate::base::pb::snapshot as pb;
@@ -720,29 +720,42 @@ fn parse_fdinfo(text: &str) -> Option<(u64, u32)> {
 /// Waits for a seized, interrupted thread's interrupt-stop. A signal that reaches it first
 /// shows as a signal-delivery stop: the thread is let go to take that signal (its handler runs,
 /// as CRIU's seize lets it), and the interrupt still pending stops it right after. Resuming it
-/// from that stop without the signal would lose it.
+/// from that stop without the signal would lose it. The status is decoded here rather than by
+/// nix, whose `WaitStatus` has no real-time signals (its waitpid fails with EINVAL on a stop
+/// for one).
 fn wait_for_stop(pid: i32, tid: i32) -> Result<()> {
+    let exited = || Error::TargetExited {
+        pid,
+        during: "freezing it",
+    };
     loop {
-        match waitpid(Pid::from_raw(tid), Some(WaitPidFlag::__WALL)) {
-            Ok(WaitStatus::PtraceEvent(..)) => return Ok(()),
-            Ok(WaitStatus::Stopped(_, signal)) => match ptrace::cont(Pid::from_raw(tid), signal) {
-                Ok(()) => continue,
-                Err(Errno::ESRCH) => {
-                    return Err(Error::TargetExited {
-                        pid,
-                        during: "freezing it",
-                    })
-                }
-                Err(e) => return Err(pid_errno(pid, "PTRACE_CONT (a signal during the freeze)", e)),
-            },
-            Ok(WaitStatus::Exited(..)) | Ok(WaitStatus::Signaled(..)) | Err(Errno::ECHILD) => {
-                return Err(Error::TargetExited {
-                    pid,
-                    during: "freezing it",
-                })
+        let mut status = 0;
+        // SAFETY: waitpid writes the status to `status`, alive for the call.
+        let rc = unsafe { libc::waitpid(tid, &mut status, libc::__WALL) };
+        if rc == -1 {
+            match Errno::last() {
+                Errno::EINTR => continue,
+                Errno::ECHILD => return Err(exited()),
+                e => return Err(pid_errno(pid, "waitpid", e)),
             }
-            Ok(_) | Err(Errno::EINTR) => continue,
-            Err(e) => return Err(pid_errno(pid, "waitpid", e)),
+        }
+        if libc::WIFEXITED(status) || libc::WIFSIGNALED(status) {
+            return Err(exited());
+        }
+        if !libc::WIFSTOPPED(status) {
+            continue;
+        }
+        // A ptrace event (the interrupt-stop, or a group-stop) carries it in the high bits.
+        if status >> 16 != 0 {
+            return Ok(());
+        }
+        let signal = libc::WSTOPSIG(status);
+        // SAFETY: PTRACE_CONT of a tracee in a signal-delivery stop, delivering that signal.
+        let rc = unsafe { libc::ptrace(libc::PTRACE_CONT, tid, 0usize, signal as usize) };
+        match Errno::result(rc) {
+            Ok(_) => continue,
+            Err(Errno::ESRCH) => return Err(exited()),
+            Err(e) => return Err(pid_errno(pid, "PTRACE_CONT (a signal during the freeze)", e)),
         }
     }
 }
