@@ -64,7 +64,7 @@ log=$MEMZINC_CACHE/test.log
 # The console shows the filtered log; the verdict is cargo's exit status (and tee's: a log that
 # could not be written is not a pass), never a grep of the log.
 set +e
-cargo test --locked --workspace -- --nocapture 2>&1 | tee "$log" \
+cargo test --locked --workspace --no-fail-fast -- --nocapture 2>&1 | tee "$log" \
   | grep -E "^(test |running |test result|error|failures|thread)|compute units|panicked|SKIPPED|cannot run here"
 status=("${PIPESTATUS[@]}")
 set -e

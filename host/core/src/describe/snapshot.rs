@@ -696,6 +696,16 @@ fn read_symbols(pid: i32, via: i32, maps: &[MapEntry], exe: &Path) -> Result<Vec
         Err(e @ (Error::NoSuchProcess { .. } | Error::Zombie { .. } | Error::TargetExited { .. })) => return Err(e),
         Err(e) => {
             introspect::check_target(pid)?;
+            // Dying of SIGKILL while frozen, its memory and executable already let go: the
+            // exe link is gone before /proc shows a zombie.
+            if std::fs::read_link(format!("/proc/{pid}/exe"))
+                .is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound)
+            {
+                return Err(Error::TargetExited {
+                    pid,
+                    during: "reading its symbols",
+                });
+            }
             tracing::warn!("no symbols for {}: {e}", exe.display());
             Vec::new()
         }
