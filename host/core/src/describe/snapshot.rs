@@ -698,9 +698,7 @@ fn read_symbols(pid: i32, via: i32, maps: &[MapEntry], exe: &Path) -> Result<Vec
             introspect::check_target(pid)?;
             // Dying of SIGKILL while frozen, its memory and executable already let go: the
             // exe link is gone before /proc shows a zombie.
-            if std::fs::read_link(format!("/proc/{pid}/exe"))
-                .is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound)
-            {
+            if std::fs::read_link(format!("/proc/{pid}/exe")).is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound) {
                 return Err(Error::TargetExited {
                     pid,
                     during: "reading its symbols",
