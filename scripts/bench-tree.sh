@@ -74,6 +74,19 @@ steps_ok() {
 # "done" of the server's last line.
 done_count() { tail -1 "$work/out" | awk '{print $5}'; }
 
+# The pids whose parent is $1 (from /proc/*/stat: /proc/PID/task/TID/children needs a kernel
+# option this kernel lacks).
+children_of() {
+  local stat rest
+  for stat in /proc/[0-9]*/stat; do
+    rest=$(cat "$stat" 2>/dev/null) || continue
+    rest=${rest##*) }   # after the command name, which may hold spaces and parentheses
+    read -r _ ppid _ <<< "$rest"
+    [ "$ppid" = "$1" ] && { pid=${stat#/proc/}; echo -n "${pid%/stat} "; }
+  done
+  echo
+}
+
 start_server() {
   rm -f "$work/out" "$work/gaps"
   setsid "$work/prefork" "$work/out" "$WORKERS" --heap-mib "$HEAP_MIB" --gaps "$work/gaps" \
@@ -82,7 +95,7 @@ start_server() {
   pids=("$root")
   # "ready" once every process has written its heap, then one line per step.
   wait_lines "$work/gaps" 3 || { echo "the server did not start" >&2; exit 1; }
-  read -r -a workers < "/proc/$root/task/$root/children"
+  read -r -a workers <<< "$(children_of "$root")"
   [ ${#workers[@]} -eq "$WORKERS" ] || { echo "workers: ${workers[*]}" >&2; exit 1; }
   pids+=("${workers[@]}")
 }
