@@ -18,8 +18,7 @@ struct node *g_lists[LISTS];
 struct node *g_heads[MAX_BROKEN];
 struct tree *g_tree;
 
-static uint64_t rng = 88172645463325252ull;
-static uint64_t next_rand(void) { rng ^= rng << 13; rng ^= rng >> 7; rng ^= rng << 17; return rng; }
+#include "shuffle.h"
 
 static struct tree *build(struct tree **pool, long lo, long hi) {
     if (lo >= hi) return NULL;

@@ -25,15 +25,7 @@ void **g_blobs; /* the other allocations, kept live */
 long g_n = 1000000;
 volatile long g_sink;
 
-static uint64_t rng = 88172645463325252ull;
-static uint64_t next_rand(void) { rng ^= rng << 13; rng ^= rng >> 7; rng ^= rng << 17; return rng; }
-
-static void shuffle(void **a, long len) {
-    for (long i = len - 1; i > 0; i--) {
-        long j = (long)(next_rand() % (uint64_t)(i + 1));
-        void *t = a[i]; a[i] = a[j]; a[j] = t;
-    }
-}
+#include "shuffle.h"
 
 static struct tree *build(struct tree **pool, long lo, long hi) {
     if (lo >= hi) return NULL;

@@ -29,15 +29,7 @@ uintptr_t g_hidden; /* a node's address, as an integer */
 static long hidden_value;
 static long n = 64;
 
-static uint64_t rng = 88172645463325252ull;
-static uint64_t next_rand(void) { rng ^= rng << 13; rng ^= rng >> 7; rng ^= rng << 17; return rng; }
-
-static void shuffle(void **a, long len) {
-    for (long i = len - 1; i > 0; i--) {
-        long j = (long)(next_rand() % (uint64_t)(i + 1));
-        void *t = a[i]; a[i] = a[j]; a[j] = t;
-    }
-}
+#include "shuffle.h"
 
 static struct tree *build(struct tree **pool, long lo, long hi) {
     if (lo >= hi) return NULL;
