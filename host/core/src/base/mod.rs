@@ -9,6 +9,6 @@ mod memory;
 pub mod pb;
 
 pub use error::{printable, Error, Result};
-pub use files::{copy_file_range_all, write_atomically, write_checked, write_file_atomically};
+pub use files::{write_atomically, write_checked, write_file_atomically};
 pub use hash::{file_hash, hex_bytes, hex_hash, models_hash, models_hash_with, repo_root, Sha2};
 pub use memory::Memory;

@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 use memzinc_verifier::merkle;
 use nix::libc;
 
-use crate::base::{copy_file_range_all, Error, Result, Sha2};
+use crate::base::{Error, Result, Sha2};
 use crate::introspect::{self, ForkedCopy, Frozen, MapEntry, PAGE_SIZE};
 
 /// Pages are copied, hashed and written in chunks of this size.
@@ -284,16 +284,7 @@ pub(super) fn capture(
     file: &File,
     path: &Path,
 ) -> Result<Captured> {
-    // An incremental capture copies most pages through the page cache (`copy_file_range`);
-    // its few read pages go the same way rather than mix O_DIRECT into it.
-    let writer = if ranges.iter().any(|r| r.reuse.is_some()) {
-        DataWriter {
-            direct: None,
-            buffered: file,
-        }
-    } else {
-        DataWriter::open(file)
-    };
+    let writer = DataWriter::open(file);
     let first_leaf: Vec<usize> = ranges
         .iter()
         .scan(0usize, |n, r| {
@@ -446,11 +437,15 @@ pub(super) fn capture(
                 (read, frozen_for, thawed)
             }
         };
-        drop((hash_tx, write_tx));
         tracing::debug!(
             "capture: target stopped {frozen_for:?}, copied in {:?}, thawed: {thawed}",
             copy_started.elapsed()
         );
+        let read = read.and_then(|unreadable| {
+            copy_reused(ranges, &write_tx, &mut pool)?;
+            Ok(unreadable)
+        });
+        drop((hash_tx, write_tx));
 
         let mut failure = None;
         for h in writers {
@@ -475,13 +470,12 @@ pub(super) fn capture(
             fast_hashes[d.leaf_index..d.leaf_index + d.fast_hashes.len()].copy_from_slice(&d.fast_hashes);
             pages_read += d.leaves.len() as u64;
         }
-        // Pages not read again come from the previous snapshot: bytes, leaves, fast hashes.
+        // Pages not read again come from the previous snapshot: their bytes were written by
+        // `copy_reused`, their leaves and fast hashes are its.
         for (r, &first) in ranges.iter().zip(&first_leaf) {
             let Some(prev) = &r.reuse else { continue };
             for (start, end) in unread_runs(r.start, r.end, &prev.read) {
                 let (skip, len) = (start - r.start, end - start);
-                copy_file_range_all(prev.file, prev.offset + skip, file, r.file_offset + skip, len)
-                    .map_err(|e| Error::io(path, e))?;
                 let (i, n) = ((skip / PAGE_SIZE) as usize, (len / PAGE_SIZE) as usize);
                 leaves[first + i..first + i + n].copy_from_slice(&prev.leaves[i..i + n]);
                 fast_hashes[first + i..first + i + n].copy_from_slice(&prev.fast_hashes[i..i + n]);
@@ -517,6 +511,63 @@ struct Pool {
     free_rx: mpsc::Receiver<PageBuf>,
 }
 
+impl Pool {
+    /// A free buffer: one back from a dropped chunk, a new one while fewer than
+    /// [`MAX_BUFFERS`] exist, else the next to come back. Every buffer is in a chunk then: it
+    /// comes back when its chunk is dropped, also when the workers stopped (a write failed);
+    /// the next send fails, and their error is the one to report. `None`: none can come.
+    fn take(&mut self) -> Result<Option<PageBuf>> {
+        match self.free_rx.try_recv() {
+            Ok(buf) => Ok(Some(buf)),
+            Err(_) if self.allocated < MAX_BUFFERS => {
+                self.allocated += 1;
+                let buf = PageBuf::new().map_err(|e| Error::io("anonymous memory for the page copy", e))?;
+                Ok(Some(buf))
+            }
+            Err(_) => Ok(self.free_rx.recv().ok()),
+        }
+    }
+}
+
+/// The pages an incremental capture does not read again ([`CaptureRange::reuse`]): the
+/// previous snapshot's bytes, read from its file and queued to the writers only (their leaves
+/// are the previous ones). Through the O_DIRECT writers, not `copy_file_range`: that copy
+/// left the whole unchanged image dirty in the page cache for the final fsync to flush
+/// (measured: 1 GiB with 38 MiB written took 3.8 s, a full snapshot 1.1 s).
+fn copy_reused(ranges: &[CaptureRange], writers: &mpsc::SyncSender<Arc<Chunk>>, pool: &mut Pool) -> Result<()> {
+    for r in ranges {
+        let Some(prev) = &r.reuse else { continue };
+        for (start, end) in unread_runs(r.start, r.end, &prev.read) {
+            let mut at = start;
+            while at < end {
+                let Some(mut buf) = pool.take()? else {
+                    return Ok(());
+                };
+                let len = ((end - at) as usize).min(CHUNK);
+                prev.file
+                    .read_exact_at(&mut buf.bytes_mut()[..len], prev.offset + (at - r.start))
+                    .map_err(|e| Error::io("the --since snapshot", e))?;
+                let chunk = Chunk {
+                    // Not hashed: the leaves come from the previous snapshot.
+                    leaf_index: 0,
+                    address: at,
+                    file_offset: r.file_offset + (at - r.start),
+                    len,
+                    readable: Vec::new(),
+                    buf: Some(buf),
+                    free: pool.free_tx.clone(),
+                };
+                if writers.send(Arc::new(chunk)).is_err() {
+                    // Every writer stopped: their error is the one to report.
+                    return Ok(());
+                }
+                at += len as u64;
+            }
+        }
+    }
+    Ok(())
+}
+
 /// The reader: copies every range `which` selects from process `pid`, chunk by chunk, puts the
 /// `overlay` pages over what it read, and queues the chunks. Returns the unreadable pages per
 /// range (none for the ranges not selected).
@@ -530,11 +581,6 @@ fn read_chunks(
     overlay: &[(u64, Vec<u8>)],
 ) -> Result<Vec<Vec<u64>>> {
     let mut unreadable = vec![Vec::new(); ranges.len()];
-    let Pool {
-        allocated,
-        free_tx,
-        free_rx,
-    } = pool;
     for (range_index, r) in ranges.iter().enumerate() {
         if !which(range_index) {
             continue;
@@ -542,19 +588,8 @@ fn read_chunks(
         for (run_start, run_end) in r.runs() {
             let mut address = run_start;
             while address < run_end {
-                let mut buf = match free_rx.try_recv() {
-                    Ok(buf) => buf,
-                    Err(_) if *allocated < MAX_BUFFERS => {
-                        *allocated += 1;
-                        PageBuf::new().map_err(|e| Error::io("anonymous memory for the page copy", e))?
-                    }
-                    // Every buffer is in a chunk: wait for one. It comes back when its chunk is
-                    // dropped, also when the workers stopped (a write failed); the next send
-                    // then fails, and their error is the one to report.
-                    Err(_) => match free_rx.recv() {
-                        Ok(buf) => buf,
-                        Err(_) => return Ok(unreadable),
-                    },
+                let Some(mut buf) = pool.take()? else {
+                    return Ok(unreadable);
                 };
                 let len = ((run_end - address) as usize).min(CHUNK);
                 // A vanished target is named by the snapshot's caller (`killed_while_snapshotting`).
@@ -578,7 +613,7 @@ fn read_chunks(
                     len,
                     readable,
                     buf: Some(buf),
-                    free: free_tx.clone(),
+                    free: pool.free_tx.clone(),
                 };
                 let chunk = Arc::new(chunk);
                 if queues.iter().any(|q| q.send(Arc::clone(&chunk)).is_err()) {
