@@ -2160,6 +2160,60 @@ fn signals_sent_while_memzinc_works_in_a_process_all_arrive() {
     let _ = receiver.wait();
 }
 
+/// Signals that reach a process while it is checkpointed stay pending (unblocked: they came
+/// while it was frozen), are queued again by the restore with their siginfo, and reach the
+/// handler once it runs: the restore's own injected syscalls do not stop for them.
+#[test]
+fn signals_pending_at_a_checkpoint_reach_the_restored_process() {
+    if !root_or_skip("signals_pending_at_a_checkpoint_reach_the_restored_process") {
+        return;
+    }
+    become_subreaper();
+    let dir = tempfile::tempdir().unwrap();
+    let binary = c_target(dir.path(), "sigstorm");
+    let out = dir.path().join("count.txt");
+    let mut receiver = start(&binary, &["recv", out.to_str().unwrap()]);
+    let pid = receiver.id() as i32;
+    let _kill = KillIfPanicking(pid);
+    let count = || -> Option<u64> { std::fs::read_to_string(&out).ok()?.trim().parse().ok() };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while count().is_none() {
+        assert!(Instant::now() < deadline, "the receiver does not start");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let mut sender = start(&binary, &["send", &pid.to_string(), "100000000"]);
+    std::thread::sleep(Duration::from_millis(300));
+    let core = dir.path().join("r.core");
+    let core = core.to_str().unwrap();
+    ok(&["checkpoint", "--pid", &pid.to_string(), "--kill", "-o", core]);
+    let _ = receiver.wait();
+    let _ = sender.wait();
+    let counted = count().unwrap();
+    let summary = ok(&["inspect", core]);
+    let pending: u64 = summary
+        .split(" pending signal(s)")
+        .next()
+        .and_then(|s| s.rsplit(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no pending count in: {summary}"));
+    assert!(pending > 0, "no signal was pending at the checkpoint: {summary}");
+    ok(&["restore", core]);
+    // Every pending signal is handled once the process runs (the file lags the count by at
+    // most one 5 ms step, so the count reaches at least what it showed plus those).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while count().unwrap_or(0) < counted + pending && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        count().unwrap_or(0) >= counted + pending,
+        "{} signals counted after the restore; {counted} before and {pending} pending",
+        count().unwrap_or(0)
+    );
+    eprintln!("{pending} signals pending at the checkpoint, all handled after the restore");
+    let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+    gone(pid);
+}
+
 /// A tree that changes while it is being frozen (issue 18): a parent forking children that
 /// fork and exit at once. Each `checkpoint --tree --leave-running` either writes a whole tree
 /// or fails in one line and writes nothing; either way the parent runs on and no process of

@@ -1407,6 +1407,8 @@ fn resumable(regs: &GpRegs) -> GpRegs {
 fn resume(inject: &Injector, helper: u64, regs: &GpRegs, fpregs: &[u8], xstate: &[u8]) -> Result<()> {
     let pid = Pid::from_raw(inject.pid());
     let fail = |what: &str, e: Errno| Error::Restore(format!("{what}: {e}"));
+    // Its pending signals wait for its own code, not for this last syscall's stops.
+    let blocked = introspect::SignalsBlocked::in_thread(inject.pid()).map_err(|e| fail("PTRACE_SETSIGMASK", e))?;
     ptrace::setregs(pid, inject.regs_for(libc::SYS_munmap, &[helper, PAGE_LEN])?)
         .map_err(|e| fail("PTRACE_SETREGS", e))?;
     for stop in ["entry", "exit"] {
@@ -1424,6 +1426,7 @@ fn resume(inject: &Injector, helper: u64, regs: &GpRegs, fpregs: &[u8], xstate: 
     if rc != 0 {
         return Err(Error::Restore(format!("munmap of the injection page: {rc}")));
     }
+    drop(blocked);
     ptrace::setregs(pid, resumable(regs).to_user()).map_err(|e| fail("PTRACE_SETREGS", e))?;
     set_fpu(inject.pid(), fpregs, xstate).map_err(|e| fail("PTRACE_SETREGSET", e))?;
     ptrace::detach(pid, None).map_err(|e| fail("PTRACE_DETACH", e))?;

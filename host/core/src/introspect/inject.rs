@@ -214,6 +214,14 @@ impl Injector {
     fn run_built(&self, tid: i32, nr: i64, args: &[u64]) -> Result<i64> {
         let t = Pid::from_raw(tid);
         let fail = |what: &str, e: Errno| Error::Restore(format!("{what} (syscall {nr}): {e}"));
+        // Signals wait, blocked, while the syscall runs: a signal queued again from the
+        // checkpoint (pending and unblocked) or sent from outside stays pending, siginfo and
+        // all, for the process's own code. The thread's mask is put back after, unless the
+        // syscall was the one that sets it.
+        let blocked = SignalsBlocked::in_thread(tid).map_err(|e| fail("PTRACE_SETSIGMASK", e))?;
+        if nr == libc::SYS_rt_sigprocmask {
+            blocked.keep_the_new_mask();
+        }
         ptrace::setregs(t, self.regs_for(nr, args)?).map_err(|e| fail("PTRACE_SETREGS", e))?;
         ptrace::cont(t, None).map_err(|e| fail("PTRACE_CONT", e))?;
         loop {
@@ -354,13 +362,14 @@ pub(super) fn clone_stopped(
 /// A stopped tracee thread's signal mask set to block every signal, and put back when this
 /// drops (after the thread is back in its interrupt-stop, so what arrived meanwhile is still
 /// pending when it resumes). SIGKILL and SIGSTOP cannot be blocked.
-struct SignalsBlocked {
+pub struct SignalsBlocked {
     tid: i32,
-    mask: u64,
+    /// The mask to put back; `None` once the syscall run meanwhile sets the mask itself.
+    mask: Option<u64>,
 }
 
 impl SignalsBlocked {
-    fn in_thread(tid: i32) -> std::result::Result<SignalsBlocked, Errno> {
+    pub fn in_thread(tid: i32) -> std::result::Result<SignalsBlocked, Errno> {
         let mut mask = 0u64;
         // SAFETY: PTRACE_GETSIGMASK writes the kernel's sigset (8 bytes on x86_64, the size
         // passed) to `mask`, which lives for the call; the tracee is in a ptrace-stop.
@@ -374,14 +383,21 @@ impl SignalsBlocked {
         };
         Errno::result(rc)?;
         set_sigmask(tid, u64::MAX)?;
-        Ok(SignalsBlocked { tid, mask })
+        Ok(SignalsBlocked { tid, mask: Some(mask) })
+    }
+
+    /// For an `rt_sigprocmask` run while blocked: the mask it sets is the thread's.
+    fn keep_the_new_mask(mut self) {
+        self.mask = None;
     }
 }
 
 impl Drop for SignalsBlocked {
     fn drop(&mut self) {
-        // Fails only if the thread is gone or not stopped (an injection that failed midway).
-        let _ = set_sigmask(self.tid, self.mask);
+        if let Some(mask) = self.mask {
+            // Fails only if the thread is gone or not stopped (an injection that failed midway).
+            let _ = set_sigmask(self.tid, mask);
+        }
     }
 }
 

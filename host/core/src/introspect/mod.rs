@@ -23,7 +23,7 @@ pub use dwarf::{
 };
 pub use field::Field;
 pub use fork::ForkedCopy;
-pub use inject::{Injector, OUT_LEN, PAGE_CODE, PAGE_LEN};
+pub use inject::{Injector, SignalsBlocked, OUT_LEN, PAGE_CODE, PAGE_LEN};
 pub use process::{
     auxv, check_target, cmdline, comm, exe_path, fault_point, fds, ids, mem_available, pid_errno, pidfd_getfd, prlimit,
     read_at, read_many, read_maps, read_pages, read_pages_mem, read_proc, rlimits, rseq_config, stat, vm_flags,
