@@ -617,14 +617,19 @@ pub fn restore_tree(dir: &Path, plan: Option<&PatchPlan>, inherit: &[InheritFd])
         end_as(z.pid, helper, z.zombie.unwrap_or(0))?;
         std::mem::forget(stub);
         // The SIGCHLD its end sent the parent is the restore's doing, not news for the parent
-        // (which had it before the checkpoint, or has it among the pending signals restored):
-        // taken at the next injection (held back there) and dropped.
+        // (which had it before the checkpoint, or has it among the pending signals restored).
+        // Injections block signals, so it waits pending (queued though ignored: the stub is
+        // traced): taken off the queue here, before the parent's handlers are back.
         let parent = &injectors[parent];
-        parent.call("getpid", libc::SYS_getpid, &[])?;
-        for sig in parent.take_deferred() {
-            if sig != nix::sys::signal::Signal::SIGCHLD {
-                parent.defer(sig);
-            }
+        let status = introspect::read_proc(parent.pid(), "status")?;
+        if super::dump::status_mask(&status, "ShdPnd:") & (1 << (libc::SIGCHLD - 1)) != 0 {
+            let set = parent.put(0, &(1u64 << (libc::SIGCHLD - 1)).to_le_bytes())?;
+            let no_wait = parent.put(8, &[0u8; 16])?;
+            parent.call(
+                "rt_sigtimedwait SIGCHLD",
+                libc::SYS_rt_sigtimedwait,
+                &[set, 0, no_wait, 8],
+            )?;
         }
     }
     // Every process rebuilt while none runs (nothing of the tree can signal a process being
