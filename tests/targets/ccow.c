@@ -13,8 +13,13 @@
  * A copy read page by page while the threads run (not one instant) shows B > A: the pages are
  * read in address order, far apart. Two more mappings of 4 pages are filled with 0xd1 and
  * 0xe2 and marked MADV_DONTFORK and MADV_WIPEONFORK (a fork's child lacks the first and sees
- * zeroes in the second). It prints "ready REGION PAGES DONTFORK WIPEONFORK". The main thread
- * answers "ping" on stdin with "pong SEQ TICK" and exits at end of input. */
+ * zeroes in the second). With argv[2] "churn", a churner thread empties a third mapping of
+ * CHURN pages (MADV_DONTNEED), then writes a generation number into the first word of its
+ * first page and then of its last page, again and again: at any instant the last page holds 0
+ * or the first page's number (a copy that read the first page before an emptying and the last
+ * one after shows two generations). It prints "ready REGION PAGES DONTFORK WIPEONFORK CHURN"
+ * (CHURN "(nil)" without it). The main thread answers "ping" on stdin with "pong SEQ TICK" and
+ * exits at end of input. */
 #include <pthread.h>
 #include <sys/mman.h>
 #include <stdint.h>
@@ -24,6 +29,7 @@
 #include <time.h>
 
 #define WRITERS 2
+#define CHURN 8192
 #define PAGE 4096
 
 static volatile uint64_t *region;
@@ -53,6 +59,19 @@ static void *writer(void *arg) {
         *word(1 + w) = own;
         __asm__ volatile("" ::: "memory");
         *word(pages - 2 - w) = own;
+    }
+    return NULL;
+}
+
+static volatile uint64_t *churn;
+
+static void *churner(void *arg) {
+    (void)arg;
+    for (uint64_t generation = 1;; generation++) {
+        madvise((void *)churn, CHURN * PAGE, MADV_DONTNEED);
+        churn[0] = generation;
+        __asm__ volatile("" ::: "memory");
+        churn[(CHURN - 1) * (PAGE / 8)] = generation;
     }
     return NULL;
 }
@@ -96,6 +115,12 @@ int main(int argc, char **argv) {
             return 1;
     }
     pthread_t t;
+    if (argc > 2 && strcmp(argv[2], "churn") == 0) {
+        churn = mmap(NULL, CHURN * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (churn == MAP_FAILED)
+            return 1;
+        pthread_create(&t, NULL, churner, NULL);
+    }
     for (size_t w = 0; w < WRITERS; w++)
         pthread_create(&t, NULL, writer, (void *)w);
     *word(pages / 2) = 0;
@@ -103,7 +128,7 @@ int main(int argc, char **argv) {
     /* Ready once every thread has written: the clock page holds a time. */
     while (*word(pages / 2) == 0 || *word(pages - 1) == 0)
         ;
-    printf("ready %p %zu %p %p\n", (void *)region, pages, no_fork[0], no_fork[1]);
+    printf("ready %p %zu %p %p %p\n", (void *)region, pages, no_fork[0], no_fork[1], (void *)churn);
     fflush(stdout);
     char line[64];
     while (fgets(line, sizeof line, stdin)) {

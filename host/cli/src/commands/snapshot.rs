@@ -37,9 +37,9 @@ pub struct Args {
     /// Target name the root is recorded for, as plans name it (e.g. healme).
     #[arg(long, requires = "witness")]
     target: Option<String>,
-    /// Keep the target stopped until every page is copied, instead of forking a copy of it and
-    /// reading that while it runs (the default: the target stops only for its state and the
-    /// fork; the image is the same).
+    /// Keep the target stopped until every page is copied, instead of reading its pages while
+    /// it runs through a write-protected view (or a forked copy where the view cannot be had):
+    /// the default stops it only for its state; the image is the same.
     #[arg(long)]
     stop_the_world: bool,
 }
@@ -82,13 +82,13 @@ pub fn run(a: Args, g: &Global) -> Result<()> {
         report.fds,
         report.root,
         report.frozen_ms,
-        match (report.copy_on_write, report.extra_bytes) {
-            (true, Some(extra)) => format!(
-                " (copy-on-write: read from a forked copy while it ran; {:.1} MiB duplicated meanwhile)",
-                extra as f64 / (1 << 20) as f64
+        match (report.copy_on_write_by.as_deref(), report.extra_bytes) {
+            (Some(by), extra) => format!(
+                " (copy-on-write by {by}: read while it ran{})",
+                extra.map_or(String::new(), |e| format!("; {:.1} MiB held for pages it wrote meanwhile", e as f64 / (1 << 20) as f64))
             ),
-            (true, None) => " (copy-on-write: read from a forked copy while it ran)".to_string(),
-            (false, _) => String::new(),
+            (None, _) if report.copy_on_write => " (copy-on-write: read while it ran)".to_string(),
+            (None, _) => String::new(),
         },
         report.pages_from_target,
         if report.since.is_some() { ", the rest from --since" } else { "" }

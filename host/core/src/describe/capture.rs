@@ -33,7 +33,7 @@ use memzinc_verifier::merkle;
 use nix::libc;
 
 use crate::base::{Error, Result, Sha2};
-use crate::introspect::{self, ForkedCopy, Frozen, MapEntry, PAGE_SIZE};
+use crate::introspect::{self, ForkedCopy, Frozen, MapEntry, WriteProtected, PAGE_SIZE};
 
 /// Pages are copied, hashed and written in chunks of this size.
 const CHUNK: usize = 8 << 20;
@@ -211,6 +211,10 @@ pub(super) enum Hold<'a> {
     /// A copy-on-write snapshot: the target is thawed once the ranges a fork does not copy
     /// faithfully are read; the others are read from the copy (`introspect::ForkedCopy`).
     CopyOnWrite(CowSource<'a>),
+    /// A write-protected snapshot: the target is thawed once the ranges the view does not
+    /// hold are read; the others are read from the running target through the view
+    /// (`introspect::WriteProtected`).
+    Protected(ProtectedSource<'a>),
 }
 
 /// A capture thread's CPU given to the target first (nice 19) while the target runs again:
@@ -264,12 +268,21 @@ pub(super) struct CowSource<'a> {
     pub overlay: &'a [(u64, Vec<u8>)],
 }
 
+/// Where a write-protected capture reads (see [`Hold::Protected`]).
+pub(super) struct ProtectedSource<'a> {
+    pub frozen: Frozen,
+    pub view: &'a WriteProtected,
+    /// Per capture range: read while the target is frozen (the view does not hold it).
+    pub during_freeze: &'a [bool],
+}
+
 impl Hold<'_> {
     pub fn frozen(&self) -> &Frozen {
         match self {
             Hold::ThawAfterCopy(f) => f,
             Hold::Keep(f) => f,
             Hold::CopyOnWrite(c) => &c.frozen,
+            Hold::Protected(p) => &p.frozen,
         }
     }
 }
@@ -420,6 +433,33 @@ pub(super) fn capture(
                 });
                 (read, frozen_for, true)
             }
+            Hold::Protected(p) => {
+                let during = |i: usize| p.during_freeze.get(i).copied().unwrap_or(true);
+                let early = read_chunks(Source::Live(pid), ranges, &first_leaf, queues, &mut pool, &during, &[]);
+                let frozen_for = p.frozen.stopped_for();
+                drop(p.frozen);
+                target_runs.store(true, Ordering::Relaxed);
+                introspect::fault_point("wp-thawed");
+                // SAFETY: geteuid takes nothing and cannot fail.
+                let root = unsafe { libc::geteuid() } == 0;
+                let _yielding = root.then(Yielding::start);
+                let read = early.and_then(|mut unreadable| {
+                    let later = read_chunks(
+                        Source::Protected(pid, p.view),
+                        ranges,
+                        &first_leaf,
+                        queues,
+                        &mut pool,
+                        &|i| !during(i),
+                        &[],
+                    )?;
+                    for (u, more) in unreadable.iter_mut().zip(later) {
+                        u.extend(more);
+                    }
+                    Ok(unreadable)
+                });
+                (read, frozen_for, true)
+            }
             frozen => {
                 let read = read_chunks(
                     Source::Live(pid),
@@ -502,6 +542,8 @@ enum Source<'a> {
     Live(i32),
     /// A forked copy, through its /proc/PID/mem (see `introspect::read_pages_mem`).
     Copy(i32, &'a File),
+    /// The running target through its write-protected view: each chunk is settled with it.
+    Protected(i32, &'a WriteProtected),
 }
 
 /// The reader's buffers: those allocated so far and the way back of those in use.
@@ -569,7 +611,8 @@ fn copy_reused(ranges: &[CaptureRange], writers: &mpsc::SyncSender<Arc<Chunk>>, 
 }
 
 /// The reader: copies every range `which` selects from process `pid`, chunk by chunk, puts the
-/// `overlay` pages over what it read, and queues the chunks. Returns the unreadable pages per
+/// `overlay` pages over what it read, settles each chunk with the write-protected view if it
+/// reads through one, and queues the chunks. Returns the unreadable pages per
 /// range (none for the ranges not selected).
 fn read_chunks(
     source: Source<'_>,
@@ -595,10 +638,13 @@ fn read_chunks(
                 // A vanished target is named by the snapshot's caller (`killed_while_snapshotting`).
                 let bytes = &mut buf.bytes_mut()[..len];
                 let mut readable = match source {
-                    Source::Live(pid) => introspect::read_pages(pid, address, bytes)?,
+                    Source::Live(pid) | Source::Protected(pid, _) => introspect::read_pages(pid, address, bytes)?,
                     Source::Copy(pid, mem) => introspect::read_pages_mem(pid, mem, address, bytes)?,
                 };
                 lay_over(address, bytes, &mut readable, overlay);
+                if let Source::Protected(_, view) = source {
+                    view.settle(address, bytes, &mut readable)?;
+                }
                 unreadable[range_index].extend(
                     readable
                         .iter()

@@ -41,8 +41,8 @@ use super::corefile::{self, FileMapping, LoadRegion, ProcessIds, PsInfo, Segment
 use crate::base::pb::snapshot as pb;
 use crate::base::{hex_bytes, write_atomically, Error, Memory, Result, Sha2};
 use crate::introspect::{
-    self, FdInfo, Frozen, GpRegs, MapEntry, Symbol, SymbolKind, ThreadRegisters, VmFlags, NT_PRFPREG, NT_X86_XSTATE,
-    PAGE_SIZE,
+    self, FdInfo, Frozen, GpRegs, MapEntry, Symbol, SymbolKind, ThreadRegisters, VmFlags, WriteProtected, NT_PRFPREG,
+    NT_X86_XSTATE, PAGE_SIZE,
 };
 
 /// The layout version this memzinc writes and reads (`SnapshotMeta.format_version`).
@@ -161,12 +161,15 @@ pub struct TakeReport {
     /// its copy was forked, else until its last page was copied (it resumes before hashing
     /// and writing either way).
     pub frozen_ms: f64,
-    /// Whether the pages were read from a forked copy while the target ran (see
-    /// [`Pause::CopyOnWrite`]).
+    /// Whether the pages were read while the target ran (see [`Pause::CopyOnWrite`]).
     #[serde(default)]
     pub copy_on_write: bool,
-    /// Copy-on-write only: memory the copy held alone by the end — pages the target wrote while
-    /// the snapshot was read, which the kernel duplicated — plus its page tables, in bytes.
+    /// How: "write-protect" (`introspect::WriteProtected`) or "fork" (`introspect::ForkedCopy`).
+    #[serde(default)]
+    pub copy_on_write_by: Option<String>,
+    /// Copy-on-write only: memory held for the snapshot because the target wrote pages while
+    /// they were read — with write-protect the pages copied before a write (at most at once);
+    /// with a fork what the copy held alone by the end, plus its page tables — in bytes.
     #[serde(default)]
     pub extra_bytes: Option<u64>,
     /// Pages read from the target; the others came from the `since` snapshot.
@@ -178,9 +181,14 @@ pub struct TakeReport {
 /// How a snapshot holds its target.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Pause {
-    /// Frozen only to read its state and fork a copy of it (`introspect::ForkedCopy`); the
-    /// pages are read from the copy while the target runs. Memory a fork does not copy
-    /// faithfully is read during the freeze. The image is the state at the freeze instant.
+    /// Frozen only to read its state; the pages are read while the target runs. Its private
+    /// anonymous memory is write-protected before the freeze (`introspect::WriteProtected`:
+    /// the freeze only protects again what was written since) and read through that view;
+    /// the rest is read during the freeze. Where the view cannot be had or loses a page (the
+    /// target empties or unmaps memory before it is read), the snapshot is taken again with a
+    /// fork (`introspect::ForkedCopy`) — or with a fork only, with `MEMZINC_COW=fork`, and
+    /// for a tracked process (its memory has `track`'s userfaultfd). Either way the image is
+    /// the state at the freeze instant.
     #[default]
     CopyOnWrite,
     /// Frozen until every page is copied (`--stop-the-world`).
@@ -215,18 +223,75 @@ pub fn take_paused(
     if let Some(prev) = since {
         check_since(pid, prev)?;
     }
+    let by_fork = std::env::var_os("MEMZINC_COW").is_some_and(|v| v == "fork");
+    let mut viewed = false;
+    match take_held(pid, since, out, progress, pause, !by_fork, &mut viewed) {
+        Err(Error::CopyOnWrite { why, .. }) if viewed => {
+            tracing::warn!("pid {pid}: the write-protected view lost the freeze instant ({why}); taking the snapshot again with a fork");
+            take_held(pid, since, out, progress, pause, false, &mut viewed)
+        }
+        other => other,
+    }
+}
+
+/// [`take_paused`] once; `protect`: try the write-protected view first. `viewed` says whether
+/// one was used.
+fn take_held(
+    pid: i32,
+    since: Option<&Snapshot>,
+    out: &Path,
+    progress: Option<&indicatif::ProgressBar>,
+    pause: Pause,
+    protect: bool,
+    viewed: &mut bool,
+) -> Result<TakeReport> {
     let hold = match pause {
         Pause::StopTheWorld => Hold::StopTheWorld(Frozen::freeze(pid)?),
         // A fork's copy of a mapping with these flags is not the mapping: read before the
         // freeze (printing smaps walks every page table), checked again after.
         Pause::CopyOnWrite => {
             let flags = introspect::vm_flags(pid)?;
+            let view = if protect { write_protected(pid, &flags) } else { None };
+            *viewed = view.is_some();
             let frozen = Frozen::freeze(pid)?;
-            introspect::fault_point("cow-frozen");
-            Hold::CopyOnWrite(frozen, flags)
+            introspect::fault_point(if view.is_some() { "wp-frozen" } else { "cow-frozen" });
+            Hold::CopyOnWrite(frozen, flags, view)
         }
     };
     write_frozen(pid, hold, since, out, progress, None).map_err(killed_while_snapshotting(pid))
+}
+
+/// Memory the write-protected view can hold: private anonymous mappings (the kernel protects
+/// no other kind without features this one lacks), not hugetlb; the rest is read while frozen.
+fn protectable(m: &MapEntry, flags: &[VmFlags]) -> bool {
+    let anonymous = m.inode == 0
+        && (m.path.is_empty() || m.path == "[heap]" || m.path == "[stack]" || m.path.starts_with("[anon:"));
+    should_capture(m) && m.private() && anonymous && !flagged(flags, m.start, m.end)
+}
+
+/// Phase 1 of the write-protected view (`introspect::WriteProtected::start`), the target
+/// running; `None` where it cannot be had (the reason is logged): a tracked process, a kernel
+/// or target that refuses.
+fn write_protected(pid: i32, flags: &[VmFlags]) -> Option<WriteProtected> {
+    if super::track::load_tracking(pid).ok()?.is_some() {
+        return None;
+    }
+    let maps = introspect::read_maps(pid).ok()?;
+    let ranges: Vec<(u64, u64)> = maps
+        .iter()
+        .filter(|m| protectable(m, flags))
+        .map(|m| (m.start, m.end))
+        .collect();
+    match WriteProtected::start(pid, &ranges) {
+        Ok(view) => {
+            introspect::fault_point("wp-protected");
+            Some(view)
+        }
+        Err(e) => {
+            tracing::debug!("pid {pid}: no write-protected view ({e}); a fork is the copy");
+            None
+        }
+    }
 }
 
 /// Writes the snapshot of the process `frozen` holds, with `checkpoint` in its metadata, and
@@ -252,8 +317,15 @@ pub fn take_frozen_cow(
     checkpoint: Option<pb::Checkpoint>,
 ) -> Result<TakeReport> {
     let pid = frozen.pid();
-    write_frozen(pid, Hold::CopyOnWrite(frozen, flags), None, out, progress, checkpoint)
-        .map_err(killed_while_snapshotting(pid))
+    write_frozen(
+        pid,
+        Hold::CopyOnWrite(frozen, flags, None),
+        None,
+        out,
+        progress,
+        checkpoint,
+    )
+    .map_err(killed_while_snapshotting(pid))
 }
 
 /// What `write_frozen` hands the capture.
@@ -261,25 +333,29 @@ enum Freeze<'a> {
     ThawAfterCopy(Frozen),
     Keep(&'a Frozen),
     CopyOnWrite(Frozen),
+    Protected(Frozen),
 }
 
 enum Prepared<'a> {
     Plain(Freeze<'a>),
     CopyOnWrite(Frozen, Box<CowPlan>),
+    /// The view, and per captured range whether it is read during the freeze.
+    Protected(Frozen, WriteProtected, Vec<bool>),
 }
 
 /// How `write_frozen` holds the target (see [`Pause`]).
 enum Hold<'a> {
     StopTheWorld(Frozen),
-    /// With the target's `VmFlags` read just before the freeze.
-    CopyOnWrite(Frozen, Vec<VmFlags>),
+    /// With the target's `VmFlags` read just before the freeze, and the write-protected view
+    /// laid before it, if there is one (else a fork is the copy).
+    CopyOnWrite(Frozen, Vec<VmFlags>, Option<WriteProtected>),
     Keep(&'a Frozen),
 }
 
 impl Hold<'_> {
     fn frozen(&self) -> &Frozen {
         match self {
-            Hold::StopTheWorld(f) | Hold::CopyOnWrite(f, _) => f,
+            Hold::StopTheWorld(f) | Hold::CopyOnWrite(f, _, _) => f,
             Hold::Keep(f) => f,
         }
     }
@@ -443,7 +519,7 @@ fn write_frozen(
     let maps = introspect::read_maps(pid)?;
     let exe = introspect::exe_path(pid)?;
     let comm = introspect::comm(pid)?;
-    // With copy-on-write the symbols are read after the thaw, through the copy.
+    // With copy-on-write the symbols are read after the thaw (through the copy, if forked).
     let cow = matches!(hold, Hold::CopyOnWrite(..));
     let symbols = if cow {
         Vec::new()
@@ -515,7 +591,22 @@ fn write_frozen(
     let prepared = match hold {
         Hold::StopTheWorld(f) => Prepared::Plain(Freeze::ThawAfterCopy(f)),
         Hold::Keep(f) => Prepared::Plain(Freeze::Keep(f)),
-        Hold::CopyOnWrite(f, flags) => {
+        Hold::CopyOnWrite(f, flags, Some(view)) => {
+            let captured: Vec<(u64, u64, bool)> = regions
+                .iter()
+                .filter(|r| r.captured)
+                .map(|r| (r.map.start, r.map.end, protectable(&r.map, &flags)))
+                .collect();
+            match view.at_freeze(&captured) {
+                Ok(during) => Prepared::Protected(f, view, during),
+                Err(e) => {
+                    view.finish();
+                    tracing::warn!("pid {pid}: no write-protected view ({e}); the target stays stopped for the copy");
+                    Prepared::Plain(Freeze::ThawAfterCopy(f))
+                }
+            }
+        }
+        Hold::CopyOnWrite(f, flags, None) => {
             let captured: Vec<&SnapRegion> = regions.iter().filter(|r| r.captured).collect();
             match plan_cow(&f, &captured, flags) {
                 Ok(plan) => Prepared::CopyOnWrite(f, Box::new(plan)),
@@ -546,9 +637,14 @@ fn write_frozen(
         let io = |e| Error::io(out, e);
         // The page data goes in at its offsets (see `capture`); the headers, which need the
         // note segment's size, and the notes after the data come last.
+        let mut view = None;
         let (freeze, mut plan) = match prepared {
             Prepared::Plain(freeze) => (freeze, None),
             Prepared::CopyOnWrite(frozen, plan) => (Freeze::CopyOnWrite(frozen), Some(plan)),
+            Prepared::Protected(frozen, protected, during) => {
+                view = Some((protected, during));
+                (Freeze::Protected(frozen), None)
+            }
         };
         let captured = match (freeze, plan.as_deref_mut()) {
             (Freeze::CopyOnWrite(frozen), Some(plan)) => {
@@ -560,6 +656,15 @@ fn write_frozen(
                 };
                 capture::capture(pid, capture::Hold::CopyOnWrite(source), &ranges, w.get_ref(), out)?
             }
+            (Freeze::Protected(frozen), _) => {
+                let (view, during) = view.as_ref().expect("a write-protected freeze comes with its view");
+                let source = capture::ProtectedSource {
+                    frozen,
+                    view,
+                    during_freeze: during,
+                };
+                capture::capture(pid, capture::Hold::Protected(source), &ranges, w.get_ref(), out)?
+            }
             (Freeze::ThawAfterCopy(f), _) => {
                 capture::capture(pid, capture::Hold::ThawAfterCopy(f), &ranges, w.get_ref(), out)?
             }
@@ -567,9 +672,22 @@ fn write_frozen(
             (Freeze::CopyOnWrite(_), None) => unreachable!("a copy-on-write freeze comes with its plan"),
         };
         let frozen_ms = captured.frozen_for.as_secs_f64() * 1e3;
-        let copy_on_write = plan.is_some();
+        let copy_on_write = plan.is_some() || view.is_some();
+        let copy_on_write_by = if plan.is_some() {
+            Some("fork".to_string())
+        } else {
+            view.is_some().then(|| "write-protect".to_string())
+        };
         let mut symbols = symbols;
         let mut extra_bytes = None;
+        if let Some((view, _)) = view {
+            view.check()?;
+            introspect::fault_point("wp-read");
+            extra_bytes = Some(view.extra_bytes());
+            view.finish();
+            // After the thaw: the modules are read from the target itself.
+            symbols = read_symbols(pid, pid, &maps_of(&regions), &exe)?;
+        }
         if let Some(plan) = plan {
             symbols = read_symbols(pid, plan.copy.pid(), &maps_of(&regions), &exe)?;
             extra_bytes = plan.copy.extra_bytes().ok();
@@ -664,6 +782,7 @@ fn write_frozen(
             file_bytes: data_end + notes.len() as u64,
             frozen_ms,
             copy_on_write,
+            copy_on_write_by,
             extra_bytes,
             pages_from_target,
             since: since.map(|prev| prev.meta.root.clone()),

@@ -12,6 +12,7 @@ mod field;
 mod fork;
 mod inject;
 mod process;
+mod protect;
 mod registry;
 mod symbols;
 pub(crate) mod uffd;
@@ -30,6 +31,7 @@ pub use process::{
     write_at, write_forced, write_many, FdInfo, Frozen, GpRegs, HoldSignals, MapEntry, ProcStat, ThreadRegisters,
     VmFlags, IOV_MAX, NT_PRFPREG, NT_X86_XSTATE, PAGE_SIZE,
 };
+pub use protect::WriteProtected;
 pub use registry::{
     read_process_registry, read_registry, DescribedField, DescribedObject, DescribedType, Kind, LiveProcess,
 };

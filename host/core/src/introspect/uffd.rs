@@ -1,6 +1,7 @@
 //! The kernel's userfaultfd and `PAGEMAP_SCAN` ABI (<linux/userfaultfd.h>, <linux/fs.h>; libc
-//! has none of it), in one place for its two users: `track` (asynchronous write-protect, asked
-//! with `PAGEMAP_SCAN`) and lazy restore (missing pages served with `UFFDIO_COPY`).
+//! has none of it), in one place for its users: `track` (asynchronous write-protect, asked
+//! with `PAGEMAP_SCAN`), the write-protected snapshot view (`protect`: write faults served)
+//! and lazy restore (missing pages served with `UFFDIO_COPY`).
 //! Each struct's size is asserted to be the kernel's, so each ioctl number below is the kernel's.
 
 use nix::errno::Errno;
@@ -30,6 +31,7 @@ const READ_WRITE: u64 = 3;
 const READ: u64 = 2;
 pub const UFFDIO_API: u64 = ioc(READ_WRITE, 0xAA, 0x3F, size_of::<UffdioApi>());
 pub const UFFDIO_REGISTER: u64 = ioc(READ_WRITE, 0xAA, 0x00, size_of::<UffdioRegister>());
+pub const UFFDIO_UNREGISTER: u64 = ioc(READ, 0xAA, 0x01, size_of::<UffdioRange>());
 pub const UFFDIO_WAKE: u64 = ioc(READ, 0xAA, 0x02, size_of::<UffdioRange>());
 pub const UFFDIO_COPY: u64 = ioc(READ_WRITE, 0xAA, 0x03, size_of::<UffdioCopy>());
 pub const UFFDIO_ZEROPAGE: u64 = ioc(READ_WRITE, 0xAA, 0x04, size_of::<UffdioZeropage>());
