@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # How long each tool stops a process, measured from inside it, and how long each takes, run as a
-# user runs them (whole processes): `memzinc snapshot` (copy-on-write, the default),
+# user runs them (whole processes): `memzinc snapshot` (copy-on-write, the default: the
+# write-protected view, a fork where it cannot be had), the same with `MEMZINC_COW=fork`,
 # `memzinc snapshot --stop-the-world`, `memzinc checkpoint --leave-running` (copy-on-write),
 # gdb's `gcore` and `criu dump --leave-running` (CRIU 4.1.1, ../shared/tools/criu41.sh or $CRIU). The target (tests/targets/cpause.c) holds SIZE MiB of
 # written heap and a thread that spins reading CLOCK_MONOTONIC and reports the largest gap it saw
@@ -40,16 +41,18 @@ gap_us() {
 # A field of memzinc's JSON report.
 field() { sed -n "s/.*\"$1\": *\([0-9.]*\).*/\1/p" | head -1; }
 
-# One tool run against the target; prints "pause_us wall_ns extra_bytes stopped_ms" (the last
-# two memzinc's own report: the copy's memory, how long it says it held the target stopped).
+# One tool run against the target; prints "pause_us wall_ns extra_bytes stopped_ms route" (the
+# last three memzinc's own report: the copy's memory, how long it says it held the target
+# stopped, how it copied).
 run_tool() {
-  local tool=$1 out=$work/dump extra=- stopped=- json started ended
+  local tool=$1 out=$work/dump extra=- stopped=- route=- json started ended
   rm -rf "$out" "$out.core"; mkdir -p "$out"
   sync; echo 1 > /proc/sys/vm/drop_caches 2>/dev/null || true
   gap_us > /dev/null
   started=$(now_ns)
   case $tool in
     memzinc-cow) json=$("$MEMZINC" --json snapshot --pid "$target" -o "$out.core") ;;
+    memzinc-fork) json=$(MEMZINC_COW=fork "$MEMZINC" --json snapshot --pid "$target" -o "$out.core") ;;
     memzinc-stw) json=$("$MEMZINC" --json snapshot --stop-the-world --pid "$target" -o "$out.core") ;;
     memzinc-ckpt) json=$("$MEMZINC" --json checkpoint --leave-running --pid "$target" -o "$out.core") ;;
     gcore) gcore -o "$out/core" "$target" > /dev/null 2>&1 ;;
@@ -61,15 +64,16 @@ run_tool() {
   ended=$(now_ns)
   if [ -n "${json:-}" ]; then
     extra=$(field extra_bytes <<< "$json"); stopped=$(field frozen_ms <<< "$json")
+    route=$(sed -n 's/.*"copy_on_write_by": *"\([a-z-]*\)".*/\1/p' <<< "$json" | head -1)
   fi
-  echo "$(gap_us) $((ended - started)) ${extra:--} ${stopped:--}"
+  echo "$(gap_us) $((ended - started)) ${extra:--} ${stopped:--} ${route:--}"
   rm -rf "$out" "$out.core"
 }
 
 # "median min max" of numbers on stdin.
 stats() { sort -g | awk '{v[NR]=$1} END {m=(NR%2)?v[(NR+1)/2]:(v[NR/2]+v[NR/2+1])/2; printf "%s %s %s", m, v[1], v[NR]}'; }
 
-tools=(memzinc-cow memzinc-stw memzinc-ckpt gcore criu idle)
+tools=(memzinc-cow memzinc-fork memzinc-stw memzinc-ckpt gcore criu idle)
 echo "machine: $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg), $(uname -r); memzinc $MEMZINC"
 for size in "${SIZES[@]}"; do
   setsid "$work/cpause" "$size" > "$work/out" 2>&1 < /dev/null &
@@ -89,7 +93,7 @@ for size in "${SIZES[@]}"; do
     read -r pm pl ph <<< "$(awk -v t="$tool" '$1==t {print $2/1000}' "$work/results" | stats)"
     read -r wm wl wh <<< "$(awk -v t="$tool" '$1==t {print $3/1e9}' "$work/results" | stats)"
     extra="" said=""
-    if [ "$tool" = memzinc-cow ] || [ "$tool" = memzinc-ckpt ]; then
+    if [ "$tool" = memzinc-cow ] || [ "$tool" = memzinc-fork ] || [ "$tool" = memzinc-ckpt ]; then
       read -r em _ eh <<< "$(awk -v t="$tool" '$1==t && $4!="-" {print $4/1048576}' "$work/results" | stats)"
       extra=$(printf '%.1f (max %.1f)' "$em" "$eh")
     fi
@@ -99,5 +103,6 @@ for size in "${SIZES[@]}"; do
     fi
     printf '%-13s %8.1f (%.1f-%.1f)%9s %6.2f (%.2f-%.2f)%8s %-26s %s\n' "$tool" "$pm" "$pl" "$ph" "" "$wm" "$wl" "$wh" "" "$said" "$extra"
   done
+  echo "routes of memzinc-cow: $(awk '$1=="memzinc-cow" {print $6}' "$work/results" | sort | uniq -c | xargs)"
   kill "$target"; wait "$target" 2>/dev/null || true
 done

@@ -429,8 +429,8 @@ fn memzinc_killed_at_every_step_of_a_copy_on_write_snapshot_leaves_the_target_ru
 }
 
 /// A target that empties memory (MADV_DONTNEED) while it is read: the write-protected view
-/// cannot copy such pages before they go, so it must notice and memzinc take the snapshot again
-/// with a fork — never an image of two instants.
+/// cannot copy such pages before they go, so it must notice and memzinc take the snapshot (or
+/// checkpoint) again with a fork — never an image of two instants.
 #[test]
 fn memory_emptied_while_a_write_protected_view_is_read_never_makes_a_wrong_snapshot() {
     let dir = tempfile::tempdir().unwrap();
@@ -440,11 +440,17 @@ fn memory_emptied_while_a_write_protected_view_is_read_never_makes_a_wrong_snaps
     let pid = target.pid().to_string();
     let core = dir.path().join("s.core");
     let mut by = std::collections::BTreeMap::new();
+    // Four snapshots, then a checkpoint left running (which takes its whole checkpoint again).
     for round in 0..5 {
-        let report = memzinc_json(&["snapshot", "--pid", &pid, "-o", core.to_str().unwrap()]);
+        let command = if round < 4 { "snapshot" } else { "checkpoint" };
+        let mut args = vec![command, "--pid", &pid, "-o", core.to_str().unwrap()];
+        if command == "checkpoint" {
+            args.push("--leave-running");
+        }
+        let report = memzinc_json(&args);
         let snap = Snapshot::open(&core).unwrap();
-        check_churn(&snap, churn, &format!("snapshot {round} ({report})"));
-        target.check(&snap, &format!("snapshot {round}"));
+        check_churn(&snap, churn, &format!("{command} {round} ({report})"));
+        target.check(&snap, &format!("{command} {round}"));
         *by.entry(report["copy_on_write_by"].as_str().unwrap_or("none").to_string())
             .or_insert(0) += 1;
         assert_eq!(userfaultfds(target.pid()), 0);

@@ -936,6 +936,13 @@ fn a_copy_on_write_checkpoint_of_a_running_process_restores_where_it_was() {
         return;
     }
     become_subreaper();
+    // Through the write-protected view (the default), then through a fork (`MEMZINC_COW`).
+    for by in ["write-protect", "fork"] {
+        checkpoint_running_and_restore(by);
+    }
+}
+
+fn checkpoint_running_and_restore(by: &str) {
     let dir = tempfile::tempdir().unwrap();
     let binary = gcc(dir.path(), "counter_pie", &[]).expect("gcc");
     let out = dir.path().join("out.txt");
@@ -943,18 +950,29 @@ fn a_copy_on_write_checkpoint_of_a_running_process_restores_where_it_was() {
     let mut child = start(&binary, &[out.to_str().unwrap(), "--heap-mib", "64"]);
     let pid = child.id() as i32;
     wait_for_lines(&out, 5, "before the checkpoint");
-    let report: serde_json::Value = serde_json::from_str(&ok(&[
-        "--json",
-        "checkpoint",
-        "--pid",
-        &pid.to_string(),
-        "--leave-running",
-        "-o",
-        core.to_str().unwrap(),
-    ]))
-    .unwrap();
+    let checkpointed = Command::new(memzinc_tests::binary("memzinc"))
+        .env("MEMZINC_COW", if by == "fork" { "fork" } else { "" })
+        .args([
+            "--json",
+            "checkpoint",
+            "--pid",
+            &pid.to_string(),
+            "--leave-running",
+            "-o",
+        ])
+        .arg(&core)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        checkpointed.status.success(),
+        "checkpoint by {by}: {}",
+        String::from_utf8_lossy(&checkpointed.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&checkpointed.stdout).unwrap();
     assert_eq!(report["killed"], false);
     assert_eq!(report["copy_on_write"], true, "{report}");
+    assert_eq!(report["copy_on_write_by"], by, "{report}");
     let ran_on = lines(&out).len();
     wait_for_lines(&out, ran_on + 3, "left running");
     kill(Pid::from_raw(pid), Signal::SIGKILL).unwrap();

@@ -34,7 +34,8 @@ pub struct Args {
     #[arg(long, requires = "witness")]
     target: Option<String>,
     /// With the process left running: keep it stopped until every page is copied, instead of
-    /// resuming it once its state is taken and a copy of it forked (the same checkpoint).
+    /// resuming it once its state is taken and reading its pages while it runs (through a
+    /// write-protected view, or a forked copy where the view cannot be had; the same checkpoint).
     #[arg(long)]
     stop_the_world: bool,
 }

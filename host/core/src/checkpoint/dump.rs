@@ -40,12 +40,39 @@ pub struct CheckpointReport {
 }
 
 /// Checkpoints `pid` into `out` (atomically), then resumes or kills it. A process left running
-/// is, unless `pause` says to stop the world, resumed as soon as its state is taken and a copy
-/// of it forked: its pages are read from the copy (`describe::Pause::CopyOnWrite`).
+/// is, unless `pause` says to stop the world, resumed as soon as its state is taken: its pages
+/// are read while it runs (`describe::Pause::CopyOnWrite`), through a write-protected view
+/// laid before the freeze, or from a forked copy — also when the view lost a page: then the
+/// whole checkpoint is taken again.
 pub fn checkpoint(pid: i32, out: &Path, after: AfterCheckpoint, pause: Pause) -> Result<CheckpointReport> {
+    let mut viewed = false;
+    match checkpoint_once(pid, out, after, pause, true, &mut viewed) {
+        Err(Error::CopyOnWrite { why, .. }) if viewed => {
+            tracing::warn!("pid {pid}: the write-protected view lost the freeze instant ({why}); checkpointing it again with a fork");
+            checkpoint_once(pid, out, after, pause, false, &mut viewed)
+        }
+        other => other,
+    }
+}
+
+/// [`checkpoint`] once; `protect`: try the write-protected view. `viewed` says whether one was
+/// used.
+fn checkpoint_once(
+    pid: i32,
+    out: &Path,
+    after: AfterCheckpoint,
+    pause: Pause,
+    protect: bool,
+    viewed: &mut bool,
+) -> Result<CheckpointReport> {
     let started = std::time::Instant::now();
     let cow = after == AfterCheckpoint::LeaveRunning && pause == Pause::CopyOnWrite;
     let flags = if cow { Some(introspect::vm_flags(pid)?) } else { None };
+    let view = match &flags {
+        Some(flags) if protect => describe::write_protected_view(pid, flags),
+        _ => None,
+    };
+    *viewed = view.is_some();
     let frozen = Frozen::freeze(pid)?;
     let tree = Tree::of(&[pid])?;
     let (state, repairing, lock) = collect(&frozen, after == AfterCheckpoint::Kill, &tree).map_err(|e| match e {
@@ -58,7 +85,7 @@ pub fn checkpoint(pid: i32, out: &Path, after: AfterCheckpoint, pause: Pause) ->
     if let Some(flags) = flags {
         // Repair mode left before the process resumes.
         drop(repairing);
-        let report = describe::take_frozen_cow(frozen, flags, out, None, Some(state))?;
+        let report = describe::take_frozen_cow(frozen, flags, view, out, None, Some(state))?;
         return Ok(CheckpointReport {
             stopped_us: (report.frozen_ms * 1e3) as u128,
             snapshot: report,

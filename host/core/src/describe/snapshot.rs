@@ -223,9 +223,8 @@ pub fn take_paused(
     if let Some(prev) = since {
         check_since(pid, prev)?;
     }
-    let by_fork = std::env::var_os("MEMZINC_COW").is_some_and(|v| v == "fork");
     let mut viewed = false;
-    match take_held(pid, since, out, progress, pause, !by_fork, &mut viewed) {
+    match take_held(pid, since, out, progress, pause, true, &mut viewed) {
         Err(Error::CopyOnWrite { why, .. }) if viewed => {
             tracing::warn!("pid {pid}: the write-protected view lost the freeze instant ({why}); taking the snapshot again with a fork");
             take_held(pid, since, out, progress, pause, false, &mut viewed)
@@ -251,7 +250,11 @@ fn take_held(
         // freeze (printing smaps walks every page table), checked again after.
         Pause::CopyOnWrite => {
             let flags = introspect::vm_flags(pid)?;
-            let view = if protect { write_protected(pid, &flags) } else { None };
+            let view = if protect {
+                write_protected_view(pid, &flags)
+            } else {
+                None
+            };
             *viewed = view.is_some();
             let frozen = Frozen::freeze(pid)?;
             introspect::fault_point(if view.is_some() { "wp-frozen" } else { "cow-frozen" });
@@ -270,9 +273,13 @@ fn protectable(m: &MapEntry, flags: &[VmFlags]) -> bool {
 }
 
 /// Phase 1 of the write-protected view (`introspect::WriteProtected::start`), the target
-/// running; `None` where it cannot be had (the reason is logged): a tracked process, a kernel
-/// or target that refuses.
-fn write_protected(pid: i32, flags: &[VmFlags]) -> Option<WriteProtected> {
+/// running, before its freeze; `flags` are its `VmFlags` (`introspect::vm_flags`). `None`
+/// where it cannot be had (the reason is logged): `MEMZINC_COW=fork`, a tracked process, a
+/// kernel or target that refuses.
+pub fn write_protected_view(pid: i32, flags: &[VmFlags]) -> Option<WriteProtected> {
+    if std::env::var_os("MEMZINC_COW").is_some_and(|v| v == "fork") {
+        return None;
+    }
     if super::track::load_tracking(pid).ok()?.is_some() {
         return None;
     }
@@ -306,12 +313,15 @@ pub fn take_frozen(
     write_frozen(pid, Hold::Keep(frozen), None, out, progress, checkpoint).map_err(killed_while_snapshotting(pid))
 }
 
-/// [`take_frozen`] for a process that goes on running: copy-on-write, it is thawed once a copy
-/// of it is forked (see [`Pause::CopyOnWrite`]); `flags` are its `VmFlags`
-/// (`introspect::vm_flags`), read before it was frozen.
+/// [`take_frozen`] for a process that goes on running: copy-on-write, it is thawed once its
+/// state is taken (see [`Pause::CopyOnWrite`]); `flags` are its `VmFlags`
+/// (`introspect::vm_flags`), read before it was frozen; `view` the write-protected view laid
+/// before the freeze ([`write_protected_view`]), else a fork is the copy. A view that loses
+/// a page fails with [`Error::CopyOnWrite`]: the caller takes it again without one.
 pub fn take_frozen_cow(
     frozen: Frozen,
     flags: Vec<VmFlags>,
+    view: Option<WriteProtected>,
     out: &Path,
     progress: Option<&indicatif::ProgressBar>,
     checkpoint: Option<pb::Checkpoint>,
@@ -319,7 +329,7 @@ pub fn take_frozen_cow(
     let pid = frozen.pid();
     write_frozen(
         pid,
-        Hold::CopyOnWrite(frozen, flags, None),
+        Hold::CopyOnWrite(frozen, flags, view),
         None,
         out,
         progress,
