@@ -104,6 +104,7 @@ impl WriteProtected {
     /// Phase 1: write-protects `ranges` (page-aligned) of the running process `pid`. Ranges the
     /// kernel refuses are left out (the freeze reads them).
     pub fn start(pid: i32, ranges: &[(u64, u64)]) -> Result<WriteProtected> {
+        let began = std::time::Instant::now();
         let uffd = {
             let one = Frozen::freeze_one(pid)?;
             let inject = Injector::in_frozen(&one, "write-protecting it")?;
@@ -174,6 +175,12 @@ impl WriteProtected {
                 Err(e) => tracing::debug!("write-protect: {start:#x}-{end:#x} left out: {e}"),
             }
         }
+        tracing::debug!(
+            "write-protect: {} of {} ranges protected in {:?}",
+            protected.len(),
+            ranges.len(),
+            began.elapsed()
+        );
         view.shared.lock().protected = normalized(protected);
         Ok(view)
     }
