@@ -265,7 +265,9 @@ fn take_held(
 }
 
 /// Memory the write-protected view can hold: private anonymous mappings (the kernel protects
-/// no other kind without features this one lacks), not hugetlb; the rest is read while frozen.
+/// no other kind without features this one lacks), none with the flags a fork would not copy
+/// faithfully (hugetlb, which the view cannot hold either, and MADV_DONTFORK/WIPEONFORK, which
+/// it could: one rule for both routes; such mappings are small); the rest is read while frozen.
 fn protectable(m: &MapEntry, flags: &[VmFlags]) -> bool {
     let anonymous = m.inode == 0
         && (m.path.is_empty() || m.path == "[heap]" || m.path == "[stack]" || m.path.starts_with("[anon:"));
