@@ -1,7 +1,8 @@
 //! Incremental snapshots (issue 7 item 4): `memzinc track` write-protects a real process's
 //! memory from inside it (userfaultfd, async write-protect), `snapshot --since PREV` reads only
-//! the pages written since PREV, and the result is the complete snapshot a full one gives —
-//! same root, same bytes. The target (`tests/targets/cdirty.c`, compiled here) writes known
+//! the pages written since PREV and stores only those, referring to PREV for the rest, and the
+//! result is the complete snapshot a full one gives — same root, same bytes — through the chain,
+//! or as one file with `merge` or `--merged`. The target (`tests/targets/cdirty.c`, compiled here) writes known
 //! pages on command and writes nothing between commands.
 
 use std::io::{BufRead, BufReader, Write};
@@ -154,6 +155,11 @@ fn snapshot_since_reads_only_written_pages_and_gives_the_full_root() {
     // The 100 pages, plus the few stdio and stack pages the target wrote to run the command.
     assert!((100..400).contains(&read), "read {read} of {total_pages} pages");
     assert_eq!(incremental["since"], full1["root"]);
+    // It refers to s1 (beside it, so by name) and stores only what it read: a small file.
+    assert_eq!(incremental["parent"], "s1.core");
+    let (size1, size2) = (file_len(&s1), file_len(&s2));
+    assert!(size2 < size1 / 4, "incremental core {size2} bytes, full {size1}");
+    println!("incremental core: {size2} bytes for {read} pages read; full core {size1} bytes");
 
     // Nothing ran in between: a full snapshot now has the same root.
     let s3 = core("s3.core");
@@ -169,6 +175,11 @@ fn snapshot_since_reads_only_written_pages_and_gives_the_full_root() {
         Snapshot::open(Path::new(&s3)).unwrap(),
     );
     snap2.verify_pages().unwrap();
+    assert_eq!(
+        snap2.parent().map(|p| p.path.clone()),
+        Some(Path::new(&s1).to_path_buf())
+    );
+    assert_eq!(snap2.stored_pages(), read);
     assert_eq!(snap2.leaves, snap3.leaves);
     let changed = snap2.changed_pages(&snap1);
     for page in &written {
@@ -187,7 +198,25 @@ fn snapshot_since_reads_only_written_pages_and_gives_the_full_root() {
     assert!(!ok && stderr.contains("not its latest"), "{stderr}");
     assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
 
-    // And the chain goes on: since s3, another round of writes.
+    // `merge` writes s2's full core: no parent, every page checked, the full snapshot's root
+    // and leaves; the pages at s3's offsets hold s3's bytes.
+    let m2 = core("m2.core");
+    let (ok, stdout, stderr) = memzinc(&state, &["--json", "merge", &s2, "-o", &m2]);
+    assert!(ok, "{stdout} {stderr}");
+    let merged: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(merged["root"], full3["root"]);
+    assert_eq!(merged["from_parents"], total_pages - read);
+    let snap_m2 = Snapshot::open(Path::new(&m2)).unwrap();
+    assert!(snap_m2.parent().is_none());
+    snap_m2.verify_pages().unwrap();
+    assert_eq!(snap_m2.leaves, snap3.leaves);
+    assert_eq!(file_len(&m2), file_len(&s3));
+    let checked = compare_page_data(&snap_m2, &snap3);
+    println!("merged core: {checked} pages byte-identical to the full snapshot's");
+    assert_eq!(checked, total_pages);
+
+    // And the chain goes on: since s3, another round of writes; then since that incremental
+    // one (a chain of two), and one with --merged from the chain.
     let written = target.dirty(10, 99);
     let s4 = core("s4.core");
     let incremental = snapshot_json(&state, &["--pid", &pid, "-o", &s4, "--since", &s3]);
@@ -198,6 +227,61 @@ fn snapshot_since_reads_only_written_pages_and_gives_the_full_root() {
     let changed = snap4.changed_pages(&snap3);
     assert!(written.iter().all(|p| changed.contains(p)), "{changed:x?}");
 
+    let written = target.dirty(20, 5);
+    let s6 = core("s6.core");
+    let second = snapshot_json(&state, &["--pid", &pid, "-o", &s6, "--since", &s5]);
+    target.dirty(30, 11);
+    let s7 = core("s7.core");
+    let third = snapshot_json(&state, &["--pid", &pid, "-o", &s7, "--since", &s6]);
+    assert_eq!(third["parent"], "s6.core");
+    target.dirty(5, 3);
+    let s8 = core("s8.core");
+    let copied = snapshot_json(&state, &["--pid", &pid, "-o", &s8, "--since", &s7, "--merged"]);
+    assert!(copied["parent"].is_null(), "{copied}");
+    let s9 = core("s9.core");
+    let full9 = snapshot_json(&state, &["--pid", &pid, "-o", &s9]);
+    assert_same_root(&copied, &full9, [&s7, &s8, &s9], target.base);
+    let (snap7, snap8) = (
+        Snapshot::open(Path::new(&s7)).unwrap(),
+        Snapshot::open(Path::new(&s8)).unwrap(),
+    );
+    assert_eq!(
+        snap7.parent().and_then(|p| p.parent()).map(|p| p.path.clone()),
+        Some(s5.clone().into())
+    );
+    snap7.verify_pages().unwrap();
+    assert!(snap8.parent().is_none());
+    assert_eq!(
+        compare_page_data(&snap8, &Snapshot::open(Path::new(&s9)).unwrap()),
+        total_pages
+    );
+    let changed = snap7.changed_pages(&snap4);
+    assert!(written.iter().all(|p| changed.contains(p)), "{changed:x?}");
+    assert_ne!(second["root"], third["root"]);
+
+    // A reader that needs one file refuses an incremental core, saying how to get one.
+    let (ok, _, stderr) = memzinc(&state, &["export", &s7, "--parquet", &core("tables")]);
+    assert!(!ok && stderr.contains("memzinc merge"), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    let (ok, stdout, stderr) = memzinc(&state, &["inspect", &s7]);
+    assert!(
+        ok && stdout.contains("incremental:") && stdout.contains("s6.core"),
+        "{stdout} {stderr}"
+    );
+
+    // Its parent gone or replaced: refused in one line, never read from the wrong file.
+    std::fs::rename(&s6, core("moved.core")).unwrap();
+    let (ok, _, stderr) = memzinc(&state, &["inspect", &s7]);
+    assert!(
+        !ok && stderr.contains("s6.core") && stderr.contains("not there"),
+        "{stderr}"
+    );
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    std::fs::copy(&s5, &s6).unwrap();
+    let (ok, _, stderr) = memzinc(&state, &["inspect", &s7]);
+    assert!(!ok && stderr.contains("not the recorded"), "{stderr}");
+    assert!(Snapshot::open(Path::new(&s7)).is_err());
+
     // Tracking again is a no-op.
     let (ok, stdout, _) = memzinc(&state, &["--json", "track", "--pid", &pid]);
     assert!(ok);
@@ -205,6 +289,30 @@ fn snapshot_since_reads_only_written_pages_and_gives_the_full_root() {
         serde_json::from_str::<serde_json::Value>(&stdout).unwrap()["already"],
         true
     );
+}
+
+fn file_len(path: &str) -> u64 {
+    std::fs::metadata(path).unwrap().len()
+}
+
+/// Compares every captured page of two snapshots with the same regions, as stored; returns how
+/// many were compared (all of them equal, or it panics).
+fn compare_page_data(a: &Snapshot, b: &Snapshot) -> u64 {
+    let mut pages = 0;
+    for r in a.meta.regions.iter().filter(|r| r.captured) {
+        let theirs = b
+            .region_of(r.map.start, r.map.end - r.map.start)
+            .expect("the same regions");
+        for address in (r.map.start..r.map.end).step_by(4096) {
+            assert_eq!(
+                a.stored_page(r, address).unwrap(),
+                b.stored_page(theirs, address).unwrap(),
+                "page {address:#x}"
+            );
+            pages += 1;
+        }
+    }
+    pages
 }
 
 /// The incremental snapshot's root equals the full one's; if not, says which pages differ and

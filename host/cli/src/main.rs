@@ -50,6 +50,9 @@ enum Command {
     Restore(commands::restore::Args),
     /// Summarise a snapshot core file and check its integrity.
     Inspect(commands::inspect::Args),
+    /// Write the full core of an incremental snapshot (`snapshot --since`), its unchanged pages
+    /// taken from its parents; checked page by page before it takes its name.
+    Merge(commands::merge::Args),
     /// Find violated invariants and solve for the smallest repair with MiniZinc: a target
     /// spec's bounds and orderings (--spec), or the rules of the target's model file (--rules;
     /// by default models/targets/<executable name>.mzn when there is one).
@@ -92,6 +95,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Checkpoint(a) => commands::checkpoint::run(a, g),
         Command::Restore(a) => commands::restore::run(a, g),
         Command::Inspect(a) => commands::inspect::run(a, g),
+        Command::Merge(a) => commands::merge::run(a, g),
         Command::Plan(a) => commands::plan::run(a, g),
         Command::Layout(a) => commands::layout::run(a, g),
         Command::Check(a) => commands::check::run(a, g),

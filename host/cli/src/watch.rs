@@ -186,12 +186,13 @@ fn take(pid: i32, prev: Option<&Path>, out: &Path) -> Result<describe::TakeRepor
     let state = describe::load_tracking(pid)?;
     let since = match (prev, state) {
         (Some(p), Some(state)) => {
-            let prev = Snapshot::open(p)?;
+            let prev = describe::open_since(pid, p)?;
             (state.last_root.as_deref() == Some(prev.meta.root.as_str())).then_some(prev)
         }
         _ => None,
     };
-    describe::take_since(pid, since.as_ref(), out, None)
+    // Each round's core is a full one: the loop plans on it and keeps only the latest.
+    describe::take_since(pid, since.as_ref().map(describe::Since::Copy), out, None)
 }
 
 /// `5s`, `500ms`, `2m`, `1h`, or plain seconds.

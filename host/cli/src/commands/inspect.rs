@@ -50,8 +50,17 @@ pub fn run(a: Args, g: &Global) -> Result<()> {
             .map(|v| types.read_object(&snap, v))
             .collect::<memzinc::base::Result<Vec<_>>>()?
     };
+    let parent = snap
+        .parent()
+        .map(|p| (p.path.display().to_string(), p.meta.root.clone()));
     if g.json {
         let mut value = serde_json::to_value(&snap.meta)?;
+        value["stored_pages"] = snap.stored_pages().into();
+        value["parent"] = serde_json::to_value(
+            parent
+                .as_ref()
+                .map(|(path, root)| serde_json::json!({ "path": path, "root": root })),
+        )?;
         value["values"] = serde_json::to_value(&values)?;
         value["restore_notes"] = serde_json::to_value(memzinc::checkpoint::restore_notes(&snap.meta))?;
         print_json(&value)?;
@@ -60,6 +69,12 @@ pub fn run(a: Args, g: &Global) -> Result<()> {
         println!("{}: pid {} ({}) {}", a.snapshot.display(), m.pid, m.comm, m.exe);
         println!("cmdline {:?}", m.cmdline);
         println!("root {}  pages {}  threads {}", m.root, m.page_count, m.threads.len());
+        if let Some((path, root)) = &parent {
+            println!(
+                "incremental: {} of its pages stored here, the others in its parent {path} (root {root}); `memzinc merge` writes the full core",
+                snap.stored_pages()
+            );
+        }
         for t in &m.threads {
             println!(
                 "  thread {} ({}) rip {:#x} rsp {:#x}; fp {} B, xstate {} B",

@@ -24,6 +24,7 @@ pub mod inspect;
 pub mod keygen;
 pub mod layout;
 pub mod localnet;
+pub mod merge;
 pub mod plan;
 pub mod policy;
 pub mod restore;

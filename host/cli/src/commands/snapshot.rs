@@ -26,9 +26,15 @@ pub struct Args {
     #[arg(long, requires = "dzn")]
     spec: Option<PathBuf>,
     /// The previous snapshot of this (tracked) process: read only the pages written since
-    /// it, take the others from it. Same core, same root as a full snapshot.
+    /// it. The new core stores only those and refers to PREV for the others (same metadata,
+    /// leaves and root as a full snapshot; keep PREV beside it; `memzinc merge` writes the
+    /// full core).
     #[arg(long)]
     since: Option<PathBuf>,
+    /// With --since: write the full core, the unchanged pages copied from PREV (it costs a
+    /// copy of the whole image; the core stands alone).
+    #[arg(long, requires = "since")]
+    merged: bool,
     /// Witness the snapshot: record its root on chain for `--target`, signed by this keypair
     /// (a snapshot witness the policy names; the `-k` keypair pays). Plans are attested only
     /// against witnessed roots.
@@ -47,14 +53,21 @@ pub struct Args {
 pub fn run(a: Args, g: &Global) -> Result<()> {
     // A bad spec or previous snapshot is refused before the target is frozen.
     let spec = a.spec.map(|s| TargetSpec::load(&s)).transpose()?;
-    let since = a.since.map(|p| Snapshot::open(&p)).transpose()?;
+    let since = a.since.map(|p| describe::open_since(a.pid, &p)).transpose()?;
     let bar = progress_bar(g.json);
     let pause = if a.stop_the_world {
         describe::Pause::StopTheWorld
     } else {
         describe::Pause::CopyOnWrite
     };
-    let report = describe::take_paused(a.pid, since.as_ref(), &a.output, bar.as_ref(), pause)?;
+    let since_how = since.as_ref().map(|prev| {
+        if a.merged {
+            describe::Since::Copy(prev)
+        } else {
+            describe::Since::Refer(prev)
+        }
+    });
+    let report = describe::take_paused(a.pid, since_how, &a.output, bar.as_ref(), pause)?;
     if let Some(b) = bar {
         b.finish_and_clear();
     }
@@ -91,6 +104,10 @@ pub fn run(a: Args, g: &Global) -> Result<()> {
             (None, _) => String::new(),
         },
         report.pages_from_target,
-        if report.since.is_some() { ", the rest from --since" } else { "" }
+        match (&report.since, &report.parent) {
+            (Some(_), Some(parent)) => format!(", the rest referred to in {parent} (`memzinc merge` writes the full core)"),
+            (Some(_), None) => ", the rest copied from --since".to_string(),
+            _ => String::new(),
+        }
     ))
 }

@@ -81,6 +81,8 @@ pub struct ExportReport {
 
 /// Writes the snapshot's tables (regions, pages, symbols, types, notes) and `extras` into `dir`.
 pub fn export(snap: &Snapshot, dir: &Path, layout: Layout, extras: &Extras) -> Result<ExportReport> {
+    // The pages table is the core's page data as stored: one file's, at its regions' offsets.
+    snap.require_full("export")?;
     let mut report = ExportReport {
         dir: dir.into(),
         root: snap.meta.root.clone(),

@@ -18,6 +18,18 @@ pub enum Error {
     NotCheckpointable { pid: i32, why: String },
     #[error("process {pid}: no incremental snapshot: {why}")]
     NotIncremental { pid: i32, why: String },
+    #[error("{path} is an incremental snapshot (its unchanged pages are in {parent}); {what} needs a full core: `memzinc merge {path} -o FULL` writes one")]
+    NeedsFullCore {
+        path: PathBuf,
+        parent: PathBuf,
+        what: &'static str,
+    },
+    #[error("{path} is an incremental snapshot of {parent}, which {why}")]
+    Parent {
+        path: PathBuf,
+        parent: PathBuf,
+        why: String,
+    },
     #[error("process {pid}: no copy-on-write snapshot: {why} (`--stop-the-world` takes one without a copy)")]
     CopyOnWrite { pid: i32, why: String },
     #[error("process {pid} exited while memzinc was {during}")]

@@ -150,6 +150,7 @@ fn build(
     // match its leaf does. With a plan, the root is what the attestation names, so it is
     // checked before anything runs.
     let (snap, root) = Snapshot::open_deferring_root(core)?;
+    snap.require_full("a restore")?;
     let root_check = if lazy && plan.is_none() {
         Some(std::thread::spawn(move || root.check()))
     } else {

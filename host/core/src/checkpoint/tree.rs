@@ -352,6 +352,7 @@ fn open_tree(dir: &Path) -> Result<(i32, Vec<Opened>, Vec<Member>)> {
         }
         let core = dir.join(&m.core);
         let snap = Snapshot::open(&core)?;
+        snap.require_full("a tree restore")?;
         if hex::encode(snap.root()) != m.snapshot_root || snap.meta.pid != m.pid {
             return Err(corrupt(format!(
                 "{} is not the core of pid {} checkpointed with the tree",

@@ -32,6 +32,7 @@ use std::time::{Duration, Instant};
 use memzinc_verifier::merkle;
 use nix::libc;
 
+use super::snapshot::{SnapRegion, Snapshot};
 use crate::base::{Error, Result, Sha2};
 use crate::introspect::{self, ForkedCopy, Frozen, MapEntry, WriteProtected, PAGE_SIZE};
 
@@ -64,32 +65,51 @@ pub fn shared_anonymous(m: &MapEntry) -> bool {
 pub(super) struct CaptureRange<'a> {
     pub start: u64,
     pub end: u64,
-    /// File offset of the range's first page.
+    /// File offset of the range's first page, in a file that holds the whole range.
     pub file_offset: u64,
     /// For an incremental snapshot: the same range in the previous snapshot, whose pages are
     /// reused except those listed to be read again.
     pub reuse: Option<Reuse<'a>>,
+    /// Where the pages read go when the file does not hold the whole range (an incremental
+    /// snapshot that refers to its parent): the file offset of each run of [`Self::runs`], in
+    /// order. `None`: at `file_offset` plus their offset in the range.
+    pub packed: Option<Vec<u64>>,
 }
 
 /// The previous snapshot's copy of a range (see [`CaptureRange::reuse`]).
 pub(super) struct Reuse<'a> {
-    pub file: &'a File,
-    /// File offset of the range's first page in the previous snapshot.
-    pub offset: u64,
+    pub prev: &'a Snapshot,
+    /// The range's region in the previous snapshot.
+    pub region: &'a SnapRegion,
     /// The range's leaves and fast hashes in the previous snapshot, one per page.
     pub leaves: &'a [[u8; 32]],
     pub fast_hashes: &'a [u64],
     /// Page runs (start, end) to read from the target: written since, or unreadable then.
     /// Sorted, disjoint, inside the range.
     pub read: Vec<(u64, u64)>,
+    /// Whether the other pages' bytes are copied into the new file (a full core) or left in
+    /// the previous snapshot (one that refers to it).
+    pub copy: bool,
 }
 
 impl CaptureRange<'_> {
     /// The page runs read from the target.
-    fn runs(&self) -> Vec<(u64, u64)> {
+    pub fn runs(&self) -> Vec<(u64, u64)> {
         match &self.reuse {
             None => vec![(self.start, self.end)],
             Some(r) => r.read.clone(),
+        }
+    }
+
+    /// The page runs read from the target, each with where it goes in the file.
+    fn placed_runs(&self) -> Vec<(u64, u64, u64)> {
+        let runs = self.runs();
+        match &self.packed {
+            Some(offsets) => runs.into_iter().zip(offsets).map(|((s, e), &at)| (s, e, at)).collect(),
+            None => runs
+                .into_iter()
+                .map(|(s, e)| (s, e, self.file_offset + (s - self.start)))
+                .collect(),
         }
     }
 }
@@ -137,12 +157,12 @@ impl PageBuf {
     }
 }
 
+/// Runs of pages that lie back to back in a buffer and in the file, each at its own address.
 struct Chunk {
-    /// Index of the chunk's first page among all pages of the capture.
-    leaf_index: usize,
-    address: u64,
+    pieces: Vec<Piece>,
     file_offset: u64,
     len: usize,
+    /// Per page of the chunk.
     readable: Vec<bool>,
     /// Taken only by `drop`.
     buf: Option<PageBuf>,
@@ -152,9 +172,32 @@ struct Chunk {
     free: mpsc::Sender<PageBuf>,
 }
 
+/// A run of pages of a chunk: its address, the index of its first page among all pages of the
+/// capture (its leaf), and its length in bytes.
+#[derive(Clone, Copy)]
+struct Piece {
+    address: u64,
+    leaf_index: usize,
+    len: usize,
+}
+
 impl Chunk {
     fn pages(&self) -> &[u8] {
         self.buf.as_ref().map_or(&[], |b| &b.bytes()[..self.len])
+    }
+
+    /// Each piece with its bytes and its pages' readability.
+    fn pieces(&self) -> impl Iterator<Item = (Piece, &[u8], &[bool])> {
+        let pages = self.pages();
+        self.pieces.iter().scan(0usize, move |at, p| {
+            let (from, page) = (*at, *at / PAGE_SIZE as usize);
+            *at += p.len;
+            let readable = self
+                .readable
+                .get(page..page + p.len / PAGE_SIZE as usize)
+                .unwrap_or(&[]);
+            Some((*p, &pages[from..from + p.len], readable))
+        })
     }
 }
 
@@ -334,15 +377,16 @@ pub(super) fn capture(
                             yielding = Some(Yielding::start());
                         }
                         let started = Instant::now();
-                        let pages = chunk.pages();
-                        done.push(ChunkDone {
-                            leaf_index: chunk.leaf_index,
-                            leaves: page_leaves(chunk.address, pages, &chunk.readable),
-                            fast_hashes: pages
-                                .chunks(PAGE_SIZE as usize)
-                                .map(xxhash_rust::xxh3::xxh3_64)
-                                .collect(),
-                        });
+                        for (piece, pages, readable) in chunk.pieces() {
+                            done.push(ChunkDone {
+                                leaf_index: piece.leaf_index,
+                                leaves: page_leaves(piece.address, pages, readable),
+                                fast_hashes: pages
+                                    .chunks(PAGE_SIZE as usize)
+                                    .map(xxhash_rust::xxh3::xxh3_64)
+                                    .collect(),
+                            });
+                        }
                         hashing += started.elapsed();
                     }
                     tracing::debug!("capture hasher: {hashing:?}");
@@ -571,14 +615,17 @@ impl Pool {
     }
 }
 
-/// The pages an incremental capture does not read again ([`CaptureRange::reuse`]): the
-/// previous snapshot's bytes, read from its file and queued to the writers only (their leaves
-/// are the previous ones). Through the O_DIRECT writers, not `copy_file_range`: that copy
-/// left the whole unchanged image dirty in the page cache for the final fsync to flush
-/// (measured: 1 GiB with 38 MiB written took 3.8 s, a full snapshot 1.1 s).
+/// The pages an incremental capture does not read again ([`CaptureRange::reuse`]) when they
+/// are copied: the previous snapshot's bytes, read from its file (or files, if it refers to
+/// its parent) and queued to the writers only (their leaves are the previous ones). Through the
+/// O_DIRECT writers, not `copy_file_range`: that copy left the whole unchanged image dirty in
+/// the page cache for the final fsync to flush (measured: 1 GiB with 38 MiB written took 3.8 s,
+/// a full snapshot 1.1 s).
 fn copy_reused(ranges: &[CaptureRange], writers: &mpsc::SyncSender<Arc<Chunk>>, pool: &mut Pool) -> Result<()> {
     for r in ranges {
-        let Some(prev) = &r.reuse else { continue };
+        let Some(prev) = r.reuse.as_ref().filter(|p| p.copy) else {
+            continue;
+        };
         for (start, end) in unread_runs(r.start, r.end, &prev.read) {
             let mut at = start;
             while at < end {
@@ -586,13 +633,10 @@ fn copy_reused(ranges: &[CaptureRange], writers: &mpsc::SyncSender<Arc<Chunk>>, 
                     return Ok(());
                 };
                 let len = ((end - at) as usize).min(CHUNK);
-                prev.file
-                    .read_exact_at(&mut buf.bytes_mut()[..len], prev.offset + (at - r.start))
-                    .map_err(|e| Error::io("the --since snapshot", e))?;
+                prev.prev.read_captured(prev.region, at, &mut buf.bytes_mut()[..len])?;
                 let chunk = Chunk {
                     // Not hashed: the leaves come from the previous snapshot.
-                    leaf_index: 0,
-                    address: at,
+                    pieces: Vec::new(),
                     file_offset: r.file_offset + (at - r.start),
                     len,
                     readable: Vec::new(),
@@ -612,8 +656,9 @@ fn copy_reused(ranges: &[CaptureRange], writers: &mpsc::SyncSender<Arc<Chunk>>, 
 
 /// The reader: copies every range `which` selects from process `pid`, chunk by chunk, puts the
 /// `overlay` pages over what it read, settles each chunk with the write-protected view if it
-/// reads through one, and queues the chunks. Returns the unreadable pages per
-/// range (none for the ranges not selected).
+/// reads through one, and queues the chunks. Runs that follow each other in the file share a
+/// chunk (an incremental snapshot's scattered pages are written in a few large writes).
+/// Returns the unreadable pages per range (none for the ranges not selected).
 fn read_chunks(
     source: Source<'_>,
     ranges: &[CaptureRange],
@@ -624,19 +669,48 @@ fn read_chunks(
     overlay: &[(u64, Vec<u8>)],
 ) -> Result<Vec<Vec<u64>>> {
     let mut unreadable = vec![Vec::new(); ranges.len()];
+    let mut filling: Option<Chunk> = None;
+    // Queues a chunk; false once every writer stopped (their error is the one to report).
+    let send = |chunk: Chunk| {
+        let chunk = Arc::new(chunk);
+        queues.iter().all(|q| q.send(Arc::clone(&chunk)).is_ok())
+    };
     for (range_index, r) in ranges.iter().enumerate() {
         if !which(range_index) {
             continue;
         }
-        for (run_start, run_end) in r.runs() {
+        for (run_start, run_end, run_offset) in r.placed_runs() {
             let mut address = run_start;
             while address < run_end {
-                let Some(mut buf) = pool.take()? else {
-                    return Ok(unreadable);
+                let file_offset = run_offset + (address - run_start);
+                // The chunk being filled takes this run if it follows in the file and has room.
+                if let Some(chunk) = filling.take_if(|c| c.file_offset + c.len as u64 != file_offset || c.len == CHUNK)
+                {
+                    if !send(chunk) {
+                        return Ok(unreadable);
+                    }
+                }
+                let mut chunk = match filling.take() {
+                    Some(chunk) => chunk,
+                    None => {
+                        let Some(buf) = pool.take()? else {
+                            return Ok(unreadable);
+                        };
+                        Chunk {
+                            pieces: Vec::new(),
+                            file_offset,
+                            len: 0,
+                            readable: Vec::new(),
+                            buf: Some(buf),
+                            free: pool.free_tx.clone(),
+                        }
+                    }
                 };
-                let len = ((run_end - address) as usize).min(CHUNK);
+                let len = ((run_end - address) as usize).min(CHUNK - chunk.len);
+                let from = chunk.len;
+                let buf = chunk.buf.as_mut().expect("a chunk being filled has its buffer");
                 // A vanished target is named by the snapshot's caller (`killed_while_snapshotting`).
-                let bytes = &mut buf.bytes_mut()[..len];
+                let bytes = &mut buf.bytes_mut()[from..from + len];
                 let mut readable = match source {
                     Source::Live(pid) | Source::Protected(pid, _) => introspect::read_pages(pid, address, bytes)?,
                     Source::Copy(pid, mem) => introspect::read_pages_mem(pid, mem, address, bytes)?,
@@ -652,22 +726,21 @@ fn read_chunks(
                         .filter(|(_, ok)| !**ok)
                         .map(|(i, _)| address + i as u64 * PAGE_SIZE),
                 );
-                let chunk = Chunk {
-                    leaf_index: first_leaf[range_index] + ((address - r.start) / PAGE_SIZE) as usize,
+                chunk.pieces.push(Piece {
                     address,
-                    file_offset: r.file_offset + (address - r.start),
+                    leaf_index: first_leaf[range_index] + ((address - r.start) / PAGE_SIZE) as usize,
                     len,
-                    readable,
-                    buf: Some(buf),
-                    free: pool.free_tx.clone(),
-                };
-                let chunk = Arc::new(chunk);
-                if queues.iter().any(|q| q.send(Arc::clone(&chunk)).is_err()) {
-                    // Every writer stopped: their error is the one to report.
-                    return Ok(unreadable);
-                }
+                });
+                chunk.readable.extend(readable);
+                chunk.len += len;
+                filling = Some(chunk);
                 address += len as u64;
             }
+        }
+    }
+    if let Some(chunk) = filling {
+        if !send(chunk) {
+            return Ok(unreadable);
         }
     }
     Ok(unreadable)

@@ -74,6 +74,9 @@ pub struct Image {
 impl Image {
     /// The snapshot's regions over its core file, mapped read-only.
     pub fn of(snapshot: &Snapshot) -> Result<Image> {
+        if snapshot.parent().is_some() {
+            return Image::of_chain(snapshot);
+        }
         let file = std::fs::File::open(&snapshot.path).map_err(|e| Error::io(&snapshot.path, e))?;
         // SAFETY: the core is mapped read-only and private; memzinc writes cores atomically
         // (a temp file renamed into place) and never in place, so the mapped file does not change
@@ -108,6 +111,31 @@ impl Image {
             });
         }
         Ok(Image::sorted(Some(Arc::new(map)), segments))
+    }
+
+    /// An incremental snapshot's regions, read into memory from it and its parents.
+    fn of_chain(snapshot: &Snapshot) -> Result<Image> {
+        let mut segments = Vec::with_capacity(snapshot.meta.regions.len());
+        for r in &snapshot.meta.regions {
+            let bytes = if r.captured && r.map.readable() {
+                let mut bytes = vec![0u8; r.map.end.saturating_sub(r.map.start) as usize];
+                snapshot.read_captured(r, r.map.start, &mut bytes)?;
+                Bytes::Owned(Arc::new(bytes))
+            } else {
+                Bytes::None
+            };
+            segments.push(Segment {
+                start: r.map.start,
+                end: r.map.end,
+                readable: r.map.readable(),
+                writable: r.map.writable(),
+                executable: r.map.executable(),
+                path: r.map.path.clone(),
+                bytes,
+                unreadable: r.unreadable_pages.clone(),
+            });
+        }
+        Ok(Image::sorted(None, segments))
     }
 
     /// An image of the given segments (overlapping ones after the first are dropped).

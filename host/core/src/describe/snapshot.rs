@@ -19,6 +19,12 @@
 //!                                 note byte before it, under a domain tag
 //! ```
 //!
+//! An incremental snapshot that refers to its parent (`snapshot --since PREV`, the default)
+//! stores only the pages it read again: its PT_LOADs are those runs, back to back after the
+//! headers, and a MEMZINC note of type 5 names the parent (its root and file). Its metadata,
+//! leaves and root are the full snapshot's; every page it does not store is the parent's, with
+//! the same leaf (checked on opening). gdb sees the stored pages; `merge` writes the full core.
+//!
 //! The notes go last so pages stream straight to disk; the headers are written at the end, when
 //! the note segment's size is known. Opening checks the framing, the seal, that the program
 //! headers and the metadata describe the same regions, and that the leaves give the root;
@@ -52,6 +58,10 @@ pub const NOTE_OWNER: &str = "MEMZINC";
 pub const NT_MEMZINC_META: u32 = 1;
 pub const NT_MEMZINC_LEAVES: u32 = 2;
 pub const NT_MEMZINC_SEAL: u32 = 3;
+/// In an incremental snapshot that refers to its parent: protobuf `ParentImage`.
+pub const NT_MEMZINC_PARENT: u32 = 5;
+/// How many snapshots a chain of incremental ones may go back: opening one opens its parents.
+const MAX_CHAIN: usize = 256;
 /// xxh3-64 of every page's stored bytes, in leaf order: cheap change detection between
 /// snapshots (the Merkle leaves are what is trusted; these only say where to look).
 pub const NT_MEMZINC_FAST_HASHES: u32 = 4;
@@ -141,6 +151,47 @@ pub struct Snapshot {
     pub fast_hashes: Vec<u64>,
     file: File,
     note_segment: Segment,
+    pages: Pages,
+    /// The seal over the notes (checked on opening).
+    seal: [u8; 32],
+}
+
+/// Where a snapshot's page bytes are.
+enum Pages {
+    /// Every captured page in the file, at its region's `data_offset`.
+    Full,
+    /// An incremental snapshot: the runs stored in the file (sorted, disjoint, each inside a
+    /// captured region); every other captured page is the parent's.
+    Delta {
+        stored: Vec<StoredRun>,
+        parent: Box<Snapshot>,
+    },
+}
+
+/// A run of pages an incremental snapshot stores: [start, end) at `offset` of its file.
+#[derive(Clone, Copy, Debug)]
+struct StoredRun {
+    start: u64,
+    end: u64,
+    offset: u64,
+}
+
+/// An incremental snapshot's previous one (`snapshot --since`), and where the pages not read
+/// again go.
+#[derive(Clone, Copy)]
+pub enum Since<'a> {
+    /// The new core refers to the previous one for them: it stores only what was read.
+    Refer(&'a Snapshot),
+    /// Their bytes are copied from the previous one: a full core.
+    Copy(&'a Snapshot),
+}
+
+impl<'a> Since<'a> {
+    pub fn prev(self) -> &'a Snapshot {
+        match self {
+            Since::Refer(p) | Since::Copy(p) => p,
+        }
+    }
 }
 
 /// Summary of `take`, for the CLI.
@@ -176,6 +227,9 @@ pub struct TakeReport {
     pub pages_from_target: u64,
     /// Root of the previous snapshot an incremental one was taken since.
     pub since: Option<String>,
+    /// An incremental snapshot that refers to its parent: the parent as the new file names it.
+    #[serde(default)]
+    pub parent: Option<String>,
 }
 
 /// How a snapshot holds its target.
@@ -201,11 +255,11 @@ pub fn take(pid: i32, out: &Path, progress: Option<&indicatif::ProgressBar>) -> 
 }
 
 /// [`take`]; with `since`, the previous snapshot of a tracked process (`super::track`), only
-/// the pages written after it are read from the target and the rest are taken from it. The
-/// result is the same complete snapshot, with the same root, as a full one.
+/// the pages written after it are read from the target; the rest are the previous snapshot's,
+/// referred to or copied as `since` says. The metadata, leaves and root are a full one's.
 pub fn take_since(
     pid: i32,
-    since: Option<&Snapshot>,
+    since: Option<Since<'_>>,
     out: &Path,
     progress: Option<&indicatif::ProgressBar>,
 ) -> Result<TakeReport> {
@@ -215,13 +269,13 @@ pub fn take_since(
 /// [`take_since`], holding the target as `pause` says.
 pub fn take_paused(
     pid: i32,
-    since: Option<&Snapshot>,
+    since: Option<Since<'_>>,
     out: &Path,
     progress: Option<&indicatif::ProgressBar>,
     pause: Pause,
 ) -> Result<TakeReport> {
-    if let Some(prev) = since {
-        check_since(pid, prev)?;
+    if let Some(since) = since {
+        check_since(pid, since.prev())?;
     }
     let mut viewed = false;
     match take_held(pid, since, out, progress, pause, true, &mut viewed) {
@@ -237,7 +291,7 @@ pub fn take_paused(
 /// one was used.
 fn take_held(
     pid: i32,
-    since: Option<&Snapshot>,
+    since: Option<Since<'_>>,
     out: &Path,
     progress: Option<&indicatif::ProgressBar>,
     pause: Pause,
@@ -499,6 +553,23 @@ fn killed_while_snapshotting(pid: i32) -> impl Fn(Error) -> Error {
     }
 }
 
+/// Opens `path` as the previous snapshot of the tracked process `pid`, for `--since`. When it is
+/// the snapshot the tracking recorded — its root, and the seal over its notes, leaves included —
+/// its leaves are those memzinc hashed into that root, so the root is not computed again (a
+/// quarter of a second at 4 GiB); any other file is opened as [`Snapshot::open`] opens it (and
+/// then refused by the `--since` check).
+pub fn open_since(pid: i32, path: &Path) -> Result<Snapshot> {
+    let (snap, root) = Snapshot::open_deferring_root(path)?;
+    let state = super::track::load_tracking(pid)?;
+    let recorded = state.is_some_and(|s| {
+        s.last_root.as_deref() == Some(snap.meta.root.as_str()) && s.last_seal == Some(hex::encode(snap.seal))
+    });
+    if !recorded {
+        root.check()?;
+    }
+    Ok(snap)
+}
+
 /// `prev` can serve `--since` only if it is the snapshot that made the tracking's last scan.
 fn check_since(pid: i32, prev: &Snapshot) -> Result<()> {
     let refuse = |why: String| Error::NotIncremental { pid, why };
@@ -523,7 +594,7 @@ fn check_since(pid: i32, prev: &Snapshot) -> Result<()> {
 fn write_frozen(
     pid: i32,
     hold: Hold<'_>,
-    since: Option<&Snapshot>,
+    since: Option<Since<'_>>,
     out: &Path,
     progress: Option<&indicatif::ProgressBar>,
     checkpoint: Option<pb::Checkpoint>,
@@ -572,6 +643,7 @@ fn write_frozen(
         Some(state) => {
             super::track::save_tracking(&super::track::TrackState {
                 last_root: None,
+                last_seal: None,
                 ..state.clone()
             })?;
             let pagemap = super::track::open_pagemap(pid)?;
@@ -590,9 +662,48 @@ fn write_frozen(
             start: r.map.start,
             end: r.map.end,
             file_offset: r.data_offset,
-            reuse: since.and_then(|prev| prev.reuse(&r.map, written.get(i)?.as_ref()?)),
+            reuse: since.and_then(|since| {
+                since
+                    .prev()
+                    .reuse(&r.map, written.get(i)?.as_ref()?, matches!(since, Since::Copy(_)))
+            }),
+            packed: None,
         })
         .collect();
+    // Referring to the previous snapshot: the file holds only the runs read, back to back after
+    // headers with one PT_LOAD per run.
+    let refer = matches!(since, Some(Since::Refer(_)));
+    let mut ranges = ranges;
+    let (data_end, stored) = if refer {
+        let count: usize = ranges.iter().map(|r| r.runs().len()).sum();
+        let start = corefile::data_start(count);
+        let mut at = start;
+        let mut stored = Vec::with_capacity(count);
+        for r in &mut ranges {
+            let runs = r.runs();
+            let mut offsets = Vec::with_capacity(runs.len());
+            for (s, e) in runs {
+                offsets.push(at);
+                stored.push(StoredRun {
+                    start: s,
+                    end: e,
+                    offset: at,
+                });
+                at += e - s;
+            }
+            r.packed = Some(offsets);
+        }
+        (at, Some(stored))
+    } else {
+        (data_end, None)
+    };
+    let parent_note = match since {
+        Some(Since::Refer(prev)) => Some(pb::ParentImage {
+            root: prev.root().to_vec(),
+            file: parent_name(&prev.path, out),
+        }),
+        _ => None,
+    };
     let pages_reused: u64 = ranges
         .iter()
         .filter(|r| r.reuse.is_some())
@@ -645,6 +756,7 @@ fn write_frozen(
         }
     };
 
+    let mut seal = None;
     let report = write_atomically(out, |w| {
         let io = |e| Error::io(out, e);
         // The page data goes in at its offsets (see `capture`); the headers, which need the
@@ -769,8 +881,21 @@ fn write_frozen(
             comm: &meta.comm,
             cmdline: &cmdline_raw,
         };
-        let notes = encode_notes(&meta, ids, &psinfo, &auxv_raw, &leaf_bytes, &fast_bytes)
-            .map_err(|why| Error::io(out, std::io::Error::other(why)))?;
+        let (notes, notes_seal) = encode_notes(
+            &meta,
+            ids,
+            &psinfo,
+            &auxv_raw,
+            &leaf_bytes,
+            &fast_bytes,
+            parent_note.as_ref(),
+        )
+        .map_err(|why| Error::io(out, std::io::Error::other(why)))?;
+        seal = Some(notes_seal);
+        tracing::debug!(
+            "snapshot: notes encoded {:?} after the capture",
+            after_capture.elapsed()
+        );
         w.write_all(&notes).map_err(io)?;
         tracing::debug!(
             "snapshot: notes written {:?} after the capture",
@@ -778,8 +903,12 @@ fn write_frozen(
         );
 
         w.seek(SeekFrom::Start(0)).map_err(io)?;
-        let headers =
-            corefile::program_headers(data_end, notes.len() as u64, meta.regions.iter().map(SnapRegion::load));
+        let headers = match &stored {
+            Some(stored) => {
+                corefile::program_headers(data_end, notes.len() as u64, stored_loads(&meta.regions, stored))
+            }
+            None => corefile::program_headers(data_end, notes.len() as u64, meta.regions.iter().map(SnapRegion::load)),
+        };
         w.write_all(&headers).map_err(io)?;
         Ok(TakeReport {
             root: meta.root.clone(),
@@ -797,17 +926,56 @@ fn write_frozen(
             copy_on_write_by,
             extra_bytes,
             pages_from_target,
-            since: since.map(|prev| prev.meta.root.clone()),
+            since: since.map(|since| since.prev().meta.root.clone()),
+            parent: parent_note.as_ref().map(|p| p.file.clone()),
         })
     })?;
 
     if let Some(state) = tracking {
         super::track::save_tracking(&super::track::TrackState {
             last_root: Some(report.root.clone()),
+            last_seal: seal.map(hex::encode),
             ..state
         })?;
     }
     Ok(report)
+}
+
+/// How an incremental snapshot names its parent: by file name when both are in one directory
+/// (the pair can be moved together), else by absolute path.
+fn parent_name(parent: &Path, out: &Path) -> String {
+    let dir = |p: &Path| {
+        let d = p
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        d.canonicalize().ok()
+    };
+    match (dir(parent), dir(out), parent.file_name()) {
+        (Some(a), Some(b), Some(name)) if a == b => name.to_string_lossy().into_owned(),
+        _ => std::path::absolute(parent)
+            .unwrap_or_else(|_| parent.to_path_buf())
+            .display()
+            .to_string(),
+    }
+}
+
+/// The PT_LOADs of an incremental snapshot that refers to its parent: one per stored run, with
+/// its region's permissions.
+fn stored_loads<'a>(regions: &'a [SnapRegion], stored: &'a [StoredRun]) -> impl Iterator<Item = LoadRegion<'a>> {
+    stored.iter().map(|run| {
+        let perms = regions
+            .iter()
+            .find(|r| r.map.start <= run.start && run.end <= r.map.end)
+            .map_or("r--p", |r| r.map.perms.as_str());
+        LoadRegion {
+            start: run.start,
+            end: run.end,
+            data_offset: run.offset,
+            captured: true,
+            perms,
+        }
+    })
 }
 
 fn maps_of(regions: &[SnapRegion]) -> Vec<MapEntry> {
@@ -945,7 +1113,8 @@ fn encode_notes(
     auxv_raw: &[u8],
     leaf_bytes: &[u8],
     fast_bytes: &[u8],
-) -> std::result::Result<Vec<u8>, String> {
+    parent: Option<&pb::ParentImage>,
+) -> std::result::Result<(Vec<u8>, [u8; 32]), String> {
     let files: Vec<FileMapping> = meta
         .regions
         .iter()
@@ -982,9 +1151,12 @@ fn encode_notes(
     corefile::push_note(&mut notes, NOTE_OWNER, NT_MEMZINC_META, &meta_bytes)?;
     corefile::push_note(&mut notes, NOTE_OWNER, NT_MEMZINC_LEAVES, leaf_bytes)?;
     corefile::push_note(&mut notes, NOTE_OWNER, NT_MEMZINC_FAST_HASHES, fast_bytes)?;
+    if let Some(parent) = parent {
+        corefile::push_note(&mut notes, NOTE_OWNER, NT_MEMZINC_PARENT, &parent.encode_to_vec())?;
+    }
     let seal = Sha2::hashv(&[SEAL_TAG, &notes]);
     corefile::push_note(&mut notes, NOTE_OWNER, NT_MEMZINC_SEAL, &seal)?;
-    Ok(notes)
+    Ok((notes, seal))
 }
 
 fn to_pb(meta: &SnapshotMeta) -> pb::SnapshotMeta {
@@ -1169,8 +1341,10 @@ fn from_pb(
 
 /// Checks the regions against the PT_LOAD segments and themselves: same order, same ranges,
 /// captured data where the metadata says, page-aligned, unreadable pages sorted and inside.
-fn check_regions(regions: &[SnapRegion], loads: &[Segment]) -> std::result::Result<u64, String> {
-    if regions.len() != loads.len() {
+/// Checks the regions against the PT_LOADs of a full core (`loads`; `None` for an incremental
+/// snapshot, whose PT_LOADs are its stored runs: [`check_stored`]); returns the captured pages.
+fn check_regions(regions: &[SnapRegion], loads: Option<&[Segment]>) -> std::result::Result<u64, String> {
+    if let Some(loads) = loads.filter(|l| l.len() != regions.len()) {
         return Err(format!(
             "{} regions in the metadata but {} PT_LOAD segments",
             regions.len(),
@@ -1178,7 +1352,7 @@ fn check_regions(regions: &[SnapRegion], loads: &[Segment]) -> std::result::Resu
         ));
     }
     let mut pages = 0u64;
-    for (r, s) in regions.iter().zip(loads) {
+    for (i, r) in regions.iter().enumerate() {
         let m = &r.map;
         let len = m
             .end
@@ -1188,13 +1362,15 @@ fn check_regions(regions: &[SnapRegion], loads: &[Segment]) -> std::result::Resu
             return Err(format!("region {:#x}-{:#x} is not page-aligned", m.start, m.end));
         };
         let expected = r.load().segment();
-        if s.p_type != expected.p_type
-            || s.vaddr != expected.vaddr
-            || s.memsz != expected.memsz
-            || s.filesz != expected.filesz
-            || s.flags != expected.flags
-            || (r.captured && s.offset != expected.offset)
-        {
+        let disagrees = |s: &Segment| {
+            s.p_type != expected.p_type
+                || s.vaddr != expected.vaddr
+                || s.memsz != expected.memsz
+                || s.filesz != expected.filesz
+                || s.flags != expected.flags
+                || (r.captured && s.offset != expected.offset)
+        };
+        if loads.and_then(|l| l.get(i)).is_some_and(disagrees) {
             return Err(format!(
                 "PT_LOAD for {:#x}-{:#x} disagrees with the metadata",
                 m.start, m.end
@@ -1215,6 +1391,89 @@ fn check_regions(regions: &[SnapRegion], loads: &[Segment]) -> std::result::Resu
         }
     }
     Ok(pages)
+}
+
+/// The PT_LOADs of an incremental snapshot as its stored runs: sorted and disjoint, each whole
+/// pages inside one captured region, with its bytes in the file between the headers and the notes.
+fn check_stored(
+    regions: &[SnapRegion],
+    loads: &[Segment],
+    data: std::ops::Range<u64>,
+) -> std::result::Result<Vec<StoredRun>, String> {
+    let mut runs: Vec<StoredRun> = Vec::with_capacity(loads.len());
+    for s in loads {
+        let end = s.vaddr.checked_add(s.memsz);
+        let file_end = s.offset.checked_add(s.filesz);
+        let whole_pages = [s.vaddr, s.memsz, s.offset].iter().all(|v| v.is_multiple_of(PAGE_SIZE));
+        let (Some(end), Some(file_end)) = (end, file_end) else {
+            return Err(format!("stored run at {:#x} overflows", s.vaddr));
+        };
+        if s.p_type != object::elf::PT_LOAD || s.filesz != s.memsz || s.memsz == 0 || !whole_pages {
+            return Err(format!("stored run at {:#x} is not whole pages in the file", s.vaddr));
+        }
+        if s.offset < data.start || file_end > data.end {
+            return Err(format!("stored run at {:#x} lies outside the page data", s.vaddr));
+        }
+        if let Some(last) = runs.last() {
+            if s.vaddr < last.end || s.offset < last.offset + (last.end - last.start) {
+                return Err(format!("stored run at {:#x} overlaps the one before", s.vaddr));
+            }
+        }
+        if !regions
+            .iter()
+            .any(|r| r.captured && r.map.start <= s.vaddr && end <= r.map.end)
+        {
+            return Err(format!("stored run at {:#x} is in no captured region", s.vaddr));
+        }
+        runs.push(StoredRun {
+            start: s.vaddr,
+            end,
+            offset: s.offset,
+        });
+    }
+    Ok(runs)
+}
+
+/// Captured regions as (start, end, index of the first page's leaf), in address order.
+fn leaf_starts(regions: &[SnapRegion]) -> Vec<(u64, u64, usize)> {
+    let mut first = 0usize;
+    regions
+        .iter()
+        .filter(|r| r.captured)
+        .map(|r| {
+            let at = first;
+            first += ((r.map.end - r.map.start) / PAGE_SIZE) as usize;
+            (r.map.start, r.map.end, at)
+        })
+        .collect()
+}
+
+/// The leaf index of the captured page at `address`, if one is captured there.
+fn leaf_of(starts: &[(u64, u64, usize)], address: u64) -> Option<usize> {
+    let i = starts.partition_point(|&(_, end, _)| end <= address);
+    let &(start, _, first) = starts.get(i).filter(|&&(start, _, _)| start <= address)?;
+    Some(first + ((address - start) / PAGE_SIZE) as usize)
+}
+
+/// The parts of captured regions that `stored` (sorted, disjoint) does not cover, with the
+/// leaf index of each part's first page.
+fn unstored_runs(regions: &[SnapRegion], stored: &[StoredRun]) -> Vec<(u64, u64, usize)> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    for (start, end, first) in leaf_starts(regions) {
+        let mut at = start;
+        while i < stored.len() && stored[i].start < end {
+            if stored[i].start > at {
+                out.push((at, stored[i].start, first + ((at - start) / PAGE_SIZE) as usize));
+            }
+            at = at.max(stored[i].end);
+            i += 1;
+        }
+        if at < end {
+            out.push((at, end, first + ((at - start) / PAGE_SIZE) as usize));
+        }
+    }
+    out
 }
 
 /// What [`Snapshot::open_deferring_root`] left to check: that the snapshot's leaves, regions
@@ -1256,6 +1515,12 @@ impl Snapshot {
     /// page is checked against its sealed leaf as it arrives, runs the process meanwhile).
     /// Everything else `open` checks, the seal over the leaves and the root included, is checked.
     pub fn open_deferring_root(path: &Path) -> Result<(Snapshot, RootCheck)> {
+        Snapshot::open_chain(path, 0)
+    }
+
+    /// [`Snapshot::open_deferring_root`] of a snapshot `depth` steps down a chain of
+    /// incremental ones: a parent is opened (and its root checked) with its child.
+    fn open_chain(path: &Path, depth: usize) -> Result<(Snapshot, RootCheck)> {
         let corrupt = |why: String| Error::Corrupt {
             path: path.into(),
             kind: "snapshot",
@@ -1276,13 +1541,14 @@ impl Snapshot {
 
         // The seal is the last note and covers every byte before it.
         let sealed_len = note_bytes.len().checked_sub(corefile::note_len(NOTE_OWNER, 32));
-        let seal = notes
+        let seal_note = notes
             .last()
             .filter(|n| n.name == NOTE_OWNER.as_bytes() && n.n_type == NT_MEMZINC_SEAL);
-        let (Some(sealed_len), Some(seal)) = (sealed_len, seal) else {
+        let (Some(sealed_len), Some(seal_note)) = (sealed_len, seal_note) else {
             return Err(corrupt("no MEMZINC seal note (not written by memzinc?)".into()));
         };
-        if Sha2::hashv(&[SEAL_TAG, &note_bytes[..sealed_len]]) != seal.desc {
+        let seal = Sha2::hashv(&[SEAL_TAG, &note_bytes[..sealed_len]]);
+        if seal != seal_note.desc {
             return Err(corrupt("notes do not match their seal".into()));
         }
 
@@ -1291,6 +1557,7 @@ impl Snapshot {
         let mut meta_pb = None;
         let mut leaf_bytes = None;
         let mut fast_bytes = None;
+        let mut parent_pb = None;
         for n in &notes {
             match (n.name, n.n_type) {
                 (b"CORE", object::elf::NT_PRSTATUS) => {
@@ -1317,6 +1584,7 @@ impl Snapshot {
                 (b"MEMZINC", NT_MEMZINC_META) => meta_pb = Some(n.desc),
                 (b"MEMZINC", NT_MEMZINC_LEAVES) => leaf_bytes = Some(n.desc),
                 (b"MEMZINC", NT_MEMZINC_FAST_HASHES) => fast_bytes = Some(n.desc),
+                (b"MEMZINC", NT_MEMZINC_PARENT) => parent_pb = Some(n.desc),
                 _ => {}
             }
         }
@@ -1336,7 +1604,11 @@ impl Snapshot {
         let meta =
             from_pb(meta_pb, note_threads, auxv.unwrap_or_default()).map_err(|e| corrupt(format!("metadata: {e}")))?;
 
-        let pages = check_regions(&meta.regions, &loads).map_err(corrupt)?;
+        let parent_pb = parent_pb
+            .map(pb::ParentImage::decode)
+            .transpose()
+            .map_err(|e| corrupt(format!("parent note: {e}")))?;
+        let pages = check_regions(&meta.regions, parent_pb.is_none().then_some(&loads[..])).map_err(corrupt)?;
         let (leaves, rest) = leaf_bytes.as_chunks::<32>();
         if !rest.is_empty() || leaves.len() as u64 != meta.page_count || pages != meta.page_count {
             return Err(corrupt(format!(
@@ -1353,6 +1625,34 @@ impl Snapshot {
             pages_root: meta.pages_root.clone(),
             root: meta.root.clone(),
         };
+        let pages = match parent_pb {
+            None => Pages::Full,
+            Some(parent) => {
+                let data = corefile::data_start(loads.len())..note_segment.offset;
+                let stored = check_stored(&meta.regions, &loads, data).map_err(corrupt)?;
+                let parent = Snapshot::open_parent(path, &parent, depth)?;
+                // Every page not stored here is the parent's: captured there, with this leaf.
+                let starts = leaf_starts(&parent.meta.regions);
+                for (start, end, first) in unstored_runs(&meta.regions, &stored) {
+                    let n = ((end - start) / PAGE_SIZE) as usize;
+                    let same = leaf_of(&starts, start)
+                        .filter(|_| leaf_of(&starts, end - PAGE_SIZE).is_some())
+                        .and_then(|at| parent.leaves.get(at..at + n))
+                        .is_some_and(|theirs| theirs == &leaves[first..first + n]);
+                    if !same {
+                        return Err(Error::Parent {
+                            path: path.into(),
+                            parent: parent.path.clone(),
+                            why: format!("does not hold the pages {start:#x}-{end:#x} it is said to (not its parent?)"),
+                        });
+                    }
+                }
+                Pages::Delta {
+                    stored,
+                    parent: Box::new(parent),
+                }
+            }
+        };
         let snap = Snapshot {
             path: path.into(),
             meta,
@@ -1360,8 +1660,157 @@ impl Snapshot {
             fast_hashes,
             file,
             note_segment,
+            pages,
+            seal,
         };
         Ok((snap, root))
+    }
+
+    /// The parent `note` of the incremental snapshot at `path` names, opened and checked: the
+    /// file is found beside `path` (or at its absolute path) and has the recorded root.
+    fn open_parent(path: &Path, note: &pb::ParentImage, depth: usize) -> Result<Snapshot> {
+        let named = Path::new(&note.file);
+        let parent_path = match path.parent() {
+            Some(dir) if named.is_relative() => dir.join(named),
+            _ => named.to_path_buf(),
+        };
+        let refuse = |why: String| Error::Parent {
+            path: path.into(),
+            parent: parent_path.clone(),
+            why,
+        };
+        if depth + 1 >= MAX_CHAIN {
+            return Err(refuse(format!(
+                "is more than {MAX_CHAIN} incremental snapshots back (a cycle?)"
+            )));
+        }
+        // The parent's own root is not hashed again: what is read from it is checked against the
+        // child's leaves (equal to the parent's for every page it holds, checked by the caller),
+        // and those give the child's root.
+        let (parent, _) = match Snapshot::open_chain(&parent_path, depth + 1) {
+            Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+                return Err(refuse("is not there (an incremental snapshot needs its parent)".into()))
+            }
+            other => other?,
+        };
+        if parent.root()[..] != note.root[..] {
+            return Err(refuse(format!(
+                "has root {}, not the recorded {} (replaced since?)",
+                parent.meta.root,
+                hex::encode(&note.root)
+            )));
+        }
+        Ok(parent)
+    }
+
+    /// The snapshot an incremental one refers to for the pages it does not store.
+    pub fn parent(&self) -> Option<&Snapshot> {
+        match &self.pages {
+            Pages::Full => None,
+            Pages::Delta { parent, .. } => Some(parent),
+        }
+    }
+
+    /// Pages stored in this file (all captured pages, unless it refers to a parent).
+    pub fn stored_pages(&self) -> u64 {
+        match &self.pages {
+            Pages::Full => self.meta.page_count,
+            Pages::Delta { stored, .. } => stored.iter().map(|r| (r.end - r.start) / PAGE_SIZE).sum(),
+        }
+    }
+
+    /// Fails, naming `what` and how to get a full core, if this snapshot refers to a parent:
+    /// for readers that need every page at its region's offset in this one file.
+    pub fn require_full(&self, what: &'static str) -> Result<()> {
+        match self.parent() {
+            None => Ok(()),
+            Some(parent) => Err(Error::NeedsFullCore {
+                path: self.path.clone(),
+                parent: parent.path.clone(),
+                what,
+            }),
+        }
+    }
+
+    /// Reads the captured bytes at `address` of region `r` (this snapshot's) into `buf`: from
+    /// this file, or from the parent for what an incremental snapshot does not store.
+    pub(super) fn read_captured(&self, r: &SnapRegion, address: u64, buf: &mut [u8]) -> Result<()> {
+        let io = |e| Error::io(&self.path, e);
+        let Pages::Delta { stored, parent } = &self.pages else {
+            return self
+                .file
+                .read_exact_at(buf, r.data_offset + (address - r.map.start))
+                .map_err(io);
+        };
+        let end = address + buf.len() as u64;
+        let mut at = address;
+        while at < end {
+            let i = stored.partition_point(|run| run.end <= at);
+            let (to, offset) = match stored.get(i) {
+                Some(run) if run.start <= at => (run.end.min(end), Some(run.offset + (at - run.start))),
+                Some(run) => (run.start.min(end), None),
+                None => (end, None),
+            };
+            let piece = &mut buf[(at - address) as usize..(to - address) as usize];
+            match offset {
+                Some(offset) => self.file.read_exact_at(piece, offset).map_err(io)?,
+                None => {
+                    // Checked on opening: the parent captured every page not stored here.
+                    let pr = parent
+                        .region_of(at, to - at)
+                        .filter(|r| r.captured)
+                        .ok_or_else(|| Error::Parent {
+                            path: self.path.clone(),
+                            parent: parent.path.clone(),
+                            why: format!("does not hold {at:#x}-{to:#x}"),
+                        })?;
+                    parent.read_captured(pr, at, piece)?;
+                }
+            }
+            at = to;
+        }
+        Ok(())
+    }
+
+    /// Writes the full core of this snapshot to `out` (atomically): the same notes (but the
+    /// parent note) and every captured page, from this file or its parents. Checked as
+    /// `inspect` checks a core, every page against its leaf, before it takes its name.
+    pub fn merge(&self, out: &Path) -> Result<Snapshot> {
+        let mut notes: Vec<(String, u32, Vec<u8>)> = self
+            .raw_notes()?
+            .into_iter()
+            .filter(|(owner, ty, _)| !(owner == NOTE_OWNER && (*ty == NT_MEMZINC_PARENT || *ty == NT_MEMZINC_SEAL)))
+            .collect();
+        let mut sealed = Vec::new();
+        for (owner, ty, desc) in &notes {
+            corefile::push_note(&mut sealed, owner, *ty, desc).map_err(|why| self.corrupt(why))?;
+        }
+        notes.push((
+            NOTE_OWNER.into(),
+            NT_MEMZINC_SEAL,
+            Sha2::hashv(&[SEAL_TAG, &sealed]).to_vec(),
+        ));
+        let parts = CoreParts::from_notes(notes.iter().map(|(o, t, d)| (o.as_str(), *t, d.as_slice())))
+            .map_err(|why| self.corrupt(why))?;
+        parts.write(
+            out,
+            &self.path,
+            |address| {
+                let r = self
+                    .region_of(address, PAGE_SIZE)
+                    .ok_or_else(|| self.corrupt(format!("page {address:#x} is in no region")))?;
+                self.stored_page(r, address)
+            },
+            || Ok(()),
+        )
+    }
+
+    fn corrupt(&self, why: String) -> Error {
+        Error::Corrupt {
+            path: self.path.clone(),
+            kind: "snapshot",
+            why,
+        }
     }
 
     /// Every note of the file, verbatim and in order: (owner, type, descriptor).
@@ -1385,16 +1834,15 @@ impl Snapshot {
     /// unreadable page, as stored).
     pub fn stored_page(&self, r: &SnapRegion, address: u64) -> Result<Vec<u8>> {
         let mut page = vec![0u8; PAGE_SIZE as usize];
-        self.file
-            .read_exact_at(&mut page, r.data_offset + (address - r.map.start))
-            .map_err(|e| Error::io(&self.path, e))?;
+        self.read_captured(r, address, &mut page)?;
         Ok(page)
     }
 
     /// This snapshot's copy of the mapping `map` of the same process, for an incremental
     /// snapshot: the same range and backing, captured here; `written` are the page runs
-    /// written since, to which the pages unreadable here are added (they are tried again).
-    pub(super) fn reuse(&self, map: &MapEntry, written: &[(u64, u64)]) -> Option<Reuse<'_>> {
+    /// written since, to which the pages unreadable here are added (they are tried again);
+    /// `copy`: the other pages' bytes are copied into the new core.
+    pub(super) fn reuse(&self, map: &MapEntry, written: &[(u64, u64)], copy: bool) -> Option<Reuse<'_>> {
         let mut first = 0usize;
         let region = self.meta.regions.iter().filter(|r| r.captured).find(|r| {
             let same = r.map.start == map.start && r.map.end == map.end;
@@ -1418,11 +1866,12 @@ impl Snapshot {
             }
         }
         Some(Reuse {
-            file: &self.file,
-            offset: region.data_offset,
+            prev: self,
+            region,
             leaves: self.leaves.get(first..first + pages)?,
             fast_hashes: self.fast_hashes.get(first..first + pages)?,
             read: merged,
+            copy,
         })
     }
 
@@ -1467,9 +1916,7 @@ impl Snapshot {
         for r in self.meta.regions.iter().filter(|r| r.captured) {
             for i in 0..(r.map.end - r.map.start) / PAGE_SIZE {
                 let address = r.map.start + i * PAGE_SIZE;
-                self.file
-                    .read_exact_at(&mut page, r.data_offset + i * PAGE_SIZE)
-                    .map_err(|e| Error::io(&self.path, e))?;
+                self.read_captured(r, address, &mut page)?;
                 let leaf = if r.unreadable_pages.binary_search(&address).is_ok() {
                     merkle::unreadable_leaf::<Sha2>(address)
                 } else {
@@ -1539,9 +1986,7 @@ impl Snapshot {
             page += PAGE_SIZE;
         }
         let mut out = vec![0u8; len];
-        self.file
-            .read_exact_at(&mut out, r.data_offset + (address - r.map.start))
-            .map_err(|e| Error::io(&self.path, e))?;
+        self.read_captured(r, address, &mut out)?;
         Ok(out)
     }
 }
@@ -1757,13 +2202,13 @@ mod tests {
     fn regions_must_match_the_program_headers() {
         let meta = sample_meta();
         let good = [Segment::load(0x1000, 0x2000, 0x1000, 0x2000, "rw-p")];
-        assert_eq!(check_regions(&meta.regions, &good), Ok(2));
+        assert_eq!(check_regions(&meta.regions, Some(&good)), Ok(2));
         let wrong_size = [Segment::load(0x1000, 0x2000, 0x1000, 0, "rw-p")];
-        assert!(check_regions(&meta.regions, &wrong_size).is_err());
+        assert!(check_regions(&meta.regions, Some(&wrong_size)).is_err());
         let mut outside = meta.regions.clone();
         outside[0].unreadable_pages = vec![0x5000];
-        assert!(check_regions(&outside, &good).unwrap_err().contains("unreadable"));
-        assert!(check_regions(&meta.regions, &[]).is_err());
+        assert!(check_regions(&outside, Some(&good)).unwrap_err().contains("unreadable"));
+        assert!(check_regions(&meta.regions, Some(&[])).is_err());
     }
 
     #[test]

@@ -54,6 +54,10 @@ pub struct TrackState {
     /// Root (hex) of the snapshot that made the last scan; `None` until one succeeds, and while
     /// a snapshot is being taken.
     pub last_root: Option<String>,
+    /// The seal (hex) over that snapshot's notes: a `--since` file with this seal has the notes,
+    /// leaves included, that memzinc hashed into `last_root`, so they need not be hashed again.
+    #[serde(default)]
+    pub last_seal: Option<String>,
 }
 
 /// Summary of `track`, for the CLI.
@@ -174,6 +178,7 @@ pub fn track(pid: i32) -> Result<TrackReport> {
             uffd: fd,
             tracked,
             last_root: None,
+            last_seal: None,
         };
         save_tracking(&state)?;
         Ok(report(&state, untracked, false))
