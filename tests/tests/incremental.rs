@@ -155,6 +155,8 @@ fn snapshot_since_reads_only_written_pages_and_gives_the_full_root() {
     // The 100 pages, plus the few stdio and stack pages the target wrote to run the command.
     assert!((100..400).contains(&read), "read {read} of {total_pages} pages");
     assert_eq!(incremental["since"], full1["root"]);
+    // So few pages are read during the freeze (a fork's pause grows with all the memory).
+    assert!(incremental["copy_on_write_by"].is_null(), "{incremental}");
     // It refers to s1 (beside it, so by name) and stores only what it read: a small file.
     assert_eq!(incremental["parent"], "s1.core");
     let (size1, size2) = (file_len(&s1), file_len(&s2));
@@ -215,11 +217,13 @@ fn snapshot_since_reads_only_written_pages_and_gives_the_full_root() {
     println!("merged core: {checked} pages byte-identical to the full snapshot's");
     assert_eq!(checked, total_pages);
 
-    // And the chain goes on: since s3, another round of writes; then since that incremental
-    // one (a chain of two), and one with --merged from the chain.
-    let written = target.dirty(10, 99);
+    // And the chain goes on: since s3, another round of writes, enough that they are read from
+    // a fork; then since that incremental one (a chain of two), and one with --merged from the
+    // chain.
+    let written = target.dirty(1000, 99);
     let s4 = core("s4.core");
     let incremental = snapshot_json(&state, &["--pid", &pid, "-o", &s4, "--since", &s3]);
+    assert_eq!(incremental["copy_on_write_by"], "fork", "{incremental}");
     let s5 = core("s5.core");
     let full5 = snapshot_json(&state, &["--pid", &pid, "-o", &s5]);
     assert_same_root(&incremental, &full5, [&s3, &s4, &s5], target.base);

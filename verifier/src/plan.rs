@@ -324,6 +324,10 @@ impl SnapshotTrees {
         self.symbol_tree.root()
     }
 
+    pub fn symbol_count(&self) -> u64 {
+        self.symbol_tree.leaf_count()
+    }
+
     /// The symbols of the tree whose `[address, address + size)` holds `[address, address + len)`.
     pub fn symbols_holding(&self, address: u64, len: u64) -> impl Iterator<Item = &SnapshotSymbol> + '_ {
         self.symbols

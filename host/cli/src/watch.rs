@@ -186,7 +186,7 @@ fn take(pid: i32, prev: Option<&Path>, out: &Path) -> Result<describe::TakeRepor
     let state = describe::load_tracking(pid)?;
     let since = match (prev, state) {
         (Some(p), Some(state)) => {
-            let prev = describe::open_since(pid, p)?;
+            let prev = describe::open_since(pid, p, true)?;
             (state.last_root.as_deref() == Some(prev.meta.root.as_str())).then_some(prev)
         }
         _ => None,

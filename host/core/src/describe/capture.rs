@@ -179,6 +179,8 @@ struct Piece {
     address: u64,
     leaf_index: usize,
     len: usize,
+    /// Index of its capture range.
+    range: usize,
 }
 
 impl Chunk {
@@ -657,8 +659,9 @@ fn copy_reused(ranges: &[CaptureRange], writers: &mpsc::SyncSender<Arc<Chunk>>, 
 /// The reader: copies every range `which` selects from process `pid`, chunk by chunk, puts the
 /// `overlay` pages over what it read, settles each chunk with the write-protected view if it
 /// reads through one, and queues the chunks. Runs that follow each other in the file share a
-/// chunk (an incremental snapshot's scattered pages are written in a few large writes).
-/// Returns the unreadable pages per range (none for the ranges not selected).
+/// chunk and are read together (an incremental snapshot's scattered pages: one
+/// process_vm_readv per 1024 runs, a few large writes). Returns the unreadable pages per range
+/// (none for the ranges not selected).
 fn read_chunks(
     source: Source<'_>,
     ranges: &[CaptureRange],
@@ -670,11 +673,6 @@ fn read_chunks(
 ) -> Result<Vec<Vec<u64>>> {
     let mut unreadable = vec![Vec::new(); ranges.len()];
     let mut filling: Option<Chunk> = None;
-    // Queues a chunk; false once every writer stopped (their error is the one to report).
-    let send = |chunk: Chunk| {
-        let chunk = Arc::new(chunk);
-        queues.iter().all(|q| q.send(Arc::clone(&chunk)).is_ok())
-    };
     for (range_index, r) in ranges.iter().enumerate() {
         if !which(range_index) {
             continue;
@@ -686,7 +684,7 @@ fn read_chunks(
                 // The chunk being filled takes this run if it follows in the file and has room.
                 if let Some(chunk) = filling.take_if(|c| c.file_offset + c.len as u64 != file_offset || c.len == CHUNK)
                 {
-                    if !send(chunk) {
+                    if !fill_and_send(source, chunk, queues, overlay, &mut unreadable)? {
                         return Ok(unreadable);
                     }
                 }
@@ -707,31 +705,12 @@ fn read_chunks(
                     }
                 };
                 let len = ((run_end - address) as usize).min(CHUNK - chunk.len);
-                let from = chunk.len;
-                let buf = chunk.buf.as_mut().expect("a chunk being filled has its buffer");
-                // A vanished target is named by the snapshot's caller (`killed_while_snapshotting`).
-                let bytes = &mut buf.bytes_mut()[from..from + len];
-                let mut readable = match source {
-                    Source::Live(pid) | Source::Protected(pid, _) => introspect::read_pages(pid, address, bytes)?,
-                    Source::Copy(pid, mem) => introspect::read_pages_mem(pid, mem, address, bytes)?,
-                };
-                lay_over(address, bytes, &mut readable, overlay);
-                if let Source::Protected(_, view) = source {
-                    view.settle(address, bytes, &mut readable)?;
-                }
-                unreadable[range_index].extend(
-                    readable
-                        .iter()
-                        .enumerate()
-                        .filter(|(_, ok)| !**ok)
-                        .map(|(i, _)| address + i as u64 * PAGE_SIZE),
-                );
                 chunk.pieces.push(Piece {
                     address,
                     leaf_index: first_leaf[range_index] + ((address - r.start) / PAGE_SIZE) as usize,
                     len,
+                    range: range_index,
                 });
-                chunk.readable.extend(readable);
                 chunk.len += len;
                 filling = Some(chunk);
                 address += len as u64;
@@ -739,11 +718,58 @@ fn read_chunks(
         }
     }
     if let Some(chunk) = filling {
-        if !send(chunk) {
-            return Ok(unreadable);
-        }
+        fill_and_send(source, chunk, queues, overlay, &mut unreadable)?;
     }
     Ok(unreadable)
+}
+
+/// Reads a chunk's pieces from `source` into its buffer, lays the `overlay` over them, settles
+/// them with the write-protected view if there is one, notes their unreadable pages and queues
+/// the chunk. False once every writer stopped (their error is the one to report).
+fn fill_and_send(
+    source: Source<'_>,
+    mut chunk: Chunk,
+    queues: [&mpsc::SyncSender<Arc<Chunk>>; 2],
+    overlay: &[(u64, Vec<u8>)],
+    unreadable: &mut [Vec<u64>],
+) -> Result<bool> {
+    let pieces: Vec<(u64, usize)> = chunk.pieces.iter().map(|p| (p.address, p.len)).collect();
+    let len = chunk.len;
+    let buf = chunk.buf.as_mut().expect("a chunk being filled has its buffer");
+    let bytes = &mut buf.bytes_mut()[..len];
+    // A vanished target is named by the snapshot's caller (`killed_while_snapshotting`).
+    let mut readable = match source {
+        Source::Live(pid) | Source::Protected(pid, _) => introspect::read_scattered(pid, &pieces, bytes)?,
+        Source::Copy(pid, mem) => {
+            let mut readable = Vec::with_capacity(len / PAGE_SIZE as usize);
+            let mut at = 0;
+            for &(address, n) in &pieces {
+                readable.extend(introspect::read_pages_mem(pid, mem, address, &mut bytes[at..at + n])?);
+                at += n;
+            }
+            readable
+        }
+    };
+    let mut at = 0;
+    for p in &chunk.pieces {
+        let (bytes, page) = (&mut bytes[at..at + p.len], at / PAGE_SIZE as usize);
+        let readable = &mut readable[page..page + p.len / PAGE_SIZE as usize];
+        lay_over(p.address, bytes, readable, overlay);
+        if let Source::Protected(_, view) = source {
+            view.settle(p.address, bytes, readable)?;
+        }
+        unreadable[p.range].extend(
+            readable
+                .iter()
+                .enumerate()
+                .filter(|(_, ok)| !**ok)
+                .map(|(i, _)| p.address + i as u64 * PAGE_SIZE),
+        );
+        at += p.len;
+    }
+    chunk.readable = readable;
+    let chunk = Arc::new(chunk);
+    Ok(queues.iter().all(|q| q.send(Arc::clone(&chunk)).is_ok()))
 }
 
 /// Puts the `overlay` pages that fall in `[address, address + bytes.len())` over `bytes`.

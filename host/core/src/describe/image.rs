@@ -74,7 +74,7 @@ pub struct Image {
 impl Image {
     /// The snapshot's regions over its core file, mapped read-only.
     pub fn of(snapshot: &Snapshot) -> Result<Image> {
-        if snapshot.parent().is_some() {
+        if snapshot.parent_path().is_some() {
             return Image::of_chain(snapshot);
         }
         let file = std::fs::File::open(&snapshot.path).map_err(|e| Error::io(&snapshot.path, e))?;

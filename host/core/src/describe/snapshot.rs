@@ -60,6 +60,10 @@ pub const NT_MEMZINC_LEAVES: u32 = 2;
 pub const NT_MEMZINC_SEAL: u32 = 3;
 /// In an incremental snapshot that refers to its parent: protobuf `ParentImage`.
 pub const NT_MEMZINC_PARENT: u32 = 5;
+/// An incremental snapshot reads its pages during the freeze, rather than from a fork, when
+/// they are at most this fraction of the captured memory: the fork's pause (copying every page
+/// table: 43 ms at 4 GiB here) is then longer than the copy's.
+const FORK_OR_FROZEN_READ: u64 = 32;
 /// How many snapshots a chain of incremental ones may go back: opening one opens its parents.
 const MAX_CHAIN: usize = 256;
 /// xxh3-64 of every page's stored bytes, in leaf order: cheap change detection between
@@ -161,11 +165,22 @@ enum Pages {
     /// Every captured page in the file, at its region's `data_offset`.
     Full,
     /// An incremental snapshot: the runs stored in the file (sorted, disjoint, each inside a
-    /// captured region); every other captured page is the parent's.
+    /// captured region); every other captured page is the parent's (at `parent_path`; opened
+    /// unless only the leaves were wanted, [`open_since`]).
     Delta {
         stored: Vec<StoredRun>,
-        parent: Box<Snapshot>,
+        parent_path: PathBuf,
+        parent: Option<Box<Snapshot>>,
     },
+}
+
+/// Whether opening an incremental snapshot opens its parents too.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Parents {
+    Open,
+    /// Not opened: only this file's metadata and leaves are wanted (an incremental snapshot
+    /// taken since it that refers to it); its pages cannot be read.
+    Skip,
 }
 
 /// A run of pages an incremental snapshot stores: [start, end) at `offset` of its file.
@@ -304,6 +319,7 @@ fn take_held(
         // freeze (printing smaps walks every page table), checked again after.
         Pause::CopyOnWrite => {
             let flags = introspect::vm_flags(pid)?;
+            tracing::debug!("snapshot: mapping flags read");
             let view = if protect {
                 write_protected_view(pid, &flags)
             } else {
@@ -557,15 +573,23 @@ fn killed_while_snapshotting(pid: i32) -> impl Fn(Error) -> Error {
 /// the snapshot the tracking recorded — its root, and the seal over its notes, leaves included —
 /// its leaves are those memzinc hashed into that root, so the root is not computed again (a
 /// quarter of a second at 4 GiB); any other file is opened as [`Snapshot::open`] opens it (and
-/// then refused by the `--since` check).
-pub fn open_since(pid: i32, path: &Path) -> Result<Snapshot> {
-    let (snap, root) = Snapshot::open_deferring_root(path)?;
+/// then refused by the `--since` check). Without `with_parents`, an incremental one's parents are
+/// not opened (a snapshot that refers to it needs only its leaves; one that copies its pages,
+/// [`Since::Copy`], needs them).
+pub fn open_since(pid: i32, path: &Path, with_parents: bool) -> Result<Snapshot> {
+    let started = std::time::Instant::now();
+    let parents = match with_parents {
+        true => Parents::Open,
+        false => Parents::Skip,
+    };
+    let snap = Snapshot::open_chain(path, 0, parents)?;
+    tracing::debug!("snapshot: {} opened in {:?}", path.display(), started.elapsed());
     let state = super::track::load_tracking(pid)?;
     let recorded = state.is_some_and(|s| {
         s.last_root.as_deref() == Some(snap.meta.root.as_str()) && s.last_seal == Some(hex::encode(snap.seal))
     });
     if !recorded {
-        root.check()?;
+        snap.check_root()?;
     }
     Ok(snap)
 }
@@ -599,6 +623,7 @@ fn write_frozen(
     progress: Option<&indicatif::ProgressBar>,
     checkpoint: Option<pb::Checkpoint>,
 ) -> Result<TakeReport> {
+    tracing::debug!("snapshot: frozen");
     let maps = introspect::read_maps(pid)?;
     let exe = introspect::exe_path(pid)?;
     let comm = introspect::comm(pid)?;
@@ -637,6 +662,7 @@ fn write_frozen(
     // A tracked process: the kernel says which pages were written since the last snapshot, and
     // the next interval starts now, while frozen. Until this snapshot is on disk the state
     // names no snapshot, so a failure here cannot make a later `--since` wrong.
+    tracing::debug!("snapshot: state read");
     let tracking = super::track::load_tracking(pid)?;
     let written: Vec<Option<Vec<(u64, u64)>>> = match &tracking {
         None => Vec::new(),
@@ -711,6 +737,7 @@ fn write_frozen(
         .sum();
     tracing::debug!("snapshot: {pages_reused} pages in regions that can reuse the previous snapshot");
 
+    let to_read: u64 = ranges.iter().flat_map(|r| r.runs()).map(|(s, e)| e - s).sum();
     let prepared = match hold {
         Hold::StopTheWorld(f) => Prepared::Plain(Freeze::ThawAfterCopy(f)),
         Hold::Keep(f) => Prepared::Plain(Freeze::Keep(f)),
@@ -728,6 +755,13 @@ fn write_frozen(
                     Prepared::Plain(Freeze::ThawAfterCopy(f))
                 }
             }
+        }
+        // An incremental snapshot that reads little: its pages are copied during the freeze, a
+        // pause that grows with what was written, where a fork's grows with the whole memory
+        // (it copies every page table).
+        Hold::CopyOnWrite(f, _, None) if since.is_some() && to_read.saturating_mul(FORK_OR_FROZEN_READ) <= total => {
+            tracing::debug!("snapshot: {to_read} bytes written since the previous one, read during the freeze");
+            Prepared::Plain(Freeze::ThawAfterCopy(f))
         }
         Hold::CopyOnWrite(f, flags, None) => {
             let captured: Vec<&SnapRegion> = regions.iter().filter(|r| r.captured).collect();
@@ -812,6 +846,11 @@ fn write_frozen(
             // After the thaw: the modules are read from the target itself.
             symbols = read_symbols(pid, pid, &maps_of(&regions), &exe)?;
         }
+        if cow && !copy_on_write {
+            // Held for copy-on-write but read during the freeze (an incremental snapshot that
+            // reads little): the modules are read from the target, running again.
+            symbols = read_symbols(pid, pid, &maps_of(&regions), &exe)?;
+        }
         if let Some(plan) = plan {
             symbols = read_symbols(pid, plan.copy.pid(), &maps_of(&regions), &exe)?;
             extra_bytes = plan.copy.extra_bytes().ok();
@@ -840,11 +879,11 @@ fn write_frozen(
         w.seek(SeekFrom::Start(data_end)).map_err(io)?;
 
         let after_capture = std::time::Instant::now();
-        let leaf_bytes: Vec<u8> = leaves.as_flattened().to_vec();
+        let leaf_bytes: &[u8] = leaves.as_flattened();
         let fast_bytes: Vec<u8> = fast_hashes.iter().flat_map(|h| h.to_le_bytes()).collect();
         let page_count = leaves.len() as u64;
-        let trees = trees_of(&regions, &symbols, &leaves);
-        tracing::debug!("snapshot: trees in {:?}", after_capture.elapsed());
+        let (root, pages_root) = roots_of(&regions, &symbols, &leaves);
+        tracing::debug!("snapshot: roots in {:?}", after_capture.elapsed());
         let meta = SnapshotMeta {
             memzinc_version: env!("CARGO_PKG_VERSION").to_string(),
             pid,
@@ -860,8 +899,8 @@ fn write_frozen(
             auxv: parse_auxv(&auxv_raw),
             regions,
             symbols,
-            root: hex::encode(trees.root::<Sha2>()),
-            pages_root: hex::encode(trees.pages_root()),
+            root: hex::encode(root),
+            pages_root: hex::encode(pages_root),
             page_count,
             checkpoint,
         };
@@ -886,7 +925,7 @@ fn write_frozen(
             ids,
             &psinfo,
             &auxv_raw,
-            &leaf_bytes,
+            leaf_bytes,
             &fast_bytes,
             parent_note.as_ref(),
         )
@@ -939,6 +978,16 @@ fn write_frozen(
         })?;
     }
     Ok(report)
+}
+
+/// Where the parent `note` of the incremental snapshot at `path` names is: relative to `path`'s
+/// directory, or absolute.
+fn parent_path(path: &Path, note: &pb::ParentImage) -> PathBuf {
+    let named = Path::new(&note.file);
+    match path.parent() {
+        Some(dir) if named.is_relative() => dir.join(named),
+        _ => named.to_path_buf(),
+    }
 }
 
 /// How an incremental snapshot names its parent: by file name when both are in one directory
@@ -1069,6 +1118,77 @@ fn trees_of(regions: &[SnapRegion], symbols: &[Symbol], leaves: &[[u8; 32]]) -> 
         .flat_map(|r| (r.map.start..r.map.end).step_by(PAGE_SIZE as usize));
     SnapshotTrees::new::<Sha2>(all_regions, addresses.zip(leaves.iter().copied()).collect())
         .with_symbols::<Sha2>(tree_symbols)
+}
+
+/// The snapshot root and the page tree's root, as [`trees_of`] gives them, without keeping the
+/// page tree's levels (what a proof needs, and what writing and opening a core do not): its
+/// levels are hashed in one buffer, half on each of two threads.
+fn roots_of(regions: &[SnapRegion], symbols: &[Symbol], leaves: &[[u8; 32]]) -> ([u8; 32], [u8; 32]) {
+    let small = trees_of(regions, symbols, &[]);
+    let pages_root = page_root(leaves);
+    let root = memzinc_verifier::hash::snapshot_root::<Sha2>(&memzinc_verifier::hash::TreeRoots {
+        pages_root: &pages_root,
+        regions_root: &small.regions_root(),
+        symbols_root: &small.symbols_root(),
+        page_count: leaves.len() as u64,
+        region_count: regions.len() as u64,
+        symbol_count: small.symbol_count(),
+    });
+    (root, pages_root)
+}
+
+/// The root of the Merkle tree over `leaves` (`merkle::tree::MerkleTree`'s: pairs hashed into
+/// nodes, an odd last node carried up, the empty tree's root all zeroes). Each level goes into
+/// one of two buffers in turn; a long level is hashed in two halves at once.
+fn page_root(leaves: &[[u8; 32]]) -> [u8; 32] {
+    /// Levels at least this long are hashed on two threads.
+    const PARALLEL_FROM: usize = 1 << 14;
+    fn pairs_into(below: &[[u8; 32]], above: &mut [[u8; 32]]) {
+        for (pair, node) in below.chunks(2).zip(above) {
+            *node = match pair {
+                [l, r] => merkle::node::<Sha2>(l, r),
+                [only] => *only,
+                _ => unreachable!("chunks(2) yields one or two"),
+            };
+        }
+    }
+    fn level_above(below: &[[u8; 32]], above: &mut [[u8; 32]]) {
+        if below.len() < PARALLEL_FROM {
+            return pairs_into(below, above);
+        }
+        // The first half of an even length, so the halves' levels join into the whole one's.
+        let split = (below.len() / 2) & !1;
+        let (first, second) = above.split_at_mut(split / 2);
+        std::thread::scope(|scope| {
+            scope.spawn(|| pairs_into(&below[..split], first));
+            pairs_into(&below[split..], second);
+        });
+    }
+    match leaves {
+        [] => return [0; 32],
+        [only] => return *only,
+        _ => {}
+    }
+    let mut a = vec![[0u8; 32]; leaves.len().div_ceil(2)];
+    let mut b = vec![[0u8; 32]; a.len().div_ceil(2)];
+    level_above(leaves, &mut a);
+    let mut len = a.len();
+    let mut in_a = true;
+    while len > 1 {
+        let above = len.div_ceil(2);
+        if in_a {
+            level_above(&a[..len], &mut b[..above]);
+        } else {
+            level_above(&b[..len], &mut a[..above]);
+        }
+        in_a = !in_a;
+        len = above;
+    }
+    if in_a {
+        a[0]
+    } else {
+        b[0]
+    }
 }
 
 impl From<ThreadRegisters> for ThreadState {
@@ -1489,25 +1609,51 @@ pub struct RootCheck {
 
 impl RootCheck {
     pub fn check(self) -> Result<()> {
-        let trees = trees_of(&self.regions, &self.symbols, &self.leaves);
-        if hex::encode(trees.pages_root()) != self.pages_root || hex::encode(trees.root::<Sha2>()) != self.root {
-            return Err(Error::Corrupt {
-                path: self.path,
-                kind: "snapshot",
-                why: root_mismatch(&trees, self.leaves.len(), self.regions.len(), &self.root),
-            });
-        }
-        Ok(())
+        check_root(
+            &self.path,
+            &self.regions,
+            &self.symbols,
+            &self.leaves,
+            &self.pages_root,
+            &self.root,
+        )
     }
+}
+
+/// That `leaves`, `regions` and `symbols` give the recorded `pages_root` and `root` (hex).
+fn check_root(
+    path: &Path,
+    regions: &[SnapRegion],
+    symbols: &[Symbol],
+    leaves: &[[u8; 32]],
+    pages_root: &str,
+    root: &str,
+) -> Result<()> {
+    let (computed, computed_pages) = roots_of(regions, symbols, leaves);
+    if hex::encode(computed_pages) != pages_root || hex::encode(computed) != root {
+        let trees = trees_of(regions, symbols, leaves);
+        return Err(Error::Corrupt {
+            path: path.into(),
+            kind: "snapshot",
+            why: root_mismatch(&trees, leaves.len(), regions.len(), root),
+        });
+    }
+    Ok(())
 }
 
 impl Snapshot {
     /// Opens a snapshot core file, checking its framing, its seal, that its program headers
     /// and metadata agree and that the stored leaves give the stored root.
     pub fn open(path: &Path) -> Result<Snapshot> {
-        let (snap, root) = Snapshot::open_deferring_root(path)?;
-        root.check()?;
+        let snap = Snapshot::open_chain(path, 0, Parents::Open)?;
+        snap.check_root()?;
         Ok(snap)
+    }
+
+    /// That the leaves, regions and symbols give the recorded root.
+    fn check_root(&self) -> Result<()> {
+        let m = &self.meta;
+        check_root(&self.path, &m.regions, &m.symbols, &self.leaves, &m.pages_root, &m.root)
     }
 
     /// [`Snapshot::open`] but the leaves-give-the-root check is left to the caller, who runs
@@ -1515,12 +1661,21 @@ impl Snapshot {
     /// page is checked against its sealed leaf as it arrives, runs the process meanwhile).
     /// Everything else `open` checks, the seal over the leaves and the root included, is checked.
     pub fn open_deferring_root(path: &Path) -> Result<(Snapshot, RootCheck)> {
-        Snapshot::open_chain(path, 0)
+        let snap = Snapshot::open_chain(path, 0, Parents::Open)?;
+        let root = RootCheck {
+            path: path.into(),
+            regions: snap.meta.regions.clone(),
+            symbols: snap.meta.symbols.clone(),
+            leaves: snap.leaves.clone(),
+            pages_root: snap.meta.pages_root.clone(),
+            root: snap.meta.root.clone(),
+        };
+        Ok((snap, root))
     }
 
-    /// [`Snapshot::open_deferring_root`] of a snapshot `depth` steps down a chain of
-    /// incremental ones: a parent is opened (and its root checked) with its child.
-    fn open_chain(path: &Path, depth: usize) -> Result<(Snapshot, RootCheck)> {
+    /// [`Snapshot::open`] of a snapshot `depth` steps down a chain of incremental ones, all but
+    /// the root check: a parent is opened with its child.
+    fn open_chain(path: &Path, depth: usize, parents: Parents) -> Result<Snapshot> {
         let corrupt = |why: String| Error::Corrupt {
             path: path.into(),
             kind: "snapshot",
@@ -1617,20 +1772,20 @@ impl Snapshot {
                 leaf_bytes.len() / 32
             )));
         }
-        let root = RootCheck {
-            path: path.into(),
-            regions: meta.regions.clone(),
-            symbols: meta.symbols.clone(),
-            leaves: leaves.to_vec(),
-            pages_root: meta.pages_root.clone(),
-            root: meta.root.clone(),
-        };
         let pages = match parent_pb {
             None => Pages::Full,
-            Some(parent) => {
+            Some(note) if parents == Parents::Skip => {
+                let data = corefile::data_start(loads.len())..note_segment.offset;
+                Pages::Delta {
+                    stored: check_stored(&meta.regions, &loads, data).map_err(corrupt)?,
+                    parent_path: parent_path(path, &note),
+                    parent: None,
+                }
+            }
+            Some(note) => {
                 let data = corefile::data_start(loads.len())..note_segment.offset;
                 let stored = check_stored(&meta.regions, &loads, data).map_err(corrupt)?;
-                let parent = Snapshot::open_parent(path, &parent, depth)?;
+                let parent = Snapshot::open_parent(path, &note, depth)?;
                 // Every page not stored here is the parent's: captured there, with this leaf.
                 let starts = leaf_starts(&parent.meta.regions);
                 for (start, end, first) in unstored_runs(&meta.regions, &stored) {
@@ -1649,7 +1804,8 @@ impl Snapshot {
                 }
                 Pages::Delta {
                     stored,
-                    parent: Box::new(parent),
+                    parent_path: parent.path.clone(),
+                    parent: Some(Box::new(parent)),
                 }
             }
         };
@@ -1663,17 +1819,13 @@ impl Snapshot {
             pages,
             seal,
         };
-        Ok((snap, root))
+        Ok(snap)
     }
 
     /// The parent `note` of the incremental snapshot at `path` names, opened and checked: the
     /// file is found beside `path` (or at its absolute path) and has the recorded root.
     fn open_parent(path: &Path, note: &pb::ParentImage, depth: usize) -> Result<Snapshot> {
-        let named = Path::new(&note.file);
-        let parent_path = match path.parent() {
-            Some(dir) if named.is_relative() => dir.join(named),
-            _ => named.to_path_buf(),
-        };
+        let parent_path = parent_path(path, note);
         let refuse = |why: String| Error::Parent {
             path: path.into(),
             parent: parent_path.clone(),
@@ -1687,7 +1839,7 @@ impl Snapshot {
         // The parent's own root is not hashed again: what is read from it is checked against the
         // child's leaves (equal to the parent's for every page it holds, checked by the caller),
         // and those give the child's root.
-        let (parent, _) = match Snapshot::open_chain(&parent_path, depth + 1) {
+        let parent = match Snapshot::open_chain(&parent_path, depth + 1, Parents::Open) {
             Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
                 return Err(refuse("is not there (an incremental snapshot needs its parent)".into()))
             }
@@ -1707,7 +1859,15 @@ impl Snapshot {
     pub fn parent(&self) -> Option<&Snapshot> {
         match &self.pages {
             Pages::Full => None,
-            Pages::Delta { parent, .. } => Some(parent),
+            Pages::Delta { parent, .. } => parent.as_deref(),
+        }
+    }
+
+    /// Where an incremental snapshot's parent is (whether or not it was opened).
+    pub fn parent_path(&self) -> Option<&Path> {
+        match &self.pages {
+            Pages::Full => None,
+            Pages::Delta { parent_path, .. } => Some(parent_path),
         }
     }
 
@@ -1722,11 +1882,11 @@ impl Snapshot {
     /// Fails, naming `what` and how to get a full core, if this snapshot refers to a parent:
     /// for readers that need every page at its region's offset in this one file.
     pub fn require_full(&self, what: &'static str) -> Result<()> {
-        match self.parent() {
+        match self.parent_path() {
             None => Ok(()),
             Some(parent) => Err(Error::NeedsFullCore {
                 path: self.path.clone(),
-                parent: parent.path.clone(),
+                parent: parent.into(),
                 what,
             }),
         }
@@ -1736,7 +1896,12 @@ impl Snapshot {
     /// this file, or from the parent for what an incremental snapshot does not store.
     pub(super) fn read_captured(&self, r: &SnapRegion, address: u64, buf: &mut [u8]) -> Result<()> {
         let io = |e| Error::io(&self.path, e);
-        let Pages::Delta { stored, parent } = &self.pages else {
+        let Pages::Delta {
+            stored,
+            parent,
+            parent_path,
+        } = &self.pages
+        else {
             return self
                 .file
                 .read_exact_at(buf, r.data_offset + (address - r.map.start))
@@ -1755,6 +1920,11 @@ impl Snapshot {
             match offset {
                 Some(offset) => self.file.read_exact_at(piece, offset).map_err(io)?,
                 None => {
+                    let parent = parent.as_deref().ok_or_else(|| Error::Parent {
+                        path: self.path.clone(),
+                        parent: parent_path.clone(),
+                        why: "was not opened (memzinc opened only the leaves)".into(),
+                    })?;
                     // Checked on opening: the parent captured every page not stored here.
                     let pr = parent
                         .region_of(at, to - at)
@@ -2252,6 +2422,20 @@ mod tests {
 
     /// A core whose root is the v1 formula (pages and regions, before symbols) is named as
     /// such; any other mismatch stays "corrupt".
+    #[test]
+    fn roots_without_levels_are_the_trees_roots() {
+        let mut meta = sample_meta();
+        for n in [0usize, 1, 2, 3, 5, 8, (1 << 14) + 3, 40_001] {
+            // One captured region of n pages, so every leaf is in the trees.
+            meta.regions[0].map.end = meta.regions[0].map.start + n as u64 * PAGE_SIZE;
+            let leaves: Vec<[u8; 32]> = (0..n as u64).map(merkle::unreadable_leaf::<Sha2>).collect();
+            let trees = trees_of(&meta.regions, &meta.symbols, &leaves);
+            let (root, pages_root) = roots_of(&meta.regions, &meta.symbols, &leaves);
+            assert_eq!(pages_root, trees.pages_root(), "{n} leaves");
+            assert_eq!(root, trees.root::<Sha2>(), "{n} leaves");
+        }
+    }
+
     #[test]
     fn a_root_from_before_the_symbol_tree_is_named() {
         use sha2::Digest as _;

@@ -878,6 +878,42 @@ pub fn read_many(pid: i32, ranges: &[(u64, usize)]) -> Result<Vec<Vec<u8>>> {
     Ok(bufs)
 }
 
+/// Reads scattered whole-page ranges `(address, len)` into `out`, back to back (`out` holds
+/// their lengths' sum): one process_vm_readv per [`IOV_MAX`] ranges; a batch that comes back
+/// short is read again range by range with [`read_pages`]. Returns, per page of `out`, whether
+/// it could be read (an unreadable page is zeroes).
+pub fn read_scattered(pid: i32, ranges: &[(u64, usize)], out: &mut [u8]) -> Result<Vec<bool>> {
+    let mut readable = Vec::with_capacity(out.len() / PAGE_SIZE as usize);
+    let mut rest = out;
+    for batch in ranges.chunks(IOV_MAX) {
+        let total: usize = batch.iter().map(|r| r.1).sum();
+        let (mine, after) = std::mem::take(&mut rest).split_at_mut(total);
+        rest = after;
+        let remote: Vec<RemoteIoVec> = batch
+            .iter()
+            .map(|&(base, len)| RemoteIoVec {
+                base: base as usize,
+                len,
+            })
+            .collect();
+        let n = match process_vm_readv(Pid::from_raw(pid), &mut [IoSliceMut::new(mine)], &remote) {
+            Ok(n) => n,
+            Err(Errno::EFAULT) | Err(Errno::EIO) => 0,
+            Err(e) => return Err(pid_errno(pid, "process_vm_readv", e)),
+        };
+        if n == total {
+            readable.resize(readable.len() + total / PAGE_SIZE as usize, true);
+            continue;
+        }
+        let mut at = 0;
+        for &(address, len) in batch {
+            readable.extend(read_pages(pid, address, &mut mine[at..at + len])?);
+            at += len;
+        }
+    }
+    Ok(readable)
+}
+
 /// Writes several ranges: ONE process_vm_writev for up to [`IOV_MAX`] ranges (one kernel copy:
 /// a caller that dies cannot leave it half done), one per batch of that many beyond. Returns
 /// the bytes written, which is short only on a fault (later batches are then not tried).
