@@ -2,7 +2,9 @@
  * a watcher thread that spins reading CLOCK_MONOTONIC and keeps the largest gap it saw between
  * two readings: how long the process was stopped, seen from inside it. On SIGUSR1 the main
  * thread prints "maxgap_us N" (the largest gap since the previous SIGUSR1) and starts over.
- * It prints "ready PID" once its memory is written. */
+ * It prints "ready PID" once its memory is written. On SIGUSR2 it writes one byte in each of K
+ * distinct pages (argv[2], default 0), others each time (scripts/bench-incremental.sh), and
+ * prints "dirtied K". */
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -38,9 +40,12 @@ static void *watcher(void *arg) {
 
 int main(int argc, char **argv) {
     size_t mib = argc > 1 ? (size_t)atol(argv[1]) : 100;
+    size_t dirty = argc > 2 ? (size_t)atol(argv[2]) : 0;
+    size_t pages = (mib << 20) / 4096, round = 0;
     sigset_t set;
     sigemptyset(&set);
     sigaddset(&set, SIGUSR1);
+    sigaddset(&set, SIGUSR2);
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     char *heap = malloc(mib << 20);
     if (!heap)
@@ -56,6 +61,15 @@ int main(int argc, char **argv) {
         int sig;
         if (sigwait(&set, &sig) != 0)
             continue;
+        if (sig == SIGUSR2) {
+            /* 7919 is prime: the K pages are distinct while K <= PAGES, and differ per round. */
+            for (size_t i = 0; i < dirty && pages > 0; i++)
+                heap[((i * 7919 + round * 104729) % pages) * 4096 + 8] ^= 0x3c;
+            round++;
+            printf("dirtied %zu\n", dirty);
+            fflush(stdout);
+            continue;
+        }
         printf("maxgap_us %lu\n", (unsigned long)(atomic_load(&max_gap) / 1000));
         fflush(stdout);
         atomic_store(&reset, 1);

@@ -157,10 +157,9 @@ impl PageBuf {
     }
 }
 
-/// Runs of pages that lie back to back in a buffer and in the file, each at its own address.
+/// Runs of pages that lie back to back in a buffer, each at its own address and file offset.
 struct Chunk {
     pieces: Vec<Piece>,
-    file_offset: u64,
     len: usize,
     /// Per page of the chunk.
     readable: Vec<bool>,
@@ -173,11 +172,12 @@ struct Chunk {
 }
 
 /// A run of pages of a chunk: its address, the index of its first page among all pages of the
-/// capture (its leaf), and its length in bytes.
+/// capture (its leaf), where it goes in the file, and its length in bytes.
 #[derive(Clone, Copy)]
 struct Piece {
     address: u64,
     leaf_index: usize,
+    file_offset: u64,
     len: usize,
     /// Index of its capture range.
     range: usize,
@@ -186,6 +186,25 @@ struct Piece {
 impl Chunk {
     fn pages(&self) -> &[u8] {
         self.buf.as_ref().map_or(&[], |b| &b.bytes()[..self.len])
+    }
+
+    /// The chunk's bytes as writes: (file offset, bytes), pieces that follow each other in the
+    /// file joined into one.
+    fn writes(&self) -> Vec<(u64, &[u8])> {
+        let pages = self.pages();
+        let mut writes: Vec<(u64, std::ops::Range<usize>)> = Vec::new();
+        let mut at = 0;
+        for p in &self.pieces {
+            match writes.last_mut() {
+                Some((offset, range)) if *offset + range.len() as u64 == p.file_offset => range.end += p.len,
+                _ => writes.push((p.file_offset, at..at + p.len)),
+            }
+            at += p.len;
+        }
+        writes
+            .into_iter()
+            .map(|(offset, range)| (offset, &pages[range]))
+            .collect()
     }
 
     /// Each piece with its bytes and its pages' readability.
@@ -410,9 +429,9 @@ pub(super) fn capture(
                             yielding = Some(Yielding::start());
                         }
                         let started = Instant::now();
-                        writer
-                            .write_at(chunk.pages(), chunk.file_offset)
-                            .map_err(|e| Error::io(path, e))?;
+                        for (offset, bytes) in chunk.writes() {
+                            writer.write_at(bytes, offset).map_err(|e| Error::io(path, e))?;
+                        }
                         writing += started.elapsed();
                     }
                     tracing::debug!("capture writer: {writing:?}");
@@ -624,6 +643,7 @@ impl Pool {
 /// the page cache for the final fsync to flush (measured: 1 GiB with 38 MiB written took 3.8 s,
 /// a full snapshot 1.1 s).
 fn copy_reused(ranges: &[CaptureRange], writers: &mpsc::SyncSender<Arc<Chunk>>, pool: &mut Pool) -> Result<()> {
+    let mut filling: Option<Chunk> = None;
     for r in ranges {
         let Some(prev) = r.reuse.as_ref().filter(|p| p.copy) else {
             continue;
@@ -631,36 +651,57 @@ fn copy_reused(ranges: &[CaptureRange], writers: &mpsc::SyncSender<Arc<Chunk>>, 
         for (start, end) in unread_runs(r.start, r.end, &prev.read) {
             let mut at = start;
             while at < end {
-                let Some(mut buf) = pool.take()? else {
-                    return Ok(());
+                if let Some(full) = filling.take_if(|c| c.len == CHUNK) {
+                    if writers.send(Arc::new(full)).is_err() {
+                        // Every writer stopped: their error is the one to report.
+                        return Ok(());
+                    }
+                }
+                let mut chunk = match filling.take() {
+                    Some(chunk) => chunk,
+                    None => {
+                        let Some(buf) = pool.take()? else {
+                            return Ok(());
+                        };
+                        // Not hashed: the leaves come from the previous snapshot.
+                        Chunk {
+                            pieces: Vec::new(),
+                            len: 0,
+                            readable: Vec::new(),
+                            buf: Some(buf),
+                            free: pool.free_tx.clone(),
+                        }
+                    }
                 };
-                let len = ((end - at) as usize).min(CHUNK);
-                prev.prev.read_captured(prev.region, at, &mut buf.bytes_mut()[..len])?;
-                let chunk = Chunk {
-                    // Not hashed: the leaves come from the previous snapshot.
-                    pieces: Vec::new(),
+                let len = ((end - at) as usize).min(CHUNK - chunk.len);
+                let from = chunk.len;
+                let buf = chunk.buf.as_mut().expect("a chunk being filled has its buffer");
+                prev.prev
+                    .read_captured(prev.region, at, &mut buf.bytes_mut()[from..from + len])?;
+                chunk.pieces.push(Piece {
+                    address: at,
+                    leaf_index: 0,
                     file_offset: r.file_offset + (at - r.start),
                     len,
-                    readable: Vec::new(),
-                    buf: Some(buf),
-                    free: pool.free_tx.clone(),
-                };
-                if writers.send(Arc::new(chunk)).is_err() {
-                    // Every writer stopped: their error is the one to report.
-                    return Ok(());
-                }
+                    range: 0,
+                });
+                chunk.len += len;
+                filling = Some(chunk);
                 at += len as u64;
             }
         }
+    }
+    if let Some(chunk) = filling {
+        let _ = writers.send(Arc::new(chunk));
     }
     Ok(())
 }
 
 /// The reader: copies every range `which` selects from process `pid`, chunk by chunk, puts the
 /// `overlay` pages over what it read, settles each chunk with the write-protected view if it
-/// reads through one, and queues the chunks. Runs that follow each other in the file share a
-/// chunk and are read together (an incremental snapshot's scattered pages: one
-/// process_vm_readv per 1024 runs, a few large writes). Returns the unreadable pages per range
+/// reads through one, and queues the chunks. Runs share a chunk until it is full and are read
+/// together (an incremental snapshot's scattered pages: one process_vm_readv per 1024 runs, a
+/// few buffers, and one write per run of them that follows each other in the file). Returns the unreadable pages per range
 /// (none for the ranges not selected).
 fn read_chunks(
     source: Source<'_>,
@@ -680,10 +721,8 @@ fn read_chunks(
         for (run_start, run_end, run_offset) in r.placed_runs() {
             let mut address = run_start;
             while address < run_end {
-                let file_offset = run_offset + (address - run_start);
-                // The chunk being filled takes this run if it follows in the file and has room.
-                if let Some(chunk) = filling.take_if(|c| c.file_offset + c.len as u64 != file_offset || c.len == CHUNK)
-                {
+                // Runs share a chunk until it is full (scattered pages: few reads, few buffers).
+                if let Some(chunk) = filling.take_if(|c| c.len == CHUNK) {
                     if !fill_and_send(source, chunk, queues, overlay, &mut unreadable)? {
                         return Ok(unreadable);
                     }
@@ -696,7 +735,6 @@ fn read_chunks(
                         };
                         Chunk {
                             pieces: Vec::new(),
-                            file_offset,
                             len: 0,
                             readable: Vec::new(),
                             buf: Some(buf),
@@ -708,6 +746,7 @@ fn read_chunks(
                 chunk.pieces.push(Piece {
                     address,
                     leaf_index: first_leaf[range_index] + ((address - r.start) / PAGE_SIZE) as usize,
+                    file_offset: run_offset + (address - run_start),
                     len,
                     range: range_index,
                 });

@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# What an incremental snapshot costs against what the process wrote, run as a user runs it
+# (whole processes). The target (tests/targets/cpause.c) holds SIZE MiB of written heap, is
+# tracked (`memzinc track`), and before every snapshot writes one byte in each of DIRTY MiB worth
+# of pages scattered over its heap; a thread inside it reports the largest gap it saw while the
+# snapshot ran (its pause). Each round takes, in a rotated order, one of each:
+#
+#   delta    memzinc snapshot --since LAST        (the default: stores only what was read and
+#                                                  refers to LAST for the rest)
+#   merged   memzinc snapshot --since LAST --merged  (the same, with the rest copied: a full core)
+#   full     memzinc snapshot                     (everything read again)
+#
+# LAST is always the snapshot just before (the tracking's last scan), so deltas chain on deltas.
+# Page cache as a user finds it: the previous snapshot was just written (`sync` before each run,
+# caches not dropped). Cores no chain needs any more are deleted as the rounds go.
+#
+#   scripts/bench-incremental.sh [SIZE_MIB [DIRTY_MIB]]   default: 4096 100; RUNS=5; OUT_DIR=/tmp
+#
+# Prints per mode the median and min–max of the wall time (s), of the largest pause seen from
+# inside the target (ms) and of memzinc's own count of it, the pages read and the file size.
+# Needs root and gcc; memzinc from $MEMZINC (default: the release build).
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
+RUNS=${RUNS:-5}
+SIZE=${1:-4096}
+DIRTY=${2:-100}
+MEMZINC=${MEMZINC:-$CARGO_TARGET_DIR/release/memzinc}
+OUT_DIR=${OUT_DIR:-/tmp}
+[ -x "$MEMZINC" ] || { echo "no memzinc at $MEMZINC (cargo build --release -p memzinc-cli)" >&2; exit 1; }
+work=$(mktemp -d "$OUT_DIR/bench-incremental.XXXXXX")
+export MEMZINC_STATE_DIR=$work/state
+trap 'kill "${target:-0}" 2>/dev/null || true; rm -rf "$work"' EXIT
+gcc -O2 -pthread -o "$work/cpause" "$MEMZINC_ROOT/tests/targets/cpause.c"
+
+now_ns() { date +%s%N; }
+
+# Sends the target a signal and waits for the line it prints in answer; prints that line.
+ask() {
+  local n
+  n=$(wc -l < "$work/out")
+  kill "-$1" "$target"
+  while [ "$(wc -l < "$work/out")" -le "$n" ]; do sleep 0.01; done
+  tail -1 "$work/out"
+}
+
+# A field of memzinc's JSON report.
+field() { sed -n "s/.*\"$1\": *\([0-9.]*\).*/\1/p" | head -1; }
+
+last=""
+# One snapshot in `mode`; adds "mode pause_us wall_ns stopped_ms pages_read file_bytes" to the
+# results (not in a subshell: it moves `last` on).
+run_mode() {
+  local mode=$1 out=$work/$(date +%s%N).core json started ended
+  ask USR2 > /dev/null
+  sync
+  ask USR1 > /dev/null
+  started=$(now_ns)
+  case $mode in
+    delta) json=$("$MEMZINC" --json snapshot --pid "$target" -o "$out" --since "$last") ;;
+    merged) json=$("$MEMZINC" --json snapshot --pid "$target" -o "$out" --since "$last" --merged) ;;
+    full) json=$("$MEMZINC" --json snapshot --pid "$target" -o "$out") ;;
+  esac
+  ended=$(now_ns)
+  echo "$mode $(ask USR1 | awk '{print $2}') $((ended - started)) $(field frozen_ms <<< "$json") $(field pages_from_target <<< "$json") $(stat -c %s "$out")" >> "$work/results"
+  # A full core starts a new chain: what came before it is needed no more.
+  if [ "$mode" != delta ]; then
+    find "$work" -maxdepth 1 -name '*.core' ! -name "$(basename "$out")" -delete
+  fi
+  last=$out
+}
+
+# "median min max" of numbers on stdin.
+stats() { sort -g | awk '{v[NR]=$1} END {m=(NR%2)?v[(NR+1)/2]:(v[NR/2]+v[NR/2+1])/2; printf "%s %s %s", m, v[1], v[NR]}'; }
+
+echo "machine: $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg), $(uname -r); memzinc $MEMZINC"
+setsid "$work/cpause" "$SIZE" $((DIRTY * 256)) > "$work/out" 2>&1 < /dev/null &
+target=$!
+while ! grep -q ready "$work/out" 2>/dev/null; do sleep 0.05; done
+"$MEMZINC" track --pid "$target" > /dev/null
+last=$work/base.core
+"$MEMZINC" snapshot --pid "$target" -o "$last" > /dev/null
+modes=(delta merged full)
+: > "$work/results"
+for run in $(seq 1 "$RUNS"); do
+  for i in "${!modes[@]}"; do
+    mode=${modes[$(( (i + run) % ${#modes[@]} ))]}
+    run_mode "$mode"
+  done
+done
+echo
+echo "## $SIZE MiB of written heap, $DIRTY MiB ($((DIRTY * 256)) pages) written before each snapshot, $RUNS runs each, interleaved (load now $(cut -d' ' -f1-3 /proc/loadavg))"
+printf '%-7s %-24s %-30s %-26s %-12s %s\n' mode "wall s (median, min-max)" "largest pause ms (median, min-max)" "memzinc says stopped ms" "pages read" "file MiB"
+for mode in "${modes[@]}"; do
+  read -r wm wl wh <<< "$(awk -v t="$mode" '$1==t {print $3/1e9}' "$work/results" | stats)"
+  read -r pm pl ph <<< "$(awk -v t="$mode" '$1==t {print $2/1000}' "$work/results" | stats)"
+  read -r sm sl sh <<< "$(awk -v t="$mode" '$1==t {print $4}' "$work/results" | stats)"
+  read -r rm _ _ <<< "$(awk -v t="$mode" '$1==t {print $5}' "$work/results" | stats)"
+  read -r fm _ _ <<< "$(awk -v t="$mode" '$1==t {print $6/1048576}' "$work/results" | stats)"
+  printf '%-7s %.3f (%.3f-%.3f)%6s %6.1f (%.1f-%.1f)%14s %6.1f (%.1f-%.1f)%8s %-12s %.0f\n' \
+    "$mode" "$wm" "$wl" "$wh" "" "$pm" "$pl" "$ph" "" "$sm" "$sl" "$sh" "" "$rm" "$fm"
+done
