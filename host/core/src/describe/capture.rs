@@ -32,7 +32,6 @@ use std::time::{Duration, Instant};
 use memzinc_verifier::merkle;
 use nix::libc;
 
-use super::snapshot::{SnapRegion, Snapshot};
 use crate::base::{Error, Result, Sha2};
 use crate::introspect::{self, ForkedCopy, Frozen, MapEntry, WriteProtected, PAGE_SIZE};
 
@@ -78,9 +77,8 @@ pub(super) struct CaptureRange<'a> {
 
 /// The previous snapshot's copy of a range (see [`CaptureRange::reuse`]).
 pub(super) struct Reuse<'a> {
-    pub prev: &'a Snapshot,
-    /// The range's region in the previous snapshot.
-    pub region: &'a SnapRegion,
+    /// Reads the previous snapshot's bytes at an address of the range into a buffer.
+    pub bytes: Box<dyn Fn(u64, &mut [u8]) -> Result<()> + Sync + 'a>,
     /// The range's leaves and fast hashes in the previous snapshot, one per page.
     pub leaves: &'a [[u8; 32]],
     pub fast_hashes: &'a [u64],
@@ -676,8 +674,7 @@ fn copy_reused(ranges: &[CaptureRange], writers: &mpsc::SyncSender<Arc<Chunk>>, 
                 let len = ((end - at) as usize).min(CHUNK - chunk.len);
                 let from = chunk.len;
                 let buf = chunk.buf.as_mut().expect("a chunk being filled has its buffer");
-                prev.prev
-                    .read_captured(prev.region, at, &mut buf.bytes_mut()[from..from + len])?;
+                (prev.bytes)(at, &mut buf.bytes_mut()[from..from + len])?;
                 chunk.pieces.push(Piece {
                     address: at,
                     leaf_index: 0,

@@ -2036,8 +2036,7 @@ impl Snapshot {
             }
         }
         Some(Reuse {
-            prev: self,
-            region,
+            bytes: Box::new(move |address, buf| self.read_captured(region, address, buf)),
             leaves: self.leaves.get(first..first + pages)?,
             fast_hashes: self.fast_hashes.get(first..first + pages)?,
             read: merged,
