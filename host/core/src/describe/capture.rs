@@ -75,10 +75,13 @@ pub(super) struct CaptureRange<'a> {
     pub packed: Option<Vec<u64>>,
 }
 
+/// Reads the previous snapshot's bytes at an address into a buffer.
+pub(super) type PrevBytes<'a> = Box<dyn Fn(u64, &mut [u8]) -> Result<()> + Sync + 'a>;
+
 /// The previous snapshot's copy of a range (see [`CaptureRange::reuse`]).
 pub(super) struct Reuse<'a> {
     /// Reads the previous snapshot's bytes at an address of the range into a buffer.
-    pub bytes: Box<dyn Fn(u64, &mut [u8]) -> Result<()> + Sync + 'a>,
+    pub bytes: PrevBytes<'a>,
     /// The range's leaves and fast hashes in the previous snapshot, one per page.
     pub leaves: &'a [[u8; 32]],
     pub fast_hashes: &'a [u64],
