@@ -173,14 +173,14 @@ fn pyarrow_and_duckdb_read_what_inspect_reports() {
     assert_eq!(got["page_bytes"], e.inspect["page_count"].as_u64().unwrap() * 4096);
     assert_eq!(got["symbols"], symbols.len());
     // Per thread NT_PRSTATUS (+ FP and XSAVE notes when taken); NT_PRPSINFO, NT_AUXV, NT_FILE;
-    // MEMZINC's metadata, leaves, fast hashes and seal.
+    // MEMZINC's metadata, leaves, fast hashes, kept tree level and seal.
     let thread_notes: usize = e.inspect["threads"]
         .as_array()
         .unwrap()
         .iter()
         .map(|t| 1 + usize::from(t["fpregs"] != "") + usize::from(t["xstate"] != ""))
         .sum();
-    assert_eq!(got["notes"], thread_notes + 3 + 4);
+    assert_eq!(got["notes"], thread_notes + 3 + 5);
     let starts: Vec<u64> = regions.iter().map(|r| r["start"].as_u64().unwrap()).collect();
     assert_eq!(got["regions_start"], serde_json::json!(starts));
     let perms: Vec<&str> = regions.iter().map(|r| r["perms"].as_str().unwrap()).collect();

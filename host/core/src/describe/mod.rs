@@ -24,6 +24,6 @@ pub use snapshot::{
     open_since, symbol_module, take, take_frozen, take_frozen_cow, take_paused, take_since, write_protected_view,
     AuxEntry, CoreParts, Pause, RootCheck, Since, SnapRegion, Snapshot, SnapshotMeta, TakeReport, ThreadState,
     FORMAT_VERSION, NOTE_OWNER, NT_MEMZINC_FAST_HASHES, NT_MEMZINC_LEAVES, NT_MEMZINC_META, NT_MEMZINC_PARENT,
-    NT_MEMZINC_SEAL, SEAL_TAG,
+    NT_MEMZINC_SEAL, NT_MEMZINC_TREE_LEVEL, SEAL_TAG,
 };
 pub use track::{load_tracking, track, tracking_dir, TrackReport, TrackState};
