@@ -4,7 +4,9 @@
 //! registry magic by chance:
 //!
 //! - `snapshot_open`: a real snapshot core (`memzinc::describe::take`) of a tiny static process
-//!   (`gcc -static -nostdlib`, a loop around `pause`), about 40 pages;
+//!   (`gcc -static -nostdlib`, a loop around `pause`), about 40 pages; and, the process tracked,
+//!   an incremental snapshot since a full one that refers to it, both in one input
+//!   (`memzinc_fuzz::host::join_parent`);
 //! - `plan_file`: a plan file for that snapshot (one byte of its stack) with its evidence;
 //! - `debug_types`: `tests/targets/ctypes.c` compiled with `gcc -g`;
 //! - `registry`: a registry image at `REGISTRY_BASE` built from `memzinc_describe::abi`: one
@@ -29,6 +31,26 @@ fn gcc(args: &[&str]) {
     assert!(status.success(), "gcc {args:?} failed");
 }
 
+/// The tiny process tracked, a full snapshot named as the fuzz target names a parent, and an
+/// incremental one since it that refers to it: (parent bytes, snapshot bytes).
+fn incremental_seed(pid: i32, work: &Path) -> (Vec<u8>, Vec<u8>) {
+    std::env::set_var("MEMZINC_STATE_DIR", work.join("state"));
+    memzinc::describe::track(pid).expect("track the tiny process");
+    let parent = work.join(memzinc_fuzz::host::PARENT_NAME);
+    memzinc::describe::take(pid, &parent, None).expect("the parent snapshot");
+    let prev = memzinc::describe::open_since(pid, &parent, false).expect("the parent opens");
+    let snapshot = work.join("snapshot");
+    let since = memzinc::describe::Since::Refer(&prev);
+    let report = memzinc::describe::take_since(pid, Some(since), &snapshot, None).expect("the incremental snapshot");
+    assert!(report.parent.is_some(), "the seed refers to its parent");
+    let opened = Snapshot::open(&snapshot).expect("the incremental seed opens");
+    assert!(opened.parent().is_some());
+    (
+        std::fs::read(&parent).expect("read the parent"),
+        std::fs::read(&snapshot).expect("read the snapshot"),
+    )
+}
+
 fn snapshot_and_plan(corpus: &Path, work: &Path) {
     let source = work.join("tiny.c");
     let exe = work.join("tiny");
@@ -45,9 +67,16 @@ fn snapshot_and_plan(corpus: &Path, work: &Path) {
     std::thread::sleep(std::time::Duration::from_millis(100));
     let core = corpus.join("snapshot_open").join("tiny-core");
     let taken = memzinc::describe::take(child.id() as i32, &core, None);
+    let delta = taken.as_ref().ok().map(|_| incremental_seed(child.id() as i32, work));
     let _ = child.kill();
     let _ = child.wait();
     taken.expect("snapshot of the tiny process");
+    let (parent, snapshot) = delta.expect("an incremental snapshot of the tiny process");
+    std::fs::write(
+        corpus.join("snapshot_open").join("tiny-incremental"),
+        memzinc_fuzz::host::join_parent(&parent, &snapshot),
+    )
+    .expect("write the incremental seed");
 
     let snap = Snapshot::open(&core).expect("the seed core opens");
     let stack = snap

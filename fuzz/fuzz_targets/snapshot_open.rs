@@ -4,6 +4,11 @@
 //! the leaves, the fast hashes, the register notes — get past the seal and reach the metadata
 //! decoding and the consistency checks behind it.
 //!
+//! An input that starts with `MZPARENT` holds two cores, an incremental snapshot's parent and
+//! the snapshot (`memzinc_fuzz::host::split_parent`): the parent is written beside it under the
+//! name the seed's parent note gives, so the chain is opened — the stored runs, the parent's
+//! root, every page not stored checked against the parent's leaves, reads down the chain.
+//!
 //! Asserts: nothing panics; an error is one line; an opened snapshot is self-consistent (as many
 //! leaves and captured page addresses as its page count, leaves and regions give the recorded
 //! root, which `open` checked), and reading pages, re-hashing them and cutting evidence for a
@@ -12,12 +17,21 @@
 
 use libfuzzer_sys::fuzz_target;
 use memzinc::describe::Snapshot;
-use memzinc_fuzz::host::{one_line, reseal, scratch_file};
+use memzinc_fuzz::host::{one_line, reseal, scratch_dir, scratch_file, split_parent, PARENT_NAME};
 use memzinc_fuzz::report_verdict;
 use memzinc_verifier::plan::{PatchPlan, Write};
 
 fn exercise(bytes: &[u8]) {
-    let path = scratch_file("snapshot", bytes);
+    let path = match split_parent(bytes) {
+        None => scratch_file("snapshot", bytes),
+        Some((parent, snapshot)) => {
+            let dir = scratch_dir();
+            std::fs::write(dir.join(PARENT_NAME), parent).expect("write the parent");
+            let path = dir.join("snapshot");
+            std::fs::write(&path, snapshot).expect("write the snapshot");
+            path
+        }
+    };
     let snap = match Snapshot::open(&path) {
         Err(e) => {
             // The check that refused, without the numbers (FUZZ_VERDICTS=1 lists how deep a
@@ -62,8 +76,19 @@ fn exercise(bytes: &[u8]) {
 
 fuzz_target!(|data: &[u8]| {
     exercise(data);
-    let mut resealed = data.to_vec();
-    if reseal(&mut resealed) && resealed != data {
-        exercise(&resealed);
+    match split_parent(data) {
+        // The snapshot resealed (the parent as it is).
+        Some((parent, snapshot)) => {
+            let mut resealed = snapshot.to_vec();
+            if reseal(&mut resealed) && resealed != snapshot {
+                exercise(&memzinc_fuzz::host::join_parent(parent, &resealed));
+            }
+        }
+        None => {
+            let mut resealed = data.to_vec();
+            if reseal(&mut resealed) && resealed != data {
+                exercise(&resealed);
+            }
+        }
     }
 });

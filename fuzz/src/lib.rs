@@ -669,6 +669,37 @@ pub mod host {
 
     /// Writes `bytes` to this process's scratch file `name` in /dev/shm (memory, not disk) and
     /// returns its path; each execution overwrites it.
+    /// Marks an input that holds two cores: an incremental snapshot's parent, then the
+    /// snapshot (`MZPARENT`, the parent's length as u32 LE, the parent, the snapshot).
+    pub const PARENT_MAGIC: &[u8; 8] = b"MZPARENT";
+    /// What an incremental snapshot's parent note names in the seeds: the file beside it.
+    pub const PARENT_NAME: &str = "parent.core";
+
+    /// Splits a two-core input ([`PARENT_MAGIC`]) into (parent, snapshot); `None` for a plain
+    /// one.
+    pub fn split_parent(bytes: &[u8]) -> Option<(&[u8], &[u8])> {
+        let rest = bytes.strip_prefix(PARENT_MAGIC)?;
+        let len = u32::from_le_bytes(rest.get(..4)?.try_into().ok()?) as usize;
+        let rest = &rest[4..];
+        (len <= rest.len()).then(|| rest.split_at(len))
+    }
+
+    /// A two-core input: `parent` then `snapshot`.
+    pub fn join_parent(parent: &[u8], snapshot: &[u8]) -> Vec<u8> {
+        let mut out = PARENT_MAGIC.to_vec();
+        out.extend_from_slice(&(parent.len() as u32).to_le_bytes());
+        out.extend_from_slice(parent);
+        out.extend_from_slice(snapshot);
+        out
+    }
+
+    /// A scratch directory of this process (on /dev/shm), for files that name each other.
+    pub fn scratch_dir() -> PathBuf {
+        let dir = PathBuf::from(format!("/dev/shm/memzinc-fuzz-{}-dir", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("create the scratch directory");
+        dir
+    }
+
     pub fn scratch_file(name: &str, bytes: &[u8]) -> PathBuf {
         let path = PathBuf::from(format!("/dev/shm/memzinc-fuzz-{}-{name}", std::process::id()));
         std::fs::write(&path, bytes).expect("write the scratch file");
