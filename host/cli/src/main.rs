@@ -127,19 +127,6 @@ fn one_line(e: &anyhow::Error) -> String {
     line
 }
 
-/// jemalloc on transparent huge pages: memzinc's large buffers (a 4 GiB snapshot's 32 MiB of
-/// leaves, their tree levels, the notes) are allocated, filled once and freed, and on this VM a
-/// fresh 4 KiB page costs more to fault in than to fill (~1.4 ms per MiB, ten times a 2 MiB
-/// page's); jemalloc also keeps freed memory for the next allocation instead of unmapping it.
-#[global_allocator]
-static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
-
-/// jemalloc's options (its `malloc_conf`, read at its first allocation): huge pages for its
-/// arenas.
-#[allow(non_upper_case_globals)]
-#[export_name = "_rjem_malloc_conf"]
-pub static malloc_conf: &[u8; 11] = b"thp:always\0";
-
 fn main() {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("MEMZINC_LOG").unwrap_or_else(|_| "warn".into()))
