@@ -35,9 +35,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::base::{Error, Result};
 use crate::introspect::uffd::{
-    ioctl, PageRegion, PmScanArg, UffdioApi, UffdioRange, UffdioRegister, UffdioWriteprotect, PAGEMAP_SCAN,
-    PAGE_IS_WRITTEN, PM_SCAN_CHECK_WPASYNC, PM_SCAN_WP_MATCHING, UFFDIO_API, UFFDIO_REGISTER, UFFDIO_REGISTER_MODE_WP,
-    UFFDIO_WRITEPROTECT, UFFDIO_WRITEPROTECT_MODE_WP, UFFD_API, UFFD_FEATURE_WP_ASYNC, UFFD_FEATURE_WP_UNPOPULATED,
+    ioctl, ForeignUffd, PageRegion, PmScanArg, PAGEMAP_SCAN, PAGE_IS_WRITTEN, PM_SCAN_CHECK_WPASYNC,
+    PM_SCAN_WP_MATCHING, UFFD_FEATURE_WP_ASYNC, UFFD_FEATURE_WP_UNPOPULATED,
 };
 use crate::introspect::{self, Frozen, Injector};
 
@@ -126,50 +125,23 @@ pub fn track(pid: i32) -> Result<TrackReport> {
     let stat = introspect::stat(pid)?;
     let maps = introspect::read_maps(pid)?;
     let inject = Injector::in_frozen(&frozen, "tracking it")?;
-    let fd = inject.call(
-        "userfaultfd() in the target",
-        libc::SYS_userfaultfd,
-        &[(libc::O_CLOEXEC | libc::O_NONBLOCK) as u64],
-    )? as i32;
+    let uffd = ForeignUffd::open(
+        pid,
+        &inject,
+        UFFD_FEATURE_WP_ASYNC | UFFD_FEATURE_WP_UNPOPULATED,
+        "UFFDIO_API (async write-protect)",
+    )?;
+    let fd = uffd.target_fd;
     let result = (|| {
-        let uffd = introspect::pidfd_getfd(pid, fd)?;
-        let uffd_err = |what: &str, e: Errno| Error::Process {
-            pid,
-            what: format!("{what} on its userfaultfd"),
-            source: e.into(),
-        };
-        let mut api = UffdioApi {
-            api: UFFD_API,
-            features: UFFD_FEATURE_WP_ASYNC | UFFD_FEATURE_WP_UNPOPULATED,
-            ..Default::default()
-        };
-        ioctl(uffd.as_raw_fd(), UFFDIO_API, &mut api).map_err(|e| uffd_err("UFFDIO_API (async write-protect)", e))?;
         let mut tracked = Vec::new();
         let mut untracked = 0;
         for m in maps.iter().filter(|m| super::capture::should_capture(m) && m.private()) {
-            let range = UffdioRange {
-                start: m.start,
-                len: m.end - m.start,
-            };
-            let mut register = UffdioRegister {
-                range,
-                mode: UFFDIO_REGISTER_MODE_WP,
-                ioctls: 0,
-            };
-            if let Err(e) = ioctl(uffd.as_raw_fd(), UFFDIO_REGISTER, &mut register) {
+            if let Err(e) = uffd.register_wp(m.start, m.end) {
                 tracing::debug!("track: {:#x}-{:#x} {} not registered: {e}", m.start, m.end, m.path);
                 untracked += 1;
                 continue;
             }
-            let mut protect = UffdioWriteprotect {
-                range: UffdioRange {
-                    start: m.start,
-                    len: m.end - m.start,
-                },
-                mode: UFFDIO_WRITEPROTECT_MODE_WP,
-            };
-            ioctl(uffd.as_raw_fd(), UFFDIO_WRITEPROTECT, &mut protect)
-                .map_err(|e| uffd_err("UFFDIO_WRITEPROTECT", e))?;
+            uffd.write_protect(m.start, m.end, true)?;
             tracked.push((m.start, m.end));
         }
         let state = TrackState {

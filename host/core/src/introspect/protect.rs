@@ -40,10 +40,9 @@ use nix::libc;
 use super::inject::Injector;
 use super::process::{self, Frozen, PAGE_SIZE};
 use super::uffd::{
-    ioctl, UffdMsg, UffdioApi, UffdioRange, UffdioRegister, UffdioWriteprotect, UFFDIO_API, UFFDIO_REGISTER,
-    UFFDIO_REGISTER_MODE_WP, UFFDIO_UNREGISTER, UFFDIO_WAKE, UFFDIO_WRITEPROTECT, UFFDIO_WRITEPROTECT_MODE_WP,
-    UFFD_API, UFFD_EVENT_PAGEFAULT, UFFD_EVENT_REMAP, UFFD_EVENT_REMOVE, UFFD_EVENT_UNMAP, UFFD_FEATURE_EVENT_REMAP,
-    UFFD_FEATURE_EVENT_REMOVE, UFFD_FEATURE_EVENT_UNMAP, UFFD_FEATURE_WP_UNPOPULATED,
+    ioctl, ForeignUffd, UffdMsg, UffdioRange, UFFDIO_UNREGISTER, UFFDIO_WAKE, UFFD_EVENT_PAGEFAULT, UFFD_EVENT_REMAP,
+    UFFD_EVENT_REMOVE, UFFD_EVENT_UNMAP, UFFD_FEATURE_EVENT_REMAP, UFFD_FEATURE_EVENT_REMOVE, UFFD_FEATURE_EVENT_UNMAP,
+    UFFD_FEATURE_WP_UNPOPULATED,
 };
 use crate::base::{Error, Result};
 
@@ -63,7 +62,7 @@ pub struct WriteProtected {
 
 struct Shared {
     pid: i32,
-    uffd: OwnedFd,
+    uffd: ForeignUffd,
     state: Mutex<State>,
 }
 
@@ -92,14 +91,6 @@ struct State {
     faults: u64,
 }
 
-fn uffd_error(pid: i32, what: &str, e: Errno) -> Error {
-    Error::Process {
-        pid,
-        what: format!("{what} on its userfaultfd"),
-        source: e.into(),
-    }
-}
-
 impl WriteProtected {
     /// Phase 1: write-protects `ranges` (page-aligned) of the running process `pid`. Ranges the
     /// kernel refuses are left out (the freeze reads them).
@@ -108,24 +99,11 @@ impl WriteProtected {
         let uffd = {
             let one = Frozen::freeze_one(pid)?;
             let inject = Injector::in_frozen(&one, "write-protecting it")?;
-            let fd = inject.call(
-                "userfaultfd() in the target",
-                libc::SYS_userfaultfd,
-                &[(libc::O_CLOEXEC | libc::O_NONBLOCK) as u64],
-            )?;
-            let dup = process::pidfd_getfd(pid, fd as i32);
+            let uffd = ForeignUffd::open(pid, &inject, FEATURES, "UFFDIO_API (write-protect)")?;
             // The target keeps no userfaultfd: ours is the only one, and it closes with memzinc.
-            let closed = inject.call("close its userfaultfd", libc::SYS_close, &[fd]);
-            let uffd = dup?;
-            closed?;
+            inject.call("close its userfaultfd", libc::SYS_close, &[uffd.target_fd as u64])?;
             uffd
         };
-        let mut api = UffdioApi {
-            api: UFFD_API,
-            features: FEATURES,
-            ..Default::default()
-        };
-        ioctl(uffd.as_raw_fd(), UFFDIO_API, &mut api).map_err(|e| uffd_error(pid, "UFFDIO_API (write-protect)", e))?;
         // SAFETY: eventfd takes plain values and returns a new descriptor or -1.
         let stop = Errno::result(unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) })
             .map_err(|e| Error::io("eventfd", e.into()))?;
@@ -302,31 +280,12 @@ impl Shared {
     }
 
     fn register(&self, start: u64, end: u64) -> Result<()> {
-        let mut register = UffdioRegister {
-            range: UffdioRange {
-                start,
-                len: end - start,
-            },
-            mode: UFFDIO_REGISTER_MODE_WP,
-            ioctls: 0,
-        };
-        ioctl(self.uffd.as_raw_fd(), UFFDIO_REGISTER, &mut register)
-            .map(drop)
-            .map_err(|e| uffd_error(self.pid, "UFFDIO_REGISTER", e))
+        self.uffd.register_wp(start, end)
     }
 
     /// Write-protects `[start, end)`, or lets it be written again (waking who waits on it).
     fn protect(&self, start: u64, end: u64, on: bool) -> Result<()> {
-        let mut protect = UffdioWriteprotect {
-            range: UffdioRange {
-                start,
-                len: end - start,
-            },
-            mode: if on { UFFDIO_WRITEPROTECT_MODE_WP } else { 0 },
-        };
-        ioctl(self.uffd.as_raw_fd(), UFFDIO_WRITEPROTECT, &mut protect)
-            .map(drop)
-            .map_err(|e| uffd_error(self.pid, "UFFDIO_WRITEPROTECT", e))
+        self.uffd.write_protect(start, end, on)
     }
 
     /// Drops the registration of `[start, end)` (and its protection) and wakes any thread
@@ -336,12 +295,12 @@ impl Shared {
             start,
             len: end - start,
         };
-        let _ = ioctl(self.uffd.as_raw_fd(), UFFDIO_UNREGISTER, &mut range);
+        let _ = ioctl(self.uffd.raw(), UFFDIO_UNREGISTER, &mut range);
         let mut range = UffdioRange {
             start,
             len: end - start,
         };
-        let _ = ioctl(self.uffd.as_raw_fd(), UFFDIO_WAKE, &mut range);
+        let _ = ioctl(self.uffd.raw(), UFFDIO_WAKE, &mut range);
     }
 
     /// The server: reads the userfaultfd until `stop` is written.
@@ -350,7 +309,7 @@ impl Shared {
         loop {
             let mut fds = [
                 libc::pollfd {
-                    fd: self.uffd.as_raw_fd(),
+                    fd: self.uffd.raw(),
                     events: libc::POLLIN,
                     revents: 0,
                 },
@@ -380,13 +339,7 @@ impl Shared {
             loop {
                 // SAFETY: reads at most `size_of_val(&msgs)` bytes into the live array, whose
                 // elements are plain data of the kernel's `struct uffd_msg` size.
-                let n = unsafe {
-                    libc::read(
-                        self.uffd.as_raw_fd(),
-                        msgs.as_mut_ptr().cast(),
-                        std::mem::size_of_val(&msgs),
-                    )
-                };
+                let n = unsafe { libc::read(self.uffd.raw(), msgs.as_mut_ptr().cast(), std::mem::size_of_val(&msgs)) };
                 if n <= 0 {
                     break;
                 }
@@ -426,7 +379,7 @@ impl Shared {
                         start: page,
                         len: PAGE_SIZE,
                     };
-                    let _ = ioctl(self.uffd.as_raw_fd(), UFFDIO_WAKE, &mut range);
+                    let _ = ioctl(self.uffd.raw(), UFFDIO_WAKE, &mut range);
                 }
             }
             UFFD_EVENT_REMOVE | UFFD_EVENT_UNMAP => {

@@ -3,9 +3,104 @@
 //! with `PAGEMAP_SCAN`), the write-protected snapshot view (`protect`: write faults served)
 //! and lazy restore (missing pages served with `UFFDIO_COPY`).
 //! Each struct's size is asserted to be the kernel's, so each ioctl number below is the kernel's.
+//! Also [`ForeignUffd`]: a userfaultfd a process opened (injected) and memzinc holds, with the
+//! write-protect ioctls `track` and `protect` share.
+
+use std::os::fd::{AsRawFd, OwnedFd};
 
 use nix::errno::Errno;
 use nix::libc;
+
+use super::inject::Injector;
+use super::process;
+use crate::base::{Error, Result};
+
+/// A userfaultfd over another process's memory: the process opened it (`userfaultfd(2)`
+/// injected into one of its frozen threads, so it covers that process's memory) and memzinc
+/// holds a duplicate (`pidfd_getfd`).
+pub struct ForeignUffd {
+    pub pid: i32,
+    pub fd: OwnedFd,
+    /// The descriptor's number in the process, which still has it open unless its caller
+    /// closes it there.
+    pub target_fd: i32,
+}
+
+/// An ioctl on a process's userfaultfd that failed, as one error.
+pub fn uffd_error(pid: i32, what: &str, e: Errno) -> Error {
+    Error::Process {
+        pid,
+        what: format!("{what} on its userfaultfd"),
+        source: e.into(),
+    }
+}
+
+impl ForeignUffd {
+    /// Makes the process `inject` borrows a thread of open a userfaultfd (close-on-exec,
+    /// non-blocking), takes a duplicate and enables `features` on it (UFFDIO_API; `what` names
+    /// them in an error). On failure the process's descriptor is closed again.
+    pub fn open(pid: i32, inject: &Injector, features: u64, what: &str) -> Result<ForeignUffd> {
+        let fd = inject.call(
+            "userfaultfd() in the target",
+            libc::SYS_userfaultfd,
+            &[(libc::O_CLOEXEC | libc::O_NONBLOCK) as u64],
+        )? as i32;
+        let opened = (|| {
+            let fd = process::pidfd_getfd(pid, fd)?;
+            let mut api = UffdioApi {
+                api: UFFD_API,
+                features,
+                ..Default::default()
+            };
+            ioctl(fd.as_raw_fd(), UFFDIO_API, &mut api).map_err(|e| uffd_error(pid, what, e))?;
+            Ok(fd)
+        })();
+        match opened {
+            Ok(dup) => Ok(ForeignUffd {
+                pid,
+                fd: dup,
+                target_fd: fd,
+            }),
+            Err(e) => {
+                let _ = inject.call("close its userfaultfd", libc::SYS_close, &[fd as u64]);
+                Err(e)
+            }
+        }
+    }
+
+    pub fn raw(&self) -> i32 {
+        self.fd.as_raw_fd()
+    }
+
+    /// Registers `[start, end)` for write-protect faults.
+    pub fn register_wp(&self, start: u64, end: u64) -> Result<()> {
+        let mut register = UffdioRegister {
+            range: UffdioRange {
+                start,
+                len: end - start,
+            },
+            mode: UFFDIO_REGISTER_MODE_WP,
+            ioctls: 0,
+        };
+        ioctl(self.raw(), UFFDIO_REGISTER, &mut register)
+            .map(drop)
+            .map_err(|e| uffd_error(self.pid, "UFFDIO_REGISTER", e))
+    }
+
+    /// Write-protects `[start, end)`, or lets it be written again (waking who waits on it).
+    pub fn write_protect(&self, start: u64, end: u64, on: bool) -> Result<()> {
+        let mut protect = UffdioWriteprotect {
+            range: UffdioRange {
+                start,
+                len: end - start,
+            },
+            mode: if on { UFFDIO_WRITEPROTECT_MODE_WP } else { 0 },
+        };
+        ioctl(self.raw(), UFFDIO_WRITEPROTECT, &mut protect)
+            .map(drop)
+            .map_err(|e| uffd_error(self.pid, "UFFDIO_WRITEPROTECT", e))
+    }
+}
 
 pub const UFFD_API: u64 = 0xAA;
 pub const UFFD_FEATURE_EVENT_FORK: u64 = 1 << 1;
