@@ -249,6 +249,13 @@ fn snapshot_since_reads_only_written_pages_and_gives_the_full_root() {
         Snapshot::open(Path::new(&s7)).unwrap(),
         Snapshot::open(Path::new(&s8)).unwrap(),
     );
+    // Not written over the file it would refer to: refused, and that file is intact.
+    let (ok, _, stderr) = memzinc(&state, &["snapshot", "--pid", &pid, "-o", &s9, "--since", &s9]);
+    assert!(!ok && stderr.contains("would replace"), "{stderr}");
+    assert_eq!(
+        Snapshot::open(Path::new(&s9)).unwrap().meta.root,
+        full9["root"].as_str().unwrap()
+    );
     assert_eq!(
         snap7.parent().and_then(|p| p.parent()).map(|p| p.path.clone()),
         Some(s5.clone().into())

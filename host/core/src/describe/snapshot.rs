@@ -302,6 +302,9 @@ pub fn take_paused(
     progress: Option<&indicatif::ProgressBar>,
     pause: Pause,
 ) -> Result<TakeReport> {
+    if let Some(Since::Refer(prev)) = since {
+        check_not_over_parent(pid, out, prev)?;
+    }
     if let Some(since) = since {
         check_since(pid, since.prev())?;
     }
@@ -608,6 +611,25 @@ pub fn open_since(pid: i32, path: &Path, with_parents: bool) -> Result<Snapshot>
         snap.check_root()?;
     }
     Ok(snap)
+}
+
+/// A snapshot that refers to `prev` may not be written over it (or over the file `prev` refers
+/// to): the pages it does not store would be lost with it.
+fn check_not_over_parent(pid: i32, out: &Path, prev: &Snapshot) -> Result<()> {
+    let same = |a: &Path, b: &Path| matches!((a.canonicalize(), b.canonicalize()), (Ok(a), Ok(b)) if a == b);
+    for referred in std::iter::once(prev.path.as_path()).chain(prev.parent_path()) {
+        if same(out, referred) {
+            return Err(Error::NotIncremental {
+                pid,
+                why: format!(
+                    "{} would replace {}, which holds the pages it does not store; write it to another file (or take it --merged)",
+                    out.display(),
+                    referred.display()
+                ),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// `prev` can serve `--since` only if it is the snapshot that made the tracking's last scan.
