@@ -256,6 +256,18 @@ fn snapshot_since_reads_only_written_pages_and_gives_the_full_root() {
         Snapshot::open(Path::new(&s9)).unwrap().meta.root,
         full9["root"].as_str().unwrap()
     );
+    // The latest snapshot with one leaf changed and its notes sealed again: it still names the
+    // recorded root, but its seal is not the recorded one, so its leaves are hashed again and
+    // it is refused (taken on trust, the new snapshot would carry the forged leaf).
+    let forged = core("forged.core");
+    std::fs::copy(&s9, &forged).unwrap();
+    forge_a_leaf(Path::new(&forged));
+    let (ok, _, stderr) = memzinc(
+        &state,
+        &["snapshot", "--pid", &pid, "-o", &core("z.core"), "--since", &forged],
+    );
+    assert!(!ok && stderr.contains("do not hash to the recorded root"), "{stderr}");
+    assert!(!Path::new(&core("z.core")).exists());
     assert_eq!(
         snap7.parent().and_then(|p| p.parent()).map(|p| p.path.clone()),
         Some(s5.clone().into())
@@ -300,6 +312,35 @@ fn snapshot_since_reads_only_written_pages_and_gives_the_full_root() {
         serde_json::from_str::<serde_json::Value>(&stdout).unwrap()["already"],
         true
     );
+}
+
+/// Flips a byte of the first leaf in the core at `path` and seals its notes again (the seal is
+/// the last 32 bytes of the file: SHA-256 of its tag and every note byte before the seal note).
+fn forge_a_leaf(path: &Path) {
+    use sha2::Digest;
+    let snap = Snapshot::open(path).unwrap();
+    let notes = snap.raw_notes().unwrap();
+    let note_len = |owner: &str, desc: usize| 12 + (owner.len() + 1).next_multiple_of(4) + desc.next_multiple_of(4);
+    let total: usize = notes.iter().map(|(o, _, d)| note_len(o, d.len())).sum();
+    let leaves = &notes
+        .iter()
+        .find(|(o, t, _)| o == memzinc::describe::NOTE_OWNER && *t == memzinc::describe::NT_MEMZINC_LEAVES)
+        .unwrap()
+        .2;
+    let mut bytes = std::fs::read(path).unwrap();
+    let notes_at = bytes.len() - total;
+    let at = notes_at + bytes[notes_at..].windows(64).position(|w| w == &leaves[..64]).unwrap();
+    bytes[at] ^= 1;
+    let seal_at = bytes.len() - 32;
+    let seal = sha2::Sha256::new()
+        .chain_update(memzinc::describe::SEAL_TAG)
+        .chain_update(&bytes[notes_at..seal_at - 20])
+        .finalize();
+    bytes[seal_at..].copy_from_slice(&seal);
+    std::fs::write(path, bytes).unwrap();
+    // Sealed again: it opens past the seal, and only its root gives it away.
+    let err = Snapshot::open(path).err().unwrap().to_string();
+    assert!(err.contains("do not hash to the recorded root"), "{err}");
 }
 
 fn file_len(path: &str) -> u64 {
