@@ -635,6 +635,17 @@ impl Pool {
             Err(_) => Ok(self.free_rx.recv().ok()),
         }
     }
+
+    /// An empty chunk around a free buffer ([`Pool::take`]); `None`: none can come.
+    fn chunk(&mut self) -> Result<Option<Chunk>> {
+        Ok(self.take()?.map(|buf| Chunk {
+            pieces: Vec::new(),
+            len: 0,
+            readable: Vec::new(),
+            buf: Some(buf),
+            free: self.free_tx.clone(),
+        }))
+    }
 }
 
 /// The pages an incremental capture does not read again ([`CaptureRange::reuse`]) when they
@@ -658,21 +669,9 @@ fn copy_reused(ranges: &[CaptureRange], writers: &mpsc::SyncSender<Arc<Chunk>>, 
                         return Ok(());
                     }
                 }
-                let mut chunk = match filling.take() {
-                    Some(chunk) => chunk,
-                    None => {
-                        let Some(buf) = pool.take()? else {
-                            return Ok(());
-                        };
-                        // Not hashed: the leaves come from the previous snapshot.
-                        Chunk {
-                            pieces: Vec::new(),
-                            len: 0,
-                            readable: Vec::new(),
-                            buf: Some(buf),
-                            free: pool.free_tx.clone(),
-                        }
-                    }
+                // Not hashed: the leaves come from the previous snapshot.
+                let Some(mut chunk) = filling.take().map_or_else(|| pool.chunk(), |c| Ok(Some(c)))? else {
+                    return Ok(());
                 };
                 let len = ((end - at) as usize).min(CHUNK - chunk.len);
                 let from = chunk.len;
@@ -701,8 +700,8 @@ fn copy_reused(ranges: &[CaptureRange], writers: &mpsc::SyncSender<Arc<Chunk>>, 
 /// `overlay` pages over what it read, settles each chunk with the write-protected view if it
 /// reads through one, and queues the chunks. Runs share a chunk until it is full and are read
 /// together (an incremental snapshot's scattered pages: one process_vm_readv per 1024 runs, a
-/// few buffers, and one write per run of them that follows each other in the file). Returns the unreadable pages per range
-/// (none for the ranges not selected).
+/// few buffers, one write per run of them that follows in the file). Returns the unreadable
+/// pages per range (none for the ranges not selected).
 fn read_chunks(
     source: Source<'_>,
     ranges: &[CaptureRange],
@@ -727,20 +726,8 @@ fn read_chunks(
                         return Ok(unreadable);
                     }
                 }
-                let mut chunk = match filling.take() {
-                    Some(chunk) => chunk,
-                    None => {
-                        let Some(buf) = pool.take()? else {
-                            return Ok(unreadable);
-                        };
-                        Chunk {
-                            pieces: Vec::new(),
-                            len: 0,
-                            readable: Vec::new(),
-                            buf: Some(buf),
-                            free: pool.free_tx.clone(),
-                        }
-                    }
+                let Some(mut chunk) = filling.take().map_or_else(|| pool.chunk(), |c| Ok(Some(c)))? else {
+                    return Ok(unreadable);
                 };
                 let len = ((run_end - address) as usize).min(CHUNK - chunk.len);
                 chunk.pieces.push(Piece {

@@ -8,7 +8,7 @@
 
 use std::sync::Arc;
 
-use super::snapshot::Snapshot;
+use super::snapshot::{SnapRegion, Snapshot};
 use crate::base::{Error, Result};
 use crate::introspect::PAGE_SIZE;
 
@@ -50,6 +50,20 @@ impl Segment {
             path: path.to_string(),
             bytes: Bytes::Owned(Arc::new(bytes)),
             unreadable: Vec::new(),
+        }
+    }
+
+    /// A snapshot region as a segment, its bytes where `bytes` says.
+    fn of_region(r: &SnapRegion, bytes: Bytes) -> Segment {
+        Segment {
+            start: r.map.start,
+            end: r.map.end,
+            readable: r.map.readable(),
+            writable: r.map.writable(),
+            executable: r.map.executable(),
+            path: r.map.path.clone(),
+            bytes,
+            unreadable: r.unreadable_pages.clone(),
         }
     }
 
@@ -99,16 +113,7 @@ impl Image {
             } else {
                 Bytes::None
             };
-            segments.push(Segment {
-                start: r.map.start,
-                end: r.map.end,
-                readable: r.map.readable(),
-                writable: r.map.writable(),
-                executable: r.map.executable(),
-                path: r.map.path.clone(),
-                bytes,
-                unreadable: r.unreadable_pages.clone(),
-            });
+            segments.push(Segment::of_region(r, bytes));
         }
         Ok(Image::sorted(Some(Arc::new(map)), segments))
     }
@@ -124,16 +129,7 @@ impl Image {
             } else {
                 Bytes::None
             };
-            segments.push(Segment {
-                start: r.map.start,
-                end: r.map.end,
-                readable: r.map.readable(),
-                writable: r.map.writable(),
-                executable: r.map.executable(),
-                path: r.map.path.clone(),
-                bytes,
-                unreadable: r.unreadable_pages.clone(),
-            });
+            segments.push(Segment::of_region(r, bytes));
         }
         Ok(Image::sorted(None, segments))
     }

@@ -335,7 +335,6 @@ fn take_held(
         // freeze (printing smaps walks every page table), checked again after.
         Pause::CopyOnWrite => {
             let flags = introspect::vm_flags(pid)?;
-            tracing::debug!("snapshot: mapping flags read");
             let view = if protect {
                 write_protected_view(pid, &flags)
             } else {
@@ -661,7 +660,6 @@ fn write_frozen(
     progress: Option<&indicatif::ProgressBar>,
     checkpoint: Option<pb::Checkpoint>,
 ) -> Result<TakeReport> {
-    tracing::debug!("snapshot: frozen");
     let maps = introspect::read_maps(pid)?;
     let exe = introspect::exe_path(pid)?;
     let comm = introspect::comm(pid)?;
@@ -700,7 +698,6 @@ fn write_frozen(
     // A tracked process: the kernel says which pages were written since the last snapshot, and
     // the next interval starts now, while frozen. Until this snapshot is on disk the state
     // names no snapshot, so a failure here cannot make a later `--since` wrong.
-    tracing::debug!("snapshot: state read");
     let tracking = super::track::load_tracking(pid)?;
     let written: Vec<Option<Vec<(u64, u64)>>> = match &tracking {
         None => Vec::new(),

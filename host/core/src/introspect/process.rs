@@ -849,18 +849,23 @@ pub fn read_pages_mem(pid: i32, mem: &std::fs::File, start: u64, out: &mut [u8])
 /// EINVAL, so longer lists go in batches of this many.
 pub const IOV_MAX: usize = 1024;
 
+/// The remote side of a process_vm_readv of `(address, len)` ranges.
+fn remote_iovecs(ranges: &[(u64, usize)]) -> Vec<RemoteIoVec> {
+    ranges
+        .iter()
+        .map(|&(base, len)| RemoteIoVec {
+            base: base as usize,
+            len,
+        })
+        .collect()
+}
+
 /// Reads several ranges (one process_vm_readv per [`IOV_MAX`] ranges); every range must be
 /// read in full.
 pub fn read_many(pid: i32, ranges: &[(u64, usize)]) -> Result<Vec<Vec<u8>>> {
     let mut bufs: Vec<Vec<u8>> = ranges.iter().map(|&(_, len)| vec![0u8; len]).collect();
     for (ranges, bufs) in ranges.chunks(IOV_MAX).zip(bufs.chunks_mut(IOV_MAX)) {
-        let remote: Vec<RemoteIoVec> = ranges
-            .iter()
-            .map(|&(base, len)| RemoteIoVec {
-                base: base as usize,
-                len,
-            })
-            .collect();
+        let remote = remote_iovecs(ranges);
         let total: usize = ranges.iter().map(|r| r.1).sum();
         let mut local: Vec<IoSliceMut<'_>> = bufs.iter_mut().map(|b| IoSliceMut::new(b)).collect();
         match process_vm_readv(Pid::from_raw(pid), &mut local, &remote) {
@@ -889,13 +894,7 @@ pub fn read_scattered(pid: i32, ranges: &[(u64, usize)], out: &mut [u8]) -> Resu
         let total: usize = batch.iter().map(|r| r.1).sum();
         let (mine, after) = std::mem::take(&mut rest).split_at_mut(total);
         rest = after;
-        let remote: Vec<RemoteIoVec> = batch
-            .iter()
-            .map(|&(base, len)| RemoteIoVec {
-                base: base as usize,
-                len,
-            })
-            .collect();
+        let remote = remote_iovecs(batch);
         let n = match process_vm_readv(Pid::from_raw(pid), &mut [IoSliceMut::new(mine)], &remote) {
             Ok(n) => n,
             Err(Errno::EFAULT) | Err(Errno::EIO) => 0,
