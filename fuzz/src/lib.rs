@@ -717,12 +717,11 @@ pub mod host {
     /// Recomputes the seal of a memzinc core whose notes were mutated, so mutations reach what
     /// lies behind the seal check (metadata protobuf, leaves, register notes, region checks).
     /// The seal, as snapshot.rs documents it: the last note (owner MEMZINC, 32-byte desc) of the
-    /// PT_NOTE segment holds `sha256("memzinc/core-notes/v1" || every note byte before it)`.
+    /// PT_NOTE segment holds `memzinc::describe::seal_of(every note byte before it)`.
     /// Returns whether the input had a note segment to reseal. ELF64 little-endian offsets:
     /// e_phoff at 0x20, e_phentsize at 0x36, e_phnum at 0x38; p_type at +0, p_offset at +8,
     /// p_filesz at +32.
     pub fn reseal(bytes: &mut [u8]) -> bool {
-        use sha2::Digest;
         let phoff = u64_at(bytes, 0x20).unwrap_or(u64::MAX) as usize;
         let (Some(entsize), Some(count)) = (u16_at(bytes, 0x36), u16_at(bytes, 0x38)) else {
             return false;
@@ -749,11 +748,7 @@ pub mod host {
             else {
                 return false;
             };
-            let seal: [u8; 32] = sha2::Sha256::new()
-                .chain_update(b"memzinc/core-notes/v1")
-                .chain_update(&bytes[offset..end - seal_note])
-                .finalize()
-                .into();
+            let seal = memzinc::describe::seal_of(&bytes[offset..end - seal_note]);
             bytes[end - 32..end].copy_from_slice(&seal);
             return true;
         }

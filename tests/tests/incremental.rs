@@ -315,9 +315,8 @@ fn snapshot_since_reads_only_written_pages_and_gives_the_full_root() {
 }
 
 /// Flips a byte of the first leaf in the core at `path` and seals its notes again (the seal is
-/// the last 32 bytes of the file: SHA-256 of its tag and every note byte before the seal note).
+/// the last 32 bytes of the file: `seal_of` every note byte before the seal note).
 fn forge_a_leaf(path: &Path) {
-    use sha2::Digest;
     let snap = Snapshot::open(path).unwrap();
     let notes = snap.raw_notes().unwrap();
     let note_len = |owner: &str, desc: usize| 12 + (owner.len() + 1).next_multiple_of(4) + desc.next_multiple_of(4);
@@ -332,15 +331,49 @@ fn forge_a_leaf(path: &Path) {
     let at = notes_at + bytes[notes_at..].windows(64).position(|w| w == &leaves[..64]).unwrap();
     bytes[at] ^= 1;
     let seal_at = bytes.len() - 32;
-    let seal = sha2::Sha256::new()
-        .chain_update(memzinc::describe::SEAL_TAG)
-        .chain_update(&bytes[notes_at..seal_at - 20])
-        .finalize();
+    let seal = memzinc::describe::seal_of(&bytes[notes_at..seal_at - 20]);
     bytes[seal_at..].copy_from_slice(&seal);
     std::fs::write(path, bytes).unwrap();
     // Sealed again: it opens past the seal, and only its root gives it away.
     let err = Snapshot::open(path).err().unwrap().to_string();
     assert!(err.contains("do not hash to the recorded root"), "{err}");
+}
+
+/// A core's seal is BLAKE3 (`seal_of`); cores sealed the way memzinc sealed them before, with
+/// SHA-256 under the tag `memzinc/core-notes/v1`, are still read. Either way a seal that does
+/// not match the notes is refused.
+#[test]
+fn cores_sealed_with_the_older_sha256_seal_still_open() {
+    use sha2::Digest;
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let target = Dirty::start(&build_cdirty(dir.path()));
+    let path = dir.path().join("s.core");
+    let taken = snapshot_json(&state, &["--pid", &target.pid, "-o", path.to_str().unwrap()]);
+
+    let notes = Snapshot::open(&path).unwrap().raw_notes().unwrap();
+    let note_len = |owner: &str, desc: usize| 12 + (owner.len() + 1).next_multiple_of(4) + desc.next_multiple_of(4);
+    let total: usize = notes.iter().map(|(o, _, d)| note_len(o, d.len())).sum();
+    let mut bytes = std::fs::read(&path).unwrap();
+    let (notes_at, seal_at) = (bytes.len() - total, bytes.len() - 32);
+    let sealed = notes_at..seal_at - 20;
+    assert_eq!(bytes[seal_at..], memzinc::describe::seal_of(&bytes[sealed.clone()]));
+
+    let legacy = sha2::Sha256::new()
+        .chain_update(b"memzinc/core-notes/v1")
+        .chain_update(&bytes[sealed])
+        .finalize();
+    bytes[seal_at..].copy_from_slice(&legacy);
+    std::fs::write(&path, &bytes).unwrap();
+    let opened = Snapshot::open(&path).unwrap();
+    assert_eq!(opened.meta.root, taken["root"].as_str().unwrap());
+    let (ok, stdout, stderr) = memzinc(&state, &["inspect", path.to_str().unwrap()]);
+    assert!(ok, "{stdout} {stderr}");
+
+    bytes[seal_at] ^= 1;
+    std::fs::write(&path, &bytes).unwrap();
+    let err = Snapshot::open(&path).err().unwrap().to_string();
+    assert!(err.contains("notes do not match their seal"), "{err}");
 }
 
 fn file_len(path: &str) -> u64 {

@@ -476,8 +476,8 @@ fn a_lazily_restored_process_dies_when_the_leaves_do_not_give_the_root() {
         return;
     }
     use memzinc::base::Sha2;
-    use memzinc::describe::{Snapshot, NOTE_OWNER, NT_MEMZINC_LEAVES, NT_MEMZINC_SEAL, SEAL_TAG};
-    use memzinc_verifier::{merkle, Sha256 as _};
+    use memzinc::describe::{seal_of, Snapshot, NOTE_OWNER, NT_MEMZINC_LEAVES, NT_MEMZINC_SEAL};
+    use memzinc_verifier::merkle;
     use object::read::elf::{ElfFile64, ProgramHeader as _};
     use std::os::unix::fs::FileExt;
 
@@ -528,7 +528,7 @@ fn a_lazily_restored_process_dies_when_the_leaves_do_not_give_the_root() {
     f.write_all_at(&page, file_offset).unwrap();
     let leaf = merkle::page_leaf::<Sha2>(page_at, &page);
     notes[leaves_at + 32 * leaf_index..leaves_at + 32 * leaf_index + 32].copy_from_slice(&leaf);
-    let seal = Sha2::hashv(&[SEAL_TAG, &notes[..sealed_len]]);
+    let seal = seal_of(&notes[..sealed_len]);
     notes[seal_at..seal_at + 32].copy_from_slice(&seal);
     f.write_all_at(&notes, notes_at as u64).unwrap();
     drop(f);

@@ -279,6 +279,121 @@ pub struct Note<'a> {
     pub desc: &'a [u8],
 }
 
+/// How [`read_notes`] holds a note's descriptor.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum DescAs {
+    Bytes,
+    /// 32-byte words (leaves, tree nodes).
+    Words32,
+    /// Little-endian u64s (fast hashes).
+    U64,
+}
+
+/// A note's descriptor as [`read_notes`] read it.
+pub enum Desc {
+    Bytes(Vec<u8>),
+    Words32(Vec<[u8; 32]>),
+    U64(Vec<u64>),
+}
+
+/// A note as [`read_notes`] read it.
+pub struct OwnedNote {
+    /// Without the NUL.
+    pub name: Vec<u8>,
+    pub n_type: u32,
+    pub desc: Desc,
+}
+
+impl OwnedNote {
+    /// The descriptor's bytes, when it was read as bytes.
+    pub fn bytes(&self) -> Option<&[u8]> {
+        match &self.desc {
+            Desc::Bytes(b) => Some(b),
+            _ => None,
+        }
+    }
+}
+
+/// The notes of the PT_NOTE `segment` of `file` (laid out as [`parse_notes`] reads them), read
+/// note by note: a descriptor `desc_as(name, type)` names as words, and whose size is a whole
+/// number of them, goes straight into its vector, not copied out of one buffer of the whole
+/// segment (a 4 GiB process has 44 MiB of leaves, hashes and tree nodes; fresh memory costs
+/// more here than the copy). `hash` is given the segment's first `hashed` bytes, in order.
+pub fn read_notes(
+    file: &File,
+    segment: &Segment,
+    desc_as: impl Fn(&[u8], u32) -> DescAs,
+    hashed: u64,
+    hash: &mut dyn FnMut(&[u8]),
+) -> Result<Vec<OwnedNote>, String> {
+    let align: u64 = match segment.align {
+        0..=4 => 4,
+        8 => 8,
+        a => return Err(format!("invalid note alignment {a}")),
+    };
+    let end = segment.filesz;
+    // Reads [at, at + buf.len()) of the segment, hashing what lies below `hashed`.
+    let mut read = |at: u64, buf: &mut [u8]| -> Result<(), String> {
+        file.read_exact_at(buf, segment.offset + at)
+            .map_err(|e| format!("reading notes at {:#x}: {e}", segment.offset + at))?;
+        let hashed_here = hashed.saturating_sub(at).min(buf.len() as u64) as usize;
+        hash(&buf[..hashed_here]);
+        Ok(())
+    };
+    let mut notes = Vec::new();
+    let mut at = 0u64;
+    while at < end {
+        if end - at < 12 {
+            return Err("bad note (ELF note is too short)".into());
+        }
+        let mut header = [0u8; 12];
+        read(at, &mut header)?;
+        let word = |i: usize| u32::from_le_bytes(header[i..i + 4].try_into().expect("4 bytes")) as u64;
+        let (namesz, descsz, n_type) = (word(0), word(4), word(8) as u32);
+        let name_end = at + 12 + namesz;
+        let desc_start = at + (12 + namesz).next_multiple_of(align);
+        let desc_end = desc_start + descsz;
+        if name_end > end {
+            return Err("bad note (Invalid ELF note namesz)".into());
+        }
+        if desc_end > end {
+            return Err("bad note (Invalid ELF note descsz)".into());
+        }
+        let mut name = vec![0u8; (desc_start - at - 12) as usize];
+        read(at + 12, &mut name)?;
+        name.truncate(namesz as usize);
+        while name.last() == Some(&0) {
+            name.pop();
+        }
+        let len = descsz as usize;
+        let desc = match desc_as(&name, n_type) {
+            DescAs::Words32 if len.is_multiple_of(32) => {
+                let mut words = vec![[0u8; 32]; len / 32];
+                read(desc_start, words.as_flattened_mut())?;
+                Desc::Words32(words)
+            }
+            DescAs::U64 if len.is_multiple_of(8) => {
+                let mut words = vec![0u64; len / 8];
+                read(desc_start, object::pod::bytes_of_slice_mut(&mut words))?;
+                words.iter_mut().for_each(|w| *w = u64::from_le(*w));
+                Desc::U64(words)
+            }
+            _ => {
+                let mut bytes = vec![0u8; len];
+                read(desc_start, &mut bytes)?;
+                Desc::Bytes(bytes)
+            }
+        };
+        notes.push(OwnedNote { name, n_type, desc });
+        // The padding after the descriptor, as far as the segment goes.
+        let next = (at + (desc_end - at).next_multiple_of(align)).min(end);
+        let mut pad = vec![0u8; (next - desc_end) as usize];
+        read(desc_end, &mut pad)?;
+        at = next;
+    }
+    Ok(notes)
+}
+
 /// The notes of a PT_NOTE segment's bytes.
 pub fn parse_notes(data: &[u8], align: u64) -> Result<Vec<Note<'_>>, String> {
     let mut iter = NoteIterator::<elf::FileHeader64<LE>>::new(LE, align, data).map_err(|e| e.to_string())?;
@@ -301,17 +416,29 @@ pub fn note_len(name: &str, desc_len: usize) -> usize {
 /// Appends one note to a PT_NOTE segment under construction. Fails if the descriptor does not
 /// fit the 32-bit size field.
 pub fn push_note(out: &mut Vec<u8>, name: &str, n_type: u32, desc: &[u8]) -> Result<(), String> {
-    let descsz = u32::try_from(desc.len())
-        .map_err(|_| format!("note {name}/{n_type:#x} is too large ({} bytes)", desc.len()))?;
+    push_note_head(out, name, n_type, desc.len())?;
+    out.extend_from_slice(desc);
+    pad4(out);
+    Ok(())
+}
+
+/// What [`push_note`] appends before the descriptor: header, name, padding. The descriptor
+/// and [`note_padding`] follow it.
+pub fn push_note_head(out: &mut Vec<u8>, name: &str, n_type: u32, desc_len: usize) -> Result<(), String> {
+    let descsz =
+        u32::try_from(desc_len).map_err(|_| format!("note {name}/{n_type:#x} is too large ({desc_len} bytes)"))?;
     out.extend_from_slice(&(name.len() as u32 + 1).to_le_bytes());
     out.extend_from_slice(&descsz.to_le_bytes());
     out.extend_from_slice(&n_type.to_le_bytes());
     out.extend_from_slice(name.as_bytes());
     out.push(0);
     pad4(out);
-    out.extend_from_slice(desc);
-    pad4(out);
     Ok(())
+}
+
+/// The zero bytes after a descriptor of `desc_len` bytes.
+pub fn note_padding(desc_len: usize) -> &'static [u8] {
+    &[0; 3][..desc_len.next_multiple_of(4) - desc_len]
 }
 
 fn pad4(out: &mut Vec<u8>) {
@@ -424,6 +551,60 @@ pub fn nt_file(mappings: &[FileMapping]) -> Vec<u8> {
 mod tests {
     use super::*;
     use std::io::Write;
+
+    /// `read_notes` reads what `parse_notes` reads from the same bytes, words only where they
+    /// are whole, hashes exactly the first `hashed` bytes, and refuses a cut note as it does.
+    #[test]
+    fn notes_read_one_by_one_are_the_notes_parsed_at_once() {
+        let mut out = Vec::new();
+        push_note(&mut out, "CORE", 1, &[1, 2, 3]).unwrap();
+        push_note(&mut out, "MEMZINC", 2, &[7; 64]).unwrap();
+        push_note(&mut out, "MEMZINC", 2, &[8; 33]).unwrap();
+        push_note(&mut out, "MEMZINC", 4, &5u64.to_le_bytes()).unwrap();
+        push_note(&mut out, "LINUX", 0x202, &[]).unwrap();
+        let mut file = tempfile::tempfile().unwrap();
+        file.write_all(&[0xee; 10]).unwrap();
+        file.write_all(&out).unwrap();
+        let segment = |filesz: u64| Segment {
+            p_type: elf::PT_NOTE,
+            flags: 0,
+            offset: 10,
+            vaddr: 0,
+            filesz,
+            memsz: 0,
+            align: 4,
+        };
+        let desc_as = |name: &[u8], n_type: u32| match (name, n_type) {
+            (b"MEMZINC", 2) => DescAs::Words32,
+            (b"MEMZINC", 4) => DescAs::U64,
+            _ => DescAs::Bytes,
+        };
+        let mut hashed = Vec::new();
+        let read = read_notes(&file, &segment(out.len() as u64), desc_as, 50, &mut |b| {
+            hashed.extend_from_slice(b)
+        })
+        .unwrap();
+        assert_eq!(hashed, out[..50]);
+        let parsed = parse_notes(&out, 4).unwrap();
+        assert_eq!(read.len(), parsed.len());
+        for (r, p) in read.iter().zip(&parsed) {
+            let desc: Vec<u8> = match &r.desc {
+                Desc::Bytes(b) => b.clone(),
+                Desc::Words32(w) => w.as_flattened().to_vec(),
+                Desc::U64(w) => w.iter().flat_map(|w| w.to_le_bytes()).collect(),
+            };
+            assert_eq!((&r.name[..], r.n_type, &desc[..]), (p.name, p.n_type, p.desc));
+        }
+        assert!(matches!(&read[1].desc, Desc::Words32(w) if w.len() == 2));
+        assert!(matches!(&read[2].desc, Desc::Bytes(b) if b.len() == 33));
+        assert!(matches!(&read[3].desc, Desc::U64(w) if w[..] == [5]));
+
+        for cut in [out.len() as u64 - 1, 30, 5] {
+            let err = read_notes(&file, &segment(cut), desc_as, 0, &mut |_| {}).err();
+            assert!(err.is_some_and(|e| e.starts_with("bad note")), "cut at {cut}");
+            assert!(parse_notes(&out[..cut as usize], 4).is_err(), "cut at {cut}");
+        }
+    }
 
     #[test]
     fn note_layout_is_padded_to_four() {

@@ -21,9 +21,9 @@ pub use globals::{library_types, read_snapshot_registry, FieldValue, ModuleFile,
 pub use image::{Image, Segment};
 pub use selfsnap::{helper_request, serve_helper, snapshot_self, HELPER_ENV};
 pub use snapshot::{
-    open_since, symbol_module, take, take_frozen, take_frozen_cow, take_paused, take_since, write_protected_view,
-    AuxEntry, CoreParts, Pause, RootCheck, Since, SnapRegion, Snapshot, SnapshotMeta, TakeReport, ThreadState,
-    FORMAT_VERSION, NOTE_OWNER, NT_MEMZINC_FAST_HASHES, NT_MEMZINC_LEAVES, NT_MEMZINC_META, NT_MEMZINC_PARENT,
-    NT_MEMZINC_SEAL, NT_MEMZINC_TREE_LEVEL, SEAL_TAG,
+    open_since, seal_of, symbol_module, take, take_frozen, take_frozen_cow, take_paused, take_since,
+    write_protected_view, AuxEntry, CoreParts, Pause, RootCheck, Since, SnapRegion, Snapshot, SnapshotMeta, TakeReport,
+    ThreadState, FORMAT_VERSION, NOTE_OWNER, NT_MEMZINC_FAST_HASHES, NT_MEMZINC_LEAVES, NT_MEMZINC_META,
+    NT_MEMZINC_PARENT, NT_MEMZINC_SEAL, NT_MEMZINC_TREE_LEVEL,
 };
 pub use track::{load_tracking, track, tracking_dir, TrackReport, TrackState};

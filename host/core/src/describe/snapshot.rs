@@ -31,7 +31,8 @@
 //! `verify_pages` re-hashes every page.
 
 use std::fs::File;
-use std::io::{Seek, SeekFrom, Write};
+use std::io::{BufWriter, Seek, SeekFrom, Write};
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
@@ -43,7 +44,8 @@ use prost::Message as _;
 use serde::{Deserialize, Serialize};
 
 use super::capture::{self, should_capture, CaptureRange, Reuse};
-use super::corefile::{self, FileMapping, LoadRegion, ProcessIds, PsInfo, Segment};
+use super::corefile::{self, Desc, DescAs, FileMapping, LoadRegion, OwnedNote, ProcessIds, PsInfo, Segment};
+use super::track::Scan;
 use crate::base::pb::snapshot as pb;
 use crate::base::{hex_bytes, write_atomically, Error, Memory, Result, Sha2};
 use crate::introspect::{
@@ -77,9 +79,40 @@ const MAX_CHAIN: usize = 256;
 /// xxh3-64 of every page's stored bytes, in leaf order: cheap change detection between
 /// snapshots (the Merkle leaves are what is trusted; these only say where to look).
 pub const NT_MEMZINC_FAST_HASHES: u32 = 4;
-/// Domain tag of the seal hash (the last note: SHA-256 of this tag and every note byte before
-/// it), so it cannot pose as a leaf, node or plan hash.
-pub const SEAL_TAG: &[u8] = b"memzinc/core-notes/v1";
+/// Domain tag of the seal hash ([`seal_of`]), so it cannot pose as a leaf, node or plan hash.
+const SEAL_TAG: &[u8] = b"memzinc/core-notes/v2";
+/// The tag of the seal cores had before it was BLAKE3 ([`legacy_seal_of`]).
+const LEGACY_SEAL_TAG: &[u8] = b"memzinc/core-notes/v1";
+
+/// The seal of a core: the last note, BLAKE3 of [`SEAL_TAG`] and every note byte before it.
+/// Not SHA-256 like the page tree: nothing on chain checks it, and every open and every write
+/// of a core hashes all its notes (32 bytes of leaf a page: 52 MiB at 4 GiB), which BLAKE3 does
+/// in under a third of the time here (12 ms against 40).
+pub fn seal_of(notes: &[u8]) -> [u8; 32] {
+    *sealer().update(notes).finalize().as_bytes()
+}
+
+/// The hasher of [`seal_of`], before the notes.
+fn sealer() -> blake3::Hasher {
+    let mut hasher = blake3::Hasher::new();
+    hasher.update(SEAL_TAG);
+    hasher
+}
+
+/// Whether the first `sealed_len` bytes of the note `segment` of `file` have the seal of a core
+/// written before [`seal_of`] ([`legacy_seal_of`]).
+fn legacy_sealed(file: &File, segment: &Segment, sealed_len: u64, seal: &[u8]) -> Result<bool> {
+    let mut sealed = vec![0u8; sealed_len as usize];
+    file.read_exact_at(&mut sealed, segment.offset)
+        .map_err(|e| Error::io("a core's notes", e))?;
+    Ok(legacy_seal_of(&sealed) == seal)
+}
+
+/// The seal of a core written before [`seal_of`]: SHA-256 with [`LEGACY_SEAL_TAG`]. Such cores
+/// are still read (an attestation's evidence may be one).
+fn legacy_seal_of(notes: &[u8]) -> [u8; 32] {
+    Sha2::hashv(&[LEGACY_SEAL_TAG, notes])
+}
 const AT_NULL: u64 = 0;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -332,13 +365,17 @@ fn take_held(
     let hold = match pause {
         Pause::StopTheWorld => Hold::StopTheWorld(Frozen::freeze(pid)?),
         // A fork's copy of a mapping with these flags is not the mapping: read before the
-        // freeze (printing smaps walks every page table), checked again after.
+        // freeze (printing smaps walks every page table), checked again after. Not when the
+        // pages written since `since` will be read during the freeze: neither a fork nor the
+        // view (a tracked process has none) is wanted then.
         Pause::CopyOnWrite => {
-            let flags = introspect::vm_flags(pid)?;
-            let view = if protect {
-                write_protected_view(pid, &flags)
-            } else {
-                None
+            let flags = match since.is_some() && writes_little(pid)? {
+                true => None,
+                false => Some(introspect::vm_flags(pid)?),
+            };
+            let view = match (&flags, protect) {
+                (Some(flags), true) => write_protected_view(pid, flags),
+                _ => None,
             };
             *viewed = view.is_some();
             let frozen = Frozen::freeze(pid)?;
@@ -347,6 +384,25 @@ fn take_held(
         }
     };
     write_frozen(pid, hold, since, out, progress, None).map_err(killed_while_snapshotting(pid))
+}
+
+/// Whether a tracked process wrote so little since its last scan that an incremental snapshot
+/// will read those pages during the freeze (`write_frozen` decides, frozen, on what it wrote by
+/// then; should that be more, the flags are read frozen).
+fn writes_little(pid: i32) -> Result<bool> {
+    if super::track::load_tracking(pid)?.is_none() {
+        return Ok(false);
+    }
+    let pagemap = super::track::open_pagemap(pid)?;
+    let (mut total, mut written) = (0, 0);
+    for m in introspect::read_maps(pid)?.iter().filter(|m| should_capture(m)) {
+        total += m.end - m.start;
+        written += match super::track::written_since_last_scan(&pagemap, m.start, m.end, Scan::Peek)? {
+            Some(runs) => runs.iter().map(|(s, e)| e - s).sum(),
+            None => m.end - m.start,
+        };
+    }
+    Ok(written.saturating_mul(FORK_OR_FROZEN_READ) <= total)
 }
 
 /// Memory the write-protected view can hold: private anonymous mappings (the kernel protects
@@ -416,7 +472,7 @@ pub fn take_frozen_cow(
     let pid = frozen.pid();
     write_frozen(
         pid,
-        Hold::CopyOnWrite(frozen, flags, view),
+        Hold::CopyOnWrite(frozen, Some(flags), view),
         None,
         out,
         progress,
@@ -443,9 +499,10 @@ enum Prepared<'a> {
 /// How `write_frozen` holds the target (see [`Pause`]).
 enum Hold<'a> {
     StopTheWorld(Frozen),
-    /// With the target's `VmFlags` read just before the freeze, and the write-protected view
-    /// laid before it, if there is one (else a fork is the copy).
-    CopyOnWrite(Frozen, Vec<VmFlags>, Option<WriteProtected>),
+    /// With the target's `VmFlags` read just before the freeze (`None`: not read, as a fork was
+    /// not expected; read frozen if one is needed), and the write-protected view laid before
+    /// it, if there is one (else a fork is the copy).
+    CopyOnWrite(Frozen, Option<Vec<VmFlags>>, Option<WriteProtected>),
     Keep(&'a Frozen),
 }
 
@@ -711,7 +768,7 @@ fn write_frozen(
             regions
                 .iter()
                 .filter(|r| r.captured)
-                .map(|r| super::track::written_since_last_scan(&pagemap, r.map.start, r.map.end))
+                .map(|r| super::track::written_since_last_scan(&pagemap, r.map.start, r.map.end, Scan::Reset))
                 .collect::<Result<_>>()?
         }
     };
@@ -777,6 +834,7 @@ fn write_frozen(
         Hold::StopTheWorld(f) => Prepared::Plain(Freeze::ThawAfterCopy(f)),
         Hold::Keep(f) => Prepared::Plain(Freeze::Keep(f)),
         Hold::CopyOnWrite(f, flags, Some(view)) => {
+            let flags = flags.unwrap_or_default();
             let captured: Vec<(u64, u64, bool)> = regions
                 .iter()
                 .filter(|r| r.captured)
@@ -800,6 +858,10 @@ fn write_frozen(
         }
         Hold::CopyOnWrite(f, flags, None) => {
             let captured: Vec<&SnapRegion> = regions.iter().filter(|r| r.captured).collect();
+            let flags = match flags {
+                Some(flags) => flags,
+                None => introspect::vm_flags(pid)?,
+            };
             match plan_cow(&f, &captured, flags) {
                 Ok(plan) => Prepared::CopyOnWrite(f, Box::new(plan)),
                 Err(e @ (Error::NoSuchProcess { .. } | Error::Zombie { .. } | Error::TargetExited { .. })) => {
@@ -913,9 +975,17 @@ fn write_frozen(
         })?;
         w.seek(SeekFrom::Start(data_end)).map_err(io)?;
 
+        // The notes about the pages first: on their way to the disk while the roots are hashed.
         let after_capture = std::time::Instant::now();
-        let leaf_bytes: &[u8] = leaves.as_flattened();
-        let fast_bytes: Vec<u8> = fast_hashes.iter().flat_map(|h| h.to_le_bytes()).collect();
+        let mut notes = SealedWriter::new(w);
+        notes.note(NOTE_OWNER, NT_MEMZINC_LEAVES, leaves.as_flattened())?;
+        // Little-endian, as the note holds them (x86_64).
+        notes.note(
+            NOTE_OWNER,
+            NT_MEMZINC_FAST_HASHES,
+            object::pod::bytes_of_slice(&fast_hashes),
+        )?;
+        notes.start_writeback(data_end)?;
         let page_count = leaves.len() as u64;
         let prev_level = since.and_then(|s| s.prev().known_level());
         let Roots {
@@ -960,25 +1030,16 @@ fn write_frozen(
             comm: &meta.comm,
             cmdline: &cmdline_raw,
         };
-        let (notes, notes_seal) = encode_notes(
+        let (notes_len, notes_seal) = write_notes(
+            notes,
             &meta,
             ids,
             &psinfo,
             &auxv_raw,
-            PageNotes {
-                leaves: leaf_bytes,
-                fast_hashes: &fast_bytes,
-                kept_level: kept_level.as_flattened(),
-            },
+            kept_level.as_flattened(),
             parent_note.as_ref(),
-        )
-        .map_err(|why| Error::io(out, std::io::Error::other(why)))?;
+        )?;
         seal = Some(notes_seal);
-        tracing::debug!(
-            "snapshot: notes encoded {:?} after the capture",
-            after_capture.elapsed()
-        );
-        w.write_all(&notes).map_err(io)?;
         tracing::debug!(
             "snapshot: notes written {:?} after the capture",
             after_capture.elapsed()
@@ -986,10 +1047,8 @@ fn write_frozen(
 
         w.seek(SeekFrom::Start(0)).map_err(io)?;
         let headers = match &stored {
-            Some(stored) => {
-                corefile::program_headers(data_end, notes.len() as u64, stored_loads(&meta.regions, stored))
-            }
-            None => corefile::program_headers(data_end, notes.len() as u64, meta.regions.iter().map(SnapRegion::load)),
+            Some(stored) => corefile::program_headers(data_end, notes_len, stored_loads(&meta.regions, stored)),
+            None => corefile::program_headers(data_end, notes_len, meta.regions.iter().map(SnapRegion::load)),
         };
         w.write_all(&headers).map_err(io)?;
         Ok(TakeReport {
@@ -1002,7 +1061,7 @@ fn write_frozen(
             symbols: meta.symbols.len(),
             threads: meta.threads.len(),
             fds: meta.fds.len(),
-            file_bytes: data_end + notes.len() as u64,
+            file_bytes: data_end + notes_len,
             frozen_ms,
             copy_on_write,
             copy_on_write_by,
@@ -1345,27 +1404,19 @@ fn parse_auxv(raw: &[u8]) -> Vec<AuxEntry> {
         .collect()
 }
 
-/// The notes about the pages, as bytes: the leaves, the fast hashes, the kept tree level.
-struct PageNotes<'a> {
-    leaves: &'a [u8],
-    fast_hashes: &'a [u8],
-    kept_level: &'a [u8],
-}
-
-/// The whole PT_NOTE segment. Thread order is `meta.threads` order (main thread first).
-fn encode_notes(
+/// Writes the rest of the PT_NOTE segment after the notes `out` holds (the leaves and fast
+/// hashes), the seal last. Its length and seal. Thread order is `meta.threads` order (main
+/// thread first).
+fn write_notes(
+    mut out: SealedWriter<'_>,
     meta: &SnapshotMeta,
     ids: ProcessIds,
     psinfo: &PsInfo,
     auxv_raw: &[u8],
-    pages: PageNotes<'_>,
+    kept_level: &[u8],
     parent: Option<&pb::ParentImage>,
-) -> std::result::Result<(Vec<u8>, [u8; 32]), String> {
-    let PageNotes {
-        leaves: leaf_bytes,
-        fast_hashes: fast_bytes,
-        kept_level,
-    } = pages;
+) -> Result<(u64, [u8; 32])> {
+    let corrupt = |why: String| Error::io("a core's notes", std::io::Error::other(why));
     let files: Vec<FileMapping> = meta
         .regions
         .iter()
@@ -1378,37 +1429,93 @@ fn encode_notes(
         })
         .collect();
     let meta_bytes = to_pb(meta).encode_to_vec();
-    let mut notes = Vec::with_capacity(leaf_bytes.len() + meta_bytes.len() + (64 << 10));
+    let mut notes = Vec::with_capacity(meta_bytes.len() + (64 << 10));
     for (i, t) in meta.threads.iter().enumerate() {
         let status = corefile::prstatus(t.tid, ids, &t.regs, !t.fpregs.is_empty());
-        corefile::push_note(&mut notes, "CORE", object::elf::NT_PRSTATUS, &status)?;
+        corefile::push_note(&mut notes, "CORE", object::elf::NT_PRSTATUS, &status).map_err(corrupt)?;
         if i == 0 {
             corefile::push_note(
                 &mut notes,
                 "CORE",
                 object::elf::NT_PRPSINFO,
                 &corefile::prpsinfo(psinfo),
-            )?;
-            corefile::push_note(&mut notes, "CORE", object::elf::NT_AUXV, auxv_raw)?;
-            corefile::push_note(&mut notes, "CORE", object::elf::NT_FILE, &corefile::nt_file(&files))?;
+            )
+            .map_err(corrupt)?;
+            corefile::push_note(&mut notes, "CORE", object::elf::NT_AUXV, auxv_raw).map_err(corrupt)?;
+            corefile::push_note(&mut notes, "CORE", object::elf::NT_FILE, &corefile::nt_file(&files))
+                .map_err(corrupt)?;
         }
         if !t.fpregs.is_empty() {
-            corefile::push_note(&mut notes, "CORE", NT_PRFPREG, &t.fpregs)?;
+            corefile::push_note(&mut notes, "CORE", NT_PRFPREG, &t.fpregs).map_err(corrupt)?;
         }
         if !t.xstate.is_empty() {
-            corefile::push_note(&mut notes, "LINUX", NT_X86_XSTATE, &t.xstate)?;
+            corefile::push_note(&mut notes, "LINUX", NT_X86_XSTATE, &t.xstate).map_err(corrupt)?;
         }
     }
-    corefile::push_note(&mut notes, NOTE_OWNER, NT_MEMZINC_META, &meta_bytes)?;
-    corefile::push_note(&mut notes, NOTE_OWNER, NT_MEMZINC_LEAVES, leaf_bytes)?;
-    corefile::push_note(&mut notes, NOTE_OWNER, NT_MEMZINC_FAST_HASHES, fast_bytes)?;
-    corefile::push_note(&mut notes, NOTE_OWNER, NT_MEMZINC_TREE_LEVEL, kept_level)?;
+    corefile::push_note(&mut notes, NOTE_OWNER, NT_MEMZINC_META, &meta_bytes).map_err(corrupt)?;
     if let Some(parent) = parent {
-        corefile::push_note(&mut notes, NOTE_OWNER, NT_MEMZINC_PARENT, &parent.encode_to_vec())?;
+        corefile::push_note(&mut notes, NOTE_OWNER, NT_MEMZINC_PARENT, &parent.encode_to_vec()).map_err(corrupt)?;
     }
-    let seal = Sha2::hashv(&[SEAL_TAG, &notes]);
-    corefile::push_note(&mut notes, NOTE_OWNER, NT_MEMZINC_SEAL, &seal)?;
-    Ok((notes, seal))
+    out.write(&notes)?;
+    out.note(NOTE_OWNER, NT_MEMZINC_TREE_LEVEL, kept_level)?;
+    let seal = *out.sealer.finalize().as_bytes();
+    notes.clear();
+    corefile::push_note(&mut notes, NOTE_OWNER, NT_MEMZINC_SEAL, &seal).map_err(corrupt)?;
+    out.w.write_all(&notes).map_err(|e| Error::io("a core's notes", e))?;
+    Ok((out.len + notes.len() as u64, seal))
+}
+
+/// A core's notes on their way to its file, hashed for the seal and counted.
+struct SealedWriter<'w> {
+    w: &'w mut BufWriter<File>,
+    sealer: blake3::Hasher,
+    len: u64,
+}
+
+impl<'w> SealedWriter<'w> {
+    fn new(w: &'w mut BufWriter<File>) -> SealedWriter<'w> {
+        SealedWriter {
+            w,
+            sealer: sealer(),
+            len: 0,
+        }
+    }
+
+    fn write(&mut self, bytes: &[u8]) -> Result<()> {
+        self.sealer.update(bytes);
+        self.len += bytes.len() as u64;
+        self.w.write_all(bytes).map_err(|e| Error::io("a core's notes", e))
+    }
+
+    /// One note, its descriptor written from where it is.
+    fn note(&mut self, name: &str, n_type: u32, desc: &[u8]) -> Result<()> {
+        let mut head = Vec::new();
+        corefile::push_note_head(&mut head, name, n_type, desc.len())
+            .map_err(|why| Error::io("a core's notes", std::io::Error::other(why)))?;
+        self.write(&head)?;
+        self.write(desc)?;
+        self.write(corefile::note_padding(desc.len()))
+    }
+
+    /// Starts writing what is written so far, from file offset `start` on, to the disk (the
+    /// final fsync then waits for less).
+    fn start_writeback(&mut self, start: u64) -> Result<()> {
+        self.w.flush().map_err(|e| Error::io("a core's notes", e))?;
+        // SAFETY: sync_file_range takes no pointers; a bad range or descriptor is an error.
+        let done = unsafe {
+            nix::libc::sync_file_range(
+                self.w.get_ref().as_raw_fd(),
+                start as i64,
+                self.len as i64,
+                nix::libc::SYNC_FILE_RANGE_WRITE,
+            )
+        };
+        if done != 0 {
+            // Only a head start: the fsync at the end is what makes the file durable.
+            tracing::debug!("sync_file_range: {}", std::io::Error::last_os_error());
+        }
+        Ok(())
+    }
 }
 
 fn to_pb(meta: &SnapshotMeta) -> pb::SnapshotMeta {
@@ -1839,31 +1946,63 @@ impl Snapshot {
         let [note_segment] = note_segments[..] else {
             return Err(corrupt(format!("{} PT_NOTE segments, expected 1", note_segments.len())));
         };
-        let mut note_bytes = vec![0u8; note_segment.filesz as usize];
-        file.read_exact_at(&mut note_bytes, note_segment.offset)
-            .map_err(|e| Error::io(path, e))?;
-        let notes = corefile::parse_notes(&note_bytes, note_segment.align).map_err(corrupt)?;
-
-        // The seal is the last note and covers every byte before it.
-        let sealed_len = note_bytes.len().checked_sub(corefile::note_len(NOTE_OWNER, 32));
-        let seal_note = notes
+        // The seal is the last note and covers every byte before it; hashed as the notes are
+        // read, the leaves, fast hashes and kept level straight into their vectors.
+        let sealed_len = note_segment
+            .filesz
+            .checked_sub(corefile::note_len(NOTE_OWNER, 32) as u64);
+        let mut sealer = sealer();
+        let mut owned = corefile::read_notes(
+            &file,
+            &note_segment,
+            |name, n_type| match (name, n_type) {
+                (b"MEMZINC", NT_MEMZINC_LEAVES | NT_MEMZINC_TREE_LEVEL) => DescAs::Words32,
+                (b"MEMZINC", NT_MEMZINC_FAST_HASHES) => DescAs::U64,
+                _ => DescAs::Bytes,
+            },
+            sealed_len.unwrap_or(0),
+            &mut |bytes| {
+                sealer.update(bytes);
+            },
+        )
+        .map_err(corrupt)?;
+        let seal_note = owned
             .last()
-            .filter(|n| n.name == NOTE_OWNER.as_bytes() && n.n_type == NT_MEMZINC_SEAL);
+            .filter(|n| n.name == NOTE_OWNER.as_bytes() && n.n_type == NT_MEMZINC_SEAL)
+            .and_then(OwnedNote::bytes);
         let (Some(sealed_len), Some(seal_note)) = (sealed_len, seal_note) else {
             return Err(corrupt("no MEMZINC seal note (not written by memzinc?)".into()));
         };
-        let seal = Sha2::hashv(&[SEAL_TAG, &note_bytes[..sealed_len]]);
-        if seal != seal_note.desc {
+        if sealer.finalize().as_bytes() != seal_note && !legacy_sealed(&file, &note_segment, sealed_len, seal_note)? {
             return Err(corrupt("notes do not match their seal".into()));
         }
+        let seal: [u8; 32] = seal_note
+            .try_into()
+            .map_err(|_| corrupt("a seal of the wrong size".into()))?;
+
+        let (mut leaves, mut fast_hashes, mut level) = (None, None, None);
+        for n in owned.iter_mut().filter(|n| n.name == NOTE_OWNER.as_bytes()) {
+            let slot = match n.n_type {
+                NT_MEMZINC_LEAVES => &mut leaves,
+                NT_MEMZINC_FAST_HASHES => &mut fast_hashes,
+                NT_MEMZINC_TREE_LEVEL => &mut level,
+                _ => continue,
+            };
+            *slot = Some(std::mem::replace(&mut n.desc, Desc::Bytes(Vec::new())));
+        }
+        let notes: Vec<corefile::Note> = owned
+            .iter()
+            .map(|n| corefile::Note {
+                name: &n.name,
+                n_type: n.n_type,
+                desc: n.bytes().unwrap_or_default(),
+            })
+            .collect();
 
         let mut note_threads: Vec<NoteThread> = Vec::new();
         let mut auxv = None;
         let mut meta_pb = None;
-        let mut leaf_bytes = None;
-        let mut fast_bytes = None;
         let mut parent_pb = None;
-        let mut level_bytes = None;
         for n in &notes {
             match (n.name, n.n_type) {
                 (b"CORE", object::elf::NT_PRSTATUS) => {
@@ -1888,25 +2027,19 @@ impl Snapshot {
                 }
                 (b"CORE", object::elf::NT_AUXV) => auxv = Some(parse_auxv(n.desc)),
                 (b"MEMZINC", NT_MEMZINC_META) => meta_pb = Some(n.desc),
-                (b"MEMZINC", NT_MEMZINC_LEAVES) => leaf_bytes = Some(n.desc),
-                (b"MEMZINC", NT_MEMZINC_FAST_HASHES) => fast_bytes = Some(n.desc),
                 (b"MEMZINC", NT_MEMZINC_PARENT) => parent_pb = Some(n.desc),
-                (b"MEMZINC", NT_MEMZINC_TREE_LEVEL) => level_bytes = Some(n.desc),
                 _ => {}
             }
         }
         let meta_pb = meta_pb.ok_or_else(|| corrupt("no MEMZINC metadata note".into()))?;
-        let leaf_bytes = leaf_bytes.ok_or_else(|| corrupt("no MEMZINC leaves note".into()))?;
-        let fast_bytes = fast_bytes.ok_or_else(|| corrupt("no MEMZINC fast-hash note".into()))?;
-        if fast_bytes.len() != leaf_bytes.len() / 4 {
-            return Err(corrupt("the fast hashes do not match the leaves in number".into()));
-        }
-        let fast_hashes: Vec<u64> = fast_bytes
-            .as_chunks::<8>()
-            .0
-            .iter()
-            .map(|b| u64::from_le_bytes(*b))
-            .collect();
+        let leaves = match leaves.ok_or_else(|| corrupt("no MEMZINC leaves note".into()))? {
+            Desc::Words32(leaves) => leaves,
+            _ => return Err(corrupt("the leaves note is not a whole number of leaves".into())),
+        };
+        let fast_hashes = match fast_hashes.ok_or_else(|| corrupt("no MEMZINC fast-hash note".into()))? {
+            Desc::U64(hashes) if hashes.len() == leaves.len() => hashes,
+            _ => return Err(corrupt("the fast hashes do not match the leaves in number".into())),
+        };
         let meta_pb = pb::SnapshotMeta::decode(meta_pb).map_err(|e| corrupt(format!("metadata: {e}")))?;
         let meta =
             from_pb(meta_pb, note_threads, auxv.unwrap_or_default()).map_err(|e| corrupt(format!("metadata: {e}")))?;
@@ -1916,17 +2049,16 @@ impl Snapshot {
             .transpose()
             .map_err(|e| corrupt(format!("parent note: {e}")))?;
         let pages = check_regions(&meta.regions, parent_pb.is_none().then_some(&loads[..])).map_err(corrupt)?;
-        let (leaves, rest) = leaf_bytes.as_chunks::<32>();
-        if !rest.is_empty() || leaves.len() as u64 != meta.page_count || pages != meta.page_count {
+        if leaves.len() as u64 != meta.page_count || pages != meta.page_count {
             return Err(corrupt(format!(
                 "page count {} disagrees with the leaves ({}) or the captured regions ({pages})",
                 meta.page_count,
-                leaf_bytes.len() / 32
+                leaves.len()
             )));
         }
-        let kept_level = match level_bytes.map(|b| b.as_chunks::<32>()) {
+        let kept_level = match level {
             None => Vec::new(),
-            Some((nodes, [])) if nodes.len() == leaves.len().div_ceil(BLOCK) => nodes.to_vec(),
+            Some(Desc::Words32(nodes)) if nodes.len() == leaves.len().div_ceil(BLOCK) => nodes,
             Some(_) => {
                 return Err(corrupt(
                     "the kept tree level does not match the leaves in number".into(),
@@ -1973,7 +2105,7 @@ impl Snapshot {
         let snap = Snapshot {
             path: path.into(),
             meta,
-            leaves: leaves.to_vec(),
+            leaves,
             fast_hashes,
             file,
             note_segment,
@@ -2118,11 +2250,7 @@ impl Snapshot {
         for (owner, ty, desc) in &notes {
             corefile::push_note(&mut sealed, owner, *ty, desc).map_err(|why| self.corrupt(why))?;
         }
-        notes.push((
-            NOTE_OWNER.into(),
-            NT_MEMZINC_SEAL,
-            Sha2::hashv(&[SEAL_TAG, &sealed]).to_vec(),
-        ));
+        notes.push((NOTE_OWNER.into(), NT_MEMZINC_SEAL, seal_of(&sealed).to_vec()));
         let parts = CoreParts::from_notes(notes.iter().map(|(o, t, d)| (o.as_str(), *t, d.as_slice())))
             .map_err(|why| self.corrupt(why))?;
         parts.write(

@@ -181,17 +181,35 @@ pub(super) fn open_pagemap(pid: i32) -> Result<File> {
     File::open(&path).map_err(|e| Error::io(path, e))
 }
 
-/// Pages of `[start, end)` written since the last scan, as sorted disjoint ranges, and write-
-/// protects them again (one atomic `PAGEMAP_SCAN`). `None` if part of the range is not
-/// tracked (then nothing can be said of it and it must be read in full).
-pub(super) fn written_since_last_scan(pagemap: &File, start: u64, end: u64) -> Result<Option<Vec<(u64, u64)>>> {
+/// What a scan of the written pages does to them.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Scan {
+    /// Write-protects them again, in the same atomic `PAGEMAP_SCAN`: the next interval starts.
+    Reset,
+    /// Leaves them as they are (an estimate ahead of the scan that resets).
+    Peek,
+}
+
+/// Pages of `[start, end)` written since the last scan, as sorted disjoint ranges (and
+/// protected again, as `scan` says). `None` if part of the range is not tracked (then nothing
+/// can be said of it and it must be read in full).
+pub(super) fn written_since_last_scan(
+    pagemap: &File,
+    start: u64,
+    end: u64,
+    scan: Scan,
+) -> Result<Option<Vec<(u64, u64)>>> {
+    let flags = match scan {
+        Scan::Reset => PM_SCAN_WP_MATCHING | PM_SCAN_CHECK_WPASYNC,
+        Scan::Peek => PM_SCAN_CHECK_WPASYNC,
+    };
     let mut out = Vec::new();
     let mut regions = vec![PageRegion::default(); 512];
     let mut at = start;
     while at < end {
         let mut arg = PmScanArg {
             size: std::mem::size_of::<PmScanArg>() as u64,
-            flags: PM_SCAN_WP_MATCHING | PM_SCAN_CHECK_WPASYNC,
+            flags,
             start: at,
             end,
             vec: regions.as_mut_ptr() as u64,
