@@ -1,5 +1,6 @@
 //! `memzinc plan` end to end on a corrupted healme (no chain involved): both backends give the
-//! same repair, statistics land in the plan file, and Ctrl-C kills the solver and exits 130.
+//! same repair, statistics land in the plan file, an incremental snapshot plans and checks as
+//! its full core, and Ctrl-C kills the solver and exits 130.
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -67,6 +68,78 @@ fn plan_with_cbc_equals_plan_with_gecode_and_records_statistics() {
     assert_eq!(plans[0]["changed_bytes"], 5);
     // Gecode's answer in a plan is verified: the check ran (it has a time of its own).
     assert!(plans[0]["stats"]["check_ms"].is_u64(), "{}", plans[0]["stats"]);
+}
+
+/// `plan` and `check` read an incremental snapshot, one that stores only the pages written
+/// since its parent and refers to the parent for the rest, as the full core of that instant
+/// (`merge` writes it): the same findings, the same writes, the same plan hash.
+#[test]
+fn plan_and_check_read_an_incremental_snapshot_as_its_full_core() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let target = corrupted_healme();
+    let pid = target.0.id().to_string();
+    let p = |name: &str| dir.path().join(name).to_string_lossy().into_owned();
+    let memzinc = |args: &[&str]| {
+        let out = Command::new(binary("memzinc"))
+            .args(args)
+            .env("MEMZINC_STATE_DIR", &state)
+            .output()
+            .unwrap();
+        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        (out.status.code(), text(&out.stdout), text(&out.stderr))
+    };
+    let ok = |args: &[&str]| {
+        let (code, stdout, stderr) = memzinc(args);
+        assert_eq!(code, Some(0), "{args:?}: {stdout} {stderr}");
+        stdout
+    };
+    ok(&["track", "--pid", &pid]);
+    ok(&["snapshot", "--pid", &pid, "-o", &p("s0.core")]);
+    // healme ticks every 20 ms: some pages are written between the two.
+    std::thread::sleep(Duration::from_millis(100));
+    let taken: serde_json::Value = serde_json::from_str(&ok(&[
+        "--json",
+        "snapshot",
+        "--pid",
+        &pid,
+        "-o",
+        &p("s1.core"),
+        "--since",
+        &p("s0.core"),
+    ]))
+    .unwrap();
+    assert_eq!(taken["parent"], "s0.core", "{taken}");
+    let (stored, pages) = (
+        taken["pages_from_target"].as_u64().unwrap(),
+        taken["pages"].as_u64().unwrap(),
+    );
+    assert!(stored > 0 && stored < pages / 2, "{stored} of {pages} pages stored");
+    drop(target);
+    ok(&["merge", &p("s1.core"), "-o", &p("full.core")]);
+
+    let spec = repo_root().join("models/targets/healme.json");
+    let spec = spec.to_str().unwrap();
+    let mut plans = Vec::new();
+    let mut checks = Vec::new();
+    for core in ["s1.core", "full.core"] {
+        let plan_file = p(&format!("{core}.plan.json"));
+        ok(&["plan", "--spec", spec, "-o", &plan_file, &p(core)]);
+        plans.push(serde_json::from_slice::<serde_json::Value>(&std::fs::read(&plan_file).unwrap()).unwrap());
+        let (code, stdout, stderr) = memzinc(&["check", "--json", "--spec", spec, &p(core)]);
+        assert_eq!(code, Some(2), "{core}: {stderr}");
+        checks.push(serde_json::from_str::<serde_json::Value>(&stdout).unwrap()["findings"].clone());
+    }
+    assert_eq!(plans[0]["changed_bytes"], 5, "{}", plans[0]);
+    assert_eq!(plans[0]["writes"], plans[1]["writes"]);
+    assert_eq!(plans[0]["plan_hash"], plans[1]["plan_hash"]);
+    let findings = checks[0].as_array().unwrap();
+    assert!(!findings.is_empty());
+    assert_eq!(checks[0], checks[1]);
+    println!(
+        "delta: {stored} of {pages} pages stored; {} findings and the plan the same as the merged core's",
+        findings.len()
+    );
 }
 
 #[test]
