@@ -8,7 +8,8 @@
 
 use std::sync::Arc;
 
-use super::snapshot::{SnapRegion, Snapshot};
+use super::region::SnapRegion;
+use super::snapshot::Snapshot;
 use crate::base::{Error, Result};
 use crate::introspect::PAGE_SIZE;
 

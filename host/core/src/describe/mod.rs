@@ -12,6 +12,8 @@ mod capture;
 mod corefile;
 mod globals;
 mod image;
+mod region;
+mod roots;
 mod selfsnap;
 mod snapshot;
 mod track;
@@ -19,11 +21,12 @@ mod track;
 pub use capture::shared_anonymous;
 pub use globals::{library_types, read_snapshot_registry, FieldValue, ModuleFile, ObjectValue};
 pub use image::{Image, Segment};
+pub use region::{symbol_module, SnapRegion};
 pub use selfsnap::{helper_request, serve_helper, snapshot_self, HELPER_ENV};
 pub use snapshot::{
-    open_since, seal_of, symbol_module, take, take_frozen, take_frozen_cow, take_paused, take_since,
-    write_protected_view, AuxEntry, CoreParts, Pause, RootCheck, Since, SnapRegion, Snapshot, SnapshotMeta, TakeReport,
-    ThreadState, FORMAT_VERSION, NOTE_OWNER, NT_MEMZINC_FAST_HASHES, NT_MEMZINC_LEAVES, NT_MEMZINC_META,
-    NT_MEMZINC_PARENT, NT_MEMZINC_SEAL, NT_MEMZINC_TREE_LEVEL,
+    open_since, seal_of, take, take_frozen, take_frozen_cow, take_paused, take_since, write_protected_view, AuxEntry,
+    CoreParts, Pause, RootCheck, Since, Snapshot, SnapshotMeta, TakeReport, ThreadState, FORMAT_VERSION, NOTE_OWNER,
+    NT_MEMZINC_FAST_HASHES, NT_MEMZINC_LEAVES, NT_MEMZINC_META, NT_MEMZINC_PARENT, NT_MEMZINC_SEAL,
+    NT_MEMZINC_TREE_LEVEL,
 };
 pub use track::{load_tracking, track, tracking_dir, TrackReport, TrackState};
