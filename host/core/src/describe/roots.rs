@@ -244,12 +244,12 @@ pub(super) fn check_root(
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::introspect::{MapEntry, SymbolKind};
 
     /// One captured region of two pages and a symbol in it.
-    fn sample() -> (Vec<SnapRegion>, Vec<Symbol>) {
+    pub(in crate::describe) fn sample() -> (Vec<SnapRegion>, Vec<Symbol>) {
         let region = SnapRegion {
             map: MapEntry {
                 start: 0x1000,

@@ -1,4 +1,4 @@
-//! Stage 1 (introspect): a snapshot of a frozen process as one ELF core file that gdb opens —
+//! Stage 2 (describe): a snapshot of a frozen process as one ELF core file that gdb opens —
 //! map, registers, resources, symbols, page contents, per-page SHA-256 leaves and the Merkle
 //! root the attestor records.
 //!
@@ -11,12 +11,16 @@
 //! page data                       every page of every captured mapping, in map order (a page
 //!                                 that could not be read is stored as zeroes and listed in the
 //!                                 region's `unreadable_pages`; its leaf says so)
-//! PT_NOTE                         per thread NT_PRSTATUS, NT_PRFPREG, NT_X86_XSTATE (the main
-//!                                 thread first, with NT_PRPSINFO, NT_AUXV and NT_FILE after its
-//!                                 NT_PRSTATUS, as the kernel orders them); then owner "MEMZINC":
-//!                                 type 1 metadata (protobuf `SnapshotMeta`), type 2 the leaves
-//!                                 (page_count x 32 bytes), type 3 the seal: SHA-256 of every
-//!                                 note byte before it, under a domain tag
+//! PT_NOTE                         owner "MEMZINC" type 2, the leaves (page_count x 32 bytes),
+//!                                 and type 4, the fast hashes (page_count x 8), written first
+//!                                 so they go to the disk while the roots are hashed; per thread
+//!                                 NT_PRSTATUS, NT_PRFPREG, NT_X86_XSTATE (the main thread
+//!                                 first, with NT_PRPSINFO, NT_AUXV and NT_FILE after its
+//!                                 NT_PRSTATUS, as the kernel orders them); MEMZINC type 1 the
+//!                                 metadata (protobuf `SnapshotMeta`), type 5 the parent (in an
+//!                                 incremental snapshot), type 6 the page tree's kept level;
+//!                                 last, type 3 the seal (`seal_of`: BLAKE3 of every note byte
+//!                                 before it, under a domain tag). Readers find notes by type.
 //! ```
 //!
 //! An incremental snapshot that refers to its parent (`snapshot --since PREV`, the default)
@@ -2313,6 +2317,7 @@ mod tests {
     use super::*;
 
     fn sample_meta() -> SnapshotMeta {
+        let (regions, symbols) = super::super::roots::tests::sample();
         SnapshotMeta {
             memzinc_version: "0.1.0".into(),
             pid: 42,
@@ -2337,28 +2342,8 @@ mod tests {
                 pos: 0,
             }],
             auxv: vec![AuxEntry { key: 6, value: 4096 }],
-            regions: vec![SnapRegion {
-                map: MapEntry {
-                    start: 0x1000,
-                    end: 0x3000,
-                    perms: "rw-p".into(),
-                    offset: 0,
-                    dev: "00:00".into(),
-                    inode: 0,
-                    path: "[heap]".into(),
-                },
-                captured: true,
-                data_offset: 0x1000,
-                unreadable_pages: vec![0x2000],
-            }],
-            symbols: vec![Symbol {
-                name: "STATE".into(),
-                demangled: None,
-                address: 0x1008,
-                size: 8,
-                kind: SymbolKind::Object,
-                module: String::new(),
-            }],
+            regions,
+            symbols,
             root: hex::encode([7u8; 32]),
             pages_root: hex::encode([8u8; 32]),
             page_count: 2,
