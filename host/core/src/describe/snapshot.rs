@@ -98,21 +98,22 @@ fn sealer() -> blake3::Hasher {
     hasher
 }
 
-/// Whether the first `sealed_len` bytes of the note `segment` of `file` have the seal of a core
-/// written before [`seal_of`] ([`legacy_seal_of`]).
-fn legacy_sealed(file: &File, segment: &Segment, sealed_len: u64, seal: &[u8]) -> Result<bool> {
+/// Whether the first `sealed_len` bytes of the note `segment` of `file` (at `path`) have the
+/// seal of a core written before [`seal_of`] ([`legacy_seal_of`]).
+fn legacy_sealed(path: &Path, file: &File, segment: &Segment, sealed_len: u64, seal: &[u8]) -> Result<bool> {
     let mut sealed = vec![0u8; sealed_len as usize];
     file.read_exact_at(&mut sealed, segment.offset)
-        .map_err(|e| Error::io("a core's notes", e))?;
+        .map_err(|e| Error::io(path, e))?;
     Ok(legacy_seal_of(&sealed) == seal)
 }
+
+const AT_NULL: u64 = 0;
 
 /// The seal of a core written before [`seal_of`]: SHA-256 with [`LEGACY_SEAL_TAG`]. Such cores
 /// are still read (an attestation's evidence may be one).
 fn legacy_seal_of(notes: &[u8]) -> [u8; 32] {
     Sha2::hashv(&[LEGACY_SEAL_TAG, notes])
 }
-const AT_NULL: u64 = 0;
 
 /// One thread's state: its registers as the NT_PRSTATUS / NT_PRFPREG / NT_X86_XSTATE notes
 /// hold them.
@@ -951,7 +952,7 @@ fn write_frozen(
 
         // The notes about the pages first: on their way to the disk while the roots are hashed.
         let after_capture = std::time::Instant::now();
-        let mut notes = SealedWriter::new(w);
+        let mut notes = SealedWriter::new(w, out);
         notes.note(NOTE_OWNER, NT_MEMZINC_LEAVES, leaves.as_flattened())?;
         // Little-endian, as the note holds them (x86_64).
         notes.note(
@@ -1182,7 +1183,8 @@ fn write_notes(
     kept_level: &[u8],
     parent: Option<&pb::ParentImage>,
 ) -> Result<(u64, [u8; 32])> {
-    let corrupt = |why: String| Error::io("a core's notes", std::io::Error::other(why));
+    let path = out.path;
+    let corrupt = |why: String| Error::io(path, std::io::Error::other(why));
     let files: Vec<FileMapping> = meta
         .regions
         .iter()
@@ -1227,21 +1229,24 @@ fn write_notes(
     let seal = *out.sealer.finalize().as_bytes();
     notes.clear();
     corefile::push_note(&mut notes, NOTE_OWNER, NT_MEMZINC_SEAL, &seal).map_err(corrupt)?;
-    out.w.write_all(&notes).map_err(|e| Error::io("a core's notes", e))?;
+    out.w.write_all(&notes).map_err(|e| Error::io(out.path, e))?;
     Ok((out.len + notes.len() as u64, seal))
 }
 
 /// A core's notes on their way to its file, hashed for the seal and counted.
 struct SealedWriter<'w> {
     w: &'w mut BufWriter<File>,
+    /// The core's path, for errors.
+    path: &'w Path,
     sealer: blake3::Hasher,
     len: u64,
 }
 
 impl<'w> SealedWriter<'w> {
-    fn new(w: &'w mut BufWriter<File>) -> SealedWriter<'w> {
+    fn new(w: &'w mut BufWriter<File>, path: &'w Path) -> SealedWriter<'w> {
         SealedWriter {
             w,
+            path,
             sealer: sealer(),
             len: 0,
         }
@@ -1250,14 +1255,14 @@ impl<'w> SealedWriter<'w> {
     fn write(&mut self, bytes: &[u8]) -> Result<()> {
         self.sealer.update(bytes);
         self.len += bytes.len() as u64;
-        self.w.write_all(bytes).map_err(|e| Error::io("a core's notes", e))
+        self.w.write_all(bytes).map_err(|e| Error::io(self.path, e))
     }
 
     /// One note, its descriptor written from where it is.
     fn note(&mut self, name: &str, n_type: u32, desc: &[u8]) -> Result<()> {
         let mut head = Vec::new();
         corefile::push_note_head(&mut head, name, n_type, desc.len())
-            .map_err(|why| Error::io("a core's notes", std::io::Error::other(why)))?;
+            .map_err(|why| Error::io(self.path, std::io::Error::other(why)))?;
         self.write(&head)?;
         self.write(desc)?;
         self.write(corefile::note_padding(desc.len()))
@@ -1266,7 +1271,7 @@ impl<'w> SealedWriter<'w> {
     /// Starts writing what is written so far, from file offset `start` on, to the disk (the
     /// final fsync then waits for less).
     fn start_writeback(&mut self, start: u64) -> Result<()> {
-        self.w.flush().map_err(|e| Error::io("a core's notes", e))?;
+        self.w.flush().map_err(|e| Error::io(self.path, e))?;
         // SAFETY: sync_file_range takes no pointers; a bad range or descriptor is an error.
         let done = unsafe {
             nix::libc::sync_file_range(
@@ -1717,7 +1722,9 @@ impl Snapshot {
         let (Some(sealed_len), Some(seal_note)) = (sealed_len, seal_note) else {
             return Err(corrupt("no MEMZINC seal note (not written by memzinc?)".into()));
         };
-        if sealer.finalize().as_bytes() != seal_note && !legacy_sealed(&file, &note_segment, sealed_len, seal_note)? {
+        if sealer.finalize().as_bytes() != seal_note
+            && !legacy_sealed(path, &file, &note_segment, sealed_len, seal_note)?
+        {
             return Err(corrupt("notes do not match their seal".into()));
         }
         let seal: [u8; 32] = seal_note
