@@ -12,7 +12,7 @@ use std::os::unix::fs::FileExt;
 
 use object::elf;
 use object::endian::{LittleEndian as LE, U16, U32, U64};
-use object::read::elf::{FileHeader as _, NoteIterator, ProgramHeader as _};
+use object::read::elf::{FileHeader as _, ProgramHeader as _};
 
 use crate::introspect::GpRegs;
 
@@ -296,6 +296,17 @@ pub enum Desc {
     U64(Vec<u64>),
 }
 
+impl Desc {
+    /// The descriptor's bytes as the note holds them.
+    pub fn into_bytes(self) -> Vec<u8> {
+        match self {
+            Desc::Bytes(bytes) => bytes,
+            Desc::Words32(words) => words.into_flattened(),
+            Desc::U64(words) => words.iter().flat_map(|w| w.to_le_bytes()).collect(),
+        }
+    }
+}
+
 /// A note as [`read_notes`] read it.
 pub struct OwnedNote {
     /// Without the NUL.
@@ -390,20 +401,6 @@ pub fn read_notes(
         let mut pad = vec![0u8; (next - desc_end) as usize];
         read(desc_end, &mut pad)?;
         at = next;
-    }
-    Ok(notes)
-}
-
-/// The notes of a PT_NOTE segment's bytes.
-pub fn parse_notes(data: &[u8], align: u64) -> Result<Vec<Note<'_>>, String> {
-    let mut iter = NoteIterator::<elf::FileHeader64<LE>>::new(LE, align, data).map_err(|e| e.to_string())?;
-    let mut notes = Vec::new();
-    while let Some(note) = iter.next().map_err(|e| format!("bad note ({e})"))? {
-        notes.push(Note {
-            name: note.name(),
-            n_type: note.n_type(LE),
-            desc: note.desc(),
-        });
     }
     Ok(notes)
 }
@@ -550,7 +547,23 @@ pub fn nt_file(mappings: &[FileMapping]) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use object::read::elf::NoteIterator;
     use std::io::Write;
+
+    /// The notes of a PT_NOTE segment's bytes, as the `object` crate reads them: what
+    /// [`read_notes`] is held against.
+    fn parse_notes(data: &[u8], align: u64) -> Result<Vec<Note<'_>>, String> {
+        let mut iter = NoteIterator::<elf::FileHeader64<LE>>::new(LE, align, data).map_err(|e| e.to_string())?;
+        let mut notes = Vec::new();
+        while let Some(note) = iter.next().map_err(|e| format!("bad note ({e})"))? {
+            notes.push(Note {
+                name: note.name(),
+                n_type: note.n_type(LE),
+                desc: note.desc(),
+            });
+        }
+        Ok(notes)
+    }
 
     /// `read_notes` reads what `parse_notes` reads from the same bytes, words only where they
     /// are whole, hashes exactly the first `hashed` bytes, and refuses a cut note as it does.
@@ -587,17 +600,13 @@ mod tests {
         assert_eq!(hashed, out[..50]);
         let parsed = parse_notes(&out, 4).unwrap();
         assert_eq!(read.len(), parsed.len());
-        for (r, p) in read.iter().zip(&parsed) {
-            let desc: Vec<u8> = match &r.desc {
-                Desc::Bytes(b) => b.clone(),
-                Desc::Words32(w) => w.as_flattened().to_vec(),
-                Desc::U64(w) => w.iter().flat_map(|w| w.to_le_bytes()).collect(),
-            };
-            assert_eq!((&r.name[..], r.n_type, &desc[..]), (p.name, p.n_type, p.desc));
-        }
         assert!(matches!(&read[1].desc, Desc::Words32(w) if w.len() == 2));
         assert!(matches!(&read[2].desc, Desc::Bytes(b) if b.len() == 33));
         assert!(matches!(&read[3].desc, Desc::U64(w) if w[..] == [5]));
+        for (r, p) in read.into_iter().zip(&parsed) {
+            let desc = r.desc.into_bytes();
+            assert_eq!((&r.name[..], r.n_type, &desc[..]), (p.name, p.n_type, p.desc));
+        }
 
         for cut in [out.len() as u64 - 1, 30, 5] {
             let err = read_notes(&file, &segment(cut), desc_as, 0, &mut |_| {}).err();

@@ -107,13 +107,13 @@ fn legacy_sealed(path: &Path, file: &File, segment: &Segment, sealed_len: u64, s
     Ok(legacy_seal_of(&sealed) == seal)
 }
 
-const AT_NULL: u64 = 0;
-
 /// The seal of a core written before [`seal_of`]: SHA-256 with [`LEGACY_SEAL_TAG`]. Such cores
 /// are still read (an attestation's evidence may be one).
 fn legacy_seal_of(notes: &[u8]) -> [u8; 32] {
     Sha2::hashv(&[LEGACY_SEAL_TAG, notes])
 }
+
+const AT_NULL: u64 = 0;
 
 /// One thread's state: its registers as the NT_PRSTATUS / NT_PRFPREG / NT_X86_XSTATE notes
 /// hold them.
@@ -2027,18 +2027,17 @@ impl Snapshot {
 
     /// Every note of the file, verbatim and in order: (owner, type, descriptor).
     pub fn raw_notes(&self) -> Result<Vec<(String, u32, Vec<u8>)>> {
-        let mut bytes = vec![0u8; self.note_segment.filesz as usize];
-        self.file
-            .read_exact_at(&mut bytes, self.note_segment.offset)
-            .map_err(|e| Error::io(&self.path, e))?;
-        let notes = corefile::parse_notes(&bytes, self.note_segment.align).map_err(|why| Error::Corrupt {
-            path: self.path.clone(),
-            kind: "snapshot",
-            why,
-        })?;
+        let notes = corefile::read_notes(&self.file, &self.note_segment, |_, _| DescAs::Bytes, 0, &mut |_| {})
+            .map_err(|why| self.corrupt(why))?;
         Ok(notes
             .into_iter()
-            .map(|n| (String::from_utf8_lossy(n.name).into_owned(), n.n_type, n.desc.to_vec()))
+            .map(|n| {
+                (
+                    String::from_utf8_lossy(&n.name).into_owned(),
+                    n.n_type,
+                    n.desc.into_bytes(),
+                )
+            })
             .collect())
     }
 
