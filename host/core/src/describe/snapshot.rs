@@ -940,6 +940,8 @@ fn write_frozen(
             r.unreadable_pages = unreadable;
         }
         let (leaves, fast_hashes) = (captured.leaves, captured.fast_hashes);
+        // Off the cores the running target keeps busy, to the end.
+        let _kept_off = captured.kept_off;
         if let Some(p) = progress {
             p.inc(total);
         }

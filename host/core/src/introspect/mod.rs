@@ -28,8 +28,8 @@ pub use inject::{Injector, SignalsBlocked, OUT_LEN, PAGE_CODE, PAGE_LEN};
 pub use process::{
     auxv, check_target, cmdline, comm, exe_path, fault_point, fds, ids, mem_available, pid_errno, pidfd_getfd, prlimit,
     read_at, read_many, read_maps, read_pages, read_pages_mem, read_proc, read_scattered, rlimits, rseq_config, stat,
-    vm_flags, write_at, write_forced, write_many, FdInfo, Frozen, GpRegs, HoldSignals, MapEntry, ProcStat,
-    ThreadRegisters, VmFlags, IOV_MAX, NT_PRFPREG, NT_X86_XSTATE, PAGE_SIZE,
+    thread_cpu_times, vm_flags, write_at, write_forced, write_many, FdInfo, Frozen, GpRegs, HoldSignals, MapEntry,
+    ProcStat, ThreadCpuTime, ThreadRegisters, VmFlags, IOV_MAX, NT_PRFPREG, NT_X86_XSTATE, PAGE_SIZE,
 };
 pub use protect::WriteProtected;
 pub use registry::{

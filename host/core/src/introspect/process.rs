@@ -210,6 +210,39 @@ fn thread_ids(pid: i32) -> Result<BTreeSet<i32>> {
         .collect())
 }
 
+/// A thread's time on a CPU so far and the CPU it ran on last.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ThreadCpuTime {
+    pub tid: i32,
+    /// Nanoseconds spent running (`/proc/PID/task/TID/schedstat`, first field).
+    pub ran_ns: u64,
+    /// The CPU it ran on last (`stat`'s `processor`, field 39).
+    pub cpu: usize,
+}
+
+/// Every thread's [`ThreadCpuTime`]; a thread that ends meanwhile is left out.
+pub fn thread_cpu_times(pid: i32) -> Result<Vec<ThreadCpuTime>> {
+    let mut times = Vec::new();
+    for tid in thread_ids(pid)? {
+        let task = format!("/proc/{pid}/task/{tid}");
+        let (Ok(schedstat), Ok(stat)) = (
+            std::fs::read_to_string(format!("{task}/schedstat")),
+            std::fs::read_to_string(format!("{task}/stat")),
+        ) else {
+            continue;
+        };
+        let ran_ns = schedstat.split_whitespace().next().and_then(|f| f.parse().ok());
+        // The fields follow the parenthesised comm; `processor` is the 37th of them.
+        let cpu = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(36)?.parse().ok());
+        if let (Some(ran_ns), Some(cpu)) = (ran_ns, cpu) {
+            times.push(ThreadCpuTime { tid, ran_ns, cpu });
+        }
+    }
+    Ok(times)
+}
+
 /// Every thread of a target held in a ptrace interrupt-stop. Dropping it resumes them.
 pub struct Frozen {
     pid: i32,
