@@ -11,8 +11,8 @@
 #   scripts/bench-pause.sh [SIZE_MIB...]      default: 100 1024; RUNS=5; OUT_DIR=/tmp
 #
 # Prints per size and tool: the median and min–max of the largest pause (ms) and of the wall
-# time (s) over RUNS runs, and for memzinc's copy-on-write the memory the copy held alone at
-# the end (MiB). Needs root, gcc, gdb; memzinc from $MEMZINC (default: the release build).
+# time (s) over RUNS runs, the CPU time the VM's host took meanwhile (steal: gaps no tool
+# caused), and for memzinc's copy-on-write the memory the copy held alone at the end (MiB). Needs root, gcc, gdb; memzinc from $MEMZINC (default: the release build).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 RUNS=${RUNS:-5}
@@ -41,14 +41,19 @@ gap_us() {
 # A field of memzinc's JSON report.
 field() { sed -n "s/.*\"$1\": *\([0-9.]*\).*/\1/p" | head -1; }
 
-# One tool run against the target; prints "pause_us wall_ns extra_bytes stopped_ms route" (the
-# last three memzinc's own report: the copy's memory, how long it says it held the target
-# stopped, how it copied).
+# CPU time the VM's host took from this machine's CPUs so far (/proc/stat's steal), in ms: a
+# pause the target sees that no tool here caused.
+steal_ms() { awk -v hz="$(getconf CLK_TCK)" '/^cpu / {print $9 * 1000 / hz}' /proc/stat; }
+
+# One tool run against the target; prints "pause_us wall_ns extra_bytes stopped_ms route
+# steal_ms" (extra_bytes, stopped_ms and route are memzinc's own report: the copy's memory, how
+# long it says it held the target stopped, how it copied; steal_ms what the host took meanwhile).
 run_tool() {
-  local tool=$1 out=$work/dump extra=- stopped=- route=- json started ended
+  local tool=$1 out=$work/dump extra=- stopped=- route=- json started ended stolen
   rm -rf "$out" "$out.core"; mkdir -p "$out"
   sync; echo 1 > /proc/sys/vm/drop_caches 2>/dev/null || true
   gap_us > /dev/null
+  stolen=$(steal_ms)
   started=$(now_ns)
   case $tool in
     memzinc-cow) json=$("$MEMZINC" --json snapshot --pid "$target" -o "$out.core") ;;
@@ -66,7 +71,7 @@ run_tool() {
     extra=$(field extra_bytes <<< "$json"); stopped=$(field frozen_ms <<< "$json")
     route=$(sed -n 's/.*"copy_on_write_by": *"\([a-z-]*\)".*/\1/p' <<< "$json" | head -1)
   fi
-  echo "$(gap_us) $((ended - started)) ${extra:--} ${stopped:--} ${route:--}"
+  echo "$(gap_us) $((ended - started)) ${extra:--} ${stopped:--} ${route:--} $(( $(steal_ms) - stolen ))"
   rm -rf "$out" "$out.core"
 }
 
@@ -88,7 +93,7 @@ for size in "${SIZES[@]}"; do
   done
   echo
   echo "## $size MiB of written heap, $RUNS runs each, interleaved (load now $(cut -d' ' -f1-3 /proc/loadavg))"
-  printf '%-13s %-28s %-26s %-26s %s\n' tool "largest pause ms (median, min-max)" "wall s (median, min-max)" "memzinc says stopped ms" "copy's own memory MiB (median, max)"
+  printf '%-13s %-28s %-26s %-26s %-22s %s\n' tool "largest pause ms (median, min-max)" "wall s (median, min-max)" "memzinc says stopped ms" "host steal ms (median, max)" "copy's own memory MiB (median, max)"
   for tool in "${tools[@]}"; do
     read -r pm pl ph <<< "$(awk -v t="$tool" '$1==t {print $2/1000}' "$work/results" | stats)"
     read -r wm wl wh <<< "$(awk -v t="$tool" '$1==t {print $3/1e9}' "$work/results" | stats)"
@@ -101,7 +106,8 @@ for size in "${SIZES[@]}"; do
       read -r sm sl sh <<< "$(awk -v t="$tool" '$1==t && $5!="-" {print $5}' "$work/results" | stats)"
       said=$(printf '%.1f (%.1f-%.1f)' "$sm" "$sl" "$sh")
     fi
-    printf '%-13s %8.1f (%.1f-%.1f)%9s %6.2f (%.2f-%.2f)%8s %-26s %s\n' "$tool" "$pm" "$pl" "$ph" "" "$wm" "$wl" "$wh" "" "$said" "$extra"
+    read -r tm _ th <<< "$(awk -v t="$tool" '$1==t {print $7}' "$work/results" | stats)"
+    printf '%-13s %8.1f (%.1f-%.1f)%9s %6.2f (%.2f-%.2f)%8s %-26s %-22s %s\n' "$tool" "$pm" "$pl" "$ph" "" "$wm" "$wl" "$wh" "" "$said" "$tm (max $th)" "$extra"
   done
   echo "routes of memzinc-cow: $(awk '$1=="memzinc-cow" {print $6}' "$work/results" | sort | uniq -c | xargs)"
   kill "$target"; wait "$target" 2>/dev/null || true
