@@ -16,6 +16,7 @@ mod region;
 mod roots;
 mod selfsnap;
 mod snapshot;
+mod take;
 mod track;
 
 pub use capture::shared_anonymous;
@@ -24,9 +25,11 @@ pub use image::{Image, Segment};
 pub use region::{symbol_module, SnapRegion};
 pub use selfsnap::{helper_request, serve_helper, snapshot_self, HELPER_ENV};
 pub use snapshot::{
-    open_since, seal_of, take, take_frozen, take_frozen_cow, take_paused, take_since, write_protected_view, AuxEntry,
-    CoreParts, Pause, RootCheck, Since, Snapshot, SnapshotMeta, TakeReport, ThreadState, FORMAT_VERSION, NOTE_OWNER,
-    NT_MEMZINC_FAST_HASHES, NT_MEMZINC_LEAVES, NT_MEMZINC_META, NT_MEMZINC_PARENT, NT_MEMZINC_SEAL,
+    open_since, seal_of, AuxEntry, CoreParts, RootCheck, Snapshot, SnapshotMeta, ThreadState, FORMAT_VERSION,
+    NOTE_OWNER, NT_MEMZINC_FAST_HASHES, NT_MEMZINC_LEAVES, NT_MEMZINC_META, NT_MEMZINC_PARENT, NT_MEMZINC_SEAL,
     NT_MEMZINC_TREE_LEVEL,
+};
+pub use take::{
+    take, take_frozen, take_frozen_cow, take_paused, take_since, write_protected_view, Pause, Since, TakeReport,
 };
 pub use track::{load_tracking, track, tracking_dir, TrackReport, TrackState};

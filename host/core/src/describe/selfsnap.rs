@@ -16,7 +16,7 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use super::snapshot::{self, TakeReport};
+use super::take::{self, TakeReport};
 use crate::base::{Error, Result};
 
 /// Set in the helper's environment: the core file to write.
@@ -35,7 +35,7 @@ pub fn serve_helper(out: &Path, reply: &mut impl Write) -> Result<()> {
     std::io::stdin()
         .read_exact(&mut go)
         .map_err(|e| Error::io("self-snapshot helper stdin", e))?;
-    let report = snapshot::take(parent, out, None)?;
+    let report = take::take(parent, out, None)?;
     serde_json::to_writer(&mut *reply, &report)
         .map_err(|e| Error::io("self-snapshot helper stdout", std::io::Error::other(e)))?;
     reply.flush().map_err(|e| Error::io("self-snapshot helper stdout", e))
