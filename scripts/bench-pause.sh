@@ -43,7 +43,7 @@ field() { sed -n "s/.*\"$1\": *\([0-9.]*\).*/\1/p" | head -1; }
 
 # CPU time the VM's host took from this machine's CPUs so far (/proc/stat's steal), in ms: a
 # pause the target sees that no tool here caused.
-steal_ms() { awk -v hz="$(getconf CLK_TCK)" '/^cpu / {print $9 * 1000 / hz}' /proc/stat; }
+steal_ms() { awk -v hz="$(getconf CLK_TCK)" '/^cpu / {printf "%d\n", $9 * 1000 / hz}' /proc/stat; }
 
 # One tool run against the target; prints "pause_us wall_ns extra_bytes stopped_ms route
 # steal_ms" (extra_bytes, stopped_ms and route are memzinc's own report: the copy's memory, how

@@ -341,7 +341,7 @@ const BUSY_SHARE: f64 = 0.25;
 /// hasher on the core of a target thread that spins took half of it in slices of 4–60 ms
 /// (traced, 4 GiB, 2 cores). Kept off that core, the largest pause the target saw fell from a
 /// median of 9.2 ms (worst 26 ms) to 4.1 ms (worst 6.4 ms), and the snapshot took 5.0 s
-/// instead of 4.9 (8 alternated runs each). Nothing is kept off when every core is busy (or no
+/// instead of 4.9 (an ad-hoc A/B, 8 alternated runs each). Nothing is kept off when every core is busy (or no
 /// thread is).
 struct BusyCores {
     pid: i32,
@@ -352,27 +352,33 @@ struct BusyCores {
 }
 
 impl BusyCores {
-    /// Starts watching the target, which runs again from now on.
-    fn thawed(pid: i32) -> BusyCores {
-        BusyCores {
+    /// Starts watching the target, which runs again from now on. `None` if its threads' times
+    /// cannot be read (without them every thread's whole life would count).
+    fn thawed(pid: i32) -> Option<BusyCores> {
+        Some(BusyCores {
             pid,
             thawed: Instant::now(),
-            before: introspect::thread_cpu_times(pid).unwrap_or_default(),
+            before: introspect::thread_cpu_times(pid).ok()?,
             decided: std::sync::OnceLock::new(),
-        }
+        })
     }
 
-    /// The CPUs to run on: `None` until the window has passed (unless `now`), then the
-    /// decision, the same for every thread that asks.
+    /// The CPUs to run on: `None` until the window has passed, then the decision, the same for
+    /// every thread that asks. With `now`, it is made early once a quarter of the window has
+    /// passed; before that there is none for this thread (run times advance in ticks: too
+    /// short a window says nothing).
     fn decided(&self, now: bool) -> Option<&Option<libc::cpu_set_t>> {
         if let Some(d) = self.decided.get() {
             return Some(d);
         }
         let elapsed = self.thawed.elapsed();
-        if elapsed < BUSY_WINDOW && !now {
-            return None;
+        if elapsed >= BUSY_WINDOW || (now && elapsed >= BUSY_WINDOW / 4) {
+            Some(self.decided.get_or_init(|| self.decide(elapsed)))
+        } else if now {
+            Some(&None)
+        } else {
+            None
         }
-        Some(self.decided.get_or_init(|| self.decide(elapsed)))
     }
 
     /// The CPUs the target's threads that ran at least [`BUSY_SHARE`] of `elapsed` ran on last.
@@ -392,26 +398,40 @@ impl BusyCores {
 
     fn decide(&self, elapsed: Duration) -> Option<libc::cpu_set_t> {
         let busy = self.busy_cpus(elapsed)?;
-        // SAFETY: cpu_set_t is a plain bit array; all zeroes is the empty set.
-        let mut allowed: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-        // SAFETY: sched_getaffinity writes at most the size given into the set; 0 is this thread.
-        if unsafe { libc::sched_getaffinity(0, std::mem::size_of_val(&allowed), &mut allowed) } != 0 {
-            return None;
-        }
-        let mut free = allowed;
-        for &cpu in &busy {
-            if cpu < libc::CPU_SETSIZE as usize {
-                // SAFETY: `cpu` is within the set's size.
-                unsafe { libc::CPU_CLR(cpu, &mut free) };
-            }
-        }
-        // SAFETY: CPU_COUNT reads the set.
-        let (free_n, allowed_n) = unsafe { (libc::CPU_COUNT(&free), libc::CPU_COUNT(&allowed)) };
+        let left = cpus_left(&busy);
         tracing::debug!(
-            "capture: target threads busy on cpus {busy:?} in its first {elapsed:?}; {free_n} of {allowed_n} cpus left to us"
+            "capture: target threads busy on cpus {busy:?} in its first {elapsed:?}; {} cpus left to us",
+            left.as_ref().map_or("no".to_string(), |l| {
+                // SAFETY: CPU_COUNT reads the set.
+                unsafe { libc::CPU_COUNT(l) }.to_string()
+            })
         );
-        (free_n > 0 && free_n < allowed_n).then_some(free)
+        left
     }
+}
+
+/// The CPUs this thread may run on.
+fn allowed_cpus() -> Option<libc::cpu_set_t> {
+    // SAFETY: cpu_set_t is a plain bit array; all zeroes is the empty set.
+    let mut allowed: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: sched_getaffinity writes at most the size given into the set; 0 is this thread.
+    let read = unsafe { libc::sched_getaffinity(0, std::mem::size_of_val(&allowed), &mut allowed) };
+    (read == 0).then_some(allowed)
+}
+
+/// The CPUs this thread may run on but `busy`; `None` if that leaves all of them or none.
+fn cpus_left(busy: &[usize]) -> Option<libc::cpu_set_t> {
+    let allowed = allowed_cpus()?;
+    let mut left = allowed;
+    for &cpu in busy {
+        if cpu < libc::CPU_SETSIZE as usize {
+            // SAFETY: `cpu` is within the set's size.
+            unsafe { libc::CPU_CLR(cpu, &mut left) };
+        }
+    }
+    // SAFETY: CPU_COUNT reads the sets.
+    let (left_n, allowed_n) = unsafe { (libc::CPU_COUNT(&left), libc::CPU_COUNT(&allowed)) };
+    (left_n > 0 && left_n < allowed_n).then_some(left)
 }
 
 /// The calling thread kept on the CPUs a [`BusyCores`] left to it, until dropped.
@@ -423,13 +443,10 @@ pub(super) struct KeptOff {
 impl KeptOff {
     fn start(cpus: &Option<libc::cpu_set_t>) -> Option<KeptOff> {
         let cpus = cpus.as_ref()?;
-        // SAFETY: gettid takes nothing; sched_{get,set}affinity read or write at most the size
-        // given, plain values, on this thread (0).
+        let allowed = allowed_cpus()?;
+        // SAFETY: gettid takes nothing; sched_setaffinity reads at most the size given, a plain
+        // value, for this thread (0).
         unsafe {
-            let mut allowed: libc::cpu_set_t = std::mem::zeroed();
-            if libc::sched_getaffinity(0, std::mem::size_of_val(&allowed), &mut allowed) != 0 {
-                return None;
-            }
             (libc::sched_setaffinity(0, std::mem::size_of_val(cpus), cpus) == 0).then(|| KeptOff {
                 tid: libc::gettid(),
                 allowed,
@@ -612,7 +629,7 @@ pub(super) fn capture(
         let mut pool = Pool {
             confinement: Confinement::new(&busy_cores),
             allocated: 0,
-            small_first: matches!(frozen, Hold::CopyOnWrite(_) | Hold::Protected(_)),
+            small_pages: matches!(frozen, Hold::CopyOnWrite(_) | Hold::Protected(_)),
             free_tx,
             free_rx,
         };
@@ -631,8 +648,11 @@ pub(super) fn capture(
                 );
                 let frozen_for = cow.frozen.stopped_for();
                 drop(cow.frozen);
-                let _ = busy_cores.set(BusyCores::thawed(pid));
+                if let Some(watch) = BusyCores::thawed(pid) {
+                    let _ = busy_cores.set(watch);
+                }
                 target_runs.store(true, Ordering::Relaxed);
+                pool.small_pages = false;
                 introspect::fault_point("cow-thawed");
                 // This thread reads the copy while the target runs: it yields too, until then
                 // (if it can take its priority back afterwards: root can).
@@ -672,8 +692,11 @@ pub(super) fn capture(
                 let early = read_chunks(Source::Live(pid), ranges, &first_leaf, queues, &mut pool, &during, &[]);
                 let frozen_for = p.frozen.stopped_for();
                 drop(p.frozen);
-                let _ = busy_cores.set(BusyCores::thawed(pid));
+                if let Some(watch) = BusyCores::thawed(pid) {
+                    let _ = busy_cores.set(watch);
+                }
                 target_runs.store(true, Ordering::Relaxed);
+                pool.small_pages = false;
                 introspect::fault_point("wp-thawed");
                 // SAFETY: geteuid takes nothing and cannot fail.
                 let root = unsafe { libc::geteuid() } == 0;
@@ -709,7 +732,9 @@ pub(super) fn capture(
                 let thawed = matches!(frozen, Hold::ThawAfterCopy(_));
                 drop(frozen);
                 if thawed {
-                    let _ = busy_cores.set(BusyCores::thawed(pid));
+                    if let Some(watch) = BusyCores::thawed(pid) {
+                        let _ = busy_cores.set(watch);
+                    }
                 }
                 target_runs.store(thawed, Ordering::Relaxed);
                 (read, frozen_for, thawed)
@@ -793,8 +818,8 @@ struct Pool<'a> {
     /// The reader's: it reads from the running target or its copy after the thaw.
     confinement: Confinement<'a>,
     allocated: usize,
-    /// The first buffer on 4 KiB pages (see [`Pool::take`]).
-    small_first: bool,
+    /// New buffers on 4 KiB pages (see [`Pool::take`]): until a copy-on-write target is thawed.
+    small_pages: bool,
     free_tx: mpsc::Sender<PageBuf>,
     free_rx: mpsc::Receiver<PageBuf>,
 }
@@ -809,11 +834,11 @@ impl Pool<'_> {
             Ok(buf) => Ok(Some(buf)),
             Err(_) if self.allocated < MAX_BUFFERS => {
                 self.allocated += 1;
-                // The first buffer of a copy-on-write capture takes what is read during the
-                // freeze, a few pages: a huge page's fault (2 MiB zeroed, memory the VM's host
-                // may have to give back first) would stop the target for it.
-                let huge = !(self.small_first && self.allocated == 1);
-                let buf = PageBuf::new(huge).map_err(|e| Error::io("anonymous memory for the page copy", e))?;
+                // The buffers of a copy-on-write capture filled during the freeze take what is
+                // read then, usually a few pages: a huge page's fault (2 MiB zeroed, memory the
+                // VM's host may have to give back first) would stop the target for it.
+                let buf =
+                    PageBuf::new(!self.small_pages).map_err(|e| Error::io("anonymous memory for the page copy", e))?;
                 Ok(Some(buf))
             }
             Err(_) => Ok(self.free_rx.recv().ok()),
@@ -1055,36 +1080,35 @@ mod tests {
     /// the capture's threads are left the other CPUs (none are taken away on one CPU).
     #[test]
     fn the_cores_a_running_target_keeps_busy_are_left_to_it() {
-        let mut spinner = std::process::Command::new("sh")
-            .args(["-c", "while :; do :; done"])
-            .spawn()
-            .unwrap();
-        let mut sleeper = std::process::Command::new("sleep").arg("30").spawn().unwrap();
-        let (spinning, sleeping) = (
-            BusyCores::thawed(spinner.id() as i32),
-            BusyCores::thawed(sleeper.id() as i32),
+        /// A child killed however the test ends.
+        struct Child(std::process::Child);
+        impl Drop for Child {
+            fn drop(&mut self) {
+                let _ = (self.0.kill(), self.0.wait());
+            }
+        }
+        let spinner = Child(
+            std::process::Command::new("sh")
+                .args(["-c", "while :; do :; done"])
+                .spawn()
+                .unwrap(),
         );
+        let sleeper = Child(std::process::Command::new("sleep").arg("30").spawn().unwrap());
+        let spinning = BusyCores::thawed(spinner.0.id() as i32).unwrap();
+        let sleeping = BusyCores::thawed(sleeper.0.id() as i32).unwrap();
         assert_eq!(spinning.before.len(), 1, "one thread, its time read");
         std::thread::sleep(Duration::from_millis(200));
         let busy = spinning.busy_cpus(spinning.thawed.elapsed()).unwrap();
         let quiet = sleeping.busy_cpus(sleeping.thawed.elapsed()).unwrap();
-        let cpus = spinning.decided(true).unwrap();
-        let _ = (spinner.kill(), sleeper.kill(), spinner.wait(), sleeper.wait());
         assert_eq!(busy.len(), 1, "the spinning thread is busy: {busy:?}");
         assert!(quiet.is_empty(), "a sleeping thread is not: {quiet:?}");
-        // SAFETY: as in `BusyCores::decide`.
-        let mut allowed: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-        // SAFETY: as in `BusyCores::decide`.
-        assert_eq!(
-            unsafe { libc::sched_getaffinity(0, std::mem::size_of_val(&allowed), &mut allowed) },
-            0
-        );
+        let allowed = allowed_cpus().unwrap();
         // SAFETY: CPU_COUNT and CPU_ISSET read the sets; the CPU is within their size.
         unsafe {
-            match cpus {
+            match cpus_left(&busy) {
                 Some(left) => {
-                    assert!(!libc::CPU_ISSET(busy[0], left), "the busy CPU is not left to us");
-                    assert_eq!(libc::CPU_COUNT(left), libc::CPU_COUNT(&allowed) - 1);
+                    assert!(!libc::CPU_ISSET(busy[0], &left), "the busy CPU is not left to us");
+                    assert_eq!(libc::CPU_COUNT(&left), libc::CPU_COUNT(&allowed) - 1);
                 }
                 None => assert!(libc::CPU_COUNT(&allowed) == 1 || !libc::CPU_ISSET(busy[0], &allowed)),
             }

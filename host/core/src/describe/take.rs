@@ -731,7 +731,8 @@ fn write_frozen(
             r.unreadable_pages = unreadable;
         }
         let (leaves, fast_hashes) = (captured.leaves, captured.fast_hashes);
-        // Off the cores the running target keeps busy, to the end.
+        // Off the cores the running target keeps busy while the rest is written (the final
+        // fsync and rename come after).
         let _kept_off = captured.kept_off;
         if let Some(p) = progress {
             p.inc(total);

@@ -232,11 +232,7 @@ pub fn thread_cpu_times(pid: i32) -> Result<Vec<ThreadCpuTime>> {
             continue;
         };
         let ran_ns = schedstat.split_whitespace().next().and_then(|f| f.parse().ok());
-        // The fields follow the parenthesised comm; `processor` is the 37th of them.
-        let cpu = stat
-            .rsplit_once(')')
-            .and_then(|(_, rest)| rest.split_whitespace().nth(36)?.parse().ok());
-        if let (Some(ran_ns), Some(cpu)) = (ran_ns, cpu) {
+        if let (Some(ran_ns), Some(cpu)) = (ran_ns, parse_stat(&stat).and_then(|s| s.processor)) {
             times.push(ThreadCpuTime { tid, ran_ns, cpu });
         }
     }
@@ -530,7 +526,8 @@ pub fn write_forced(pid: i32, address: u64, bytes: &[u8]) -> Result<()> {
     mem.write_all_at(bytes, address).map_err(|e| Error::io(&path, e))
 }
 
-/// The fields of /proc/PID/stat a core's NT_PRPSINFO and NT_PRSTATUS carry.
+/// The fields of /proc/PID/stat a core's NT_PRPSINFO and NT_PRSTATUS carry, and the CPU it ran
+/// on last.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ProcStat {
     /// R, S, D, T, t, Z, ...
@@ -544,6 +541,8 @@ pub struct ProcStat {
     /// Clock ticks after boot when the process started: with the pid, it names one process
     /// (a pid can be reused, the pair cannot).
     pub start_time: u64,
+    /// The CPU it ran on last (field 39).
+    pub processor: Option<usize>,
 }
 
 pub fn stat(pid: i32) -> Result<ProcStat> {
@@ -566,6 +565,7 @@ fn parse_stat(text: &str) -> Option<ProcStat> {
         flags: fields.get(6)?.parse().ok()?,
         nice: fields.get(16)?.parse().ok()?,
         start_time: fields.get(19)?.parse().ok()?,
+        processor: fields.get(36).and_then(|f| f.parse().ok()),
     })
 }
 
@@ -1036,6 +1036,9 @@ mod tests {
             ('S', 1, 4242, 4242, 4194560, -5, 99)
         );
         assert!(parse_stat("garbage").is_none());
+        assert_eq!(s.processor, None, "a line too short to have it");
+        let own = parse_stat(&std::fs::read_to_string("/proc/self/stat").unwrap()).unwrap();
+        assert!(own.processor.is_some_and(|cpu| cpu < 4096), "{own:?}");
         assert_eq!(
             parse_fdinfo("pos:\t12\nflags:\t02100002\nmnt_id:\t25\nino:\t7\n"),
             Some((12, 0o2100002))
