@@ -16,8 +16,7 @@
 #include <string.h>
 #include <time.h>
 
-struct node { long value; struct node *next; };
-struct tree { long key; struct tree *left, *right; };
+#include "walks.h"
 
 struct node *g_list;
 struct tree *g_tree;
@@ -42,27 +41,6 @@ static long inorder(const struct tree *t, long expect) {
     expect = inorder(t->left, expect);
     if (expect < 0 || t->key != expect) return -1;
     return inorder(t->right, expect + 1);
-}
-
-static long preorder_sum(const struct tree *t) {
-    long s = 0;
-    while (t) {
-        s += t->key + preorder_sum(t->left);
-        t = t->right;
-    }
-    return s;
-}
-
-static long list_sum(const struct node *x) {
-    long s = 0;
-    for (; x; x = x->next) s += x->value;
-    return s;
-}
-
-static long now_ns(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1000000000L + ts.tv_nsec;
 }
 
 static size_t blob_size(long i) { return 8 + (size_t)(i * 7919 % 7) * 8; } /* 8..56 bytes */

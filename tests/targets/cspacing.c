@@ -14,8 +14,7 @@
 #include <string.h>
 #include <time.h>
 
-struct node { long value; struct node *next; };
-struct tree { long key; struct tree *left, *right; };
+#include "walks.h"
 
 static char *base;
 static long spacing, placed;
@@ -30,27 +29,6 @@ static struct tree *build(long lo, long hi) {
     t->left = build(lo, mid);
     t->right = build(mid + 1, hi);
     return t;
-}
-
-static long preorder_sum(const struct tree *t) {
-    long s = 0;
-    while (t) {
-        s += t->key + preorder_sum(t->left);
-        t = t->right;
-    }
-    return s;
-}
-
-static long list_sum(const struct node *x) {
-    long s = 0;
-    for (; x; x = x->next) s += x->value;
-    return s;
-}
-
-static long now_ns(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1000000000L + ts.tv_nsec;
 }
 
 static int by_value(const void *a, const void *b) {
