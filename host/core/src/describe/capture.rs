@@ -341,8 +341,8 @@ const BUSY_SHARE: f64 = 0.25;
 /// hasher on the core of a target thread that spins took half of it in slices of 4–60 ms
 /// (traced, 4 GiB, 2 cores). Kept off that core, the largest pause the target saw fell from a
 /// median of 9.2 ms (worst 26 ms) to 4.1 ms (worst 6.4 ms), and the snapshot took 5.0 s
-/// instead of 4.9 (an ad-hoc A/B, 8 alternated runs each). Nothing is kept off when every core is busy (or no
-/// thread is).
+/// instead of 4.9 (an ad-hoc A/B, 8 alternated runs each). Nothing is kept off when every core
+/// is busy (or no thread is).
 struct BusyCores {
     pid: i32,
     thawed: Instant,
@@ -479,7 +479,8 @@ impl<'a> Confinement<'a> {
         }
     }
 
-    /// Moves this thread if the decision is made (`now`: make it now if the target runs).
+    /// Moves this thread if the decision is made (`now`: make it now if enough of the window
+    /// has passed, see [`BusyCores::decided`]).
     fn check(&mut self, now: bool) {
         if self.settled {
             return;
