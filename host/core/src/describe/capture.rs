@@ -635,6 +635,14 @@ pub(super) fn capture(
             free_rx,
         };
         let queues = [&hash_tx, &write_tx];
+        // Once the target is thawed: the workers yield to it, and every capture thread keeps off
+        // the cores it keeps busy.
+        let runs_again = || {
+            if let Some(watch) = BusyCores::thawed(pid) {
+                let _ = busy_cores.set(watch);
+            }
+            target_runs.store(true, Ordering::Relaxed);
+        };
         let (read, frozen_for, thawed) = match frozen {
             Hold::CopyOnWrite(cow) => {
                 let during = |i: usize| cow.during_freeze.get(i).copied().unwrap_or(true);
@@ -649,10 +657,7 @@ pub(super) fn capture(
                 );
                 let frozen_for = cow.frozen.stopped_for();
                 drop(cow.frozen);
-                if let Some(watch) = BusyCores::thawed(pid) {
-                    let _ = busy_cores.set(watch);
-                }
-                target_runs.store(true, Ordering::Relaxed);
+                runs_again();
                 pool.small_pages = false;
                 introspect::fault_point("cow-thawed");
                 // This thread reads the copy while the target runs: it yields too, until then
@@ -693,10 +698,7 @@ pub(super) fn capture(
                 let early = read_chunks(Source::Live(pid), ranges, &first_leaf, queues, &mut pool, &during, &[]);
                 let frozen_for = p.frozen.stopped_for();
                 drop(p.frozen);
-                if let Some(watch) = BusyCores::thawed(pid) {
-                    let _ = busy_cores.set(watch);
-                }
-                target_runs.store(true, Ordering::Relaxed);
+                runs_again();
                 pool.small_pages = false;
                 introspect::fault_point("wp-thawed");
                 // SAFETY: geteuid takes nothing and cannot fail.
@@ -733,11 +735,8 @@ pub(super) fn capture(
                 let thawed = matches!(frozen, Hold::ThawAfterCopy(_));
                 drop(frozen);
                 if thawed {
-                    if let Some(watch) = BusyCores::thawed(pid) {
-                        let _ = busy_cores.set(watch);
-                    }
+                    runs_again();
                 }
-                target_runs.store(thawed, Ordering::Relaxed);
                 (read, frozen_for, thawed)
             }
         };
