@@ -1,11 +1,14 @@
 //! `plan --relocate`'s measured effect (issue 17), as the user runs it: a plain C program
 //! (tests/targets/crelocate_bench.c, `gcc -O2 -g`) holds a 1,000,000-node list and a
 //! 1,000,000-node binary search tree allocated in shuffled order among other allocations, and
-//! times its own traversals (CLOCK_MONOTONIC). While it runs: its traversal times before,
-//! `memzinc snapshot`, `memzinc plan --relocate g_list` and `--relocate g_tree` (the `memzinc`
-//! process under `/usr/bin/time`: wall and peak RSS, 5 runs each, interleaved), both plans
-//! applied, its traversal times after and its own check. Printed: medians with min–max, and the
-//! before/after ratio from the target's own measurements in this one run. Goals: planning
+//! times its own traversals (CLOCK_MONOTONIC). Two such processes run side by side: one gets
+//! a plan per structure (`--relocate g_list` and `--relocate g_tree`: each permuted among its
+//! own chunks), the other one plan for both (`--relocate g_tree,g_list`: the two share their
+//! 32-byte chunks, each in a run of them). While they run: their traversal times before,
+//! `memzinc snapshot`, the three `memzinc plan` commands (the `memzinc` process under
+//! `/usr/bin/time`: wall and peak RSS, 5 runs each, interleaved), the plans applied, their
+//! traversal times after and their own checks. Printed: medians with min–max, and the
+//! before/after ratio from each target's own measurements in its one run. Goals: planning
 //! 1M objects < 30 s, traversal ≥ 2× faster.
 //!
 //! Applying: the attestor proves at most ~64 pages of evidence per attestation (Solana's
@@ -14,7 +17,7 @@
 //! (`memzinc::apply::apply`: all threads frozen, every old byte compared, written, read back) —
 //! the CLI's attestation gate (`apply_attested`) is the one step skipped, and it says so.
 //!
-//! Asserts correctness only (every node is in the plan's structure, the target's check passes
+//! Asserts correctness only (every node is in the plan's structure, the targets' checks pass
 //! after), never timings.
 //!
 //!     cargo build --release -p memzinc-cli && cargo bench -p memzinc-tests --bench relocate
@@ -31,7 +34,11 @@ use memzinc_tests::{binary, repo_root};
 const RUNS: usize = 5;
 /// Traversals timed before and after, each.
 const TRAVERSALS: usize = 9;
+/// The structures and the walk each target times of them.
 const ROOTS: [(&str, &str); 2] = [("g_list", "list"), ("g_tree", "tree")];
+/// The plans: one per structure for the first target, one for both for the second.
+const PLANS: [(usize, &str); 3] = [(0, "g_list"), (0, "g_tree"), (1, "g_tree,g_list")];
+const TARGETS: [&str; 2] = ["apart (a plan per structure)", "together (one plan for both)"];
 
 /// Wall seconds and peak resident KiB of one successful `memzinc` run (through
 /// `/usr/bin/time`), and its stdout.
@@ -129,6 +136,19 @@ fn number_after(text: &str, label: &str) -> u64 {
         .unwrap()
 }
 
+/// The summary line of `root`'s structure in `plan --relocate`'s text output.
+fn structure_line<'a>(out: &'a str, root: &str) -> &'a str {
+    out.lines()
+        .find(|l| l.starts_with(&format!("relocate {root} ")))
+        .unwrap_or_else(|| panic!("no line for {root} in: {out}"))
+}
+
+/// "A -> B" after `label` in `line`.
+fn before_after(line: &str, label: &str) -> (u64, u64) {
+    let a = number_after(line, label);
+    (a, number_after(line, &format!("{label}{a} -> ")))
+}
+
 fn main() {
     let n: u64 = std::env::var("MEMZINC_RELOCATE_N").map_or(1_000_000, |v| v.parse().expect("MEMZINC_RELOCATE_N"));
     let dir = tempfile::tempdir().unwrap();
@@ -143,68 +163,79 @@ fn main() {
     assert!(ok, "gcc failed");
 
     let started = Instant::now();
-    let mut target = Target::start(&exe, n);
+    let mut targets: Vec<Target> = TARGETS.iter().map(|_| Target::start(&exe, n)).collect();
     println!(
-        "target: {n}-node list and {n}-node tree, shuffled among other allocations (built in {:.1} s)",
+        "targets: {} processes, each a {n}-node list and a {n}-node tree, shuffled among other allocations (built in {:.1} s)",
+        targets.len(),
         started.elapsed().as_secs_f64()
     );
-    assert_eq!(target.say("check"), "OK");
-    let before: Vec<Vec<f64>> = ROOTS.iter().map(|(_, kind)| target.traversals(kind)).collect();
+    let mut before = Vec::new();
+    for t in &mut targets {
+        assert_eq!(t.say("check"), "OK");
+        before.push(ROOTS.iter().map(|(_, kind)| t.traversals(kind)).collect::<Vec<_>>());
+    }
 
-    // One snapshot; the two plans write disjoint bytes (each its own nodes' chunks and root),
-    // so both hold against it and apply one after the other.
-    let core = dir.path().join("target.core");
-    let core = core.to_str().unwrap();
-    let pid = target.child.id().to_string();
-    let (snap_wall, snap_kib, _) = timed(&["snapshot", "--pid", &pid, "-o", core]);
-    println!(
-        "snapshot: {snap_wall:.2} s wall, {:.0} MiB peak",
-        snap_kib as f64 / 1024.0
-    );
-    let plans: Vec<String> = ROOTS
+    // One snapshot per target; the first target's two plans write disjoint bytes (each its own
+    // nodes' chunks and root), so both hold against its snapshot and apply one after the other.
+    let mut cores = Vec::new();
+    for (i, t) in targets.iter().enumerate() {
+        let core = dir.path().join(format!("target{i}.core")).to_str().unwrap().to_string();
+        let pid = t.child.id().to_string();
+        let (snap_wall, snap_kib, _) = timed(&["snapshot", "--pid", &pid, "-o", &core]);
+        println!(
+            "snapshot of target {i}: {snap_wall:.2} s wall, {:.0} MiB peak",
+            snap_kib as f64 / 1024.0
+        );
+        cores.push(core);
+    }
+    let plans: Vec<String> = PLANS
         .iter()
-        .map(|(root, _)| {
+        .map(|(_, roots)| {
             dir.path()
-                .join(format!("{root}.plan.json"))
+                .join(format!("{}.plan.json", roots.replace(',', "+")))
                 .to_str()
                 .unwrap()
                 .to_string()
         })
         .collect();
-    let mut wall = vec![Vec::new(); ROOTS.len()];
-    let mut mib = vec![Vec::new(); ROOTS.len()];
-    let mut summary = vec![String::new(); ROOTS.len()];
+    let mut wall = vec![Vec::new(); PLANS.len()];
+    let mut mib = vec![Vec::new(); PLANS.len()];
+    let mut summary = vec![String::new(); PLANS.len()];
     for _ in 0..RUNS {
-        for (i, (root, _)) in ROOTS.iter().enumerate() {
+        for (i, (target, roots)) in PLANS.iter().enumerate() {
             // Text output: its summary lines are the `--json` summary's numbers, without
             // printing a plan of millions of writes to a pipe.
-            let (w, kib, out) = timed(&["plan", core, "--relocate", root, "-o", &plans[i]]);
+            let (w, kib, out) = timed(&["plan", &cores[*target], "--relocate", roots, "-o", &plans[i]]);
             wall[i].push(w);
             mib[i].push(kib as f64 / 1024.0);
             summary[i] = out;
         }
     }
     println!("plan --relocate ({RUNS} runs each, interleaved; the memzinc process under /usr/bin/time):");
-    for (i, (root, _)) in ROOTS.iter().enumerate() {
+    for (i, (target, roots)) in PLANS.iter().enumerate() {
         let s = &summary[i];
-        let objects = number_before(s, " object(s)");
-        assert_eq!(objects, n, "the plan of {root} holds every node: {s}");
         println!(
-            "  {root}: wall s {}, peak MiB {}",
+            "  target {target}, --relocate {roots}: wall s {}, peak MiB {}; {} writes",
             stats(&mut wall[i]).1,
-            stats(&mut mib[i]).1
+            stats(&mut mib[i]).1,
+            number_after(s, "plan.json (")
         );
-        println!(
-            "    {} objects, {} moved, {} pinned; along the traversal: cache-line changes {} -> {}, page changes {} -> {}; {} writes",
-            objects,
-            number_before(s, " moved"),
-            number_before(s, " pinned"),
-            number_after(s, "cache-line changes "),
-            number_after(s, &format!("cache-line changes {} -> ", number_after(s, "cache-line changes "))),
-            number_after(s, "page changes "),
-            number_after(s, &format!("page changes {} -> ", number_after(s, "page changes "))),
-            number_after(s, "plan.json ("),
-        );
+        for root in roots.split(',') {
+            let line = structure_line(s, root);
+            let objects = number_before(line, " object(s)");
+            assert_eq!(objects, n, "the plan of {root} holds every node: {line}");
+            let (l0, l1) = before_after(line, "cache-line changes ");
+            let (p0, p1) = before_after(line, "page changes ");
+            let (s0, s1) = before_after(line, "span ");
+            println!(
+                "    {root}: {objects} objects, {} moved, {} pinned; along the traversal: cache-line changes {l0} -> {l1}, \
+                 page changes {p0} -> {p1}; span {:.1} -> {:.1} MiB",
+                number_before(line, " moved"),
+                number_before(line, " pinned"),
+                s0 as f64 / (1 << 20) as f64,
+                s1 as f64 / (1 << 20) as f64,
+            );
+        }
     }
 
     println!(
@@ -214,29 +245,35 @@ fn main() {
          bytes over thousands of pages; the CLI's gate (apply_attested) is the one step skipped",
         1024
     );
-    let pid_n: i32 = pid.parse().unwrap();
-    for (i, (root, _)) in ROOTS.iter().enumerate() {
+    for (i, (target, roots)) in PLANS.iter().enumerate() {
         let plan = memzinc::reason::Plan::load(Path::new(&plans[i])).expect("the plan file loads");
-        let report = memzinc::apply::apply(pid_n, &plan.patch()).unwrap_or_else(|e| panic!("apply {root}: {e}"));
+        let pid = targets[*target].child.id() as i32;
+        let report = memzinc::apply::apply(pid, &plan.patch()).unwrap_or_else(|e| panic!("apply {roots}: {e}"));
         println!(
-            "  {root}: {} writes, {} bytes, target stopped {:.1} ms",
+            "  target {target}, {roots}: {} writes, {} bytes, target stopped {:.1} ms",
             report.writes,
             report.bytes,
             report.stopped_us as f64 / 1000.0
         );
     }
-    assert_eq!(target.say("check"), "OK", "the target's own check after the move");
-    let after: Vec<Vec<f64>> = ROOTS.iter().map(|(_, kind)| target.traversals(kind)).collect();
-    assert_eq!(target.say("check"), "OK", "the target's own check after the traversals");
+    let mut after = Vec::new();
+    for t in &mut targets {
+        assert_eq!(t.say("check"), "OK", "the target's own check after the move");
+        after.push(ROOTS.iter().map(|(_, kind)| t.traversals(kind)).collect::<Vec<_>>());
+        assert_eq!(t.say("check"), "OK", "the target's own check after the traversals");
+    }
 
-    println!("the target's own traversal times, ms ({TRAVERSALS} each, one process, before and after):");
-    for (i, (root, kind)) in ROOTS.iter().enumerate() {
-        let (b, bs) = stats(&mut before[i].clone());
-        let (a, as_) = stats(&mut after[i].clone());
-        let order = if *kind == "tree" { " (preorder)" } else { "" };
-        println!(
-            "  {root}{order}: before {bs}; after {as_}; {:.1}x faster (median / median)",
-            b / a
-        );
+    println!("each target's own traversal times, ms ({TRAVERSALS} each, one process, before and after):");
+    for (t, name) in TARGETS.iter().enumerate() {
+        println!("  target {t}, {name}:");
+        for (i, (root, kind)) in ROOTS.iter().enumerate() {
+            let (b, bs) = stats(&mut before[t][i].clone());
+            let (a, as_) = stats(&mut after[t][i].clone());
+            let order = if *kind == "tree" { " (preorder)" } else { "" };
+            println!(
+                "    {root}{order}: before {bs}; after {as_}; {:.1}x faster (median / median)",
+                b / a
+            );
+        }
     }
 }

@@ -1,11 +1,12 @@
 /* What the relocation benchmark's walks (tests/targets/crelocate_bench.c) cost on this machine
  * when their 1,000,000 nodes already lie in traversal order, SPACING bytes apart: the best any
- * placement at that spacing can do. `plan --relocate` permutes nodes among the chunks they
- * occupy, so it keeps the spacing the program's allocations gave them (157 bytes in the
- * benchmark: its nodes' chunks are interleaved with other allocations); packing them closer
- * would need new chunks.
+ * placement at that spacing can do. `plan --relocate` permutes nodes among the chunks of
+ * their size they occupy. One structure alone keeps the spacing the program's allocations
+ * gave it: 157 bytes in the benchmark, whose list and tree nodes (both 32-byte chunks) are
+ * interleaved with each other and with other allocations. The two relocated together share
+ * their chunks, each in a run of them: 78 bytes. Closer would need new chunks.
  *
- *   cc -O2 -o cspacing tests/targets/cspacing.c && ./cspacing [SPACING...]   (default 157 32)
+ *   cc -O2 -o cspacing tests/targets/cspacing.c && ./cspacing [SPACING...]   (default 157 78 32)
  *
  * Prints per spacing the median of 7 walks: the list (`x = x->next`, each load waiting for the
  * one before) and the tree (preorder_sum, the benchmark's recursive walk). */
@@ -52,8 +53,8 @@ static double median_ms(int tree, const void *root) {
 
 int main(int argc, char **argv) {
     const long n = 1000000;
-    long defaults[] = {157, 32};
-    int count = argc > 1 ? argc - 1 : 2;
+    long defaults[] = {157, 78, 32};
+    int count = argc > 1 ? argc - 1 : 3;
     for (int a = 0; a < count; a++) {
         spacing = argc > 1 ? atol(argv[a + 1]) : defaults[a];
         if (spacing < (long)sizeof(struct tree)) {

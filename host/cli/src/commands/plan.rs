@@ -31,8 +31,10 @@ pub struct Args {
     /// Instead of a repair: move the objects of the linked structure this global reaches (a
     /// list, a tree) into traversal order among the chunks they occupy, rewriting every
     /// pointer to them; objects an untyped word points to stay where they are (pinned).
-    #[arg(long, value_name = "GLOBAL", conflicts_with_all = ["spec", "rules", "heap", "model"])]
-    relocate: Option<String>,
+    /// Several globals (repeated, or comma-separated) share their chunks of one size: each
+    /// structure gets a run of them, in the order named.
+    #[arg(long, value_name = "GLOBAL", value_delimiter = ',', conflicts_with_all = ["spec", "rules", "heap", "model"])]
+    relocate: Vec<String>,
 }
 
 /// What to plan against: the flags `plan` and `watch` share (none: the target's model file,
@@ -74,9 +76,9 @@ pub fn options(solver: &str, time_limit: u64) -> Result<PlanOptions> {
 
 pub fn run(a: Args, g: &Global) -> Result<()> {
     let snap = Snapshot::open(&a.snapshot)?;
-    if let Some(root) = &a.relocate {
+    if !a.relocate.is_empty() {
         let output = a.output.unwrap_or_else(|| a.snapshot.with_extension("plan.json"));
-        return relocate(&snap, root, &output, g);
+        return relocate(&snap, &a.relocate, &output, g);
     }
     let mut opts = options(&a.solver, a.time_limit)?;
     opts.model = a.model;
@@ -113,14 +115,16 @@ pub fn run(a: Args, g: &Global) -> Result<()> {
     Ok(())
 }
 
-/// `plan --relocate GLOBAL`.
-fn relocate(snap: &Snapshot, root: &str, output: &std::path::Path, g: &Global) -> Result<()> {
+/// `plan --relocate GLOBAL[,GLOBAL...]`.
+fn relocate(snap: &Snapshot, roots: &[String], output: &std::path::Path, g: &Global) -> Result<()> {
     let types = memzinc::introspect::DebugTypes::for_snapshot(snap)?;
-    let mut r = memzinc::reason::graph::plan_relocation(snap, types, root, &reason::target_name(snap))?;
+    let mut r = memzinc::reason::graph::plan_relocation(snap, types, roots, &reason::target_name(snap))?;
     // No model decides a relocation; it names the models of this memzinc like every plan, so a
     // policy that pins them accepts it.
     r.plan.model_hash = PlanOptions::new(&models_dir()).models_hash()?;
+    let t = std::time::Instant::now();
     r.plan.save(output)?;
+    tracing::debug!("relocate: saved in {:?}", t.elapsed());
     let s = &r.summary;
     if g.json {
         let mut v: serde_json::Value = serde_json::from_str(&r.plan.to_json_pretty()?)?;
@@ -131,14 +135,24 @@ fn relocate(snap: &Snapshot, root: &str, output: &std::path::Path, g: &Global) -
     for p in &s.pins {
         println!("pinned {:#x} {}: {}", p.address, p.path, p.why);
     }
-    println!(
-        "relocate {} ({}): {} object(s), {} moved, {} pinned, {} other pointer(s) rewritten",
-        s.root, s.type_name, s.objects, s.moved, s.pinned, s.pointers_rewritten
-    );
-    println!(
-        "along the traversal: cache-line changes {} -> {}, page changes {} -> {}",
-        s.line_changes_before, s.line_changes_after, s.page_changes_before, s.page_changes_after
-    );
+    for t in &s.structures {
+        println!(
+            "relocate {} ({}): {} object(s), {} moved, {} pinned; along its traversal: cache-line changes {} -> {}, \
+             page changes {} -> {}; span {} -> {} bytes",
+            t.root,
+            t.type_name,
+            t.objects,
+            t.moved,
+            t.pinned,
+            t.line_changes_before,
+            t.line_changes_after,
+            t.page_changes_before,
+            t.page_changes_after,
+            t.span_before,
+            t.span_after
+        );
+    }
+    println!("{} other pointer(s) rewritten", s.pointers_rewritten);
     println!(
         "plan -> {} ({} writes, {} bytes)",
         output.display(),

@@ -72,6 +72,32 @@ impl Plan {
         solver: &str,
         optimal: bool,
         findings: Vec<Finding>,
+        writes: Vec<PlannedWrite>,
+        stats: Option<Stats>,
+    ) -> Result<Plan> {
+        Plan::unproven(snapshot, target, solver, optimal, findings, writes, stats)?.proven(snapshot)
+    }
+
+    /// A relocation: its writes are the `slots`' new bytes and the pointers moved with them
+    /// (`reason::graph::plan_relocation`); the evidence proves every slot's page too.
+    pub fn relocation(
+        snapshot: &Snapshot,
+        target: &str,
+        solver: &str,
+        writes: Vec<PlannedWrite>,
+        slots: Vec<Slot>,
+    ) -> Result<Plan> {
+        let mut plan = Plan::unproven(snapshot, target, solver, true, vec![], writes, None)?;
+        plan.slots = slots;
+        plan.proven(snapshot)
+    }
+
+    fn unproven(
+        snapshot: &Snapshot,
+        target: &str,
+        solver: &str,
+        optimal: bool,
+        findings: Vec<Finding>,
         mut writes: Vec<PlannedWrite>,
         stats: Option<Stats>,
     ) -> Result<Plan> {
@@ -90,7 +116,7 @@ impl Plan {
         }
         regions.sort_by_key(|r| r.start);
         writes.sort_by_key(|w| w.address);
-        let mut plan = Plan {
+        let plan = Plan {
             target: target.to_string(),
             target_id: memzinc_verifier::hash::target_id::<Sha2>(target.as_bytes()),
             snapshot_root: snapshot.root(),
@@ -104,18 +130,14 @@ impl Plan {
             evidence: Vec::new(),
             stats,
         };
-        if !plan.writes.is_empty() {
-            snapshot.evidence(&plan.patch())?.encode_into(&mut plan.evidence);
-        }
         Ok(plan)
     }
 
-    /// This plan as a relocation with `slots` (its writes being the slots' new bytes and the
-    /// pointers moved with them): the evidence proves every slot's page too.
-    pub fn with_slots(mut self, snapshot: &Snapshot, slots: Vec<Slot>) -> Result<Plan> {
-        self.slots = slots;
-        self.evidence.clear();
-        snapshot.evidence(&self.patch())?.encode_into(&mut self.evidence);
+    /// The plan with the evidence for its writes and slots.
+    fn proven(mut self, snapshot: &Snapshot) -> Result<Plan> {
+        if !self.writes.is_empty() || !self.slots.is_empty() {
+            snapshot.evidence(&self.patch())?.encode_into(&mut self.evidence);
+        }
         Ok(self)
     }
 

@@ -75,6 +75,14 @@ struct SlotRecord {
     to: u32,
 }
 
+/// `hex::encode`, by table: a relocation's plan holds millions of writes and hundreds of
+/// megabytes of evidence, which `hex::encode`'s per-character iterator takes seconds over.
+fn to_hex(bytes: &[u8]) -> String {
+    let mut out = vec![0; bytes.len() * 2];
+    hex::encode_to_slice(bytes, &mut out).expect("two characters per byte");
+    String::from_utf8(out).expect("hex is ASCII")
+}
+
 impl From<&Plan> for PlanFile {
     fn from(p: &Plan) -> PlanFile {
         PlanFile {
@@ -100,8 +108,8 @@ impl From<&Plan> for PlanFile {
                 .iter()
                 .map(|w| WriteRecord {
                     address: w.address,
-                    old: hex::encode(&w.old),
-                    new: hex::encode(&w.new),
+                    old: to_hex(&w.old),
+                    new: to_hex(&w.new),
                     field: w.field.clone(),
                     rule: w.rule.clone(),
                 })
@@ -112,7 +120,7 @@ impl From<&Plan> for PlanFile {
                 .map(|&Slot { address, len, from, to }| SlotRecord { address, len, from, to })
                 .collect(),
             plan_hash: hex::encode(p.plan_hash()),
-            evidence: hex::encode(&p.evidence),
+            evidence: to_hex(&p.evidence),
             stats: p.stats.clone(),
         }
     }
@@ -222,7 +230,16 @@ impl Plan {
 
     /// Writes the plan file (atomically).
     pub fn save(&self, path: &Path) -> Result<()> {
-        let json = self.to_json_pretty()?;
-        crate::base::write_file_atomically(path, json.as_bytes())
+        // Streamed: a relocation's plan is hundreds of megabytes.
+        crate::base::write_atomically(path, |w| {
+            serde_json::to_writer_pretty(&mut *w, &PlanFile::from(self)).map_err(|e| match e.is_io() {
+                true => Error::io(path, e.into()),
+                false => Error::Corrupt {
+                    path: "plan".into(),
+                    kind: "plan",
+                    why: e.to_string(),
+                },
+            })
+        })
     }
 }

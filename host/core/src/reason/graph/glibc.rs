@@ -25,6 +25,7 @@ use serde::{Deserialize, Serialize};
 
 use super::super::finding::{Finding, Rule};
 use super::little_endian;
+use super::spans::Spans;
 use crate::describe::{Image, ModuleFile, Snapshot};
 use crate::introspect::{separate_debug_file, DebugTypes};
 
@@ -353,7 +354,8 @@ pub struct HeapView {
     /// Whether libc's DWARF and globals were read (else the view is the degraded one).
     pub full: bool,
     pub arenas: Vec<Arena>,
-    /// Sorted by address, disjoint.
+    /// Sorted by address, disjoint. Not changed once the view is built: `landing` indexes
+    /// them on its first call.
     pub chunks: Vec<Chunk>,
     /// Heap memory (arena heaps) that could not be walked, `[start, end)`: pointers there are
     /// judged by mapping only.
@@ -365,6 +367,34 @@ pub struct HeapView {
     pub notes_dropped: usize,
     /// Corrupt headers and free lists, as findings.
     pub corrupt: Vec<Finding>,
+    #[serde(skip)]
+    index: ChunkIndex,
+}
+
+/// [`HeapView::chunks`] by address (`Spans`: a graph walk looks up every pointer, a heap has
+/// millions of chunks), made on first use. Not part of the view's value: equal to any other,
+/// and cloned empty.
+#[derive(Default)]
+struct ChunkIndex(std::sync::OnceLock<Spans<u32>>);
+
+impl Clone for ChunkIndex {
+    fn clone(&self) -> ChunkIndex {
+        ChunkIndex::default()
+    }
+}
+
+impl PartialEq for ChunkIndex {
+    fn eq(&self, _: &ChunkIndex) -> bool {
+        true
+    }
+}
+
+impl Eq for ChunkIndex {}
+
+impl std::fmt::Debug for ChunkIndex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ChunkIndex")
+    }
 }
 
 /// Where a pointer lands, for the allocator.
@@ -380,11 +410,17 @@ pub enum Landing<'a> {
 impl HeapView {
     /// Where `address` lands.
     pub fn landing(&self, address: u64) -> Landing<'_> {
-        let i = self.chunks.partition_point(|c| c.address <= address);
-        if let Some(c) = i.checked_sub(1).map(|i| &self.chunks[i]) {
-            if address - c.address < c.size {
-                return Landing::Chunk(c);
-            }
+        let index = self.index.0.get_or_init(|| {
+            Spans::new(
+                self.chunks
+                    .iter()
+                    .enumerate()
+                    .map(|(i, c)| (c.address, c.address.saturating_add(c.size), i as u32))
+                    .collect(),
+            )
+        });
+        if let Some((i, _)) = index.find(address) {
+            return Landing::Chunk(&self.chunks[i as usize]);
         }
         if self.unwalked.iter().any(|&(s, e)| s <= address && address < e) {
             return Landing::Unwalked;

@@ -13,6 +13,7 @@ mod glibc;
 mod layout;
 mod relocate;
 mod repair;
+mod spans;
 
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};

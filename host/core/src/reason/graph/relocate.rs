@@ -1,14 +1,18 @@
-//! `plan --relocate ROOT`: move the objects of a linked structure (a list, a tree) reached from
-//! a global so that address order is traversal order, and rewrite every pointer to a moved
-//! object — as ordinary writes with their old bytes, attested and applied like any plan.
+//! `plan --relocate ROOT[,ROOT...]`: move the objects of the linked structures (lists, trees)
+//! reached from globals so that address order is traversal order, and rewrite every pointer to
+//! a moved object — as ordinary writes with their old bytes, attested and applied like any plan.
 //!
-//! The objects are permuted among the chunks they already occupy (all of one size class), so
-//! no allocator call is needed and every chunk header stays as it is. The traversal is the
+//! The objects are permuted among the chunks they already occupy, each only among chunks of
+//! its own size, so no allocator call is needed and every chunk header stays as it is (a chunk
+//! handed back to `free` is still one `malloc` gave out, of the same size). The traversal is a
 //! structure's own links, depth first in field order (a list's `next`; a tree's `left` before
 //! `right`). Placing the i-th object of the traversal in the i-th lowest chunk is optimal for
 //! the distance the traversal jumps (the sum of |a(i+1) − a(i)| is at least max − min, reached
 //! only by a monotone order) and for cache lines and pages changed along it, so no search is
-//! left to a solver.
+//! left to a solver. Several structures whose objects share a chunk size (a list node and a
+//! tree node are both 32-byte chunks in glibc) are placed one after the other, in the order
+//! named: each gets a run of the chunks the two occupied, so a structure allocated interleaved
+//! with another ends up twice as dense as a permutation among its own chunks could make it.
 //!
 //! Safety first: an object moves only if every reference to it is known. Every readable word
 //! of the snapshot (stacks, untyped memory, other modules, the objects themselves) and every
@@ -23,7 +27,8 @@ use std::collections::{HashMap, HashSet};
 
 use serde::Serialize;
 
-use super::{ChunkState, Graph, GraphInput, GraphLimits, Landing, NONE};
+use super::spans::Spans;
+use super::{ChunkState, Graph, GraphInput, GraphLimits, Landing, Root, NONE};
 use crate::base::{Error, Result};
 use crate::describe::{Image, Snapshot};
 use crate::introspect::DebugTypes;
@@ -44,9 +49,9 @@ pub struct Relocation {
 
 #[derive(Clone, Debug, Serialize)]
 pub struct RelocationSummary {
-    pub root: String,
-    pub type_name: String,
-    /// Objects of the structure, in traversal order.
+    /// Each structure, in the order its root was named.
+    pub structures: Vec<StructureSummary>,
+    /// Objects of all the structures.
     pub objects: usize,
     pub moved: usize,
     pub pinned: usize,
@@ -54,11 +59,25 @@ pub struct RelocationSummary {
     pub pins: Vec<Pin>,
     /// Pointers rewritten outside the moved objects (roots, index arrays, pinned objects).
     pub pointers_rewritten: usize,
+}
+
+/// One structure of a relocation: the objects a root reaches that no root named before it does.
+#[derive(Clone, Debug, Serialize)]
+pub struct StructureSummary {
+    pub root: String,
+    pub type_name: String,
+    /// Objects of the structure, in traversal order.
+    pub objects: usize,
+    pub moved: usize,
+    pub pinned: usize,
     /// Along the traversal: how often it moves to another cache line / page, before and after.
     pub line_changes_before: usize,
     pub line_changes_after: usize,
     pub page_changes_before: usize,
     pub page_changes_after: usize,
+    /// Bytes from its lowest object's start to its highest object's end, before and after.
+    pub span_before: u64,
+    pub span_after: u64,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -68,57 +87,81 @@ pub struct Pin {
     pub why: String,
 }
 
-/// The relocation of the linked structure reached from the global `root` of `snap`.
-pub fn plan_relocation(snap: &Snapshot, types: DebugTypes, root: &str, target: &str) -> Result<Relocation> {
+/// The relocation of the linked structures reached from the globals `roots` of `snap`, laid
+/// out in that order.
+pub fn plan_relocation(snap: &Snapshot, types: DebugTypes, roots: &[String], target: &str) -> Result<Relocation> {
+    if roots.is_empty() {
+        return Err(Error::Usage("name the global whose structure to relocate".into()));
+    }
+    let started = std::time::Instant::now();
+    let phase = |what: &str| tracing::debug!("relocate: {what} at {:?}", started.elapsed());
     let input = GraphInput::of(snap, types)?;
+    phase("input");
     let graph = input.walk(GraphLimits::default());
     if let Some(bound) = &graph.bound {
         return Err(Error::Usage(format!(
             "the object graph is not whole, so nothing is relocated: {bound}"
         )));
     }
-    let r = graph
-        .roots
+    let named: Vec<&Root> = roots
         .iter()
-        .find(|r| r.name == root || r.name.rsplit("::").next() == Some(root))
-        .ok_or_else(|| {
-            Error::Usage(format!(
-                "{root}: no global of that name has DWARF (`memzinc check --json --graph` lists the roots)"
-            ))
-        })?;
-    let order = traversal(&graph, r.object);
-    let Some(&first) = order.first() else {
-        return Err(Error::Usage(format!(
-            "{root} reaches no linked structure (a type that links to itself)"
-        )));
-    };
-    let type_name = graph.type_name(first).to_string();
+        .map(|root| find_root(&graph, root))
+        .collect::<Result<_>>()?;
+    let structures = structures_of(&graph, &named);
+    for ((s, r), root) in structures.iter().zip(&named).zip(roots) {
+        if s.is_empty() {
+            let why = if traversal(&graph, r.object).is_empty() {
+                "reaches no linked structure (a type that links to itself)"
+            } else {
+                "reaches only objects a root named before it reaches"
+            };
+            return Err(Error::Usage(format!("{root} {why}")));
+        }
+    }
+    let order: Vec<u32> = structures.iter().flatten().copied().collect();
 
-    // Which objects may move: at the start of a live chunk of the first one's size.
-    let class = chunk_of(&graph, first).map(|c| c.size);
+    // Which objects may move: at the start of a live chunk of the size its structure's first
+    // object has, and no longer than the chunk's usable bytes.
     let mut pins: HashMap<u32, String> = HashMap::new();
-    for &o in &order {
-        match (chunk_of(&graph, o), class) {
-            (Some(c), Some(size)) if c.size == size => {}
-            (Some(_), _) => {
-                pins.insert(o, "its chunk is another size than the others'".into());
-            }
-            (None, _) => {
-                pins.insert(o, "not at the start of a live heap chunk".into());
+    let mut class: HashMap<u32, u64> = HashMap::new();
+    for s in &structures {
+        let size = chunk_of(&graph, s[0]).map(|c| c.size);
+        for &o in s {
+            match (chunk_of(&graph, o), size) {
+                (Some(c), Some(size)) if c.size == size && len_of(&graph, o) <= c.usable() => {
+                    class.insert(o, size);
+                }
+                (Some(c), Some(size)) if c.size == size => {
+                    pins.insert(o, "it is longer than its chunk".into());
+                }
+                (Some(_), _) => {
+                    pins.insert(o, "its chunk is another size than the others'".into());
+                }
+                (None, _) => {
+                    pins.insert(o, "not at the start of a live heap chunk".into());
+                }
             }
         }
     }
-    // Each member's chunk memory [mem, mem + usable), sorted, for the scan.
-    let mut ranges: Vec<(u64, u64, u32)> = order
-        .iter()
-        .filter_map(|&o| chunk_of(&graph, o).map(|c| (c.mem(), c.mem() + c.usable(), o)))
-        .collect();
-    ranges.sort_unstable();
-    let member_at = |v: u64| -> Option<(u32, u64)> {
-        let i = ranges.partition_point(|r| r.0 <= v).checked_sub(1)?;
-        let (start, end, o) = ranges[i];
-        (v < end).then_some((o, v - start))
-    };
+    // An object moves as whole words, [address, address + len): what the attestor proves moved
+    // (`wire::Slot`). A slot moves only to a slot of its length, so the objects of one chunk
+    // size all move as the longest of them (a list node moved into a tree node's chunk takes
+    // the rest of its own chunk's bytes along).
+    let mut class_len: HashMap<u64, u64> = HashMap::new();
+    for (&o, &size) in &class {
+        let len = class_len.entry(size).or_insert(0);
+        *len = (*len).max(len_of(&graph, o));
+    }
+    let len_at = |o: u32| class.get(&o).map_or_else(|| len_of(&graph, o), |size| class_len[size]);
+
+    // Each member's chunk memory [mem, mem + usable), for the scan.
+    let members = Spans::new(
+        order
+            .iter()
+            .filter_map(|&o| chunk_of(&graph, o).map(|c| (c.mem(), c.mem() + c.usable(), o)))
+            .collect(),
+    );
+    let member_at = |v: u64| members.find(v);
 
     // The pointers the typed graph knows (and so rewrites): every edge into a member.
     let known: HashSet<u64> = graph
@@ -127,6 +170,7 @@ pub fn plan_relocation(snap: &Snapshot, types: DebugTypes, root: &str, target: &
         .filter(|e| member_at(e.value).is_some())
         .map(|e| e.slot)
         .collect();
+    phase("graph walked");
     scan(&input.image, &graph, &known, &member_at, &mut pins);
     for t in &snap.meta.threads {
         for v in t.regs.to_words() {
@@ -137,55 +181,82 @@ pub fn plan_relocation(snap: &Snapshot, types: DebugTypes, root: &str, target: &
         }
     }
 
-    // An object moves as whole words, [address, address + len): what the attestor proves moved
-    // (`wire::Slot`). A pointer between its end and its chunk's end would not move with it.
-    let len_of = |o: u32| (graph.objects[o as usize].size + 7) & !7;
+    // A pointer between an object's slot and its chunk's end would not move with it.
     for e in &graph.edges {
         if let Some((o, off)) = member_at(e.value) {
-            if off >= len_of(o) {
+            if off >= len_at(o) {
                 pins.entry(o)
                     .or_insert_with(|| format!("{:#x} holds {:#x}, past the end of the object", e.slot, e.value));
             }
         }
     }
 
-    // Placement: the movable objects, in traversal order, into their chunks in address order.
+    phase("scanned");
+    // Placement: the movable objects, in traversal order (structure by structure), into the
+    // chunks of their size in address order. Each structure takes a run of those chunks, so
+    // no other structure's objects lie between its own.
     let movable: Vec<u32> = order.iter().copied().filter(|o| !pins.contains_key(o)).collect();
-    let mut places: Vec<u64> = movable.iter().map(|&o| graph.objects[o as usize].address).collect();
-    places.sort_unstable();
+    let mut places: HashMap<u64, Vec<u64>> = HashMap::new();
+    for &o in &movable {
+        places
+            .entry(class[&o])
+            .or_default()
+            .push(graph.objects[o as usize].address);
+    }
+    for p in places.values_mut() {
+        p.sort_unstable();
+        p.reverse();
+    }
     let new_of: HashMap<u32, u64> = movable
         .iter()
-        .zip(&places)
-        .filter(|(&o, &a)| graph.objects[o as usize].address != a)
-        .map(|(&o, &a)| (o, a))
+        .map(|&o| {
+            (
+                o,
+                places
+                    .get_mut(&class[&o])
+                    .and_then(Vec::pop)
+                    .expect("a place per movable object"),
+            )
+        })
+        .filter(|&(o, a)| graph.objects[o as usize].address != a)
         .collect();
-    // The moved objects' ranges, ascending: the relocation's slots.
+    // The moved objects' ranges, ascending (the relocation's slots), each with its object and
+    // its index among them.
     let mut moving: Vec<(u64, u64, u32)> = new_of
         .keys()
-        .map(|&o| (graph.objects[o as usize].address, len_of(o), o))
+        .map(|&o| {
+            let address = graph.objects[o as usize].address;
+            (address, address + len_at(o), o)
+        })
         .collect();
     moving.sort_unstable();
-    let moving_at = |v: u64| -> Option<(u32, u64)> {
-        let i = moving.partition_point(|r| r.0 <= v).checked_sub(1)?;
-        let (start, len, o) = moving[i];
-        (v < start + len).then_some((o, v - start))
-    };
+    let moving = Spans::new(
+        moving
+            .into_iter()
+            .enumerate()
+            .map(|(i, (start, end, o))| (start, end, (o, i as u32)))
+            .collect(),
+    );
+    let moving_at = |v: u64| moving.find(v);
     let moved = |v: u64| -> u64 {
         match moving_at(v) {
-            Some((o, off)) => new_of[&o] + off,
+            Some(((o, _), off)) => new_of[&o] + off,
             None => v,
         }
     };
+    // Where an object starts after the move.
+    let new_address = |o: u32| new_of.get(&o).copied().unwrap_or(graph.objects[o as usize].address);
 
+    phase("placed");
     // Writes: each moved object's bytes at its new place, its pointers rewritten; every other
     // pointer into a moved object rewritten where it is.
-    let mut copies: HashMap<u32, Vec<u8>> = HashMap::new();
-    for &(address, len, o) in &moving {
+    let mut copies: Vec<Vec<u8>> = Vec::with_capacity(moving.ranges().len());
+    for &(start, end, _) in moving.ranges() {
         let bytes = input
             .image
-            .bytes(address, len as usize)
-            .ok_or_else(|| Error::Usage(format!("{address:#x}: the object's bytes are not in the snapshot")))?;
-        copies.insert(o, bytes.to_vec());
+            .bytes(start, (end - start) as usize)
+            .ok_or_else(|| Error::Usage(format!("{start:#x}: the object's bytes are not in the snapshot")))?;
+        copies.push(bytes.to_vec());
     }
     let mut writes = Vec::new();
     let mut pointers_rewritten = 0;
@@ -194,10 +265,9 @@ pub fn plan_relocation(snap: &Snapshot, types: DebugTypes, root: &str, target: &
         if new == e.value {
             continue;
         }
-        match moving_at(e.slot).filter(|(o, off)| off + 8 <= len_of(*o)) {
-            Some((o, off)) => {
-                copies.get_mut(&o).expect("a copy per moved object")[off as usize..off as usize + 8]
-                    .copy_from_slice(&new.to_le_bytes());
+        match moving_at(e.slot).filter(|((o, _), off)| off + 8 <= len_at(*o)) {
+            Some(((_, i), off)) => {
+                copies[i as usize][off as usize..off as usize + 8].copy_from_slice(&new.to_le_bytes());
             }
             None => {
                 // A global's field by its path; a heap object's by address (a path costs the
@@ -225,13 +295,14 @@ pub fn plan_relocation(snap: &Snapshot, types: DebugTypes, root: &str, target: &
             }
         }
     }
-    for (&o, bytes) in &copies {
+    for (&(_, _, (o, _)), bytes) in moving.ranges().iter().zip(&copies) {
         let at = new_of[&o];
         let old = input
             .image
             .bytes(at, bytes.len())
             .ok_or_else(|| Error::Usage(format!("{at:#x}: the destination's bytes are not in the snapshot")))?;
         // Named by address: an access path costs the object's depth (a list's length).
+        let type_name = graph.type_name(o);
         writes.push(PlannedWrite {
             address: at,
             old: old.to_vec(),
@@ -247,9 +318,11 @@ pub fn plan_relocation(snap: &Snapshot, types: DebugTypes, root: &str, target: &
 
     // The moved image has the same structure: along the traversal, object by object, the same
     // bytes but for its links, now in address order.
+    phase("writes");
     let patched = input
         .image
         .patched(&writes.iter().map(|w| (w.address, w.new.clone())).collect::<Vec<_>>())?;
+    phase("patched");
     let after = Graph::walk(
         &patched,
         &input.modules,
@@ -257,32 +330,31 @@ pub fn plan_relocation(snap: &Snapshot, types: DebugTypes, root: &str, target: &
         input.heap.clone(),
         GraphLimits::default(),
     );
-    let after_root = after
-        .roots
+    let after_named: Vec<&Root> = named
         .iter()
-        .find(|x| x.name == r.name)
-        .ok_or_else(|| Error::Usage(format!("{root}: gone from the moved image")))?;
-    let after_order = traversal(&after, after_root.object);
-    let want: Vec<u64> = order
-        .iter()
-        .map(|&o| moved(graph.objects[o as usize].address))
-        .collect();
-    let got: Vec<u64> = after_order.iter().map(|&o| after.objects[o as usize].address).collect();
-    if want != got {
-        return Err(Error::Usage(format!(
-            "the moved structure is not the planned one ({} objects before, {} after)",
-            want.len(),
-            got.len()
-        )));
-    }
-    for (&b, &a) in order.iter().zip(&after_order) {
-        if unlinked(&graph, &input.image, b) != unlinked(&after, &patched, a) {
+        .map(|r| find_root(&after, &r.name))
+        .collect::<Result<_>>()?;
+    let after_structures = structures_of(&after, &after_named);
+    for ((s, a), root) in structures.iter().zip(&after_structures).zip(roots) {
+        let want: Vec<u64> = s.iter().map(|&o| new_address(o)).collect();
+        let got: Vec<u64> = a.iter().map(|&o| after.objects[o as usize].address).collect();
+        if want != got {
             return Err(Error::Usage(format!(
-                "{:#x}: the moved object's bytes differ from the original's",
-                graph.objects[b as usize].address
+                "{root}: the moved structure is not the planned one ({} objects before, {} after)",
+                want.len(),
+                got.len()
             )));
         }
+        for (&b, &a) in s.iter().zip(a) {
+            if unlinked(&graph, &input.image, b) != unlinked(&after, &patched, a) {
+                return Err(Error::Usage(format!(
+                    "{:#x}: the moved object's bytes differ from the original's",
+                    graph.objects[b as usize].address
+                )));
+            }
+        }
     }
+    phase("re-walked and compared");
     // Moving changes the addresses findings name, not how many of each there are.
     let count = |fs: &[crate::reason::Finding], rule| fs.iter().filter(|f| f.rule == rule).count();
     if let Some(f) = after
@@ -297,9 +369,36 @@ pub fn plan_relocation(snap: &Snapshot, types: DebugTypes, root: &str, target: &
         )));
     }
 
-    let addresses: Vec<u64> = order.iter().map(|&o| graph.objects[o as usize].address).collect();
+    phase("findings compared");
     let changes = |a: &[u64], unit: u64| a.windows(2).filter(|w| w[0] / unit != w[1] / unit).count();
-    let pinned = order.iter().filter(|o| pins.contains_key(o)).count();
+    let span = |s: &[u32], at: &dyn Fn(u32) -> u64| {
+        let (lo, hi) = s.iter().fold((u64::MAX, 0), |(lo, hi), &o| {
+            let a = at(o);
+            (lo.min(a), hi.max(a + graph.objects[o as usize].size))
+        });
+        hi.saturating_sub(lo)
+    };
+    let summaries: Vec<StructureSummary> = structures
+        .iter()
+        .zip(&named)
+        .map(|(s, r)| {
+            let before: Vec<u64> = s.iter().map(|&o| graph.objects[o as usize].address).collect();
+            let after: Vec<u64> = s.iter().map(|&o| new_address(o)).collect();
+            StructureSummary {
+                root: r.name.clone(),
+                type_name: graph.type_name(s[0]).to_string(),
+                objects: s.len(),
+                moved: s.iter().filter(|o| new_of.contains_key(o)).count(),
+                pinned: s.iter().filter(|o| pins.contains_key(o)).count(),
+                line_changes_before: changes(&before, CACHE_LINE),
+                line_changes_after: changes(&after, CACHE_LINE),
+                page_changes_before: changes(&before, PAGE),
+                page_changes_after: changes(&after, PAGE),
+                span_before: span(s, &|o| graph.objects[o as usize].address),
+                span_after: span(s, &new_address),
+            }
+        })
+        .collect();
     let pin_list: Vec<Pin> = order
         .iter()
         .filter(|o| pins.contains_key(o))
@@ -316,47 +415,67 @@ pub fn plan_relocation(snap: &Snapshot, types: DebugTypes, root: &str, target: &
         })
         .collect();
     let summary = RelocationSummary {
-        root: r.name.clone(),
-        type_name,
         objects: order.len(),
         moved: new_of.len(),
-        pinned,
+        pinned: order.iter().filter(|o| pins.contains_key(o)).count(),
         pins: pin_list,
         pointers_rewritten,
-        line_changes_before: changes(&addresses, CACHE_LINE),
-        line_changes_after: changes(&got, CACHE_LINE),
-        page_changes_before: changes(&addresses, PAGE),
-        page_changes_after: changes(&got, PAGE),
+        structures: summaries,
     };
-    let index_of: HashMap<u64, u32> = moving
-        .iter()
-        .enumerate()
-        .map(|(i, &(address, _, _))| (address, i as u32))
-        .collect();
+    // A moved object goes to the slot of another moved object.
+    let index_of = |address: u64| match moving.find(address) {
+        Some(((_, i), 0)) => i,
+        _ => unreachable!("a moved object's new place is a moved object's old one"),
+    };
     let mut slots: Vec<Slot> = moving
+        .ranges()
         .iter()
-        .map(|&(address, len, o)| Slot {
-            address,
-            len: len as u32,
+        .map(|&(start, end, (o, _))| Slot {
+            address: start,
+            len: (end - start) as u32,
             from: 0,
-            to: index_of[&new_of[&o]],
+            to: index_of(new_of[&o]),
         })
         .collect();
     for i in 0..slots.len() {
         let to = slots[i].to as usize;
         slots[to].from = i as u32;
     }
-    let plan = Plan::new(
-        snap,
-        target,
-        "none (address order is optimal)",
-        true,
-        vec![],
-        writes,
-        None,
-    )?
-    .with_slots(snap, slots)?;
+    phase("summarised");
+    let plan = Plan::relocation(snap, target, "none (address order is optimal)", writes, slots)?;
+    phase("plan made");
     Ok(Relocation { plan, summary })
+}
+
+/// The global named `root` (qualified, or its last path component).
+fn find_root<'g>(g: &'g Graph<'_>, root: &str) -> Result<&'g Root> {
+    g.roots
+        .iter()
+        .find(|r| r.name == root || r.name.rsplit("::").next() == Some(root))
+        .ok_or_else(|| {
+            Error::Usage(format!(
+                "{root}: no global of that name has DWARF (`memzinc check --json --graph` lists the roots)"
+            ))
+        })
+}
+
+/// Each root's structure in traversal order, without the objects a root before it reaches.
+fn structures_of(g: &Graph<'_>, roots: &[&Root]) -> Vec<Vec<u32>> {
+    let mut claimed = HashSet::new();
+    roots
+        .iter()
+        .map(|r| {
+            traversal(g, r.object)
+                .into_iter()
+                .filter(|&o| claimed.insert(o))
+                .collect()
+        })
+        .collect()
+}
+
+/// An object's length in whole words.
+fn len_of(g: &Graph<'_>, o: u32) -> u64 {
+    (g.objects[o as usize].size + 7) & !7
 }
 
 /// The objects of the linked structure reached from `root`: depth first through the links of
