@@ -121,15 +121,16 @@ pub fn plan_relocation(snap: &Snapshot, types: DebugTypes, roots: &[String], tar
     let order: Vec<u32> = structures.iter().flatten().copied().collect();
 
     // Which objects may move: at the start of a live chunk of the size its structure's first
-    // object has, and no longer than the chunk's usable bytes.
+    // object has, and no longer than the chunk's usable bytes. They move among chunks of one
+    // size and usable bytes (an mmapped chunk has fewer than a heap chunk of its size).
     let mut pins: HashMap<u32, String> = HashMap::new();
-    let mut class: HashMap<u32, u64> = HashMap::new();
+    let mut class: HashMap<u32, (u64, u64)> = HashMap::new();
     for s in &structures {
         let size = chunk_of(&graph, s[0]).map(|c| c.size);
         for &o in s {
             match (chunk_of(&graph, o), size) {
                 (Some(c), Some(size)) if c.size == size && len_of(&graph, o) <= c.usable() => {
-                    class.insert(o, size);
+                    class.insert(o, (size, c.usable()));
                 }
                 (Some(c), Some(size)) if c.size == size => {
                     pins.insert(o, "it is longer than its chunk".into());
@@ -147,7 +148,7 @@ pub fn plan_relocation(snap: &Snapshot, types: DebugTypes, roots: &[String], tar
     // (`wire::Slot`). A slot moves only to a slot of its length, so the objects of one chunk
     // size all move as the longest of them (a list node moved into a tree node's chunk takes
     // the rest of its own chunk's bytes along).
-    let mut class_len: HashMap<u64, u64> = HashMap::new();
+    let mut class_len: HashMap<(u64, u64), u64> = HashMap::new();
     for (&o, &size) in &class {
         let len = class_len.entry(size).or_insert(0);
         *len = (*len).max(len_of(&graph, o));
@@ -196,7 +197,7 @@ pub fn plan_relocation(snap: &Snapshot, types: DebugTypes, roots: &[String], tar
     // chunks of their size in address order. Each structure takes a run of those chunks, so
     // no other structure's objects lie between its own.
     let movable: Vec<u32> = order.iter().copied().filter(|o| !pins.contains_key(o)).collect();
-    let mut places: HashMap<u64, Vec<u64>> = HashMap::new();
+    let mut places: HashMap<(u64, u64), Vec<u64>> = HashMap::new();
     for &o in &movable {
         places
             .entry(class[&o])
