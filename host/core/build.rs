@@ -2,7 +2,10 @@
 //! needs `protoc`: Debian's `protobuf-compiler`, installed by scripts/install-tools.sh).
 
 fn main() -> std::io::Result<()> {
-    let proto_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../proto");
+    // Read when the script runs, not baked in when it is compiled: a build script compiled
+    // in one checkout is reused by another that shares the target directory.
+    let manifest_dir = std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
+    let proto_dir = std::path::Path::new(&manifest_dir).join("../../proto");
     let schemas: Vec<_> = ["snapshot.proto", "plan.proto", "attestation.proto"]
         .iter()
         .map(|name| proto_dir.join(name))
