@@ -300,6 +300,11 @@ fn a_graph_larger_than_its_bound_stops_and_says_so() {
     assert!(text.contains("graph: stopped at 10 objects"), "{text}");
 }
 
+/// `memzinc` with these arguments (a localnet's `-u` and `-k` among them), which must succeed.
+fn run(args: Vec<String>) -> String {
+    memzinc_tests::ok(&args.iter().map(String::as_str).collect::<Vec<_>>())
+}
+
 /// check → plan (no flags) → attest → apply on a real localnet, and the program's own check.
 fn heal_the_list(args: &[&str], path: &str) {
     let dir = tempfile::tempdir().unwrap();
@@ -310,7 +315,6 @@ fn heal_the_list(args: &[&str], path: &str) {
     assert_eq!(target.say("status"), "CORRUPT at 4");
     // The snapshot is taken under the policy's witness key, which records its root on chain.
     let net = memzinc_tests::own_localnet(dir.path());
-    let run = |a: Vec<String>| memzinc_tests::ok(&a.iter().map(String::as_str).collect::<Vec<_>>());
     run(net.policy_args(&["policy", "init", "--max-bytes", "64", "--max-writes", "8"]));
     let snap = p("a.core");
     run(net.witnessed_snapshot(&target.child.id().to_string(), &snap, "clist"));
@@ -373,7 +377,6 @@ fn a_plain_rust_program_is_checked_planned_attested_applied_and_healed() {
     assert_eq!(target.say("planted"), "planted");
     assert_eq!(target.say("status"), "CORRUPT stats");
     let net = memzinc_tests::own_localnet(dir.path());
-    let run = |a: Vec<String>| memzinc_tests::ok(&a.iter().map(String::as_str).collect::<Vec<_>>());
     run(net.policy_args(&["policy", "init", "--max-bytes", "64", "--max-writes", "8"]));
     let snap = p("a.core");
     let pid = target.child.id().to_string();
@@ -590,6 +593,37 @@ fn a_null_box_with_nothing_to_take_its_place_is_one_clear_error() {
     assert!(!plan.exists(), "no plan is written");
 }
 
+/// memzinc's own localnet, under a policy that allows relocations of up to 64 objects.
+fn relocation_localnet(dir: &Path) -> memzinc_tests::Net {
+    let net = memzinc_tests::own_localnet(dir);
+    run(net.policy_args(&[
+        "policy",
+        "init",
+        "--max-bytes",
+        "8192",
+        "--max-writes",
+        "128",
+        "--max-moves",
+        "64",
+    ]));
+    net
+}
+
+/// `plan --relocate ROOTS` of `snap` into `plan`: its `--json` summary of the relocation.
+fn relocation(snap: &str, roots: &str, plan: &str) -> Value {
+    let planned: Value = serde_json::from_str(&memzinc_tests::ok(&[
+        "--json",
+        "plan",
+        snap,
+        "--relocate",
+        roots,
+        "-o",
+        plan,
+    ]))
+    .unwrap();
+    planned["relocation"].clone()
+}
+
 /// `plan --relocate` on a plain C program whose list and tree are scattered over the heap:
 /// attested and applied on a localnet while it runs; its own checks pass after, the node whose
 /// address it hides in an integer is pinned (moving it would break the program's check), and
@@ -601,42 +635,16 @@ fn a_scattered_list_and_tree_are_moved_into_traversal_order_while_running() {
     let exe = build_c(dir.path(), "cscatter.c", "cscatter", &[]);
     let mut target = Clist::start(&exe, &[]);
     assert_eq!(target.say("status"), "OK");
-    let descents = |t: &mut Clist| -> (u64, u64) {
-        let line = t.say("order");
-        let mut w = line.strip_prefix("descents ").unwrap().split(' ');
-        (w.next().unwrap().parse().unwrap(), w.next().unwrap().parse().unwrap())
-    };
     let (list0, tree0) = descents(&mut target);
     assert!(list0 > 10 && tree0 > 10, "scattered to begin with: {list0} {tree0}");
-    let net = memzinc_tests::own_localnet(dir.path());
-    let run = |a: Vec<String>| memzinc_tests::ok(&a.iter().map(String::as_str).collect::<Vec<_>>());
-    run(net.policy_args(&[
-        "policy",
-        "init",
-        "--max-bytes",
-        "8192",
-        "--max-writes",
-        "128",
-        "--max-moves",
-        "64",
-    ]));
+    let net = relocation_localnet(dir.path());
     let pid = target.child.id().to_string();
     let mut pinned_total = 0;
     for (i, root) in ["g_list", "g_tree"].iter().enumerate() {
         let snap = p(&format!("{root}.core"));
         run(net.witnessed_snapshot(&pid, &snap, "cscatter"));
         let plan = p(&format!("{root}.plan.json"));
-        let planned: Value = serde_json::from_str(&memzinc_tests::ok(&[
-            "--json",
-            "plan",
-            &snap,
-            "--relocate",
-            root,
-            "-o",
-            &plan,
-        ]))
-        .unwrap();
-        let r = &planned["relocation"];
+        let r = &relocation(&snap, root, &plan);
         assert_eq!(r["objects"], 64, "{r:#}");
         assert!(r["moved"].as_u64().unwrap() > 32, "{r:#}");
         let s = &r["structures"][0];
@@ -685,33 +693,12 @@ fn a_list_and_a_tree_relocated_together_share_their_chunks() {
     let exe = build_c(dir.path(), "cscatter.c", "cscatter", &[]);
     let mut target = Clist::start(&exe, &["32"]);
     assert_eq!(target.say("status"), "OK");
-    let net = memzinc_tests::own_localnet(dir.path());
-    let run = |a: Vec<String>| memzinc_tests::ok(&a.iter().map(String::as_str).collect::<Vec<_>>());
-    run(net.policy_args(&[
-        "policy",
-        "init",
-        "--max-bytes",
-        "8192",
-        "--max-writes",
-        "128",
-        "--max-moves",
-        "64",
-    ]));
+    let net = relocation_localnet(dir.path());
     let pid = target.child.id().to_string();
     let snap = p("both.core");
     run(net.witnessed_snapshot(&pid, &snap, "cscatter"));
     let plan = p("both.plan.json");
-    let planned: Value = serde_json::from_str(&memzinc_tests::ok(&[
-        "--json",
-        "plan",
-        &snap,
-        "--relocate",
-        "g_tree,g_list",
-        "-o",
-        &plan,
-    ]))
-    .unwrap();
-    let r = &planned["relocation"];
+    let r = &relocation(&snap, "g_tree,g_list", &plan);
     assert_eq!(r["objects"], 64, "{r:#}");
     let (tree, list) = (&r["structures"][0], &r["structures"][1]);
     assert_eq!(
@@ -729,11 +716,12 @@ fn a_list_and_a_tree_relocated_together_share_their_chunks() {
     );
     run(net.args(&["attest", &plan]));
     run(net.args(&["apply", &plan, "--pid", &pid]));
-    let line = target.say("order");
-    let mut w = line.strip_prefix("descents ").unwrap().split(' ');
-    let descents: u64 = w.next().unwrap().parse::<u64>().unwrap() + w.next().unwrap().parse::<u64>().unwrap();
+    let (list1, tree1) = descents(&mut target);
     let pinned = r["pinned"].as_u64().unwrap();
-    assert!(descents <= 2 * pinned, "descents {line}, {pinned} pinned: {r:#}");
+    assert!(
+        list1 + tree1 <= 2 * pinned,
+        "descents {list1} {tree1}, {pinned} pinned: {r:#}"
+    );
     for _ in 0..20 {
         assert_eq!(target.say("status"), "OK");
     }
@@ -768,34 +756,13 @@ fn a_scattered_rust_box_list_is_moved_into_traversal_order_while_running() {
     let exe = build_rust(dir.path(), "rscatter");
     let mut target = Clist::start(&exe, &[]);
     assert_eq!(target.say("status"), "OK");
-    assert!(rust_descents(&mut target).0 > 10, "scattered to begin with");
-    let net = memzinc_tests::own_localnet(dir.path());
-    let run = |a: Vec<String>| memzinc_tests::ok(&a.iter().map(String::as_str).collect::<Vec<_>>());
-    run(net.policy_args(&[
-        "policy",
-        "init",
-        "--max-bytes",
-        "8192",
-        "--max-writes",
-        "128",
-        "--max-moves",
-        "64",
-    ]));
+    assert!(descents(&mut target).0 > 10, "scattered to begin with");
+    let net = relocation_localnet(dir.path());
     let pid = target.child.id().to_string();
     let snap = dir.path().join("a.core").to_str().unwrap().to_string();
     run(net.witnessed_snapshot(&pid, &snap, "rscatter"));
     let plan = dir.path().join("a.plan.json").to_str().unwrap().to_string();
-    let planned: Value = serde_json::from_str(&memzinc_tests::ok(&[
-        "--json",
-        "plan",
-        &snap,
-        "--relocate",
-        "LIST",
-        "-o",
-        &plan,
-    ]))
-    .unwrap();
-    let r = &planned["relocation"];
+    let r = &relocation(&snap, "LIST", &plan);
     assert_eq!(r["objects"], 64, "{r:#}");
     assert!(r["moved"].as_u64().unwrap() > 32, "{r:#}");
     run(net.args(&["attest", &plan]));
@@ -804,11 +771,12 @@ fn a_scattered_rust_box_list_is_moved_into_traversal_order_while_running() {
         assert_eq!(target.say("status"), "OK");
     }
     let pinned = r["pinned"].as_u64().unwrap();
-    assert!(rust_descents(&mut target).0 <= 2 * pinned, "{r:#}");
+    assert!(descents(&mut target).0 <= 2 * pinned, "{r:#}");
 }
 
-/// rscatter's `order`: steps along its list and along its tree's preorder to a lower address.
-fn rust_descents(t: &mut Clist) -> (u64, u64) {
+/// cscatter's and rscatter's `order`: steps along the list and along the tree's preorder to a
+/// lower address.
+fn descents(t: &mut Clist) -> (u64, u64) {
     let line = t.say("order");
     let mut w = line.strip_prefix("descents ").unwrap().split(' ');
     (w.next().unwrap().parse().unwrap(), w.next().unwrap().parse().unwrap())
@@ -824,35 +792,14 @@ fn a_scattered_rust_box_tree_is_moved_into_preorder_while_running() {
     let exe = build_rust(dir.path(), "rscatter");
     let mut target = Clist::start(&exe, &[]);
     assert_eq!(target.say("status"), "OK");
-    let (list0, tree0) = rust_descents(&mut target);
+    let (list0, tree0) = descents(&mut target);
     assert!(tree0 > 10, "scattered to begin with: {tree0}");
-    let net = memzinc_tests::own_localnet(dir.path());
-    let run = |a: Vec<String>| memzinc_tests::ok(&a.iter().map(String::as_str).collect::<Vec<_>>());
-    run(net.policy_args(&[
-        "policy",
-        "init",
-        "--max-bytes",
-        "8192",
-        "--max-writes",
-        "128",
-        "--max-moves",
-        "64",
-    ]));
+    let net = relocation_localnet(dir.path());
     let pid = target.child.id().to_string();
     let snap = dir.path().join("a.core").to_str().unwrap().to_string();
     run(net.witnessed_snapshot(&pid, &snap, "rscatter"));
     let plan = dir.path().join("a.plan.json").to_str().unwrap().to_string();
-    let planned: Value = serde_json::from_str(&memzinc_tests::ok(&[
-        "--json",
-        "plan",
-        &snap,
-        "--relocate",
-        "TREE",
-        "-o",
-        &plan,
-    ]))
-    .unwrap();
-    let r = &planned["relocation"];
+    let r = &relocation(&snap, "TREE", &plan);
     assert_eq!(r["objects"], 63, "{r:#}");
     let s = &r["structures"][0];
     assert!(s["type_name"].as_str().unwrap().contains("Tree"), "{r:#}");
@@ -869,7 +816,7 @@ fn a_scattered_rust_box_tree_is_moved_into_preorder_while_running() {
         assert_eq!(target.say("status"), "OK");
     }
     let pinned = r["pinned"].as_u64().unwrap();
-    let (list1, tree1) = rust_descents(&mut target);
+    let (list1, tree1) = descents(&mut target);
     assert!(tree1 <= 2 * pinned, "preorder descents {tree1}, {pinned} pinned: {r:#}");
     assert_eq!(list1, list0, "the list is not the tree's to move");
 }

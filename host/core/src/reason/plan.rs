@@ -65,7 +65,7 @@ pub(super) fn parse_evidence(
 
 impl Plan {
     /// The plan of `writes` to `snapshot` of `target`: the regions they lie in, writes sorted,
-    /// and the Merkle evidence. Every planner ends here.
+    /// and the Merkle evidence. Every planner ends here, a relocation in [`Plan::relocation`].
     pub fn new(
         snapshot: &Snapshot,
         target: &str,

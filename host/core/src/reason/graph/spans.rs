@@ -34,38 +34,40 @@ impl<T: Copy> Spans<T> {
         ranges.sort_unstable_by_key(|r| r.0);
         let mut runs = Vec::new();
         if ranges.len() < u32::MAX as usize && ranges.windows(2).all(|w| w[0].1 <= w[1].0) {
-            let budget = PAGES_PER_RANGE.saturating_mul(ranges.len() as u64).max(1024);
-            let mut pages = 0u64;
+            // The runs, as [at, end) of the ranges, and the pages each covers.
+            let mut bounds = Vec::new();
             let mut at = 0;
-            while at < ranges.len() && pages <= budget {
+            while at < ranges.len() {
                 let mut end = at + 1;
                 while end < ranges.len() && ranges[end].0 - ranges[end - 1].1 < RUN_GAP {
                     end += 1;
                 }
                 let base = ranges[at].0 >> PAGE_SHIFT;
-                let span = (ranges[end - 1].1.saturating_sub(1) >> PAGE_SHIFT).saturating_sub(base) + 1;
-                pages += span;
-                if pages > budget {
-                    break;
-                }
-                let mut first = Vec::with_capacity(span as usize);
-                let mut i = at;
-                for p in 0..span {
-                    let page_start = (base + p) << PAGE_SHIFT;
-                    while i < end && ranges[i].1 <= page_start {
-                        i += 1;
-                    }
-                    first.push(i as u32);
-                }
-                runs.push(Run {
-                    base,
-                    first,
-                    last: end as u32,
-                });
+                let pages = (ranges[end - 1].1.saturating_sub(1) >> PAGE_SHIFT).saturating_sub(base) + 1;
+                bounds.push((at, end, base, pages));
                 at = end;
             }
-            if pages > budget {
-                runs.clear();
+            let budget = PAGES_PER_RANGE.saturating_mul(ranges.len() as u64).max(1024);
+            if bounds.iter().map(|b| b.3).sum::<u64>() <= budget {
+                runs = bounds
+                    .into_iter()
+                    .map(|(at, end, base, pages)| {
+                        let mut first = Vec::with_capacity(pages as usize);
+                        let mut i = at;
+                        for p in 0..pages {
+                            let page_start = (base + p) << PAGE_SHIFT;
+                            while i < end && ranges[i].1 <= page_start {
+                                i += 1;
+                            }
+                            first.push(i as u32);
+                        }
+                        Run {
+                            base,
+                            first,
+                            last: end as u32,
+                        }
+                    })
+                    .collect();
             }
         }
         Spans { ranges, runs }
