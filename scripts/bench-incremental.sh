@@ -14,7 +14,8 @@
 # Page cache as a user finds it: the previous snapshot was just written (`sync` before each run,
 # caches not dropped). Cores no chain needs any more are deleted as the rounds go.
 #
-#   scripts/bench-incremental.sh [SIZE_MIB [DIRTY_MIB]]   default: 4096 100; RUNS=5; OUT_DIR=/tmp
+#   scripts/bench-incremental.sh [SIZE_MIB [DIRTY_MIB]]   default: 4096 100; RUNS=5; OUT_DIR=/tmp;
+#                                 MODES="delta merged full" (a subset: only those)
 #
 # Prints per mode the median and min–max of the wall time (s), of the largest pause seen from
 # inside the target (ms) and of memzinc's own count of it, the pages read and the file size.
@@ -79,7 +80,7 @@ while ! grep -q ready "$work/out" 2>/dev/null; do sleep 0.05; done
 "$MEMZINC" track --pid "$target" > /dev/null
 last=$work/base.core
 "$MEMZINC" snapshot --pid "$target" -o "$last" > /dev/null
-modes=(delta merged full)
+read -ra modes <<< "${MODES:-delta merged full}"
 : > "$work/results"
 for run in $(seq 1 "$RUNS"); do
   for i in "${!modes[@]}"; do

@@ -184,7 +184,7 @@ pub fn watch(
 /// that one was its latest.
 fn take(pid: i32, prev: Option<&Path>, out: &Path) -> Result<describe::TakeReport> {
     let state = describe::load_tracking(pid)?;
-    let since = match (prev, state) {
+    let mut since = match (prev, state) {
         (Some(p), Some(state)) => {
             let prev = describe::open_since(pid, p, true)?;
             (state.last_root.as_deref() == Some(prev.meta.root.as_str())).then_some(prev)
@@ -192,7 +192,7 @@ fn take(pid: i32, prev: Option<&Path>, out: &Path) -> Result<describe::TakeRepor
         _ => None,
     };
     // Each round's core is a full one: the loop plans on it and keeps only the latest.
-    describe::take_since(pid, since.as_ref().map(describe::Since::Copy), out, None)
+    describe::take_since(pid, since.as_mut().map(describe::Since::Copy), out, None)
 }
 
 /// `5s`, `500ms`, `2m`, `1h`, or plain seconds.

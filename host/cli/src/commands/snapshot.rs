@@ -53,14 +53,14 @@ pub struct Args {
 pub fn run(a: Args, g: &Global) -> Result<()> {
     // A bad spec or previous snapshot is refused before the target is frozen.
     let spec = a.spec.map(|s| TargetSpec::load(&s)).transpose()?;
-    let since = a.since.map(|p| describe::open_since(a.pid, &p, a.merged)).transpose()?;
+    let mut since = a.since.map(|p| describe::open_since(a.pid, &p, a.merged)).transpose()?;
     let bar = progress_bar(g.json);
     let pause = if a.stop_the_world {
         describe::Pause::StopTheWorld
     } else {
         describe::Pause::CopyOnWrite
     };
-    let since_how = since.as_ref().map(|prev| {
+    let since_how = since.as_mut().map(|prev| {
         if a.merged {
             describe::Since::Copy(prev)
         } else {

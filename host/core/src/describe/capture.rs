@@ -82,9 +82,9 @@ pub(super) type PrevBytes<'a> = Box<dyn Fn(u64, &mut [u8]) -> Result<()> + Sync 
 pub(super) struct Reuse<'a> {
     /// Reads the previous snapshot's bytes at an address of the range into a buffer.
     pub bytes: PrevBytes<'a>,
-    /// The range's leaves and fast hashes in the previous snapshot, one per page.
-    pub leaves: &'a [[u8; 32]],
-    pub fast_hashes: &'a [u64],
+    /// The index of the range's first page among the previous snapshot's leaves
+    /// ([`PageHashes`]).
+    pub prev_first: usize,
     /// Page runs (start, end) to read from the target: written since, or unreadable then.
     /// Sorted, disjoint, inside the range.
     pub read: Vec<(u64, u64)>,
@@ -115,11 +115,21 @@ impl CaptureRange<'_> {
     }
 }
 
+/// A snapshot's page hashes, one of each per captured page, in leaf order.
+pub(super) struct PageHashes {
+    pub leaves: Vec<[u8; 32]>,
+    /// xxh3-64 of every page's stored bytes.
+    pub fast_hashes: Vec<u64>,
+}
+
 /// What the capture found, in range and page order.
 pub(super) struct Captured {
     pub leaves: Vec<[u8; 32]>,
     /// xxh3-64 of every page's stored bytes.
     pub fast_hashes: Vec<u64>,
+    /// Runs of leaf indices `[start, end)` whose leaves are not the previous snapshot's at the
+    /// same index (every leaf, without one): where the page tree's kept level may differ.
+    pub fresh: Vec<(usize, usize)>,
     /// Per range: addresses of the pages that could not be read, ascending.
     pub unreadable: Vec<Vec<u64>>,
     /// How long the target stayed frozen for the copy.
@@ -526,11 +536,13 @@ impl Hold<'_> {
 
 /// Copies `ranges` of the frozen target into `file` at their offsets, hashing every page, and
 /// thaws the target as soon as the copy is done unless `frozen` says to keep it. `path` names
-/// the file in errors.
+/// the file in errors. `prev`: the previous snapshot's page hashes, when a range reuses it
+/// ([`CaptureRange::reuse`]).
 pub(super) fn capture(
     pid: i32,
     frozen: Hold<'_>,
     ranges: &[CaptureRange],
+    prev: Option<PageHashes>,
     file: &File,
     path: &Path,
 ) -> Result<Captured> {
@@ -543,7 +555,6 @@ pub(super) fn capture(
             Some(first)
         })
         .collect();
-    let page_count = ranges.iter().map(|r| ((r.end - r.start) / PAGE_SIZE) as usize).sum();
     // Every chunk goes to a hasher (one per core) and, at the same time, to a writer: both only
     // read the buffer, so the disk starts on a chunk as soon as it is copied instead of after
     // its hashing, and stays busy. The buffer is free again when both are done with it (when
@@ -765,25 +776,8 @@ pub(super) fn capture(
         if let Some(e) = failure {
             return Err(e);
         }
-        let mut leaves = vec![[0u8; 32]; page_count];
-        let mut fast_hashes = vec![0u64; page_count];
-        let mut pages_read = 0;
-        for d in done {
-            leaves[d.leaf_index..d.leaf_index + d.leaves.len()].copy_from_slice(&d.leaves);
-            fast_hashes[d.leaf_index..d.leaf_index + d.fast_hashes.len()].copy_from_slice(&d.fast_hashes);
-            pages_read += d.leaves.len() as u64;
-        }
-        // Pages not read again come from the previous snapshot: their bytes were written by
-        // `copy_reused`, their leaves and fast hashes are its.
-        for (r, &first) in ranges.iter().zip(&first_leaf) {
-            let Some(prev) = &r.reuse else { continue };
-            for (start, end) in unread_runs(r.start, r.end, &prev.read) {
-                let (skip, len) = (start - r.start, end - start);
-                let (i, n) = ((skip / PAGE_SIZE) as usize, (len / PAGE_SIZE) as usize);
-                leaves[first + i..first + i + n].copy_from_slice(&prev.leaves[i..i + n]);
-                fast_hashes[first + i..first + i + n].copy_from_slice(&prev.fast_hashes[i..i + n]);
-            }
-        }
+        let pages_read = done.iter().map(|d| d.leaves.len() as u64).sum();
+        let (PageHashes { leaves, fast_hashes }, fresh) = page_hashes(ranges, &first_leaf, done, prev);
         tracing::debug!(
             "capture: hashed and written {:?} after the copy began",
             copy_started.elapsed()
@@ -791,6 +785,7 @@ pub(super) fn capture(
         Ok(Captured {
             leaves,
             fast_hashes,
+            fresh,
             unreadable,
             frozen_for,
             pages_read,
@@ -800,6 +795,69 @@ pub(super) fn capture(
             },
         })
     })
+}
+
+/// This capture's page hashes, in leaf order, and the runs of leaves that are not the previous
+/// snapshot's at the same index ([`Captured::fresh`]): the pages read (`done`), the others the
+/// previous snapshot's (`prev`). Where every page has its previous index, `prev`'s vectors
+/// become this snapshot's, the pages read written over (at 4 GiB that spares 40 MiB of fresh
+/// memory, 20-40 ms here); else its hashes are copied to their places.
+fn page_hashes(
+    ranges: &[CaptureRange],
+    first_leaf: &[usize],
+    done: Vec<ChunkDone>,
+    prev: Option<PageHashes>,
+) -> (PageHashes, Vec<(usize, usize)>) {
+    let page_count: usize = ranges.iter().map(|r| ((r.end - r.start) / PAGE_SIZE) as usize).sum();
+    let in_place = prev.as_ref().is_some_and(|p| {
+        p.leaves.len() == page_count
+            && p.fast_hashes.len() == page_count
+            && ranges
+                .iter()
+                .zip(first_leaf)
+                .all(|(r, &first)| r.reuse.as_ref().is_none_or(|u| u.prev_first == first))
+    });
+    if prev.is_some() {
+        tracing::debug!(
+            "capture: the previous snapshot's page hashes {}",
+            if in_place {
+                "taken over in place"
+            } else {
+                "copied to their places"
+            }
+        );
+    }
+    let (mut leaves, mut fast_hashes, copy_from) = match prev {
+        Some(p) if in_place => (p.leaves, p.fast_hashes, None),
+        prev => (vec![[0u8; 32]; page_count], vec![0u64; page_count], prev),
+    };
+    let mut fresh = Vec::with_capacity(done.len());
+    for d in done {
+        leaves[d.leaf_index..d.leaf_index + d.leaves.len()].copy_from_slice(&d.leaves);
+        fast_hashes[d.leaf_index..d.leaf_index + d.fast_hashes.len()].copy_from_slice(&d.fast_hashes);
+        fresh.push((d.leaf_index, d.leaf_index + d.leaves.len()));
+    }
+    if !in_place {
+        for (r, &first) in ranges.iter().zip(first_leaf) {
+            let Some(reuse) = &r.reuse else {
+                continue;
+            };
+            let prev = copy_from
+                .as_ref()
+                .expect("a range that reuses the previous snapshot comes with its hashes");
+            for (start, end) in unread_runs(r.start, r.end, &reuse.read) {
+                let (skip, len) = (start - r.start, end - start);
+                let (i, n) = ((skip / PAGE_SIZE) as usize, (len / PAGE_SIZE) as usize);
+                let theirs = reuse.prev_first + i;
+                leaves[first + i..first + i + n].copy_from_slice(&prev.leaves[theirs..theirs + n]);
+                fast_hashes[first + i..first + i + n].copy_from_slice(&prev.fast_hashes[theirs..theirs + n]);
+                if theirs != first + i {
+                    fresh.push((first + i, first + i + n));
+                }
+            }
+        }
+    }
+    (PageHashes { leaves, fast_hashes }, fresh)
 }
 
 /// Where the reader reads.
@@ -1113,6 +1171,86 @@ mod tests {
                 None => assert!(libc::CPU_COUNT(&allowed) == 1 || !libc::CPU_ISSET(busy[0], &allowed)),
             }
         }
+    }
+
+    /// The page hashes of an incremental capture, and the kept level from the previous one's
+    /// with the fresh runs hashed again, are what hashing every page from scratch gives: when
+    /// the previous snapshot's vectors are taken over in place, and when a mapping gone and a
+    /// new one before the others move every leaf of one reused range (the total the same, so
+    /// the previous kept level is of the right length and only the fresh runs tell).
+    #[test]
+    fn page_hashes_from_the_previous_snapshot_give_the_kept_level_from_scratch() {
+        use super::super::roots::{roots_of, KnownLevel};
+        let leaf = |i: usize, tag: u8| {
+            let mut l = [tag; 32];
+            l[..8].copy_from_slice(&(i as u64).to_le_bytes());
+            l
+        };
+        let page = PAGE_SIZE;
+        let range = |start: u64, pages: u64, reuse: Option<(usize, Vec<(u64, u64)>)>| CaptureRange {
+            start,
+            end: start + pages * page,
+            file_offset: 0,
+            reuse: reuse.map(|(prev_first, read)| Reuse {
+                bytes: Box::new(|_, _| Ok(())),
+                prev_first,
+                read,
+                copy: false,
+            }),
+            packed: None,
+        };
+        let done = |leaf_index: usize, leaves: Vec<[u8; 32]>| ChunkDone {
+            leaf_index,
+            fast_hashes: vec![7; leaves.len()],
+            leaves,
+        };
+        let prev = |n: usize| PageHashes {
+            leaves: (0..n).map(|i| leaf(i, 1)).collect(),
+            fast_hashes: vec![1; n],
+        };
+        let check = |leaves: &[[u8; 32]], fresh: &[(usize, usize)], before: &PageHashes| {
+            let theirs = roots_of(&[], &[], &before.leaves, None).kept_level;
+            let scratch = roots_of(&[], &[], leaves, None);
+            let since = roots_of(&[], &[], leaves, Some(KnownLevel { kept: &theirs, fresh }));
+            assert_eq!(since.kept_level, scratch.kept_level);
+            assert_eq!(since.pages_root, scratch.pages_root);
+        };
+
+        // Before: B (16 pages) at leaves 0-15, D (2) at 16-17, C (6) at 18-23. Now: A (2, new)
+        // at 0-1, B at 2-17 with its page 5 written, C at 18-23; D is gone.
+        let (a, b, c) = (0x10000, 0x100000, 0x200000);
+        let ranges = [
+            range(a, 2, None),
+            range(b, 16, Some((0, vec![(b + 5 * page, b + 6 * page)]))),
+            range(c, 6, Some((18, Vec::new()))),
+        ];
+        let before = prev(24);
+        let read = vec![done(0, vec![leaf(0, 9), leaf(1, 9)]), done(7, vec![leaf(5, 9)])];
+        let (hashes, fresh) = page_hashes(&ranges, &[0, 2, 18], read, Some(prev(24)));
+        let mut expected: Vec<[u8; 32]> = vec![leaf(0, 9), leaf(1, 9)];
+        expected.extend((0..16).map(|j| if j == 5 { leaf(5, 9) } else { leaf(j, 1) }));
+        expected.extend((18..24).map(|i| leaf(i, 1)));
+        assert_eq!(hashes.leaves, expected);
+        assert_eq!(hashes.fast_hashes[7], 7);
+        assert_eq!(hashes.fast_hashes[18], 1);
+        // C keeps its indices: none of its leaves is fresh.
+        assert!(fresh.iter().all(|&(_, e)| e <= 18), "{fresh:?}");
+        check(&hashes.leaves, &fresh, &before);
+
+        // The same layout: the previous vectors are this capture's.
+        let ranges = [
+            range(b, 16, Some((0, vec![(b + 5 * page, b + 6 * page)]))),
+            range(c, 8, Some((16, Vec::new()))),
+        ];
+        let before = prev(24);
+        let given = prev(24);
+        let at = given.leaves.as_ptr();
+        let (hashes, fresh) = page_hashes(&ranges, &[0, 16], vec![done(5, vec![leaf(5, 9)])], Some(given));
+        assert_eq!(hashes.leaves.as_ptr(), at, "taken over, not copied");
+        assert_eq!(fresh, [(5, 6)]);
+        assert_eq!(hashes.leaves[5], leaf(5, 9));
+        assert_eq!(hashes.leaves[6], leaf(6, 1));
+        check(&hashes.leaves, &fresh, &before);
     }
 
     #[test]

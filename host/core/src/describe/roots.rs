@@ -68,11 +68,13 @@ pub(super) fn trees_of(regions: &[SnapRegion], symbols: &[Symbol], leaves: &[[u8
         .with_symbols::<Sha2>(tree_symbols)
 }
 
-/// A snapshot's leaves and its page tree's kept level, known to be theirs.
+/// The kept level of an earlier snapshot, known to be its leaves', and where a later one's
+/// leaves are not that one's (runs of leaf indices `[start, end)`, any order): the later one's
+/// blocks without such a leaf keep their node.
 #[derive(Clone, Copy)]
 pub(super) struct KnownLevel<'a> {
-    pub leaves: &'a [[u8; 32]],
     pub kept: &'a [[u8; 32]],
+    pub fresh: &'a [(usize, usize)],
 }
 
 /// A snapshot's roots as [`trees_of`] gives them, and its page tree's kept level.
@@ -84,8 +86,8 @@ pub(super) struct Roots {
 
 /// The snapshot root and the page tree's root, as [`trees_of`] gives them, without keeping the
 /// page tree's levels (what a proof needs, and what writing and opening a core do not) but the
-/// kept one: blocks of [`BLOCK`] leaves hashed into it (with `prev`, the leaves and kept level
-/// of a snapshot whose level is known good, only the blocks whose leaves changed), then the
+/// kept one: blocks of [`BLOCK`] leaves hashed into it (with `prev`, the kept level of a
+/// snapshot whose level is known good, only the blocks with a fresh leaf), then the
 /// levels above it in two buffers, half on each of two threads.
 pub(super) fn roots_of(
     regions: &[SnapRegion],
@@ -113,18 +115,24 @@ pub(super) fn roots_of(
 
 /// The page tree's nodes at [`KEPT_LEVEL`]: node i is the root of the block
 /// `leaves[BLOCK * i..]` (the last may be short), paired as the tree pairs them; the levels above
-/// are the tree's over these nodes. With `prev` (same number of leaves), a block whose leaves are
-/// unchanged keeps its node.
+/// are the tree's over these nodes. With `prev` (a level of as many blocks), a block without a
+/// fresh leaf keeps its node.
 fn kept_level(leaves: &[[u8; 32]], prev: Option<KnownLevel<'_>>) -> Vec<[u8; 32]> {
     let blocks = leaves.len().div_ceil(BLOCK);
-    let prev = prev.filter(|p| p.leaves.len() == leaves.len() && p.kept.len() == blocks);
+    let prev = prev.filter(|p| p.kept.len() == blocks);
+    let mut stale = vec![prev.is_none(); blocks];
+    for &(start, end) in prev.map_or(&[][..], |p| p.fresh) {
+        if start < end {
+            stale[start / BLOCK..=((end - 1) / BLOCK).min(blocks.saturating_sub(1))].fill(true);
+        }
+    }
     let fill = |first: usize, nodes: &mut [[u8; 32]]| {
         let mut hashed = 0usize;
         for (j, node) in nodes.iter_mut().enumerate() {
             let from = (first + j) * BLOCK;
             let block = &leaves[from..(from + BLOCK).min(leaves.len())];
             *node = match prev {
-                Some(p) if p.leaves[from..from + block.len()] == *block => p.kept[first + j],
+                Some(p) if !stale[first + j] => p.kept[first + j],
                 _ => {
                     hashed += 1;
                     block_root(block)
@@ -295,13 +303,18 @@ pub(super) mod tests {
                 before[i] = [7; 32];
             }
             let theirs = roots_of(&regions, &symbols, &before, None);
+            let fresh: Vec<(usize, usize)> = [0, n / 2, n.saturating_sub(1)]
+                .into_iter()
+                .filter(|&i| i < n)
+                .map(|i| (i, i + 1))
+                .collect();
             let again = roots_of(
                 &regions,
                 &symbols,
                 &leaves,
                 Some(KnownLevel {
-                    leaves: &before,
                     kept: &theirs.kept_level,
+                    fresh: &fresh,
                 }),
             );
             assert_eq!(
@@ -310,6 +323,20 @@ pub(super) mod tests {
                 "{n} leaves"
             );
             assert_eq!(again.kept_level, roots.kept_level, "{n} leaves");
+            // The fresh runs are what says which nodes to hash again: without them, the earlier
+            // level's nodes are kept where the leaves changed.
+            if n > 0 {
+                let blind = roots_of(
+                    &regions,
+                    &symbols,
+                    &leaves,
+                    Some(KnownLevel {
+                        kept: &theirs.kept_level,
+                        fresh: &[],
+                    }),
+                );
+                assert_ne!(blind.pages_root, roots.pages_root, "{n} leaves");
+            }
         }
     }
 

@@ -46,10 +46,10 @@ use memzinc_verifier::Sha256 as _;
 use prost::Message as _;
 use serde::{Deserialize, Serialize};
 
-use super::capture::Reuse;
+use super::capture::{PageHashes, Reuse};
 use super::corefile::{self, Desc, DescAs, LoadRegion, OwnedNote, Segment};
 use super::region::SnapRegion;
-use super::roots::{check_root, trees_of, KnownLevel, BLOCK};
+use super::roots::{check_root, trees_of, BLOCK};
 use crate::base::pb::snapshot as pb;
 use crate::base::{hex_bytes, Error, Memory, Result, Sha2};
 use crate::introspect::{FdInfo, GpRegs, MapEntry, Symbol, SymbolKind, NT_PRFPREG, NT_X86_XSTATE, PAGE_SIZE};
@@ -619,12 +619,27 @@ impl Snapshot {
         Ok(())
     }
 
-    /// The leaves and the kept tree level, when that is known to be theirs.
-    pub(super) fn known_level(&self) -> Option<KnownLevel<'_>> {
-        (self.kept_level_known && !self.kept_level.is_empty()).then_some(KnownLevel {
-            leaves: &self.leaves,
-            kept: &self.kept_level,
-        })
+    /// The kept tree level, when that is known to be the leaves'.
+    pub(super) fn known_level(&self) -> Option<&[[u8; 32]]> {
+        (self.kept_level_known && !self.kept_level.is_empty()).then_some(&self.kept_level)
+    }
+
+    /// The leaves and fast hashes, moved out: for the snapshot taken since this one, which
+    /// makes them its own. This one is then good for its metadata, its pages and its kept
+    /// level only.
+    pub(super) fn take_page_hashes(&mut self) -> PageHashes {
+        PageHashes {
+            leaves: std::mem::take(&mut self.leaves),
+            fast_hashes: std::mem::take(&mut self.fast_hashes),
+        }
+    }
+
+    /// A copy of the leaves and fast hashes.
+    pub(super) fn page_hashes(&self) -> PageHashes {
+        PageHashes {
+            leaves: self.leaves.clone(),
+            fast_hashes: self.fast_hashes.clone(),
+        }
     }
 
     /// [`Snapshot::open`] but the leaves-give-the-root check is left to the caller, who runs
@@ -1041,10 +1056,13 @@ impl Snapshot {
                 _ => merged.push((s, e)),
             }
         }
+        // Its leaves, whether still here or taken (`take_page_hashes`).
+        if (first + pages) as u64 > self.meta.page_count {
+            return None;
+        }
         Some(Reuse {
             bytes: Box::new(move |address, buf| self.read_captured(region, address, buf)),
-            leaves: self.leaves.get(first..first + pages)?,
-            fast_hashes: self.fast_hashes.get(first..first + pages)?,
+            prev_first: first,
             read: merged,
             copy,
         })

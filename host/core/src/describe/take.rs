@@ -11,10 +11,10 @@ use std::path::Path;
 use prost::Message as _;
 use serde::{Deserialize, Serialize};
 
-use super::capture::{self, should_capture, CaptureRange};
+use super::capture::{self, should_capture, CaptureRange, PageHashes};
 use super::corefile::{self, FileMapping, LoadRegion, ProcessIds, PsInfo};
 use super::region::SnapRegion;
-use super::roots::{roots_of, Roots};
+use super::roots::{roots_of, KnownLevel, Roots};
 use super::snapshot::{
     parse_auxv, sealer, to_pb, Snapshot, SnapshotMeta, StoredRun, ThreadState, NOTE_OWNER, NT_MEMZINC_FAST_HASHES,
     NT_MEMZINC_LEAVES, NT_MEMZINC_META, NT_MEMZINC_PARENT, NT_MEMZINC_SEAL, NT_MEMZINC_TREE_LEVEL,
@@ -32,19 +32,57 @@ use crate::introspect::{
 const FORK_OR_FROZEN_READ: u64 = 32;
 
 /// An incremental snapshot's previous one (`snapshot --since`), and where the pages not read
-/// again go.
-#[derive(Clone, Copy)]
+/// again go. The new snapshot takes the previous one's leaves and fast hashes for its own
+/// (`Snapshot::take_page_hashes`): afterwards the previous one is good for its metadata and
+/// pages only.
 pub enum Since<'a> {
     /// The new core refers to the previous one for them: it stores only what was read.
-    Refer(&'a Snapshot),
+    Refer(&'a mut Snapshot),
     /// Their bytes are copied from the previous one: a full core.
-    Copy(&'a Snapshot),
+    Copy(&'a mut Snapshot),
 }
 
 impl<'a> Since<'a> {
-    pub fn prev(self) -> &'a Snapshot {
+    pub fn prev(&self) -> &Snapshot {
         match self {
             Since::Refer(p) | Since::Copy(p) => p,
+        }
+    }
+
+    fn reborrow(&mut self) -> Since<'_> {
+        match self {
+            Since::Refer(p) => Since::Refer(p),
+            Since::Copy(p) => Since::Copy(p),
+        }
+    }
+
+    /// Its page hashes, and it as the rest of the snapshot reads it: `taken`, the hashes are
+    /// moved out of the previous snapshot, else copied.
+    fn split(self, taken: bool) -> (Prev<'a>, PageHashes) {
+        let (prev, refer) = match self {
+            Since::Refer(p) => (p, true),
+            Since::Copy(p) => (p, false),
+        };
+        let hashes = match taken {
+            true => prev.take_page_hashes(),
+            false => prev.page_hashes(),
+        };
+        let prev: &'a Snapshot = prev;
+        (if refer { Prev::Refer(prev) } else { Prev::Copy(prev) }, hashes)
+    }
+}
+
+/// [`Since`] once its page hashes are the new snapshot's.
+#[derive(Clone, Copy)]
+enum Prev<'a> {
+    Refer(&'a Snapshot),
+    Copy(&'a Snapshot),
+}
+
+impl<'a> Prev<'a> {
+    fn prev(self) -> &'a Snapshot {
+        match self {
+            Prev::Refer(p) | Prev::Copy(p) => p,
         }
     }
 }
@@ -124,19 +162,27 @@ pub fn take_since(
 /// [`take_since`], holding the target as `pause` says.
 pub fn take_paused(
     pid: i32,
-    since: Option<Since<'_>>,
+    mut since: Option<Since<'_>>,
     out: &Path,
     progress: Option<&indicatif::ProgressBar>,
     pause: Pause,
 ) -> Result<TakeReport> {
-    if let Some(Since::Refer(prev)) = since {
+    if let Some(Since::Refer(prev)) = &since {
         check_not_over_parent(pid, out, prev)?;
     }
-    if let Some(since) = since {
+    if let Some(since) = &since {
         check_since(pid, since.prev())?;
     }
     let mut viewed = false;
-    match take_held(pid, since, out, progress, pause, true, &mut viewed) {
+    match take_held(
+        pid,
+        since.as_mut().map(Since::reborrow),
+        out,
+        progress,
+        pause,
+        true,
+        &mut viewed,
+    ) {
         Err(Error::CopyOnWrite { why, .. }) if viewed => {
             tracing::warn!("pid {pid}: the write-protected view lost the freeze instant ({why}); taking the snapshot again with a fork");
             take_held(pid, since, out, progress, pause, false, &mut viewed)
@@ -483,6 +529,14 @@ fn write_frozen(
     progress: Option<&indicatif::ProgressBar>,
     checkpoint: Option<pb::Checkpoint>,
 ) -> Result<TakeReport> {
+    // The previous snapshot's page hashes become this one's (`capture`). Copied, not taken,
+    // when a write-protected view is in play: losing the freeze instant takes the snapshot
+    // again (`take_paused`), which needs them.
+    let viewed = matches!(hold, Hold::CopyOnWrite(_, _, Some(_)));
+    let (since, prev_hashes) = match since.map(|s| s.split(!viewed)) {
+        Some((prev, hashes)) => (Some(prev), Some(hashes)),
+        None => (None, None),
+    };
     let maps = introspect::read_maps(pid)?;
     let exe = introspect::exe_path(pid)?;
     let comm = introspect::comm(pid)?;
@@ -549,14 +603,14 @@ fn write_frozen(
             reuse: since.and_then(|since| {
                 since
                     .prev()
-                    .reuse(&r.map, written.get(i)?.as_ref()?, matches!(since, Since::Copy(_)))
+                    .reuse(&r.map, written.get(i)?.as_ref()?, matches!(since, Prev::Copy(_)))
             }),
             packed: None,
         })
         .collect();
     // Referring to the previous snapshot: the file holds only the runs read, back to back after
     // headers with one PT_LOAD per run.
-    let refer = matches!(since, Some(Since::Refer(_)));
+    let refer = matches!(since, Some(Prev::Refer(_)));
     let mut ranges = ranges;
     let (data_end, stored) = if refer {
         let count: usize = ranges.iter().map(|r| r.runs().len()).sum();
@@ -582,7 +636,7 @@ fn write_frozen(
         (data_end, None)
     };
     let parent_note = match since {
-        Some(Since::Refer(prev)) => Some(pb::ParentImage {
+        Some(Prev::Refer(prev)) => Some(pb::ParentImage {
             root: prev.root().to_vec(),
             file: parent_name(&prev.path, out),
         }),
@@ -675,7 +729,14 @@ fn write_frozen(
                     during_freeze: &plan.during_freeze,
                     overlay: &plan.overlay,
                 };
-                capture::capture(pid, capture::Hold::CopyOnWrite(source), &ranges, w.get_ref(), out)?
+                capture::capture(
+                    pid,
+                    capture::Hold::CopyOnWrite(source),
+                    &ranges,
+                    prev_hashes,
+                    w.get_ref(),
+                    out,
+                )?
             }
             (Freeze::Protected(frozen), _) => {
                 let (view, during) = view.as_ref().expect("a write-protected freeze comes with its view");
@@ -684,12 +745,26 @@ fn write_frozen(
                     view,
                     during_freeze: during,
                 };
-                capture::capture(pid, capture::Hold::Protected(source), &ranges, w.get_ref(), out)?
+                capture::capture(
+                    pid,
+                    capture::Hold::Protected(source),
+                    &ranges,
+                    prev_hashes,
+                    w.get_ref(),
+                    out,
+                )?
             }
-            (Freeze::ThawAfterCopy(f), _) => {
-                capture::capture(pid, capture::Hold::ThawAfterCopy(f), &ranges, w.get_ref(), out)?
+            (Freeze::ThawAfterCopy(f), _) => capture::capture(
+                pid,
+                capture::Hold::ThawAfterCopy(f),
+                &ranges,
+                prev_hashes,
+                w.get_ref(),
+                out,
+            )?,
+            (Freeze::Keep(f), _) => {
+                capture::capture(pid, capture::Hold::Keep(f), &ranges, prev_hashes, w.get_ref(), out)?
             }
-            (Freeze::Keep(f), _) => capture::capture(pid, capture::Hold::Keep(f), &ranges, w.get_ref(), out)?,
             (Freeze::CopyOnWrite(_), None) => unreachable!("a copy-on-write freeze comes with its plan"),
         };
         let frozen_ms = captured.frozen_for.as_secs_f64() * 1e3;
@@ -730,7 +805,7 @@ fn write_frozen(
         for (r, unreadable) in regions.iter_mut().filter(|r| r.captured).zip(captured.unreadable) {
             r.unreadable_pages = unreadable;
         }
-        let (leaves, fast_hashes) = (captured.leaves, captured.fast_hashes);
+        let (leaves, fast_hashes, fresh) = (captured.leaves, captured.fast_hashes, captured.fresh);
         // Off the cores the running target keeps busy while the rest is written (the final
         // fsync and rename come after).
         let _kept_off = captured.kept_off;
@@ -756,7 +831,9 @@ fn write_frozen(
         )?;
         notes.start_writeback(data_end)?;
         let page_count = leaves.len() as u64;
-        let prev_level = since.and_then(|s| s.prev().known_level());
+        let prev_level = since
+            .and_then(|s| s.prev().known_level())
+            .map(|kept| KnownLevel { kept, fresh: &fresh });
         let Roots {
             root,
             pages_root,
