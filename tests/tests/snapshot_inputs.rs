@@ -54,6 +54,18 @@ fn inspect_round_trip_shows_symbols_types_and_values() {
     assert_eq!(field("min_temp")["value"], 16);
     let text = ok(&["inspect", core, "--var", "HEALME_STATE"]);
     assert!(text.contains("target_temp") && text.contains("9000"), "{text}");
+
+    // A reader that stops reading (`inspect | head`): the output ends quietly, no panic.
+    let mut child = Command::new(binary("memzinc"))
+        .args(["inspect", core])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && stderr.is_empty(), "{:?}: {stderr}", out.status);
 }
 
 #[test]

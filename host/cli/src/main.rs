@@ -4,6 +4,33 @@
 
 use clap::{Parser, Subcommand};
 
+/// `println!` for a command's output (`out!`: `print!`). A reader that stops reading
+/// (`memzinc inspect CORE | head`) ends the process quietly, as it ends `cat` (`println!`
+/// panicked, with a backtrace); any other failure to write is one line and exit status 1.
+macro_rules! outln {
+    () => { $crate::write_output(format_args!(""), true) };
+    ($($arg:tt)*) => { $crate::write_output(format_args!($($arg)*), true) };
+}
+macro_rules! out {
+    ($($arg:tt)*) => { $crate::write_output(format_args!($($arg)*), false) };
+}
+
+fn write_output(text: std::fmt::Arguments, newline: bool) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    let written = stdout
+        .write_fmt(text)
+        .and_then(|()| if newline { stdout.write_all(b"\n") } else { Ok(()) });
+    match written {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => std::process::exit(0),
+        Err(e) => {
+            eprintln!("error: writing the output: {e}");
+            std::process::exit(1);
+        }
+    }
+}
+
 mod commands;
 
 use commands::Global;

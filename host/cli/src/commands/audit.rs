@@ -75,12 +75,14 @@ pub fn run(a: Args, g: &Global) -> Result<()> {
         value["replay"] = serde_json::to_value(&replayed)?;
         print_json(&value)?;
     } else {
-        println!(
+        outln!(
             "target {} ({}), chain {}",
-            a.target, report.target_id, report.target_chain
+            a.target,
+            report.target_id,
+            report.target_chain
         );
         for e in &report.entries {
-            println!(
+            outln!(
                 "  #{} slot {} plan {} writes {} bytes {} by {}{}",
                 e.seq,
                 e.slot,
@@ -90,7 +92,7 @@ pub fn run(a: Args, g: &Global) -> Result<()> {
                 e.signer,
                 if e.revoked { " (revoked)" } else { "" }
             );
-            println!(
+            outln!(
                 "     policy revision {} config {}; snapshot {} witnessed by {}",
                 e.policy_revision,
                 &e.policy_hash[..16],
@@ -102,13 +104,13 @@ pub fn run(a: Args, g: &Global) -> Result<()> {
                     .join(", ")
             );
         }
-        println!(
+        outln!(
             "{} attestations, every link verified; head {}",
             report.entries.len(),
             report.head_hash
         );
         if let Some(r) = &replayed {
-            println!(
+            outln!(
                 "deployed program sha256 {} {}",
                 r.program.deployed_sha256,
                 if r.program.matches_local_build {
@@ -122,14 +124,14 @@ pub fn run(a: Args, g: &Global) -> Result<()> {
                     0 => String::new(),
                     n => format!(" ({n} witness record(s) refreshed since, replayed at the recorded slot)"),
                 };
-                println!(
+                outln!(
                     "  replay #{} plan {}: {}{refreshed}",
                     d.seq,
                     &d.plan_hash[..16],
                     d.verdict
                 );
             }
-            println!(
+            outln!(
                 "{} of {} replayed decisions identical ({:.0}/s); {} of {} on chain not replayed",
                 r.identical,
                 r.replayed,

@@ -82,7 +82,7 @@ pub fn run(a: Args, g: &Global) -> Result<()> {
         for f in &report.findings {
             let at = f.location();
             let rule = serde_json::to_value(f.rule)?;
-            println!(
+            outln!(
                 "{:#018x} {at}: {} — {}",
                 f.address,
                 rule.as_str().unwrap_or("?"),
@@ -90,25 +90,25 @@ pub fn run(a: Args, g: &Global) -> Result<()> {
             );
         }
         if let Some(why) = &report.types_unavailable {
-            println!("type checks skipped: {why}");
+            outln!("type checks skipped: {why}");
         }
         if report.heap_objects > 0 {
-            println!("heap: {} exported object(s) judged", report.heap_objects);
+            outln!("heap: {} exported object(s) judged", report.heap_objects);
         }
         if let Some(r) = &report.rules {
-            println!("rules: {} rule(s) of {} over {} object(s)", r.rules, r.model, r.objects);
+            outln!("rules: {} rule(s) of {} over {} object(s)", r.rules, r.model, r.objects);
         }
         if let Some(g) = &report.graph {
-            println!("heap: {}", g.heap);
-            println!(
+            outln!("heap: {}", g.heap);
+            outln!(
                 "graph: {} object(s) from {} global(s) and {} orphan(s), {} on the heap; {} pointer(s) followed, {} broken ({} ms)",
                 g.objects, g.roots, g.orphans, g.heap_objects, g.edges, g.broken_edges, g.millis
             );
             if let Some(bound) = &g.bound {
-                println!("graph: {bound}");
+                outln!("graph: {bound}");
             }
         }
-        println!(
+        outln!(
             "{} violation(s); {} globals, {} fields, {} pointers, {} regions, {} spec(s) checked; {} part(s) not judged",
             report.findings.len(),
             report.globals,

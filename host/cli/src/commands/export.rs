@@ -74,15 +74,15 @@ pub fn print_export(report: &ExportReport, json: bool) -> Result<()> {
         return print_json(report);
     }
     for (table, rows) in &report.tables {
-        println!("{table}: {rows} rows");
+        outln!("{table}: {rows} rows");
     }
     for record in &report.records {
-        println!("{record}: protobuf");
+        outln!("{record}: protobuf");
     }
     if let Some(why) = &report.types_unavailable {
-        println!("types table empty: {why}");
+        outln!("types table empty: {why}");
     }
-    println!("-> {} (root {})", report.dir.display(), report.root);
+    outln!("-> {} (root {})", report.dir.display(), report.root);
     Ok(())
 }
 

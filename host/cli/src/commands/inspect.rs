@@ -23,17 +23,22 @@ pub fn run(a: Args, g: &Global) -> Result<()> {
         if g.json {
             return print_json(&serde_json::json!({ "processes": members }));
         }
-        println!(
+        outln!(
             "{}: a process tree of {} processes",
             a.snapshot.display(),
             members.len()
         );
         for m in &members {
             match m.zombie {
-                Some(status) => println!("  pid {} (parent {}): a zombie, wait status {status:#x}", m.pid, m.ppid),
-                None => println!(
+                Some(status) => outln!("  pid {} (parent {}): a zombie, wait status {status:#x}", m.pid, m.ppid),
+                None => outln!(
                     "  pid {} (parent {}, group {}, session {}): {} root {}",
-                    m.pid, m.ppid, m.pgid, m.sid, m.core, m.snapshot_root
+                    m.pid,
+                    m.ppid,
+                    m.pgid,
+                    m.sid,
+                    m.core,
+                    m.snapshot_root
                 ),
             }
         }
@@ -66,17 +71,17 @@ pub fn run(a: Args, g: &Global) -> Result<()> {
         print_json(&value)?;
     } else {
         let m = &snap.meta;
-        println!("{}: pid {} ({}) {}", a.snapshot.display(), m.pid, m.comm, m.exe);
-        println!("cmdline {:?}", m.cmdline);
-        println!("root {}  pages {}  threads {}", m.root, m.page_count, m.threads.len());
+        outln!("{}: pid {} ({}) {}", a.snapshot.display(), m.pid, m.comm, m.exe);
+        outln!("cmdline {:?}", m.cmdline);
+        outln!("root {}  pages {}  threads {}", m.root, m.page_count, m.threads.len());
         if let Some((path, root)) = &parent {
-            println!(
+            outln!(
                 "incremental: {} of its pages stored here, the others in its parent {path} (root {root}); `memzinc merge` writes the full core",
                 snap.stored_pages()
             );
         }
         for t in &m.threads {
-            println!(
+            outln!(
                 "  thread {} ({}) rip {:#x} rsp {:#x}; fp {} B, xstate {} B",
                 t.tid,
                 t.name,
@@ -87,7 +92,7 @@ pub fn run(a: Args, g: &Global) -> Result<()> {
             );
         }
         for f in &m.fds {
-            println!("  fd {} {} flags {:#o} pos {}", f.fd, f.path, f.flags, f.pos);
+            outln!("  fd {} {} flags {:#o} pos {}", f.fd, f.path, f.flags, f.pos);
         }
         if let Some(c) = &m.checkpoint {
             let pending = c.shared_pending.len() + c.threads.iter().map(|t| t.pending.len()).sum::<usize>();
@@ -96,7 +101,7 @@ pub fn run(a: Args, g: &Global) -> Result<()> {
                 v => v.iter().map(u32::to_string).collect::<Vec<_>>().join("/"),
             };
             let main = c.threads.first();
-            println!(
+            outln!(
                 "  checkpoint: process {}; cwd {}; {} signal handler(s), {} pending signal(s); uid {} gid {}",
                 if c.killed { "killed" } else { "left running" },
                 c.cwd,
@@ -105,7 +110,7 @@ pub fn run(a: Args, g: &Global) -> Result<()> {
                 main.map_or(String::new(), |t| ids(&t.uids)),
                 main.map_or(String::new(), |t| ids(&t.gids)),
             );
-            println!(
+            outln!(
                 "  checkpoint: {} eventfd(s), {} timerfd(s), {} signalfd(s), {} pipe(s), {} epoll(s), {} POSIX timer(s), {} resource limits",
                 c.eventfds.len(),
                 c.timerfds.len(),
@@ -117,10 +122,10 @@ pub fn run(a: Args, g: &Global) -> Result<()> {
             );
         }
         for note in memzinc::checkpoint::restore_notes(m) {
-            println!("  restore: {note}");
+            outln!("  restore: {note}");
         }
         for r in &m.regions {
-            println!(
+            outln!(
                 "  {:016x}-{:016x} {} {:>8} KiB {}{}{}",
                 r.map.start,
                 r.map.end,
@@ -135,11 +140,11 @@ pub fn run(a: Args, g: &Global) -> Result<()> {
                 }
             );
         }
-        println!("{} symbols", m.symbols.len());
+        outln!("{} symbols", m.symbols.len());
         for v in &values {
-            println!("{}: {} at {:#x} ({} bytes)", v.symbol, v.type_name, v.address, v.size);
+            outln!("{}: {} at {:#x} ({} bytes)", v.symbol, v.type_name, v.address, v.size);
             for f in &v.fields {
-                println!("  {:<20} {:<8} = {}", f.name, f.type_name, f.value);
+                outln!("  {:<20} {:<8} = {}", f.name, f.type_name, f.value);
             }
         }
     }

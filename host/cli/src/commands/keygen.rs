@@ -21,6 +21,6 @@ pub fn run(a: Args, _g: &Global) -> Result<()> {
         anyhow::bail!("{} exists; refusing to overwrite a keypair", a.output.display());
     }
     attest::write_keypair(&keypair, &a.output)?;
-    println!("{}", keypair.pubkey());
+    outln!("{}", keypair.pubkey());
     Ok(())
 }

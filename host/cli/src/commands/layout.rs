@@ -42,13 +42,13 @@ pub fn run(a: Args, g: &Global) -> Result<()> {
         print_json(&report)?;
     } else {
         for s in &report.structs {
-            print!("{}", layout::render(&s.name, &s.current, s.size));
+            out!("{}", layout::render(&s.name, &s.current, s.size));
             let how = match s.decided {
                 layout::Decided::AlreadyMinimal => "already minimal".to_string(),
                 layout::Decided::Optimal => "optimal, proven by gecode".to_string(),
                 layout::Decided::Feasible => "best found, not proven optimal".to_string(),
             };
-            println!(
+            outln!(
                 "/* --- reorganized: size {} -> {} (saved {}; lower bound {}; {how}{}) --- */",
                 s.size,
                 s.optimal_size,
@@ -58,13 +58,13 @@ pub fn run(a: Args, g: &Global) -> Result<()> {
                     .map(|l| format!("; hot fields in cache line {l}"))
                     .unwrap_or_default()
             );
-            print!("{}", layout::render(&s.name, &s.suggested, s.optimal_size));
-            println!();
+            out!("{}", layout::render(&s.name, &s.suggested, s.optimal_size));
+            outln!();
         }
         for k in &report.skipped {
-            println!("skipped struct {}: {}", k.name, k.why);
+            outln!("skipped struct {}: {}", k.name, k.why);
         }
-        println!(
+        outln!(
             "{} struct(s) reported, {} skipped; {} distinct shape(s), {} solver run(s), {} ms",
             report.structs.len(),
             report.skipped.len(),

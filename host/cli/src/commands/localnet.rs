@@ -38,7 +38,7 @@ pub fn run(a: Args, g: &Global) -> Result<()> {
     if let Some(path) = a.ready_file {
         memzinc::base::write_file_atomically(&path, info.to_string().as_bytes())?;
     }
-    println!("{info}");
+    outln!("{info}");
     let signal = stop.wait()?;
     eprintln!("localnet: {signal:?}, shutting down");
     net.stop()?;

@@ -100,7 +100,7 @@ impl Global {
         if self.json {
             return print_json(value);
         }
-        println!("{}", text(value));
+        outln!("{}", text(value));
         Ok(())
     }
 }
@@ -119,7 +119,7 @@ impl std::fmt::Display for Exit {
 impl std::error::Error for Exit {}
 
 pub fn print_json(value: &impl Serialize) -> Result<()> {
-    println!("{}", serde_json::to_string_pretty(value)?);
+    outln!("{}", serde_json::to_string_pretty(value)?);
     Ok(())
 }
 

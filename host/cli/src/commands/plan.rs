@@ -86,14 +86,14 @@ pub fn run(a: Args, g: &Global) -> Result<()> {
     let plan = reason::plan(&snap, &a.planner.planner()?, &opts, &output)?;
     plan.save(&output)?;
     if g.json {
-        println!("{}", plan.to_json_pretty()?);
+        outln!("{}", plan.to_json_pretty()?);
         return Ok(());
     }
     for f in &plan.findings {
-        println!("violation {:#x} {}: {}", f.address, f.location(), f.detail);
+        outln!("violation {:#x} {}: {}", f.address, f.location(), f.detail);
     }
     for w in &plan.writes {
-        println!(
+        outln!(
             "write {:#x} {}: {} -> {}",
             w.address,
             w.field,
@@ -101,7 +101,7 @@ pub fn run(a: Args, g: &Global) -> Result<()> {
             hex::encode(&w.new)
         );
     }
-    println!(
+    outln!(
         "plan -> {} ({} writes, {} bytes changed, {} by {})",
         output.display(),
         plan.writes.len(),
@@ -110,7 +110,7 @@ pub fn run(a: Args, g: &Global) -> Result<()> {
         plan.solver
     );
     if let Some(s) = &plan.stats {
-        println!("{}", stats_line(s));
+        outln!("{}", stats_line(s));
     }
     Ok(())
 }
@@ -129,14 +129,14 @@ fn relocate(snap: &Snapshot, roots: &[String], output: &std::path::Path, g: &Glo
     if g.json {
         let mut v: serde_json::Value = serde_json::from_str(&r.plan.to_json_pretty()?)?;
         v["relocation"] = serde_json::to_value(s)?;
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        outln!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(());
     }
     for p in &s.pins {
-        println!("pinned {:#x} {}: {}", p.address, p.path, p.why);
+        outln!("pinned {:#x} {}: {}", p.address, p.path, p.why);
     }
     for t in &s.structures {
-        println!(
+        outln!(
             "relocate {} ({}): {} object(s), {} moved, {} pinned; along its traversal: cache-line changes {} -> {}, \
              page changes {} -> {}; span {} -> {} bytes",
             t.root,
@@ -152,8 +152,8 @@ fn relocate(snap: &Snapshot, roots: &[String], output: &std::path::Path, g: &Glo
             t.span_after
         );
     }
-    println!("{} other pointer(s) rewritten", s.pointers_rewritten);
-    println!(
+    outln!("{} other pointer(s) rewritten", s.pointers_rewritten);
+    outln!(
         "plan -> {} ({} writes, {} bytes)",
         output.display(),
         r.plan.writes.len(),

@@ -152,7 +152,7 @@ pub fn run(a: PolicyCommand, g: &Global) -> Result<()> {
                     &serde_json::json!({"policy": address.to_string(), "signature": signature.map(|s| s.to_string())}),
                 )?;
             } else {
-                println!(
+                outln!(
                     "policy {address}{}",
                     signature
                         .map(|s| format!(" (signature {s})"))
@@ -165,7 +165,7 @@ pub fn run(a: PolicyCommand, g: &Global) -> Result<()> {
             if g.json {
                 print_json(&serde_json::json!({"policy": address.to_string(), "signature": signature.to_string()}))?;
             } else {
-                println!("policy {address} updated (signature {signature})");
+                outln!("policy {address} updated (signature {signature})");
             }
         }
         PolicyAction::Close => {
@@ -173,7 +173,7 @@ pub fn run(a: PolicyCommand, g: &Global) -> Result<()> {
             if g.json {
                 print_json(&serde_json::json!({"policy": address.to_string(), "signature": signature.to_string()}))?;
             } else {
-                println!("policy {address} closed (signature {signature})");
+                outln!("policy {address} closed (signature {signature})");
             }
         }
         PolicyAction::Show => {
@@ -193,7 +193,7 @@ pub fn run(a: PolicyCommand, g: &Global) -> Result<()> {
             if g.json {
                 print_json(&value)?;
             } else {
-                println!("{}", serde_json::to_string_pretty(&value)?);
+                outln!("{}", serde_json::to_string_pretty(&value)?);
             }
         }
     }

@@ -148,7 +148,7 @@ fn run_lazy(a: Args, inherit: Vec<memzinc::checkpoint::InheritFd>, g: &Global) -
                 d.report.writes_applied, d.attestation, d.seq
             )
         });
-        println!(
+        outln!(
             "restored pid {} from {}{applied}: running again after {:.1} ms; {} regions, {} fds; pages arriving lazily",
             report.pid,
             a.core.display(),

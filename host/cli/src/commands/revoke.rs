@@ -20,7 +20,7 @@ pub fn run(a: Args, g: &Global) -> Result<()> {
     if g.json {
         print_json(&serde_json::json!({"target": a.target, "seq": a.seq, "signature": signature.to_string()}))?;
     } else {
-        println!("attestation #{} of {} revoked (signature {signature})", a.seq, a.target);
+        outln!("attestation #{} of {} revoked (signature {signature})", a.seq, a.target);
     }
     Ok(())
 }

@@ -82,11 +82,11 @@ pub fn run(a: Args, g: &Global) -> Result<()> {
     let json = g.json;
     let summary = watch(&opts, chain, |event| {
         if json {
-            println!("{}", serde_json::to_string(event).unwrap_or_default());
+            outln!("{}", serde_json::to_string(event).unwrap_or_default());
         } else {
             match event {
                 WatchEvent::Healthy { round, root, .. } => {
-                    println!("round {round}: healthy, root {root}")
+                    outln!("round {round}: healthy, root {root}")
                 }
                 WatchEvent::Planned {
                     round,
@@ -95,14 +95,14 @@ pub fn run(a: Args, g: &Global) -> Result<()> {
                     plan,
                     dry_run,
                     ..
-                } => println!(
+                } => outln!(
                     "round {round}: {} violation(s): {}; plan {} ({writes} writes){}",
                     violations.len(),
                     violations.join("; "),
                     plan.display(),
                     if *dry_run { ", dry run: not applied" } else { "" }
                 ),
-                WatchEvent::RateLimited { round, applied_recently } => println!(
+                WatchEvent::RateLimited { round, applied_recently } => outln!(
                     "round {round}: not applied, {applied_recently} repair(s) applied within --per already"
                 ),
                 WatchEvent::Applied {
@@ -111,16 +111,16 @@ pub fn run(a: Args, g: &Global) -> Result<()> {
                     seq,
                     writes,
                     stopped_us,
-                } => println!(
+                } => outln!(
                     "round {round}: applied {writes} writes under attestation {attestation} (seq {seq}); target stopped {stopped_us} µs"
                 ),
             }
         }
     })?;
     if json {
-        println!("{}", serde_json::to_string(&summary)?);
+        outln!("{}", serde_json::to_string(&summary)?);
     } else {
-        println!(
+        outln!(
             "watch {}: {} rounds, {} repairs planned, {} applied",
             if summary.cancelled { "stopped" } else { "done" },
             summary.rounds,
