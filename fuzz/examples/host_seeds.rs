@@ -38,9 +38,9 @@ fn incremental_seed(pid: i32, work: &Path) -> (Vec<u8>, Vec<u8>) {
     memzinc::describe::track(pid).expect("track the tiny process");
     let parent = work.join(memzinc_fuzz::host::PARENT_NAME);
     memzinc::describe::take(pid, &parent, None).expect("the parent snapshot");
-    let prev = memzinc::describe::open_since(pid, &parent, false).expect("the parent opens");
+    let mut prev = memzinc::describe::open_since(pid, &parent, false).expect("the parent opens");
     let snapshot = work.join("snapshot");
-    let since = memzinc::describe::Since::Refer(&prev);
+    let since = memzinc::describe::Since::Refer(&mut prev);
     let report = memzinc::describe::take_since(pid, Some(since), &snapshot, None).expect("the incremental snapshot");
     assert!(report.parent.is_some(), "the seed refers to its parent");
     let opened = Snapshot::open(&snapshot).expect("the incremental seed opens");
