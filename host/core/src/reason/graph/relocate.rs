@@ -139,7 +139,7 @@ pub fn plan_relocation(snap: &Snapshot, types: DebugTypes, roots: &[String], tar
                     pins.insert(o, "its chunk is another size than the others'".into());
                 }
                 (None, _) => {
-                    pins.insert(o, "not at the start of a live heap chunk".into());
+                    pins.insert(o, "not at the start of a live malloc chunk".into());
                 }
             }
         }
@@ -524,11 +524,13 @@ fn traversal(g: &Graph<'_>, root: u32) -> Vec<u32> {
     order
 }
 
-/// The live chunk an object starts.
+/// The live chunk an object starts: an arena's, or one mapped on its own (`free` unmaps it
+/// by its own header wherever the object went, as it frees an arena's chunk).
 fn chunk_of<'g>(g: &'g Graph<'_>, o: u32) -> Option<&'g super::Chunk> {
     let obj = &g.objects[o as usize];
     let c = g.heap.chunks.get(obj.chunk as usize)?;
-    (obj.chunk != NONE && c.mem() == obj.address && c.state == ChunkState::Live).then_some(c)
+    let live = matches!(c.state, ChunkState::Live | ChunkState::Mmapped);
+    (obj.chunk != NONE && c.mem() == obj.address && live).then_some(c)
 }
 
 /// An object's bytes with its links zeroed (what must not change when it moves).
