@@ -18,9 +18,15 @@ macro_rules! out {
 fn write_output(text: std::fmt::Arguments, newline: bool) {
     use std::io::Write;
     let mut stdout = std::io::stdout().lock();
-    let written = stdout
-        .write_fmt(text)
-        .and_then(|()| if newline { stdout.write_all(b"\n") } else { Ok(()) });
+    output_written(
+        stdout
+            .write_fmt(text)
+            .and_then(|()| if newline { stdout.write_all(b"\n") } else { Ok(()) }),
+    );
+}
+
+/// What [`outln!`] does with the outcome of writing a command's output.
+fn output_written(written: std::io::Result<()>) {
     match written {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => std::process::exit(0),

@@ -127,9 +127,14 @@ fn relocate(snap: &Snapshot, roots: &[String], output: &std::path::Path, g: &Glo
     tracing::debug!("relocate: saved in {:?}", t.elapsed());
     let s = &r.summary;
     if g.json {
-        let mut v: serde_json::Value = serde_json::from_str(&r.plan.to_json_pretty()?)?;
-        v["relocation"] = serde_json::to_value(s)?;
-        outln!("{}", serde_json::to_string_pretty(&v)?);
+        use std::io::Write as _;
+        let mut stdout = std::io::BufWriter::new(std::io::stdout().lock());
+        crate::output_written(
+            r.plan
+                .write_json_with(&mut stdout, "relocation", s)
+                .and_then(|()| writeln!(stdout))
+                .and_then(|()| stdout.flush()),
+        );
         return Ok(());
     }
     for p in &s.pins {

@@ -228,6 +228,29 @@ impl Plan {
         })
     }
 
+    /// The plan as its file holds it, with `extra` beside its fields under `key`, streamed to
+    /// `w` (`plan --relocate --json` adds its summary): a relocation's plan is hundreds of
+    /// megabytes, and held again as a JSON value several times that.
+    pub fn write_json_with(
+        &self,
+        w: impl std::io::Write,
+        key: &'static str,
+        extra: &impl Serialize,
+    ) -> std::io::Result<()> {
+        #[derive(Serialize)]
+        struct With<'a, T: Serialize> {
+            #[serde(flatten)]
+            plan: PlanFile,
+            #[serde(flatten)]
+            extra: std::collections::BTreeMap<&'static str, &'a T>,
+        }
+        let with = With {
+            plan: PlanFile::from(self),
+            extra: [(key, extra)].into(),
+        };
+        serde_json::to_writer_pretty(w, &with).map_err(std::io::Error::from)
+    }
+
     /// Writes the plan file (atomically).
     pub fn save(&self, path: &Path) -> Result<()> {
         // Streamed: a relocation's plan is hundreds of megabytes.
