@@ -46,6 +46,8 @@ fn exercise(bytes: &[u8]) {
     report_verdict(&"opened");
     assert_eq!(snap.leaves.len() as u64, snap.meta.page_count);
     assert_eq!(snap.page_addresses().count() as u64, snap.meta.page_count);
+    // The chain as the files' parent notes alone name it starts at the parent opened.
+    assert_eq!(snap.ancestor_paths().first().map(|p| p.as_path()), snap.parent_path());
     if let Err(e) = snap.verify_pages() {
         one_line(&e);
     }

@@ -258,6 +258,18 @@ fn snapshot_since_reads_only_written_pages_and_gives_the_full_root() {
     let s7 = core("s7.core");
     let third = snapshot_json(&state, &["--pid", &pid, "-o", &s7, "--since", &s6]);
     assert_eq!(third["parent"], "s6.core");
+    // s7, the latest, refers to s6, which refers to s5: a snapshot since s7 may not be written
+    // over s5 (s7's pages there would be lost, and the chain would lead back to itself), with
+    // or without --merged; refused before the target is touched, so the chain goes on.
+    let root5 = Snapshot::open(Path::new(&s5)).unwrap().meta.root;
+    for merged in [&[][..], &["--merged"][..]] {
+        let mut args = vec!["snapshot", "--pid", &pid, "-o", &s5, "--since", &s7];
+        args.extend_from_slice(merged);
+        let (ok, _, stderr) = memzinc(&state, &args);
+        assert!(!ok && stderr.contains("would replace"), "{stderr}");
+        assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    }
+    assert_eq!(Snapshot::open(Path::new(&s5)).unwrap().meta.root, root5);
     target.dirty(5, 3);
     let s8 = core("s8.core");
     let copied = snapshot_json(&state, &["--pid", &pid, "-o", &s8, "--since", &s7, "--merged"]);
@@ -292,6 +304,12 @@ fn snapshot_since_reads_only_written_pages_and_gives_the_full_root() {
         snap7.parent().and_then(|p| p.parent()).map(|p| p.path.clone()),
         Some(s5.clone().into())
     );
+    // s5 holds pages of s7 two steps down its chain: a merge of s7 may not be written over it
+    // either (it would lose them), and s5 is intact after the try.
+    let (ok, _, stderr) = memzinc(&state, &["merge", &s7, "-o", &s5]);
+    assert!(!ok && stderr.contains("would replace"), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert_eq!(Snapshot::open(Path::new(&s5)).unwrap().meta.root, root5);
     snap7.verify_pages().unwrap();
     assert!(snap8.parent().is_none());
     assert_eq!(

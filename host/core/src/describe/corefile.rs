@@ -287,6 +287,8 @@ pub enum DescAs {
     Words32,
     /// Little-endian u64s (fast hashes).
     U64,
+    /// Not read at all (a reader that wants one small note of a core's many).
+    Skip,
 }
 
 /// A note's descriptor as [`read_notes`] read it.
@@ -294,6 +296,8 @@ pub enum Desc {
     Bytes(Vec<u8>),
     Words32(Vec<[u8; 32]>),
     U64(Vec<u64>),
+    /// [`DescAs::Skip`]: not read.
+    Skipped,
 }
 
 impl Desc {
@@ -303,6 +307,7 @@ impl Desc {
             Desc::Bytes(bytes) => bytes,
             Desc::Words32(words) => words.into_flattened(),
             Desc::U64(words) => words.iter().flat_map(|w| w.to_le_bytes()).collect(),
+            Desc::Skipped => Vec::new(),
         }
     }
 }
@@ -389,6 +394,7 @@ pub fn read_notes(
                 words.iter_mut().for_each(|w| *w = u64::from_le(*w));
                 Desc::U64(words)
             }
+            DescAs::Skip => Desc::Skipped,
             _ => {
                 let mut bytes = vec![0u8; len];
                 read(desc_start, &mut bytes)?;

@@ -232,6 +232,45 @@ pub fn open_since(pid: i32, path: &Path, with_parents: bool) -> Result<Snapshot>
     Ok(snap)
 }
 
+/// Whether `a` and `b` name one existing file.
+pub(super) fn same_file(a: &Path, b: &Path) -> bool {
+    matches!((a.canonicalize(), b.canonicalize()), (Ok(a), Ok(b)) if a == b)
+}
+
+/// Where the parent the core at `path` names is: `None` for a full core. Only its parent note
+/// is read.
+fn parent_named_in(path: &Path) -> std::result::Result<Option<PathBuf>, String> {
+    let file = File::open(path).map_err(|e| e.to_string())?;
+    let len = file.metadata().map_err(|e| e.to_string())?.len();
+    let segments = corefile::read_segments(&file, len)?;
+    let Some(notes) = segments.iter().find(|s| s.p_type == object::elf::PT_NOTE) else {
+        return Ok(None);
+    };
+    let is_parent = |name: &[u8], n_type| name == NOTE_OWNER.as_bytes() && n_type == NT_MEMZINC_PARENT;
+    let read = corefile::read_notes(
+        &file,
+        notes,
+        |name, n_type| {
+            if is_parent(name, n_type) {
+                DescAs::Bytes
+            } else {
+                DescAs::Skip
+            }
+        },
+        0,
+        &mut |_| {},
+    )?;
+    let Some(note) = read
+        .iter()
+        .find(|n| is_parent(&n.name, n.n_type))
+        .and_then(OwnedNote::bytes)
+    else {
+        return Ok(None);
+    };
+    let note = pb::ParentImage::decode(note).map_err(|e| format!("parent note: {e}"))?;
+    Ok(Some(parent_path(path, &note)))
+}
+
 /// Where the parent `note` of the incremental snapshot at `path` names is: relative to `path`'s
 /// directory, or absolute.
 fn parent_path(path: &Path, note: &pb::ParentImage) -> PathBuf {
@@ -897,6 +936,23 @@ impl Snapshot {
         }
     }
 
+    /// The files an incremental snapshot's pages are in besides its own: its parent, the
+    /// parent's parent, and so on to a full core, as each file's parent note names the next
+    /// (read from the note alone, not the whole core; a file that cannot be read ends the walk:
+    /// what lies beyond it is lost already). Writing over any of them loses pages.
+    pub fn ancestor_paths(&self) -> Vec<PathBuf> {
+        let mut paths = Vec::new();
+        let mut next = self.parent_path().map(Path::to_path_buf);
+        while let Some(path) = next.take() {
+            if paths.len() >= MAX_CHAIN || paths.contains(&path) {
+                break;
+            }
+            next = parent_named_in(&path).ok().flatten();
+            paths.push(path);
+        }
+        paths
+    }
+
     /// Pages stored in this file (all captured pages, unless it refers to a parent).
     pub fn stored_pages(&self) -> u64 {
         match &self.pages {
@@ -972,6 +1028,18 @@ impl Snapshot {
     /// parent note) and every captured page, from this file or its parents. Checked as
     /// `inspect` checks a core, every page against its leaf, before it takes its name.
     pub fn merge(&self, out: &Path) -> Result<Snapshot> {
+        // Over this file is fine (the same root, every page now in it); over a file it takes
+        // pages from, those pages are lost to every other snapshot that refers to that file.
+        if let Some(ancestor) = self.ancestor_paths().into_iter().find(|a| same_file(out, a)) {
+            return Err(Error::Parent {
+                path: self.path.clone(),
+                parent: ancestor,
+                why: format!(
+                    "the merged core {} would replace: write it to another file",
+                    out.display()
+                ),
+            });
+        }
         let mut notes: Vec<(String, u32, Vec<u8>)> = self
             .raw_notes()?
             .into_iter()

@@ -16,8 +16,9 @@ use super::corefile::{self, FileMapping, LoadRegion, ProcessIds, PsInfo};
 use super::region::SnapRegion;
 use super::roots::{roots_of, KnownLevel, Roots};
 use super::snapshot::{
-    parse_auxv, sealer, to_pb, Snapshot, SnapshotMeta, StoredRun, ThreadState, NOTE_OWNER, NT_MEMZINC_FAST_HASHES,
-    NT_MEMZINC_LEAVES, NT_MEMZINC_META, NT_MEMZINC_PARENT, NT_MEMZINC_SEAL, NT_MEMZINC_TREE_LEVEL,
+    parse_auxv, same_file, sealer, to_pb, Snapshot, SnapshotMeta, StoredRun, ThreadState, NOTE_OWNER,
+    NT_MEMZINC_FAST_HASHES, NT_MEMZINC_LEAVES, NT_MEMZINC_META, NT_MEMZINC_PARENT, NT_MEMZINC_SEAL,
+    NT_MEMZINC_TREE_LEVEL,
 };
 use super::track::Scan;
 use crate::base::pb::snapshot as pb;
@@ -167,8 +168,8 @@ pub fn take_paused(
     progress: Option<&indicatif::ProgressBar>,
     pause: Pause,
 ) -> Result<TakeReport> {
-    if let Some(Since::Refer(prev)) = &since {
-        check_not_over_parent(pid, out, prev)?;
+    if let Some(since) = &since {
+        check_not_over_parent(pid, out, since.prev(), matches!(since, Since::Refer(_)))?;
     }
     if let Some(since) = &since {
         check_since(pid, since.prev())?;
@@ -481,21 +482,30 @@ fn killed_while_snapshotting(pid: i32) -> impl Fn(Error) -> Error {
     }
 }
 
-/// A snapshot that refers to `prev` may not be written over it (or over the file `prev` refers
-/// to): the pages it does not store would be lost with it.
-fn check_not_over_parent(pid: i32, out: &Path, prev: &Snapshot) -> Result<()> {
-    let same = |a: &Path, b: &Path| matches!((a.canonicalize(), b.canonicalize()), (Ok(a), Ok(b)) if a == b);
-    for referred in std::iter::once(prev.path.as_path()).chain(prev.parent_path()) {
-        if same(out, referred) {
-            return Err(Error::NotIncremental {
-                pid,
-                why: format!(
-                    "{} would replace {}, which holds the pages it does not store; write it to another file (or take it --merged)",
-                    out.display(),
-                    referred.display()
-                ),
-            });
-        }
+/// A snapshot since `prev` may not be written over a file `prev` refers to for its pages (at
+/// any depth of its chain): they would be lost to `prev`. One that refers to `prev`, `refer`,
+/// may not be written over `prev` either: the pages it does not store would be lost with it.
+fn check_not_over_parent(pid: i32, out: &Path, prev: &Snapshot, refer: bool) -> Result<()> {
+    if refer && same_file(out, &prev.path) {
+        return Err(Error::NotIncremental {
+            pid,
+            why: format!(
+                "{} would replace {}, which holds the pages it does not store; write it to another file (or take it --merged)",
+                out.display(),
+                prev.path.display()
+            ),
+        });
+    }
+    if let Some(ancestor) = prev.ancestor_paths().into_iter().find(|a| same_file(out, a)) {
+        return Err(Error::NotIncremental {
+            pid,
+            why: format!(
+                "{} would replace {}, which {} refers to for its pages; write it to another file",
+                out.display(),
+                ancestor.display(),
+                prev.path.display()
+            ),
+        });
     }
     Ok(())
 }
