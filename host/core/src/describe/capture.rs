@@ -1211,7 +1211,12 @@ mod tests {
         let check = |leaves: &[[u8; 32]], fresh: &[(usize, usize)], before: &PageHashes| {
             let theirs = roots_of(&[], &[], &before.leaves, None).kept_level;
             let scratch = roots_of(&[], &[], leaves, None);
-            let since = roots_of(&[], &[], leaves, Some(KnownLevel { kept: &theirs, fresh }));
+            let known = KnownLevel {
+                kept: &theirs,
+                leaf_count: before.leaves.len(),
+                fresh,
+            };
+            let since = roots_of(&[], &[], leaves, Some(known));
             assert_eq!(since.kept_level, scratch.kept_level);
             assert_eq!(since.pages_root, scratch.pages_root);
         };

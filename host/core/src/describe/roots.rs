@@ -68,12 +68,14 @@ pub(super) fn trees_of(regions: &[SnapRegion], symbols: &[Symbol], leaves: &[[u8
         .with_symbols::<Sha2>(tree_symbols)
 }
 
-/// The kept level of an earlier snapshot, known to be its leaves', and where a later one's
-/// leaves are not that one's (runs of leaf indices `[start, end)`, any order): the later one's
-/// blocks without such a leaf keep their node.
+/// The kept level of an earlier snapshot of `leaf_count` leaves, known to be its leaves', and
+/// where a later one's leaves are not that one's (runs of leaf indices `[start, end)`, any
+/// order): with as many leaves (so blocks of the same leaves), the later one's blocks without
+/// such a leaf keep their node.
 #[derive(Clone, Copy)]
 pub(super) struct KnownLevel<'a> {
     pub kept: &'a [[u8; 32]],
+    pub leaf_count: usize,
     pub fresh: &'a [(usize, usize)],
 }
 
@@ -115,11 +117,11 @@ pub(super) fn roots_of(
 
 /// The page tree's nodes at [`KEPT_LEVEL`]: node i is the root of the block
 /// `leaves[BLOCK * i..]` (the last may be short), paired as the tree pairs them; the levels above
-/// are the tree's over these nodes. With `prev` (a level of as many blocks), a block without a
-/// fresh leaf keeps its node.
+/// are the tree's over these nodes. With `prev` (of as many leaves), a block without a fresh
+/// leaf keeps its node. (As many blocks is not enough: the last one may have had more leaves.)
 fn kept_level(leaves: &[[u8; 32]], prev: Option<KnownLevel<'_>>) -> Vec<[u8; 32]> {
     let blocks = leaves.len().div_ceil(BLOCK);
-    let prev = prev.filter(|p| p.kept.len() == blocks);
+    let prev = prev.filter(|p| p.leaf_count == leaves.len() && p.kept.len() == blocks);
     let mut stale = vec![prev.is_none(); blocks];
     for &(start, end) in prev.map_or(&[][..], |p| p.fresh) {
         if start < end {
@@ -314,6 +316,7 @@ pub(super) mod tests {
                 &leaves,
                 Some(KnownLevel {
                     kept: &theirs.kept_level,
+                    leaf_count: n,
                     fresh: &fresh,
                 }),
             );
@@ -332,10 +335,30 @@ pub(super) mod tests {
                     &leaves,
                     Some(KnownLevel {
                         kept: &theirs.kept_level,
+                        leaf_count: n,
                         fresh: &[],
                     }),
                 );
                 assert_ne!(blind.pages_root, roots.pages_root, "{n} leaves");
+            }
+            // A level of as many blocks but more leaves (a mapping at the end gone since): its
+            // last node covers leaves that are no longer there, so it is not kept.
+            if n % BLOCK != 0 {
+                let more: Vec<[u8; 32]> = (0..n.next_multiple_of(BLOCK) as u64)
+                    .map(merkle::unreadable_leaf::<Sha2>)
+                    .collect();
+                let theirs = roots_of(&regions, &symbols, &more, None);
+                let since = roots_of(
+                    &regions,
+                    &symbols,
+                    &leaves,
+                    Some(KnownLevel {
+                        kept: &theirs.kept_level,
+                        leaf_count: more.len(),
+                        fresh: &[],
+                    }),
+                );
+                assert_eq!(since.pages_root, roots.pages_root, "{n} leaves");
             }
         }
     }

@@ -841,9 +841,14 @@ fn write_frozen(
         )?;
         notes.start_writeback(data_end)?;
         let page_count = leaves.len() as u64;
-        let prev_level = since
-            .and_then(|s| s.prev().known_level())
-            .map(|kept| KnownLevel { kept, fresh: &fresh });
+        let prev_level = since.and_then(|s| {
+            let prev = s.prev();
+            prev.known_level().map(|kept| KnownLevel {
+                kept,
+                leaf_count: prev.meta.page_count as usize,
+                fresh: &fresh,
+            })
+        });
         let Roots {
             root,
             pages_root,
