@@ -124,9 +124,7 @@ pub(super) struct PageHashes {
 
 /// What the capture found, in range and page order.
 pub(super) struct Captured {
-    pub leaves: Vec<[u8; 32]>,
-    /// xxh3-64 of every page's stored bytes.
-    pub fast_hashes: Vec<u64>,
+    pub hashes: PageHashes,
     /// Runs of leaf indices `[start, end)` whose leaves are not the previous snapshot's at the
     /// same index (every leaf, without one): where the page tree's kept level may differ.
     pub fresh: Vec<(usize, usize)>,
@@ -777,14 +775,13 @@ pub(super) fn capture(
             return Err(e);
         }
         let pages_read = done.iter().map(|d| d.leaves.len() as u64).sum();
-        let (PageHashes { leaves, fast_hashes }, fresh) = page_hashes(ranges, &first_leaf, done, prev);
+        let (hashes, fresh) = page_hashes(ranges, &first_leaf, done, prev);
         tracing::debug!(
             "capture: hashed and written {:?} after the copy began",
             copy_started.elapsed()
         );
         Ok(Captured {
-            leaves,
-            fast_hashes,
+            hashes,
             fresh,
             unreadable,
             frozen_for,

@@ -305,21 +305,21 @@ pub(super) mod tests {
                 before[i] = [7; 32];
             }
             let theirs = roots_of(&regions, &symbols, &before, None);
+            // These leaves' roots since an earlier level of `leaf_count` leaves.
+            let since = |kept: &[[u8; 32]], leaf_count: usize, fresh: &[(usize, usize)]| {
+                let known = KnownLevel {
+                    kept,
+                    leaf_count,
+                    fresh,
+                };
+                roots_of(&regions, &symbols, &leaves, Some(known))
+            };
             let fresh: Vec<(usize, usize)> = [0, n / 2, n.saturating_sub(1)]
                 .into_iter()
                 .filter(|&i| i < n)
                 .map(|i| (i, i + 1))
                 .collect();
-            let again = roots_of(
-                &regions,
-                &symbols,
-                &leaves,
-                Some(KnownLevel {
-                    kept: &theirs.kept_level,
-                    leaf_count: n,
-                    fresh: &fresh,
-                }),
-            );
+            let again = since(&theirs.kept_level, n, &fresh);
             assert_eq!(
                 (again.root, again.pages_root),
                 (roots.root, roots.pages_root),
@@ -329,16 +329,7 @@ pub(super) mod tests {
             // The fresh runs are what says which nodes to hash again: without them, the earlier
             // level's nodes are kept where the leaves changed.
             if n > 0 {
-                let blind = roots_of(
-                    &regions,
-                    &symbols,
-                    &leaves,
-                    Some(KnownLevel {
-                        kept: &theirs.kept_level,
-                        leaf_count: n,
-                        fresh: &[],
-                    }),
-                );
+                let blind = since(&theirs.kept_level, n, &[]);
                 assert_ne!(blind.pages_root, roots.pages_root, "{n} leaves");
             }
             // A level of as many blocks but more leaves (a mapping at the end gone since): its
@@ -348,17 +339,8 @@ pub(super) mod tests {
                     .map(merkle::unreadable_leaf::<Sha2>)
                     .collect();
                 let theirs = roots_of(&regions, &symbols, &more, None);
-                let since = roots_of(
-                    &regions,
-                    &symbols,
-                    &leaves,
-                    Some(KnownLevel {
-                        kept: &theirs.kept_level,
-                        leaf_count: more.len(),
-                        fresh: &[],
-                    }),
-                );
-                assert_eq!(since.pages_root, roots.pages_root, "{n} leaves");
+                let longer = since(&theirs.kept_level, more.len(), &[]);
+                assert_eq!(longer.pages_root, roots.pages_root, "{n} leaves");
             }
         }
     }

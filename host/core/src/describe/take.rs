@@ -731,52 +731,26 @@ fn write_frozen(
                 (Freeze::Protected(frozen), None)
             }
         };
-        let captured = match (freeze, plan.as_deref_mut()) {
-            (Freeze::CopyOnWrite(frozen), Some(plan)) => {
-                let source = capture::CowSource {
-                    frozen,
-                    copy: &mut plan.copy,
-                    during_freeze: &plan.during_freeze,
-                    overlay: &plan.overlay,
-                };
-                capture::capture(
-                    pid,
-                    capture::Hold::CopyOnWrite(source),
-                    &ranges,
-                    prev_hashes,
-                    w.get_ref(),
-                    out,
-                )?
-            }
+        let hold = match (freeze, plan.as_deref_mut()) {
+            (Freeze::CopyOnWrite(frozen), Some(plan)) => capture::Hold::CopyOnWrite(capture::CowSource {
+                frozen,
+                copy: &mut plan.copy,
+                during_freeze: &plan.during_freeze,
+                overlay: &plan.overlay,
+            }),
             (Freeze::Protected(frozen), _) => {
                 let (view, during) = view.as_ref().expect("a write-protected freeze comes with its view");
-                let source = capture::ProtectedSource {
+                capture::Hold::Protected(capture::ProtectedSource {
                     frozen,
                     view,
                     during_freeze: during,
-                };
-                capture::capture(
-                    pid,
-                    capture::Hold::Protected(source),
-                    &ranges,
-                    prev_hashes,
-                    w.get_ref(),
-                    out,
-                )?
+                })
             }
-            (Freeze::ThawAfterCopy(f), _) => capture::capture(
-                pid,
-                capture::Hold::ThawAfterCopy(f),
-                &ranges,
-                prev_hashes,
-                w.get_ref(),
-                out,
-            )?,
-            (Freeze::Keep(f), _) => {
-                capture::capture(pid, capture::Hold::Keep(f), &ranges, prev_hashes, w.get_ref(), out)?
-            }
+            (Freeze::ThawAfterCopy(f), _) => capture::Hold::ThawAfterCopy(f),
+            (Freeze::Keep(f), _) => capture::Hold::Keep(f),
             (Freeze::CopyOnWrite(_), None) => unreachable!("a copy-on-write freeze comes with its plan"),
         };
+        let captured = capture::capture(pid, hold, &ranges, prev_hashes, w.get_ref(), out)?;
         let frozen_ms = captured.frozen_for.as_secs_f64() * 1e3;
         let copy_on_write = plan.is_some() || view.is_some();
         let copy_on_write_by = if plan.is_some() {
@@ -815,7 +789,7 @@ fn write_frozen(
         for (r, unreadable) in regions.iter_mut().filter(|r| r.captured).zip(captured.unreadable) {
             r.unreadable_pages = unreadable;
         }
-        let (leaves, fast_hashes, fresh) = (captured.leaves, captured.fast_hashes, captured.fresh);
+        let (PageHashes { leaves, fast_hashes }, fresh) = (captured.hashes, captured.fresh);
         // Off the cores the running target keeps busy while the rest is written (the final
         // fsync and rename come after).
         let _kept_off = captured.kept_off;
