@@ -43,7 +43,8 @@ CRIU=${CRIU:-$MEMZINC_ROOT/../shared/tools/criu41.sh}
 [ -x "$MEMZINC" ] || { echo "no memzinc at $MEMZINC (cargo build --release -p memzinc-cli)" >&2; exit 1; }
 work=$(mktemp -d "$OUT_DIR/bench-incremental.XXXXXX")
 export MEMZINC_STATE_DIR=$work/state
-trap 'kill -CONT "${twin:-0}" 2>/dev/null; kill "${target:-0}" "${twin:-0}" 2>/dev/null || true; rm -rf "$work"' EXIT
+# (Each pid only once set: `kill 0` would signal this script's whole process group.)
+trap 'for p in ${target:-} ${twin:-}; do kill -CONT "$p"; kill "$p"; done 2>/dev/null; rm -rf "$work"' EXIT
 gcc -O2 -pthread -o "$work/cpause" "$MEMZINC_ROOT/tests/targets/cpause.c"
 
 now_ns() { date +%s%N; }

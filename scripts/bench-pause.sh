@@ -24,7 +24,7 @@ CRIU=${CRIU:-$MEMZINC_ROOT/../shared/tools/criu41.sh}
 OUT_DIR=${OUT_DIR:-/tmp}
 [ -x "$MEMZINC" ] || { echo "no memzinc at $MEMZINC (cargo build --release -p memzinc-cli)" >&2; exit 1; }
 work=$(mktemp -d "$OUT_DIR/bench-pause.XXXXXX")
-trap 'kill "${target:-0}" 2>/dev/null || true; rm -rf "$work"' EXIT
+trap 'if [ -n "${target:-}" ]; then kill "$target" 2>/dev/null; fi; rm -rf "$work"' EXIT
 gcc -O2 -pthread -o "$work/cpause" "$MEMZINC_ROOT/tests/targets/cpause.c"
 
 now_ns() { date +%s%N; }
