@@ -9,7 +9,7 @@
 //! - the reader (the calling thread) copies 8 MiB chunks into a small pool of page-aligned
 //!   buffers and queues them; the target is thawed right after the last chunk is copied, before
 //!   the last hashing and the disk; what is hashed is what was copied while it was stopped (a
-//!   consistent image). With more than the pool (128 MiB) to copy, the reader waits for a free
+//!   consistent image). With more than the pool (48 MiB) to copy, the reader waits for a free
 //!   buffer, so a large target stays stopped for about as long as hashing takes;
 //! - every chunk goes at once to a hasher (one per core: SHA-256 leaf + xxh3 per page) and to
 //!   a writer, which writes it with O_DIRECT straight from the buffer at its file offset. Both
@@ -37,14 +37,22 @@ use crate::introspect::{self, ForkedCopy, Frozen, MapEntry, WriteProtected, PAGE
 
 /// Pages are copied, hashed and written in chunks of this size.
 const CHUNK: usize = 8 << 20;
-/// Chunk buffers in use at most (128 MiB). Fresh memory costs more to fault in than to copy
-/// into (on this VM 0.3–2 ms per MiB, huge pages included, depending on how much compaction
-/// they need), so buffers are reused: the reader takes a free one when there is one and
-/// allocates only when there is none, and a target larger than this stays frozen while its
-/// last chunks are hashed. Faulting them in before the freeze made the total longer (100 MiB
-/// checkpoint: 0.07–0.10 s allocating on demand, 0.15–0.32 s with the buffers prepared first)
-/// and the freeze hardly shorter: on demand, the faults overlap the hashing and writing.
-const MAX_BUFFERS: usize = 16;
+/// Chunk buffers in use at most with `workers` hashers and as many writers: one for the reader
+/// to fill while each worker holds one, and a spare (48 MiB on 2 cores), at most 16 (128 MiB).
+/// Fresh memory costs more to fault in than to copy into (on this VM 0.3–2 ms per MiB, huge
+/// pages included, depending on how much compaction they need), so buffers are reused: the
+/// reader takes a free one when there is one and allocates only when there is none, and a
+/// target larger than this stays frozen while its last chunks are hashed. With 16 buffers on 2
+/// cores the zeroing of fresh pages was a sixth of a 1 GiB snapshot's CPU (perf): 1 GiB
+/// copy-on-write took 1.42–1.64 s against 1.19–1.30 s with 6, stop-the-world 0.71–0.89 s
+/// against 0.64–0.69 s (4 alternated runs), 100 MiB written since the previous snapshot of 4 GiB
+/// 0.335 and 0.339 s against 0.299 and 0.317 s (medians of two benches of 9 runs), and 100 MiB
+/// no slower. Faulting them in before the freeze made the total longer (100 MiB checkpoint:
+/// 0.07–0.10 s allocating on demand, 0.15–0.32 s with the buffers prepared first) and the freeze
+/// hardly shorter: on demand, the faults overlap the hashing and writing.
+fn max_buffers(workers: usize) -> usize {
+    (2 * workers + 2).min(16)
+}
 
 /// Which mappings a snapshot copies (and `track` follows).
 pub(super) fn should_capture(m: &MapEntry) -> bool {
@@ -558,8 +566,9 @@ pub(super) fn capture(
     // its hashing, and stays busy. The buffer is free again when both are done with it (when
     // the chunk, shared by both, is dropped).
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-    let (hash_tx, hash_rx) = mpsc::sync_channel::<Arc<Chunk>>(MAX_BUFFERS);
-    let (write_tx, write_rx) = mpsc::sync_channel::<Arc<Chunk>>(MAX_BUFFERS);
+    let buffers = max_buffers(cores);
+    let (hash_tx, hash_rx) = mpsc::sync_channel::<Arc<Chunk>>(buffers);
+    let (write_tx, write_rx) = mpsc::sync_channel::<Arc<Chunk>>(buffers);
     let (free_tx, free_rx) = mpsc::channel::<PageBuf>();
     let (hash_rx, write_rx) = (Arc::new(Mutex::new(hash_rx)), Arc::new(Mutex::new(write_rx)));
 
@@ -639,6 +648,7 @@ pub(super) fn capture(
         let mut pool = Pool {
             confinement: Confinement::new(&busy_cores),
             allocated: 0,
+            max: buffers,
             small_pages: matches!(frozen, Hold::CopyOnWrite(_) | Hold::Protected(_)),
             free_tx,
             free_rx,
@@ -873,6 +883,8 @@ struct Pool<'a> {
     /// The reader's: it reads from the running target or its copy after the thaw.
     confinement: Confinement<'a>,
     allocated: usize,
+    /// Buffers allocated at most ([`max_buffers`]).
+    max: usize,
     /// New buffers on 4 KiB pages (see [`Pool::take`]): until a copy-on-write target is thawed.
     small_pages: bool,
     free_tx: mpsc::Sender<PageBuf>,
@@ -881,13 +893,13 @@ struct Pool<'a> {
 
 impl Pool<'_> {
     /// A free buffer: one back from a dropped chunk, a new one while fewer than
-    /// [`MAX_BUFFERS`] exist, else the next to come back. Every buffer is in a chunk then: it
+    /// [`Pool::max`] exist, else the next to come back. Every buffer is in a chunk then: it
     /// comes back when its chunk is dropped, also when the workers stopped (a write failed);
     /// the next send fails, and their error is the one to report. `None`: none can come.
     fn take(&mut self) -> Result<Option<PageBuf>> {
         match self.free_rx.try_recv() {
             Ok(buf) => Ok(Some(buf)),
-            Err(_) if self.allocated < MAX_BUFFERS => {
+            Err(_) if self.allocated < self.max => {
                 self.allocated += 1;
                 // The buffers of a copy-on-write capture filled during the freeze take what is
                 // read then, usually a few pages: a huge page's fault (2 MiB zeroed, memory the
