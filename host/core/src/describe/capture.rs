@@ -38,18 +38,14 @@ use crate::introspect::{self, ForkedCopy, Frozen, MapEntry, WriteProtected, PAGE
 /// Pages are copied, hashed and written in chunks of this size.
 const CHUNK: usize = 8 << 20;
 /// Chunk buffers in use at most with `workers` hashers and as many writers: one for the reader
-/// to fill while each worker holds one, and a spare (48 MiB on 2 cores), at most 16 (128 MiB).
-/// Fresh memory costs more to fault in than to copy into (on this VM 0.3–2 ms per MiB, huge
-/// pages included, depending on how much compaction they need), so buffers are reused: the
-/// reader takes a free one when there is one and allocates only when there is none, and a
-/// target larger than this stays frozen while its last chunks are hashed. With 16 buffers on 2
-/// cores the zeroing of fresh pages was a sixth of a 1 GiB snapshot's CPU (perf): 1 GiB
-/// copy-on-write took 1.42–1.64 s against 1.19–1.30 s with 6, stop-the-world 0.71–0.89 s
-/// against 0.64–0.69 s (4 alternated runs), 100 MiB written since the previous snapshot of 4 GiB
-/// 0.335 and 0.339 s against 0.299 and 0.317 s (medians of two benches of 9 runs), and 100 MiB
-/// no slower. Faulting them in before the freeze made the total longer (100 MiB checkpoint:
-/// 0.07–0.10 s allocating on demand, 0.15–0.32 s with the buffers prepared first) and the freeze
-/// hardly shorter: on demand, the faults overlap the hashing and writing.
+/// to fill while each worker holds one, and a spare (48 MiB on 2 cores), at most 16. Buffers are
+/// reused (the reader allocates one only when none is free), and no more are made than the
+/// pipeline can use, since fresh memory costs more to fault in than to copy into (on this VM
+/// 0.3–2 ms per MiB, huge pages included): with 16 on 2 cores, zeroing them was a sixth of a
+/// 1 GiB snapshot's CPU (perf), and 6 made it 8 % faster with the same pause (README). A target
+/// larger than the pool stays frozen while its last chunks are hashed. Faulting them in before
+/// the freeze made the total longer (100 MiB checkpoint: 0.07–0.10 s allocating on demand,
+/// 0.15–0.32 s prepared first) and the freeze hardly shorter.
 fn max_buffers(workers: usize) -> usize {
     (2 * workers + 2).min(16)
 }
