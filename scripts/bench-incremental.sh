@@ -107,7 +107,9 @@ stats() {
 
 echo "machine: $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg), $(uname -r); memzinc $MEMZINC"
 read -ra modes <<< "${MODES:-delta merged full criu}"
-if [[ " ${modes[*]} " == *" criu "* ]]; then
+with_criu=false
+[[ " ${modes[*]} " == *" criu "* ]] && with_criu=true
+if $with_criu; then
   tracking=$("$CRIU" check --feature mem_dirty_track 2>&1 || true)
   if grep -q 'Dirty tracking is OFF' <<< "$tracking"; then
     echo "criu: this kernel has no soft-dirty bits (criu check: \"Dirty tracking is OFF\"), so CRIU's"
@@ -117,17 +119,20 @@ if [[ " ${modes[*]} " == *" criu "* ]]; then
     echo "      pre-dump chain is not timed by this script)"
   fi
 fi
-setsid "$work/cpause" "$SIZE" $((DIRTY * 256)) > "$work/out" 2>&1 < /dev/null &
-target=$!
-while ! grep -q ready "$work/out" 2>/dev/null; do sleep 0.05; done
+# Starts a cpause writing to OUTPUT, its pid in the variable named VAR at once (for the exit
+# trap), and waits until its memory is written.
+start_cpause() {
+  setsid "$work/cpause" "$SIZE" $((DIRTY * 256)) > "$2" 2>&1 < /dev/null &
+  printf -v "$1" %s "$!"
+  while ! grep -q ready "$2" 2>/dev/null; do sleep 0.05; done
+}
+start_cpause target "$work/out"
 "$MEMZINC" track --pid "$target" > /dev/null
 last=$work/base.core
 "$MEMZINC" snapshot --pid "$target" -o "$last" > /dev/null
-if [[ " ${modes[*]} " == *" criu "* ]]; then
+if $with_criu; then
   kill -STOP "$target"
-  setsid "$work/cpause" "$SIZE" $((DIRTY * 256)) > "$work/twin.out" 2>&1 < /dev/null &
-  twin=$!
-  while ! grep -q ready "$work/twin.out" 2>/dev/null; do sleep 0.05; done
+  start_cpause twin "$work/twin.out"
   kill -STOP "$twin"; kill -CONT "$target"
 fi
 : > "$work/results"
