@@ -173,8 +173,8 @@ fn a_full_disk_is_one_line_and_leaves_nothing() {
     full_disk("a_full_disk_is_one_line_and_leaves_nothing", "256k", &[]);
 }
 
-/// The disk fills after 64 MiB of a 300 MiB target: more than the copy's buffer pool (48 MiB)
-/// is in flight when the writes start failing, and the copy must still stop and report it.
+/// The disk fills after 64 MiB of a 300 MiB target: more than the copy's buffer pool (at most
+/// 128 MiB) is in flight when the writes start failing, and the copy must still stop and report it.
 #[test]
 fn a_disk_that_fills_midway_through_a_large_target_is_one_line_and_leaves_nothing() {
     full_disk(

@@ -9,8 +9,8 @@
 //! - the reader (the calling thread) copies 8 MiB chunks into a small pool of page-aligned
 //!   buffers and queues them; the target is thawed right after the last chunk is copied, before
 //!   the last hashing and the disk; what is hashed is what was copied while it was stopped (a
-//!   consistent image). With more than the pool (48 MiB) to copy, the reader waits for a free
-//!   buffer, so a large target stays stopped for about as long as hashing takes;
+//!   consistent image). With more than the pool (`max_buffers`) to copy, the reader waits for a
+//!   free buffer, so a large target stays stopped for about as long as hashing takes;
 //! - every chunk goes at once to a hasher (one per core: SHA-256 leaf + xxh3 per page) and to
 //!   a writer, which writes it with O_DIRECT straight from the buffer at its file offset. Both
 //!   only read the buffer, so the disk starts on a chunk as soon as it is copied rather than
