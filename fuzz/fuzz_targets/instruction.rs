@@ -16,13 +16,18 @@ use libfuzzer_sys::fuzz_target;
 use memzinc_fuzz::ref_rule_valid;
 use memzinc_verifier::accounts::{PolicyConfig, MAX_SIGNERS, MAX_WITNESSES};
 use memzinc_verifier::instruction::{
-    parse_no_args, parse_policy_config, Ix, OpenBufferArgs, PlanHashArgs, RecordAppliedArgs, RevokeArgs,
-    WitnessSnapshotArgs, WriteBufferArgs,
+    parse_append_slots, parse_no_args, parse_policy_config, CheckPartArgs, Ix, OpenBufferArgs, OpenRelocationArgs,
+    PlanHashArgs, RecordAppliedArgs, RevokeArgs, WitnessSnapshotArgs, WriteBufferArgs,
 };
 use memzinc_verifier::wire::{PolicyRules, SymbolRule, SymbolRules};
 use memzinc_verifier::VerifyError::{self, *};
 
-const NAMES: [(&str, Ix); 10] = [
+const NAMES: [(&str, Ix); 15] = [
+    ("open_relocation", Ix::OpenRelocation),
+    ("append_slots", Ix::AppendSlots),
+    ("check_relocation_part", Ix::CheckRelocationPart),
+    ("finish_relocation", Ix::FinishRelocation),
+    ("close_relocation", Ix::CloseRelocation),
     ("initialize_policy", Ix::InitializePolicy),
     ("update_policy", Ix::UpdatePolicy),
     ("close_policy", Ix::ClosePolicy),
@@ -35,8 +40,8 @@ const NAMES: [(&str, Ix); 10] = [
     ("witness_snapshot", Ix::WitnessSnapshot),
 ];
 
-fn discriminators() -> &'static [([u8; 8], Ix); 10] {
-    static D: OnceLock<[([u8; 8], Ix); 10]> = OnceLock::new();
+fn discriminators() -> &'static [([u8; 8], Ix); 15] {
+    static D: OnceLock<[([u8; 8], Ix); 15]> = OnceLock::new();
     D.get_or_init(|| {
         NAMES.map(|(name, ix)| {
             use sha2::Digest;
@@ -201,6 +206,36 @@ fn check_args(ix: Ix, a: &[u8]) {
             });
             assert_eq!(WitnessSnapshotArgs::parse(a), expected);
         }
+        Ix::OpenRelocation => {
+            let expected = exact(a, 136).and_then(|()| match (u32_at(a, 128), u32_at(a, 132)) {
+                (0, _) | (_, 0) => Err(MalformedInstruction),
+                (slot_count, per_store) => Ok(OpenRelocationArgs {
+                    target_id: hash_at(a, 0),
+                    snapshot_root: hash_at(a, 32),
+                    model_hash: hash_at(a, 64),
+                    region_table_hash: hash_at(a, 96),
+                    slot_count,
+                    per_store,
+                }),
+            });
+            assert_eq!(OpenRelocationArgs::parse(a), expected);
+        }
+        Ix::AppendSlots => {
+            let expected = if a.len() >= 4 && a.len() as u64 == 4 + u32_at(a, 0) as u64 {
+                Ok(&a[4..])
+            } else {
+                Err(MalformedInstruction)
+            };
+            assert_eq!(parse_append_slots(a), expected);
+        }
+        Ix::CheckRelocationPart => {
+            let expected = exact(a, 40).map(|()| CheckPartArgs {
+                plan_hash: hash_at(a, 0),
+                hi: u64::from_le_bytes(a[32..40].try_into().unwrap()),
+            });
+            assert_eq!(CheckPartArgs::parse(a), expected);
+        }
+        Ix::FinishRelocation | Ix::CloseRelocation => assert_eq!(parse_no_args(a), exact(a, 0)),
     }
 }
 

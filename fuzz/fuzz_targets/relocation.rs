@@ -12,6 +12,9 @@
 //! write dropped, duplicated or added, a pointer rewritten into another slot, two objects sent
 //! to one slot with the writes recomputed consistently, a page of evidence dropped.
 //!
+//! The same relocation is also checked in parts (`relocation_stream`), and must be judged as
+//! in one submission (`check_streamed`).
+//!
 //! Asserts: `verify_submission` returns exactly what `ref_verify_submission` returns; an
 //! unforged relocation is accepted under a policy that allows its moves (and refused with
 //! `RelocationNotAllowed` / `PlanTooManyMoves` otherwise); forgeries that change what the plan
@@ -24,6 +27,7 @@ use libfuzzer_sys::fuzz_target;
 use memzinc_fuzz::relocation::{honest_writes, moved, Memory};
 use memzinc_fuzz::{ref_verify_submission, report_verdict, RefHash, Sha2, PAGE};
 use memzinc_verifier::plan::{Evidence, PatchPlan, SnapshotTrees, Submission, Write};
+use memzinc_verifier::relocation_stream::{append_slots, check_part, finish, Records, RECORD_LEN, STREAM_SLOT_LEN};
 use memzinc_verifier::rules::verify_submission;
 use memzinc_verifier::wire::{PolicyRules, Region, Slot, SymbolRules, REGION_READ, REGION_WRITE};
 use memzinc_verifier::VerifyError;
@@ -472,5 +476,62 @@ fuzz_target!(|input: Input| {
     if must_refuse {
         assert!(verdict.is_err(), "a forgery was accepted: {:?}", input.forgery);
     }
+    if !submission.plan.slots.is_empty() {
+        check_streamed(&submission, &rules, 1 + input.cuts as usize % 4);
+    }
     report_verdict(&verdict);
 });
+
+/// The relocation checked in parts of at most `max_slots` slots: accepted exactly when the
+/// same plan is accepted in one submission with each slot's `from` made the inverse of its `to`
+/// (a stream never reads `from`: the taken marks prove `to` a bijection instead), and refused
+/// when `to` is no permutation.
+fn check_streamed(submission: &Submission, rules: &PolicyRules, max_slots: usize) {
+    let streamed = streamed(submission, rules, max_slots);
+    let n = submission.plan.slots.len();
+    let mut seen = vec![false; n];
+    let permutation = submission
+        .plan
+        .slots
+        .iter()
+        .all(|s| (s.to as usize) < n && !std::mem::replace(&mut seen[s.to as usize], true));
+    if !permutation {
+        assert!(streamed.is_err(), "a stream accepted slots that are no permutation");
+        return;
+    }
+    let mut canonical = submission.clone();
+    for i in 0..n {
+        let to = canonical.plan.slots[i].to as usize;
+        canonical.plan.slots[to].from = i as u32;
+    }
+    let whole = verify_submission::<Sha2>(rules, &SymbolRules::default(), &canonical.encode()).map(|_| ());
+    assert_eq!(
+        streamed.is_ok(),
+        whole.is_ok(),
+        "in parts {streamed:?}, whole {whole:?}"
+    );
+}
+
+fn streamed(submission: &Submission, rules: &PolicyRules, max_slots: usize) -> Result<(), VerifyError> {
+    let parts = submission.stream_parts(usize::MAX, max_slots)?;
+    let plan = &submission.plan;
+    let n = plan.slots.len() as u32;
+    let per = 3;
+    let mut stores: Vec<Vec<u8>> = (0..n.div_ceil(per))
+        .map(|_| vec![0; per as usize * RECORD_LEN])
+        .collect();
+    let mut views: Vec<&mut [u8]> = stores.iter_mut().map(|s| s.as_mut_slice()).collect();
+    let mut records = Records::new(&mut views, per, n)?;
+    let mut state = plan.stream_start::<Sha2>();
+    let table: Vec<u8> = plan.stream_slots().iter().flat_map(|s| s.encode()).collect();
+    for chunk in table.chunks(5 * STREAM_SLOT_LEN) {
+        append_slots::<Sha2>(&mut state, &mut records, chunk)?;
+    }
+    for p in &parts {
+        let bytes = p.submission.encode();
+        check_part::<Sha2>(&mut state, rules, &SymbolRules::default(), &mut records, &bytes, p.hi)?;
+    }
+    let (hash, _) = finish::<Sha2>(&state, rules)?;
+    assert_eq!(hash, plan.streamed_plan_hash::<Sha2>(), "the stream's plan hash");
+    Ok(())
+}

@@ -157,6 +157,33 @@ fn main() {
         ));
     }
 
+    // A relocation in parts (relocation_stream): the costliest part and the finish, for a list
+    // of one node per page (the pages dominate) and one packed 26 to a page as glibc's 32-byte
+    // chunks are in the relocation bench's heap (the slots dominate).
+    let mut streamed = Vec::new();
+    for (n, per_page, max_slots) in [(64u64, 1u64, 16usize), (1024, 26, 128), (1024, 26, 256)] {
+        let policy = PolicyConfig {
+            rules: PolicyRules {
+                max_bytes: u32::MAX,
+                max_writes: u32::MAX,
+                max_moves: n as u32,
+                ..policy.rules
+            },
+            ..policy
+        };
+        let mut e = env_with_authority(&policy, solana_keypair::Keypair::new_from_array([45; 32]));
+        let opener = synthetic::submission("bench-streamed", &[(0x70_0000 + 8, 4)]);
+        e.attest(&opener, 0).expect("creates the chain");
+        let submission = memzinc_tests::relocation::dense_submission("bench-streamed", n, per_page);
+        let cost = e
+            .attest_in_parts(&submission, 1, max_slots, 1, |_, _| {})
+            .expect("attest a relocation in parts");
+        streamed.push(format!(
+            "| {n} objects, {per_page} to a page, parts of at most {max_slots} slots | {} | {} | {} | {} | {} |\n",
+            cost.parts, cost.most_part_cu, cost.finish_cu, cost.uploaded_bytes, cost.transactions
+        ));
+    }
+
     let mut md = String::from(
         "# Compute units\n\nWritten by `cargo bench -p memzinc-tests --bench compute_units` (LiteSVM, the real\n\
          `target/deploy/attestor.so`). Each write sits on its own page, so each carries a full 4 KiB page\n\
@@ -181,6 +208,14 @@ fn main() {
             "| {name} | {cu} | {:.1} | {bytes} | {txs} |\n",
             *cu as f64 / baseline as f64
         );
+    }
+    md += "\nA relocation too large for one submission is attested in parts (`attest --in-parts`, and\n\
+           always when it does not fit): `open_relocation`, its slot table in `append_slots` of 50\n\
+           slots, then one `check_relocation_part` per part (its buffer uploaded first), then\n\
+           `finish_relocation`. Each part must stay within the 1,400,000 limit on its own.\n\n\
+           | relocation | parts | costliest part (CU) | finish (CU) | uploaded bytes | transactions |\n|---|---:|---:|---:|---:|---:|\n";
+    for row in &streamed {
+        md += row;
     }
     print!("{md}");
     let path = memzinc_tests::repo_root().join("COMPUTE_UNITS.md");

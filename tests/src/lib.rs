@@ -289,8 +289,10 @@ pub mod relocation {
     pub const HEAP: u64 = 0x80_0000;
     pub const HEAD: u64 = 0x90_0000;
 
-    fn node(page: u64) -> u64 {
-        HEAP + page * PAGE_LEN as u64 + 0x40
+    /// Node position `pos`: `per_page` nodes to a page, 32 bytes apart (a 16-byte node in a
+    /// 32-byte malloc chunk).
+    fn node(pos: u64, per_page: u64) -> u64 {
+        HEAP + pos / per_page * PAGE_LEN as u64 + 0x40 + pos % per_page * 32
     }
 
     /// The list of `n` nodes and its relocation; `n` a power of two (so `(5k + 1) mod n` is a
@@ -302,7 +304,18 @@ pub mod relocation {
     /// As [`submission`], with the slots changed by `edit` before the writes are computed from
     /// them: a forger's plan whose bytes and pointers agree with its own slots.
     pub fn submission_edited(target: &str, n: u64, edit: impl Fn(&mut Vec<Slot>)) -> Submission {
-        assert!(n.is_power_of_two() && n >= 4);
+        dense_submission_edited(target, n, 1, edit)
+    }
+
+    /// As [`submission`], with `per_page` nodes to a page (at most 120), as a real heap packs
+    /// them.
+    pub fn dense_submission(target: &str, n: u64, per_page: u64) -> Submission {
+        dense_submission_edited(target, n, per_page, |_| {})
+    }
+
+    fn dense_submission_edited(target: &str, n: u64, per_page: u64, edit: impl Fn(&mut Vec<Slot>)) -> Submission {
+        assert!(n.is_power_of_two() && n >= 4 && (1..=120).contains(&per_page));
+        let node = |pos: u64| node(pos, per_page);
         let page_of = |k: u64| (5 * k + 1) % n;
         let mut words: BTreeMap<u64, u64> = BTreeMap::new();
         for k in 0..n {
@@ -322,7 +335,7 @@ pub mod relocation {
         let regions = vec![
             Region {
                 start: HEAP,
-                end: HEAP + n * PAGE_LEN as u64,
+                end: HEAP + n.div_ceil(per_page) * PAGE_LEN as u64,
                 flags: crate::synthetic::RW,
             },
             Region {
@@ -413,6 +426,20 @@ pub mod svm {
     use solana_pubkey::Pubkey;
     use solana_signer::Signer;
     use solana_transaction::Transaction;
+
+    /// What a relocation attested in parts cost (`Env::attest_in_parts`).
+    #[derive(Debug, Default)]
+    pub struct PartsCost {
+        pub parts: usize,
+        /// Compute units of the costliest `check_relocation_part` and of `finish_relocation`.
+        pub most_part_cu: u64,
+        pub finish_cu: u64,
+        /// The parts' submissions, in bytes.
+        pub uploaded_bytes: usize,
+        /// Every transaction after the opening: appends, buffers opened and written, checks,
+        /// the finish and the close.
+        pub transactions: usize,
+    }
 
     pub struct Env {
         pub svm: LiteSVM,
@@ -621,6 +648,161 @@ pub mod svm {
             self.upload(&a, submission);
             let attest = self.attest_ix(&a, submission, seq);
             self.send_attest(&a, attest)
+        }
+
+        /// Attests `submission`'s relocation in parts of at most `max_slots` slots, as the
+        /// authority: the policy witness records the root; the relocation and `stores` stores
+        /// are allocated and opened; the table goes up 50 slots at a time; each part is uploaded
+        /// and checked; then `finish_relocation` (as attestation `seq`) and `close_relocation`.
+        /// `edit_part` may change each part before its upload. Returns what it cost; the first
+        /// refusal is the error.
+        pub fn attest_in_parts(
+            &mut self,
+            submission: &Submission,
+            seq: u64,
+            max_slots: usize,
+            stores: u32,
+            edit_part: impl Fn(usize, &mut Submission),
+        ) -> Result<PartsCost, String> {
+            let a = self.authority.insecure_clone();
+            self.witness_as(&witness(), submission)?;
+            let (relocation, store_keys) = self.open_relocation_as(&a, submission, stores, &[])?;
+            let relocation = relocation.pubkey();
+            let stores: Vec<Pubkey> = store_keys.iter().map(|k| k.pubkey()).collect();
+            let checked = self.check_in_parts(submission, seq, max_slots, &relocation, &stores, edit_part);
+            if checked.is_err() {
+                // Given up: the relocation and its stores go back, so the next try finds them fresh.
+                let mut all = vec![relocation];
+                all.extend(&stores);
+                self.send(vec![ix::close_relocation(&self.program_id, &a.pubkey(), &all)], &[&a])
+                    .expect("close_relocation");
+            }
+            checked
+        }
+
+        /// `signer` allocates a relocation of `submission`'s slots and `stores` stores (keys derived
+        /// from its secret) and opens it, the stores in `reused` (already opened ones) after its
+        /// own. Returns the relocation's and the stores' keypairs.
+        pub fn open_relocation_as(
+            &mut self,
+            signer: &Keypair,
+            submission: &Submission,
+            stores: u32,
+            reused: &[&Keypair],
+        ) -> Result<(Keypair, Vec<Keypair>), String> {
+            let plan = &submission.plan;
+            let plan_hash = plan.streamed_plan_hash::<Sha2>();
+            let n = plan.slots.len() as u32;
+            let per_store = n.div_ceil(stores + reused.len() as u32);
+            let relocation = ix::relocation_keypair(signer, &plan_hash, 0);
+            let mut store_keys: Vec<Keypair> = (1..=stores)
+                .map(|i| ix::relocation_keypair(signer, &plan_hash, i as u8))
+                .collect();
+            let len = memzinc_verifier::accounts::Relocation::LEN;
+            let rent = self.svm.minimum_balance_for_rent_exemption(len);
+            let create =
+                ix::allocate_relocation_account(&self.program_id, &signer.pubkey(), &relocation.pubkey(), len, rent);
+            self.send(vec![create], &[signer, &relocation])?;
+            for k in &store_keys {
+                let len = ix::relocation_store_len(per_store);
+                let rent = self.svm.minimum_balance_for_rent_exemption(len);
+                let create =
+                    ix::allocate_relocation_account(&self.program_id, &signer.pubkey(), &k.pubkey(), len, rent);
+                self.send(vec![create], &[signer, k])?;
+            }
+            store_keys.extend(reused.iter().map(|k| k.insecure_clone()));
+            let stores: Vec<Pubkey> = store_keys.iter().map(|k| k.pubkey()).collect();
+            let open = ix::open_relocation(
+                &self.program_id,
+                &signer.pubkey(),
+                &self.authority.pubkey(),
+                &relocation.pubkey(),
+                &stores,
+                &plan.stream_start::<Sha2>(),
+                per_store,
+            );
+            let mut signers: Vec<&Keypair> = vec![signer, &relocation];
+            signers.extend(store_keys.iter());
+            self.send(vec![open], &signers)?;
+            Ok((relocation, store_keys))
+        }
+
+        /// The table, the parts and the finish of `attest_in_parts`, of a relocation opened with
+        /// `open_relocation_as`.
+        pub fn check_in_parts(
+            &mut self,
+            submission: &Submission,
+            seq: u64,
+            max_slots: usize,
+            relocation: &Pubkey,
+            stores: &[Pubkey],
+            edit_part: impl Fn(usize, &mut Submission),
+        ) -> Result<PartsCost, String> {
+            use memzinc_verifier::relocation_stream::STREAM_SLOT_LEN;
+            let a = self.authority.insecure_clone();
+            let plan = &submission.plan;
+            let plan_hash = plan.streamed_plan_hash::<Sha2>();
+            let table: Vec<u8> = plan.stream_slots().iter().flat_map(|s| s.encode()).collect();
+            let mut cost = PartsCost::default();
+            for chunk in table.chunks(50 * STREAM_SLOT_LEN) {
+                let append = ix::append_slots(&self.program_id, &a.pubkey(), relocation, stores, chunk);
+                self.send(vec![append], &[&a])?;
+                cost.transactions += 1;
+            }
+            let parts = submission
+                .stream_parts(400 * 1024, max_slots)
+                .map_err(|e| e.to_string())?;
+            cost.parts = parts.len();
+            for (i, part) in parts.iter().enumerate() {
+                let mut sub = part.submission.clone();
+                edit_part(i, &mut sub);
+                // A part refused in an earlier try leaves its buffer open: close it first.
+                let label = sub.plan.plan_hash::<Sha2>();
+                if self
+                    .svm
+                    .get_account(&self.buffer(&a, &label))
+                    .is_some_and(|b| b.lamports > 0)
+                {
+                    let close = ix::close_buffer(&self.program_id, &a.pubkey(), &self.buffer(&a, &label), &label);
+                    self.send(vec![close], &[&a])?;
+                }
+                let label = self.upload_unwitnessed(&a, &sub);
+                let bytes = sub.encode();
+                cost.uploaded_bytes += bytes.len();
+                cost.transactions +=
+                    2 + ix::upload(&self.program_id, &a.pubkey(), &self.buffer(&a, &label), &label, &bytes).len();
+                let check = ix::check_relocation_part(
+                    &self.program_id,
+                    &a.pubkey(),
+                    &self.authority.pubkey(),
+                    relocation,
+                    &self.buffer(&a, &label),
+                    stores,
+                    &label,
+                    part.hi,
+                );
+                cost.most_part_cu = cost.most_part_cu.max(self.send_attest(&a, check)?);
+            }
+            let record = ix::witnessed_snapshot_address(
+                &self.program_id,
+                &witness().pubkey(),
+                &plan.target_id,
+                &plan.snapshot_root,
+            );
+            let finish = ix::finish_relocation(
+                &self.program_id,
+                &a.pubkey(),
+                &self.authority.pubkey(),
+                &plan.target_id,
+                &plan_hash,
+                seq,
+                relocation,
+                &[record],
+            );
+            cost.finish_cu = self.send_attest(&a, finish)?;
+            self.send(vec![ix::close_relocation(&self.program_id, &a.pubkey(), stores)], &[&a])?;
+            cost.transactions += 2;
+            Ok(cost)
         }
 
         pub fn policy_key(&self) -> Pubkey {

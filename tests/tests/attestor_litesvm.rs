@@ -1379,3 +1379,190 @@ fn relocations_are_attested_only_when_sound_and_allowed() {
     assert_eq!(a0.plan_hash, good.plan.plan_hash::<Sha2>());
     assert_eq!((a0.write_count, a0.byte_count), (17, 16 * 16 + 8));
 }
+
+/// A relocation too large for one submission is attested in parts (`relocation_stream`): the
+/// same list as above, 64 nodes, its table over two stores and its parts of at most 8 slots,
+/// under its streamed plan hash. A part with the head rewritten to the wrong node, a moved node
+/// whose link names the wrong node, two nodes sent to one slot, and a part that carries slots of
+/// its own are each refused with their own code.
+#[test]
+fn a_relocation_checked_in_parts_is_attested_only_when_sound() {
+    use memzinc_verifier::wire::PolicyRules;
+    let policy = PolicyConfig {
+        rules: PolicyRules {
+            max_bytes: 4096,
+            max_writes: 128,
+            max_moves: 64,
+            ..memzinc_tests::svm::rules()
+        },
+        ..config(&[])
+    };
+    let good = relocation::submission("streamed", 64);
+    let last = |_: usize, _: &mut Submission| {};
+    let mut e = env_with(&policy);
+    let head = good.plan.writes.len() - 1;
+    let mut s = good.clone();
+    s.plan.writes[head].new = (relocation::HEAP + 2 * 4096 + 0x40).to_le_bytes().to_vec();
+    expect_refusal(e.attest_in_parts(&s, 0, 8, 2, last), VerifyError::PointerNotMoved);
+    let mut s = good.clone();
+    let wrong = s.plan.writes[7].address;
+    s.plan.writes[3].new[8..].copy_from_slice(&wrong.to_le_bytes());
+    expect_refusal(e.attest_in_parts(&s, 0, 8, 2, last), VerifyError::MovedBytesMismatch);
+    let s = relocation::submission_edited("streamed", 64, |slots| slots[1].to = slots[2].to);
+    expect_refusal(
+        e.attest_in_parts(&s, 0, 8, 2, last),
+        VerifyError::RelocationNotAPermutation,
+    );
+    let with_slots = |i: usize, part: &mut Submission| {
+        if i == 1 {
+            part.plan.slots = good.plan.slots[..1].to_vec();
+        }
+    };
+    expect_refusal(
+        e.attest_in_parts(&good, 0, 8, 2, with_slots),
+        VerifyError::RelocationPartMismatch,
+    );
+
+    let cost = e
+        .attest_in_parts(&good, 0, 8, 2, last)
+        .expect("a sound relocation in parts");
+    assert!(
+        cost.parts >= 8 && cost.most_part_cu > 0 && cost.finish_cu > 0,
+        "{cost:?}"
+    );
+    let chain = e.chain_key(&good.plan.target_id);
+    let a0 = e.account(&attestation_address(&e.program_id, &chain, 0), Attestation::decode);
+    assert_eq!(a0.plan_hash, good.plan.streamed_plan_hash::<Sha2>());
+    assert_eq!((a0.write_count, a0.byte_count), (65, 64 * 16 + 8));
+    // The same relocation again is a replay.
+    expect_refusal(
+        e.attest_in_parts(&good, 1, 8, 2, last),
+        VerifyError::PlanAlreadyAttested,
+    );
+}
+
+/// The accounts of a relocation in parts: only a policy signer opens one, only its authority
+/// adds to it, its stores are fresh at the opening and given in order after, and its parts are
+/// judged under the policy revision it was opened at; only its authority closes it.
+#[test]
+fn relocation_accounts_signers_and_policy_revisions_are_checked() {
+    use memzinc_verifier::relocation_stream::STREAM_SLOT_LEN;
+    use memzinc_verifier::wire::PolicyRules;
+    let policy = PolicyConfig {
+        rules: PolicyRules {
+            max_bytes: 4096,
+            max_writes: 128,
+            max_moves: 64,
+            ..memzinc_tests::svm::rules()
+        },
+        ..config(&[])
+    };
+    let mut e = env_with(&policy);
+    let a = e.authority.insecure_clone();
+    let s = relocation::submission("streamed-accounts", 16);
+    let stranger = funded(&mut e.svm);
+    expect_refusal(
+        e.open_relocation_as(&stranger, &s, 2, &[]),
+        VerifyError::SignerNotAllowed,
+    );
+    let (relocation, stores) = e.open_relocation_as(&a, &s, 2, &[]).expect("open_relocation");
+    let keys: Vec<Pubkey> = stores.iter().map(|k| k.pubkey()).collect();
+    // A store opened for one relocation cannot be opened for another.
+    let other = relocation::submission("streamed-other", 16);
+    expect_refusal(
+        e.open_relocation_as(&a, &other, 1, &[&stores[0]]),
+        VerifyError::AlreadyInitialized,
+    );
+
+    let table: Vec<u8> = s.plan.stream_slots().iter().flat_map(|x| x.encode()).collect();
+    let program = e.program_id;
+    let append = |by: &Pubkey, stores: &[Pubkey], slots: &[u8]| {
+        ix::append_slots(&program, by, &relocation.pubkey(), stores, slots)
+    };
+    let by_stranger = append(&stranger.pubkey(), &keys, &table[..STREAM_SLOT_LEN]);
+    expect_refusal(e.send(vec![by_stranger], &[&stranger]), VerifyError::Unauthorized);
+    let swapped = append(&a.pubkey(), &[keys[1], keys[0]], &table[..STREAM_SLOT_LEN]);
+    expect_refusal(e.send(vec![swapped], &[&a]), VerifyError::RelocationStoreMismatch);
+    let one_short = append(&a.pubkey(), &keys[..1], &table[..STREAM_SLOT_LEN]);
+    expect_refusal(e.send(vec![one_short], &[&a]), VerifyError::RelocationStoreMismatch);
+    let whole = append(&a.pubkey(), &keys, &table);
+    e.send(vec![whole], &[&a]).expect("append_slots");
+
+    // The policy changed since the opening: no part is judged under the new revision.
+    let mut loosened = policy;
+    loosened.rules.max_bytes += 1;
+    e.send(vec![ix::update_policy(&e.program_id, &a.pubkey(), &loosened)], &[&a])
+        .expect("update_policy");
+    let part = &s.stream_parts(400 * 1024, 64).unwrap()[0];
+    let label = e.upload_unwitnessed(&a, &part.submission);
+    let check = ix::check_relocation_part(
+        &e.program_id,
+        &a.pubkey(),
+        &a.pubkey(),
+        &relocation.pubkey(),
+        &e.buffer(&a, &label),
+        &keys,
+        &label,
+        part.hi,
+    );
+    expect_refusal(e.send_attest(&a, check), VerifyError::PolicyMismatch);
+
+    let mut all = vec![relocation.pubkey()];
+    all.extend(&keys);
+    let close = |by: &Pubkey| ix::close_relocation(&program, by, &all);
+    expect_refusal(
+        e.send(vec![close(&stranger.pubkey())], &[&stranger]),
+        VerifyError::Unauthorized,
+    );
+    e.send(vec![close(&a.pubkey())], &[&a]).expect("close_relocation");
+    assert!(all.iter().all(|k| e.svm.get_account(k).is_none_or(|x| x.lamports == 0)));
+}
+
+/// A relocation in parts may take longer than the policy's `max_snapshot_age`: its snapshot's
+/// witnesses are judged as of the slot it was opened at. One opened after the witness record
+/// aged past it is refused at the finish.
+#[test]
+fn a_relocation_in_parts_is_held_to_the_age_of_its_snapshot_when_opened() {
+    use memzinc_verifier::wire::PolicyRules;
+    let policy = PolicyConfig {
+        rules: PolicyRules {
+            max_bytes: 4096,
+            max_writes: 128,
+            max_moves: 64,
+            ..memzinc_tests::svm::rules()
+        },
+        ..config(&[])
+    };
+    let age = policy.max_snapshot_age;
+    let mut e = env_with(&policy);
+    let a = e.authority.insecure_clone();
+    let s = relocation::submission("streamed-age", 16);
+    e.witness_as(&memzinc_tests::svm::witness(), &s)
+        .expect("witness_snapshot");
+    let (relocation, stores) = e.open_relocation_as(&a, &s, 1, &[]).expect("open_relocation");
+    let keys: Vec<Pubkey> = stores.iter().map(|k| k.pubkey()).collect();
+    let witnessed_at = |e: &memzinc_tests::svm::Env, s: &Submission| {
+        let record = ix::witnessed_snapshot_address(
+            &e.program_id,
+            &memzinc_tests::svm::witness().pubkey(),
+            &s.plan.target_id,
+            &s.plan.snapshot_root,
+        );
+        e.account(&record, memzinc_verifier::accounts::WitnessedSnapshot::decode)
+            .slot
+    };
+    e.svm.warp_to_slot(witnessed_at(&e, &s) + 2 * age);
+    e.check_in_parts(&s, 0, 4, &relocation.pubkey(), &keys, |_, _| {})
+        .expect("judged as of its opening");
+
+    let late = relocation::submission("streamed-age-late", 16);
+    e.witness_as(&memzinc_tests::svm::witness(), &late)
+        .expect("witness_snapshot");
+    e.svm.warp_to_slot(witnessed_at(&e, &late) + age + 1);
+    let (relocation, stores) = e.open_relocation_as(&a, &late, 1, &[]).expect("open_relocation");
+    let keys: Vec<Pubkey> = stores.iter().map(|k| k.pubkey()).collect();
+    expect_refusal(
+        e.check_in_parts(&late, 0, 4, &relocation.pubkey(), &keys, |_, _| {}),
+        VerifyError::StaleSnapshot,
+    );
+}

@@ -720,14 +720,53 @@ fn a_list_and_a_tree_relocated_together_share_their_chunks() {
         3 * span(tree, "after") < 2 * span(tree, "before"),
         "the tree is packed into about half its span: {r:#}"
     );
-    attest_and_apply_in_order(&net, &plan, &mut target, r, 20);
+    // Attested in parts (`relocation_stream`), as a relocation too large for one submission is:
+    // the table, parts (here of at most 16 slots), the finish; `apply` finds it by its streamed
+    // hash.
+    let attest = ["--json", "attest", &plan, "--in-parts", "16"];
+    let first: Value = serde_json::from_str(&attest_and_apply_in_order_with(
+        &net,
+        &attest,
+        &plan,
+        &mut target,
+        r,
+        20,
+    ))
+    .unwrap();
+    assert!(
+        first["parts"].as_u64().unwrap() >= 4,
+        "64 slots in parts of 16: {first}"
+    );
+    let again: Value = serde_json::from_str(&run(net.args(&attest))).unwrap();
+    assert_eq!(again["signature"], Value::Null, "attested once: {again}");
+    let plan_file = memzinc::reason::Plan::load(std::path::Path::new(&plan)).unwrap();
+    let streamed = plan_file
+        .submission()
+        .unwrap()
+        .plan
+        .streamed_plan_hash::<memzinc::base::Sha2>();
+    let streamed: String = streamed.iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(again["plan_hash"], streamed, "{again}");
 }
 
 /// Attests `plan` (relocation `r`) on `net`, applies it to `target`, and checks that both of its
 /// structures are in address order but around the pinned objects (each can break the order
 /// once going in and once going out) and that its own check passes `checks` times.
 fn attest_and_apply_in_order(net: &memzinc_tests::Net, plan: &str, target: &mut Clist, r: &Value, checks: usize) {
-    run(net.args(&["attest", plan]));
+    attest_and_apply_in_order_with(net, &["attest", plan], plan, target, r, checks);
+}
+
+/// [`attest_and_apply_in_order`], attesting with `attest` (the command and its arguments);
+/// returns what `attest` printed.
+fn attest_and_apply_in_order_with(
+    net: &memzinc_tests::Net,
+    attest: &[&str],
+    plan: &str,
+    target: &mut Clist,
+    r: &Value,
+    checks: usize,
+) -> String {
+    let attested = run(net.args(attest));
     run(net.args(&["apply", plan, "--pid", &target.child.id().to_string()]));
     let (first, second) = descents(target);
     let pinned = r["pinned"].as_u64().unwrap();
@@ -738,6 +777,7 @@ fn attest_and_apply_in_order(net: &memzinc_tests::Net, plan: &str, target: &mut 
     for _ in 0..checks {
         assert_eq!(target.say("status"), "OK");
     }
+    attested
 }
 
 /// `plan --relocate g_entries,g_buffers` on a plain C program that lowers malloc's mmap

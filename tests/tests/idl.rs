@@ -5,7 +5,8 @@
 use memzinc::base::Sha2;
 use memzinc_cli::attest::instructions as ix;
 use memzinc_verifier::accounts::{
-    self, Attestation, BufferHeader, PlanMarker, Policy, PolicyConfig, Receipt, TargetChain, WitnessedSnapshot,
+    self, Attestation, BufferHeader, PlanMarker, Policy, PolicyConfig, Receipt, Relocation, RelocationStore,
+    TargetChain, WitnessedSnapshot,
 };
 use memzinc_verifier::plan::{PatchPlan, Write};
 use memzinc_verifier::wire::{field_kind, PolicyRules, Region, Slot, SymbolRule, SymbolRules};
@@ -128,12 +129,17 @@ fn discriminators_and_account_sizes_match() {
         ("revoke", accounts::IX_REVOKE),
         ("record_applied", accounts::IX_RECORD_APPLIED),
         ("witness_snapshot", accounts::IX_WITNESS_SNAPSHOT),
+        ("open_relocation", accounts::IX_OPEN_RELOCATION),
+        ("append_slots", accounts::IX_APPEND_SLOTS),
+        ("check_relocation_part", accounts::IX_CHECK_RELOCATION_PART),
+        ("finish_relocation", accounts::IX_FINISH_RELOCATION),
+        ("close_relocation", accounts::IX_CLOSE_RELOCATION),
     ] {
         assert_eq!(disc(named(&idl["instructions"], name)), d, "{name}");
     }
     assert_eq!(
         idl["instructions"].as_array().unwrap().len(),
-        10,
+        15,
         "every instruction is listed"
     );
     for (name, d, len) in [
@@ -147,6 +153,8 @@ fn discriminators_and_account_sizes_match() {
             WitnessedSnapshot::DISCRIMINATOR,
             WitnessedSnapshot::LEN,
         ),
+        ("Relocation", Relocation::DISCRIMINATOR, Relocation::LEN),
+        ("RelocationStore", RelocationStore::DISCRIMINATOR, RelocationStore::LEN),
     ] {
         assert_eq!(disc(named(&idl["accounts"], name)), d, "{name}");
         assert_eq!(8 + size(&idl, &json!({"defined": {"name": name}})), len, "{name} size");
@@ -298,8 +306,51 @@ fn instruction_args_encode_exactly_as_the_program_decodes() {
     let args = json!({"seq": 7, "outcome": 1, "readback_hash": vec![8u8; 32]});
     assert_eq!(built.data[8..], encode_args(&idl, "record_applied", &args)[..]);
 
+    let state = plan.stream_start::<Sha2>();
+    let built = ix::open_relocation(&program, &authority, &authority, &buffer, &[], &state, 7);
+    let args = json!({
+        "target_id": plan.target_id.to_vec(), "snapshot_root": plan.snapshot_root.to_vec(),
+        "model_hash": plan.model_hash.to_vec(), "region_table_hash": plan.region_table_hash::<Sha2>().to_vec(),
+        "slot_count": 2, "per_store": 7,
+    });
+    assert_eq!(built.data[8..], encode_args(&idl, "open_relocation", &args)[..]);
+    let built = ix::append_slots(&program, &authority, &buffer, &[], &[1, 2]);
+    assert_eq!(
+        built.data[8..],
+        encode_args(&idl, "append_slots", &json!({"slots": [1, 2]}))[..]
+    );
+    let built = ix::check_relocation_part(&program, &authority, &authority, &buffer, &buffer, &[], &plan_hash, 99);
+    let args = json!({"plan_hash": plan_hash.to_vec(), "hi": 99});
+    assert_eq!(built.data[8..], encode_args(&idl, "check_relocation_part", &args)[..]);
+
     // Account lists: the builders pass as many accounts as the IDL names, writable/signer alike.
     for (name, built) in [
+        (
+            "open_relocation",
+            ix::open_relocation(&program, &authority, &authority, &buffer, &[], &state, 7),
+        ),
+        (
+            "append_slots",
+            ix::append_slots(&program, &authority, &buffer, &[], &[]),
+        ),
+        (
+            "check_relocation_part",
+            ix::check_relocation_part(&program, &authority, &authority, &buffer, &buffer, &[], &plan_hash, 0),
+        ),
+        (
+            "finish_relocation",
+            ix::finish_relocation(
+                &program,
+                &authority,
+                &authority,
+                &plan.target_id,
+                &plan_hash,
+                0,
+                &buffer,
+                &[],
+            ),
+        ),
+        ("close_relocation", ix::close_relocation(&program, &authority, &[])),
         (
             "attest",
             ix::attest(

@@ -20,6 +20,12 @@ pub const IX_REVOKE: Discriminator = [170, 23, 31, 34, 133, 173, 93, 242];
 pub const IX_RECORD_APPLIED: Discriminator = [188, 96, 138, 140, 130, 180, 191, 213];
 pub const IX_WITNESS_SNAPSHOT: Discriminator = [75, 76, 178, 113, 155, 158, 165, 61];
 
+pub const IX_OPEN_RELOCATION: Discriminator = [30, 74, 197, 155, 98, 145, 137, 157];
+pub const IX_APPEND_SLOTS: Discriminator = [96, 139, 170, 40, 222, 158, 76, 10];
+pub const IX_CHECK_RELOCATION_PART: Discriminator = [79, 206, 184, 1, 79, 154, 254, 232];
+pub const IX_FINISH_RELOCATION: Discriminator = [159, 203, 70, 76, 198, 242, 214, 114];
+pub const IX_CLOSE_RELOCATION: Discriminator = [190, 21, 132, 204, 38, 106, 211, 123];
+
 pub const EVENT_ATTESTATION_RECORDED: Discriminator = [207, 97, 52, 58, 217, 238, 97, 21];
 pub const EVENT_POLICY_INITIALIZED: Discriminator = [102, 184, 59, 178, 235, 69, 251, 181];
 pub const EVENT_POLICY_UPDATED: Discriminator = [225, 112, 112, 67, 95, 236, 245, 161];
@@ -591,6 +597,115 @@ impl BufferHeader {
         w.put(&self.plan_hash);
         w.put(&[self.version]);
         w.put(&self.len.to_le_bytes());
+    }
+}
+
+/// Most stores one streamed relocation spreads its records over: six of 10 MiB, a buffer and
+/// the program stay inside the 64 MiB of accounts one transaction may load.
+pub const MAX_STORES: usize = 6;
+
+/// A relocation checked in parts (`relocation_stream`): an account its authority allocates
+/// (owner: the attestor, `Relocation::LEN` bytes) and `open_relocation` stamps, with the keys of
+/// the stores that hold its records. Closed by `finish_relocation` or `close_relocation`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Relocation {
+    /// The host signer that opened it; only it adds slots and parts and finishes it.
+    pub authority: [u8; 32],
+    pub policy: [u8; 32],
+    /// The policy's revision at the opening; every part and the finish require it unchanged.
+    pub policy_revision: u32,
+    /// The slot of the opening: the finish judges the snapshot's witnesses as of this slot, so
+    /// a relocation of many parts is held to the snapshot's age when it began.
+    pub opened_slot: u64,
+    /// Records per store.
+    pub per_store: u32,
+    pub store_count: u8,
+    pub stores: [[u8; 32]; MAX_STORES],
+    pub state: crate::relocation_stream::StreamState,
+}
+
+impl Relocation {
+    pub const DISCRIMINATOR: Discriminator = [36, 56, 109, 253, 38, 74, 233, 205];
+    pub const LEN: usize = 8 + 32 + 32 + 4 + 8 + 4 + 1 + 32 * MAX_STORES + crate::relocation_stream::StreamState::LEN;
+
+    pub fn decode(data: &[u8]) -> Result<Relocation, VerifyError> {
+        let mut r = check_discriminator(data, &Self::DISCRIMINATOR, Self::LEN)?;
+        let authority = *r.array()?;
+        let policy = *r.array()?;
+        let policy_revision = r.u32()?;
+        let opened_slot = r.u64()?;
+        let per_store = r.u32()?;
+        let store_count = r.u8()?;
+        if store_count as usize > MAX_STORES {
+            return Err(VerifyError::RelocationStoreMismatch);
+        }
+        let mut stores = [[0u8; 32]; MAX_STORES];
+        for s in stores.iter_mut() {
+            *s = *r.array()?;
+        }
+        let state = crate::relocation_stream::StreamState::decode(r.take(crate::relocation_stream::StreamState::LEN)?)?;
+        r.finish()?;
+        Ok(Relocation {
+            authority,
+            policy,
+            policy_revision,
+            opened_slot,
+            per_store,
+            store_count,
+            stores,
+            state,
+        })
+    }
+
+    pub fn encode(&self, out: &mut [u8; Self::LEN]) {
+        let mut w = Writer { buf: out, at: 0 };
+        w.put(&Self::DISCRIMINATOR);
+        w.put(&self.authority);
+        w.put(&self.policy);
+        w.put(&self.policy_revision.to_le_bytes());
+        w.put(&self.opened_slot.to_le_bytes());
+        w.put(&self.per_store.to_le_bytes());
+        w.put(&[self.store_count]);
+        for s in &self.stores {
+            w.put(s);
+        }
+        let mut state = [0u8; crate::relocation_stream::StreamState::LEN];
+        self.state.encode(&mut state);
+        w.put(&state);
+    }
+}
+
+/// The head of a store of a streamed relocation's records: an account the relocation's
+/// authority allocates (owner: the attestor, `RelocationStore::LEN + per_store * RECORD_LEN`
+/// bytes) and `open_relocation` stamps. The records follow the header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RelocationStore {
+    pub relocation: [u8; 32],
+    pub authority: [u8; 32],
+}
+
+impl RelocationStore {
+    pub const DISCRIMINATOR: Discriminator = [121, 54, 140, 193, 210, 70, 219, 245];
+    pub const LEN: usize = 8 + 32 + 32;
+
+    /// Decodes the header and returns the records' bytes after it.
+    pub fn decode(data: &[u8]) -> Result<(RelocationStore, &[u8]), VerifyError> {
+        if data.len() < Self::LEN || data[..8] != Self::DISCRIMINATOR {
+            return Err(VerifyError::AccountDiscriminatorMismatch);
+        }
+        let mut r = Reader::new(&data[8..Self::LEN]);
+        let store = RelocationStore {
+            relocation: *r.array()?,
+            authority: *r.array()?,
+        };
+        Ok((store, &data[Self::LEN..]))
+    }
+
+    pub fn encode(&self, out: &mut [u8; Self::LEN]) {
+        let mut w = Writer { buf: out, at: 0 };
+        w.put(&Self::DISCRIMINATOR);
+        w.put(&self.relocation);
+        w.put(&self.authority);
     }
 }
 

@@ -108,6 +108,11 @@ verify_errors! {
     RelocationNotAPermutation = 61 => "the relocation is not a permutation: two objects go to one slot, or one slot's object goes nowhere",
     MovedBytesMismatch = 62 => "a moved object's new bytes are not its old bytes with every pointer to a moved object moved",
     PointerNotMoved = 63 => "a write of a relocation is neither a slot's new bytes nor an 8-byte pointer rewritten to the move of its old value",
+    RelocationStreamOutOfOrder = 64 => "a relocation part is out of order: the slot table is not all appended, the last part was already checked, or the part holds a write or a slot outside its range",
+    RelocationPartMismatch = 65 => "a relocation part names another target, snapshot root, models or region table than its relocation, or carries slots of its own",
+    RelocationUnfinished = 66 => "the relocation's parts do not reach every slot and the end of the address space yet",
+    RelocationStoreMismatch = 67 => "the relocation's stores are not the ones it was opened with, in order, sized for its slots",
+    StreamedSlotTooLong = 68 => "a slot of a relocation checked in parts is longer than 512 bytes",
 }
 
 impl core::fmt::Display for VerifyError {

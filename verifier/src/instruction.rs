@@ -13,11 +13,18 @@
 //! revoke                             seq: u64
 //! record_applied                     seq: u64, outcome: u8, readback_hash: [u8;32]   outcome <= 2
 //! witness_snapshot                   target_id: [u8;32], snapshot_root: [u8;32]
+//! open_relocation                    target_id, snapshot_root, model_hash, region_table_hash: [u8;32],
+//!                                    slot_count: u32, per_store: u32         both >= 1
+//! append_slots                       slots: bytes                       whole 16-byte stream slots
+//! check_relocation_part              plan_hash: [u8;32], hi: u64        plan_hash: the part's buffer
+//! finish_relocation, close_relocation ()
 //! ```
 
 use crate::accounts::{
-    Discriminator, PolicyConfig, IX_ATTEST, IX_CLOSE_BUFFER, IX_CLOSE_POLICY, IX_INITIALIZE_POLICY, IX_OPEN_BUFFER,
-    IX_RECORD_APPLIED, IX_REVOKE, IX_UPDATE_POLICY, IX_WITNESS_SNAPSHOT, IX_WRITE_BUFFER, OUTCOME_REFUSED,
+    Discriminator, PolicyConfig, IX_APPEND_SLOTS, IX_ATTEST, IX_CHECK_RELOCATION_PART, IX_CLOSE_BUFFER,
+    IX_CLOSE_POLICY, IX_CLOSE_RELOCATION, IX_FINISH_RELOCATION, IX_INITIALIZE_POLICY, IX_OPEN_BUFFER,
+    IX_OPEN_RELOCATION, IX_RECORD_APPLIED, IX_REVOKE, IX_UPDATE_POLICY, IX_WITNESS_SNAPSHOT, IX_WRITE_BUFFER,
+    OUTCOME_REFUSED,
 };
 use crate::error::VerifyError;
 use crate::hash::Hash;
@@ -39,20 +46,31 @@ pub enum Ix {
     Revoke,
     RecordApplied,
     WitnessSnapshot,
+    OpenRelocation,
+    AppendSlots,
+    CheckRelocationPart,
+    FinishRelocation,
+    CloseRelocation,
 }
 
 impl Ix {
-    pub const ALL: [Ix; 10] = [
+    /// Every instruction; the ones sent most often first, since `split` searches in this order.
+    pub const ALL: [Ix; 15] = [
+        Ix::WriteBuffer,
+        Ix::Attest,
+        Ix::AppendSlots,
+        Ix::CheckRelocationPart,
         Ix::InitializePolicy,
         Ix::UpdatePolicy,
         Ix::ClosePolicy,
         Ix::OpenBuffer,
-        Ix::WriteBuffer,
         Ix::CloseBuffer,
-        Ix::Attest,
         Ix::Revoke,
         Ix::RecordApplied,
         Ix::WitnessSnapshot,
+        Ix::OpenRelocation,
+        Ix::FinishRelocation,
+        Ix::CloseRelocation,
     ];
 
     pub const fn discriminator(self) -> Discriminator {
@@ -67,18 +85,39 @@ impl Ix {
             Ix::Revoke => IX_REVOKE,
             Ix::RecordApplied => IX_RECORD_APPLIED,
             Ix::WitnessSnapshot => IX_WITNESS_SNAPSHOT,
+            Ix::OpenRelocation => IX_OPEN_RELOCATION,
+            Ix::AppendSlots => IX_APPEND_SLOTS,
+            Ix::CheckRelocationPart => IX_CHECK_RELOCATION_PART,
+            Ix::FinishRelocation => IX_FINISH_RELOCATION,
+            Ix::CloseRelocation => IX_CLOSE_RELOCATION,
         }
     }
 
     /// Splits instruction data into the instruction and its argument bytes.
     pub fn split(data: &[u8]) -> Result<(Ix, &[u8]), VerifyError> {
         let (disc, args) = data.split_first_chunk::<8>().ok_or(VerifyError::UnknownInstruction)?;
+        // One 8-byte compare per instruction: the discriminators as words (every instruction
+        // pays for this search, `write_buffer` thousands of times per upload).
+        let key = u64::from_le_bytes(*disc);
         let ix = Ix::ALL
             .into_iter()
-            .find(|ix| &ix.discriminator() == disc)
+            .zip(Self::KEYS)
+            .find(|&(_, k)| k == key)
+            .map(|(ix, _)| ix)
             .ok_or(VerifyError::UnknownInstruction)?;
         Ok((ix, args))
     }
+
+    /// The discriminators of [`Ix::ALL`] as little-endian words.
+    const KEYS: [u64; 15] = {
+        let mut keys = [0u64; 15];
+        let mut i = 0;
+        while i < keys.len() {
+            keys[i] = u64::from_le_bytes(Ix::ALL[i].discriminator());
+            i += 1;
+        }
+        keys
+    };
 }
 
 /// `initialize_policy` and `update_policy`: a `PolicyConfig` whose rules are in range.
@@ -209,6 +248,62 @@ impl RecordAppliedArgs {
             outcome,
             readback_hash,
         })
+    }
+}
+
+/// `open_relocation`: what the relocation will be checked against, and how its records are
+/// spread over its stores.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OpenRelocationArgs {
+    pub target_id: Hash,
+    pub snapshot_root: Hash,
+    pub model_hash: Hash,
+    pub region_table_hash: Hash,
+    pub slot_count: u32,
+    pub per_store: u32,
+}
+
+impl OpenRelocationArgs {
+    pub fn parse(args: &[u8]) -> Result<Self, VerifyError> {
+        let mut r = Reader::new(args);
+        let parsed = OpenRelocationArgs {
+            target_id: *r.array()?,
+            snapshot_root: *r.array()?,
+            model_hash: *r.array()?,
+            region_table_hash: *r.array()?,
+            slot_count: r.u32()?,
+            per_store: r.u32()?,
+        };
+        r.finish()?;
+        if parsed.slot_count == 0 || parsed.per_store == 0 {
+            return Err(VerifyError::MalformedInstruction);
+        }
+        Ok(parsed)
+    }
+}
+
+/// `append_slots`: whole stream slots (`relocation_stream::STREAM_SLOT_LEN` bytes each).
+pub fn parse_append_slots(args: &[u8]) -> Result<&[u8], VerifyError> {
+    let mut r = Reader::new(args);
+    let slots = r.bytes()?;
+    r.finish()?;
+    Ok(slots)
+}
+
+/// `check_relocation_part`: the buffer holding the part, and the end of the part's range.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CheckPartArgs {
+    pub plan_hash: Hash,
+    pub hi: u64,
+}
+
+impl CheckPartArgs {
+    pub fn parse(args: &[u8]) -> Result<Self, VerifyError> {
+        let mut r = Reader::new(args);
+        let plan_hash = *r.array::<32>()?;
+        let hi = r.u64()?;
+        r.finish()?;
+        Ok(CheckPartArgs { plan_hash, hi })
     }
 }
 

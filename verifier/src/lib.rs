@@ -16,6 +16,7 @@ pub mod error;
 pub mod hash;
 pub mod instruction;
 pub mod merkle;
+pub mod relocation_stream;
 pub mod rules;
 pub mod wire;
 

@@ -6,6 +6,7 @@ use std::vec::Vec;
 use crate::error::VerifyError;
 use crate::hash::{self, Hash, Sha256};
 use crate::merkle::{self, tree::MerkleTree};
+use crate::relocation_stream::{self, StreamSlot, StreamState};
 use crate::rules::{check_plan, verify_submission, PlanTotals, Verdict};
 use crate::wire::{PlanView, PolicyRules, Region, Slot, SymbolRules, PAGE_LEN};
 
@@ -94,6 +95,147 @@ impl PatchPlan {
 
     pub fn region_table_hash<H: Sha256>(&self) -> Hash {
         hash::region_table_hash::<H>(&self.encode_regions())
+    }
+
+    /// The relocation's slots as a streamed relocation appends them.
+    pub fn stream_slots(&self) -> Vec<StreamSlot> {
+        self.slots
+            .iter()
+            .map(|s| StreamSlot {
+                address: s.address,
+                len: s.len,
+                to: s.to,
+            })
+            .collect()
+    }
+
+    /// The state a streamed relocation of this plan is opened with.
+    pub fn stream_start<H: Sha256>(&self) -> StreamState {
+        StreamState::new(
+            self.target_id,
+            self.snapshot_root,
+            self.model_hash,
+            self.region_table_hash::<H>(),
+            self.slots.len() as u32,
+        )
+    }
+
+    /// The plan hash a streamed relocation of this plan is attested under, however its parts
+    /// are cut (`relocation_stream::streamed_plan_hash`).
+    pub fn streamed_plan_hash<H: Sha256>(&self) -> Hash {
+        let mut state = self.stream_start::<H>();
+        for slot in self.stream_slots() {
+            state.slot_digest = relocation_stream::slot_link::<H>(&state.slot_digest, &slot.encode());
+        }
+        for w in &self.writes {
+            state.write_digest = relocation_stream::write_link::<H>(&state.write_digest, w.address, &w.old, &w.new);
+        }
+        state.write_count = self.writes.len() as u64;
+        relocation_stream::streamed_plan_hash::<H>(&state)
+    }
+
+    /// The plan without writes or slots.
+    fn clone_header(&self) -> PatchPlan {
+        PatchPlan {
+            target_id: self.target_id,
+            snapshot_root: self.snapshot_root,
+            model_hash: self.model_hash,
+            regions: self.regions.clone(),
+            writes: Vec::new(),
+            slots: Vec::new(),
+        }
+    }
+
+    /// Where to cut this relocation into parts for `relocation_stream::check_part`, in address
+    /// order: each part at most `max_len` bytes encoded (estimated from its pages, with proofs
+    /// into a tree of `page_count` pages, and its writes) and `max_slots` slots, never cut inside
+    /// a slot or a write, each with at least one write (an empty plan is refused). Returns each
+    /// part's end; the last is `u64::MAX`.
+    pub fn stream_cuts(&self, max_len: usize, max_slots: usize, page_count: u64) -> Vec<u64> {
+        let page = PAGE_LEN as u64;
+        let depth = 64 - page_count.leading_zeros() as usize;
+        let page_cost = 8 + 8 + PAGE_LEN + 4 + 32 * depth;
+        // Items in address order: (start, end, is a slot, has a write); a slot's write is one
+        // item with it, so no cut falls between them.
+        let mut items: Vec<(u64, u64, bool, bool)> = self
+            .writes
+            .iter()
+            .map(|w| (w.address, w.address.saturating_add(w.new.len() as u64), false, true))
+            .collect();
+        let write_items = items.len();
+        for s in &self.slots {
+            // Only the writes are searched: the slot items pushed meanwhile are not in order.
+            match items[..write_items].binary_search_by_key(&s.address, |i| i.0) {
+                Ok(at) => items[at].2 = true,
+                Err(_) => items.push((s.address, s.address.saturating_add(s.len as u64), true, false)),
+            }
+        }
+        items.sort_unstable();
+        let mut cuts: Vec<u64> = Vec::new();
+        let (mut len, mut slots, mut writes) = (0usize, 0usize, 0usize);
+        let mut last_page: Option<u64> = None;
+        for &(start, end, is_slot, has_write) in &items {
+            // Saturating: the plan may be a forger's (empty or overflowing ranges), which the
+            // program refuses; cutting it must not panic.
+            let (first, last) = (start / page, end.saturating_sub(1).max(start) / page);
+            let new_pages = |last_page: Option<u64>| {
+                ((last - first + 1 - u64::from(last_page == Some(first))) as usize).saturating_mul(page_cost)
+            };
+            let write_cost = if has_write {
+                16 + 2 * end.saturating_sub(start) as usize
+            } else {
+                0
+            };
+            let cost = new_pages(last_page).saturating_add(write_cost);
+            if writes > 0 && (len.saturating_add(cost) > max_len || slots + usize::from(is_slot) > max_slots) {
+                cuts.push(start);
+                (len, slots, writes, last_page) = (0, 0, 0, None);
+            }
+            len = len.saturating_add(new_pages(last_page).saturating_add(write_cost));
+            slots += usize::from(is_slot);
+            writes += usize::from(has_write);
+            last_page = Some(last);
+        }
+        // A last part of slots left alone joins the one before it.
+        if writes == 0 {
+            cuts.pop();
+        }
+        cuts.push(u64::MAX);
+        cuts
+    }
+
+    /// A relocation can be checked in parts only with slots of at most
+    /// `MAX_STREAMED_SLOT_LEN` bytes (the program refuses longer ones, and their pages are not
+    /// cut into parts).
+    fn check_streamable(&self) -> Result<(), VerifyError> {
+        match self
+            .slots
+            .iter()
+            .any(|s| s.len > relocation_stream::MAX_STREAMED_SLOT_LEN)
+        {
+            true => Err(VerifyError::StreamedSlotTooLong),
+            false => Ok(()),
+        }
+    }
+
+    /// The part of this relocation in `[lo, hi)`: its writes, and its slots (which the
+    /// evidence needs; they are cleared before the part is sent).
+    pub fn stream_part(&self, lo: u64, hi: u64) -> PatchPlan {
+        PatchPlan {
+            writes: self
+                .writes
+                .iter()
+                .filter(|w| lo <= w.address && w.address < hi)
+                .cloned()
+                .collect(),
+            slots: self
+                .slots
+                .iter()
+                .filter(|s| lo <= s.address && s.address < hi)
+                .copied()
+                .collect(),
+            ..self.clone_header()
+        }
     }
 
     /// The plan rules the program runs (without the evidence), on the same encoding.
@@ -255,6 +397,50 @@ impl Submission {
         out
     }
 
+    /// This relocation cut into parts (`PatchPlan::stream_cuts`), each proving the pages of its
+    /// writes and slots with this submission's proofs.
+    pub fn stream_parts(&self, max_len: usize, max_slots: usize) -> Result<Vec<StreamPart>, VerifyError> {
+        self.plan.check_streamable()?;
+        let mut lo = 0;
+        let mut parts = Vec::new();
+        for hi in self.plan.stream_cuts(max_len, max_slots, self.evidence.page_count) {
+            let mut plan = self.plan.stream_part(lo, hi);
+            let touched = plan
+                .writes
+                .iter()
+                .map(|w| (w.address, w.new.len() as u64))
+                .chain(plan.slots.iter().map(|s| (s.address, s.len as u64)));
+            let mut pages: Vec<u64> = touched
+                .flat_map(|(address, len)| {
+                    let page = PAGE_LEN as u64;
+                    (address / page..address.saturating_add(len).div_ceil(page)).map(move |p| p * page)
+                })
+                .collect();
+            pages.sort_unstable();
+            pages.dedup();
+            let evidence = Evidence {
+                pages: self
+                    .evidence
+                    .pages
+                    .iter()
+                    .filter(|p| pages.binary_search(&p.address).is_ok())
+                    .cloned()
+                    .collect(),
+                ..self.evidence.clone()
+            };
+            if evidence.pages.len() != pages.len() {
+                return Err(VerifyError::MissingPageProof);
+            }
+            plan.slots.clear();
+            parts.push(StreamPart {
+                hi,
+                submission: Submission { plan, evidence },
+            });
+            lo = hi;
+        }
+        Ok(parts)
+    }
+
     /// Everything the program checks under a policy without symbol rules, on the same bytes.
     pub fn verify<H: Sha256>(&self, rules: &PolicyRules) -> Result<Verdict, VerifyError> {
         self.verify_under::<H>(rules, &SymbolRules::default())
@@ -269,6 +455,15 @@ impl Submission {
         let bytes = self.encode();
         verify_submission::<H>(rules, symbol_rules, &bytes).map(|(_, verdict)| verdict)
     }
+}
+
+/// One part of a streamed relocation: what `relocation_stream::check_part` takes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StreamPart {
+    /// One past the part's range; `u64::MAX` for the last part.
+    pub hi: u64,
+    /// The part's writes and the proofs of their pages and of its slots' pages.
+    pub submission: Submission,
 }
 
 /// A snapshot's three Merkle trees, from which the host cuts evidence for a plan.
@@ -364,6 +559,30 @@ impl SnapshotTrees {
         self.evidence_with_symbols(plan, &[], contents)
     }
 
+    /// A relocation cut into parts (`PatchPlan::stream_cuts`), each with its evidence.
+    pub fn stream_parts(
+        &self,
+        plan: &PatchPlan,
+        max_len: usize,
+        max_slots: usize,
+        contents: impl Fn(u64) -> Option<Vec<u8>>,
+    ) -> Result<Vec<StreamPart>, VerifyError> {
+        plan.check_streamable()?;
+        let mut lo = 0;
+        let mut parts = Vec::new();
+        for hi in plan.stream_cuts(max_len, max_slots, self.page_tree.leaf_count()) {
+            let mut part = plan.stream_part(lo, hi);
+            let evidence = self.evidence(&part, &contents)?;
+            part.slots.clear();
+            parts.push(StreamPart {
+                hi,
+                submission: Submission { plan: part, evidence },
+            });
+            lo = hi;
+        }
+        Ok(parts)
+    }
+
     /// [`Self::evidence`] plus proofs of the symbols named by `keys` (what a policy's symbol
     /// rules need); a key the tree does not hold is `MissingSymbolProof`.
     pub fn evidence_with_symbols(
@@ -452,6 +671,7 @@ impl SnapshotTrees {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::relocation_stream::{self, StreamSlot, StreamState};
     use crate::wire::{REGION_EXEC, REGION_READ, REGION_WRITE};
     use std::vec;
 
@@ -1035,5 +1255,252 @@ mod tests {
         for (i, (s, rules, expected)) in cases.into_iter().enumerate() {
             assert_eq!(s.verify::<Sha2>(&rules), Err(expected), "case {i}");
         }
+    }
+
+    /// Runs a streamed relocation of `s`'s plan cut at `cuts` (the last part's end is added):
+    /// open, append the table in chunks of three slots, check each part, finish.
+    fn stream(s: &Submission, rules: &PolicyRules, cuts: &[u64]) -> Result<(Hash, PlanTotals), VerifyError> {
+        let t = stream_trees();
+        let plan = &s.plan;
+        let mut state = plan.stream_start::<Sha2>();
+        let per = 3;
+        let n = plan.slots.len() as u32;
+        let mut stores: Vec<Vec<u8>> = (0..n.div_ceil(per))
+            .map(|_| vec![0u8; per as usize * relocation_stream::RECORD_LEN])
+            .collect();
+        let mut views: Vec<&mut [u8]> = stores.iter_mut().map(|v| v.as_mut_slice()).collect();
+        let mut records = relocation_stream::Records::new(&mut views, per, n)?;
+        let table: Vec<u8> = plan.stream_slots().iter().flat_map(|s| s.encode()).collect();
+        for chunk in table.chunks(3 * relocation_stream::STREAM_SLOT_LEN) {
+            relocation_stream::append_slots::<Sha2>(&mut state, &mut records, chunk)?;
+        }
+        let mut lo = 0u64;
+        for &hi in cuts.iter().chain([u64::MAX].iter()) {
+            let part = PatchPlan {
+                writes: plan
+                    .writes
+                    .iter()
+                    .filter(|w| lo <= w.address && w.address < hi)
+                    .cloned()
+                    .collect(),
+                slots: plan
+                    .slots
+                    .iter()
+                    .filter(|x| lo <= x.address && x.address < hi)
+                    .copied()
+                    .collect(),
+                ..plan.clone_header()
+            };
+            let mut evidence = t.evidence(&part, |a| Some(heap_page(a))).unwrap();
+            if evidence.pages.is_empty() {
+                evidence = s.evidence.clone();
+            }
+            let sub = Submission {
+                plan: PatchPlan {
+                    slots: Vec::new(),
+                    ..part
+                },
+                evidence,
+            };
+            relocation_stream::check_part::<Sha2>(
+                &mut state,
+                rules,
+                &SymbolRules::default(),
+                &mut records,
+                &sub.encode(),
+                hi,
+            )?;
+            lo = hi;
+        }
+        relocation_stream::finish::<Sha2>(&state, rules)
+    }
+
+    fn stream_trees() -> SnapshotTrees {
+        let regions = vec![Region {
+            start: 0x4000,
+            end: 0x6000,
+            flags: RW,
+        }];
+        let pages = [0x4000u64, 0x5000]
+            .iter()
+            .map(|&a| (a, crate::merkle::page_leaf::<Sha2>(a, &heap_page(a))))
+            .collect();
+        SnapshotTrees::new::<Sha2>(regions, pages)
+    }
+
+    #[test]
+    fn a_relocation_checked_in_parts_passes_however_it_is_cut() {
+        let s = relocation();
+        let hash = s.plan.streamed_plan_hash::<Sha2>();
+        assert_ne!(hash, s.plan.plan_hash::<Sha2>());
+        let totals = PlanTotals { writes: 6, bytes: 80 };
+        for cuts in [&[][..], &[0x4200], &[0x4200, 0x4300, 0x4400, 0x5000], &[0x4500]] {
+            assert_eq!(stream(&s, &moves(4), cuts), Ok((hash, totals)), "cut at {cuts:x?}");
+        }
+        // The host's own cutting gives parts the program accepts, and the same hash.
+        let t = stream_trees();
+        for max_slots in [1, 2, 4] {
+            let parts = t
+                .stream_parts(&s.plan, usize::MAX, max_slots, |a| Some(heap_page(a)))
+                .unwrap();
+            assert!(parts.len() >= 4 / max_slots, "{max_slots}: {} parts", parts.len());
+            let cuts: Vec<u64> = parts.iter().map(|p| p.hi).filter(|&h| h != u64::MAX).collect();
+            assert_eq!(stream(&s, &moves(4), &cuts), Ok((hash, totals)));
+            // Cut from the whole submission's proofs, the parts are the same.
+            assert_eq!(s.stream_parts(usize::MAX, max_slots), Ok(parts));
+        }
+    }
+
+    /// Slots whose bytes do not change have no write; a part of only such slots would be an
+    /// empty plan, so no cut leaves one (found by the `relocation` fuzz target: a slot with a
+    /// write was cut from its write).
+    #[test]
+    fn every_part_of_a_relocation_holds_a_write() {
+        let slot = |address: u64, to: u32| Slot {
+            address,
+            len: 8,
+            from: 0,
+            to,
+        };
+        let write = |address: u64| Write {
+            address,
+            old: vec![1; 8],
+            new: vec![2; 8],
+        };
+        let plan = PatchPlan {
+            writes: vec![write(0x100), write(0x108), write(0x5018), write(0x5020)],
+            slots: vec![
+                slot(0x5000, 1),
+                slot(0x5008, 2),
+                slot(0x5010, 0),
+                slot(0x5018, 4),
+                slot(0x5020, 3),
+            ],
+            ..relocation().plan.clone_header()
+        };
+        for max_slots in 1..=5 {
+            let cuts = plan.stream_cuts(usize::MAX, max_slots, 4);
+            let mut lo = 0;
+            for &hi in &cuts {
+                let part = plan.stream_part(lo, hi);
+                assert!(!part.writes.is_empty(), "{max_slots}: [{lo:x}, {hi:x}) of {cuts:x?}");
+                assert!(part.slots.len() <= max_slots.max(3), "{max_slots}: {cuts:x?}");
+                lo = hi;
+            }
+        }
+    }
+
+    #[test]
+    fn each_forged_streamed_relocation_has_its_own_error() {
+        let good = relocation();
+        let all = &[0x4200u64, 0x4300, 0x4400, 0x5000][..];
+        // The head rewritten to another node than its old value moved to: refused in its part.
+        let mut s = good.clone();
+        s.plan.writes[5].new = 0x4200u64.to_le_bytes().to_vec();
+        assert_eq!(stream(&s, &moves(4), all), Err(VerifyError::PointerNotMoved));
+        // A moved node whose link names the wrong node: its record stays unbalanced.
+        let mut s = good.clone();
+        s.plan.writes[0].new[8..].copy_from_slice(&0x4400u64.to_le_bytes());
+        assert_eq!(stream(&s, &moves(4), all), Err(VerifyError::MovedBytesMismatch));
+        assert_eq!(stream(&s, &moves(4), &[]), Err(VerifyError::MovedBytesMismatch));
+        // Two objects to one slot.
+        let mut s = good.clone();
+        s.plan.slots[1].to = s.plan.slots[2].to;
+        assert_eq!(stream(&s, &moves(4), all), Err(VerifyError::RelocationNotAPermutation));
+        // A slot that keeps its own object; one whose object is of another size.
+        let mut s = good.clone();
+        s.plan.slots[0].to = 0;
+        assert_eq!(stream(&s, &moves(4), all), Err(VerifyError::InvalidRelocation));
+        let mut s = good.clone();
+        s.plan.slots[3].len = 8;
+        assert_eq!(stream(&s, &moves(4), all), Err(VerifyError::InvalidRelocation));
+        // The policy's limits, on the whole relocation.
+        assert_eq!(stream(&good, &moves(0), all), Err(VerifyError::RelocationNotAllowed));
+        assert_eq!(stream(&good, &moves(3), all), Err(VerifyError::PlanTooManyMoves));
+        let mut few = moves(4);
+        few.max_writes = 5;
+        assert_eq!(stream(&good, &few, all), Err(VerifyError::PlanTooManyWrites));
+    }
+
+    #[test]
+    fn streamed_parts_come_in_order_and_match_their_relocation() {
+        let s = relocation();
+        let t = stream_trees();
+        let plan = &s.plan;
+        let rules = moves(4);
+        let n = plan.slots.len() as u32;
+        let mut store = vec![0u8; n as usize * relocation_stream::RECORD_LEN];
+        let mut views: Vec<&mut [u8]> = vec![store.as_mut_slice()];
+        let mut records = relocation_stream::Records::new(&mut views, n, n).unwrap();
+        let mut state = plan.stream_start::<Sha2>();
+        let table: Vec<u8> = plan.stream_slots().iter().flat_map(|s| s.encode()).collect();
+        let parts = t.stream_parts(plan, usize::MAX, 2, |a| Some(heap_page(a))).unwrap();
+        let part = |i: usize| parts[i].submission.encode();
+        let check =
+            |state: &mut StreamState, records: &mut relocation_stream::Records<'_, '_>, bytes: &[u8], hi: u64| {
+                relocation_stream::check_part::<Sha2>(state, &rules, &SymbolRules::default(), records, bytes, hi)
+            };
+        // No part before the whole table; no slot past the count; no slot too long.
+        relocation_stream::append_slots::<Sha2>(&mut state, &mut records, &table[..16]).unwrap();
+        assert_eq!(
+            check(&mut state, &mut records, &part(0), parts[0].hi),
+            Err(VerifyError::RelocationStreamOutOfOrder)
+        );
+        let mut long = StreamSlot {
+            address: 0x4200,
+            len: 1024,
+            to: 0,
+        };
+        assert_eq!(
+            relocation_stream::append_slots::<Sha2>(&mut state.clone(), &mut records, &long.encode()),
+            Err(VerifyError::StreamedSlotTooLong)
+        );
+        long.len = 16;
+        long.address = 0x4100; // not above the last slot
+        assert_eq!(
+            relocation_stream::append_slots::<Sha2>(&mut state.clone(), &mut records, &long.encode()),
+            Err(VerifyError::InvalidRelocation)
+        );
+        relocation_stream::append_slots::<Sha2>(&mut state, &mut records, &table[16..]).unwrap();
+        assert_eq!(
+            relocation_stream::append_slots::<Sha2>(&mut state.clone(), &mut records, &table[..16]),
+            Err(VerifyError::InvalidRelocation)
+        );
+        // A part of another snapshot; one with slots of its own; one out of its range.
+        let mut other = parts[0].submission.clone();
+        other.plan.snapshot_root = [9; 32];
+        assert_eq!(
+            check(&mut state.clone(), &mut records, &other.encode(), parts[0].hi),
+            Err(VerifyError::RelocationPartMismatch)
+        );
+        let mut other = parts[0].submission.clone();
+        other.plan.slots = plan.slots[..1].to_vec();
+        assert_eq!(
+            check(&mut state.clone(), &mut records, &other.encode(), parts[0].hi),
+            Err(VerifyError::RelocationPartMismatch)
+        );
+        assert_eq!(
+            check(&mut state.clone(), &mut records, &part(0), 0x4100),
+            Err(VerifyError::RelocationStreamOutOfOrder)
+        );
+        // In order they pass; a part again or finishing early does not; nothing after the last.
+        let mut done = state;
+        for (i, p) in parts.iter().enumerate() {
+            assert_eq!(
+                relocation_stream::finish::<Sha2>(&done, &rules).map(|_| ()),
+                Err(VerifyError::RelocationUnfinished)
+            );
+            check(&mut done, &mut records, &p.submission.encode(), p.hi).unwrap();
+            let again = check(&mut done.clone(), &mut records, &p.submission.encode(), u64::MAX);
+            assert_eq!(again, Err(VerifyError::RelocationStreamOutOfOrder), "part {i} again");
+        }
+        assert!(relocation_stream::finish::<Sha2>(&done, &rules).is_ok());
+        assert_eq!(
+            check(&mut done, &mut records, &part(0), u64::MAX),
+            Err(VerifyError::RelocationStreamOutOfOrder)
+        );
+        let mut bytes = [0u8; StreamState::LEN];
+        done.encode(&mut bytes);
+        assert_eq!(StreamState::decode(&bytes), Ok(done));
     }
 }

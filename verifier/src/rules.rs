@@ -148,14 +148,18 @@ fn check_slot_table(plan: &PlanView<'_>) -> Result<(), VerifyError> {
 
 /// The proven pages of the evidence, read a word at a time; the page last found is kept, since
 /// an object's words are read in order.
-struct ProvenWords<'a> {
+pub(crate) struct ProvenWords<'a> {
     evidence: &'a EvidenceView<'a>,
     last: Option<(u64, &'a [u8; PAGE_LEN])>,
 }
 
 impl<'a> ProvenWords<'a> {
+    pub(crate) fn new(evidence: &'a EvidenceView<'a>) -> Self {
+        ProvenWords { evidence, last: None }
+    }
+
     /// The little-endian word at `address` (8-aligned, so inside one page).
-    fn word(&mut self, address: u64) -> Result<u64, VerifyError> {
+    pub(crate) fn word(&mut self, address: u64) -> Result<u64, VerifyError> {
         let page = address - address % PAGE_LEN as u64;
         let contents = match self.last {
             Some((at, contents)) if at == page => contents,
@@ -223,7 +227,7 @@ pub fn check_relocation(plan: &PlanView<'_>, evidence: &EvidenceView<'_>) -> Res
     if plan.slot_count == 0 {
         return Ok(());
     }
-    let mut words = ProvenWords { evidence, last: None };
+    let mut words = ProvenWords::new(evidence);
     let slots_left_alone = |from: u32, to: u32, words: &mut ProvenWords<'_>| -> Result<(), VerifyError> {
         for i in from..to {
             let slot = plan.slot(i).ok_or(VerifyError::InvalidRelocation)?;

@@ -21,15 +21,16 @@
 extern crate solana_compiler_builtins;
 
 use memzinc_verifier::accounts::{
-    Attestation, BufferHeader, PlanMarker, Policy, Receipt, TargetChain, WitnessTally, WitnessedSnapshot,
-    ATTESTATION_SEED, EVENT_ATTESTATION_REVOKED, EVENT_POLICY_INITIALIZED, EVENT_POLICY_UPDATED, PLAN_SEED,
-    POLICY_SEED, RECEIPT_SEED, SNAPSHOT_SEED, TARGET_SEED,
+    Attestation, BufferHeader, PlanMarker, Policy, Receipt, Relocation, RelocationStore, TargetChain, WitnessTally,
+    WitnessedSnapshot, ATTESTATION_SEED, EVENT_ATTESTATION_REVOKED, EVENT_POLICY_INITIALIZED, EVENT_POLICY_UPDATED,
+    MAX_STORES, PLAN_SEED, POLICY_SEED, RECEIPT_SEED, SNAPSHOT_SEED, TARGET_SEED,
 };
 use memzinc_verifier::hash::{link_hash, LinkFields};
 use memzinc_verifier::instruction::{
-    parse_no_args, parse_policy_config, Ix, OpenBufferArgs, PlanHashArgs, RecordAppliedArgs, RevokeArgs,
-    WitnessSnapshotArgs, WriteBufferArgs,
+    parse_append_slots, parse_no_args, parse_policy_config, CheckPartArgs, Ix, OpenBufferArgs, OpenRelocationArgs,
+    PlanHashArgs, RecordAppliedArgs, RevokeArgs, WitnessSnapshotArgs, WriteBufferArgs,
 };
+use memzinc_verifier::relocation_stream::{self, Records, StreamState, RECORD_LEN};
 use memzinc_verifier::rules::{verify_submission, Verdict};
 use memzinc_verifier::wire::POLICY_RULES_LEN;
 use memzinc_verifier::{Sha256, VerifyError};
@@ -160,6 +161,11 @@ fn dispatch(program_id: &Address, accounts: &mut [AccountView], data: &[u8]) -> 
         Ix::UpdatePolicy => update_policy(program_id, accounts, args),
         Ix::ClosePolicy => close_policy(program_id, accounts, args),
         Ix::WitnessSnapshot => witness_snapshot(program_id, accounts, args),
+        Ix::OpenRelocation => open_relocation(program_id, accounts, args),
+        Ix::AppendSlots => append_slots(program_id, accounts, args),
+        Ix::CheckRelocationPart => check_relocation_part(program_id, accounts, args),
+        Ix::FinishRelocation => finish_relocation(program_id, accounts, args),
+        Ix::CloseRelocation => close_relocation(program_id, accounts, args),
     }
 }
 
@@ -685,16 +691,71 @@ fn attest(program_id: &Address, accounts: &mut [AccountView], args: &[u8]) -> Pr
     if verdict.plan_hash != plan_hash {
         return Err(fail(VerifyError::PlanHashMismatch));
     }
+    let accepted = Accepted {
+        target_id: &target_id,
+        snapshot_root: &snapshot_root,
+        verdict: &verdict,
+        witnessed_as_of: None,
+    };
+    record_plan(
+        program_id,
+        signer,
+        policy_account,
+        &policy,
+        chain_account,
+        attestation_account,
+        marker_account,
+        witnesses,
+        &accepted,
+    )?;
+    close_into(buffer, signer)
+}
 
+/// What the verifier accepted, for `record_plan`.
+struct Accepted<'a> {
+    target_id: &'a [u8; 32],
+    snapshot_root: &'a [u8; 32],
+    verdict: &'a Verdict,
+    /// The slot as of which the snapshot's witnesses are judged (None: now).
+    witnessed_as_of: Option<u64>,
+}
+
+/// Records an accepted plan, the same for `attest` and `finish_relocation`: its snapshot root
+/// witnessed, the target's chain created or extended, the attestation and the plan marker
+/// (refusing a plan attested before) created.
+#[inline(never)]
+#[allow(clippy::too_many_arguments)]
+fn record_plan(
+    program_id: &Address,
+    signer: &AccountView,
+    policy_account: &AccountView,
+    policy: &Policy,
+    chain_account: &mut AccountView,
+    attestation_account: &mut AccountView,
+    marker_account: &mut AccountView,
+    witnesses: &[AccountView],
+    accepted: &Accepted,
+) -> ProgramResult {
     // The snapshot root is the witnesses' word, not the planner's: the evidence only proves
     // the plan against the trees of a root they recorded. Records are found by owner and type:
     // only `witness_snapshot` writes them, each at the PDA of its own fields.
     let slot = Clock::get()?.slot;
-    let tally = check_witnesses(program_id, witnesses, &policy, &target_id, &snapshot_root, slot)?;
+    let tally = check_witnesses(
+        program_id,
+        witnesses,
+        policy,
+        accepted.target_id,
+        accepted.snapshot_root,
+        accepted.witnessed_as_of.unwrap_or(slot),
+    )?;
 
     let policy_key = policy_account.address().to_bytes();
     let mut chain = if chain_account.is_data_empty() && chain_account.owned_by(&SYSTEM_PROGRAM_ID) {
-        let bump = require_fresh_pda(chain_account, &[TARGET_SEED, &policy_key, &target_id], program_id)?;
+        let bump = require_fresh_pda(
+            chain_account,
+            &[TARGET_SEED, &policy_key, accepted.target_id],
+            program_id,
+        )?;
         let bump_seed = [bump];
         create_pda(
             signer,
@@ -704,20 +765,20 @@ fn attest(program_id: &Address, accounts: &mut [AccountView], args: &[u8]) -> Pr
             &[
                 Seed::from(TARGET_SEED),
                 Seed::from(&policy_key),
-                Seed::from(&target_id),
+                Seed::from(accepted.target_id),
                 Seed::from(&bump_seed),
             ],
         )?;
         TargetChain {
             policy: policy_key,
-            target_id,
+            target_id: *accepted.target_id,
             next_seq: 0,
             head_hash: [0; 32],
             bump,
         }
     } else {
         let chain = load_chain(chain_account, program_id, policy_account.address())?;
-        if chain.target_id != target_id {
+        if &chain.target_id != accepted.target_id {
             return Err(fail(VerifyError::PolicyMismatch));
         }
         chain
@@ -725,7 +786,7 @@ fn attest(program_id: &Address, accounts: &mut [AccountView], args: &[u8]) -> Pr
     let chain_key = chain_account.address().to_bytes();
 
     // One marker per (target, plan): a replayed plan finds it and is refused.
-    let marker_seeds: [&[u8]; 3] = [PLAN_SEED, &chain_key, &plan_hash];
+    let marker_seeds: [&[u8]; 3] = [PLAN_SEED, &chain_key, &accepted.verdict.plan_hash];
     let (marker_address, marker_bump) = Address::find_program_address(&marker_seeds, program_id);
     if marker_account.address() != &marker_address {
         return Err(fail(VerifyError::InvalidPda));
@@ -762,7 +823,7 @@ fn attest(program_id: &Address, accounts: &mut [AccountView], args: &[u8]) -> Pr
         &[
             Seed::from(PLAN_SEED),
             Seed::from(&chain_key),
-            Seed::from(&plan_hash),
+            Seed::from(&accepted.verdict.plan_hash),
             Seed::from(&marker_bump_seed),
         ],
     )?;
@@ -770,15 +831,15 @@ fn attest(program_id: &Address, accounts: &mut [AccountView], args: &[u8]) -> Pr
     let hash = record_attestation(
         attestation_account,
         &Decision {
-            target_id: &target_id,
+            target_id: accepted.target_id,
             policy: &policy_key,
             signer: signer.address().as_array(),
             chain: &chain,
             slot,
-            snapshot_root: &snapshot_root,
-            plan_hash: &plan_hash,
-            verdict: &verdict,
-            policy_state: &policy,
+            snapshot_root: accepted.snapshot_root,
+            plan_hash: &accepted.verdict.plan_hash,
+            verdict: accepted.verdict,
+            policy_state: policy,
             tally: &tally,
             bump,
         },
@@ -793,7 +854,7 @@ fn attest(program_id: &Address, accounts: &mut [AccountView], args: &[u8]) -> Pr
     chain.head_hash = hash;
     write_fixed(chain_account, |out| chain.encode(out))?;
 
-    close_into(buffer, signer)
+    Ok(())
 }
 
 /// What `attest` decided, for the record.
@@ -955,5 +1016,307 @@ fn record_applied(program_id: &Address, accounts: &mut [AccountView], args: &[u8
     let mut event = [0u8; 8 + Receipt::BODY_LEN];
     receipt.encode_event(&mut event);
     emit(&event);
+    Ok(())
+}
+
+/// A policy a relocation may go on under: open, at the revision the relocation was opened at,
+/// and the signer the relocation's authority.
+fn load_relocation_policy(
+    program_id: &Address,
+    policy_account: &AccountView,
+    relocation: &Relocation,
+    signer: &AccountView,
+) -> Result<Policy, ProgramError> {
+    if signer.address().as_array() != &relocation.authority {
+        return Err(fail(VerifyError::Unauthorized));
+    }
+    if policy_account.address().as_array() != &relocation.policy {
+        return Err(fail(VerifyError::PolicyMismatch));
+    }
+    let policy = load_policy(policy_account, program_id)?;
+    if policy.closed {
+        return Err(fail(VerifyError::PolicyClosed));
+    }
+    if policy.revision != relocation.policy_revision {
+        return Err(fail(VerifyError::PolicyMismatch));
+    }
+    Ok(policy)
+}
+
+fn load_relocation(account: &AccountView, program_id: &Address) -> Result<Relocation, ProgramError> {
+    require_owned(account, program_id)?;
+    Relocation::decode(&account.try_borrow()?).map_err(fail)
+}
+
+/// Runs `f` on a relocation's records: `stores` must be exactly its stores, in order.
+fn with_records<R>(
+    relocation: &Relocation,
+    stores: &mut [AccountView],
+    program_id: &Address,
+    f: impl FnOnce(&mut Records<'_, '_>) -> Result<R, VerifyError>,
+) -> Result<R, ProgramError> {
+    let count = relocation.store_count as usize;
+    if stores.len() != count {
+        return Err(fail(VerifyError::RelocationStoreMismatch));
+    }
+    let mut guards = [const { None }; MAX_STORES];
+    for ((store, key), guard) in stores.iter_mut().zip(&relocation.stores).zip(guards.iter_mut()) {
+        require_owned(store, program_id)?;
+        require_writable(store)?;
+        if store.address().as_array() != key {
+            return Err(fail(VerifyError::RelocationStoreMismatch));
+        }
+        *guard = Some(store.try_borrow_mut()?);
+    }
+    let mut slices: [&mut [u8]; MAX_STORES] = Default::default();
+    for (slice, guard) in slices.iter_mut().zip(guards.iter_mut()) {
+        if let Some(data) = guard {
+            *slice = data.get_mut(RelocationStore::LEN..).unwrap_or_default();
+        }
+    }
+    let mut records =
+        Records::new(&mut slices[..count], relocation.per_store, relocation.state.slot_count).map_err(fail)?;
+    f(&mut records).map_err(fail)
+}
+
+/// Accounts: 0 `[signer]` host signer (authority or allowed signer), 1 policy, 2 `[writable,
+/// signer]` relocation: an account the signer allocated (owner: this program, zeroed,
+/// `Relocation::LEN`), 3.. `[writable, signer]` stores, as many as `slot_count / per_store`
+/// rounded up (at most `MAX_STORES`), each allocated the same way with `RelocationStore::LEN +
+/// per_store * RECORD_LEN` bytes. Args: `OpenRelocationArgs`.
+/// Who: the policy's authority or one of its host signers, holding the keys of the fresh
+/// accounts (as for buffers: no one else can stamp them). Proves: the policy is open and allows
+/// relocations of `slot_count` objects; the relocation and its stores are fresh, sized for it,
+/// and bound to the signer, the policy's revision and what the relocation will be checked
+/// against (target, snapshot root, models, region table).
+#[inline(never)]
+fn open_relocation(program_id: &Address, accounts: &mut [AccountView], args: &[u8]) -> ProgramResult {
+    let [signer, policy_account, relocation_account, stores @ ..] = accounts else {
+        return Err(ProgramError::NotEnoughAccountKeys);
+    };
+    let a = OpenRelocationArgs::parse(args).map_err(fail)?;
+    require_signer(signer)?;
+    require_signer(relocation_account)?;
+    require_writable(relocation_account)?;
+    require_owned(relocation_account, program_id)?;
+    let policy = load_policy(policy_account, program_id)?;
+    if policy.closed {
+        return Err(fail(VerifyError::PolicyClosed));
+    }
+    if !policy.may_sign(signer.address().as_array()) {
+        return Err(fail(VerifyError::SignerNotAllowed));
+    }
+    policy.config.check_model_hash(&a.model_hash).map_err(fail)?;
+    if policy.config.rules.max_moves == 0 {
+        return Err(fail(VerifyError::RelocationNotAllowed));
+    }
+    if a.slot_count > policy.config.rules.max_moves {
+        return Err(fail(VerifyError::PlanTooManyMoves));
+    }
+    let count = a.slot_count.div_ceil(a.per_store) as usize;
+    let store_len = (a.per_store as usize)
+        .checked_mul(RECORD_LEN)
+        .and_then(|n| n.checked_add(RelocationStore::LEN))
+        .ok_or(fail(VerifyError::RelocationStoreMismatch))?;
+    if count > MAX_STORES || stores.len() != count {
+        return Err(fail(VerifyError::RelocationStoreMismatch));
+    }
+    let mut relocation = Relocation {
+        authority: signer.address().to_bytes(),
+        policy: policy_account.address().to_bytes(),
+        policy_revision: policy.revision,
+        opened_slot: Clock::get()?.slot,
+        per_store: a.per_store,
+        store_count: count as u8,
+        stores: [[0; 32]; MAX_STORES],
+        state: StreamState::new(
+            a.target_id,
+            a.snapshot_root,
+            a.model_hash,
+            a.region_table_hash,
+            a.slot_count,
+        ),
+    };
+    let header = RelocationStore {
+        relocation: relocation_account.address().to_bytes(),
+        authority: relocation.authority,
+    };
+    for (store, key) in stores.iter_mut().zip(relocation.stores.iter_mut()) {
+        require_signer(store)?;
+        require_writable(store)?;
+        require_owned(store, program_id)?;
+        if store.data_len() != store_len {
+            return Err(fail(VerifyError::RelocationStoreMismatch));
+        }
+        // A zero discriminator is the only state a freshly allocated account can be in, and
+        // the records after it are zero too.
+        let mut data = store.try_borrow_mut()?;
+        if data[..8] != [0u8; 8] {
+            return Err(fail(VerifyError::AlreadyInitialized));
+        }
+        let out: &mut [u8; RelocationStore::LEN] = (&mut data[..RelocationStore::LEN])
+            .try_into()
+            .map_err(|_| fail(VerifyError::AccountDiscriminatorMismatch))?;
+        header.encode(out);
+        drop(data);
+        *key = store.address().to_bytes();
+    }
+    if relocation_account.try_borrow()?.iter().take(8).any(|&b| b != 0) {
+        return Err(fail(VerifyError::AlreadyInitialized));
+    }
+    write_fixed(relocation_account, |out| relocation.encode(out))
+}
+
+/// Accounts: 0 `[signer]` the relocation's authority, 1 `[writable]` relocation, 2.. `[writable]`
+/// its stores in order. Args: `slots: bytes` (whole stream slots).
+/// Who: the relocation's authority. Proves: the slots follow the ones before them (ascending,
+/// disjoint, aligned, sized, at most 512 bytes, each `to` another slot), and they are chained
+/// into the relocation's slot digest.
+#[inline(never)]
+fn append_slots(program_id: &Address, accounts: &mut [AccountView], args: &[u8]) -> ProgramResult {
+    let [signer, relocation_account, stores @ ..] = accounts else {
+        return Err(ProgramError::NotEnoughAccountKeys);
+    };
+    let slots = parse_append_slots(args).map_err(fail)?;
+    require_signer(signer)?;
+    require_writable(relocation_account)?;
+    let mut relocation = load_relocation(relocation_account, program_id)?;
+    if signer.address().as_array() != &relocation.authority {
+        return Err(fail(VerifyError::Unauthorized));
+    }
+    let mut state = relocation.state;
+    with_records(&relocation, stores, program_id, |records| {
+        relocation_stream::append_slots::<SyscallSha256>(&mut state, records, slots)
+    })?;
+    relocation.state = state;
+    write_fixed(relocation_account, |out| relocation.encode(out))
+}
+
+/// Accounts: 0 `[writable, signer]` the relocation's authority, 1 policy, 2 `[writable]`
+/// relocation, 3 `[writable]` buffer (opened by the authority) holding the part's `PlanCore ||
+/// Evidence` (closed afterwards, rent to the authority), 4.. `[writable]` its stores in order.
+/// Args: `plan_hash` (the buffer's), `hi`.
+/// Who: the relocation's authority, under the policy at the revision it was opened at.
+/// Proves (`relocation_stream::check_part`): the part starts where the last one ended and holds
+/// only writes and slots inside `[lo, hi)`; its plan names the relocation's target, snapshot
+/// root, models and region table; its evidence proves every region and page against that root,
+/// its writes keep the policy's rules (limits on totals wait for the finish) and their old bytes
+/// are the proven ones; every pointer write outside a slot is a pointer moved; each slot's new
+/// bytes and moved old bytes are balanced into the records, and no slot is moved into twice.
+#[inline(never)]
+fn check_relocation_part(program_id: &Address, accounts: &mut [AccountView], args: &[u8]) -> ProgramResult {
+    let [signer, policy_account, relocation_account, buffer, stores @ ..] = accounts else {
+        return Err(ProgramError::NotEnoughAccountKeys);
+    };
+    let CheckPartArgs { plan_hash, hi } = CheckPartArgs::parse(args).map_err(fail)?;
+    require_signer(signer)?;
+    require_writable(signer)?;
+    require_writable(relocation_account)?;
+    require_writable(buffer)?;
+    let mut relocation = load_relocation(relocation_account, program_id)?;
+    let policy = load_relocation_policy(program_id, policy_account, &relocation, signer)?;
+    check_buffer(buffer, program_id, signer, &plan_hash)?;
+    let mut state = relocation.state;
+    {
+        let data = buffer.try_borrow()?;
+        let (_, body) = BufferHeader::decode(&data).map_err(fail)?;
+        with_records(&relocation, stores, program_id, |records| {
+            relocation_stream::check_part::<SyscallSha256>(
+                &mut state,
+                &policy.config.rules,
+                &policy.config.symbol_rules,
+                records,
+                body,
+                hi,
+            )
+        })?;
+    }
+    relocation.state = state;
+    write_fixed(relocation_account, |out| relocation.encode(out))?;
+    close_into(buffer, signer)
+}
+
+/// Accounts: 0 `[writable, signer]` the relocation's authority (pays), 1 policy, 2 `[writable]`
+/// target chain PDA, 3 `[writable]` attestation PDA, 4 `[writable]` plan marker PDA (as for
+/// `attest`), 5 `[writable]` relocation (closed afterwards, rent to the authority), 6 system
+/// program, 7.. witnessed-snapshot records of the relocation's snapshot root. No args.
+/// Who: the relocation's authority, under the policy at the revision it was opened at.
+/// Proves (`relocation_stream::finish`): the parts reached every slot and the end of the address
+/// space, every record is balanced (each slot holds the object moved into it, every pointer
+/// moved), the totals keep the policy's limits; then records the relocation as `attest` records
+/// a plan, under its streamed plan hash (`PatchPlan::streamed_plan_hash`), its snapshot root
+/// witnessed as for `attest` but as of the slot the relocation was opened at (its parts may take
+/// longer than the policy's `max_snapshot_age`).
+#[inline(never)]
+fn finish_relocation(program_id: &Address, accounts: &mut [AccountView], args: &[u8]) -> ProgramResult {
+    let [signer, policy_account, chain_account, attestation_account, marker_account, relocation_account, system_program, witnesses @ ..] =
+        accounts
+    else {
+        return Err(ProgramError::NotEnoughAccountKeys);
+    };
+    parse_no_args(args).map_err(fail)?;
+    require_signer(signer)?;
+    require_writable(signer)?;
+    require_writable(chain_account)?;
+    require_writable(attestation_account)?;
+    require_writable(marker_account)?;
+    require_writable(relocation_account)?;
+    require_system_program(system_program)?;
+    let relocation = load_relocation(relocation_account, program_id)?;
+    let policy = load_relocation_policy(program_id, policy_account, &relocation, signer)?;
+    let state = &relocation.state;
+    let (plan_hash, totals) = relocation_stream::finish::<SyscallSha256>(state, &policy.config.rules).map_err(fail)?;
+    let verdict = Verdict {
+        plan_hash,
+        region_table_hash: state.region_table_hash,
+        totals,
+    };
+    let accepted = Accepted {
+        target_id: &state.target_id,
+        snapshot_root: &state.snapshot_root,
+        verdict: &verdict,
+        witnessed_as_of: Some(relocation.opened_slot),
+    };
+    record_plan(
+        program_id,
+        signer,
+        policy_account,
+        &policy,
+        chain_account,
+        attestation_account,
+        marker_account,
+        witnesses,
+        &accepted,
+    )?;
+    close_into(relocation_account, signer)
+}
+
+/// Accounts: 0 `[writable, signer]` the authority, 1.. `[writable]` relocation and store accounts
+/// it opened. No args.
+/// Who: the authority that opened them. Proves: nothing; each account is closed and its rent
+/// goes back to the authority (after `finish_relocation`, or to give a relocation up).
+#[inline(never)]
+fn close_relocation(program_id: &Address, accounts: &mut [AccountView], args: &[u8]) -> ProgramResult {
+    let [signer, rest @ ..] = accounts else {
+        return Err(ProgramError::NotEnoughAccountKeys);
+    };
+    parse_no_args(args).map_err(fail)?;
+    require_signer(signer)?;
+    require_writable(signer)?;
+    for account in rest.iter_mut() {
+        require_writable(account)?;
+        require_owned(account, program_id)?;
+        let authority = {
+            let data = account.try_borrow()?;
+            match Relocation::decode(&data) {
+                Ok(r) => r.authority,
+                Err(_) => RelocationStore::decode(&data).map_err(fail)?.0.authority,
+            }
+        };
+        if signer.address().as_array() != &authority {
+            return Err(fail(VerifyError::Unauthorized));
+        }
+        close_into(account, signer)?;
+    }
     Ok(())
 }

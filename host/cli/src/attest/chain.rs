@@ -23,6 +23,13 @@ use super::program as instructions;
 use memzinc::base::Sha2;
 use memzinc::base::{Error, Result};
 
+/// The largest account the system program allocates (a relocation's store).
+const MAX_STORE_LEN: usize = 10 * 1024 * 1024;
+/// Stream slots per `append_slots` (896 bytes of a transaction's 1,232).
+const APPEND_SLOTS: usize = 56;
+/// Most slots one `check_relocation_part` checks within the 1,400,000 compute-unit limit.
+const PART_SLOTS: usize = 256;
+
 /// The attestor's address: the public key of `programs/attestor/attestor-keypair.json`
 /// (a test keeps this, the keypair and the IDL in agreement).
 pub const ATTESTOR_PROGRAM_ID: &str = "3uDr6PDqENa1s7SUBnPmi8i3GZXrTZUPxVBbVWqX7fpJ";
@@ -110,6 +117,8 @@ pub struct AttestOutcome {
     pub signature: Option<String>,
     /// Transactions that carried the submission into the program's buffer.
     pub upload_transactions: usize,
+    /// Parts a relocation was checked in (`attest --in-parts`); 0 for one submission.
+    pub parts: usize,
 }
 
 /// One verified link of a target's history.
@@ -529,6 +538,18 @@ impl Client {
     /// into a buffer in chunks, then attests. Idempotent: a plan already attested under this
     /// policy for its target is not attested again, and a half-finished upload is resumed.
     pub fn attest(&self, authority: &Pubkey, submission: &Submission) -> Result<AttestOutcome> {
+        self.attest_as(authority, submission, None)
+    }
+
+    /// [`Self::attest`]; with `in_parts`, a relocation is attested in parts of at most that
+    /// many slots even when it fits one submission (one that does not fit always is, in parts
+    /// of `PART_SLOTS`).
+    pub fn attest_as(
+        &self,
+        authority: &Pubkey,
+        submission: &Submission,
+        in_parts: Option<usize>,
+    ) -> Result<AttestOutcome> {
         let signer = self.authority();
         let policy_key = policy_address(&self.program_id, authority);
         let policy = self.policy(authority)?.ok_or_else(|| {
@@ -551,6 +572,10 @@ impl Client {
                 policy: hex::encode(policy.config.model_hash),
             });
         }
+        if let Some(max_slots) = in_parts.filter(|_| !submission.plan.slots.is_empty()) {
+            self.witnessed(&policy, &submission.plan.target_id, &submission.plan.snapshot_root)?;
+            return self.attest_in_parts(authority, &policy, submission, max_slots);
+        }
         let plan_hash = verdict.plan_hash;
         let target_id = submission.plan.target_id;
         let witnessed = || self.witnessed(&policy, &target_id, &submission.plan.snapshot_root);
@@ -563,12 +588,17 @@ impl Client {
                 plan_hash: hex::encode(plan_hash),
                 signature: None,
                 upload_transactions: 0,
+                parts: 0,
             });
         }
 
         // Refused before anything is uploaded when the root is not witnessed (enough) yet.
         witnessed()?;
         let bytes = submission.encode();
+        if !submission.plan.slots.is_empty() && bytes.len() > memzinc_verifier::instruction::MAX_BUFFER_LEN as usize {
+            drop(bytes);
+            return self.attest_in_parts(authority, &policy, submission, PART_SLOTS);
+        }
         let buffer_key = instructions::buffer_keypair(&self.payer, &plan_hash);
         let buffer = buffer_key.pubkey();
         if let Some(data) = self.owned_data(&buffer)? {
@@ -622,6 +652,189 @@ impl Client {
             plan_hash: hex::encode(plan_hash),
             signature: Some(signature.to_string()),
             upload_transactions,
+            parts: 0,
+        })
+    }
+
+    /// A relocation whose submission does not fit one buffer, attested in parts
+    /// (`relocation_stream`): its records in up to `MAX_STORES` stores of at most 10 MiB, its
+    /// slot table appended, each part uploaded into a buffer of its own and checked, then
+    /// finished under its streamed plan hash. A relocation left open by an interrupted run is
+    /// closed and started again.
+    fn attest_in_parts(
+        &self,
+        authority: &Pubkey,
+        policy: &Policy,
+        submission: &Submission,
+        max_slots: usize,
+    ) -> Result<AttestOutcome> {
+        use memzinc_verifier::accounts::{Relocation, MAX_STORES};
+        use memzinc_verifier::relocation_stream::{Records, STREAM_SLOT_LEN};
+        let signer = self.authority();
+        let plan = &submission.plan;
+        let plan_hash = plan.streamed_plan_hash::<Sha2>();
+        let target_id = plan.target_id;
+        let policy_key = policy_address(&self.program_id, authority);
+        let (chain_address, chain) = self.target_chain(&policy_key, &target_id)?;
+        if let Some((address, existing)) = self.find_attestation(authority, &target_id, &plan_hash)? {
+            return Ok(AttestOutcome {
+                attestation: address.to_string(),
+                target_chain: chain_address.to_string(),
+                seq: existing.seq,
+                plan_hash: hex::encode(plan_hash),
+                signature: None,
+                upload_transactions: 0,
+                parts: 0,
+            });
+        }
+        // Judged as of the opening: the finish checks the witnesses at the slot it was opened.
+        let witnessed = self.witnessed(policy, &target_id, &plan.snapshot_root)?;
+        let n = plan.slots.len() as u32;
+        let most_per_store = Records::per_store(MAX_STORE_LEN - memzinc_verifier::accounts::RelocationStore::LEN);
+        let store_count = n.div_ceil(most_per_store) as usize;
+        if store_count > MAX_STORES {
+            return Err(Error::Usage(format!(
+                "a relocation of {n} objects needs {store_count} stores of 10 MiB; a transaction loads at most 64 MiB, which holds {MAX_STORES} ({} objects)",
+                MAX_STORES as u32 * most_per_store
+            )));
+        }
+        let per_store = n.div_ceil(store_count as u32);
+        let relocation = instructions::relocation_keypair(&self.payer, &plan_hash, 0);
+        let stores: Vec<Keypair> = (1..=store_count)
+            .map(|i| instructions::relocation_keypair(&self.payer, &plan_hash, i as u8))
+            .collect();
+        let store_keys: Vec<Pubkey> = stores.iter().map(|k| k.pubkey()).collect();
+        let leftovers: Vec<Pubkey> = std::iter::once(relocation.pubkey())
+            .chain(store_keys.iter().copied())
+            .filter(|k| matches!(self.owned_data(k), Ok(Some(_))))
+            .collect();
+        if !leftovers.is_empty() {
+            self.send(
+                &[instructions::close_relocation(&self.program_id, &signer, &leftovers)],
+                &[],
+            )?;
+        }
+        let allocate = |key: &Keypair, space: usize| -> Result<()> {
+            let rent = self
+                .rpc
+                .get_minimum_balance_for_rent_exemption(space)
+                .map_err(|e| rpc_err(&self.url, e))?;
+            let ix = instructions::allocate_relocation_account(&self.program_id, &signer, &key.pubkey(), space, rent);
+            self.send(&[ix], &[key]).map(|_| ())
+        };
+        allocate(&relocation, Relocation::LEN)?;
+        for store in &stores {
+            allocate(store, instructions::relocation_store_len(per_store))?;
+        }
+        let open = instructions::open_relocation(
+            &self.program_id,
+            &signer,
+            authority,
+            &relocation.pubkey(),
+            &store_keys,
+            &plan.stream_start::<Sha2>(),
+            per_store,
+        );
+        let mut signers: Vec<&Keypair> = vec![&relocation];
+        signers.extend(stores.iter());
+        self.send(&[open], &signers)?;
+
+        let table: Vec<u8> = plan.stream_slots().iter().flat_map(|s| s.encode()).collect();
+        let appends: Vec<Instruction> = table
+            .chunks(APPEND_SLOTS * STREAM_SLOT_LEN)
+            .map(|chunk| {
+                instructions::append_slots(&self.program_id, &signer, &relocation.pubkey(), &store_keys, chunk)
+            })
+            .collect();
+        let mut upload_transactions = appends.len();
+        self.send_all(appends)?;
+
+        // What every part carries besides its pages and writes: the header and region proofs.
+        let overhead = Submission {
+            plan: memzinc_verifier::plan::PatchPlan {
+                writes: Vec::new(),
+                slots: Vec::new(),
+                ..plan.clone()
+            },
+            evidence: memzinc_verifier::plan::Evidence {
+                pages: Vec::new(),
+                ..submission.evidence.clone()
+            },
+        }
+        .encode()
+        .len();
+        let room = (memzinc_verifier::instruction::MAX_BUFFER_LEN as usize).saturating_sub(overhead + 4096);
+        let parts = submission.stream_parts(room, max_slots.max(1))?;
+        tracing::info!(
+            parts = parts.len(),
+            stores = store_count,
+            "attesting a relocation of {n} objects in parts"
+        );
+        for part in &parts {
+            let bytes = part.submission.encode();
+            if bytes.len() > memzinc_verifier::instruction::MAX_BUFFER_LEN as usize {
+                return Err(Error::Usage(format!(
+                    "a part of the relocation takes {} bytes, more than a buffer's {} (one write or slot too large)",
+                    bytes.len(),
+                    memzinc_verifier::instruction::MAX_BUFFER_LEN
+                )));
+            }
+            let label = part.submission.plan.plan_hash::<Sha2>();
+            let buffer_key = instructions::buffer_keypair(&self.payer, &label);
+            let buffer = buffer_key.pubkey();
+            if self.owned_data(&buffer)?.is_some() {
+                self.send(
+                    &[instructions::close_buffer(&self.program_id, &signer, &buffer, &label)],
+                    &[],
+                )?;
+            }
+            let space = memzinc_verifier::accounts::BufferHeader::LEN + bytes.len();
+            let rent = self
+                .rpc
+                .get_minimum_balance_for_rent_exemption(space)
+                .map_err(|e| rpc_err(&self.url, e))?;
+            let open = instructions::open_buffer(&self.program_id, &signer, &buffer, &label, bytes.len() as u32, rent);
+            self.send(&open, &[&buffer_key])?;
+            let writes = instructions::upload(&self.program_id, &signer, &buffer, &label, &bytes);
+            upload_transactions += writes.len();
+            self.send_all(writes)?;
+            let check = instructions::check_relocation_part(
+                &self.program_id,
+                &signer,
+                authority,
+                &relocation.pubkey(),
+                &buffer,
+                &store_keys,
+                &label,
+                part.hi,
+            );
+            self.send(&[instructions::compute_unit_limit(1_400_000), check], &[])?;
+        }
+
+        let seq = chain.map(|c| c.next_seq).unwrap_or(0);
+        let finish = instructions::finish_relocation(
+            &self.program_id,
+            &signer,
+            authority,
+            &target_id,
+            &plan_hash,
+            seq,
+            &relocation.pubkey(),
+            &witnessed,
+        );
+        let signature = self.send(&[instructions::compute_unit_limit(1_400_000), finish], &[])?;
+        self.send(
+            &[instructions::close_relocation(&self.program_id, &signer, &store_keys)],
+            &[],
+        )?;
+        Ok(AttestOutcome {
+            attestation: attestation_address(&self.program_id, &chain_address, seq).to_string(),
+            target_chain: chain_address.to_string(),
+            seq,
+            plan_hash: hex::encode(plan_hash),
+            signature: Some(signature.to_string()),
+            upload_transactions,
+            parts: parts.len(),
         })
     }
 

@@ -77,12 +77,16 @@ pub fn attestation_of(
     authority: &Pubkey,
     plan: &PatchPlan,
 ) -> Result<(Pubkey, memzinc_verifier::accounts::Attestation)> {
-    let plan_hash = plan.plan_hash::<Sha2>();
-    let (address, attestation) = client
-        .find_attestation(authority, &plan.target_id, &plan_hash)?
-        .ok_or_else(|| Error::NotAttested {
-            plan_hash: hex::encode(plan_hash),
-        })?;
+    let mut plan_hash = plan.plan_hash::<Sha2>();
+    let mut found = client.find_attestation(authority, &plan.target_id, &plan_hash)?;
+    if found.is_none() && !plan.slots.is_empty() {
+        // A relocation too large for one submission is attested in parts, under its streamed hash.
+        plan_hash = plan.streamed_plan_hash::<Sha2>();
+        found = client.find_attestation(authority, &plan.target_id, &plan_hash)?;
+    }
+    let (address, attestation) = found.ok_or_else(|| Error::NotAttested {
+        plan_hash: hex::encode(plan_hash),
+    })?;
     if attestation.computed_hash::<Sha2>() != attestation.hash {
         return Err(Error::AuditFailed {
             target: hex::encode(plan.target_id),

@@ -2,10 +2,12 @@
 //! arguments) and the addresses they use. The IDL (`idl/attestor.json`) describes the same.
 
 use memzinc_verifier::accounts::{
-    BufferHeader, PolicyConfig, ATTESTATION_SEED, IX_ATTEST, IX_CLOSE_BUFFER, IX_CLOSE_POLICY, IX_INITIALIZE_POLICY,
-    IX_OPEN_BUFFER, IX_RECORD_APPLIED, IX_REVOKE, IX_UPDATE_POLICY, IX_WITNESS_SNAPSHOT, IX_WRITE_BUFFER, PLAN_SEED,
-    POLICY_SEED, RECEIPT_SEED, SNAPSHOT_SEED, TARGET_SEED,
+    BufferHeader, PolicyConfig, RelocationStore, ATTESTATION_SEED, IX_APPEND_SLOTS, IX_ATTEST,
+    IX_CHECK_RELOCATION_PART, IX_CLOSE_BUFFER, IX_CLOSE_POLICY, IX_CLOSE_RELOCATION, IX_FINISH_RELOCATION,
+    IX_INITIALIZE_POLICY, IX_OPEN_BUFFER, IX_OPEN_RELOCATION, IX_RECORD_APPLIED, IX_REVOKE, IX_UPDATE_POLICY,
+    IX_WITNESS_SNAPSHOT, IX_WRITE_BUFFER, PLAN_SEED, POLICY_SEED, RECEIPT_SEED, SNAPSHOT_SEED, TARGET_SEED,
 };
+use memzinc_verifier::relocation_stream::{StreamState, RECORD_LEN};
 use solana_instruction::{AccountMeta, Instruction};
 use solana_pubkey::Pubkey;
 
@@ -284,5 +286,163 @@ pub fn buffer_keypair(uploader: &solana_keypair::Keypair, plan_hash: &[u8; 32]) 
     h.update(b"memzinc/buffer-key/v1");
     h.update(uploader.secret_bytes());
     h.update(plan_hash);
+    solana_keypair::Keypair::new_from_array(h.finalize().into())
+}
+
+/// The size of a relocation's store holding `per_store` records.
+pub fn relocation_store_len(per_store: u32) -> usize {
+    RelocationStore::LEN + per_store as usize * RECORD_LEN
+}
+
+/// Allocates one account of a relocation (owner: the attestor): the relocation itself
+/// (`Relocation::LEN`) or a store (`relocation_store_len`). One per transaction: a transaction
+/// may allocate at most 20 MiB.
+pub fn allocate_relocation_account(
+    program_id: &Pubkey,
+    authority: &Pubkey,
+    account: &Pubkey,
+    space: usize,
+    rent_lamports: u64,
+) -> Instruction {
+    solana_system_interface::instruction::create_account(authority, account, rent_lamports, space as u64, program_id)
+}
+
+/// `open_relocation` of the relocation `state` starts from (`PatchPlan::stream_start`), its
+/// records `per_store` to each of `stores`; the relocation and the stores sign.
+pub fn open_relocation(
+    program_id: &Pubkey,
+    authority: &Pubkey,
+    policy_authority: &Pubkey,
+    relocation: &Pubkey,
+    stores: &[Pubkey],
+    state: &StreamState,
+    per_store: u32,
+) -> Instruction {
+    let mut accounts = vec![
+        AccountMeta::new_readonly(*authority, true),
+        AccountMeta::new_readonly(policy_address(program_id, policy_authority), false),
+        AccountMeta::new(*relocation, true),
+    ];
+    accounts.extend(stores.iter().map(|s| AccountMeta::new(*s, true)));
+    ix(
+        program_id,
+        IX_OPEN_RELOCATION,
+        &[
+            &state.target_id,
+            &state.snapshot_root,
+            &state.model_hash,
+            &state.region_table_hash,
+            &state.slot_count.to_le_bytes(),
+            &per_store.to_le_bytes(),
+        ],
+        accounts,
+    )
+}
+
+fn relocation_accounts(first: Vec<AccountMeta>, stores: &[Pubkey]) -> Vec<AccountMeta> {
+    let mut accounts = first;
+    accounts.extend(stores.iter().map(|s| AccountMeta::new(*s, false)));
+    accounts
+}
+
+/// `append_slots` of `slots` (whole encoded stream slots).
+pub fn append_slots(
+    program_id: &Pubkey,
+    authority: &Pubkey,
+    relocation: &Pubkey,
+    stores: &[Pubkey],
+    slots: &[u8],
+) -> Instruction {
+    ix(
+        program_id,
+        IX_APPEND_SLOTS,
+        &[&(slots.len() as u32).to_le_bytes(), slots],
+        relocation_accounts(
+            vec![
+                AccountMeta::new_readonly(*authority, true),
+                AccountMeta::new(*relocation, false),
+            ],
+            stores,
+        ),
+    )
+}
+
+/// `check_relocation_part` of the part uploaded into `buffer` under the label `plan_hash`,
+/// reaching up to `hi`.
+#[allow(clippy::too_many_arguments)]
+pub fn check_relocation_part(
+    program_id: &Pubkey,
+    authority: &Pubkey,
+    policy_authority: &Pubkey,
+    relocation: &Pubkey,
+    buffer: &Pubkey,
+    stores: &[Pubkey],
+    plan_hash: &[u8; 32],
+    hi: u64,
+) -> Instruction {
+    ix(
+        program_id,
+        IX_CHECK_RELOCATION_PART,
+        &[plan_hash, &hi.to_le_bytes()],
+        relocation_accounts(
+            vec![
+                AccountMeta::new(*authority, true),
+                AccountMeta::new_readonly(policy_address(program_id, policy_authority), false),
+                AccountMeta::new(*relocation, false),
+                AccountMeta::new(*buffer, false),
+            ],
+            stores,
+        ),
+    )
+}
+
+/// `finish_relocation`: records the relocation as attestation number `seq` of `target_id` under
+/// `plan_hash` (`PatchPlan::streamed_plan_hash`), citing the witnessed-snapshot records.
+#[allow(clippy::too_many_arguments)]
+pub fn finish_relocation(
+    program_id: &Pubkey,
+    authority: &Pubkey,
+    policy_authority: &Pubkey,
+    target_id: &[u8; 32],
+    plan_hash: &[u8; 32],
+    seq: u64,
+    relocation: &Pubkey,
+    witnessed: &[Pubkey],
+) -> Instruction {
+    let policy = policy_address(program_id, policy_authority);
+    let chain = target_chain_address(program_id, &policy, target_id);
+    let mut accounts = vec![
+        AccountMeta::new(*authority, true),
+        AccountMeta::new_readonly(policy, false),
+        AccountMeta::new(chain, false),
+        AccountMeta::new(attestation_address(program_id, &chain, seq), false),
+        AccountMeta::new(plan_marker_address(program_id, &chain, plan_hash), false),
+        AccountMeta::new(*relocation, false),
+        system_program(),
+    ];
+    accounts.extend(witnessed.iter().map(|w| AccountMeta::new_readonly(*w, false)));
+    ix(program_id, IX_FINISH_RELOCATION, &[], accounts)
+}
+
+/// `close_relocation` of `accounts` (the relocation and its stores, any of them).
+pub fn close_relocation(program_id: &Pubkey, authority: &Pubkey, accounts: &[Pubkey]) -> Instruction {
+    let mut metas = vec![AccountMeta::new(*authority, true)];
+    metas.extend(accounts.iter().map(|a| AccountMeta::new(*a, false)));
+    ix(program_id, IX_CLOSE_RELOCATION, &[], metas)
+}
+
+/// The keypair of a relocation's account number `index` (0: the relocation, then its stores)
+/// for `plan_hash` (its streamed plan hash): derived as `buffer_keypair` is.
+pub fn relocation_keypair(
+    uploader: &solana_keypair::Keypair,
+    plan_hash: &[u8; 32],
+    index: u8,
+) -> solana_keypair::Keypair {
+    use sha2::Digest;
+    let mut h = sha2::Sha256::new();
+    h.update(b"memzinc/relocation-key/v1");
+    h.update(uploader.secret_bytes());
+    h.update(plan_hash);
+    h.update([index]);
     solana_keypair::Keypair::new_from_array(h.finalize().into())
 }

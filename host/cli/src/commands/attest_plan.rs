@@ -19,6 +19,11 @@ pub struct Args {
     /// with proofs of the symbols they name.
     #[arg(long)]
     snapshot: Option<PathBuf>,
+    /// Attest a relocation in parts (its slot table, then parts of at most MAX_SLOTS slots,
+    /// default 256, then the finish) even when it fits one submission; a relocation that does
+    /// not fit always is, in parts of 256.
+    #[arg(long, value_name = "MAX_SLOTS", num_args = 0..=1, default_missing_value = "256")]
+    in_parts: Option<usize>,
 }
 
 pub fn run(a: Args, g: &Global) -> Result<()> {
@@ -33,7 +38,7 @@ pub fn run(a: Args, g: &Global) -> Result<()> {
             policy.as_ref().map(|p| &p.config),
         )?;
     }
-    let outcome = client.attest(&authority, &submission)?;
+    let outcome = client.attest_as(&authority, &submission, a.in_parts)?;
     g.print(&outcome, |outcome| {
         format!(
             "attestation {} (seq {}, plan {}){}",
