@@ -14,6 +14,38 @@ export type Attestor = {
   },
   "instructions": [
     {
+      "name": "appendSlots",
+      "docs": [
+        "Who: the relocation's authority. Appends whole 16-byte stream slots (address u64, len u32, to u32) to the table: ascending, disjoint, aligned, at most 512 bytes, each to another slot. Remaining accounts: the relocation's stores in order, writable."
+      ],
+      "discriminator": [
+        96,
+        139,
+        170,
+        40,
+        222,
+        158,
+        76,
+        10
+      ],
+      "accounts": [
+        {
+          "name": "authority",
+          "signer": true
+        },
+        {
+          "name": "relocation",
+          "writable": true
+        }
+      ],
+      "args": [
+        {
+          "name": "slots",
+          "type": "bytes"
+        }
+      ]
+    },
+    {
       "name": "attest",
       "docs": [
         "Who: the policy authority or one of its host signers. Verify the uploaded plan and its Merkle evidence against the open policy (and its model_hash, when the policy pins one), its snapshot root against the witnessed-snapshot records passed as remaining accounts (witness_threshold distinct policy witnesses, none older than max_snapshot_age), and record it as the next link of the target's chain, with the policy revision and configuration hash that judged it and the witnesses whose records counted. Closes the buffer."
@@ -124,6 +156,55 @@ export type Attestor = {
       ]
     },
     {
+      "name": "checkRelocationPart",
+      "docs": [
+        "Who: the relocation's authority, under the policy at the revision it was opened at. Checks the part in the buffer (its writes and slots in [the last part's end, hi), proven against the snapshot root) and balances its slots into the records; closes the buffer. Remaining accounts: the relocation's stores in order, writable."
+      ],
+      "discriminator": [
+        79,
+        206,
+        184,
+        1,
+        79,
+        154,
+        254,
+        232
+      ],
+      "accounts": [
+        {
+          "name": "authority",
+          "writable": true,
+          "signer": true
+        },
+        {
+          "name": "policy"
+        },
+        {
+          "name": "relocation",
+          "writable": true
+        },
+        {
+          "name": "buffer",
+          "writable": true
+        }
+      ],
+      "args": [
+        {
+          "name": "planHash",
+          "type": {
+            "array": [
+              "u8",
+              32
+            ]
+          }
+        },
+        {
+          "name": "hi",
+          "type": "u64"
+        }
+      ]
+    },
+    {
       "name": "closeBuffer",
       "discriminator": [
         46,
@@ -201,6 +282,77 @@ export type Attestor = {
               }
             ]
           }
+        }
+      ],
+      "args": []
+    },
+    {
+      "name": "closeRelocation",
+      "docs": [
+        "Who: the authority that opened them. Closes the relocation and store accounts given as remaining accounts (writable); their rent goes back to the authority."
+      ],
+      "discriminator": [
+        190,
+        21,
+        132,
+        204,
+        38,
+        106,
+        211,
+        123
+      ],
+      "accounts": [
+        {
+          "name": "authority",
+          "writable": true,
+          "signer": true
+        }
+      ],
+      "args": []
+    },
+    {
+      "name": "finishRelocation",
+      "docs": [
+        "Who: the relocation's authority, under the policy at the revision it was opened at. Every slot reached and balanced, the totals within the policy: records the relocation as attest records a plan, under its streamed plan hash, its snapshot root witnessed as of the slot the relocation was opened at; closes the relocation account. Remaining accounts: witnessed-snapshot records of its snapshot root."
+      ],
+      "discriminator": [
+        159,
+        203,
+        70,
+        76,
+        198,
+        242,
+        214,
+        114
+      ],
+      "accounts": [
+        {
+          "name": "authority",
+          "writable": true,
+          "signer": true
+        },
+        {
+          "name": "policy"
+        },
+        {
+          "name": "targetChain",
+          "writable": true
+        },
+        {
+          "name": "attestation",
+          "writable": true
+        },
+        {
+          "name": "planMarker",
+          "writable": true
+        },
+        {
+          "name": "relocation",
+          "writable": true
+        },
+        {
+          "name": "systemProgram",
+          "address": "11111111111111111111111111111111"
         }
       ],
       "args": []
@@ -303,6 +455,85 @@ export type Attestor = {
         },
         {
           "name": "len",
+          "type": "u32"
+        }
+      ]
+    },
+    {
+      "name": "openRelocation",
+      "docs": [
+        "Who: the policy authority or one of its host signers, holding the keys of the fresh relocation and store accounts. Opens a relocation checked in parts (relocation_stream): the policy allows its moves, its accounts are fresh and sized for it. Remaining accounts: the stores, writable signers, each allocated with RelocationStore's 72 bytes plus per_store * 49."
+      ],
+      "discriminator": [
+        30,
+        74,
+        197,
+        155,
+        98,
+        145,
+        137,
+        157
+      ],
+      "accounts": [
+        {
+          "name": "authority",
+          "signer": true
+        },
+        {
+          "name": "policy"
+        },
+        {
+          "name": "relocation",
+          "docs": [
+            "Allocated by the authority (system create_account, owner: this program, Relocation's size); signs."
+          ],
+          "writable": true,
+          "signer": true
+        }
+      ],
+      "args": [
+        {
+          "name": "targetId",
+          "type": {
+            "array": [
+              "u8",
+              32
+            ]
+          }
+        },
+        {
+          "name": "snapshotRoot",
+          "type": {
+            "array": [
+              "u8",
+              32
+            ]
+          }
+        },
+        {
+          "name": "modelHash",
+          "type": {
+            "array": [
+              "u8",
+              32
+            ]
+          }
+        },
+        {
+          "name": "regionTableHash",
+          "type": {
+            "array": [
+              "u8",
+              32
+            ]
+          }
+        },
+        {
+          "name": "slotCount",
+          "type": "u32"
+        },
+        {
+          "name": "perStore",
           "type": "u32"
         }
       ]
@@ -752,6 +983,32 @@ export type Attestor = {
       ]
     },
     {
+      "name": "relocation",
+      "discriminator": [
+        36,
+        56,
+        109,
+        253,
+        38,
+        74,
+        233,
+        205
+      ]
+    },
+    {
+      "name": "relocationStore",
+      "discriminator": [
+        121,
+        54,
+        140,
+        193,
+        210,
+        70,
+        219,
+        245
+      ]
+    },
+    {
       "name": "targetChain",
       "discriminator": [
         61,
@@ -1178,6 +1435,31 @@ export type Attestor = {
       "code": 6063,
       "name": "pointerNotMoved",
       "msg": "a write of a relocation is neither a slot's new bytes nor an 8-byte pointer rewritten to the move of its old value"
+    },
+    {
+      "code": 6064,
+      "name": "relocationStreamOutOfOrder",
+      "msg": "a relocation part is out of order: the slot table is not all appended, the last part was already checked, or the part holds a write or a slot outside its range"
+    },
+    {
+      "code": 6065,
+      "name": "relocationPartMismatch",
+      "msg": "a relocation part names another target, snapshot root, models or region table than its relocation, or carries slots of its own"
+    },
+    {
+      "code": 6066,
+      "name": "relocationUnfinished",
+      "msg": "the relocation's parts do not reach every slot and the end of the address space yet"
+    },
+    {
+      "code": 6067,
+      "name": "relocationStoreMismatch",
+      "msg": "the relocation's stores are not the ones it was opened with, in order, sized for its slots"
+    },
+    {
+      "code": 6068,
+      "name": "streamedSlotTooLong",
+      "msg": "a slot of a relocation checked in parts is longer than 512 bytes"
     }
   ],
   "types": [
@@ -1927,6 +2209,159 @@ export type Attestor = {
           {
             "name": "flags",
             "type": "u8"
+          }
+        ]
+      }
+    },
+    {
+      "name": "relocation",
+      "docs": [
+        "A relocation checked in parts: who opened it, under which policy revision, where its records are, and what its parts have proven so far (relocation_stream::StreamState)."
+      ],
+      "type": {
+        "kind": "struct",
+        "fields": [
+          {
+            "name": "authority",
+            "type": "pubkey"
+          },
+          {
+            "name": "policy",
+            "type": "pubkey"
+          },
+          {
+            "name": "policyRevision",
+            "type": "u32"
+          },
+          {
+            "name": "openedSlot",
+            "type": "u64"
+          },
+          {
+            "name": "perStore",
+            "type": "u32"
+          },
+          {
+            "name": "storeCount",
+            "type": "u8"
+          },
+          {
+            "name": "stores",
+            "type": {
+              "array": [
+                "pubkey",
+                6
+              ]
+            }
+          },
+          {
+            "name": "targetId",
+            "type": {
+              "array": [
+                "u8",
+                32
+              ]
+            }
+          },
+          {
+            "name": "snapshotRoot",
+            "type": {
+              "array": [
+                "u8",
+                32
+              ]
+            }
+          },
+          {
+            "name": "modelHash",
+            "type": {
+              "array": [
+                "u8",
+                32
+              ]
+            }
+          },
+          {
+            "name": "regionTableHash",
+            "type": {
+              "array": [
+                "u8",
+                32
+              ]
+            }
+          },
+          {
+            "name": "slotCount",
+            "type": "u32"
+          },
+          {
+            "name": "appended",
+            "type": "u32"
+          },
+          {
+            "name": "lastEnd",
+            "type": "u64"
+          },
+          {
+            "name": "slotDigest",
+            "type": {
+              "array": [
+                "u8",
+                32
+              ]
+            }
+          },
+          {
+            "name": "nextSlot",
+            "type": "u32"
+          },
+          {
+            "name": "nextAddress",
+            "type": "u64"
+          },
+          {
+            "name": "done",
+            "type": "bool"
+          },
+          {
+            "name": "writeCount",
+            "type": "u64"
+          },
+          {
+            "name": "writeBytes",
+            "type": "u64"
+          },
+          {
+            "name": "writeDigest",
+            "type": {
+              "array": [
+                "u8",
+                32
+              ]
+            }
+          },
+          {
+            "name": "unbalanced",
+            "type": "u32"
+          }
+        ]
+      }
+    },
+    {
+      "name": "relocationStore",
+      "docs": [
+        "The head of a store of a relocation's records; per_store records of 49 bytes (stream slot, taken, balance) follow it."
+      ],
+      "type": {
+        "kind": "struct",
+        "fields": [
+          {
+            "name": "relocation",
+            "type": "pubkey"
+          },
+          {
+            "name": "authority",
+            "type": "pubkey"
           }
         ]
       }
