@@ -276,6 +276,10 @@ fn main() {
             ..memzinc_tests::svm::config(&[])
         };
         let mut e = memzinc_tests::svm::env_with(&policy);
+        // The stores' rent: about 73 SOL per 10 MiB.
+        e.svm
+            .airdrop(&solana_signer::Signer::pubkey(&e.authority), 1_000_000_000_000)
+            .expect("airdrop");
         let started = Instant::now();
         let cost = e
             .attest_in_parts(&submission, 0, PART_SLOTS, stores, |_, _| {})

@@ -1116,16 +1116,8 @@ mod tests {
     /// 0x4400 → 0x4300, 0x4200 → 0x4400), its writes computed here independently of the rules:
     /// each slot's new bytes and every pointer outside the slots, moved.
     fn relocation() -> Submission {
-        let regions = vec![Region {
-            start: 0x4000,
-            end: 0x6000,
-            flags: RW,
-        }];
-        let pages = [0x4000u64, 0x5000]
-            .iter()
-            .map(|&a| (a, crate::merkle::page_leaf::<Sha2>(a, &heap_page(a))))
-            .collect();
-        let t = SnapshotTrees::new::<Sha2>(regions.clone(), pages);
+        let regions = heap_regions();
+        let t = heap_trees();
         // Slot i is the node at 0x4100 * (i + 1); slot `to` is where its node goes.
         let dest = [0x4200u64, 0x4400, 0x4100, 0x4300];
         let index = |a: u64| ((a - 0x4100) / 0x100) as u32;
@@ -1260,7 +1252,7 @@ mod tests {
     /// Runs a streamed relocation of `s`'s plan cut at `cuts` (the last part's end is added):
     /// open, append the table in chunks of three slots, check each part, finish.
     fn stream(s: &Submission, rules: &PolicyRules, cuts: &[u64]) -> Result<(Hash, PlanTotals), VerifyError> {
-        let t = stream_trees();
+        let t = heap_trees();
         let plan = &s.plan;
         let mut state = plan.stream_start::<Sha2>();
         let per = 3;
@@ -1315,17 +1307,21 @@ mod tests {
         relocation_stream::finish::<Sha2>(&state, rules)
     }
 
-    fn stream_trees() -> SnapshotTrees {
-        let regions = vec![Region {
+    fn heap_regions() -> Vec<Region> {
+        vec![Region {
             start: 0x4000,
             end: 0x6000,
             flags: RW,
-        }];
+        }]
+    }
+
+    /// The trees of the snapshot [`heap_page`] describes.
+    fn heap_trees() -> SnapshotTrees {
         let pages = [0x4000u64, 0x5000]
             .iter()
             .map(|&a| (a, crate::merkle::page_leaf::<Sha2>(a, &heap_page(a))))
             .collect();
-        SnapshotTrees::new::<Sha2>(regions, pages)
+        SnapshotTrees::new::<Sha2>(heap_regions(), pages)
     }
 
     #[test]
@@ -1338,7 +1334,7 @@ mod tests {
             assert_eq!(stream(&s, &moves(4), cuts), Ok((hash, totals)), "cut at {cuts:x?}");
         }
         // The host's own cutting gives parts the program accepts, and the same hash.
-        let t = stream_trees();
+        let t = heap_trees();
         for max_slots in [1, 2, 4] {
             let parts = t
                 .stream_parts(&s.plan, usize::MAX, max_slots, |a| Some(heap_page(a)))
@@ -1425,7 +1421,7 @@ mod tests {
     #[test]
     fn streamed_parts_come_in_order_and_match_their_relocation() {
         let s = relocation();
-        let t = stream_trees();
+        let t = heap_trees();
         let plan = &s.plan;
         let rules = moves(4);
         let n = plan.slots.len() as u32;

@@ -220,7 +220,8 @@ impl<'a, 'b> Records<'a, 'b> {
         self.record(i).map(StreamSlot::decode)
     }
 
-    /// Where the relocation moves the byte at `v` (of the first `appended` slots, ascending).
+    /// Where the relocation moves the byte at `v`: into the slot its object moves to, by its
+    /// offset, if `v` lies in a slot; else nowhere. Parts run once every slot is appended.
     fn moved(&self, v: u64) -> u64 {
         let (mut lo, mut hi) = (0u32, self.count);
         while lo < hi {

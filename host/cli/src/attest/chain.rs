@@ -121,6 +121,21 @@ pub struct AttestOutcome {
     pub parts: usize,
 }
 
+impl AttestOutcome {
+    /// An attestation of the plan that already existed (`attest` is idempotent).
+    fn existing(address: &Pubkey, chain: &Pubkey, attestation: &Attestation, plan_hash: &[u8; 32]) -> AttestOutcome {
+        AttestOutcome {
+            attestation: address.to_string(),
+            target_chain: chain.to_string(),
+            seq: attestation.seq,
+            plan_hash: hex::encode(plan_hash),
+            signature: None,
+            upload_transactions: 0,
+            parts: 0,
+        }
+    }
+}
+
 /// One verified link of a target's history.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct AuditEntry {
@@ -581,15 +596,7 @@ impl Client {
         let witnessed = || self.witnessed(&policy, &target_id, &submission.plan.snapshot_root);
         let (chain_address, chain) = self.target_chain(&policy_key, &target_id)?;
         if let Some((address, existing)) = self.find_attestation(authority, &target_id, &plan_hash)? {
-            return Ok(AttestOutcome {
-                attestation: address.to_string(),
-                target_chain: chain_address.to_string(),
-                seq: existing.seq,
-                plan_hash: hex::encode(plan_hash),
-                signature: None,
-                upload_transactions: 0,
-                parts: 0,
-            });
+            return Ok(AttestOutcome::existing(&address, &chain_address, &existing, &plan_hash));
         }
 
         // Refused before anything is uploaded when the root is not witnessed (enough) yet.
@@ -677,15 +684,7 @@ impl Client {
         let policy_key = policy_address(&self.program_id, authority);
         let (chain_address, chain) = self.target_chain(&policy_key, &target_id)?;
         if let Some((address, existing)) = self.find_attestation(authority, &target_id, &plan_hash)? {
-            return Ok(AttestOutcome {
-                attestation: address.to_string(),
-                target_chain: chain_address.to_string(),
-                seq: existing.seq,
-                plan_hash: hex::encode(plan_hash),
-                signature: None,
-                upload_transactions: 0,
-                parts: 0,
-            });
+            return Ok(AttestOutcome::existing(&address, &chain_address, &existing, &plan_hash));
         }
         // Judged as of the opening: the finish checks the witnesses at the slot it was opened.
         let witnessed = self.witnessed(policy, &target_id, &plan.snapshot_root)?;
