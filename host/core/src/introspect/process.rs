@@ -117,6 +117,20 @@ impl MapEntry {
     }
 }
 
+/// Whether thread `tid` of `pid` has ended: gone from /proc, or a zombie. PTRACE_SEIZE refuses
+/// a thread whose exit has begun with EPERM, not ESRCH, so a process tree that changes while it
+/// is frozen would otherwise read as a permission error.
+fn thread_ended(pid: i32, tid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/stat")) {
+        Err(_) => true,
+        // The state follows the command name's closing parenthesis.
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.trim_start().chars().next())
+            .is_some_and(|state| state == 'Z' || state == 'X'),
+    }
+}
+
 pub fn pid_errno(pid: i32, what: &str, e: Errno) -> Error {
     match e {
         Errno::ESRCH => Error::NoSuchProcess { pid },
@@ -267,6 +281,7 @@ impl Frozen {
                     Ok(()) => {}
                     // The thread ended between listing and seizing.
                     Err(Errno::ESRCH) => continue,
+                    Err(Errno::EPERM) if thread_ended(pid, tid) => continue,
                     Err(e) => return Err(pid_errno(pid, "PTRACE_SEIZE", e)),
                 }
                 frozen.tids.push(tid);
@@ -293,6 +308,7 @@ impl Frozen {
             match ptrace::seize(Pid::from_raw(tid), ptrace::Options::empty()) {
                 Ok(()) => {}
                 Err(Errno::ESRCH) => continue,
+                Err(Errno::EPERM) if thread_ended(pid, tid) => continue,
                 Err(e) => return Err(pid_errno(pid, "PTRACE_SEIZE", e)),
             }
             let frozen = Frozen {
