@@ -1332,22 +1332,27 @@ fn events_and_refusals_are_logged_as_anchor_does() {
     assert!(!logs.iter().any(|l| l.contains("AnchorError")), "{logs:?}");
 }
 
+/// A policy that allows relocations of `max_moves` objects, writing at most `max_bytes` in
+/// `max_writes` writes.
+fn allowing_moves(max_bytes: u32, max_writes: u32, max_moves: u32) -> PolicyConfig {
+    PolicyConfig {
+        rules: memzinc_verifier::wire::PolicyRules {
+            max_bytes,
+            max_writes,
+            max_moves,
+            ..memzinc_tests::svm::rules()
+        },
+        ..config(&[])
+    }
+}
+
 /// Relocations (issue 17): a list moved into address order, every pointer moved with its
 /// node, is attested under a policy that allows that many moves. A policy without moves, one
 /// with too few, the head rewritten to the wrong node, a moved node whose link names the wrong
 /// node and two nodes sent to one slot are each refused with their own code.
 #[test]
 fn relocations_are_attested_only_when_sound_and_allowed() {
-    use memzinc_verifier::wire::PolicyRules;
-    let allowing = |max_moves| PolicyConfig {
-        rules: PolicyRules {
-            max_bytes: 4096,
-            max_writes: 64,
-            max_moves,
-            ..memzinc_tests::svm::rules()
-        },
-        ..config(&[])
-    };
+    let allowing = |max_moves| allowing_moves(4096, 64, max_moves);
     let good = relocation::submission("relocation", 16);
     assert_eq!((good.plan.slots.len(), good.plan.writes.len()), (16, 17));
     expect_refusal(
@@ -1387,16 +1392,7 @@ fn relocations_are_attested_only_when_sound_and_allowed() {
 /// its own are each refused with their own code.
 #[test]
 fn a_relocation_checked_in_parts_is_attested_only_when_sound() {
-    use memzinc_verifier::wire::PolicyRules;
-    let policy = PolicyConfig {
-        rules: PolicyRules {
-            max_bytes: 4096,
-            max_writes: 128,
-            max_moves: 64,
-            ..memzinc_tests::svm::rules()
-        },
-        ..config(&[])
-    };
+    let policy = allowing_moves(4096, 128, 64);
     let good = relocation::submission("streamed", 64);
     let last = |_: usize, _: &mut Submission| {};
     let mut e = env_with(&policy);
@@ -1447,16 +1443,7 @@ fn a_relocation_checked_in_parts_is_attested_only_when_sound() {
 #[test]
 fn relocation_accounts_signers_and_policy_revisions_are_checked() {
     use memzinc_verifier::relocation_stream::STREAM_SLOT_LEN;
-    use memzinc_verifier::wire::PolicyRules;
-    let policy = PolicyConfig {
-        rules: PolicyRules {
-            max_bytes: 4096,
-            max_writes: 128,
-            max_moves: 64,
-            ..memzinc_tests::svm::rules()
-        },
-        ..config(&[])
-    };
+    let policy = allowing_moves(4096, 128, 64);
     let mut e = env_with(&policy);
     let a = e.authority.insecure_clone();
     let s = relocation::submission("streamed-accounts", 16);
@@ -1523,16 +1510,7 @@ fn relocation_accounts_signers_and_policy_revisions_are_checked() {
 /// aged past it is refused at the finish.
 #[test]
 fn a_relocation_in_parts_is_held_to_the_age_of_its_snapshot_when_opened() {
-    use memzinc_verifier::wire::PolicyRules;
-    let policy = PolicyConfig {
-        rules: PolicyRules {
-            max_bytes: 4096,
-            max_writes: 128,
-            max_moves: 64,
-            ..memzinc_tests::svm::rules()
-        },
-        ..config(&[])
-    };
+    let policy = allowing_moves(4096, 128, 64);
     let age = policy.max_snapshot_age;
     let mut e = env_with(&policy);
     let a = e.authority.insecure_clone();

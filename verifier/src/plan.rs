@@ -204,6 +204,52 @@ impl PatchPlan {
         cuts
     }
 
+    /// The pages its writes and slots touch, ascending.
+    fn touched_pages(&self) -> Result<Vec<u64>, VerifyError> {
+        let mut touched: Vec<u64> = Vec::new();
+        let ranges = (self.writes.iter().map(|w| (w.address, w.old.len() as u64)))
+            .chain(self.slots.iter().map(|s| (s.address, s.len as u64)));
+        for (address, len) in ranges {
+            let page = PAGE_LEN as u64;
+            let end = address.checked_add(len).ok_or(VerifyError::AddressOverflow)?;
+            // Checked: the last page of the address space has no successor.
+            let mut p = Some(address - address % page);
+            while let Some(at) = p.filter(|&at| at < end) {
+                touched.push(at);
+                p = at.checked_add(page);
+            }
+        }
+        touched.sort_unstable();
+        touched.dedup();
+        Ok(touched)
+    }
+
+    /// This relocation cut into parts (`stream_cuts`, proofs into a tree of `page_count`
+    /// pages), each part's evidence from `evidence_of` (given the part with its slots, which
+    /// are cleared after).
+    fn stream_parts_with(
+        &self,
+        max_len: usize,
+        max_slots: usize,
+        page_count: u64,
+        mut evidence_of: impl FnMut(&PatchPlan) -> Result<Evidence, VerifyError>,
+    ) -> Result<Vec<StreamPart>, VerifyError> {
+        self.check_streamable()?;
+        let mut lo = 0;
+        let mut parts = Vec::new();
+        for hi in self.stream_cuts(max_len, max_slots, page_count) {
+            let mut plan = self.stream_part(lo, hi);
+            let evidence = evidence_of(&plan)?;
+            plan.slots.clear();
+            parts.push(StreamPart {
+                hi,
+                submission: Submission { plan, evidence },
+            });
+            lo = hi;
+        }
+        Ok(parts)
+    }
+
     /// A relocation can be checked in parts only with slots of at most
     /// `MAX_STREAMED_SLOT_LEN` bytes (the program refuses longer ones, and their pages are not
     /// cut into parts).
@@ -400,45 +446,24 @@ impl Submission {
     /// This relocation cut into parts (`PatchPlan::stream_cuts`), each proving the pages of its
     /// writes and slots with this submission's proofs.
     pub fn stream_parts(&self, max_len: usize, max_slots: usize) -> Result<Vec<StreamPart>, VerifyError> {
-        self.plan.check_streamable()?;
-        let mut lo = 0;
-        let mut parts = Vec::new();
-        for hi in self.plan.stream_cuts(max_len, max_slots, self.evidence.page_count) {
-            let mut plan = self.plan.stream_part(lo, hi);
-            let touched = plan
-                .writes
-                .iter()
-                .map(|w| (w.address, w.new.len() as u64))
-                .chain(plan.slots.iter().map(|s| (s.address, s.len as u64)));
-            let mut pages: Vec<u64> = touched
-                .flat_map(|(address, len)| {
-                    let page = PAGE_LEN as u64;
-                    (address / page..address.saturating_add(len).div_ceil(page)).map(move |p| p * page)
-                })
-                .collect();
-            pages.sort_unstable();
-            pages.dedup();
-            let evidence = Evidence {
-                pages: self
-                    .evidence
-                    .pages
-                    .iter()
-                    .filter(|p| pages.binary_search(&p.address).is_ok())
-                    .cloned()
-                    .collect(),
-                ..self.evidence.clone()
-            };
-            if evidence.pages.len() != pages.len() {
-                return Err(VerifyError::MissingPageProof);
-            }
-            plan.slots.clear();
-            parts.push(StreamPart {
-                hi,
-                submission: Submission { plan, evidence },
-            });
-            lo = hi;
-        }
-        Ok(parts)
+        self.plan
+            .stream_parts_with(max_len, max_slots, self.evidence.page_count, |part| {
+                let pages = part.touched_pages()?;
+                let evidence = Evidence {
+                    pages: self
+                        .evidence
+                        .pages
+                        .iter()
+                        .filter(|p| pages.binary_search(&p.address).is_ok())
+                        .cloned()
+                        .collect(),
+                    ..self.evidence.clone()
+                };
+                match evidence.pages.len() == pages.len() {
+                    true => Ok(evidence),
+                    false => Err(VerifyError::MissingPageProof),
+                }
+            })
     }
 
     /// Everything the program checks under a policy without symbol rules, on the same bytes.
@@ -567,20 +592,9 @@ impl SnapshotTrees {
         max_slots: usize,
         contents: impl Fn(u64) -> Option<Vec<u8>>,
     ) -> Result<Vec<StreamPart>, VerifyError> {
-        plan.check_streamable()?;
-        let mut lo = 0;
-        let mut parts = Vec::new();
-        for hi in plan.stream_cuts(max_len, max_slots, self.page_tree.leaf_count()) {
-            let mut part = plan.stream_part(lo, hi);
-            let evidence = self.evidence(&part, &contents)?;
-            part.slots.clear();
-            parts.push(StreamPart {
-                hi,
-                submission: Submission { plan: part, evidence },
-            });
-            lo = hi;
-        }
-        Ok(parts)
+        plan.stream_parts_with(max_len, max_slots, self.page_tree.leaf_count(), |part| {
+            self.evidence(part, &contents)
+        })
     }
 
     /// [`Self::evidence`] plus proofs of the symbols named by `keys` (what a policy's symbol
@@ -624,22 +638,8 @@ impl SnapshotTrees {
                 })
             })
             .collect::<Result<Vec<_>, VerifyError>>()?;
-        let mut touched: Vec<u64> = Vec::new();
-        let ranges = (plan.writes.iter().map(|w| (w.address, w.old.len() as u64)))
-            .chain(plan.slots.iter().map(|s| (s.address, s.len as u64)));
-        for (address, len) in ranges {
-            let page = PAGE_LEN as u64;
-            let end = address.checked_add(len).ok_or(VerifyError::AddressOverflow)?;
-            // Checked: the last page of the address space has no successor.
-            let mut p = Some(address - address % page);
-            while let Some(at) = p.filter(|&at| at < end) {
-                touched.push(at);
-                p = at.checked_add(page);
-            }
-        }
-        touched.sort_unstable();
-        touched.dedup();
-        let pages = touched
+        let pages = plan
+            .touched_pages()?
             .into_iter()
             .map(|address| {
                 let index = self

@@ -588,7 +588,6 @@ impl Client {
             });
         }
         if let Some(max_slots) = in_parts.filter(|_| !submission.plan.slots.is_empty()) {
-            self.witnessed(&policy, &submission.plan.target_id, &submission.plan.snapshot_root)?;
             return self.attest_in_parts(authority, &policy, submission, max_slots);
         }
         let plan_hash = verdict.plan_hash;

@@ -117,6 +117,17 @@ impl MapEntry {
     }
 }
 
+/// PTRACE_SEIZE of thread `tid` of `pid`: false if the thread ended between listing and
+/// seizing.
+fn seize(pid: i32, tid: i32) -> Result<bool> {
+    match ptrace::seize(Pid::from_raw(tid), ptrace::Options::empty()) {
+        Ok(()) => Ok(true),
+        Err(Errno::ESRCH) => Ok(false),
+        Err(Errno::EPERM) if thread_ended(pid, tid) => Ok(false),
+        Err(e) => Err(pid_errno(pid, "PTRACE_SEIZE", e)),
+    }
+}
+
 /// Whether thread `tid` of `pid` has ended: gone from /proc, or a zombie. PTRACE_SEIZE refuses
 /// a thread whose exit has begun with EPERM, not ESRCH, so a process tree that changes while it
 /// is frozen would otherwise read as a permission error.
@@ -277,12 +288,8 @@ impl Frozen {
                 break;
             }
             for tid in new {
-                match ptrace::seize(Pid::from_raw(tid), ptrace::Options::empty()) {
-                    Ok(()) => {}
-                    // The thread ended between listing and seizing.
-                    Err(Errno::ESRCH) => continue,
-                    Err(Errno::EPERM) if thread_ended(pid, tid) => continue,
-                    Err(e) => return Err(pid_errno(pid, "PTRACE_SEIZE", e)),
+                if !seize(pid, tid)? {
+                    continue;
                 }
                 frozen.tids.push(tid);
                 ptrace::interrupt(Pid::from_raw(tid)).map_err(|e| pid_errno(pid, "PTRACE_INTERRUPT", e))?;
@@ -305,11 +312,8 @@ impl Frozen {
         let mut ids: Vec<i32> = thread_ids(pid)?.into_iter().collect();
         ids.sort_by_key(|&t| (t != pid, t));
         for tid in ids {
-            match ptrace::seize(Pid::from_raw(tid), ptrace::Options::empty()) {
-                Ok(()) => {}
-                Err(Errno::ESRCH) => continue,
-                Err(Errno::EPERM) if thread_ended(pid, tid) => continue,
-                Err(e) => return Err(pid_errno(pid, "PTRACE_SEIZE", e)),
+            if !seize(pid, tid)? {
+                continue;
             }
             let frozen = Frozen {
                 pid,
