@@ -23,11 +23,25 @@ skips() {
 
 stage "setup"
 scripts/install-tools.sh apt toolchain sbpf-linker cargo-build-sbf python minizinc-wasm
+# An install in the background writes its exit status to a file: `wait PID` alone loses it when
+# the PID is reused by a later child of this shell (seen on a cold run: the builds wrapped the
+# 32,768 PIDs, and `wait` said "pid … is not a child of this shell" of an install that passed).
+install_in_background() {
+  rm -f "$MEMZINC_CACHE/$1-install.status"
+  (set +e; scripts/install-tools.sh "$1" > "$MEMZINC_CACHE/$1-install.log" 2>&1
+   echo $? > "$MEMZINC_CACHE/$1-install.status") &
+}
+installed() {
+  wait "$2" 2>/dev/null || true
+  [ "$(cat "$MEMZINC_CACHE/$1-install.status" 2>/dev/null)" = 0 ] && return 0
+  cat "$MEMZINC_CACHE/$1-install.log" >&2
+  echo "$1 install failed" >&2; return 1
+}
 # pumpkin-solver (~5 min cold) builds while the program builds; the tests wait for it.
-scripts/install-tools.sh pumpkin > "$MEMZINC_CACHE/pumpkin-install.log" 2>&1 &
+install_in_background pumpkin
 pumpkin_install=$!
 # anchor-cli is the longest install (~10-16 min on 2 cores): build it while the workspace builds.
-scripts/install-tools.sh anchor > "$MEMZINC_CACHE/anchor-install.log" 2>&1 &
+install_in_background anchor
 anchor_install=$!
 
 stage "program: build and reproducibility"
@@ -56,10 +70,7 @@ stage "workspace build"
 cargo build --locked --workspace --all-targets
 
 stage "tests"
-if ! wait "$pumpkin_install"; then
-  cat "$MEMZINC_CACHE/pumpkin-install.log" >&2
-  echo "pumpkin-solver install failed" >&2; exit 1
-fi
+installed pumpkin "$pumpkin_install" || exit 1
 log=$MEMZINC_CACHE/test.log
 # The console shows the filtered log; the verdict is cargo's exit status (and tee's: a log that
 # could not be written is not a pass), never a grep of the log.
@@ -76,10 +87,7 @@ passed=$(awk '/^test result: /{for (i = 2; i <= NF; i++) if ($i ~ /^passed/) n +
 echo "passed: $passed"
 
 stage "anchor test --skip-build"
-if ! wait "$anchor_install"; then
-  cat "$MEMZINC_CACHE/anchor-install.log" >&2
-  echo "anchor-cli install failed" >&2; exit 1
-fi
+installed anchor "$anchor_install" || exit 1
 anchor --version
 anchor test --skip-build --skip-deploy --skip-local-validator
 
