@@ -11,12 +11,14 @@
 //! before/after ratio from each target's own measurements in its one run. Goals: planning
 //! 1M objects < 30 s, traversal ≥ 2× faster.
 //!
-//! Attesting: one submission holds ~64 pages of evidence, so each plan that fits six stores (a
-//! million objects does; the two-million joint plan does not) is attested in parts
-//! (`relocation_stream`) by the deployed program in LiteSVM, with what that cost printed. The
-//! bench then applies the planned file through the library's stage 5 (`memzinc::apply::apply`:
-//! all threads frozen, every old byte compared, written, read back) — the CLI's attestation
-//! gate (`apply_attested`), which asks a cluster, is the one step skipped, and it says so.
+//! Attesting: one submission holds ~64 pages of evidence, so each plan is attested in parts
+//! (`relocation_stream`) by the deployed program in LiteSVM, with what that cost printed. One
+//! relocation holds at most `relocation_stream::MAX_SLOTS` objects (six stores, what one
+//! transaction loads), so the two-million joint plan is done in rounds, as `plan --relocate`
+//! leaves it: apply, snapshot, plan the rest, attest, apply. The bench applies each planned
+//! file through the library's stage 5 (`memzinc::apply::apply`: all threads frozen, every old
+//! byte compared, written, read back) — the CLI's attestation gate (`apply_attested`), which
+//! asks a cluster, is the one step skipped, and it says so.
 //!
 //! Asserts correctness only (every node is in the plan's structure, the targets' checks pass
 //! after), never timings.
@@ -154,6 +156,65 @@ fn before_after(line: &str, label: &str) -> (u64, u64) {
     (a, number_after(line, &format!("{label}{a} -> ")))
 }
 
+/// What `plan --relocate` prints when it leaves objects for a later round.
+const LATER_ROUND: &str = "left for a later round";
+
+/// Attests the relocation `plan` in parts in the plan's LiteSVM (made on its first round) as
+/// the `seq`-th attestation of its target, then applies it to `pid`.
+fn attest_and_apply(env: &mut Option<memzinc_tests::svm::Env>, seq: u64, plan: &str, pid: i32, label: &str) {
+    use memzinc_verifier::accounts::{RelocationStore, MAX_STORES};
+    let plan = memzinc::reason::Plan::load(Path::new(plan)).expect("the plan file loads");
+    let submission = plan.submission().expect("the plan's submission");
+    let n = submission.plan.slots.len() as u32;
+    let per_store = memzinc_verifier::relocation_stream::Records::per_store(
+        RelocationStore::MAX_ACCOUNT_LEN - RelocationStore::LEN,
+    );
+    let stores = n.div_ceil(per_store);
+    assert!(
+        stores as usize <= MAX_STORES,
+        "{label}: {n} objects need {stores} stores"
+    );
+    let e = env.get_or_insert_with(|| {
+        let policy = PolicyConfig {
+            rules: PolicyRules {
+                wx: true,
+                max_bytes: u32::MAX,
+                max_writes: u32::MAX,
+                max_moves: memzinc_verifier::relocation_stream::MAX_SLOTS,
+            },
+            model_hash: submission.plan.model_hash,
+            ..memzinc_tests::svm::config(&[])
+        };
+        let mut e = memzinc_tests::svm::env_with(&policy);
+        // The stores' rent: about 73 SOL per 10 MiB.
+        e.svm
+            .airdrop(&solana_signer::Signer::pubkey(&e.authority), 1_000_000_000_000)
+            .expect("airdrop");
+        e
+    });
+    let started = Instant::now();
+    let cost = e
+        .attest_in_parts(&submission, seq, PART_SLOTS, stores, |_, _| {})
+        .unwrap_or_else(|err| panic!("attest {label} in parts: {err}"));
+    println!(
+        "  {label}: {n} objects in {stores} stores, {} parts, costliest part {} CU, finish {} CU, \
+         {:.0} MB uploaded in {} transactions; {:.0} s",
+        cost.parts,
+        cost.most_part_cu,
+        cost.finish_cu,
+        cost.uploaded_bytes as f64 / 1e6,
+        cost.transactions,
+        started.elapsed().as_secs_f64()
+    );
+    let report = memzinc::apply::apply(pid, &plan.patch()).unwrap_or_else(|e| panic!("apply {label}: {e}"));
+    println!(
+        "  {label}: applied {} writes, {} bytes, target stopped {:.1} ms",
+        report.writes,
+        report.bytes,
+        report.stopped_us as f64 / 1000.0
+    );
+}
+
 fn main() {
     let n: u64 = std::env::var("MEMZINC_RELOCATE_N").map_or(1_000_000, |v| v.parse().expect("MEMZINC_RELOCATE_N"));
     let dir = tempfile::tempdir().unwrap();
@@ -244,74 +305,55 @@ fn main() {
     }
 
     // Attested in parts by the deployed program (target/deploy/attestor.so) in LiteSVM: the
-    // relocation_stream instructions, as `memzinc attest` sends them to a cluster.
+    // relocation_stream instructions, as `memzinc attest` sends them to a cluster. One LiteSVM
+    // per plan; its later rounds extend the same target history.
     println!(
         "attest in parts (relocation_stream) by the program in LiteSVM, parts of at most {PART_SLOTS} slots \
-         (the wall time is LiteSVM's, in this process, not a cluster's):"
+         (the wall time is LiteSVM's, in this process, not a cluster's), then apply through memzinc::apply::apply \
+         (stage 5: all threads frozen, every old byte compared, written, read back); the CLI's gate (apply_attested) \
+         asks a cluster for the attestation, and these were made in LiteSVM: the gate is the one step skipped"
     );
+    let mut envs: Vec<Option<memzinc_tests::svm::Env>> = PLANS.iter().map(|_| None).collect();
     for (i, (target, roots)) in PLANS.iter().enumerate() {
-        let plan = memzinc::reason::Plan::load(Path::new(&plans[i])).expect("the plan file loads");
-        let submission = plan.submission().expect("the plan's submission");
-        let n = submission.plan.slots.len() as u32;
-        let per_store = memzinc_verifier::relocation_stream::Records::per_store(
-            10 * 1024 * 1024 - memzinc_verifier::accounts::RelocationStore::LEN,
-        );
-        let stores = n.div_ceil(per_store);
-        if stores as usize > memzinc_verifier::accounts::MAX_STORES {
-            println!(
-                "  target {target}, {roots}: {n} objects need {stores} stores of 10 MiB; a transaction loads at most \
-                 64 MiB ({} stores): not attested",
-                memzinc_verifier::accounts::MAX_STORES
-            );
-            continue;
-        }
-        let policy = PolicyConfig {
-            rules: PolicyRules {
-                wx: true,
-                max_bytes: u32::MAX,
-                max_writes: u32::MAX,
-                max_moves: n,
-            },
-            model_hash: submission.plan.model_hash,
-            ..memzinc_tests::svm::config(&[])
-        };
-        let mut e = memzinc_tests::svm::env_with(&policy);
-        // The stores' rent: about 73 SOL per 10 MiB.
-        e.svm
-            .airdrop(&solana_signer::Signer::pubkey(&e.authority), 1_000_000_000_000)
-            .expect("airdrop");
-        let started = Instant::now();
-        let cost = e
-            .attest_in_parts(&submission, 0, PART_SLOTS, stores, |_, _| {})
-            .unwrap_or_else(|err| panic!("attest {roots} in parts: {err}"));
-        println!(
-            "  target {target}, {roots}: {n} objects in {stores} stores, {} parts, costliest part {} CU, finish {} CU, \
-             {:.0} MB uploaded in {} transactions; {:.0} s",
-            cost.parts,
-            cost.most_part_cu,
-            cost.finish_cu,
-            cost.uploaded_bytes as f64 / 1e6,
-            cost.transactions,
-            started.elapsed().as_secs_f64()
+        let pid = targets[*target].child.id() as i32;
+        attest_and_apply(
+            &mut envs[i],
+            0,
+            &plans[i],
+            pid,
+            &format!("target {target}, {roots}, round 1"),
         );
     }
-
-    println!(
-        "apply: through memzinc::apply::apply (stage 5: all threads frozen, every old byte compared, \
-         one write batch per {} writes, read back); the CLI's gate (apply_attested) asks a cluster for the \
-         attestation, and these were made in LiteSVM: the gate is the one step skipped",
-        1024
-    );
+    // A relocation larger than one attestation holds is done in rounds: each round's plan is
+    // made from a snapshot of the target as the last round left it.
     for (i, (target, roots)) in PLANS.iter().enumerate() {
-        let plan = memzinc::reason::Plan::load(Path::new(&plans[i])).expect("the plan file loads");
-        let pid = targets[*target].child.id() as i32;
-        let report = memzinc::apply::apply(pid, &plan.patch()).unwrap_or_else(|e| panic!("apply {roots}: {e}"));
-        println!(
-            "  target {target}, {roots}: {} writes, {} bytes, target stopped {:.1} ms",
-            report.writes,
-            report.bytes,
-            report.stopped_us as f64 / 1000.0
-        );
+        let mut out = summary[i].clone();
+        let mut round = 1;
+        while out.contains(LATER_ROUND) {
+            round += 1;
+            let pid = targets[*target].child.id().to_string();
+            let core = dir.path().join(format!("target{target}.round{round}.core"));
+            let core = core.to_str().unwrap();
+            timed(&["snapshot", "--pid", &pid, "-o", core]);
+            let plan = dir
+                .path()
+                .join(format!("{}.round{round}.plan.json", roots.replace(',', "+")));
+            let plan = plan.to_str().unwrap();
+            let (w, kib, o) = timed(&["plan", core, "--relocate", roots, "-o", plan]);
+            println!(
+                "  target {target}, {roots}, round {round}: planned from a new snapshot in {w:.1} s, {:.0} MiB peak; {}",
+                kib as f64 / 1024.0,
+                o.lines().filter(|l| l.starts_with("relocate ") || l.contains(LATER_ROUND)).collect::<Vec<_>>().join("; ")
+            );
+            attest_and_apply(
+                &mut envs[i],
+                round - 1,
+                plan,
+                pid.parse().unwrap(),
+                &format!("target {target}, {roots}, round {round}"),
+            );
+            out = o;
+        }
     }
     let mut after = Vec::new();
     for t in &mut targets {

@@ -738,14 +738,16 @@ pub mod svm {
             stores: &[Pubkey],
             edit_part: impl Fn(usize, &mut Submission),
         ) -> Result<PartsCost, String> {
-            use memzinc_verifier::relocation_stream::STREAM_SLOT_LEN;
+            use memzinc_verifier::relocation_stream::{Records, STREAM_SLOT_LEN};
             let a = self.authority.insecure_clone();
             let plan = &submission.plan;
             let plan_hash = plan.streamed_plan_hash::<Sha2>();
             let table: Vec<u8> = plan.stream_slots().iter().flat_map(|s| s.encode()).collect();
             let mut cost = PartsCost::default();
-            for chunk in table.chunks(50 * STREAM_SLOT_LEN) {
-                let append = ix::append_slots(&self.program_id, &a.pubkey(), relocation, stores, chunk);
+            let per_store = plan.slots.len().div_ceil(stores.len()) as u32;
+            for (i, chunk) in table.chunks(50 * STREAM_SLOT_LEN).enumerate() {
+                let at = Records::append_stores(i as u32 * 50, (chunk.len() / STREAM_SLOT_LEN) as u32, per_store);
+                let append = ix::append_slots(&self.program_id, &a.pubkey(), relocation, &stores[at], chunk);
                 self.send(vec![append], &[&a])?;
                 cost.transactions += 1;
             }

@@ -1438,7 +1438,8 @@ fn a_relocation_checked_in_parts_is_attested_only_when_sound() {
 }
 
 /// The accounts of a relocation in parts: only a policy signer opens one, only its authority
-/// adds to it, its stores are fresh at the opening and given in order after, and its parts are
+/// adds to it, its stores are fresh at the opening and given in order after (an append: the ones
+/// its slots land in), and its parts are
 /// judged under the policy revision it was opened at; only its authority closes it.
 #[test]
 fn relocation_accounts_signers_and_policy_revisions_are_checked() {
@@ -1470,10 +1471,18 @@ fn relocation_accounts_signers_and_policy_revisions_are_checked() {
     expect_refusal(e.send(vec![by_stranger], &[&stranger]), VerifyError::Unauthorized);
     let swapped = append(&a.pubkey(), &[keys[1], keys[0]], &table[..STREAM_SLOT_LEN]);
     expect_refusal(e.send(vec![swapped], &[&a]), VerifyError::RelocationStoreMismatch);
-    let one_short = append(&a.pubkey(), &keys[..1], &table[..STREAM_SLOT_LEN]);
+    // An append takes the stores its slots land in (8 to a store here), from the first one's.
+    let one_short = append(&a.pubkey(), &keys[..1], &table);
     expect_refusal(e.send(vec![one_short], &[&a]), VerifyError::RelocationStoreMismatch);
-    let whole = append(&a.pubkey(), &keys, &table);
-    e.send(vec![whole], &[&a]).expect("append_slots");
+    let not_its_store = append(&a.pubkey(), &keys[1..], &table[..STREAM_SLOT_LEN]);
+    expect_refusal(e.send(vec![not_its_store], &[&a]), VerifyError::RelocationStoreMismatch);
+    let half = 8 * STREAM_SLOT_LEN;
+    e.send(vec![append(&a.pubkey(), &keys[..1], &table[..half])], &[&a])
+        .expect("append_slots into the first store");
+    let behind = append(&a.pubkey(), &keys[..1], &table[half..]);
+    expect_refusal(e.send(vec![behind], &[&a]), VerifyError::RelocationStoreMismatch);
+    e.send(vec![append(&a.pubkey(), &keys[1..], &table[half..])], &[&a])
+        .expect("append_slots into the second store");
 
     // The policy changed since the opening: no part is judged under the new revision.
     let mut loosened = policy;

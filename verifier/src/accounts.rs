@@ -687,6 +687,8 @@ pub struct RelocationStore {
 impl RelocationStore {
     pub const DISCRIMINATOR: Discriminator = [121, 54, 140, 193, 210, 70, 219, 245];
     pub const LEN: usize = 8 + 32 + 32;
+    /// The largest account data Solana allows (`MAX_PERMITTED_DATA_LENGTH`), header included.
+    pub const MAX_ACCOUNT_LEN: usize = 10 * 1024 * 1024;
 
     /// Decodes the header and returns the records' bytes after it.
     pub fn decode(data: &[u8]) -> Result<(RelocationStore, &[u8]), VerifyError> {

@@ -1260,12 +1260,21 @@ mod tests {
         let mut stores: Vec<Vec<u8>> = (0..n.div_ceil(per))
             .map(|_| vec![0u8; per as usize * relocation_stream::RECORD_LEN])
             .collect();
-        let mut views: Vec<&mut [u8]> = stores.iter_mut().map(|v| v.as_mut_slice()).collect();
-        let mut records = relocation_stream::Records::new(&mut views, per, n)?;
         let table: Vec<u8> = plan.stream_slots().iter().flat_map(|s| s.encode()).collect();
-        for chunk in table.chunks(3 * relocation_stream::STREAM_SLOT_LEN) {
+        // Two slots an append, into the stores they land in only, as the program gives them.
+        for (i, chunk) in table.chunks(2 * relocation_stream::STREAM_SLOT_LEN).enumerate() {
+            let count = (chunk.len() / relocation_stream::STREAM_SLOT_LEN) as u32;
+            let at = relocation_stream::Records::append_stores(2 * i as u32, count, per);
+            let mut window: Vec<&mut [u8]> = stores
+                .iter_mut()
+                .enumerate()
+                .map(|(j, v)| if at.contains(&j) { v.as_mut_slice() } else { &mut [] })
+                .collect();
+            let mut records = relocation_stream::Records::window(&mut window, per, n)?;
             relocation_stream::append_slots::<Sha2>(&mut state, &mut records, chunk)?;
         }
+        let mut views: Vec<&mut [u8]> = stores.iter_mut().map(|v| v.as_mut_slice()).collect();
+        let mut records = relocation_stream::Records::new(&mut views, per, n)?;
         let mut lo = 0u64;
         for &hi in cuts.iter().chain([u64::MAX].iter()) {
             let part = PatchPlan {
@@ -1416,6 +1425,29 @@ mod tests {
         let mut few = moves(4);
         few.max_writes = 5;
         assert_eq!(stream(&good, &few, all), Err(VerifyError::PlanTooManyWrites));
+    }
+
+    /// An append writes only the stores its slots land in; a slot whose store is not given is
+    /// refused, not skipped.
+    #[test]
+    fn an_append_writes_only_the_stores_its_slots_land_in() {
+        use relocation_stream::Records;
+        assert_eq!(Records::append_stores(0, 3, 3), 0..1);
+        assert_eq!(Records::append_stores(2, 2, 3), 0..2);
+        assert_eq!(Records::append_stores(3, 3, 3), 1..2);
+        let plan = &relocation().plan;
+        let n = plan.slots.len() as u32;
+        assert!(n > 3, "{n} slots");
+        let table: Vec<u8> = plan.stream_slots().iter().flat_map(|s| s.encode()).collect();
+        let mut first = vec![0u8; 3 * relocation_stream::RECORD_LEN];
+        let mut window: Vec<&mut [u8]> = vec![first.as_mut_slice(), &mut []];
+        let mut records = Records::window(&mut window, 3, n).unwrap();
+        let mut state = plan.stream_start::<Sha2>();
+        let four = &table[..4 * relocation_stream::STREAM_SLOT_LEN];
+        assert_eq!(
+            relocation_stream::append_slots::<Sha2>(&mut state, &mut records, four),
+            Err(VerifyError::RelocationStoreMismatch)
+        );
     }
 
     #[test]

@@ -37,6 +37,10 @@ pub const STREAM_SLOT_LEN: usize = 16;
 pub const RECORD_LEN: usize = STREAM_SLOT_LEN + 1 + 32;
 /// Longest object a streamed relocation moves: its moved bytes are built on the stack.
 pub const MAX_STREAMED_SLOT_LEN: u32 = 512;
+/// Most slots one relocation holds: `MAX_STORES` stores of the largest account, the most one
+/// transaction can load. A larger relocation is done in rounds, each a relocation of its own.
+pub const MAX_SLOTS: u32 = crate::accounts::MAX_STORES as u32
+    * Records::per_store(crate::accounts::RelocationStore::MAX_ACCOUNT_LEN - crate::accounts::RelocationStore::LEN);
 
 pub const STREAM_SLOTS_TAG: &[u8] = b"memzinc/stream-slots/v1";
 pub const STREAM_WRITES_TAG: &[u8] = b"memzinc/stream-writes/v1";
@@ -191,6 +195,30 @@ impl<'a, 'b> Records<'a, 'b> {
             per_store,
             count,
         })
+    }
+
+    /// The records of the stores present only (the others empty slices): what one
+    /// `append_slots` writes, into the one or two stores its slots land in. A record in an
+    /// absent store is refused as `RelocationStoreMismatch`. Parts look slots up anywhere, so
+    /// they take every store ([`Records::new`]).
+    pub fn window(stores: &'a mut [&'b mut [u8]], per_store: u32, count: u32) -> Result<Self, VerifyError> {
+        let room = per_store as usize * RECORD_LEN;
+        if per_store == 0 || stores.iter().any(|s| !s.is_empty() && s.len() < room) {
+            return Err(VerifyError::RelocationStoreMismatch);
+        }
+        Ok(Records {
+            stores,
+            per_store,
+            count,
+        })
+    }
+
+    /// The stores (their indices) `append_slots` of `count` slots writes after `appended`.
+    pub fn append_stores(appended: u32, count: u32, per_store: u32) -> core::ops::Range<usize> {
+        let per_store = per_store.max(1);
+        let first = appended / per_store;
+        let last = (appended + count.max(1) - 1) / per_store;
+        first as usize..last as usize + 1
     }
 
     /// How many records `per_store` of which fit in a store's data of `len` bytes.

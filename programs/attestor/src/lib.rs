@@ -1048,19 +1048,26 @@ fn load_relocation(account: &AccountView, program_id: &Address) -> Result<Reloca
     Relocation::decode(&account.try_borrow()?).map_err(fail)
 }
 
-/// Runs `f` on a relocation's records: `stores` must be exactly its stores, in order.
+/// Runs `f` on a relocation's records: `stores` must be exactly its stores, in order, or, with
+/// `window: Some(first)`, the ones from store `first` on (what an append writes; a record in a
+/// store not given is refused).
 fn with_records<R>(
     relocation: &Relocation,
     stores: &mut [AccountView],
     program_id: &Address,
+    window: Option<usize>,
     f: impl FnOnce(&mut Records<'_, '_>) -> Result<R, VerifyError>,
 ) -> Result<R, ProgramError> {
     let count = relocation.store_count as usize;
-    if stores.len() != count {
+    let first = window.unwrap_or(0);
+    if (window.is_none() && stores.len() != count) || first + stores.len() > count {
         return Err(fail(VerifyError::RelocationStoreMismatch));
     }
     let mut guards = [const { None }; MAX_STORES];
-    for ((store, key), guard) in stores.iter_mut().zip(&relocation.stores).zip(guards.iter_mut()) {
+    for (store, (key, guard)) in stores
+        .iter_mut()
+        .zip(relocation.stores[first..].iter().zip(guards[first..].iter_mut()))
+    {
         require_owned(store, program_id)?;
         require_writable(store)?;
         if store.address().as_array() != key {
@@ -1074,8 +1081,12 @@ fn with_records<R>(
             *slice = data.get_mut(RelocationStore::LEN..).unwrap_or_default();
         }
     }
-    let mut records =
-        Records::new(&mut slices[..count], relocation.per_store, relocation.state.slot_count).map_err(fail)?;
+    let (per_store, slot_count) = (relocation.per_store, relocation.state.slot_count);
+    let mut records = match window {
+        None => Records::new(&mut slices[..count], per_store, slot_count),
+        Some(_) => Records::window(&mut slices[..count], per_store, slot_count),
+    }
+    .map_err(fail)?;
     f(&mut records).map_err(fail)
 }
 
@@ -1168,7 +1179,8 @@ fn open_relocation(program_id: &Address, accounts: &mut [AccountView], args: &[u
 }
 
 /// Accounts: 0 `[signer]` the relocation's authority, 1 `[writable]` relocation, 2.. `[writable]`
-/// its stores in order. Args: `slots: bytes` (whole stream slots).
+/// the stores the slots land in, in order (`Records::append_stores`: from the store of the
+/// first slot appended; one or two). Args: `slots: bytes` (whole stream slots).
 /// Who: the relocation's authority. Proves: the slots follow the ones before them (ascending,
 /// disjoint, aligned, sized, at most 512 bytes, each `to` another slot), and they are chained
 /// into the relocation's slot digest.
@@ -1185,7 +1197,8 @@ fn append_slots(program_id: &Address, accounts: &mut [AccountView], args: &[u8])
         return Err(fail(VerifyError::Unauthorized));
     }
     let mut state = relocation.state;
-    with_records(&relocation, stores, program_id, |records| {
+    let first = (state.appended / relocation.per_store.max(1)) as usize;
+    with_records(&relocation, stores, program_id, Some(first), |records| {
         relocation_stream::append_slots::<SyscallSha256>(&mut state, records, slots)
     })?;
     relocation.state = state;
@@ -1220,7 +1233,7 @@ fn check_relocation_part(program_id: &Address, accounts: &mut [AccountView], arg
     {
         let data = buffer.try_borrow()?;
         let (_, body) = BufferHeader::decode(&data).map_err(fail)?;
-        with_records(&relocation, stores, program_id, |records| {
+        with_records(&relocation, stores, program_id, None, |records| {
             relocation_stream::check_part::<SyscallSha256>(
                 &mut state,
                 &policy.config.rules,

@@ -16,7 +16,7 @@ export type Attestor = {
     {
       "name": "appendSlots",
       "docs": [
-        "Who: the relocation's authority. Appends whole 16-byte stream slots (address u64, len u32, to u32) to the table: ascending, disjoint, aligned, at most 512 bytes, each to another slot. Remaining accounts: the relocation's stores in order, writable."
+        "Who: the relocation's authority. Appends whole 16-byte stream slots (address u64, len u32, to u32) to the table: ascending, disjoint, aligned, at most 512 bytes, each to another slot. Remaining accounts: the stores the slots land in (from the first slot's store; one or two), in order, writable."
       ],
       "discriminator": [
         96,

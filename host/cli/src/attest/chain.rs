@@ -23,13 +23,6 @@ use super::program as instructions;
 use memzinc::base::Sha2;
 use memzinc::base::{Error, Result};
 
-/// The largest account the system program allocates (a relocation's store).
-const MAX_STORE_LEN: usize = 10 * 1024 * 1024;
-/// Stream slots per `append_slots` (896 bytes of a transaction's 1,232).
-const APPEND_SLOTS: usize = 56;
-/// Most slots one `check_relocation_part` checks within the 1,400,000 compute-unit limit.
-const PART_SLOTS: usize = 256;
-
 /// The attestor's address: the public key of `programs/attestor/attestor-keypair.json`
 /// (a test keeps this, the keypair and the IDL in agreement).
 pub const ATTESTOR_PROGRAM_ID: &str = "3uDr6PDqENa1s7SUBnPmi8i3GZXrTZUPxVBbVWqX7fpJ";
@@ -603,7 +596,7 @@ impl Client {
         let bytes = submission.encode();
         if !submission.plan.slots.is_empty() && bytes.len() > memzinc_verifier::instruction::MAX_BUFFER_LEN as usize {
             drop(bytes);
-            return self.attest_in_parts(authority, &policy, submission, PART_SLOTS);
+            return self.attest_in_parts(authority, &policy, submission, instructions::PART_SLOTS);
         }
         let buffer_key = instructions::buffer_keypair(&self.payer, &plan_hash);
         let buffer = buffer_key.pubkey();
@@ -674,8 +667,7 @@ impl Client {
         submission: &Submission,
         max_slots: usize,
     ) -> Result<AttestOutcome> {
-        use memzinc_verifier::accounts::{Relocation, MAX_STORES};
-        use memzinc_verifier::relocation_stream::{Records, STREAM_SLOT_LEN};
+        use memzinc_verifier::accounts::Relocation;
         let signer = self.authority();
         let plan = &submission.plan;
         let plan_hash = plan.streamed_plan_hash::<Sha2>();
@@ -687,16 +679,9 @@ impl Client {
         }
         // Judged as of the opening: the finish checks the witnesses at the slot it was opened.
         let witnessed = self.witnessed(policy, &target_id, &plan.snapshot_root)?;
-        let n = plan.slots.len() as u32;
-        let most_per_store = Records::per_store(MAX_STORE_LEN - memzinc_verifier::accounts::RelocationStore::LEN);
-        let store_count = n.div_ceil(most_per_store) as usize;
-        if store_count > MAX_STORES {
-            return Err(Error::Usage(format!(
-                "a relocation of {n} objects needs {store_count} stores of 10 MiB; a transaction loads at most 64 MiB, which holds {MAX_STORES} ({} objects)",
-                MAX_STORES as u32 * most_per_store
-            )));
-        }
-        let per_store = n.div_ceil(store_count as u32);
+        let n = plan.slots.len();
+        let layout = instructions::InParts::of(submission, max_slots)?;
+        let (store_count, per_store) = (layout.store_count, layout.per_store);
         let relocation = instructions::relocation_keypair(&self.payer, &plan_hash, 0);
         let stores: Vec<Keypair> = (1..=store_count)
             .map(|i| instructions::relocation_keypair(&self.payer, &plan_hash, i as u8))
@@ -737,46 +722,28 @@ impl Client {
         signers.extend(stores.iter());
         self.send(&[open], &signers)?;
 
-        let table: Vec<u8> = plan.stream_slots().iter().flat_map(|s| s.encode()).collect();
-        let appends: Vec<Instruction> = table
-            .chunks(APPEND_SLOTS * STREAM_SLOT_LEN)
-            .map(|chunk| {
-                instructions::append_slots(&self.program_id, &signer, &relocation.pubkey(), &store_keys, chunk)
+        let appends: Vec<Instruction> = layout
+            .appends
+            .iter()
+            .map(|(chunk, stores)| {
+                instructions::append_slots(
+                    &self.program_id,
+                    &signer,
+                    &relocation.pubkey(),
+                    &store_keys[stores.clone()],
+                    chunk,
+                )
             })
             .collect();
         let mut upload_transactions = appends.len();
         self.send_all(appends)?;
-
-        // What every part carries besides its pages and writes: the header and region proofs.
-        let overhead = Submission {
-            plan: memzinc_verifier::plan::PatchPlan {
-                writes: Vec::new(),
-                slots: Vec::new(),
-                ..plan.clone()
-            },
-            evidence: memzinc_verifier::plan::Evidence {
-                pages: Vec::new(),
-                ..submission.evidence.clone()
-            },
-        }
-        .encode()
-        .len();
-        let room = (memzinc_verifier::instruction::MAX_BUFFER_LEN as usize).saturating_sub(overhead + 4096);
-        let parts = submission.stream_parts(room, max_slots.max(1))?;
         tracing::info!(
-            parts = parts.len(),
+            parts = layout.parts.len(),
             stores = store_count,
             "attesting a relocation of {n} objects in parts"
         );
-        for part in &parts {
-            let bytes = part.submission.encode();
-            if bytes.len() > memzinc_verifier::instruction::MAX_BUFFER_LEN as usize {
-                return Err(Error::Usage(format!(
-                    "a part of the relocation takes {} bytes, more than a buffer's {} (one write or slot too large)",
-                    bytes.len(),
-                    memzinc_verifier::instruction::MAX_BUFFER_LEN
-                )));
-            }
+        for (i, part) in layout.parts.iter().enumerate() {
+            let bytes = layout.encoded_part(i)?;
             let label = part.submission.plan.plan_hash::<Sha2>();
             let buffer_key = instructions::buffer_keypair(&self.payer, &label);
             let buffer = buffer_key.pubkey();
@@ -832,7 +799,7 @@ impl Client {
             plan_hash: hex::encode(plan_hash),
             signature: Some(signature.to_string()),
             upload_transactions,
-            parts: parts.len(),
+            parts: layout.parts.len(),
         })
     }
 

@@ -289,6 +289,87 @@ pub fn buffer_keypair(uploader: &solana_keypair::Keypair, plan_hash: &[u8; 32]) 
     solana_keypair::Keypair::new_from_array(h.finalize().into())
 }
 
+/// Stream slots per `append_slots` (896 bytes of a transaction's 1,232).
+pub const APPEND_SLOTS: usize = 56;
+/// Most slots one `check_relocation_part` checks within the 1,400,000 compute-unit limit.
+pub const PART_SLOTS: usize = 256;
+
+/// A relocation attested in parts, as `attest` sends it to a cluster and `audit --replay` runs
+/// it again: its stores, its slot table cut into appends, its parts.
+pub struct InParts {
+    pub store_count: usize,
+    /// Records per store.
+    pub per_store: u32,
+    /// Each `append_slots`' encoded stream slots, and the stores (indices) they land in.
+    pub appends: Vec<(Vec<u8>, std::ops::Range<usize>)>,
+    pub parts: Vec<memzinc_verifier::plan::StreamPart>,
+}
+
+impl InParts {
+    /// `submission` (a relocation) cut into parts of at most `max_slots` slots, each fitting one
+    /// buffer with the header and region proofs every part carries.
+    pub fn of(submission: &memzinc_verifier::plan::Submission, max_slots: usize) -> memzinc::base::Result<InParts> {
+        use memzinc::base::Error;
+        use memzinc_verifier::accounts::MAX_STORES;
+        use memzinc_verifier::instruction::MAX_BUFFER_LEN;
+        use memzinc_verifier::relocation_stream::{Records, MAX_SLOTS};
+        let plan = &submission.plan;
+        let n = plan.slots.len() as u32;
+        let most_per_store = Records::per_store(RelocationStore::MAX_ACCOUNT_LEN - RelocationStore::LEN);
+        let store_count = n.div_ceil(most_per_store) as usize;
+        if store_count > MAX_STORES {
+            return Err(Error::Usage(format!(
+                "a relocation of {n} objects needs {store_count} stores of 10 MiB; a transaction loads at most 64 MiB, which holds {MAX_STORES} ({MAX_SLOTS} objects): plan it in rounds (`plan --relocate` does by default)"
+            )));
+        }
+        let per_store = n.div_ceil(store_count.max(1) as u32);
+        let appends = plan
+            .stream_slots()
+            .chunks(APPEND_SLOTS)
+            .enumerate()
+            .map(|(i, chunk)| {
+                let stores = Records::append_stores((i * APPEND_SLOTS) as u32, chunk.len() as u32, per_store);
+                (chunk.iter().flat_map(|s| s.encode()).collect::<Vec<u8>>(), stores)
+            })
+            .collect();
+        // What every part carries besides its pages and writes: the header and region proofs.
+        let overhead = memzinc_verifier::plan::Submission {
+            plan: memzinc_verifier::plan::PatchPlan {
+                writes: Vec::new(),
+                slots: Vec::new(),
+                ..plan.clone()
+            },
+            evidence: memzinc_verifier::plan::Evidence {
+                pages: Vec::new(),
+                ..submission.evidence.clone()
+            },
+        }
+        .encode()
+        .len();
+        let room = (MAX_BUFFER_LEN as usize).saturating_sub(overhead + 4096);
+        let parts = submission.stream_parts(room, max_slots.max(1))?;
+        Ok(InParts {
+            store_count,
+            per_store,
+            appends,
+            parts,
+        })
+    }
+
+    /// Part `i`'s submission as a buffer holds it, refused if it does not fit one.
+    pub fn encoded_part(&self, i: usize) -> memzinc::base::Result<Vec<u8>> {
+        use memzinc_verifier::instruction::MAX_BUFFER_LEN;
+        let bytes = self.parts[i].submission.encode();
+        if bytes.len() > MAX_BUFFER_LEN as usize {
+            return Err(memzinc::base::Error::Usage(format!(
+                "a part of the relocation takes {} bytes, more than a buffer's {MAX_BUFFER_LEN} (one write or slot too large)",
+                bytes.len()
+            )));
+        }
+        Ok(bytes)
+    }
+}
+
 /// The size of a relocation's store holding `per_store` records.
 pub fn relocation_store_len(per_store: u32) -> usize {
     RelocationStore::LEN + per_store as usize * RECORD_LEN
@@ -345,7 +426,8 @@ fn relocation_accounts(first: Vec<AccountMeta>, stores: &[Pubkey]) -> Vec<Accoun
     accounts
 }
 
-/// `append_slots` of `slots` (whole encoded stream slots).
+/// `append_slots` of `slots` (whole encoded stream slots) into `stores`, the ones they land in
+/// (`Records::append_stores`).
 pub fn append_slots(
     program_id: &Pubkey,
     authority: &Pubkey,

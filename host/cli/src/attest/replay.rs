@@ -12,7 +12,7 @@
 //! the slot the attestation recorded for it, and counted as refreshed; everything else about it
 //! (owner, type, witness, target, root) is the chain's. Signatures are not re-checked (the VM
 //! runs without signature verification), everything the program itself checks is, the witness
-//! tally included.
+//! tally included. A relocation attested in parts is replayed in parts, cut as `attest` cuts it.
 
 use litesvm::LiteSVM;
 use memzinc_verifier::accounts::{Attestation, BufferHeader, TargetChain, WitnessedSnapshot};
@@ -44,6 +44,7 @@ pub struct ReplayOutcome {
     /// "identical", "differs: …", "refused: …", or, for a decision that could not be replayed,
     /// "missing: …" (no plan file, or the policy's configuration changed since).
     pub verdict: String,
+    /// Of the decision's transactions (a relocation in parts: all of them, summed).
     pub compute_units: Option<u64>,
     /// Witness records (read from the chain) whose slot was refreshed after the decision, so
     /// they were replayed at the slot the attestation recorded.
@@ -107,7 +108,11 @@ impl Replayer {
 
     /// Replays attestation `recorded` (at `address`) from `submission`, with the witness records
     /// it names as they are on chain (`witness_records`: each record's address and account,
-    /// None where the chain has none).
+    /// None where the chain has none). A relocation attested in parts (its recorded plan hash is
+    /// the plan's streamed hash) is replayed in parts: opened, its table appended, every part
+    /// checked, finished. The attestation does not record when it was opened, so it is opened
+    /// at the slot its youngest witness record had (the witnesses are judged as of the opening)
+    /// and finished at the recorded slot.
     pub fn replay(
         &mut self,
         address: &Pubkey,
@@ -115,34 +120,84 @@ impl Replayer {
         submission: &Submission,
         witness_records: &[(Pubkey, Option<Account>)],
     ) -> Result<ReplayOutcome> {
-        let mut refreshed = 0;
-        let outcome = |verdict: String, cu, refreshed| ReplayOutcome {
-            seq: recorded.seq,
-            plan_hash: hex::encode(recorded.plan_hash),
-            verdict,
-            compute_units: cu,
-            refreshed_witness_records: refreshed,
+        let streamed =
+            !submission.plan.slots.is_empty() && submission.plan.streamed_plan_hash::<Sha2>() == recorded.plan_hash;
+        let plan_hash = if streamed {
+            recorded.plan_hash
+        } else {
+            submission.plan.plan_hash::<Sha2>()
         };
-        let plan_hash = submission.plan.plan_hash::<Sha2>();
         if plan_hash != recorded.plan_hash {
             return Ok(outcome(
+                recorded,
                 "differs: the plan file does not hash to the recorded plan".into(),
                 None,
                 0,
             ));
         }
+        let staged = match self.stage(recorded, witness_records)? {
+            Ok(staged) => staged,
+            Err(missing) => return Ok(missing),
+        };
+        let result = if streamed {
+            self.decide_in_parts(recorded, submission, &staged)?
+        } else {
+            self.svm.warp_to_slot(recorded.slot);
+            let buffer = self.put_buffer(&recorded.signer, &plan_hash, &submission.encode())?;
+            let attest = instructions::attest(
+                &self.program_id,
+                &staged.signer,
+                &staged.authority,
+                &recorded.target_id,
+                &plan_hash,
+                recorded.seq,
+                &buffer,
+                &staged.witnessed,
+            );
+            self.run(&staged.signer, attest)
+        };
+        let cu = match result {
+            Ok(cu) => cu,
+            Err((why, cu)) => return Ok(outcome(recorded, format!("refused: {why}"), Some(cu), staged.refreshed)),
+        };
+        let replayed = self.svm.get_account(address).map(|a| a.data).unwrap_or_default();
+        let mut recorded_bytes = [0u8; Attestation::LEN];
+        // The revocation flag is set after the decision, by the authority: compare the decision.
+        Attestation {
+            revoked: false,
+            ..*recorded
+        }
+        .encode(&mut recorded_bytes);
+        let verdict = if replayed == recorded_bytes {
+            "identical"
+        } else {
+            "differs: the replayed record is not the recorded one"
+        };
+        Ok(outcome(recorded, verdict.into(), Some(cu), staged.refreshed))
+    }
+
+    /// The VM as the program saw it at decision `recorded`: the policy at its revision, the
+    /// signer funded, the target chain at `(seq, prev_hash)`, the witness records; or, when the
+    /// policy no longer has the configuration that judged, the outcome saying so.
+    fn stage(
+        &mut self,
+        recorded: &Attestation,
+        witness_records: &[(Pubkey, Option<Account>)],
+    ) -> Result<std::result::Result<Staged, ReplayOutcome>> {
+        let mut refreshed = 0;
         // The policy as it was when it judged: same configuration (else nothing to replay it
         // under), at the recorded revision, open.
         let mut policy = memzinc_verifier::accounts::Policy::decode(&self.policy_account.data)?;
         if policy.config_hash != recorded.policy_hash {
-            return Ok(outcome(
+            return Ok(Err(outcome(
+                recorded,
                 format!(
                     "missing: judged under policy revision {}, whose configuration the policy no longer has",
                     recorded.policy_revision
                 ),
                 None,
                 0,
-            ));
+            )));
         }
         policy.revision = recorded.policy_revision;
         policy.opened_revision = 0;
@@ -156,13 +211,6 @@ impl Replayer {
         let signer = Pubkey::from(recorded.signer);
         let chain_address =
             instructions::target_chain_address(&self.program_id, &self.policy_address, &recorded.target_id);
-        let owned = |data: Vec<u8>, svm: &LiteSVM| Account {
-            lamports: svm.minimum_balance_for_rent_exemption(data.len()),
-            data,
-            owner: self.program_id,
-            executable: false,
-            rent_epoch: 0,
-        };
 
         self.svm
             .set_account(self.policy_address, policy_account)
@@ -195,29 +243,9 @@ impl Replayer {
             };
             let mut data = [0u8; TargetChain::LEN];
             chain.encode(&mut data);
-            let account = owned(data.to_vec(), &self.svm);
-            self.svm
-                .set_account(chain_address, account)
-                .map_err(|e| svm_err("target chain", e))?;
+            self.put_owned(chain_address, data.to_vec(), "target chain")?;
         }
-        let body = submission.encode();
-        let mut buffer = vec![0u8; BufferHeader::LEN];
-        let header = BufferHeader {
-            authority: recorded.signer,
-            plan_hash,
-            version: BufferHeader::VERSION,
-            len: body.len() as u32,
-        };
-        header.encode((&mut buffer[..]).try_into().map_err(|e| svm_err("buffer", e))?);
-        buffer.extend_from_slice(&body);
-        let buffer_address = Pubkey::new_unique();
-        let account = owned(buffer, &self.svm);
-        self.svm
-            .set_account(buffer_address, account)
-            .map_err(|e| svm_err("buffer", e))?;
-        self.svm.warp_to_slot(recorded.slot);
 
-        let authority = Pubkey::from(policy.authority);
         // The records the attestation counted, as the chain holds them; the program checks them
         // again (owner, type, policy witness, target, root, age, distinct).
         let mut witnessed = Vec::new();
@@ -242,50 +270,159 @@ impl Replayer {
             }
             witnessed.push(*record_address);
         }
-        let attest = instructions::attest(
+        Ok(Ok(Staged {
+            signer,
+            authority: Pubkey::from(policy.authority),
+            witnessed,
+            refreshed,
+        }))
+    }
+
+    /// `open_relocation`, `append_slots`, every `check_relocation_part` and `finish_relocation`
+    /// of `submission`, cut as `attest` cuts it: the compute units of them all, or why one was
+    /// refused.
+    fn decide_in_parts(
+        &mut self,
+        recorded: &Attestation,
+        submission: &Submission,
+        staged: &Staged,
+    ) -> Result<std::result::Result<u64, (String, u64)>> {
+        use memzinc_verifier::accounts::Relocation;
+        let layout = instructions::InParts::of(submission, instructions::PART_SLOTS)?;
+        let relocation = Pubkey::new_unique();
+        let stores: Vec<Pubkey> = (0..layout.store_count).map(|_| Pubkey::new_unique()).collect();
+        self.put_owned(relocation, vec![0; Relocation::LEN], "relocation")?;
+        for store in &stores {
+            self.put_owned(
+                *store,
+                vec![0; instructions::relocation_store_len(layout.per_store)],
+                "store",
+            )?;
+        }
+        let opened = recorded
+            .cited_witnesses()
+            .map(|(_, slot)| slot)
+            .max()
+            .unwrap_or(recorded.slot)
+            .min(recorded.slot);
+        self.svm.warp_to_slot(opened);
+        let signer = &staged.signer;
+        let mut steps = vec![instructions::open_relocation(
             &self.program_id,
-            &signer,
-            &authority,
+            signer,
+            &staged.authority,
+            &relocation,
+            &stores,
+            &submission.plan.stream_start::<Sha2>(),
+            layout.per_store,
+        )];
+        steps.extend(layout.appends.iter().map(|(chunk, at)| {
+            instructions::append_slots(&self.program_id, signer, &relocation, &stores[at.clone()], chunk)
+        }));
+        let mut cu = 0;
+        for step in steps {
+            match self.run(signer, step) {
+                Ok(used) => cu += used,
+                Err((why, used)) => return Ok(Err((why, cu + used))),
+            }
+        }
+        for (i, part) in layout.parts.iter().enumerate() {
+            let label = part.submission.plan.plan_hash::<Sha2>();
+            let buffer = self.put_buffer(&recorded.signer, &label, &layout.encoded_part(i)?)?;
+            let check = instructions::check_relocation_part(
+                &self.program_id,
+                signer,
+                &staged.authority,
+                &relocation,
+                &buffer,
+                &stores,
+                &label,
+                part.hi,
+            );
+            match self.run(signer, check) {
+                Ok(used) => cu += used,
+                Err((why, used)) => return Ok(Err((format!("part {i}: {why}"), cu + used))),
+            }
+        }
+        self.svm.warp_to_slot(recorded.slot);
+        let finish = instructions::finish_relocation(
+            &self.program_id,
+            signer,
+            &staged.authority,
             &recorded.target_id,
-            &plan_hash,
+            &recorded.plan_hash,
             recorded.seq,
-            &buffer_address,
-            &witnessed,
+            &relocation,
+            &staged.witnessed,
         );
+        Ok(self
+            .run(signer, finish)
+            .map(|used| cu + used)
+            .map_err(|(why, used)| (why, cu + used)))
+    }
+
+    /// A buffer at a new address holding `body` uploaded by `uploader` under `label`.
+    fn put_buffer(&mut self, uploader: &[u8; 32], label: &[u8; 32], body: &[u8]) -> Result<Pubkey> {
+        let mut buffer = vec![0u8; BufferHeader::LEN];
+        let header = BufferHeader {
+            authority: *uploader,
+            plan_hash: *label,
+            version: BufferHeader::VERSION,
+            len: body.len() as u32,
+        };
+        header.encode((&mut buffer[..]).try_into().map_err(|e| svm_err("buffer", e))?);
+        buffer.extend_from_slice(body);
+        let address = Pubkey::new_unique();
+        self.put_owned(address, buffer, "buffer")?;
+        Ok(address)
+    }
+
+    /// An account of the program's holding `data`, rent-exempt.
+    fn put_owned(&mut self, address: Pubkey, data: Vec<u8>, what: &str) -> Result<()> {
+        let account = Account {
+            lamports: self.svm.minimum_balance_for_rent_exemption(data.len()),
+            data,
+            owner: self.program_id,
+            executable: false,
+            rent_epoch: 0,
+        };
+        self.svm.set_account(address, account).map_err(|e| svm_err(what, e))
+    }
+
+    /// One transaction of `ix` (at the compute-unit limit) paid by `signer`: its compute units,
+    /// or why it failed and what it used.
+    fn run(&mut self, signer: &Pubkey, ix: solana_instruction::Instruction) -> std::result::Result<u64, (String, u64)> {
         let message = Message::new_with_blockhash(
-            &[instructions::compute_unit_limit(1_400_000), attest],
-            Some(&signer),
+            &[instructions::compute_unit_limit(1_400_000), ix],
+            Some(signer),
             &self.svm.latest_blockhash(),
         );
         let result = self.svm.send_transaction(Transaction::new_unsigned(message));
         self.svm.expire_blockhash();
-        let cu = match result {
-            Ok(meta) => meta.compute_units_consumed,
-            Err(failed) => {
-                return Ok(outcome(
-                    format!("refused: {:?}", failed.err),
-                    Some(failed.meta.compute_units_consumed),
-                    refreshed,
-                ))
-            }
-        };
-        let replayed = self.svm.get_account(address).map(|a| a.data).unwrap_or_default();
-        let mut recorded_bytes = [0u8; Attestation::LEN];
-        // The revocation flag is set after the decision, by the authority: compare the decision.
-        Attestation {
-            revoked: false,
-            ..*recorded
+        match result {
+            Ok(meta) => Ok(meta.compute_units_consumed),
+            Err(failed) => Err((format!("{:?}", failed.err), failed.meta.compute_units_consumed)),
         }
-        .encode(&mut recorded_bytes);
-        if replayed == recorded_bytes {
-            Ok(outcome("identical".into(), Some(cu), refreshed))
-        } else {
-            Ok(outcome(
-                "differs: the replayed record is not the recorded one".into(),
-                Some(cu),
-                refreshed,
-            ))
-        }
+    }
+}
+
+/// The accounts a staged decision is replayed with.
+struct Staged {
+    signer: Pubkey,
+    authority: Pubkey,
+    witnessed: Vec<Pubkey>,
+    /// Witness records refreshed since the decision, replayed at the recorded slot.
+    refreshed: usize,
+}
+
+/// The outcome of replaying `recorded`.
+fn outcome(recorded: &Attestation, verdict: String, compute_units: Option<u64>, refreshed: usize) -> ReplayOutcome {
+    ReplayOutcome {
+        seq: recorded.seq,
+        plan_hash: hex::encode(recorded.plan_hash),
+        verdict,
+        compute_units,
+        refreshed_witness_records: refreshed,
     }
 }
 
@@ -338,7 +475,11 @@ pub fn replay_history(
     let mut decisions = Vec::new();
     for (address, attestation) in client.attestations(&chain_address, count)? {
         let Some(a) = attestation else { continue };
-        match plans.iter().find(|s| s.plan.plan_hash::<Sha2>() == a.plan_hash) {
+        let found = plans.iter().find(|s| {
+            s.plan.plan_hash::<Sha2>() == a.plan_hash
+                || (!s.plan.slots.is_empty() && s.plan.streamed_plan_hash::<Sha2>() == a.plan_hash)
+        });
+        match found {
             Some(submission) => {
                 let mut records = Vec::new();
                 for (witness, _) in a.cited_witnesses() {
@@ -352,13 +493,7 @@ pub fn replay_history(
                 }
                 decisions.push(replayer.replay(&address, &a, submission, &records)?)
             }
-            None => decisions.push(ReplayOutcome {
-                seq: a.seq,
-                plan_hash: hex::encode(a.plan_hash),
-                verdict: "missing: no plan file".into(),
-                compute_units: None,
-                refreshed_witness_records: 0,
-            }),
+            None => decisions.push(outcome(&a, "missing: no plan file".into(), None, 0)),
         }
     }
     let replayed = decisions.iter().filter(|d| d.compute_units.is_some()).count();

@@ -35,6 +35,10 @@ pub struct Args {
     /// structure gets a run of them, in the order named.
     #[arg(long, value_name = "GLOBAL", value_delimiter = ',', conflicts_with_all = ["spec", "rules", "heap", "model"])]
     relocate: Vec<String>,
+    /// Most objects one relocation moves (default: the most one attestation holds). A larger
+    /// one is done in rounds: apply this plan, snapshot and plan again for the rest.
+    #[arg(long, requires = "relocate", value_parser = clap::value_parser!(u32).range(2..))]
+    max_moves: Option<u32>,
 }
 
 /// What to plan against: the flags `plan` and `watch` share (none: the target's model file,
@@ -78,7 +82,8 @@ pub fn run(a: Args, g: &Global) -> Result<()> {
     let snap = Snapshot::open(&a.snapshot)?;
     if !a.relocate.is_empty() {
         let output = a.output.unwrap_or_else(|| a.snapshot.with_extension("plan.json"));
-        return relocate(&snap, &a.relocate, &output, g);
+        let max_moves = a.max_moves.unwrap_or(memzinc_verifier::relocation_stream::MAX_SLOTS);
+        return relocate(&snap, &a.relocate, max_moves as usize, &output, g);
     }
     let mut opts = options(&a.solver, a.time_limit)?;
     opts.model = a.model;
@@ -116,9 +121,9 @@ pub fn run(a: Args, g: &Global) -> Result<()> {
 }
 
 /// `plan --relocate GLOBAL[,GLOBAL...]`.
-fn relocate(snap: &Snapshot, roots: &[String], output: &std::path::Path, g: &Global) -> Result<()> {
+fn relocate(snap: &Snapshot, roots: &[String], max_moves: usize, output: &std::path::Path, g: &Global) -> Result<()> {
     let types = memzinc::introspect::DebugTypes::for_snapshot(snap)?;
-    let mut r = memzinc::reason::graph::plan_relocation(snap, types, roots, &reason::target_name(snap))?;
+    let mut r = memzinc::reason::graph::plan_relocation(snap, types, roots, &reason::target_name(snap), max_moves)?;
     // No model decides a relocation; it names the models of this memzinc like every plan, so a
     // policy that pins them accepts it.
     r.plan.model_hash = PlanOptions::new(&models_dir()).models_hash()?;
@@ -158,6 +163,13 @@ fn relocate(snap: &Snapshot, roots: &[String], output: &std::path::Path, g: &Glo
         );
     }
     outln!("{} other pointer(s) rewritten", s.pointers_rewritten);
+    if s.deferred > 0 {
+        outln!(
+            "{} object(s) left for a later round: this plan moves {}, at most {max_moves}; apply it, then snapshot and plan again",
+            s.deferred,
+            s.moved
+        );
+    }
     outln!(
         "plan -> {} ({} writes, {} bytes)",
         output.display(),

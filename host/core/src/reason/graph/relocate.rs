@@ -59,6 +59,9 @@ pub struct RelocationSummary {
     pub pins: Vec<Pin>,
     /// Pointers rewritten outside the moved objects (roots, index arrays, pinned objects).
     pub pointers_rewritten: usize,
+    /// Objects this plan leaves short of their place, for a later round: a relocation moves
+    /// at most `max_moves` (what one attestation holds). Apply it, snapshot and plan again.
+    pub deferred: usize,
 }
 
 /// One structure of a relocation: the objects a root reaches that no root named before it does.
@@ -88,8 +91,14 @@ pub struct Pin {
 }
 
 /// The relocation of the linked structures reached from the globals `roots` of `snap`, laid
-/// out in that order.
-pub fn plan_relocation(snap: &Snapshot, types: DebugTypes, roots: &[String], target: &str) -> Result<Relocation> {
+/// out in that order, moving at most `max_moves` objects (the rest in later rounds).
+pub fn plan_relocation(
+    snap: &Snapshot,
+    types: DebugTypes,
+    roots: &[String],
+    target: &str,
+    max_moves: usize,
+) -> Result<Relocation> {
     if roots.is_empty() {
         return Err(Error::Usage("name the global whose structure to relocate".into()));
     }
@@ -221,6 +230,7 @@ pub fn plan_relocation(snap: &Snapshot, types: DebugTypes, roots: &[String], tar
         })
         .filter(|&(o, a)| graph.objects[o as usize].address != a)
         .collect();
+    let (new_of, deferred) = keep_moves(new_of, |o| graph.objects[o as usize].address, max_moves);
     // The moved objects' ranges, ascending (the relocation's slots), each with its object and
     // its index among them.
     let mut moving: Vec<(u64, u64, u32)> = new_of
@@ -421,6 +431,7 @@ pub fn plan_relocation(snap: &Snapshot, types: DebugTypes, roots: &[String], tar
         pinned: order.iter().filter(|o| pins.contains_key(o)).count(),
         pins: pin_list,
         pointers_rewritten,
+        deferred,
         structures: summaries,
     };
     // A moved object goes to the slot of another moved object.
@@ -446,6 +457,52 @@ pub fn plan_relocation(snap: &Snapshot, types: DebugTypes, roots: &[String], tar
     let plan = Plan::relocation(snap, target, "none (address order is optimal)", writes, slots)?;
     phase("plan made");
     Ok(Relocation { plan, summary })
+}
+
+/// At most `budget` of the moves `new_of` (object → new address), for a relocation done in
+/// rounds, and how many objects are left short of their place. The moves form a permutation
+/// of the moved objects' addresses; its cycles are kept whole, lowest address first, while they
+/// fit. The first cycle that does not fit is cut: its first `r` objects each move to the next
+/// one's place, as planned, and the `r`-th takes the first one's place for now. That is a
+/// permutation too, and from the moved image the next round's plan is the rest of the cycle
+/// (every object is placed by traversal order among the same chunks, wherever it is).
+fn keep_moves(new_of: HashMap<u32, u64>, address: impl Fn(u32) -> u64, budget: usize) -> (HashMap<u32, u64>, usize) {
+    let total = new_of.len();
+    if total <= budget {
+        return (new_of, 0);
+    }
+    let at: HashMap<u64, u32> = new_of.keys().map(|&o| (address(o), o)).collect();
+    let mut starts: Vec<(u64, u32)> = at.iter().map(|(&a, &o)| (a, o)).collect();
+    starts.sort_unstable();
+    let mut kept = HashMap::with_capacity(budget);
+    let mut seen = HashSet::new();
+    let mut placed = 0;
+    for (_, first) in starts {
+        let room = budget - kept.len();
+        if room < 2 {
+            break;
+        }
+        if seen.contains(&first) {
+            continue;
+        }
+        let mut cycle = vec![first];
+        let mut o = at[&new_of[&first]];
+        while o != first {
+            cycle.push(o);
+            o = at[&new_of[&o]];
+        }
+        seen.extend(cycle.iter().copied());
+        if cycle.len() <= room {
+            placed += cycle.len();
+            kept.extend(cycle.iter().map(|&o| (o, new_of[&o])));
+        } else {
+            let cut = &cycle[..room];
+            placed += room - 1;
+            kept.extend(cut[..room - 1].iter().map(|&o| (o, new_of[&o])));
+            kept.insert(cut[room - 1], address(first));
+        }
+    }
+    (kept, total - placed)
 }
 
 /// The global named `root` (qualified, or its last path component).
@@ -576,5 +633,54 @@ fn scan(
             }
             at += 8;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Rounds of at most `budget` moves, each a permutation of the places it touches, reach
+    /// the planned layout, every object but one per cut placed for good.
+    #[test]
+    fn a_relocation_in_rounds_reaches_the_planned_places() {
+        let n = 10_000u32;
+        // A fixed permutation of n places (an LCG shuffle), one object per place.
+        let mut order: Vec<u32> = (0..n).collect();
+        let mut x = 7u64;
+        for i in (1..n as usize).rev() {
+            x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            order.swap(i, (x >> 33) as usize % (i + 1));
+        }
+        let goal = |o: u32| 0x1000 + order[o as usize] as u64 * 32;
+        let mut at: Vec<u64> = (0..n).map(|o| 0x1000 + o as u64 * 32).collect();
+        let budget = 3_001;
+        let mut rounds = 0;
+        loop {
+            let new_of: HashMap<u32, u64> = (0..n)
+                .filter(|&o| at[o as usize] != goal(o))
+                .map(|o| (o, goal(o)))
+                .collect();
+            let want = new_of.len();
+            if want == 0 {
+                break;
+            }
+            let (kept, deferred) = keep_moves(new_of, |o| at[o as usize], budget);
+            assert!(kept.len() <= budget && kept.len() >= 2, "{} moves", kept.len());
+            let froms: HashSet<u64> = kept.keys().map(|&o| at[o as usize]).collect();
+            let tos: HashSet<u64> = kept.values().copied().collect();
+            assert_eq!(froms, tos, "a round's moves are a permutation of the places they touch");
+            assert_eq!(tos.len(), kept.len(), "no two objects to one place");
+            let placed = kept.iter().filter(|&(&o, &a)| a == goal(o)).count();
+            assert_eq!(deferred, want - placed);
+            assert!(want <= budget || kept.len() >= budget - 1, "a round fills its budget");
+            for (o, a) in kept {
+                at[o as usize] = a;
+            }
+            rounds += 1;
+            assert!(rounds <= 10, "no progress");
+        }
+        assert!(rounds >= 4, "{n} moves in rounds of {budget}: {rounds} rounds");
+        assert!((0..n).all(|o| at[o as usize] == goal(o)));
     }
 }
