@@ -520,13 +520,20 @@ fn streamed(submission: &Submission, rules: &PolicyRules, max_slots: usize) -> R
     let mut stores: Vec<Vec<u8>> = (0..n.div_ceil(per))
         .map(|_| vec![0; per as usize * RECORD_LEN])
         .collect();
-    let mut views: Vec<&mut [u8]> = stores.iter_mut().map(|s| s.as_mut_slice()).collect();
-    let mut records = Records::new(&mut views, per, n)?;
     let mut state = plan.stream_start::<Sha2>();
     let table: Vec<u8> = plan.stream_slots().iter().flat_map(|s| s.encode()).collect();
-    for chunk in table.chunks(5 * STREAM_SLOT_LEN) {
-        append_slots::<Sha2>(&mut state, &mut records, chunk)?;
+    // Five slots an append, into the stores they land in only, as the program gives them.
+    for (i, chunk) in table.chunks(5 * STREAM_SLOT_LEN).enumerate() {
+        let at = Records::append_stores(5 * i as u32, (chunk.len() / STREAM_SLOT_LEN) as u32, per);
+        let mut window: Vec<&mut [u8]> = stores
+            .iter_mut()
+            .enumerate()
+            .map(|(j, s)| if at.contains(&j) { s.as_mut_slice() } else { &mut [] })
+            .collect();
+        append_slots::<Sha2>(&mut state, &mut Records::window(&mut window, per, n)?, chunk)?;
     }
+    let mut views: Vec<&mut [u8]> = stores.iter_mut().map(|s| s.as_mut_slice()).collect();
+    let mut records = Records::new(&mut views, per, n)?;
     for p in &parts {
         let bytes = p.submission.encode();
         check_part::<Sha2>(&mut state, rules, &SymbolRules::default(), &mut records, &bytes, p.hi)?;
