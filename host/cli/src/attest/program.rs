@@ -315,13 +315,13 @@ impl InParts {
         use memzinc_verifier::relocation_stream::{Records, MAX_SLOTS};
         let plan = &submission.plan;
         let n = plan.slots.len() as u32;
-        let most_per_store = Records::per_store(RelocationStore::MAX_ACCOUNT_LEN - RelocationStore::LEN);
-        let store_count = n.div_ceil(most_per_store) as usize;
-        if store_count > MAX_STORES {
+        if n > MAX_SLOTS {
             return Err(Error::Usage(format!(
-                "a relocation of {n} objects needs {store_count} stores of 10 MiB; a transaction loads at most 64 MiB, which holds {MAX_STORES} ({MAX_SLOTS} objects): plan it in rounds (`plan --relocate` does by default)"
+                "a relocation of {n} objects needs more than {MAX_STORES} stores of 10 MiB; a transaction loads at most 64 MiB, which holds {MAX_SLOTS} objects: plan it in rounds (`plan --relocate` does by default)"
             )));
         }
+        let most_per_store = Records::per_store(RelocationStore::MAX_ACCOUNT_LEN - RelocationStore::LEN);
+        let store_count = n.div_ceil(most_per_store) as usize;
         let per_store = n.div_ceil(store_count.max(1) as u32);
         let appends = plan
             .stream_slots()

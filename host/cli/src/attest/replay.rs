@@ -120,14 +120,11 @@ impl Replayer {
         submission: &Submission,
         witness_records: &[(Pubkey, Option<Account>)],
     ) -> Result<ReplayOutcome> {
-        let streamed =
-            !submission.plan.slots.is_empty() && submission.plan.streamed_plan_hash::<Sha2>() == recorded.plan_hash;
-        let plan_hash = if streamed {
-            recorded.plan_hash
-        } else {
-            submission.plan.plan_hash::<Sha2>()
-        };
-        if plan_hash != recorded.plan_hash {
+        let plan_hash = submission.plan.plan_hash::<Sha2>();
+        let streamed = plan_hash != recorded.plan_hash
+            && !submission.plan.slots.is_empty()
+            && submission.plan.streamed_plan_hash::<Sha2>() == recorded.plan_hash;
+        if plan_hash != recorded.plan_hash && !streamed {
             return Ok(outcome(
                 recorded,
                 "differs: the plan file does not hash to the recorded plan".into(),
@@ -473,13 +470,25 @@ pub fn replay_history(
     let count = chain.map(|c| c.next_seq).unwrap_or(0);
     let started = std::time::Instant::now();
     let mut decisions = Vec::new();
+    // The hashes each plan file may be recorded under, each computed once: its plan hash and,
+    // for a relocation, its streamed hash (attested in parts).
+    let names: Vec<Vec<[u8; 32]>> = plans
+        .iter()
+        .map(|s| {
+            let mut hashes = vec![s.plan.plan_hash::<Sha2>()];
+            if !s.plan.slots.is_empty() {
+                hashes.push(s.plan.streamed_plan_hash::<Sha2>());
+            }
+            hashes
+        })
+        .collect();
     for (address, attestation) in client.attestations(&chain_address, count)? {
         let Some(a) = attestation else { continue };
-        let found = plans.iter().find(|s| {
-            s.plan.plan_hash::<Sha2>() == a.plan_hash
-                || (!s.plan.slots.is_empty() && s.plan.streamed_plan_hash::<Sha2>() == a.plan_hash)
-        });
-        match found {
+        match names
+            .iter()
+            .position(|hashes| hashes.contains(&a.plan_hash))
+            .map(|i| &plans[i])
+        {
             Some(submission) => {
                 let mut records = Vec::new();
                 for (witness, _) in a.cited_witnesses() {
