@@ -410,6 +410,17 @@ pub enum Landing<'a> {
 impl HeapView {
     /// Where `address` lands.
     pub fn landing(&self, address: u64) -> Landing<'_> {
+        if let Some(i) = self.chunk_index(address) {
+            return Landing::Chunk(&self.chunks[i as usize]);
+        }
+        if self.unwalked.iter().any(|&(s, e)| s <= address && address < e) {
+            return Landing::Unwalked;
+        }
+        Landing::Outside
+    }
+
+    /// The index in [`HeapView::chunks`] of the chunk holding `address`.
+    pub fn chunk_index(&self, address: u64) -> Option<u32> {
         let index = self.index.0.get_or_init(|| {
             Spans::new(
                 self.chunks
@@ -419,13 +430,7 @@ impl HeapView {
                     .collect(),
             )
         });
-        if let Some((i, _)) = index.find(address) {
-            return Landing::Chunk(&self.chunks[i as usize]);
-        }
-        if self.unwalked.iter().any(|&(s, e)| s <= address && address < e) {
-            return Landing::Unwalked;
-        }
-        Landing::Outside
+        index.find(address).map(|(i, _)| i)
     }
 
     /// The chunk whose user memory starts exactly at `mem`.

@@ -18,6 +18,7 @@ mod spans;
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
+use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
 pub use glibc::{
@@ -291,7 +292,8 @@ pub struct GraphSummary {
 struct Walk<'g, 'a> {
     g: &'g mut Graph<'a>,
     image: &'g Image,
-    seen: HashMap<(u64, TyIx), u32>,
+    /// Keyed by address: FxHash, as a walk of millions of objects hashes each several times.
+    seen: FxHashMap<(u64, TyIx), u32>,
     queue: VecDeque<u32>,
     started: Instant,
     limits: GraphLimits,
@@ -325,7 +327,7 @@ impl<'a> Graph<'a> {
         let mut w = Walk {
             g: &mut g,
             image,
-            seen: HashMap::new(),
+            seen: FxHashMap::default(),
             queue: VecDeque::new(),
             started,
             limits,
@@ -539,15 +541,7 @@ impl Walk<'_, '_> {
             }
             return None;
         }
-        let chunk = match self.g.heap.landing(address) {
-            Landing::Chunk(c) => self
-                .g
-                .heap
-                .chunks
-                .binary_search_by_key(&c.address, |c| c.address)
-                .map_or(NONE, |i| i as u32),
-            _ => NONE,
-        };
+        let chunk = self.g.heap.chunk_index(address).unwrap_or(NONE);
         let o = self.g.objects.len() as u32;
         self.g.objects.push(Object {
             address,

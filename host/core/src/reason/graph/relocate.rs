@@ -23,7 +23,7 @@
 //! image and compares the structure, object by object along the traversal, before the plan is
 //! written.
 
-use std::collections::{HashMap, HashSet};
+use rustc_hash::{FxHashMap, FxHashSet};
 
 use serde::Serialize;
 
@@ -119,7 +119,7 @@ pub fn plan_relocation(
     let structures = structures_of(&graph, &named);
     for ((s, r), root) in structures.iter().zip(&named).zip(roots) {
         if s.is_empty() {
-            let why = if traversal(&graph, r.object).is_empty() {
+            let why = if traversal(&graph, &Links::of(&graph), r.object).is_empty() {
                 "reaches no linked structure (a type that links to itself)"
             } else {
                 "reaches only objects a root named before it reaches"
@@ -132,8 +132,8 @@ pub fn plan_relocation(
     // Which objects may move: at the start of a live chunk of the size its structure's first
     // object has, and no longer than the chunk's usable bytes. They move among chunks of one
     // size and usable bytes (an mmapped chunk has fewer than a heap chunk of its size).
-    let mut pins: HashMap<u32, String> = HashMap::new();
-    let mut class: HashMap<u32, (u64, u64)> = HashMap::new();
+    let mut pins: FxHashMap<u32, String> = FxHashMap::default();
+    let mut class: FxHashMap<u32, (u64, u64)> = FxHashMap::default();
     for s in &structures {
         let size = chunk_of(&graph, s[0]).map(|c| c.size);
         for &o in s {
@@ -157,7 +157,7 @@ pub fn plan_relocation(
     // (`wire::Slot`). A slot moves only to a slot of its length, so the objects of one chunk
     // size all move as the longest of them (a list node moved into a tree node's chunk takes
     // the rest of its own chunk's bytes along).
-    let mut class_len: HashMap<(u64, u64), u64> = HashMap::new();
+    let mut class_len: FxHashMap<(u64, u64), u64> = FxHashMap::default();
     for (&o, &size) in &class {
         let len = class_len.entry(size).or_insert(0);
         *len = (*len).max(len_of(&graph, o));
@@ -174,7 +174,7 @@ pub fn plan_relocation(
     let member_at = |v: u64| members.find(v);
 
     // The pointers the typed graph knows (and so rewrites): every edge into a member.
-    let known: HashSet<u64> = graph
+    let known: FxHashSet<u64> = graph
         .edges
         .iter()
         .filter(|e| member_at(e.value).is_some())
@@ -206,7 +206,7 @@ pub fn plan_relocation(
     // chunks of their size in address order. Each structure takes a run of those chunks, so
     // no other structure's objects lie between its own.
     let movable: Vec<u32> = order.iter().copied().filter(|o| !pins.contains_key(o)).collect();
-    let mut places: HashMap<(u64, u64), Vec<u64>> = HashMap::new();
+    let mut places: FxHashMap<(u64, u64), Vec<u64>> = FxHashMap::default();
     for &o in &movable {
         places
             .entry(class[&o])
@@ -217,7 +217,7 @@ pub fn plan_relocation(
         p.sort_unstable();
         p.reverse();
     }
-    let new_of: HashMap<u32, u64> = movable
+    let new_of: FxHashMap<u32, u64> = movable
         .iter()
         .map(|&o| {
             (
@@ -466,16 +466,20 @@ pub fn plan_relocation(
 /// one's place, as planned, and the `r`-th takes the first one's place for now. That is a
 /// permutation too, and from the moved image the next round's plan is the rest of the cycle
 /// (every object is placed by traversal order among the same chunks, wherever it is).
-fn keep_moves(new_of: HashMap<u32, u64>, address: impl Fn(u32) -> u64, budget: usize) -> (HashMap<u32, u64>, usize) {
+fn keep_moves(
+    new_of: FxHashMap<u32, u64>,
+    address: impl Fn(u32) -> u64,
+    budget: usize,
+) -> (FxHashMap<u32, u64>, usize) {
     let total = new_of.len();
     if total <= budget {
         return (new_of, 0);
     }
-    let at: HashMap<u64, u32> = new_of.keys().map(|&o| (address(o), o)).collect();
+    let at: FxHashMap<u64, u32> = new_of.keys().map(|&o| (address(o), o)).collect();
     let mut starts: Vec<(u64, u32)> = at.iter().map(|(&a, &o)| (a, o)).collect();
     starts.sort_unstable();
-    let mut kept = HashMap::with_capacity(budget);
-    let mut seen = HashSet::new();
+    let mut kept = FxHashMap::with_capacity_and_hasher(budget, Default::default());
+    let mut seen = FxHashSet::default();
     let mut placed = 0;
     for (_, first) in starts {
         let room = budget - kept.len();
@@ -519,11 +523,12 @@ fn find_root<'g>(g: &'g Graph<'_>, root: &str) -> Result<&'g Root> {
 
 /// Each root's structure in traversal order, without the objects a root before it reaches.
 fn structures_of(g: &Graph<'_>, roots: &[&Root]) -> Vec<Vec<u32>> {
-    let mut claimed = HashSet::new();
+    let links = Links::of(g);
+    let mut claimed = FxHashSet::default();
     roots
         .iter()
         .map(|r| {
-            traversal(g, r.object)
+            traversal(g, &links, r.object)
                 .into_iter()
                 .filter(|&o| claimed.insert(o))
                 .collect()
@@ -536,15 +541,57 @@ fn len_of(g: &Graph<'_>, o: u32) -> u64 {
     (g.objects[o as usize].size + 7) & !7
 }
 
+fn is_valid(e: &super::Edge) -> bool {
+    e.to != NONE && !e.landing.is_invalid()
+}
+
+/// Every object's valid links to its own type (`next`, `left`, `right`), in field order: one
+/// table for all objects, as a walk of millions of objects would spend more on a map of small
+/// lists than on the walk.
+struct Links {
+    /// Object `o`'s links are `to[first[o]..first[o + 1]]`.
+    first: Vec<u32>,
+    to: Vec<u32>,
+}
+
+impl Links {
+    fn of(g: &Graph<'_>) -> Links {
+        let link = |e: &&super::Edge| is_valid(e) && g.is_link(e);
+        let mut first = vec![0u32; g.objects.len() + 1];
+        for e in g.edges.iter().filter(link) {
+            first[e.from as usize + 1] += 1;
+        }
+        for i in 1..first.len() {
+            first[i] += first[i - 1];
+        }
+        let mut next = first.clone();
+        let mut slots = vec![(0u64, 0u32); first[g.objects.len()] as usize];
+        for e in g.edges.iter().filter(link) {
+            let at = &mut next[e.from as usize];
+            slots[*at as usize] = (e.slot, e.to);
+            *at += 1;
+        }
+        for w in first.windows(2) {
+            slots[w[0] as usize..w[1] as usize].sort_unstable();
+        }
+        Links {
+            first,
+            to: slots.into_iter().map(|(_, to)| to).collect(),
+        }
+    }
+
+    fn of_object(&self, o: u32) -> &[u32] {
+        &self.to[self.first[o as usize] as usize..self.first[o as usize + 1] as usize]
+    }
+}
+
 /// The objects of the linked structure reached from `root`: depth first through the links of
 /// the first object's type, in field order, each once.
-fn traversal(g: &Graph<'_>, root: u32) -> Vec<u32> {
-    let valid = |e: &&super::Edge| e.to != NONE && !e.landing.is_invalid();
+fn traversal(g: &Graph<'_>, links: &Links, root: u32) -> Vec<u32> {
     let heads: Vec<u32> = g
         .edges
         .iter()
-        .filter(|e| e.from == root)
-        .filter(valid)
+        .filter(|e| e.from == root && is_valid(e))
         .map(|e| e.to)
         .collect();
     let Some(&head) = heads
@@ -553,15 +600,11 @@ fn traversal(g: &Graph<'_>, root: u32) -> Vec<u32> {
     else {
         return Vec::new();
     };
+    // A link leads to an object of its own object's type, so from heads of this type the
+    // traversal stays among objects of this type.
     let ty = g.objects[head as usize].ty;
-    let mut links: HashMap<u32, Vec<(u64, u32)>> = HashMap::new();
-    for e in g.edges.iter().filter(valid) {
-        if g.is_link(e) && g.objects[e.from as usize].ty == ty {
-            links.entry(e.from).or_default().push((e.slot, e.to));
-        }
-    }
     let mut order = Vec::new();
-    let mut seen = HashSet::new();
+    let mut seen = vec![false; g.objects.len()];
     let mut stack: Vec<u32> = heads
         .iter()
         .rev()
@@ -569,14 +612,11 @@ fn traversal(g: &Graph<'_>, root: u32) -> Vec<u32> {
         .filter(|&h| g.objects[h as usize].ty == ty)
         .collect();
     while let Some(o) = stack.pop() {
-        if !seen.insert(o) {
+        if std::mem::replace(&mut seen[o as usize], true) {
             continue;
         }
         order.push(o);
-        if let Some(next) = links.get_mut(&o) {
-            next.sort_unstable();
-            stack.extend(next.iter().rev().map(|&(_, to)| to));
-        }
+        stack.extend(links.of_object(o).iter().rev());
     }
     order
 }
@@ -607,9 +647,9 @@ fn unlinked(g: &Graph<'_>, image: &Image, o: u32) -> Option<Vec<u8>> {
 fn scan(
     image: &Image,
     g: &Graph<'_>,
-    known: &HashSet<u64>,
+    known: &FxHashSet<u64>,
     member_at: &dyn Fn(u64) -> Option<(u32, u64)>,
-    pins: &mut HashMap<u32, String>,
+    pins: &mut FxHashMap<u32, String>,
 ) {
     for s in image.segments() {
         if !s.readable || !s.captured() {
@@ -657,7 +697,7 @@ mod tests {
         let budget = 3_001;
         let mut rounds = 0;
         loop {
-            let new_of: HashMap<u32, u64> = (0..n)
+            let new_of: FxHashMap<u32, u64> = (0..n)
                 .filter(|&o| at[o as usize] != goal(o))
                 .map(|o| (o, goal(o)))
                 .collect();
@@ -667,8 +707,8 @@ mod tests {
             }
             let (kept, deferred) = keep_moves(new_of, |o| at[o as usize], budget);
             assert!(kept.len() <= budget && kept.len() >= 2, "{} moves", kept.len());
-            let froms: HashSet<u64> = kept.keys().map(|&o| at[o as usize]).collect();
-            let tos: HashSet<u64> = kept.values().copied().collect();
+            let froms: FxHashSet<u64> = kept.keys().map(|&o| at[o as usize]).collect();
+            let tos: FxHashSet<u64> = kept.values().copied().collect();
             assert_eq!(froms, tos, "a round's moves are a permutation of the places they touch");
             assert_eq!(tos.len(), kept.len(), "no two objects to one place");
             let placed = kept.iter().filter(|&(&o, &a)| a == goal(o)).count();

@@ -1,12 +1,20 @@
 //! Sorted address ranges found by address in about constant time. A binary search over a
-//! million ranges costs some twenty cache misses; a table from each 4 KiB page the ranges cover
-//! to the first range that reaches it leaves a search among that page's few. Ranges far apart
-//! (a process's main heap and its mmapped chunks) are split into runs, each with its own table.
+//! million ranges costs some twenty cache misses; a table from each grain of memory the ranges
+//! cover to the first range that reaches it leaves a search among that grain's few. The grain
+//! is the finest power of two from 16 bytes to a 4 KiB page that keeps the table within a few
+//! entries per range (a heap of 32-byte chunks gets 16-byte grains, a chunk or part of one each).
+//! Ranges far apart (a process's main heap and its mmapped chunks) are split into runs, each
+//! with its own table.
 
+/// The finest and the coarsest grain, as shifts.
+const FINEST_SHIFT: u32 = 4;
 const PAGE_SHIFT: u32 = 12;
 /// A gap this wide between two ranges starts a new run.
 const RUN_GAP: u64 = 1 << 26;
-/// Table entries allowed per range: beyond this the ranges are searched whole instead.
+/// Table entries allowed per range for a grain finer than a page.
+const GRAINS_PER_RANGE: u64 = 4;
+/// Table entries allowed per range with page grains: beyond this the ranges are searched whole
+/// instead.
 const PAGES_PER_RANGE: u64 = 16;
 
 pub(super) struct Spans<T> {
@@ -15,13 +23,15 @@ pub(super) struct Spans<T> {
     /// Runs of ranges with no gap of [`RUN_GAP`] between them, ascending. Empty when the ranges
     /// overlap or would need too large a table.
     runs: Vec<Run>,
+    /// log2 of the grain the runs' tables have an entry for.
+    shift: u32,
 }
 
 struct Run {
-    /// Its first page.
+    /// Its first grain.
     base: u64,
-    /// Entry `p`: the index (into all ranges) of the first range that ends after page
-    /// `base + p` starts; one entry per page up to the run's last.
+    /// Entry `p`: the index (into all ranges) of the first range that ends after grain
+    /// `base + p` starts; one entry per grain up to the run's last.
     first: Vec<u32>,
     /// One past its last range's index.
     last: u32,
@@ -33,8 +43,9 @@ impl<T: Copy> Spans<T> {
     pub(super) fn new(mut ranges: Vec<(u64, u64, T)>) -> Spans<T> {
         ranges.sort_unstable_by_key(|r| r.0);
         let mut runs = Vec::new();
+        let mut shift = PAGE_SHIFT;
         if ranges.len() < u32::MAX as usize && ranges.windows(2).all(|w| w[0].1 <= w[1].0) {
-            // The runs, as [at, end) of the ranges, and the pages each covers.
+            // The runs, as [at, end) of the ranges.
             let mut bounds = Vec::new();
             let mut at = 0;
             while at < ranges.len() {
@@ -42,21 +53,39 @@ impl<T: Copy> Spans<T> {
                 while end < ranges.len() && ranges[end].0 - ranges[end - 1].1 < RUN_GAP {
                     end += 1;
                 }
-                let base = ranges[at].0 >> PAGE_SHIFT;
-                let pages = (ranges[end - 1].1.saturating_sub(1) >> PAGE_SHIFT).saturating_sub(base) + 1;
-                bounds.push((at, end, base, pages));
+                bounds.push((at, end));
                 at = end;
             }
-            let budget = PAGES_PER_RANGE.saturating_mul(ranges.len() as u64).max(1024);
-            if bounds.iter().map(|b| b.3).sum::<u64>() <= budget {
+            let grains = |shift: u32| -> u64 {
+                bounds
+                    .iter()
+                    .map(|&(at, end)| {
+                        let base = ranges[at].0 >> shift;
+                        (ranges[end - 1].1.saturating_sub(1) >> shift).saturating_sub(base) + 1
+                    })
+                    .sum()
+            };
+            let n = ranges.len() as u64;
+            let fits = |shift: u32| {
+                let per_range = if shift == PAGE_SHIFT {
+                    PAGES_PER_RANGE
+                } else {
+                    GRAINS_PER_RANGE
+                };
+                grains(shift) <= per_range.saturating_mul(n).max(1024)
+            };
+            if let Some(s) = (FINEST_SHIFT..=PAGE_SHIFT).find(|&s| fits(s)) {
+                shift = s;
                 runs = bounds
                     .into_iter()
-                    .map(|(at, end, base, pages)| {
-                        let mut first = Vec::with_capacity(pages as usize);
+                    .map(|(at, end)| {
+                        let base = ranges[at].0 >> shift;
+                        let count = (ranges[end - 1].1.saturating_sub(1) >> shift).saturating_sub(base) + 1;
+                        let mut first = Vec::with_capacity(count as usize);
                         let mut i = at;
-                        for p in 0..pages {
-                            let page_start = (base + p) << PAGE_SHIFT;
-                            while i < end && ranges[i].1 <= page_start {
+                        for p in 0..count {
+                            let grain_start = (base + p) << shift;
+                            while i < end && ranges[i].1 <= grain_start {
                                 i += 1;
                             }
                             first.push(i as u32);
@@ -70,7 +99,7 @@ impl<T: Copy> Spans<T> {
                     .collect();
             }
         }
-        Spans { ranges, runs }
+        Spans { ranges, runs, shift }
     }
 
     /// The range holding `v`: its value and `v`'s offset from its start.
@@ -78,14 +107,12 @@ impl<T: Copy> Spans<T> {
         let among = if self.runs.is_empty() {
             &self.ranges[..]
         } else {
-            let run = &self.runs[self
-                .runs
-                .partition_point(|r| r.base <= v >> PAGE_SHIFT)
-                .checked_sub(1)?];
-            let p = usize::try_from((v >> PAGE_SHIFT) - run.base).ok()?;
+            let grain = v >> self.shift;
+            let run = &self.runs[self.runs.partition_point(|r| r.base <= grain).checked_sub(1)?];
+            let p = usize::try_from(grain - run.base).ok()?;
             let lo = *run.first.get(p)? as usize;
-            // The ranges that reach page p: from the first that ends after it starts, up to the
-            // first that ends after the next page starts (which may start in this one).
+            // The ranges that reach grain p: from the first that ends after it starts, up to
+            // the first that ends after the next grain starts (which may start in this one).
             let hi = run
                 .first
                 .get(p + 1)
@@ -128,10 +155,26 @@ mod tests {
         // One range over the next: no table either.
         let mut overlapping = ranges.clone();
         overlapping[100].1 = overlapping[101].1 + 8;
+        // A heap of 32-byte chunks, one after the other: the finest grain.
+        let dense: Vec<_> = (0..3000u32)
+            .map(|i| {
+                (
+                    0x5555_0000_0010 + u64::from(i) * 32,
+                    0x5555_0000_0030 + u64::from(i) * 32,
+                    i,
+                )
+            })
+            .collect();
         let mut checked = 0;
-        for (list, runs) in [(ranges, 1), (two_runs, 2), (sparse, 0), (overlapping, 0)] {
+        for (list, runs, shift) in [
+            (ranges, 1, 10),
+            (two_runs, 2, 10),
+            (sparse, 0, PAGE_SHIFT),
+            (overlapping, 0, PAGE_SHIFT),
+            (dense, 1, FINEST_SHIFT),
+        ] {
             let spans = Spans::new(list.iter().rev().copied().collect());
-            assert_eq!(spans.runs.len(), runs);
+            assert_eq!((spans.runs.len(), spans.shift), (runs, shift));
             // The last range starting at or below v, as HeapView::landing searched before.
             let plain = |v: u64| {
                 let r = list.iter().rev().find(|r| r.0 <= v)?;
@@ -145,7 +188,7 @@ mod tests {
             }
             assert_eq!(spans.find(u64::MAX), None);
         }
-        assert_eq!(checked, 7 * (3000 + 3002 + 100 + 3000));
+        assert_eq!(checked, 7 * (3000 + 3002 + 100 + 3000 + 3000));
         assert_eq!(Spans::<u32>::new(Vec::new()).find(0), None);
     }
 }
