@@ -44,8 +44,6 @@ const ROOTS: [(&str, &str); 2] = [("g_list", "list"), ("g_tree", "tree")];
 /// The plans: one per structure for the first target, one for both for the second.
 const PLANS: [(usize, &str); 3] = [(0, "g_list"), (0, "g_tree"), (1, "g_tree,g_list")];
 const TARGETS: [&str; 2] = ["apart (a plan per structure)", "together (one plan for both)"];
-/// Slots per part of a relocation attested in parts (as `memzinc attest` cuts them).
-const PART_SLOTS: usize = 256;
 
 /// Wall seconds and peak resident KiB of one successful `memzinc` run (through
 /// `/usr/bin/time`), and its stdout.
@@ -162,18 +160,15 @@ const LATER_ROUND: &str = "left for a later round";
 /// Attests the relocation `plan` in parts in the plan's LiteSVM (made on its first round) as
 /// the `seq`-th attestation of its target, then applies it to `pid`.
 fn attest_and_apply(env: &mut Option<memzinc_tests::svm::Env>, seq: u64, plan: &str, pid: i32, label: &str) {
-    use memzinc_verifier::accounts::{RelocationStore, MAX_STORES};
     let plan = memzinc::reason::Plan::load(Path::new(plan)).expect("the plan file loads");
     let submission = plan.submission().expect("the plan's submission");
     let n = submission.plan.slots.len() as u32;
-    let per_store = memzinc_verifier::relocation_stream::Records::per_store(
-        RelocationStore::MAX_ACCOUNT_LEN - RelocationStore::LEN,
-    );
-    let stores = n.div_ceil(per_store);
-    assert!(
-        stores as usize <= MAX_STORES,
-        "{label}: {n} objects need {stores} stores"
-    );
+    // As `memzinc attest` cuts it.
+    let layout =
+        memzinc_cli::attest::instructions::InParts::of(&submission, None).unwrap_or_else(|e| panic!("{label}: {e}"));
+    let stores = layout.store_count as u32;
+    let estimates: Vec<u64> = layout.parts.iter().map(|p| p.estimate.estimate()).collect();
+    drop(layout);
     let e = env.get_or_insert_with(|| {
         let policy = PolicyConfig {
             rules: PolicyRules {
@@ -194,13 +189,26 @@ fn attest_and_apply(env: &mut Option<memzinc_tests::svm::Env>, seq: u64, plan: &
     });
     let started = Instant::now();
     let cost = e
-        .attest_in_parts(&submission, seq, PART_SLOTS, stores, |_, _| {})
+        .attest_in_parts(&submission, seq, None, stores, |_, _| {})
         .unwrap_or_else(|err| panic!("attest {label} in parts: {err}"));
+    // Measured against estimated, per part: the estimate is meant to bound each from above.
+    let ratios: Vec<f64> = cost
+        .part_cu
+        .iter()
+        .zip(&estimates)
+        .map(|(&cu, &e)| cu as f64 / e as f64)
+        .collect();
+    let (least, most) = ratios
+        .iter()
+        .fold((f64::MAX, 0f64), |(lo, hi), &r| (lo.min(r), hi.max(r)));
     println!(
-        "  {label}: {n} objects in {stores} stores, {} parts, costliest part {} CU, finish {} CU, \
-         {:.0} MB uploaded in {} transactions; {:.0} s",
+        "  {label}: {n} objects in {stores} stores, {} parts, costliest part {} CU (estimated {}; parts cost \
+         {:.0}–{:.0} % of their estimates), finish {} CU, {:.0} MB uploaded in {} transactions; {:.0} s",
         cost.parts,
         cost.most_part_cu,
+        estimates.iter().max().copied().unwrap_or(0),
+        least * 100.0,
+        most * 100.0,
         cost.finish_cu,
         cost.uploaded_bytes as f64 / 1e6,
         cost.transactions,
@@ -308,7 +316,7 @@ fn main() {
     // relocation_stream instructions, as `memzinc attest` sends them to a cluster. One LiteSVM
     // per plan; its later rounds extend the same target history.
     println!(
-        "attest in parts (relocation_stream) by the program in LiteSVM, parts of at most {PART_SLOTS} slots \
+        "attest in parts (relocation_stream) by the program in LiteSVM, parts cut by their estimated cost \
          (the wall time is LiteSVM's, in this process, not a cluster's), then apply through memzinc::apply::apply \
          (stage 5: all threads frozen, every old byte compared, written, read back); the CLI's gate (apply_attested) \
          asks a cluster for the attestation, and these were made in LiteSVM: the gate is the one step skipped"

@@ -289,10 +289,10 @@ pub mod relocation {
     pub const HEAP: u64 = 0x80_0000;
     pub const HEAD: u64 = 0x90_0000;
 
-    /// Node position `pos`: `per_page` nodes to a page, 32 bytes apart (a 16-byte node in a
-    /// 32-byte malloc chunk).
-    fn node(pos: u64, per_page: u64) -> u64 {
-        HEAP + pos / per_page * PAGE_LEN as u64 + 0x40 + pos % per_page * 32
+    /// Node position `pos`: `per_page` nodes to a page, `stride` bytes apart (a 16-byte node in
+    /// a 32-byte malloc chunk).
+    fn node(pos: u64, per_page: u64, stride: u64) -> u64 {
+        HEAP + pos / per_page * PAGE_LEN as u64 + 0x40 + pos % per_page * stride
     }
 
     /// The list of `n` nodes and its relocation; `n` a power of two (so `(5k + 1) mod n` is a
@@ -304,23 +304,48 @@ pub mod relocation {
     /// As [`submission`], with the slots changed by `edit` before the writes are computed from
     /// them: a forger's plan whose bytes and pointers agree with its own slots.
     pub fn submission_edited(target: &str, n: u64, edit: impl Fn(&mut Vec<Slot>)) -> Submission {
-        dense_submission_edited(target, n, 1, edit)
+        dense_submission_edited(target, n, 1, 16, edit)
     }
 
     /// As [`submission`], with `per_page` nodes to a page (at most 120), as a real heap packs
     /// them.
     pub fn dense_submission(target: &str, n: u64, per_page: u64) -> Submission {
-        dense_submission_edited(target, n, per_page, |_| {})
+        dense_submission_edited(target, n, per_page, 16, |_| {})
     }
 
-    fn dense_submission_edited(target: &str, n: u64, per_page: u64, edit: impl Fn(&mut Vec<Slot>)) -> Submission {
-        assert!(n.is_power_of_two() && n >= 4 && (1..=120).contains(&per_page));
-        let node = |pos: u64| node(pos, per_page);
+    /// As [`dense_submission`], with nodes of `len` bytes (a multiple of 8, at least 16): a
+    /// value, the link, then `len / 8 - 2` more values; in chunks of `len + 16` bytes rounded
+    /// up to 16, at least 32. At most 255 pages of nodes.
+    pub fn sized_submission(target: &str, n: u64, per_page: u64, len: u32) -> Submission {
+        dense_submission_edited(target, n, per_page, len, |_| {})
+    }
+
+    fn dense_submission_edited(
+        target: &str,
+        n: u64,
+        per_page: u64,
+        len: u32,
+        edit: impl Fn(&mut Vec<Slot>),
+    ) -> Submission {
+        let stride = (u64::from(len) + 16).next_multiple_of(16).max(32);
+        assert!(n.is_power_of_two() && n >= 4 && len >= 16 && len.is_multiple_of(8));
+        assert!(
+            per_page >= 1 && 0x40 + per_page * stride <= PAGE_LEN as u64,
+            "{per_page} nodes of {len} bytes"
+        );
+        assert!(
+            n.div_ceil(per_page) < (HEAD - HEAP) / PAGE_LEN as u64,
+            "the nodes reach the head"
+        );
+        let node = |pos: u64| node(pos, per_page, stride);
         let page_of = |k: u64| (5 * k + 1) % n;
         let mut words: BTreeMap<u64, u64> = BTreeMap::new();
         for k in 0..n {
             words.insert(node(page_of(k)), 1000 + k);
             words.insert(node(page_of(k)) + 8, if k + 1 < n { node(page_of(k + 1)) } else { 0 });
+            for j in 2..u64::from(len) / 8 {
+                words.insert(node(page_of(k)) + 8 * j, 2000 + k + j);
+            }
         }
         words.insert(HEAD, node(page_of(0)));
         let page = |at: u64| -> Vec<u8> {
@@ -363,7 +388,7 @@ pub mod relocation {
             .iter()
             .map(|&(address, k)| Slot {
                 address,
-                len: 16,
+                len,
                 from: 0,
                 to: index[&node(k)],
             })
@@ -373,9 +398,9 @@ pub mod relocation {
             slots[to].from = i as u32;
         }
         edit(&mut slots);
-        let moved = |v: u64| match index.get(&(v & !0xf)) {
-            Some(&i) => slots[slots[i as usize].to as usize].address + (v & 0xf),
-            None => v,
+        let moved = |v: u64| match index.range(..=v).next_back() {
+            Some((&at, &i)) if v < at + u64::from(len) => slots[slots[i as usize].to as usize].address + (v - at),
+            _ => v,
         };
         let mut writes: Vec<Write> = slots
             .iter()
@@ -383,13 +408,11 @@ pub mod relocation {
                 let source = slots[s.from as usize].address;
                 Write {
                     address: s.address,
-                    old: [word(s.address), word(s.address + 8)]
-                        .iter()
-                        .flat_map(|w| w.to_le_bytes())
+                    old: (0..u64::from(len) / 8)
+                        .flat_map(|j| word(s.address + 8 * j).to_le_bytes())
                         .collect(),
-                    new: [moved(word(source)), moved(word(source + 8))]
-                        .iter()
-                        .flat_map(|w| w.to_le_bytes())
+                    new: (0..u64::from(len) / 8)
+                        .flat_map(|j| moved(word(source + 8 * j)).to_le_bytes())
                         .collect(),
                 }
             })
@@ -434,6 +457,8 @@ pub mod svm {
         /// Compute units of the costliest `check_relocation_part` and of `finish_relocation`.
         pub most_part_cu: u64,
         pub finish_cu: u64,
+        /// Each part's `check_relocation_part`, in compute units.
+        pub part_cu: Vec<u64>,
         /// The parts' submissions, in bytes.
         pub uploaded_bytes: usize,
         /// Every transaction after the opening: appends, buffers opened and written, checks,
@@ -650,9 +675,10 @@ pub mod svm {
             self.send_attest(&a, attest)
         }
 
-        /// Attests `submission`'s relocation in parts of at most `max_slots` slots, as the
-        /// authority: the policy witness records the root; the relocation and `stores` stores
-        /// are allocated and opened; the table goes up 50 slots at a time; each part is uploaded
+        /// Attests `submission`'s relocation in parts cut as `attest` cuts them (`InParts`, of at
+        /// most `max_slots` slots when given), as the authority: the policy witness records the
+        /// root; the relocation and `stores` stores are allocated and opened; the table is
+        /// appended; each part is uploaded
         /// and checked; then `finish_relocation` (as attestation `seq`) and `close_relocation`.
         /// `edit_part` may change each part before its upload. Returns what it cost; the first
         /// refusal is the error.
@@ -660,7 +686,7 @@ pub mod svm {
             &mut self,
             submission: &Submission,
             seq: u64,
-            max_slots: usize,
+            max_slots: Option<usize>,
             stores: u32,
             edit_part: impl Fn(usize, &mut Submission),
         ) -> Result<PartsCost, String> {
@@ -733,27 +759,22 @@ pub mod svm {
             &mut self,
             submission: &Submission,
             seq: u64,
-            max_slots: usize,
+            max_slots: Option<usize>,
             relocation: &Pubkey,
             stores: &[Pubkey],
             edit_part: impl Fn(usize, &mut Submission),
         ) -> Result<PartsCost, String> {
-            use memzinc_verifier::relocation_stream::{Records, STREAM_SLOT_LEN};
             let a = self.authority.insecure_clone();
             let plan = &submission.plan;
             let plan_hash = plan.streamed_plan_hash::<Sha2>();
-            let table: Vec<u8> = plan.stream_slots().iter().flat_map(|s| s.encode()).collect();
             let mut cost = PartsCost::default();
-            let per_store = plan.slots.len().div_ceil(stores.len()) as u32;
-            for (i, chunk) in table.chunks(50 * STREAM_SLOT_LEN).enumerate() {
-                let at = Records::append_stores(i as u32 * 50, (chunk.len() / STREAM_SLOT_LEN) as u32, per_store);
-                let append = ix::append_slots(&self.program_id, &a.pubkey(), relocation, &stores[at], chunk);
+            let layout = ix::InParts::in_stores(submission, max_slots, stores.len()).map_err(|e| e.to_string())?;
+            for (chunk, at) in &layout.appends {
+                let append = ix::append_slots(&self.program_id, &a.pubkey(), relocation, &stores[at.clone()], chunk);
                 self.send(vec![append], &[&a])?;
                 cost.transactions += 1;
             }
-            let parts = submission
-                .stream_parts(400 * 1024, max_slots)
-                .map_err(|e| e.to_string())?;
+            let parts = layout.parts;
             cost.parts = parts.len();
             for (i, part) in parts.iter().enumerate() {
                 let mut sub = part.submission.clone();
@@ -783,7 +804,8 @@ pub mod svm {
                     &label,
                     part.hi,
                 );
-                cost.most_part_cu = cost.most_part_cu.max(self.send_attest(&a, check)?);
+                cost.part_cu.push(self.send_attest(&a, check)?);
+                cost.most_part_cu = cost.most_part_cu.max(*cost.part_cu.last().unwrap());
             }
             let record = ix::witnessed_snapshot_address(
                 &self.program_id,

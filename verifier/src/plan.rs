@@ -148,13 +148,28 @@ impl PatchPlan {
 
     /// Where to cut this relocation into parts for `relocation_stream::check_part`, in address
     /// order: each part at most `max_len` bytes encoded (estimated from its pages, with proofs
-    /// into a tree of `page_count` pages, and its writes) and `max_slots` slots, never cut inside
-    /// a slot or a write, each with at least one write (an empty plan is refused). Returns each
-    /// part's end; the last is `u64::MAX`.
-    pub fn stream_cuts(&self, max_len: usize, max_slots: usize, page_count: u64) -> Vec<u64> {
+    /// into a tree of `page_count` pages, and its writes), `max_slots` slots and an estimated
+    /// `PART_CU_BUDGET` compute units, never cut inside a slot or a write, each with at least
+    /// one write (an empty plan is refused). Returns each part's end (the last is `u64::MAX`) and
+    /// what it is estimated to cost.
+    pub fn stream_cuts(
+        &self,
+        max_len: usize,
+        max_slots: usize,
+        page_count: u64,
+    ) -> Vec<(u64, relocation_stream::PartCost)> {
+        use relocation_stream::{PartCost, PART_CU_BUDGET};
         let page = PAGE_LEN as u64;
         let depth = 64 - page_count.leading_zeros() as usize;
         let page_cost = 8 + 8 + PAGE_LEN + 4 + 32 * depth;
+        let mut part = PartCost {
+            pages: 0,
+            depth: depth as u64,
+            slots: 0,
+            slot_words: 0,
+            pointer_writes: 0,
+            records: self.slots.len() as u64,
+        };
         // Items in address order: (start, end, is a slot, has a write); a slot's write is one
         // item with it, so no cut falls between them.
         let mut items: Vec<(u64, u64, bool, bool)> = self
@@ -171,36 +186,58 @@ impl PatchPlan {
             }
         }
         items.sort_unstable();
-        let mut cuts: Vec<u64> = Vec::new();
-        let (mut len, mut slots, mut writes) = (0usize, 0usize, 0usize);
+        let mut cuts: Vec<(u64, PartCost)> = Vec::new();
+        let (mut len, mut writes) = (0usize, 0usize);
         let mut last_page: Option<u64> = None;
         for &(start, end, is_slot, has_write) in &items {
             // Saturating: the plan may be a forger's (empty or overflowing ranges), which the
             // program refuses; cutting it must not panic.
             let (first, last) = (start / page, end.saturating_sub(1).max(start) / page);
-            let new_pages = |last_page: Option<u64>| {
-                ((last - first + 1 - u64::from(last_page == Some(first))) as usize).saturating_mul(page_cost)
-            };
-            let write_cost = if has_write {
+            let new_pages = |last_page: Option<u64>| last - first + 1 - u64::from(last_page == Some(first));
+            let write_len = if has_write {
                 16 + 2 * end.saturating_sub(start) as usize
             } else {
                 0
             };
-            let cost = new_pages(last_page).saturating_add(write_cost);
-            if writes > 0 && (len.saturating_add(cost) > max_len || slots + usize::from(is_slot) > max_slots) {
-                cuts.push(start);
-                (len, slots, writes, last_page) = (0, 0, 0, None);
+            let with = |part: &PartCost, last_page: Option<u64>| PartCost {
+                pages: part.pages.saturating_add(new_pages(last_page)),
+                slots: part.slots + u64::from(is_slot),
+                slot_words: part.slot_words + u64::from(is_slot) * end.saturating_sub(start) / 8,
+                pointer_writes: part.pointer_writes + u64::from(has_write && !is_slot),
+                ..*part
+            };
+            let grown = len
+                .saturating_add((new_pages(last_page) as usize).saturating_mul(page_cost))
+                .saturating_add(write_len);
+            if writes > 0
+                && (grown > max_len
+                    || part.slots as usize + usize::from(is_slot) > max_slots
+                    || with(&part, last_page).estimate() > PART_CU_BUDGET)
+            {
+                cuts.push((start, part));
+                (len, writes, last_page) = (0, 0, None);
+                (part.pages, part.slots, part.slot_words, part.pointer_writes) = (0, 0, 0, 0);
             }
-            len = len.saturating_add(new_pages(last_page).saturating_add(write_cost));
-            slots += usize::from(is_slot);
+            len = len
+                .saturating_add((new_pages(last_page) as usize).saturating_mul(page_cost))
+                .saturating_add(write_len);
+            part = with(&part, last_page);
             writes += usize::from(has_write);
             last_page = Some(last);
         }
         // A last part of slots left alone joins the one before it.
         if writes == 0 {
-            cuts.pop();
+            if let Some((_, before)) = cuts.pop() {
+                part = PartCost {
+                    pages: part.pages.saturating_add(before.pages),
+                    slots: part.slots + before.slots,
+                    slot_words: part.slot_words.saturating_add(before.slot_words),
+                    pointer_writes: part.pointer_writes + before.pointer_writes,
+                    ..part
+                };
+            }
         }
-        cuts.push(u64::MAX);
+        cuts.push((u64::MAX, part));
         cuts
     }
 
@@ -237,12 +274,13 @@ impl PatchPlan {
         self.check_streamable()?;
         let mut lo = 0;
         let mut parts = Vec::new();
-        for hi in self.stream_cuts(max_len, max_slots, page_count) {
+        for (hi, estimate) in self.stream_cuts(max_len, max_slots, page_count) {
             let mut plan = self.stream_part(lo, hi);
             let evidence = evidence_of(&plan)?;
             plan.slots.clear();
             parts.push(StreamPart {
                 hi,
+                estimate,
                 submission: Submission { plan, evidence },
             });
             lo = hi;
@@ -487,6 +525,8 @@ impl Submission {
 pub struct StreamPart {
     /// One past the part's range; `u64::MAX` for the last part.
     pub hi: u64,
+    /// What `check_part` is estimated to spend on it.
+    pub estimate: relocation_stream::PartCost,
     /// The part's writes and the proofs of their pages and of its slots' pages.
     pub submission: Submission,
 }
@@ -1384,7 +1424,7 @@ mod tests {
             ..relocation().plan.clone_header()
         };
         for max_slots in 1..=5 {
-            let cuts = plan.stream_cuts(usize::MAX, max_slots, 4);
+            let cuts: Vec<u64> = plan.stream_cuts(usize::MAX, max_slots, 4).iter().map(|c| c.0).collect();
             let mut lo = 0;
             for &hi in &cuts {
                 let part = plan.stream_part(lo, hi);

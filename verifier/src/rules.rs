@@ -8,7 +8,7 @@ use crate::error::VerifyError;
 use crate::hash::{self, Hash, Sha256};
 use crate::merkle;
 use crate::wire::{
-    field_kind, EvidenceView, PlanView, PolicyRules, Region, Slot, Submission, SymbolRule, SymbolRules,
+    field_kind, EvidenceView, PageIter, PlanView, PolicyRules, Region, Slot, Submission, SymbolRule, SymbolRules,
     MAX_SYMBOL_RULES, PAGE_LEN,
 };
 
@@ -151,11 +151,19 @@ fn check_slot_table(plan: &PlanView<'_>) -> Result<(), VerifyError> {
 pub(crate) struct ProvenWords<'a> {
     evidence: &'a EvidenceView<'a>,
     last: Option<(u64, &'a [u8; PAGE_LEN])>,
+    /// The pages after the last one found. Words are read in address order, and the pages
+    /// ascend (`check_evidence`), so a search goes on from there: reading every page's words
+    /// costs one pass over the pages, not one from the first page per page.
+    after: PageIter<'a>,
 }
 
 impl<'a> ProvenWords<'a> {
     pub(crate) fn new(evidence: &'a EvidenceView<'a>) -> Self {
-        ProvenWords { evidence, last: None }
+        ProvenWords {
+            evidence,
+            last: None,
+            after: evidence.pages(),
+        }
     }
 
     /// The little-endian word at `address` (8-aligned, so inside one page).
@@ -163,12 +171,16 @@ impl<'a> ProvenWords<'a> {
         let page = address - address % PAGE_LEN as u64;
         let contents = match self.last {
             Some((at, contents)) if at == page => contents,
-            _ => {
-                let found = self
-                    .evidence
-                    .pages()
-                    .find(|p| p.address == page)
+            last => {
+                let mut pages = match last {
+                    Some((at, _)) if at < page => self.after,
+                    _ => self.evidence.pages(),
+                };
+                let found = pages
+                    .find(|p| p.address >= page)
+                    .filter(|p| p.address == page)
                     .ok_or(VerifyError::MissingPageProof)?;
+                self.after = pages;
                 self.last = Some((page, found.contents));
                 found.contents
             }

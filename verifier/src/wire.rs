@@ -443,18 +443,30 @@ impl<'a> EvidenceView<'a> {
         })
     }
 
-    pub fn pages(&self) -> impl Iterator<Item = PageProofView<'a>> + 'a {
-        let mut r = Reader::new(self.pages);
-        core::iter::from_fn(move || {
-            if r.remaining() == 0 {
-                return None;
-            }
-            Some(PageProofView {
-                address: r.u64().ok()?,
-                index: r.u64().ok()?,
-                contents: r.array::<PAGE_LEN>().ok()?,
-                siblings: sibling_list(&mut r).ok()?,
-            })
+    pub fn pages(&self) -> PageIter<'a> {
+        PageIter {
+            r: Reader::new(self.pages),
+        }
+    }
+}
+
+/// The page proofs of an evidence, in order; a copy goes on from where it was taken.
+#[derive(Clone, Copy)]
+pub struct PageIter<'a> {
+    r: Reader<'a>,
+}
+
+impl<'a> Iterator for PageIter<'a> {
+    type Item = PageProofView<'a>;
+    fn next(&mut self) -> Option<PageProofView<'a>> {
+        if self.r.remaining() == 0 {
+            return None;
+        }
+        Some(PageProofView {
+            address: self.r.u64().ok()?,
+            index: self.r.u64().ok()?,
+            contents: self.r.array::<PAGE_LEN>().ok()?,
+            siblings: sibling_list(&mut self.r).ok()?,
         })
     }
 }

@@ -549,14 +549,14 @@ impl Client {
         self.attest_as(authority, submission, None)
     }
 
-    /// [`Self::attest`]; with `in_parts`, a relocation is attested in parts of at most that
-    /// many slots even when it fits one submission (one that does not fit always is, in parts
-    /// of `PART_SLOTS`).
+    /// [`Self::attest`]; with `in_parts`, a relocation is attested in parts even when it fits
+    /// one submission (one that does not fit always is), of at most `Some(max_slots)` slots
+    /// each when given (`InParts::of`).
     pub fn attest_as(
         &self,
         authority: &Pubkey,
         submission: &Submission,
-        in_parts: Option<usize>,
+        in_parts: Option<Option<usize>>,
     ) -> Result<AttestOutcome> {
         let signer = self.authority();
         let policy_key = policy_address(&self.program_id, authority);
@@ -596,7 +596,7 @@ impl Client {
         let bytes = submission.encode();
         if !submission.plan.slots.is_empty() && bytes.len() > memzinc_verifier::instruction::MAX_BUFFER_LEN as usize {
             drop(bytes);
-            return self.attest_in_parts(authority, &policy, submission, instructions::PART_SLOTS);
+            return self.attest_in_parts(authority, &policy, submission, None);
         }
         let buffer_key = instructions::buffer_keypair(&self.payer, &plan_hash);
         let buffer = buffer_key.pubkey();
@@ -665,7 +665,7 @@ impl Client {
         authority: &Pubkey,
         policy: &Policy,
         submission: &Submission,
-        max_slots: usize,
+        max_slots: Option<usize>,
     ) -> Result<AttestOutcome> {
         use memzinc_verifier::accounts::Relocation;
         let signer = self.authority();

@@ -291,8 +291,6 @@ pub fn buffer_keypair(uploader: &solana_keypair::Keypair, plan_hash: &[u8; 32]) 
 
 /// Stream slots per `append_slots` (896 bytes of a transaction's 1,232).
 pub const APPEND_SLOTS: usize = 56;
-/// Most slots one `check_relocation_part` checks within the 1,400,000 compute-unit limit.
-pub const PART_SLOTS: usize = 256;
 
 /// A relocation attested in parts, as `attest` sends it to a cluster and `audit --replay` runs
 /// it again: its stores, its slot table cut into appends, its parts.
@@ -306,22 +304,37 @@ pub struct InParts {
 }
 
 impl InParts {
-    /// `submission` (a relocation) cut into parts of at most `max_slots` slots, each fitting one
-    /// buffer with the header and region proofs every part carries.
-    pub fn of(submission: &memzinc_verifier::plan::Submission, max_slots: usize) -> memzinc::base::Result<InParts> {
+    /// `submission` (a relocation) in the fewest stores, cut into parts each within the
+    /// estimated compute budget (`PART_CU_BUDGET`), of at most `max_slots` slots when given,
+    /// and fitting one buffer with the header and region proofs every part carries.
+    pub fn of(
+        submission: &memzinc_verifier::plan::Submission,
+        max_slots: Option<usize>,
+    ) -> memzinc::base::Result<InParts> {
         use memzinc::base::Error;
         use memzinc_verifier::accounts::MAX_STORES;
-        use memzinc_verifier::instruction::MAX_BUFFER_LEN;
         use memzinc_verifier::relocation_stream::{Records, MAX_SLOTS};
-        let plan = &submission.plan;
-        let n = plan.slots.len() as u32;
+        let n = submission.plan.slots.len() as u32;
         if n > MAX_SLOTS {
             return Err(Error::Usage(format!(
                 "a relocation of {n} objects needs more than {MAX_STORES} stores of 10 MiB; a transaction loads at most 64 MiB, which holds {MAX_SLOTS} objects: plan it in rounds (`plan --relocate` does by default)"
             )));
         }
         let most_per_store = Records::per_store(RelocationStore::MAX_ACCOUNT_LEN - RelocationStore::LEN);
-        let store_count = n.div_ceil(most_per_store) as usize;
+        InParts::in_stores(submission, max_slots, n.div_ceil(most_per_store) as usize)
+    }
+
+    /// As [`InParts::of`], in `store_count` stores (more than the fewest spreads a small
+    /// relocation's records, as tests do).
+    pub fn in_stores(
+        submission: &memzinc_verifier::plan::Submission,
+        max_slots: Option<usize>,
+        store_count: usize,
+    ) -> memzinc::base::Result<InParts> {
+        use memzinc_verifier::instruction::MAX_BUFFER_LEN;
+        use memzinc_verifier::relocation_stream::Records;
+        let plan = &submission.plan;
+        let n = plan.slots.len() as u32;
         let per_store = n.div_ceil(store_count.max(1) as u32);
         let appends = plan
             .stream_slots()
@@ -347,7 +360,7 @@ impl InParts {
         .encode()
         .len();
         let room = (MAX_BUFFER_LEN as usize).saturating_sub(overhead + 4096);
-        let parts = submission.stream_parts(room, max_slots.max(1))?;
+        let parts = submission.stream_parts(room, max_slots.unwrap_or(usize::MAX).max(1))?;
         Ok(InParts {
             store_count,
             per_store,

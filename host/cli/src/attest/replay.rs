@@ -285,7 +285,7 @@ impl Replayer {
         staged: &Staged,
     ) -> Result<std::result::Result<u64, (String, u64)>> {
         use memzinc_verifier::accounts::Relocation;
-        let layout = instructions::InParts::of(submission, instructions::PART_SLOTS)?;
+        let layout = instructions::InParts::of(submission, None)?;
         let relocation = Pubkey::new_unique();
         let stores: Vec<Pubkey> = (0..layout.store_count).map(|_| Pubkey::new_unique()).collect();
         self.put_owned(relocation, vec![0; Relocation::LEN], "relocation")?;

@@ -19,11 +19,11 @@ pub struct Args {
     /// with proofs of the symbols they name.
     #[arg(long)]
     snapshot: Option<PathBuf>,
-    /// Attest a relocation in parts (its slot table, then parts of at most MAX_SLOTS slots,
-    /// default 256, then the finish) even when it fits one submission; a relocation that does
-    /// not fit always is, in parts of 256.
-    #[arg(long, value_name = "MAX_SLOTS", num_args = 0..=1, default_missing_value = "256")]
-    in_parts: Option<usize>,
+    /// Attest a relocation in parts (its slot table, then parts each within an estimated
+    /// 1,100,000 compute units and of at most MAX_SLOTS slots when given, then the finish)
+    /// even when it fits one submission; a relocation that does not fit always is.
+    #[arg(long, value_name = "MAX_SLOTS", num_args = 0..=1)]
+    in_parts: Option<Option<usize>>,
 }
 
 pub fn run(a: Args, g: &Global) -> Result<()> {
