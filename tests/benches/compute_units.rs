@@ -183,8 +183,8 @@ fn main() {
             max_slots.map_or("cut by their estimated cost".to_string(), |m| format!(
                 "of at most {m} slots"
             )),
-            cost.parts,
-            cost.most_part_cu,
+            cost.parts.len(),
+            cost.most_part_cu(),
             cost.finish_cu,
             cost.uploaded_bytes,
             cost.transactions

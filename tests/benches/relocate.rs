@@ -163,12 +163,9 @@ fn attest_and_apply(env: &mut Option<memzinc_tests::svm::Env>, seq: u64, plan: &
     let plan = memzinc::reason::Plan::load(Path::new(plan)).expect("the plan file loads");
     let submission = plan.submission().expect("the plan's submission");
     let n = submission.plan.slots.len() as u32;
-    // As `memzinc attest` cuts it.
-    let layout =
-        memzinc_cli::attest::instructions::InParts::of(&submission, None).unwrap_or_else(|e| panic!("{label}: {e}"));
-    let stores = layout.store_count as u32;
-    let estimates: Vec<u64> = layout.parts.iter().map(|p| p.estimate.estimate()).collect();
-    drop(layout);
+    // In as many stores as `memzinc attest` takes.
+    let stores = memzinc_cli::attest::instructions::InParts::fewest_stores(n as usize)
+        .unwrap_or_else(|e| panic!("{label}: {e}")) as u32;
     let e = env.get_or_insert_with(|| {
         let policy = PolicyConfig {
             rules: PolicyRules {
@@ -193,20 +190,19 @@ fn attest_and_apply(env: &mut Option<memzinc_tests::svm::Env>, seq: u64, plan: &
         .unwrap_or_else(|err| panic!("attest {label} in parts: {err}"));
     // Measured against estimated, per part: the estimate is meant to bound each from above.
     let ratios: Vec<f64> = cost
-        .part_cu
+        .parts
         .iter()
-        .zip(&estimates)
-        .map(|(&cu, &e)| cu as f64 / e as f64)
+        .map(|(cu, estimate)| *cu as f64 / estimate.estimate() as f64)
         .collect();
     let (least, most) = ratios
         .iter()
         .fold((f64::MAX, 0f64), |(lo, hi), &r| (lo.min(r), hi.max(r)));
+    let (most_cu, its_estimate) = cost.parts.iter().max_by_key(|p| p.0).copied().unwrap_or_default();
     println!(
-        "  {label}: {n} objects in {stores} stores, {} parts, costliest part {} CU (estimated {}; parts cost \
+        "  {label}: {n} objects in {stores} stores, {} parts, costliest part {most_cu} CU (estimated {}; parts cost \
          {:.0}–{:.0} % of their estimates), finish {} CU, {:.0} MB uploaded in {} transactions; {:.0} s",
-        cost.parts,
-        cost.most_part_cu,
-        estimates.iter().max().copied().unwrap_or(0),
+        cost.parts.len(),
+        its_estimate.estimate(),
         least * 100.0,
         most * 100.0,
         cost.finish_cu,

@@ -442,6 +442,7 @@ pub mod svm {
     use memzinc_cli::attest::instructions::{self as ix, policy_address, target_chain_address};
     use memzinc_verifier::accounts::{PolicyConfig, MAX_SIGNERS, MAX_WITNESSES};
     use memzinc_verifier::plan::Submission;
+    use memzinc_verifier::relocation_stream::PartCost;
     use memzinc_verifier::wire::PolicyRules;
     use memzinc_verifier::VerifyError;
     use solana_instruction::Instruction;
@@ -453,17 +454,23 @@ pub mod svm {
     /// What a relocation attested in parts cost (`Env::attest_in_parts`).
     #[derive(Debug, Default)]
     pub struct PartsCost {
-        pub parts: usize,
-        /// Compute units of the costliest `check_relocation_part` and of `finish_relocation`.
-        pub most_part_cu: u64,
+        /// Each part's `check_relocation_part`, in compute units, and what it was estimated to
+        /// cost when it was cut.
+        pub parts: Vec<(u64, PartCost)>,
+        /// Compute units of `finish_relocation`.
         pub finish_cu: u64,
-        /// Each part's `check_relocation_part`, in compute units.
-        pub part_cu: Vec<u64>,
         /// The parts' submissions, in bytes.
         pub uploaded_bytes: usize,
         /// Every transaction after the opening: appends, buffers opened and written, checks,
         /// the finish and the close.
         pub transactions: usize,
+    }
+
+    impl PartsCost {
+        /// Compute units of the costliest `check_relocation_part`.
+        pub fn most_part_cu(&self) -> u64 {
+            self.parts.iter().map(|p| p.0).max().unwrap_or(0)
+        }
     }
 
     pub struct Env {
@@ -774,9 +781,7 @@ pub mod svm {
                 self.send(vec![append], &[&a])?;
                 cost.transactions += 1;
             }
-            let parts = layout.parts;
-            cost.parts = parts.len();
-            for (i, part) in parts.iter().enumerate() {
+            for (i, part) in layout.parts.iter().enumerate() {
                 let mut sub = part.submission.clone();
                 edit_part(i, &mut sub);
                 // A part refused in an earlier try leaves its buffer open: close it first.
@@ -804,8 +809,7 @@ pub mod svm {
                     &label,
                     part.hi,
                 );
-                cost.part_cu.push(self.send_attest(&a, check)?);
-                cost.most_part_cu = cost.most_part_cu.max(*cost.part_cu.last().unwrap());
+                cost.parts.push((self.send_attest(&a, check)?, part.estimate));
             }
             let record = ix::witnessed_snapshot_address(
                 &self.program_id,

@@ -1426,7 +1426,7 @@ fn a_relocation_checked_in_parts_is_attested_only_when_sound() {
         .attest_in_parts(&good, 0, Some(8), 2, last)
         .expect("a sound relocation in parts");
     assert!(
-        cost.parts >= 8 && cost.most_part_cu > 0 && cost.finish_cu > 0,
+        cost.parts.len() >= 8 && cost.most_part_cu() > 0 && cost.finish_cu > 0,
         "{cost:?}"
     );
     let chain = e.chain_key(&good.plan.target_id);
@@ -1455,23 +1455,20 @@ fn relocation_parts_are_cut_by_their_estimated_cost() {
         let cost = e
             .attest_in_parts(&s, 0, None, 1, |_, _| {})
             .unwrap_or_else(|err| panic!("{n} objects of {len} bytes, {per_page} to a page: {err}"));
-        let parts = ix::InParts::in_stores(&s, None, 1).expect("cut").parts;
-        assert_eq!(parts.len(), cost.part_cu.len());
-        for (part, &cu) in parts.iter().zip(&cost.part_cu) {
-            let estimate = part.estimate.estimate();
+        for &(cu, part) in &cost.parts {
+            let estimate = part.estimate();
             assert!(
                 estimate <= memzinc_verifier::relocation_stream::PART_CU_BUDGET,
                 "{estimate}"
             );
             assert!(
                 cu <= estimate && cu * 100 >= estimate * 85,
-                "{n} objects of {len} bytes, {per_page} to a page: a part cost {cu} CU, estimated {estimate} ({:?})",
-                part.estimate
+                "{n} objects of {len} bytes, {per_page} to a page: a part cost {cu} CU, estimated {estimate} ({part:?})"
             );
             checked += 1;
         }
         if per_page == 120 {
-            assert!(parts.len() >= 2 && cost.most_part_cu > 700_000, "{cost:?}");
+            assert!(cost.parts.len() >= 2 && cost.most_part_cu() > 700_000, "{cost:?}");
         }
     }
     assert!(checked >= 8, "{checked} parts");

@@ -162,14 +162,12 @@ impl PatchPlan {
         let page = PAGE_LEN as u64;
         let depth = 64 - page_count.leading_zeros() as usize;
         let page_cost = 8 + 8 + PAGE_LEN + 4 + 32 * depth;
-        let mut part = PartCost {
-            pages: 0,
+        let empty = PartCost {
             depth: depth as u64,
-            slots: 0,
-            slot_words: 0,
-            pointer_writes: 0,
             records: self.slots.len() as u64,
+            ..PartCost::default()
         };
+        let mut part = empty;
         // Items in address order: (start, end, is a slot, has a write); a slot's write is one
         // item with it, so no cut falls between them.
         let mut items: Vec<(u64, u64, bool, bool)> = self
@@ -199,29 +197,27 @@ impl PatchPlan {
             } else {
                 0
             };
-            let with = |part: &PartCost, last_page: Option<u64>| PartCost {
-                pages: part.pages.saturating_add(new_pages(last_page)),
-                slots: part.slots + u64::from(is_slot),
-                slot_words: part.slot_words + u64::from(is_slot) * end.saturating_sub(start) / 8,
-                pointer_writes: part.pointer_writes + u64::from(has_write && !is_slot),
-                ..*part
+            // The part's encoded length and estimated cost with this item added.
+            let grown = |len: usize, part: &PartCost, last_page: Option<u64>| {
+                let len = len
+                    .saturating_add((new_pages(last_page) as usize).saturating_mul(page_cost))
+                    .saturating_add(write_len);
+                let part = PartCost {
+                    pages: part.pages.saturating_add(new_pages(last_page)),
+                    slots: part.slots + u64::from(is_slot),
+                    slot_words: part.slot_words + u64::from(is_slot) * end.saturating_sub(start) / 8,
+                    pointer_writes: part.pointer_writes + u64::from(has_write && !is_slot),
+                    ..*part
+                };
+                (len, part)
             };
-            let grown = len
-                .saturating_add((new_pages(last_page) as usize).saturating_mul(page_cost))
-                .saturating_add(write_len);
-            if writes > 0
-                && (grown > max_len
-                    || part.slots as usize + usize::from(is_slot) > max_slots
-                    || with(&part, last_page).estimate() > PART_CU_BUDGET)
+            let (with_len, with) = grown(len, &part, last_page);
+            if writes > 0 && (with_len > max_len || with.slots as usize > max_slots || with.estimate() > PART_CU_BUDGET)
             {
                 cuts.push((start, part));
-                (len, writes, last_page) = (0, 0, None);
-                (part.pages, part.slots, part.slot_words, part.pointer_writes) = (0, 0, 0, 0);
+                (len, writes, last_page, part) = (0, 0, None, empty);
             }
-            len = len
-                .saturating_add((new_pages(last_page) as usize).saturating_mul(page_cost))
-                .saturating_add(write_len);
-            part = with(&part, last_page);
+            (len, part) = grown(len, &part, last_page);
             writes += usize::from(has_write);
             last_page = Some(last);
         }

@@ -311,17 +311,23 @@ impl InParts {
         submission: &memzinc_verifier::plan::Submission,
         max_slots: Option<usize>,
     ) -> memzinc::base::Result<InParts> {
+        let stores = InParts::fewest_stores(submission.plan.slots.len())?;
+        InParts::in_stores(submission, max_slots, stores)
+    }
+
+    /// The fewest stores that hold a relocation of `slots` objects, refused over
+    /// `relocation_stream::MAX_SLOTS` (more than one transaction loads).
+    pub fn fewest_stores(slots: usize) -> memzinc::base::Result<usize> {
         use memzinc::base::Error;
         use memzinc_verifier::accounts::MAX_STORES;
         use memzinc_verifier::relocation_stream::{Records, MAX_SLOTS};
-        let n = submission.plan.slots.len() as u32;
-        if n > MAX_SLOTS {
+        if slots > MAX_SLOTS as usize {
             return Err(Error::Usage(format!(
-                "a relocation of {n} objects needs more than {MAX_STORES} stores of 10 MiB; a transaction loads at most 64 MiB, which holds {MAX_SLOTS} objects: plan it in rounds (`plan --relocate` does by default)"
+                "a relocation of {slots} objects needs more than {MAX_STORES} stores of 10 MiB; a transaction loads at most 64 MiB, which holds {MAX_SLOTS} objects: plan it in rounds (`plan --relocate` does by default)"
             )));
         }
         let most_per_store = Records::per_store(RelocationStore::MAX_ACCOUNT_LEN - RelocationStore::LEN);
-        InParts::in_stores(submission, max_slots, n.div_ceil(most_per_store) as usize)
+        Ok(slots.div_ceil(most_per_store as usize))
     }
 
     /// As [`InParts::of`], in `store_count` stores (more than the fewest spreads a small

@@ -56,15 +56,15 @@ impl<T: Copy> Spans<T> {
                 bounds.push((at, end));
                 at = end;
             }
-            let grains = |shift: u32| -> u64 {
-                bounds
-                    .iter()
-                    .map(|&(at, end)| {
-                        let base = ranges[at].0 >> shift;
-                        (ranges[end - 1].1.saturating_sub(1) >> shift).saturating_sub(base) + 1
-                    })
-                    .sum()
+            // Run [at, end)'s first grain and how many grains it covers.
+            let extent = |at: usize, end: usize, shift: u32| -> (u64, u64) {
+                let base = ranges[at].0 >> shift;
+                (
+                    base,
+                    (ranges[end - 1].1.saturating_sub(1) >> shift).saturating_sub(base) + 1,
+                )
             };
+            let grains = |shift: u32| -> u64 { bounds.iter().map(|&(at, end)| extent(at, end, shift).1).sum() };
             let n = ranges.len() as u64;
             let fits = |shift: u32| {
                 let per_range = if shift == PAGE_SHIFT {
@@ -79,8 +79,7 @@ impl<T: Copy> Spans<T> {
                 runs = bounds
                     .into_iter()
                     .map(|(at, end)| {
-                        let base = ranges[at].0 >> shift;
-                        let count = (ranges[end - 1].1.saturating_sub(1) >> shift).saturating_sub(base) + 1;
+                        let (base, count) = extent(at, end, shift);
                         let mut first = Vec::with_capacity(count as usize);
                         let mut i = at;
                         for p in 0..count {
