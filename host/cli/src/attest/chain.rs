@@ -17,8 +17,9 @@ use solana_pubkey::Pubkey;
 use solana_rpc_client::rpc_client::RpcClient;
 use solana_signature::Signature;
 use solana_signer::Signer;
-use solana_transaction::Transaction;
 
+use super::flights::RecentBlockhash;
+use super::parts::OpenRelocation;
 use super::program as instructions;
 use memzinc::base::Sha2;
 use memzinc::base::{Error, Result};
@@ -184,12 +185,13 @@ pub struct Client {
     pub url: String,
     pub payer: Keypair,
     pub program_id: Pubkey,
+    pub(super) recent_blockhash: RecentBlockhash,
 }
 
 /// Attempts for a call that failed in transport (not a transaction the cluster refused).
-const RETRIES: u32 = 4;
+pub(super) const RETRIES: u32 = 4;
 
-fn rpc_err(url: &str, e: impl std::fmt::Display) -> Error {
+pub(super) fn rpc_err(url: &str, e: impl std::fmt::Display) -> Error {
     Error::Rpc {
         url: url.into(),
         why: e.to_string().lines().next().unwrap_or("").to_string(),
@@ -212,6 +214,7 @@ impl Client {
             url,
             payer,
             program_id,
+            recent_blockhash: RecentBlockhash::default(),
         })
     }
 
@@ -219,57 +222,30 @@ impl Client {
         self.payer.pubkey()
     }
 
-    /// Sends and confirms, turning the attestor's custom errors into their names.
-    pub fn send(&self, instructions: &[Instruction], extra_signers: &[&Keypair]) -> Result<Signature> {
-        let mut signers: Vec<&Keypair> = vec![&self.payer];
-        signers.extend_from_slice(extra_signers);
-        let sign = |blockhash| {
-            Transaction::new_signed_with_payer(instructions, Some(&self.payer.pubkey()), &signers, blockhash)
-        };
-        let mut tx = sign(self.retrying(|| self.rpc.get_latest_blockhash())?);
-        // A transport error re-sends the same signed transaction: a copy that already landed is
-        // recognised by its signature, so a retry can never act twice. A blockhash the node does
-        // not know (yet) means the transaction cannot have run: it is signed again with a new one.
-        let mut delay = Duration::from_millis(200);
-        let mut attempt = 1;
-        loop {
-            match self.rpc.send_and_confirm_transaction(&tx) {
-                Ok(signature) => return Ok(signature),
-                Err(e) if attempt < RETRIES && blockhash_not_found(&e) => {
-                    std::thread::sleep(Duration::from_millis(50));
-                    tx = sign(self.retrying(|| self.rpc.get_latest_blockhash())?);
-                    attempt += 1;
-                }
-                Err(e) if e.get_transaction_error().is_none() && attempt < RETRIES => {
-                    tracing::warn!("RPC {}: {e}; retrying in {delay:?}", self.url);
-                    std::thread::sleep(delay);
-                    delay *= 2;
-                    attempt += 1;
-                }
-                Err(e) => return Err(self.explain(e)),
-            }
+    /// Turns the attestor's custom errors into their names.
+    pub(super) fn explain(&self, e: solana_rpc_client_api::client_error::Error) -> Error {
+        match e.get_transaction_error() {
+            Some(tx_err) => self.explain_transaction_error(&tx_err),
+            None => rpc_err(&self.url, e),
         }
     }
 
-    /// Turns the attestor's custom errors into their names.
-    fn explain(&self, e: solana_rpc_client_api::client_error::Error) -> Error {
-        if let Some(tx_err) = e.get_transaction_error() {
-            let text = format!("{tx_err:?}");
-            if let Some(code) = custom_code(&text) {
-                if let Some(v) = code
-                    .checked_sub(memzinc_verifier::error::ANCHOR_ERROR_OFFSET)
-                    .and_then(VerifyError::from_code)
-                {
-                    return Error::Transaction(format!("the attestor refused: {v}"));
-                }
+    /// A transaction's failure, the attestor's custom errors by their names.
+    pub(super) fn explain_transaction_error(&self, tx_err: &solana_transaction_error::TransactionError) -> Error {
+        let text = format!("{tx_err:?}");
+        if let Some(code) = custom_code(&text) {
+            if let Some(v) = code
+                .checked_sub(memzinc_verifier::error::ANCHOR_ERROR_OFFSET)
+                .and_then(VerifyError::from_code)
+            {
+                return Error::Transaction(format!("the attestor refused: {v}"));
             }
-            return Error::Transaction(text);
         }
-        rpc_err(&self.url, e)
+        Error::Transaction(text)
     }
 
     /// Runs a read-only RPC call, retrying transport errors with backoff.
-    fn retrying<T>(
+    pub(super) fn retrying<T>(
         &self,
         mut call: impl FnMut() -> std::result::Result<T, solana_rpc_client_api::client_error::Error>,
     ) -> Result<T> {
@@ -288,7 +264,7 @@ impl Client {
         unreachable!("the loop returns")
     }
 
-    fn account_data(&self, address: &Pubkey) -> Result<Option<(Pubkey, Vec<u8>)>> {
+    pub(super) fn account_data(&self, address: &Pubkey) -> Result<Option<(Pubkey, Vec<u8>)>> {
         let response = self.retrying(|| {
             self.rpc
                 .get_account_with_commitment(address, CommitmentConfig::confirmed())
@@ -628,9 +604,7 @@ impl Client {
                 instructions::open_buffer(&self.program_id, &signer, &buffer, &plan_hash, bytes.len() as u32, rent);
             self.send(&open, &[&buffer_key])?;
         }
-        let writes = instructions::upload(&self.program_id, &signer, &buffer, &plan_hash, &bytes);
-        let upload_transactions = writes.len();
-        self.send_all(writes)?;
+        let upload_transactions = self.upload_buffer(&buffer, &plan_hash, bytes)?;
 
         let seq = chain.map(|c| c.next_seq).unwrap_or(0);
         let ix = instructions::attest(
@@ -722,59 +696,36 @@ impl Client {
         signers.extend(stores.iter());
         self.send(&[open], &signers)?;
 
-        let appends: Vec<Instruction> = layout
+        let appends: Vec<(Instruction, u32)> = layout
             .appends
             .iter()
             .map(|(chunk, stores)| {
-                instructions::append_slots(
+                let ix = instructions::append_slots(
                     &self.program_id,
                     &signer,
                     &relocation.pubkey(),
                     &store_keys[stores.clone()],
                     chunk,
+                );
+                (
+                    ix,
+                    (chunk.len() / memzinc_verifier::relocation_stream::STREAM_SLOT_LEN) as u32,
                 )
             })
             .collect();
         let mut upload_transactions = appends.len();
-        self.send_all(appends)?;
+        self.append_in_order(&relocation.pubkey(), &appends)?;
         tracing::info!(
             parts = layout.parts.len(),
             stores = store_count,
             "attesting a relocation of {n} objects in parts"
         );
-        for (i, part) in layout.parts.iter().enumerate() {
-            let bytes = layout.encoded_part(i)?;
-            let label = part.submission.plan.plan_hash::<Sha2>();
-            let buffer_key = instructions::buffer_keypair(&self.payer, &label);
-            let buffer = buffer_key.pubkey();
-            if self.owned_data(&buffer)?.is_some() {
-                self.send(
-                    &[instructions::close_buffer(&self.program_id, &signer, &buffer, &label)],
-                    &[],
-                )?;
-            }
-            let space = memzinc_verifier::accounts::BufferHeader::LEN + bytes.len();
-            let rent = self
-                .rpc
-                .get_minimum_balance_for_rent_exemption(space)
-                .map_err(|e| rpc_err(&self.url, e))?;
-            let open = instructions::open_buffer(&self.program_id, &signer, &buffer, &label, bytes.len() as u32, rent);
-            self.send(&open, &[&buffer_key])?;
-            let writes = instructions::upload(&self.program_id, &signer, &buffer, &label, &bytes);
-            upload_transactions += writes.len();
-            self.send_all(writes)?;
-            let check = instructions::check_relocation_part(
-                &self.program_id,
-                &signer,
-                authority,
-                &relocation.pubkey(),
-                &buffer,
-                &store_keys,
-                &label,
-                part.hi,
-            );
-            self.send(&[instructions::compute_unit_limit(1_400_000), check], &[])?;
-        }
+        upload_transactions += self.check_parts(&OpenRelocation {
+            policy_authority: authority,
+            relocation: &relocation.pubkey(),
+            stores: &store_keys,
+            layout: &layout,
+        })?;
 
         let seq = chain.map(|c| c.next_seq).unwrap_or(0);
         let finish = instructions::finish_relocation(
@@ -801,53 +752,6 @@ impl Client {
             upload_transactions,
             parts: layout.parts.len(),
         })
-    }
-
-    /// Sends one transaction per instruction without waiting in between, then confirms all.
-    /// The blockhash is refreshed every few transactions: a local validator producing a block
-    /// per transaction ages blockhashes quickly.
-    pub fn send_all(&self, instructions: Vec<Instruction>) -> Result<()> {
-        let mut blockhash = self.retrying(|| self.rpc.get_latest_blockhash())?;
-        let mut pending = Vec::with_capacity(instructions.len());
-        for (i, ix) in instructions.into_iter().enumerate() {
-            if i > 0 && i % 16 == 0 {
-                blockhash = self.retrying(|| self.rpc.get_latest_blockhash())?;
-            }
-            let mut attempt = 1;
-            loop {
-                let tx = Transaction::new_signed_with_payer(
-                    std::slice::from_ref(&ix),
-                    Some(&self.payer.pubkey()),
-                    &[&self.payer],
-                    blockhash,
-                );
-                match self.rpc.send_transaction(&tx) {
-                    Ok(signature) => {
-                        pending.push(signature);
-                        break;
-                    }
-                    Err(e) if attempt < RETRIES && blockhash_not_found(&e) => {
-                        std::thread::sleep(Duration::from_millis(50));
-                        blockhash = self.retrying(|| self.rpc.get_latest_blockhash())?;
-                        attempt += 1;
-                    }
-                    Err(e) => return Err(self.explain(e)),
-                }
-            }
-        }
-        for signature in pending {
-            self.rpc
-                .poll_for_signature_with_commitment(&signature, CommitmentConfig::confirmed())
-                .map_err(|e| rpc_err(&self.url, e))?;
-            if let Some(Err(e)) = self
-                .rpc
-                .get_signature_status(&signature)
-                .map_err(|e| rpc_err(&self.url, e))?
-            {
-                return Err(Error::Transaction(format!("{signature}: {e:?}")));
-            }
-        }
-        Ok(())
     }
 
     /// Marks attestation `seq` of `target_id` revoked (policy authority only).
@@ -988,13 +892,6 @@ impl Client {
 }
 
 /// The node does not know the transaction's blockhash: it has not run and cannot run.
-fn blockhash_not_found(e: &solana_rpc_client_api::client_error::Error) -> bool {
-    matches!(
-        e.get_transaction_error(),
-        Some(solana_transaction_error::TransactionError::BlockhashNotFound)
-    )
-}
-
 /// Pulls `N` out of `InstructionError(_, Custom(N))`.
 fn custom_code(debug: &str) -> Option<u32> {
     let start = debug.find("Custom(")? + "Custom(".len();

@@ -8,8 +8,10 @@
 //! verifier's (one implementation for program and host), never restated here.
 
 mod chain;
+mod flights;
 mod gate;
 mod localnet;
+mod parts;
 mod policy;
 mod program;
 mod replay;

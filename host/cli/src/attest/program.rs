@@ -249,6 +249,11 @@ pub fn record_applied(
     )
 }
 
+/// The bytes each write of [`upload`] carries (the last may carry fewer). A transaction is
+/// 1,232 bytes; a write_buffer with one signature and three accounts leaves a little over 1,000
+/// bytes for data.
+pub const UPLOAD_CHUNK: usize = 900;
+
 /// The instructions that upload `submission` into its buffer, each fitting one transaction.
 pub fn upload(
     program_id: &Pubkey,
@@ -257,13 +262,19 @@ pub fn upload(
     plan_hash: &[u8; 32],
     submission: &[u8],
 ) -> Vec<Instruction> {
-    // A transaction is 1,232 bytes; a write_buffer with one signature and three accounts leaves
-    // a little over 1,000 bytes for data.
-    const CHUNK: usize = 900;
     submission
-        .chunks(CHUNK)
+        .chunks(UPLOAD_CHUNK)
         .enumerate()
-        .map(|(i, chunk)| write_buffer(program_id, uploader, buffer, plan_hash, (i * CHUNK) as u32, chunk))
+        .map(|(i, chunk)| {
+            write_buffer(
+                program_id,
+                uploader,
+                buffer,
+                plan_hash,
+                (i * UPLOAD_CHUNK) as u32,
+                chunk,
+            )
+        })
         .collect()
 }
 
