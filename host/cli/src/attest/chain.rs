@@ -696,7 +696,7 @@ impl Client {
         signers.extend(stores.iter());
         self.send(&[open], &signers)?;
 
-        let appends: Vec<(Instruction, u32)> = layout
+        let appends: Vec<(Instruction, &[u8])> = layout
             .appends
             .iter()
             .map(|(chunk, stores)| {
@@ -707,10 +707,7 @@ impl Client {
                     &store_keys[stores.clone()],
                     chunk,
                 );
-                (
-                    ix,
-                    (chunk.len() / memzinc_verifier::relocation_stream::STREAM_SLOT_LEN) as u32,
-                )
+                (ix, chunk.as_slice())
             })
             .collect();
         let mut upload_transactions = appends.len();

@@ -15,11 +15,12 @@ use solana_transaction::Transaction;
 use solana_transaction_error::TransactionError;
 
 use memzinc_verifier::accounts::{BufferHeader, Relocation};
+use memzinc_verifier::relocation_stream::{slot_link, StreamState, STREAM_SLOT_LEN};
 use solana_pubkey::Pubkey;
 
 use super::chain::{Client, RETRIES};
 use super::program::{self as instructions, UPLOAD_CHUNK};
-use memzinc::base::{Error, Result};
+use memzinc::base::{Error, Result, Sha2};
 
 /// How many transactions are signed with one blockhash before a new one is asked for: a local
 /// validator that makes a block per transaction ages blockhashes (150 blocks) quickly.
@@ -283,52 +284,69 @@ impl Client {
         Ok(upload.writes())
     }
 
-    /// Sends the `append_slots` of a relocation, which must land in order (each slot follows
-    /// the last), all at once; then follows the relocation's count of appended slots. Those
-    /// that arrived too early failed: when the count stops moving they are sent again from it.
-    /// `appends` are the instructions with the slots each carries.
-    pub(super) fn append_in_order(&self, relocation: &Pubkey, appends: &[(Instruction, u32)]) -> Result<()> {
-        let mut firsts = Vec::with_capacity(appends.len());
-        let mut total = 0u32;
+    /// Sends the `append_slots` of a relocation all at once, then follows the relocation's count
+    /// of appended slots. They must land in order (each slot follows the last), which one node
+    /// running them as they arrive does; those that did not land are sent again from where the
+    /// count stopped. A table appended out of order (a later append ran before an earlier one,
+    /// whose slots then no longer ascend) is found by the chain over the slots, and reported.
+    /// `appends` are the instructions with the encoded slots each carries.
+    pub(super) fn append_in_order(&self, relocation: &Pubkey, appends: &[(Instruction, &[u8])]) -> Result<()> {
+        // Where each append starts: its first slot and the chain over the slots before it.
+        let start = self.relocation_state(relocation)?;
+        let mut starts = Vec::with_capacity(appends.len() + 1);
+        let (mut count, mut digest) = (start.appended, start.slot_digest);
         for (_, slots) in appends {
-            firsts.push(total);
-            total += slots;
+            starts.push((count, digest));
+            for slot in slots.chunks(STREAM_SLOT_LEN) {
+                digest = slot_link::<Sha2>(&digest, slot);
+                count += 1;
+            }
         }
+        let end = (count, digest);
         let mut from = 0;
-        let mut rounds = 0;
-        loop {
+        for round in 1.. {
             for (ix, _) in &appends[from..] {
                 self.launch(vec![ix.clone()], Vec::new())?;
             }
-            let (mut appended, mut since) = (self.appended(relocation)?, Instant::now());
-            let mut pause = Backoff::new();
-            while appended < total && since.elapsed() < RESEND_AFTER {
+            let mut state = self.relocation_state(relocation)?;
+            let (mut since, mut pause) = (Instant::now(), Backoff::new());
+            while state.appended < end.0 && since.elapsed() < RESEND_AFTER {
                 pause.wait();
-                let now = self.appended(relocation)?;
-                if now != appended {
-                    (appended, since) = (now, Instant::now());
+                let now = self.relocation_state(relocation)?;
+                if now.appended != state.appended {
+                    (since, state) = (Instant::now(), now);
                     pause.reset();
                 }
             }
-            if appended >= total {
+            let at = (state.appended, state.slot_digest);
+            if at == end {
                 return Ok(());
             }
-            rounds += 1;
-            from = firsts.partition_point(|&f| f < appended);
-            if firsts.get(from) != Some(&appended) || rounds > RETRIES * 4 {
-                return Err(Error::Transaction(format!(
-                    "the relocation's slots stopped at {appended} of {total} ({rounds} rounds)"
-                )));
+            match starts.iter().position(|s| *s == at) {
+                Some(i) if round < RETRIES => from = i,
+                Some(_) => {
+                    return Err(Error::Transaction(format!(
+                        "the relocation's slots stopped at {} of {} after {round} rounds",
+                        at.0, end.0
+                    )))
+                }
+                None => {
+                    return Err(Error::Transaction(format!(
+                        "the relocation's slots were appended out of order ({} of {} appended); `attest` again starts it over",
+                        at.0, end.0
+                    )))
+                }
             }
-            tracing::debug!("appending again from slot {appended} of {total}");
+            tracing::debug!("appending again from slot {} of {}", at.0, end.0);
         }
+        unreachable!("the loop returns")
     }
 
-    fn appended(&self, relocation: &Pubkey) -> Result<u32> {
+    fn relocation_state(&self, relocation: &Pubkey) -> Result<StreamState> {
         let data = self.account_data(relocation)?.map(|(_, d)| d).unwrap_or_default();
-        let state =
+        let decoded =
             Relocation::decode(&data).map_err(|e| Error::Transaction(format!("relocation {relocation}: {e}")))?;
-        Ok(state.state.appended)
+        Ok(decoded.state)
     }
 
     fn explain_failed(&self, signature: &Signature, e: &TransactionError) -> Error {
