@@ -18,8 +18,6 @@ use solana_rpc_client::rpc_client::RpcClient;
 use solana_signature::Signature;
 use solana_signer::Signer;
 
-use super::flights::RecentBlockhash;
-use super::parts::OpenRelocation;
 use super::program as instructions;
 use memzinc::base::Sha2;
 use memzinc::base::{Error, Result};
@@ -186,6 +184,18 @@ pub struct Client {
     pub payer: Keypair,
     pub program_id: Pubkey,
     pub(super) recent_blockhash: RecentBlockhash,
+}
+
+/// The blockhash transactions are signed with, and how many have used it (`flights`).
+#[derive(Default)]
+pub(super) struct RecentBlockhash(pub(super) std::sync::Mutex<Option<(solana_hash::Hash, u32)>>);
+
+/// A relocation opened on chain, whose parts are to be checked (`parts`).
+pub(super) struct OpenRelocation<'a> {
+    pub policy_authority: &'a Pubkey,
+    pub relocation: &'a Pubkey,
+    pub stores: &'a [Pubkey],
+    pub layout: &'a instructions::InParts,
 }
 
 /// Attempts for a call that failed in transport (not a transaction the cluster refused).

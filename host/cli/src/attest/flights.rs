@@ -32,10 +32,6 @@ const RESEND_AFTER: Duration = Duration::from_secs(2);
 /// The longest pause between two polls of the statuses.
 const MOST_POLL_PAUSE: Duration = Duration::from_millis(200);
 
-/// The blockhash transactions are signed with, and how many have used it.
-#[derive(Default)]
-pub(super) struct RecentBlockhash(std::sync::Mutex<Option<(Hash, u32)>>);
-
 /// A buffer being written, one transaction a chunk of [`UPLOAD_CHUNK`] bytes.
 pub(super) struct Upload {
     buffer: Pubkey,

@@ -8,9 +8,9 @@ use solana_keypair::Keypair;
 use solana_pubkey::Pubkey;
 use solana_signer::Signer;
 
-use super::chain::{rpc_err, Client};
+use super::chain::{rpc_err, Client, OpenRelocation};
 use super::flights::{Backoff, Flight, Upload};
-use super::program::{self as instructions, InParts};
+use super::program as instructions;
 use memzinc::base::{Result, Sha2};
 
 /// How many parts are in flight at once: the one being checked and those uploaded ahead of it.
@@ -41,14 +41,6 @@ impl Stage {
             Stage::Uploading(_) | Stage::Uploaded => Vec::new(),
         }
     }
-}
-
-/// A relocation opened on chain, whose parts are to be checked.
-pub(super) struct OpenRelocation<'a> {
-    pub policy_authority: &'a Pubkey,
-    pub relocation: &'a Pubkey,
-    pub stores: &'a [Pubkey],
-    pub layout: &'a InParts,
 }
 
 impl Client {
