@@ -268,10 +268,21 @@ impl PatchPlan {
         mut evidence_of: impl FnMut(&PatchPlan) -> Result<Evidence, VerifyError>,
     ) -> Result<Vec<StreamPart>, VerifyError> {
         self.check_streamable()?;
+        // A checked plan's writes and slots ascend: each part is then found by binary search,
+        // not by a pass over all of them (a million-object relocation has thousands of parts).
+        let ascending = self.writes.is_sorted_by(|a, b| a.address < b.address)
+            && self.slots.is_sorted_by(|a, b| a.address < b.address);
         let mut lo = 0;
         let mut parts = Vec::new();
         for (hi, estimate) in self.stream_cuts(max_len, max_slots, page_count) {
-            let mut plan = self.stream_part(lo, hi);
+            let mut plan = match ascending {
+                true => PatchPlan {
+                    writes: ascending_in(&self.writes, |w| w.address, lo, hi).to_vec(),
+                    slots: ascending_in(&self.slots, |s| s.address, lo, hi).to_vec(),
+                    ..self.clone_header()
+                },
+                false => self.stream_part(lo, hi),
+            };
             let evidence = evidence_of(&plan)?;
             plan.slots.clear();
             parts.push(StreamPart {
@@ -298,7 +309,7 @@ impl PatchPlan {
         }
     }
 
-    /// The part of this relocation in `[lo, hi)`: its writes, and its slots (which the
+    /// The part of this relocation in `[lo, hi)` (any order): its writes, and its slots (which the
     /// evidence needs; they are cleared before the part is sent).
     pub fn stream_part(&self, lo: u64, hi: u64) -> PatchPlan {
         PatchPlan {
@@ -323,6 +334,13 @@ impl PatchPlan {
         let bytes = self.encode();
         check_plan(rules, &PlanView::parse(&bytes)?)
     }
+}
+
+/// The run of `items` (ascending by `address`) whose addresses are in `[lo, hi)`.
+fn ascending_in<T>(items: &[T], address: impl Fn(&T) -> u64, lo: u64, hi: u64) -> &[T] {
+    let start = items.partition_point(|i| address(i) < lo);
+    let end = items.partition_point(|i| address(i) < hi).max(start);
+    &items[start..end]
 }
 
 /// The Merkle proof that `index` is the leaf of a region of the plan.
@@ -480,24 +498,41 @@ impl Submission {
     /// This relocation cut into parts (`PatchPlan::stream_cuts`), each proving the pages of its
     /// writes and slots with this submission's proofs.
     pub fn stream_parts(&self, max_len: usize, max_slots: usize) -> Result<Vec<StreamPart>, VerifyError> {
-        self.plan
-            .stream_parts_with(max_len, max_slots, self.evidence.page_count, |part| {
-                let pages = part.touched_pages()?;
-                let evidence = Evidence {
-                    pages: self
-                        .evidence
-                        .pages
-                        .iter()
-                        .filter(|p| pages.binary_search(&p.address).is_ok())
-                        .cloned()
-                        .collect(),
-                    ..self.evidence.clone()
-                };
-                match evidence.pages.len() == pages.len() {
-                    true => Ok(evidence),
-                    false => Err(VerifyError::MissingPageProof),
-                }
-            })
+        let all = &self.evidence;
+        let ascending = all.pages.is_sorted_by(|a, b| a.address < b.address);
+        self.plan.stream_parts_with(max_len, max_slots, all.page_count, |part| {
+            let pages = part.touched_pages()?;
+            let chosen = match ascending {
+                true => pages
+                    .iter()
+                    .filter_map(|a| all.pages.binary_search_by_key(a, |p| p.address).ok())
+                    .map(|i| all.pages[i].clone())
+                    .collect(),
+                false => all
+                    .pages
+                    .iter()
+                    .filter(|p| pages.binary_search(&p.address).is_ok())
+                    .cloned()
+                    .collect(),
+            };
+            // Every field but the pages, which are chosen (cloning them all for each part
+            // copied the whole snapshot's proofs thousands of times).
+            let evidence = Evidence {
+                pages: chosen,
+                pages_root: all.pages_root,
+                regions_root: all.regions_root,
+                page_count: all.page_count,
+                region_count: all.region_count,
+                region_proofs: all.region_proofs.clone(),
+                symbols_root: all.symbols_root,
+                symbol_count: all.symbol_count,
+                symbols: all.symbols.clone(),
+            };
+            match evidence.pages.len() == pages.len() {
+                true => Ok(evidence),
+                false => Err(VerifyError::MissingPageProof),
+            }
+        })
     }
 
     /// Everything the program checks under a policy without symbol rules, on the same bytes.
@@ -1390,6 +1425,30 @@ mod tests {
             // Cut from the whole submission's proofs, the parts are the same.
             assert_eq!(s.stream_parts(usize::MAX, max_slots), Ok(parts));
         }
+    }
+
+    /// In an ascending plan each part is found by binary search; it holds what a pass over all
+    /// writes and all page proofs finds.
+    #[test]
+    fn parts_found_by_search_hold_what_a_full_pass_finds() {
+        let s = relocation();
+        let mut checked = 0;
+        for max_slots in 1..=s.plan.slots.len() {
+            let mut lo = 0;
+            for part in s.stream_parts(usize::MAX, max_slots).unwrap() {
+                let whole = s.plan.stream_part(lo, part.hi);
+                assert_eq!(part.submission.plan.writes, whole.writes, "[{lo:x}, {:x})", part.hi);
+                let pages = whole.touched_pages().unwrap();
+                let proofs: Vec<PageProof> = (s.evidence.pages.iter())
+                    .filter(|p| pages.binary_search(&p.address).is_ok())
+                    .cloned()
+                    .collect();
+                assert_eq!(part.submission.evidence.pages, proofs, "[{lo:x}, {:x})", part.hi);
+                lo = part.hi;
+                checked += 1;
+            }
+        }
+        assert!(checked > s.plan.slots.len(), "{checked} parts");
     }
 
     /// Slots whose bytes do not change have no write; a part of only such slots would be an
