@@ -22,8 +22,9 @@ use surfpool_types::{BlockProductionMode, RpcConfig, SimnetCommand, SimnetConfig
 use super::chain::Client;
 use memzinc::base::{Error, Result};
 
-/// What the payer and each funded address get.
-const AIRDROP_LAMPORTS: u64 = 100_000_000_000;
+/// What the payer and each funded address get: 1,000 SOL, more than the rent of a relocation's
+/// six 10 MiB stores (about 440 SOL) and its part buffers.
+const AIRDROP_LAMPORTS: u64 = 1_000_000_000_000;
 
 /// A running localnet. Dropping it shuts the network down.
 pub struct Localnet {
@@ -44,7 +45,7 @@ fn free_port() -> Result<u16> {
 }
 
 impl Localnet {
-    /// Starts a network that funds `payer` (and `fund`) with 100 SOL each.
+    /// Starts a network that funds `payer` (and `fund`) with 1,000 SOL each.
     pub fn start(payer: &Keypair, fund: &[Pubkey]) -> Result<Localnet> {
         let (bind_port, ws_port) = (free_port()?, free_port()?);
         let host = "127.0.0.1".to_string();
