@@ -274,7 +274,7 @@ impl Client {
         unreachable!("the loop returns")
     }
 
-    pub(super) fn account_data(&self, address: &Pubkey) -> Result<Option<(Pubkey, Vec<u8>)>> {
+    fn account_data(&self, address: &Pubkey) -> Result<Option<(Pubkey, Vec<u8>)>> {
         let response = self.retrying(|| {
             self.rpc
                 .get_account_with_commitment(address, CommitmentConfig::confirmed())
@@ -282,7 +282,14 @@ impl Client {
         Ok(response.value.map(|a| (a.owner, a.data)))
     }
 
-    fn owned_data(&self, address: &Pubkey) -> Result<Option<Vec<u8>>> {
+    /// The balance that keeps an account of `space` bytes rent-exempt.
+    pub(super) fn rent_exempt(&self, space: usize) -> Result<u64> {
+        self.rpc
+            .get_minimum_balance_for_rent_exemption(space)
+            .map_err(|e| rpc_err(&self.url, e))
+    }
+
+    pub(super) fn owned_data(&self, address: &Pubkey) -> Result<Option<Vec<u8>>> {
         match self.account_data(address)? {
             Some((owner, data)) if owner == self.program_id => Ok(Some(data)),
             Some(_) => Err(Error::Transaction(format!(
@@ -303,11 +310,7 @@ impl Client {
             return Ok(());
         }
         let buffer = Keypair::new();
-        let rent = |len| {
-            self.rpc
-                .get_minimum_balance_for_rent_exemption(len)
-                .map_err(|e| rpc_err(&self.url, e))
-        };
+        let rent = |len| self.rent_exempt(len);
         let create = loader::create_buffer(
             &self.payer.pubkey(),
             &buffer.pubkey(),
@@ -606,10 +609,7 @@ impl Client {
         }
         if self.owned_data(&buffer)?.is_none() {
             let space = memzinc_verifier::accounts::BufferHeader::LEN + bytes.len();
-            let rent = self
-                .rpc
-                .get_minimum_balance_for_rent_exemption(space)
-                .map_err(|e| rpc_err(&self.url, e))?;
+            let rent = self.rent_exempt(space)?;
             let open =
                 instructions::open_buffer(&self.program_id, &signer, &buffer, &plan_hash, bytes.len() as u32, rent);
             self.send(&open, &[&buffer_key])?;
@@ -682,10 +682,7 @@ impl Client {
             )?;
         }
         let allocate = |key: &Keypair, space: usize| -> Result<()> {
-            let rent = self
-                .rpc
-                .get_minimum_balance_for_rent_exemption(space)
-                .map_err(|e| rpc_err(&self.url, e))?;
+            let rent = self.rent_exempt(space)?;
             let ix = instructions::allocate_relocation_account(&self.program_id, &signer, &key.pubkey(), space, rent);
             self.send(&[ix], &[key]).map(|_| ())
         };

@@ -255,7 +255,7 @@ impl Client {
     /// status, keeps this one query however many writes there are (surfpool answers a status by
     /// encoding the whole transaction, a write's 900 bytes in base58).
     pub(super) fn poll_upload(&self, upload: &mut Upload) -> Result<bool> {
-        let data = self.account_data(&upload.buffer)?.map(|(_, d)| d).unwrap_or_default();
+        let data = self.owned_data(&upload.buffer)?.unwrap_or_default();
         let body = data.get(BufferHeader::LEN..).unwrap_or_default();
         for (i, write) in upload.writes.iter_mut().enumerate() {
             let Some(flight) = write else { continue };
@@ -339,7 +339,7 @@ impl Client {
     }
 
     fn relocation_state(&self, relocation: &Pubkey) -> Result<StreamState> {
-        let data = self.account_data(relocation)?.map(|(_, d)| d).unwrap_or_default();
+        let data = self.owned_data(relocation)?.unwrap_or_default();
         let decoded =
             Relocation::decode(&data).map_err(|e| Error::Transaction(format!("relocation {relocation}: {e}")))?;
         Ok(decoded.state)

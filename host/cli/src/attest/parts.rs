@@ -8,7 +8,7 @@ use solana_keypair::Keypair;
 use solana_pubkey::Pubkey;
 use solana_signer::Signer;
 
-use super::chain::{rpc_err, Client, OpenRelocation};
+use super::chain::{Client, OpenRelocation};
 use super::flights::{Backoff, Flight, Upload};
 use super::program as instructions;
 use memzinc::base::{Result, Sha2};
@@ -75,10 +75,7 @@ impl Client {
                 let bytes = open.layout.encoded_part(next)?;
                 let key = &keys[next];
                 let space = memzinc_verifier::accounts::BufferHeader::LEN + bytes.len();
-                let rent = self
-                    .rpc
-                    .get_minimum_balance_for_rent_exemption(space)
-                    .map_err(|e| rpc_err(&self.url, e))?;
+                let rent = self.rent_exempt(space)?;
                 let ix = instructions::open_buffer(
                     &self.program_id,
                     &signer,
