@@ -221,8 +221,8 @@ fn check_args(ix: Ix, a: &[u8]) {
             assert_eq!(OpenRelocationArgs::parse(a), expected);
         }
         Ix::AppendSlots => {
-            let expected = if a.len() >= 4 && a.len() as u64 == 4 + u32_at(a, 0) as u64 {
-                Ok(&a[4..])
+            let expected = if a.len() >= 8 && a.len() as u64 == 8 + u32_at(a, 4) as u64 {
+                Ok((u32_at(a, 0), &a[8..]))
             } else {
                 Err(MalformedInstruction)
             };

@@ -530,7 +530,12 @@ fn streamed(submission: &Submission, rules: &PolicyRules, max_slots: usize) -> R
             .enumerate()
             .map(|(j, s)| if at.contains(&j) { s.as_mut_slice() } else { &mut [] })
             .collect();
-        append_slots::<Sha2>(&mut state, &mut Records::window(&mut window, per, n)?, chunk)?;
+        append_slots::<Sha2>(
+            &mut state,
+            &mut Records::window(&mut window, per, n)?,
+            5 * i as u32,
+            chunk,
+        )?;
     }
     let mut views: Vec<&mut [u8]> = stores.iter_mut().map(|s| s.as_mut_slice()).collect();
     let mut records = Records::new(&mut views, per, n)?;

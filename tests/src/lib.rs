@@ -776,8 +776,8 @@ pub mod svm {
             let plan_hash = plan.streamed_plan_hash::<Sha2>();
             let mut cost = PartsCost::default();
             let layout = ix::InParts::in_stores(submission, max_slots, stores.len()).map_err(|e| e.to_string())?;
-            for (chunk, at) in &layout.appends {
-                let append = ix::append_slots(&self.program_id, &a.pubkey(), relocation, &stores[at.clone()], chunk);
+            for append in &layout.appends {
+                let append = append.instruction(&self.program_id, &a.pubkey(), relocation, stores);
                 self.send(vec![append], &[&a])?;
                 cost.transactions += 1;
             }

@@ -5,10 +5,10 @@
 use memzinc::base::Sha2;
 use memzinc_cli::attest::instructions::{self as ix, attestation_address, plan_marker_address};
 use memzinc_tests::relocation;
-use memzinc_tests::svm::{config, env, env_with, funded};
+use memzinc_tests::svm::{config, env, env_with, funded, Env};
 use memzinc_tests::synthetic::{self, RW};
 use memzinc_verifier::accounts::{
-    Attestation, PlanMarker, Policy, PolicyConfig, Receipt, TargetChain, EVENT_ATTESTATION_REVOKED,
+    Attestation, PlanMarker, Policy, PolicyConfig, Receipt, Relocation, TargetChain, EVENT_ATTESTATION_REVOKED,
     EVENT_POLICY_INITIALIZED, EVENT_POLICY_UPDATED, OUTCOME_APPLIED,
 };
 use memzinc_verifier::plan::Submission;
@@ -1502,24 +1502,41 @@ fn relocation_accounts_signers_and_policy_revisions_are_checked() {
 
     let table: Vec<u8> = s.plan.stream_slots().iter().flat_map(|x| x.encode()).collect();
     let program = e.program_id;
-    let append = |by: &Pubkey, stores: &[Pubkey], slots: &[u8]| {
-        ix::append_slots(&program, by, &relocation.pubkey(), stores, slots)
+    // Slots `slots` of the table (16 of them, 8 to a store).
+    let append = |by: &Pubkey, stores: &[Pubkey], slots: std::ops::Range<usize>| {
+        let bytes = &table[slots.start * STREAM_SLOT_LEN..slots.end * STREAM_SLOT_LEN];
+        ix::append_slots(&program, by, &relocation.pubkey(), stores, slots.start as u32, bytes)
     };
-    let by_stranger = append(&stranger.pubkey(), &keys, &table[..STREAM_SLOT_LEN]);
+    let by_stranger = append(&stranger.pubkey(), &keys, 0..1);
     expect_refusal(e.send(vec![by_stranger], &[&stranger]), VerifyError::Unauthorized);
-    let swapped = append(&a.pubkey(), &[keys[1], keys[0]], &table[..STREAM_SLOT_LEN]);
+    let swapped = append(&a.pubkey(), &[keys[1], keys[0]], 0..1);
     expect_refusal(e.send(vec![swapped], &[&a]), VerifyError::RelocationStoreMismatch);
-    // An append takes the stores its slots land in (8 to a store here), from the first one's.
-    let one_short = append(&a.pubkey(), &keys[..1], &table);
+    // An append takes the stores its slots land in, from the first one's.
+    let one_short = append(&a.pubkey(), &keys[..1], 0..16);
     expect_refusal(e.send(vec![one_short], &[&a]), VerifyError::RelocationStoreMismatch);
-    let not_its_store = append(&a.pubkey(), &keys[1..], &table[..STREAM_SLOT_LEN]);
+    let not_its_store = append(&a.pubkey(), &keys[1..], 0..1);
     expect_refusal(e.send(vec![not_its_store], &[&a]), VerifyError::RelocationStoreMismatch);
-    let half = 8 * STREAM_SLOT_LEN;
-    e.send(vec![append(&a.pubkey(), &keys[..1], &table[..half])], &[&a])
+    // An append that runs before the one ahead of it (its slots ascend from nothing, so only
+    // its first slot's index tells) is refused, and the table is unchanged.
+    let state = |e: &Env| {
+        let account = e.svm.get_account(&relocation.pubkey()).expect("the relocation");
+        Relocation::decode(&account.data).expect("a relocation").state
+    };
+    let opened = state(&e);
+    let early = append(&a.pubkey(), &keys[..1], 8..16);
+    expect_refusal(e.send(vec![early], &[&a]), VerifyError::SlotsNotNext);
+    assert_eq!(state(&e), opened);
+    e.send(vec![append(&a.pubkey(), &keys[..1], 0..8)], &[&a])
         .expect("append_slots into the first store");
-    let behind = append(&a.pubkey(), &keys[..1], &table[half..]);
+    let behind = append(&a.pubkey(), &keys[..1], 8..16);
     expect_refusal(e.send(vec![behind], &[&a]), VerifyError::RelocationStoreMismatch);
-    e.send(vec![append(&a.pubkey(), &keys[1..], &table[half..])], &[&a])
+    // The same append again (a copy signed anew that lands after the first) changes nothing.
+    let halfway = state(&e);
+    assert_eq!(halfway.appended, 8);
+    let again = append(&a.pubkey(), &keys[1..], 0..8);
+    expect_refusal(e.send(vec![again], &[&a]), VerifyError::SlotsNotNext);
+    assert_eq!(state(&e), halfway);
+    e.send(vec![append(&a.pubkey(), &keys[1..], 8..16)], &[&a])
         .expect("append_slots into the second store");
 
     // The policy changed since the opening: no part is judged under the new revision.

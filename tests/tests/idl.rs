@@ -314,10 +314,10 @@ fn instruction_args_encode_exactly_as_the_program_decodes() {
         "slot_count": 2, "per_store": 7,
     });
     assert_eq!(built.data[8..], encode_args(&idl, "open_relocation", &args)[..]);
-    let built = ix::append_slots(&program, &authority, &buffer, &[], &[1, 2]);
+    let built = ix::append_slots(&program, &authority, &buffer, &[], 56, &[1, 2]);
     assert_eq!(
         built.data[8..],
-        encode_args(&idl, "append_slots", &json!({"slots": [1, 2]}))[..]
+        encode_args(&idl, "append_slots", &json!({"first": 56, "slots": [1, 2]}))[..]
     );
     let built = ix::check_relocation_part(&program, &authority, &authority, &buffer, &buffer, &[], &plan_hash, 99);
     let args = json!({"plan_hash": plan_hash.to_vec(), "hi": 99});
@@ -331,7 +331,7 @@ fn instruction_args_encode_exactly_as_the_program_decodes() {
         ),
         (
             "append_slots",
-            ix::append_slots(&program, &authority, &buffer, &[], &[]),
+            ix::append_slots(&program, &authority, &buffer, &[], 0, &[]),
         ),
         (
             "check_relocation_part",

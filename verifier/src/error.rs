@@ -113,6 +113,7 @@ verify_errors! {
     RelocationUnfinished = 66 => "the relocation's parts do not reach every slot and the end of the address space yet",
     RelocationStoreMismatch = 67 => "the relocation's stores are not the ones it was opened with, in order, sized for its slots",
     StreamedSlotTooLong = 68 => "a slot of a relocation checked in parts is longer than 512 bytes",
+    SlotsNotNext = 69 => "append_slots does not start at the relocation's count of appended slots: it ran before an earlier append, or again",
 }
 
 impl core::fmt::Display for VerifyError {

@@ -15,7 +15,7 @@
 //! witness_snapshot                   target_id: [u8;32], snapshot_root: [u8;32]
 //! open_relocation                    target_id, snapshot_root, model_hash, region_table_hash: [u8;32],
 //!                                    slot_count: u32, per_store: u32         both >= 1
-//! append_slots                       slots: bytes                       whole 16-byte stream slots
+//! append_slots                       first: u32, slots: bytes           whole 16-byte stream slots
 //! check_relocation_part              plan_hash: [u8;32], hi: u64        plan_hash: the part's buffer
 //! finish_relocation, close_relocation ()
 //! ```
@@ -282,12 +282,14 @@ impl OpenRelocationArgs {
     }
 }
 
-/// `append_slots`: whole stream slots (`relocation_stream::STREAM_SLOT_LEN` bytes each).
-pub fn parse_append_slots(args: &[u8]) -> Result<&[u8], VerifyError> {
+/// `append_slots`: the index of its first slot in the table, then whole stream slots
+/// (`relocation_stream::STREAM_SLOT_LEN` bytes each).
+pub fn parse_append_slots(args: &[u8]) -> Result<(u32, &[u8]), VerifyError> {
     let mut r = Reader::new(args);
+    let first = r.u32()?;
     let slots = r.bytes()?;
     r.finish()?;
-    Ok(slots)
+    Ok((first, slots))
 }
 
 /// `check_relocation_part`: the buffer holding the part, and the end of the part's range.

@@ -1342,7 +1342,7 @@ mod tests {
                 .map(|(j, v)| if at.contains(&j) { v.as_mut_slice() } else { &mut [] })
                 .collect();
             let mut records = relocation_stream::Records::window(&mut window, per, n)?;
-            relocation_stream::append_slots::<Sha2>(&mut state, &mut records, chunk)?;
+            relocation_stream::append_slots::<Sha2>(&mut state, &mut records, 2 * i as u32, chunk)?;
         }
         let mut views: Vec<&mut [u8]> = stores.iter_mut().map(|v| v.as_mut_slice()).collect();
         let mut records = relocation_stream::Records::new(&mut views, per, n)?;
@@ -1540,7 +1540,7 @@ mod tests {
         let mut state = plan.stream_start::<Sha2>();
         let four = &table[..4 * relocation_stream::STREAM_SLOT_LEN];
         assert_eq!(
-            relocation_stream::append_slots::<Sha2>(&mut state, &mut records, four),
+            relocation_stream::append_slots::<Sha2>(&mut state, &mut records, 0, four),
             Err(VerifyError::RelocationStoreMismatch)
         );
     }
@@ -1564,7 +1564,7 @@ mod tests {
                 relocation_stream::check_part::<Sha2>(state, &rules, &SymbolRules::default(), records, bytes, hi)
             };
         // No part before the whole table; no slot past the count; no slot too long.
-        relocation_stream::append_slots::<Sha2>(&mut state, &mut records, &table[..16]).unwrap();
+        relocation_stream::append_slots::<Sha2>(&mut state, &mut records, 0, &table[..16]).unwrap();
         assert_eq!(
             check(&mut state, &mut records, &part(0), parts[0].hi),
             Err(VerifyError::RelocationStreamOutOfOrder)
@@ -1575,18 +1575,24 @@ mod tests {
             to: 0,
         };
         assert_eq!(
-            relocation_stream::append_slots::<Sha2>(&mut state.clone(), &mut records, &long.encode()),
+            relocation_stream::append_slots::<Sha2>(&mut state.clone(), &mut records, 1, &long.encode()),
             Err(VerifyError::StreamedSlotTooLong)
         );
         long.len = 16;
         long.address = 0x4100; // not above the last slot
         assert_eq!(
-            relocation_stream::append_slots::<Sha2>(&mut state.clone(), &mut records, &long.encode()),
+            relocation_stream::append_slots::<Sha2>(&mut state.clone(), &mut records, 1, &long.encode()),
             Err(VerifyError::InvalidRelocation)
         );
-        relocation_stream::append_slots::<Sha2>(&mut state, &mut records, &table[16..]).unwrap();
         assert_eq!(
-            relocation_stream::append_slots::<Sha2>(&mut state.clone(), &mut records, &table[..16]),
+            relocation_stream::append_slots::<Sha2>(&mut state.clone(), &mut records, 0, &table[16..]),
+            Err(VerifyError::SlotsNotNext)
+        );
+        relocation_stream::append_slots::<Sha2>(&mut state, &mut records, 1, &table[16..]).unwrap();
+        // Past the count: the whole table is there, and no slot beyond it is taken.
+        let end = state.appended;
+        assert_eq!(
+            relocation_stream::append_slots::<Sha2>(&mut state.clone(), &mut records, end, &table[..16]),
             Err(VerifyError::InvalidRelocation)
         );
         // A part of another snapshot; one with slots of its own; one out of its range.

@@ -336,17 +336,23 @@ impl<'a, 'b> Records<'a, 'b> {
     }
 }
 
-/// Appends `data` (whole [`StreamSlot`]s) to the table: each slot ascending and disjoint from
-/// the last, 8-byte aligned and sized, at most [`MAX_STREAMED_SLOT_LEN`] long, its `to` another
-/// slot of the table. Sizes of `to` are compared in the parts, once every slot is known.
+/// Appends `data` (whole [`StreamSlot`]s) to the table as its slots `first..`: each slot
+/// ascending and disjoint from the last, 8-byte aligned and sized, at most
+/// [`MAX_STREAMED_SLOT_LEN`] long, its `to` another slot of the table. Sizes of `to` are
+/// compared in the parts, once every slot is known. `first` must be the count appended so far,
+/// so appends that run out of order or twice are refused rather than put in the wrong place.
 pub fn append_slots<H: Sha256>(
     state: &mut StreamState,
     records: &mut Records<'_, '_>,
+    first: u32,
     data: &[u8],
 ) -> Result<(), VerifyError> {
     let (chunks, rest) = data.as_chunks::<STREAM_SLOT_LEN>();
     if !rest.is_empty() || chunks.is_empty() {
         return Err(VerifyError::MalformedInstruction);
+    }
+    if first != state.appended {
+        return Err(VerifyError::SlotsNotNext);
     }
     for chunk in chunks {
         let i = state.appended;

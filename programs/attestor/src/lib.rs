@@ -1180,16 +1180,19 @@ fn open_relocation(program_id: &Address, accounts: &mut [AccountView], args: &[u
 
 /// Accounts: 0 `[signer]` the relocation's authority, 1 `[writable]` relocation, 2.. `[writable]`
 /// the stores the slots land in, in order (`Records::append_stores`: from the store of the
-/// first slot appended; one or two). Args: `slots: bytes` (whole stream slots).
-/// Who: the relocation's authority. Proves: the slots follow the ones before them (ascending,
-/// disjoint, aligned, sized, at most 512 bytes, each `to` another slot), and they are chained
-/// into the relocation's slot digest.
+/// first slot appended; one or two). Args: `first: u32` (the first slot's index in the table),
+/// `slots: bytes` (whole stream slots).
+/// Who: the relocation's authority. Proves: the slots are the table's next (`first` is the
+/// count appended so far, so an append that runs before an earlier one, or twice, is refused
+/// with `SlotsNotNext`), they follow the ones before them (ascending, disjoint, aligned, sized,
+/// at most 512 bytes, each `to` another slot), and they are chained into the relocation's slot
+/// digest.
 #[inline(never)]
 fn append_slots(program_id: &Address, accounts: &mut [AccountView], args: &[u8]) -> ProgramResult {
     let [signer, relocation_account, stores @ ..] = accounts else {
         return Err(ProgramError::NotEnoughAccountKeys);
     };
-    let slots = parse_append_slots(args).map_err(fail)?;
+    let (first_slot, slots) = parse_append_slots(args).map_err(fail)?;
     require_signer(signer)?;
     require_writable(relocation_account)?;
     let mut relocation = load_relocation(relocation_account, program_id)?;
@@ -1197,9 +1200,9 @@ fn append_slots(program_id: &Address, accounts: &mut [AccountView], args: &[u8])
         return Err(fail(VerifyError::Unauthorized));
     }
     let mut state = relocation.state;
-    let first = (state.appended / relocation.per_store.max(1)) as usize;
-    with_records(&relocation, stores, program_id, Some(first), |records| {
-        relocation_stream::append_slots::<SyscallSha256>(&mut state, records, slots)
+    let first_store = (state.appended / relocation.per_store.max(1)) as usize;
+    with_records(&relocation, stores, program_id, Some(first_store), |records| {
+        relocation_stream::append_slots::<SyscallSha256>(&mut state, records, first_slot, slots)
     })?;
     relocation.state = state;
     write_fixed(relocation_account, |out| relocation.encode(out))

@@ -242,16 +242,10 @@ impl Client {
 
     /// A transaction's failure, the attestor's custom errors by their names.
     pub(super) fn explain_transaction_error(&self, tx_err: &solana_transaction_error::TransactionError) -> Error {
-        let text = format!("{tx_err:?}");
-        if let Some(code) = custom_code(&text) {
-            if let Some(v) = code
-                .checked_sub(memzinc_verifier::error::ANCHOR_ERROR_OFFSET)
-                .and_then(VerifyError::from_code)
-            {
-                return Error::Transaction(format!("the attestor refused: {v}"));
-            }
+        match attestor_error(tx_err) {
+            Some(v) => Error::Transaction(format!("the attestor refused: {v}")),
+            None => Error::Transaction(format!("{tx_err:?}")),
         }
-        Error::Transaction(text)
     }
 
     /// Runs a read-only RPC call, retrying transport errors with backoff.
@@ -703,22 +697,18 @@ impl Client {
         signers.extend(stores.iter());
         self.send(&[open], &signers)?;
 
-        let appends: Vec<(Instruction, &[u8])> = layout
+        let appends: Vec<(u32, Instruction)> = layout
             .appends
             .iter()
-            .map(|(chunk, stores)| {
-                let ix = instructions::append_slots(
-                    &self.program_id,
-                    &signer,
-                    &relocation.pubkey(),
-                    &store_keys[stores.clone()],
-                    chunk,
-                );
-                (ix, chunk.as_slice())
+            .map(|a| {
+                (
+                    a.first,
+                    a.instruction(&self.program_id, &signer, &relocation.pubkey(), &store_keys),
+                )
             })
             .collect();
         let mut upload_transactions = appends.len();
-        self.append_in_order(&relocation.pubkey(), &appends)?;
+        self.append_in_order(&relocation.pubkey(), &appends, n as u32)?;
         tracing::info!(
             parts = layout.parts.len(),
             stores = store_count,
@@ -895,12 +885,22 @@ impl Client {
     }
 }
 
-/// The node does not know the transaction's blockhash: it has not run and cannot run.
-/// Pulls `N` out of `InstructionError(_, Custom(N))`.
-fn custom_code(debug: &str) -> Option<u32> {
-    let start = debug.find("Custom(")? + "Custom(".len();
-    let end = debug[start..].find(')')? + start;
-    debug[start..end].parse().ok()
+/// The attestor's own error, when that is what a transaction failed with.
+fn attestor_error(e: &solana_transaction_error::TransactionError) -> Option<VerifyError> {
+    use solana_instruction::error::InstructionError;
+    use solana_transaction_error::TransactionError;
+    match e {
+        TransactionError::InstructionError(_, InstructionError::Custom(code)) => code
+            .checked_sub(memzinc_verifier::error::ANCHOR_ERROR_OFFSET)
+            .and_then(VerifyError::from_code),
+        _ => None,
+    }
+}
+
+/// The attestor's own error, when that is why the node refused a transaction sent to it (its
+/// simulation failed there).
+pub(super) fn refusal(e: &solana_rpc_client_api::client_error::Error) -> Option<VerifyError> {
+    e.get_transaction_error().as_ref().and_then(attestor_error)
 }
 
 #[cfg(test)]
@@ -922,6 +922,16 @@ mod tests {
         let c = read_cli_config(&path);
         assert_eq!(c.json_rpc_url.as_deref(), Some("http://127.0.0.1:9"));
         assert_eq!(c.keypair_path, Some(PathBuf::from("/k/id.json")));
-        assert_eq!(custom_code("InstructionError(0, Custom(6005))"), Some(6005));
+    }
+
+    #[test]
+    fn the_attestors_errors_are_named_by_their_codes() {
+        use solana_instruction::error::InstructionError;
+        use solana_transaction_error::TransactionError;
+        let failed = |code| TransactionError::InstructionError(1, InstructionError::Custom(code));
+        assert_eq!(attestor_error(&failed(6069)), Some(VerifyError::SlotsNotNext));
+        assert_eq!(attestor_error(&failed(6005)), Some(VerifyError::OverlappingWrites));
+        assert_eq!(attestor_error(&failed(5)), None);
+        assert_eq!(attestor_error(&TransactionError::BlockhashNotFound), None);
     }
 }

@@ -15,12 +15,14 @@ use solana_transaction::Transaction;
 use solana_transaction_error::TransactionError;
 
 use memzinc_verifier::accounts::{BufferHeader, Relocation};
-use memzinc_verifier::relocation_stream::{slot_link, StreamState, STREAM_SLOT_LEN};
+use memzinc_verifier::error::VerifyError;
+use memzinc_verifier::relocation_stream::StreamState;
 use solana_pubkey::Pubkey;
+use solana_rpc_client_api::client_error::Error as ClientError;
 
-use super::chain::{Client, RETRIES};
+use super::chain::{refusal, Client, RETRIES};
 use super::program::{self as instructions, UPLOAD_CHUNK};
-use memzinc::base::{Error, Result, Sha2};
+use memzinc::base::{Error, Result};
 
 /// How many transactions are signed with one blockhash before a new one is asked for: a local
 /// validator that makes a block per transaction ages blockhashes (150 blocks) quickly.
@@ -122,6 +124,16 @@ impl Client {
     /// Without it, surfpool 1.7 dropped some writes of a burst without a trace: their blockhash
     /// had aged out, which the simulation reports, and the write is signed again at once.
     pub(super) fn launch(&self, instructions: Vec<Instruction>, signers: Vec<Keypair>) -> Result<Flight> {
+        self.try_launch(instructions, signers)?.map_err(|e| self.explain(e))
+    }
+
+    /// As [`Client::launch`], but a transaction the node refused is returned as the node's
+    /// error, for the caller to judge; `Err` is only what sending could not get past.
+    fn try_launch(
+        &self,
+        instructions: Vec<Instruction>,
+        signers: Vec<Keypair>,
+    ) -> Result<std::result::Result<Flight, ClientError>> {
         let config = RpcSendTransactionConfig {
             preflight_commitment: Some(self.rpc.commitment().commitment),
             ..RpcSendTransactionConfig::default()
@@ -143,17 +155,18 @@ impl Client {
                     std::thread::sleep(delay);
                     delay *= 2;
                 }
+                Err(e) if e.get_transaction_error().is_some() => return Ok(Err(e)),
                 Err(e) => return Err(self.explain(e)),
             }
         }
-        Ok(Flight {
+        Ok(Ok(Flight {
             transaction,
             instructions,
             signers,
             sent: Instant::now(),
             resigned: 0,
             landed: false,
-        })
+        }))
     }
 
     /// Asks for the status of every flight not yet landed (in batches), marks those confirmed,
@@ -280,33 +293,37 @@ impl Client {
         Ok(upload.writes())
     }
 
-    /// Sends the `append_slots` of a relocation all at once, then follows the relocation's count
-    /// of appended slots. They must land in order (each slot follows the last), which one node
-    /// running them as they arrive does; those that did not land are sent again from where the
-    /// count stopped. A table appended out of order (a later append ran before an earlier one,
-    /// whose slots then no longer ascend) is found by the chain over the slots, and reported.
-    /// `appends` are the instructions with the encoded slots each carries.
-    pub(super) fn append_in_order(&self, relocation: &Pubkey, appends: &[(Instruction, &[u8])]) -> Result<()> {
-        // Where each append starts: its first slot and the chain over the slots before it.
-        let start = self.relocation_state(relocation)?;
-        let mut starts = Vec::with_capacity(appends.len() + 1);
-        let (mut count, mut digest) = (start.appended, start.slot_digest);
-        for (_, slots) in appends {
-            starts.push((count, digest));
-            for slot in slots.chunks(STREAM_SLOT_LEN) {
-                digest = slot_link::<Sha2>(&digest, slot);
-                count += 1;
+    /// Sends the `append_slots` of a relocation (each with the index of its first slot) all at
+    /// once, then follows the relocation's count of appended slots until it reaches `total`.
+    /// The program takes an append only at the count (`SlotsNotNext` otherwise), so one that
+    /// runs early or twice changes nothing. Those that did not land are sent again from where
+    /// the count stopped; a launch refused because an earlier append has not run yet where the
+    /// node simulated it ends that round's sending.
+    pub(super) fn append_in_order(
+        &self,
+        relocation: &Pubkey,
+        appends: &[(u32, Instruction)],
+        total: u32,
+    ) -> Result<()> {
+        let mut state = self.relocation_state(relocation)?;
+        let mut stalled = 0;
+        while state.appended < total {
+            let Some(from) = appends.iter().position(|(first, _)| *first == state.appended) else {
+                return Err(Error::Transaction(format!(
+                    "the relocation holds {} slots, where none of this plan's appends starts; `attest` again starts it over",
+                    state.appended
+                )));
+            };
+            for (_, ix) in &appends[from..] {
+                match self.try_launch(vec![ix.clone()], Vec::new())? {
+                    Ok(_) => {}
+                    Err(e) if refusal(&e) == Some(VerifyError::SlotsNotNext) => break,
+                    Err(e) => return Err(self.explain(e)),
+                }
             }
-        }
-        let end = (count, digest);
-        let mut from = 0;
-        for round in 1.. {
-            for (ix, _) in &appends[from..] {
-                self.launch(vec![ix.clone()], Vec::new())?;
-            }
-            let mut state = self.relocation_state(relocation)?;
+            let before = state.appended;
             let (mut since, mut pause) = (Instant::now(), Backoff::new());
-            while state.appended < end.0 && since.elapsed() < RESEND_AFTER {
+            while state.appended < total && since.elapsed() < RESEND_AFTER {
                 pause.wait();
                 let now = self.relocation_state(relocation)?;
                 if now.appended != state.appended {
@@ -314,28 +331,18 @@ impl Client {
                     pause.reset();
                 }
             }
-            let at = (state.appended, state.slot_digest);
-            if at == end {
-                return Ok(());
+            stalled = if state.appended == before { stalled + 1 } else { 0 };
+            if stalled >= RETRIES {
+                return Err(Error::Transaction(format!(
+                    "the relocation's slots stopped at {} of {total}: {stalled} rounds of appends sent from there did not land",
+                    state.appended
+                )));
             }
-            match starts.iter().position(|s| *s == at) {
-                Some(i) if round < RETRIES => from = i,
-                Some(_) => {
-                    return Err(Error::Transaction(format!(
-                        "the relocation's slots stopped at {} of {} after {round} rounds",
-                        at.0, end.0
-                    )))
-                }
-                None => {
-                    return Err(Error::Transaction(format!(
-                        "the relocation's slots were appended out of order ({} of {} appended); `attest` again starts it over",
-                        at.0, end.0
-                    )))
-                }
+            if state.appended < total {
+                tracing::debug!("appending again from slot {} of {total}", state.appended);
             }
-            tracing::debug!("appending again from slot {} of {}", at.0, end.0);
         }
-        unreachable!("the loop returns")
+        Ok(())
     }
 
     fn relocation_state(&self, relocation: &Pubkey) -> Result<StreamState> {
@@ -353,6 +360,7 @@ impl Client {
     }
 }
 
-fn blockhash_not_found(e: &solana_rpc_client_api::client_error::Error) -> bool {
+/// The node does not know the transaction's blockhash: it has not run and cannot run.
+fn blockhash_not_found(e: &ClientError) -> bool {
     matches!(e.get_transaction_error(), Some(TransactionError::BlockhashNotFound))
 }

@@ -309,9 +309,38 @@ pub struct InParts {
     pub store_count: usize,
     /// Records per store.
     pub per_store: u32,
-    /// Each `append_slots`' encoded stream slots, and the stores (indices) they land in.
-    pub appends: Vec<(Vec<u8>, std::ops::Range<usize>)>,
+    pub appends: Vec<SlotAppend>,
     pub parts: Vec<memzinc_verifier::plan::StreamPart>,
+}
+
+/// One `append_slots` of a relocation's table.
+pub struct SlotAppend {
+    /// The index of its first slot in the table.
+    pub first: u32,
+    /// Its encoded stream slots.
+    pub slots: Vec<u8>,
+    /// The stores (indices among the relocation's) they land in.
+    pub stores: std::ops::Range<usize>,
+}
+
+impl SlotAppend {
+    /// Its instruction, for the relocation with stores `stores` (all of them, in order).
+    pub fn instruction(
+        &self,
+        program_id: &Pubkey,
+        authority: &Pubkey,
+        relocation: &Pubkey,
+        stores: &[Pubkey],
+    ) -> Instruction {
+        append_slots(
+            program_id,
+            authority,
+            relocation,
+            &stores[self.stores.clone()],
+            self.first,
+            &self.slots,
+        )
+    }
 }
 
 impl InParts {
@@ -358,8 +387,12 @@ impl InParts {
             .chunks(APPEND_SLOTS)
             .enumerate()
             .map(|(i, chunk)| {
-                let stores = Records::append_stores((i * APPEND_SLOTS) as u32, chunk.len() as u32, per_store);
-                (chunk.iter().flat_map(|s| s.encode()).collect::<Vec<u8>>(), stores)
+                let first = (i * APPEND_SLOTS) as u32;
+                SlotAppend {
+                    first,
+                    slots: chunk.iter().flat_map(|s| s.encode()).collect(),
+                    stores: Records::append_stores(first, chunk.len() as u32, per_store),
+                }
             })
             .collect();
         // What every part carries besides its pages and writes: the header and region proofs.
@@ -456,19 +489,20 @@ fn relocation_accounts(first: Vec<AccountMeta>, stores: &[Pubkey]) -> Vec<Accoun
     accounts
 }
 
-/// `append_slots` of `slots` (whole encoded stream slots) into `stores`, the ones they land in
-/// (`Records::append_stores`).
+/// `append_slots` of `slots` (whole encoded stream slots), the table's slots `first..`, into
+/// `stores`, the ones they land in (`Records::append_stores`).
 pub fn append_slots(
     program_id: &Pubkey,
     authority: &Pubkey,
     relocation: &Pubkey,
     stores: &[Pubkey],
+    first: u32,
     slots: &[u8],
 ) -> Instruction {
     ix(
         program_id,
         IX_APPEND_SLOTS,
-        &[&(slots.len() as u32).to_le_bytes(), slots],
+        &[&first.to_le_bytes(), &(slots.len() as u32).to_le_bytes(), slots],
         relocation_accounts(
             vec![
                 AccountMeta::new_readonly(*authority, true),

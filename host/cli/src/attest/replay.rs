@@ -313,9 +313,12 @@ impl Replayer {
             &submission.plan.stream_start::<Sha2>(),
             layout.per_store,
         )];
-        steps.extend(layout.appends.iter().map(|(chunk, at)| {
-            instructions::append_slots(&self.program_id, signer, &relocation, &stores[at.clone()], chunk)
-        }));
+        steps.extend(
+            layout
+                .appends
+                .iter()
+                .map(|append| append.instruction(&self.program_id, signer, &relocation, &stores)),
+        );
         let mut cu = 0;
         for step in steps {
             match self.run(signer, step) {
