@@ -16,7 +16,7 @@ export type Attestor = {
     {
       "name": "appendSlots",
       "docs": [
-        "Who: the relocation's authority. Appends whole 16-byte stream slots (address u64, len u32, to u32) to the table: ascending, disjoint, aligned, at most 512 bytes, each to another slot. Remaining accounts: the stores the slots land in (from the first slot's store; one or two), in order, writable."
+        "Who: the relocation's authority. Appends whole 16-byte stream slots (address u64, len u32, to u32) to the table as its slots first.. (first must equal the count appended so far, so an append that runs out of order or twice is refused): ascending, disjoint, aligned, at most 512 bytes, each to another slot. Remaining accounts: the stores the slots land in (from the first slot's store; one or two), in order, writable."
       ],
       "discriminator": [
         96,
@@ -39,6 +39,10 @@ export type Attestor = {
         }
       ],
       "args": [
+        {
+          "name": "first",
+          "type": "u32"
+        },
         {
           "name": "slots",
           "type": "bytes"
@@ -1460,6 +1464,11 @@ export type Attestor = {
       "code": 6068,
       "name": "streamedSlotTooLong",
       "msg": "a slot of a relocation checked in parts is longer than 512 bytes"
+    },
+    {
+      "code": 6069,
+      "name": "slotsNotNext",
+      "msg": "append_slots does not start at the relocation's count of appended slots: it ran before an earlier append, or again"
     }
   ],
   "types": [
