@@ -26,8 +26,8 @@ use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 use memzinc_fuzz::relocation::{honest_writes, moved, Memory};
 use memzinc_fuzz::{ref_verify_submission, report_verdict, RefHash, Sha2, PAGE};
-use memzinc_verifier::plan::{Evidence, PatchPlan, SnapshotTrees, Submission, Write};
-use memzinc_verifier::relocation_stream::{append_slots, check_part, finish, Records, RECORD_LEN, STREAM_SLOT_LEN};
+use memzinc_verifier::plan::{Evidence, PatchPlan, SnapshotTrees, StreamedCheck, Submission, Write};
+use memzinc_verifier::relocation_stream::STREAM_SLOT_LEN;
 use memzinc_verifier::rules::verify_submission;
 use memzinc_verifier::wire::{PolicyRules, Region, Slot, SymbolRules, REGION_READ, REGION_WRITE};
 use memzinc_verifier::VerifyError;
@@ -515,35 +515,16 @@ fn check_streamed(submission: &Submission, rules: &PolicyRules, max_slots: usize
 fn streamed(submission: &Submission, rules: &PolicyRules, max_slots: usize) -> Result<(), VerifyError> {
     let parts = submission.stream_parts(usize::MAX, max_slots)?;
     let plan = &submission.plan;
-    let n = plan.slots.len() as u32;
-    let per = 3;
-    let mut stores: Vec<Vec<u8>> = (0..n.div_ceil(per))
-        .map(|_| vec![0; per as usize * RECORD_LEN])
-        .collect();
-    let mut state = plan.stream_start::<Sha2>();
+    let mut check = StreamedCheck::open::<Sha2>(plan, 3);
     let table: Vec<u8> = plan.stream_slots().iter().flat_map(|s| s.encode()).collect();
-    // Five slots an append, into the stores they land in only, as the program gives them.
+    // Five slots an append (into the stores they land in only, as the program gives them).
     for (i, chunk) in table.chunks(5 * STREAM_SLOT_LEN).enumerate() {
-        let at = Records::append_stores(5 * i as u32, (chunk.len() / STREAM_SLOT_LEN) as u32, per);
-        let mut window: Vec<&mut [u8]> = stores
-            .iter_mut()
-            .enumerate()
-            .map(|(j, s)| if at.contains(&j) { s.as_mut_slice() } else { &mut [] })
-            .collect();
-        append_slots::<Sha2>(
-            &mut state,
-            &mut Records::window(&mut window, per, n)?,
-            5 * i as u32,
-            chunk,
-        )?;
+        check.append::<Sha2>(5 * i as u32, chunk)?;
     }
-    let mut views: Vec<&mut [u8]> = stores.iter_mut().map(|s| s.as_mut_slice()).collect();
-    let mut records = Records::new(&mut views, per, n)?;
     for p in &parts {
-        let bytes = p.submission.encode();
-        check_part::<Sha2>(&mut state, rules, &SymbolRules::default(), &mut records, &bytes, p.hi)?;
+        check.part::<Sha2>(rules, &SymbolRules::default(), &p.submission.encode(), p.hi)?;
     }
-    let (hash, _) = finish::<Sha2>(&state, rules)?;
+    let (hash, _) = check.finish::<Sha2>(rules)?;
     assert_eq!(hash, plan.streamed_plan_hash::<Sha2>(), "the stream's plan hash");
     Ok(())
 }

@@ -722,11 +722,19 @@ fn a_list_and_a_tree_relocated_together_share_their_chunks() {
         (39..=40).contains(&moved) && r["deferred"].as_u64().unwrap() > 0,
         "a round of at most 40 moves, the rest deferred: {r:#}"
     );
-    let attest = ["--json", "attest", &plan, "--in-parts", "16"];
+    // Parts of at most 4 slots. A run killed once it has checked a part leaves its relocation
+    // open; `attest` again goes on after the parts it checked.
+    let attest = ["--json", "attest", &plan, "--in-parts", "4"];
+    killed_after_its_first_part(&net.args(&attest));
     let first: Value = serde_json::from_str(&run(net.args(&attest))).unwrap();
+    let (parts, resumed) = (
+        first["parts"].as_u64().unwrap(),
+        first["parts_resumed"].as_u64().unwrap(),
+    );
+    assert!(parts >= 10, "40 slots in parts of 4: {first}");
     assert!(
-        first["parts"].as_u64().unwrap() >= 3,
-        "40 slots in parts of 16: {first}"
+        (1..parts).contains(&resumed),
+        "went on after the parts the killed run checked: {first}"
     );
     run(net.args(&["apply", &plan, "--pid", &pid]));
     for _ in 0..5 {
@@ -785,6 +793,37 @@ fn a_list_and_a_tree_relocated_together_share_their_chunks() {
         .find(|d| d["plan_hash"] == streamed)
         .unwrap_or_else(|| panic!("the streamed decision: {replay:#}"));
     assert_eq!(decision["verdict"], "identical", "{replay:#}");
+}
+
+/// Runs `memzinc args` (an `attest` in parts) with debug logs and kills it once it logs that
+/// it checked its first part.
+fn killed_after_its_first_part(args: &[String]) {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(memzinc_tests::binary("memzinc"))
+        .args(args)
+        .env("MEMZINC_ROOT", memzinc_tests::repo_root())
+        .env("MEMZINC_LOG", "memzinc=debug")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run memzinc");
+    let stderr = child.stderr.take().expect("its stderr");
+    let mut logged = Vec::new();
+    for line in std::io::BufReader::new(stderr).lines() {
+        let line = line.expect("a log line");
+        if line.contains("part 1 of ") && line.contains(" checked") {
+            child.kill().expect("kill memzinc");
+            child.wait().expect("wait for memzinc");
+            return;
+        }
+        logged.push(line);
+    }
+    let status = child.wait().expect("wait for memzinc");
+    panic!(
+        "memzinc ended ({status}) before it checked a part:\n{}",
+        logged.join("\n")
+    );
 }
 
 /// Attests `plan` (relocation `r`) on `net`, applies it to `target`, and checks that both of its

@@ -562,6 +562,65 @@ pub struct StreamPart {
     pub submission: Submission,
 }
 
+/// A relocation checked in parts in memory, exactly as the program checks it in its accounts
+/// (`relocation_stream`): the table appended into stores of `per_store` records, each append
+/// seeing only the stores its slots land in, then each part, then the finish. The host's
+/// pre-check of a relocation it sends in parts: linear in the plan, where checking the whole
+/// plan at once re-reads the page proofs for each object whose address is below the last.
+pub struct StreamedCheck {
+    state: StreamState,
+    stores: Vec<Vec<u8>>,
+    per_store: u32,
+}
+
+impl StreamedCheck {
+    /// The state `open_relocation` starts `plan`'s relocation in, with its stores empty.
+    pub fn open<H: Sha256>(plan: &PatchPlan, per_store: u32) -> StreamedCheck {
+        let per_store = per_store.max(1);
+        let n = plan.slots.len() as u32;
+        StreamedCheck {
+            state: plan.stream_start::<H>(),
+            stores: (0..n.div_ceil(per_store))
+                .map(|_| std::vec![0u8; per_store as usize * relocation_stream::RECORD_LEN])
+                .collect(),
+            per_store,
+        }
+    }
+
+    /// `append_slots` of `slots` (whole encoded stream slots) as the table's slots `first..`.
+    pub fn append<H: Sha256>(&mut self, first: u32, slots: &[u8]) -> Result<(), VerifyError> {
+        let count = (slots.len() / relocation_stream::STREAM_SLOT_LEN) as u32;
+        let at = relocation_stream::Records::append_stores(self.state.appended, count, self.per_store);
+        let mut window: Vec<&mut [u8]> = self
+            .stores
+            .iter_mut()
+            .enumerate()
+            .map(|(j, v)| if at.contains(&j) { v.as_mut_slice() } else { &mut [] })
+            .collect();
+        let mut records = relocation_stream::Records::window(&mut window, self.per_store, self.state.slot_count)?;
+        relocation_stream::append_slots::<H>(&mut self.state, &mut records, first, slots)
+    }
+
+    /// `check_relocation_part` of `part` (an encoded [`Submission`]) reaching up to `hi`.
+    pub fn part<H: Sha256>(
+        &mut self,
+        rules: &PolicyRules,
+        symbol_rules: &SymbolRules,
+        part: &[u8],
+        hi: u64,
+    ) -> Result<(), VerifyError> {
+        let mut views: Vec<&mut [u8]> = self.stores.iter_mut().map(|v| v.as_mut_slice()).collect();
+        let mut records = relocation_stream::Records::new(&mut views, self.per_store, self.state.slot_count)?;
+        relocation_stream::check_part::<H>(&mut self.state, rules, symbol_rules, &mut records, part, hi)
+    }
+
+    /// `finish_relocation`'s check: every slot appended and checked, every record balanced,
+    /// the totals within `rules`. Returns the streamed plan hash and the totals.
+    pub fn finish<H: Sha256>(&self, rules: &PolicyRules) -> Result<(Hash, PlanTotals), VerifyError> {
+        relocation_stream::finish::<H>(&self.state, rules)
+    }
+}
+
 /// A snapshot's three Merkle trees, from which the host cuts evidence for a plan.
 pub struct SnapshotTrees {
     regions: Vec<Region>,
@@ -1325,27 +1384,12 @@ mod tests {
     fn stream(s: &Submission, rules: &PolicyRules, cuts: &[u64]) -> Result<(Hash, PlanTotals), VerifyError> {
         let t = heap_trees();
         let plan = &s.plan;
-        let mut state = plan.stream_start::<Sha2>();
-        let per = 3;
-        let n = plan.slots.len() as u32;
-        let mut stores: Vec<Vec<u8>> = (0..n.div_ceil(per))
-            .map(|_| vec![0u8; per as usize * relocation_stream::RECORD_LEN])
-            .collect();
+        let mut check = StreamedCheck::open::<Sha2>(plan, 3);
         let table: Vec<u8> = plan.stream_slots().iter().flat_map(|s| s.encode()).collect();
-        // Two slots an append, into the stores they land in only, as the program gives them.
+        // Two slots an append.
         for (i, chunk) in table.chunks(2 * relocation_stream::STREAM_SLOT_LEN).enumerate() {
-            let count = (chunk.len() / relocation_stream::STREAM_SLOT_LEN) as u32;
-            let at = relocation_stream::Records::append_stores(2 * i as u32, count, per);
-            let mut window: Vec<&mut [u8]> = stores
-                .iter_mut()
-                .enumerate()
-                .map(|(j, v)| if at.contains(&j) { v.as_mut_slice() } else { &mut [] })
-                .collect();
-            let mut records = relocation_stream::Records::window(&mut window, per, n)?;
-            relocation_stream::append_slots::<Sha2>(&mut state, &mut records, 2 * i as u32, chunk)?;
+            check.append::<Sha2>(2 * i as u32, chunk)?;
         }
-        let mut views: Vec<&mut [u8]> = stores.iter_mut().map(|v| v.as_mut_slice()).collect();
-        let mut records = relocation_stream::Records::new(&mut views, per, n)?;
         let mut lo = 0u64;
         for &hi in cuts.iter().chain([u64::MAX].iter()) {
             let part = PatchPlan {
@@ -1374,17 +1418,10 @@ mod tests {
                 },
                 evidence,
             };
-            relocation_stream::check_part::<Sha2>(
-                &mut state,
-                rules,
-                &SymbolRules::default(),
-                &mut records,
-                &sub.encode(),
-                hi,
-            )?;
+            check.part::<Sha2>(rules, &SymbolRules::default(), &sub.encode(), hi)?;
             lo = hi;
         }
-        relocation_stream::finish::<Sha2>(&state, rules)
+        check.finish::<Sha2>(rules)
     }
 
     fn heap_regions() -> Vec<Region> {

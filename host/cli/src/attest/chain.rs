@@ -8,6 +8,7 @@ use memzinc_verifier::accounts::{
     Attestation, PlanMarker, Policy, PolicyConfig, Receipt, TargetChain, WitnessTally, WitnessedSnapshot,
 };
 use memzinc_verifier::plan::Submission;
+use memzinc_verifier::relocation_stream::StreamState;
 use memzinc_verifier::VerifyError;
 use serde::{Deserialize, Serialize};
 use solana_commitment_config::CommitmentConfig;
@@ -111,6 +112,8 @@ pub struct AttestOutcome {
     pub upload_transactions: usize,
     /// Parts a relocation was checked in (`attest --in-parts`); 0 for one submission.
     pub parts: usize,
+    /// Of those, the parts an interrupted run had checked already: this run went on after them.
+    pub parts_resumed: usize,
 }
 
 impl AttestOutcome {
@@ -124,6 +127,7 @@ impl AttestOutcome {
             signature: None,
             upload_transactions: 0,
             parts: 0,
+            parts_resumed: 0,
         }
     }
 }
@@ -556,16 +560,26 @@ impl Client {
         if !policy.may_sign(&signer.to_bytes()) {
             return Err(Error::Usage(format!("{signer} is not a signer of policy {policy_key}")));
         }
-        let verdict = submission.verify_under::<Sha2>(&policy.config.rules, &policy.config.symbol_rules)?;
-        if policy.config.check_model_hash(&submission.plan.model_hash).is_err() {
-            return Err(Error::ModelHashMismatch {
+        let (rules, symbol_rules) = (&policy.config.rules, &policy.config.symbol_rules);
+        let model_hash_pinned = || match policy.config.check_model_hash(&submission.plan.model_hash) {
+            Ok(()) => Ok(()),
+            Err(_) => Err(Error::ModelHashMismatch {
                 plan: hex::encode(submission.plan.model_hash),
                 policy: hex::encode(policy.config.model_hash),
-            });
+            }),
+        };
+        let bytes = submission.encode();
+        let too_large = bytes.len() > memzinc_verifier::instruction::MAX_BUFFER_LEN as usize;
+        if !submission.plan.slots.is_empty() && (in_parts.is_some() || too_large) {
+            drop(bytes);
+            // Pre-checked as the program will check it: part by part.
+            let layout = instructions::InParts::of(submission, in_parts.flatten())?;
+            layout.check(&submission.plan, rules, symbol_rules)?;
+            model_hash_pinned()?;
+            return self.attest_in_parts(authority, &policy, submission, &layout);
         }
-        if let Some(max_slots) = in_parts.filter(|_| !submission.plan.slots.is_empty()) {
-            return self.attest_in_parts(authority, &policy, submission, max_slots);
-        }
+        let verdict = memzinc_verifier::rules::verify_submission::<Sha2>(rules, symbol_rules, &bytes)?.1;
+        model_hash_pinned()?;
         let plan_hash = verdict.plan_hash;
         let target_id = submission.plan.target_id;
         let witnessed = || self.witnessed(&policy, &target_id, &submission.plan.snapshot_root);
@@ -576,11 +590,6 @@ impl Client {
 
         // Refused before anything is uploaded when the root is not witnessed (enough) yet.
         witnessed()?;
-        let bytes = submission.encode();
-        if !submission.plan.slots.is_empty() && bytes.len() > memzinc_verifier::instruction::MAX_BUFFER_LEN as usize {
-            drop(bytes);
-            return self.attest_in_parts(authority, &policy, submission, None);
-        }
         let buffer_key = instructions::buffer_keypair(&self.payer, &plan_hash);
         let buffer = buffer_key.pubkey();
         if let Some(data) = self.owned_data(&buffer)? {
@@ -630,20 +639,21 @@ impl Client {
             signature: Some(signature.to_string()),
             upload_transactions,
             parts: 0,
+            parts_resumed: 0,
         })
     }
 
     /// A relocation whose submission does not fit one buffer, attested in parts
     /// (`relocation_stream`): its records in up to `MAX_STORES` stores of at most 10 MiB, its
     /// slot table appended, each part uploaded into a buffer of its own and checked, then
-    /// finished under its streamed plan hash. A relocation left open by an interrupted run is
-    /// closed and started again.
+    /// finished under its streamed plan hash. A relocation an interrupted run left open goes
+    /// on where it stopped when it can ([`resume_at`]); else it is closed and started again.
     fn attest_in_parts(
         &self,
         authority: &Pubkey,
         policy: &Policy,
         submission: &Submission,
-        max_slots: Option<usize>,
+        layout: &instructions::InParts,
     ) -> Result<AttestOutcome> {
         use memzinc_verifier::accounts::Relocation;
         let signer = self.authority();
@@ -658,45 +668,34 @@ impl Client {
         // Judged as of the opening: the finish checks the witnesses at the slot it was opened.
         let witnessed = self.witnessed(policy, &target_id, &plan.snapshot_root)?;
         let n = plan.slots.len();
-        let layout = instructions::InParts::of(submission, max_slots)?;
         let (store_count, per_store) = (layout.store_count, layout.per_store);
         let relocation = instructions::relocation_keypair(&self.payer, &plan_hash, 0);
         let stores: Vec<Keypair> = (1..=store_count)
             .map(|i| instructions::relocation_keypair(&self.payer, &plan_hash, i as u8))
             .collect();
         let store_keys: Vec<Pubkey> = stores.iter().map(|k| k.pubkey()).collect();
-        let leftovers: Vec<Pubkey> = std::iter::once(relocation.pubkey())
-            .chain(store_keys.iter().copied())
-            .filter(|k| matches!(self.owned_data(k), Ok(Some(_))))
-            .collect();
-        if !leftovers.is_empty() {
-            self.send(
-                &[instructions::close_relocation(&self.program_id, &signer, &leftovers)],
-                &[],
-            )?;
-        }
-        let allocate = |key: &Keypair, space: usize| -> Result<()> {
-            let rent = self.rent_exempt(space)?;
-            let ix = instructions::allocate_relocation_account(&self.program_id, &signer, &key.pubkey(), space, rent);
-            self.send(&[ix], &[key]).map(|_| ())
+        let left_open = self
+            .owned_data(&relocation.pubkey())?
+            .and_then(|data| Relocation::decode(&data).ok());
+        let opener = Opener {
+            signer,
+            policy: policy_key,
+            revision: policy.revision,
+            start: plan.stream_start::<Sha2>(),
         };
-        allocate(&relocation, Relocation::LEN)?;
-        for store in &stores {
-            allocate(store, instructions::relocation_store_len(per_store))?;
-        }
-        let open = instructions::open_relocation(
-            &self.program_id,
-            &signer,
-            authority,
-            &relocation.pubkey(),
-            &store_keys,
-            &plan.stream_start::<Sha2>(),
-            per_store,
-        );
-        let mut signers: Vec<&Keypair> = vec![&relocation];
-        signers.extend(stores.iter());
-        self.send(&[open], &signers)?;
-
+        let resumed = left_open.and_then(|open| resume_at(&open, &opener, &store_keys, layout));
+        let first_part = match resumed {
+            Some(part) => {
+                tracing::info!(
+                    "going on with the relocation an interrupted run left open, after its {part} checked parts"
+                );
+                part
+            }
+            None => {
+                self.open_relocation_afresh(authority, &opener.start, &relocation, &stores, per_store)?;
+                0
+            }
+        };
         let appends: Vec<(u32, Instruction)> = layout
             .appends
             .iter()
@@ -714,12 +713,15 @@ impl Client {
             stores = store_count,
             "attesting a relocation of {n} objects in parts"
         );
-        upload_transactions += self.check_parts(&OpenRelocation {
-            policy_authority: authority,
-            relocation: &relocation.pubkey(),
-            stores: &store_keys,
-            layout: &layout,
-        })?;
+        upload_transactions += self.check_parts(
+            first_part,
+            &OpenRelocation {
+                policy_authority: authority,
+                relocation: &relocation.pubkey(),
+                stores: &store_keys,
+                layout,
+            },
+        )?;
 
         let seq = chain.map(|c| c.next_seq).unwrap_or(0);
         let finish = instructions::finish_relocation(
@@ -745,7 +747,54 @@ impl Client {
             signature: Some(signature.to_string()),
             upload_transactions,
             parts: layout.parts.len(),
+            parts_resumed: first_part,
         })
+    }
+
+    /// Opens relocation `relocation` in state `start` with `stores` of `per_store` records each,
+    /// closing first what an interrupted run left of them.
+    fn open_relocation_afresh(
+        &self,
+        authority: &Pubkey,
+        start: &StreamState,
+        relocation: &Keypair,
+        stores: &[Keypair],
+        per_store: u32,
+    ) -> Result<()> {
+        use memzinc_verifier::accounts::Relocation;
+        let signer = self.authority();
+        let store_keys: Vec<Pubkey> = stores.iter().map(|k| k.pubkey()).collect();
+        let leftovers: Vec<Pubkey> = std::iter::once(relocation.pubkey())
+            .chain(store_keys.iter().copied())
+            .filter(|k| matches!(self.owned_data(k), Ok(Some(_))))
+            .collect();
+        if !leftovers.is_empty() {
+            self.send(
+                &[instructions::close_relocation(&self.program_id, &signer, &leftovers)],
+                &[],
+            )?;
+        }
+        let allocate = |key: &Keypair, space: usize| -> Result<()> {
+            let rent = self.rent_exempt(space)?;
+            let ix = instructions::allocate_relocation_account(&self.program_id, &signer, &key.pubkey(), space, rent);
+            self.send(&[ix], &[key]).map(|_| ())
+        };
+        allocate(relocation, Relocation::LEN)?;
+        for store in stores {
+            allocate(store, instructions::relocation_store_len(per_store))?;
+        }
+        let open = instructions::open_relocation(
+            &self.program_id,
+            &signer,
+            authority,
+            &relocation.pubkey(),
+            &store_keys,
+            start,
+            per_store,
+        );
+        let mut signers: Vec<&Keypair> = vec![relocation];
+        signers.extend(stores.iter());
+        self.send(&[open], &signers).map(|_| ())
     }
 
     /// Marks attestation `seq` of `target_id` revoked (policy authority only).
@@ -885,6 +934,61 @@ impl Client {
     }
 }
 
+/// Who opens a relocation, under which policy revision, in which state.
+struct Opener {
+    signer: Pubkey,
+    policy: Pubkey,
+    revision: u32,
+    start: StreamState,
+}
+
+/// The part to go on from with relocation `open`, which an interrupted run left: it must be
+/// the one `opener` would open (same signer, policy revision and plan: the state it was opened
+/// in), with `stores` of `layout`'s size, and stopped where one of `layout`'s parts ends (or
+/// before the first). Otherwise `None`: it is closed and opened anew. Slots it was appended
+/// are the plan's (its address is derived from the plan's hash, and only the signer appends).
+fn resume_at(
+    open: &memzinc_verifier::accounts::Relocation,
+    opener: &Opener,
+    stores: &[Pubkey],
+    layout: &instructions::InParts,
+) -> Option<usize> {
+    let (state, start) = (&open.state, &opener.start);
+    let same = open.authority == opener.signer.to_bytes()
+        && open.policy == opener.policy.to_bytes()
+        && open.policy_revision == opener.revision
+        && open.per_store == layout.per_store
+        && open.store_count as usize == stores.len()
+        && open.stores.iter().zip(stores).all(|(a, b)| *a == b.to_bytes())
+        && (
+            state.target_id,
+            state.snapshot_root,
+            state.model_hash,
+            state.region_table_hash,
+            state.slot_count,
+        ) == (
+            start.target_id,
+            start.snapshot_root,
+            start.model_hash,
+            start.region_table_hash,
+            start.slot_count,
+        );
+    if !same {
+        return None;
+    }
+    if state.done {
+        return Some(layout.parts.len());
+    }
+    if state.next_address == start.next_address {
+        return Some(0);
+    }
+    layout
+        .parts
+        .iter()
+        .position(|p| p.hi == state.next_address)
+        .map(|i| i + 1)
+}
+
 /// The attestor's own error, when that is what a transaction failed with.
 fn attestor_error(e: &solana_transaction_error::TransactionError) -> Option<VerifyError> {
     use solana_instruction::error::InstructionError;
@@ -922,6 +1026,85 @@ mod tests {
         let c = read_cli_config(&path);
         assert_eq!(c.json_rpc_url.as_deref(), Some("http://127.0.0.1:9"));
         assert_eq!(c.keypair_path, Some(PathBuf::from("/k/id.json")));
+    }
+
+    /// A relocation an interrupted run left goes on after its checked parts only when it is the
+    /// one this run would open, stopped at one of this run's cuts.
+    #[test]
+    fn a_relocation_left_open_goes_on_only_if_it_is_this_runs() {
+        use memzinc_verifier::accounts::{Relocation, MAX_STORES};
+        use memzinc_verifier::plan::{Evidence, PatchPlan, StreamPart};
+        let empty = Submission {
+            plan: PatchPlan {
+                target_id: [1; 32],
+                snapshot_root: [2; 32],
+                model_hash: [3; 32],
+                regions: Vec::new(),
+                writes: Vec::new(),
+                slots: Vec::new(),
+            },
+            evidence: Evidence {
+                pages_root: [0; 32],
+                regions_root: [0; 32],
+                page_count: 0,
+                region_count: 0,
+                region_proofs: Vec::new(),
+                pages: Vec::new(),
+                symbols_root: [0; 32],
+                symbol_count: 0,
+                symbols: Vec::new(),
+            },
+        };
+        let layout = instructions::InParts {
+            store_count: 2,
+            per_store: 8,
+            appends: Vec::new(),
+            parts: [0x5000, 0x9000, u64::MAX]
+                .map(|hi| StreamPart {
+                    hi,
+                    estimate: Default::default(),
+                    submission: empty.clone(),
+                })
+                .to_vec(),
+        };
+        let stores = [Pubkey::new_unique(), Pubkey::new_unique()];
+        let start = StreamState::new([1; 32], [2; 32], [3; 32], [4; 32], 16);
+        let opener = Opener {
+            signer: Pubkey::new_unique(),
+            policy: Pubkey::new_unique(),
+            revision: 3,
+            start,
+        };
+        let mut store_keys = [[0; 32]; MAX_STORES];
+        store_keys[0] = stores[0].to_bytes();
+        store_keys[1] = stores[1].to_bytes();
+        let open = Relocation {
+            authority: opener.signer.to_bytes(),
+            policy: opener.policy.to_bytes(),
+            policy_revision: 3,
+            opened_slot: 7,
+            per_store: 8,
+            store_count: 2,
+            stores: store_keys,
+            state: start,
+        };
+        let at = |change: &dyn Fn(&mut Relocation)| {
+            let mut open = open;
+            change(&mut open);
+            resume_at(&open, &opener, &stores, &layout)
+        };
+        assert_eq!(at(&|_| {}), Some(0), "opened, nothing appended");
+        assert_eq!(at(&|o| o.state.appended = 9), Some(0), "half appended");
+        assert_eq!(at(&|o| o.state.next_address = 0x5000), Some(1));
+        assert_eq!(at(&|o| o.state.next_address = 0x9000), Some(2));
+        assert_eq!(at(&|o| o.state.done = true), Some(3), "every part checked");
+        assert_eq!(at(&|o| o.state.next_address = 0x7000), None, "not at a cut of this run");
+        assert_eq!(at(&|o| o.authority = [9; 32]), None, "another signer's");
+        assert_eq!(at(&|o| o.policy_revision = 4), None, "the policy changed since");
+        assert_eq!(at(&|o| o.per_store = 9), None, "stores of another size");
+        assert_eq!(at(&|o| o.stores.swap(0, 1)), None, "other stores");
+        assert_eq!(at(&|o| o.state.snapshot_root = [9; 32]), None, "another snapshot");
+        assert_eq!(at(&|o| o.state.slot_count = 17), None, "another table");
     }
 
     #[test]

@@ -44,8 +44,9 @@ impl Stage {
 }
 
 impl Client {
-    /// Uploads and checks every part of `open`, in order. Returns the upload transactions.
-    pub(super) fn check_parts(&self, open: &OpenRelocation) -> Result<usize> {
+    /// Uploads and checks the parts of `open` from `first` on, in order. Returns the upload
+    /// transactions.
+    pub(super) fn check_parts(&self, first: usize, open: &OpenRelocation) -> Result<usize> {
         let signer = self.authority();
         let labels: Vec<[u8; 32]> = open
             .layout
@@ -68,7 +69,7 @@ impl Client {
 
         let count = open.layout.parts.len();
         let mut window: VecDeque<Part> = VecDeque::with_capacity(PARTS_IN_FLIGHT);
-        let (mut next, mut uploads) = (0, 0);
+        let (mut next, mut uploads) = (first, 0);
         let mut pause = Backoff::new();
         while next < count || !window.is_empty() {
             while window.len() < PARTS_IN_FLIGHT && next < count {

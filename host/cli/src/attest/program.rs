@@ -419,6 +419,26 @@ impl InParts {
         })
     }
 
+    /// Checks the relocation in memory as the program will check it in these appends and
+    /// parts (`StreamedCheck`): every append, every part as its buffer will hold it, the
+    /// finish under `rules`. Returns the streamed plan hash.
+    pub fn check(
+        &self,
+        plan: &memzinc_verifier::plan::PatchPlan,
+        rules: &memzinc_verifier::wire::PolicyRules,
+        symbol_rules: &memzinc_verifier::wire::SymbolRules,
+    ) -> memzinc::base::Result<[u8; 32]> {
+        use memzinc::base::Sha2;
+        let mut check = memzinc_verifier::plan::StreamedCheck::open::<Sha2>(plan, self.per_store);
+        for append in &self.appends {
+            check.append::<Sha2>(append.first, &append.slots)?;
+        }
+        for (i, part) in self.parts.iter().enumerate() {
+            check.part::<Sha2>(rules, symbol_rules, &self.encoded_part(i)?, part.hi)?;
+        }
+        Ok(check.finish::<Sha2>(rules)?.0)
+    }
+
     /// Part `i`'s submission as a buffer holds it, refused if it does not fit one.
     pub fn encoded_part(&self, i: usize) -> memzinc::base::Result<Vec<u8>> {
         use memzinc_verifier::instruction::MAX_BUFFER_LEN;
