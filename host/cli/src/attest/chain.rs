@@ -944,8 +944,9 @@ struct Opener {
 
 /// The part to go on from with relocation `open`, which an interrupted run left: it must be
 /// the one `opener` would open (same signer, policy revision and plan: the state it was opened
-/// in), with `stores` of `layout`'s size, and stopped where one of `layout`'s parts ends (or
-/// before the first). Otherwise `None`: it is closed and opened anew. Slots it was appended
+/// in), with `stores` of `layout`'s size, its table appended up to one of `layout`'s appends
+/// (or whole), and stopped where one of `layout`'s parts ends (or before the first). Otherwise
+/// `None`: it is closed and opened anew. Slots it was appended
 /// are the plan's (its address is derived from the plan's hash, and only the signer appends).
 fn resume_at(
     open: &memzinc_verifier::accounts::Relocation,
@@ -973,7 +974,9 @@ fn resume_at(
             start.region_table_hash,
             start.slot_count,
         );
-    if !same {
+    let appended_at_a_cut =
+        state.appended == state.slot_count || layout.appends.iter().any(|a| a.first == state.appended);
+    if !same || !appended_at_a_cut {
         return None;
     }
     if state.done {
@@ -1058,7 +1061,14 @@ mod tests {
         let layout = instructions::InParts {
             store_count: 2,
             per_store: 8,
-            appends: Vec::new(),
+            appends: [0, 8]
+                .map(|first| instructions::SlotAppend {
+                    first,
+                    slots: Vec::new(),
+                    stores: 0..1,
+                })
+                .into_iter()
+                .collect(),
             parts: [0x5000, 0x9000, u64::MAX]
                 .map(|hi| StreamPart {
                     hi,
@@ -1094,7 +1104,12 @@ mod tests {
             resume_at(&open, &opener, &stores, &layout)
         };
         assert_eq!(at(&|_| {}), Some(0), "opened, nothing appended");
-        assert_eq!(at(&|o| o.state.appended = 9), Some(0), "half appended");
+        assert_eq!(at(&|o| o.state.appended = 8), Some(0), "half appended");
+        assert_eq!(
+            at(&|o| o.state.appended = 9),
+            None,
+            "appended where no append of this run starts"
+        );
         assert_eq!(at(&|o| o.state.next_address = 0x5000), Some(1));
         assert_eq!(at(&|o| o.state.next_address = 0x9000), Some(2));
         assert_eq!(at(&|o| o.state.done = true), Some(3), "every part checked");
