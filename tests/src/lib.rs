@@ -320,11 +320,29 @@ pub mod relocation {
         dense_submission_edited(target, n, per_page, len, |_| {})
     }
 
+    /// As [`dense_submission`], but the nodes are alike and unlinked (a pool of objects with the
+    /// same bytes, the head pointing at one): every node moves, yet no node's bytes change, so
+    /// the only write is the head's, at the highest address.
+    pub fn alike_submission(target: &str, n: u64, per_page: u64) -> Submission {
+        submission_of(target, n, per_page, 16, true, |_| {})
+    }
+
     fn dense_submission_edited(
         target: &str,
         n: u64,
         per_page: u64,
         len: u32,
+        edit: impl Fn(&mut Vec<Slot>),
+    ) -> Submission {
+        submission_of(target, n, per_page, len, false, edit)
+    }
+
+    fn submission_of(
+        target: &str,
+        n: u64,
+        per_page: u64,
+        len: u32,
+        alike: bool,
         edit: impl Fn(&mut Vec<Slot>),
     ) -> Submission {
         let stride = (u64::from(len) + 16).next_multiple_of(16).max(32);
@@ -341,8 +359,12 @@ pub mod relocation {
         let page_of = |k: u64| (5 * k + 1) % n;
         let mut words: BTreeMap<u64, u64> = BTreeMap::new();
         for k in 0..n {
-            words.insert(node(page_of(k)), 1000 + k);
-            words.insert(node(page_of(k)) + 8, if k + 1 < n { node(page_of(k + 1)) } else { 0 });
+            let (value, next) = match alike {
+                true => (1000, 0),
+                false => (1000 + k, if k + 1 < n { node(page_of(k + 1)) } else { 0 }),
+            };
+            words.insert(node(page_of(k)), value);
+            words.insert(node(page_of(k)) + 8, next);
             for j in 2..u64::from(len) / 8 {
                 words.insert(node(page_of(k)) + 8 * j, 2000 + k + j);
             }
@@ -416,6 +438,8 @@ pub mod relocation {
                         .collect(),
                 }
             })
+            // A slot whose bytes stay has no write (a plan writes no bytes it leaves alone).
+            .filter(|w| w.old != w.new)
             .collect();
         writes.push(Write {
             address: HEAD,

@@ -1475,6 +1475,34 @@ fn relocation_parts_are_cut_by_their_estimated_cost() {
     println!("{checked} parts measured within their estimates");
 }
 
+/// Alike objects moved among themselves keep their bytes, so their slots have no writes: a run
+/// of them is cut into parts of slots alone (the program takes a part without writes), each
+/// within the limit, where waiting for a write to cut at would make one part of them all.
+#[test]
+fn slots_whose_bytes_stay_are_cut_into_parts_of_their_own() {
+    let n = 1024;
+    let policy = allowing_moves(u32::MAX, u32::MAX, n as u32);
+    let mut e = env_with(&policy);
+    let s = relocation::alike_submission("alike", n, 120);
+    assert_eq!(s.plan.writes.len(), 1, "only the head is written");
+    let cost = e
+        .attest_in_parts(&s, 0, None, 1, |_, _| {})
+        .unwrap_or_else(|err| panic!("{n} alike objects: {err}"));
+    assert!(cost.parts.len() >= 3, "{cost:?}");
+    for &(cu, part) in &cost.parts {
+        assert!(
+            cu <= part.estimate(),
+            "a part cost {cu} CU, estimated {}",
+            part.estimate()
+        );
+    }
+    println!(
+        "{n} alike objects: {} parts, the costliest {} CU",
+        cost.parts.len(),
+        cost.most_part_cu()
+    );
+}
+
 /// The accounts of a relocation in parts: only a policy signer opens one, only its authority
 /// adds to it, its stores are fresh at the opening and given in order after (an append: the ones
 /// its slots land in), and its parts are

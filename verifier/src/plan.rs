@@ -150,8 +150,8 @@ impl PatchPlan {
     /// order: each part at most `max_len` bytes encoded (estimated from its pages, with proofs
     /// into a tree of `page_count` pages, and its writes), `max_slots` slots and an estimated
     /// `PART_CU_BUDGET` compute units, never cut inside a slot or a write, each with at least
-    /// one write (an empty plan is refused). Returns each part's end (the last is `u64::MAX`) and
-    /// what it is estimated to cost.
+    /// one write or slot (a part may be slots whose bytes stay, however many). Returns each
+    /// part's end (the last is `u64::MAX`) and what it is estimated to cost.
     pub fn stream_cuts(
         &self,
         max_len: usize,
@@ -185,7 +185,7 @@ impl PatchPlan {
         }
         items.sort_unstable();
         let mut cuts: Vec<(u64, PartCost)> = Vec::new();
-        let (mut len, mut writes) = (0usize, 0usize);
+        let (mut len, mut items_in_part) = (0usize, 0usize);
         let mut last_page: Option<u64> = None;
         for &(start, end, is_slot, has_write) in &items {
             // Saturating: the plan may be a forger's (empty or overflowing ranges), which the
@@ -212,26 +212,16 @@ impl PatchPlan {
                 (len, part)
             };
             let (with_len, with) = grown(len, &part, last_page);
-            if writes > 0 && (with_len > max_len || with.slots as usize > max_slots || with.estimate() > PART_CU_BUDGET)
+            // A part holds at least one item: a write, or a slot (its bytes may stay).
+            if items_in_part > 0
+                && (with_len > max_len || with.slots as usize > max_slots || with.estimate() > PART_CU_BUDGET)
             {
                 cuts.push((start, part));
-                (len, writes, last_page, part) = (0, 0, None, empty);
+                (len, items_in_part, last_page, part) = (0, 0, None, empty);
             }
             (len, part) = grown(len, &part, last_page);
-            writes += usize::from(has_write);
+            items_in_part += 1;
             last_page = Some(last);
-        }
-        // A last part of slots left alone joins the one before it.
-        if writes == 0 {
-            if let Some((_, before)) = cuts.pop() {
-                part = PartCost {
-                    pages: part.pages.saturating_add(before.pages),
-                    slots: part.slots + before.slots,
-                    slot_words: part.slot_words.saturating_add(before.slot_words),
-                    pointer_writes: part.pointer_writes + before.pointer_writes,
-                    ..part
-                };
-            }
         }
         cuts.push((u64::MAX, part));
         cuts
@@ -1488,11 +1478,11 @@ mod tests {
         assert!(checked > s.plan.slots.len(), "{checked} parts");
     }
 
-    /// Slots whose bytes do not change have no write; a part of only such slots would be an
-    /// empty plan, so no cut leaves one (found by the `relocation` fuzz target: a slot with a
-    /// write was cut from its write).
+    /// Slots whose bytes do not change have no write. A part may be only such slots (the
+    /// program takes it), so the slot cap holds for every part, and no part is empty; a slot is
+    /// never cut from its write (found by the `relocation` fuzz target).
     #[test]
-    fn every_part_of_a_relocation_holds_a_write() {
+    fn every_part_holds_a_write_or_a_slot_and_at_most_its_slots() {
         let slot = |address: u64, to: u32| Slot {
             address,
             len: 8,
@@ -1520,8 +1510,17 @@ mod tests {
             let mut lo = 0;
             for &hi in &cuts {
                 let part = plan.stream_part(lo, hi);
-                assert!(!part.writes.is_empty(), "{max_slots}: [{lo:x}, {hi:x}) of {cuts:x?}");
-                assert!(part.slots.len() <= max_slots.max(3), "{max_slots}: {cuts:x?}");
+                let why = || std::format!("{max_slots}: [{lo:x}, {hi:x}) of {cuts:x?}");
+                assert!(!part.writes.is_empty() || !part.slots.is_empty(), "{}", why());
+                assert!(part.slots.len() <= max_slots, "{}", why());
+                for s in &part.slots {
+                    let written = plan.writes.iter().any(|w| w.address == s.address);
+                    assert!(
+                        !written || part.writes.iter().any(|w| w.address == s.address),
+                        "{}",
+                        why()
+                    );
+                }
                 lo = hi;
             }
         }
@@ -1557,6 +1556,12 @@ mod tests {
         let mut few = moves(4);
         few.max_writes = 5;
         assert_eq!(stream(&good, &few, all), Err(VerifyError::PlanTooManyWrites));
+        // Parts may have no writes, but the relocation as a whole must write something, as any
+        // plan must.
+        let mut s = good.clone();
+        s.plan.writes.clear();
+        assert_eq!(s.verify::<Sha2>(&moves(4)), Err(VerifyError::EmptyPlan));
+        assert_eq!(stream(&s, &moves(4), all), Err(VerifyError::EmptyPlan));
     }
 
     /// An append writes only the stores its slots land in; a slot whose store is not given is

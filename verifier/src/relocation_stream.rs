@@ -27,7 +27,7 @@
 
 use crate::error::VerifyError;
 use crate::hash::{Hash, Sha256};
-use crate::rules::{check_evidence, check_plan, check_symbol_rules, ProvenWords};
+use crate::rules::{check_evidence, check_plan_writes, check_symbol_rules, ProvenWords};
 use crate::wire::{PolicyRules, Reader, Submission, SymbolRules};
 
 /// A slot as the table is appended: `address: u64, len: u32, to: u32` (`from` is `to`'s
@@ -438,7 +438,8 @@ fn slot_contributions<H: Sha256>(
 /// `[state.next_address, hi)`) and proves the pages of those writes and of every slot starting
 /// in that range; `hi == u64::MAX` makes it the last part. The submission is judged by the same
 /// `check_plan`, `check_evidence` and `check_symbol_rules` as any plan, with the totals left to
-/// [`finish`]; its writes are the moved slots' new bytes and pointers rewritten to the move.
+/// [`finish`], and it may have no writes (only slots whose bytes stay); its writes are the
+/// moved slots' new bytes and pointers rewritten to the move.
 pub fn check_part<H: Sha256>(
     state: &mut StreamState,
     rules: &PolicyRules,
@@ -465,7 +466,8 @@ pub fn check_part<H: Sha256>(
         max_writes: u32::MAX,
         ..*rules
     };
-    let totals = check_plan(&part_rules, &plan)?;
+    // A part may be only slots left alone: the cut between parts does not wait for a write.
+    let totals = check_plan_writes(&part_rules, &plan, false)?;
     check_evidence::<H>(&plan, &evidence)?;
     check_symbol_rules(symbol_rules, &plan, &evidence)?;
 
@@ -546,6 +548,9 @@ pub fn finish<H: Sha256>(
 ) -> Result<(Hash, crate::rules::PlanTotals), VerifyError> {
     if !state.done || state.next_slot != state.slot_count || state.appended != state.slot_count {
         return Err(VerifyError::RelocationUnfinished);
+    }
+    if state.write_count == 0 {
+        return Err(VerifyError::EmptyPlan);
     }
     if rules.max_moves == 0 {
         return Err(VerifyError::RelocationNotAllowed);

@@ -40,8 +40,19 @@ pub fn check_region_table(regions: impl Iterator<Item = Region>) -> Result<u32, 
 
 /// Checks a decoded plan against `rules`. Returns the totals the attestation records.
 pub fn check_plan(rules: &PolicyRules, args: &PlanView<'_>) -> Result<PlanTotals, VerifyError> {
+    check_plan_writes(rules, args, true)
+}
+
+/// [`check_plan`], where `need_a_write` says whether a plan without writes is refused: a part
+/// of a relocation checked in parts may hold only slots whose bytes stay as they are (the
+/// relocation as a whole still needs a write, `relocation_stream::finish`).
+pub(crate) fn check_plan_writes(
+    rules: &PolicyRules,
+    args: &PlanView<'_>,
+    need_a_write: bool,
+) -> Result<PlanTotals, VerifyError> {
     check_region_table(args.regions())?;
-    if args.write_count == 0 {
+    if need_a_write && args.write_count == 0 {
         return Err(VerifyError::EmptyPlan);
     }
     if args.write_count > rules.max_writes {
