@@ -1214,7 +1214,8 @@ fn append_slots(program_id: &Address, accounts: &mut [AccountView], args: &[u8])
 /// Args: `plan_hash` (the buffer's), `hi`.
 /// Who: the relocation's authority, under the policy at the revision it was opened at.
 /// Proves (`relocation_stream::check_part`): the part starts where the last one ended and holds
-/// only writes and slots inside `[lo, hi)`; its plan names the relocation's target, snapshot
+/// only writes and slots inside `[lo, hi)` (it may have no writes: slots whose bytes stay); its
+/// plan names the relocation's target, snapshot
 /// root, models and region table; its evidence proves every region and page against that root,
 /// its writes keep the policy's rules (limits on totals wait for the finish) and their old bytes
 /// are the proven ones; every pointer write outside a slot is a pointer moved; each slot's new
@@ -1259,7 +1260,7 @@ fn check_relocation_part(program_id: &Address, accounts: &mut [AccountView], arg
 /// Who: the relocation's authority, under the policy at the revision it was opened at.
 /// Proves (`relocation_stream::finish`): the parts reached every slot and the end of the address
 /// space, every record is balanced (each slot holds the object moved into it, every pointer
-/// moved), the totals keep the policy's limits; then records the relocation as `attest` records
+/// moved), the relocation writes something, the totals keep the policy's limits; then records the relocation as `attest` records
 /// a plan, under its streamed plan hash (`PatchPlan::streamed_plan_hash`), its snapshot root
 /// witnessed as for `attest` but as of the slot the relocation was opened at (its parts may take
 /// longer than the policy's `max_snapshot_age`).

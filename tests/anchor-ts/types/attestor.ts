@@ -162,7 +162,7 @@ export type Attestor = {
     {
       "name": "checkRelocationPart",
       "docs": [
-        "Who: the relocation's authority, under the policy at the revision it was opened at. Checks the part in the buffer (its writes and slots in [the last part's end, hi), proven against the snapshot root) and balances its slots into the records; closes the buffer. Remaining accounts: the relocation's stores in order, writable."
+        "Who: the relocation's authority, under the policy at the revision it was opened at. Checks the part in the buffer (its writes and slots in [the last part's end, hi), proven against the snapshot root; it may have no writes, only slots whose bytes stay) and balances its slots into the records; closes the buffer. Remaining accounts: the relocation's stores in order, writable."
       ],
       "discriminator": [
         79,
@@ -317,7 +317,7 @@ export type Attestor = {
     {
       "name": "finishRelocation",
       "docs": [
-        "Who: the relocation's authority, under the policy at the revision it was opened at. Every slot reached and balanced, the totals within the policy: records the relocation as attest records a plan, under its streamed plan hash, its snapshot root witnessed as of the slot the relocation was opened at; closes the relocation account. Remaining accounts: witnessed-snapshot records of its snapshot root."
+        "Who: the relocation's authority, under the policy at the revision it was opened at. Every slot reached and balanced, at least one write, the totals within the policy: records the relocation as attest records a plan, under its streamed plan hash, its snapshot root witnessed as of the slot the relocation was opened at; closes the relocation account. Remaining accounts: witnessed-snapshot records of its snapshot root."
       ],
       "discriminator": [
         159,
