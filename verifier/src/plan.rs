@@ -605,7 +605,7 @@ impl StreamedCheck {
     }
 
     /// `finish_relocation`'s check: every slot appended and checked, every record balanced,
-    /// the totals within `rules`. Returns the streamed plan hash and the totals.
+    /// at least one write, the totals within `rules`. Returns the streamed plan hash and the totals.
     pub fn finish<H: Sha256>(&self, rules: &PolicyRules) -> Result<(Hash, PlanTotals), VerifyError> {
         relocation_stream::finish::<H>(&self.state, rules)
     }
