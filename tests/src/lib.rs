@@ -304,20 +304,20 @@ pub mod relocation {
     /// As [`submission`], with the slots changed by `edit` before the writes are computed from
     /// them: a forger's plan whose bytes and pointers agree with its own slots.
     pub fn submission_edited(target: &str, n: u64, edit: impl Fn(&mut Vec<Slot>)) -> Submission {
-        dense_submission_edited(target, n, 1, 16, edit)
+        submission_of(target, n, 1, 16, false, edit)
     }
 
     /// As [`submission`], with `per_page` nodes to a page (at most 120), as a real heap packs
     /// them.
     pub fn dense_submission(target: &str, n: u64, per_page: u64) -> Submission {
-        dense_submission_edited(target, n, per_page, 16, |_| {})
+        submission_of(target, n, per_page, 16, false, |_| {})
     }
 
     /// As [`dense_submission`], with nodes of `len` bytes (a multiple of 8, at least 16): a
     /// value, the link, then `len / 8 - 2` more values; in chunks of `len + 16` bytes rounded
     /// up to 16, at least 32. At most 255 pages of nodes.
     pub fn sized_submission(target: &str, n: u64, per_page: u64, len: u32) -> Submission {
-        dense_submission_edited(target, n, per_page, len, |_| {})
+        submission_of(target, n, per_page, len, false, |_| {})
     }
 
     /// As [`dense_submission`], but the nodes are alike and unlinked (a pool of objects with the
@@ -327,16 +327,8 @@ pub mod relocation {
         submission_of(target, n, per_page, 16, true, |_| {})
     }
 
-    fn dense_submission_edited(
-        target: &str,
-        n: u64,
-        per_page: u64,
-        len: u32,
-        edit: impl Fn(&mut Vec<Slot>),
-    ) -> Submission {
-        submission_of(target, n, per_page, len, false, edit)
-    }
-
+    /// The relocation of `n` nodes of `len` bytes, `per_page` to a page, linked into a list
+    /// (or, `alike`, unlinked with the same bytes), its slots changed by `edit`.
     fn submission_of(
         target: &str,
         n: u64,

@@ -574,9 +574,9 @@ impl Client {
             drop(bytes);
             // Pre-checked as the program will check it: part by part.
             let layout = instructions::InParts::of(submission, in_parts.flatten())?;
-            layout.check(&submission.plan, rules, symbol_rules)?;
+            let plan_hash = layout.check(&submission.plan, rules, symbol_rules)?;
             model_hash_pinned()?;
-            return self.attest_in_parts(authority, &policy, submission, &layout);
+            return self.attest_in_parts(authority, &policy, submission, &layout, plan_hash);
         }
         let verdict = memzinc_verifier::rules::verify_submission::<Sha2>(rules, symbol_rules, &bytes)?.1;
         model_hash_pinned()?;
@@ -648,17 +648,18 @@ impl Client {
     /// slot table appended, each part uploaded into a buffer of its own and checked, then
     /// finished under its streamed plan hash. A relocation an interrupted run left open goes
     /// on where it stopped when it can ([`resume_at`]); else it is closed and started again.
+    /// `plan_hash`: its streamed plan hash, as the pre-check (`InParts::check`) found it.
     fn attest_in_parts(
         &self,
         authority: &Pubkey,
         policy: &Policy,
         submission: &Submission,
         layout: &instructions::InParts,
+        plan_hash: [u8; 32],
     ) -> Result<AttestOutcome> {
         use memzinc_verifier::accounts::Relocation;
         let signer = self.authority();
         let plan = &submission.plan;
-        let plan_hash = plan.streamed_plan_hash::<Sha2>();
         let target_id = plan.target_id;
         let policy_key = policy_address(&self.program_id, authority);
         let (chain_address, chain) = self.target_chain(&policy_key, &target_id)?;
@@ -706,8 +707,7 @@ impl Client {
                 )
             })
             .collect();
-        let mut upload_transactions = appends.len();
-        self.append_in_order(&relocation.pubkey(), &appends, n as u32)?;
+        let mut upload_transactions = self.append_in_order(&relocation.pubkey(), &appends, n as u32)?;
         tracing::info!(
             parts = layout.parts.len(),
             stores = store_count,
@@ -946,8 +946,8 @@ struct Opener {
 /// the one `opener` would open (same signer, policy revision and plan: the state it was opened
 /// in), with `stores` of `layout`'s size, its table appended up to one of `layout`'s appends
 /// (or whole), and stopped where one of `layout`'s parts ends (or before the first). Otherwise
-/// `None`: it is closed and opened anew. Slots it was appended
-/// are the plan's (its address is derived from the plan's hash, and only the signer appends).
+/// `None`: it is closed and opened anew. The slots already appended are the plan's: its address
+/// is derived from the plan's hash, and only the signer appends.
 fn resume_at(
     open: &memzinc_verifier::accounts::Relocation,
     opener: &Opener,

@@ -298,14 +298,16 @@ impl Client {
     /// The program takes an append only at the count (`SlotsNotNext` otherwise), so one that
     /// runs early or twice changes nothing. Those that did not land are sent again from where
     /// the count stopped; a launch refused because an earlier append has not run yet where the
-    /// node simulated it ends that round's sending.
+    /// node simulated it ends that round's sending. Returns how many appends the table still
+    /// needed (all of them, unless an interrupted run appended some).
     pub(super) fn append_in_order(
         &self,
         relocation: &Pubkey,
         appends: &[(u32, Instruction)],
         total: u32,
-    ) -> Result<()> {
+    ) -> Result<usize> {
         let mut state = self.relocation_state(relocation)?;
+        let needed = appends.iter().filter(|(first, _)| *first >= state.appended).count();
         let mut stalled = 0;
         while state.appended < total {
             let Some(from) = appends.iter().position(|(first, _)| *first == state.appended) else {
@@ -342,7 +344,7 @@ impl Client {
                 tracing::debug!("appending again from slot {} of {total}", state.appended);
             }
         }
-        Ok(())
+        Ok(needed)
     }
 
     fn relocation_state(&self, relocation: &Pubkey) -> Result<StreamState> {
